@@ -1,0 +1,198 @@
+// Package app is where Gatehouse is wired together: it parses the command
+// line, loads the configuration and runs the requested command. Each piece
+// of wiring is a small function (openStore, openState, newPublicHandler …)
+// so that the whole assembly can be read in one place.
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime/debug"
+
+	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/logging"
+)
+
+// version is set at build time with -ldflags "-X github.com/gatehouse/gatehouse/internal/app.version=v1.2.3".
+var version = ""
+
+// Env is the process environment, injected so tests can run commands in
+// process.
+type Env struct {
+	Args    []string
+	Getenv  func(string) string
+	Environ []string
+	Stdin   io.Reader
+	Stdout  io.Writer
+	Stderr  io.Writer
+}
+
+// Exit codes.
+const (
+	exitOK     = 0
+	exitError  = 1
+	exitUsage  = 2
+	exitConfig = 3
+)
+
+const usage = `Gatehouse: a self-hosted authentication server.
+
+Usage:
+  gatehouse [--config FILE] <command> [arguments]
+
+Commands:
+  serve                      run the server
+  migrate up|down|status     apply, roll back (one step) or list schema migrations
+  encryption-key generate    print a new key for GATEHOUSE_ENCRYPTION_KEYS
+  version                    print the version
+
+Global flags:
+  --config FILE   YAML (.yaml/.yml) or TOML (.toml) config file; also GATEHOUSE_CONFIG.
+                  Environment variables (GATEHOUSE_*) override the file.
+  --output text|json   output format of CLI commands (default text)
+
+Run "gatehouse <command> --help" for a command's flags.
+`
+
+// Run runs one command and returns the process exit code.
+func Run(ctx context.Context, env Env) int {
+	if env.Getenv == nil {
+		env.Getenv = func(string) string { return "" }
+	}
+	fs := flag.NewFlagSet("gatehouse", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	configFile := fs.String("config", env.Getenv("GATEHOUSE_CONFIG"), "config file")
+	output := fs.String("output", "text", "output format")
+	if err := fs.Parse(env.Args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(env.Stdout, usage)
+			return exitOK
+		}
+		fmt.Fprintf(env.Stderr, "gatehouse: %v\n\n%s", err, usage)
+		return exitUsage
+	}
+	args := fs.Args()
+	if len(args) == 0 {
+		fmt.Fprint(env.Stderr, usage)
+		return exitUsage
+	}
+	c := &cli{env: env, configFile: *configFile, output: *output}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		return c.serve(ctx, rest)
+	case "migrate":
+		return c.migrate(ctx, rest)
+	case "encryption-key":
+		return c.encryptionKey(rest)
+	case "version", "--version":
+		return c.version()
+	case "help", "-h":
+		fmt.Fprint(env.Stdout, usage)
+		return exitOK
+	default:
+		fmt.Fprintf(env.Stderr, "gatehouse: unknown command %q\n\n%s", cmd, usage)
+		return exitUsage
+	}
+}
+
+// cli carries what every command needs.
+type cli struct {
+	env        Env
+	configFile string
+	output     string
+}
+
+// flags parses a command's own flags; --config and --output are accepted
+// after the command name too.
+func (c *cli) flags(name string, args []string, define func(fs *flag.FlagSet)) (*flag.FlagSet, bool) {
+	fs := flag.NewFlagSet("gatehouse "+name, flag.ContinueOnError)
+	fs.SetOutput(c.env.Stderr)
+	fs.StringVar(&c.configFile, "config", c.configFile, "YAML or TOML config file")
+	fs.StringVar(&c.output, "output", c.output, "output format: text or json")
+	if define != nil {
+		define(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, false
+	}
+	if c.output != "text" && c.output != "json" {
+		fmt.Fprintf(c.env.Stderr, "gatehouse %s: --output must be text or json\n", name)
+		return nil, false
+	}
+	return fs, true
+}
+
+// load reads and validates the configuration, printing one line per
+// problem to stderr.
+func (c *cli) load() (*config.Config, *slog.Logger, bool) {
+	cfg, warnings, err := config.Load(config.Source{File: c.configFile, Getenv: c.env.Getenv, Environ: c.env.Environ})
+	if err != nil {
+		var cerr *config.Error
+		if errors.As(err, &cerr) {
+			fmt.Fprintln(c.env.Stderr, "gatehouse: invalid configuration:")
+			for _, p := range cerr.Problems {
+				fmt.Fprintln(c.env.Stderr, "  "+p)
+			}
+		} else {
+			fmt.Fprintf(c.env.Stderr, "gatehouse: %v\n", err)
+		}
+		return nil, nil, false
+	}
+	level := cfg.LogLevel
+	if cfg.Debug {
+		level = "debug"
+	}
+	log := logging.New(c.env.Stderr, level, cfg.LogFormat)
+	for _, w := range warnings {
+		log.Warn(w)
+	}
+	return cfg, log, true
+}
+
+func (c *cli) version() int {
+	v := versionString()
+	if c.output == "json" {
+		fmt.Fprintf(c.env.Stdout, "{\"version\":%q}\n", v)
+		return exitOK
+	}
+	fmt.Fprintln(c.env.Stdout, "gatehouse "+v)
+	return exitOK
+}
+
+// versionString is the -ldflags version, else the module version or VCS
+// revision recorded by the Go toolchain.
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "devel"
+	}
+	if v := info.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	var rev, dirty string
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = "-dirty"
+			}
+		}
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if rev == "" {
+		return "devel"
+	}
+	return "devel-" + rev + dirty
+}

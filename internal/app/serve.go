@@ -1,0 +1,157 @@
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+
+	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/jobs"
+)
+
+func (c *cli) serve(ctx context.Context, args []string) int {
+	if _, ok := c.flags("serve", args, nil); !ok {
+		return exitUsage
+	}
+	cfg, log, ok := c.load()
+	if !ok {
+		return exitConfig
+	}
+	if err := runServer(ctx, cfg, log, nil); err != nil {
+		log.Error("gatehouse stopped with an error", "error", err.Error())
+		return exitError
+	}
+	return exitOK
+}
+
+// listening is called by runServer once both listeners are bound, with
+// their addresses; tests use it to find ports chosen by the kernel.
+type listening func(public, admin net.Addr)
+
+// runServer runs Gatehouse until ctx is cancelled (SIGTERM or SIGINT), then
+// shuts down gracefully: the listeners stop accepting, in-flight requests
+// finish, the job queue stops taking jobs and lets running ones finish, and
+// connections are closed. It returns nil after a clean shutdown.
+func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, ready listening) error {
+	keys, err := loadKeyring(cfg, log)
+	if err != nil {
+		return err
+	}
+	db, err := openDatabase(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if cfg.AutoMigrateEnabled() {
+		if err := migrateUp(ctx, db, log); err != nil {
+			return err
+		}
+	}
+	state, err := openState(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer state.Close()
+
+	workers := newWorkers()
+	queue, err := db.newQueue(workers, jobs.Config{MaxWorkers: cfg.JobsMaxWorkers, Logger: log})
+	if err != nil {
+		return fmt.Errorf("job queue: %w", err)
+	}
+
+	reg := newRegistry(db.store, queue, log)
+	deps := &deps{cfg: cfg, log: log, db: db, state: state, keys: keys, queue: queue, reg: reg}
+	public, err := newPublicHandler(deps)
+	if err != nil {
+		return err
+	}
+	admin := newAdminHandler(deps)
+
+	publicLn, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("GATEHOUSE_HTTP_ADDR: cannot listen on %s: %w", cfg.HTTPAddr, err)
+	}
+	adminLn, err := net.Listen("tcp", cfg.AdminAddr)
+	if err != nil {
+		publicLn.Close()
+		return fmt.Errorf("GATEHOUSE_ADMIN_ADDR: cannot listen on %s: %w", cfg.AdminAddr, err)
+	}
+	if cfg.TLS() {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			publicLn.Close()
+			adminLn.Close()
+			return fmt.Errorf("GATEHOUSE_TLS_CERT_FILE: %w", err)
+		}
+		publicLn = tls.NewListener(publicLn, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}})
+	}
+
+	// Jobs run on a context that SIGTERM does not cancel: Stop below lets
+	// running jobs finish instead.
+	if workers != nil {
+		if err := queue.Start(context.WithoutCancel(ctx)); err != nil {
+			publicLn.Close()
+			adminLn.Close()
+			return fmt.Errorf("job queue: %w", err)
+		}
+	} else {
+		log.Info("no job workers registered yet; the job queue only accepts jobs")
+	}
+
+	servers := []*http.Server{newHTTPServer(cfg, public, log), newHTTPServer(cfg, admin, log)}
+	errc := make(chan error, 2)
+	for i, ln := range []net.Listener{publicLn, adminLn} {
+		go func() {
+			if err := servers[i].Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+	}
+	log.Info("gatehouse started",
+		"version", versionString(), "env", cfg.Env,
+		"http_addr", publicLn.Addr().String(), "admin_addr", adminLn.Addr().String(),
+		"database", db.store.Dialect(), "state", state.backend, "tls", cfg.TLS())
+	if ready != nil {
+		ready(publicLn.Addr(), adminLn.Addr())
+	}
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
+	case serveErr = <-errc:
+		log.Error("listener failed; shutting down", "error", serveErr.Error())
+	}
+
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	for _, s := range servers {
+		if err := s.Shutdown(sctx); err != nil {
+			log.Warn("HTTP shutdown did not finish in time", "error", err.Error())
+			s.Close()
+		}
+	}
+	if workers != nil {
+		if err := queue.Stop(sctx); err != nil {
+			log.Warn("job queue did not stop cleanly", "error", err.Error())
+		}
+	}
+	log.Info("gatehouse stopped")
+	return serveErr
+}
+
+func newHTTPServer(cfg *config.Config, h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}

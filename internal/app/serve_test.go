@@ -1,0 +1,347 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+
+	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/logging"
+	"github.com/gatehouse/gatehouse/internal/testenv"
+)
+
+// server is a Gatehouse running in process on ports chosen by the kernel.
+type server struct {
+	public, admin string // base URLs
+	logs          *syncBuffer
+	stop          func() error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func testConfig(t *testing.T, env map[string]string) *config.Config {
+	t.Helper()
+	base := map[string]string{
+		"GATEHOUSE_ENV":        "test",
+		"GATEHOUSE_HTTP_ADDR":  "127.0.0.1:0",
+		"GATEHOUSE_ADMIN_ADDR": "127.0.0.1:0",
+		"GATEHOUSE_DATA_DIR":   t.TempDir(),
+	}
+	for k, v := range env {
+		base[k] = v
+	}
+	cfg, _, err := config.Load(config.Source{Getenv: func(k string) string { return base[k] }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func startServer(t *testing.T, cfg *config.Config) *server {
+	t.Helper()
+	logs := &syncBuffer{}
+	log := logging.New(logs, "debug", "json")
+	ctx, cancel := context.WithCancel(context.Background())
+	addrs := make(chan [2]net.Addr, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- runServer(ctx, cfg, log, func(p, a net.Addr) { addrs <- [2]net.Addr{p, a} })
+	}()
+	var s *server
+	select {
+	case a := <-addrs:
+		s = &server{public: "http://" + a[0].String(), admin: "http://" + a[1].String(), logs: logs}
+	case err := <-done:
+		cancel()
+		t.Fatalf("server did not start: %v\n%s", err, logs)
+	case <-time.After(60 * time.Second):
+		cancel()
+		t.Fatalf("server did not start in time\n%s", logs)
+	}
+	var once sync.Once
+	var stopErr error
+	s.stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case stopErr = <-done:
+			case <-time.After(10 * time.Second):
+				t.Errorf("server did not stop in time")
+			}
+		})
+		return stopErr
+	}
+	t.Cleanup(func() {
+		if err := s.stop(); err != nil {
+			t.Errorf("server stopped with error: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("server logs:\n%s", logs)
+		}
+	})
+	return s
+}
+
+func get(t *testing.T, url string, header ...string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	return do(t, req)
+}
+
+func do(t *testing.T, req *http.Request) (*http.Response, []byte) {
+	t.Helper()
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res, body
+}
+
+func getReadiness(t *testing.T, s *server) (int, map[string]any) {
+	t.Helper()
+	res, body := get(t, s.public+"/readyz")
+	var out map[string]any
+	if err := json.Unmarshal(body, &out); err != nil {
+		t.Fatalf("readyz body %q: %v", body, err)
+	}
+	return res.StatusCode, out
+}
+
+func checkStatus(body map[string]any, name string) string {
+	checks, _ := body["checks"].(map[string]any)
+	c, _ := checks[name].(map[string]any)
+	s, _ := c["status"].(string)
+	return s
+}
+
+// exerciseServer is the foundation's black-box contract, run against every
+// backend combination.
+func exerciseServer(t *testing.T, s *server, wantDB, wantState string) {
+	t.Run("health", func(t *testing.T) {
+		for _, p := range []string{"/healthz", "/livez"} {
+			if res, body := get(t, s.public+p); res.StatusCode != 200 {
+				t.Errorf("%s = %d %s", p, res.StatusCode, body)
+			}
+		}
+		code, body := getReadiness(t, s)
+		if code != 200 || checkStatus(body, "database") != "ok" || checkStatus(body, "redis") != "ok" {
+			t.Errorf("readyz = %d %v", code, body)
+		}
+		checks := body["checks"].(map[string]any)
+		if b := checks["database"].(map[string]any)["backend"]; b != wantDB {
+			t.Errorf("database backend = %v, want %s", b, wantDB)
+		}
+		if b := checks["redis"].(map[string]any)["backend"]; b != wantState {
+			t.Errorf("state backend = %v, want %s", b, wantState)
+		}
+	})
+
+	t.Run("openapi", func(t *testing.T) {
+		res, body := get(t, s.public+"/openapi.json")
+		if res.StatusCode != 200 || !strings.HasPrefix(res.Header.Get("Content-Type"), "application/json") {
+			t.Fatalf("openapi.json = %d %s", res.StatusCode, res.Header.Get("Content-Type"))
+		}
+		doc, err := openapi3.NewLoader().LoadFromData(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if doc.OpenAPIMajorMinor() != "3.1" {
+			t.Errorf("openapi = %q, want 3.1.x", doc.OpenAPI)
+		}
+		if err := doc.Validate(context.Background()); err != nil {
+			t.Errorf("served document is invalid: %v", err)
+		}
+	})
+
+	t.Run("docs", func(t *testing.T) {
+		res, body := get(t, s.public+"/docs")
+		if res.StatusCode != 200 || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/html") {
+			t.Fatalf("/docs = %d %s", res.StatusCode, res.Header.Get("Content-Type"))
+		}
+		if strings.Contains(string(body), "https://") || strings.Contains(string(body), "http://") {
+			t.Errorf("/docs references external URLs")
+		}
+		if csp := res.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") {
+			t.Errorf("/docs CSP = %q", csp)
+		}
+	})
+
+	t.Run("problems", func(t *testing.T) {
+		res, body := get(t, s.public+"/no/such/route", "X-Request-ID", "black-box-1")
+		if res.StatusCode != 404 || res.Header.Get("Content-Type") != "application/problem+json" {
+			t.Fatalf("unknown route = %d %s", res.StatusCode, res.Header.Get("Content-Type"))
+		}
+		var p map[string]any
+		json.Unmarshal(body, &p)
+		if p["code"] != "not_found" || p["status"] != float64(404) {
+			t.Errorf("problem = %s", body)
+		}
+		if got := res.Header.Get("X-Request-ID"); got != "black-box-1" {
+			t.Errorf("X-Request-ID = %q", got)
+		}
+		if !strings.Contains(s.logs.String(), `"request_id":"black-box-1"`) {
+			t.Errorf("request ID not in the access log")
+		}
+		if res.Header.Get("X-Content-Type-Options") != "nosniff" || res.Header.Get("X-Frame-Options") != "DENY" {
+			t.Errorf("security headers missing: %v", res.Header)
+		}
+	})
+
+	t.Run("metrics", func(t *testing.T) {
+		res, body := get(t, s.admin+"/metrics")
+		if res.StatusCode != 200 {
+			t.Fatalf("/metrics = %d", res.StatusCode)
+		}
+		for _, want := range []string{
+			`gatehouse_http_requests_total{method="GET",route="/healthz",status="200"}`,
+			`gatehouse_http_request_duration_seconds_bucket{method="GET",route="/readyz",status="200"`,
+			"gatehouse_db_pool_open_connections",
+			"gatehouse_jobs_stats_up 1",
+			"go_goroutines",
+		} {
+			if !strings.Contains(string(body), want) {
+				t.Errorf("/metrics lacks %s", want)
+			}
+		}
+		if res, _ := get(t, s.public+"/metrics"); res.StatusCode != 404 {
+			t.Errorf("/metrics on the public listener = %d, want 404", res.StatusCode)
+		}
+	})
+}
+
+func TestServeEmbedded(t *testing.T) {
+	s := startServer(t, testConfig(t, nil))
+	exerciseServer(t, s, "sqlite", "memory")
+	if err := s.stop(); err != nil {
+		t.Fatalf("graceful stop: %v", err)
+	}
+}
+
+func TestServePostgresRedis(t *testing.T) {
+	dbURL := testenv.PostgresURL(t)
+	redisURL, prefix := testenv.Redis(t)
+	s := startServer(t, testConfig(t, map[string]string{
+		"GATEHOUSE_DATABASE_URL":     dbURL,
+		"GATEHOUSE_REDIS_URL":        redisURL,
+		"GATEHOUSE_REDIS_KEY_PREFIX": prefix,
+	}))
+	exerciseServer(t, s, "postgres", "redis")
+}
+
+// TestReadinessFollowsDatabase puts a TCP proxy between Gatehouse and
+// PostgreSQL, cuts it to simulate the database going away, and restores it:
+// /readyz must turn 503 naming the database, then 200 again without a
+// restart.
+func TestReadinessFollowsDatabase(t *testing.T) {
+	dbURL := testenv.PostgresURL(t)
+	p := newProxy(t, hostOf(t, dbURL))
+	s := startServer(t, testConfig(t, map[string]string{
+		"GATEHOUSE_DATABASE_URL":       strings.Replace(dbURL, hostOf(t, dbURL), p.addr(), 1),
+		"GATEHOUSE_DATABASE_MIN_CONNS": "0",
+	}))
+	if code, body := getReadiness(t, s); code != 200 {
+		t.Fatalf("readyz before = %d %v", code, body)
+	}
+	p.cut()
+	code, body := getReadiness(t, s)
+	if code != 503 || checkStatus(body, "database") != "unavailable" || checkStatus(body, "redis") != "ok" {
+		t.Fatalf("readyz with the database gone = %d %v", code, body)
+	}
+	p.restore()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, body = getReadiness(t, s)
+		if code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("readyz did not recover: %d %v", code, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
+	cfg := testConfig(t, nil)
+	log := logging.New(io.Discard, "error", "json")
+	ctx := context.Background()
+	db, err := openDatabase(ctx, cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	st, err := openState(ctx, cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	rt, err := newRouter(&deps{cfg: cfg, log: log, db: db, state: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := specJSON(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := openapi3.NewLoader().LoadFromData(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := doc.Validate(ctx); err != nil {
+		t.Fatalf("api/openapi.yaml is invalid: %v", err)
+	}
+	registered := map[string]bool{}
+	for _, r := range rt.Routes() {
+		if !r.Documented {
+			continue
+		}
+		key := r.Method + " " + r.Path
+		registered[key] = true
+		item := doc.Paths.Find(r.Path)
+		if item == nil || item.GetOperation(r.Method) == nil {
+			t.Errorf("route %s is not in api/openapi.yaml", key)
+		}
+	}
+	for path, item := range doc.Paths.Map() {
+		for method := range item.Operations() {
+			if !registered[method+" "+path] {
+				t.Errorf("api/openapi.yaml documents %s %s, which no handler serves", method, path)
+			}
+		}
+	}
+}

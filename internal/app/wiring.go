@@ -1,0 +1,251 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"io"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/riverqueue/river"
+
+	"github.com/gatehouse/gatehouse/api"
+	"github.com/gatehouse/gatehouse/internal/apidocs"
+	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/httpapi"
+	"github.com/gatehouse/gatehouse/internal/jobs"
+	"github.com/gatehouse/gatehouse/internal/kv"
+	"github.com/gatehouse/gatehouse/internal/kv/memory"
+	rediskv "github.com/gatehouse/gatehouse/internal/kv/redis"
+	"github.com/gatehouse/gatehouse/internal/ratelimit"
+	"github.com/gatehouse/gatehouse/internal/secret"
+	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/internal/store/postgres"
+	"github.com/gatehouse/gatehouse/internal/store/sqlite"
+)
+
+// deps is everything the HTTP handlers are built from.
+type deps struct {
+	cfg   *config.Config
+	log   *slog.Logger
+	db    *database
+	state *state
+	keys  *secret.Keyring
+	queue *jobs.Queue
+	reg   *prometheus.Registry
+}
+
+// database is the opened relational store plus what the job queue needs
+// from the same database.
+type database struct {
+	store    store.Store
+	newQueue func(workers *river.Workers, cfg jobs.Config) (*jobs.Queue, error)
+}
+
+func (d *database) Close() error { return d.store.Close() }
+
+// openDatabase opens PostgreSQL when GATEHOUSE_DATABASE_URL is set, else the
+// embedded SQLite file in the data dir.
+func openDatabase(ctx context.Context, cfg *config.Config, log *slog.Logger) (*database, error) {
+	if cfg.DatabaseURL != "" {
+		pg, err := postgres.Open(ctx, postgres.Config{
+			URL:             cfg.DatabaseURL,
+			ReplicaURLs:     cfg.DatabaseReplicaURLs,
+			MaxConns:        int32(cfg.DatabaseMaxConns),
+			MinConns:        int32(cfg.DatabaseMinConns),
+			MaxConnLifetime: cfg.DatabaseMaxConnLifetime,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("GATEHOUSE_DATABASE_URL: %w", err)
+		}
+		return &database{store: pg, newQueue: func(w *river.Workers, c jobs.Config) (*jobs.Queue, error) {
+			return jobs.NewPostgres(pg.Pool(), w, c)
+		}}, nil
+	}
+	lite, err := sqlite.Open(ctx, sqlite.Config{Path: cfg.SQLitePath()})
+	if err != nil {
+		return nil, fmt.Errorf("embedded database %s: %w", cfg.SQLitePath(), err)
+	}
+	log.Info("using the embedded SQLite database", "path", cfg.SQLitePath())
+	return &database{store: lite, newQueue: func(w *river.Workers, c jobs.Config) (*jobs.Queue, error) {
+		return jobs.NewSQLite(lite.Writer(), w, c)
+	}}, nil
+}
+
+// migrateUp applies Gatehouse's migrations, then River's.
+func migrateUp(ctx context.Context, db *database, log *slog.Logger) error {
+	applied, err := db.store.Migrator().Up(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate up: %w", err)
+	}
+	for _, m := range applied {
+		log.Info("applied migration", "version", m.Version, "name", m.Name)
+	}
+	q, err := db.newQueue(nil, jobs.Config{Logger: log})
+	if err != nil {
+		return fmt.Errorf("migrate up: job queue: %w", err)
+	}
+	if err := q.Migrate(ctx); err != nil {
+		return fmt.Errorf("migrate up: %w", err)
+	}
+	return nil
+}
+
+// state is the ephemeral store and the rate limiter, both on Redis or both
+// in process.
+type state struct {
+	kv      kv.Store
+	limiter ratelimit.Limiter
+	backend string // "redis" or "memory"
+	client  io.Closer
+}
+
+// Close ends subscriptions and, with Redis, closes the shared client.
+func (s *state) Close() error {
+	err := s.kv.Close()
+	if s.client != nil {
+		err = errors.Join(err, s.client.Close())
+	}
+	return err
+}
+
+// openState connects to Redis when GATEHOUSE_REDIS_URL is set, else keeps
+// state in process (valid for a single node only).
+func openState(ctx context.Context, cfg *config.Config, log *slog.Logger) (*state, error) {
+	if cfg.RedisURL == "" {
+		log.Info("using in-process ephemeral state; set GATEHOUSE_REDIS_URL to run more than one node")
+		return &state{kv: memory.New(time.Now), limiter: ratelimit.NewMemory(time.Now), backend: "memory"}, nil
+	}
+	client, err := rediskv.NewClient(rediskv.Options{
+		URL:        cfg.RedisURL,
+		Addrs:      cfg.RedisAddrs,
+		Cluster:    cfg.RedisCluster,
+		MasterName: cfg.RedisMasterName,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("GATEHOUSE_REDIS_URL: %w", err)
+	}
+	return &state{
+		kv:      rediskv.New(client, cfg.RedisKeyPrefix),
+		limiter: ratelimit.NewRedis(client, cfg.RedisKeyPrefix),
+		backend: "redis",
+		client:  client,
+	}, nil
+}
+
+// loadKeyring parses GATEHOUSE_ENCRYPTION_KEYS or, outside production,
+// generates a key into the data dir.
+func loadKeyring(cfg *config.Config, log *slog.Logger) (*secret.Keyring, error) {
+	keys := cfg.EncryptionKeys
+	if keys == "" {
+		s, created, err := secret.LoadOrCreateDevKey(cfg.DataDir)
+		if err != nil {
+			return nil, fmt.Errorf("GATEHOUSE_ENCRYPTION_KEYS is empty and no development key could be made in %s: %w", cfg.DataDir, err)
+		}
+		if created {
+			log.Warn("generated a development encryption key; set GATEHOUSE_ENCRYPTION_KEYS in production", "file", cfg.DataDir+"/encryption.key")
+		} else {
+			log.Warn("using the development encryption key from the data dir; set GATEHOUSE_ENCRYPTION_KEYS in production", "file", cfg.DataDir+"/encryption.key")
+		}
+		keys = s
+	}
+	kr, err := secret.ParseKeys(keys)
+	if err != nil {
+		return nil, fmt.Errorf("GATEHOUSE_ENCRYPTION_KEYS: %w", err)
+	}
+	return kr, nil
+}
+
+// newWorkers registers every background job worker. Domain packages add
+// theirs here as they arrive. It returns nil while there are none: River
+// refuses to work an empty bundle, and the queue is then insert-only.
+func newWorkers() *river.Workers {
+	return nil
+}
+
+// readiness lists the checks behind /readyz.
+func readiness(d *deps) *httpapi.Health {
+	return &httpapi.Health{Log: d.log, Checks: []httpapi.Check{
+		{Name: "database", Backend: d.db.store.Dialect(), Ping: d.db.store.Ping},
+		{Name: "redis", Backend: d.state.backend, Ping: d.state.kv.Ping},
+	}}
+}
+
+// newRouter mounts every public route. This is the one place features are
+// wired in.
+func newRouter(d *deps) (*httpapi.Router, error) {
+	rt := httpapi.NewRouter(httpapi.ErrorWriter{Log: d.log})
+	readiness(d).Routes(rt)
+	spec, err := specJSON(d.cfg)
+	if err != nil {
+		return nil, err
+	}
+	rt.Handle("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) error {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-cache")
+		_, err := w.Write(spec)
+		return err
+	})
+	// The docs handler sets its own Content-Security-Policy and caching.
+	docs := apidocs.Handler("/openapi.json")
+	rt.HandleHTTP("GET /docs", docs)
+	rt.HandleUndocumented("GET /docs/", docs)
+	return rt, nil
+}
+
+// specJSON is the OpenAPI document served at /openapi.json.
+func specJSON(cfg *config.Config) ([]byte, error) { return api.JSON(cfg.Issuer) }
+
+// newPublicHandler is the public API with its middleware chain, outermost
+// first.
+func newPublicHandler(d *deps) (http.Handler, error) {
+	rt, err := newRouter(d)
+	if err != nil {
+		return nil, err
+	}
+	ips, err := httpapi.NewClientIPResolver(d.cfg.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("GATEHOUSE_TRUSTED_PROXIES: %w", err)
+	}
+	return httpapi.Chain(rt,
+		httpapi.RequestID(),
+		httpapi.Observe(d.log, httpapi.NewMetrics(d.reg), ips),
+		httpapi.Recover(d.log),
+		httpapi.SecurityHeaders(d.cfg.TLS() || d.cfg.Env == config.EnvProduction),
+		httpapi.CORS(d.cfg.CORSAllowedOrigins),
+		httpapi.BodyLimit(d.cfg.MaxBodyBytes),
+	), nil
+}
+
+// newAdminHandler serves /metrics and the health checks on the admin
+// listener.
+func newAdminHandler(d *deps) http.Handler {
+	rt := httpapi.NewRouter(httpapi.ErrorWriter{Log: d.log})
+	readiness(d).Routes(rt)
+	rt.HandleHTTP("GET /metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelWarn)}))
+	return httpapi.Chain(rt, httpapi.RequestID(), httpapi.Recover(d.log), httpapi.SecurityHeaders(false))
+}
+
+// newRegistry builds the Prometheus registry: Go runtime and process
+// figures, build info, database pool and job queue gauges. HTTP metrics are
+// added by newPublicHandler.
+func newRegistry(st store.Store, q *jobs.Queue, log *slog.Logger) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "gatehouse_build_info",
+			Help:        "Build information; always 1.",
+			ConstLabels: prometheus.Labels{"version": versionString(), "database": st.Dialect()},
+		}, func() float64 { return 1 }),
+		&poolCollector{store: st},
+		&jobsCollector{queue: q, log: log},
+	)
+	return reg
+}

@@ -1,0 +1,385 @@
+// Package config loads Gatehouse's settings into one typed struct.
+//
+// Order of precedence, lowest first: built-in defaults, an optional config
+// file (YAML or TOML, chosen by extension), GATEHOUSE_* environment
+// variables, and GATEHOUSE_*_FILE variables that name a file holding the
+// value (for secrets mounted by an orchestrator). Every problem is reported
+// at once, one line per setting, naming the environment variable.
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Prefix is put in front of every setting's environment variable name.
+const Prefix = "GATEHOUSE_"
+
+// Profiles.
+const (
+	EnvDevelopment = "development"
+	EnvTest        = "test"
+	EnvProduction  = "production"
+)
+
+// Config holds every setting. Field tags:
+//
+//	env:     the variable name after GATEHOUSE_ (the file key is its lower-case form)
+//	default: the default value, in the same syntax as the variable
+//	doc:     one line for the README's configuration table
+//	secret:  never printed
+type Config struct {
+	Env string `env:"ENV" default:"development" doc:"Profile: development, test or production. Production refuses insecure settings."`
+
+	HTTPAddr  string `env:"HTTP_ADDR" default:":8080" doc:"Listen address of the public API (host:port)."`
+	AdminAddr string `env:"ADMIN_ADDR" default:"127.0.0.1:9090" doc:"Listen address of the admin listener serving /metrics and health checks; keep it private."`
+	DataDir   string `env:"DATA_DIR" default:"./data" doc:"Directory for the embedded SQLite database, the development encryption key and other local files."`
+	Issuer    string `env:"ISSUER" default:"http://localhost:8080" doc:"Public base URL of this server; https required in production unless localhost."`
+
+	DatabaseURL             string        `env:"DATABASE_URL" secret:"true" doc:"PostgreSQL URL (postgres://…). Empty: an SQLite file inside the data dir."`
+	DatabaseReplicaURLs     []string      `env:"DATABASE_REPLICA_URLS" secret:"true" doc:"Comma-separated PostgreSQL read replica URLs for read-only queries."`
+	DatabaseMaxConns        int           `env:"DATABASE_MAX_CONNS" default:"20" doc:"Maximum PostgreSQL connections per pool."`
+	DatabaseMinConns        int           `env:"DATABASE_MIN_CONNS" default:"2" doc:"Connections the PostgreSQL pool keeps open when idle."`
+	DatabaseMaxConnLifetime time.Duration `env:"DATABASE_MAX_CONN_LIFETIME" default:"1h" doc:"Maximum lifetime of a PostgreSQL connection."`
+	AutoMigrate             string        `env:"AUTO_MIGRATE" default:"" doc:"Apply migrations when serve starts: true or false. Empty: true in development and test, false in production."`
+
+	RedisURL        string `env:"REDIS_URL" secret:"true" doc:"Redis URL (redis:// or rediss://). Empty: ephemeral state is kept in process (single node only)."`
+	RedisAddrs      []string `env:"REDIS_ADDRS" doc:"Extra Redis host:port addresses, for cluster or sentinel deployments."`
+	RedisMasterName string `env:"REDIS_MASTER_NAME" doc:"Sentinel master name; set it to talk to Redis through Sentinel."`
+	RedisCluster    bool   `env:"REDIS_CLUSTER" default:"false" doc:"Talk to a Redis Cluster."`
+	RedisKeyPrefix  string `env:"REDIS_KEY_PREFIX" default:"gatehouse:" doc:"Prefix of every Redis key and channel Gatehouse uses."`
+
+	EncryptionKeys string `env:"ENCRYPTION_KEYS" secret:"true" doc:"Keys for secrets at rest: comma-separated <key-id>:<base64 of 32 bytes>; the first encrypts, all decrypt. Required in production; generated into the data dir in development."`
+
+	LogLevel  string `env:"LOG_LEVEL" default:"info" doc:"debug, info, warn or error."`
+	LogFormat string `env:"LOG_FORMAT" default:"json" doc:"json or text."`
+	Debug     bool   `env:"DEBUG" default:"false" doc:"Debug mode (verbose errors in logs, debug logging); refused in production."`
+
+	CORSAllowedOrigins []string      `env:"CORS_ALLOWED_ORIGINS" doc:"Comma-separated origins allowed to call the API from a browser (e.g. https://app.example.com). Empty: none."`
+	TrustedProxies     []string      `env:"TRUSTED_PROXIES" doc:"Comma-separated CIDRs of reverse proxies whose X-Forwarded-For is trusted for the client IP."`
+	MaxBodyBytes       int64         `env:"MAX_BODY_BYTES" default:"1048576" doc:"Largest request body accepted, in bytes."`
+	ReadHeaderTimeout  time.Duration `env:"READ_HEADER_TIMEOUT" default:"5s" doc:"Time allowed to read request headers."`
+	ReadTimeout        time.Duration `env:"READ_TIMEOUT" default:"15s" doc:"Time allowed to read a whole request."`
+	WriteTimeout       time.Duration `env:"WRITE_TIMEOUT" default:"30s" doc:"Time allowed to write a response."`
+	IdleTimeout        time.Duration `env:"IDLE_TIMEOUT" default:"120s" doc:"Keep-alive idle timeout."`
+	ShutdownTimeout    time.Duration `env:"SHUTDOWN_TIMEOUT" default:"15s" doc:"How long a graceful shutdown waits for in-flight requests and running jobs."`
+	TLSCertFile        string        `env:"TLS_CERT_FILE" doc:"PEM certificate; with TLS_KEY_FILE the public listener serves HTTPS."`
+	TLSKeyFile         string        `env:"TLS_KEY_FILE" doc:"PEM private key for TLS_CERT_FILE."`
+
+	JobsMaxWorkers int `env:"JOBS_MAX_WORKERS" default:"10" doc:"Background jobs worked at once on this node."`
+}
+
+// Field describes one setting, for documentation and error messages.
+type Field struct {
+	Var     string // full environment variable name
+	Key     string // config file key
+	Default string
+	Doc     string
+	Secret  bool
+	index   int
+}
+
+// Fields lists every setting in declaration order.
+func Fields() []Field {
+	t := reflect.TypeFor[Config]()
+	out := make([]Field, 0, t.NumField())
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name := f.Tag.Get("env")
+		out = append(out, Field{
+			Var:     Prefix + name,
+			Key:     strings.ToLower(name),
+			Default: f.Tag.Get("default"),
+			Doc:     f.Tag.Get("doc"),
+			Secret:  f.Tag.Get("secret") == "true",
+			index:   i,
+		})
+	}
+	return out
+}
+
+// set parses raw into field i of c.
+func (c *Config) set(fd Field, raw string) error {
+	v := reflect.ValueOf(c).Elem().Field(fd.index)
+	raw = strings.TrimSpace(raw)
+	switch v.Interface().(type) {
+	case string:
+		v.SetString(raw)
+	case bool:
+		if raw == "" {
+			v.SetBool(false)
+			return nil
+		}
+		b, err := strconv.ParseBool(raw)
+		if err != nil {
+			return fmt.Errorf("%q is not a boolean (want true or false)", raw)
+		}
+		v.SetBool(b)
+	case int, int64:
+		n, err := strconv.ParseInt(raw, 10, 64)
+		if err != nil {
+			return fmt.Errorf("%q is not an integer", raw)
+		}
+		v.SetInt(n)
+	case time.Duration:
+		d, err := time.ParseDuration(raw)
+		if err != nil {
+			return fmt.Errorf("%q is not a duration (want e.g. 30s, 5m, 1h)", raw)
+		}
+		v.SetInt(int64(d))
+	case []string:
+		var list []string
+		for _, p := range strings.Split(raw, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				list = append(list, p)
+			}
+		}
+		v.Set(reflect.ValueOf(list))
+	default:
+		return fmt.Errorf("unsupported setting type %s", v.Type())
+	}
+	return nil
+}
+
+// validate reports every bad setting, one message per field.
+func (c *Config) validate() []string {
+	var errs []string
+	bad := func(name, format string, args ...any) {
+		errs = append(errs, Prefix+name+": "+fmt.Sprintf(format, args...))
+	}
+
+	switch c.Env {
+	case EnvDevelopment, EnvTest, EnvProduction:
+	default:
+		bad("ENV", "%q is not a profile (want development, test or production)", c.Env)
+	}
+	if err := checkListenAddr(c.HTTPAddr); err != nil {
+		bad("HTTP_ADDR", "%v", err)
+	}
+	if err := checkListenAddr(c.AdminAddr); err != nil {
+		bad("ADMIN_ADDR", "%v", err)
+	}
+	if c.DataDir == "" {
+		bad("DATA_DIR", "must not be empty")
+	}
+	if err := checkIssuer(c.Issuer); err != nil {
+		bad("ISSUER", "%v", err)
+	}
+	if c.DatabaseURL != "" {
+		if err := checkPostgresURL(c.DatabaseURL); err != nil {
+			bad("DATABASE_URL", "%v", err)
+		}
+	}
+	for i, u := range c.DatabaseReplicaURLs {
+		if err := checkPostgresURL(u); err != nil {
+			bad("DATABASE_REPLICA_URLS", "entry %d: %v", i+1, err)
+		}
+	}
+	if len(c.DatabaseReplicaURLs) > 0 && c.DatabaseURL == "" {
+		bad("DATABASE_REPLICA_URLS", "replicas need GATEHOUSE_DATABASE_URL to point at the PostgreSQL primary")
+	}
+	if c.DatabaseMaxConns < 1 || c.DatabaseMaxConns > 10000 {
+		bad("DATABASE_MAX_CONNS", "%d is out of range (1–10000)", c.DatabaseMaxConns)
+	}
+	if c.DatabaseMinConns < 0 || c.DatabaseMinConns > c.DatabaseMaxConns {
+		bad("DATABASE_MIN_CONNS", "%d must be between 0 and GATEHOUSE_DATABASE_MAX_CONNS (%d)", c.DatabaseMinConns, c.DatabaseMaxConns)
+	}
+	if c.DatabaseMaxConnLifetime < time.Second {
+		bad("DATABASE_MAX_CONN_LIFETIME", "must be at least 1s")
+	}
+	switch c.AutoMigrate {
+	case "", "true", "false":
+	default:
+		bad("AUTO_MIGRATE", "%q is not a boolean (want true, false or empty)", c.AutoMigrate)
+	}
+	if c.RedisURL != "" {
+		u, err := url.Parse(c.RedisURL)
+		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+			bad("REDIS_URL", "not a redis:// or rediss:// URL with a host")
+		}
+	}
+	for _, a := range c.RedisAddrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			bad("REDIS_ADDRS", "%q is not host:port", a)
+		}
+	}
+	if (len(c.RedisAddrs) > 0 || c.RedisMasterName != "" || c.RedisCluster) && c.RedisURL == "" {
+		bad("REDIS_URL", "required when GATEHOUSE_REDIS_ADDRS, GATEHOUSE_REDIS_MASTER_NAME or GATEHOUSE_REDIS_CLUSTER is set")
+	}
+	if c.RedisCluster && c.RedisMasterName != "" {
+		bad("REDIS_CLUSTER", "cannot be combined with GATEHOUSE_REDIS_MASTER_NAME (sentinel)")
+	}
+	if c.EncryptionKeys != "" {
+		if err := checkKeys(c.EncryptionKeys); err != nil {
+			bad("ENCRYPTION_KEYS", "%v", err)
+		}
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("LOG_LEVEL", "%q is not a level (want debug, info, warn or error)", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "json", "text":
+	default:
+		bad("LOG_FORMAT", "%q is not a format (want json or text)", c.LogFormat)
+	}
+	for _, o := range c.CORSAllowedOrigins {
+		if err := checkOrigin(o); err != nil {
+			bad("CORS_ALLOWED_ORIGINS", "%v", err)
+		}
+	}
+	for _, p := range c.TrustedProxies {
+		if _, err := parseCIDROrIP(p); err != nil {
+			bad("TRUSTED_PROXIES", "%q is not a CIDR or IP address", p)
+		}
+	}
+	if c.MaxBodyBytes < 1024 || c.MaxBodyBytes > 100<<20 {
+		bad("MAX_BODY_BYTES", "%d is out of range (1024–104857600)", c.MaxBodyBytes)
+	}
+	for name, d := range map[string]time.Duration{
+		"READ_HEADER_TIMEOUT": c.ReadHeaderTimeout, "READ_TIMEOUT": c.ReadTimeout,
+		"WRITE_TIMEOUT": c.WriteTimeout, "IDLE_TIMEOUT": c.IdleTimeout, "SHUTDOWN_TIMEOUT": c.ShutdownTimeout,
+	} {
+		if d <= 0 {
+			bad(name, "must be a positive duration")
+		}
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		bad("TLS_CERT_FILE", "GATEHOUSE_TLS_CERT_FILE and GATEHOUSE_TLS_KEY_FILE must be set together")
+	}
+	if c.JobsMaxWorkers < 1 || c.JobsMaxWorkers > 10000 {
+		bad("JOBS_MAX_WORKERS", "%d is out of range (1–10000)", c.JobsMaxWorkers)
+	}
+
+	if c.Env == EnvProduction {
+		if c.EncryptionKeys == "" {
+			bad("ENCRYPTION_KEYS", "required in production: generate one with `gatehouse encryption-key generate` (or 32 random bytes, base64) and set <key-id>:<base64>")
+		}
+		if u, err := url.Parse(c.Issuer); err == nil && u.Scheme == "http" && !isLocalhost(u.Hostname()) {
+			bad("ISSUER", "must use https:// in production (got %q)", c.Issuer)
+		}
+		if c.Debug {
+			bad("DEBUG", "debug mode is refused in production")
+		}
+		if c.LogLevel == "debug" {
+			bad("LOG_LEVEL", "debug logging is refused in production")
+		}
+	}
+	return errs
+}
+
+// AutoMigrateEnabled reports whether serve applies migrations at start-up.
+func (c *Config) AutoMigrateEnabled() bool {
+	switch c.AutoMigrate {
+	case "true":
+		return true
+	case "false":
+		return false
+	}
+	return c.Env != EnvProduction
+}
+
+// SQLitePath is the embedded database file used when DatabaseURL is empty.
+func (c *Config) SQLitePath() string {
+	return strings.TrimRight(c.DataDir, "/") + "/gatehouse.db"
+}
+
+// TLS reports whether the public listener serves HTTPS itself.
+func (c *Config) TLS() bool { return c.TLSCertFile != "" }
+
+func checkListenAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not a listen address (want host:port, e.g. :8080 or 127.0.0.1:8080)", addr)
+	}
+	if host != "" && net.ParseIP(host) == nil && !validHostname(host) {
+		return fmt.Errorf("%q has an invalid host %q", addr, host)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q has an invalid port %q (want 0–65535)", addr, port)
+	}
+	return nil
+}
+
+func validHostname(h string) bool {
+	if len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for _, r := range label {
+			if !(r == '-' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func checkIssuer(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%q is not an absolute http(s) URL", s)
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("%q must not carry a query, fragment or user info", s)
+	}
+	if strings.HasSuffix(u.Path, "/") {
+		return fmt.Errorf("%q must not end with a slash", s)
+	}
+	return nil
+}
+
+func checkPostgresURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("not a URL")
+	}
+	if u.Scheme != "postgres" && u.Scheme != "postgresql" {
+		return fmt.Errorf("scheme %q is not postgres:// or postgresql://", u.Scheme)
+	}
+	if u.Host == "" && u.Query().Get("host") == "" {
+		return fmt.Errorf("no host in the URL")
+	}
+	return nil
+}
+
+func checkOrigin(o string) error {
+	if o == "*" {
+		return fmt.Errorf(`"*" is not allowed: list each origin (credentials must never be shared with any origin)`)
+	}
+	u, err := url.Parse(o)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+		return fmt.Errorf("%q is not an origin (want scheme://host[:port])", o)
+	}
+	return nil
+}
+
+func parseCIDROrIP(s string) (*net.IPNet, error) {
+	if ip := net.ParseIP(s); ip != nil {
+		bits := 128
+		if ip.To4() != nil {
+			bits = 32
+		}
+		return &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)}, nil
+	}
+	_, n, err := net.ParseCIDR(s)
+	return n, err
+}
+
+func isLocalhost(h string) bool {
+	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}

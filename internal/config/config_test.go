@@ -1,0 +1,261 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/gatehouse/gatehouse/internal/secret"
+)
+
+func envOf(m map[string]string) Source {
+	var environ []string
+	for k, v := range m {
+		environ = append(environ, k+"="+v)
+	}
+	return Source{Getenv: func(k string) string { return m[k] }, Environ: environ}
+}
+
+func problems(t *testing.T, err error) []string {
+	t.Helper()
+	var cerr *Error
+	if !errors.As(err, &cerr) {
+		t.Fatalf("error = %v, want *config.Error", err)
+	}
+	return cerr.Problems
+}
+
+func TestDefaults(t *testing.T) {
+	c, warnings, err := Load(Source{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warnings) != 0 {
+		t.Errorf("warnings = %v", warnings)
+	}
+	want := Config{
+		Env: "development", HTTPAddr: ":8080", AdminAddr: "127.0.0.1:9090", DataDir: "./data",
+		Issuer: "http://localhost:8080", DatabaseMaxConns: 20, DatabaseMinConns: 2,
+		DatabaseMaxConnLifetime: time.Hour, RedisKeyPrefix: "gatehouse:", LogLevel: "info",
+		LogFormat: "json", MaxBodyBytes: 1 << 20, ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout: 15 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second,
+		ShutdownTimeout: 15 * time.Second, JobsMaxWorkers: 10,
+	}
+	if diff := cmp.Diff(want, *c); diff != "" {
+		t.Errorf("defaults (-want +got):\n%s", diff)
+	}
+	if !c.AutoMigrateEnabled() {
+		t.Error("auto-migrate should default to on in development")
+	}
+	if c.SQLitePath() != "./data/gatehouse.db" {
+		t.Errorf("SQLitePath = %q", c.SQLitePath())
+	}
+}
+
+func TestEnvironmentOverrides(t *testing.T) {
+	c, _, err := Load(envOf(map[string]string{
+		"GATEHOUSE_HTTP_ADDR":             "127.0.0.1:8181",
+		"GATEHOUSE_DATABASE_REPLICA_URLS": "postgres://a/x, postgres://b/x",
+		"GATEHOUSE_DATABASE_URL":          "postgres://db/x",
+		"GATEHOUSE_SHUTDOWN_TIMEOUT":      "3s",
+		"GATEHOUSE_REDIS_CLUSTER":         "true",
+		"GATEHOUSE_REDIS_URL":             "redis://localhost:6379",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTPAddr != "127.0.0.1:8181" || c.ShutdownTimeout != 3*time.Second || !c.RedisCluster {
+		t.Errorf("overrides not applied: %+v", c)
+	}
+	if diff := cmp.Diff([]string{"postgres://a/x", "postgres://b/x"}, c.DatabaseReplicaURLs); diff != "" {
+		t.Errorf("replicas: %s", diff)
+	}
+}
+
+func TestBadValuesNameTheVariable(t *testing.T) {
+	tests := []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"GATEHOUSE_HTTP_ADDR": "nonsense"}, "GATEHOUSE_HTTP_ADDR: "},
+		{map[string]string{"GATEHOUSE_HTTP_ADDR": ":99999"}, "GATEHOUSE_HTTP_ADDR: "},
+		{map[string]string{"GATEHOUSE_ADMIN_ADDR": "x"}, "GATEHOUSE_ADMIN_ADDR: "},
+		{map[string]string{"GATEHOUSE_ENV": "staging"}, "GATEHOUSE_ENV: "},
+		{map[string]string{"GATEHOUSE_ISSUER": "ftp://x"}, "GATEHOUSE_ISSUER: "},
+		{map[string]string{"GATEHOUSE_DATABASE_URL": "mysql://x/y"}, "GATEHOUSE_DATABASE_URL: "},
+		{map[string]string{"GATEHOUSE_REDIS_URL": "http://x"}, "GATEHOUSE_REDIS_URL: "},
+		{map[string]string{"GATEHOUSE_DEBUG": "maybe"}, "GATEHOUSE_DEBUG: "},
+		{map[string]string{"GATEHOUSE_READ_TIMEOUT": "10"}, "GATEHOUSE_READ_TIMEOUT: "},
+		{map[string]string{"GATEHOUSE_JOBS_MAX_WORKERS": "0"}, "GATEHOUSE_JOBS_MAX_WORKERS: "},
+		{map[string]string{"GATEHOUSE_CORS_ALLOWED_ORIGINS": "*"}, "GATEHOUSE_CORS_ALLOWED_ORIGINS: "},
+		{map[string]string{"GATEHOUSE_TRUSTED_PROXIES": "10.0.0.0/33"}, "GATEHOUSE_TRUSTED_PROXIES: "},
+		{map[string]string{"GATEHOUSE_ENCRYPTION_KEYS": "k1:short"}, "GATEHOUSE_ENCRYPTION_KEYS: "},
+		{map[string]string{"GATEHOUSE_LOG_LEVEL": "loud"}, "GATEHOUSE_LOG_LEVEL: "},
+		{map[string]string{"GATEHOUSE_TLS_CERT_FILE": "/x.pem"}, "GATEHOUSE_TLS_CERT_FILE: "},
+		{map[string]string{"GATEHOUSE_DATABASE_REPLICA_URLS": "postgres://r/x"}, "GATEHOUSE_DATABASE_REPLICA_URLS: "},
+	}
+	for _, tt := range tests {
+		_, _, err := Load(envOf(tt.env))
+		ps := problems(t, err)
+		if len(ps) != 1 || !strings.HasPrefix(ps[0], tt.want) {
+			t.Errorf("env %v: problems = %q, want one starting %q", tt.env, ps, tt.want)
+		}
+	}
+}
+
+func TestEveryProblemReportedAtOnce(t *testing.T) {
+	_, _, err := Load(envOf(map[string]string{
+		"GATEHOUSE_HTTP_ADDR":  "nonsense",
+		"GATEHOUSE_ADMIN_ADDR": "also nonsense",
+		"GATEHOUSE_LOG_FORMAT": "xml",
+	}))
+	ps := problems(t, err)
+	if len(ps) != 3 {
+		t.Fatalf("problems = %q, want 3", ps)
+	}
+}
+
+func TestProductionRefusesInsecureSettings(t *testing.T) {
+	_, _, err := Load(envOf(map[string]string{
+		"GATEHOUSE_ENV":    "production",
+		"GATEHOUSE_ISSUER": "http://auth.example.com",
+		"GATEHOUSE_DEBUG":  "true",
+	}))
+	got := strings.Join(problems(t, err), "\n")
+	for _, want := range []string{"GATEHOUSE_ENCRYPTION_KEYS: required in production", "GATEHOUSE_ISSUER: must use https://", "GATEHOUSE_DEBUG: "} {
+		if !strings.Contains(got, want) {
+			t.Errorf("problems %q lack %q", got, want)
+		}
+	}
+
+	key, err := secret.GenerateKeyString("k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _, err := Load(envOf(map[string]string{
+		"GATEHOUSE_ENV":             "production",
+		"GATEHOUSE_ISSUER":          "https://auth.example.com",
+		"GATEHOUSE_ENCRYPTION_KEYS": key,
+	}))
+	if err != nil {
+		t.Fatalf("secure production config refused: %v", err)
+	}
+	if c.AutoMigrateEnabled() {
+		t.Error("auto-migrate must default to off in production")
+	}
+	// Localhost issuers stay allowed over http, for running behind a local TLS terminator in tests.
+	if _, _, err := Load(envOf(map[string]string{"GATEHOUSE_ENV": "production", "GATEHOUSE_ENCRYPTION_KEYS": key, "GATEHOUSE_ISSUER": "http://127.0.0.1:8080"})); err != nil {
+		t.Errorf("localhost issuer refused: %v", err)
+	}
+}
+
+func TestConfigFiles(t *testing.T) {
+	dir := t.TempDir()
+	yamlFile := filepath.Join(dir, "gatehouse.yaml")
+	os.WriteFile(yamlFile, []byte("http_addr: \"127.0.0.1:7000\"\ncors_allowed_origins:\n  - https://a.example\n  - https://b.example\ndebug: true\nmax_body_bytes: 2048\n"), 0o600)
+	tomlFile := filepath.Join(dir, "gatehouse.toml")
+	os.WriteFile(tomlFile, []byte("http_addr = \"127.0.0.1:7001\"\nshutdown_timeout = \"2s\"\n"), 0o600)
+
+	src := envOf(map[string]string{"GATEHOUSE_DEBUG": "false"})
+	src.File = yamlFile
+	c, _, err := Load(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTPAddr != "127.0.0.1:7000" || c.MaxBodyBytes != 2048 || c.Debug {
+		t.Errorf("yaml file (with env overriding debug) not applied: %+v", c)
+	}
+	if diff := cmp.Diff([]string{"https://a.example", "https://b.example"}, c.CORSAllowedOrigins); diff != "" {
+		t.Error(diff)
+	}
+
+	c, _, err = Load(Source{File: tomlFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTPAddr != "127.0.0.1:7001" || c.ShutdownTimeout != 2*time.Second {
+		t.Errorf("toml file not applied: %+v", c)
+	}
+
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("htp_addr: x\nhttp_addr: nonsense\n"), 0o600)
+	_, _, err = Load(Source{File: bad})
+	got := strings.Join(problems(t, err), "\n")
+	if !strings.Contains(got, `unknown setting "htp_addr"`) || !strings.Contains(got, "GATEHOUSE_HTTP_ADDR: ") {
+		t.Errorf("problems = %q", got)
+	}
+
+	_, _, err = Load(Source{File: filepath.Join(dir, "missing.yaml")})
+	if err == nil {
+		t.Error("missing config file accepted")
+	}
+	_, _, err = Load(Source{File: filepath.Join(dir, "x.ini")})
+	if err == nil {
+		t.Error("unknown config format accepted")
+	}
+}
+
+func TestFileSecrets(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "db-url")
+	os.WriteFile(f, []byte("postgres://db.internal/gatehouse\n"), 0o600)
+	c, _, err := Load(envOf(map[string]string{"GATEHOUSE_DATABASE_URL_FILE": f}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DatabaseURL != "postgres://db.internal/gatehouse" {
+		t.Errorf("DatabaseURL = %q", c.DatabaseURL)
+	}
+	_, _, err = Load(envOf(map[string]string{"GATEHOUSE_DATABASE_URL_FILE": f, "GATEHOUSE_DATABASE_URL": "postgres://x/y"}))
+	if ps := problems(t, err); !strings.Contains(ps[0], "not both") {
+		t.Errorf("problems = %q", ps)
+	}
+	_, _, err = Load(envOf(map[string]string{"GATEHOUSE_ENCRYPTION_KEYS_FILE": filepath.Join(dir, "nope")}))
+	if ps := problems(t, err); !strings.HasPrefix(ps[0], "GATEHOUSE_ENCRYPTION_KEYS_FILE: ") {
+		t.Errorf("problems = %q", ps)
+	}
+}
+
+func TestUnknownVariablesWarn(t *testing.T) {
+	_, warnings, err := Load(envOf(map[string]string{"GATEHOUSE_HTTP_ADRR": ":1", "GATEHOUSE_TEST_DATABASE_URL": "x"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warnings) != 1 || !strings.Contains(warnings[0], "GATEHOUSE_HTTP_ADRR") {
+		t.Errorf("warnings = %q", warnings)
+	}
+}
+
+func TestSecretsNeverInProblems(t *testing.T) {
+	_, _, err := Load(envOf(map[string]string{"GATEHOUSE_ENCRYPTION_KEYS": "k1:c2VjcmV0LW1hdGVyaWFs"}))
+	for _, p := range problems(t, err) {
+		if strings.Contains(p, "c2VjcmV0LW1hdGVyaWFs") {
+			t.Errorf("problem leaks key material: %q", p)
+		}
+	}
+}
+
+func TestEveryFieldDocumented(t *testing.T) {
+	for _, f := range Fields() {
+		if f.Doc == "" {
+			t.Errorf("%s has no doc tag", f.Var)
+		}
+	}
+}
+
+func TestREADMEDocumentsEveryVariable(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range Fields() {
+		if !strings.Contains(string(readme), "| `"+f.Var+"` |") {
+			t.Errorf("README.md configuration table lacks %s", f.Var)
+		}
+	}
+}

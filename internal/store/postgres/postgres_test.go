@@ -1,0 +1,150 @@
+package postgres_test
+
+import (
+	"context"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/internal/store/postgres"
+	"github.com/gatehouse/gatehouse/internal/store/storetest"
+	"github.com/gatehouse/gatehouse/internal/testenv"
+)
+
+func open(t *testing.T, cfg postgres.Config) *postgres.Store {
+	t.Helper()
+	s, err := postgres.Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func migrated(t *testing.T, cfg postgres.Config) *postgres.Store {
+	t.Helper()
+	s := open(t, cfg)
+	if _, err := s.Migrator().Up(context.Background()); err != nil {
+		t.Fatalf("Up: %v", err)
+	}
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return open(t, postgres.Config{URL: testenv.PostgresURL(t), MaxConns: 8})
+	})
+}
+
+// Several nodes starting at once all run Up against one database.
+func TestUpFromSeveralNodes(t *testing.T) {
+	url := testenv.PostgresURL(t)
+	var nodes []store.Store
+	for range 4 {
+		nodes = append(nodes, open(t, postgres.Config{URL: url, MaxConns: 2}))
+	}
+	storetest.UpConcurrently(t, nodes...)
+}
+
+func TestTruncateRejected(t *testing.T) {
+	s := migrated(t, postgres.Config{URL: testenv.PostgresURL(t)})
+	ctx := context.Background()
+	if err := s.AppendAuditEvent(ctx, store.AuditEvent{Action: "test.kept"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RawExec(ctx, "TRUNCATE audit_events"); err == nil {
+		t.Error("TRUNCATE audit_events succeeded, want the append-only trigger to reject it")
+	}
+	events, _, err := s.ListAuditEvents(ctx, store.AuditFilter{})
+	if err != nil || len(events) != 1 {
+		t.Errorf("after TRUNCATE: %d events, %v; want 1", len(events), err)
+	}
+}
+
+func TestOpenInvalid(t *testing.T) {
+	ctx := context.Background()
+	if _, err := postgres.Open(ctx, postgres.Config{}); err == nil {
+		t.Error("Open without URL succeeded")
+	}
+	if _, err := postgres.Open(ctx, postgres.Config{URL: "postgres://u:secret@host:notaport/db"}); err == nil {
+		t.Error("Open with a malformed URL succeeded")
+	} else if strings.Contains(err.Error(), "secret") {
+		t.Errorf("error %q reveals the password", err)
+	}
+	if _, err := postgres.Open(ctx, postgres.Config{URL: closedURL(t)}); err == nil {
+		t.Error("Open with an unreachable primary succeeded")
+	}
+}
+
+// closedURL returns a URL to a local port nobody listens on.
+func closedURL(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return "postgres://postgres@" + addr + "/gatehouse?sslmode=disable&connect_timeout=5"
+}
+
+// Reads go to replicas, round-robin, and fall back to the primary when a
+// replica does not answer. Each "replica" here is a separate database with
+// its own marker event, so a read shows where it went.
+func TestReplicaRouting(t *testing.T) {
+	ctx := context.Background()
+	primaryURL, replicaA, replicaB := testenv.PostgresURL(t), testenv.PostgresURL(t), testenv.PostgresURL(t)
+	for url, marker := range map[string]string{primaryURL: "primary", replicaA: "replica-a", replicaB: "replica-b"} {
+		s := migrated(t, postgres.Config{URL: url})
+		if err := s.AppendAuditEvent(ctx, store.AuditEvent{Action: "test.marker", SubjectID: marker}); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+	}
+	readFrom := func(t *testing.T, s *postgres.Store) string {
+		t.Helper()
+		events, _, err := s.ListAuditEvents(ctx, store.AuditFilter{})
+		if err != nil {
+			t.Fatalf("ListAuditEvents: %v", err)
+		}
+		for _, e := range events {
+			if e.Action == "test.marker" {
+				return e.SubjectID
+			}
+		}
+		t.Fatalf("no marker among %d events", len(events))
+		return ""
+	}
+	down := closedURL(t)
+
+	for _, tc := range []struct {
+		name     string
+		replicas []string
+		want     []string // where successive reads go
+	}{
+		{"no replicas", nil, []string{"primary", "primary"}},
+		{"one replica", []string{replicaA}, []string{"replica-a", "replica-a", "replica-a"}},
+		{"round robin", []string{replicaA, replicaB}, []string{"replica-a", "replica-b", "replica-a", "replica-b"}},
+		{"replica down", []string{down}, []string{"primary", "primary"}},
+		{"one of two down", []string{down, replicaB}, []string{"replica-b", "replica-b", "replica-b"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := open(t, postgres.Config{URL: primaryURL, ReplicaURLs: tc.replicas})
+			for i, want := range tc.want {
+				if got := readFrom(t, s); got != want {
+					t.Errorf("read %d went to %s, want %s", i, got, want)
+				}
+			}
+			// Writes always go to the primary.
+			subject := "written-" + strings.ReplaceAll(tc.name, " ", "-")
+			if err := s.AppendAuditEvent(ctx, store.AuditEvent{Action: "test.write", SubjectID: subject}); err != nil {
+				t.Fatal(err)
+			}
+			var n int
+			if err := s.Pool().QueryRow(ctx, "SELECT count(*) FROM audit_events WHERE subject_id = $1", subject).Scan(&n); err != nil || n != 1 {
+				t.Errorf("write on the primary: count %d, err %v; want 1", n, err)
+			}
+		})
+	}
+}

@@ -1,0 +1,219 @@
+// Package sqlite is the SQLite backend of the store contract, built on the
+// pure-Go modernc.org/sqlite driver, for single-node deployments.
+//
+// SQLite allows one writer at a time, so the store keeps two pools on the same
+// file: a writer with a single connection whose transactions begin with
+// BEGIN IMMEDIATE (taking the write lock up front, so a transaction never
+// fails half-way on a lock upgrade), and a reader with several query-only
+// connections that, in WAL mode, read alongside the writer. Every connection
+// gets its pragmas from the DSN, so none is ever missing them.
+//
+// Times are stored as INTEGER microseconds since the Unix epoch, UTC.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/internal/store/migrate"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// Config configures the database file.
+type Config struct {
+	// Path of the database file. Its directory is created if missing.
+	Path string
+}
+
+// BusyTimeout is how long a connection waits for another connection's (or
+// another process's) lock before failing with SQLITE_BUSY.
+const BusyTimeout = 10 * time.Second
+
+// Pragmas every connection gets. busy_timeout comes first so the others
+// cannot fail on a lock held by a concurrent opener.
+var (
+	writerPragmas = []string{
+		fmt.Sprintf("busy_timeout(%d)", BusyTimeout.Milliseconds()),
+		"journal_mode(WAL)",
+		"foreign_keys(1)",
+		"synchronous(NORMAL)",
+	}
+	readerPragmas = []string{
+		fmt.Sprintf("busy_timeout(%d)", BusyTimeout.Milliseconds()),
+		"foreign_keys(1)",
+		"query_only(1)",
+	}
+)
+
+// Store is the SQLite store. It is safe for concurrent use.
+type Store struct {
+	writer   *sql.DB
+	reader   *sql.DB
+	migrator *migrate.Runner
+	now      func() time.Time
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens (creating if needed) the database file and checks that it can
+// be written. It does not apply migrations; call Migrator().Up for that.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.Path == "" {
+		return nil, errors.New("sqlite: path is required")
+	}
+	if cfg.Path == ":memory:" || strings.HasPrefix(cfg.Path, "file:") || strings.Contains(cfg.Path, "?") {
+		// The writer and reader pools must share one file; a memory database
+		// or a URI with its own parameters would defeat that.
+		return nil, fmt.Errorf("sqlite: path %q must be a plain file path", cfg.Path)
+	}
+	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o700); err != nil {
+		return nil, fmt.Errorf("sqlite: create directory: %w", err)
+	}
+
+	writer, err := sql.Open("sqlite", dsn(cfg.Path, writerPragmas, "_txlock=immediate"))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open writer: %w", err)
+	}
+	writer.SetMaxOpenConns(1)
+	writer.SetMaxIdleConns(1)
+	writer.SetConnMaxLifetime(0)
+	writer.SetConnMaxIdleTime(0)
+	// The writer connects first: it creates the file and switches it to WAL
+	// (a persistent setting), which the query-only readers cannot do.
+	if err := writer.PingContext(ctx); err != nil {
+		writer.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", cfg.Path, err)
+	}
+
+	reader, err := sql.Open("sqlite", dsn(cfg.Path, readerPragmas))
+	if err != nil {
+		writer.Close()
+		return nil, fmt.Errorf("sqlite: open reader: %w", err)
+	}
+	readers := max(4, runtime.GOMAXPROCS(0))
+	reader.SetMaxOpenConns(readers)
+	reader.SetMaxIdleConns(readers)
+
+	s := &Store{writer: writer, reader: reader, now: time.Now}
+	files, err := fs.Sub(migrationFiles, "migrations")
+	if err == nil {
+		s.migrator, err = s.MigratorFrom(files)
+	}
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	return s, nil
+}
+
+func dsn(path string, pragmas []string, extra ...string) string {
+	params := make([]string, 0, len(pragmas)+len(extra))
+	for _, p := range pragmas {
+		params = append(params, "_pragma="+p)
+	}
+	params = append(params, extra...)
+	return path + "?" + strings.Join(params, "&")
+}
+
+// Writer returns the single-connection writer pool, for packages that bring
+// their own SQL (the job queue). Its transactions begin IMMEDIATE. Holding a
+// transaction on it blocks every other write of the process.
+func (s *Store) Writer() *sql.DB { return s.writer }
+
+// Dialect returns store.DialectSQLite.
+func (s *Store) Dialect() string { return store.DialectSQLite }
+
+// Ping checks that the database file can be read. It uses a reader
+// connection, so it does not queue behind a long write.
+func (s *Store) Ping(ctx context.Context) error {
+	var v int
+	if err := s.reader.QueryRowContext(ctx, "PRAGMA schema_version").Scan(&v); err != nil {
+		return fmt.Errorf("sqlite: ping: %w", err)
+	}
+	return nil
+}
+
+// Migrator returns the runner of the embedded migrations.
+func (s *Store) Migrator() store.Migrator { return s.migrator }
+
+// MigratorFrom returns a runner for the migrations in fsys against this
+// database, sharing schema_migrations with Migrator. The conformance suite
+// uses it to exercise the runner with its own migrations.
+func (s *Store) MigratorFrom(fsys fs.FS) (*migrate.Runner, error) {
+	return migrate.New(fsys, migrationDriver{db: s.writer})
+}
+
+// Stats adds up the writer and reader pools.
+func (s *Store) Stats() store.PoolStats {
+	w, r := s.writer.Stats(), s.reader.Stats()
+	return store.PoolStats{
+		MaxOpen:      w.MaxOpenConnections + r.MaxOpenConnections,
+		Open:         w.OpenConnections + r.OpenConnections,
+		InUse:        w.InUse + r.InUse,
+		Idle:         w.Idle + r.Idle,
+		WaitCount:    w.WaitCount + r.WaitCount,
+		WaitDuration: w.WaitDuration + r.WaitDuration,
+	}
+}
+
+// Close closes both pools. It is safe to call more than once.
+func (s *Store) Close() error {
+	return errors.Join(s.reader.Close(), s.writer.Close())
+}
+
+// RawExec runs sql on the writer with no arguments. It exists for tests (the
+// conformance suite proves database-level guarantees with it) and
+// operational tooling; application code uses the typed methods.
+func (s *Store) RawExec(ctx context.Context, sql string) error {
+	_, err := s.writer.ExecContext(ctx, sql)
+	return mapErr(err)
+}
+
+// mapErr maps driver errors to the store sentinels, keeping the original
+// error in the chain.
+func mapErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%w: %w", store.ErrNotFound, err)
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() {
+		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+			return fmt.Errorf("%w: %w", store.ErrConflict, err)
+		}
+	}
+	return err
+}
+
+// unixMicro scans an INTEGER column of microseconds since the Unix epoch into
+// a time.Time in UTC.
+type unixMicro struct{ t *time.Time }
+
+func (u unixMicro) Scan(src any) error {
+	v, ok := src.(int64)
+	if !ok {
+		return fmt.Errorf("sqlite: time column holds %T, want INTEGER microseconds", src)
+	}
+	*u.t = time.UnixMicro(v).UTC()
+	return nil
+}
+
+func timeDest(t *time.Time) any { return unixMicro{t: t} }
