@@ -110,12 +110,14 @@ type migrationJSON struct {
 	Name      string     `json:"name"`
 	Applied   bool       `json:"applied"`
 	AppliedAt *time.Time `json:"applied_at,omitempty"`
+	// Unknown marks a migration applied by a newer release.
+	Unknown bool `json:"unknown,omitempty"`
 }
 
 func toJSON(list []store.Migration) []migrationJSON {
 	out := make([]migrationJSON, 0, len(list))
 	for _, m := range list {
-		j := migrationJSON{Version: m.Version, Name: m.Name, Applied: m.Applied}
+		j := migrationJSON{Version: m.Version, Name: m.Name, Applied: m.Applied, Unknown: m.Unknown}
 		if !m.AppliedAt.IsZero() {
 			t := m.AppliedAt.UTC()
 			j.AppliedAt = &t
@@ -153,6 +155,9 @@ func (c *cli) printStatus(dialect string, list []store.Migration, river jobs.Mig
 		status, at := "pending", ""
 		if m.Applied {
 			status, at = "applied", m.AppliedAt.UTC().Format(time.RFC3339)
+		}
+		if m.Unknown {
+			status = "applied by a newer release"
 		}
 		fmt.Fprintf(tw, "%04d\t%s\t%s\t%s\n", m.Version, m.Name, status, at)
 	}

@@ -48,11 +48,11 @@ type Config struct {
 	DatabaseMaxConnLifetime time.Duration `env:"DATABASE_MAX_CONN_LIFETIME" default:"1h" doc:"Maximum lifetime of a PostgreSQL connection."`
 	AutoMigrate             string        `env:"AUTO_MIGRATE" default:"" doc:"Apply migrations when serve starts: true or false. Empty: true in development and test, false in production."`
 
-	RedisURL        string `env:"REDIS_URL" secret:"true" doc:"Redis URL (redis:// or rediss://). Empty: ephemeral state is kept in process (single node only)."`
+	RedisURL        string   `env:"REDIS_URL" secret:"true" doc:"Redis URL (redis:// or rediss://). Empty: ephemeral state is kept in process (single node only)."`
 	RedisAddrs      []string `env:"REDIS_ADDRS" doc:"Extra Redis host:port addresses, for cluster or sentinel deployments."`
-	RedisMasterName string `env:"REDIS_MASTER_NAME" doc:"Sentinel master name; set it to talk to Redis through Sentinel."`
-	RedisCluster    bool   `env:"REDIS_CLUSTER" default:"false" doc:"Talk to a Redis Cluster."`
-	RedisKeyPrefix  string `env:"REDIS_KEY_PREFIX" default:"gatehouse:" doc:"Prefix of every Redis key and channel Gatehouse uses."`
+	RedisMasterName string   `env:"REDIS_MASTER_NAME" doc:"Sentinel master name; set it to talk to Redis through Sentinel."`
+	RedisCluster    bool     `env:"REDIS_CLUSTER" default:"false" doc:"Talk to a Redis Cluster."`
+	RedisKeyPrefix  string   `env:"REDIS_KEY_PREFIX" default:"gatehouse:" doc:"Prefix of every Redis key and channel Gatehouse uses."`
 
 	EncryptionKeys string `env:"ENCRYPTION_KEYS" secret:"true" doc:"Keys for secrets at rest: comma-separated <key-id>:<base64 of 32 bytes>; the first encrypts, all decrypt. Required in production; generated into the data dir in development."`
 

@@ -33,7 +33,7 @@ func newEngine[TTx any](driver riverdriver.Driver[TTx], rc *river.Config, logger
 }
 
 func (e *riverEngine[TTx]) start(ctx context.Context) error { return e.client.Start(ctx) }
-func (e *riverEngine[TTx]) stop(ctx context.Context) error  { return e.client.StopAndCancel(ctx) }
+func (e *riverEngine[TTx]) stop(ctx context.Context) error  { return e.client.Stop(ctx) }
 func (e *riverEngine[TTx]) stopAndCancel(ctx context.Context) error {
 	return e.client.StopAndCancel(ctx)
 }
@@ -47,7 +47,7 @@ func (e *riverEngine[TTx]) insertManyTx(ctx context.Context, tx any, params []ri
 	if err != nil {
 		return nil, err
 	}
-	_ = t; return e.client.InsertMany(ctx, params)
+	return e.client.InsertManyTx(ctx, t, params)
 }
 
 func (e *riverEngine[TTx]) jobGet(ctx context.Context, id int64) (*rivertype.JobRow, error) {
