@@ -10,6 +10,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/mail"
 	"net/url"
 	"reflect"
 	"strconv"
@@ -72,6 +73,27 @@ type Config struct {
 	TLSKeyFile         string        `env:"TLS_KEY_FILE" doc:"PEM private key for TLS_CERT_FILE."`
 
 	JobsMaxWorkers int `env:"JOBS_MAX_WORKERS" default:"10" doc:"Background jobs worked at once on this node."`
+
+	AppURL               string        `env:"APP_URL" doc:"Base URL of the pages links in emails point to (APP_URL/verify-email?token=…, APP_URL/reset-password?token=…). Empty: the issuer."`
+	ProductName          string        `env:"PRODUCT_NAME" default:"Gatehouse" doc:"Product name used in emails."`
+	SupportEmail         string        `env:"SUPPORT_EMAIL" doc:"Support address offered in emails (optional)."`
+	SMTPURL              string        `env:"SMTP_URL" secret:"true" doc:"smtp://user:pass@host:587 (STARTTLS required) or smtps://…:465. Empty: emails are written as .eml files to DATA_DIR/outbox."`
+	EmailFrom            string        `env:"EMAIL_FROM" default:"Gatehouse <no-reply@localhost>" doc:"From address of emails."`
+	EmailTemplatesDir    string        `env:"EMAIL_TEMPLATES_DIR" doc:"Directory overriding email templates (same file names as the built-in ones)."`
+	EmailVerificationTTL time.Duration `env:"EMAIL_VERIFICATION_TTL" default:"24h" doc:"Lifetime of email verification links."`
+	PasswordResetTTL     time.Duration `env:"PASSWORD_RESET_TTL" default:"1h" doc:"Lifetime of password reset links."`
+
+	PasswordMinLength       int      `env:"PASSWORD_MIN_LENGTH" default:"12" doc:"Minimum password length in characters (NIST SP 800-63B asks 15 where the password is the only factor)."`
+	PasswordMaxLength       int      `env:"PASSWORD_MAX_LENGTH" default:"256" doc:"Maximum password length in characters (at least 64)."`
+	PasswordMinScore        int      `env:"PASSWORD_MIN_SCORE" default:"3" doc:"Minimum zxcvbn strength score, 0–4 (0 turns the check off)."`
+	PasswordRequire         []string `env:"PASSWORD_REQUIRE" doc:"Composition rules, off by default: comma-separated upper, lower, digit, symbol."`
+	BreachedPasswordsFile   string   `env:"BREACHED_PASSWORDS_FILE" doc:"File of SHA-1 hashes of breached passwords (Have I Been Pwned format, one uppercase hex hash a line, optional :count, sorted)."`
+	HIBPEnabled             bool     `env:"HIBP_ENABLED" default:"false" doc:"Also check new passwords against the Have I Been Pwned range API (k-anonymity: only 5 hex characters of the SHA-1 leave the server)."`
+	HIBPURL                 string   `env:"HIBP_URL" default:"https://api.pwnedpasswords.com" doc:"Base URL of the Have I Been Pwned range API."`
+	Argon2MemoryKiB         int      `env:"ARGON2_MEMORY_KIB" default:"19456" doc:"Argon2id memory per hash in KiB (OWASP: 19456)."`
+	Argon2Time              int      `env:"ARGON2_TIME" default:"2" doc:"Argon2id iterations (OWASP: 2)."`
+	Argon2Threads           int      `env:"ARGON2_THREADS" default:"1" doc:"Argon2id parallelism (OWASP: 1)."`
+	PasswordHashConcurrency int      `env:"PASSWORD_HASH_CONCURRENCY" default:"0" doc:"Password hashes computed at once; caps memory at this times ARGON2_MEMORY_KIB. 0: the number of CPUs."`
 }
 
 // Field describes one setting, for documentation and error messages.
@@ -257,6 +279,68 @@ func (c *Config) validate() []string {
 		bad("JOBS_MAX_WORKERS", "%d is out of range (1–10000)", c.JobsMaxWorkers)
 	}
 
+	if c.AppURL != "" {
+		if err := checkIssuer(c.AppURL); err != nil {
+			bad("APP_URL", "%v", err)
+		}
+	}
+	if c.ProductName == "" {
+		bad("PRODUCT_NAME", "must not be empty")
+	}
+	if c.SMTPURL != "" {
+		u, err := url.Parse(c.SMTPURL)
+		if err != nil || (u.Scheme != "smtp" && u.Scheme != "smtps") || u.Host == "" {
+			bad("SMTP_URL", "not an smtp:// or smtps:// URL with a host")
+		}
+	}
+	if _, err := mail.ParseAddress(c.EmailFrom); err != nil {
+		bad("EMAIL_FROM", "%q is not an email address", c.EmailFrom)
+	}
+	if c.SupportEmail != "" {
+		if _, err := mail.ParseAddress(c.SupportEmail); err != nil {
+			bad("SUPPORT_EMAIL", "%q is not an email address", c.SupportEmail)
+		}
+	}
+	if c.EmailVerificationTTL < time.Minute || c.EmailVerificationTTL > 30*24*time.Hour {
+		bad("EMAIL_VERIFICATION_TTL", "must be between 1m and 720h")
+	}
+	if c.PasswordResetTTL < time.Minute || c.PasswordResetTTL > 24*time.Hour {
+		bad("PASSWORD_RESET_TTL", "must be between 1m and 24h")
+	}
+	if c.PasswordMinLength < 8 || c.PasswordMinLength > 128 {
+		bad("PASSWORD_MIN_LENGTH", "%d is out of range (8–128; NIST SP 800-63B requires at least 8)", c.PasswordMinLength)
+	}
+	if c.PasswordMaxLength < 64 || c.PasswordMaxLength > 4096 || c.PasswordMaxLength < c.PasswordMinLength {
+		bad("PASSWORD_MAX_LENGTH", "%d is out of range (64–4096, and at least GATEHOUSE_PASSWORD_MIN_LENGTH)", c.PasswordMaxLength)
+	}
+	if c.PasswordMinScore < 0 || c.PasswordMinScore > 4 {
+		bad("PASSWORD_MIN_SCORE", "%d is out of range (0–4)", c.PasswordMinScore)
+	}
+	for _, r := range c.PasswordRequire {
+		switch r {
+		case "upper", "lower", "digit", "symbol":
+		default:
+			bad("PASSWORD_REQUIRE", "%q is not a rule (want upper, lower, digit or symbol)", r)
+		}
+	}
+	if c.HIBPEnabled {
+		if err := checkIssuer(c.HIBPURL); err != nil {
+			bad("HIBP_URL", "%v", err)
+		}
+	}
+	if c.Argon2MemoryKiB < 8192 || c.Argon2MemoryKiB > 4<<20 {
+		bad("ARGON2_MEMORY_KIB", "%d is out of range (8192–4194304)", c.Argon2MemoryKiB)
+	}
+	if c.Argon2Time < 1 || c.Argon2Time > 20 {
+		bad("ARGON2_TIME", "%d is out of range (1–20)", c.Argon2Time)
+	}
+	if c.Argon2Threads < 1 || c.Argon2Threads > 64 {
+		bad("ARGON2_THREADS", "%d is out of range (1–64)", c.Argon2Threads)
+	}
+	if c.PasswordHashConcurrency < 0 || c.PasswordHashConcurrency > 1024 {
+		bad("PASSWORD_HASH_CONCURRENCY", "%d is out of range (0–1024)", c.PasswordHashConcurrency)
+	}
+
 	if c.Env == EnvProduction {
 		if c.EncryptionKeys == "" {
 			bad("ENCRYPTION_KEYS", "required in production: generate one with `gatehouse encryption-key generate` (or 32 random bytes, base64) and set <key-id>:<base64>")
@@ -269,6 +353,9 @@ func (c *Config) validate() []string {
 		}
 		if c.LogLevel == "debug" {
 			bad("LOG_LEVEL", "debug logging is refused in production")
+		}
+		if c.SMTPURL == "" {
+			bad("SMTP_URL", "required in production: without it emails (with live one-time links) are written to files in the data dir")
 		}
 	}
 	return errs
@@ -288,6 +375,14 @@ func (c *Config) AutoMigrateEnabled() bool {
 // SQLitePath is the embedded database file used when DatabaseURL is empty.
 func (c *Config) SQLitePath() string {
 	return strings.TrimRight(c.DataDir, "/") + "/gatehouse.db"
+}
+
+// AppBaseURL is where emailed links point: APP_URL, or the issuer.
+func (c *Config) AppBaseURL() string {
+	if c.AppURL != "" {
+		return c.AppURL
+	}
+	return c.Issuer
 }
 
 // TLS reports whether the public listener serves HTTPS itself.

@@ -2,6 +2,8 @@ package config
 
 import (
 	"errors"
+	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,6 +47,10 @@ func TestDefaults(t *testing.T) {
 		LogFormat: "json", MaxBodyBytes: 1 << 20, ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout: 15 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second,
 		ShutdownTimeout: 15 * time.Second, JobsMaxWorkers: 10,
+		ProductName: "Gatehouse", EmailFrom: "Gatehouse <no-reply@localhost>",
+		EmailVerificationTTL: 24 * time.Hour, PasswordResetTTL: time.Hour,
+		PasswordMinLength: 12, PasswordMaxLength: 256, PasswordMinScore: 3,
+		HIBPURL: "https://api.pwnedpasswords.com", Argon2MemoryKiB: 19456, Argon2Time: 2, Argon2Threads: 1,
 	}
 	if diff := cmp.Diff(want, *c); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
@@ -141,6 +147,7 @@ func TestProductionRefusesInsecureSettings(t *testing.T) {
 		"GATEHOUSE_ENV":             "production",
 		"GATEHOUSE_ISSUER":          "https://auth.example.com",
 		"GATEHOUSE_ENCRYPTION_KEYS": key,
+		"GATEHOUSE_SMTP_URL":        "smtp://mail.example.com:587",
 	}))
 	if err != nil {
 		t.Fatalf("secure production config refused: %v", err)
@@ -149,7 +156,7 @@ func TestProductionRefusesInsecureSettings(t *testing.T) {
 		t.Error("auto-migrate must default to off in production")
 	}
 	// Localhost issuers stay allowed over http, for running behind a local TLS terminator in tests.
-	if _, _, err := Load(envOf(map[string]string{"GATEHOUSE_ENV": "production", "GATEHOUSE_ENCRYPTION_KEYS": key, "GATEHOUSE_ISSUER": "http://127.0.0.1:8080"})); err != nil {
+	if _, _, err := Load(envOf(map[string]string{"GATEHOUSE_ENV": "production", "GATEHOUSE_ENCRYPTION_KEYS": key, "GATEHOUSE_SMTP_URL": "smtp://mail.example.com", "GATEHOUSE_ISSUER": "http://127.0.0.1:8080"})); err != nil {
 		t.Errorf("localhost issuer refused: %v", err)
 	}
 }
@@ -248,14 +255,43 @@ func TestEveryFieldDocumented(t *testing.T) {
 	}
 }
 
-func TestREADMEDocumentsEveryVariable(t *testing.T) {
+var update = flag.Bool("update", false, "rewrite the configuration table in README.md")
+
+// Table renders the README's configuration table from the struct tags.
+func table() string {
+	var b strings.Builder
+	b.WriteString("| Variable | Default | Meaning |\n|---|---|---|\n")
+	for _, f := range Fields() {
+		d := "(empty)"
+		if f.Default != "" {
+			d = "`" + f.Default + "`"
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", f.Var, d, strings.ReplaceAll(f.Doc, "|", "\\|"))
+	}
+	return b.String()
+}
+
+// TestREADMEConfigTable keeps the README's table equal to the settings;
+// run `go test ./internal/config -run README -update` to regenerate it.
+func TestREADMEConfigTable(t *testing.T) {
+	const start, end = "<!-- config-table:start -->\n", "<!-- config-table:end -->"
 	readme, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range Fields() {
-		if !strings.Contains(string(readme), "| `"+f.Var+"` |") {
-			t.Errorf("README.md configuration table lacks %s", f.Var)
+	s := string(readme)
+	i, j := strings.Index(s, start), strings.Index(s, end)
+	if i < 0 || j < i {
+		t.Fatal("README.md lacks the config-table markers")
+	}
+	want := table()
+	if got := s[i+len(start) : j]; got != want {
+		if *update {
+			if err := os.WriteFile("../../README.md", []byte(s[:i+len(start)]+want+s[j:]), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return
 		}
+		t.Errorf("README.md configuration table is out of date; run go test ./internal/config -run README -update\n%s", cmp.Diff(want, got))
 	}
 }

@@ -67,8 +67,8 @@ func NewSendArgs(keyring *secret.Keyring, template, to string, data Data, link s
 	if err := checkLink(template, link); err != nil {
 		return SendArgs{}, err
 	}
-	if _, err := parseAddress(to); err != nil {
-		return SendArgs{}, fmt.Errorf("mail: recipient: %w", err)
+	if _, err := parseAddress("To", to); err != nil {
+		return SendArgs{}, err
 	}
 	args := SendArgs{Template: template, To: to, Data: data}
 	if link != "" {
@@ -99,6 +99,10 @@ func linkAD(template, to string) []byte {
 // does not pass the checks, a sealed link that does not open (tampered, or
 // its key was removed from the keyring), or a permanent SMTP rejection of
 // the message (ErrRejected).
+//
+// Delivery is at least once: if the process dies after the SMTP server
+// accepted a message but before River recorded the job as completed, the
+// job is run, and the message sent, again.
 type Worker struct {
 	river.WorkerDefaults[SendArgs]
 
@@ -119,8 +123,8 @@ func NewWorker(renderer *Renderer, sender Sender, keyring *secret.Keyring, from 
 	if renderer == nil || sender == nil || keyring == nil {
 		return nil, errors.New("mail: NewWorker needs a renderer, a sender and a keyring")
 	}
-	if err := (Message{From: from, To: from, Text: "-"}).Validate(); err != nil {
-		return nil, fmt.Errorf("mail: From address: %w", err)
+	if err := checkFrom(from); err != nil {
+		return nil, err
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

@@ -368,6 +368,7 @@ func TestNewSendArgs(t *testing.T) {
 		{"bad link", PasswordReset, "zoe@example.com", "ftp://x/" + testToken, Data{}, true, ErrLink},
 		{"unknown template", "welcome", "zoe@example.com", "", Data{}, true, ErrUnknownTemplate},
 		{"bad recipient", PasswordChanged, "zoe", "", Data{}, true, ErrAddress},
+		{"non-ASCII recipient", PasswordChanged, "zoë@example.com", "", Data{}, true, ErrAddress},
 		{"header injection", PasswordChanged, "zoe@example.com\nBcc: x@example.com", "", Data{}, true, ErrHeader},
 		{"no keyring", VerifyEmail, "zoe@example.com", testLink, Data{}, false, nil},
 	}

@@ -51,18 +51,11 @@ func (m Message) Validate() error {
 }
 
 func (m Message) addresses() (from, to *mail.Address, err error) {
-	if from, err = parseAddress(m.From); err != nil {
-		return nil, nil, fmt.Errorf("from: %w", err)
+	if from, err = parseAddress("From", m.From); err != nil {
+		return nil, nil, err
 	}
-	if to, err = parseAddress(m.To); err != nil {
-		return nil, nil, fmt.Errorf("to: %w", err)
-	}
-	for _, a := range []*mail.Address{from, to} {
-		if !isASCII(a.Address) {
-			// Would need SMTPUTF8 (RFC 6531), which this package does not
-			// negotiate.
-			return nil, nil, fmt.Errorf("%w: internationalized addresses are not supported", ErrAddress)
-		}
+	if to, err = parseAddress("To", m.To); err != nil {
+		return nil, nil, err
 	}
 	if strings.ContainsFunc(m.Subject, unicode.IsControl) {
 		return nil, nil, fmt.Errorf("%w: subject contains a line break or control character", ErrHeader)
@@ -255,4 +248,38 @@ func isASCII(s string) bool {
 		}
 	}
 	return true
+}
+
+// parseAddress parses one address such as "a@example.com" or
+// "Name <a@example.com>", refusing CR and LF outright, and addresses that
+// are not ASCII: those would need SMTPUTF8 (RFC 6531), which this package
+// does not negotiate. field names the value in errors.
+func parseAddress(field, s string) (*mail.Address, error) {
+	if strings.ContainsAny(s, "\r\n") {
+		return nil, fmt.Errorf("%w: %s address contains a line break", ErrHeader, field)
+	}
+	a, err := mail.ParseAddress(s)
+	if err != nil {
+		return nil, fmt.Errorf("%w in %s %q: %v", ErrAddress, field, s, err)
+	}
+	if !isASCII(a.Address) {
+		return nil, fmt.Errorf("%w in %s %q: internationalized addresses are not supported", ErrAddress, field, s)
+	}
+	return a, nil
+}
+
+// checkFrom checks a configured From address, including that its domain
+// can name Message-IDs.
+func checkFrom(from string) error {
+	if from == "" {
+		return fmt.Errorf("%w: no From address configured", ErrAddress)
+	}
+	a, err := parseAddress("From", from)
+	if err != nil {
+		return err
+	}
+	if _, err := messageID(a.Address); err != nil {
+		return err
+	}
+	return nil
 }

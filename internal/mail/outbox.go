@@ -41,11 +41,8 @@ func NewOutbox(dir, from string, log *slog.Logger) (*Outbox, error) {
 	if dir == "" {
 		return nil, errors.New("mail: outbox directory is empty")
 	}
-	if from == "" {
-		return nil, fmt.Errorf("%w: no From address configured", ErrAddress)
-	}
-	if err := (Message{From: from, To: from, Text: "-"}).Validate(); err != nil {
-		return nil, fmt.Errorf("mail: From address: %w", err)
+	if err := checkFrom(from); err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("mail: outbox: %w", err)

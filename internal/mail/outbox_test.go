@@ -116,9 +116,9 @@ func TestOutboxAtomic(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := renderReset(t)
-	m.HTML += strings.Repeat("<p>padding to make each write take a while</p>\n", 4000)
+	m.HTML += strings.Repeat("<p>padding to make each write take a while</p>\n", 3000)
 
-	const n = 40
+	const n = 30
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	var mu sync.Mutex

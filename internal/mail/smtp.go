@@ -166,11 +166,8 @@ func NewSMTPSender(rawURL, from string, tlsConfig *tls.Config) (*SMTPSender, err
 		}
 	}
 
-	if from == "" {
-		return nil, fmt.Errorf("%w: no From address configured", ErrAddress)
-	}
-	if err := (Message{From: from, To: from, Text: "-"}).Validate(); err != nil {
-		return nil, fmt.Errorf("mail: From address: %w", err)
+	if err := checkFrom(from); err != nil {
+		return nil, err
 	}
 	s.from = from
 	return s, nil
@@ -308,13 +305,26 @@ func stageError(stage string, err error) error {
 	return fmt.Errorf("mail: smtp %s: %w", stage, err)
 }
 
-// rejection is stageError, marked ErrRejected for a 5xx reply.
+// rejection is stageError, or a rejectedError for a 5xx reply.
 func rejection(stage string, err error) error {
 	if te, ok := errors.AsType[*textproto.Error](err); ok && te.Code >= 500 && te.Code < 600 {
-		return fmt.Errorf("mail: smtp %s: %w: %w", stage, ErrRejected, err)
+		return &rejectedError{stage: stage, err: err}
 	}
 	return stageError(stage, err)
 }
+
+// rejectedError is a permanent rejection of a message; it matches
+// ErrRejected and unwraps to the server's reply (*textproto.Error).
+type rejectedError struct {
+	stage string
+	err   error
+}
+
+func (e *rejectedError) Error() string {
+	return "mail: SMTP server rejected the message at " + e.stage + ": " + e.err.Error()
+}
+func (e *rejectedError) Unwrap() error        { return e.err }
+func (e *rejectedError) Is(target error) bool { return target == ErrRejected }
 
 // isLocalhost reports whether host names this machine: "localhost" or a
 // loopback IP.

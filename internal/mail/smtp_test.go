@@ -293,7 +293,7 @@ func TestNewSMTPSenderURL(t *testing.T) {
 	}
 
 	t.Run("from", func(t *testing.T) {
-		for _, from := range []string{"", "no-reply", "a@b.test\r\nBcc: x@example.com"} {
+		for _, from := range []string{"", "no-reply", "a@b.test\r\nBcc: x@example.com", "a@[192.0.2.1]", "ä@acme.test"} {
 			if _, err := NewSMTPSender("smtp://mail.example.com", from, nil); err == nil {
 				t.Errorf("From %q accepted", from)
 			}

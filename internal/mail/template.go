@@ -7,7 +7,6 @@ import (
 	"fmt"
 	htmltemplate "html/template"
 	"io/fs"
-	"net/mail"
 	"net/url"
 	"os"
 	"path"
@@ -229,8 +228,8 @@ func checkBrand(b Brand) error {
 		return errors.New("mail: brand product name contains control characters")
 	}
 	if b.SupportEmail != "" {
-		if _, err := parseAddress(b.SupportEmail); err != nil {
-			return fmt.Errorf("mail: brand support email: %w", err)
+		if _, err := parseAddress("support email", b.SupportEmail); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -458,17 +457,4 @@ func sampleData(name string, withOptional bool) Data {
 		d.UserAgent = "Mozilla/5.0 (sample)"
 	}
 	return d
-}
-
-// parseAddress parses a single address such as "a@example.com" or
-// "Name <a@example.com>", refusing CR and LF outright.
-func parseAddress(s string) (*mail.Address, error) {
-	if strings.ContainsAny(s, "\r\n") {
-		return nil, fmt.Errorf("%w: address contains a line break", ErrHeader)
-	}
-	a, err := mail.ParseAddress(s)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %q: %v", ErrAddress, s, err)
-	}
-	return a, nil
 }

@@ -36,6 +36,9 @@ const (
 // are used, and the backends grow to satisfy them.
 type Store interface {
 	AuditLog
+	Transactor
+	UserStore
+	OneTimeTokenStore
 
 	// Dialect returns DialectPostgres or DialectSQLite.
 	Dialect() string

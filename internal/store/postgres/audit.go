@@ -18,7 +18,7 @@ func (s *Store) AppendAuditEvent(ctx context.Context, e store.AuditEvent) error 
 	if err != nil {
 		return fmt.Errorf("postgres: %w", err)
 	}
-	_, err = s.primary.Exec(ctx, `INSERT INTO audit_events
+	_, err = s.q.Exec(ctx, `INSERT INTO audit_events
 		(id, occurred_at, actor_id, subject_id, action, ip, user_agent, request_id, data)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)`,
 		e.ID, e.OccurredAt, sqlrow.Null(e.ActorID), sqlrow.Null(e.SubjectID), e.Action,
@@ -29,8 +29,8 @@ func (s *Store) AppendAuditEvent(ctx context.Context, e store.AuditEvent) error 
 	return nil
 }
 
-// ListAuditEvents implements store.AuditLog. It reads from a replica when
-// one is configured and healthy.
+// ListAuditEvents implements store.AuditLog. Outside a transaction it reads
+// from a replica when one is configured and healthy.
 func (s *Store) ListAuditEvents(ctx context.Context, f store.AuditFilter) ([]store.AuditEvent, string, error) {
 	limit := sqlrow.AuditLimit(f.Limit)
 	var (

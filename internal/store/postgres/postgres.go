@@ -45,13 +45,19 @@ const (
 	replicaDownFor     = 5 * time.Second
 )
 
-// Store is the PostgreSQL store. It is safe for concurrent use.
+// Store is the PostgreSQL store. It is safe for concurrent use, except a
+// transaction-bound Store (the one InTx hands to its function), which
+// belongs to that function's goroutine.
 type Store struct {
 	primary  *pgxpool.Pool
 	replicas []*replica
-	next     atomic.Uint64
+	next     *atomic.Uint64
 	migrator *migrate.Runner
 	now      func() time.Time
+
+	// q runs every statement: the primary pool, or tx inside InTx.
+	q  querier
+	tx pgx.Tx // nil outside InTx
 }
 
 type replica struct {
@@ -73,7 +79,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: primary: %w", err)
 	}
-	s := &Store{primary: primary, now: time.Now}
+	s := &Store{primary: primary, next: new(atomic.Uint64), now: time.Now, q: primary}
 	for i, u := range cfg.ReplicaURLs {
 		pool, err := newPool(ctx, cfg, u)
 		if err != nil {
@@ -160,8 +166,13 @@ func (s *Store) Stats() store.PoolStats {
 	}
 }
 
-// Close closes every pool. It is safe to call more than once.
+// Close closes every pool. It is safe to call more than once. On a
+// transaction-bound store it does nothing but return an error: the pools
+// belong to the store InTx was called on.
 func (s *Store) Close() error {
+	if s.tx != nil {
+		return errors.New("postgres: Close called on a transaction-bound store")
+	}
 	for _, r := range s.replicas {
 		r.pool.Close()
 	}
@@ -169,11 +180,12 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// RawExec runs sql on the primary with no arguments. It exists for tests
-// (the conformance suite proves database-level guarantees with it) and
-// operational tooling; application code uses the typed methods.
+// RawExec runs sql on the primary (inside InTx: in the transaction) with no
+// arguments. It exists for tests (the conformance suite proves
+// database-level guarantees with it) and operational tooling; application
+// code uses the typed methods.
 func (s *Store) RawExec(ctx context.Context, sql string) error {
-	_, err := s.primary.Exec(ctx, sql)
+	_, err := s.q.Exec(ctx, sql)
 	return mapErr(err)
 }
 
@@ -188,11 +200,11 @@ type querier interface {
 // lag: the next healthy replica round-robin, or the primary when no replica
 // is configured or none is healthy. A replica is healthy when it answered a
 // ping within replicaHealthyFor; one that fails a ping is skipped for
-// replicaDownFor.
+// replicaDownFor. Inside InTx it returns the transaction.
 func (s *Store) reader(ctx context.Context) querier {
 	n := len(s.replicas)
-	if n == 0 {
-		return s.primary
+	if s.tx != nil || n == 0 {
+		return s.q
 	}
 	start := s.next.Add(1) - 1
 	for i := range n {

@@ -1,0 +1,101 @@
+// Package auth carries the authenticated caller (the Principal) through a
+// request and guards handlers that need one. How a bearer token becomes a
+// Principal is the job of an Authenticator (JWT access tokens, API keys …),
+// plugged in at wiring time; handlers only ask for the Principal.
+package auth
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/httpapi"
+)
+
+// Principal is who is calling.
+type Principal struct {
+	UserID    string
+	SessionID string
+	ClientID  string
+	TokenID   string // jti of the access token
+	Scopes    []string
+	AMR       []string
+	AuthTime  time.Time
+	ExpiresAt time.Time
+	IsAdmin   bool
+}
+
+// HasScope reports whether the principal was granted scope.
+func (p Principal) HasScope(scope string) bool { return slices.Contains(p.Scopes, scope) }
+
+type ctxKey struct{}
+
+// WithPrincipal returns ctx carrying p.
+func WithPrincipal(ctx context.Context, p Principal) context.Context {
+	return context.WithValue(ctx, ctxKey{}, p)
+}
+
+// FromContext returns the principal of an authenticated request.
+func FromContext(ctx context.Context) (Principal, bool) {
+	p, ok := ctx.Value(ctxKey{}).(Principal)
+	return p, ok
+}
+
+// ErrInvalidToken is returned by authenticators for a missing, malformed,
+// expired or revoked credential.
+var ErrInvalidToken = errors.New("auth: invalid token")
+
+// Authenticator turns a request's credentials into a Principal.
+type Authenticator interface {
+	Authenticate(r *http.Request) (Principal, error)
+}
+
+// BearerToken returns the token of an "Authorization: Bearer …" header.
+func BearerToken(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	scheme, token, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	token = strings.TrimSpace(token)
+	return token, token != ""
+}
+
+// Unauthorized is the RFC 6750 401 problem.
+func Unauthorized() *httpapi.Problem {
+	p := httpapi.NewProblem(http.StatusUnauthorized, "unauthorized", "A valid access token is required.")
+	p.Header = http.Header{"WWW-Authenticate": {`Bearer error="invalid_token"`}}
+	return p
+}
+
+// Require wraps h so that it runs only for an authenticated caller, with
+// the Principal in the request context; others get 401 with
+// WWW-Authenticate (RFC 6750). Authenticator failures other than
+// ErrInvalidToken (e.g. the deny list is unreachable) are server errors.
+func Require(a Authenticator, h httpapi.HandlerFunc) httpapi.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		p, err := a.Authenticate(r)
+		if errors.Is(err, ErrInvalidToken) {
+			return Unauthorized()
+		}
+		if err != nil {
+			return err
+		}
+		return h(w, r.WithContext(WithPrincipal(r.Context(), p)))
+	}
+}
+
+// RequireAdmin is Require for administrators only (403 otherwise). This is
+// the single place the admin check lives until full RBAC replaces it.
+func RequireAdmin(a Authenticator, h httpapi.HandlerFunc) httpapi.HandlerFunc {
+	return Require(a, func(w http.ResponseWriter, r *http.Request) error {
+		p, _ := FromContext(r.Context())
+		if !p.IsAdmin {
+			return httpapi.NewProblem(http.StatusForbidden, "forbidden", "This operation needs administrator rights.")
+		}
+		return h(w, r)
+	})
+}

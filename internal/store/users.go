@@ -1,0 +1,141 @@
+package store
+
+import (
+	"context"
+	"time"
+)
+
+// Transactor runs work in one database transaction.
+type Transactor interface {
+	// InTx runs fn in a transaction with a Store bound to it: every method
+	// called on tx runs inside the transaction. fn's error (or panic) rolls
+	// back; nil commits. Calling InTx on a transaction-bound store runs fn
+	// in the same transaction. On SQLite the transaction takes the write
+	// lock at BEGIN (immediate), on PostgreSQL it is READ COMMITTED; methods
+	// that must serialise read-modify-write use ...ForUpdate reads.
+	InTx(ctx context.Context, fn func(tx Store) error) error
+	// DriverTx returns the driver's transaction (pgx.Tx or *sql.Tx) of a
+	// transaction-bound store, so a job can be enqueued in the same
+	// transaction (jobs.Queue.InsertTx); nil outside InTx.
+	DriverTx() any
+}
+
+// UserStatus is the state of an account.
+type UserStatus string
+
+// Account states.
+const (
+	UserActive   UserStatus = "active"
+	UserDisabled UserStatus = "disabled"
+	UserLocked   UserStatus = "locked"
+)
+
+// User is an account. Zero times mean "not set"; empty strings are stored
+// as NULL where the column is nullable.
+type User struct {
+	ID              string // UUIDv7, generated when empty
+	Email           string // as the user typed it, for display
+	EmailNormalized string // the unique key: trimmed and lower-cased; unique among users not deleted
+	EmailVerifiedAt time.Time
+	// PendingEmail is a requested new address that takes effect when it is
+	// verified.
+	PendingEmail string
+	PasswordHash string // PHC string or an imported legacy hash; empty for accounts without a password
+	Name         string
+	GivenName    string
+	FamilyName   string
+	Locale       string
+	Zoneinfo     string
+	PhoneNumber  string // E.164
+	Picture      string
+	Metadata     map[string]any // the user may edit it; nil is stored as {}
+	AppMetadata  map[string]any // only admins may edit it; nil is stored as {}
+	Department   string
+	JobTitle     string
+	EmployeeID   string
+	Status       UserStatus // empty is stored as active
+	IsAdmin      bool
+	LastLoginAt  time.Time
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+	DeletedAt    time.Time
+}
+
+// UserFilter selects users for ListUsers.
+type UserFilter struct {
+	Email  string     // case-insensitive substring of the normalised email
+	Status UserStatus // exact match when set
+	// Sort is "created_at" (default) or "email"; prefix "-" for descending.
+	Sort   string
+	Cursor string
+	Limit  int // default 50, at most 200
+}
+
+// UserStore keeps accounts. Deleted (soft-deleted) users are invisible to
+// every method but ListUsers never returns them either.
+type UserStore interface {
+	// CreateUser stores u with CreatedAt and UpdatedAt set to now and returns
+	// it as stored. ErrConflict when EmailNormalized belongs to another user
+	// who is not deleted.
+	CreateUser(ctx context.Context, u User) (User, error)
+	// GetUser returns the user with this ID, or ErrNotFound.
+	GetUser(ctx context.Context, id string) (User, error)
+	// GetUserForUpdate is GetUser that also locks the row until the end of
+	// the transaction (SELECT … FOR UPDATE on PostgreSQL; SQLite's
+	// transaction already holds the write lock). Use it inside InTx.
+	GetUserForUpdate(ctx context.Context, id string) (User, error)
+	// GetUserByEmail returns the user whose EmailNormalized equals
+	// emailNormalized, or ErrNotFound.
+	GetUserByEmail(ctx context.Context, emailNormalized string) (User, error)
+	// UpdateUser writes every field of u except ID, CreatedAt and DeletedAt,
+	// sets UpdatedAt to now and returns the stored user. ErrNotFound when
+	// the user does not exist (or is deleted); ErrConflict on an email clash.
+	UpdateUser(ctx context.Context, u User) (User, error)
+	// SoftDeleteUser marks the user deleted; ErrNotFound if absent.
+	SoftDeleteUser(ctx context.Context, id string, at time.Time) error
+	// ListUsers returns users matching f and the cursor of the next page
+	// ("" on the last). A foreign cursor is ErrInvalidCursor.
+	ListUsers(ctx context.Context, f UserFilter) ([]User, string, error)
+}
+
+// TokenPurpose says what a one-time token is for.
+type TokenPurpose string
+
+// One-time token purposes.
+const (
+	PurposeVerifyEmail   TokenPurpose = "verify_email"
+	PurposeEmailChange   TokenPurpose = "email_change"
+	PurposePasswordReset TokenPurpose = "password_reset"
+)
+
+// OneTimeToken is a single-use token sent by email. Only the SHA-256 hash
+// of the token is stored.
+type OneTimeToken struct {
+	ID         string // UUIDv7, generated when empty
+	UserID     string
+	Purpose    TokenPurpose
+	TokenHash  string // hex SHA-256 of the token; unique
+	Email      string // the address the token was sent to (for email_change: the new address)
+	ExpiresAt  time.Time
+	ConsumedAt time.Time
+	CreatedAt  time.Time
+}
+
+// OneTimeTokenStore keeps one-time tokens.
+type OneTimeTokenStore interface {
+	// CreateOneTimeToken stores t and, in the same step, deletes every
+	// unconsumed token of the same user and purpose: a new link supersedes
+	// the older ones.
+	CreateOneTimeToken(ctx context.Context, t OneTimeToken) error
+	// ConsumeOneTimeToken marks the unconsumed, unexpired (ExpiresAt > now)
+	// token with this purpose and hash consumed, in one atomic statement,
+	// and returns it. ErrNotFound when there is no such token, so of several
+	// parallel callers exactly one succeeds.
+	ConsumeOneTimeToken(ctx context.Context, purpose TokenPurpose, tokenHash string, now time.Time) (OneTimeToken, error)
+	// DeleteUserOneTimeTokens deletes every unconsumed token of the user for
+	// the purpose (e.g. all reset links once the password changed).
+	DeleteUserOneTimeTokens(ctx context.Context, userID string, purpose TokenPurpose) error
+	// PurgeOneTimeTokens deletes tokens that expired or were consumed before
+	// before, and returns how many.
+	PurgeOneTimeTokens(ctx context.Context, before time.Time) (int64, error)
+}

@@ -1,0 +1,261 @@
+package user
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"reflect"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/mail"
+	"github.com/gatehouse/gatehouse/internal/secret"
+	"github.com/gatehouse/gatehouse/internal/store"
+)
+
+// Profile is the JSON shape of an account as its owner sees it. Field
+// names follow the OpenID Connect standard claims where one exists.
+type Profile struct {
+	ID              string         `json:"id"`
+	Email           string         `json:"email"`
+	EmailVerified   bool           `json:"email_verified"`
+	EmailVerifiedAt *time.Time     `json:"email_verified_at"`
+	PendingEmail    string         `json:"pending_email,omitempty"`
+	Name            string         `json:"name"`
+	GivenName       string         `json:"given_name"`
+	FamilyName      string         `json:"family_name"`
+	Locale          string         `json:"locale"`
+	Zoneinfo        string         `json:"zoneinfo"`
+	PhoneNumber     string         `json:"phone_number"`
+	Picture         string         `json:"picture"`
+	Metadata        map[string]any `json:"metadata"`
+	AppMetadata     map[string]any `json:"app_metadata"`
+	Department      string         `json:"department"`
+	JobTitle        string         `json:"job_title"`
+	EmployeeID      string         `json:"employee_id"`
+	Status          string         `json:"status"`
+	LastLoginAt     *time.Time     `json:"last_login_at"`
+	CreatedAt       time.Time      `json:"created_at"`
+	UpdatedAt       time.Time      `json:"updated_at"`
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC()
+	return &t
+}
+
+func emptyIfNil(m map[string]any) map[string]any {
+	if m == nil {
+		return map[string]any{}
+	}
+	return m
+}
+
+// ProfileOf renders u for its owner.
+func ProfileOf(u store.User) Profile {
+	return Profile{
+		ID: u.ID, Email: u.Email, EmailVerified: !u.EmailVerifiedAt.IsZero(), EmailVerifiedAt: timePtr(u.EmailVerifiedAt),
+		PendingEmail: u.PendingEmail, Name: u.Name, GivenName: u.GivenName, FamilyName: u.FamilyName,
+		Locale: u.Locale, Zoneinfo: u.Zoneinfo, PhoneNumber: u.PhoneNumber, Picture: u.Picture,
+		Metadata: emptyIfNil(u.Metadata), AppMetadata: emptyIfNil(u.AppMetadata),
+		Department: u.Department, JobTitle: u.JobTitle, EmployeeID: u.EmployeeID,
+		Status: string(u.Status), LastLoginAt: timePtr(u.LastLoginAt), CreatedAt: u.CreatedAt.UTC(), UpdatedAt: u.UpdatedAt.UTC(),
+	}
+}
+
+// optional is a PATCH field: Set tells whether it was sent at all, Null
+// whether it was sent as null (clear it).
+type optional[T any] struct {
+	Set   bool
+	Null  bool
+	Value T
+}
+
+func (o *optional[T]) UnmarshalJSON(b []byte) error {
+	o.Set = true
+	if string(b) == "null" {
+		o.Null = true
+		return nil
+	}
+	return json.Unmarshal(b, &o.Value)
+}
+
+// ProfilePatch is the body of PATCH /v1/me. Absent fields are left alone;
+// null clears a field.
+type ProfilePatch struct {
+	Email       optional[string]          `json:"email"`
+	Name        optional[string]          `json:"name"`
+	GivenName   optional[string]          `json:"given_name"`
+	FamilyName  optional[string]          `json:"family_name"`
+	Locale      optional[string]          `json:"locale"`
+	Zoneinfo    optional[string]          `json:"zoneinfo"`
+	PhoneNumber optional[string]          `json:"phone_number"`
+	Picture     optional[string]          `json:"picture"`
+	Metadata    optional[json.RawMessage] `json:"metadata"`
+}
+
+// GetProfile returns the account of userID.
+func (s *Service) GetProfile(ctx context.Context, userID string) (store.User, error) {
+	return s.Store.GetUser(ctx, userID)
+}
+
+// UpdateProfile applies a validated patch. Changed fields are recorded in
+// the activity trail with old and new values. A new email address does not
+// take effect until it is verified: a link goes to the new address and a
+// notice to the old one.
+func (s *Service) UpdateProfile(ctx context.Context, userID string, p ProfilePatch, m Meta) (store.User, error) {
+	var errs fieldErrors
+	str := func(o optional[string], field string, check func(string) string) (string, bool) {
+		if !o.Set {
+			return "", false
+		}
+		if o.Null {
+			return "", true
+		}
+		return check(o.Value), true
+	}
+	text := func(field string, max int) func(string) string {
+		return func(v string) string { return cleanText(&errs, field, v, max) }
+	}
+	type change struct {
+		field string
+		ptr   func(*store.User) *string
+		value string
+	}
+	var changes []change
+	add := func(o optional[string], field string, check func(string) string, ptr func(*store.User) *string) {
+		if v, ok := str(o, field, check); ok {
+			changes = append(changes, change{field, ptr, v})
+		}
+	}
+	add(p.Name, "name", text("name", maxNameLength), func(u *store.User) *string { return &u.Name })
+	add(p.GivenName, "given_name", text("given_name", maxNameLength), func(u *store.User) *string { return &u.GivenName })
+	add(p.FamilyName, "family_name", text("family_name", maxNameLength), func(u *store.User) *string { return &u.FamilyName })
+	add(p.Locale, "locale", func(v string) string { return checkLocale(&errs, v) }, func(u *store.User) *string { return &u.Locale })
+	add(p.Zoneinfo, "zoneinfo", func(v string) string { return checkZoneinfo(&errs, v) }, func(u *store.User) *string { return &u.Zoneinfo })
+	add(p.PhoneNumber, "phone_number", func(v string) string { return checkPhone(&errs, v) }, func(u *store.User) *string { return &u.PhoneNumber })
+	add(p.Picture, "picture", func(v string) string { return checkPicture(&errs, v) }, func(u *store.User) *string { return &u.Picture })
+
+	var metadata map[string]any
+	if p.Metadata.Set {
+		if p.Metadata.Null {
+			metadata = map[string]any{}
+		} else {
+			metadata = checkMetadata(&errs, "metadata", p.Metadata.Value)
+		}
+	}
+	var newEmail string
+	if p.Email.Set {
+		if p.Email.Null {
+			errs.add("email", "required", "The email address cannot be removed.")
+		} else {
+			newEmail = checkEmail(&errs, "email", p.Email.Value)
+		}
+	}
+	if err := errs.err(); err != nil {
+		return store.User{}, err
+	}
+
+	var token string
+	var out store.User
+	err := s.Store.InTx(ctx, func(tx store.Store) error {
+		u, err := tx.GetUserForUpdate(ctx, userID)
+		if err != nil {
+			return err
+		}
+		diff := map[string]any{}
+		for _, c := range changes {
+			ptr := c.ptr(&u)
+			if *ptr != c.value {
+				diff[c.field] = map[string]any{"old": *ptr, "new": c.value}
+				*ptr = c.value
+			}
+		}
+		if p.Metadata.Set && !reflect.DeepEqual(emptyIfNil(u.Metadata), metadata) {
+			diff["metadata"] = map[string]any{"old": emptyIfNil(u.Metadata), "new": metadata}
+			u.Metadata = metadata
+		}
+		emailChange := newEmail != "" && NormalizeEmail(newEmail) != u.EmailNormalized
+		if newEmail != "" && !emailChange && newEmail != u.Email {
+			// Only the spelling changed (case): no verification needed.
+			diff["email"] = map[string]any{"old": u.Email, "new": newEmail}
+			u.Email = newEmail
+		}
+		if newEmail != "" && !emailChange && u.PendingEmail != "" {
+			u.PendingEmail = "" // back to the current address: cancel a pending change
+			if err := tx.DeleteUserOneTimeTokens(ctx, u.ID, store.PurposeEmailChange); err != nil {
+				return err
+			}
+		}
+		if emailChange {
+			if other, err := tx.GetUserByEmail(ctx, NormalizeEmail(newEmail)); err == nil && other.ID != u.ID {
+				return ErrEmailTaken
+			} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			u.PendingEmail = newEmail
+			if token, err = secret.NewToken(32); err != nil {
+				return err
+			}
+			if err := s.issueToken(ctx, tx, u, store.PurposeEmailChange, newEmail, token, s.Config.VerificationTTL); err != nil {
+				return err
+			}
+			if err := s.audit(ctx, tx, m, u.ID, "user.email_change_requested", map[string]any{"email": map[string]any{"old": u.Email, "new": newEmail}}); err != nil {
+				return err
+			}
+			if err := s.sendMail(ctx, tx, mail.EmailChangeVerify, newEmail, mail.Data{RecipientName: u.Name, ExpiresIn: s.Config.VerificationTTL}, s.link("/verify-email", token)); err != nil {
+				return err
+			}
+			if err := s.sendMail(ctx, tx, mail.EmailChangeNotice, u.Email, mail.Data{RecipientName: u.Name, NewEmail: maskEmail(newEmail), Time: s.now(), IP: m.IP, UserAgent: m.UserAgent}, ""); err != nil {
+				return err
+			}
+		}
+		if out, err = tx.UpdateUser(ctx, u); err != nil {
+			return err
+		}
+		if len(diff) == 0 {
+			return nil
+		}
+		return s.audit(ctx, tx, m, u.ID, "user.profile_updated", map[string]any{"changes": diff})
+	})
+	return out, err
+}
+
+// maskEmail hides most of the local part: "alice@example.com" → "a***@example.com".
+func maskEmail(e string) string {
+	for i, r := range e {
+		if r == '@' {
+			if i <= 1 {
+				return "***" + e[i:]
+			}
+			return e[:1] + "***" + e[i:]
+		}
+	}
+	return "***"
+}
+
+// Activity is one entry of the account's activity trail.
+type Activity struct {
+	ID         string         `json:"id"`
+	Action     string         `json:"action"`
+	OccurredAt time.Time      `json:"occurred_at"`
+	ActorID    string         `json:"actor_id,omitempty"`
+	IP         string         `json:"ip,omitempty"`
+	UserAgent  string         `json:"user_agent,omitempty"`
+	Data       map[string]any `json:"data"`
+}
+
+// Activity lists the account's events, newest first.
+func (s *Service) Activity(ctx context.Context, userID, cursor string, limit int) ([]Activity, string, error) {
+	events, next, err := s.Store.ListAuditEvents(ctx, store.AuditFilter{SubjectID: userID, Cursor: cursor, Limit: limit})
+	if err != nil {
+		return nil, "", err
+	}
+	out := make([]Activity, 0, len(events))
+	for _, e := range events {
+		out = append(out, Activity{ID: e.ID, Action: e.Action, OccurredAt: e.OccurredAt.UTC(), ActorID: e.ActorID, IP: e.IP, UserAgent: e.UserAgent, Data: emptyIfNil(e.Data)})
+	}
+	return out, next, nil
+}
