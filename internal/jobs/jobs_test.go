@@ -417,7 +417,10 @@ func runSuite(t *testing.T, open func(*testing.T) database) {
 			runs.add(job.Args.Name)
 			return nil
 		}), Config{})
-		ctx := t.Context()
+		// A Queue that ignored tx would wait for SQLite's only connection,
+		// which tx holds; fail instead of hanging.
+		ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
+		defer cancel()
 
 		tx := d.begin(t)
 		if err := tx.exec("INSERT INTO thing (name) VALUES ('rolled-back')"); err != nil {

@@ -276,7 +276,7 @@ func (b *BreachFile) contains(target [sha1.Size]byte) (bool, error) {
 			return true, nil
 		case c < 0:
 			lo = next
-		case false: // target's line starts before start, so before mid
+		default: // target's line starts before start, so before mid
 			hi = mid
 		}
 	}

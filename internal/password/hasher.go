@@ -277,9 +277,11 @@ func (h *Hasher) Identify(encoded string) (Format, error) {
 // MemoryBound is the most memory, in bytes, that this Hasher's Argon2
 // computations can hold at once: maxConcurrent × Params.Memory, or the
 // largest stored hash the limits admit (Limits.MaxArgon2Memory) if that is
-// more, since such a hash takes every slot and runs alone. It counts the
-// Argon2 work areas only; the Go heap can briefly hold more, as finished
-// areas wait for the garbage collector.
+// more, since such a hash takes every slot and runs alone. It counts live
+// Argon2 work areas only: finished ones stay on the Go heap until the next
+// collection, so with the default GOGC the heap can peak at two to three
+// times the bound during a burst (see BenchmarkBurst32MaxConcurrent2); set
+// GOMEMLIMIT to hold it closer.
 func (h *Hasher) MemoryBound() uint64 {
 	b := uint64(cap(h.slots)) * uint64(h.params.Memory)
 	return max(b, uint64(h.limits.MaxArgon2Memory)) * 1024
