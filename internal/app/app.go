@@ -47,6 +47,7 @@ Usage:
 Commands:
   serve                      run the server
   migrate up|down|status     apply, roll back (one step) or list schema migrations
+  users create|import        create an account, or import accounts with their password hashes
   encryption-key generate    print a new key for GATEHOUSE_ENCRYPTION_KEYS
   version                    print the version
 
@@ -87,6 +88,8 @@ func Run(ctx context.Context, env Env) int {
 		return c.serve(ctx, rest)
 	case "migrate":
 		return c.migrate(ctx, rest)
+	case "users":
+		return c.users(ctx, rest)
 	case "encryption-key":
 		return c.encryptionKey(rest)
 	case "version", "--version":

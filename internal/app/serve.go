@@ -10,7 +10,7 @@ import (
 	"net/http"
 
 	"github.com/gatehouse/gatehouse/internal/config"
-	"github.com/gatehouse/gatehouse/internal/jobs"
+	"github.com/gatehouse/gatehouse/internal/token"
 )
 
 func (c *cli) serve(ctx context.Context, args []string) int {
@@ -57,14 +57,32 @@ func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, ready 
 	}
 	defer state.Close()
 
-	workers := newWorkers()
-	queue, err := db.newQueue(workers, jobs.Config{MaxWorkers: cfg.JobsMaxWorkers, Logger: log})
+	// The token manager's background reload runs until shutdown.
+	tokensCtx, stopTokens := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopTokens()
+	tokens, err := startTokens(tokensCtx, cfg, db, keys, state, log)
+	if err != nil {
+		return err
+	}
+	workers, err := newWorkers(cfg, db, keys, tokens, log)
+	if err != nil {
+		return err
+	}
+	queue, err := db.newQueue(workers, jobsConfig(cfg, log, true))
 	if err != nil {
 		return fmt.Errorf("job queue: %w", err)
 	}
+	policy, closePolicy, err := newPolicy(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closePolicy()
 
 	reg := newRegistry(db.store, queue, log)
-	deps := &deps{cfg: cfg, log: log, db: db, state: state, keys: keys, queue: queue, reg: reg}
+	deps := &deps{cfg: cfg, log: log, db: db, state: state, keys: keys, queue: queue, reg: reg,
+		hasher: newHasher(cfg), policy: policy, tokens: tokens}
+	deps.sessions = newSessionService(deps)
+	deps.authn = token.Authenticator{Tokens: tokens}
 	public, err := newPublicHandler(deps)
 	if err != nil {
 		return err
@@ -92,14 +110,10 @@ func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, ready 
 
 	// Jobs run on a context that SIGTERM does not cancel: Stop below lets
 	// running jobs finish instead.
-	if workers != nil {
-		if err := queue.Start(context.WithoutCancel(ctx)); err != nil {
-			publicLn.Close()
-			adminLn.Close()
-			return fmt.Errorf("job queue: %w", err)
-		}
-	} else {
-		log.Info("no job workers registered yet; the job queue only accepts jobs")
+	if err := queue.Start(context.WithoutCancel(ctx)); err != nil {
+		publicLn.Close()
+		adminLn.Close()
+		return fmt.Errorf("job queue: %w", err)
 	}
 
 	servers := []*http.Server{newHTTPServer(cfg, public, log), newHTTPServer(cfg, admin, log)}
@@ -135,10 +149,8 @@ func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, ready 
 			s.Close()
 		}
 	}
-	if workers != nil {
-		if err := queue.Stop(sctx); err != nil {
-			log.Warn("job queue did not stop cleanly", "error", err.Error())
-		}
+	if err := queue.Stop(sctx); err != nil {
+		log.Warn("job queue did not stop cleanly", "error", err.Error())
 	}
 	log.Info("gatehouse stopped")
 	return serveErr

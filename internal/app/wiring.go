@@ -15,18 +15,27 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/gatehouse/gatehouse/api"
+	"github.com/gatehouse/gatehouse/internal/admin"
 	"github.com/gatehouse/gatehouse/internal/apidocs"
+	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/jobs"
 	"github.com/gatehouse/gatehouse/internal/kv"
 	"github.com/gatehouse/gatehouse/internal/kv/memory"
 	rediskv "github.com/gatehouse/gatehouse/internal/kv/redis"
+	"github.com/gatehouse/gatehouse/internal/mail"
+	"github.com/gatehouse/gatehouse/internal/maintenance"
+	"github.com/gatehouse/gatehouse/internal/oauth"
+	"github.com/gatehouse/gatehouse/internal/password"
 	"github.com/gatehouse/gatehouse/internal/ratelimit"
 	"github.com/gatehouse/gatehouse/internal/secret"
+	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/store/postgres"
 	"github.com/gatehouse/gatehouse/internal/store/sqlite"
+	"github.com/gatehouse/gatehouse/internal/token"
+	"github.com/gatehouse/gatehouse/internal/user"
 )
 
 // deps is everything the HTTP handlers are built from.
@@ -38,6 +47,12 @@ type deps struct {
 	keys  *secret.Keyring
 	queue *jobs.Queue
 	reg   *prometheus.Registry
+
+	hasher   *password.Hasher
+	policy   password.Policy
+	tokens   *token.Manager
+	sessions *session.Service
+	authn    auth.Authenticator
 }
 
 // database is the opened relational store plus what the job queue needs
@@ -161,11 +176,66 @@ func loadKeyring(cfg *config.Config, log *slog.Logger) (*secret.Keyring, error) 
 	return kr, nil
 }
 
-// newWorkers registers every background job worker. Domain packages add
-// theirs here as they arrive. It returns nil while there are none: River
-// refuses to work an empty bundle, and the queue is then insert-only.
-func newWorkers() *river.Workers {
-	return nil
+// newWorkers registers every background job worker.
+func newWorkers(cfg *config.Config, db *database, keys *secret.Keyring, tokens *token.Manager, log *slog.Logger) (*river.Workers, error) {
+	workers := river.NewWorkers()
+	if err := registerMail(workers, cfg, keys, log); err != nil {
+		return nil, err
+	}
+	if err := river.AddWorkerSafely(workers, &maintenance.Worker{
+		Store: db.store, Keys: tokens, RotateAfter: cfg.KeysRotationInterval, Now: time.Now, Log: log,
+	}); err != nil {
+		return nil, err
+	}
+	return workers, nil
+}
+
+// jobsConfig sizes the job queues: the default one and mail's own, so a
+// slow SMTP server cannot hold up other work. working adds the periodic
+// jobs (only a queue that works jobs may schedule them).
+func jobsConfig(cfg *config.Config, log *slog.Logger, working bool) jobs.Config {
+	c := jobs.Config{
+		MaxWorkers: cfg.JobsMaxWorkers,
+		Queues:     map[string]int{mail.QueueName: max(1, cfg.JobsMaxWorkers/2)},
+		Logger:     log,
+	}
+	if working {
+		c.PeriodicJobs = []*river.PeriodicJob{maintenance.Periodic()}
+	}
+	return c
+}
+
+// startTokens starts the access token manager: signing keys, JWKS,
+// verification and the deny list.
+func startTokens(ctx context.Context, cfg *config.Config, db *database, keys *secret.Keyring, st *state, log *slog.Logger) (*token.Manager, error) {
+	m, err := token.NewManager(token.Config{
+		Issuer: cfg.Issuer, Algorithm: cfg.SigningAlg, AccessTTL: cfg.AccessTokenTTL, ReloadInterval: cfg.KeysReloadInterval,
+	}, db.store, keys, st.kv, log, time.Now)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.Start(ctx); err != nil {
+		return nil, fmt.Errorf("signing keys: %w", err)
+	}
+	return m, nil
+}
+
+// newSessionService builds sign-in and sessions.
+func newSessionService(d *deps) *session.Service {
+	lk := session.DefaultLockout()
+	lk.Threshold, lk.BaseLock, lk.MaxLock = d.cfg.LockoutThreshold, d.cfg.LockoutBase, d.cfg.LockoutMax
+	lk.IPFailures, lk.IPWindow = d.cfg.LoginIPFailureLimit, d.cfg.LoginIPWindow
+	return &session.Service{
+		Store: d.db.store, Hasher: d.hasher, Tokens: d.tokens, Keys: d.keys, KV: d.state.kv, Jobs: d.queue,
+		Now: time.Now, Log: d.log,
+		Config: session.Config{
+			AccessTTL: d.cfg.AccessTokenTTL, Leeway: token.DefaultLeeway, RefreshTTL: d.cfg.RefreshTokenTTL,
+			IdleTimeout: d.cfg.RefreshIdleTimeout, ReuseGrace: d.cfg.RefreshReuseGrace,
+			RequireVerifiedEmail: d.cfg.RequireVerifiedEmail, MaxSessions: d.cfg.MaxSessionsPerUser,
+			RefuseOverLimit: d.cfg.SessionLimitPolicy == "refuse", BindDevice: d.cfg.BindRefreshToDevice,
+			Lockout: lk,
+		},
+	}
 }
 
 // readiness lists the checks behind /readyz.
@@ -192,10 +262,37 @@ func newRouter(d *deps) (*httpapi.Router, error) {
 		return err
 	})
 	// The docs handler sets its own Content-Security-Policy and caching.
+	accounts := &user.Handlers{Service: newUserService(d), Auth: d.authn}
+	accounts.Routes(rt)
+	(&session.Handlers{Service: d.sessions, Auth: d.authn, Cookie: d.cfg.RefreshTokenCookie}).Routes(rt)
+	clients := &oauth.Clients{Store: d.db.store, Now: time.Now}
+	(&oauth.Server{
+		Issuer: d.cfg.Issuer, Algorithms: []string{d.cfg.SigningAlg}, Clients: clients, Sessions: d.sessions,
+		Tokens: d.tokens, Store: d.db.store, Cookie: d.cfg.RefreshTokenCookie, Log: d.log,
+	}).Routes(rt)
+	d.tokens.Routes(rt)
+	(&admin.Handlers{
+		Auth:  admin.Authenticator{Inner: d.authn, Users: d.db.store},
+		Store: d.db.store, Sessions: d.sessions, Clients: clients, Now: time.Now,
+	}).Routes(rt)
 	docs := apidocs.Handler("/openapi.json")
 	rt.HandleHTTP("GET /docs", docs)
 	rt.HandleUndocumented("GET /docs/", docs)
 	return rt, nil
+}
+
+// newUserService builds the account use cases.
+func newUserService(d *deps) *user.Service {
+	c := user.DefaultConfig(d.cfg.AppBaseURL())
+	c.VerificationTTL, c.ResetTTL = d.cfg.EmailVerificationTTL, d.cfg.PasswordResetTTL
+	svc := &user.Service{
+		Store: d.db.store, Hasher: d.hasher, Policy: d.policy, Jobs: d.queue, Keys: d.keys,
+		Limiter: d.state.limiter, Now: time.Now, Log: d.log, Config: c,
+	}
+	if d.sessions != nil {
+		svc.Sessions = d.sessions
+	}
+	return svc
 }
 
 // specJSON is the OpenAPI document served at /openapi.json.

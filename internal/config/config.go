@@ -94,6 +94,24 @@ type Config struct {
 	Argon2Time              int      `env:"ARGON2_TIME" default:"2" doc:"Argon2id iterations (OWASP: 2)."`
 	Argon2Threads           int      `env:"ARGON2_THREADS" default:"1" doc:"Argon2id parallelism (OWASP: 1)."`
 	PasswordHashConcurrency int      `env:"PASSWORD_HASH_CONCURRENCY" default:"0" doc:"Password hashes computed at once; caps memory at this times ARGON2_MEMORY_KIB. 0: the number of CPUs."`
+
+	AccessTokenTTL       time.Duration `env:"ACCESS_TOKEN_TTL" default:"15m" doc:"Lifetime of access tokens (JWT)."`
+	RefreshTokenTTL      time.Duration `env:"REFRESH_TOKEN_TTL" default:"720h" doc:"Absolute lifetime of a session and its refresh tokens."`
+	RefreshIdleTimeout   time.Duration `env:"REFRESH_IDLE_TIMEOUT" default:"336h" doc:"A refresh token unused this long dies (0: no idle timeout)."`
+	RefreshReuseGrace    time.Duration `env:"REFRESH_REUSE_GRACE" default:"10s" doc:"Window in which the immediate predecessor of a refresh token, presented again, returns the same successor (0 disables)."`
+	RefreshTokenCookie   bool          `env:"REFRESH_TOKEN_COOKIE" default:"false" doc:"Deliver refresh tokens as an HttpOnly, Secure, SameSite=Strict __Host- cookie instead of in the response body (browser apps)."`
+	BindRefreshToDevice  bool          `env:"BIND_REFRESH_TO_DEVICE" default:"false" doc:"Refuse a refresh from another device fingerprint (device_id and user-agent family) than the session's."`
+	SigningAlg           string        `env:"SIGNING_ALG" default:"RS256" doc:"Algorithm of new signing keys: RS256, ES256 or EdDSA."`
+	KeysReloadInterval   time.Duration `env:"KEYS_RELOAD_INTERVAL" default:"30s" doc:"How often running servers reload signing keys (rotations are also pushed at once)."`
+	KeysRotationInterval time.Duration `env:"KEYS_ROTATION_INTERVAL" default:"0s" doc:"Rotate the signing key automatically when the current one is this old (0: only with gatehouse keys rotate)."`
+	RequireVerifiedEmail bool          `env:"REQUIRE_VERIFIED_EMAIL" default:"true" doc:"Refuse sign-in until the email address is verified."`
+	MaxSessionsPerUser   int           `env:"MAX_SESSIONS_PER_USER" default:"0" doc:"Concurrent sessions per user (0: no limit)."`
+	SessionLimitPolicy   string        `env:"SESSION_LIMIT_POLICY" default:"end_oldest" doc:"Over the session limit: end_oldest (end the oldest session) or refuse (refuse the new login)."`
+	LockoutThreshold     int           `env:"LOCKOUT_THRESHOLD" default:"5" doc:"Consecutive failed sign-ins that lock an account."`
+	LockoutBase          time.Duration `env:"LOCKOUT_BASE" default:"1m" doc:"First lock; each further lock doubles it."`
+	LockoutMax           time.Duration `env:"LOCKOUT_MAX" default:"1h" doc:"Longest lock."`
+	LoginIPFailureLimit  int           `env:"LOGIN_IP_FAILURE_LIMIT" default:"100" doc:"Failed sign-ins from one IP, across accounts, that block the IP for the window (0: off)."`
+	LoginIPWindow        time.Duration `env:"LOGIN_IP_WINDOW" default:"15m" doc:"Window of GATEHOUSE_LOGIN_IP_FAILURE_LIMIT."`
 }
 
 // Field describes one setting, for documentation and error messages.
@@ -339,6 +357,53 @@ func (c *Config) validate() []string {
 	}
 	if c.PasswordHashConcurrency < 0 || c.PasswordHashConcurrency > 1024 {
 		bad("PASSWORD_HASH_CONCURRENCY", "%d is out of range (0–1024)", c.PasswordHashConcurrency)
+	}
+
+	if c.AccessTokenTTL < time.Minute || c.AccessTokenTTL > 24*time.Hour {
+		bad("ACCESS_TOKEN_TTL", "must be between 1m and 24h")
+	}
+	if c.RefreshTokenTTL < c.AccessTokenTTL || c.RefreshTokenTTL > 365*24*time.Hour {
+		bad("REFRESH_TOKEN_TTL", "must be at least GATEHOUSE_ACCESS_TOKEN_TTL and at most 8760h")
+	}
+	if c.RefreshIdleTimeout < 0 {
+		bad("REFRESH_IDLE_TIMEOUT", "must not be negative")
+	}
+	if c.RefreshReuseGrace < 0 || c.RefreshReuseGrace > time.Minute {
+		bad("REFRESH_REUSE_GRACE", "must be between 0 and 1m")
+	}
+	switch c.SigningAlg {
+	case "RS256", "ES256", "EdDSA":
+	default:
+		bad("SIGNING_ALG", "%q is not supported (want RS256, ES256 or EdDSA)", c.SigningAlg)
+	}
+	if c.KeysReloadInterval < time.Second {
+		bad("KEYS_RELOAD_INTERVAL", "must be at least 1s")
+	}
+	if c.KeysRotationInterval != 0 && c.KeysRotationInterval < time.Hour {
+		bad("KEYS_ROTATION_INTERVAL", "must be 0 (off) or at least 1h")
+	}
+	if c.MaxSessionsPerUser < 0 {
+		bad("MAX_SESSIONS_PER_USER", "must not be negative")
+	}
+	switch c.SessionLimitPolicy {
+	case "end_oldest", "refuse":
+	default:
+		bad("SESSION_LIMIT_POLICY", "%q is not a policy (want end_oldest or refuse)", c.SessionLimitPolicy)
+	}
+	if c.LockoutThreshold < 1 || c.LockoutThreshold > 100 {
+		bad("LOCKOUT_THRESHOLD", "%d is out of range (1–100)", c.LockoutThreshold)
+	}
+	if c.LockoutBase < time.Second {
+		bad("LOCKOUT_BASE", "must be at least 1s")
+	}
+	if c.LockoutMax < c.LockoutBase {
+		bad("LOCKOUT_MAX", "must be at least GATEHOUSE_LOCKOUT_BASE")
+	}
+	if c.LoginIPFailureLimit < 0 {
+		bad("LOGIN_IP_FAILURE_LIMIT", "must not be negative")
+	}
+	if c.LoginIPWindow < time.Second {
+		bad("LOGIN_IP_WINDOW", "must be at least 1s")
 	}
 
 	if c.Env == EnvProduction {

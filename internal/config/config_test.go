@@ -51,6 +51,10 @@ func TestDefaults(t *testing.T) {
 		EmailVerificationTTL: 24 * time.Hour, PasswordResetTTL: time.Hour,
 		PasswordMinLength: 12, PasswordMaxLength: 256, PasswordMinScore: 3,
 		HIBPURL: "https://api.pwnedpasswords.com", Argon2MemoryKiB: 19456, Argon2Time: 2, Argon2Threads: 1,
+		AccessTokenTTL: 15 * time.Minute, RefreshTokenTTL: 720 * time.Hour, RefreshIdleTimeout: 336 * time.Hour,
+		RefreshReuseGrace: 10 * time.Second, SigningAlg: "RS256", KeysReloadInterval: 30 * time.Second,
+		RequireVerifiedEmail: true, SessionLimitPolicy: "end_oldest", LockoutThreshold: 5, LockoutBase: time.Minute,
+		LockoutMax: time.Hour, LoginIPFailureLimit: 100, LoginIPWindow: 15 * time.Minute,
 	}
 	if diff := cmp.Diff(want, *c); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)

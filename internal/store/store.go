@@ -39,6 +39,7 @@ type Store interface {
 	Transactor
 	UserStore
 	OneTimeTokenStore
+	SigningKeyStore
 
 	// Dialect returns DialectPostgres or DialectSQLite.
 	Dialect() string

@@ -13,6 +13,11 @@ type Transactor interface {
 	// in the same transaction. On SQLite the transaction takes the write
 	// lock at BEGIN (immediate), on PostgreSQL it is READ COMMITTED; methods
 	// that must serialise read-modify-write use ...ForUpdate reads.
+	// A nested InTx is not a savepoint: fn's error reaches the outer fn,
+	// which decides. tx belongs to fn's goroutine and is unusable once InTx
+	// returns. Inside fn, call tx, never the store InTx was called on: that
+	// one works outside the transaction (on SQLite its writes wait for the
+	// transaction's write lock and fail after the busy timeout).
 	InTx(ctx context.Context, fn func(tx Store) error) error
 	// DriverTx returns the driver's transaction (pgx.Tx or *sql.Tx) of a
 	// transaction-bound store, so a job can be enqueued in the same
@@ -71,12 +76,15 @@ type UserFilter struct {
 	Limit  int // default 50, at most 200
 }
 
-// UserStore keeps accounts. Deleted (soft-deleted) users are invisible to
-// every method but ListUsers never returns them either.
+// UserStore keeps accounts. Soft-deleted users are invisible to every
+// method: the getters, UpdateUser and SoftDeleteUser return ErrNotFound for
+// them and ListUsers leaves them out. An ID that is not a UUID belongs to
+// no user (ErrNotFound).
 type UserStore interface {
 	// CreateUser stores u with CreatedAt and UpdatedAt set to now and returns
 	// it as stored. ErrConflict when EmailNormalized belongs to another user
-	// who is not deleted.
+	// who is not deleted (or the ID is taken). Email and EmailNormalized are
+	// required; DeletedAt is ignored.
 	CreateUser(ctx context.Context, u User) (User, error)
 	// GetUser returns the user with this ID, or ErrNotFound.
 	GetUser(ctx context.Context, id string) (User, error)
@@ -125,13 +133,20 @@ type OneTimeToken struct {
 type OneTimeTokenStore interface {
 	// CreateOneTimeToken stores t and, in the same step, deletes every
 	// unconsumed token of the same user and purpose: a new link supersedes
-	// the older ones.
+	// the older ones. An empty ID becomes a UUIDv7, a zero CreatedAt now;
+	// ExpiresAt is required and ConsumedAt must be zero. A TokenHash that
+	// another remaining token has is ErrConflict.
 	CreateOneTimeToken(ctx context.Context, t OneTimeToken) error
 	// ConsumeOneTimeToken marks the unconsumed, unexpired (ExpiresAt > now)
 	// token with this purpose and hash consumed, in one atomic statement,
 	// and returns it. ErrNotFound when there is no such token, so of several
 	// parallel callers exactly one succeeds.
 	ConsumeOneTimeToken(ctx context.Context, purpose TokenPurpose, tokenHash string, now time.Time) (OneTimeToken, error)
+	// GetOneTimeToken returns the unconsumed, unexpired (ExpiresAt > now)
+	// token with this purpose and hash without consuming it — to check what
+	// a token is for before doing expensive work; the change itself must
+	// still consume it with ConsumeOneTimeToken. ErrNotFound otherwise.
+	GetOneTimeToken(ctx context.Context, purpose TokenPurpose, tokenHash string, now time.Time) (OneTimeToken, error)
 	// DeleteUserOneTimeTokens deletes every unconsumed token of the user for
 	// the purpose (e.g. all reset links once the password changed).
 	DeleteUserOneTimeTokens(ctx context.Context, userID string, purpose TokenPurpose) error

@@ -2,10 +2,13 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
 
+	"github.com/gatehouse/gatehouse/internal/jobs"
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/store/postgres"
 	"github.com/gatehouse/gatehouse/internal/store/storetest"
@@ -146,5 +149,107 @@ func TestReplicaRouting(t *testing.T) {
 				t.Errorf("write on the primary: count %d, err %v; want 1", n, err)
 			}
 		})
+	}
+}
+
+// With a replica configured, the user lookups of login and token flows
+// still read the primary (they must see their own writes), ListUsers reads
+// the replica, and inside a transaction everything reads the transaction.
+// The "replica" is a separate database holding other users, so a read
+// shows where it went.
+func TestUserReadRouting(t *testing.T) {
+	ctx := context.Background()
+	primaryURL, replicaURL := testenv.PostgresURL(t), testenv.PostgresURL(t)
+	seed := func(url, email string) store.User {
+		s := migrated(t, postgres.Config{URL: url})
+		defer s.Close()
+		u, err := s.CreateUser(ctx, store.User{Email: email, EmailNormalized: email})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.AppendAuditEvent(ctx, store.AuditEvent{Action: "test.marker", SubjectID: email}); err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	onPrimary := seed(primaryURL, "primary@example.com")
+	seed(replicaURL, "replica@example.com")
+	s := open(t, postgres.Config{URL: primaryURL, ReplicaURLs: []string{replicaURL}})
+
+	if _, err := s.GetUser(ctx, onPrimary.ID); err != nil {
+		t.Errorf("GetUser did not read the primary: %v", err)
+	}
+	if _, err := s.GetUserForUpdate(ctx, onPrimary.ID); err != nil {
+		t.Errorf("GetUserForUpdate did not read the primary: %v", err)
+	}
+	if _, err := s.GetUserByEmail(ctx, "primary@example.com"); err != nil {
+		t.Errorf("GetUserByEmail did not read the primary: %v", err)
+	}
+	listed := func(t *testing.T, st store.Store) (user, event string) {
+		t.Helper()
+		users, _, err := st.ListUsers(ctx, store.UserFilter{})
+		if err != nil || len(users) != 1 {
+			t.Fatalf("ListUsers = %d users, %v; want 1", len(users), err)
+		}
+		events, _, err := st.ListAuditEvents(ctx, store.AuditFilter{})
+		if err != nil || len(events) != 1 {
+			t.Fatalf("ListAuditEvents = %d events, %v; want 1", len(events), err)
+		}
+		return users[0].EmailNormalized, events[0].SubjectID
+	}
+	if user, event := listed(t, s); user != "replica@example.com" || event != "replica@example.com" {
+		t.Errorf("outside a transaction the listings read %s and %s, want the replica", user, event)
+	}
+	err := s.InTx(ctx, func(tx store.Store) error {
+		if user, event := listed(t, tx); user != "primary@example.com" || event != "primary@example.com" {
+			t.Errorf("inside a transaction the listings read %s and %s, want the transaction", user, event)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+type welcomeArgs struct {
+	UserID string `json:"user_id"`
+}
+
+func (welcomeArgs) Kind() string { return "store_test_welcome" }
+
+// DriverTx is what the job queue's InsertTx takes: a job enqueued in InTx
+// exists exactly when the transaction's writes commit.
+func TestEnqueueInTx(t *testing.T) {
+	ctx := context.Background()
+	s := migrated(t, postgres.Config{URL: testenv.PostgresURL(t)})
+	q, err := jobs.NewPostgres(s.Pool(), nil, jobs.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, commit := range []bool{false, true} {
+		email := fmt.Sprintf("commit-%v@example.com", commit)
+		err := s.InTx(ctx, func(tx store.Store) error {
+			u, err := tx.CreateUser(ctx, store.User{Email: email, EmailNormalized: email})
+			if err != nil {
+				return err
+			}
+			if _, err := q.InsertTx(ctx, tx.DriverTx(), welcomeArgs{UserID: u.ID}, nil); err != nil {
+				return err
+			}
+			if !commit {
+				return errors.New("roll back")
+			}
+			return nil
+		})
+		if commit != (err == nil) {
+			t.Fatalf("InTx(commit %v): %v", commit, err)
+		}
+	}
+	var n int
+	if err := s.Pool().QueryRow(ctx, "SELECT count(*) FROM river_job WHERE kind = 'store_test_welcome'").Scan(&n); err != nil || n != 1 {
+		t.Errorf("jobs after one committed and one rolled-back transaction: %d, %v; want 1", n, err)
 	}
 }

@@ -15,11 +15,14 @@ func (s *Store) AppendAuditEvent(ctx context.Context, e store.AuditEvent) error 
 	if err != nil {
 		return fmt.Errorf("sqlite: %w", err)
 	}
-	_, err = s.writer.ExecContext(ctx, `INSERT INTO audit_events
-		(id, occurred_at, actor_id, subject_id, action, ip, user_agent, request_id, data)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		e.ID, e.OccurredAt.UnixMicro(), sqlrow.Null(e.ActorID), sqlrow.Null(e.SubjectID), e.Action,
-		sqlrow.Null(e.IP), sqlrow.Null(e.UserAgent), sqlrow.Null(e.RequestID), string(data))
+	err = s.write(ctx, func(q querier) error {
+		_, err := q.ExecContext(ctx, `INSERT INTO audit_events
+			(id, occurred_at, actor_id, subject_id, action, ip, user_agent, request_id, data)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			e.ID, e.OccurredAt.UnixMicro(), sqlrow.Null(e.ActorID), sqlrow.Null(e.SubjectID), e.Action,
+			sqlrow.Null(e.IP), sqlrow.Null(e.UserAgent), sqlrow.Null(e.RequestID), string(data))
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("sqlite: append audit event: %w", mapErr(err))
 	}
@@ -27,7 +30,7 @@ func (s *Store) AppendAuditEvent(ctx context.Context, e store.AuditEvent) error 
 }
 
 // ListAuditEvents implements store.AuditLog. It reads through the reader
-// pool.
+// pool, or the transaction inside InTx.
 func (s *Store) ListAuditEvents(ctx context.Context, f store.AuditFilter) ([]store.AuditEvent, string, error) {
 	limit := sqlrow.AuditLimit(f.Limit)
 	var (
@@ -57,7 +60,7 @@ func (s *Store) ListAuditEvents(ctx context.Context, f store.AuditFilter) ([]sto
 	q += " ORDER BY occurred_at DESC, id DESC LIMIT ?"
 	args = append(args, limit+1)
 
-	rows, err := s.reader.QueryContext(ctx, q, args...)
+	rows, err := s.read().QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, "", fmt.Errorf("sqlite: list audit events: %w", mapErr(err))
 	}

@@ -3,8 +3,13 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/store"
 )
 
 // Every pooled connection gets its pragmas, not just the first one.
@@ -80,5 +85,85 @@ func TestWriterTransactionsBeginImmediate(t *testing.T) {
 	defer tx.Rollback()
 	if _, err := other.ExecContext(ctx, "BEGIN IMMEDIATE; ROLLBACK"); err == nil {
 		t.Error("another connection took the write lock while a writer transaction was open, want SQLITE_BUSY")
+	}
+}
+
+// Inside InTx the transaction holds the only writer connection. A write on
+// the store InTx was called on (instead of the transaction's store) from
+// the same goroutine can never get it; it must fail after writerWait rather
+// than wait for ever.
+func TestWriteOutsideTxFailsInsteadOfDeadlocking(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, Config{Path: filepath.Join(t.TempDir(), "gatehouse.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Migrator().Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.writerWait = 50 * time.Millisecond
+
+	done := make(chan error, 1)
+	go func() {
+		done <- s.InTx(ctx, func(tx store.Store) error {
+			if _, err := s.CreateUser(ctx, store.User{Email: "a@example.com", EmailNormalized: "a@example.com"}); !errors.Is(err, errWriterBusy) {
+				return fmt.Errorf("CreateUser on the outer store inside InTx: err = %v, want errWriterBusy", err)
+			}
+			if err := s.InTx(ctx, func(store.Store) error { return nil }); !errors.Is(err, errWriterBusy) {
+				return fmt.Errorf("InTx on the outer store inside InTx: err = %v, want errWriterBusy", err)
+			}
+			// Reads do not need the writer.
+			if _, _, err := s.ListUsers(ctx, store.UserFilter{}); err != nil {
+				return fmt.Errorf("ListUsers on the outer store inside InTx: %w", err)
+			}
+			_, err := tx.CreateUser(ctx, store.User{Email: "b@example.com", EmailNormalized: "b@example.com"})
+			return err
+		})
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("InTx deadlocked")
+	}
+	// The writer is free again.
+	if _, err := s.CreateUser(ctx, store.User{Email: "c@example.com", EmailNormalized: "c@example.com"}); err != nil {
+		t.Errorf("CreateUser after InTx: %v", err)
+	}
+	if _, err := s.GetUserByEmail(ctx, "b@example.com"); err != nil {
+		t.Errorf("the transaction's user: %v", err)
+	}
+}
+
+// The store's transaction is an ordinary *sql.Tx on the writer, so the job
+// queue can enqueue in it, and it begins IMMEDIATE like every writer
+// transaction.
+func TestInTxTakesWriteLock(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "gatehouse.db")
+	s, err := Open(ctx, Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	other, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	err = s.InTx(ctx, func(tx store.Store) error {
+		if _, err := other.ExecContext(ctx, "BEGIN IMMEDIATE; ROLLBACK"); err == nil {
+			return errors.New("another connection took the write lock while InTx ran, want SQLITE_BUSY")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.ExecContext(ctx, "BEGIN IMMEDIATE; ROLLBACK"); err != nil {
+		t.Errorf("write lock not released after InTx: %v", err)
 	}
 }

@@ -8,6 +8,14 @@
 // connections that, in WAL mode, read alongside the writer. Every connection
 // gets its pragmas from the DSN, so none is ever missing them.
 //
+// InTx runs its transaction on the writer connection, so it holds the write
+// lock until it ends; every method of the transaction's store, reads
+// included, runs in it. Outside a transaction a write waits at most
+// BusyTimeout for the writer connection, like a write from another process
+// waits for the lock, and then fails: a goroutine that writes through the
+// plain store while its own transaction holds the writer gets an error, not
+// a silent deadlock.
+//
 // Times are stored as INTEGER microseconds since the Unix epoch, UTC.
 package sqlite
 
@@ -28,6 +36,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/internal/store/internal/sqlrow"
 	"github.com/gatehouse/gatehouse/internal/store/migrate"
 )
 
@@ -60,12 +69,29 @@ var (
 	}
 )
 
-// Store is the SQLite store. It is safe for concurrent use.
+// Store is the SQLite store. It is safe for concurrent use, except a
+// transaction-bound Store (the one InTx hands to its function), which
+// belongs to that function's goroutine.
 type Store struct {
 	writer   *sql.DB
 	reader   *sql.DB
 	migrator *migrate.Runner
 	now      func() time.Time
+	// writerWait bounds how long a write waits for the writer connection
+	// (see write).
+	writerWait time.Duration
+
+	// tx runs every statement of a transaction-bound store, reads
+	// included. Outside InTx (tx nil) writes take the writer connection
+	// (write) and reads use the reader pool (read).
+	tx *sql.Tx
+}
+
+// querier is what *sql.DB, *sql.Conn and *sql.Tx all offer.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
 var _ store.Store = (*Store)(nil)
@@ -109,7 +135,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	reader.SetMaxOpenConns(readers)
 	reader.SetMaxIdleConns(readers)
 
-	s := &Store{writer: writer, reader: reader, now: time.Now}
+	s := &Store{writer: writer, reader: reader, now: time.Now, writerWait: BusyTimeout}
 	files, err := fs.Sub(migrationFiles, "migrations")
 	if err == nil {
 		s.migrator, err = s.MigratorFrom(files)
@@ -171,17 +197,73 @@ func (s *Store) Stats() store.PoolStats {
 	}
 }
 
-// Close closes both pools. It is safe to call more than once.
+// Close closes both pools. It is safe to call more than once. On a
+// transaction-bound store it does nothing but return an error: the pools
+// belong to the store InTx was called on.
 func (s *Store) Close() error {
+	if s.tx != nil {
+		return errors.New("sqlite: Close called on a transaction-bound store")
+	}
 	return errors.Join(s.reader.Close(), s.writer.Close())
 }
 
-// RawExec runs sql on the writer with no arguments. It exists for tests (the
-// conformance suite proves database-level guarantees with it) and
-// operational tooling; application code uses the typed methods.
+// RawExec runs sql on the writer (inside InTx: in the transaction) with no
+// arguments. It exists for tests (the conformance suite proves
+// database-level guarantees with it) and operational tooling; application
+// code uses the typed methods.
 func (s *Store) RawExec(ctx context.Context, sql string) error {
-	_, err := s.writer.ExecContext(ctx, sql)
-	return mapErr(err)
+	return s.write(ctx, func(q querier) error {
+		_, err := q.ExecContext(ctx, sql)
+		return mapErr(err)
+	})
+}
+
+// read returns what a read-only query runs on: the transaction inside
+// InTx, otherwise the reader pool. In WAL mode the readers see every
+// committed write at once, so reads outside a transaction never miss the
+// caller's own writes.
+func (s *Store) read() querier {
+	if s.tx != nil {
+		return s.tx
+	}
+	return s.reader
+}
+
+// errWriterBusy is returned when a write waited writerWait for the writer
+// connection in vain.
+var errWriterBusy = errors.New("sqlite: timed out waiting for the writer connection")
+
+// write runs fn on the transaction inside InTx, otherwise on the writer
+// connection, waiting at most writerWait for it. The wait is bounded like
+// SQLite's own busy timeout between processes: the writer pool has one
+// connection, so a write issued on this (non-transaction) store by the
+// goroutine that holds an InTx transaction would otherwise wait for its
+// own transaction forever. Inside InTx, use the transaction's store.
+func (s *Store) write(ctx context.Context, fn func(q querier) error) error {
+	if s.tx != nil {
+		return fn(s.tx)
+	}
+	conn, err := s.writeConn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return fn(conn)
+}
+
+// writeConn takes the writer pool's connection, waiting at most writerWait.
+// The caller closes it (returning it to the pool).
+func (s *Store) writeConn(ctx context.Context) (*sql.Conn, error) {
+	waitCtx, cancel := context.WithTimeout(ctx, s.writerWait)
+	defer cancel()
+	conn, err := s.writer.Conn(waitCtx)
+	if err != nil {
+		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("%w after %s (is this goroutine inside InTx? use the transaction's store there)", errWriterBusy, s.writerWait)
+		}
+		return nil, fmt.Errorf("sqlite: writer connection: %w", err)
+	}
+	return conn, nil
 }
 
 // mapErr maps driver errors to the store sentinels, keeping the original
@@ -217,3 +299,26 @@ func (u unixMicro) Scan(src any) error {
 }
 
 func timeDest(t *time.Time) any { return unixMicro{t: t} }
+
+// nullUnixMicro is unixMicro for a nullable column: NULL becomes the zero
+// time.
+type nullUnixMicro struct{ t *time.Time }
+
+func (u nullUnixMicro) Scan(src any) error {
+	if src == nil {
+		*u.t = time.Time{}
+		return nil
+	}
+	return unixMicro(u).Scan(src)
+}
+
+func nullTimeDest(t *time.Time) any { return nullUnixMicro{t: t} }
+
+// timeValue binds t as INTEGER microseconds since the Unix epoch, and the
+// zero time as NULL.
+func timeValue(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return sqlrow.Micro(t).UnixMicro()
+}

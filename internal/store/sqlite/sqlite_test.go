@@ -2,6 +2,8 @@ package sqlite_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/gatehouse/gatehouse/internal/jobs"
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/store/sqlite"
 	"github.com/gatehouse/gatehouse/internal/store/storetest"
@@ -78,5 +81,51 @@ func TestMigrationsMatchPostgres(t *testing.T) {
 	}
 	if diff := cmp.Diff(pg, lite); diff != "" {
 		t.Errorf("migration files differ (-postgres +sqlite):\n%s", diff)
+	}
+}
+
+type welcomeArgs struct {
+	UserID string `json:"user_id"`
+}
+
+func (welcomeArgs) Kind() string { return "store_test_welcome" }
+
+// DriverTx is what the job queue's InsertTx takes: a job enqueued in InTx
+// exists exactly when the transaction's writes commit.
+func TestEnqueueInTx(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, filepath.Join(t.TempDir(), "gatehouse.db"))
+	if _, err := s.Migrator().Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	q, err := jobs.NewSQLite(s.Writer(), nil, jobs.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, commit := range []bool{false, true} {
+		email := fmt.Sprintf("commit-%v@example.com", commit)
+		err := s.InTx(ctx, func(tx store.Store) error {
+			u, err := tx.CreateUser(ctx, store.User{Email: email, EmailNormalized: email})
+			if err != nil {
+				return err
+			}
+			if _, err := q.InsertTx(ctx, tx.DriverTx(), welcomeArgs{UserID: u.ID}, nil); err != nil {
+				return err
+			}
+			if !commit {
+				return errors.New("roll back")
+			}
+			return nil
+		})
+		if commit != (err == nil) {
+			t.Fatalf("InTx(commit %v): %v", commit, err)
+		}
+	}
+	var n int
+	if err := s.Writer().QueryRowContext(ctx, "SELECT count(*) FROM river_job WHERE kind = 'store_test_welcome'").Scan(&n); err != nil || n != 1 {
+		t.Errorf("jobs after one committed and one rolled-back transaction: %d, %v; want 1", n, err)
 	}
 }

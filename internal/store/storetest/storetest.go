@@ -51,14 +51,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		t.Run("FailedMigrationRollsBack", func(t *testing.T) { testFailedMigration(t, open(t)) })
 		t.Run("UnknownAppliedVersion", func(t *testing.T) { testUnknownVersion(t, open(t)) })
 	})
+	migrated := migrated(open)
 	t.Run("Audit", func(t *testing.T) {
-		migrated := func(t *testing.T) store.Store {
-			s := open(t)
-			if _, err := s.Migrator().Up(context.Background()); err != nil {
-				t.Fatalf("Up: %v", err)
-			}
-			return s
-		}
 		t.Run("RoundTrip", func(t *testing.T) { testAuditRoundTrip(t, migrated(t)) })
 		t.Run("Defaults", func(t *testing.T) { testAuditDefaults(t, migrated(t)) })
 		t.Run("Invalid", func(t *testing.T) { testAuditInvalid(t, migrated(t)) })
@@ -69,6 +63,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		t.Run("AppendOnly", func(t *testing.T) { testAuditAppendOnly(t, migrated(t)) })
 		t.Run("ConcurrentAppendsAndLimits", func(t *testing.T) { testAuditConcurrent(t, migrated(t)) })
 	})
+	t.Run("Users", func(t *testing.T) { runUsers(t, open, migrated) })
+	t.Run("OneTimeTokens", func(t *testing.T) { runTokens(t, migrated) })
+	t.Run("Transactions", func(t *testing.T) { runTx(t, migrated) })
+	t.Run("SigningKeys", func(t *testing.T) { runSigningKeys(t, migrated) })
 }
 
 func testPing(t *testing.T, s store.Store) {

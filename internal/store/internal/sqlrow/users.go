@@ -128,6 +128,17 @@ func PrepareUser(u store.User, generateID bool) (PreparedUser, error) {
 	if u.Email == "" || u.EmailNormalized == "" {
 		return p, errors.New("user: Email and EmailNormalized are required")
 	}
+	for name, v := range map[string]string{
+		"Email": u.Email, "EmailNormalized": u.EmailNormalized, "PendingEmail": u.PendingEmail,
+		"PasswordHash": u.PasswordHash, "Name": u.Name, "GivenName": u.GivenName, "FamilyName": u.FamilyName,
+		"Locale": u.Locale, "Zoneinfo": u.Zoneinfo, "PhoneNumber": u.PhoneNumber, "Picture": u.Picture,
+		"Department": u.Department, "JobTitle": u.JobTitle, "EmployeeID": u.EmployeeID,
+	} {
+		if !validText(v) {
+			// Not quoting the value: it may be a password hash.
+			return p, fmt.Errorf("user: %s is not valid UTF-8 text without NUL", name)
+		}
+	}
 	if u.Status == "" {
 		u.Status = store.UserActive
 	}
@@ -155,6 +166,12 @@ func (p PreparedUser) Values(tv TimeValue) []any {
 		string(p.meta), string(p.app),
 		Null(u.Department), Null(u.JobTitle), Null(u.EmployeeID), string(u.Status), u.IsAdmin, tv(u.LastLoginAt),
 	}
+}
+
+// validText reports whether every backend stores s as it is: PostgreSQL
+// text takes neither invalid UTF-8 nor NUL, SQLite would take both.
+func validText(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
 }
 
 func validStatus(s store.UserStatus) bool {
@@ -316,7 +333,7 @@ func DecodeUserCursor(s string, us UserSort) (UserCursor, error) {
 	if us.ByEmail {
 		// Every backend must be able to compare against it: text columns
 		// take neither invalid UTF-8 nor NUL.
-		if value == "" || !utf8.ValidString(value) || strings.ContainsRune(value, 0) {
+		if value == "" || !validText(value) {
 			return c, fmt.Errorf("%w: bad email", store.ErrInvalidCursor)
 		}
 		c.Email = value
@@ -390,6 +407,8 @@ func PrepareToken(t store.OneTimeToken, now time.Time) (store.OneTimeToken, erro
 		return t, fmt.Errorf("one-time token: unknown purpose %q", t.Purpose)
 	case t.TokenHash == "":
 		return t, errors.New("one-time token: TokenHash is required")
+	case !validText(t.TokenHash) || !validText(t.Email):
+		return t, errors.New("one-time token: TokenHash and Email must be valid UTF-8 text")
 	case t.ExpiresAt.IsZero():
 		return t, errors.New("one-time token: ExpiresAt is required")
 	case !t.ConsumedAt.IsZero():

@@ -1,0 +1,311 @@
+// Package admin is the administration API: users, their sessions, OAuth
+// clients and the incident kill switch. Every action lands in the audit
+// log. Who counts as an administrator is decided in one place
+// (Authenticator) so that full RBAC can replace it later.
+package admin
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/auth"
+	"github.com/gatehouse/gatehouse/internal/httpapi"
+	"github.com/gatehouse/gatehouse/internal/logging"
+	"github.com/gatehouse/gatehouse/internal/oauth"
+	"github.com/gatehouse/gatehouse/internal/session"
+	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/internal/user"
+)
+
+// Authenticator wraps another one and marks the principal as an
+// administrator when its user is an active admin. It reads the user from
+// the database: admin calls are rare and must see a withdrawn admin flag
+// at once.
+type Authenticator struct {
+	Inner auth.Authenticator
+	Users interface {
+		GetUser(ctx context.Context, id string) (store.User, error)
+	}
+}
+
+// Authenticate implements auth.Authenticator.
+func (a Authenticator) Authenticate(r *http.Request) (auth.Principal, error) {
+	p, err := a.Inner.Authenticate(r)
+	if err != nil {
+		return p, err
+	}
+	u, err := a.Users.GetUser(r.Context(), p.UserID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return auth.Principal{}, auth.ErrInvalidToken
+	case err != nil:
+		return auth.Principal{}, err
+	}
+	p.IsAdmin = u.IsAdmin && u.Status == store.UserActive
+	return p, nil
+}
+
+// Handlers serves /v1/admin.
+type Handlers struct {
+	Auth     auth.Authenticator // must set Principal.IsAdmin (see Authenticator)
+	Store    store.Store
+	Sessions *session.Service
+	Clients  *oauth.Clients
+	Now      func() time.Time
+}
+
+// Routes mounts the admin endpoints, each behind the admin check.
+func (h *Handlers) Routes(rt *httpapi.Router) {
+	a := func(f httpapi.HandlerFunc) httpapi.HandlerFunc { return auth.RequireAdmin(h.Auth, f) }
+	rt.Handle("GET /v1/admin/users", a(h.listUsers))
+	rt.Handle("GET /v1/admin/users/{id}", a(h.getUser))
+	rt.Handle("DELETE /v1/admin/users/{id}", a(h.deleteUser))
+	rt.Handle("POST /v1/admin/users/{id}/disable", a(h.setStatus(store.UserDisabled)))
+	rt.Handle("POST /v1/admin/users/{id}/enable", a(h.setStatus(store.UserActive)))
+	rt.Handle("GET /v1/admin/users/{id}/sessions", a(h.userSessions))
+	rt.Handle("DELETE /v1/admin/users/{id}/sessions", a(h.revokeUserSessions))
+	rt.Handle("POST /v1/admin/tokens/revoke-before", a(h.revokeBefore))
+	rt.Handle("GET /v1/admin/clients", a(h.listClients))
+	rt.Handle("POST /v1/admin/clients", a(h.createClient))
+	rt.Handle("DELETE /v1/admin/clients/{id}", a(h.deleteClient))
+}
+
+func (h *Handlers) audit(r *http.Request, subject, action string, data map[string]any) error {
+	p, _ := auth.FromContext(r.Context())
+	return h.Store.AppendAuditEvent(r.Context(), store.AuditEvent{
+		OccurredAt: h.Now().UTC(), ActorID: p.UserID, SubjectID: subject, Action: action,
+		IP: httpapi.ClientIP(r.Context()), UserAgent: r.UserAgent(), RequestID: logging.RequestID(r.Context()), Data: data,
+	})
+}
+
+// AdminUser is a user as an administrator sees it.
+type AdminUser struct {
+	user.Profile
+	IsAdmin bool `json:"is_admin"`
+}
+
+func adminView(u store.User) AdminUser {
+	return AdminUser{Profile: user.ProfileOf(u), IsAdmin: u.IsAdmin}
+}
+
+func (h *Handlers) listUsers(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	f := store.UserFilter{Email: q.Get("email"), Status: store.UserStatus(q.Get("status")), Sort: q.Get("sort"), Cursor: q.Get("cursor")}
+	var errs []httpapi.FieldError
+	switch f.Status {
+	case "", store.UserActive, store.UserDisabled, store.UserLocked:
+	default:
+		errs = append(errs, httpapi.FieldError{Field: "status", Rule: "enum", Message: "status must be active, disabled or locked."})
+	}
+	switch f.Sort {
+	case "", "created_at", "-created_at", "email", "-email":
+	default:
+		errs = append(errs, httpapi.FieldError{Field: "sort", Rule: "enum", Message: "sort must be created_at, -created_at, email or -email."})
+	}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 200 {
+			errs = append(errs, httpapi.FieldError{Field: "limit", Rule: "range", Message: "limit must be between 1 and 200."})
+		}
+		f.Limit = n
+	}
+	if len(errs) > 0 {
+		return httpapi.Validation(errs...)
+	}
+	users, next, err := h.Store.ListUsers(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	out := make([]AdminUser, 0, len(users))
+	for _, u := range users {
+		out = append(out, adminView(u))
+	}
+	return httpapi.WriteJSON(w, http.StatusOK, map[string]any{"users": out, "next_cursor": next})
+}
+
+func (h *Handlers) getUser(w http.ResponseWriter, r *http.Request) error {
+	u, err := h.Store.GetUser(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	return httpapi.WriteJSON(w, http.StatusOK, adminView(u))
+}
+
+func (h *Handlers) setStatus(status store.UserStatus) httpapi.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		id := r.PathValue("id")
+		var out store.User
+		err := h.Store.InTx(r.Context(), func(tx store.Store) error {
+			u, err := tx.GetUserForUpdate(r.Context(), id)
+			if err != nil {
+				return err
+			}
+			old := u.Status
+			u.Status = status
+			if out, err = tx.UpdateUser(r.Context(), u); err != nil {
+				return err
+			}
+			p, _ := auth.FromContext(r.Context())
+			return tx.AppendAuditEvent(r.Context(), store.AuditEvent{
+				OccurredAt: h.Now().UTC(), ActorID: p.UserID, SubjectID: id, Action: "admin.user_" + map[store.UserStatus]string{store.UserDisabled: "disabled", store.UserActive: "enabled"}[status],
+				IP: httpapi.ClientIP(r.Context()), UserAgent: r.UserAgent(), RequestID: logging.RequestID(r.Context()),
+				Data: map[string]any{"status": map[string]any{"old": string(old), "new": string(status)}},
+			})
+		})
+		if err != nil {
+			return err
+		}
+		if status == store.UserDisabled {
+			if err := h.Sessions.RevokeUserSessions(r.Context(), id, "", "account_disabled"); err != nil {
+				return err
+			}
+		}
+		return httpapi.WriteJSON(w, http.StatusOK, adminView(out))
+	}
+}
+
+func (h *Handlers) deleteUser(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if p, _ := auth.FromContext(r.Context()); p.UserID == id {
+		return httpapi.NewProblem(http.StatusConflict, "cannot_delete_self", "An administrator cannot delete their own account.")
+	}
+	if err := h.Store.SoftDeleteUser(r.Context(), id, h.Now().UTC()); err != nil {
+		return err
+	}
+	if err := h.Sessions.RevokeUserSessions(r.Context(), id, "", "account_deleted"); err != nil {
+		return err
+	}
+	if err := h.audit(r, id, "admin.user_deleted", nil); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (h *Handlers) userSessions(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if _, err := h.Store.GetUser(r.Context(), id); err != nil {
+		return err
+	}
+	sessions, err := h.Sessions.List(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	out := make([]session.SessionView, 0, len(sessions))
+	for _, s := range sessions {
+		out = append(out, session.ViewOf(s, ""))
+	}
+	return httpapi.WriteJSON(w, http.StatusOK, map[string]any{"sessions": out})
+}
+
+func (h *Handlers) revokeUserSessions(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if _, err := h.Store.GetUser(r.Context(), id); err != nil {
+		return err
+	}
+	if err := h.Sessions.RevokeUserSessions(r.Context(), id, "", "revoked_by_admin"); err != nil {
+		return err
+	}
+	if err := h.audit(r, id, "admin.sessions_revoked", nil); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (h *Handlers) revokeBefore(w http.ResponseWriter, r *http.Request) error {
+	var in struct {
+		Before string `json:"before"`
+	}
+	if err := httpapi.DecodeJSON(r, &in); err != nil {
+		return err
+	}
+	t, err := time.Parse(time.RFC3339Nano, in.Before)
+	if err != nil {
+		return httpapi.Validation(httpapi.FieldError{Field: "before", Rule: "format", Message: "before must be an RFC 3339 time, e.g. 2026-01-02T15:04:05Z."})
+	}
+	if t.After(h.Now().Add(time.Minute)) {
+		return httpapi.Validation(httpapi.FieldError{Field: "before", Rule: "not_future", Message: "before must not be in the future."})
+	}
+	n, err := h.Sessions.RevokeIssuedBefore(r.Context(), t.UTC())
+	if err != nil {
+		return err
+	}
+	if err := h.audit(r, "", "admin.tokens_revoked_before", map[string]any{"before": t.UTC().Format(time.RFC3339Nano), "sessions_revoked": n}); err != nil {
+		return err
+	}
+	return httpapi.WriteJSON(w, http.StatusOK, map[string]any{"before": t.UTC(), "sessions_revoked": n})
+}
+
+// ClientView is a registered client without its secret hash.
+type ClientView struct {
+	ClientID  string    `json:"client_id"`
+	Name      string    `json:"name"`
+	Scopes    []string  `json:"scopes"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+func clientView(c store.Client) ClientView {
+	sc := c.Scopes
+	if sc == nil {
+		sc = []string{}
+	}
+	return ClientView{ClientID: c.ID, Name: c.Name, Scopes: sc, CreatedAt: c.CreatedAt.UTC()}
+}
+
+func (h *Handlers) listClients(w http.ResponseWriter, r *http.Request) error {
+	cs, err := h.Store.ListClients(r.Context())
+	if err != nil {
+		return err
+	}
+	out := make([]ClientView, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, clientView(c))
+	}
+	return httpapi.WriteJSON(w, http.StatusOK, map[string]any{"clients": out})
+}
+
+func (h *Handlers) createClient(w http.ResponseWriter, r *http.Request) error {
+	var in struct {
+		Name   string   `json:"name"`
+		Scopes []string `json:"scopes"`
+	}
+	if err := httpapi.DecodeJSON(r, &in); err != nil {
+		return err
+	}
+	scopes, err := oauth.ParseScopes(strings.Join(in.Scopes, " "))
+	if err != nil || in.Name == "" || len(in.Name) > 200 {
+		var fe []httpapi.FieldError
+		if in.Name == "" || len(in.Name) > 200 {
+			fe = append(fe, httpapi.FieldError{Field: "name", Rule: "required", Message: "A name of 1 to 200 characters is required."})
+		}
+		if err != nil {
+			fe = append(fe, httpapi.FieldError{Field: "scopes", Rule: "format", Message: "Scopes must be printable ASCII without spaces, quotes or backslashes."})
+		}
+		return httpapi.Validation(fe...)
+	}
+	p, _ := auth.FromContext(r.Context())
+	nc, err := h.Clients.Create(r.Context(), in.Name, scopes, p.UserID)
+	if err != nil {
+		return err
+	}
+	return httpapi.WriteJSON(w, http.StatusCreated, map[string]any{
+		"client_id": nc.Client.ID, "client_secret": nc.Secret, "name": nc.Client.Name, "scopes": clientView(nc.Client).Scopes,
+	})
+}
+
+func (h *Handlers) deleteClient(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if err := h.Store.DeleteClient(r.Context(), id); err != nil {
+		return err
+	}
+	if err := h.audit(r, id, "admin.client_deleted", nil); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

@@ -1,0 +1,108 @@
+// Package oauth serves the OAuth 2.0 endpoints: the token endpoint
+// (refresh_token and client_credentials grants, RFC 6749), token
+// introspection (RFC 7662), token revocation (RFC 7009) and discovery, and
+// manages the registered clients that call them. Errors on these endpoints
+// use the RFC 6749 shape, not problem+json.
+package oauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/secret"
+	"github.com/gatehouse/gatehouse/internal/store"
+)
+
+// Client scopes with a meaning to Gatehouse itself.
+const (
+	ScopeIntrospect = "introspect" // may call the introspection endpoint
+	ScopeRevoke     = "revoke"     // may revoke any token, not only its own
+)
+
+// ErrInvalidScope is a scope name that is not well formed.
+var ErrInvalidScope = errors.New("oauth: invalid scope")
+
+// Clients registers and looks up OAuth clients. Secrets are 256-bit random
+// values, shown once and stored as SHA-256 hashes.
+type Clients struct {
+	Store interface {
+		store.ClientStore
+		AppendAuditEvent(ctx context.Context, e store.AuditEvent) error
+	}
+	Now func() time.Time
+}
+
+// NewClient is a registered client with its secret, as returned once.
+type NewClient struct {
+	Client store.Client
+	Secret string
+}
+
+// ParseScopes splits a comma- or space-separated scope list and checks
+// each name (RFC 6749 scope-token characters).
+func ParseScopes(s string) ([]string, error) {
+	var out []string
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
+		for _, r := range f {
+			if r < 0x21 || r > 0x7e || r == '"' || r == '\\' {
+				return nil, fmt.Errorf("%w: %q", ErrInvalidScope, f)
+			}
+		}
+		if !slices.Contains(out, f) {
+			out = append(out, f)
+		}
+	}
+	return out, nil
+}
+
+// Create registers a client and returns its secret (never stored).
+func (c *Clients) Create(ctx context.Context, name string, scopes []string, actorID string) (NewClient, error) {
+	name = strings.TrimSpace(name)
+	if name == "" || len(name) > 200 {
+		return NewClient{}, errors.New("oauth: a client name of 1 to 200 characters is required")
+	}
+	idPart, err := secret.NewToken(16)
+	if err != nil {
+		return NewClient{}, err
+	}
+	sec, err := secret.NewToken(32)
+	if err != nil {
+		return NewClient{}, err
+	}
+	now := c.Now().UTC()
+	cl, err := c.Store.CreateClient(ctx, store.Client{
+		ID: "gh_" + idPart, Name: name, SecretHash: secret.HashToken(sec), Scopes: scopes, CreatedAt: now, UpdatedAt: now,
+	})
+	if err != nil {
+		return NewClient{}, err
+	}
+	if err := c.Store.AppendAuditEvent(ctx, store.AuditEvent{
+		OccurredAt: now, ActorID: actorID, SubjectID: cl.ID, Action: "client.created",
+		Data: map[string]any{"name": name, "scopes": scopes},
+	}); err != nil {
+		return NewClient{}, err
+	}
+	return NewClient{Client: cl, Secret: sec}, nil
+}
+
+// Authenticate checks a client's credentials in constant time; an unknown
+// client costs the same comparison as a wrong secret.
+func (c *Clients) Authenticate(ctx context.Context, id, sec string) (store.Client, bool, error) {
+	cl, err := c.Store.GetClient(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		secret.Equal(secret.HashToken(sec), secret.HashToken("unknown client"))
+		return store.Client{}, false, nil
+	}
+	if err != nil {
+		return store.Client{}, false, err
+	}
+	ok := secret.Equal(secret.HashToken(sec), cl.SecretHash)
+	if !ok || !cl.DisabledAt.IsZero() {
+		return store.Client{}, false, nil
+	}
+	return cl, true, nil
+}

@@ -1,0 +1,486 @@
+package oauth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/httpapi"
+	"github.com/gatehouse/gatehouse/internal/secret"
+	"github.com/gatehouse/gatehouse/internal/session"
+	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/internal/token"
+)
+
+// Tokens is what the endpoints need from the access token manager.
+type Tokens interface {
+	Issue(ctx context.Context, ac token.AccessClaims) (string, time.Time, error)
+	Verify(ctx context.Context, raw string) (token.Claims, error)
+	DenySession(ctx context.Context, sessionID string, until time.Time) error
+}
+
+// Server serves the OAuth endpoints.
+type Server struct {
+	Issuer     string
+	Algorithms []string // signing algorithms advertised by discovery
+	Clients    *Clients
+	Sessions   *session.Service
+	Tokens     Tokens
+	Store      store.Store
+	// Cookie reads the refresh token from the refresh cookie when the
+	// request has none, and sets the rotated one there.
+	Cookie bool
+	Log    *slog.Logger
+}
+
+// Routes mounts the endpoints.
+func (s *Server) Routes(rt *httpapi.Router) {
+	rt.HandleHTTP("POST /oauth2/token", http.HandlerFunc(s.token))
+	rt.HandleHTTP("POST /oauth2/introspect", http.HandlerFunc(s.introspect))
+	rt.HandleHTTP("POST /oauth2/revoke", http.HandlerFunc(s.revoke))
+	rt.Handle("GET /.well-known/openid-configuration", s.discovery)
+}
+
+// oauthError is an RFC 6749 §5.2 error response.
+type oauthError struct {
+	status      int
+	code        string
+	description string
+}
+
+func writeOAuthError(w http.ResponseWriter, e oauthError) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+	if e.status == http.StatusUnauthorized {
+		h.Set("WWW-Authenticate", `Basic realm="gatehouse", charset="UTF-8"`)
+	}
+	w.WriteHeader(e.status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": e.code, "error_description": e.description})
+}
+
+func writeTokenJSON(w http.ResponseWriter, v any) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+var (
+	errInvalidRequest = oauthError{http.StatusBadRequest, "invalid_request", "The request is missing a parameter or is malformed."}
+	errInvalidClient  = oauthError{http.StatusUnauthorized, "invalid_client", "Client authentication failed."}
+	errServer         = oauthError{http.StatusInternalServerError, "server_error", "An unexpected error occurred."}
+)
+
+// params reads an application/x-www-form-urlencoded body (RFC 6749) or,
+// as a convenience, a flat JSON object of strings.
+func params(r *http.Request) (url.Values, error) {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt == "application/json" {
+		var m map[string]any
+		dec := json.NewDecoder(r.Body)
+		if err := dec.Decode(&m); err != nil {
+			return nil, err
+		}
+		v := url.Values{}
+		for k, x := range m {
+			switch x := x.(type) {
+			case string:
+				v.Set(k, x)
+			default:
+				return nil, errors.New("parameters must be strings")
+			}
+		}
+		return v, nil
+	}
+	if mt != "application/x-www-form-urlencoded" {
+		return nil, errors.New("unsupported content type")
+	}
+	if err := r.ParseForm(); err != nil {
+		return nil, err
+	}
+	// Only the body counts; parameters in the query string are ignored
+	// (credentials must not travel in URLs).
+	return r.PostForm, nil
+}
+
+// clientFrom authenticates the client by client_secret_basic or
+// client_secret_post. present is false when the request carries no client
+// credentials at all.
+func (s *Server) clientFrom(r *http.Request, p url.Values) (cl store.Client, present bool, err error) {
+	id, sec, basic := r.BasicAuth()
+	if basic {
+		var e1, e2 error
+		id, e1 = url.QueryUnescape(id)
+		sec, e2 = url.QueryUnescape(sec)
+		if e1 != nil || e2 != nil {
+			return store.Client{}, true, errBadClient
+		}
+		if p.Get("client_secret") != "" {
+			return store.Client{}, true, errBadClient // two methods at once (RFC 6749 §2.3)
+		}
+	} else if p.Get("client_secret") != "" {
+		id, sec = p.Get("client_id"), p.Get("client_secret")
+	} else {
+		return store.Client{}, false, nil
+	}
+	cl, ok, err := s.Clients.Authenticate(r.Context(), id, sec)
+	if err != nil {
+		return store.Client{}, true, err
+	}
+	if !ok {
+		return store.Client{}, true, errBadClient
+	}
+	return cl, true, nil
+}
+
+var errBadClient = errors.New("oauth: bad client credentials")
+
+func (s *Server) token(w http.ResponseWriter, r *http.Request) {
+	p, err := params(r)
+	if err != nil {
+		writeOAuthError(w, errInvalidRequest)
+		return
+	}
+	cl, present, err := s.clientFrom(r, p)
+	if errors.Is(err, errBadClient) {
+		writeOAuthError(w, errInvalidClient)
+		return
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	switch p.Get("grant_type") {
+	case "refresh_token":
+		s.refresh(w, r, p, cl, present)
+	case "client_credentials":
+		if !present {
+			writeOAuthError(w, errInvalidClient)
+			return
+		}
+		s.clientCredentials(w, r, p, cl)
+	case "":
+		writeOAuthError(w, oauthError{http.StatusBadRequest, "invalid_request", "grant_type is required."})
+	default:
+		writeOAuthError(w, oauthError{http.StatusBadRequest, "unsupported_grant_type", "Supported grant types: refresh_token, client_credentials."})
+	}
+}
+
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	s.Log.ErrorContext(r.Context(), "oauth endpoint failed", "path", r.URL.Path, "error", err.Error())
+	writeOAuthError(w, errServer)
+}
+
+func (s *Server) refresh(w http.ResponseWriter, r *http.Request, p url.Values, cl store.Client, present bool) {
+	raw := p.Get("refresh_token")
+	fromCookie := false
+	if raw == "" && s.Cookie {
+		if c, err := r.Cookie(session.RefreshCookie); err == nil {
+			raw, fromCookie = c.Value, true
+		}
+	}
+	if raw == "" {
+		writeOAuthError(w, oauthError{http.StatusBadRequest, "invalid_request", "refresh_token is required."})
+		return
+	}
+	// A refresh token is bound to the client it was issued to; first-party
+	// tokens (issued by /v1/auth/login) need no client authentication.
+	rt, err := s.Store.GetRefreshTokenByHash(r.Context(), secret.HashToken(raw))
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.fail(w, r, err)
+		return
+	}
+	if err == nil && ((present && rt.ClientID != cl.ID) || (!present && rt.ClientID != "")) {
+		writeOAuthError(w, oauthError{http.StatusBadRequest, "invalid_grant", "The refresh token was not issued to this client."})
+		return
+	}
+	res, err := s.Sessions.Refresh(r.Context(), raw, session.MetaOf(r, p.Get("device_id")))
+	if errors.Is(err, session.ErrInvalidGrant) {
+		if fromCookie {
+			session.SetRefreshCookie(w, "", time.Time{})
+		}
+		writeOAuthError(w, oauthError{http.StatusBadRequest, "invalid_grant", "The refresh token is invalid, expired or revoked."})
+		return
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := map[string]any{
+		"access_token": res.AccessToken, "token_type": "Bearer", "expires_in": res.ExpiresIn,
+		"refresh_token": res.RefreshToken, "session_id": res.Session.ID,
+	}
+	if fromCookie {
+		session.SetRefreshCookie(w, res.RefreshToken, res.Session.ExpiresAt)
+		delete(out, "refresh_token")
+	}
+	writeTokenJSON(w, out)
+}
+
+func (s *Server) clientCredentials(w http.ResponseWriter, r *http.Request, p url.Values, cl store.Client) {
+	scopes := cl.Scopes
+	if req := p.Get("scope"); req != "" {
+		asked, err := ParseScopes(req)
+		if err != nil {
+			writeOAuthError(w, oauthError{http.StatusBadRequest, "invalid_scope", "The scope is malformed."})
+			return
+		}
+		for _, sc := range asked {
+			if !slices.Contains(cl.Scopes, sc) {
+				writeOAuthError(w, oauthError{http.StatusBadRequest, "invalid_scope", "The client may not request scope " + sc + "."})
+				return
+			}
+		}
+		scopes = asked
+	}
+	at, exp, err := s.Tokens.Issue(r.Context(), token.AccessClaims{
+		Subject: cl.ID, ClientID: cl.ID, Scope: strings.Join(scopes, " "),
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := map[string]any{"access_token": at, "token_type": "Bearer", "expires_in": int(time.Until(exp).Round(time.Second) / time.Second)}
+	if len(scopes) > 0 {
+		out["scope"] = strings.Join(scopes, " ")
+	}
+	writeTokenJSON(w, out)
+}
+
+// requireClient authenticates the caller of introspection and revocation.
+func (s *Server) requireClient(w http.ResponseWriter, r *http.Request) (store.Client, url.Values, bool) {
+	p, err := params(r)
+	if err != nil {
+		writeOAuthError(w, errInvalidRequest)
+		return store.Client{}, nil, false
+	}
+	cl, present, err := s.clientFrom(r, p)
+	switch {
+	case err != nil && !errors.Is(err, errBadClient):
+		s.fail(w, r, err)
+		return store.Client{}, nil, false
+	case err != nil || !present:
+		writeOAuthError(w, errInvalidClient)
+		return store.Client{}, nil, false
+	}
+	return cl, p, true
+}
+
+func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
+	cl, p, ok := s.requireClient(w, r)
+	if !ok {
+		return
+	}
+	if !slices.Contains(cl.Scopes, ScopeIntrospect) {
+		writeOAuthError(w, oauthError{http.StatusForbidden, "insufficient_scope", "The client lacks the introspect scope."})
+		return
+	}
+	raw := p.Get("token")
+	if raw == "" {
+		writeOAuthError(w, oauthError{http.StatusBadRequest, "invalid_request", "token is required."})
+		return
+	}
+	inactive := map[string]any{"active": false}
+	// Try the hinted type first, then the other.
+	order := []string{"access_token", "refresh_token"}
+	if p.Get("token_type_hint") == "refresh_token" {
+		order = []string{"refresh_token", "access_token"}
+	}
+	for _, kind := range order {
+		var out map[string]any
+		var err error
+		if kind == "access_token" {
+			out, err = s.introspectAccess(r.Context(), raw)
+		} else {
+			out, err = s.introspectRefresh(r.Context(), raw)
+		}
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if out != nil {
+			writeTokenJSON(w, out)
+			return
+		}
+	}
+	writeTokenJSON(w, inactive)
+}
+
+// looksLikeJWT avoids a signature check on opaque refresh tokens.
+func looksLikeJWT(raw string) bool { return strings.Count(raw, ".") == 2 }
+
+func (s *Server) introspectAccess(ctx context.Context, raw string) (map[string]any, error) {
+	if !looksLikeJWT(raw) {
+		return nil, nil
+	}
+	c, err := s.Tokens.Verify(ctx, raw)
+	if err != nil {
+		return nil, nil // invalid, expired or revoked: inactive
+	}
+	out := map[string]any{
+		"active": true, "token_type": "access_token", "client_id": c.ClientID, "sub": c.Subject,
+		"exp": c.ExpiresAt.Unix(), "iat": c.IssuedAt.Unix(), "nbf": c.NotBefore.Unix(),
+		"aud": c.Audience, "iss": c.Issuer, "jti": c.ID,
+	}
+	if c.Scope != "" {
+		out["scope"] = c.Scope
+	}
+	if c.SessionID != "" {
+		out["sid"] = c.SessionID
+	}
+	if c.Subject != c.ClientID {
+		if name, err := s.username(ctx, c.Subject); err != nil {
+			return nil, err
+		} else if name != "" {
+			out["username"] = name
+		}
+	}
+	return out, nil
+}
+
+func (s *Server) username(ctx context.Context, userID string) (string, error) {
+	u, err := s.Store.GetUser(ctx, userID)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", nil
+	}
+	return u.Email, err
+}
+
+func (s *Server) introspectRefresh(ctx context.Context, raw string) (map[string]any, error) {
+	if looksLikeJWT(raw) || len(raw) > 512 {
+		return nil, nil
+	}
+	rt, err := s.Store.GetRefreshTokenByHash(ctx, secret.HashToken(raw))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	if !rt.RotatedAt.IsZero() || !rt.RevokedAt.IsZero() || !rt.ExpiresAt.After(now) || (!rt.IdleExpiresAt.IsZero() && !rt.IdleExpiresAt.After(now)) {
+		return nil, nil
+	}
+	clientID := rt.ClientID
+	if clientID == "" {
+		clientID = session.FirstPartyClientID
+	}
+	exp := rt.ExpiresAt
+	if !rt.IdleExpiresAt.IsZero() && rt.IdleExpiresAt.Before(exp) {
+		exp = rt.IdleExpiresAt
+	}
+	out := map[string]any{
+		"active": true, "token_type": "refresh_token", "client_id": clientID, "sub": rt.UserID,
+		"exp": exp.Unix(), "iat": rt.CreatedAt.Unix(), "nbf": rt.CreatedAt.Unix(), "iss": s.Issuer,
+		"sid": rt.SessionID, "jti": rt.ID,
+	}
+	if rt.Scope != "" {
+		out["scope"] = rt.Scope
+	}
+	if name, err := s.username(ctx, rt.UserID); err != nil {
+		return nil, err
+	} else if name != "" {
+		out["username"] = name
+	}
+	return out, nil
+}
+
+// revoke implements RFC 7009: 200 for unknown or already invalid tokens; a
+// client may revoke the tokens issued to it, and a client with the revoke
+// scope any token.
+func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
+	cl, p, ok := s.requireClient(w, r)
+	if !ok {
+		return
+	}
+	raw := p.Get("token")
+	if raw == "" {
+		writeOAuthError(w, oauthError{http.StatusBadRequest, "invalid_request", "token is required."})
+		return
+	}
+	ctx := r.Context()
+	mayRevoke := func(owner string) bool {
+		if owner == "" {
+			owner = session.FirstPartyClientID
+		}
+		return owner == cl.ID || slices.Contains(cl.Scopes, ScopeRevoke)
+	}
+	var sid, owner string
+	if looksLikeJWT(raw) {
+		c, err := s.Tokens.Verify(ctx, raw)
+		if err != nil {
+			writeTokenJSON(w, struct{}{})
+			return
+		}
+		if c.SessionID == "" {
+			writeOAuthError(w, oauthError{http.StatusBadRequest, "unsupported_token_type", "Access tokens without a session cannot be revoked; they expire on their own."})
+			return
+		}
+		sid, owner = c.SessionID, c.ClientID
+		if owner == session.FirstPartyClientID {
+			owner = ""
+		}
+	} else {
+		rt, err := s.Store.GetRefreshTokenByHash(ctx, secret.HashToken(raw))
+		if errors.Is(err, store.ErrNotFound) {
+			writeTokenJSON(w, struct{}{})
+			return
+		}
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		sid, owner = rt.SessionID, rt.ClientID
+	}
+	if !mayRevoke(owner) {
+		writeOAuthError(w, oauthError{http.StatusBadRequest, "unauthorized_client", "The token was not issued to this client."})
+		return
+	}
+	sess, err := s.Store.RevokeSession(ctx, sid, "revoked_by_client", time.Now().UTC())
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.fail(w, r, err)
+		return
+	}
+	if err == nil {
+		if err := s.Sessions.RevokeSessionTokens(ctx, sess.ID); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		_ = s.Store.AppendAuditEvent(ctx, store.AuditEvent{
+			OccurredAt: time.Now().UTC(), ActorID: cl.ID, SubjectID: sess.UserID, Action: "session.revoked_by_client",
+			Data: map[string]any{"session_id": sess.ID, "client_id": cl.ID},
+		})
+	}
+	writeTokenJSON(w, struct{}{})
+}
+
+func (s *Server) discovery(w http.ResponseWriter, r *http.Request) error {
+	iss := strings.TrimRight(s.Issuer, "/")
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	return httpapi.WriteJSON(w, http.StatusOK, map[string]any{
+		"issuer":                                        iss,
+		"jwks_uri":                                      iss + "/.well-known/jwks.json",
+		"token_endpoint":                                iss + "/oauth2/token",
+		"introspection_endpoint":                        iss + "/oauth2/introspect",
+		"revocation_endpoint":                           iss + "/oauth2/revoke",
+		"grant_types_supported":                         []string{"refresh_token", "client_credentials"},
+		"response_types_supported":                      []string{"token"},
+		"subject_types_supported":                       []string{"public"},
+		"token_endpoint_auth_methods_supported":         []string{"client_secret_basic", "client_secret_post"},
+		"introspection_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
+		"revocation_endpoint_auth_methods_supported":    []string{"client_secret_basic", "client_secret_post"},
+		"id_token_signing_alg_values_supported":         s.Algorithms,
+		"access_token_signing_alg_values_supported":     s.Algorithms,
+		"claims_supported":                              []string{"iss", "sub", "aud", "client_id", "exp", "iat", "nbf", "jti", "sid", "auth_time", "amr", "scope"},
+	})
+}

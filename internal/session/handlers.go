@@ -1,0 +1,171 @@
+package session
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/auth"
+	"github.com/gatehouse/gatehouse/internal/httpapi"
+	"github.com/gatehouse/gatehouse/internal/logging"
+	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/internal/user"
+)
+
+// RefreshCookie is the name of the refresh token cookie for browser apps.
+// The __Host- prefix makes browsers insist on Secure, Path=/ and no Domain.
+const RefreshCookie = "__Host-gatehouse_refresh"
+
+// Handlers serves sign-in and the user's sessions.
+type Handlers struct {
+	Service *Service
+	Auth    auth.Authenticator
+	// Cookie delivers the refresh token as an HttpOnly, Secure,
+	// SameSite=Strict cookie instead of in the response body.
+	Cookie bool
+}
+
+// Routes mounts the endpoints.
+func (h *Handlers) Routes(rt *httpapi.Router) {
+	rt.Handle("POST /v1/auth/login", h.login)
+	rt.Handle("POST /v1/auth/logout", auth.Require(h.Auth, h.logout))
+	rt.Handle("POST /v1/auth/logout-all", auth.Require(h.Auth, h.logoutAll))
+	rt.Handle("GET /v1/me/sessions", auth.Require(h.Auth, h.list))
+	rt.Handle("DELETE /v1/me/sessions/{id}", auth.Require(h.Auth, h.delete))
+}
+
+// MetaOf describes the client of r.
+func MetaOf(r *http.Request, deviceID string) Meta {
+	ua := r.UserAgent()
+	if len(ua) > 512 {
+		ua = ua[:512]
+	}
+	if len(deviceID) > 256 {
+		deviceID = deviceID[:256]
+	}
+	return Meta{IP: httpapi.ClientIP(r.Context()), UserAgent: ua, RequestID: logging.RequestID(r.Context()), DeviceID: deviceID}
+}
+
+// LoginResponse is the body of a successful sign-in.
+type LoginResponse struct {
+	AccessToken  string       `json:"access_token"`
+	TokenType    string       `json:"token_type"`
+	ExpiresIn    int          `json:"expires_in"`
+	RefreshToken string       `json:"refresh_token,omitempty"`
+	SessionID    string       `json:"session_id"`
+	User         user.Profile `json:"user"`
+}
+
+func (h *Handlers) login(w http.ResponseWriter, r *http.Request) error {
+	var in struct {
+		Email    string `json:"email"`
+		Password string `json:"password"`
+		DeviceID string `json:"device_id"`
+	}
+	if err := httpapi.DecodeJSON(r, &in); err != nil {
+		return err
+	}
+	res, err := h.Service.Login(r.Context(), in.Email, in.Password, MetaOf(r, in.DeviceID))
+	if err != nil {
+		return err
+	}
+	out := LoginResponse{
+		AccessToken: res.AccessToken, TokenType: "Bearer", ExpiresIn: res.ExpiresIn,
+		RefreshToken: res.RefreshToken, SessionID: res.Session.ID, User: user.ProfileOf(res.User),
+	}
+	if h.Cookie {
+		SetRefreshCookie(w, res.RefreshToken, res.Session.ExpiresAt)
+		out.RefreshToken = ""
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	return httpapi.WriteJSON(w, http.StatusOK, out)
+}
+
+// SetRefreshCookie sets (or, with an empty token, clears) the refresh
+// token cookie.
+func SetRefreshCookie(w http.ResponseWriter, token string, expires time.Time) {
+	c := &http.Cookie{Name: RefreshCookie, Value: token, Path: "/", HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode}
+	if token == "" {
+		c.MaxAge = -1
+	} else {
+		c.Expires = expires
+	}
+	http.SetCookie(w, c)
+}
+
+func (h *Handlers) logout(w http.ResponseWriter, r *http.Request) error {
+	p, _ := auth.FromContext(r.Context())
+	if p.SessionID == "" {
+		return httpapi.NewProblem(http.StatusBadRequest, "no_session", "This access token does not belong to a session.")
+	}
+	if err := h.Service.Logout(r.Context(), p.UserID, p.SessionID, MetaOf(r, "")); err != nil {
+		return err
+	}
+	if h.Cookie {
+		SetRefreshCookie(w, "", time.Time{})
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (h *Handlers) logoutAll(w http.ResponseWriter, r *http.Request) error {
+	p, _ := auth.FromContext(r.Context())
+	if err := h.Service.RevokeUserSessions(r.Context(), p.UserID, "", "logout_all"); err != nil {
+		return err
+	}
+	h.Service.securityEvent(r.Context(), p.UserID, "user.logged_out_everywhere", MetaOf(r, ""), nil)
+	if h.Cookie {
+		SetRefreshCookie(w, "", time.Time{})
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// SessionView is a session as its owner (or an admin) sees it.
+type SessionView struct {
+	ID         string    `json:"id"`
+	Current    bool      `json:"current"`
+	CreatedAt  time.Time `json:"created_at"`
+	LastSeenAt time.Time `json:"last_seen_at"`
+	ExpiresAt  time.Time `json:"expires_at"`
+	IP         string    `json:"ip"`
+	UserAgent  string    `json:"user_agent"`
+	Browser    string    `json:"browser"`
+	OS         string    `json:"os"`
+	DeviceType string    `json:"device_type"`
+	AMR        []string  `json:"amr"`
+}
+
+// ViewOf renders a session; current marks the caller's own.
+func ViewOf(s store.Session, current string) SessionView {
+	amr := s.AMR
+	if amr == nil {
+		amr = []string{}
+	}
+	return SessionView{
+		ID: s.ID, Current: s.ID == current, CreatedAt: s.CreatedAt.UTC(), LastSeenAt: s.LastSeenAt.UTC(), ExpiresAt: s.ExpiresAt.UTC(),
+		IP: s.IP, UserAgent: s.UserAgent, Browser: s.Browser, OS: s.OS, DeviceType: s.DeviceType, AMR: amr,
+	}
+}
+
+func (h *Handlers) list(w http.ResponseWriter, r *http.Request) error {
+	p, _ := auth.FromContext(r.Context())
+	sessions, err := h.Service.List(r.Context(), p.UserID)
+	if err != nil {
+		return err
+	}
+	out := make([]SessionView, 0, len(sessions))
+	for _, s := range sessions {
+		out = append(out, ViewOf(s, p.SessionID))
+	}
+	return httpapi.WriteJSON(w, http.StatusOK, map[string]any{"sessions": out})
+}
+
+func (h *Handlers) delete(w http.ResponseWriter, r *http.Request) error {
+	p, _ := auth.FromContext(r.Context())
+	if err := h.Service.Logout(r.Context(), p.UserID, r.PathValue("id"), MetaOf(r, "")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

@@ -1,0 +1,158 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/kv"
+)
+
+// LockoutConfig tunes brute-force protection.
+type LockoutConfig struct {
+	// Threshold consecutive failures lock the account (default 5).
+	Threshold int
+	// BaseLock is the first lock; each further lock doubles it, up to MaxLock.
+	BaseLock time.Duration // default 1 min
+	MaxLock  time.Duration // default 1 h
+	// IPFailures failed logins from one IP within IPWindow block that IP
+	// (credential stuffing across accounts).
+	IPFailures int           // default 100
+	IPWindow   time.Duration // default 15 min
+	// FailureWindow is how long a failure is remembered without another.
+	FailureWindow time.Duration // default 24 h
+}
+
+// DefaultLockout returns the defaults.
+func DefaultLockout() LockoutConfig {
+	return LockoutConfig{Threshold: 5, BaseLock: time.Minute, MaxLock: time.Hour, IPFailures: 100, IPWindow: 15 * time.Minute, FailureWindow: 24 * time.Hour}
+}
+
+// lockout keeps failure counters and locks in the ephemeral store, so they
+// hold across nodes. Every count is an atomic increment, and an attempt is
+// counted before its password is checked: of N parallel guesses at most
+// Threshold are ever checked.
+type lockout struct {
+	kv  kv.Store
+	cfg LockoutConfig
+}
+
+func failKey(userID string) string  { return "login:fail:" + userID }
+func lockKey(userID string) string  { return "login:lock:" + userID }
+func locksKey(userID string) string { return "login:locks:" + userID }
+func ipKey(ip string) string        { return "login:ipfail:" + ip }
+
+// locked returns how long the account stays locked (0 if it is not).
+func (l *lockout) locked(ctx context.Context, userID string) (time.Duration, error) {
+	ttl, err := l.kv.TTL(ctx, lockKey(userID))
+	if errors.Is(err, kv.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return max(ttl, time.Second), nil
+}
+
+// ipBlocked returns how long the IP stays blocked (0 if it is not).
+func (l *lockout) ipBlocked(ctx context.Context, ip string) (time.Duration, error) {
+	if ip == "" || l.cfg.IPFailures <= 0 {
+		return 0, nil
+	}
+	b, err := l.kv.Get(ctx, ipKey(ip))
+	if errors.Is(err, kv.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	n, _ := strconv.Atoi(string(b))
+	if n < l.cfg.IPFailures {
+		return 0, nil
+	}
+	ttl, err := l.kv.TTL(ctx, ipKey(ip))
+	if err != nil && !errors.Is(err, kv.ErrNotFound) {
+		return 0, err
+	}
+	return max(ttl, time.Second), nil
+}
+
+// reserve counts an attempt on the account before its password is
+// checked. over is true when the attempt is beyond the threshold: it must
+// be refused without checking the password.
+func (l *lockout) reserve(ctx context.Context, userID string) (n int64, over bool, err error) {
+	n, err = l.kv.Incr(ctx, failKey(userID), 1, l.cfg.FailureWindow)
+	if err != nil {
+		return 0, false, err
+	}
+	return n, n > int64(l.cfg.Threshold), nil
+}
+
+// failed records a wrong password (attempt n of the account) and the IP
+// failure. It locks the account when n reaches the threshold and returns
+// the lock's duration (0 when this attempt did not lock).
+func (l *lockout) failed(ctx context.Context, userID string, n int64, ip string) (time.Duration, error) {
+	if err := l.failedIP(ctx, ip); err != nil {
+		return 0, err
+	}
+	if n != int64(l.cfg.Threshold) {
+		return 0, nil
+	}
+	return l.lock(ctx, userID)
+}
+
+// lock locks the account for BaseLock × 2^(locks so far), capped.
+func (l *lockout) lock(ctx context.Context, userID string) (time.Duration, error) {
+	count, err := l.kv.Incr(ctx, locksKey(userID), 1, l.cfg.FailureWindow)
+	if err != nil {
+		return 0, err
+	}
+	d := l.cfg.BaseLock
+	for i := int64(1); i < count && d < l.cfg.MaxLock; i++ {
+		d *= 2
+	}
+	d = min(d, l.cfg.MaxLock)
+	if err := l.kv.Set(ctx, lockKey(userID), []byte("1"), d); err != nil {
+		return 0, err
+	}
+	// The next window of attempts starts when the lock ends.
+	if _, err := l.kv.Delete(ctx, failKey(userID)); err != nil {
+		return 0, err
+	}
+	return d, nil
+}
+
+// ensureLocked is called for an attempt beyond the threshold. The attempt
+// that reached the threshold sets the lock once its password check fails;
+// if it has not (yet), a provisional base lock is set here so a counter
+// stuck above the threshold can never lock the account for longer.
+func (l *lockout) ensureLocked(ctx context.Context, userID string) (time.Duration, error) {
+	if d, err := l.locked(ctx, userID); err != nil || d > 0 {
+		return d, err
+	}
+	set, err := l.kv.SetNX(ctx, lockKey(userID), []byte("1"), l.cfg.BaseLock)
+	if err != nil {
+		return 0, err
+	}
+	if set {
+		if _, err := l.kv.Delete(ctx, failKey(userID)); err != nil {
+			return 0, err
+		}
+	}
+	return l.locked(ctx, userID)
+}
+
+func (l *lockout) failedIP(ctx context.Context, ip string) error {
+	if ip == "" || l.cfg.IPFailures <= 0 {
+		return nil
+	}
+	_, err := l.kv.Incr(ctx, ipKey(ip), 1, l.cfg.IPWindow)
+	return err
+}
+
+// succeeded resets the account's counters.
+func (l *lockout) succeeded(ctx context.Context, userID string) error {
+	_, err := l.kv.Delete(ctx, failKey(userID), locksKey(userID))
+	return err
+}

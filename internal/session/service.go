@@ -1,0 +1,523 @@
+// Package session is sign-in and what follows it: password login with
+// brute-force protection, sessions with device information, rotating
+// refresh tokens with reuse detection, logout and revocation that takes
+// effect on every node at once.
+package session
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/mileusna/useragent"
+	"github.com/riverqueue/river"
+
+	"github.com/gatehouse/gatehouse/internal/httpapi"
+	"github.com/gatehouse/gatehouse/internal/kv"
+	"github.com/gatehouse/gatehouse/internal/mail"
+	"github.com/gatehouse/gatehouse/internal/password"
+	"github.com/gatehouse/gatehouse/internal/secret"
+	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/internal/token"
+	"github.com/gatehouse/gatehouse/internal/user"
+)
+
+// Errors of sign-in, mapped to problems in one table.
+var (
+	ErrInvalidCredentials = errors.New("session: invalid credentials")
+	ErrEmailNotVerified   = errors.New("session: email not verified")
+	ErrAccountDisabled    = errors.New("session: account disabled")
+	ErrTooManySessions    = errors.New("session: too many sessions")
+	// ErrInvalidGrant is a refresh token that is unknown, expired, revoked,
+	// reused or presented from another device.
+	ErrInvalidGrant = errors.New("session: invalid refresh token")
+)
+
+func init() {
+	httpapi.RegisterError(ErrInvalidCredentials, http.StatusUnauthorized, "invalid_credentials", "The email address or password is wrong.")
+	httpapi.RegisterError(ErrEmailNotVerified, http.StatusForbidden, "email_not_verified", "Verify your email address before signing in.")
+	httpapi.RegisterError(ErrAccountDisabled, http.StatusForbidden, "account_disabled", "This account is disabled.")
+	httpapi.RegisterError(ErrTooManySessions, http.StatusConflict, "too_many_sessions", "The account has reached its limit of concurrent sessions.")
+	httpapi.RegisterError(ErrInvalidGrant, http.StatusUnauthorized, "invalid_grant", "The refresh token is invalid, expired or revoked.")
+}
+
+// FirstPartyClientID is the client_id of tokens issued to Gatehouse's own
+// login API.
+const FirstPartyClientID = "gatehouse"
+
+// Config tunes sessions.
+type Config struct {
+	AccessTTL   time.Duration // lifetime of access tokens (for deny-list TTLs)
+	Leeway      time.Duration // clock skew accepted by token verification
+	RefreshTTL  time.Duration // absolute session lifetime (default 30 days)
+	IdleTimeout time.Duration // refresh token idle timeout (0: none)
+	ReuseGrace  time.Duration // see store.RotateRequest.Grace (default 10 s)
+	// RequireVerifiedEmail refuses sign-in before the address is verified.
+	RequireVerifiedEmail bool
+	// MaxSessions caps concurrent sessions per user (0: no cap). When a
+	// login exceeds it, the oldest session ends, or with RefuseOverLimit
+	// the login is refused.
+	MaxSessions     int
+	RefuseOverLimit bool
+	// BindDevice refuses a refresh from another device fingerprint than the
+	// session's (hash of device_id and the user-agent family).
+	BindDevice bool
+	Lockout    LockoutConfig
+}
+
+// Tokens issues and revokes access tokens.
+type Tokens interface {
+	Issue(ctx context.Context, ac token.AccessClaims) (string, time.Time, error)
+	DenySession(ctx context.Context, sessionID string, until time.Time) error
+	RevokeIssuedBefore(ctx context.Context, t time.Time) error
+}
+
+// JobInserter enqueues a job in a transaction or on its own.
+type JobInserter interface {
+	Insert(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) (int64, error)
+	InsertTx(ctx context.Context, tx any, args river.JobArgs, opts *river.InsertOpts) (int64, error)
+}
+
+// Service implements sign-in and sessions.
+type Service struct {
+	Store  store.Store
+	Hasher *password.Hasher
+	Tokens Tokens
+	Keys   *secret.Keyring
+	KV     kv.Store
+	Jobs   JobInserter
+	Now    func() time.Time
+	Log    *slog.Logger
+	Config Config
+}
+
+func (s *Service) lockout() *lockout { return &lockout{kv: s.KV, cfg: s.Config.Lockout} }
+
+func (s *Service) now() time.Time { return s.Now().UTC() }
+
+// Meta describes the client of a request.
+type Meta struct {
+	IP        string
+	UserAgent string
+	RequestID string
+	DeviceID  string
+}
+
+// Result is a successful sign-in or refresh.
+type Result struct {
+	AccessToken  string
+	ExpiresIn    int
+	RefreshToken string
+	Session      store.Session
+	User         store.User
+}
+
+func lockedProblem(retry time.Duration, code, detail string) error {
+	p := httpapi.NewProblem(http.StatusTooManyRequests, code, detail)
+	p.RetryAfter = int((retry + time.Second - 1) / time.Second)
+	return p
+}
+
+// Login checks a password and starts a session. Wrong email and wrong
+// password fail alike and take alike (a dummy hash is verified for unknown
+// addresses).
+func (s *Service) Login(ctx context.Context, email, pw string, m Meta) (Result, error) {
+	if strings.TrimSpace(email) == "" || pw == "" {
+		var fe []httpapi.FieldError
+		if strings.TrimSpace(email) == "" {
+			fe = append(fe, httpapi.FieldError{Field: "email", Rule: "required", Message: "The email address is required."})
+		}
+		if pw == "" {
+			fe = append(fe, httpapi.FieldError{Field: "password", Rule: "required", Message: "The password is required."})
+		}
+		return Result{}, httpapi.Validation(fe...)
+	}
+	lk := s.lockout()
+	if d, err := lk.ipBlocked(ctx, m.IP); err != nil {
+		return Result{}, err
+	} else if d > 0 {
+		return Result{}, lockedProblem(d, "too_many_attempts", "Too many failed sign-ins from this address; try again later.")
+	}
+	u, err := s.Store.GetUserByEmail(ctx, user.NormalizeEmail(email))
+	if errors.Is(err, store.ErrNotFound) {
+		s.Hasher.DummyVerify(ctx, pw)
+		if err := lk.failedIP(ctx, m.IP); err != nil {
+			return Result{}, err
+		}
+		return Result{}, ErrInvalidCredentials
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	if d, err := lk.locked(ctx, u.ID); err != nil {
+		return Result{}, err
+	} else if d > 0 {
+		return Result{}, lockedProblem(d, "account_locked", "Too many failed sign-ins; the account is locked for a while.")
+	}
+	n, over, err := lk.reserve(ctx, u.ID)
+	if err != nil {
+		return Result{}, err
+	}
+	if over {
+		d, err := lk.ensureLocked(ctx, u.ID)
+		if err != nil {
+			return Result{}, err
+		}
+		return Result{}, lockedProblem(d, "account_locked", "Too many failed sign-ins; the account is locked for a while.")
+	}
+	ok, rehash, err := s.Hasher.Verify(ctx, pw, u.PasswordHash)
+	if err != nil && !badStoredHash(err) {
+		return Result{}, err
+	}
+	if !ok {
+		d, err := lk.failed(ctx, u.ID, n, m.IP)
+		if err != nil {
+			return Result{}, err
+		}
+		if d > 0 {
+			s.onLocked(ctx, u, d, m)
+		}
+		return Result{}, ErrInvalidCredentials
+	}
+	if err := lk.succeeded(ctx, u.ID); err != nil {
+		return Result{}, err
+	}
+	switch {
+	case u.Status == store.UserDisabled:
+		return Result{}, ErrAccountDisabled
+	case u.EmailVerifiedAt.IsZero() && s.Config.RequireVerifiedEmail:
+		return Result{}, ErrEmailNotVerified
+	}
+	var newHash string
+	if rehash {
+		if newHash, err = s.Hasher.Hash(ctx, pw); err != nil {
+			return Result{}, err
+		}
+	}
+	return s.start(ctx, u, newHash, []string{"pwd"}, m)
+}
+
+func badStoredHash(err error) bool {
+	return errors.Is(err, password.ErrUnknownFormat) || errors.Is(err, password.ErrMalformedHash) || errors.Is(err, password.ErrParamsOutOfRange)
+}
+
+// onLocked records and announces a lockout; failures to do so are logged,
+// the lock itself stands.
+func (s *Service) onLocked(ctx context.Context, u store.User, d time.Duration, m Meta) {
+	now := s.now()
+	err := s.Store.InTx(ctx, func(tx store.Store) error {
+		if err := tx.AppendAuditEvent(ctx, store.AuditEvent{
+			OccurredAt: now, SubjectID: u.ID, Action: "security.account_locked",
+			IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID,
+			Data: map[string]any{"lock_seconds": int(d / time.Second)},
+		}); err != nil {
+			return err
+		}
+		args, err := mail.NewSendArgs(s.Keys, mail.AccountLocked, u.Email, mail.Data{RecipientName: u.Name, UnlockAt: now.Add(d), ExpiresIn: d, IP: m.IP, UserAgent: m.UserAgent, Time: now}, "")
+		if err != nil {
+			return err
+		}
+		_, err = s.Jobs.InsertTx(ctx, tx.DriverTx(), args, nil)
+		return err
+	})
+	if err != nil {
+		s.Log.ErrorContext(ctx, "could not record the account lockout", "user_id", u.ID, "error", err.Error())
+	}
+}
+
+// Fingerprint binds a session to a device: a hash of the client's device_id
+// and its user-agent family (browser and OS names, not versions, so an
+// update does not break the binding).
+func Fingerprint(deviceID, userAgent string) string {
+	ua := useragent.Parse(userAgent)
+	h := sha256.Sum256([]byte("gatehouse/device\x00" + deviceID + "\x00" + ua.Name + "\x00" + ua.OS))
+	return hex.EncodeToString(h[:])
+}
+
+func deviceType(ua useragent.UserAgent) string {
+	switch {
+	case ua.Bot:
+		return "bot"
+	case ua.Tablet:
+		return "tablet"
+	case ua.Mobile:
+		return "mobile"
+	case ua.Desktop:
+		return "desktop"
+	}
+	return "unknown"
+}
+
+// start creates the session, its first refresh token and an access token.
+func (s *Service) start(ctx context.Context, u store.User, newHash string, amr []string, m Meta) (Result, error) {
+	now := s.now()
+	raw, err := secret.NewToken(32)
+	if err != nil {
+		return Result{}, err
+	}
+	ua := useragent.Parse(m.UserAgent)
+	sess := store.Session{
+		UserID: u.ID, CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(s.Config.RefreshTTL),
+		IP: m.IP, UserAgent: m.UserAgent, Browser: ua.Name, OS: ua.OS, DeviceType: deviceType(ua),
+		AMR: amr, AuthTime: now,
+	}
+	if s.Config.BindDevice {
+		sess.DeviceFingerprint = Fingerprint(m.DeviceID, m.UserAgent)
+	}
+	first := store.RefreshToken{
+		UserID: u.ID, ClientID: "", TokenHash: secret.HashToken(raw), CreatedAt: now, ExpiresAt: sess.ExpiresAt,
+	}
+	if s.Config.IdleTimeout > 0 {
+		first.IdleExpiresAt = minTime(now.Add(s.Config.IdleTimeout), sess.ExpiresAt)
+	}
+	var ended []string
+	err = s.Store.InTx(ctx, func(tx store.Store) error {
+		fresh, err := tx.GetUserForUpdate(ctx, u.ID)
+		if err != nil {
+			return err
+		}
+		if s.Config.MaxSessions > 0 {
+			live, err := tx.ListUserSessions(ctx, u.ID, now)
+			if err != nil {
+				return err
+			}
+			if len(live) >= s.Config.MaxSessions {
+				if s.Config.RefuseOverLimit {
+					return ErrTooManySessions
+				}
+				// Newest first: end the oldest ones beyond the limit.
+				for _, old := range live[s.Config.MaxSessions-1:] {
+					if _, err := tx.RevokeSession(ctx, old.ID, "session_limit", now); err != nil {
+						return err
+					}
+					ended = append(ended, old.ID)
+				}
+			}
+		}
+		if sess, err = tx.CreateSession(ctx, sess, first); err != nil {
+			return err
+		}
+		fresh.LastLoginAt = now
+		if newHash != "" {
+			fresh.PasswordHash = newHash
+		}
+		if u, err = tx.UpdateUser(ctx, fresh); err != nil {
+			return err
+		}
+		return tx.AppendAuditEvent(ctx, store.AuditEvent{
+			OccurredAt: now, ActorID: u.ID, SubjectID: u.ID, Action: "user.logged_in",
+			IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID,
+			Data: map[string]any{"session_id": sess.ID, "amr": amr, "rehashed": newHash != ""},
+		})
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	for _, id := range ended {
+		s.deny(ctx, id)
+	}
+	return s.issue(ctx, u, sess, raw)
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// issue signs an access token for the session.
+func (s *Service) issue(ctx context.Context, u store.User, sess store.Session, refresh string) (Result, error) {
+	at, exp, err := s.Tokens.Issue(ctx, token.AccessClaims{
+		Subject: u.ID, ClientID: FirstPartyClientID, SessionID: sess.ID, AuthTime: sess.AuthTime, AMR: sess.AMR,
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{
+		AccessToken: at, ExpiresIn: int(exp.Sub(s.now()).Round(time.Second) / time.Second),
+		RefreshToken: refresh, Session: sess, User: u,
+	}, nil
+}
+
+// deny puts a session on the deny list until its last access token
+// expired; failures are logged (the session is already revoked in the
+// database, so refresh is refused regardless).
+func (s *Service) deny(ctx context.Context, sessionID string) {
+	until := s.now().Add(s.Config.AccessTTL + s.Config.Leeway)
+	if err := s.Tokens.DenySession(ctx, sessionID, until); err != nil {
+		s.Log.ErrorContext(ctx, "could not deny-list a revoked session", "session_id", sessionID, "error", err.Error())
+	}
+}
+
+// successorAD binds a sealed successor to the token it succeeds.
+func successorAD(presentedHash string) []byte {
+	return []byte("gatehouse/refresh-successor\x00" + presentedHash)
+}
+
+// Refresh exchanges a refresh token for a new one and an access token
+// (rotation with reuse detection; see store.RotateOutcome).
+func (s *Service) Refresh(ctx context.Context, raw string, m Meta) (Result, error) {
+	if raw == "" || len(raw) > 512 {
+		return Result{}, ErrInvalidGrant
+	}
+	hash := secret.HashToken(raw)
+	now := s.now()
+	if s.Config.BindDevice {
+		rt, err := s.Store.GetRefreshTokenByHash(ctx, hash)
+		if errors.Is(err, store.ErrNotFound) {
+			return Result{}, ErrInvalidGrant
+		} else if err != nil {
+			return Result{}, err
+		}
+		sess, err := s.Store.GetSession(ctx, rt.SessionID)
+		if err != nil {
+			return Result{}, err
+		}
+		if sess.DeviceFingerprint != "" && !secret.Equal(sess.DeviceFingerprint, Fingerprint(m.DeviceID, m.UserAgent)) {
+			s.securityEvent(ctx, sess.UserID, "security.refresh_device_mismatch", m, map[string]any{"session_id": sess.ID})
+			return Result{}, ErrInvalidGrant
+		}
+	}
+	next, err := secret.NewToken(32)
+	if err != nil {
+		return Result{}, err
+	}
+	sealed, err := s.Keys.Seal([]byte(next), successorAD(hash))
+	if err != nil {
+		return Result{}, err
+	}
+	res, err := s.Store.RotateRefreshToken(ctx, store.RotateRequest{
+		PresentedHash: hash,
+		Next:          store.RefreshToken{TokenHash: secret.HashToken(next)},
+		SealedNext:    sealed, Now: now, Grace: s.Config.ReuseGrace, IdleTimeout: s.Config.IdleTimeout, LastSeenIP: m.IP,
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return Result{}, ErrInvalidGrant
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	switch res.Outcome {
+	case store.Rotated:
+	case store.GraceReplay:
+		plain, err := s.Keys.Open(res.Previous.SealedSuccessor, successorAD(hash))
+		if err != nil {
+			return Result{}, fmt.Errorf("open sealed successor: %w", err)
+		}
+		next = string(plain)
+	case store.ReuseDetected:
+		s.onReuse(ctx, res.Session, m)
+		return Result{}, ErrInvalidGrant
+	default:
+		return Result{}, ErrInvalidGrant
+	}
+	u, err := s.Store.GetUser(ctx, res.Session.UserID)
+	if errors.Is(err, store.ErrNotFound) {
+		return Result{}, ErrInvalidGrant
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	if u.Status == store.UserDisabled {
+		return Result{}, ErrInvalidGrant
+	}
+	return s.issue(ctx, u, res.Session, next)
+}
+
+// onReuse handles a stolen-token signal: the family is already revoked;
+// deny-list the session, record a security event and warn the user.
+func (s *Service) onReuse(ctx context.Context, sess store.Session, m Meta) {
+	s.deny(ctx, sess.ID)
+	u, err := s.Store.GetUser(ctx, sess.UserID)
+	if err != nil {
+		s.Log.ErrorContext(ctx, "refresh token reuse: user lookup failed", "session_id", sess.ID, "error", err.Error())
+		return
+	}
+	now := s.now()
+	err = s.Store.InTx(ctx, func(tx store.Store) error {
+		if err := tx.AppendAuditEvent(ctx, store.AuditEvent{
+			OccurredAt: now, SubjectID: u.ID, Action: "security.refresh_token_reuse",
+			IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID,
+			Data: map[string]any{"session_id": sess.ID},
+		}); err != nil {
+			return err
+		}
+		args, err := mail.NewSendArgs(s.Keys, mail.RefreshTokenReuse, u.Email, mail.Data{RecipientName: u.Name, Time: now, IP: m.IP, UserAgent: m.UserAgent}, "")
+		if err != nil {
+			return err
+		}
+		_, err = s.Jobs.InsertTx(ctx, tx.DriverTx(), args, nil)
+		return err
+	})
+	if err != nil {
+		s.Log.ErrorContext(ctx, "could not record refresh token reuse", "session_id", sess.ID, "error", err.Error())
+	}
+}
+
+func (s *Service) securityEvent(ctx context.Context, userID, action string, m Meta, data map[string]any) {
+	err := s.Store.AppendAuditEvent(ctx, store.AuditEvent{
+		OccurredAt: s.now(), SubjectID: userID, Action: action,
+		IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID, Data: data,
+	})
+	if err != nil {
+		s.Log.ErrorContext(ctx, "could not record a security event", "action", action, "error", err.Error())
+	}
+}
+
+// Logout ends one session of the user everywhere.
+func (s *Service) Logout(ctx context.Context, userID, sessionID string, m Meta) error {
+	sess, err := s.Store.GetSession(ctx, sessionID)
+	if err != nil {
+		return err
+	}
+	if sess.UserID != userID {
+		return store.ErrNotFound
+	}
+	if _, err := s.Store.RevokeSession(ctx, sessionID, "logout", s.now()); err != nil {
+		return err
+	}
+	s.deny(ctx, sessionID)
+	s.securityEvent(ctx, userID, "user.logged_out", m, map[string]any{"session_id": sessionID})
+	return nil
+}
+
+// RevokeSessionTokens puts an already revoked session's access tokens on
+// the deny list.
+func (s *Service) RevokeSessionTokens(ctx context.Context, sessionID string) error {
+	until := s.now().Add(s.Config.AccessTTL + s.Config.Leeway)
+	return s.Tokens.DenySession(ctx, sessionID, until)
+}
+
+// RevokeUserSessions ends every session of the user but except (if set).
+// It implements user.SessionRevoker.
+func (s *Service) RevokeUserSessions(ctx context.Context, userID, except, reason string) error {
+	ids, err := s.Store.RevokeUserSessions(ctx, userID, except, reason, s.now())
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		s.deny(ctx, id)
+	}
+	return nil
+}
+
+// RevokeIssuedBefore is the incident kill switch: every access token
+// issued and every session started before t stops working on every node.
+func (s *Service) RevokeIssuedBefore(ctx context.Context, t time.Time) (int64, error) {
+	if err := s.Tokens.RevokeIssuedBefore(ctx, t); err != nil {
+		return 0, err
+	}
+	return s.Store.RevokeSessionsCreatedBefore(ctx, t, "revoked_before", s.now())
+}
+
+// List returns the user's live sessions, newest first.
+func (s *Service) List(ctx context.Context, userID string) ([]store.Session, error) {
+	return s.Store.ListUserSessions(ctx, userID, s.now())
+}

@@ -1,0 +1,151 @@
+package store
+
+import (
+	"context"
+	"time"
+)
+
+// Session is one sign-in: the family that its refresh tokens descend in.
+type Session struct {
+	ID                string // UUIDv7, generated when empty
+	UserID            string
+	ClientID          string // the client the user signed in through; empty for Gatehouse's own API
+	CreatedAt         time.Time
+	LastSeenAt        time.Time
+	ExpiresAt         time.Time // absolute end (refresh token lifetime)
+	IP                string
+	UserAgent         string
+	Browser           string
+	OS                string
+	DeviceType        string // desktop, mobile, tablet, bot, unknown
+	DeviceFingerprint string // hash of device_id and user-agent family; empty when not bound
+	AMR               []string
+	AuthTime          time.Time
+	RevokedAt         time.Time
+	RevokedReason     string
+}
+
+// RefreshToken is one link of a session's refresh token chain. Only the
+// SHA-256 hash of the token is stored.
+type RefreshToken struct {
+	ID        string // UUIDv7, generated when empty
+	SessionID string
+	UserID    string
+	ClientID  string
+	Scope     string
+	TokenHash string // hex SHA-256; unique
+	ParentID  string // the token this one replaced; empty for the first
+	CreatedAt time.Time
+	ExpiresAt time.Time // absolute: the session's ExpiresAt
+	// IdleExpiresAt is when the token dies unused (idle timeout).
+	IdleExpiresAt time.Time
+	RotatedAt     time.Time // when it was exchanged for its successor; zero while live
+	SuccessorID   string
+	// SealedSuccessor is the successor's token sealed with the keyring,
+	// kept only for the grace window so that a predecessor presented again
+	// right away (two tabs refreshing at once) gets the same successor.
+	SealedSuccessor string
+	RevokedAt       time.Time
+}
+
+// RotateOutcome says what RotateRefreshToken did.
+type RotateOutcome int
+
+// Outcomes of a rotation.
+const (
+	// Rotated: the presented token was live; it is now rotated and Issued
+	// is its successor.
+	Rotated RotateOutcome = iota + 1
+	// GraceReplay: the presented token is the immediate predecessor of a
+	// live token and was rotated within the grace window; Previous holds
+	// it, with SealedSuccessor to hand out the same successor again.
+	GraceReplay
+	// ReuseDetected: an already-rotated token was presented outside the
+	// grace window (or is not the immediate predecessor); the whole family
+	// and its session have been revoked.
+	ReuseDetected
+	// Invalid: the token is revoked, expired (absolute or idle), or its
+	// session is revoked or expired. Nothing changed.
+	Invalid
+)
+
+// RotateResult is the result of RotateRefreshToken.
+type RotateResult struct {
+	Outcome  RotateOutcome
+	Previous RefreshToken // the presented token as it was found (after marking, for Rotated)
+	Issued   RefreshToken // the new token (Rotated only)
+	Session  Session      // the session after the step
+}
+
+// RotateRequest describes one refresh.
+type RotateRequest struct {
+	PresentedHash string
+	Next          RefreshToken // successor to store if the presented token is live (SessionID etc. filled in by the store)
+	// SealedNext is Next's token sealed with the keyring, stored on the
+	// presented token for the grace window.
+	SealedNext string
+	Now        time.Time
+	Grace      time.Duration // 0 disables the grace window
+	// IdleTimeout, when > 0, sets Next.IdleExpiresAt = Now + IdleTimeout
+	// (capped at the session's ExpiresAt).
+	IdleTimeout time.Duration
+	// Session updates applied on rotation.
+	LastSeenIP string
+}
+
+// SessionStore keeps sessions and their refresh token families.
+type SessionStore interface {
+	// CreateSession stores s and its first refresh token in one step.
+	CreateSession(ctx context.Context, s Session, first RefreshToken) (Session, error)
+	// GetSession returns the session (revoked or not), or ErrNotFound.
+	GetSession(ctx context.Context, id string) (Session, error)
+	// ListUserSessions returns the user's sessions that are neither revoked
+	// nor expired at now, newest first.
+	ListUserSessions(ctx context.Context, userID string, now time.Time) ([]Session, error)
+	// RevokeSession revokes the session and every refresh token of its
+	// family and returns the session. Revoking a revoked session is a no-op
+	// that still returns it. ErrNotFound if absent.
+	RevokeSession(ctx context.Context, id, reason string, now time.Time) (Session, error)
+	// RevokeUserSessions revokes every live session of the user except
+	// except (when set) and returns the IDs it revoked.
+	RevokeUserSessions(ctx context.Context, userID, except, reason string, now time.Time) ([]string, error)
+	// RevokeSessionsCreatedBefore revokes every live session created before
+	// t (the kill switch) and returns how many.
+	RevokeSessionsCreatedBefore(ctx context.Context, t time.Time, reason string, now time.Time) (int64, error)
+	// GetRefreshTokenByHash returns a refresh token by the hash of its
+	// value, with one indexed lookup; ErrNotFound if absent.
+	GetRefreshTokenByHash(ctx context.Context, hash string) (RefreshToken, error)
+	// RotateRefreshToken performs one refresh as a single atomic step (one
+	// transaction holding the presented token's row lock): see
+	// RotateOutcome. N parallel calls with one token yield one successor.
+	// ErrNotFound when no token has that hash.
+	RotateRefreshToken(ctx context.Context, r RotateRequest) (RotateResult, error)
+	// PurgeSessions deletes sessions (with their tokens) that ended — expired
+	// or revoked — before before, and refresh tokens expired before before;
+	// it returns how many sessions it deleted.
+	PurgeSessions(ctx context.Context, before time.Time) (int64, error)
+}
+
+// Client is a registered OAuth client (a service that calls the token,
+// introspection or revocation endpoints).
+type Client struct {
+	ID         string // client_id
+	Name       string
+	SecretHash string // hash of the client secret (never the secret)
+	Scopes     []string
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+	DisabledAt time.Time
+}
+
+// ClientStore keeps OAuth clients.
+type ClientStore interface {
+	// CreateClient stores c; ErrConflict on a duplicate ID.
+	CreateClient(ctx context.Context, c Client) (Client, error)
+	// GetClient returns the client, or ErrNotFound.
+	GetClient(ctx context.Context, id string) (Client, error)
+	// ListClients returns every client, oldest first.
+	ListClients(ctx context.Context) ([]Client, error)
+	// DeleteClient removes the client; ErrNotFound if absent.
+	DeleteClient(ctx context.Context, id string) error
+}

@@ -1,0 +1,129 @@
+package token
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/gatehouse/gatehouse/pkg/accesstoken"
+)
+
+// ErrInvalid is returned (wrapped, with the reason for the logs) for every
+// token that is not a valid, unrevoked access token. Never echo the reason
+// to the client.
+var ErrInvalid = errors.New("token: invalid access token")
+
+// ErrUnavailable is returned (wrapped) when the revocation state cannot be
+// read. The token is not accepted: revocation fails closed. It is not
+// ErrInvalid either, so the caller answers with a server error (and the
+// client retries) instead of a 401 that would make it throw the token away.
+var ErrUnavailable = errors.New("token: revocation state unavailable")
+
+// errUnknownKey marks a token whose kid is not in the cache.
+var errUnknownKey = errors.New("unknown kid")
+
+// supportedAlgs is the global allowlist, used only to read the kid of a
+// token whose algorithm none of the cached keys has (it may belong to a
+// key not loaded yet).
+var supportedAlgs = []jose.SignatureAlgorithm{jose.RS256, jose.ES256, jose.EdDSA}
+
+func invalid(reason error) error { return fmt.Errorf("%w: %w", ErrInvalid, reason) }
+
+// Verify checks raw (the token, without "Bearer ") and returns its claims:
+// the signature with the cached key named by kid and only with that key's
+// algorithm, typ at+jwt, iss, aud (one of Config.Audience), exp, nbf and
+// iat with Leeway, the key not expired, and then revocation (IsRevoked).
+//
+// For a token signed by a known key Verify reads no database; a token with
+// an unknown kid makes it reload the keys, at most once per few seconds.
+// Invalid and revoked tokens yield ErrInvalid; if the revocation state
+// cannot be read the error wraps ErrUnavailable (fail closed, logged).
+func (m *Manager) Verify(ctx context.Context, raw string) (Claims, error) {
+	c, err := m.verifySignature(ctx, raw)
+	if err != nil {
+		return Claims{}, err
+	}
+	revoked, err := m.IsRevoked(ctx, c)
+	if err != nil {
+		m.log.ErrorContext(ctx, "token: revocation check failed; rejecting the token", "error", err)
+		return Claims{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if revoked {
+		return Claims{}, invalid(errors.New("revoked"))
+	}
+	return c, nil
+}
+
+// verifySignature is Verify without the revocation check.
+func (m *Manager) verifySignature(ctx context.Context, raw string) (Claims, error) {
+	if len(raw) > accesstoken.MaxTokenBytes {
+		return Claims{}, invalid(errors.New("too long"))
+	}
+	ks := m.keys.Load()
+	if ks == nil {
+		return Claims{}, errors.New("token: no keys loaded; call Start first")
+	}
+	tok, key, err := parse(raw, ks)
+	if errors.Is(err, errUnknownKey) {
+		m.reloadForUnknownKey(ctx)
+		tok, key, err = parse(raw, m.keys.Load())
+	}
+	if err != nil {
+		return Claims{}, invalid(err)
+	}
+	var c Claims
+	if err := tok.Claims(key.public, &c); err != nil {
+		return Claims{}, invalid(errors.New("bad signature or payload"))
+	}
+	now := m.now()
+	if !key.liveAt(now) {
+		return Claims{}, invalid(errors.New("signing key expired"))
+	}
+	if err := c.Validate(accesstoken.Expected{
+		Issuer:   m.cfg.Issuer,
+		Audience: m.cfg.Audience,
+		Time:     now,
+		Leeway:   m.cfg.Leeway,
+	}); err != nil {
+		return Claims{}, invalid(err)
+	}
+	return c, nil
+}
+
+// parse parses raw with the algorithms of the cached keys as the
+// allowlist, and returns it with the key its header names, after checking
+// typ and that alg is that key's algorithm. It does not verify the
+// signature.
+func parse(raw string, ks *keySet) (*jwt.JSONWebToken, *cachedKey, error) {
+	tok, err := jwt.ParseSigned(raw, ks.algs)
+	if err != nil {
+		// Perhaps signed by a new key with an algorithm no cached key has.
+		if t, err := jwt.ParseSigned(raw, supportedAlgs); err == nil && len(t.Headers) == 1 {
+			if kid := t.Headers[0].KeyID; kid != "" && ks.byKID[kid] == nil {
+				return nil, nil, errUnknownKey
+			}
+		}
+		return nil, nil, errors.New("malformed or algorithm not allowed")
+	}
+	if len(tok.Headers) != 1 {
+		return nil, nil, errors.New("not exactly one signature")
+	}
+	h := tok.Headers[0]
+	if h.KeyID == "" {
+		return nil, nil, errors.New("no kid")
+	}
+	if !accesstoken.IsAccessTokenType(h.ExtraHeaders[jose.HeaderType]) {
+		return nil, nil, errors.New("typ is not at+jwt")
+	}
+	key := ks.byKID[h.KeyID]
+	if key == nil {
+		return nil, nil, errUnknownKey
+	}
+	if h.Algorithm != string(key.alg) {
+		return nil, nil, errors.New("alg differs from the key's")
+	}
+	return tok, key, nil
+}
