@@ -48,6 +48,8 @@ Commands:
   serve                      run the server
   migrate up|down|status     apply, roll back (one step) or list schema migrations
   users create|import        create an account, or import accounts with their password hashes
+  keys rotate|list           rotate or list the JWT signing keys
+  clients create|list|delete manage OAuth clients (introspection, revocation, client_credentials)
   encryption-key generate    print a new key for GATEHOUSE_ENCRYPTION_KEYS
   version                    print the version
 
@@ -90,6 +92,10 @@ func Run(ctx context.Context, env Env) int {
 		return c.migrate(ctx, rest)
 	case "users":
 		return c.users(ctx, rest)
+	case "keys":
+		return c.keys(ctx, rest)
+	case "clients":
+		return c.clients(ctx, rest)
 	case "encryption-key":
 		return c.encryptionKey(rest)
 	case "version", "--version":

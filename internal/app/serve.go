@@ -64,6 +64,10 @@ func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, ready 
 	if err != nil {
 		return err
 	}
+	defer func() {
+		stopTokens()
+		<-tokens.Done()
+	}()
 	workers, err := newWorkers(cfg, db, keys, tokens, log)
 	if err != nil {
 		return err

@@ -139,7 +139,10 @@ func WriteProblem(w http.ResponseWriter, r *http.Request, p *Problem) {
 	out.RequestID = logging.RequestID(r.Context())
 	h := w.Header()
 	for k, vs := range p.Header {
-		h[k] = vs
+		h.Del(k)
+		for _, v := range vs {
+			h.Add(k, v)
+		}
 	}
 	if p.RetryAfter > 0 {
 		h.Set("Retry-After", strconv.Itoa(p.RetryAfter))

@@ -40,6 +40,8 @@ type Store interface {
 	UserStore
 	OneTimeTokenStore
 	SigningKeyStore
+	SessionStore
+	ClientStore
 
 	// Dialect returns DialectPostgres or DialectSQLite.
 	Dialect() string

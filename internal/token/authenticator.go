@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/gatehouse/gatehouse/internal/auth"
+	"github.com/gatehouse/gatehouse/internal/httpapi"
 )
 
 // Verifier verifies access tokens; *Manager is one.
@@ -21,6 +22,14 @@ type Authenticator struct {
 }
 
 var _ auth.Authenticator = Authenticator{}
+
+func init() {
+	// A revocation state that cannot be read refuses the request, as a
+	// retryable server error rather than a 401 that would make clients
+	// throw their tokens away.
+	httpapi.RegisterError(ErrUnavailable, http.StatusServiceUnavailable, "temporarily_unavailable",
+		"Token revocation state cannot be read right now; try again.")
+}
 
 // Authenticate implements auth.Authenticator. A missing, malformed,
 // expired or revoked token is auth.ErrInvalidToken (wrapping the reason);

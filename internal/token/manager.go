@@ -228,9 +228,14 @@ func (m *Manager) run(ctx context.Context, keySub, revokeSub kv.Subscription) {
 			m.reloadLogged(ctx)
 		case <-revokeTick.C:
 			m.refreshRevokeBeforeLogged(ctx)
-		case _, ok := <-messages(keySub):
+		case msg, ok := <-messages(keySub):
 			if !ok {
 				keySub = nil
+				continue
+			}
+			// The payload is the new kid; this node's own announcements
+			// (and repeats) name a key it has loaded already.
+			if ks := m.keys.Load(); ks != nil && ks.byKID[string(msg.Payload)] != nil {
 				continue
 			}
 			m.reloadLogged(ctx)

@@ -28,7 +28,6 @@ func runSigningKeys(t *testing.T, migrated func(t *testing.T) store.Store) {
 // must drop.
 var keyTime = time.Date(2031, 5, 6, 7, 8, 9, 123456789, time.UTC)
 
-
 func testKey(id string) store.SigningKey {
 	return store.SigningKey{
 		ID:         id,

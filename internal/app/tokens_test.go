@@ -1,0 +1,451 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"math/big"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/testenv"
+)
+
+// form posts an application/x-www-form-urlencoded body, optionally with
+// HTTP Basic client credentials.
+func form(t *testing.T, target string, values url.Values, basic ...string) (int, map[string]any, http.Header) {
+	t.Helper()
+	req, err := http.NewRequest("POST", target, strings.NewReader(values.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if len(basic) == 2 {
+		req.SetBasicAuth(url.QueryEscape(basic[0]), url.QueryEscape(basic[1]))
+	}
+	res, raw := do(t, req)
+	var out map[string]any
+	json.Unmarshal(raw, &out)
+	return res.StatusCode, out, res.Header
+}
+
+func refresh(t *testing.T, e *accountEnv, rt string) (int, map[string]any) {
+	t.Helper()
+	code, body, h := form(t, e.url("/oauth2/token"), url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}})
+	if h.Get("Cache-Control") != "no-store" {
+		t.Errorf("token response Cache-Control = %q", h.Get("Cache-Control"))
+	}
+	return code, body
+}
+
+func loginFull(t *testing.T, e *accountEnv, email, pw string) map[string]any {
+	t.Helper()
+	code, body, h := call(t, "POST", e.url("/v1/auth/login"), map[string]string{"email": email, "password": pw})
+	if code != 200 {
+		t.Fatalf("login = %d %v", code, body)
+	}
+	if body["token_type"] != "Bearer" || body["expires_in"] == nil || body["refresh_token"] == nil || body["session_id"] == nil || body["user"] == nil {
+		t.Errorf("login body = %v", body)
+	}
+	if h.Get("Cache-Control") != "no-store" {
+		t.Errorf("login Cache-Control = %q", h.Get("Cache-Control"))
+	}
+	return body
+}
+
+// cli runs a gatehouse command in process against the server's settings.
+func (e *accountEnv) cli(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	env := map[string]string{"GATEHOUSE_ENV": "test", "GATEHOUSE_LOG_LEVEL": "error"}
+	for k, v := range e.cfgEnv {
+		env[k] = v
+	}
+	code := Run(context.Background(), Env{Args: args, Getenv: func(k string) string { return env[k] }, Stdin: strings.NewReader(strongPassword + "\n"), Stdout: &stdout, Stderr: &stderr})
+	if code != 0 {
+		t.Logf("gatehouse %v: exit %d\n%s", args, code, stderr.String())
+	}
+	return stdout.String(), code
+}
+
+// verifyIndependently checks an access token's signature against the served
+// JWKS with only the standard library, and returns its header and claims.
+func verifyIndependently(t *testing.T, jwksURL, tok string) (map[string]any, map[string]any) {
+	t.Helper()
+	res, raw := get(t, jwksURL)
+	if res.StatusCode != 200 {
+		t.Fatalf("jwks = %d", res.StatusCode)
+	}
+	var set struct {
+		Keys []map[string]string `json:"keys"`
+	}
+	if err := json.Unmarshal(raw, &set); err != nil {
+		t.Fatal(err)
+	}
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a JWS compact token: %q", tok)
+	}
+	dec := func(s string) []byte {
+		b, err := base64.RawURLEncoding.DecodeString(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	var header, claims map[string]any
+	json.Unmarshal(dec(parts[0]), &header)
+	json.Unmarshal(dec(parts[1]), &claims)
+	var key map[string]string
+	for _, k := range set.Keys {
+		if k["kid"] == header["kid"] {
+			key = k
+		}
+	}
+	if key == nil {
+		t.Fatalf("kid %v not in the JWKS", header["kid"])
+	}
+	signed := []byte(parts[0] + "." + parts[1])
+	sig := dec(parts[2])
+	digest := sha256.Sum256(signed)
+	ok := false
+	switch header["alg"] {
+	case "RS256":
+		pub := &rsa.PublicKey{N: new(big.Int).SetBytes(dec(key["n"])), E: int(new(big.Int).SetBytes(dec(key["e"])).Int64())}
+		ok = rsa.VerifyPKCS1v15(pub, crypto.SHA256, digest[:], sig) == nil
+	case "ES256":
+		pub := &ecdsa.PublicKey{Curve: elliptic.P256(), X: new(big.Int).SetBytes(dec(key["x"])), Y: new(big.Int).SetBytes(dec(key["y"]))}
+		ok = len(sig) == 64 && ecdsa.Verify(pub, digest[:], new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:]))
+	case "EdDSA":
+		ok = ed25519.Verify(ed25519.PublicKey(dec(key["x"])), signed, sig)
+	}
+	if !ok {
+		t.Fatalf("signature of %v token does not verify against the JWKS", header["alg"])
+	}
+	return header, claims
+}
+
+func runTokenSuite(t *testing.T, e *accountEnv) {
+	t.Run("LoginRefreshReuse", func(t *testing.T) {
+		e.signUp(t, "dora@example.com")
+		first := loginFull(t, e, "dora@example.com", strongPassword)
+		at, rt1 := first["access_token"].(string), first["refresh_token"].(string)
+		if c, _, _ := call(t, "GET", e.url("/v1/me"), nil, bearer(at)...); c != 200 {
+			t.Fatalf("/v1/me with the access token = %d", c)
+		}
+		code, second := refresh(t, e, rt1)
+		if code != 200 || second["refresh_token"] == rt1 {
+			t.Fatalf("refresh = %d %v", code, second)
+		}
+		rt2, at2 := second["refresh_token"].(string), second["access_token"].(string)
+		// Within the grace window the predecessor yields the same successor.
+		code, again := refresh(t, e, rt1)
+		if code != 200 || again["refresh_token"] != rt2 {
+			t.Errorf("predecessor within grace = %d %v, want the same successor", code, again)
+		}
+		time.Sleep(1200 * time.Millisecond) // grace is 1 s in this suite
+		code, body := refresh(t, e, rt1)
+		if code != 400 || body["error"] != "invalid_grant" {
+			t.Errorf("reused refresh token = %d %v, want invalid_grant", code, body)
+		}
+		if code, body := refresh(t, e, rt2); code != 400 || body["error"] != "invalid_grant" {
+			t.Errorf("newest token of a killed family = %d %v, want invalid_grant", code, body)
+		}
+		if c, _, h := call(t, "GET", e.url("/v1/me"), nil, bearer(at2)...); c != 401 || !strings.Contains(h.Get("WWW-Authenticate"), `error="invalid_token"`) {
+			t.Errorf("access token of a killed family = %d %v", c, h)
+		}
+		e.mail.wait(t, "dora@example.com", "Security alert")
+		other := e.login(t, "dora@example.com", strongPassword)
+		_, act, _ := call(t, "GET", e.url("/v1/me/activity"), nil, bearer(other)...)
+		found := false
+		for _, ev := range act["events"].([]any) {
+			found = found || ev.(map[string]any)["action"] == "security.refresh_token_reuse"
+		}
+		if !found {
+			t.Errorf("no security event recorded for the reuse: %v", act)
+		}
+	})
+
+	t.Run("ParallelRefreshYieldsOneSuccessor", func(t *testing.T) {
+		rt := loginFull(t, e, "dora@example.com", strongPassword)["refresh_token"].(string)
+		var mu sync.Mutex
+		got := map[string]int{}
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				code, body := refresh(t, e, rt)
+				mu.Lock()
+				defer mu.Unlock()
+				if code != 200 {
+					got["error"]++
+					return
+				}
+				got[body["refresh_token"].(string)]++
+			})
+		}
+		wg.Wait()
+		if len(got) != 1 || got["error"] != 0 {
+			t.Errorf("8 parallel refreshes gave %d distinct results %v, want one successor", len(got), got)
+		}
+	})
+
+	t.Run("JWKSAndRotation", func(t *testing.T) {
+		at := e.login(t, "dora@example.com", strongPassword)
+		header, claims := verifyIndependently(t, e.url("/.well-known/jwks.json"), at)
+		if header["typ"] != "at+jwt" || header["alg"] != "RS256" {
+			t.Errorf("header = %v", header)
+		}
+		for _, c := range []string{"iss", "sub", "aud", "client_id", "exp", "iat", "nbf", "jti", "sid", "auth_time", "amr"} {
+			if _, ok := claims[c]; !ok {
+				t.Errorf("claim %s missing: %v", c, claims)
+			}
+		}
+		if claims["iss"] != "http://localhost:8080" {
+			t.Errorf("iss = %v", claims["iss"])
+		}
+		out, code := e.cli(t, "keys", "rotate", "--output", "json")
+		if code != 0 {
+			t.Fatalf("keys rotate exit %d", code)
+		}
+		var rotated struct{ KID string }
+		json.Unmarshal([]byte(out), &rotated)
+		deadline := time.Now().Add(10 * time.Second)
+		var newHeader map[string]any
+		for {
+			newHeader, _ = verifyIndependently(t, e.url("/.well-known/jwks.json"), e.login(t, "dora@example.com", strongPassword))
+			if newHeader["kid"] == rotated.KID || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if newHeader["kid"] != rotated.KID || rotated.KID == header["kid"] {
+			t.Fatalf("after rotation tokens carry kid %v, want %s", newHeader["kid"], rotated.KID)
+		}
+		verifyIndependently(t, e.url("/.well-known/jwks.json"), at) // the old key is still published
+		if c, _, _ := call(t, "GET", e.url("/v1/me"), nil, bearer(at)...); c != 200 {
+			t.Errorf("token signed by the old key refused after rotation: %d", c)
+		}
+	})
+
+	t.Run("IntrospectionAndRevocation", func(t *testing.T) {
+		out, code := e.cli(t, "clients", "create", "--name", "api gateway", "--scopes", "introspect,revoke", "--output", "json")
+		if code != 0 {
+			t.Fatal("clients create failed")
+		}
+		var cl struct {
+			ClientID     string `json:"client_id"`
+			ClientSecret string `json:"client_secret"`
+		}
+		if err := json.Unmarshal([]byte(out), &cl); err != nil || cl.ClientID == "" || cl.ClientSecret == "" {
+			t.Fatalf("clients create output %q: %v", out, err)
+		}
+		login := loginFull(t, e, "dora@example.com", strongPassword)
+		at, rt := login["access_token"].(string), login["refresh_token"].(string)
+		intro := func(tok string, basic ...string) (int, map[string]any) {
+			c, b, _ := form(t, e.url("/oauth2/introspect"), url.Values{"token": {tok}}, basic...)
+			return c, b
+		}
+		if c, _ := intro(at); c != 401 {
+			t.Errorf("unauthenticated introspection = %d, want 401", c)
+		}
+		if c, _ := intro(at, cl.ClientID, "wrong"); c != 401 {
+			t.Errorf("introspection with a wrong secret = %d, want 401", c)
+		}
+		c, b := intro(at, cl.ClientID, cl.ClientSecret)
+		if c != 200 || b["active"] != true || b["sub"] == nil || b["username"] != "dora@example.com" || b["sid"] != login["session_id"] || b["token_type"] != "access_token" {
+			t.Errorf("introspect live access token = %d %v", c, b)
+		}
+		c, b = intro(rt, cl.ClientID, cl.ClientSecret)
+		if c != 200 || b["active"] != true || b["token_type"] != "refresh_token" {
+			t.Errorf("introspect live refresh token = %d %v", c, b)
+		}
+		if c, b = intro("garbage.garbage.garbage", cl.ClientID, cl.ClientSecret); c != 200 || b["active"] != false || len(b) != 1 {
+			t.Errorf("introspect garbage = %d %v", c, b)
+		}
+		if c, _, _ := form(t, e.url("/oauth2/revoke"), url.Values{"token": {rt}}, cl.ClientID, cl.ClientSecret); c != 200 {
+			t.Errorf("revoke = %d", c)
+		}
+		if _, b = intro(at, cl.ClientID, cl.ClientSecret); b["active"] != false {
+			t.Errorf("access token active after revocation: %v", b)
+		}
+		if _, b = intro(rt, cl.ClientID, cl.ClientSecret); b["active"] != false {
+			t.Errorf("refresh token active after revocation: %v", b)
+		}
+		if c, _, _ := form(t, e.url("/oauth2/revoke"), url.Values{"token": {"unknown-token"}}, cl.ClientID, cl.ClientSecret); c != 200 {
+			t.Errorf("revoking an unknown token = %d, want 200", c)
+		}
+		// client_credentials grant.
+		c, b, _ = form(t, e.url("/oauth2/token"), url.Values{"grant_type": {"client_credentials"}, "scope": {"introspect"}}, cl.ClientID, cl.ClientSecret)
+		if c != 200 || b["access_token"] == nil || b["scope"] != "introspect" {
+			t.Errorf("client_credentials = %d %v", c, b)
+		}
+		if c, b, _ = form(t, e.url("/oauth2/token"), url.Values{"grant_type": {"password"}}); c != 400 || b["error"] != "unsupported_grant_type" {
+			t.Errorf("unsupported grant = %d %v", c, b)
+		}
+	})
+
+	t.Run("LogoutEndsAccessAtOnce", func(t *testing.T) {
+		login := loginFull(t, e, "dora@example.com", strongPassword)
+		at := login["access_token"].(string)
+		code, body, _ := call(t, "GET", e.url("/v1/me/sessions"), nil, bearer(at)...)
+		if code != 200 {
+			t.Fatalf("sessions = %d %v", code, body)
+		}
+		current := 0
+		for _, s := range body["sessions"].([]any) {
+			if s.(map[string]any)["current"] == true {
+				current++
+			}
+		}
+		if current != 1 {
+			t.Errorf("sessions list marks %d as current", current)
+		}
+		if c, _, _ := call(t, "POST", e.url("/v1/auth/logout"), nil, bearer(at)...); c != 204 {
+			t.Errorf("logout = %d", c)
+		}
+		if c, _, _ := call(t, "GET", e.url("/v1/me"), nil, bearer(at)...); c != 401 {
+			t.Errorf("access token after logout = %d, want 401", c)
+		}
+		if c, _ := refresh(t, e, login["refresh_token"].(string)); c != 400 {
+			t.Errorf("refresh after logout = %d", c)
+		}
+	})
+
+	t.Run("Lockout", func(t *testing.T) {
+		e.signUp(t, "eve@example.com")
+		for i := 1; i <= 5; i++ {
+			code, body, _ := call(t, "POST", e.url("/v1/auth/login"), map[string]string{"email": "eve@example.com", "password": "wrong password number"})
+			if code != 401 || body["code"] != "invalid_credentials" {
+				t.Fatalf("wrong password %d = %d %v", i, code, body)
+			}
+		}
+		code, body, h := call(t, "POST", e.url("/v1/auth/login"), map[string]string{"email": "eve@example.com", "password": "wrong password number"})
+		if code != 429 || body["code"] != "account_locked" || h.Get("Retry-After") == "" {
+			t.Errorf("sixth wrong password = %d %v Retry-After=%q", code, body, h.Get("Retry-After"))
+		}
+		code, body, _ = call(t, "POST", e.url("/v1/auth/login"), map[string]string{"email": "eve@example.com", "password": strongPassword})
+		if code != 429 || body["code"] != "account_locked" {
+			t.Errorf("right password during the lock = %d %v", code, body)
+		}
+		e.mail.wait(t, "eve@example.com", "temporarily locked")
+		// Unknown and known emails fail alike.
+		_, unknown, _ := call(t, "POST", e.url("/v1/auth/login"), map[string]string{"email": "nobody@example.com", "password": "whatever it is"})
+		if unknown["code"] != "invalid_credentials" {
+			t.Errorf("unknown email = %v", unknown)
+		}
+	})
+
+	t.Run("ParallelGuessesCount", func(t *testing.T) {
+		e.signUp(t, "frank@example.com")
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		codes := map[int]int{}
+		for range 20 {
+			wg.Go(func() {
+				c, _, _ := call(t, "POST", e.url("/v1/auth/login"), map[string]string{"email": "frank@example.com", "password": "parallel wrong guess"})
+				mu.Lock()
+				codes[c]++
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		if codes[401] > 5 || codes[429] < 15 {
+			t.Errorf("20 parallel wrong passwords: %v, want at most 5 checked and the rest locked", codes)
+		}
+		if c, _, _ := call(t, "POST", e.url("/v1/auth/login"), map[string]string{"email": "frank@example.com", "password": strongPassword}); c != 429 {
+			t.Errorf("right password after 20 parallel guesses = %d, want 429", c)
+		}
+	})
+
+	t.Run("AdminAndKillSwitch", func(t *testing.T) {
+		if _, code := e.cli(t, "users", "create", "--email", "root@example.com", "--password-stdin", "--admin", "--verified"); code != 0 {
+			t.Fatal("users create --admin failed")
+		}
+		adminAT := e.login(t, "root@example.com", strongPassword)
+		userAT := e.signUp(t, "grace@example.com")
+		if c, _, _ := call(t, "GET", e.url("/v1/admin/users"), nil, bearer(userAT)...); c != 403 {
+			t.Errorf("non-admin on admin API = %d, want 403", c)
+		}
+		code, body, _ := call(t, "GET", e.url("/v1/admin/users?email=grace&limit=5"), nil, bearer(adminAT)...)
+		if code != 200 || len(body["users"].([]any)) != 1 {
+			t.Fatalf("admin list = %d %v", code, body)
+		}
+		id := body["users"].([]any)[0].(map[string]any)["id"].(string)
+		if c, _, _ := call(t, "POST", e.url("/v1/admin/users/"+id+"/disable"), nil, bearer(adminAT)...); c != 200 {
+			t.Errorf("disable = %d", c)
+		}
+		if c, _, _ := call(t, "GET", e.url("/v1/me"), nil, bearer(userAT)...); c != 401 {
+			t.Errorf("disabled user's token = %d, want 401", c)
+		}
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/login"), map[string]string{"email": "grace@example.com", "password": strongPassword}); c != 403 || b["code"] != "account_disabled" {
+			t.Errorf("disabled login = %d %v", c, b)
+		}
+		call(t, "POST", e.url("/v1/admin/users/"+id+"/enable"), nil, bearer(adminAT)...)
+		userAT = e.login(t, "grace@example.com", strongPassword)
+		time.Sleep(1100 * time.Millisecond) // iat has second precision
+		code, body, _ = call(t, "POST", e.url("/v1/admin/tokens/revoke-before"), map[string]string{"before": time.Now().UTC().Format(time.RFC3339Nano)}, bearer(adminAT)...)
+		if code != 200 {
+			t.Fatalf("revoke-before = %d %v", code, body)
+		}
+		if c, _, _ := call(t, "GET", e.url("/v1/me"), nil, bearer(userAT)...); c != 401 {
+			t.Errorf("token issued before the kill switch = %d, want 401", c)
+		}
+		if c, _, _ := call(t, "GET", e.url("/v1/admin/users"), nil, bearer(adminAT)...); c != 401 {
+			t.Errorf("admin token issued before the kill switch = %d, want 401", c)
+		}
+		fresh := e.login(t, "grace@example.com", strongPassword)
+		if c, _, _ := call(t, "GET", e.url("/v1/me"), nil, bearer(fresh)...); c != 200 {
+			t.Errorf("token issued after the kill switch = %d, want 200", c)
+		}
+	})
+}
+
+var tokenSuiteEnv = map[string]string{
+	"GATEHOUSE_REFRESH_REUSE_GRACE":  "1s",
+	"GATEHOUSE_KEYS_RELOAD_INTERVAL": "1s",
+}
+
+func TestTokensEmbedded(t *testing.T) {
+	runTokenSuite(t, newAccountEnv(t, tokenSuiteEnv))
+}
+
+func TestTokensPostgresRedis(t *testing.T) {
+	dbURL := testenv.PostgresURL(t)
+	redisURL, prefix := testenv.Redis(t)
+	env := map[string]string{"GATEHOUSE_DATABASE_URL": dbURL, "GATEHOUSE_REDIS_URL": redisURL, "GATEHOUSE_REDIS_KEY_PREFIX": prefix}
+	for k, v := range tokenSuiteEnv {
+		env[k] = v
+	}
+	runTokenSuite(t, newAccountEnv(t, env))
+}
+
+// TestLogoutAcrossNodes runs two servers on one PostgreSQL and Redis: a
+// session ended on one node is refused by the other at once.
+func TestLogoutAcrossNodes(t *testing.T) {
+	dbURL := testenv.PostgresURL(t)
+	redisURL, prefix := testenv.Redis(t)
+	env := map[string]string{"GATEHOUSE_DATABASE_URL": dbURL, "GATEHOUSE_REDIS_URL": redisURL, "GATEHOUSE_REDIS_KEY_PREFIX": prefix}
+	a := newAccountEnv(t, env)
+	b := startServer(t, testConfig(t, a.cfgEnv))
+	at := a.signUp(t, "henry@example.com")
+	if c, _, _ := call(t, "GET", b.public+"/v1/me", nil, bearer(at)...); c != 200 {
+		t.Fatalf("token from node A on node B = %d", c)
+	}
+	if c, _, _ := call(t, "POST", a.url("/v1/auth/logout"), nil, bearer(at)...); c != 204 {
+		t.Fatalf("logout on A = %d", c)
+	}
+	if c, _, _ := call(t, "GET", b.public+"/v1/me", nil, bearer(at)...); c != 401 {
+		t.Errorf("token on node B after logout on node A = %d, want 401", c)
+	}
+}

@@ -1,0 +1,3 @@
+DROP TABLE oauth_clients;
+DROP TABLE refresh_tokens;
+DROP TABLE sessions;

@@ -1,0 +1,361 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/internal/store/internal/sqlrow"
+)
+
+// Lock order. Every write to a session's refresh token family (rotation,
+// reuse detection, revocation) runs in a transaction that first locks the
+// session row and only then touches the family's token rows. So these
+// writers never deadlock, and a revocation waiting for a rotation's session
+// lock runs its token UPDATE after the rotation committed, with a snapshot
+// that includes the token the rotation inserted (under READ COMMITTED a
+// single statement would miss it). Bulk revocations lock their sessions in
+// ID order; the purge skips locked rows instead of waiting.
+
+// listDest scans a text[] column: pgx decodes it into *[]string.
+func listDest(l *[]string) any { return l }
+
+// listValue binds a list as text[]; sqlrow never hands it nil, which pgx
+// would bind as NULL.
+func listValue(l []string) any { return l }
+
+func scanSession(row sqlrow.Scanner) (store.Session, error) {
+	return sqlrow.ScanSession(row, timeDest, nullTimeDest, listDest)
+}
+
+func scanRefreshToken(row sqlrow.Scanner) (store.RefreshToken, error) {
+	return sqlrow.ScanRefreshToken(row, timeDest, nullTimeDest)
+}
+
+// placeholders returns "$1, $2, …, $n".
+func placeholders(n int) string {
+	p := make([]string, n)
+	for i := range p {
+		p[i] = fmt.Sprintf("$%d", i+1)
+	}
+	return strings.Join(p, ", ")
+}
+
+var (
+	insertSession = `INSERT INTO sessions (` + sqlrow.SessionColumns + `)
+		VALUES (` + placeholders(16) + `) RETURNING ` + sqlrow.SessionColumns
+	insertRefreshToken = `INSERT INTO refresh_tokens (` + sqlrow.RefreshTokenColumns + `)
+		VALUES (` + placeholders(14) + `) RETURNING ` + sqlrow.RefreshTokenColumns
+)
+
+// mapRefErr is mapErr that also maps a foreign key violation (a session
+// for a user, or a token for a session, that does not exist) to
+// store.ErrNotFound.
+func mapRefErr(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23503" { // foreign_key_violation
+		return fmt.Errorf("%w: %w", store.ErrNotFound, err)
+	}
+	return mapErr(err)
+}
+
+// CreateSession implements store.SessionStore: the session and its first
+// token are inserted in one transaction (the caller's, inside InTx). A user
+// that does not exist is ErrNotFound; a taken session or token ID, or token
+// hash, is ErrConflict.
+func (s *Store) CreateSession(ctx context.Context, x store.Session, first store.RefreshToken) (store.Session, error) {
+	x, first, err := sqlrow.PrepareSession(x, first, s.now())
+	if err != nil {
+		return store.Session{}, fmt.Errorf("postgres: create session: %w", err)
+	}
+	var created store.Session
+	err = s.inTx(ctx, func(tx *Store) error {
+		var err error
+		if created, err = scanSession(tx.q.QueryRow(ctx, insertSession, sqlrow.SessionValues(x, timeValue, listValue)...)); err != nil {
+			return err
+		}
+		_, err = tx.q.Exec(ctx, insertRefreshToken, sqlrow.RefreshTokenValues(first, timeValue)...)
+		return err
+	})
+	if err != nil {
+		return store.Session{}, fmt.Errorf("postgres: create session: %w", mapRefErr(err))
+	}
+	return created, nil
+}
+
+// GetSession implements store.SessionStore. It reads the primary (or the
+// transaction): a session just revoked must not look live.
+func (s *Store) GetSession(ctx context.Context, id string) (store.Session, error) {
+	canon, ok := sqlrow.ParseID(id)
+	if !ok {
+		return store.Session{}, fmt.Errorf("postgres: get session %q: %w", id, store.ErrNotFound)
+	}
+	x, err := scanSession(s.q.QueryRow(ctx, "SELECT "+sqlrow.SessionColumns+" FROM sessions WHERE id = $1", canon))
+	if err != nil {
+		return store.Session{}, fmt.Errorf("postgres: get session %s: %w", canon, mapErr(err))
+	}
+	return x, nil
+}
+
+// ListUserSessions implements store.SessionStore, reading the primary.
+func (s *Store) ListUserSessions(ctx context.Context, userID string, now time.Time) ([]store.Session, error) {
+	canon, ok := sqlrow.ParseID(userID)
+	if !ok {
+		return nil, nil // no user has this ID, so none has sessions
+	}
+	rows, err := s.q.Query(ctx, "SELECT "+sqlrow.SessionColumns+` FROM sessions
+		WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2
+		ORDER BY created_at DESC, id DESC`, canon, sqlrow.Micro(now))
+	if err != nil {
+		return nil, fmt.Errorf("postgres: list sessions: %w", mapErr(err))
+	}
+	defer rows.Close()
+	var list []store.Session
+	for rows.Next() {
+		x, err := scanSession(rows)
+		if err != nil {
+			return nil, fmt.Errorf("postgres: list sessions: %w", err)
+		}
+		list = append(list, x)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: list sessions: %w", mapErr(err))
+	}
+	return list, nil
+}
+
+// RevokeSession implements store.SessionStore.
+func (s *Store) RevokeSession(ctx context.Context, id, reason string, now time.Time) (store.Session, error) {
+	canon, ok := sqlrow.ParseID(id)
+	if !ok {
+		return store.Session{}, fmt.Errorf("postgres: revoke session %q: %w", id, store.ErrNotFound)
+	}
+	var x store.Session
+	err := s.inTx(ctx, func(tx *Store) error {
+		var err error
+		x, err = scanSession(tx.q.QueryRow(ctx, "SELECT "+sqlrow.SessionColumns+" FROM sessions WHERE id = $1 FOR UPDATE", canon))
+		if err != nil || !x.RevokedAt.IsZero() {
+			return err
+		}
+		x, err = tx.revokeFamily(ctx, canon, reason, sqlrow.Micro(now))
+		return err
+	})
+	if err != nil {
+		return store.Session{}, fmt.Errorf("postgres: revoke session %s: %w", canon, mapErr(err))
+	}
+	return x, nil
+}
+
+// revokeFamily revokes the session id, which the transaction tx has
+// locked, and every token of its family, and returns the session.
+func (tx *Store) revokeFamily(ctx context.Context, id, reason string, now time.Time) (store.Session, error) {
+	x, err := scanSession(tx.q.QueryRow(ctx, `UPDATE sessions SET revoked_at = $2, revoked_reason = $3
+		WHERE id = $1 RETURNING `+sqlrow.SessionColumns, id, now, sqlrow.Null(reason)))
+	if err != nil {
+		return store.Session{}, err
+	}
+	return x, tx.revokeTokens(ctx, []string{id}, now)
+}
+
+// revokeTokens revokes every live token of the sessions, which the
+// transaction tx has locked, and clears their sealed successors.
+func (tx *Store) revokeTokens(ctx context.Context, sessionIDs []string, now time.Time) error {
+	if len(sessionIDs) == 0 {
+		return nil
+	}
+	_, err := tx.q.Exec(ctx, `UPDATE refresh_tokens SET revoked_at = COALESCE(revoked_at, $2), sealed_successor = NULL
+		WHERE session_id = ANY($1::uuid[]) AND (revoked_at IS NULL OR sealed_successor IS NOT NULL)`, sessionIDs, now)
+	return err
+}
+
+// revokeSessions revokes the sessions live at now that match where, and
+// their tokens, and returns their IDs in order. In where, $1 is now, $2
+// the reason and args are $3 on.
+func (s *Store) revokeSessions(ctx context.Context, now time.Time, reason, where string, args ...any) ([]string, error) {
+	var ids []string
+	err := s.inTx(ctx, func(tx *Store) error {
+		rows, err := tx.q.Query(ctx, `WITH target AS (
+				SELECT id FROM sessions WHERE revoked_at IS NULL AND expires_at > $1 AND `+where+`
+				ORDER BY id FOR UPDATE
+			)
+			UPDATE sessions SET revoked_at = $1, revoked_reason = $2 FROM target
+			WHERE sessions.id = target.id RETURNING sessions.id`,
+			append([]any{now, sqlrow.Null(reason)}, args...)...)
+		if err != nil {
+			return err
+		}
+		ids, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return err
+		}
+		return tx.revokeTokens(ctx, ids, now)
+	})
+	slices.Sort(ids)
+	return ids, err
+}
+
+// RevokeUserSessions implements store.SessionStore. Live means neither
+// revoked nor expired at now. An except that is not a UUID excepts nothing.
+func (s *Store) RevokeUserSessions(ctx context.Context, userID, except, reason string, now time.Time) ([]string, error) {
+	canon, ok := sqlrow.ParseID(userID)
+	if !ok {
+		return nil, nil // no user has this ID, so none has sessions
+	}
+	var keep *string
+	if c, ok := sqlrow.ParseID(except); ok {
+		keep = &c
+	}
+	ids, err := s.revokeSessions(ctx, sqlrow.Micro(now), reason, "user_id = $3 AND id IS DISTINCT FROM $4::uuid", canon, keep)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: revoke sessions of user %s: %w", canon, mapErr(err))
+	}
+	return ids, nil
+}
+
+// RevokeSessionsCreatedBefore implements store.SessionStore. Live means
+// neither revoked nor expired at now.
+func (s *Store) RevokeSessionsCreatedBefore(ctx context.Context, t time.Time, reason string, now time.Time) (int64, error) {
+	ids, err := s.revokeSessions(ctx, sqlrow.Micro(now), reason, "created_at < $3", sqlrow.Micro(t))
+	if err != nil {
+		return 0, fmt.Errorf("postgres: revoke sessions created before %s: %w", t.UTC().Format(time.RFC3339), mapErr(err))
+	}
+	return int64(len(ids)), nil
+}
+
+// GetRefreshTokenByHash implements store.SessionStore: one lookup on the
+// unique index of token_hash, on the primary.
+func (s *Store) GetRefreshTokenByHash(ctx context.Context, hash string) (store.RefreshToken, error) {
+	if !sqlrow.Storable(hash) {
+		return store.RefreshToken{}, fmt.Errorf("postgres: get refresh token: %w", store.ErrNotFound)
+	}
+	t, err := scanRefreshToken(s.q.QueryRow(ctx, "SELECT "+sqlrow.RefreshTokenColumns+
+		" FROM refresh_tokens WHERE token_hash = $1", hash))
+	if err != nil {
+		return store.RefreshToken{}, fmt.Errorf("postgres: get refresh token: %w", mapErr(err))
+	}
+	return t, nil
+}
+
+// RotateRefreshToken implements store.SessionStore in one transaction (the
+// caller's, inside InTx) that locks the session row and then the presented
+// token's row (SELECT … FOR UPDATE) before deciding: of concurrent calls
+// with one token, the first rotates it and the others, waiting for the
+// locks, then find it rotated. sqlrow.ClassifyRotation has the rules.
+func (s *Store) RotateRefreshToken(ctx context.Context, r store.RotateRequest) (store.RotateResult, error) {
+	r, err := sqlrow.PrepareRotateRequest(r, s.now())
+	if err != nil {
+		return store.RotateResult{}, fmt.Errorf("postgres: %w", err)
+	}
+	if !sqlrow.Storable(r.PresentedHash) {
+		return store.RotateResult{}, fmt.Errorf("postgres: rotate refresh token: %w", store.ErrNotFound)
+	}
+	var res store.RotateResult
+	err = s.inTx(ctx, func(tx *Store) error {
+		var err error
+		res, err = tx.rotate(ctx, r)
+		return err
+	})
+	if err != nil {
+		return store.RotateResult{}, fmt.Errorf("postgres: rotate refresh token: %w", mapErr(err))
+	}
+	return res, nil
+}
+
+func (tx *Store) rotate(ctx context.Context, r store.RotateRequest) (store.RotateResult, error) {
+	var res store.RotateResult
+	// A token never moves to another session, so reading session_id
+	// unlocked is safe; the locks below are taken in the family's order.
+	var sessionID string
+	err := tx.q.QueryRow(ctx, "SELECT session_id FROM refresh_tokens WHERE token_hash = $1", r.PresentedHash).Scan(&sessionID)
+	if err != nil {
+		return res, err
+	}
+	sess, err := scanSession(tx.q.QueryRow(ctx, "SELECT "+sqlrow.SessionColumns+" FROM sessions WHERE id = $1 FOR UPDATE", sessionID))
+	if err != nil {
+		return res, err
+	}
+	tok, err := scanRefreshToken(tx.q.QueryRow(ctx, "SELECT "+sqlrow.RefreshTokenColumns+
+		" FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE", r.PresentedHash))
+	if err != nil {
+		return res, err
+	}
+	var (
+		succ  store.RefreshToken
+		found bool
+	)
+	if !tok.RotatedAt.IsZero() && tok.SuccessorID != "" {
+		succ, err = scanRefreshToken(tx.q.QueryRow(ctx, "SELECT "+sqlrow.RefreshTokenColumns+
+			" FROM refresh_tokens WHERE id = $1", tok.SuccessorID))
+		switch {
+		case err == nil:
+			found = true
+		case !errors.Is(err, pgx.ErrNoRows):
+			return res, err
+		}
+	}
+
+	res = store.RotateResult{Outcome: sqlrow.ClassifyRotation(tok, sess, succ, found, r), Previous: tok, Session: sess}
+	switch res.Outcome {
+	case store.Rotated:
+		next, err := sqlrow.Successor(tok, r)
+		if err != nil {
+			return res, err
+		}
+		if res.Issued, err = scanRefreshToken(tx.q.QueryRow(ctx, insertRefreshToken, sqlrow.RefreshTokenValues(next, timeValue)...)); err != nil {
+			return res, err
+		}
+		if res.Previous, err = scanRefreshToken(tx.q.QueryRow(ctx, `UPDATE refresh_tokens
+			SET rotated_at = $2, successor_id = $3, sealed_successor = $4
+			WHERE id = $1 RETURNING `+sqlrow.RefreshTokenColumns,
+			tok.ID, r.Now, next.ID, sqlrow.Null(r.SealedNext))); err != nil {
+			return res, err
+		}
+		// The parent's successor (tok) is rotated now, so the parent can
+		// never be replayed again: its sealed successor has done its job.
+		if tok.ParentID != "" {
+			if _, err := tx.q.Exec(ctx, "UPDATE refresh_tokens SET sealed_successor = NULL WHERE id = $1 AND sealed_successor IS NOT NULL",
+				tok.ParentID); err != nil {
+				return res, err
+			}
+		}
+		res.Session, err = scanSession(tx.q.QueryRow(ctx, `UPDATE sessions SET last_seen_at = $2, ip = COALESCE($3, ip)
+			WHERE id = $1 RETURNING `+sqlrow.SessionColumns, sess.ID, r.Now, sqlrow.Null(r.LastSeenIP)))
+		return res, err
+	case store.ReuseDetected:
+		res.Previous.SealedSuccessor = ""
+		res.Session, err = tx.revokeFamily(ctx, sess.ID, sqlrow.ReasonRefreshTokenReuse, r.Now)
+		return res, err
+	case store.Invalid:
+		res.Previous.SealedSuccessor = ""
+	}
+	return res, nil
+}
+
+// PurgeSessions implements store.SessionStore with three statements that
+// skip rows locked by a concurrent rotation or revocation instead of
+// waiting for them (and joining a possible deadlock); those are purged
+// next time.
+func (s *Store) PurgeSessions(ctx context.Context, before time.Time) (int64, error) {
+	b := sqlrow.Micro(before)
+	tag, err := s.q.Exec(ctx, `DELETE FROM sessions WHERE id IN (
+		SELECT id FROM sessions WHERE expires_at < $1 OR revoked_at < $1 FOR UPDATE SKIP LOCKED)`, b)
+	if err != nil {
+		return 0, fmt.Errorf("postgres: purge sessions: %w", mapErr(err))
+	}
+	if _, err := s.q.Exec(ctx, `DELETE FROM refresh_tokens WHERE id IN (
+		SELECT id FROM refresh_tokens WHERE expires_at < $1 FOR UPDATE SKIP LOCKED)`, b); err != nil {
+		return 0, fmt.Errorf("postgres: purge refresh tokens: %w", mapErr(err))
+	}
+	if _, err := s.q.Exec(ctx, `UPDATE refresh_tokens SET sealed_successor = NULL WHERE id IN (
+		SELECT id FROM refresh_tokens WHERE sealed_successor IS NOT NULL AND rotated_at < $1 FOR UPDATE SKIP LOCKED)`, b); err != nil {
+		return 0, fmt.Errorf("postgres: purge sealed successors: %w", mapErr(err))
+	}
+	return tag.RowsAffected(), nil
+}

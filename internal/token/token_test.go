@@ -1,0 +1,774 @@
+package token_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/gatehouse/gatehouse/internal/auth"
+	"github.com/gatehouse/gatehouse/internal/httpapi"
+	"github.com/gatehouse/gatehouse/internal/kv"
+	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/internal/token"
+	"github.com/gatehouse/gatehouse/pkg/accesstoken"
+)
+
+// fetchJWKS serves m's JWKS over HTTP and returns the body after checking
+// the response headers.
+func fetchJWKS(t *testing.T, srv *httptest.Server) []byte {
+	t.Helper()
+	resp, err := srv.Client().Get(srv.URL + token.JWKSPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s", token.JWKSPath, resp.Status)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/jwk-set+json" {
+		t.Errorf("Content-Type = %q", ct)
+	}
+	if cc := resp.Header.Get("Cache-Control"); cc != "public, max-age=60" {
+		t.Errorf("Cache-Control = %q", cc)
+	}
+	for _, private := range []string{`"d"`, `"p"`, `"q"`, `"dp"`, `"dq"`, `"qi"`} {
+		if strings.Contains(string(body), private) {
+			t.Errorf("JWKS contains the private member %s: %s", private, body)
+		}
+	}
+	return body
+}
+
+// jwksServer serves m's routes the way the app mounts them.
+func jwksServer(t *testing.T, m *token.Manager) *httptest.Server {
+	t.Helper()
+	rt := httpapi.NewRouter(httpapi.ErrorWriter{Log: discardLogger()})
+	m.Routes(rt)
+	srv := httptest.NewServer(rt)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestIssueVerifyRoundTrip(t *testing.T) {
+	for _, alg := range []string{"RS256", "ES256", "EdDSA"} {
+		t.Run(alg, func(t *testing.T) {
+			ctx := t.Context()
+			clk := newClock()
+			cfg := baseConfig()
+			cfg.Algorithm = alg
+			m := startManager(t, sqliteStore(t), newKeyring(t), memoryKV(t, clk), clk, cfg)
+
+			authTime := clk.Now().Add(-time.Minute)
+			raw, exp, err := m.Issue(ctx, token.AccessClaims{
+				Subject:   "user-1",
+				ClientID:  "client-1",
+				SessionID: "session-1",
+				AuthTime:  authTime,
+				AMR:       []string{"pwd", "otp"},
+				Scope:     "openid profile",
+				Extra:     map[string]any{"tenant": "acme"},
+			})
+			if err != nil {
+				t.Fatalf("Issue: %v", err)
+			}
+			iat := clk.Now().Truncate(time.Second)
+			if !exp.Equal(iat.Add(token.DefaultAccessTTL)) {
+				t.Errorf("expiry %v, want iat + 15m = %v", exp, iat.Add(token.DefaultAccessTTL))
+			}
+			h := headerOf(t, raw)
+			if h["typ"] != "at+jwt" || h["alg"] != alg || h["kid"] != m.SigningKeyID() || m.SigningKeyID() == "" {
+				t.Errorf("header = %v, want typ at+jwt, alg %s, kid %q", h, alg, m.SigningKeyID())
+			}
+
+			c := mustVerify(t, m, raw)
+			want := token.Claims{
+				Issuer:    issuer,
+				Subject:   "user-1",
+				Audience:  []string{issuer},
+				ClientID:  "client-1",
+				ExpiresAt: exp,
+				IssuedAt:  iat,
+				NotBefore: iat,
+				ID:        c.ID,
+				SessionID: "session-1",
+				AuthTime:  authTime.Truncate(time.Second),
+				AMR:       []string{"pwd", "otp"},
+				Scope:     "openid profile",
+				Extra:     map[string]any{"tenant": "acme"},
+			}
+			if diff := cmp.Diff(want, c); diff != "" {
+				t.Errorf("claims (-want +got):\n%s", diff)
+			}
+			if len(c.ID) < 22 {
+				t.Errorf("jti %q is too short to be random", c.ID)
+			}
+			if other := mustVerify(t, m, issue(t, m, defaultClaims("s"))); other.ID == c.ID {
+				t.Error("two tokens share a jti")
+			}
+
+			// An independent JWT implementation accepts the token against the
+			// served JWKS.
+			srv := jwksServer(t, m)
+			got, err := verifyIndependently(fetchJWKS(t, srv), raw)
+			if err != nil {
+				t.Fatalf("independent verification: %v", err)
+			}
+			if got["sub"] != "user-1" || got["iss"] != issuer || got["aud"] != issuer || got["client_id"] != "client-1" ||
+				got["exp"] != float64(exp.Unix()) || got["scope"] != "openid profile" || got["sid"] != "session-1" {
+				t.Errorf("independently decoded claims = %v", got)
+			}
+
+			// So does the exported verifier for Go services.
+			v, err := accesstoken.NewVerifier(ctx, accesstoken.Options{Issuer: issuer, JWKSURL: srv.URL + token.JWKSPath, Now: clk.Now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pc, err := v.Verify(ctx, raw)
+			if err != nil {
+				t.Fatalf("accesstoken.Verify: %v", err)
+			}
+			if diff := cmp.Diff(c, pc); diff != "" {
+				t.Errorf("pkg/accesstoken claims differ (-token +accesstoken):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestIssueInvalid(t *testing.T) {
+	clk := newClock()
+	m := startManager(t, sqliteStore(t), newKeyring(t), memoryKV(t, clk), clk, baseConfig())
+	for name, ac := range map[string]token.AccessClaims{
+		"no subject":          {ClientID: "c"},
+		"no client":           {Subject: "u"},
+		"registered as extra": {Subject: "u", ClientID: "c", Extra: map[string]any{"sub": "admin"}},
+	} {
+		if _, _, err := m.Issue(t.Context(), ac); err == nil {
+			t.Errorf("%s: Issue succeeded", name)
+		}
+	}
+}
+
+func TestNewManagerConfig(t *testing.T) {
+	clk := newClock()
+	st, kr, state := sqliteStore(t), newKeyring(t), memoryKV(t, clk)
+	for name, cfg := range map[string]token.Config{
+		"no issuer":      {},
+		"HS256":          {Issuer: issuer, Algorithm: "HS256"},
+		"none":           {Issuer: issuer, Algorithm: "none"},
+		"short ttl":      {Issuer: issuer, AccessTTL: time.Millisecond},
+		"negative":       {Issuer: issuer, Leeway: -time.Second},
+		"empty audience": {Issuer: issuer, Audience: []string{""}},
+	} {
+		if _, err := token.NewManager(cfg, st, kr, state, discardLogger(), clk.Now); err == nil {
+			t.Errorf("%s: NewManager accepted %+v", name, cfg)
+		}
+	}
+	if _, err := token.NewManager(baseConfig(), nil, kr, state, discardLogger(), clk.Now); err == nil {
+		t.Error("NewManager accepted a nil store")
+	}
+	m, err := token.NewManager(token.Config{Issuer: issuer}, st, kr, state, discardLogger(), clk.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Verify(t.Context(), "x"); err == nil {
+		t.Error("Verify before Start succeeded")
+	}
+	if _, _, err := m.Issue(t.Context(), defaultClaims("")); !errors.Is(err, token.ErrNoSigningKey) {
+		t.Errorf("Issue before Start: %v, want ErrNoSigningKey", err)
+	}
+}
+
+func TestAudience(t *testing.T) {
+	clk := newClock()
+	cfg := baseConfig()
+	cfg.Audience = []string{"https://api.example.test", issuer}
+	m := startManager(t, sqliteStore(t), newKeyring(t), memoryKV(t, clk), clk, cfg)
+	c := mustVerify(t, m, issue(t, m, defaultClaims("")))
+	if diff := cmp.Diff(cfg.Audience, c.Audience); diff != "" {
+		t.Errorf("default audience (-want +got):\n%s", diff)
+	}
+	ac := defaultClaims("")
+	ac.Audience = []string{"https://api.example.test"}
+	if c := mustVerify(t, m, issue(t, m, ac)); !cmp.Equal(c.Audience, ac.Audience) {
+		t.Errorf("audience %v, want %v", c.Audience, ac.Audience)
+	}
+	ac.Audience = []string{"https://elsewhere.example.test"}
+	wantInvalid(t, m, issue(t, m, ac))
+}
+
+func TestRotation(t *testing.T) {
+	ctx := t.Context()
+	clk := newClock()
+	st := sqliteStore(t)
+	m := startManager(t, st, newKeyring(t), memoryKV(t, clk), clk, baseConfig())
+	srv := jwksServer(t, m)
+	ext, err := accesstoken.NewVerifier(ctx, accesstoken.Options{Issuer: issuer, JWKSURL: srv.URL + token.JWKSPath, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	oldKID := m.SigningKeyID()
+	oldTok := issue(t, m, defaultClaims("s1"))
+	oldExp := mustVerify(t, m, oldTok).ExpiresAt
+	oldPriv, err := m.PrivateKey(ctx, oldKID)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	clk.Advance(time.Minute)
+	rotatedAt := clk.Now()
+	newKID, err := m.Rotate(ctx)
+	if err != nil {
+		t.Fatalf("Rotate: %v", err)
+	}
+	if newKID == oldKID || m.SigningKeyID() != newKID {
+		t.Fatalf("after Rotate: returned kid %q, signing with %q, old %q", newKID, m.SigningKeyID(), oldKID)
+	}
+	newTok := issue(t, m, defaultClaims("s1"))
+	if kid := headerOf(t, newTok)["kid"]; kid != newKID {
+		t.Errorf("new token's kid = %v, want %s", kid, newKID)
+	}
+	jwks := fetchJWKS(t, srv)
+	for _, raw := range []string{oldTok, newTok} {
+		mustVerify(t, m, raw)
+		if _, err := verifyIndependently(jwks, raw); err != nil {
+			t.Errorf("independent verification after rotation: %v", err)
+		}
+		// The exported verifier has only the old key cached and fetches
+		// the JWKS again for the new kid.
+		if _, err := ext.Verify(ctx, raw); err != nil {
+			t.Errorf("accesstoken.Verify after rotation: %v", err)
+		}
+	}
+	if !jwksHasKey(m, oldKID) || !jwksHasKey(m, newKID) || len(m.JWKS().Keys) != 2 {
+		t.Errorf("JWKS after rotation = %+v, want the old and the new key", m.JWKS().Keys)
+	}
+
+	// The old token lives until exp + leeway…
+	clk.Advance(oldExp.Sub(clk.Now()) + token.DefaultLeeway - time.Second)
+	mustVerify(t, m, oldTok)
+	clk.Advance(2 * time.Second)
+	wantInvalid(t, m, oldTok)
+	if _, err := ext.Verify(ctx, oldTok); !errors.Is(err, accesstoken.ErrInvalid) {
+		t.Errorf("accesstoken.Verify of an expired token: %v", err)
+	}
+	// …and its key a little longer (a lagging node may have signed with
+	// it until its next reload).
+	oldKeyExpiry := rotatedAt.Add(token.DefaultAccessTTL + token.DefaultReloadInterval + token.DefaultLeeway)
+	if !jwksHasKey(m, oldKID) {
+		t.Error("the old key left the JWKS before its expiry")
+	}
+	clk.Advance(oldKeyExpiry.Sub(clk.Now()))
+	if jwksHasKey(m, oldKID) || !jwksHasKey(m, newKID) {
+		t.Errorf("JWKS at the old key's expiry = %+v, want only the new key", m.JWKS().Keys)
+	}
+	// A token the old key signs now, even one claiming a long life, is
+	// refused: the key itself has expired.
+	forged := signJWS(t, oldPriv, map[string]any{"alg": "ES256", "typ": "at+jwt", "kid": oldKID}, validClaims(clk))
+	wantInvalid(t, m, forged)
+
+	clk.Advance(time.Second)
+	if n, err := m.PurgeExpiredKeys(ctx); err != nil || n != 1 {
+		t.Errorf("PurgeExpiredKeys = %d, %v; want 1", n, err)
+	}
+	mustVerify(t, m, issue(t, m, defaultClaims("s1")))
+}
+
+func TestRotateIfOlder(t *testing.T) {
+	ctx := t.Context()
+	clk := newClock()
+	m := startManager(t, sqliteStore(t), newKeyring(t), memoryKV(t, clk), clk, baseConfig())
+	first := m.SigningKeyID()
+	kid, rotated, err := m.RotateIfOlder(ctx, time.Hour)
+	if err != nil || rotated || kid != first {
+		t.Fatalf("RotateIfOlder on a fresh key = %q, %v, %v; want %q, not rotated", kid, rotated, err, first)
+	}
+	clk.Advance(time.Hour)
+	kid, rotated, err = m.RotateIfOlder(ctx, time.Hour)
+	if err != nil || !rotated || kid == first || m.SigningKeyID() != kid {
+		t.Fatalf("RotateIfOlder on an hour-old key = %q, %v, %v; want a new key", kid, rotated, err)
+	}
+}
+
+// backend is a database and a kv store shared by several nodes.
+type backend struct {
+	name  string
+	store func(t *testing.T) store.SigningKeyStore
+	kvs   func(t *testing.T, clk *clock, n int) []kv.Store
+}
+
+var backends = []backend{
+	{
+		name:  "sqlite+memory",
+		store: func(t *testing.T) store.SigningKeyStore { return sqliteStore(t) },
+		kvs: func(t *testing.T, clk *clock, n int) []kv.Store {
+			s := memoryKV(t, clk)
+			out := make([]kv.Store, n)
+			for i := range out {
+				out[i] = s
+			}
+			return out
+		},
+	},
+	{
+		name:  "postgres+redis",
+		store: func(t *testing.T) store.SigningKeyStore { return postgresStore(t) },
+		kvs:   func(t *testing.T, _ *clock, n int) []kv.Store { return redisKVs(t, n) },
+	},
+}
+
+func TestRotationReachesOtherNodes(t *testing.T) {
+	for _, be := range backends {
+		t.Run(be.name+"/pubsub", func(t *testing.T) {
+			clk := newClock()
+			st, kr, kvs := be.store(t), newKeyring(t), be.kvs(t, clk, 2)
+			a := startManager(t, st, kr, kvs[0], clk, baseConfig())
+			slow := baseConfig()
+			slow.ReloadInterval = time.Hour // only the announcement can tell b
+			b := startManager(t, st, kr, kvs[1], clk, slow)
+			if a.SigningKeyID() != b.SigningKeyID() {
+				t.Fatalf("nodes sign with %s and %s", a.SigningKeyID(), b.SigningKeyID())
+			}
+			kid, err := a.Rotate(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "the other node signs with the new key", func() bool {
+				return b.SigningKeyID() == kid && jwksHasKey(b, kid)
+			})
+			if h := headerOf(t, issue(t, b, defaultClaims(""))); h["kid"] != kid {
+				t.Errorf("other node's token has kid %v, want %s", h["kid"], kid)
+			}
+		})
+	}
+	t.Run("reload interval", func(t *testing.T) {
+		clk := newClock()
+		st, kr := sqliteStore(t), newKeyring(t)
+		// Separate kv stores: no announcement reaches b.
+		a := startManager(t, st, kr, memoryKV(t, clk), clk, baseConfig())
+		fast := baseConfig()
+		fast.ReloadInterval = 20 * time.Millisecond
+		b := startManager(t, st, kr, memoryKV(t, clk), clk, fast)
+		kid, err := a.Rotate(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "the other node reloads the new key", func() bool { return b.SigningKeyID() == kid })
+	})
+}
+
+func TestStartTogether(t *testing.T) {
+	clk := newClock()
+	st, kr, state := sqliteStore(t), newKeyring(t), memoryKV(t, clk)
+	nodes := make([]*token.Manager, 4)
+	errs := make([]error, len(nodes))
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(func() {
+		cancel()
+		for _, m := range nodes {
+			if m != nil {
+				<-m.Done()
+			}
+		}
+	})
+	start := make(chan struct{})
+	done := make(chan int)
+	for i := range nodes {
+		m, err := token.NewManager(baseConfig(), st, kr, state, discardLogger(), clk.Now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes[i] = m
+		go func() {
+			<-start
+			errs[i] = m.Start(ctx)
+			done <- i
+		}()
+	}
+	close(start)
+	for range nodes {
+		<-done
+	}
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("node %d: Start: %v", i, err)
+		}
+	}
+	keys, err := st.ListSigningKeys(ctx, clk.Now())
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("keys after starting together: %d, %v", len(keys), err)
+	}
+	newest := keys[0].ID
+	eventually(t, "every node signs with the newest key and publishes all", func() bool {
+		for _, m := range nodes {
+			if m.SigningKeyID() != newest || len(m.JWKS().Keys) != len(keys) {
+				return false
+			}
+		}
+		return true
+	})
+	for _, m := range nodes {
+		raw := issue(t, m, defaultClaims(""))
+		for _, other := range nodes {
+			mustVerify(t, other, raw)
+		}
+	}
+}
+
+func TestDenySession(t *testing.T) {
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			ctx := t.Context()
+			clk := newClock()
+			st, kr, kvs := be.store(t), newKeyring(t), be.kvs(t, clk, 2)
+			a := startManager(t, st, kr, kvs[0], clk, baseConfig())
+			b := startManager(t, st, kr, kvs[1], clk, baseConfig())
+			ended, other := issue(t, a, defaultClaims("ended")), issue(t, a, defaultClaims("other"))
+			noSession := issue(t, a, defaultClaims(""))
+			mustVerify(t, b, ended)
+
+			if err := a.DenySession(ctx, "ended", time.Time{}); err != nil {
+				t.Fatalf("DenySession: %v", err)
+			}
+			// No waiting: the next request on any node sees it.
+			wantInvalid(t, b, ended)
+			wantInvalid(t, a, ended)
+			mustVerify(t, b, other)
+			mustVerify(t, b, noSession)
+			if revoked, err := b.IsRevoked(ctx, token.Claims{SessionID: "ended", IssuedAt: clk.Now()}); err != nil || !revoked {
+				t.Errorf("IsRevoked = %v, %v; want true", revoked, err)
+			}
+			if err := a.DenySession(ctx, "", time.Time{}); err == nil {
+				t.Error("DenySession without a session ID succeeded")
+			}
+		})
+	}
+}
+
+func TestDenySessionLifetime(t *testing.T) {
+	ctx := t.Context()
+	clk := newClock()
+	m := startManager(t, sqliteStore(t), newKeyring(t), memoryKV(t, clk), clk, baseConfig())
+	if err := m.DenySession(ctx, "short", time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.DenySession(ctx, "long", clk.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	// Until every token of the session has expired, the entry stays.
+	clk.Advance(token.DefaultAccessTTL + token.DefaultLeeway - time.Second)
+	wantInvalid(t, m, issue(t, m, defaultClaims("short")))
+	// After that it may go; an explicit later end keeps it.
+	clk.Advance(2 * time.Second)
+	mustVerify(t, m, issue(t, m, defaultClaims("short")))
+	wantInvalid(t, m, issue(t, m, defaultClaims("long")))
+}
+
+// noPubSub is a kv store whose subscriptions never deliver: a node that
+// misses every announcement.
+type noPubSub struct{ kv.Store }
+
+type deafSubscription struct{ c chan kv.Message }
+
+func (s deafSubscription) C() <-chan kv.Message { return s.c }
+func (s deafSubscription) Close() error         { return nil }
+
+func (noPubSub) Subscribe(context.Context, string) (kv.Subscription, error) {
+	return deafSubscription{c: make(chan kv.Message)}, nil
+}
+
+func TestKillSwitch(t *testing.T) {
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			ctx := t.Context()
+			clk := newClock()
+			st, kr, kvs := be.store(t), newKeyring(t), be.kvs(t, clk, 3)
+			slowRefresh := func(m *token.Manager) { m.SetIntervals(5*time.Second, time.Hour, time.Hour) }
+			fastRefresh := func(m *token.Manager) { m.SetIntervals(5*time.Second, 20*time.Millisecond, time.Hour) }
+			a := startManager(t, st, kr, kvs[0], clk, baseConfig(), slowRefresh)
+			// b hears the announcement; c never does and relies on re-reading.
+			b := startManager(t, st, kr, kvs[1], clk, baseConfig(), slowRefresh)
+			c := startManager(t, st, kr, noPubSub{kvs[2]}, clk, baseConfig(), fastRefresh)
+
+			old := issue(t, a, defaultClaims("s"))
+			clk.Advance(2 * time.Second)
+			sameSecond := issue(t, a, defaultClaims("s"))
+			cutoff := clk.Now()
+			if err := a.RevokeIssuedBefore(ctx, cutoff); err != nil {
+				t.Fatalf("RevokeIssuedBefore: %v", err)
+			}
+			wantInvalid(t, a, old)
+			for name, m := range map[string]*token.Manager{"b (announcement)": b, "c (re-read)": c} {
+				eventually(t, name+" rejects tokens issued before the cut-off", func() bool {
+					_, err := m.Verify(ctx, old)
+					return errors.Is(err, token.ErrInvalid)
+				})
+				if !m.RevokedBefore().Equal(cutoff.Truncate(time.Microsecond)) {
+					t.Errorf("%s holds cut-off %v, want %v", name, m.RevokedBefore(), cutoff)
+				}
+				// iat has whole seconds: a token of the cut-off's second may
+				// predate it, so it goes too.
+				wantInvalid(t, m, sameSecond)
+			}
+			clk.Advance(time.Second)
+			fresh := issue(t, b, defaultClaims("s"))
+			for _, m := range []*token.Manager{a, b, c} {
+				mustVerify(t, m, fresh)
+			}
+		})
+	}
+}
+
+// failingKV fails every Get once broken.
+type failingKV struct {
+	kv.Store
+	broken atomic.Bool
+}
+
+func (f *failingKV) Get(ctx context.Context, key string) ([]byte, error) {
+	if f.broken.Load() {
+		return nil, errors.New("connection refused")
+	}
+	return f.Store.Get(ctx, key)
+}
+
+func TestRevocationFailsClosed(t *testing.T) {
+	ctx := t.Context()
+	clk := newClock()
+	state := &failingKV{Store: memoryKV(t, clk)}
+	m := startManager(t, sqliteStore(t), newKeyring(t), state, clk, baseConfig())
+	withSession, withoutSession := issue(t, m, defaultClaims("s")), issue(t, m, defaultClaims(""))
+	state.broken.Store(true)
+
+	_, err := m.Verify(ctx, withSession)
+	if !errors.Is(err, token.ErrUnavailable) || errors.Is(err, token.ErrInvalid) {
+		t.Errorf("Verify with the deny list unreachable: %v, want ErrUnavailable", err)
+	}
+	// Without a session there is no deny-list read; the kill switch is in
+	// memory.
+	mustVerify(t, m, withoutSession)
+
+	req := httptest.NewRequest(http.MethodGet, "/", nil)
+	req.Header.Set("Authorization", "Bearer "+withSession)
+	_, err = token.Authenticator{Tokens: m}.Authenticate(req)
+	if err == nil || errors.Is(err, auth.ErrInvalidToken) {
+		t.Errorf("Authenticate with the deny list unreachable: %v, want a server error", err)
+	}
+}
+
+func TestAuthenticator(t *testing.T) {
+	clk := newClock()
+	m := startManager(t, sqliteStore(t), newKeyring(t), memoryKV(t, clk), clk, baseConfig())
+	authn := token.Authenticator{Tokens: m}
+	ac := defaultClaims("session-9")
+	ac.AuthTime = clk.Now().Add(-time.Hour)
+	raw, exp, err := m.Issue(t.Context(), ac)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := mustVerify(t, m, raw)
+
+	request := func(authz string) *http.Request {
+		r := httptest.NewRequest(http.MethodGet, "/v1/me", nil)
+		if authz != "" {
+			r.Header.Set("Authorization", authz)
+		}
+		return r
+	}
+	p, err := authn.Authenticate(request("Bearer " + raw))
+	if err != nil {
+		t.Fatalf("Authenticate: %v", err)
+	}
+	want := auth.Principal{
+		UserID:    "user-1",
+		SessionID: "session-9",
+		ClientID:  "client-1",
+		TokenID:   c.ID,
+		Scopes:    []string{"openid", "profile"},
+		AMR:       []string{"pwd"},
+		AuthTime:  ac.AuthTime.Truncate(time.Second),
+		ExpiresAt: exp,
+	}
+	if diff := cmp.Diff(want, p); diff != "" {
+		t.Errorf("principal (-want +got):\n%s", diff)
+	}
+	for _, authz := range []string{"", "Basic dXNlcjpwYXNz", "Bearer ", "Bearer " + raw + "x", "Bearer garbage"} {
+		if _, err := authn.Authenticate(request(authz)); !errors.Is(err, auth.ErrInvalidToken) {
+			t.Errorf("Authenticate(%q) = %v, want ErrInvalidToken", authz, err)
+		}
+	}
+
+	// Through auth.Require on the router: 401 with the RFC 6750 challenge,
+	// and the handler sees the principal.
+	rt := httpapi.NewRouter(httpapi.ErrorWriter{Log: discardLogger()})
+	rt.Handle("GET /v1/me", auth.Require(authn, func(w http.ResponseWriter, r *http.Request) error {
+		p, _ := auth.FromContext(r.Context())
+		_, err := io.WriteString(w, p.UserID)
+		return err
+	}))
+	srv := httptest.NewServer(rt)
+	defer srv.Close()
+	get := func(authz string) (*http.Response, string) {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v1/me", nil)
+		req.Header.Set("Authorization", authz)
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp, string(body)
+	}
+	if resp, body := get("Bearer " + raw); resp.StatusCode != http.StatusOK || body != "user-1" {
+		t.Errorf("Require with a valid token: %s, body %q", resp.Status, body)
+	}
+	resp, body := get("Bearer nope")
+	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") != `Bearer error="invalid_token"` || strings.Contains(body, "malformed") {
+		t.Errorf("Require with an invalid token: %s, WWW-Authenticate %q, body %s", resp.Status, resp.Header.Get("WWW-Authenticate"), body)
+	}
+}
+
+// countingStore counts calls to the key store.
+type countingStore struct {
+	store.SigningKeyStore
+	calls atomic.Int64
+}
+
+func (s *countingStore) CreateSigningKey(ctx context.Context, k store.SigningKey) error {
+	s.calls.Add(1)
+	return s.SigningKeyStore.CreateSigningKey(ctx, k)
+}
+
+func (s *countingStore) ListSigningKeys(ctx context.Context, now time.Time) ([]store.SigningKey, error) {
+	s.calls.Add(1)
+	return s.SigningKeyStore.ListSigningKeys(ctx, now)
+}
+
+func (s *countingStore) RotateSigningKeys(ctx context.Context, k store.SigningKey, retireAt, expireAt time.Time) error {
+	s.calls.Add(1)
+	return s.SigningKeyStore.RotateSigningKeys(ctx, k, retireAt, expireAt)
+}
+
+func (s *countingStore) PurgeSigningKeys(ctx context.Context, before time.Time) (int64, error) {
+	s.calls.Add(1)
+	return s.SigningKeyStore.PurgeSigningKeys(ctx, before)
+}
+
+func TestVerifyWithoutDatabase(t *testing.T) {
+	clk := newClock()
+	st := &countingStore{SigningKeyStore: sqliteStore(t)}
+	cfg := baseConfig()
+	cfg.ReloadInterval = time.Hour
+	m := startManager(t, st, newKeyring(t), memoryKV(t, clk), clk, cfg)
+	tokens := []string{issue(t, m, defaultClaims("s1")), issue(t, m, defaultClaims(""))}
+	st.calls.Store(0)
+
+	for range 50 {
+		for _, raw := range tokens {
+			mustVerify(t, m, raw)
+		}
+		issue(t, m, defaultClaims("s2"))
+		_ = m.JWKS()
+	}
+	wantInvalid(t, m, tokens[0]+"x") // a bad signature needs no database either
+	if n := st.calls.Load(); n != 0 {
+		t.Fatalf("Issue, Verify and JWKS made %d database calls, want none", n)
+	}
+
+	// Unknown kids make the Manager look for new keys, at most once per
+	// few seconds however many arrive.
+	forger := attackerKey(t)
+	for range 20 {
+		wantInvalid(t, m, signJWS(t, forger, map[string]any{"alg": "ES256", "typ": "at+jwt", "kid": "unknown-kid"}, validClaims(clk)))
+	}
+	if n := st.calls.Load(); n != 1 {
+		t.Errorf("20 tokens with an unknown kid caused %d database calls, want 1", n)
+	}
+	clk.Advance(6 * time.Second)
+	wantInvalid(t, m, signJWS(t, forger, map[string]any{"alg": "ES256", "typ": "at+jwt", "kid": "another"}, validClaims(clk)))
+	if n := st.calls.Load(); n != 2 {
+		t.Errorf("after the rate limit passed: %d database calls, want 2", n)
+	}
+}
+
+func TestPrivateKeysSealedAtRest(t *testing.T) {
+	ctx := t.Context()
+	clk := newClock()
+	st, kr := sqliteStore(t), newKeyring(t)
+	m := startManager(t, st, kr, memoryKV(t, clk), clk, baseConfig())
+	oldKID := m.SigningKeyID()
+	newKID, err := m.Rotate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	rows, err := st.Writer().QueryContext(ctx, "SELECT id, private_key, public_key FROM signing_keys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed := map[string]string{}
+	for rows.Next() {
+		var id, priv, pub string
+		if err := rows.Scan(&id, &priv, &pub); err != nil {
+			t.Fatal(err)
+		}
+		sealed[id] = priv
+		if !strings.HasPrefix(priv, "v1.") || strings.Contains(priv, `"d"`) || strings.Contains(priv, "{") {
+			t.Errorf("private key of %s is stored readable: %.40s…", id, priv)
+		}
+		if strings.Contains(pub, `"d"`) || !strings.Contains(pub, `"kid":"`+id+`"`) {
+			t.Errorf("public key of %s = %s", id, pub)
+		}
+	}
+	if err := rows.Err(); err != nil || len(sealed) != 2 {
+		t.Fatalf("%d rows, %v", len(sealed), err)
+	}
+
+	// The sealed key is bound to its kid: moved to another row, it does
+	// not open, and the node refuses to sign rather than use it.
+	if _, err := st.Writer().ExecContext(ctx, "UPDATE signing_keys SET private_key = ? WHERE id = ?", sealed[oldKID], newKID); err != nil {
+		t.Fatal(err)
+	}
+	other, err := token.NewManager(baseConfig(), st, kr, memoryKV(t, clk), discardLogger(), clk.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx2, cancel := context.WithCancel(ctx)
+	defer func() { cancel(); <-other.Done() }()
+	if err := other.Start(ctx2); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := other.Issue(ctx, defaultClaims("")); !errors.Is(err, token.ErrNoSigningKey) {
+		t.Errorf("Issue with a swapped private key: %v, want ErrNoSigningKey", err)
+	}
+	// Verification needs only public keys and goes on working.
+	mustVerify(t, other, issue(t, m, defaultClaims("")))
+}
+
+func TestJWKSBeforeStart(t *testing.T) {
+	clk := newClock()
+	m, err := token.NewManager(baseConfig(), sqliteStore(t), newKeyring(t), memoryKV(t, clk), discardLogger(), clk.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	m.JWKSHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, token.JWKSPath, nil))
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Errorf("JWKS before Start: %d, want 503", rec.Code)
+	}
+	if keys := m.JWKS().Keys; keys == nil || len(keys) != 0 {
+		t.Errorf("JWKS() before Start = %v, want an empty set", keys)
+	}
+}
