@@ -116,9 +116,10 @@ type cli struct {
 	output     string
 }
 
-// flags parses a command's own flags; --config and --output are accepted
-// after the command name too.
-func (c *cli) flags(name string, args []string, define func(fs *flag.FlagSet)) (*flag.FlagSet, bool) {
+// flags parses a command's own flags and returns its positional
+// arguments. Flags may come before or after positional arguments, and
+// --config and --output are accepted after the command name too.
+func (c *cli) flags(name string, args []string, define func(fs *flag.FlagSet)) ([]string, bool) {
 	fs := flag.NewFlagSet("gatehouse "+name, flag.ContinueOnError)
 	fs.SetOutput(c.env.Stderr)
 	fs.StringVar(&c.configFile, "config", c.configFile, "YAML or TOML config file")
@@ -126,14 +127,22 @@ func (c *cli) flags(name string, args []string, define func(fs *flag.FlagSet)) (
 	if define != nil {
 		define(fs)
 	}
-	if err := fs.Parse(args); err != nil {
-		return nil, false
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, false
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
 	}
 	if c.output != "text" && c.output != "json" {
 		fmt.Fprintf(c.env.Stderr, "gatehouse %s: --output must be text or json\n", name)
 		return nil, false
 	}
-	return fs, true
+	return positional, true
 }
 
 // load reads and validates the configuration, printing one line per

@@ -137,7 +137,7 @@ func (c *cli) clients(ctx context.Context, args []string) int {
 		return exitUsage
 	}
 	var name, scopes string
-	fs, ok := c.flags("clients "+args[0], args[1:], func(fs *flag.FlagSet) {
+	pos, ok := c.flags("clients "+args[0], args[1:], func(fs *flag.FlagSet) {
 		if args[0] == "create" {
 			fs.StringVar(&name, "name", "", "client name (required)")
 			fs.StringVar(&scopes, "scopes", "", "comma-separated scopes, e.g. introspect,revoke")
@@ -148,7 +148,7 @@ func (c *cli) clients(ctx context.Context, args []string) int {
 	}
 	switch {
 	case args[0] == "create" && name == "",
-		args[0] == "delete" && fs.NArg() != 1,
+		args[0] == "delete" && len(pos) != 1,
 		args[0] != "create" && args[0] != "list" && args[0] != "delete":
 		fmt.Fprint(c.env.Stderr, clientsUsage)
 		return exitUsage
@@ -181,10 +181,10 @@ func (c *cli) clients(ctx context.Context, args []string) int {
 		fmt.Fprintf(c.env.Stdout, "client_id:     %s\nclient_secret: %s\n\nThe secret is shown only now; store it safely.\n", nc.Client.ID, nc.Secret)
 		return exitOK
 	case "delete":
-		if err := db.store.DeleteClient(ctx, fs.Arg(0)); err != nil {
+		if err := db.store.DeleteClient(ctx, pos[0]); err != nil {
 			return c.printFailure("clients delete", err)
 		}
-		fmt.Fprintf(c.env.Stdout, "deleted client %s\n", fs.Arg(0))
+		fmt.Fprintf(c.env.Stdout, "deleted client %s\n", pos[0])
 		return exitOK
 	default:
 		list, err := db.store.ListClients(ctx)

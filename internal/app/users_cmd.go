@@ -163,16 +163,16 @@ func (c *cli) printFailure(cmd string, err error) int {
 }
 
 func (c *cli) usersImport(ctx context.Context, args []string) int {
-	fs, ok := c.flags("users import", args, nil)
+	pos, ok := c.flags("users import", args, nil)
 	if !ok {
 		return exitUsage
 	}
-	if fs.NArg() != 1 {
+	if len(pos) != 1 {
 		fmt.Fprint(c.env.Stderr, "gatehouse users import: give exactly one FILE.jsonl (- for standard input)\n\n"+usersUsage)
 		return exitUsage
 	}
 	var r io.Reader = c.env.Stdin
-	if name := fs.Arg(0); name != "-" {
+	if name := pos[0]; name != "-" {
 		f, err := os.Open(name)
 		if err != nil {
 			fmt.Fprintf(c.env.Stderr, "gatehouse users import: %v\n", err)

@@ -171,6 +171,13 @@ func (s *Service) Login(ctx context.Context, email, pw string, m Meta) (Result, 
 		}
 		return Result{}, lockedProblem(d, "account_locked", "Too many failed sign-ins; the account is locked for a while.")
 	}
+	// A lock sets its key before it resets the counter, so an attempt that
+	// counted on a freshly reset counter sees the lock here.
+	if d, err := lk.locked(ctx, u.ID); err != nil {
+		return Result{}, err
+	} else if d > 0 {
+		return Result{}, lockedProblem(d, "account_locked", "Too many failed sign-ins; the account is locked for a while.")
+	}
 	ok, rehash, err := s.Hasher.Verify(ctx, pw, u.PasswordHash)
 	if err != nil && !badStoredHash(err) {
 		return Result{}, err
