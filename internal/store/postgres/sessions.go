@@ -277,12 +277,12 @@ func (tx *Store) rotate(ctx context.Context, r store.RotateRequest) (store.Rotat
 	if err != nil {
 		return res, err
 	}
-	sess, err := scanSession(tx.q.QueryRow(ctx, "SELECT "+sqlrow.SessionColumns+" FROM sessions WHERE id = $1 FOR UPDATE", sessionID))
+	sess, err := scanSession(tx.q.QueryRow(ctx, "SELECT "+sqlrow.SessionColumns+" FROM sessions WHERE id = $1", sessionID))
 	if err != nil {
 		return res, err
 	}
 	tok, err := scanRefreshToken(tx.q.QueryRow(ctx, "SELECT "+sqlrow.RefreshTokenColumns+
-		" FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE", r.PresentedHash))
+		" FROM refresh_tokens WHERE token_hash = $1", r.PresentedHash))
 	if err != nil {
 		return res, err
 	}

@@ -67,6 +67,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("OneTimeTokens", func(t *testing.T) { runTokens(t, migrated) })
 	t.Run("Transactions", func(t *testing.T) { runTx(t, migrated) })
 	t.Run("SigningKeys", func(t *testing.T) { runSigningKeys(t, migrated) })
+	t.Run("Sessions", func(t *testing.T) { runSessions(t, migrated) })
 }
 
 func testPing(t *testing.T, s store.Store) {

@@ -1,0 +1,190 @@
+package user
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/url"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/riverqueue/river"
+
+	"github.com/gatehouse/gatehouse/internal/mail"
+	"github.com/gatehouse/gatehouse/internal/password"
+	"github.com/gatehouse/gatehouse/internal/ratelimit"
+	"github.com/gatehouse/gatehouse/internal/secret"
+	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/internal/store/sqlite"
+)
+
+// capturedJobs records the mail jobs a Service enqueues.
+type capturedJobs struct {
+	mu   sync.Mutex
+	args []mail.SendArgs
+}
+
+func (c *capturedJobs) InsertTx(_ context.Context, tx any, args river.JobArgs, _ *river.InsertOpts) (int64, error) {
+	if tx == nil {
+		return 0, errors.New("job enqueued outside a transaction")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.args = append(c.args, args.(mail.SendArgs))
+	return int64(len(c.args)), nil
+}
+
+// token returns the one-time token of the last link sent to to with template.
+func (c *capturedJobs) token(t *testing.T, kr *secret.Keyring, template, to string) string {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := len(c.args) - 1; i >= 0; i-- {
+		a := c.args[i]
+		if a.Template != template || a.To != to {
+			continue
+		}
+		link, err := kr.Open(a.SealedLink, []byte("gatehouse/mail.send\x00"+template+"\x00"+to))
+		if err != nil {
+			t.Fatalf("open sealed link: %v", err)
+		}
+		u, _ := url.Parse(string(link))
+		return u.Query().Get("token")
+	}
+	t.Fatalf("no %s mail to %s", template, to)
+	return ""
+}
+
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+func newTestService(t *testing.T) (*Service, *capturedJobs, *clock, *secret.Keyring) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "g.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if _, err := st.Migrator().Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ks, _ := secret.GenerateKeyString("t1")
+	kr, _ := secret.ParseKeys(ks)
+	jobs := &capturedJobs{}
+	clk := &clock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	pol := password.DefaultPolicy()
+	return &Service{
+		Store: st, Hasher: password.NewHasher(password.Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}, 2),
+		Policy: pol, Jobs: jobs, Keys: kr, Limiter: ratelimit.NewMemory(clk.Now), Now: clk.Now,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Config: DefaultConfig("https://app.example.com"),
+	}, jobs, clk, kr
+}
+
+const pw = "a perfectly fine passphrase 1"
+
+func TestTokensExpire(t *testing.T) {
+	ctx := context.Background()
+	s, jobs, clk, kr := newTestService(t)
+	if _, err := s.Register(ctx, "ann@example.com", pw, "Ann", Meta{IP: "192.0.2.1"}); err != nil {
+		t.Fatal(err)
+	}
+	verify := jobs.token(t, kr, mail.VerifyEmail, "ann@example.com")
+	clk.Advance(24*time.Hour + time.Second)
+	if _, err := s.VerifyEmail(ctx, verify, Meta{}); !errors.Is(err, ErrInvalidToken) {
+		t.Errorf("verification after 24 h: err = %v, want ErrInvalidToken", err)
+	}
+	if err := s.ResendVerification(ctx, "ann@example.com", Meta{IP: "192.0.2.1"}); err != nil {
+		t.Fatal(err)
+	}
+	fresh := jobs.token(t, kr, mail.VerifyEmail, "ann@example.com")
+	if _, err := s.VerifyEmail(ctx, fresh, Meta{}); err != nil {
+		t.Fatalf("fresh verification: %v", err)
+	}
+
+	if err := s.ForgotPassword(ctx, "ANN@example.com", Meta{IP: "192.0.2.1"}); err != nil {
+		t.Fatal(err)
+	}
+	reset := jobs.token(t, kr, mail.PasswordReset, "ann@example.com")
+	clk.Advance(59 * time.Minute)
+	if err := s.ForgotPassword(ctx, "ann@example.com", Meta{IP: "192.0.2.1"}); err != nil {
+		t.Fatal(err)
+	}
+	second := jobs.token(t, kr, mail.PasswordReset, "ann@example.com")
+	if err := s.ResetPassword(ctx, reset, pw+"x", Meta{}); !errors.Is(err, ErrInvalidToken) {
+		t.Errorf("superseded reset token: err = %v, want ErrInvalidToken", err)
+	}
+	clk.Advance(time.Hour + time.Second)
+	if err := s.ResetPassword(ctx, second, pw+"x", Meta{}); !errors.Is(err, ErrInvalidToken) {
+		t.Errorf("reset after 1 h: err = %v, want ErrInvalidToken", err)
+	}
+}
+
+func TestThrottlesAreSilentAndCountUnknownAddresses(t *testing.T) {
+	ctx := context.Background()
+	s, jobs, _, _ := newTestService(t)
+	if _, err := s.Register(ctx, "bo@example.com", pw, "", Meta{IP: "192.0.2.9"}); err != nil {
+		t.Fatal(err)
+	}
+	before := len(jobs.args)
+	for range 10 {
+		if err := s.ForgotPassword(ctx, "bo@example.com", Meta{IP: "192.0.2.10"}); err != nil {
+			t.Fatalf("throttled forgot must still succeed: %v", err)
+		}
+	}
+	if sent := len(jobs.args) - before; sent != s.Config.EmailPerAddress.Burst {
+		t.Errorf("10 forgot requests sent %d mails, want the per-address burst %d", sent, s.Config.EmailPerAddress.Burst)
+	}
+	// Unknown addresses use up the per-IP allowance just the same.
+	for i := range 40 {
+		if err := s.ForgotPassword(ctx, "ghost"+itoa(i)+"@example.com", Meta{IP: "192.0.2.11"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before = len(jobs.args)
+	if _, err := s.Store.GetUserByEmail(ctx, "bo@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ForgotPassword(ctx, "bo@example.com", Meta{IP: "192.0.2.11"}); err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs.args) != before {
+		t.Error("a request over the per-IP limit still sent mail")
+	}
+}
+
+func TestRegisterRaceCreatesOneAccount(t *testing.T) {
+	ctx := context.Background()
+	s, _, _, _ := newTestService(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for i := range 8 {
+		wg.Go(func() {
+			_, err := s.Register(ctx, "same@example.com", pw, "", Meta{IP: "192.0.2." + itoa(i)})
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("parallel register: %v", err)
+		}
+	}
+	users, _, err := s.Store.ListUsers(ctx, store.UserFilter{Email: "same@"})
+	if err != nil || len(users) != 1 {
+		t.Errorf("parallel registrations made %d accounts (%v), want 1", len(users), err)
+	}
+}
