@@ -176,7 +176,7 @@ func (tx *Store) revokeTokens(ctx context.Context, sessionIDs []string, now time
 }
 
 // revokeSessions revokes the sessions live at now that match where, and
-// their tokens, and returns their IDs in order. In where, $1 is now, $2
+// their tokens, and returns their IDs, sorted. In where, $1 is now, $2
 // the reason and args are $3 on.
 func (s *Store) revokeSessions(ctx context.Context, now time.Time, reason, where string, args ...any) ([]string, error) {
 	var ids []string
@@ -277,12 +277,12 @@ func (tx *Store) rotate(ctx context.Context, r store.RotateRequest) (store.Rotat
 	if err != nil {
 		return res, err
 	}
-	sess, err := scanSession(tx.q.QueryRow(ctx, "SELECT "+sqlrow.SessionColumns+" FROM sessions WHERE id = $1", sessionID))
+	sess, err := scanSession(tx.q.QueryRow(ctx, "SELECT "+sqlrow.SessionColumns+" FROM sessions WHERE id = $1 FOR UPDATE", sessionID))
 	if err != nil {
 		return res, err
 	}
 	tok, err := scanRefreshToken(tx.q.QueryRow(ctx, "SELECT "+sqlrow.RefreshTokenColumns+
-		" FROM refresh_tokens WHERE token_hash = $1", r.PresentedHash))
+		" FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE", r.PresentedHash))
 	if err != nil {
 		return res, err
 	}

@@ -183,7 +183,7 @@ func (tx *Store) revokeTokens(ctx context.Context, sessionIDs []string, now time
 }
 
 // revokeSessions revokes the sessions live at now that match where, and
-// their tokens, and returns their IDs in order. In where, ?1 is now, ?2 the
+// their tokens, and returns their IDs, sorted. In where, ?1 is now, ?2 the
 // reason and args are ?3 on.
 func (s *Store) revokeSessions(ctx context.Context, now time.Time, reason, where string, args ...any) ([]string, error) {
 	var ids []string

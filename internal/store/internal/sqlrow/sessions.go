@@ -249,7 +249,7 @@ func PrepareRotateRequest(r store.RotateRequest, now time.Time) (store.RotateReq
 	r.Grace, r.IdleTimeout = max(r.Grace, 0), max(r.IdleTimeout, 0)
 	n := r.Next
 	switch {
-	case n.TokenHash == "" || !validText(n.TokenHash):
+	case !Storable(n.TokenHash):
 		return r, errors.New("rotate refresh token: Next.TokenHash is required (UTF-8 text without NUL)")
 	case !validText(r.SealedNext) || !validText(r.LastSeenIP):
 		return r, errors.New("rotate refresh token: SealedNext and LastSeenIP must be UTF-8 text without NUL")
