@@ -387,10 +387,8 @@ func (s *Server) introspectRefresh(ctx context.Context, raw string) (map[string]
 	if rt.Scope != "" {
 		out["scope"] = rt.Scope
 	}
-	if name, err := s.username(ctx, rt.UserID); err != nil {
-		return nil, err
-	} else if name != "" {
-		out["username"] = name
+	if rt.UserEmail != "" {
+		out["username"] = rt.UserEmail // read in the same query as the token
 	}
 	return out, nil
 }

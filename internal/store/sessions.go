@@ -46,6 +46,9 @@ type RefreshToken struct {
 	// right away (two tabs refreshing at once) gets the same successor.
 	SealedSuccessor string
 	RevokedAt       time.Time
+	// UserEmail is the owner's email address, read in the same query by
+	// GetRefreshTokenByHash only (introspection answers with it).
+	UserEmail string
 }
 
 // RotateOutcome says what RotateRefreshToken did.
@@ -113,7 +116,8 @@ type SessionStore interface {
 	// t (the kill switch) and returns how many.
 	RevokeSessionsCreatedBefore(ctx context.Context, t time.Time, reason string, now time.Time) (int64, error)
 	// GetRefreshTokenByHash returns a refresh token by the hash of its
-	// value, with one indexed lookup; ErrNotFound if absent.
+	// value, with its owner's UserEmail, in one query on the unique index;
+	// ErrNotFound if absent.
 	GetRefreshTokenByHash(ctx context.Context, hash string) (RefreshToken, error)
 	// RotateRefreshToken performs one refresh as a single atomic step (one
 	// transaction holding the presented token's row lock): see

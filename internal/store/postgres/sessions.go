@@ -235,8 +235,12 @@ func (s *Store) GetRefreshTokenByHash(ctx context.Context, hash string) (store.R
 	if !sqlrow.Storable(hash) {
 		return store.RefreshToken{}, fmt.Errorf("postgres: get refresh token: %w", store.ErrNotFound)
 	}
-	t, err := scanRefreshToken(s.q.QueryRow(ctx, "SELECT "+sqlrow.RefreshTokenColumns+
-		" FROM refresh_tokens WHERE token_hash = $1", hash))
+	var email *string
+	t, err := scanRefreshToken(sqlrow.WithExtra(s.q.QueryRow(ctx, "SELECT "+sqlrow.RefreshTokenColumns+
+		", "+sqlrow.UserEmailColumn+" FROM refresh_tokens WHERE token_hash = $1", hash), &email))
+	if email != nil {
+		t.UserEmail = *email
+	}
 	if err != nil {
 		return store.RefreshToken{}, fmt.Errorf("postgres: get refresh token: %w", mapErr(err))
 	}

@@ -245,8 +245,12 @@ func (s *Store) GetRefreshTokenByHash(ctx context.Context, hash string) (store.R
 	if !sqlrow.Storable(hash) {
 		return store.RefreshToken{}, fmt.Errorf("sqlite: get refresh token: %w", store.ErrNotFound)
 	}
-	t, err := scanRefreshToken(s.read().QueryRowContext(ctx, "SELECT "+sqlrow.RefreshTokenColumns+
-		" FROM refresh_tokens WHERE token_hash = ?", hash))
+	var email *string
+	t, err := scanRefreshToken(sqlrow.WithExtra(s.read().QueryRowContext(ctx, "SELECT "+sqlrow.RefreshTokenColumns+
+		", "+sqlrow.UserEmailColumn+" FROM refresh_tokens WHERE token_hash = ?", hash), &email))
+	if email != nil {
+		t.UserEmail = *email
+	}
 	if err != nil {
 		return store.RefreshToken{}, fmt.Errorf("sqlite: get refresh token: %w", mapErr(err))
 	}

@@ -86,6 +86,15 @@ func mustGetToken(t *testing.T, s store.Store, hash string) store.RefreshToken {
 	if err != nil {
 		t.Fatalf("GetRefreshTokenByHash: %v", err)
 	}
+	// The owner's email comes with the token, from the same query.
+	u, err := s.GetUser(context.Background(), tok.UserID)
+	if err != nil {
+		t.Fatalf("GetUser(%s): %v", tok.UserID, err)
+	}
+	if tok.UserEmail != u.Email || u.Email == "" {
+		t.Errorf("GetRefreshTokenByHash UserEmail = %q, want %q", tok.UserEmail, u.Email)
+	}
+	tok.UserEmail = ""
 	return tok
 }
 

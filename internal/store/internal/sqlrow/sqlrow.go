@@ -23,6 +23,21 @@ type Scanner interface {
 	Scan(dest ...any) error
 }
 
+// WithExtra returns a Scanner that scans the row's trailing columns into
+// extra after the destinations a scan helper passes: for queries that
+// select a helper's columns plus a few more.
+func WithExtra(s Scanner, extra ...any) Scanner { return extraScanner{s, extra} }
+
+type extraScanner struct {
+	s     Scanner
+	extra []any
+}
+
+func (e extraScanner) Scan(dest ...any) error { return e.s.Scan(append(dest, e.extra...)...) }
+
+// UserEmailColumn selects the email of a row's user_id in the same query.
+const UserEmailColumn = "(SELECT u.email FROM users u WHERE u.id = refresh_tokens.user_id)"
+
 // TimeDest adapts a *time.Time to what the driver scans a time column into.
 // PostgreSQL scans timestamptz straight into *time.Time; SQLite stores
 // integers and passes a sql.Scanner that converts.

@@ -1,0 +1,361 @@
+// Command loadgen drives a running Gatehouse over HTTP with keep-alive
+// connections and reports throughput and latency of four requests: token
+// validation on an API call (GET /v1/me), refresh with rotation
+// (POST /oauth2/token), introspection (POST /oauth2/introspect) and login
+// (POST /v1/auth/login). In the same run it measures the bare ceilings of
+// the cryptography those requests are bound by, RS256 verification and
+// Argon2id, and reports validation and login against them.
+//
+// It sets up its own users and OAuth client with the gatehouse CLI, which
+// must see the same GATEHOUSE_* environment as the server. bench/run.sh
+// starts a server on each backend and runs this tool against it.
+//
+//	go run ./bench/loadgen --url http://127.0.0.1:8080 --gatehouse /tmp/gatehouse
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/password"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+var allScenarios = []string{"validate", "refresh", "introspect", "login"}
+
+type options struct {
+	url, gatehouse, pgURL string
+	clients               int
+	duration, warmup      time.Duration
+	ceilingDuration       time.Duration
+	pgSettle              time.Duration
+	scenarios             []string
+	argon2                password.Params
+	json                  bool
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	var scen string
+	var mem, tm, threads uint
+	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.url, "url", "http://localhost:8080", "public base URL of the running server")
+	fs.StringVar(&o.gatehouse, "gatehouse", "gatehouse", "path to the gatehouse binary, run with this environment to create users and a client")
+	fs.IntVar(&o.clients, "clients", 8, "concurrent clients (one user each)")
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured time per scenario")
+	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured warm-up per scenario")
+	fs.DurationVar(&o.ceilingDuration, "ceiling-duration", 5*time.Second, "time per bare crypto ceiling")
+	fs.StringVar(&scen, "scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios: "+strings.Join(allScenarios, ","))
+	fs.UintVar(&mem, "argon2-memory-kib", 19456, "Argon2id memory in KiB (must match the server's GATEHOUSE_ARGON2_MEMORY_KIB)")
+	fs.UintVar(&tm, "argon2-time", 2, "Argon2id passes (must match GATEHOUSE_ARGON2_TIME)")
+	fs.UintVar(&threads, "argon2-threads", 1, "Argon2id lanes (must match GATEHOUSE_ARGON2_THREADS)")
+	fs.StringVar(&o.pgURL, "pg-url", "", "optional: URL of the server's PostgreSQL database, to count table lookups per request from pg_stat_user_tables")
+	fs.DurationVar(&o.pgSettle, "pg-settle", 11*time.Second, "idle wait before each PostgreSQL statistics reading (PostgreSQL flushes idle backends' counters every 10s)")
+	fs.BoolVar(&o.json, "json", false, "print the report as JSON")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	var errs []error
+	if o.clients < 1 {
+		errs = append(errs, errors.New("--clients must be at least 1"))
+	}
+	if o.duration <= 0 || o.ceilingDuration <= 0 || o.warmup < 0 || o.pgSettle < 0 {
+		errs = append(errs, errors.New("--duration and --ceiling-duration must be positive, --warmup and --pg-settle not negative"))
+	}
+	for s := range strings.SplitSeq(scen, ",") {
+		s = strings.TrimSpace(s)
+		switch {
+		case s == "":
+		case !slices.Contains(allScenarios, s):
+			errs = append(errs, fmt.Errorf("unknown scenario %q (want %s)", s, strings.Join(allScenarios, ",")))
+		case !slices.Contains(o.scenarios, s):
+			o.scenarios = append(o.scenarios, s)
+		}
+	}
+	if len(o.scenarios) == 0 {
+		errs = append(errs, errors.New("--scenarios names none"))
+	}
+	if mem > 1<<32-1 || tm > 1<<32-1 || threads > 255 {
+		errs = append(errs, errors.New("argon2 parameters out of range"))
+	}
+	o.argon2 = password.Params{Memory: uint32(mem), Time: uint32(tm), Threads: uint8(threads),
+		SaltLen: password.DefaultParams.SaltLen, KeyLen: password.DefaultParams.KeyLen}
+	if err := o.argon2.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return o, errors.Join(errs...)
+}
+
+// report is the whole run, as printed.
+type report struct {
+	Date       time.Time          `json:"date"`
+	URL        string             `json:"url"`
+	Clients    int                `json:"clients"`
+	Duration   string             `json:"duration_per_scenario"`
+	Warmup     string             `json:"warmup_per_scenario"`
+	GoVersion  string             `json:"go_version"`
+	NumCPU     int                `json:"num_cpu"`
+	GOMAXPROCS int                `json:"gomaxprocs"`
+	Argon2     string             `json:"argon2"`
+	Ceilings   map[string]ceiling `json:"ceilings"`
+	Scenarios  []scenarioReport   `json:"scenarios"`
+}
+
+type scenarioReport struct {
+	Name        string  `json:"name"`
+	Requests    int64   `json:"requests"`
+	Errors      int64   `json:"errors"`
+	Seconds     float64 `json:"seconds"`
+	Throughput  float64 `json:"throughput_per_sec"` // successful requests per second
+	P50         float64 `json:"p50_ms"`
+	P90         float64 `json:"p90_ms"`
+	P99         float64 `json:"p99_ms"`
+	Max         float64 `json:"max_ms"`
+	Connections int64   `json:"connections_opened"`
+	// Ceiling names the bare ceiling this scenario is compared with;
+	// PctOfCeiling is Throughput as a percentage of it.
+	Ceiling      string    `json:"ceiling,omitempty"`
+	PctOfCeiling float64   `json:"pct_of_ceiling,omitempty"`
+	WarmupErrors int64     `json:"warmup_errors,omitempty"`
+	Recoveries   int64     `json:"refresh_chains_restarted,omitempty"`
+	DB           *dbCost   `json:"db,omitempty"`
+	Samples      []*sample `json:"error_samples,omitempty"`
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	o, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "loadgen: %v\n", err)
+		return 2
+	}
+	rep, err := measure(ctx, o, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "loadgen: %v\n", err)
+		return 1
+	}
+	if o.json {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			fmt.Fprintf(stderr, "loadgen: %v\n", err)
+			return 1
+		}
+	} else {
+		printText(stdout, rep)
+	}
+	for _, s := range rep.Scenarios {
+		if s.Errors > 0 || s.WarmupErrors > 0 {
+			return 3 // figures printed, but some requests failed
+		}
+	}
+	return 0
+}
+
+func measure(ctx context.Context, o options, log io.Writer) (*report, error) {
+	rep := &report{
+		Date: time.Now().UTC(), URL: o.url, Clients: o.clients,
+		Duration: o.duration.String(), Warmup: o.warmup.String(),
+		GoVersion: runtime.Version(), NumCPU: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0),
+		Argon2:   fmt.Sprintf("m=%d KiB, t=%d, p=%d", o.argon2.Memory, o.argon2.Time, o.argon2.Threads),
+		Ceilings: map[string]ceiling{},
+	}
+	a := newAPI(o.url, o.clients)
+	if r := a.do(ctx, http.MethodGet, "/readyz", "", "", nil); !r.ok() {
+		return nil, fmt.Errorf("server not ready: %s", describe(r))
+	}
+
+	// Ceilings first, while the server is idle.
+	fmt.Fprintf(log, "loadgen: measuring RS256 verify ceiling (%s)…\n", o.ceilingDuration)
+	rs, err := rs256Ceiling(ctx, o.clients, o.ceilingDuration)
+	if err != nil {
+		return nil, err
+	}
+	rep.Ceilings["rs256_verify"] = rs
+	fmt.Fprintf(log, "loadgen: measuring Argon2id ceiling (%s)…\n", o.ceilingDuration)
+	ar, err := argon2Ceiling(ctx, o.argon2, o.clients, o.ceilingDuration)
+	if err != nil {
+		return nil, err
+	}
+	rep.Ceilings["argon2id"] = ar
+
+	// Accounts, a client and each worker's tokens.
+	fmt.Fprintf(log, "loadgen: creating %d users and an OAuth client with %s…\n", o.clients, o.gatehouse)
+	g := cli{bin: o.gatehouse}
+	runID := strings.ToLower(rand.Text()[:8])
+	accts, err := g.createUsers(ctx, runID, o.clients)
+	if err != nil {
+		return nil, err
+	}
+	var clientID, clientSecret string
+	if slices.Contains(o.scenarios, "introspect") {
+		if clientID, clientSecret, err = g.createClient(ctx); err != nil {
+			return nil, err
+		}
+	}
+	workers := make([]*worker, len(accts))
+	for i, ac := range accts {
+		w := &worker{acct: ac}
+		t, r := a.login(ctx, ac.email, ac.password)
+		if !r.ok() {
+			return nil, fmt.Errorf("setup login: %s", describe(r))
+		}
+		w.userID, w.access = t.User.ID, t.AccessToken
+		// The refresh chain gets its own session, so that nothing it does
+		// can touch the token the other scenarios present.
+		if t, r = a.login(ctx, ac.email, ac.password); !r.ok() {
+			return nil, fmt.Errorf("setup login: %s", describe(r))
+		}
+		w.refresh = t.RefreshToken
+		workers[i] = w
+	}
+
+	var pg *pgStats
+	var before map[string]tableCounters
+	if o.pgURL != "" {
+		if pg, err = openPGStats(ctx, o.pgURL); err != nil {
+			return nil, fmt.Errorf("--pg-url: %w", err)
+		}
+		defer pg.Close(context.Background())
+		if before, err = settledSnapshot(ctx, pg, o.pgSettle, log); err != nil {
+			return nil, err
+		}
+	}
+
+	all := scenarios(a, clientID, clientSecret)
+	for _, name := range o.scenarios {
+		sc := all[name]
+		dials := a.dials.Load()
+		fmt.Fprintf(log, "loadgen: %s: %s warm-up, %s measured, %d clients…\n", name, o.warmup, o.duration, o.clients)
+		var warm outcome
+		if o.warmup > 0 {
+			warm = runPhase(ctx, sc, workers, o.warmup)
+		}
+		res := runPhase(ctx, sc, workers, o.duration)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		lat := summarize(res.latencies)
+		ok := res.requests - res.errors
+		sr := scenarioReport{
+			Name: name, Requests: res.requests, Errors: res.errors, Seconds: res.elapsed.Seconds(),
+			Throughput: float64(ok) / res.elapsed.Seconds(),
+			P50:        ms(lat.P50), P90: ms(lat.P90), P99: ms(lat.P99), Max: ms(lat.Max),
+			Connections: a.dials.Load() - dials,
+			Recoveries:  warm.recoveries + res.recoveries,
+			Samples:     append(warm.samples, res.samples...)[:min(maxSamples, len(warm.samples)+len(res.samples))],
+		}
+		sr.WarmupErrors = warm.errors
+		switch name {
+		case "validate", "introspect":
+			sr.Ceiling, sr.PctOfCeiling = rs.Name, 100*sr.Throughput/rs.OpsPerSec
+		case "login":
+			sr.Ceiling, sr.PctOfCeiling = ar.Name, 100*sr.Throughput/ar.OpsPerSec
+		}
+		if pg != nil {
+			after, err := settledSnapshot(ctx, pg, o.pgSettle, log)
+			if err != nil {
+				return nil, err
+			}
+			// The counters cover the warm-up too (and any logins that
+			// restarted a refresh chain: see Recoveries).
+			sr.DB = costOf(before, after, warm.requests+res.requests)
+			before = after
+		}
+		rep.Scenarios = append(rep.Scenarios, sr)
+	}
+	return rep, nil
+}
+
+// settledSnapshot waits for the server's statistics to reach PostgreSQL
+// and reads them.
+func settledSnapshot(ctx context.Context, pg *pgStats, settle time.Duration, log io.Writer) (map[string]tableCounters, error) {
+	if settle > 0 {
+		fmt.Fprintf(log, "loadgen: waiting %s for PostgreSQL statistics…\n", settle)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(settle):
+		}
+	}
+	s, err := pg.snapshot(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read pg_stat_user_tables: %w", err)
+	}
+	return s, nil
+}
+
+func printText(w io.Writer, rep *report) {
+	fmt.Fprintf(w, "Gatehouse load test, %s\n", rep.Date.Format(time.RFC3339))
+	fmt.Fprintf(w, "server %s, %d clients, %s per scenario (after %s warm-up), keep-alive\n", rep.URL, rep.Clients, rep.Duration, rep.Warmup)
+	fmt.Fprintf(w, "load generator: %s, NumCPU %d, GOMAXPROCS %d\n\n", rep.GoVersion, rep.NumCPU, rep.GOMAXPROCS)
+
+	fmt.Fprintln(w, "Bare ceilings (in the load generator, server idle):")
+	for _, k := range []string{"rs256_verify", "argon2id"} {
+		c := rep.Ceilings[k]
+		fmt.Fprintf(w, "  %-48s %10.1f ops/s  (%d goroutines, %d at once)\n", c.Name, c.OpsPerSec, c.Goroutines, c.Concurrency)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "%-10s %9s %7s %9s %8s %8s %8s %8s %6s %8s\n",
+		"scenario", "requests", "errors", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "conns", "ceiling")
+	for _, s := range rep.Scenarios {
+		pct := "-"
+		if s.Ceiling != "" {
+			pct = fmt.Sprintf("%.1f%%", s.PctOfCeiling)
+		}
+		fmt.Fprintf(w, "%-10s %9d %7d %9.1f %8.2f %8.2f %8.2f %8.2f %6d %8s\n",
+			s.Name, s.Requests, s.Errors, s.Throughput, s.P50, s.P90, s.P99, s.Max, s.Connections, pct)
+	}
+	fmt.Fprintln(w, "\nreq/s: successful requests per second. errors: non-2xx, transport failures or wrong bodies.")
+	fmt.Fprintln(w, "conns: TCP connections opened. ceiling: req/s as a share of the RS256 verify ceiling")
+	fmt.Fprintln(w, "(validate, introspect) or of the Argon2id ceiling (login).")
+	for _, s := range rep.Scenarios {
+		if s.DB != nil {
+			fmt.Fprintf(w, "db %s: %s\n", s.Name, s.DB)
+		}
+	}
+	for _, s := range rep.Scenarios {
+		if s.WarmupErrors > 0 {
+			fmt.Fprintf(w, "%s: %d errors during the warm-up\n", s.Name, s.WarmupErrors)
+		}
+		if s.Recoveries > 0 {
+			fmt.Fprintf(w, "%s: %d refresh chains restarted by a new login after a failure\n", s.Name, s.Recoveries)
+		}
+		for _, e := range s.Samples {
+			fmt.Fprintf(w, "error %s: %s", s.Name, e.Request)
+			if e.Status != 0 {
+				fmt.Fprintf(w, " -> HTTP %d", e.Status)
+			}
+			fmt.Fprintf(w, " (%s)", e.Reason)
+			if e.Body != "" {
+				fmt.Fprintf(w, " body: %s", strings.TrimSpace(e.Body))
+			}
+			fmt.Fprintln(w)
+		}
+	}
+}

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"strings"
+)
+
+// cli runs gatehouse commands against the server's storage; it inherits
+// this process's environment, which must carry the server's GATEHOUSE_*
+// settings.
+type cli struct{ bin string }
+
+func (c cli) run(ctx context.Context, stdin string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, c.bin, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("gatehouse %s: %w: %s", strings.Join(args[:min(2, len(args))], " "), err, strings.TrimSpace(errb.String()))
+	}
+	return out.Bytes(), nil
+}
+
+// account is a user the load generator signs in as.
+type account struct {
+	email, password string
+}
+
+// createUsers makes n verified users with distinct random passwords.
+func (c cli) createUsers(ctx context.Context, runID string, n int) ([]account, error) {
+	accts := make([]account, n)
+	for i := range accts {
+		a := account{
+			email:    fmt.Sprintf("bench-%s-%d@example.com", runID, i),
+			password: "Bench-" + rand.Text(), // 26 random base32 characters: passes any policy
+		}
+		if _, err := c.run(ctx, a.password+"\n", "users", "create", "--email", a.email, "--password-stdin", "--verified"); err != nil {
+			return nil, err
+		}
+		accts[i] = a
+	}
+	return accts, nil
+}
+
+// createClient registers an OAuth client allowed to introspect.
+func (c cli) createClient(ctx context.Context) (id, secret string, err error) {
+	out, err := c.run(ctx, "", "clients", "create", "--name", "bench", "--scopes", "introspect,revoke", "--output", "json")
+	if err != nil {
+		return "", "", err
+	}
+	var v struct {
+		ClientID     string `json:"client_id"`
+		ClientSecret string `json:"client_secret"`
+	}
+	if err := json.Unmarshal(out, &v); err != nil || v.ClientID == "" || v.ClientSecret == "" {
+		return "", "", fmt.Errorf("gatehouse clients create: unexpected output %q", out)
+	}
+	return v.ClientID, v.ClientSecret, nil
+}
