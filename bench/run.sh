@@ -171,7 +171,7 @@ run_backend() {
 	echo
 	echo "## $backend"
 	echo
-	env "${genv[@]}" "$tmp/loadgen" --url "$base" --gatehouse "$tmp/gatehouse" \
+	env "${genv[@]}" "$tmp/loadgen" --url "$base" --gatehouse "$tmp/gatehouse" --server-pid "$server_pid" \
 		--argon2-memory-kib "$argon2_memory" --argon2-time "$argon2_time" --argon2-threads "$argon2_threads" \
 		"${extra[@]}" "${loadgen_args[@]}" || rc=$?
 

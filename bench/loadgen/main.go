@@ -50,6 +50,7 @@ type options struct {
 	pgSettle              time.Duration
 	scenarios             []string
 	argon2                password.Params
+	serverPID             int
 	json                  bool
 }
 
@@ -71,6 +72,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.UintVar(&threads, "argon2-threads", 1, "Argon2id lanes (must match GATEHOUSE_ARGON2_THREADS)")
 	fs.StringVar(&o.pgURL, "pg-url", "", "optional: URL of the server's PostgreSQL database, to count table lookups per request from pg_stat_user_tables")
 	fs.DurationVar(&o.pgSettle, "pg-settle", 11*time.Second, "idle wait before each PostgreSQL statistics reading (PostgreSQL flushes idle backends' counters every 10s)")
+	fs.IntVar(&o.serverPID, "server-pid", 0, "optional: process id of the server, to report its CPU use (Linux)")
 	fs.BoolVar(&o.json, "json", false, "print the report as JSON")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -141,6 +143,7 @@ type scenarioReport struct {
 	PctOfCeiling float64   `json:"pct_of_ceiling,omitempty"`
 	WarmupErrors int64     `json:"warmup_errors,omitempty"`
 	Recoveries   int64     `json:"refresh_chains_restarted,omitempty"`
+	CPU          *cpuUse   `json:"cpu,omitempty"`
 	DB           *dbCost   `json:"db,omitempty"`
 	Samples      []*sample `json:"error_samples,omitempty"`
 }
@@ -190,19 +193,26 @@ func measure(ctx context.Context, o options, log io.Writer) (*report, error) {
 		return nil, fmt.Errorf("server not ready: %s", describe(r))
 	}
 
-	// Ceilings first, while the server is idle.
-	fmt.Fprintf(log, "loadgen: measuring RS256 verify ceiling (%s)…\n", o.ceilingDuration)
-	rs, err := rs256Ceiling(ctx, o.clients, o.ceilingDuration)
-	if err != nil {
-		return nil, err
+	// Each ceiling is measured, with the server idle, just before the
+	// first scenario compared with it, so that both see the machine in
+	// about the same state; ceilings no scenario needs are measured last.
+	ceilingOf := func(key string) (ceiling, error) {
+		if c, ok := rep.Ceilings[key]; ok {
+			return c, nil
+		}
+		fmt.Fprintf(log, "loadgen: measuring the %s ceiling (%s)…\n", key, o.ceilingDuration)
+		var c ceiling
+		var err error
+		if key == "rs256_verify" {
+			c, err = rs256Ceiling(ctx, o.clients, o.ceilingDuration)
+		} else {
+			c, err = argon2Ceiling(ctx, o.argon2, o.clients, o.ceilingDuration)
+		}
+		if err == nil {
+			rep.Ceilings[key] = c
+		}
+		return c, err
 	}
-	rep.Ceilings["rs256_verify"] = rs
-	fmt.Fprintf(log, "loadgen: measuring Argon2id ceiling (%s)…\n", o.ceilingDuration)
-	ar, err := argon2Ceiling(ctx, o.argon2, o.clients, o.ceilingDuration)
-	if err != nil {
-		return nil, err
-	}
-	rep.Ceilings["argon2id"] = ar
 
 	// Accounts, a client and each worker's tokens.
 	fmt.Fprintf(log, "loadgen: creating %d users and an OAuth client with %s…\n", o.clients, o.gatehouse)
@@ -252,11 +262,20 @@ func measure(ctx context.Context, o options, log io.Writer) (*report, error) {
 		sc := all[name]
 		dials := a.dials.Load()
 		fmt.Fprintf(log, "loadgen: %s: %s warm-up, %s measured, %d clients…\n", name, o.warmup, o.duration, o.clients)
+		ceilKey := map[string]string{"validate": "rs256_verify", "introspect": "rs256_verify", "login": "argon2id"}[name]
+		var ceil ceiling
+		if ceilKey != "" {
+			if ceil, err = ceilingOf(ceilKey); err != nil {
+				return nil, err
+			}
+		}
 		var warm outcome
 		if o.warmup > 0 {
 			warm = runPhase(ctx, sc, workers, o.warmup)
 		}
+		cpu0 := readCPU(o.serverPID)
 		res := runPhase(ctx, sc, workers, o.duration)
+		cpu := cpuBetween(cpu0, readCPU(o.serverPID), runtime.NumCPU())
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
@@ -268,14 +287,12 @@ func measure(ctx context.Context, o options, log io.Writer) (*report, error) {
 			P50:        ms(lat.P50), P90: ms(lat.P90), P99: ms(lat.P99), Max: ms(lat.Max),
 			Connections: a.dials.Load() - dials,
 			Recoveries:  warm.recoveries + res.recoveries,
+			CPU:         cpu,
 			Samples:     append(warm.samples, res.samples...)[:min(maxSamples, len(warm.samples)+len(res.samples))],
 		}
 		sr.WarmupErrors = warm.errors
-		switch name {
-		case "validate", "introspect":
-			sr.Ceiling, sr.PctOfCeiling = rs.Name, 100*sr.Throughput/rs.OpsPerSec
-		case "login":
-			sr.Ceiling, sr.PctOfCeiling = ar.Name, 100*sr.Throughput/ar.OpsPerSec
+		if ceilKey != "" {
+			sr.Ceiling, sr.PctOfCeiling = ceil.Name, 100*sr.Throughput/ceil.OpsPerSec
 		}
 		if pg != nil {
 			after, err := settledSnapshot(ctx, pg, o.pgSettle, log)
@@ -288,6 +305,11 @@ func measure(ctx context.Context, o options, log io.Writer) (*report, error) {
 			before = after
 		}
 		rep.Scenarios = append(rep.Scenarios, sr)
+	}
+	for _, key := range []string{"rs256_verify", "argon2id"} {
+		if _, err := ceilingOf(key); err != nil {
+			return nil, err
+		}
 	}
 	return rep, nil
 }
@@ -315,7 +337,7 @@ func printText(w io.Writer, rep *report) {
 	fmt.Fprintf(w, "server %s, %d clients, %s per scenario (after %s warm-up), keep-alive\n", rep.URL, rep.Clients, rep.Duration, rep.Warmup)
 	fmt.Fprintf(w, "load generator: %s, NumCPU %d, GOMAXPROCS %d\n\n", rep.GoVersion, rep.NumCPU, rep.GOMAXPROCS)
 
-	fmt.Fprintln(w, "Bare ceilings (in the load generator, server idle):")
+	fmt.Fprintln(w, "Bare ceilings (in the load generator, server idle, each just before its scenario):")
 	for _, k := range []string{"rs256_verify", "argon2id"} {
 		c := rep.Ceilings[k]
 		fmt.Fprintf(w, "  %-48s %10.1f ops/s  (%d goroutines, %d at once)\n", c.Name, c.OpsPerSec, c.Goroutines, c.Concurrency)
@@ -334,6 +356,11 @@ func printText(w io.Writer, rep *report) {
 	fmt.Fprintln(w, "\nreq/s: successful requests per second. errors: non-2xx, transport failures or wrong bodies.")
 	fmt.Fprintln(w, "conns: TCP connections opened. ceiling: req/s as a share of the RS256 verify ceiling")
 	fmt.Fprintln(w, "(validate, introspect) or of the Argon2id ceiling (login).")
+	for _, s := range rep.Scenarios {
+		if s.CPU != nil {
+			fmt.Fprintf(w, "cpu %s: %s\n", s.Name, s.CPU)
+		}
+	}
 	for _, s := range rep.Scenarios {
 		if s.DB != nil {
 			fmt.Fprintf(w, "db %s: %s\n", s.Name, s.DB)

@@ -2,10 +2,12 @@ package app
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"mime"
 	"mime/multipart"
 	"mime/quotedprintable"
+	"net/http"
 	"net/mail"
 	"os"
 	"path/filepath"
@@ -141,3 +143,5 @@ func linkToken(t *testing.T, m message, path string) string {
 	t.Fatalf("no %s link in the email %q:\n%s", path, m.Subject, m.Text)
 	return ""
 }
+
+func jsonDecode(res *http.Response, v any) error { return json.NewDecoder(res.Body).Decode(v) }

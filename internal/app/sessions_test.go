@@ -1,0 +1,89 @@
+package app
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// TestSessionOptions covers the opt-in session settings: refresh tokens in
+// a __Host- cookie, device binding and the concurrent-session limit.
+func TestSessionOptions(t *testing.T) {
+	e := newAccountEnv(t, map[string]string{
+		"GATEHOUSE_REFRESH_TOKEN_COOKIE":   "true",
+		"GATEHOUSE_BIND_REFRESH_TO_DEVICE": "true",
+		"GATEHOUSE_MAX_SESSIONS_PER_USER":  "2",
+	})
+	e.signUp(t, "ivy@example.com")
+
+	login := func(device string) (*http.Response, map[string]any) {
+		t.Helper()
+		code, body, h := call(t, "POST", e.url("/v1/auth/login"), map[string]string{
+			"email": "ivy@example.com", "password": strongPassword, "device_id": device,
+		}, "User-Agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36")
+		if code != 200 {
+			t.Fatalf("login = %d %v", code, body)
+		}
+		return &http.Response{Header: h}, body
+	}
+
+	res, body := login("laptop-1")
+	if _, ok := body["refresh_token"]; ok {
+		t.Errorf("cookie mode still returns the refresh token in the body: %v", body)
+	}
+	var cookie *http.Cookie
+	for _, c := range res.Cookies() {
+		if c.Name == "__Host-gatehouse_refresh" {
+			cookie = c
+		}
+	}
+	if cookie == nil || !cookie.HttpOnly || !cookie.Secure || cookie.SameSite != http.SameSiteStrictMode || cookie.Path != "/" || cookie.Domain != "" {
+		t.Fatalf("refresh cookie = %+v, want HttpOnly Secure SameSite=Strict Path=/ without Domain", cookie)
+	}
+
+	refreshWith := func(device string, c *http.Cookie) (int, map[string]any, []*http.Cookie) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", e.url("/oauth2/token"), strings.NewReader(url.Values{"grant_type": {"refresh_token"}, "device_id": {device}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36")
+		req.AddCookie(c)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var out map[string]any
+		_ = jsonDecode(res, &out)
+		return res.StatusCode, out, res.Cookies()
+	}
+	// Another device is refused (and the token stays usable by its own).
+	if code, out, _ := refreshWith("stolen-elsewhere", cookie); code != 400 || out["error"] != "invalid_grant" {
+		t.Errorf("refresh from another device = %d %v", code, out)
+	}
+	// Same device, browser updated (same family): accepted; the rotated
+	// token comes back as a cookie.
+	code, out, cookies := refreshWith("laptop-1", cookie)
+	if code != 200 || out["refresh_token"] != nil || out["access_token"] == nil {
+		t.Fatalf("refresh from the bound device = %d %v", code, out)
+	}
+	var rotated bool
+	for _, c := range cookies {
+		rotated = rotated || (c.Name == cookie.Name && c.Value != "" && c.Value != cookie.Value)
+	}
+	if !rotated {
+		t.Errorf("rotated refresh token not set as a cookie: %v", cookies)
+	}
+
+	// Session limit 2: a third login ends the oldest session.
+	_, first := login("laptop-1")
+	login("laptop-2")
+	_, third := login("laptop-3")
+	code, list, _ := call(t, "GET", e.url("/v1/me/sessions"), nil, bearer(third["access_token"].(string))...)
+	if code != 200 || len(list["sessions"].([]any)) != 2 {
+		t.Fatalf("sessions after 4 logins with a limit of 2 = %d %v", code, list)
+	}
+	if c, _, _ := call(t, "GET", e.url("/v1/me"), nil, bearer(first["access_token"].(string))...); c != 401 {
+		t.Errorf("access token of a session ended by the limit = %d, want 401", c)
+	}
+}
