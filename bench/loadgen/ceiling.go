@@ -30,6 +30,7 @@ type ceiling struct {
 	OpsPerSec   float64 `json:"ops_per_sec"`
 	Goroutines  int     `json:"goroutines"`
 	Concurrency int     `json:"concurrency"` // operations allowed at once
+	CPU         *cpuUse `json:"cpu,omitempty"`
 }
 
 // runFor calls op from goroutines goroutines until d has passed and

@@ -10,12 +10,9 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
-	"github.com/gatehouse/gatehouse/internal/kv/memory"
-	"github.com/gatehouse/gatehouse/internal/ratelimit"
 	"github.com/gatehouse/gatehouse/internal/user"
 )
 
@@ -29,37 +26,29 @@ import   reads one JSON object a line: email, password_hash (argon2id PHC, bcryp
          lines are reported with their number; nothing of a bad line is written.
 `
 
-// cliDeps opens what account commands need against the same storage as a
-// running server (same GATEHOUSE_* settings).
+// userService builds the account use cases for a CLI command, against the
+// same storage as a running server.
 func (c *cli) userService(ctx context.Context, cfg *config.Config, log *slog.Logger) (*user.Service, func(), error) {
 	keys, err := loadKeyring(cfg, log)
 	if err != nil {
 		return nil, nil, err
 	}
-	db, err := openDatabase(ctx, cfg, log)
+	db, st, closeAll, err := c.openForCLI(ctx, cfg, log)
 	if err != nil {
 		return nil, nil, err
 	}
-	if cfg.AutoMigrateEnabled() {
-		if err := migrateUp(ctx, db, log); err != nil {
-			db.Close()
-			return nil, nil, err
-		}
-	}
 	queue, err := db.newQueue(nil, jobsConfig(cfg, log, false))
 	if err != nil {
-		db.Close()
+		closeAll()
 		return nil, nil, err
 	}
 	policy, closePolicy, err := newPolicy(cfg, log)
 	if err != nil {
-		db.Close()
+		closeAll()
 		return nil, nil, err
 	}
-	kv := memory.New(time.Now)
-	d := &deps{cfg: cfg, log: log, db: db, keys: keys, queue: queue, hasher: newHasher(cfg), policy: policy,
-		state: &state{kv: kv, limiter: ratelimit.NewMemory(time.Now), backend: "memory"}}
-	return newUserService(d), func() { kv.Close(); closePolicy(); db.Close() }, nil
+	d := &deps{cfg: cfg, log: log, db: db, state: st, keys: keys, queue: queue, hasher: newHasher(cfg), policy: policy}
+	return newUserService(d), func() { closePolicy(); closeAll() }, nil
 }
 
 func (c *cli) users(ctx context.Context, args []string) int {

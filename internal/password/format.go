@@ -373,3 +373,11 @@ func parseDjangoPBKDF2(s string, lim Limits, f Format, newHash func() hash.Hash)
 	}
 	return &djangoHash{f: f, newHash: newHash, iter: int(iter), salt: []byte(parts[2]), key: key}, nil
 }
+
+// Unusable reports whether a Verify error means that the stored hash can
+// never match — there is no password, or the hash is corrupt or hostile —
+// as opposed to a failure such as a cancelled context. Callers treat it
+// as a wrong password.
+func Unusable(err error) bool {
+	return errors.Is(err, ErrUnknownFormat) || errors.Is(err, ErrMalformedHash) || errors.Is(err, ErrParamsOutOfRange)
+}

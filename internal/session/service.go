@@ -179,7 +179,7 @@ func (s *Service) Login(ctx context.Context, email, pw string, m Meta) (Result, 
 		return Result{}, lockedProblem(d, "account_locked", "Too many failed sign-ins; the account is locked for a while.")
 	}
 	ok, rehash, err := s.Hasher.Verify(ctx, pw, u.PasswordHash)
-	if err != nil && !badStoredHash(err) {
+	if err != nil && !password.Unusable(err) {
 		return Result{}, err
 	}
 	if !ok {
@@ -208,10 +208,6 @@ func (s *Service) Login(ctx context.Context, email, pw string, m Meta) (Result, 
 		}
 	}
 	return s.start(ctx, u, newHash, []string{"pwd"}, m)
-}
-
-func badStoredHash(err error) bool {
-	return errors.Is(err, password.ErrUnknownFormat) || errors.Is(err, password.ErrMalformedHash) || errors.Is(err, password.ErrParamsOutOfRange)
 }
 
 // onLocked records and announces a lockout; failures to do so are logged,

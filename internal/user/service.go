@@ -126,8 +126,9 @@ func (s *Service) link(path, token string) string {
 	return strings.TrimRight(s.Config.AppURL, "/") + path + "?token=" + token
 }
 
-// allow reports whether a throttle has room; a limiter failure is logged
-// and treated as "allowed" for sends only where fail-open is harmless.
+// allow takes one unit from a throttle and reports whether there was room
+// (and, if not, when to retry). A limiter failure is returned as an error:
+// throttles fail closed.
 func (s *Service) allow(ctx context.Context, key string, l ratelimit.Limit) (bool, time.Duration, error) {
 	res, err := s.Limiter.AllowN(ctx, key, l, 1)
 	if err != nil {
@@ -488,7 +489,7 @@ func (s *Service) ChangePassword(ctx context.Context, userID, sessionID, current
 		return rateLimited(retry)
 	}
 	ok, _, err := s.Hasher.Verify(ctx, current, u.PasswordHash)
-	if err != nil && !badStoredHash(err) {
+	if err != nil && !password.Unusable(err) {
 		return err
 	}
 	if !ok {
@@ -519,10 +520,4 @@ func (s *Service) ChangePassword(ctx context.Context, userID, sessionID, current
 		return err
 	}
 	return s.revokeSessions(ctx, userID, sessionID, "password_changed")
-}
-
-// badStoredHash reports errors that mean "this stored hash can never
-// match" (no password, or a corrupt or hostile import) rather than a failure.
-func badStoredHash(err error) bool {
-	return errors.Is(err, password.ErrUnknownFormat) || errors.Is(err, password.ErrMalformedHash) || errors.Is(err, password.ErrParamsOutOfRange)
 }
