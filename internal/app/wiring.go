@@ -285,6 +285,10 @@ func newRouter(d *deps) (*httpapi.Router, error) {
 func newUserService(d *deps) *user.Service {
 	c := user.DefaultConfig(d.cfg.AppBaseURL())
 	c.VerificationTTL, c.ResetTTL = d.cfg.EmailVerificationTTL, d.cfg.PasswordResetTTL
+	perHour := func(n int) ratelimit.Limit { return ratelimit.Limit{Rate: n, Burst: n, Period: time.Hour} }
+	c.RegisterPerIP = perHour(d.cfg.RegisterLimitPerIP)
+	c.EmailPerAddress = perHour(d.cfg.EmailLimitPerAddress)
+	c.EmailPerIP = perHour(d.cfg.EmailLimitPerIP)
 	svc := &user.Service{
 		Store: d.db.store, Hasher: d.hasher, Policy: d.policy, Jobs: d.queue, Keys: d.keys,
 		Limiter: d.state.limiter, Now: time.Now, Log: d.log, Config: c,

@@ -112,6 +112,9 @@ type Config struct {
 	LockoutMax           time.Duration `env:"LOCKOUT_MAX" default:"1h" doc:"Longest lock."`
 	LoginIPFailureLimit  int           `env:"LOGIN_IP_FAILURE_LIMIT" default:"100" doc:"Failed sign-ins from one IP, across accounts, that block the IP for the window (0: off)."`
 	LoginIPWindow        time.Duration `env:"LOGIN_IP_WINDOW" default:"15m" doc:"Window of GATEHOUSE_LOGIN_IP_FAILURE_LIMIT."`
+	RegisterLimitPerIP   int           `env:"REGISTER_LIMIT_PER_IP" default:"100" doc:"Registrations per client IP per hour (over it: 429)."`
+	EmailLimitPerAddress int           `env:"EMAIL_LIMIT_PER_ADDRESS" default:"5" doc:"Verification and reset emails per address per hour (over it, requests are answered alike but nothing is sent)."`
+	EmailLimitPerIP      int           `env:"EMAIL_LIMIT_PER_IP" default:"50" doc:"Verification and reset email requests per client IP per hour (answered alike; nothing is sent over it)."`
 }
 
 // Field describes one setting, for documentation and error messages.
@@ -404,6 +407,12 @@ func (c *Config) validate() []string {
 	}
 	if c.LoginIPWindow < time.Second {
 		bad("LOGIN_IP_WINDOW", "must be at least 1s")
+	}
+
+	for name, n := range map[string]int{"REGISTER_LIMIT_PER_IP": c.RegisterLimitPerIP, "EMAIL_LIMIT_PER_ADDRESS": c.EmailLimitPerAddress, "EMAIL_LIMIT_PER_IP": c.EmailLimitPerIP} {
+		if n < 1 || n > 1000000 {
+			bad(name, "%d is out of range (1–1000000)", n)
+		}
 	}
 
 	if c.Env == EnvProduction {

@@ -1,12 +1,14 @@
 package user
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 
 	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/logging"
+	"github.com/gatehouse/gatehouse/internal/store"
 )
 
 // Handlers serves the account endpoints.
@@ -135,6 +137,9 @@ func (h *Handlers) reset(w http.ResponseWriter, r *http.Request) error {
 func (h *Handlers) me(w http.ResponseWriter, r *http.Request) error {
 	p, _ := auth.FromContext(r.Context())
 	u, err := h.Service.GetProfile(r.Context(), p.UserID)
+	if errors.Is(err, store.ErrNotFound) {
+		return auth.Unauthorized() // the account was deleted after the token was issued
+	}
 	if err != nil {
 		return err
 	}

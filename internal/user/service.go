@@ -71,8 +71,8 @@ func DefaultConfig(appURL string) Config {
 		VerificationTTL:       24 * time.Hour,
 		ResetTTL:              time.Hour,
 		EmailPerAddress:       ratelimit.Limit{Rate: 5, Burst: 5, Period: time.Hour},
-		EmailPerIP:            ratelimit.Limit{Rate: 30, Burst: 30, Period: time.Hour},
-		RegisterPerIP:         ratelimit.Limit{Rate: 20, Burst: 20, Period: time.Hour},
+		EmailPerIP:            ratelimit.Limit{Rate: 50, Burst: 50, Period: time.Hour},
+		RegisterPerIP:         ratelimit.Limit{Rate: 100, Burst: 100, Period: time.Hour},
 		PasswordChangePerUser: ratelimit.Limit{Rate: 10, Burst: 10, Period: time.Hour},
 	}
 }
