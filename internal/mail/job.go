@@ -40,6 +40,8 @@ type SendArgs struct {
 	// SealedLink is the link sealed with the secret.Keyring, bound to
 	// Template and To; empty for messages without a link.
 	SealedLink string `json:"sealed_link,omitempty"`
+	// SealedCode is the one-time code of MFACode, sealed like SealedLink.
+	SealedCode string `json:"sealed_code,omitempty"`
 }
 
 // Kind implements river.JobArgs.
@@ -82,6 +84,31 @@ func NewSendArgs(keyring *secret.Keyring, template, to string, data Data, link s
 		args.SealedLink = sealed
 	}
 	return args, nil
+}
+
+// NewCodeArgs returns the arguments of a job sending a message that carries
+// a one-time code (MFACode), with the code sealed by keyring like a link.
+func NewCodeArgs(keyring *secret.Keyring, template, to string, data Data, code string) (SendArgs, error) {
+	if !needsCode[template] || code == "" || data.Code != "" {
+		return SendArgs{}, fmt.Errorf("%w: %s", ErrCode, template)
+	}
+	args, err := NewSendArgs(keyring, template, to, data, "")
+	if err != nil {
+		return SendArgs{}, err
+	}
+	if keyring == nil {
+		return SendArgs{}, errors.New("mail: a keyring is needed to seal the code")
+	}
+	sealed, err := keyring.Seal([]byte(code), codeAD(template, to))
+	if err != nil {
+		return SendArgs{}, fmt.Errorf("mail: seal code: %w", err)
+	}
+	args.SealedCode = sealed
+	return args, nil
+}
+
+func codeAD(template, to string) []byte {
+	return []byte("gatehouse/mail.send/code\x00" + template + "\x00" + to)
 }
 
 // linkAD is the associated data binding a sealed link to its job: a link
@@ -154,6 +181,13 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
 			return river.JobCancel(fmt.Errorf("mail: open sealed link: %w", err))
 		}
 		data.Link = string(link)
+	}
+	if args.SealedCode != "" {
+		code, err := w.keyring.Open(args.SealedCode, codeAD(args.Template, args.To))
+		if err != nil {
+			return river.JobCancel(fmt.Errorf("mail: open sealed code: %w", err))
+		}
+		data.Code = string(code)
 	}
 	msg, err := w.renderer.Render(args.Template, data)
 	if err != nil {

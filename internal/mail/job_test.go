@@ -402,3 +402,25 @@ func TestRegisterTwice(t *testing.T) {
 		t.Fatal("second Register did not fail")
 	}
 }
+
+func TestCodeArgsSealTheCode(t *testing.T) {
+	kr := newKeyring(t)
+	args, err := NewCodeArgs(kr, MFACode, "ann@example.com", Data{ExpiresIn: 10 * time.Minute}, "493817")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := json.Marshal(args)
+	if strings.Contains(string(raw), "493817") {
+		t.Fatalf("job args hold the code in clear: %s", raw)
+	}
+	code, err := kr.Open(args.SealedCode, codeAD(MFACode, "ann@example.com"))
+	if err != nil || string(code) != "493817" {
+		t.Fatalf("sealed code = %q, %v", code, err)
+	}
+	if _, err := kr.Open(args.SealedCode, codeAD(MFACode, "mallory@example.com")); err == nil {
+		t.Error("a sealed code opens for another recipient")
+	}
+	if _, err := NewCodeArgs(kr, PasswordChanged, "ann@example.com", Data{}, "1"); !errors.Is(err, ErrCode) {
+		t.Errorf("code on a message without one: %v", err)
+	}
+}

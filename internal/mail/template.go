@@ -46,6 +46,12 @@ const (
 	// RefreshTokenReuse is a security alert: a session was ended because a
 	// refresh token that had already been used was presented again.
 	RefreshTokenReuse = "refresh_token_reuse"
+	// MFACode carries a one-time sign-in or confirmation code (Data.Code,
+	// sealed in the job like a link).
+	MFACode = "mfa_code"
+	// MFANotice tells the user a second factor changed (Data.Event says
+	// what: added, removed, backup code used …).
+	MFANotice = "mfa_notice"
 )
 
 // needsLink tells, for every message, whether it must carry a link (true)
@@ -59,7 +65,13 @@ var needsLink = map[string]bool{
 	SignupAttempt:     true,
 	AccountLocked:     false,
 	RefreshTokenReuse: false,
+	MFACode:           false,
+	MFANotice:         false,
 }
+
+// needsCode lists the messages that must carry Data.Code; all others must
+// not.
+var needsCode = map[string]bool{MFACode: true}
 
 // Names returns the names of all messages, sorted.
 func Names() []string {
@@ -77,6 +89,9 @@ var (
 	// ErrLink reports a link that is missing where the message needs one,
 	// present where it must not be, or not an absolute http(s) URL.
 	ErrLink = errors.New("mail: bad link for this message")
+	// ErrCode reports a code missing where the message needs one or
+	// present where it must not be.
+	ErrCode = errors.New("mail: code missing or not allowed for this message")
 )
 
 // Brand is what the templates say about the product.
@@ -111,6 +126,12 @@ type Data struct {
 	// (EmailChangeNotice). Pass a masked form to hide it from the old
 	// address.
 	NewEmail string `json:"new_email,omitempty"`
+	// Code is the one-time code of MFACode; like Link it is never
+	// serialized: it travels sealed (see NewCodeArgs).
+	Code string `json:"-"`
+	// Event describes what happened, for MFANotice (e.g. "An
+	// authenticator app was added").
+	Event string `json:"event,omitempty"`
 	// IP and UserAgent describe the request that caused the message.
 	IP        string `json:"ip,omitempty"`
 	UserAgent string `json:"user_agent,omitempty"`
@@ -311,6 +332,9 @@ func (r *Renderer) Render(name string, data Data) (Message, error) {
 	if err := checkLink(name, data.Link); err != nil {
 		return Message{}, err
 	}
+	if needsCode[name] != (data.Code != "") {
+		return Message{}, fmt.Errorf("%w: %s", ErrCode, name)
+	}
 	v := view{Data: cleanData(data), ProductName: r.brand.ProductName, SupportEmail: r.brand.SupportEmail}
 
 	var subject, text, html bytes.Buffer
@@ -374,6 +398,8 @@ func cleanData(d Data) Data {
 	d.UserAgent = cleanText(d.UserAgent, maxUserAgentRunes)
 	d.NewEmail = cleanText(d.NewEmail, maxShortRunes)
 	d.IP = cleanText(d.IP, maxShortRunes)
+	d.Event = cleanText(d.Event, maxNameRunes)
+	d.Code = cleanText(d.Code, maxShortRunes)
 	return d
 }
 
@@ -447,7 +473,11 @@ func sampleData(name string, withOptional bool) Data {
 	if needsLink[name] {
 		d.Link = "https://auth.example.com/sample?token=sample"
 	}
+	if needsCode[name] {
+		d.Code = "123456"
+	}
 	if withOptional {
+		d.Event = "An authenticator app was added"
 		d.RecipientName = "Sample Name"
 		d.ExpiresIn = time.Hour
 		d.Time = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)

@@ -28,6 +28,9 @@ func TestRenderEveryMessage(t *testing.T) {
 			if needsLink[name] {
 				data.Link = testLink
 			}
+			if needsCode[name] {
+				data.Code = "493817"
+			}
 			m, err := r.Render(name, data)
 			if err != nil {
 				t.Fatal(err)
@@ -79,6 +82,9 @@ func TestRenderOptionalDataAbsent(t *testing.T) {
 		var d Data
 		if needsLink[name] {
 			d.Link = testLink
+		}
+		if needsCode[name] {
+			d.Code = "493817"
 		}
 		m, err := r.Render(name, d)
 		if err != nil {
@@ -299,5 +305,22 @@ func TestFormatDuration(t *testing.T) {
 		if got := formatDuration(d); got != want {
 			t.Errorf("formatDuration(%v) = %q, want %q", d, got, want)
 		}
+	}
+}
+
+func TestCodeMessages(t *testing.T) {
+	r := newRenderer(t)
+	m, err := r.Render(MFACode, Data{Code: "493817", ExpiresIn: 10 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(m.Text, "493817") || !strings.Contains(m.HTML, "493817") {
+		t.Errorf("code missing from the message:\n%s", m.Text)
+	}
+	if _, err := r.Render(MFACode, Data{}); !errors.Is(err, ErrCode) {
+		t.Errorf("MFACode without a code: err = %v, want ErrCode", err)
+	}
+	if _, err := r.Render(PasswordChanged, Data{Code: "1"}); !errors.Is(err, ErrCode) {
+		t.Errorf("a code on a message without one: err = %v, want ErrCode", err)
 	}
 }
