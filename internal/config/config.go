@@ -115,6 +115,20 @@ type Config struct {
 	RegisterLimitPerIP   int           `env:"REGISTER_LIMIT_PER_IP" default:"100" doc:"Registrations per client IP per hour (over it: 429)."`
 	EmailLimitPerAddress int           `env:"EMAIL_LIMIT_PER_ADDRESS" default:"5" doc:"Verification and reset emails per address per hour (over it, requests are answered alike but nothing is sent)."`
 	EmailLimitPerIP      int           `env:"EMAIL_LIMIT_PER_IP" default:"50" doc:"Verification and reset email requests per client IP per hour (answered alike; nothing is sent over it)."`
+
+	MFARequired        bool          `env:"MFA_REQUIRED" default:"false" doc:"Require a second factor of every user (organisations can also require it for their members)."`
+	MFAMethods         []string      `env:"MFA_METHODS" doc:"Allowed second factors: comma-separated totp, sms, email, backup_code. Empty: all."`
+	MFAEnrollmentGrace time.Duration `env:"MFA_ENROLLMENT_GRACE" default:"0s" doc:"When MFA is required, how long after sign-up a user may still sign in without a factor."`
+
+	TwilioAccountSID          string   `env:"TWILIO_ACCOUNT_SID" doc:"Twilio account SID (AC…). Empty: text messages are written to DATA_DIR/outbox."`
+	TwilioAuthToken           string   `env:"TWILIO_AUTH_TOKEN" secret:"true" doc:"Twilio auth token (also verifies X-Twilio-Signature on status callbacks)."`
+	TwilioFrom                string   `env:"TWILIO_FROM" doc:"Sender number in E.164 (or use TWILIO_MESSAGING_SERVICE_SID)."`
+	TwilioMessagingServiceSID string   `env:"TWILIO_MESSAGING_SERVICE_SID" doc:"Twilio messaging service SID (MG…), instead of TWILIO_FROM."`
+	TwilioBaseURL             string   `env:"TWILIO_BASE_URL" default:"https://api.twilio.com" doc:"Base URL of the Twilio REST API (for regional endpoints or a test double)."`
+	SMSAllowedCountries       []string `env:"SMS_ALLOWED_COUNTRIES" doc:"Country calling codes text messages may go to, e.g. 1,44,49 (toll-fraud protection). Empty: all."`
+	SMSLimitPerPhone          int      `env:"SMS_LIMIT_PER_PHONE" default:"5" doc:"Text messages per phone number per hour."`
+	SMSLimitPerUser           int      `env:"SMS_LIMIT_PER_USER" default:"10" doc:"Text messages per user per hour."`
+	SMSLimitPerCountry        int      `env:"SMS_LIMIT_PER_COUNTRY" default:"1000" doc:"Text messages per country calling code per hour (SMS pumping protection)."`
 }
 
 // Field describes one setting, for documentation and error messages.
@@ -410,6 +424,41 @@ func (c *Config) validate() []string {
 	}
 
 	for name, n := range map[string]int{"REGISTER_LIMIT_PER_IP": c.RegisterLimitPerIP, "EMAIL_LIMIT_PER_ADDRESS": c.EmailLimitPerAddress, "EMAIL_LIMIT_PER_IP": c.EmailLimitPerIP} {
+		if n < 1 || n > 1000000 {
+			bad(name, "%d is out of range (1–1000000)", n)
+		}
+	}
+
+	for _, m := range c.MFAMethods {
+		switch m {
+		case "totp", "sms", "email", "backup_code":
+		default:
+			bad("MFA_METHODS", "%q is not a method (want totp, sms, email or backup_code)", m)
+		}
+	}
+	if c.MFAEnrollmentGrace < 0 {
+		bad("MFA_ENROLLMENT_GRACE", "must not be negative")
+	}
+	if c.TwilioAccountSID != "" {
+		if !strings.HasPrefix(c.TwilioAccountSID, "AC") {
+			bad("TWILIO_ACCOUNT_SID", "must start with AC")
+		}
+		if c.TwilioAuthToken == "" {
+			bad("TWILIO_AUTH_TOKEN", "required with GATEHOUSE_TWILIO_ACCOUNT_SID")
+		}
+		if (c.TwilioFrom == "") == (c.TwilioMessagingServiceSID == "") {
+			bad("TWILIO_FROM", "set exactly one of GATEHOUSE_TWILIO_FROM and GATEHOUSE_TWILIO_MESSAGING_SERVICE_SID")
+		}
+	}
+	if err := checkIssuer(c.TwilioBaseURL); err != nil {
+		bad("TWILIO_BASE_URL", "%v", err)
+	}
+	for _, cc := range c.SMSAllowedCountries {
+		if n, err := strconv.Atoi(cc); err != nil || n < 1 || n > 999 {
+			bad("SMS_ALLOWED_COUNTRIES", "%q is not a country calling code (1–999)", cc)
+		}
+	}
+	for name, n := range map[string]int{"SMS_LIMIT_PER_PHONE": c.SMSLimitPerPhone, "SMS_LIMIT_PER_USER": c.SMSLimitPerUser, "SMS_LIMIT_PER_COUNTRY": c.SMSLimitPerCountry} {
 		if n < 1 || n > 1000000 {
 			bad(name, "%d is out of range (1–1000000)", n)
 		}

@@ -56,6 +56,7 @@ func TestDefaults(t *testing.T) {
 		RequireVerifiedEmail: true, SessionLimitPolicy: "end_oldest", LockoutThreshold: 5, LockoutBase: time.Minute,
 		LockoutMax: time.Hour, LoginIPFailureLimit: 100, LoginIPWindow: 15 * time.Minute,
 		RegisterLimitPerIP: 100, EmailLimitPerAddress: 5, EmailLimitPerIP: 50,
+		TwilioBaseURL: "https://api.twilio.com", SMSLimitPerPhone: 5, SMSLimitPerUser: 10, SMSLimitPerCountry: 1000,
 	}
 	if diff := cmp.Diff(want, *c); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)

@@ -10,6 +10,8 @@ package secret
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -28,6 +30,9 @@ const maxKeyIDLen = 32
 type kek struct {
 	id   string
 	aead cipher.AEAD
+	// derive is a subkey (HKDF of the key) from which DerivedKeys makes
+	// purpose-bound keys; the raw key itself is not kept.
+	derive []byte
 }
 
 // Keyring holds the key-encryption keys (KEKs) parsed from
@@ -92,11 +97,15 @@ func ParseKeys(s string) (*Keyring, error) {
 			continue
 		}
 		aead, err := newAEAD(key)
-		clear(key)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("secret: key entry %d (id %q): %w", n, id, err))
 		}
-		kr.keys = append(kr.keys, kek{id: id, aead: aead})
+		derive, derr := hkdf.Key(sha256.New, key, nil, "gatehouse/secret/derive", 32)
+		clear(key)
+		if derr != nil {
+			errs = append(errs, fmt.Errorf("secret: key entry %d (id %q): %w", n, id, derr))
+		}
+		kr.keys = append(kr.keys, kek{id: id, aead: aead, derive: derive})
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -189,6 +198,25 @@ func (kr *Keyring) CurrentKeyID() string {
 		return ""
 	}
 	return kr.keys[0].id
+}
+
+// DerivedKeys returns a 32-byte key for purpose (e.g. "mfa-code-hash")
+// derived from each encryption key, the current one first. Keyed hashes
+// (HMACs of one-time codes) are made with the first and checked against
+// all, so they survive a key rotation as long as the old key stays listed.
+func (kr *Keyring) DerivedKeys(purpose string) [][]byte {
+	if kr == nil {
+		return nil
+	}
+	out := make([][]byte, 0, len(kr.keys))
+	for _, k := range kr.keys {
+		dk, err := hkdf.Key(sha256.New, k.derive, nil, "gatehouse/"+purpose, 32)
+		if err != nil {
+			continue
+		}
+		out = append(out, dk)
+	}
+	return out
 }
 
 // KeyIDs returns the ids of all keys, the current one first.

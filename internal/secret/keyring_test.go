@@ -255,3 +255,34 @@ func FuzzParseKeys(f *testing.F) {
 		}
 	})
 }
+
+func TestDerivedKeys(t *testing.T) {
+	k1, _ := GenerateKeyString("k1")
+	k2, _ := GenerateKeyString("k2")
+	old, err := ParseKeys(k1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotated, err := ParseKeys(k2 + "," + k1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := old.DerivedKeys("purpose-a")
+	b := rotated.DerivedKeys("purpose-a")
+	if len(a) != 1 || len(b) != 2 || len(a[0]) != 32 {
+		t.Fatalf("derived key counts %d, %d", len(a), len(b))
+	}
+	if string(b[1]) != string(a[0]) {
+		t.Error("the old key's derived key changed after a rotation")
+	}
+	if string(b[0]) == string(a[0]) {
+		t.Error("the new current key derives the same key as the old one")
+	}
+	if string(old.DerivedKeys("purpose-b")[0]) == string(a[0]) {
+		t.Error("different purposes derive the same key")
+	}
+	again, _ := ParseKeys(k1)
+	if string(again.DerivedKeys("purpose-a")[0]) != string(a[0]) {
+		t.Error("derivation is not deterministic")
+	}
+}

@@ -68,6 +68,23 @@ func (h *Handlers) login(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	w.Header().Set("Cache-Control", "no-store")
+	if ch := res.Challenge; ch != nil {
+		if ch.EnrollmentToken != "" {
+			return httpapi.WriteJSON(w, http.StatusOK, map[string]any{
+				"mfa_enrollment_required": true, "enrollment_token": ch.EnrollmentToken, "methods": ch.Methods,
+			})
+		}
+		return httpapi.WriteJSON(w, http.StatusOK, map[string]any{
+			"mfa_required": true, "mfa_token": ch.MFAToken, "methods": ch.Methods,
+		})
+	}
+	return h.WriteTokens(w, res)
+}
+
+// WriteTokens answers a completed sign-in with the token response (and the
+// refresh cookie in cookie mode).
+func (h *Handlers) WriteTokens(w http.ResponseWriter, res Result) error {
 	out := LoginResponse{
 		AccessToken: res.AccessToken, TokenType: "Bearer", ExpiresIn: res.ExpiresIn,
 		RefreshToken: res.RefreshToken, SessionID: res.Session.ID, User: user.ProfileOf(res.User),

@@ -84,6 +84,21 @@ type JobInserter interface {
 	InsertTx(ctx context.Context, tx any, args river.JobArgs, opts *river.InsertOpts) (int64, error)
 }
 
+// Challenge is what a login needs before it gets tokens: a second factor
+// (MFAToken) or the enrolment of one (EnrollmentToken).
+type Challenge struct {
+	MFAToken        string
+	EnrollmentToken string
+	Methods         []string
+}
+
+// SecondFactor decides, after a correct password, whether the login needs
+// a second factor and if so opens the challenge. A nil Challenge means
+// none is needed.
+type SecondFactor interface {
+	Begin(ctx context.Context, u store.User, amr []string, m Meta) (*Challenge, error)
+}
+
 // Service implements sign-in and sessions.
 type Service struct {
 	Store  store.Store
@@ -92,6 +107,8 @@ type Service struct {
 	Keys   *secret.Keyring
 	KV     kv.Store
 	Jobs   JobInserter
+	// MFA, when set, is asked after every correct password.
+	MFA    SecondFactor
 	Now    func() time.Time
 	Log    *slog.Logger
 	Config Config
@@ -109,8 +126,10 @@ type Meta struct {
 	DeviceID  string
 }
 
-// Result is a successful sign-in or refresh.
+// Result is a successful sign-in or refresh, or (Challenge set) a
+// password step that needs a second factor first.
 type Result struct {
+	Challenge    *Challenge
 	AccessToken  string
 	ExpiresIn    int
 	RefreshToken string
@@ -207,7 +226,72 @@ func (s *Service) Login(ctx context.Context, email, pw string, m Meta) (Result, 
 			return Result{}, err
 		}
 	}
+	if s.MFA != nil {
+		ch, err := s.MFA.Begin(ctx, u, []string{"pwd"}, m)
+		if err != nil {
+			return Result{}, err
+		}
+		if ch != nil {
+			if newHash != "" {
+				if err := s.saveHash(ctx, u.ID, newHash); err != nil {
+					return Result{}, err
+				}
+			}
+			return Result{Challenge: ch, User: u}, nil
+		}
+	}
 	return s.start(ctx, u, newHash, []string{"pwd"}, m)
+}
+
+// saveHash stores an upgraded password hash.
+func (s *Service) saveHash(ctx context.Context, userID, hash string) error {
+	return s.Store.InTx(ctx, func(tx store.Store) error {
+		u, err := tx.GetUserForUpdate(ctx, userID)
+		if err != nil {
+			return err
+		}
+		u.PasswordHash = hash
+		_, err = tx.UpdateUser(ctx, u)
+		return err
+	})
+}
+
+// Complete starts the session of a login whose every step passed (the
+// password and, through the MFA service, the second factor); amr lists
+// the methods used.
+func (s *Service) Complete(ctx context.Context, userID string, amr []string, m Meta) (Result, error) {
+	u, err := s.Store.GetUser(ctx, userID)
+	if err != nil {
+		return Result{}, err
+	}
+	switch {
+	case u.Status == store.UserDisabled:
+		return Result{}, ErrAccountDisabled
+	case u.EmailVerifiedAt.IsZero() && s.Config.RequireVerifiedEmail:
+		return Result{}, ErrEmailNotVerified
+	}
+	return s.start(ctx, u, "", amr, m)
+}
+
+// Reauthenticated issues a fresh access token for the caller's session
+// with auth_time now, after they proved themselves again (password or a
+// second factor), for operations that need a recent authentication.
+func (s *Service) Reauthenticated(ctx context.Context, userID, sessionID string, amr []string) (string, int, error) {
+	sess, err := s.Store.GetSession(ctx, sessionID)
+	if err != nil {
+		return "", 0, err
+	}
+	now := s.now()
+	if sess.UserID != userID || !sess.RevokedAt.IsZero() || !sess.ExpiresAt.After(now) {
+		return "", 0, ErrInvalidGrant
+	}
+	at, exp, err := s.Tokens.Issue(ctx, token.AccessClaims{
+		Subject: userID, ClientID: FirstPartyClientID, SessionID: sess.ID, AuthTime: now, AMR: amr,
+	})
+	if err != nil {
+		return "", 0, err
+	}
+	return at, int(exp.Sub(now).Round(time.Second) / time.Second), nil
 }
 
 // onLocked records and announces a lockout; failures to do so are logged,

@@ -1,0 +1,188 @@
+package admin
+
+import (
+	"net/http"
+	"regexp"
+	"strings"
+
+	"github.com/gatehouse/gatehouse/internal/auth"
+	"github.com/gatehouse/gatehouse/internal/httpapi"
+	"github.com/gatehouse/gatehouse/internal/store"
+)
+
+// PolicyValidator checks an organisation policy document (the MFA package
+// knows its keys).
+type PolicyValidator func(doc map[string]any) []httpapi.FieldError
+
+var slugPattern = regexp.MustCompile(`^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// OrgRoutes mounts the organisation endpoints.
+func (h *Handlers) OrgRoutes(rt *httpapi.Router, validate PolicyValidator) {
+	a := func(f httpapi.HandlerFunc) httpapi.HandlerFunc { return auth.RequireAdmin(h.Auth, f) }
+	rt.Handle("GET /v1/admin/organizations", a(h.listOrgs))
+	rt.Handle("POST /v1/admin/organizations", a(h.createOrg(validate)))
+	rt.Handle("GET /v1/admin/organizations/{id}", a(h.getOrg))
+	rt.Handle("PUT /v1/admin/organizations/{id}/policy", a(h.setPolicy(validate)))
+	rt.Handle("DELETE /v1/admin/organizations/{id}", a(h.deleteOrg))
+	rt.Handle("PUT /v1/admin/organizations/{id}/members/{user_id}", a(h.setMember))
+	rt.Handle("DELETE /v1/admin/organizations/{id}/members/{user_id}", a(h.removeMember))
+}
+
+// OrgView is an organisation with its members.
+type OrgView struct {
+	ID        string           `json:"id"`
+	Name      string           `json:"name"`
+	Slug      string           `json:"slug"`
+	Policy    map[string]any   `json:"policy"`
+	Members   []map[string]any `json:"members,omitempty"`
+	CreatedAt string           `json:"created_at"`
+}
+
+func orgView(o store.Organization, members []store.OrgMembership) OrgView {
+	pol := o.Policy
+	if pol == nil {
+		pol = map[string]any{}
+	}
+	v := OrgView{ID: o.ID, Name: o.Name, Slug: o.Slug, Policy: pol, CreatedAt: o.CreatedAt.UTC().Format("2006-01-02T15:04:05.999999Z07:00")}
+	for _, m := range members {
+		v.Members = append(v.Members, map[string]any{"user_id": m.UserID, "role": m.Role})
+	}
+	return v
+}
+
+func (h *Handlers) listOrgs(w http.ResponseWriter, r *http.Request) error {
+	orgs, err := h.Store.ListOrganizations(r.Context())
+	if err != nil {
+		return err
+	}
+	out := make([]OrgView, 0, len(orgs))
+	for _, o := range orgs {
+		out = append(out, orgView(o, nil))
+	}
+	return httpapi.WriteJSON(w, http.StatusOK, map[string]any{"organizations": out})
+}
+
+func (h *Handlers) createOrg(validate PolicyValidator) httpapi.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		var in struct {
+			Name   string         `json:"name"`
+			Slug   string         `json:"slug"`
+			Policy map[string]any `json:"policy"`
+		}
+		if err := httpapi.DecodeJSON(r, &in); err != nil {
+			return err
+		}
+		in.Name, in.Slug = strings.TrimSpace(in.Name), strings.TrimSpace(in.Slug)
+		var fe []httpapi.FieldError
+		if in.Name == "" || len(in.Name) > 200 {
+			fe = append(fe, httpapi.FieldError{Field: "name", Rule: "required", Message: "A name of 1 to 200 characters is required."})
+		}
+		if !slugPattern.MatchString(in.Slug) {
+			fe = append(fe, httpapi.FieldError{Field: "slug", Rule: "format", Message: "A slug of lower-case letters, digits and dashes is required."})
+		}
+		fe = append(fe, validate(in.Policy)...)
+		if len(fe) > 0 {
+			return httpapi.Validation(fe...)
+		}
+		o, err := h.Store.CreateOrganization(r.Context(), store.Organization{Name: in.Name, Slug: in.Slug, Policy: in.Policy})
+		if err != nil {
+			return err
+		}
+		if err := h.audit(r, o.ID, "admin.organization_created", map[string]any{"slug": o.Slug, "policy": o.Policy}); err != nil {
+			return err
+		}
+		return httpapi.WriteJSON(w, http.StatusCreated, orgView(o, nil))
+	}
+}
+
+func (h *Handlers) getOrg(w http.ResponseWriter, r *http.Request) error {
+	o, err := h.Store.GetOrganization(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	members, err := h.Store.ListMembers(r.Context(), o.ID)
+	if err != nil {
+		return err
+	}
+	return httpapi.WriteJSON(w, http.StatusOK, orgView(o, members))
+}
+
+func (h *Handlers) setPolicy(validate PolicyValidator) httpapi.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		var policy map[string]any
+		if err := httpapi.DecodeJSON(r, &policy); err != nil {
+			return err
+		}
+		if fe := validate(policy); len(fe) > 0 {
+			return httpapi.Validation(fe...)
+		}
+		o, err := h.Store.GetOrganization(r.Context(), r.PathValue("id"))
+		if err != nil {
+			return err
+		}
+		old := o.Policy
+		o.Policy = policy
+		if o, err = h.Store.UpdateOrganization(r.Context(), o); err != nil {
+			return err
+		}
+		if err := h.audit(r, o.ID, "admin.organization_policy_changed", map[string]any{"policy": map[string]any{"old": old, "new": policy}}); err != nil {
+			return err
+		}
+		return httpapi.WriteJSON(w, http.StatusOK, orgView(o, nil))
+	}
+}
+
+func (h *Handlers) deleteOrg(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if _, err := h.Store.GetOrganization(r.Context(), id); err != nil {
+		return err
+	}
+	if err := h.Store.DeleteOrganization(r.Context(), id); err != nil {
+		return err
+	}
+	if err := h.audit(r, id, "admin.organization_deleted", nil); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (h *Handlers) setMember(w http.ResponseWriter, r *http.Request) error {
+	var in struct {
+		Role string `json:"role"`
+	}
+	if err := httpapi.DecodeJSON(r, &in); err != nil {
+		return err
+	}
+	switch in.Role {
+	case store.OrgOwner, store.OrgAdmin, store.OrgMember:
+	default:
+		return httpapi.Validation(httpapi.FieldError{Field: "role", Rule: "enum", Message: "role must be owner, admin or member."})
+	}
+	orgID, userID := r.PathValue("id"), r.PathValue("user_id")
+	if _, err := h.Store.GetOrganization(r.Context(), orgID); err != nil {
+		return err
+	}
+	if _, err := h.Store.GetUser(r.Context(), userID); err != nil {
+		return err
+	}
+	if err := h.Store.SetMembership(r.Context(), store.OrgMembership{OrgID: orgID, UserID: userID, Role: in.Role}); err != nil {
+		return err
+	}
+	if err := h.audit(r, userID, "admin.organization_member_set", map[string]any{"organization_id": orgID, "role": in.Role}); err != nil {
+		return err
+	}
+	return httpapi.WriteJSON(w, http.StatusOK, map[string]string{"organization_id": orgID, "user_id": userID, "role": in.Role})
+}
+
+func (h *Handlers) removeMember(w http.ResponseWriter, r *http.Request) error {
+	orgID, userID := r.PathValue("id"), r.PathValue("user_id")
+	if err := h.Store.RemoveMembership(r.Context(), orgID, userID); err != nil {
+		return err
+	}
+	if err := h.audit(r, userID, "admin.organization_member_removed", map[string]any{"organization_id": orgID}); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
