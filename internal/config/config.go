@@ -125,7 +125,7 @@ type Config struct {
 	TwilioFrom                string   `env:"TWILIO_FROM" doc:"Sender number in E.164 (or use TWILIO_MESSAGING_SERVICE_SID)."`
 	TwilioMessagingServiceSID string   `env:"TWILIO_MESSAGING_SERVICE_SID" doc:"Twilio messaging service SID (MG…), instead of TWILIO_FROM."`
 	TwilioBaseURL             string   `env:"TWILIO_BASE_URL" default:"https://api.twilio.com" doc:"Base URL of the Twilio REST API (for regional endpoints or a test double)."`
-	SMSAllowedCountries       []string `env:"SMS_ALLOWED_COUNTRIES" doc:"Country calling codes text messages may go to, e.g. 1,44,49 (toll-fraud protection). Empty: all."`
+	SMSAllowedCountries       []string `env:"SMS_ALLOWED_COUNTRIES" doc:"Where text messages may go (toll-fraud protection): country calling codes and/or region codes, e.g. 44,49,US,CA. Empty: everywhere."`
 	SMSLimitPerPhone          int      `env:"SMS_LIMIT_PER_PHONE" default:"5" doc:"Text messages per phone number per hour."`
 	SMSLimitPerUser           int      `env:"SMS_LIMIT_PER_USER" default:"10" doc:"Text messages per user per hour."`
 	SMSLimitPerCountry        int      `env:"SMS_LIMIT_PER_COUNTRY" default:"1000" doc:"Text messages per country calling code per hour (SMS pumping protection)."`
@@ -453,10 +453,8 @@ func (c *Config) validate() []string {
 	if err := checkIssuer(c.TwilioBaseURL); err != nil {
 		bad("TWILIO_BASE_URL", "%v", err)
 	}
-	for _, cc := range c.SMSAllowedCountries {
-		if n, err := strconv.Atoi(cc); err != nil || n < 1 || n > 999 {
-			bad("SMS_ALLOWED_COUNTRIES", "%q is not a country calling code (1–999)", cc)
-		}
+	if err := checkSMSAllowlist(c.SMSAllowedCountries); err != nil {
+		bad("SMS_ALLOWED_COUNTRIES", "%v", err)
 	}
 	for name, n := range map[string]int{"SMS_LIMIT_PER_PHONE": c.SMSLimitPerPhone, "SMS_LIMIT_PER_USER": c.SMSLimitPerUser, "SMS_LIMIT_PER_COUNTRY": c.SMSLimitPerCountry} {
 		if n < 1 || n > 1000000 {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/gatehouse/gatehouse/internal/secret"
+	"github.com/gatehouse/gatehouse/internal/sms"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -173,5 +174,10 @@ func fileValueString(v any) (string, error) {
 
 func checkKeys(s string) error {
 	_, err := secret.ParseKeys(s)
+	return err
+}
+
+func checkSMSAllowlist(list []string) error {
+	_, _, err := sms.ParseAllowlist(strings.Join(list, ","))
 	return err
 }
