@@ -25,6 +25,8 @@
 #   BENCH_REDIS_URL  Redis                           [redis://127.0.0.1:6379/0]
 #   GATEHOUSE_ARGON2_MEMORY_KIB, GATEHOUSE_ARGON2_TIME, GATEHOUSE_ARGON2_THREADS
 #                    passed to both server and load generator [19456, 2, 1]
+#   BENCH_REV        build the server from this commit (git archive) instead
+#                    of the working tree, e.g. BENCH_REV=HEAD
 #   BENCH_KEEP_LOGS  set to a directory to keep the server logs there
 # Any other GATEHOUSE_* variable in the caller's environment is ignored.
 #
@@ -115,11 +117,22 @@ free_port() {
 }
 
 echo "bench: building into $tmp" >&2
-go build -o "$tmp/gatehouse" ./cmd/gatehouse
+if [[ -n ${BENCH_REV:-} ]]; then
+	# The server from a commit, exported with git archive (the checkout is
+	# not touched); the load generator from the working tree.
+	rev=$(git rev-parse --short "$BENCH_REV^{commit}")
+	mkdir "$tmp/src"
+	git archive "$rev" | tar -x -C "$tmp/src"
+	(cd "$tmp/src" && go build -o "$tmp/gatehouse" ./cmd/gatehouse)
+	built="commit $rev"
+else
+	go build -o "$tmp/gatehouse" ./cmd/gatehouse
+	built="working tree at commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+	git diff --quiet HEAD 2>/dev/null || built+=" with uncommitted changes"
+fi
 go build -o "$tmp/loadgen" ./bench/loadgen
 
-echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ), nproc $(nproc), $(go version | cut -d' ' -f3-)," \
-	"commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (working tree has uncommitted changes)')"
+echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ), nproc $(nproc), $(go version | cut -d' ' -f3-), server built from $built"
 
 # run_backend NAME: one server, one load generator run. Sets status.
 run_backend() {

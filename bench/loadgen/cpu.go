@@ -22,6 +22,7 @@ type cpuSample struct {
 	at             time.Time
 	busy, total    float64 // machine, seconds summed over cores
 	self, server   float64 // seconds
+	services       float64 // seconds, PostgreSQL and Redis processes
 	haveMachine    bool
 	haveServerProc bool
 }
@@ -31,8 +32,11 @@ type cpuUse struct {
 	Cores   int     `json:"cores"`
 	Server  float64 `json:"server,omitempty"` // the gatehouse process (needs --server-pid)
 	Loadgen float64 `json:"loadgen"`
-	// Other is every other busy process: PostgreSQL, Redis, the kernel,
-	// other users of the machine.
+	// Services are the PostgreSQL and Redis processes (all of them: other
+	// users of the same servers count too).
+	Services float64 `json:"postgres_redis"`
+	// Other is every other busy process: the kernel, other users of the
+	// machine.
 	Other float64 `json:"other"`
 	Idle  float64 `json:"idle"`
 }
@@ -60,21 +64,42 @@ func readCPU(serverPID int) cpuSample {
 		}
 	}
 	if serverPID > 0 {
-		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", serverPID)); err == nil {
-			// Fields after the parenthesized command name; utime and stime
-			// are fields 14 and 15 of the whole line.
-			if i := strings.LastIndexByte(string(b), ')'); i >= 0 {
-				f := strings.Fields(string(b)[i+1:])
-				if len(f) >= 13 {
-					u, _ := strconv.ParseFloat(f[11], 64)
-					st, _ := strconv.ParseFloat(f[12], 64)
-					s.server = (u + st) / userHZ
-					s.haveServerProc = true
-				}
+		if _, t, ok := procCPU(strconv.Itoa(serverPID)); ok {
+			s.server, s.haveServerProc = t, true
+		}
+	}
+	if ents, err := os.ReadDir("/proc"); err == nil {
+		for _, e := range ents {
+			if e.Name()[0] < '0' || e.Name()[0] > '9' {
+				continue
+			}
+			if comm, t, ok := procCPU(e.Name()); ok && (comm == "postgres" || comm == "redis-server") {
+				s.services += t
 			}
 		}
 	}
 	return s
+}
+
+// procCPU returns the command name and the user plus system CPU seconds of
+// process pid (threads included; exited children not).
+func procCPU(pid string) (comm string, secs float64, ok bool) {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return "", 0, false
+	}
+	// pid (comm) state … with utime and stime the 14th and 15th fields.
+	i, j := strings.IndexByte(string(b), '('), strings.LastIndexByte(string(b), ')')
+	if i < 0 || j < i {
+		return "", 0, false
+	}
+	f := strings.Fields(string(b)[j+1:])
+	if len(f) < 13 {
+		return "", 0, false
+	}
+	u, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return string(b)[i+1 : j], (u + st) / userHZ, true
 }
 
 func tv(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
@@ -94,7 +119,8 @@ func cpuBetween(a, b cpuSample, cores int) *cpuUse {
 	if a.haveServerProc && b.haveServerProc {
 		u.Server = (b.server - a.server) / wall
 	}
-	u.Other = max(0, busy-u.Server-u.Loadgen)
+	u.Services = (b.services - a.services) / wall
+	u.Other = max(0, busy-u.Server-u.Loadgen-u.Services)
 	return u
 }
 
@@ -103,5 +129,6 @@ func (u *cpuUse) String() string {
 	if u.Server > 0 {
 		server = fmt.Sprintf("server %.2f, ", u.Server)
 	}
-	return fmt.Sprintf("%sload generator %.2f, other %.2f, idle %.2f (of %d cores)", server, u.Loadgen, u.Other, u.Idle, u.Cores)
+	return fmt.Sprintf("%sload generator %.2f, postgres+redis %.2f, other %.2f, idle %.2f (of %d cores)",
+		server, u.Loadgen, u.Services, u.Other, u.Idle, u.Cores)
 }

@@ -1,10 +1,14 @@
 // Command loadgen drives a running Gatehouse over HTTP with keep-alive
 // connections and reports throughput and latency of four requests: token
-// validation on an API call (GET /v1/me), refresh with rotation
-// (POST /oauth2/token), introspection (POST /oauth2/introspect) and login
-// (POST /v1/auth/login). In the same run it measures the bare ceilings of
-// the cryptography those requests are bound by, RS256 verification and
-// Argon2id, and reports validation and login against them.
+// validation on an API call (validate: GET /v1/me), refresh with rotation
+// (refresh: POST /oauth2/token, each client following its own chain),
+// introspection of an access token (introspect: POST /oauth2/introspect)
+// and login (login: POST /v1/auth/login); introspect-refresh, introspection
+// of an opaque refresh token, runs on request. In the same run it measures
+// the bare ceilings of the cryptography those requests are bound by, RS256
+// verification and Argon2id, and reports validation, introspection and
+// login against them. Each scenario also reports where the machine's CPU
+// went (Linux), and, with --pg-url, the database work per request.
 //
 // It sets up its own users and OAuth client with the gatehouse CLI, which
 // must see the same GATEHOUSE_* environment as the server. bench/run.sh
@@ -40,7 +44,12 @@ func main() {
 	os.Exit(code)
 }
 
-var allScenarios = []string{"validate", "refresh", "introspect", "login"}
+// defaultScenarios are the four the benchmarks track; introspect-refresh
+// (introspection of an opaque refresh token) is there on request.
+var (
+	defaultScenarios = []string{"validate", "refresh", "introspect", "login"}
+	allScenarios     = append(slices.Clone(defaultScenarios), "introspect-refresh")
+)
 
 type options struct {
 	url, gatehouse, pgURL string
@@ -66,7 +75,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured time per scenario")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured warm-up per scenario")
 	fs.DurationVar(&o.ceilingDuration, "ceiling-duration", 5*time.Second, "time per bare crypto ceiling")
-	fs.StringVar(&scen, "scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios: "+strings.Join(allScenarios, ","))
+	fs.StringVar(&scen, "scenarios", strings.Join(defaultScenarios, ","), "comma-separated scenarios, of "+strings.Join(allScenarios, ","))
 	fs.UintVar(&mem, "argon2-memory-kib", 19456, "Argon2id memory in KiB (must match the server's GATEHOUSE_ARGON2_MEMORY_KIB)")
 	fs.UintVar(&tm, "argon2-time", 2, "Argon2id passes (must match GATEHOUSE_ARGON2_TIME)")
 	fs.UintVar(&threads, "argon2-threads", 1, "Argon2id lanes (must match GATEHOUSE_ARGON2_THREADS)")
@@ -227,7 +236,7 @@ func measure(ctx context.Context, o options, log io.Writer) (*report, error) {
 		return nil, err
 	}
 	var clientID, clientSecret string
-	if slices.Contains(o.scenarios, "introspect") {
+	if slices.Contains(o.scenarios, "introspect") || slices.Contains(o.scenarios, "introspect-refresh") {
 		if clientID, clientSecret, err = g.createClient(ctx); err != nil {
 			return nil, err
 		}
@@ -239,7 +248,7 @@ func measure(ctx context.Context, o options, log io.Writer) (*report, error) {
 		if !r.ok() {
 			return nil, fmt.Errorf("setup login: %s", describe(r))
 		}
-		w.userID, w.access = t.User.ID, t.AccessToken
+		w.userID, w.access, w.sessionRefresh = t.User.ID, t.AccessToken, t.RefreshToken
 		// The refresh chain gets its own session, so that nothing it does
 		// can touch the token the other scenarios present.
 		if t, r = a.login(ctx, ac.email, ac.password); !r.ok() {
@@ -250,7 +259,7 @@ func measure(ctx context.Context, o options, log io.Writer) (*report, error) {
 	}
 
 	var pg *pgStats
-	var before map[string]tableCounters
+	var before counters
 	if o.pgURL != "" {
 		if pg, err = openPGStats(ctx, o.pgURL); err != nil {
 			return nil, fmt.Errorf("--pg-url: %w", err)
@@ -320,18 +329,18 @@ func measure(ctx context.Context, o options, log io.Writer) (*report, error) {
 
 // settledSnapshot waits for the server's statistics to reach PostgreSQL
 // and reads them.
-func settledSnapshot(ctx context.Context, pg *pgStats, settle time.Duration, log io.Writer) (map[string]tableCounters, error) {
+func settledSnapshot(ctx context.Context, pg *pgStats, settle time.Duration, log io.Writer) (counters, error) {
 	if settle > 0 {
 		fmt.Fprintf(log, "loadgen: waiting %s for PostgreSQL statistics…\n", settle)
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return counters{}, ctx.Err()
 		case <-time.After(settle):
 		}
 	}
 	s, err := pg.snapshot(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("read pg_stat_user_tables: %w", err)
+		return counters{}, fmt.Errorf("read PostgreSQL statistics: %w", err)
 	}
 	return s, nil
 }
@@ -350,14 +359,14 @@ func printText(w io.Writer, rep *report) {
 		}
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "%-10s %9s %7s %9s %8s %8s %8s %8s %6s %8s\n",
+	fmt.Fprintf(w, "%-18s %9s %7s %9s %8s %8s %8s %8s %6s %8s\n",
 		"scenario", "requests", "errors", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "conns", "ceiling")
 	for _, s := range rep.Scenarios {
 		pct := "-"
 		if s.Ceiling != "" {
 			pct = fmt.Sprintf("%.1f%%", s.PctOfCeiling)
 		}
-		fmt.Fprintf(w, "%-10s %9d %7d %9.1f %8.2f %8.2f %8.2f %8.2f %6d %8s\n",
+		fmt.Fprintf(w, "%-18s %9d %7d %9.1f %8.2f %8.2f %8.2f %8.2f %6d %8s\n",
 			s.Name, s.Requests, s.Errors, s.Throughput, s.P50, s.P90, s.P99, s.Max, s.Connections, pct)
 	}
 	fmt.Fprintln(w, "\nreq/s: successful requests per second. errors: non-2xx, transport failures or wrong bodies.")

@@ -27,6 +27,13 @@ func openPGStats(ctx context.Context, url string) (*pgStats, error) {
 
 func (p *pgStats) Close(ctx context.Context) { p.conn.Close(ctx) }
 
+// counters are the database's cumulative counters: per table, and the
+// transactions of the whole database.
+type counters struct {
+	tables map[string]tableCounters
+	xacts  int64
+}
+
 // tableCounters are one table's cumulative counters.
 type tableCounters struct {
 	IdxScan, SeqScan, Ins, Upd, Del int64
@@ -34,7 +41,18 @@ type tableCounters struct {
 
 // snapshot reads the counters of every table except River's job queue
 // tables, whose background polling is not part of any request.
-func (p *pgStats) snapshot(ctx context.Context) (map[string]tableCounters, error) {
+func (p *pgStats) snapshot(ctx context.Context) (counters, error) {
+	c := counters{}
+	if err := p.conn.QueryRow(ctx, `
+SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()`).Scan(&c.xacts); err != nil {
+		return c, err
+	}
+	var err error
+	c.tables, err = p.tables(ctx)
+	return c, err
+}
+
+func (p *pgStats) tables(ctx context.Context) (map[string]tableCounters, error) {
 	rows, err := p.conn.Query(ctx, `
 SELECT relname, COALESCE(idx_scan, 0), COALESCE(seq_scan, 0), n_tup_ins, n_tup_upd, n_tup_del
 FROM pg_stat_user_tables
@@ -58,6 +76,10 @@ WHERE relname NOT LIKE 'river\_%'`)
 // request.
 type dbCost struct {
 	Requests int64 `json:"requests"` // requests the counters cover (warm-up included)
+	// Transactions are the database's committed and rolled-back
+	// transactions per request; a statement outside a transaction is one.
+	// They include the job queue's background polling (a few a second).
+	Transactions float64 `json:"transactions_per_request"`
 	// Lookups are index scans plus sequential scans per request, by table
 	// and in total; Writes are rows inserted, updated or deleted.
 	Lookups      float64            `json:"lookups_per_request"`
@@ -66,14 +88,16 @@ type dbCost struct {
 	SeqScans     float64            `json:"seq_scans_per_request"`
 }
 
-func costOf(before, after map[string]tableCounters, requests int64) *dbCost {
+func costOf(before, after counters, requests int64) *dbCost {
 	c := &dbCost{Requests: requests, LookupsTable: map[string]float64{}}
 	if requests == 0 {
 		return c
 	}
 	n := float64(requests)
-	for name, a := range after {
-		b := before[name]
+	// Less the one transaction of the reading itself.
+	c.Transactions = float64(after.xacts-before.xacts-1) / n
+	for name, a := range after.tables {
+		b := before.tables[name]
 		look := (a.IdxScan - b.IdxScan) + (a.SeqScan - b.SeqScan)
 		c.Lookups += float64(look) / n
 		c.SeqScans += float64(a.SeqScan-b.SeqScan) / n
@@ -85,7 +109,7 @@ func costOf(before, after map[string]tableCounters, requests int64) *dbCost {
 	return c
 }
 
-// String is "2.00 lookups (users 1.00, oauth_clients 1.00), 0.00 row writes".
+// String is "2.00 transactions, 2.00 lookups (oauth_clients 1.00, users 1.00), …".
 func (c *dbCost) String() string {
 	names := make([]string, 0, len(c.LookupsTable))
 	for n := range c.LookupsTable {
@@ -100,5 +124,6 @@ func (c *dbCost) String() string {
 	if len(parts) > 0 {
 		by = " (" + strings.Join(parts, ", ") + ")"
 	}
-	return fmt.Sprintf("%.2f lookups%s, %.2f seq scans, %.2f row writes per request", c.Lookups, by, c.SeqScans, c.Writes)
+	return fmt.Sprintf("%.2f transactions, %.2f table lookups%s, %.2f seq scans, %.2f row writes per request",
+		c.Transactions, c.Lookups, by, c.SeqScans, c.Writes)
 }

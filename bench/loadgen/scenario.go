@@ -10,10 +10,13 @@ import (
 
 // worker is one simulated client: its account and the tokens it holds.
 type worker struct {
-	acct    account
-	userID  string
-	access  string // access token for validate and introspect
-	refresh string // newest refresh token of its own rotation chain
+	acct   account
+	userID string
+	access string // access token for validate and introspect
+	// sessionRefresh is the refresh token issued with access, never
+	// rotated: what introspect-refresh presents.
+	sessionRefresh string
+	refresh        string // newest refresh token of its own rotation chain
 }
 
 // scenario is one kind of request, made in a loop by every worker.
@@ -128,6 +131,12 @@ func scenarios(a *api, clientID, clientSecret string) map[string]scenario {
 			name: "introspect",
 			do: func(ctx context.Context, w *worker) (response, string) {
 				return a.introspect(ctx, clientID, clientSecret, w.access, "access_token")
+			},
+		},
+		"introspect-refresh": {
+			name: "introspect-refresh",
+			do: func(ctx context.Context, w *worker) (response, string) {
+				return a.introspect(ctx, clientID, clientSecret, w.sessionRefresh, "refresh_token")
 			},
 		},
 		"login": {

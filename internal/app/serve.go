@@ -10,6 +10,8 @@ import (
 	"net/http"
 
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/mfa"
+	"github.com/gatehouse/gatehouse/internal/sms"
 	"github.com/gatehouse/gatehouse/internal/token"
 )
 
@@ -68,7 +70,14 @@ func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, ready 
 		stopTokens()
 		<-tokens.Done()
 	}()
-	workers, err := newWorkers(cfg, db, keys, tokens, log)
+	// The SMS worker's failure hook needs the MFA service, built below.
+	var mfaService *mfa.Service
+	onSMSFailure := func(ctx context.Context, a sms.SendArgs, err error) {
+		if mfaService != nil {
+			mfaService.SMSFailed(ctx, a, err)
+		}
+	}
+	workers, err := newWorkers(cfg, db, keys, tokens, log, onSMSFailure)
 	if err != nil {
 		return err
 	}
@@ -87,6 +96,11 @@ func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, ready 
 		hasher: newHasher(cfg), policy: policy, tokens: tokens}
 	deps.sessions = newSessionService(deps)
 	deps.authn = token.Authenticator{Tokens: tokens}
+	if mfaService, err = newMFAService(deps); err != nil {
+		return err
+	}
+	deps.mfa = mfaService
+	deps.sessions.MFA = mfaService
 	public, err := newPublicHandler(deps)
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"log/slog"
 	"net/http"
 	"time"
@@ -26,11 +27,13 @@ import (
 	rediskv "github.com/gatehouse/gatehouse/internal/kv/redis"
 	"github.com/gatehouse/gatehouse/internal/mail"
 	"github.com/gatehouse/gatehouse/internal/maintenance"
+	"github.com/gatehouse/gatehouse/internal/mfa"
 	"github.com/gatehouse/gatehouse/internal/oauth"
 	"github.com/gatehouse/gatehouse/internal/password"
 	"github.com/gatehouse/gatehouse/internal/ratelimit"
 	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/session"
+	"github.com/gatehouse/gatehouse/internal/sms"
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/store/postgres"
 	"github.com/gatehouse/gatehouse/internal/store/sqlite"
@@ -52,6 +55,7 @@ type deps struct {
 	policy   password.Policy
 	tokens   *token.Manager
 	sessions *session.Service
+	mfa      *mfa.Service
 	authn    auth.Authenticator
 }
 
@@ -176,10 +180,14 @@ func loadKeyring(cfg *config.Config, log *slog.Logger) (*secret.Keyring, error) 
 	return kr, nil
 }
 
-// newWorkers registers every background job worker.
-func newWorkers(cfg *config.Config, db *database, keys *secret.Keyring, tokens *token.Manager, log *slog.Logger) (*river.Workers, error) {
+// newWorkers registers every background job worker. onSMSFailure is
+// called for a text message that could not be delivered.
+func newWorkers(cfg *config.Config, db *database, keys *secret.Keyring, tokens *token.Manager, log *slog.Logger, onSMSFailure func(context.Context, sms.SendArgs, error)) (*river.Workers, error) {
 	workers := river.NewWorkers()
 	if err := registerMail(workers, cfg, keys, log); err != nil {
+		return nil, err
+	}
+	if err := registerSMS(workers, cfg, keys, log, onSMSFailure); err != nil {
 		return nil, err
 	}
 	if err := river.AddWorkerSafely(workers, &maintenance.Worker{
@@ -196,7 +204,7 @@ func newWorkers(cfg *config.Config, db *database, keys *secret.Keyring, tokens *
 func jobsConfig(cfg *config.Config, log *slog.Logger, working bool) jobs.Config {
 	c := jobs.Config{
 		MaxWorkers: cfg.JobsMaxWorkers,
-		Queues:     map[string]int{mail.QueueName: max(1, cfg.JobsMaxWorkers/2)},
+		Queues:     map[string]int{mail.QueueName: max(1, cfg.JobsMaxWorkers/2), sms.QueueName: max(1, cfg.JobsMaxWorkers/2)},
 		Logger:     log,
 	}
 	if working {
@@ -264,17 +272,25 @@ func newRouter(d *deps) (*httpapi.Router, error) {
 	// The docs handler sets its own Content-Security-Policy and caching.
 	accounts := &user.Handlers{Service: newUserService(d), Auth: d.authn}
 	accounts.Routes(rt)
-	(&session.Handlers{Service: d.sessions, Auth: d.authn, Cookie: d.cfg.RefreshTokenCookie}).Routes(rt)
+	sessionHandlers := &session.Handlers{Service: d.sessions, Auth: d.authn, Cookie: d.cfg.RefreshTokenCookie}
+	sessionHandlers.Routes(rt)
 	clients := &oauth.Clients{Store: d.db.store, Now: time.Now}
 	(&oauth.Server{
 		Issuer: d.cfg.Issuer, Algorithms: []string{d.cfg.SigningAlg}, Clients: clients, Sessions: d.sessions,
 		Tokens: d.tokens, Store: d.db.store, Cookie: d.cfg.RefreshTokenCookie, Log: d.log,
 	}).Routes(rt)
 	d.tokens.Routes(rt)
-	(&admin.Handlers{
+	(&mfa.Handlers{Service: d.mfa, Auth: d.authn, Sessions: sessionHandlers}).Routes(rt)
+	(&sms.StatusHandler{
+		AuthToken: d.cfg.TwilioAuthToken, PublicURL: strings.TrimRight(d.cfg.Issuer, "/") + sms.StatusPath,
+		Record: smsStatusRecorder(d.db.store), Log: d.log,
+	}).Routes(rt)
+	adm := &admin.Handlers{
 		Auth:  admin.Authenticator{Inner: d.authn, Users: d.db.store},
 		Store: d.db.store, Sessions: d.sessions, Clients: clients, Now: time.Now,
-	}).Routes(rt)
+	}
+	adm.Routes(rt)
+	adm.OrgRoutes(rt, mfa.ValidatePolicyDocument)
 	docs := apidocs.Handler("/openapi.json")
 	rt.HandleHTTP("GET /docs", docs)
 	rt.HandleUndocumented("GET /docs/", docs)

@@ -42,6 +42,8 @@ type Store interface {
 	SigningKeyStore
 	SessionStore
 	ClientStore
+	MFAStore
+	OrgStore
 
 	// Dialect returns DialectPostgres or DialectSQLite.
 	Dialect() string

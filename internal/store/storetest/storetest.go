@@ -68,6 +68,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Transactions", func(t *testing.T) { runTx(t, migrated) })
 	t.Run("SigningKeys", func(t *testing.T) { runSigningKeys(t, migrated) })
 	t.Run("Sessions", func(t *testing.T) { runSessions(t, migrated) })
+	t.Run("MFA", func(t *testing.T) { runMFA(t, migrated) })
+	t.Run("Organizations", func(t *testing.T) { runOrgs(t, migrated) })
 }
 
 func testPing(t *testing.T, s store.Store) {

@@ -1,0 +1,91 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/riverqueue/river"
+
+	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/mfa"
+	"github.com/gatehouse/gatehouse/internal/ratelimit"
+	"github.com/gatehouse/gatehouse/internal/secret"
+	"github.com/gatehouse/gatehouse/internal/sms"
+	"github.com/gatehouse/gatehouse/internal/store"
+)
+
+// registerSMS adds the text message worker: Twilio when configured, else
+// the outbox directory inside the data dir.
+func registerSMS(workers *river.Workers, cfg *config.Config, keys *secret.Keyring, log *slog.Logger, onFailure func(context.Context, sms.SendArgs, error)) error {
+	var sc sms.Config
+	if cfg.TwilioAccountSID != "" {
+		sc = sms.Config{
+			AccountSID: cfg.TwilioAccountSID, AuthToken: cfg.TwilioAuthToken, From: cfg.TwilioFrom,
+			MessagingServiceSID: cfg.TwilioMessagingServiceSID, BaseURL: cfg.TwilioBaseURL,
+			StatusCallback: strings.TrimRight(cfg.Issuer, "/") + sms.StatusPath,
+		}
+	}
+	provider, err := sms.NewProviderFromConfig(sc, outboxDir(cfg), log)
+	if err != nil {
+		return fmt.Errorf("GATEHOUSE_TWILIO_ACCOUNT_SID: %w", err)
+	}
+	w, err := sms.NewWorker(provider, keys, log)
+	if err != nil {
+		return err
+	}
+	w.OnFailure = onFailure
+	return sms.Register(workers, w)
+}
+
+// smsStatusRecorder records Twilio delivery callbacks in the audit log.
+func smsStatusRecorder(st store.Store) func(context.Context, sms.Status) error {
+	return func(ctx context.Context, s sms.Status) error {
+		return st.AppendAuditEvent(ctx, store.AuditEvent{
+			OccurredAt: time.Now().UTC(), Action: "sms.delivery_status",
+			Data: map[string]any{"message_sid": s.MessageSID, "status": s.Status, "error_code": s.ErrorCode, "to": sms.Mask(s.To)},
+		})
+	}
+}
+
+// newMFAService builds multi-factor authentication and hooks it into
+// sign-in.
+func newMFAService(d *deps) (*mfa.Service, error) {
+	codes, err := mfa.NewCodes(d.keys)
+	if err != nil {
+		return nil, err
+	}
+	codesAllowed, regions, err := sms.ParseAllowlist(strings.Join(d.cfg.SMSAllowedCountries, ","))
+	if err != nil {
+		return nil, fmt.Errorf("GATEHOUSE_SMS_ALLOWED_COUNTRIES: %w", err)
+	}
+	perHour := func(n int) ratelimit.Limit { return ratelimit.Limit{Rate: n, Burst: n, Period: time.Hour} }
+	guard := &sms.Guard{
+		Limiter: d.state.limiter, PerUser: perHour(d.cfg.SMSLimitPerUser), PerPhone: perHour(d.cfg.SMSLimitPerPhone),
+		DefaultPerCountry: perHour(d.cfg.SMSLimitPerCountry), AllowedCountries: codesAllowed, AllowedRegions: regions,
+	}
+	if err := guard.Validate(); err != nil {
+		return nil, fmt.Errorf("SMS limits: %w", err)
+	}
+	c := mfa.DefaultConfig(d.cfg.ProductName)
+	c.Policy = mfa.Policy{Required: d.cfg.MFARequired, Methods: d.cfg.MFAMethods, Grace: d.cfg.MFAEnrollmentGrace}
+	if d.cfg.Env == config.EnvProduction && d.cfg.TwilioAccountSID == "" {
+		// Without Twilio, codes would only reach the outbox on disk.
+		c.Policy.Methods = withoutSMS(c.Policy.Methods)
+		d.log.Warn("SMS codes are off: set GATEHOUSE_TWILIO_ACCOUNT_SID to offer them")
+	}
+	return &mfa.Service{
+		Store: d.db.store, Keys: d.keys, Codes: codes, KV: d.state.kv, Limiter: d.state.limiter, Jobs: d.queue,
+		SMSGuard: guard, Passwords: d.hasher, Sessions: d.sessions, Now: time.Now, Log: d.log, Config: c,
+	}, nil
+}
+
+func withoutSMS(methods []string) []string {
+	if len(methods) == 0 {
+		methods = []string{mfa.MethodTOTP, mfa.MethodEmail, mfa.MethodBackup}
+	}
+	return slices.DeleteFunc(slices.Clone(methods), func(m string) bool { return m == mfa.MethodSMS })
+}

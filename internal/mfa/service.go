@@ -1,0 +1,738 @@
+// Package mfa is multi-factor authentication: enrolment and management of
+// second factors (TOTP authenticator apps, SMS and email codes, backup
+// codes), the second step of sign-in, recent-authentication checks and the
+// enforcement of MFA policies (global and per organisation).
+package mfa
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/riverqueue/river"
+
+	"github.com/gatehouse/gatehouse/internal/httpapi"
+	"github.com/gatehouse/gatehouse/internal/kv"
+	"github.com/gatehouse/gatehouse/internal/mail"
+	"github.com/gatehouse/gatehouse/internal/mfa/otp"
+	"github.com/gatehouse/gatehouse/internal/password"
+	"github.com/gatehouse/gatehouse/internal/ratelimit"
+	"github.com/gatehouse/gatehouse/internal/secret"
+	"github.com/gatehouse/gatehouse/internal/session"
+	"github.com/gatehouse/gatehouse/internal/sms"
+	"github.com/gatehouse/gatehouse/internal/store"
+)
+
+// Methods of the second step of sign-in.
+const (
+	MethodTOTP   = "totp"
+	MethodSMS    = "sms"
+	MethodEmail  = "email"
+	MethodBackup = "backup_code"
+)
+
+// amrOf maps a method to its RFC 8176 style amr value.
+var amrOf = map[string]string{MethodTOTP: "otp", MethodSMS: "sms", MethodEmail: "email", MethodBackup: "backup_code"}
+
+// Errors, mapped to problems in one table.
+var (
+	ErrInvalidMFAToken   = errors.New("mfa: invalid or expired mfa_token")
+	ErrInvalidCode       = errors.New("mfa: invalid code")
+	ErrMethodUnavailable = errors.New("mfa: method not available")
+	ErrReauthRequired    = errors.New("mfa: recent authentication required")
+	ErrAlreadyConfirmed  = errors.New("mfa: device already confirmed")
+)
+
+func init() {
+	httpapi.RegisterError(ErrInvalidMFAToken, http.StatusUnauthorized, "invalid_mfa_token", "The MFA token is invalid, expired or was used up; sign in again.")
+	httpapi.RegisterError(ErrInvalidCode, http.StatusUnauthorized, "invalid_code", "The code is wrong, expired or was already used.")
+	httpapi.RegisterError(ErrMethodUnavailable, http.StatusBadRequest, "method_unavailable", "This method is not set up for the account or not allowed.")
+	httpapi.RegisterError(ErrReauthRequired, http.StatusForbidden, "reauthentication_required", "Sign in again (password or a second factor) within the last 5 minutes to do this.")
+	httpapi.RegisterError(ErrAlreadyConfirmed, http.StatusConflict, "already_confirmed", "The device is already confirmed.")
+}
+
+// Policy says whether MFA is required and how.
+type Policy struct {
+	Required bool
+	// Methods allowed; empty means all.
+	Methods []string
+	// Grace lets a user sign in without a factor for this long after the
+	// account was created before enrolment is forced.
+	Grace time.Duration
+}
+
+// Config tunes MFA.
+type Config struct {
+	Issuer           string        // the name authenticator apps show (product name)
+	CodeTTL          time.Duration // email/SMS codes, default 10 min
+	MaxCodeAttempts  int           // per code, default 5
+	TokenTTL         time.Duration // mfa_token / enrollment_token, default 5 min
+	MaxTokenAttempts int           // wrong codes before an mfa_token dies, default 5
+	ReauthWindow     time.Duration // default 5 min
+	BackupCodes      int           // default 10
+	Policy           Policy        // the global policy
+	// VerifyLimit throttles code checks per user (all methods).
+	VerifyLimit ratelimit.Limit
+	// ResendLimit throttles code sends per user.
+	ResendLimit ratelimit.Limit
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig(issuer string) Config {
+	return Config{
+		Issuer: issuer, CodeTTL: 10 * time.Minute, MaxCodeAttempts: 5, TokenTTL: 5 * time.Minute,
+		MaxTokenAttempts: 5, ReauthWindow: 5 * time.Minute, BackupCodes: 10,
+		VerifyLimit: ratelimit.Limit{Rate: 20, Burst: 10, Period: 5 * time.Minute},
+		ResendLimit: ratelimit.Limit{Rate: 5, Burst: 3, Period: 5 * time.Minute},
+	}
+}
+
+// JobInserter enqueues jobs.
+type JobInserter interface {
+	Insert(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) (int64, error)
+	InsertTx(ctx context.Context, tx any, args river.JobArgs, opts *river.InsertOpts) (int64, error)
+}
+
+// Sessions finishes logins and refreshes recent authentication.
+type Sessions interface {
+	Complete(ctx context.Context, userID string, amr []string, m session.Meta) (session.Result, error)
+	Reauthenticated(ctx context.Context, userID, sessionID string, amr []string) (string, int, error)
+}
+
+// Service implements MFA.
+type Service struct {
+	Store     store.Store
+	Keys      *secret.Keyring
+	Codes     *Codes
+	KV        kv.Store
+	Limiter   ratelimit.Limiter
+	Jobs      JobInserter
+	SMSGuard  *sms.Guard
+	Passwords *password.Hasher
+	Sessions  Sessions
+	Now       func() time.Time
+	Log       *slog.Logger
+	Config    Config
+}
+
+// Codes makes and checks keyed hashes (HMAC) of one-time and backup
+// codes: a 6-digit code has only a million values, so a plain hash at rest
+// would be brute-forced at once. The keys derive from the encryption
+// keyring; hashes are made with the current key and checked against every
+// key, so they survive a key rotation.
+type Codes struct{ hashers []*otp.Hasher }
+
+// NewCodes derives the code hashers from the keyring.
+func NewCodes(keys *secret.Keyring) (*Codes, error) {
+	c := &Codes{}
+	for _, k := range keys.DerivedKeys("mfa-code-hash") {
+		h, err := otp.NewHasher(k)
+		if err != nil {
+			return nil, err
+		}
+		c.hashers = append(c.hashers, h)
+	}
+	if len(c.hashers) == 0 {
+		return nil, errors.New("mfa: no encryption keys to derive code hashes from")
+	}
+	return c, nil
+}
+
+// Hash returns the hash of code for purpose under the current key.
+func (c *Codes) Hash(purpose, code string) string { return c.hashers[0].Hash(purpose, code) }
+
+// All returns the hashes of code under every key, the current one first.
+func (c *Codes) All(purpose, code string) []string {
+	out := make([]string, len(c.hashers))
+	for i, h := range c.hashers {
+		out[i] = h.Hash(purpose, code)
+	}
+	return out
+}
+
+// Match reports, in constant time per key, whether stored is the hash of
+// code under any key.
+func (c *Codes) Match(stored, purpose, code string) bool {
+	ok := false
+	for _, h := range c.All(purpose, code) {
+		if otp.Equal(stored, h) {
+			ok = true
+		}
+	}
+	return ok
+}
+
+func (s *Service) now() time.Time { return s.Now().UTC() }
+
+// pending is a login waiting for its second factor (or for enrolment).
+type pending struct {
+	UserID string   `json:"user_id"`
+	AMR    []string `json:"amr"`
+	Enroll bool     `json:"enroll"`
+	// UA binds the token to the client that passed the password step.
+	UA string `json:"ua"`
+}
+
+func pendingKey(tok string) string  { return "mfa:pending:" + secret.HashToken(tok) }
+func attemptsKey(tok string) string { return "mfa:attempts:" + secret.HashToken(tok) }
+
+func uaHash(ua string) string { return secret.HashToken("ua\x00" + ua) }
+
+// policyFor combines the global policy with those of the user's
+// organisations: required if any requires it, methods intersected, the
+// shortest grace.
+func (s *Service) policyFor(ctx context.Context, u store.User) (Policy, error) {
+	p := s.Config.Policy
+	orgs, err := s.Store.UserOrganizations(ctx, u.ID)
+	if err != nil {
+		return p, err
+	}
+	graceSet := p.Required
+	for _, o := range orgs {
+		op := parseOrgPolicy(o.Policy)
+		if !op.Required {
+			continue
+		}
+		if !p.Required || !graceSet || op.Grace < p.Grace {
+			p.Grace = op.Grace
+		}
+		p.Required, graceSet = true, true
+		if len(op.Methods) > 0 {
+			if len(p.Methods) == 0 {
+				p.Methods = op.Methods
+			} else {
+				var both []string
+				for _, m := range p.Methods {
+					if slices.Contains(op.Methods, m) {
+						both = append(both, m)
+					}
+				}
+				p.Methods = both
+			}
+		}
+	}
+	return p, nil
+}
+
+// parseOrgPolicy reads an organisation's policy document:
+// {"mfa_required": true, "allowed_methods": ["totp"], "enrollment_grace_period": "72h"}.
+func parseOrgPolicy(doc map[string]any) Policy {
+	var p Policy
+	p.Required, _ = doc["mfa_required"].(bool)
+	if ms, ok := doc["allowed_methods"].([]any); ok {
+		for _, m := range ms {
+			if s, ok := m.(string); ok {
+				p.Methods = append(p.Methods, s)
+			}
+		}
+	}
+	if g, ok := doc["enrollment_grace_period"].(string); ok {
+		p.Grace, _ = time.ParseDuration(g)
+	}
+	return p
+}
+
+// ValidatePolicyDocument checks an organisation policy document.
+func ValidatePolicyDocument(doc map[string]any) []httpapi.FieldError {
+	var errs []httpapi.FieldError
+	for k, v := range doc {
+		switch k {
+		case "mfa_required":
+			if _, ok := v.(bool); !ok {
+				errs = append(errs, httpapi.FieldError{Field: "policy.mfa_required", Rule: "type", Message: "Must be a boolean."})
+			}
+		case "allowed_methods":
+			ms, ok := v.([]any)
+			if !ok {
+				errs = append(errs, httpapi.FieldError{Field: "policy.allowed_methods", Rule: "type", Message: "Must be a list of methods."})
+				continue
+			}
+			for _, m := range ms {
+				if s, _ := m.(string); amrOf[s] == "" {
+					errs = append(errs, httpapi.FieldError{Field: "policy.allowed_methods", Rule: "enum", Message: "Methods are totp, sms, email and backup_code."})
+					break
+				}
+			}
+		case "enrollment_grace_period":
+			g, ok := v.(string)
+			if d, err := time.ParseDuration(g); !ok || err != nil || d < 0 {
+				errs = append(errs, httpapi.FieldError{Field: "policy.enrollment_grace_period", Rule: "format", Message: "Must be a duration such as 72h."})
+			}
+		default:
+			errs = append(errs, httpapi.FieldError{Field: "policy." + k, Rule: "unknown", Message: "Unknown policy setting."})
+		}
+	}
+	return errs
+}
+
+func allowed(p Policy, method string) bool {
+	return len(p.Methods) == 0 || slices.Contains(p.Methods, method)
+}
+
+// methods lists what the user can complete a login with.
+func (s *Service) methods(ctx context.Context, u store.User, p Policy) ([]string, []store.MFADevice, error) {
+	devices, err := s.Store.ListMFADevices(ctx, u.ID)
+	if err != nil {
+		return nil, nil, err
+	}
+	var out []string
+	add := func(m string) {
+		if allowed(p, m) && !slices.Contains(out, m) {
+			out = append(out, m)
+		}
+	}
+	var active []store.MFADevice
+	for _, d := range devices {
+		if d.ConfirmedAt.IsZero() {
+			continue
+		}
+		active = append(active, d)
+		add(d.Type)
+	}
+	if len(active) > 0 {
+		n, err := s.Store.CountBackupCodes(ctx, u.ID)
+		if err != nil {
+			return nil, nil, err
+		}
+		if n > 0 {
+			add(MethodBackup)
+		}
+	}
+	return out, active, nil
+}
+
+// Begin implements session.SecondFactor: after a correct password it asks
+// for a second factor when the user has one, or for enrolment when a
+// policy requires one and the grace period is over.
+func (s *Service) Begin(ctx context.Context, u store.User, amr []string, m session.Meta) (*session.Challenge, error) {
+	pol, err := s.policyFor(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	methods, active, err := s.methods(ctx, u, pol)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case len(active) > 0:
+		if len(methods) == 0 {
+			// Every factor the user has is disallowed by policy: enrol an
+			// allowed one.
+			return s.open(ctx, u, amr, m, true, pol)
+		}
+		tok, err := s.newPending(ctx, pending{UserID: u.ID, AMR: amr, UA: uaHash(m.UserAgent)})
+		if err != nil {
+			return nil, err
+		}
+		return &session.Challenge{MFAToken: tok, Methods: methods}, nil
+	case pol.Required && s.now().Sub(u.CreatedAt) >= pol.Grace:
+		return s.open(ctx, u, amr, m, true, pol)
+	}
+	return nil, nil
+}
+
+func (s *Service) open(ctx context.Context, u store.User, amr []string, m session.Meta, enroll bool, pol Policy) (*session.Challenge, error) {
+	tok, err := s.newPending(ctx, pending{UserID: u.ID, AMR: amr, Enroll: enroll, UA: uaHash(m.UserAgent)})
+	if err != nil {
+		return nil, err
+	}
+	var methods []string
+	for _, mm := range []string{MethodTOTP, MethodSMS, MethodEmail} {
+		if allowed(pol, mm) {
+			methods = append(methods, mm)
+		}
+	}
+	return &session.Challenge{EnrollmentToken: tok, Methods: methods}, nil
+}
+
+func (s *Service) newPending(ctx context.Context, p pending) (string, error) {
+	tok, err := secret.NewToken(32)
+	if err != nil {
+		return "", err
+	}
+	b, _ := json.Marshal(p)
+	if err := s.KV.Set(ctx, pendingKey(tok), b, s.Config.TokenTTL); err != nil {
+		return "", err
+	}
+	return tok, nil
+}
+
+// lookup reads a pending login without consuming it.
+func (s *Service) lookup(ctx context.Context, tok string, m session.Meta, enroll bool) (pending, error) {
+	if tok == "" || len(tok) > 256 {
+		return pending{}, ErrInvalidMFAToken
+	}
+	b, err := s.KV.Get(ctx, pendingKey(tok))
+	if errors.Is(err, kv.ErrNotFound) {
+		return pending{}, ErrInvalidMFAToken
+	}
+	if err != nil {
+		return pending{}, err
+	}
+	var p pending
+	if err := json.Unmarshal(b, &p); err != nil || p.Enroll != enroll || !secret.Equal(p.UA, uaHash(m.UserAgent)) {
+		return pending{}, ErrInvalidMFAToken
+	}
+	return p, nil
+}
+
+// failAttempt counts a wrong code against an mfa_token and kills the token
+// after MaxTokenAttempts.
+func (s *Service) failAttempt(ctx context.Context, tok string) error {
+	n, err := s.KV.Incr(ctx, attemptsKey(tok), 1, s.Config.TokenTTL)
+	if err != nil {
+		return err
+	}
+	if n >= int64(s.Config.MaxTokenAttempts) {
+		if _, err := s.KV.Delete(ctx, pendingKey(tok), attemptsKey(tok)); err != nil {
+			return err
+		}
+	}
+	return ErrInvalidCode
+}
+
+func (s *Service) throttle(ctx context.Context, key string, l ratelimit.Limit) error {
+	res, err := s.Limiter.AllowN(ctx, key, l, 1)
+	if err != nil {
+		return err
+	}
+	if res.Allowed == 0 {
+		p := httpapi.NewProblem(http.StatusTooManyRequests, "rate_limited", "Too many attempts; try again later.")
+		p.RetryAfter = max(1, int(res.RetryAfter/time.Second))
+		return p
+	}
+	return nil
+}
+
+// Challenge sends a code for a login's sms or email step.
+func (s *Service) Challenge(ctx context.Context, tok, method string, m session.Meta) (time.Duration, error) {
+	p, err := s.lookup(ctx, tok, m, false)
+	if err != nil {
+		return 0, err
+	}
+	u, err := s.Store.GetUser(ctx, p.UserID)
+	if err != nil {
+		return 0, err
+	}
+	pol, err := s.policyFor(ctx, u)
+	if err != nil {
+		return 0, err
+	}
+	_, active, err := s.methods(ctx, u, pol)
+	if err != nil {
+		return 0, err
+	}
+	switch method {
+	case MethodSMS:
+		d, ok := pick(active, MethodSMS)
+		if !ok || !allowed(pol, MethodSMS) {
+			return 0, ErrMethodUnavailable
+		}
+		return s.Config.CodeTTL, s.sendCode(ctx, u, d, m)
+	case MethodEmail:
+		d, ok := pick(active, MethodEmail)
+		if !ok {
+			// The email code is also the fallback when SMS cannot be used.
+			if _, hasSMS := pick(active, MethodSMS); !hasSMS {
+				return 0, ErrMethodUnavailable
+			}
+			d = store.MFADevice{UserID: u.ID, Type: MethodEmail, Email: u.Email}
+		}
+		if !allowed(pol, MethodEmail) && d.ID != "" {
+			return 0, ErrMethodUnavailable
+		}
+		return s.Config.CodeTTL, s.sendCode(ctx, u, d, m)
+	}
+	return 0, ErrMethodUnavailable
+}
+
+// pick returns the user's default active device of a type, else the first.
+func pick(active []store.MFADevice, typ string) (store.MFADevice, bool) {
+	var first *store.MFADevice
+	for i, d := range active {
+		if d.Type != typ {
+			continue
+		}
+		if d.IsDefault {
+			return d, true
+		}
+		if first == nil {
+			first = &active[i]
+		}
+	}
+	if first == nil {
+		return store.MFADevice{}, false
+	}
+	return *first, true
+}
+
+// sendCode makes a code for the device's channel and sends it by a durable
+// job (the job holds the code sealed).
+func (s *Service) sendCode(ctx context.Context, u store.User, d store.MFADevice, m session.Meta) error {
+	if err := s.throttle(ctx, "mfa:send:"+u.ID, s.Config.ResendLimit); err != nil {
+		return err
+	}
+	if d.Type == MethodSMS {
+		if err := s.SMSGuard.Check(ctx, u.ID, d.PhoneNumber); err != nil {
+			return smsProblem(err)
+		}
+	}
+	code, err := otp.NumericCode(6)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	return s.Store.InTx(ctx, func(tx store.Store) error {
+		if _, err := tx.CreateMFACode(ctx, store.MFACode{
+			UserID: u.ID, DeviceID: d.ID, Channel: d.Type, CodeHash: s.Codes.Hash("mfa-code", code),
+			ExpiresAt: now.Add(s.Config.CodeTTL), CreatedAt: now,
+		}); err != nil {
+			return err
+		}
+		var args river.JobArgs
+		if d.Type == MethodSMS {
+			a, err := sms.NewSendArgs(s.Keys, d.PhoneNumber,
+				fmt.Sprintf("%s code: %s. It expires in %d minutes. Never share it.", s.Config.Issuer, code, int(s.Config.CodeTTL/time.Minute)),
+				u.ID, "mfa")
+			if err != nil {
+				return err
+			}
+			args = a
+		} else {
+			to := d.Email
+			if to == "" {
+				to = u.Email
+			}
+			a, err := mail.NewCodeArgs(s.Keys, mail.MFACode, to, mail.Data{RecipientName: u.Name, ExpiresIn: s.Config.CodeTTL, IP: m.IP, UserAgent: m.UserAgent, Time: now}, code)
+			if err != nil {
+				return err
+			}
+			args = a
+		}
+		_, err := s.Jobs.InsertTx(ctx, tx.DriverTx(), args, nil)
+		return err
+	})
+}
+
+// smsProblem explains why an SMS cannot be sent and offers the email code.
+func smsProblem(err error) error {
+	var rl *sms.ErrRateLimited
+	switch {
+	case errors.As(err, &rl):
+		p := httpapi.NewProblem(http.StatusTooManyRequests, "sms_rate_limited", "Too many text messages; use the email code instead or try later.")
+		p.RetryAfter = max(1, int(rl.RetryAfter/time.Second))
+		return p
+	case errors.Is(err, sms.ErrCountryNotAllowed):
+		return httpapi.NewProblem(http.StatusUnprocessableEntity, "sms_country_not_allowed", "Text messages cannot be sent to this country; use the email code instead.")
+	}
+	return err
+}
+
+// checkCode verifies a code for a method against the user's active
+// devices, consuming what is one-time. It returns the device used.
+func (s *Service) checkCode(ctx context.Context, u store.User, active []store.MFADevice, method, code string) (store.MFADevice, bool, error) {
+	if err := s.throttle(ctx, "mfa:verify:"+u.ID, s.Config.VerifyLimit); err != nil {
+		return store.MFADevice{}, false, err
+	}
+	now := s.now()
+	switch method {
+	case MethodTOTP:
+		for _, d := range active {
+			if d.Type != MethodTOTP {
+				continue
+			}
+			ok, err := s.checkTOTP(ctx, d, code, now)
+			if err != nil || ok {
+				return d, ok, err
+			}
+		}
+		return store.MFADevice{}, false, nil
+	case MethodSMS, MethodEmail:
+		d, ok := pick(active, method)
+		if !ok && method == MethodEmail {
+			if _, hasSMS := pick(active, MethodSMS); hasSMS {
+				d, ok = store.MFADevice{UserID: u.ID, Type: MethodEmail}, true // the fallback email code
+			}
+		}
+		if !ok {
+			return store.MFADevice{}, false, ErrMethodUnavailable
+		}
+		ok, err := s.checkSentCode(ctx, u.ID, d, code, now)
+		return d, ok, err
+	case MethodBackup:
+		norm := otp.NormalizeBackupCode(code)
+		if norm == "" {
+			return store.MFADevice{}, false, nil
+		}
+		var ok bool
+		for _, h := range s.Codes.All("backup-code", norm) {
+			used, err := s.Store.UseBackupCode(ctx, u.ID, h, now)
+			if err != nil {
+				return store.MFADevice{}, false, err
+			}
+			ok = ok || used
+			if ok {
+				break
+			}
+		}
+		if !ok {
+			return store.MFADevice{}, false, nil
+		}
+		left, err := s.Store.CountBackupCodes(ctx, u.ID)
+		if err != nil {
+			return store.MFADevice{}, false, err
+		}
+		s.notice(ctx, u, fmt.Sprintf("A backup code was used to sign in; %d remain", left), "mfa.backup_code_used", map[string]any{"remaining": left})
+		return store.MFADevice{Type: MethodBackup}, true, nil
+	}
+	return store.MFADevice{}, false, ErrMethodUnavailable
+}
+
+// checkTOTP accepts a code for a time step at most once.
+func (s *Service) checkTOTP(ctx context.Context, d store.MFADevice, code string, now time.Time) (bool, error) {
+	secretB32, err := s.Keys.Open(d.Secret, totpAD(d.UserID, d.ID))
+	if err != nil {
+		return false, fmt.Errorf("mfa: open TOTP secret: %w", err)
+	}
+	step, ok := otp.Validate(string(secretB32), code, now, 1)
+	if !ok {
+		return false, nil
+	}
+	return s.Store.AcceptTOTPStep(ctx, d.UserID, d.ID, step, now)
+}
+
+func totpAD(userID, deviceID string) []byte {
+	return []byte("gatehouse/mfa/totp\x00" + userID + "\x00" + deviceID)
+}
+
+// checkSentCode checks an email or SMS code (at most MaxCodeAttempts
+// tries per code) and consumes it.
+func (s *Service) checkSentCode(ctx context.Context, userID string, d store.MFADevice, code string, now time.Time) (bool, error) {
+	c, err := s.Store.AttemptMFACode(ctx, userID, d.Type, d.ID, s.Config.MaxCodeAttempts, now)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if !s.Codes.Match(c.CodeHash, "mfa-code", strings.TrimSpace(code)) {
+		return false, nil
+	}
+	return s.Store.ConsumeMFACode(ctx, c.ID, now)
+}
+
+// Verify completes a login's second step and starts the session.
+func (s *Service) Verify(ctx context.Context, tok, method, code string, m session.Meta) (session.Result, error) {
+	p, err := s.lookup(ctx, tok, m, false)
+	if err != nil {
+		return session.Result{}, err
+	}
+	u, err := s.Store.GetUser(ctx, p.UserID)
+	if err != nil {
+		return session.Result{}, err
+	}
+	pol, err := s.policyFor(ctx, u)
+	if err != nil {
+		return session.Result{}, err
+	}
+	methods, active, err := s.methods(ctx, u, pol)
+	if err != nil {
+		return session.Result{}, err
+	}
+	fallbackEmail := method == MethodEmail && slices.Contains(methods, MethodSMS)
+	if !slices.Contains(methods, method) && !fallbackEmail {
+		return session.Result{}, ErrMethodUnavailable
+	}
+	_, ok, err := s.checkCode(ctx, u, active, method, code)
+	if err != nil {
+		return session.Result{}, err
+	}
+	if !ok {
+		return session.Result{}, s.failAttempt(ctx, tok)
+	}
+	// Single use: of two parallel successes only one gets the pending login.
+	if _, err := s.KV.GetDel(ctx, pendingKey(tok)); errors.Is(err, kv.ErrNotFound) {
+		return session.Result{}, ErrInvalidMFAToken
+	} else if err != nil {
+		return session.Result{}, err
+	}
+	_, _ = s.KV.Delete(ctx, attemptsKey(tok))
+	return s.Sessions.Complete(ctx, u.ID, amrWith(p.AMR, method), m)
+}
+
+func amrWith(amr []string, method string) []string {
+	out := append([]string(nil), amr...)
+	for _, a := range []string{"mfa", amrOf[method]} {
+		if !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// notice records an account event and emails the user about an MFA change.
+func (s *Service) notice(ctx context.Context, u store.User, event, action string, data map[string]any) {
+	now := s.now()
+	err := s.Store.InTx(ctx, func(tx store.Store) error {
+		if err := tx.AppendAuditEvent(ctx, store.AuditEvent{OccurredAt: now, ActorID: u.ID, SubjectID: u.ID, Action: action, Data: data}); err != nil {
+			return err
+		}
+		args, err := mail.NewSendArgs(s.Keys, mail.MFANotice, u.Email, mail.Data{RecipientName: u.Name, Event: event, Time: now}, "")
+		if err != nil {
+			return err
+		}
+		_, err = s.Jobs.InsertTx(ctx, tx.DriverTx(), args, nil)
+		return err
+	})
+	if err != nil {
+		s.Log.ErrorContext(ctx, "could not record an MFA change", "action", action, "error", err.Error())
+	}
+}
+
+// FinishEnrollment completes a login that had to enrol a factor: the
+// enrollment token is consumed (once) and the session starts with the new
+// factor in its amr.
+func (s *Service) FinishEnrollment(ctx context.Context, tok, method string, m session.Meta) (session.Result, error) {
+	b, err := s.KV.GetDel(ctx, pendingKey(tok))
+	if errors.Is(err, kv.ErrNotFound) {
+		return session.Result{}, ErrInvalidMFAToken
+	}
+	if err != nil {
+		return session.Result{}, err
+	}
+	var p pending
+	if err := json.Unmarshal(b, &p); err != nil || !p.Enroll {
+		return session.Result{}, ErrInvalidMFAToken
+	}
+	return s.Sessions.Complete(ctx, p.UserID, amrWith(p.AMR, method), m)
+}
+
+// SMSFailed is the SMS worker's failure hook: a code that could not be
+// texted is replaced by one sent to the account's email address, so the
+// user can finish with method "email". The event is recorded.
+func (s *Service) SMSFailed(ctx context.Context, args sms.SendArgs, cause error) {
+	u, err := s.Store.GetUser(ctx, args.UserID)
+	if err != nil {
+		s.Log.ErrorContext(ctx, "sms failure hook: user lookup failed", "error", err.Error())
+		return
+	}
+	now := s.now()
+	if err := s.Store.AppendAuditEvent(ctx, store.AuditEvent{
+		OccurredAt: now, SubjectID: u.ID, Action: "mfa.sms_failed",
+		Data: map[string]any{"to": sms.Mask(args.To), "purpose": args.Purpose, "reason": cause.Error()},
+	}); err != nil {
+		s.Log.ErrorContext(ctx, "sms failure hook: audit failed", "error", err.Error())
+	}
+	if args.Purpose != "mfa" {
+		return
+	}
+	if err := s.sendCode(ctx, u, store.MFADevice{UserID: u.ID, Type: MethodEmail, Email: u.Email}, session.Meta{}); err != nil {
+		s.Log.ErrorContext(ctx, "sms failure hook: email fallback failed", "error", err.Error())
+	}
+}

@@ -1,0 +1,3 @@
+DROP TABLE mfa_codes;
+DROP TABLE mfa_backup_codes;
+DROP TABLE mfa_devices;

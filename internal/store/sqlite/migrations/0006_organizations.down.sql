@@ -1,0 +1,2 @@
+DROP TABLE organization_members;
+DROP TABLE organizations;
