@@ -1,0 +1,370 @@
+package app
+
+import (
+	"crypto/hmac"
+	"crypto/sha1"
+	"encoding/base32"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/testenv"
+)
+
+// totpAt is an independent RFC 6238 implementation (SHA-1, 6 digits, 30 s).
+func totpAt(t *testing.T, secret string, at time.Time) string {
+	t.Helper()
+	key, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(strings.ToUpper(secret))
+	if err != nil {
+		t.Fatalf("secret %q is not base32: %v", secret, err)
+	}
+	var msg [8]byte
+	binary.BigEndian.PutUint64(msg[:], uint64(at.Unix()/30))
+	mac := hmac.New(sha1.New, key)
+	mac.Write(msg[:])
+	sum := mac.Sum(nil)
+	off := sum[len(sum)-1] & 0x0f
+	v := binary.BigEndian.Uint32(sum[off:off+4]) & 0x7fffffff
+	return fmt.Sprintf("%06d", v%1000000)
+}
+
+// twilioEmulator speaks the contract of Twilio's Messages API.
+type twilioEmulator struct {
+	*httptest.Server
+	mu   sync.Mutex
+	sent []url2
+}
+
+type url2 struct{ To, Body string }
+
+func startTwilio(t *testing.T, sid, token string) *twilioEmulator {
+	e := &twilioEmulator{}
+	e.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, p, ok := r.BasicAuth()
+		if !ok || u != sid || p != token || r.URL.Path != "/2010-04-01/Accounts/"+sid+"/Messages.json" {
+			w.WriteHeader(401)
+			fmt.Fprint(w, `{"code":20003,"message":"Authenticate","status":401}`)
+			return
+		}
+		r.ParseForm()
+		e.mu.Lock()
+		e.sent = append(e.sent, url2{To: r.PostForm.Get("To"), Body: r.PostForm.Get("Body")})
+		n := len(e.sent)
+		e.mu.Unlock()
+		w.WriteHeader(201)
+		fmt.Fprintf(w, `{"sid":"SM%032d","status":"queued","to":%q}`, n, r.PostForm.Get("To"))
+	}))
+	t.Cleanup(e.Close)
+	return e
+}
+
+var smsCode = regexp.MustCompile(`\b(\d{6})\b`)
+
+// waitCode returns the code of the next text message to the number.
+func (e *twilioEmulator) waitCode(t *testing.T, to string, seen int) (string, int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		e.mu.Lock()
+		for i := seen; i < len(e.sent); i++ {
+			if e.sent[i].To == to {
+				m := smsCode.FindStringSubmatch(e.sent[i].Body)
+				e.mu.Unlock()
+				if m == nil {
+					t.Fatalf("no code in SMS %q", e.sent[i].Body)
+				}
+				return m[1], i + 1
+			}
+		}
+		e.mu.Unlock()
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("no text message to %s arrived", to)
+	return "", 0
+}
+
+var mailCode = regexp.MustCompile(`(?m)^\s*(\d{6})\s*$`)
+
+func emailCode(t *testing.T, m message) string {
+	t.Helper()
+	c := mailCode.FindStringSubmatch(m.Text)
+	if c == nil {
+		t.Fatalf("no code in the email %q:\n%s", m.Subject, m.Text)
+	}
+	return c[1]
+}
+
+func claimsOf(t *testing.T, at string) map[string]any {
+	t.Helper()
+	parts := strings.Split(at, ".")
+	b, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	var c map[string]any
+	json.Unmarshal(b, &c)
+	return c
+}
+
+func amrOf(t *testing.T, at string) []string {
+	var out []string
+	for _, a := range claimsOf(t, at)["amr"].([]any) {
+		out = append(out, a.(string))
+	}
+	return out
+}
+
+func loginMFA(t *testing.T, e *accountEnv, email string) map[string]any {
+	t.Helper()
+	code, body, _ := call(t, "POST", e.url("/v1/auth/login"), map[string]string{"email": email, "password": strongPassword})
+	if code != 200 {
+		t.Fatalf("login = %d %v", code, body)
+	}
+	return body
+}
+
+func TestMFAEmbedded(t *testing.T) { runMFASuite(t, nil) }
+
+func TestMFAPostgresRedis(t *testing.T) {
+	dbURL := testenv.PostgresURL(t)
+	redisURL, prefix := testenv.Redis(t)
+	runMFASuite(t, map[string]string{"GATEHOUSE_DATABASE_URL": dbURL, "GATEHOUSE_REDIS_URL": redisURL, "GATEHOUSE_REDIS_KEY_PREFIX": prefix})
+}
+
+func runMFASuite(t *testing.T, env map[string]string) {
+	const sid, token = "AC00000000000000000000000000000001", "twilio-test-token"
+	tw := startTwilio(t, sid, token)
+	all := map[string]string{
+		"GATEHOUSE_TWILIO_ACCOUNT_SID": sid, "GATEHOUSE_TWILIO_AUTH_TOKEN": token,
+		"GATEHOUSE_TWILIO_FROM": "+15005550006", "GATEHOUSE_TWILIO_BASE_URL": tw.URL,
+	}
+	for k, v := range env {
+		all[k] = v
+	}
+	e := newAccountEnv(t, all)
+	var secrets []string
+
+	t.Run("TOTP", func(t *testing.T) {
+		at := e.signUp(t, "totp@example.com")
+		code, enr, _ := call(t, "POST", e.url("/v1/me/mfa/totp"), nil, bearer(at)...)
+		if code != 201 || !strings.HasPrefix(enr["otpauth_uri"].(string), "otpauth://totp/") || !strings.HasPrefix(enr["qr_code"].(string), "data:image/png;base64,") {
+			t.Fatalf("enrol = %d %v", code, enr)
+		}
+		secret := enr["secret"].(string)
+		secrets = append(secrets, secret)
+		id := enr["id"].(string)
+		// Not active before confirmation: login still gives tokens.
+		if b := loginMFA(t, e, "totp@example.com"); b["mfa_required"] == true {
+			t.Fatalf("unconfirmed device already required at login: %v", b)
+		}
+		if c, b, _ := call(t, "POST", e.url("/v1/me/mfa/devices/"+id+"/confirm"), map[string]string{"code": "000000"}, bearer(at)...); c != 401 {
+			t.Errorf("confirm with a wrong code = %d %v", c, b)
+		}
+		prev := totpAt(t, secret, time.Now().Add(-30*time.Second))
+		if c, b, _ := call(t, "POST", e.url("/v1/me/mfa/devices/"+id+"/confirm"), map[string]string{"code": prev}, bearer(at)...); c != 200 || b["confirmed"] != true {
+			t.Fatalf("confirm = %d %v", c, b)
+		}
+		e.mail.wait(t, "totp@example.com", "Security settings")
+
+		b := loginMFA(t, e, "totp@example.com")
+		if b["mfa_required"] != true || b["access_token"] != nil || !slices.Contains(toStrings(b["methods"]), "totp") {
+			t.Fatalf("login with TOTP = %v", b)
+		}
+		mt := b["mfa_token"].(string)
+		now := totpAt(t, secret, time.Now())
+		if now == prev {
+			t.Skip("codes of adjacent steps coincide; rerun")
+		}
+		c, tok, _ := call(t, "POST", e.url("/v1/auth/mfa/verify"), map[string]string{"mfa_token": mt, "method": "totp", "code": now})
+		if c != 200 || tok["access_token"] == nil {
+			t.Fatalf("verify = %d %v", c, tok)
+		}
+		amr := amrOf(t, tok["access_token"].(string))
+		if !slices.Contains(amr, "mfa") || !slices.Contains(amr, "otp") || !slices.Contains(amr, "pwd") {
+			t.Errorf("amr = %v, want pwd, mfa, otp", amr)
+		}
+		if c, _, _ := call(t, "POST", e.url("/v1/auth/mfa/verify"), map[string]string{"mfa_token": mt, "method": "totp", "code": now}); c != 401 {
+			t.Errorf("mfa_token reused = %d", c)
+		}
+		// Replay of the accepted code in a new login is refused.
+		mt2 := loginMFA(t, e, "totp@example.com")["mfa_token"].(string)
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/mfa/verify"), map[string]string{"mfa_token": mt2, "method": "totp", "code": now}); c != 401 || b["code"] != "invalid_code" {
+			t.Errorf("replayed TOTP code = %d %v", c, b)
+		}
+		// Wrong codes kill the token (this one has had one failure already).
+		for i := 0; i < 4; i++ {
+			call(t, "POST", e.url("/v1/auth/mfa/verify"), map[string]string{"mfa_token": mt2, "method": "totp", "code": "000001"})
+		}
+		next := totpAt(t, secret, time.Now().Add(30*time.Second))
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/mfa/verify"), map[string]string{"mfa_token": mt2, "method": "totp", "code": next}); c != 401 || b["code"] != "invalid_mfa_token" {
+			t.Errorf("after 5 wrong codes = %d %v, want invalid_mfa_token", c, b)
+		}
+	})
+
+	t.Run("EmailCodesAndBackupCodes", func(t *testing.T) {
+		at := e.signUp(t, "backup@example.com")
+		c, b, _ := call(t, "POST", e.url("/v1/me/mfa/email"), nil, bearer(at)...)
+		if c != 201 {
+			t.Fatalf("enrol email = %d %v", c, b)
+		}
+		code := emailCode(t, e.mail.wait(t, "backup@example.com", "verification code"))
+		secrets = append(secrets, code)
+		if c, b, _ := call(t, "POST", e.url("/v1/me/mfa/devices/"+b["id"].(string)+"/confirm"), map[string]string{"code": code}, bearer(at)...); c != 200 {
+			t.Fatalf("confirm email = %d %v", c, b)
+		}
+		c, bc, _ := call(t, "POST", e.url("/v1/me/mfa/backup-codes"), nil, bearer(at)...)
+		codes := toStrings(bc["codes"])
+		if c != 201 || len(codes) != 10 {
+			t.Fatalf("backup codes = %d %v", c, bc)
+		}
+		secrets = append(secrets, codes...)
+		_, devs, _ := call(t, "GET", e.url("/v1/me/mfa/devices"), nil, bearer(at)...)
+		if devs["backup_codes_remaining"] != float64(10) {
+			t.Errorf("devices = %v", devs)
+		}
+
+		// Email code at login: sent on challenge, works once.
+		mt := loginMFA(t, e, "backup@example.com")["mfa_token"].(string)
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/mfa/challenge"), map[string]string{"mfa_token": mt, "method": "email"}); c != 200 {
+			t.Fatalf("challenge email = %d %v", c, b)
+		}
+		ec := emailCode(t, e.mail.wait(t, "backup@example.com", "verification code"))
+		secrets = append(secrets, ec)
+		c, tok, _ := call(t, "POST", e.url("/v1/auth/mfa/verify"), map[string]string{"mfa_token": mt, "method": "email", "code": ec})
+		if c != 200 || !slices.Contains(amrOf(t, tok["access_token"].(string)), "email") {
+			t.Fatalf("verify email = %d %v", c, tok)
+		}
+		mt = loginMFA(t, e, "backup@example.com")["mfa_token"].(string)
+		if c, _, _ := call(t, "POST", e.url("/v1/auth/mfa/verify"), map[string]string{"mfa_token": mt, "method": "email", "code": ec}); c != 401 {
+			t.Errorf("email code reused = %d", c)
+		}
+
+		// Backup codes: each once.
+		mt = loginMFA(t, e, "backup@example.com")["mfa_token"].(string)
+		c, tok, _ = call(t, "POST", e.url("/v1/auth/mfa/verify"), map[string]string{"mfa_token": mt, "method": "backup_code", "code": strings.ToLower(codes[0])})
+		if c != 200 {
+			t.Fatalf("backup code = %d %v", c, tok)
+		}
+		e.mail.wait(t, "backup@example.com", "Security settings")
+		mt = loginMFA(t, e, "backup@example.com")["mfa_token"].(string)
+		if c, _, _ := call(t, "POST", e.url("/v1/auth/mfa/verify"), map[string]string{"mfa_token": mt, "method": "backup_code", "code": codes[0]}); c != 401 {
+			t.Errorf("backup code reused = %d", c)
+		}
+		// Regenerating voids the old set.
+		fresh := tok["access_token"].(string)
+		_, again, _ := call(t, "POST", e.url("/v1/me/mfa/backup-codes"), nil, bearer(fresh)...)
+		newCodes := toStrings(again["codes"])
+		secrets = append(secrets, newCodes...)
+		if c, _, _ := call(t, "POST", e.url("/v1/auth/mfa/verify"), map[string]string{"mfa_token": mt, "method": "backup_code", "code": codes[1]}); c != 401 {
+			t.Errorf("old backup code after regeneration = %d", c)
+		}
+		if c, _, _ := call(t, "POST", e.url("/v1/auth/mfa/verify"), map[string]string{"mfa_token": mt, "method": "backup_code", "code": newCodes[0]}); c != 200 {
+			t.Errorf("new backup code = %d", c)
+		}
+	})
+
+	t.Run("SMS", func(t *testing.T) {
+		at := e.signUp(t, "sms@example.com")
+		c, b, _ := call(t, "POST", e.url("/v1/me/mfa/sms"), map[string]string{"phone_number": "+1 415 555 2671"}, bearer(at)...)
+		if c != 201 {
+			t.Fatalf("enrol sms = %d %v", c, b)
+		}
+		code, seen := tw.waitCode(t, "+14155552671", 0)
+		secrets = append(secrets, code)
+		if c, b, _ := call(t, "POST", e.url("/v1/me/mfa/devices/"+b["id"].(string)+"/confirm"), map[string]string{"code": code}, bearer(at)...); c != 200 {
+			t.Fatalf("confirm sms = %d %v", c, b)
+		}
+		mt := loginMFA(t, e, "sms@example.com")["mfa_token"].(string)
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/mfa/challenge"), map[string]string{"mfa_token": mt, "method": "sms"}); c != 200 {
+			t.Fatalf("challenge sms = %d %v", c, b)
+		}
+		code, _ = tw.waitCode(t, "+14155552671", seen)
+		secrets = append(secrets, code)
+		c, tok, _ := call(t, "POST", e.url("/v1/auth/mfa/verify"), map[string]string{"mfa_token": mt, "method": "sms", "code": code})
+		if c != 200 || !slices.Contains(amrOf(t, tok["access_token"].(string)), "sms") {
+			t.Fatalf("verify sms = %d %v", c, tok)
+		}
+		mt = loginMFA(t, e, "sms@example.com")["mfa_token"].(string)
+		if c, _, _ := call(t, "POST", e.url("/v1/auth/mfa/verify"), map[string]string{"mfa_token": mt, "method": "sms", "code": code}); c != 401 {
+			t.Errorf("sms code reused = %d", c)
+		}
+		// Removing a factor needs a recent authentication: a fresh login is.
+		_, devs, _ := call(t, "GET", e.url("/v1/me/mfa/devices"), nil, bearer(tok["access_token"].(string))...)
+		id := devs["devices"].([]any)[0].(map[string]any)["id"].(string)
+		if c, _, _ := call(t, "DELETE", e.url("/v1/me/mfa/devices/"+id), nil, bearer(tok["access_token"].(string))...); c != 204 {
+			t.Errorf("remove device = %d", c)
+		}
+	})
+
+	t.Run("OrganisationForcesEnrolment", func(t *testing.T) {
+		if _, code := e.cli(t, "users", "create", "--email", "boss@example.com", "--password-stdin", "--admin", "--verified"); code != 0 {
+			t.Fatal("create admin")
+		}
+		admin := e.login(t, "boss@example.com", strongPassword)
+		memberAT := e.signUp(t, "member@example.com")
+		_, me, _ := call(t, "GET", e.url("/v1/me"), nil, bearer(memberAT)...)
+		c, org, _ := call(t, "POST", e.url("/v1/admin/organizations"), map[string]any{"name": "Acme", "slug": "acme", "policy": map[string]any{"mfa_required": true}}, bearer(admin)...)
+		if c != 201 {
+			t.Fatalf("create org = %d %v", c, org)
+		}
+		if c, b, _ := call(t, "PUT", e.url("/v1/admin/organizations/"+org["id"].(string)+"/members/"+me["id"].(string)), map[string]string{"role": "member"}, bearer(admin)...); c != 200 {
+			t.Fatalf("add member = %d %v", c, b)
+		}
+		b := loginMFA(t, e, "member@example.com")
+		if b["mfa_enrollment_required"] != true || b["access_token"] != nil {
+			t.Fatalf("member login under an MFA policy = %v", b)
+		}
+		et := b["enrollment_token"].(string)
+		if c, _, _ := call(t, "GET", e.url("/v1/me"), nil, bearer(et)...); c != 401 {
+			t.Errorf("enrollment token opened /v1/me: %d", c)
+		}
+		c, dev, _ := call(t, "POST", e.url("/v1/me/mfa/email"), nil, bearer(et)...)
+		if c != 201 {
+			t.Fatalf("enrol with the enrollment token = %d %v", c, dev)
+		}
+		code := emailCode(t, e.mail.wait(t, "member@example.com", "verification code"))
+		c, tok, _ := call(t, "POST", e.url("/v1/me/mfa/devices/"+dev["id"].(string)+"/confirm"), map[string]string{"code": code}, bearer(et)...)
+		if c != 200 || tok["access_token"] == nil {
+			t.Fatalf("confirm with the enrollment token = %d %v, want a login response", c, tok)
+		}
+		if !slices.Contains(amrOf(t, tok["access_token"].(string)), "mfa") {
+			t.Errorf("amr after enrolment = %v", amrOf(t, tok["access_token"].(string)))
+		}
+		if b := loginMFA(t, e, "member@example.com"); b["mfa_required"] != true {
+			t.Errorf("next login = %v, want the second factor", b)
+		}
+	})
+
+	t.Run("NoSecretsAtRest", func(t *testing.T) {
+		if len(secrets) < 20 {
+			t.Fatalf("only %d secrets collected", len(secrets))
+		}
+		dump := dumpDatabase(t, e.db, e.dialect)
+		for _, s := range secrets {
+			for _, form := range []string{s, strings.ReplaceAll(s, "-", "")} {
+				// Numeric codes only count standing alone, not inside the
+				// digits of a timestamp.
+				re := regexp.MustCompile(`(^|[^0-9A-Za-z])` + regexp.QuoteMeta(form) + `([^0-9A-Za-z]|$)`)
+				if re.MatchString(dump) {
+					t.Errorf("the database holds an MFA secret or code in plain text: %.4s…", form)
+				}
+			}
+		}
+	})
+}
+
+func toStrings(v any) []string {
+	var out []string
+	if l, ok := v.([]any); ok {
+		for _, x := range l {
+			out = append(out, fmt.Sprint(x))
+		}
+	}
+	return out
+}
