@@ -239,7 +239,17 @@ func (s *Service) UpdateDevice(ctx context.Context, userID, id string, name *str
 		}
 		d.IsDefault = true
 	}
-	return s.Store.UpdateMFADevice(ctx, d)
+	out, err := s.Store.UpdateMFADevice(ctx, d)
+	if err != nil {
+		return store.MFADevice{}, err
+	}
+	if err := s.Store.AppendAuditEvent(ctx, store.AuditEvent{
+		OccurredAt: s.now(), ActorID: userID, SubjectID: userID, Action: "mfa.device_updated",
+		Data: map[string]any{"device_id": out.ID, "name": out.Name, "is_default": out.IsDefault},
+	}); err != nil {
+		return store.MFADevice{}, err
+	}
+	return out, nil
 }
 
 // requireRecent refuses sensitive changes unless the caller authenticated
