@@ -282,7 +282,8 @@ func parseEmail(t *testing.T, raw []byte) parsedEmail {
 		if err != nil {
 			t.Fatalf("multipart: %v", err)
 		}
-		if cte := part.Header.Get("Content-Transfer-Encoding"); cte != "quoted-printable" {
+		cte := part.Header.Get("Content-Transfer-Encoding")
+		if cte != "quoted-printable" && cte != "7bit" {
 			t.Fatalf("part Content-Transfer-Encoding %q", cte)
 		}
 		ct, cparams, err := mime.ParseMediaType(part.Header.Get("Content-Type"))
@@ -293,14 +294,23 @@ func parseEmail(t *testing.T, raw []byte) parsedEmail {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, line := range strings.Split(string(encoded), "\r\n") {
-			if len(line) > 76 {
-				t.Fatalf("quoted-printable line longer than 76: %q", line)
+		body := encoded
+		if cte == "7bit" {
+			for _, line := range strings.Split(string(encoded), "\r\n") {
+				if len(line) > 998 || !isASCII(line) || strings.ContainsAny(line, "\r\n") {
+					t.Fatalf("7bit line is not 7bit: %q", line)
+				}
 			}
-		}
-		body, err := io.ReadAll(quotedprintable.NewReader(bytes.NewReader(encoded)))
-		if err != nil {
-			t.Fatalf("quoted-printable: %v", err)
+			body = []byte(strings.ReplaceAll(string(encoded), "\r\n", "\n"))
+		} else {
+			for _, line := range strings.Split(string(encoded), "\r\n") {
+				if len(line) > 76 {
+					t.Fatalf("quoted-printable line longer than 76: %q", line)
+				}
+			}
+			if body, err = io.ReadAll(quotedprintable.NewReader(bytes.NewReader(encoded))); err != nil {
+				t.Fatalf("quoted-printable: %v", err)
+			}
 		}
 		p.partTypes = append(p.partTypes, ct)
 		switch ct {

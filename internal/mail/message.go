@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"mime"
 	"mime/multipart"
 	"mime/quotedprintable"
@@ -93,12 +94,25 @@ func (m Message) Build(date time.Time) ([]byte, error) {
 	} {
 		h := textproto.MIMEHeader{}
 		h.Set("Content-Type", mime.FormatMediaType(part.mediaType, map[string]string{"charset": "utf-8"}))
-		h.Set("Content-Transfer-Encoding", "quoted-printable")
+		// Plain ASCII with short lines goes as 7bit, so links (with their
+		// "=" and long tokens) stay intact for any reader, even a grep;
+		// anything else is quoted-printable.
+		sevenBit := is7bit(part.content)
+		if sevenBit {
+			h.Set("Content-Transfer-Encoding", "7bit")
+		} else {
+			h.Set("Content-Transfer-Encoding", "quoted-printable")
+		}
 		pw, err := mw.CreatePart(h)
 		if err != nil {
 			return nil, err
 		}
-		if err := writeQuotedPrintable(pw, part.content); err != nil {
+		if sevenBit {
+			_, err = io.WriteString(pw, crlf(part.content))
+		} else {
+			err = writeQuotedPrintable(pw, part.content)
+		}
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -239,6 +253,27 @@ func writeQuotedPrintable(w interface{ Write([]byte) (int, error) }, s string) e
 		return err
 	}
 	return qw.Close()
+}
+
+// is7bit reports whether s can travel as 7bit (RFC 5322): ASCII without
+// NUL or bare CR, lines of at most 998 bytes.
+func is7bit(s string) bool {
+	s = strings.ReplaceAll(s, "\r\n", "\n")
+	if strings.ContainsAny(s, "\r\x00") || !isASCII(s) {
+		return false
+	}
+	for _, line := range strings.Split(s, "\n") {
+		if len(line) > 998 {
+			return false
+		}
+	}
+	return true
+}
+
+// crlf normalises line endings to CRLF.
+func crlf(s string) string {
+	s = strings.ReplaceAll(s, "\r\n", "\n")
+	return strings.ReplaceAll(s, "\n", "\r\n")
 }
 
 func isASCII(s string) bool {
