@@ -129,6 +129,13 @@ type Config struct {
 	SMSLimitPerPhone          int      `env:"SMS_LIMIT_PER_PHONE" default:"5" doc:"Text messages per phone number per hour."`
 	SMSLimitPerUser           int      `env:"SMS_LIMIT_PER_USER" default:"10" doc:"Text messages per user per hour."`
 	SMSLimitPerCountry        int      `env:"SMS_LIMIT_PER_COUNTRY" default:"1000" doc:"Text messages per country calling code per hour (SMS pumping protection)."`
+
+	RedirectAllowlist []string `env:"REDIRECT_ALLOWLIST" doc:"Comma-separated exact URLs that social sign-in may redirect to (redirect_to)."`
+
+	// Social holds the GATEHOUSE_SOCIAL_<ID>_<KEY> provider settings (from
+	// the environment, or social_<id>_<key> in the config file), by
+	// variable name. They are validated by the social provider registry.
+	Social map[string]string `env:"-"`
 }
 
 // Field describes one setting, for documentation and error messages.
@@ -148,6 +155,9 @@ func Fields() []Field {
 	for i := range t.NumField() {
 		f := t.Field(i)
 		name := f.Tag.Get("env")
+		if name == "-" {
+			continue
+		}
 		out = append(out, Field{
 			Var:     Prefix + name,
 			Key:     strings.ToLower(name),
@@ -459,6 +469,15 @@ func (c *Config) validate() []string {
 	for name, n := range map[string]int{"SMS_LIMIT_PER_PHONE": c.SMSLimitPerPhone, "SMS_LIMIT_PER_USER": c.SMSLimitPerUser, "SMS_LIMIT_PER_COUNTRY": c.SMSLimitPerCountry} {
 		if n < 1 || n > 1000000 {
 			bad(name, "%d is out of range (1–1000000)", n)
+		}
+	}
+
+	for _, r := range c.RedirectAllowlist {
+		u, err := url.Parse(r)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Fragment != "" {
+			bad("REDIRECT_ALLOWLIST", "%q is not an absolute http(s) URL without a fragment", r)
+		} else if c.Env == EnvProduction && u.Scheme == "http" && !isLocalhost(u.Hostname()) {
+			bad("REDIRECT_ALLOWLIST", "%q must use https:// in production", r)
 		}
 	}
 

@@ -64,6 +64,18 @@ func Load(src Source) (*Config, []string, error) {
 		sort.Strings(keys)
 		for _, k := range keys {
 			fd, ok := byKey[k]
+			if !ok && strings.HasPrefix(k, "social_") {
+				raw, err := fileValueString(values[k])
+				if err != nil {
+					problems = append(problems, fmt.Sprintf("config file %s: %s: %v", src.File, k, err))
+					continue
+				}
+				if c.Social == nil {
+					c.Social = map[string]string{}
+				}
+				c.Social[Prefix+strings.ToUpper(k)] = raw
+				continue
+			}
 			if !ok {
 				problems = append(problems, fmt.Sprintf("config file %s: unknown setting %q", src.File, k))
 				continue
@@ -104,13 +116,23 @@ func Load(src Source) (*Config, []string, error) {
 		}
 	}
 
+	for _, kv := range src.Environ {
+		name, value, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, Prefix+"SOCIAL_") {
+			if c.Social == nil {
+				c.Social = map[string]string{}
+			}
+			c.Social[name] = value
+		}
+	}
+
 	known := map[string]bool{}
 	for _, fd := range fields {
 		known[fd.Var], known[fd.Var+"_FILE"] = true, true
 	}
 	for _, kv := range src.Environ {
 		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, Prefix) && !known[name] && !strings.HasPrefix(name, Prefix+"TEST_") && name != Prefix+"CONFIG" {
+		if strings.HasPrefix(name, Prefix) && !known[name] && !strings.HasPrefix(name, Prefix+"TEST_") && !strings.HasPrefix(name, Prefix+"SOCIAL_") && name != Prefix+"CONFIG" {
 			warnings = append(warnings, fmt.Sprintf("%s is not a Gatehouse setting and is ignored", name))
 		}
 	}

@@ -52,6 +52,8 @@ const (
 	// MFANotice tells the user a second factor changed (Data.Event says
 	// what: added, removed, backup code used …).
 	MFANotice = "mfa_notice"
+	// MagicLink carries a one-time sign-in link. Needs a link.
+	MagicLink = "magic_link"
 )
 
 // needsLink tells, for every message, whether it must carry a link (true)
@@ -67,6 +69,7 @@ var needsLink = map[string]bool{
 	RefreshTokenReuse: false,
 	MFACode:           false,
 	MFANotice:         false,
+	MagicLink:         true,
 }
 
 // needsCode lists the messages that must carry Data.Code; all others must
