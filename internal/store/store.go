@@ -44,6 +44,7 @@ type Store interface {
 	ClientStore
 	MFAStore
 	OrgStore
+	IdentityStore
 
 	// Dialect returns DialectPostgres or DialectSQLite.
 	Dialect() string
