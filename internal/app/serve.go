@@ -101,6 +101,11 @@ func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, ready 
 	}
 	deps.mfa = mfaService
 	deps.sessions.MFA = mfaService
+	providers, err := socialProviders(cfg)
+	if err != nil {
+		return fmt.Errorf("social sign-in settings:\n%w", err)
+	}
+	deps.social = newSocialService(deps, providers)
 	public, err := newPublicHandler(deps)
 	if err != nil {
 		return err

@@ -54,7 +54,11 @@ func testConfig(t *testing.T, env map[string]string) *config.Config {
 	for k, v := range env {
 		base[k] = v
 	}
-	cfg, _, err := config.Load(config.Source{Getenv: func(k string) string { return base[k] }})
+	var environ []string
+	for k, v := range base {
+		environ = append(environ, k+"="+v)
+	}
+	cfg, _, err := config.Load(config.Source{Getenv: func(k string) string { return base[k] }, Environ: environ})
 	if err != nil {
 		t.Fatal(err)
 	}

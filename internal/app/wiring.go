@@ -34,6 +34,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/sms"
+	"github.com/gatehouse/gatehouse/internal/social"
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/store/postgres"
 	"github.com/gatehouse/gatehouse/internal/store/sqlite"
@@ -56,6 +57,7 @@ type deps struct {
 	tokens   *token.Manager
 	sessions *session.Service
 	mfa      *mfa.Service
+	social   *social.Service
 	authn    auth.Authenticator
 }
 
@@ -281,6 +283,7 @@ func newRouter(d *deps) (*httpapi.Router, error) {
 	}).Routes(rt)
 	d.tokens.Routes(rt)
 	(&mfa.Handlers{Service: d.mfa, Auth: d.authn, Sessions: sessionHandlers}).Routes(rt)
+	(&social.Handlers{Service: d.social, Auth: d.authn, Sessions: sessionHandlers}).Routes(rt)
 	(&sms.StatusHandler{
 		AuthToken: d.cfg.TwilioAuthToken, PublicURL: strings.TrimRight(d.cfg.Issuer, "/") + sms.StatusPath,
 		Record: smsStatusRecorder(d.db.store), Log: d.log,

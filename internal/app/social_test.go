@@ -1,0 +1,257 @@
+package app
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/oauth2-proxy/mockoidc"
+)
+
+const appRedirect = "https://app.example.com/after"
+
+var noRedirects = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
+// oauthFlow runs start → provider → callback and returns the final
+// redirect (to the application) as a URL.
+type oauthFlow struct {
+	t      *testing.T
+	e      *accountEnv
+	cookie *http.Cookie
+	cbPath string // the callback path and query the provider sent back
+}
+
+func startOAuth(t *testing.T, e *accountEnv, provider string) *oauthFlow {
+	t.Helper()
+	req, _ := http.NewRequest("GET", e.url("/v1/auth/oauth/"+provider+"/start?redirect_to="+url.QueryEscape(appRedirect)), nil)
+	res, err := noRedirects.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 302 {
+		t.Fatalf("start = %d", res.StatusCode)
+	}
+	f := &oauthFlow{t: t, e: e}
+	for _, c := range res.Cookies() {
+		if c.Name == "gatehouse_oauth" {
+			f.cookie = c
+		}
+	}
+	if f.cookie == nil || !f.cookie.HttpOnly {
+		t.Fatalf("no HttpOnly browser-binding cookie: %v", res.Header["Set-Cookie"])
+	}
+	authURL := res.Header.Get("Location")
+	if !strings.Contains(authURL, "code_challenge=") || !strings.Contains(authURL, "code_challenge_method=S256") || !strings.Contains(authURL, "nonce=") || !strings.Contains(authURL, "state=") {
+		t.Errorf("authorisation URL lacks PKCE, nonce or state: %s", authURL)
+	}
+	// The provider authenticates the (queued) user and redirects back.
+	res, err = noRedirects.Get(authURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	back, err := url.Parse(res.Header.Get("Location"))
+	if err != nil || res.StatusCode != 302 {
+		t.Fatalf("provider answered %d %q", res.StatusCode, res.Header.Get("Location"))
+	}
+	f.cbPath = back.Path + "?" + back.RawQuery
+	return f
+}
+
+// callback delivers the provider's redirect to Gatehouse with the given
+// cookie and returns Gatehouse's answer.
+func (f *oauthFlow) callback(cookie *http.Cookie) (int, *url.URL) {
+	f.t.Helper()
+	req, _ := http.NewRequest("GET", f.e.s.public+f.cbPath, nil)
+	if cookie != nil {
+		req.AddCookie(cookie)
+	}
+	res, err := noRedirects.Do(req)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	res.Body.Close()
+	loc, _ := url.Parse(res.Header.Get("Location"))
+	return res.StatusCode, loc
+}
+
+func exchangeCode(t *testing.T, e *accountEnv, loc *url.URL) map[string]any {
+	t.Helper()
+	if loc == nil || !strings.HasPrefix(loc.String(), appRedirect) {
+		t.Fatalf("callback went to %v, want %s", loc, appRedirect)
+	}
+	for k := range loc.Query() {
+		if k != "code" {
+			t.Fatalf("the redirect carries %q: %s", k, loc)
+		}
+	}
+	code, body, _ := call(t, "POST", e.url("/v1/auth/oauth/exchange"), map[string]string{"code": loc.Query().Get("code")})
+	if code != 200 {
+		t.Fatalf("exchange = %d %v", code, body)
+	}
+	return body
+}
+
+func TestSocialSignIn(t *testing.T) {
+	m, err := mockoidc.Run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Shutdown() })
+	e := newAccountEnv(t, map[string]string{
+		"GATEHOUSE_SOCIAL_OKTA_TYPE":          "oidc",
+		"GATEHOUSE_SOCIAL_OKTA_ISSUER":        m.Issuer(),
+		"GATEHOUSE_SOCIAL_OKTA_CLIENT_ID":     m.ClientID,
+		"GATEHOUSE_SOCIAL_OKTA_CLIENT_SECRET": m.ClientSecret,
+		"GATEHOUSE_REDIRECT_ALLOWLIST":        appRedirect,
+	})
+
+	var samID string
+	t.Run("SignUpThenSignIn", func(t *testing.T) {
+		m.QueueUser(&mockoidc.MockUser{Subject: "okta-sam", Email: "sam@example.com", EmailVerified: true})
+		f := startOAuth(t, e, "okta")
+		code, loc := f.callback(f.cookie)
+		if code != 302 {
+			t.Fatalf("callback = %d", code)
+		}
+		tok := exchangeCode(t, e, loc)
+		at := tok["access_token"].(string)
+		amr := amrOf(t, at)
+		if !contains(amr, "fed") || !contains(amr, "okta") {
+			t.Errorf("amr = %v, want fed and the provider", amr)
+		}
+		_, me, _ := call(t, "GET", e.url("/v1/me"), nil, bearer(at)...)
+		if me["email"] != "sam@example.com" || me["email_verified"] != true {
+			t.Fatalf("/v1/me = %v", me)
+		}
+		samID = me["id"].(string)
+		_, ids, _ := call(t, "GET", e.url("/v1/me/identities"), nil, bearer(at)...)
+		if l := ids["identities"].([]any); len(l) != 1 || l[0].(map[string]any)["provider"] != "okta" {
+			t.Errorf("identities = %v", ids)
+		}
+		// The code works once; the state works once.
+		if c, _, _ := call(t, "POST", e.url("/v1/auth/oauth/exchange"), map[string]string{"code": loc.Query().Get("code")}); c != 400 {
+			t.Errorf("second exchange = %d, want 400", c)
+		}
+		if c, _ := f.callback(f.cookie); c != 400 {
+			t.Errorf("replayed state = %d, want 400", c)
+		}
+		// Unlinking the only way in is refused.
+		id := ids["identities"].([]any)[0].(map[string]any)["id"].(string)
+		if c, b, _ := call(t, "DELETE", e.url("/v1/me/identities/"+id), nil, bearer(at)...); c != 409 || b["code"] != "last_sign_in_method" {
+			t.Errorf("unlink last method = %d %v", c, b)
+		}
+
+		m.QueueUser(&mockoidc.MockUser{Subject: "okta-sam", Email: "sam@example.com", EmailVerified: true})
+		f = startOAuth(t, e, "okta")
+		_, loc = f.callback(f.cookie)
+		at = exchangeCode(t, e, loc)["access_token"].(string)
+		if _, me, _ := call(t, "GET", e.url("/v1/me"), nil, bearer(at)...); me["id"] != samID {
+			t.Errorf("second sign-in found user %v, want %s", me["id"], samID)
+		}
+	})
+
+	t.Run("ForeignBrowserState", func(t *testing.T) {
+		m.QueueUser(&mockoidc.MockUser{Subject: "okta-x", Email: "x@example.com", EmailVerified: true})
+		f := startOAuth(t, e, "okta")
+		if c, _ := f.callback(&http.Cookie{Name: "gatehouse_oauth", Value: "another-browser"}); c != 400 {
+			t.Errorf("state from another browser = %d, want 400", c)
+		}
+		if c, _ := f.callback(nil); c != 400 {
+			t.Errorf("state without the cookie = %d, want 400", c)
+		}
+	})
+
+	t.Run("NoTakeoverOfExistingAccount", func(t *testing.T) {
+		e.signUp(t, "victim@example.com")
+		m.QueueUser(&mockoidc.MockUser{Subject: "okta-attacker", Email: "victim@example.com", EmailVerified: true})
+		f := startOAuth(t, e, "okta")
+		_, loc := f.callback(f.cookie)
+		q := loc.Query()
+		if q.Get("error") != "account_exists" || q.Get("link_token") == "" || q.Get("code") != "" {
+			t.Fatalf("matching email = %s, want error=account_exists with a link_token and no code", loc)
+		}
+		if c, _, _ := call(t, "POST", e.url("/v1/auth/oauth/link/confirm"), map[string]string{"link_token": q.Get("link_token"), "password": "not the password at all"}); c != 401 {
+			t.Errorf("link confirm with a wrong password = %d, want 401", c)
+		}
+		c, tok, _ := call(t, "POST", e.url("/v1/auth/oauth/link/confirm"), map[string]string{"link_token": q.Get("link_token"), "password": strongPassword})
+		if c != 200 || tok["access_token"] == nil {
+			t.Fatalf("link confirm = %d %v", c, tok)
+		}
+		m.QueueUser(&mockoidc.MockUser{Subject: "okta-attacker", Email: "victim@example.com", EmailVerified: true})
+		f = startOAuth(t, e, "okta")
+		_, loc = f.callback(f.cookie)
+		at := exchangeCode(t, e, loc)["access_token"].(string)
+		if _, me, _ := call(t, "GET", e.url("/v1/me"), nil, bearer(at)...); me["email"] != "victim@example.com" {
+			t.Errorf("after the link, sign-in reached %v", me["email"])
+		}
+	})
+
+	t.Run("UnverifiedEmailNeverLinks", func(t *testing.T) {
+		e.signUp(t, "owner@example.com")
+		m.QueueUser(&mockoidc.MockUser{Subject: "okta-unverified", Email: "owner@example.com", EmailVerified: false})
+		f := startOAuth(t, e, "okta")
+		_, loc := f.callback(f.cookie)
+		if q := loc.Query(); q.Get("error") != "email_not_verified" || q.Get("link_token") != "" || q.Get("code") != "" {
+			t.Errorf("unverified provider email = %s", loc)
+		}
+	})
+
+	t.Run("MagicLink", func(t *testing.T) {
+		code, known, _ := call(t, "POST", e.url("/v1/auth/magic-link"), map[string]string{"email": "victim@example.com"})
+		code2, unknown, _ := call(t, "POST", e.url("/v1/auth/magic-link"), map[string]string{"email": "nobody@example.com"})
+		if code != 202 || code2 != 202 || known["message"] != unknown["message"] {
+			t.Errorf("magic link = %d %v / %d %v", code, known, code2, unknown)
+		}
+		m := e.mail.wait(t, "victim@example.com", "sign-in link")
+		tok := magicToken(t, m)
+		c, res, _ := call(t, "POST", e.url("/v1/auth/magic-link/verify"), map[string]string{"token": tok})
+		if c != 200 || res["access_token"] == nil {
+			t.Fatalf("magic link verify = %d %v", c, res)
+		}
+		if c, _, _ := call(t, "POST", e.url("/v1/auth/magic-link/verify"), map[string]string{"token": tok}); c != 400 {
+			t.Errorf("magic link reused = %d, want 400", c)
+		}
+		// MFA still applies.
+		at := res["access_token"].(string)
+		c, dev, _ := call(t, "POST", e.url("/v1/me/mfa/email"), nil, bearer(at)...)
+		if c != 201 {
+			t.Fatalf("enrol email = %d", c)
+		}
+		mc := emailCode(t, e.mail.wait(t, "victim@example.com", "verification code"))
+		call(t, "POST", e.url("/v1/me/mfa/devices/"+dev["id"].(string)+"/confirm"), map[string]string{"code": mc}, bearer(at)...)
+		call(t, "POST", e.url("/v1/auth/magic-link"), map[string]string{"email": "victim@example.com"})
+		tok = magicToken(t, e.mail.wait(t, "victim@example.com", "sign-in link"))
+		c, res, _ = call(t, "POST", e.url("/v1/auth/magic-link/verify"), map[string]string{"token": tok})
+		if c != 200 || res["mfa_required"] != true || res["access_token"] != nil {
+			t.Errorf("magic link with MFA = %d %v, want the MFA step", c, res)
+		}
+	})
+}
+
+func magicToken(t *testing.T, m message) string {
+	t.Helper()
+	i := strings.Index(m.Text, "/magic-link?token=")
+	if i < 0 {
+		t.Fatalf("no magic link in %q", m.Text)
+	}
+	rest := m.Text[i+len("/magic-link?token="):]
+	end := strings.IndexFunc(rest, func(r rune) bool {
+		return !(r == '-' || r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+	})
+	if end < 0 {
+		end = len(rest)
+	}
+	return rest[:end]
+}
+
+func contains(l []string, s string) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,43 @@
+package app
+
+import (
+	"errors"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/social"
+	"github.com/gatehouse/gatehouse/internal/social/provider"
+)
+
+// socialProviders builds the provider registry from the
+// GATEHOUSE_SOCIAL_<ID>_<KEY> settings; a bad block stops start-up with
+// one line per problem, naming the variable.
+func socialProviders(cfg *config.Config) (*provider.Registry, error) {
+	names := make([]string, 0, len(cfg.Social))
+	for k := range cfg.Social {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	environ := make([]string, 0, len(names))
+	for _, k := range names {
+		environ = append(environ, k+"="+cfg.Social[k])
+	}
+	settings, problems := provider.FromEnv(environ, func(k string) string { return cfg.Social[k] })
+	if len(problems) > 0 {
+		return nil, errors.New(strings.Join(problems, "\n"))
+	}
+	return provider.Build(settings, &http.Client{Timeout: 10 * time.Second})
+}
+
+// newSocialService builds social sign-in and the magic-link fallback.
+func newSocialService(d *deps, registry *provider.Registry) *social.Service {
+	return &social.Service{
+		Store: d.db.store, Providers: registry, KV: d.state.kv, Limiter: d.state.limiter, Keys: d.keys,
+		Jobs: d.queue, Sessions: d.sessions, MFA: d.mfa, Now: time.Now, Log: d.log,
+		Config:  social.DefaultConfig(d.cfg.Issuer, d.cfg.AppBaseURL(), d.cfg.RedirectAllowlist),
+		Metrics: social.NewMetrics(d.reg),
+	}
+}
