@@ -255,3 +255,79 @@ func contains(l []string, s string) bool {
 	}
 	return false
 }
+
+func TestSocialLinkFromSessionAndBreaker(t *testing.T) {
+	m, err := mockoidc.Run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newAccountEnv(t, map[string]string{
+		"GATEHOUSE_SOCIAL_CORP_TYPE":          "oidc",
+		"GATEHOUSE_SOCIAL_CORP_ISSUER":        m.Issuer(),
+		"GATEHOUSE_SOCIAL_CORP_CLIENT_ID":     m.ClientID,
+		"GATEHOUSE_SOCIAL_CORP_CLIENT_SECRET": m.ClientSecret,
+		"GATEHOUSE_REDIRECT_ALLOWLIST":        appRedirect,
+	})
+	at := e.signUp(t, "linker@example.com")
+
+	// Link from a signed-in session: the start URL comes back as JSON.
+	req, _ := http.NewRequest("POST", e.url("/v1/me/identities/corp/link?redirect_to="+url.QueryEscape(appRedirect)), nil)
+	req.Header.Set("Authorization", "Bearer "+at)
+	res, err := noRedirects.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out map[string]string
+	jsonDecode(res, &out)
+	res.Body.Close()
+	var cookie *http.Cookie
+	for _, c := range res.Cookies() {
+		if c.Name == "gatehouse_oauth" {
+			cookie = c
+		}
+	}
+	m.QueueUser(&mockoidc.MockUser{Subject: "corp-42", Email: "someone-else@corp.example", EmailVerified: true})
+	pres, err := noRedirects.Get(out["authorization_url"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	pres.Body.Close()
+	back, _ := url.Parse(pres.Header.Get("Location"))
+	f := &oauthFlow{t: t, e: e, cookie: cookie, cbPath: back.Path + "?" + back.RawQuery}
+	_, loc := f.callback(cookie)
+	if loc.Query().Get("linked") != "corp" {
+		t.Fatalf("link from session = %s", loc)
+	}
+	_, ids, _ := call(t, "GET", e.url("/v1/me/identities"), nil, bearer(at)...)
+	list := ids["identities"].([]any)
+	if len(list) != 1 {
+		t.Fatalf("identities = %v", ids)
+	}
+	// With a password, the identity is not the last way in: unlinking works.
+	id := list[0].(map[string]any)["id"].(string)
+	if c, _, _ := call(t, "DELETE", e.url("/v1/me/identities/"+id), nil, bearer(at)...); c != 204 {
+		t.Errorf("unlink = %d", c)
+	}
+
+	// A provider that keeps failing opens the circuit: start answers 503.
+	var flows []*oauthFlow
+	for range 5 {
+		m.QueueUser(&mockoidc.MockUser{Subject: "corp-43", Email: "x@corp.example", EmailVerified: true})
+		flows = append(flows, startOAuth(t, e, "corp"))
+	}
+	m.Shutdown()
+	for _, f := range flows {
+		_, loc := f.callback(f.cookie)
+		if loc.Query().Get("error") != "provider_unavailable" {
+			t.Fatalf("callback with the provider down = %s", loc)
+		}
+	}
+	code, body, _ := call(t, "GET", e.url("/v1/auth/oauth/corp/start?redirect_to="+url.QueryEscape(appRedirect)), nil)
+	if code != 503 || body["code"] != "provider_unavailable" || !strings.Contains(body["detail"].(string), "magic-link") {
+		t.Errorf("start with the circuit open = %d %v", code, body)
+	}
+	_, metrics := get(t, e.s.admin+"/metrics")
+	if !strings.Contains(string(metrics), `gatehouse_social_logins_total{outcome="provider_unavailable",provider="corp"} 5`) {
+		t.Errorf("metrics lack the provider outcome counter")
+	}
+}
