@@ -3,7 +3,6 @@ package app
 import (
 	"errors"
 	"net/http"
-	"sort"
 	"strings"
 	"time"
 
@@ -16,16 +15,7 @@ import (
 // GATEHOUSE_SOCIAL_<ID>_<KEY> settings; a bad block stops start-up with
 // one line per problem, naming the variable.
 func socialProviders(cfg *config.Config) (*provider.Registry, error) {
-	names := make([]string, 0, len(cfg.Social))
-	for k := range cfg.Social {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	environ := make([]string, 0, len(names))
-	for _, k := range names {
-		environ = append(environ, k+"="+cfg.Social[k])
-	}
-	settings, problems := provider.FromEnv(environ, func(k string) string { return cfg.Social[k] })
+	settings, problems := provider.FromMap(cfg.Social)
 	if len(problems) > 0 {
 		return nil, errors.New(strings.Join(problems, "\n"))
 	}
