@@ -276,7 +276,7 @@ func newRouter(d *deps) (*httpapi.Router, error) {
 	accounts.Routes(rt)
 	sessionHandlers := &session.Handlers{Service: d.sessions, Auth: d.authn, Cookie: d.cfg.RefreshTokenCookie}
 	sessionHandlers.Routes(rt)
-	clients := &oauth.Clients{Store: d.db.store, Now: time.Now}
+	clients := &oauth.Clients{Store: d.db.store, Now: time.Now, CacheTTL: 10 * time.Second}
 	(&oauth.Server{
 		Issuer: d.cfg.Issuer, Algorithms: []string{d.cfg.SigningAlg}, Clients: clients, Sessions: d.sessions,
 		Tokens: d.tokens, Store: d.db.store, Cookie: d.cfg.RefreshTokenCookie, Log: d.log,

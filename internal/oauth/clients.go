@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/secret"
@@ -34,6 +35,42 @@ type Clients struct {
 		AppendAuditEvent(ctx context.Context, e store.AuditEvent) error
 	}
 	Now func() time.Time
+	// CacheTTL, when positive, keeps looked-up clients in memory this long,
+	// so introspection and revocation calls do not each query the
+	// database for the caller; a deleted or disabled client keeps working
+	// on a node for at most this long.
+	CacheTTL time.Duration
+
+	mu    sync.Mutex
+	cache map[string]cachedClient
+}
+
+type cachedClient struct {
+	client  store.Client
+	expires time.Time
+}
+
+// lookup returns the client, from the cache when fresh.
+func (c *Clients) lookup(ctx context.Context, id string) (store.Client, error) {
+	if c.CacheTTL > 0 {
+		c.mu.Lock()
+		e, ok := c.cache[id]
+		c.mu.Unlock()
+		if ok && c.Now().Before(e.expires) {
+			return e.client, nil
+		}
+	}
+	cl, err := c.Store.GetClient(ctx, id)
+	if err != nil || c.CacheTTL <= 0 {
+		return cl, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cache == nil || len(c.cache) > 10000 {
+		c.cache = map[string]cachedClient{}
+	}
+	c.cache[id] = cachedClient{client: cl, expires: c.Now().Add(c.CacheTTL)}
+	return cl, nil
 }
 
 // NewClient is a registered client with its secret, as returned once.
@@ -92,7 +129,7 @@ func (c *Clients) Create(ctx context.Context, name string, scopes []string, acto
 // Authenticate checks a client's credentials in constant time; an unknown
 // client costs the same comparison as a wrong secret.
 func (c *Clients) Authenticate(ctx context.Context, id, sec string) (store.Client, bool, error) {
-	cl, err := c.Store.GetClient(ctx, id)
+	cl, err := c.lookup(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		secret.Equal(secret.HashToken(sec), secret.HashToken("unknown client"))
 		return store.Client{}, false, nil
