@@ -285,6 +285,15 @@ func runTokenSuite(t *testing.T, e *accountEnv) {
 		if c, _, _ := form(t, e.url("/oauth2/revoke"), url.Values{"token": {"unknown-token"}}, cl.ClientID, cl.ClientSecret); c != 200 {
 			t.Errorf("revoking an unknown token = %d, want 200", c)
 		}
+		// A first-party refresh token presented by another client has leaked:
+		// refused, and its session ends.
+		leaked := loginFull(t, e, "dora@example.com", strongPassword)["refresh_token"].(string)
+		if c, b, _ := form(t, e.url("/oauth2/token"), url.Values{"grant_type": {"refresh_token"}, "refresh_token": {leaked}}, cl.ClientID, cl.ClientSecret); c != 400 || b["error"] != "invalid_grant" {
+			t.Errorf("refresh token of another client = %d %v", c, b)
+		}
+		if c, _ := refresh(t, e, leaked); c != 400 {
+			t.Errorf("the leaked token's session still refreshes: %d", c)
+		}
 		// client_credentials grant.
 		c, b, _ = form(t, e.url("/oauth2/token"), url.Values{"grant_type": {"client_credentials"}, "scope": {"introspect"}}, cl.ClientID, cl.ClientSecret)
 		if c != 200 || b["access_token"] == nil || b["scope"] != "introspect" {

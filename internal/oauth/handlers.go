@@ -193,17 +193,6 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request, p url.Values, c
 		writeOAuthError(w, oauthError{http.StatusBadRequest, "invalid_request", "refresh_token is required."})
 		return
 	}
-	// A refresh token is bound to the client it was issued to; first-party
-	// tokens (issued by /v1/auth/login) need no client authentication.
-	rt, err := s.Store.GetRefreshTokenByHash(r.Context(), secret.HashToken(raw))
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		s.fail(w, r, err)
-		return
-	}
-	if err == nil && ((present && rt.ClientID != cl.ID) || (!present && rt.ClientID != "")) {
-		writeOAuthError(w, oauthError{http.StatusBadRequest, "invalid_grant", "The refresh token was not issued to this client."})
-		return
-	}
 	res, err := s.Sessions.Refresh(r.Context(), raw, session.MetaOf(r, p.Get("device_id")))
 	if errors.Is(err, session.ErrInvalidGrant) {
 		if fromCookie {
@@ -214,6 +203,23 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request, p url.Values, c
 	}
 	if err != nil {
 		s.fail(w, r, err)
+		return
+	}
+	// A refresh token is bound to the client it was issued to; first-party
+	// tokens (from /v1/auth/login) are used without client authentication.
+	// Checked on the rotated session, to spare a lookup on every refresh:
+	// a token presented by the wrong client has leaked, so its session is
+	// ended rather than left to its rightful owner.
+	if (present && res.Session.ClientID != cl.ID) || (!present && res.Session.ClientID != "") {
+		if _, err := s.Store.RevokeSession(r.Context(), res.Session.ID, "client_mismatch", time.Now().UTC()); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if err := s.Sessions.RevokeSessionTokens(r.Context(), res.Session.ID); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeOAuthError(w, oauthError{http.StatusBadRequest, "invalid_grant", "The refresh token was not issued to this client."})
 		return
 	}
 	out := map[string]any{
