@@ -6,19 +6,22 @@
 #
 #   bench/run.sh                                  # both backends, all scenarios, 10 s each
 #   bench/run.sh postgres -- --scenarios refresh --duration 15s
-#   bench/run.sh sqlite -- --json > sqlite.json   # machine-readable report
+#   bench/run.sh sqlite -- --json > sqlite.out    # machine-readable report (after a "#" header)
+#   bench/run.sh -- --scenarios validate,refresh,introspect,introspect-refresh,login
 #
-# For each backend it builds ./cmd/gatehouse and ./bench/loadgen, starts
-# `gatehouse serve` on free loopback ports (GATEHOUSE_ENV=test,
-# GATEHOUSE_LOG_LEVEL=warn: logging every request would distort the
-# figures), waits for /readyz, runs the load generator (which creates its
-# users and OAuth client through the gatehouse CLI with the same
-# environment, then measures the bare crypto ceilings and each scenario),
-# and stops the server with SIGTERM. SQLite lives in a temporary data dir;
-# PostgreSQL gets a fresh database that is dropped afterwards, and Redis a
-# unique key prefix whose keys are deleted afterwards. On PostgreSQL the
-# load generator also counts table lookups per request from
-# pg_stat_user_tables, which adds an 11 s idle wait per scenario.
+# It builds ./cmd/gatehouse and ./bench/loadgen into a temporary directory.
+# For each backend it starts `gatehouse serve` on free loopback ports
+# (GATEHOUSE_ENV=test, GATEHOUSE_LOG_LEVEL=warn: logging every request would
+# distort the figures), waits for /readyz, runs the load generator (which
+# creates its users and OAuth client through the gatehouse CLI with the
+# same environment, then measures each scenario after the bare crypto
+# ceiling it is compared with), and stops the server with SIGTERM. SQLite
+# lives in a temporary data dir; PostgreSQL gets a fresh database that is
+# dropped afterwards, and Redis a unique key prefix whose keys are deleted
+# afterwards. On PostgreSQL the load generator also counts transactions
+# and table lookups per request from PostgreSQL's statistics, which adds
+# an 11 s idle wait per scenario. The machine is shared: run it when it is
+# otherwise idle, and look at the "other" CPU figures before trusting a run.
 #
 # Environment (defaults in brackets):
 #   BENCH_PG_URL     PostgreSQL server, no database  [postgres://postgres@127.0.0.1:5432]
@@ -28,6 +31,9 @@
 #   BENCH_REV        build the server from this commit (git archive) instead
 #                    of the working tree, e.g. BENCH_REV=HEAD
 #   BENCH_KEEP_LOGS  set to a directory to keep the server logs there
+#   BENCH_GATEHOUSE_ENV  extra settings for server and CLI, space-separated
+#                    VAR=value words, e.g. "GATEHOUSE_SIGNING_ALG=ES256"
+#                    (the ceilings stay RS256 and Argon2id at the flags' values)
 # Any other GATEHOUSE_* variable in the caller's environment is ignored.
 #
 # Needs go, curl, psql and redis-cli. Exit status: 0 when every scenario ran
@@ -49,6 +55,13 @@ done
 [[ ${#backends[@]} -gt 0 ]] || backends=(sqlite postgres)
 loadgen_args=("$@")
 
+read -r -a extra_env <<<"${BENCH_GATEHOUSE_ENV:-}"
+for kv in "${extra_env[@]}"; do
+	if [[ ! $kv =~ ^GATEHOUSE_[A-Z0-9_]+= ]]; then
+		echo "bench: BENCH_GATEHOUSE_ENV: $kv is not GATEHOUSE_NAME=value" >&2
+		exit 2
+	fi
+done
 pg_url=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}
 redis_url=${BENCH_REDIS_URL:-redis://127.0.0.1:6379/0}
 argon2_memory=${GATEHOUSE_ARGON2_MEMORY_KIB:-19456}
@@ -60,6 +73,7 @@ while read -r v; do unset "$v"; done < <(compgen -e | grep '^GATEHOUSE_' || true
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-bench.XXXXXX")
 run_id=$(printf %s "${tmp##*.}" | tr -dc 'a-zA-Z0-9' | tr 'A-Z' 'a-z')
 server_pid=""
+loadgen_pid=""
 database=""
 redis_prefix=""
 
@@ -93,6 +107,10 @@ cleanup_storage() {
 
 cleanup() {
 	set +e
+	if [[ -n $loadgen_pid ]]; then
+		kill -TERM "$loadgen_pid" 2>/dev/null
+		wait "$loadgen_pid" 2>/dev/null
+	fi
 	stop_server
 	cleanup_storage
 	if [[ -n ${BENCH_KEEP_LOGS:-} ]]; then
@@ -132,7 +150,7 @@ else
 fi
 go build -o "$tmp/loadgen" ./bench/loadgen
 
-echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ), nproc $(nproc), $(go version | cut -d' ' -f3-), server built from $built"
+echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ), nproc $(nproc), $(go version | cut -d' ' -f3-), server built from $built${extra_env[*]:+, with ${extra_env[*]}}"
 
 # run_backend NAME: one server, one load generator run. Sets status.
 run_backend() {
@@ -150,6 +168,7 @@ run_backend() {
 		GATEHOUSE_ARGON2_MEMORY_KIB="$argon2_memory"
 		GATEHOUSE_ARGON2_TIME="$argon2_time"
 		GATEHOUSE_ARGON2_THREADS="$argon2_threads"
+		"${extra_env[@]}"
 	)
 	local extra=()
 	mkdir -p "$tmp/data-$backend"
@@ -184,9 +203,14 @@ run_backend() {
 	echo
 	echo "## $backend"
 	echo
+	# In the background, so that a signal to this script is handled at once
+	# (bash runs traps only between foreground commands).
 	env "${genv[@]}" "$tmp/loadgen" --url "$base" --gatehouse "$tmp/gatehouse" --server-pid "$server_pid" \
 		--argon2-memory-kib "$argon2_memory" --argon2-time "$argon2_time" --argon2-threads "$argon2_threads" \
-		"${extra[@]}" "${loadgen_args[@]}" || rc=$?
+		"${extra[@]}" "${loadgen_args[@]}" &
+	loadgen_pid=$!
+	wait "$loadgen_pid" || rc=$?
+	loadgen_pid=""
 
 	stop_server || rc=1
 	errors=$(grep -c '"level":"ERROR"' "$log" || true)

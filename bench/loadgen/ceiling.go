@@ -77,8 +77,9 @@ func jwtSigningInput() string {
 }
 
 // rs256Ceiling measures RS256 verification (SHA-256 of the signing input
-// and an RSA-2048 PKCS#1 v1.5 check) from goroutines goroutines.
-func rs256Ceiling(ctx context.Context, goroutines int, d time.Duration) (ceiling, error) {
+// and an RSA-2048 PKCS#1 v1.5 check) or, with sign, signing, from
+// goroutines goroutines.
+func rs256Ceiling(ctx context.Context, goroutines int, d time.Duration, sign bool) (ceiling, error) {
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		return ceiling{}, err
@@ -90,16 +91,24 @@ func rs256Ceiling(ctx context.Context, goroutines int, d time.Duration) (ceiling
 		return ceiling{}, err
 	}
 	pub := &key.PublicKey
-	n, took, err := runFor(ctx, goroutines, d, func() error {
+	op, what := func() error {
 		h := sha256.Sum256([]byte(input))
 		return rsa.VerifyPKCS1v15(pub, crypto.SHA256, h[:], sig)
-	})
+	}, "verify"
+	if sign {
+		op, what = func() error {
+			h := sha256.Sum256([]byte(input))
+			_, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, h[:])
+			return err
+		}, "sign"
+	}
+	n, took, err := runFor(ctx, goroutines, d, op)
 	if err != nil {
-		return ceiling{}, fmt.Errorf("rs256 verify: %w", err)
+		return ceiling{}, fmt.Errorf("rs256 %s: %w", what, err)
 	}
 	tokenLen := len(input) + 1 + base64.RawURLEncoding.EncodedLen(len(sig))
 	return ceiling{
-		Name: fmt.Sprintf("RS256 verify (RSA-2048, %d-byte JWT)", tokenLen),
+		Name: fmt.Sprintf("RS256 %s (RSA-2048, %d-byte JWT)", what, tokenLen),
 		Ops:  n, Seconds: took.Seconds(), OpsPerSec: float64(n) / took.Seconds(),
 		Goroutines: goroutines, Concurrency: goroutines,
 	}, nil

@@ -5,9 +5,10 @@
 // introspection of an access token (introspect: POST /oauth2/introspect)
 // and login (login: POST /v1/auth/login); introspect-refresh, introspection
 // of an opaque refresh token, runs on request. In the same run it measures
-// the bare ceilings of the cryptography those requests are bound by, RS256
-// verification and Argon2id, and reports validation, introspection and
-// login against them. Each scenario also reports where the machine's CPU
+// the bare ceilings of the cryptography those requests are bound by (RS256
+// verification for validate and introspect, RS256 signing of the new
+// access token for refresh, Argon2id for login) and reports each scenario
+// against its ceiling. Each scenario also reports where the machine's CPU
 // went (Linux), and, with --pg-url, the database work per request.
 //
 // It sets up its own users and OAuth client with the gatehouse CLI, which
@@ -201,61 +202,9 @@ func measure(ctx context.Context, o options, log io.Writer) (*report, error) {
 	if r := a.do(ctx, http.MethodGet, "/readyz", "", "", nil); !r.ok() {
 		return nil, fmt.Errorf("server not ready: %s", describe(r))
 	}
-
-	// Each ceiling is measured, with the server idle, just before the
-	// first scenario compared with it, so that both see the machine in
-	// about the same state; ceilings no scenario needs are measured last.
-	ceilingOf := func(key string) (ceiling, error) {
-		if c, ok := rep.Ceilings[key]; ok {
-			return c, nil
-		}
-		fmt.Fprintf(log, "loadgen: measuring the %s ceiling (%s)…\n", key, o.ceilingDuration)
-		var c ceiling
-		var err error
-		cpu0 := readCPU(o.serverPID)
-		if key == "rs256_verify" {
-			c, err = rs256Ceiling(ctx, o.clients, o.ceilingDuration)
-		} else {
-			c, err = argon2Ceiling(ctx, o.argon2, o.clients, o.ceilingDuration)
-		}
-		if err != nil {
-			return c, err
-		}
-		// Includes the RSA key generation; it is short next to the run.
-		c.CPU = cpuBetween(cpu0, readCPU(o.serverPID), runtime.NumCPU())
-		rep.Ceilings[key] = c
-		return c, nil
-	}
-
-	// Accounts, a client and each worker's tokens.
-	fmt.Fprintf(log, "loadgen: creating %d users and an OAuth client with %s…\n", o.clients, o.gatehouse)
-	g := cli{bin: o.gatehouse}
-	runID := strings.ToLower(rand.Text()[:8])
-	accts, err := g.createUsers(ctx, runID, o.clients)
+	workers, clientID, clientSecret, err := setup(ctx, o, a, log)
 	if err != nil {
 		return nil, err
-	}
-	var clientID, clientSecret string
-	if slices.Contains(o.scenarios, "introspect") || slices.Contains(o.scenarios, "introspect-refresh") {
-		if clientID, clientSecret, err = g.createClient(ctx); err != nil {
-			return nil, err
-		}
-	}
-	workers := make([]*worker, len(accts))
-	for i, ac := range accts {
-		w := &worker{acct: ac}
-		t, r := a.login(ctx, ac.email, ac.password)
-		if !r.ok() {
-			return nil, fmt.Errorf("setup login: %s", describe(r))
-		}
-		w.userID, w.access, w.sessionRefresh = t.User.ID, t.AccessToken, t.RefreshToken
-		// The refresh chain gets its own session, so that nothing it does
-		// can touch the token the other scenarios present.
-		if t, r = a.login(ctx, ac.email, ac.password); !r.ok() {
-			return nil, fmt.Errorf("setup login: %s", describe(r))
-		}
-		w.refresh = t.RefreshToken
-		workers[i] = w
 	}
 
 	var pg *pgStats
@@ -270,42 +219,12 @@ func measure(ctx context.Context, o options, log io.Writer) (*report, error) {
 		}
 	}
 
+	m := &meter{o: o, log: log, ceilings: rep.Ceilings}
 	all := scenarios(a, clientID, clientSecret)
 	for _, name := range o.scenarios {
-		sc := all[name]
-		dials := a.dials.Load()
-		fmt.Fprintf(log, "loadgen: %s: %s warm-up, %s measured, %d clients…\n", name, o.warmup, o.duration, o.clients)
-		ceilKey := map[string]string{"validate": "rs256_verify", "introspect": "rs256_verify", "login": "argon2id"}[name]
-		var ceil ceiling
-		if ceilKey != "" {
-			if ceil, err = ceilingOf(ceilKey); err != nil {
-				return nil, err
-			}
-		}
-		var warm outcome
-		if o.warmup > 0 {
-			warm = runPhase(ctx, sc, workers, o.warmup)
-		}
-		cpu0 := readCPU(o.serverPID)
-		res := runPhase(ctx, sc, workers, o.duration)
-		cpu := cpuBetween(cpu0, readCPU(o.serverPID), runtime.NumCPU())
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		lat := summarize(res.latencies)
-		ok := res.requests - res.errors
-		sr := scenarioReport{
-			Name: name, Requests: res.requests, Errors: res.errors, Seconds: res.elapsed.Seconds(),
-			Throughput: float64(ok) / res.elapsed.Seconds(),
-			P50:        ms(lat.P50), P90: ms(lat.P90), P99: ms(lat.P99), Max: ms(lat.Max),
-			Connections: a.dials.Load() - dials,
-			Recoveries:  warm.recoveries + res.recoveries,
-			CPU:         cpu,
-			Samples:     append(warm.samples, res.samples...)[:min(maxSamples, len(warm.samples)+len(res.samples))],
-		}
-		sr.WarmupErrors = warm.errors
-		if ceilKey != "" {
-			sr.Ceiling, sr.PctOfCeiling = ceil.Name, 100*sr.Throughput/ceil.OpsPerSec
+		sr, counted, err := m.scenario(ctx, a, all[name], workers)
+		if err != nil {
+			return nil, err
 		}
 		if pg != nil {
 			after, err := settledSnapshot(ctx, pg, o.pgSettle, log)
@@ -314,17 +233,135 @@ func measure(ctx context.Context, o options, log io.Writer) (*report, error) {
 			}
 			// The counters cover the warm-up too (and any logins that
 			// restarted a refresh chain: see Recoveries).
-			sr.DB = costOf(before, after, warm.requests+res.requests)
+			sr.DB = costOf(before, after, counted)
 			before = after
 		}
 		rep.Scenarios = append(rep.Scenarios, sr)
 	}
-	for _, key := range []string{"rs256_verify", "argon2id"} {
-		if _, err := ceilingOf(key); err != nil {
+	for _, key := range ceilingKeys {
+		if _, err := m.ceiling(ctx, key); err != nil {
 			return nil, err
 		}
 	}
 	return rep, nil
+}
+
+// setup creates the users and the OAuth client through the CLI and signs
+// every worker in twice: one session for the tokens validate and the
+// introspect scenarios present, one for the refresh chain, so that
+// nothing the chain does can touch the other tokens.
+func setup(ctx context.Context, o options, a *api, log io.Writer) (workers []*worker, clientID, clientSecret string, err error) {
+	fmt.Fprintf(log, "loadgen: creating %d users and an OAuth client with %s…\n", o.clients, o.gatehouse)
+	g := cli{bin: o.gatehouse}
+	accts, err := g.createUsers(ctx, strings.ToLower(rand.Text()[:8]), o.clients)
+	if err != nil {
+		return nil, "", "", err
+	}
+	if slices.Contains(o.scenarios, "introspect") || slices.Contains(o.scenarios, "introspect-refresh") {
+		if clientID, clientSecret, err = g.createClient(ctx); err != nil {
+			return nil, "", "", err
+		}
+	}
+	for _, ac := range accts {
+		w := &worker{acct: ac}
+		t, r := a.login(ctx, ac.email, ac.password)
+		if !r.ok() {
+			return nil, "", "", fmt.Errorf("setup login: %s", describe(r))
+		}
+		w.userID, w.access, w.sessionRefresh = t.User.ID, t.AccessToken, t.RefreshToken
+		if t, r = a.login(ctx, ac.email, ac.password); !r.ok() {
+			return nil, "", "", fmt.Errorf("setup login: %s", describe(r))
+		}
+		w.refresh = t.RefreshToken
+		workers = append(workers, w)
+	}
+	return workers, clientID, clientSecret, nil
+}
+
+// ceilingKeys are the bare ceilings, in the order they are printed;
+// ceilingFor names the one each scenario is compared with.
+var (
+	ceilingKeys = []string{"rs256_verify", "rs256_sign", "argon2id"}
+	ceilingFor  = map[string]string{
+		"validate": "rs256_verify", "introspect": "rs256_verify", // every call verifies a token
+		"refresh": "rs256_sign", // every call signs a new access token
+		"login":   "argon2id",   // every call verifies a password
+	}
+)
+
+// meter runs scenarios and the ceilings they are compared with.
+type meter struct {
+	o        options
+	log      io.Writer
+	ceilings map[string]ceiling
+}
+
+// ceiling measures a bare ceiling once, with the server idle. Each is
+// measured just before the first scenario compared with it, so that both
+// see the machine in about the same state.
+func (m *meter) ceiling(ctx context.Context, key string) (ceiling, error) {
+	if c, ok := m.ceilings[key]; ok {
+		return c, nil
+	}
+	fmt.Fprintf(m.log, "loadgen: measuring the %s ceiling (%s)…\n", key, m.o.ceilingDuration)
+	cpu0 := readCPU(m.o.serverPID)
+	var c ceiling
+	var err error
+	switch key {
+	case "rs256_verify":
+		c, err = rs256Ceiling(ctx, m.o.clients, m.o.ceilingDuration, false)
+	case "rs256_sign":
+		c, err = rs256Ceiling(ctx, m.o.clients, m.o.ceilingDuration, true)
+	default:
+		c, err = argon2Ceiling(ctx, m.o.argon2, m.o.clients, m.o.ceilingDuration)
+	}
+	if err != nil {
+		return c, err
+	}
+	// Includes the RSA key generation, short next to the run.
+	c.CPU = cpuBetween(cpu0, readCPU(m.o.serverPID), runtime.NumCPU())
+	m.ceilings[key] = c
+	return c, nil
+}
+
+// scenario measures one scenario: its ceiling, a warm-up, the measured
+// run. counted is the number of requests of warm-up and run together.
+func (m *meter) scenario(ctx context.Context, a *api, sc scenario, workers []*worker) (sr scenarioReport, counted int64, err error) {
+	var ceil ceiling
+	key := ceilingFor[sc.name]
+	if key != "" {
+		if ceil, err = m.ceiling(ctx, key); err != nil {
+			return sr, 0, err
+		}
+	}
+	fmt.Fprintf(m.log, "loadgen: %s: %s warm-up, %s measured, %d clients…\n", sc.name, m.o.warmup, m.o.duration, m.o.clients)
+	dials := a.dials.Load()
+	var warm outcome
+	if m.o.warmup > 0 {
+		warm = runPhase(ctx, sc, workers, m.o.warmup)
+	}
+	cpu0 := readCPU(m.o.serverPID)
+	res := runPhase(ctx, sc, workers, m.o.duration)
+	cpu := cpuBetween(cpu0, readCPU(m.o.serverPID), runtime.NumCPU())
+	if ctx.Err() != nil {
+		return sr, 0, ctx.Err()
+	}
+	lat := summarize(res.latencies)
+	samples := append(warm.samples, res.samples...)
+	sr = scenarioReport{
+		Name: sc.name, Requests: res.requests, Errors: res.errors, WarmupErrors: warm.errors,
+		Seconds:    res.elapsed.Seconds(),
+		Throughput: float64(res.requests-res.errors) / res.elapsed.Seconds(),
+		P50:        ms(lat.P50), P90: ms(lat.P90), P99: ms(lat.P99), Max: ms(lat.Max),
+		Connections: a.dials.Load() - dials,
+		Recoveries:  warm.recoveries + res.recoveries,
+		CPU:         cpu,
+		Samples:     samples[:min(maxSamples, len(samples))],
+	}
+	if key != "" {
+		sr.Ceiling, sr.PctOfCeiling = ceil.Name, 100*sr.Throughput/ceil.OpsPerSec
+	}
+	return sr, warm.requests + res.requests, nil
 }
 
 // settledSnapshot waits for the server's statistics to reach PostgreSQL
@@ -351,8 +388,11 @@ func printText(w io.Writer, rep *report) {
 	fmt.Fprintf(w, "load generator: %s, NumCPU %d, GOMAXPROCS %d\n\n", rep.GoVersion, rep.NumCPU, rep.GOMAXPROCS)
 
 	fmt.Fprintln(w, "Bare ceilings (in the load generator, server idle, each just before its scenario):")
-	for _, k := range []string{"rs256_verify", "argon2id"} {
-		c := rep.Ceilings[k]
+	for _, k := range ceilingKeys {
+		c, ok := rep.Ceilings[k]
+		if !ok {
+			continue
+		}
 		fmt.Fprintf(w, "  %-40s %10.1f ops/s  (%d goroutines, %d at once)\n", c.Name, c.OpsPerSec, c.Goroutines, c.Concurrency)
 		if c.CPU != nil {
 			fmt.Fprintf(w, "  %-40s cpu: %s\n", "", c.CPU)
@@ -370,8 +410,9 @@ func printText(w io.Writer, rep *report) {
 			s.Name, s.Requests, s.Errors, s.Throughput, s.P50, s.P90, s.P99, s.Max, s.Connections, pct)
 	}
 	fmt.Fprintln(w, "\nreq/s: successful requests per second. errors: non-2xx, transport failures or wrong bodies.")
-	fmt.Fprintln(w, "conns: TCP connections opened. ceiling: req/s as a share of the RS256 verify ceiling")
-	fmt.Fprintln(w, "(validate, introspect) or of the Argon2id ceiling (login).")
+	fmt.Fprintln(w, "conns: TCP connections opened. ceiling: req/s as a share of the ceiling of the crypto")
+	fmt.Fprintln(w, "every such request does: RS256 verify (validate, introspect), RS256 sign (refresh: a new")
+	fmt.Fprintln(w, "access token), Argon2id (login).")
 	for _, s := range rep.Scenarios {
 		if s.CPU != nil {
 			fmt.Fprintf(w, "cpu %s: %s\n", s.Name, s.CPU)
