@@ -8,9 +8,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/gatehouse/gatehouse/internal/atomicfile"
 )
 
 // Outbox is the development Provider: instead of sending, it writes each
@@ -89,38 +90,8 @@ func (o *Outbox) Send(ctx context.Context, m Message) (string, error) {
 	return name, nil
 }
 
-// writeAtomic writes data to a temporary file (0600, from os.CreateTemp)
-// in the outbox directory, syncs it and renames it to name.
-func (o *Outbox) writeAtomic(name string, data []byte) (err error) {
-	f, err := os.CreateTemp(o.dir, ".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			_ = os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, filepath.Join(o.dir, name)); err != nil {
-		return err
-	}
-	// Make the new directory entry durable; best effort, as some platforms
-	// cannot sync directories and the file is complete either way.
-	if d, err := os.Open(o.dir); err == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
-	return nil
+// writeAtomic writes data as name in the outbox directory; a reader never
+// sees a partial file.
+func (o *Outbox) writeAtomic(name string, data []byte) error {
+	return atomicfile.Write(o.dir, name, data)
 }
