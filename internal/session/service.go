@@ -575,6 +575,22 @@ func (s *Service) Logout(ctx context.Context, userID, sessionID string, m Meta) 
 	return nil
 }
 
+// RevokeUserSessionByID ends one session of the user everywhere (no event).
+func (s *Service) RevokeUserSessionByID(ctx context.Context, userID, sessionID string) error {
+	sess, err := s.Store.GetSession(ctx, sessionID)
+	if err != nil {
+		return err
+	}
+	if sess.UserID != userID {
+		return store.ErrNotFound
+	}
+	if _, err := s.Store.RevokeSession(ctx, sessionID, "superseded", s.now()); err != nil {
+		return err
+	}
+	s.deny(ctx, sessionID)
+	return nil
+}
+
 // RevokeSessionTokens puts an already revoked session's access tokens on
 // the deny list.
 func (s *Service) RevokeSessionTokens(ctx context.Context, sessionID string) error {

@@ -90,6 +90,7 @@ func DefaultConfig(issuer, appURL string, allow []string) Config {
 type Sessions interface {
 	Complete(ctx context.Context, userID string, amr []string, m session.Meta) (session.Result, error)
 	Login(ctx context.Context, email, pw string, m session.Meta) (session.Result, error)
+	RevokeUserSessionByID(ctx context.Context, userID, sessionID string) error
 }
 
 // SecondFactor is asked before a session starts (MFA still applies).
@@ -543,9 +544,17 @@ func (s *Service) ConfirmLink(ctx context.Context, tok, pw string, sm session.Me
 	if err != nil {
 		return session.Result{}, err
 	}
-	if _, err := s.KV.GetDel(ctx, linkKey(tok)); errors.Is(err, kv.ErrNotFound) {
-		return session.Result{}, ErrInvalidCode
-	} else if err != nil {
+	// The link token is single use: of parallel confirmations only the one
+	// that consumes it keeps its session.
+	if _, err := s.KV.GetDel(ctx, linkKey(tok)); err != nil {
+		if res.Session.ID != "" {
+			if rerr := s.Sessions.RevokeUserSessionByID(ctx, u.ID, res.Session.ID); rerr != nil {
+				s.Log.ErrorContext(ctx, "could not end the session of a raced link confirmation", "error", rerr.Error())
+			}
+		}
+		if errors.Is(err, kv.ErrNotFound) {
+			return session.Result{}, ErrInvalidCode
+		}
 		return session.Result{}, err
 	}
 	if err := s.link(ctx, u.ID, pl.Provider, provider.Profile{Subject: pl.Subject, Email: pl.Email}, m); err != nil && !errors.Is(err, ErrIdentityInUse) {
