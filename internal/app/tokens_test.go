@@ -391,8 +391,12 @@ func runTokenSuite(t *testing.T, e *accountEnv) {
 			t.Fatalf("admin list = %d %v", code, body)
 		}
 		id := body["users"].([]any)[0].(map[string]any)["id"].(string)
+		userRT := loginFull(t, e, "grace@example.com", strongPassword)["refresh_token"].(string)
 		if c, _, _ := call(t, "POST", e.url("/v1/admin/users/"+id+"/disable"), nil, bearer(adminAT)...); c != 200 {
 			t.Errorf("disable = %d", c)
+		}
+		if c, _ := refresh(t, e, userRT); c != 400 {
+			t.Errorf("refresh of a disabled user = %d, want 400", c)
 		}
 		if c, _, _ := call(t, "GET", e.url("/v1/me"), nil, bearer(userAT)...); c != 401 {
 			t.Errorf("disabled user's token = %d, want 401", c)
