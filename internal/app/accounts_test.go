@@ -326,7 +326,7 @@ func runAccountSuite(t *testing.T, e *accountEnv) {
 			t.Fatalf("confirm email change = %d %v", code, body)
 		}
 		code, me, _ = call(t, "GET", e.url("/v1/me"), nil, bearer(at)...)
-		if me["email"] != "carol.new@example.com" {
+		if code != 200 || me["email"] != "carol.new@example.com" {
 			t.Errorf("email after change = %v", me["email"])
 		}
 

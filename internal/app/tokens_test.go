@@ -125,7 +125,10 @@ func verifyIndependently(t *testing.T, jwksURL, tok string) (map[string]any, map
 		pub := &rsa.PublicKey{N: new(big.Int).SetBytes(dec(key["n"])), E: int(new(big.Int).SetBytes(dec(key["e"])).Int64())}
 		ok = rsa.VerifyPKCS1v15(pub, crypto.SHA256, digest[:], sig) == nil
 	case "ES256":
-		pub := &ecdsa.PublicKey{Curve: elliptic.P256(), X: new(big.Int).SetBytes(dec(key["x"])), Y: new(big.Int).SetBytes(dec(key["y"]))}
+		pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append(append([]byte{4}, dec(key["x"])...), dec(key["y"])...))
+		if err != nil {
+			t.Fatalf("JWKS EC key: %v", err)
+		}
 		ok = len(sig) == 64 && ecdsa.Verify(pub, digest[:], new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:]))
 	case "EdDSA":
 		ok = ed25519.Verify(ed25519.PublicKey(dec(key["x"])), signed, sig)

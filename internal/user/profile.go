@@ -3,7 +3,6 @@ package user
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"reflect"
 	"time"
 
@@ -190,11 +189,9 @@ func (s *Service) UpdateProfile(ctx context.Context, userID string, p ProfilePat
 			}
 		}
 		if emailChange {
-			if other, err := tx.GetUserByEmail(ctx, NormalizeEmail(newEmail)); err == nil && other.ID != u.ID {
-				return ErrEmailTaken
-			} else if err != nil && !errors.Is(err, store.ErrNotFound) {
-				return err
-			}
+			// Whether another account holds the address is not told here
+			// (that would enumerate accounts); the change fails at
+			// verification, which only that mailbox's owner can reach.
 			u.PendingEmail = newEmail
 			if token, err = secret.NewToken(32); err != nil {
 				return err

@@ -188,3 +188,28 @@ func TestRegisterRaceCreatesOneAccount(t *testing.T) {
 		t.Errorf("parallel registrations made %d accounts (%v), want 1", len(users), err)
 	}
 }
+
+func TestEmailChangeToATakenAddressDoesNotEnumerate(t *testing.T) {
+	ctx := context.Background()
+	s, jobs, _, kr := newTestService(t)
+	for _, e := range []string{"one@example.com", "two@example.com"} {
+		if _, err := s.Register(ctx, e, pw, "", Meta{IP: "192.0.2.1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	one, _ := s.Store.GetUserByEmail(ctx, "one@example.com")
+	u, err := s.UpdateProfile(ctx, one.ID, ProfilePatch{Email: optional[string]{Set: true, Value: "TWO@example.com"}}, Meta{})
+	if err != nil {
+		t.Fatalf("changing to a taken address answered %v; it must look like any other change", err)
+	}
+	if u.PendingEmail != "TWO@example.com" {
+		t.Errorf("pending email = %q", u.PendingEmail)
+	}
+	tok := jobs.token(t, kr, mail.EmailChangeVerify, "TWO@example.com")
+	if _, err := s.VerifyEmail(ctx, tok, Meta{}); !errors.Is(err, ErrEmailTaken) {
+		t.Errorf("verifying a taken address: err = %v, want ErrEmailTaken", err)
+	}
+	if got, _ := s.Store.GetUser(ctx, one.ID); got.Email != "one@example.com" {
+		t.Errorf("email changed to %q", got.Email)
+	}
+}
