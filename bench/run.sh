@@ -31,6 +31,9 @@
 #   BENCH_REV        build the server from this commit (git archive) instead
 #                    of the working tree, e.g. BENCH_REV=HEAD
 #   BENCH_KEEP_LOGS  set to a directory to keep the server logs there
+#   BENCH_PROFILE    set to a directory to record a CPU profile of the server
+#                    there (<backend>.pprof, BENCH_PROFILE_SECONDS long from
+#                    when the server is ready [45]; read it with go tool pprof)
 #   BENCH_GATEHOUSE_ENV  extra settings for server and CLI, space-separated
 #                    VAR=value words, e.g. "GATEHOUSE_SIGNING_ALG=ES256"
 #                    (the ceilings stay RS256 and Argon2id at the flags' values)
@@ -154,7 +157,7 @@ echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ), nproc $(nproc), $(go version | cut -d' '
 
 # run_backend NAME: one server, one load generator run. Sets status.
 run_backend() {
-	local backend=$1 http_port admin_port base log rc=0 errors
+	local backend=$1 http_port admin_port base log rc=0 errors profile_pid=""
 	http_port=$(free_port)
 	admin_port=$(free_port)
 	base="http://127.0.0.1:$http_port"
@@ -170,6 +173,7 @@ run_backend() {
 		GATEHOUSE_ARGON2_THREADS="$argon2_threads"
 		"${extra_env[@]}"
 	)
+	[[ -z ${BENCH_PROFILE:-} ]] || genv+=(GATEHOUSE_ADMIN_PPROF=true)
 	local extra=()
 	mkdir -p "$tmp/data-$backend"
 	if [[ $backend == postgres ]]; then
@@ -199,6 +203,12 @@ run_backend() {
 		sleep 0.2
 	done
 	curl -fsS "$base/readyz" >/dev/null
+	if [[ -n ${BENCH_PROFILE:-} ]]; then
+		mkdir -p "$BENCH_PROFILE"
+		curl -fsS -o "$BENCH_PROFILE/$backend.pprof" \
+			"http://127.0.0.1:$admin_port/debug/pprof/profile?seconds=${BENCH_PROFILE_SECONDS:-45}" &
+		profile_pid=$!
+	fi
 
 	echo
 	echo "## $backend"
@@ -212,6 +222,9 @@ run_backend() {
 	wait "$loadgen_pid" || rc=$?
 	loadgen_pid=""
 
+	# The profile ends BENCH_PROFILE_SECONDS after the start, whether or not
+	# the load generator finished first.
+	[[ -z $profile_pid ]] || wait "$profile_pid" || echo "bench: the CPU profile failed" >&2
 	stop_server || rc=1
 	errors=$(grep -c '"level":"ERROR"' "$log" || true)
 	if [[ $errors -gt 0 ]]; then

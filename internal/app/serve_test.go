@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -245,7 +247,42 @@ func exerciseServer(t *testing.T, s *server, wantDB, wantState string) {
 		if res, _ := get(t, s.public+"/metrics"); res.StatusCode != 404 {
 			t.Errorf("/metrics on the public listener = %d, want 404", res.StatusCode)
 		}
+		if res, _ := get(t, s.admin+"/debug/pprof/"); res.StatusCode != 404 {
+			t.Errorf("/debug/pprof/ without GATEHOUSE_ADMIN_PPROF = %d, want 404", res.StatusCode)
+		}
 	})
+}
+
+func TestAdminPprof(t *testing.T) {
+	s := startServer(t, testConfig(t, map[string]string{"GATEHOUSE_ADMIN_PPROF": "true"}))
+	res, body := get(t, s.admin+"/debug/pprof/")
+	if res.StatusCode != 200 || !strings.Contains(string(body), "goroutine") {
+		t.Fatalf("/debug/pprof/ = %d %.200s", res.StatusCode, body)
+	}
+	res, body = get(t, s.admin+"/debug/pprof/heap")
+	if res.StatusCode != 200 || len(body) == 0 {
+		t.Errorf("/debug/pprof/heap = %d, %d bytes", res.StatusCode, len(body))
+	}
+	if res, _ := get(t, s.public+"/debug/pprof/"); res.StatusCode != 404 {
+		t.Errorf("/debug/pprof/ on the public listener = %d, want 404", res.StatusCode)
+	}
+}
+
+func TestTuneGC(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	tuneGC(func(string) string { return "" }, slog.New(slog.DiscardHandler))
+	if got := debug.SetGCPercent(100); got != serverGCPercent {
+		t.Errorf("GC percent without GOGC = %d, want %d", got, serverGCPercent)
+	}
+	tuneGC(func(k string) string {
+		if k == "GOGC" {
+			return "50"
+		}
+		return ""
+	}, slog.New(slog.DiscardHandler))
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Errorf("GC percent with GOGC set = %d, want it left alone (100)", got)
+	}
 }
 
 func TestServeEmbedded(t *testing.T) {

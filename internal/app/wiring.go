@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -348,6 +349,13 @@ func newAdminHandler(d *deps) http.Handler {
 	rt := httpapi.NewRouter(httpapi.ErrorWriter{Log: d.log})
 	readiness(d).Routes(rt)
 	rt.HandleHTTP("GET /metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelWarn)}))
+	if d.cfg.AdminPprof {
+		rt.HandleHTTP("GET /debug/pprof/", http.HandlerFunc(pprof.Index))
+		rt.HandleHTTP("GET /debug/pprof/cmdline", http.HandlerFunc(pprof.Cmdline))
+		rt.HandleHTTP("GET /debug/pprof/profile", http.HandlerFunc(pprof.Profile))
+		rt.HandleHTTP("GET /debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
+		rt.HandleHTTP("GET /debug/pprof/trace", http.HandlerFunc(pprof.Trace))
+	}
 	return httpapi.Chain(rt, httpapi.RequestID(), httpapi.Recover(d.log), httpapi.SecurityHeaders(false))
 }
 

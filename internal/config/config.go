@@ -37,10 +37,11 @@ const (
 type Config struct {
 	Env string `env:"ENV" default:"development" doc:"Profile: development, test or production. Production refuses insecure settings."`
 
-	HTTPAddr  string `env:"HTTP_ADDR" default:":8080" doc:"Listen address of the public API (host:port)."`
-	AdminAddr string `env:"ADMIN_ADDR" default:"127.0.0.1:9090" doc:"Listen address of the admin listener serving /metrics and health checks; keep it private."`
-	DataDir   string `env:"DATA_DIR" default:"./data" doc:"Directory for the embedded SQLite database, the development encryption key and other local files."`
-	Issuer    string `env:"ISSUER" default:"http://localhost:8080" doc:"Public base URL of this server; https required in production unless localhost."`
+	HTTPAddr   string `env:"HTTP_ADDR" default:":8080" doc:"Listen address of the public API (host:port)."`
+	AdminAddr  string `env:"ADMIN_ADDR" default:"127.0.0.1:9090" doc:"Listen address of the admin listener serving /metrics and health checks; keep it private."`
+	AdminPprof bool   `env:"ADMIN_PPROF" default:"false" doc:"Serve Go's profiler (/debug/pprof/) on the admin listener, for diagnosing CPU and memory use."`
+	DataDir    string `env:"DATA_DIR" default:"./data" doc:"Directory for the embedded SQLite database, the development encryption key and other local files."`
+	Issuer     string `env:"ISSUER" default:"http://localhost:8080" doc:"Public base URL of this server; https required in production unless localhost."`
 
 	DatabaseURL             string        `env:"DATABASE_URL" secret:"true" doc:"PostgreSQL URL (postgres://…). Empty: an SQLite file inside the data dir."`
 	DatabaseReplicaURLs     []string      `env:"DATABASE_REPLICA_URLS" secret:"true" doc:"Comma-separated PostgreSQL read replica URLs for read-only queries."`
