@@ -48,3 +48,11 @@ func (m *Manager) SigningKeyID() string {
 	}
 	return ""
 }
+
+// CurrentSigningKey returns the private key this node signs with.
+func (m *Manager) CurrentSigningKey() crypto.Signer {
+	if ks := m.keys.Load(); ks != nil && ks.signer != nil {
+		return ks.signer.key
+	}
+	return nil
+}

@@ -2,6 +2,10 @@ package token_test
 
 import (
 	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
 	"errors"
 	"io"
 	"net/http"
@@ -770,5 +774,35 @@ func TestJWKSBeforeStart(t *testing.T) {
 	}
 	if keys := m.JWKS().Keys; keys == nil || len(keys) != 0 {
 		t.Errorf("JWKS() before Start = %v, want an empty set", keys)
+	}
+}
+
+// TestRSASigningKeyIsPrecomputed guards the signing cost: a key opened
+// from storage must sign as cheaply as one fresh from rsa.GenerateKey
+// (whose precomputation the standard library would otherwise redo, and
+// re-validate, on every signature).
+func TestRSASigningKeyIsPrecomputed(t *testing.T) {
+	clk := newClock()
+	cfg := baseConfig()
+	cfg.Algorithm = "RS256"
+	m := startManager(t, sqliteStore(t), newKeyring(t), memoryKV(t, clk), clk, cfg)
+	opened, ok := m.CurrentSigningKey().(*rsa.PrivateKey)
+	if !ok {
+		t.Fatalf("signing key is %T, want *rsa.PrivateKey", m.CurrentSigningKey())
+	}
+	fresh, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := sha256.Sum256([]byte("gatehouse"))
+	allocs := func(k *rsa.PrivateKey) float64 {
+		return testing.AllocsPerRun(20, func() {
+			if _, err := k.Sign(rand.Reader, digest[:], crypto.SHA256); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	if got, want := allocs(opened), allocs(fresh); got > want {
+		t.Errorf("signing with the stored key allocates %.0f times, a precomputed key %.0f: the key was not precomputed", got, want)
 	}
 }

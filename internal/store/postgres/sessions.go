@@ -153,11 +153,19 @@ func (s *Store) RevokeSession(ctx context.Context, id, reason string, now time.T
 	return x, nil
 }
 
+// Revoking a session and every token of its family: $1 the session (or
+// sessions), $2 the time, $3 the reason.
+const (
+	revokeSessionSQL = `UPDATE sessions SET revoked_at = $2, revoked_reason = $3
+		WHERE id = $1 RETURNING ` + sqlrow.SessionColumns
+	revokeTokensSQL = `UPDATE refresh_tokens SET revoked_at = COALESCE(revoked_at, $2), sealed_successor = NULL
+		WHERE session_id = ANY($1::uuid[]) AND (revoked_at IS NULL OR sealed_successor IS NOT NULL)`
+)
+
 // revokeFamily revokes the session id, which the transaction tx has
 // locked, and every token of its family, and returns the session.
 func (tx *Store) revokeFamily(ctx context.Context, id, reason string, now time.Time) (store.Session, error) {
-	x, err := scanSession(tx.q.QueryRow(ctx, `UPDATE sessions SET revoked_at = $2, revoked_reason = $3
-		WHERE id = $1 RETURNING `+sqlrow.SessionColumns, id, now, sqlrow.Null(reason)))
+	x, err := scanSession(tx.q.QueryRow(ctx, revokeSessionSQL, id, now, sqlrow.Null(reason)))
 	if err != nil {
 		return store.Session{}, err
 	}
@@ -170,8 +178,7 @@ func (tx *Store) revokeTokens(ctx context.Context, sessionIDs []string, now time
 	if len(sessionIDs) == 0 {
 		return nil
 	}
-	_, err := tx.q.Exec(ctx, `UPDATE refresh_tokens SET revoked_at = COALESCE(revoked_at, $2), sealed_successor = NULL
-		WHERE session_id = ANY($1::uuid[]) AND (revoked_at IS NULL OR sealed_successor IS NOT NULL)`, sessionIDs, now)
+	_, err := tx.q.Exec(ctx, revokeTokensSQL, sessionIDs, now)
 	return err
 }
 
@@ -247,11 +254,13 @@ func (s *Store) GetRefreshTokenByHash(ctx context.Context, hash string) (store.R
 	return t, nil
 }
 
-// RotateRefreshToken implements store.SessionStore in one transaction (the
-// caller's, inside InTx) that locks the session row and then the presented
-// token's row (SELECT … FOR UPDATE) before deciding: of concurrent calls
-// with one token, the first rotates it and the others, waiting for the
-// locks, then find it rotated. sqlrow.ClassifyRotation has the rules.
+// RotateRefreshToken implements store.SessionStore in one transaction of
+// two round trips (see pipeTx). The first locks the session row, then the
+// presented token's row (SELECT … FOR UPDATE), and reads its successor;
+// of concurrent calls with one token, the first rotates it and the others,
+// waiting for the session lock, then read it rotated. Go decides
+// (sqlrow.ClassifyRotation has the rules), and the second round trip
+// writes the outcome and commits.
 func (s *Store) RotateRefreshToken(ctx context.Context, r store.RotateRequest) (store.RotateResult, error) {
 	r, err := sqlrow.PrepareRotateRequest(r, s.now())
 	if err != nil {
@@ -261,9 +270,9 @@ func (s *Store) RotateRefreshToken(ctx context.Context, r store.RotateRequest) (
 		return store.RotateResult{}, fmt.Errorf("postgres: rotate refresh token: %w", store.ErrNotFound)
 	}
 	var res store.RotateResult
-	err = s.inTx(ctx, func(tx *Store) error {
+	err = s.pipelined(ctx, func(p *pipeTx) error {
 		var err error
-		res, err = tx.rotate(ctx, r)
+		res, err = rotate(ctx, p, r)
 		return err
 	})
 	if err != nil {
@@ -272,74 +281,113 @@ func (s *Store) RotateRefreshToken(ctx context.Context, r store.RotateRequest) (
 	return res, nil
 }
 
-func (tx *Store) rotate(ctx context.Context, r store.RotateRequest) (store.RotateResult, error) {
-	var res store.RotateResult
-	// A token never moves to another session, so reading session_id
-	// unlocked is safe; the locks below are taken in the family's order.
-	var sessionID string
-	err := tx.q.QueryRow(ctx, "SELECT session_id FROM refresh_tokens WHERE token_hash = $1", r.PresentedHash).Scan(&sessionID)
-	if err != nil {
-		return res, err
-	}
-	sess, err := scanSession(tx.q.QueryRow(ctx, "SELECT "+sqlrow.SessionColumns+" FROM sessions WHERE id = $1 FOR UPDATE", sessionID))
-	if err != nil {
-		return res, err
-	}
-	tok, err := scanRefreshToken(tx.q.QueryRow(ctx, "SELECT "+sqlrow.RefreshTokenColumns+
-		" FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE", r.PresentedHash))
-	if err != nil {
-		return res, err
-	}
+func rotate(ctx context.Context, p *pipeTx, r store.RotateRequest) (store.RotateResult, error) {
 	var (
-		succ  store.RefreshToken
-		found bool
+		res        store.RotateResult
+		sess       store.Session
+		tok, succ  store.RefreshToken
+		found      bool
+		sessionErr error
 	)
-	if !tok.RotatedAt.IsZero() && tok.SuccessorID != "" {
-		succ, err = scanRefreshToken(tx.q.QueryRow(ctx, "SELECT "+sqlrow.RefreshTokenColumns+
-			" FROM refresh_tokens WHERE id = $1", tok.SuccessorID))
-		switch {
-		case err == nil:
-			found = true
-		case !errors.Is(err, pgx.ErrNoRows):
-			return res, err
+	// A token never moves to another session, so finding the session
+	// through the token unlocked is safe; the locks are taken in the
+	// family's order (session, then token).
+	b := &pgx.Batch{}
+	b.Queue("SELECT "+sqlrow.SessionColumns+` FROM sessions
+		WHERE id = (SELECT session_id FROM refresh_tokens WHERE token_hash = $1) FOR UPDATE`, r.PresentedHash)
+	b.Queue("SELECT "+sqlrow.RefreshTokenColumns+" FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE", r.PresentedHash)
+	b.Queue("SELECT "+sqlrow.RefreshTokenColumns+` FROM refresh_tokens
+		WHERE id = (SELECT successor_id FROM refresh_tokens WHERE token_hash = $1)`, r.PresentedHash)
+	err := p.send(ctx, b, false, func(br pgx.BatchResults) error {
+		sess, sessionErr = scanSession(br.QueryRow())
+		var tokErr, succErr error
+		tok, tokErr = scanRefreshToken(br.QueryRow())
+		succ, succErr = scanRefreshToken(br.QueryRow())
+		found = succErr == nil
+		for _, err := range []error{sessionErr, tokErr, succErr} {
+			if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+				return err
+			}
 		}
+		if sessionErr == nil {
+			// Found a moment ago, but the purge (which does not wait for
+			// the session's lock) may have deleted it since if expired.
+			sessionErr = tokErr
+		}
+		return nil
+	})
+	if err != nil {
+		return res, err
+	}
+	if sessionErr != nil { // no such token (or its session is gone): ErrNoRows
+		return res, sessionErr
 	}
 
 	res = store.RotateResult{Outcome: sqlrow.ClassifyRotation(tok, sess, succ, found, r), Previous: tok, Session: sess}
+	b = &pgx.Batch{}
+	var read func(pgx.BatchResults) error
 	switch res.Outcome {
 	case store.Rotated:
 		next, err := sqlrow.Successor(tok, r)
 		if err != nil {
 			return res, err
 		}
-		if res.Issued, err = scanRefreshToken(tx.q.QueryRow(ctx, insertRefreshToken, sqlrow.RefreshTokenValues(next, timeValue)...)); err != nil {
-			return res, err
-		}
-		if res.Previous, err = scanRefreshToken(tx.q.QueryRow(ctx, `UPDATE refresh_tokens
-			SET rotated_at = $2, successor_id = $3, sealed_successor = $4
+		b.Queue(insertRefreshToken, sqlrow.RefreshTokenValues(next, timeValue)...)
+		b.Queue(`UPDATE refresh_tokens SET rotated_at = $2, successor_id = $3, sealed_successor = $4
 			WHERE id = $1 RETURNING `+sqlrow.RefreshTokenColumns,
-			tok.ID, r.Now, next.ID, sqlrow.Null(r.SealedNext))); err != nil {
-			return res, err
-		}
+			tok.ID, r.Now, next.ID, sqlrow.Null(r.SealedNext))
 		// The parent's successor (tok) is rotated now, so the parent can
 		// never be replayed again: its sealed successor has done its job.
-		if tok.ParentID != "" {
-			if _, err := tx.q.Exec(ctx, "UPDATE refresh_tokens SET sealed_successor = NULL WHERE id = $1 AND sealed_successor IS NOT NULL",
-				tok.ParentID); err != nil {
-				return res, err
-			}
+		parent := tok.ParentID != ""
+		if parent {
+			b.Queue("UPDATE refresh_tokens SET sealed_successor = NULL WHERE id = $1 AND sealed_successor IS NOT NULL", tok.ParentID)
 		}
-		res.Session, err = scanSession(tx.q.QueryRow(ctx, `UPDATE sessions SET last_seen_at = $2, ip = COALESCE($3, ip)
-			WHERE id = $1 RETURNING `+sqlrow.SessionColumns, sess.ID, r.Now, sqlrow.Null(r.LastSeenIP)))
-		return res, err
+		b.Queue(`UPDATE sessions SET last_seen_at = $2, ip = COALESCE($3, ip)
+			WHERE id = $1 RETURNING `+sqlrow.SessionColumns, sess.ID, r.Now, sqlrow.Null(r.LastSeenIP))
+		read = func(br pgx.BatchResults) error {
+			var err error
+			if res.Issued, err = scanRefreshToken(br.QueryRow()); err != nil {
+				return err
+			}
+			if res.Previous, err = scanRefreshToken(br.QueryRow()); err != nil {
+				return err
+			}
+			if parent {
+				if _, err := br.Exec(); err != nil {
+					return err
+				}
+			}
+			res.Session, err = scanSession(br.QueryRow())
+			return err
+		}
 	case store.ReuseDetected:
 		res.Previous.SealedSuccessor = ""
-		res.Session, err = tx.revokeFamily(ctx, sess.ID, sqlrow.ReasonRefreshTokenReuse, r.Now)
-		return res, err
+		queueRevokeFamily(b, sess.ID, sqlrow.ReasonRefreshTokenReuse, r.Now)
+		read = func(br pgx.BatchResults) error {
+			var err error
+			res.Session, err = readRevokeFamily(br)
+			return err
+		}
 	case store.Invalid:
 		res.Previous.SealedSuccessor = ""
 	}
-	return res, nil
+	return res, p.send(ctx, b, true, read)
+}
+
+// queueRevokeFamily queues revokeFamily's statements; readRevokeFamily
+// reads their results.
+func queueRevokeFamily(b *pgx.Batch, id, reason string, now time.Time) {
+	b.Queue(revokeSessionSQL, id, now, sqlrow.Null(reason))
+	b.Queue(revokeTokensSQL, []string{id}, now)
+}
+
+func readRevokeFamily(br pgx.BatchResults) (store.Session, error) {
+	x, err := scanSession(br.QueryRow())
+	if err != nil {
+		return store.Session{}, err
+	}
+	_, err = br.Exec()
+	return x, err
 }
 
 // PurgeSessions implements store.SessionStore with three statements that
