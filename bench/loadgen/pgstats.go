@@ -36,7 +36,7 @@ type counters struct {
 
 // tableCounters are one table's cumulative counters.
 type tableCounters struct {
-	IdxScan, SeqScan, Ins, Upd, Del int64
+	IdxScan, SeqScan, Ins, Upd, HotUpd, Del int64
 }
 
 // snapshot reads the counters of every table except River's job queue
@@ -54,7 +54,7 @@ SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current
 
 func (p *pgStats) tables(ctx context.Context) (map[string]tableCounters, error) {
 	rows, err := p.conn.Query(ctx, `
-SELECT relname, COALESCE(idx_scan, 0), COALESCE(seq_scan, 0), n_tup_ins, n_tup_upd, n_tup_del
+SELECT relname, COALESCE(idx_scan, 0), COALESCE(seq_scan, 0), n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del
 FROM pg_stat_user_tables
 WHERE relname NOT LIKE 'river\_%'`)
 	if err != nil {
@@ -64,7 +64,7 @@ WHERE relname NOT LIKE 'river\_%'`)
 	for rows.Next() {
 		var name string
 		var c tableCounters
-		if err := rows.Scan(&name, &c.IdxScan, &c.SeqScan, &c.Ins, &c.Upd, &c.Del); err != nil {
+		if err := rows.Scan(&name, &c.IdxScan, &c.SeqScan, &c.Ins, &c.Upd, &c.HotUpd, &c.Del); err != nil {
 			return nil, err
 		}
 		out[name] = c
@@ -86,6 +86,10 @@ type dbCost struct {
 	Writes       float64            `json:"row_writes_per_request"`
 	LookupsTable map[string]float64 `json:"lookups_per_request_by_table"`
 	SeqScans     float64            `json:"seq_scans_per_request"`
+	// HotUpdates are updated rows per request that were heap-only tuple
+	// (HOT) updates: no index touched.
+	HotUpdates float64 `json:"hot_updates_per_request"`
+	Updates    float64 `json:"updates_per_request"`
 }
 
 func costOf(before, after counters, requests int64) *dbCost {
@@ -102,6 +106,8 @@ func costOf(before, after counters, requests int64) *dbCost {
 		c.Lookups += float64(look) / n
 		c.SeqScans += float64(a.SeqScan-b.SeqScan) / n
 		c.Writes += float64((a.Ins-b.Ins)+(a.Upd-b.Upd)+(a.Del-b.Del)) / n
+		c.Updates += float64(a.Upd-b.Upd) / n
+		c.HotUpdates += float64(a.HotUpd-b.HotUpd) / n
 		if look != 0 {
 			c.LookupsTable[name] = float64(look) / n
 		}
@@ -124,6 +130,6 @@ func (c *dbCost) String() string {
 	if len(parts) > 0 {
 		by = " (" + strings.Join(parts, ", ") + ")"
 	}
-	return fmt.Sprintf("%.2f transactions, %.2f table lookups%s, %.2f seq scans, %.2f row writes per request",
-		c.Transactions, c.Lookups, by, c.SeqScans, c.Writes)
+	return fmt.Sprintf("%.2f transactions, %.2f table lookups%s, %.2f seq scans, %.2f row writes (%.2f of %.2f updates HOT) per request",
+		c.Transactions, c.Lookups, by, c.SeqScans, c.Writes, c.HotUpdates, c.Updates)
 }
