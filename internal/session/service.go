@@ -363,13 +363,25 @@ func (s *Service) start(ctx context.Context, u store.User, newHash string, amr [
 	if s.Config.IdleTimeout > 0 {
 		first.IdleExpiresAt = minTime(now.Add(s.Config.IdleTimeout), sess.ExpiresAt)
 	}
+	in := store.SignIn{
+		Session: sess, First: first, PasswordHash: newHash,
+		Event: store.AuditEvent{
+			OccurredAt: now, ActorID: u.ID, SubjectID: u.ID, Action: "user.logged_in",
+			IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID,
+			Data: map[string]any{"amr": amr, "rehashed": newHash != ""},
+		},
+	}
 	var ended []string
-	err = s.Store.InTx(ctx, func(tx store.Store) error {
-		fresh, err := tx.GetUserForUpdate(ctx, u.ID)
-		if err != nil {
-			return err
-		}
-		if s.Config.MaxSessions > 0 {
+	if s.Config.MaxSessions <= 0 {
+		// The common case: one step, which the PostgreSQL store takes in
+		// two round trips.
+		sess, u, err = s.Store.StartSession(ctx, in)
+	} else {
+		err = s.Store.InTx(ctx, func(tx store.Store) error {
+			// Lock the user first, so concurrent logins count in turn.
+			if _, err := tx.GetUserForUpdate(ctx, u.ID); err != nil {
+				return err
+			}
 			live, err := tx.ListUserSessions(ctx, u.ID, now)
 			if err != nil {
 				return err
@@ -386,23 +398,10 @@ func (s *Service) start(ctx context.Context, u store.User, newHash string, amr [
 					ended = append(ended, old.ID)
 				}
 			}
-		}
-		if sess, err = tx.CreateSession(ctx, sess, first); err != nil {
+			sess, u, err = tx.StartSession(ctx, in)
 			return err
-		}
-		fresh.LastLoginAt = now
-		if newHash != "" {
-			fresh.PasswordHash = newHash
-		}
-		if u, err = tx.UpdateUser(ctx, fresh); err != nil {
-			return err
-		}
-		return tx.AppendAuditEvent(ctx, store.AuditEvent{
-			OccurredAt: now, ActorID: u.ID, SubjectID: u.ID, Action: "user.logged_in",
-			IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID,
-			Data: map[string]any{"session_id": sess.ID, "amr": amr, "rehashed": newHash != ""},
 		})
-	})
+	}
 	if err != nil {
 		return Result{}, err
 	}

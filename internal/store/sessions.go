@@ -96,10 +96,28 @@ type RotateRequest struct {
 	LastSeenIP string
 }
 
+// SignIn is a completed sign-in, for StartSession.
+type SignIn struct {
+	Session Session
+	First   RefreshToken
+	// PasswordHash, when set, replaces the user's password hash (a hash
+	// upgraded at login).
+	PasswordHash string
+	Event        AuditEvent
+}
+
 // SessionStore keeps sessions and their refresh token families.
 type SessionStore interface {
 	// CreateSession stores s and its first refresh token in one step.
 	CreateSession(ctx context.Context, s Session, first RefreshToken) (Session, error)
+	// StartSession records a sign-in in one transaction: the user's
+	// LastLoginAt becomes the session's CreatedAt (and PasswordHash is
+	// replaced when in.PasswordHash is set), the session and its first
+	// refresh token are created as by CreateSession, and in.Event is
+	// appended with Data["session_id"] set to the new session's ID. It
+	// returns the session and the updated user; ErrNotFound if the user
+	// does not exist or was deleted (and then nothing is written).
+	StartSession(ctx context.Context, in SignIn) (Session, User, error)
 	// GetSession returns the session (revoked or not), or ErrNotFound.
 	GetSession(ctx context.Context, id string) (Session, error)
 	// ListUserSessions returns the user's sessions that are neither revoked

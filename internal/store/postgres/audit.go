@@ -18,11 +18,7 @@ func (s *Store) AppendAuditEvent(ctx context.Context, e store.AuditEvent) error 
 	if err != nil {
 		return fmt.Errorf("postgres: %w", err)
 	}
-	_, err = s.q.Exec(ctx, `INSERT INTO audit_events
-		(id, occurred_at, actor_id, subject_id, action, ip, user_agent, request_id, data)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)`,
-		e.ID, e.OccurredAt, sqlrow.Null(e.ActorID), sqlrow.Null(e.SubjectID), e.Action,
-		sqlrow.Null(e.IP), sqlrow.Null(e.UserAgent), sqlrow.Null(e.RequestID), string(data))
+	_, err = s.q.Exec(ctx, insertAuditEvent, auditEventValues(e, data)...)
 	if err != nil {
 		return fmt.Errorf("postgres: append audit event: %w", mapErr(err))
 	}
@@ -78,4 +74,14 @@ func (s *Store) ListAuditEvents(ctx context.Context, f store.AuditFilter) ([]sto
 	}
 	events, next := sqlrow.AuditPage(events, limit)
 	return events, next, nil
+}
+
+const insertAuditEvent = `INSERT INTO audit_events
+	(id, occurred_at, actor_id, subject_id, action, ip, user_agent, request_id, data)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)`
+
+// auditEventValues are insertAuditEvent's arguments for a prepared event.
+func auditEventValues(e store.AuditEvent, data []byte) []any {
+	return []any{e.ID, e.OccurredAt, sqlrow.Null(e.ActorID), sqlrow.Null(e.SubjectID), e.Action,
+		sqlrow.Null(e.IP), sqlrow.Null(e.UserAgent), sqlrow.Null(e.RequestID), string(data)}
 }

@@ -90,6 +90,59 @@ func (s *Store) CreateSession(ctx context.Context, x store.Session, first store.
 	return created, nil
 }
 
+// recordLogin sets the user's last_login_at (and password hash, when
+// hash is set) and locks the row; $1 the user, $2 the time, $3 the hash,
+// $4 updated_at.
+const recordLogin = `UPDATE users SET last_login_at = $2, password_hash = COALESCE($3, password_hash), updated_at = $4
+	WHERE id = $1 AND deleted_at IS NULL RETURNING ` + sqlrow.UserColumns
+
+// StartSession implements store.SessionStore in two round trips (see
+// pipeTx): the user's row is updated (and so locked) first, and only if
+// that found the user are the session, its first token and the event
+// written, with the COMMIT.
+func (s *Store) StartSession(ctx context.Context, in store.SignIn) (store.Session, store.User, error) {
+	in, data, err := sqlrow.PrepareSignIn(in, s.now())
+	if err != nil {
+		return store.Session{}, store.User{}, fmt.Errorf("postgres: start session: %w", err)
+	}
+	var (
+		sess store.Session
+		u    store.User
+	)
+	err = s.pipelined(ctx, func(p *pipeTx) error {
+		b := &pgx.Batch{}
+		b.Queue(recordLogin, in.Session.UserID, in.Session.CreatedAt, sqlrow.Null(in.PasswordHash), sqlrow.Micro(s.now()))
+		err := p.send(ctx, b, false, func(br pgx.BatchResults) error {
+			var err error
+			u, err = scanUser(br.QueryRow())
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		b = &pgx.Batch{}
+		b.Queue(insertSession, sqlrow.SessionValues(in.Session, timeValue, listValue)...)
+		b.Queue(insertRefreshToken, sqlrow.RefreshTokenValues(in.First, timeValue)...)
+		b.Queue(insertAuditEvent, auditEventValues(in.Event, data)...)
+		return p.send(ctx, b, true, func(br pgx.BatchResults) error {
+			var err error
+			if sess, err = scanSession(br.QueryRow()); err != nil {
+				return err
+			}
+			for range 2 {
+				if _, err := br.Exec(); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return store.Session{}, store.User{}, fmt.Errorf("postgres: start session: %w", mapRefErr(err))
+	}
+	return sess, u, nil
+}
+
 // GetSession implements store.SessionStore. It reads the primary (or the
 // transaction): a session just revoked must not look live.
 func (s *Store) GetSession(ctx context.Context, id string) (store.Session, error) {

@@ -16,11 +16,7 @@ func (s *Store) AppendAuditEvent(ctx context.Context, e store.AuditEvent) error 
 		return fmt.Errorf("sqlite: %w", err)
 	}
 	err = s.write(ctx, func(q querier) error {
-		_, err := q.ExecContext(ctx, `INSERT INTO audit_events
-			(id, occurred_at, actor_id, subject_id, action, ip, user_agent, request_id, data)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			e.ID, e.OccurredAt.UnixMicro(), sqlrow.Null(e.ActorID), sqlrow.Null(e.SubjectID), e.Action,
-			sqlrow.Null(e.IP), sqlrow.Null(e.UserAgent), sqlrow.Null(e.RequestID), string(data))
+		_, err := q.ExecContext(ctx, insertAuditEvent, auditEventValues(e, data)...)
 		return err
 	})
 	if err != nil {
@@ -78,4 +74,14 @@ func (s *Store) ListAuditEvents(ctx context.Context, f store.AuditFilter) ([]sto
 	}
 	events, next := sqlrow.AuditPage(events, limit)
 	return events, next, nil
+}
+
+const insertAuditEvent = `INSERT INTO audit_events
+	(id, occurred_at, actor_id, subject_id, action, ip, user_agent, request_id, data)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+// auditEventValues are insertAuditEvent's arguments for a prepared event.
+func auditEventValues(e store.AuditEvent, data []byte) []any {
+	return []any{e.ID, e.OccurredAt.UnixMicro(), sqlrow.Null(e.ActorID), sqlrow.Null(e.SubjectID), e.Action,
+		sqlrow.Null(e.IP), sqlrow.Null(e.UserAgent), sqlrow.Null(e.RequestID), string(data)}
 }

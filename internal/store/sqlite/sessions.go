@@ -97,6 +97,40 @@ func (s *Store) CreateSession(ctx context.Context, x store.Session, first store.
 	return created, nil
 }
 
+// StartSession implements store.SessionStore in one transaction (the
+// caller's, inside InTx).
+func (s *Store) StartSession(ctx context.Context, in store.SignIn) (store.Session, store.User, error) {
+	in, data, err := sqlrow.PrepareSignIn(in, s.now())
+	if err != nil {
+		return store.Session{}, store.User{}, fmt.Errorf("sqlite: start session: %w", err)
+	}
+	var (
+		sess store.Session
+		u    store.User
+	)
+	err = s.inTx(ctx, func(tx *Store) error {
+		var err error
+		u, err = scanUser(tx.tx.QueryRowContext(ctx, `UPDATE users SET last_login_at = ?, password_hash = coalesce(?, password_hash), updated_at = ?
+			WHERE id = ? AND deleted_at IS NULL RETURNING `+sqlrow.UserColumns,
+			timeValue(in.Session.CreatedAt), sqlrow.Null(in.PasswordHash), timeValue(sqlrow.Micro(s.now())), in.Session.UserID))
+		if err != nil {
+			return err
+		}
+		if sess, err = scanSession(tx.tx.QueryRowContext(ctx, insertSession, sqlrow.SessionValues(in.Session, timeValue, listValue)...)); err != nil {
+			return err
+		}
+		if _, err = tx.tx.ExecContext(ctx, insertRefreshToken, sqlrow.RefreshTokenValues(in.First, timeValue)...); err != nil {
+			return err
+		}
+		_, err = tx.tx.ExecContext(ctx, insertAuditEvent, auditEventValues(in.Event, data)...)
+		return err
+	})
+	if err != nil {
+		return store.Session{}, store.User{}, fmt.Errorf("sqlite: start session: %w", mapRefErr(err))
+	}
+	return sess, u, nil
+}
+
 // GetSession implements store.SessionStore.
 func (s *Store) GetSession(ctx context.Context, id string) (store.Session, error) {
 	canon, ok := sqlrow.ParseID(id)

@@ -23,6 +23,7 @@ func runSessions(t *testing.T, migrated func(t *testing.T) store.Store) {
 	t.Run("Defaults", func(t *testing.T) { testSessionDefaults(t, migrated(t)) })
 	t.Run("CreateConflictsAndInvalid", func(t *testing.T) { testSessionCreateInvalid(t, migrated(t)) })
 	t.Run("ListUserSessions", func(t *testing.T) { testListUserSessions(t, migrated(t)) })
+	t.Run("StartSession", func(t *testing.T) { testStartSession(t, migrated(t)) })
 	t.Run("RevokeSession", func(t *testing.T) { testRevokeSession(t, migrated(t)) })
 	t.Run("RevokeUserSessions", func(t *testing.T) { testRevokeUserSessions(t, migrated(t)) })
 	t.Run("RevokeCreatedBefore", func(t *testing.T) { testRevokeCreatedBefore(t, migrated(t)) })
@@ -1165,5 +1166,89 @@ func testClientInvalid(t *testing.T, s store.Store) {
 	}
 	if list, err := s.ListClients(ctx); err != nil || len(list) != 0 {
 		t.Errorf("ListClients = %d clients, %v; want none", len(list), err)
+	}
+}
+
+// testStartSession checks the one-step record of a sign-in: the user's
+// LastLoginAt (and an upgraded hash), the session with its first token and
+// the audit event, or nothing at all for a user that is gone.
+func testStartSession(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	user := mustCreateUser(t, s, newUser("start@example.com"))
+	data := map[string]any{"amr": []any{"pwd"}}
+	in := store.SignIn{
+		Session: store.Session{UserID: user.ID, CreatedAt: sessAt, ExpiresAt: sessAt.Add(time.Hour), IP: "192.0.2.9", AMR: []string{"pwd"}, AuthTime: sessAt},
+		First:   store.RefreshToken{TokenHash: refreshHash()},
+		Event:   store.AuditEvent{OccurredAt: sessAt, ActorID: user.ID, SubjectID: user.ID, Action: "user.logged_in", Data: data},
+	}
+	sess, got, err := s.StartSession(ctx, in)
+	if err != nil {
+		t.Fatalf("StartSession: %v", err)
+	}
+	if !got.LastLoginAt.Equal(micro(sessAt)) || got.PasswordHash != user.PasswordHash || got.ID != user.ID {
+		t.Errorf("user after StartSession: LastLoginAt %v, hash changed %v; want %v, unchanged", got.LastLoginAt, got.PasswordHash != user.PasswordHash, micro(sessAt))
+	}
+	if diff := cmp.Diff(sess, mustGetSession(t, s, sess.ID), equateEmpty); diff != "" {
+		t.Errorf("stored session (-returned +stored):\n%s", diff)
+	}
+	if sess.UserID != user.ID || sess.IP != "192.0.2.9" || !sess.CreatedAt.Equal(micro(sessAt)) {
+		t.Errorf("session = %+v", sess)
+	}
+	if tok := mustGetToken(t, s, in.First.TokenHash); tok.SessionID != sess.ID || tok.UserID != user.ID {
+		t.Errorf("first token = %+v, want it in session %s", tok, sess.ID)
+	}
+	events, _, err := s.ListAuditEvents(ctx, store.AuditFilter{SubjectID: user.ID})
+	if err != nil || len(events) != 1 || events[0].Action != "user.logged_in" || events[0].Data["session_id"] != sess.ID {
+		t.Errorf("audit events = %+v, %v; want one user.logged_in with session_id %s", events, err, sess.ID)
+	}
+	if _, ok := data["session_id"]; ok {
+		t.Errorf("StartSession wrote into the caller's event data")
+	}
+	if stored, err := s.GetUser(ctx, user.ID); err != nil || !stored.LastLoginAt.Equal(micro(sessAt)) {
+		t.Errorf("stored user LastLoginAt = %v, %v", stored.LastLoginAt, err)
+	}
+
+	// A rehash at login replaces the password hash.
+	in.First.TokenHash, in.PasswordHash = refreshHash(), "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g"
+	in.Session.CreatedAt = sessAt.Add(time.Minute)
+	if _, got, err = s.StartSession(ctx, in); err != nil || got.PasswordHash != in.PasswordHash || !got.LastLoginAt.Equal(micro(sessAt.Add(time.Minute))) {
+		t.Errorf("StartSession with a new hash: %v; user hash %q, LastLoginAt %v", err, got.PasswordHash, got.LastLoginAt)
+	}
+
+	// A deleted or unknown user: ErrNotFound, and nothing is written.
+	gone := mustCreateUser(t, s, newUser("gone@example.com"))
+	if err := s.SoftDeleteUser(ctx, gone.ID, sessAt); err != nil {
+		t.Fatal(err)
+	}
+	for name, id := range map[string]string{"deleted": gone.ID, "unknown": uuid.NewString()} {
+		bad := in
+		bad.Session.UserID, bad.PasswordHash = id, ""
+		bad.First.TokenHash = refreshHash()
+		bad.Event.SubjectID, bad.Event.ActorID = id, id
+		if _, _, err := s.StartSession(ctx, bad); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("StartSession for a %s user: %v, want ErrNotFound", name, err)
+		}
+		if _, err := s.GetRefreshTokenByHash(ctx, bad.First.TokenHash); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("StartSession for a %s user left its token behind: %v", name, err)
+		}
+		if events, _, _ := s.ListAuditEvents(ctx, store.AuditFilter{SubjectID: id}); len(events) != 0 {
+			t.Errorf("StartSession for a %s user left %d audit events", name, len(events))
+		}
+	}
+
+	// Inside InTx it joins the transaction: a rollback undoes it.
+	errRollback := errors.New("rollback")
+	in.First.TokenHash, in.PasswordHash = refreshHash(), ""
+	err = s.InTx(ctx, func(tx store.Store) error {
+		if _, _, err := tx.StartSession(ctx, in); err != nil {
+			return err
+		}
+		return errRollback
+	})
+	if !errors.Is(err, errRollback) {
+		t.Fatalf("InTx = %v, want the rollback", err)
+	}
+	if _, err := s.GetRefreshTokenByHash(ctx, in.First.TokenHash); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a rolled-back StartSession left its token: %v", err)
 	}
 }

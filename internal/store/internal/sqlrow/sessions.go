@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/store"
@@ -383,4 +384,25 @@ func utc(ts ...*time.Time) {
 			*t = t.UTC()
 		}
 	}
+}
+
+// PrepareSignIn prepares StartSession's input at now: the session and its
+// first token as PrepareSession does, the session's CreatedAt as the
+// user's new LastLoginAt, and the event (with Data["session_id"] set, on a
+// copy of Data) as PrepareAuditEvent does, returning its encoded data.
+func PrepareSignIn(in store.SignIn, now time.Time) (store.SignIn, []byte, error) {
+	var err error
+	if in.Session, in.First, err = PrepareSession(in.Session, in.First, now); err != nil {
+		return in, nil, err
+	}
+	if in.PasswordHash != "" && !Storable(in.PasswordHash) {
+		return in, nil, errors.New("sign-in: PasswordHash must be UTF-8 text without NUL")
+	}
+	data := make(map[string]any, len(in.Event.Data)+1)
+	maps.Copy(data, in.Event.Data)
+	data["session_id"] = in.Session.ID
+	in.Event.Data = data
+	var raw []byte
+	in.Event, raw, err = PrepareAuditEvent(in.Event, now)
+	return in, raw, err
 }
