@@ -281,6 +281,7 @@ func newRouter(d *deps) (*httpapi.Router, error) {
 	(&oauth.Server{
 		Issuer: d.cfg.Issuer, Algorithms: []string{d.cfg.SigningAlg}, Clients: clients, Sessions: d.sessions,
 		Tokens: d.tokens, Store: d.db.store, Cookie: d.cfg.RefreshTokenCookie, Log: d.log,
+		UsernameTTL: 10 * time.Second,
 	}).Routes(rt)
 	d.tokens.Routes(rt)
 	(&mfa.Handlers{Service: d.mfa, Auth: d.authn, Sessions: sessionHandlers}).Routes(rt)

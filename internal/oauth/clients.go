@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/secret"
@@ -41,35 +40,21 @@ type Clients struct {
 	// on a node for at most this long.
 	CacheTTL time.Duration
 
-	mu    sync.Mutex
-	cache map[string]cachedClient
-}
-
-type cachedClient struct {
-	client  store.Client
-	expires time.Time
+	cache ttlCache[store.Client]
 }
 
 // lookup returns the client, from the cache when fresh.
 func (c *Clients) lookup(ctx context.Context, id string) (store.Client, error) {
 	if c.CacheTTL > 0 {
-		c.mu.Lock()
-		e, ok := c.cache[id]
-		c.mu.Unlock()
-		if ok && c.Now().Before(e.expires) {
-			return e.client, nil
+		if cl, ok := c.cache.get(id, c.Now()); ok {
+			return cl, nil
 		}
 	}
 	cl, err := c.Store.GetClient(ctx, id)
 	if err != nil || c.CacheTTL <= 0 {
 		return cl, err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.cache == nil || len(c.cache) > 10000 {
-		c.cache = map[string]cachedClient{}
-	}
-	c.cache[id] = cachedClient{client: cl, expires: c.Now().Add(c.CacheTTL)}
+	c.cache.put(id, cl, c.Now().Add(c.CacheTTL))
 	return cl, nil
 }
 

@@ -51,3 +51,57 @@ func TestAuthenticateCachesClients(t *testing.T) {
 		t.Error("unknown client authenticated")
 	}
 }
+
+type userStore struct {
+	store.Store
+	users map[string]store.User
+	gets  atomic.Int64
+}
+
+func (s *userStore) GetUser(_ context.Context, id string) (store.User, error) {
+	s.gets.Add(1)
+	u, ok := s.users[id]
+	if !ok {
+		return store.User{}, store.ErrNotFound
+	}
+	return u, nil
+}
+
+func TestIntrospectionCachesUsernames(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	st := &userStore{users: map[string]store.User{"u1": {ID: "u1", Email: "old@example.com"}}}
+	s := &Server{Store: st, UsernameTTL: 10 * time.Second, Now: func() time.Time { return now }}
+	ctx := context.Background()
+	name := func(id string) string {
+		t.Helper()
+		n, err := s.username(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for range 3 {
+		if got := name("u1"); got != "old@example.com" {
+			t.Fatalf("username = %q", got)
+		}
+	}
+	if n := st.gets.Load(); n != 1 {
+		t.Errorf("GetUser called %d times within the TTL, want 1", n)
+	}
+	st.users["u1"] = store.User{ID: "u1", Email: "new@example.com"}
+	now = now.Add(10 * time.Second)
+	if got := name("u1"); got != "new@example.com" {
+		t.Errorf("username after the TTL = %q, want the new address", got)
+	}
+	if got := name("missing"); got != "" {
+		t.Errorf("username of an unknown user = %q", got)
+	}
+
+	s.UsernameTTL = 0 // no cache: every call reads
+	before := st.gets.Load()
+	name("u1")
+	name("u1")
+	if n := st.gets.Load() - before; n != 2 {
+		t.Errorf("without a TTL GetUser was called %d times for 2 calls", n)
+	}
+}

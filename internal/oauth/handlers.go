@@ -38,6 +38,21 @@ type Server struct {
 	// request has none, and sets the rotated one there.
 	Cookie bool
 	Log    *slog.Logger
+	// UsernameTTL, when positive, keeps the email address introspection
+	// reports as an access token's username this long, so a call costs no
+	// database query; an address change shows there after at most this
+	// long on each node. (Revocation is checked on every call regardless.)
+	UsernameTTL time.Duration
+	Now         func() time.Time // default time.Now
+
+	usernames ttlCache[string]
+}
+
+func (s *Server) now() time.Time {
+	if s.Now == nil {
+		return time.Now()
+	}
+	return s.Now()
 }
 
 // Routes mounts the endpoints.
@@ -355,11 +370,22 @@ func (s *Server) introspectAccess(ctx context.Context, raw string) (map[string]a
 }
 
 func (s *Server) username(ctx context.Context, userID string) (string, error) {
-	u, err := s.Store.GetUser(ctx, userID)
-	if errors.Is(err, store.ErrNotFound) {
-		return "", nil
+	if s.UsernameTTL > 0 {
+		if name, ok := s.usernames.get(userID, s.now()); ok {
+			return name, nil
+		}
 	}
-	return u.Email, err
+	u, err := s.Store.GetUser(ctx, userID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return "", nil
+	case err != nil:
+		return "", err
+	}
+	if s.UsernameTTL > 0 {
+		s.usernames.put(userID, u.Email, s.now().Add(s.UsernameTTL))
+	}
+	return u.Email, nil
 }
 
 func (s *Server) introspectRefresh(ctx context.Context, raw string) (map[string]any, error) {
@@ -373,7 +399,7 @@ func (s *Server) introspectRefresh(ctx context.Context, raw string) (map[string]
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now()
+	now := s.now()
 	if !rt.RotatedAt.IsZero() || !rt.RevokedAt.IsZero() || !rt.ExpiresAt.After(now) || (!rt.IdleExpiresAt.IsZero() && !rt.IdleExpiresAt.After(now)) {
 		return nil, nil
 	}
