@@ -1,0 +1,3 @@
+-- The PostgreSQL migration of this number makes rotation's updates HOT
+-- (heap-only) updates; SQLite has no such thing, and nothing changes here.
+SELECT 1;
