@@ -348,16 +348,15 @@ func rotate(ctx context.Context, p *pipeTx, r store.RotateRequest) (store.Rotate
 	b := &pgx.Batch{}
 	b.Queue("SELECT "+sqlrow.SessionColumns+` FROM sessions
 		WHERE id = (SELECT session_id FROM refresh_tokens WHERE token_hash = $1) FOR UPDATE`, r.PresentedHash)
-	b.Queue("SELECT "+sqlrow.RefreshTokenColumns+" FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE", r.PresentedHash)
-	b.Queue("SELECT "+sqlrow.RefreshTokenColumns+` FROM refresh_tokens
-		WHERE id = (SELECT successor_id FROM refresh_tokens WHERE token_hash = $1)`, r.PresentedHash)
+	// The token, locked, with what ClassifyRotation needs of its successor.
+	b.Queue(`SELECT `+qualifiedTokenColumns+`, n.id IS NOT NULL, n.rotated_at, n.revoked_at
+		FROM refresh_tokens t LEFT JOIN refresh_tokens n ON n.id = t.successor_id
+		WHERE t.token_hash = $1 FOR UPDATE OF t`, r.PresentedHash)
 	err := p.send(ctx, b, false, func(br pgx.BatchResults) error {
 		sess, sessionErr = scanSession(br.QueryRow())
-		var tokErr, succErr error
-		tok, tokErr = scanRefreshToken(br.QueryRow())
-		succ, succErr = scanRefreshToken(br.QueryRow())
-		found = succErr == nil
-		for _, err := range []error{sessionErr, tokErr, succErr} {
+		var tokErr error
+		tok, tokErr = scanRefreshToken(sqlrow.WithExtra(br.QueryRow(), &found, nullTimeDest(&succ.RotatedAt), nullTimeDest(&succ.RevokedAt)))
+		for _, err := range []error{sessionErr, tokErr} {
 			if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 				return err
 			}
@@ -386,15 +385,16 @@ func rotate(ctx context.Context, p *pipeTx, r store.RotateRequest) (store.Rotate
 			return res, err
 		}
 		b.Queue(insertRefreshToken, sqlrow.RefreshTokenValues(next, timeValue)...)
-		b.Queue(`UPDATE refresh_tokens SET rotated_at = $2, successor_id = $3, sealed_successor = $4
-			WHERE id = $1 RETURNING `+sqlrow.RefreshTokenColumns,
-			tok.ID, r.Now, next.ID, sqlrow.Null(r.SealedNext))
-		// The parent's successor (tok) is rotated now, so the parent can
-		// never be replayed again: its sealed successor has done its job.
-		parent := tok.ParentID != ""
-		if parent {
-			b.Queue("UPDATE refresh_tokens SET sealed_successor = NULL WHERE id = $1 AND sealed_successor IS NOT NULL", tok.ParentID)
-		}
+		// One statement marks tok rotated and clears its parent's sealed
+		// successor: tok is rotated now, so the parent can never be
+		// replayed again and its sealed successor has done its job.
+		b.Queue(`UPDATE refresh_tokens SET
+				rotated_at = CASE WHEN id = $1 THEN $2 ELSE rotated_at END,
+				successor_id = CASE WHEN id = $1 THEN $3 ELSE successor_id END,
+				sealed_successor = CASE WHEN id = $1 THEN $4 END
+			WHERE id = $1 OR (id = $5 AND sealed_successor IS NOT NULL)
+			RETURNING `+sqlrow.RefreshTokenColumns,
+			tok.ID, r.Now, next.ID, sqlrow.Null(r.SealedNext), sqlrow.Null(tok.ParentID))
 		b.Queue(`UPDATE sessions SET last_seen_at = $2, ip = COALESCE($3, ip)
 			WHERE id = $1 RETURNING `+sqlrow.SessionColumns, sess.ID, r.Now, sqlrow.Null(r.LastSeenIP))
 		read = func(br pgx.BatchResults) error {
@@ -402,14 +402,19 @@ func rotate(ctx context.Context, p *pipeTx, r store.RotateRequest) (store.Rotate
 			if res.Issued, err = scanRefreshToken(br.QueryRow()); err != nil {
 				return err
 			}
-			if res.Previous, err = scanRefreshToken(br.QueryRow()); err != nil {
+			rows, err := br.Query()
+			if err != nil {
 				return err
 			}
-			if parent {
-				if _, err := br.Exec(); err != nil {
-					return err
-				}
+			updated, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.RefreshToken, error) { return scanRefreshToken(row) })
+			if err != nil {
+				return err
 			}
+			i := slices.IndexFunc(updated, func(t store.RefreshToken) bool { return t.ID == tok.ID })
+			if i < 0 {
+				return fmt.Errorf("rotated token %s was not updated", tok.ID)
+			}
+			res.Previous = updated[i]
 			res.Session, err = scanSession(br.QueryRow())
 			return err
 		}
@@ -464,3 +469,6 @@ func (s *Store) PurgeSessions(ctx context.Context, before time.Time) (int64, err
 	}
 	return tag.RowsAffected(), nil
 }
+
+// qualifiedTokenColumns is sqlrow.RefreshTokenColumns of the table aliased t.
+var qualifiedTokenColumns = "t." + strings.ReplaceAll(sqlrow.RefreshTokenColumns, ", ", ", t.")
