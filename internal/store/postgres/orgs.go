@@ -127,7 +127,8 @@ func (s *Store) ListMembers(ctx context.Context, orgID string) ([]store.OrgMembe
 		return nil, nil
 	}
 	rows, err := s.q.Query(ctx, "SELECT "+sqlrow.MembershipColumns+
-		" FROM organization_members WHERE org_id = $1 ORDER BY created_at, user_id", org)
+		" FROM organization_members WHERE org_id = $1"+
+		" AND user_id NOT IN (SELECT id FROM users WHERE deleted_at IS NOT NULL) ORDER BY created_at, user_id", org)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: list members of organization %s: %w", org, mapErr(err))
 	}

@@ -137,7 +137,8 @@ func (s *Store) ListMembers(ctx context.Context, orgID string) ([]store.OrgMembe
 		return nil, nil
 	}
 	rows, err := s.read().QueryContext(ctx, "SELECT "+sqlrow.MembershipColumns+
-		" FROM organization_members WHERE org_id = ? ORDER BY created_at, user_id", org)
+		" FROM organization_members WHERE org_id = ?"+
+		" AND user_id NOT IN (SELECT id FROM users WHERE deleted_at IS NOT NULL) ORDER BY created_at, user_id", org)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list members of organization %s: %w", org, mapErr(err))
 	}

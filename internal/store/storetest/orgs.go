@@ -259,6 +259,16 @@ func testOrgMemberships(t *testing.T, s store.Store) {
 		t.Errorf("ListMembers after a role change = %+v, %v; want %+v", members, err, wantMembers)
 	}
 
+	// A deleted account is no longer listed as a member.
+	gone := mustCreateUser(t, s, newUser("gone-member@example.com"))
+	mustSetMember(t, s, acme.ID, gone.ID, store.OrgMember)
+	if err := s.SoftDeleteUser(ctx, gone.ID, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if members, err := s.ListMembers(ctx, acme.ID); err != nil || !cmp.Equal(wantMembers, members) {
+		t.Errorf("ListMembers with a deleted member = %+v, %v; want %+v", members, err, wantMembers)
+	}
+
 	orgs, err := s.UserOrganizations(ctx, strings.ToUpper(ada.ID))
 	if err != nil {
 		t.Fatalf("UserOrganizations: %v", err)
