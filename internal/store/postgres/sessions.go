@@ -384,39 +384,39 @@ func rotate(ctx context.Context, p *pipeTx, r store.RotateRequest) (store.Rotate
 		if err != nil {
 			return res, err
 		}
-		b.Queue(insertRefreshToken, sqlrow.RefreshTokenValues(next, timeValue)...)
-		// One statement marks tok rotated and clears its parent's sealed
-		// successor: tok is rotated now, so the parent can never be
-		// replayed again and its sealed successor has done its job.
-		b.Queue(`UPDATE refresh_tokens SET
-				rotated_at = CASE WHEN id = $1 THEN $2 ELSE rotated_at END,
-				successor_id = CASE WHEN id = $1 THEN $3 ELSE successor_id END,
-				sealed_successor = CASE WHEN id = $1 THEN $4 END
-			WHERE id = $1 OR (id = $5 AND sealed_successor IS NOT NULL)
-			RETURNING `+sqlrow.RefreshTokenColumns,
-			tok.ID, r.Now, next.ID, sqlrow.Null(r.SealedNext), sqlrow.Null(tok.ParentID))
-		b.Queue(`UPDATE sessions SET last_seen_at = $2, ip = COALESCE($3, ip)
-			WHERE id = $1 RETURNING `+sqlrow.SessionColumns, sess.ID, r.Now, sqlrow.Null(r.LastSeenIP))
+		// One statement writes the rotation: it inserts the successor,
+		// marks tok rotated and clears its parent's sealed successor (tok
+		// is rotated now, so the parent can never be replayed again and
+		// its sealed successor has done its job), and records the
+		// session's last use. Its rows are the inserted and updated tokens.
+		args := append(sqlrow.RefreshTokenValues(next, timeValue),
+			tok.ID, r.Now, sqlrow.Null(r.SealedNext), sqlrow.Null(tok.ParentID), sess.ID, sqlrow.Null(r.LastSeenIP))
+		b.Queue(rotateWrites, args...)
 		read = func(br pgx.BatchResults) error {
-			var err error
-			if res.Issued, err = scanRefreshToken(br.QueryRow()); err != nil {
-				return err
-			}
 			rows, err := br.Query()
 			if err != nil {
 				return err
 			}
-			updated, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.RefreshToken, error) { return scanRefreshToken(row) })
+			written, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.RefreshToken, error) { return scanRefreshToken(row) })
 			if err != nil {
 				return err
 			}
-			i := slices.IndexFunc(updated, func(t store.RefreshToken) bool { return t.ID == tok.ID })
-			if i < 0 {
-				return fmt.Errorf("rotated token %s was not updated", tok.ID)
+			for _, t := range written {
+				switch t.ID {
+				case next.ID:
+					res.Issued = t
+				case tok.ID:
+					res.Previous = t
+				}
 			}
-			res.Previous = updated[i]
-			res.Session, err = scanSession(br.QueryRow())
-			return err
+			if res.Issued.ID == "" || res.Previous.ID == "" {
+				return fmt.Errorf("rotation of token %s wrote %d rows", tok.ID, len(written))
+			}
+			res.Session.LastSeenAt = r.Now
+			if r.LastSeenIP != "" {
+				res.Session.IP = r.LastSeenIP
+			}
+			return nil
 		}
 	case store.ReuseDetected:
 		res.Previous.SealedSuccessor = ""
@@ -472,3 +472,22 @@ func (s *Store) PurgeSessions(ctx context.Context, before time.Time) (int64, err
 
 // qualifiedTokenColumns is sqlrow.RefreshTokenColumns of the table aliased t.
 var qualifiedTokenColumns = "t." + strings.ReplaceAll(sqlrow.RefreshTokenColumns, ", ", ", t.")
+
+// rotateWrites is the write of a rotation: $1–$14 the successor's
+// RefreshTokenColumns, $15 the rotated token, $16 the time, $17 its sealed
+// successor, $18 its parent, $19 the session, $20 the client's IP.
+// Data-modifying CTEs all run, referenced or not.
+var rotateWrites = `WITH successor AS (
+		INSERT INTO refresh_tokens (` + sqlrow.RefreshTokenColumns + `) VALUES (` + placeholders(14) + `)
+		RETURNING ` + sqlrow.RefreshTokenColumns + `
+	), rotated AS (
+		UPDATE refresh_tokens SET
+			rotated_at = CASE WHEN id = $15 THEN $16 ELSE rotated_at END,
+			successor_id = CASE WHEN id = $15 THEN $1 ELSE successor_id END,
+			sealed_successor = CASE WHEN id = $15 THEN $17 END
+		WHERE id = $15 OR (id = $18 AND sealed_successor IS NOT NULL)
+		RETURNING ` + sqlrow.RefreshTokenColumns + `
+	), seen AS (
+		UPDATE sessions SET last_seen_at = $16, ip = COALESCE($20, ip) WHERE id = $19
+	)
+	SELECT * FROM successor UNION ALL SELECT * FROM rotated`
