@@ -183,7 +183,7 @@ func openSigner(k store.SigningKey, pub *cachedKey, keyring *secret.Keyring) (*k
 	if rk, ok := jwk.Key.(*rsa.PrivateKey); ok {
 		// go-jose fills in the CRT values but not the precomputation the
 		// standard library signs with; without it every signature redoes
-		// (and re-validates) it, some 7% of a signature's cost.
+		// (and re-validates) it, about a tenth of a signature's cost.
 		if err := rk.Validate(); err != nil {
 			return nil, fmt.Errorf("private key: %w", err)
 		}

@@ -41,8 +41,10 @@ func (s *Store) pipelined(ctx context.Context, fn func(p *pipeTx) error) error {
 	defer func() {
 		pc := conn.Conn().PgConn()
 		if !pc.IsClosed() && pc.TxStatus() != 'I' {
-			if _, err := conn.Exec(context.WithoutCancel(ctx), "ROLLBACK"); err != nil {
-				_ = conn.Conn().Close(context.WithoutCancel(ctx))
+			rctx, cancel := rollbackContext(ctx)
+			defer cancel()
+			if _, err := conn.Exec(rctx, "ROLLBACK"); err != nil {
+				_ = conn.Conn().Close(rctx)
 			}
 		}
 		conn.Release() // destroys a connection left busy, closed or in a transaction

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -38,7 +39,9 @@ func (s *Store) inTx(ctx context.Context, fn func(tx *Store) error) error {
 		// back even if ctx is done; pgx closes the connection when that
 		// fails.
 		if !done {
-			_ = tx.Rollback(context.WithoutCancel(ctx))
+			rctx, cancel := rollbackContext(ctx)
+			defer cancel()
+			_ = tx.Rollback(rctx)
 		}
 	}()
 	if err := fn(s.bind(tx)); err != nil {
@@ -71,4 +74,13 @@ func (s *Store) DriverTx() any {
 		return nil
 	}
 	return s.tx
+}
+
+// rollbackTimeout bounds a rollback. It runs even when the request's
+// context is done, but must not hang on a database that stopped
+// answering; pgx closes a connection whose rollback failed.
+const rollbackTimeout = 5 * time.Second
+
+func rollbackContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
 }
