@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
@@ -355,6 +357,23 @@ func runTokenSuite(t *testing.T, e *accountEnv) {
 		_, unknown, _ := call(t, "POST", e.url("/v1/auth/login"), map[string]string{"email": "nobody@example.com", "password": "whatever it is"})
 		if unknown["code"] != "invalid_credentials" {
 			t.Errorf("unknown email = %v", unknown)
+		}
+		// An address without an account locks exactly like eve's, so
+		// account_locked does not reveal which addresses have accounts.
+		for i := 2; i <= 5; i++ {
+			code, body, _ := call(t, "POST", e.url("/v1/auth/login"), map[string]string{"email": "nobody@example.com", "password": "whatever it is"})
+			if code != 401 || body["code"] != "invalid_credentials" {
+				t.Fatalf("unknown email, attempt %d = %d %v", i, code, body)
+			}
+		}
+		code, ghost, gh := call(t, "POST", e.url("/v1/auth/login"), map[string]string{"email": "NoBody@Example.com", "password": "whatever it is"})
+		if code != 429 || ghost["code"] != "account_locked" || gh.Get("Retry-After") != h.Get("Retry-After") {
+			t.Errorf("sixth attempt on an unknown email = %d %v Retry-After=%q, want 429 account_locked like a real account (Retry-After %q)", code, ghost, gh.Get("Retry-After"), h.Get("Retry-After"))
+		}
+		delete(body, "request_id")
+		delete(ghost, "request_id")
+		if diff := cmp.Diff(body, ghost); diff != "" {
+			t.Errorf("locked answers differ between a real and an unknown address (-real +unknown):\n%s", diff)
 		}
 	})
 

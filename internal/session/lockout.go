@@ -30,7 +30,9 @@ func DefaultLockout() LockoutConfig {
 }
 
 // lockout keeps failure counters and locks in the ephemeral store, so they
-// hold across nodes. Every count is an atomic increment, and an attempt is
+// hold across nodes. Its subject is the login name (a keyed hash of the
+// normalized email address, see Service.lockSubject), not the account: an
+// address with no account locks like any other. Every count is an atomic increment, and an attempt is
 // counted before its password is checked: of N parallel guesses at most
 // Threshold are ever checked.
 type lockout struct {
@@ -38,14 +40,14 @@ type lockout struct {
 	cfg LockoutConfig
 }
 
-func failKey(userID string) string  { return "login:fail:" + userID }
-func lockKey(userID string) string  { return "login:lock:" + userID }
-func locksKey(userID string) string { return "login:locks:" + userID }
-func ipKey(ip string) string        { return "login:ipfail:" + ip }
+func failKey(subject string) string  { return "login:fail:" + subject }
+func lockKey(subject string) string  { return "login:lock:" + subject }
+func locksKey(subject string) string { return "login:locks:" + subject }
+func ipKey(ip string) string         { return "login:ipfail:" + ip }
 
 // locked returns how long the account stays locked (0 if it is not).
-func (l *lockout) locked(ctx context.Context, userID string) (time.Duration, error) {
-	ttl, err := l.kv.TTL(ctx, lockKey(userID))
+func (l *lockout) locked(ctx context.Context, subject string) (time.Duration, error) {
+	ttl, err := l.kv.TTL(ctx, lockKey(subject))
 	if errors.Is(err, kv.ErrNotFound) {
 		return 0, nil
 	}
@@ -81,8 +83,8 @@ func (l *lockout) ipBlocked(ctx context.Context, ip string) (time.Duration, erro
 // reserve counts an attempt on the account before its password is
 // checked. over is true when the attempt is beyond the threshold: it must
 // be refused without checking the password.
-func (l *lockout) reserve(ctx context.Context, userID string) (n int64, over bool, err error) {
-	n, err = l.kv.Incr(ctx, failKey(userID), 1, l.cfg.FailureWindow)
+func (l *lockout) reserve(ctx context.Context, subject string) (n int64, over bool, err error) {
+	n, err = l.kv.Incr(ctx, failKey(subject), 1, l.cfg.FailureWindow)
 	if err != nil {
 		return 0, false, err
 	}
@@ -92,19 +94,19 @@ func (l *lockout) reserve(ctx context.Context, userID string) (n int64, over boo
 // failed records a wrong password (attempt n of the account) and the IP
 // failure. It locks the account when n reaches the threshold and returns
 // the lock's duration (0 when this attempt did not lock).
-func (l *lockout) failed(ctx context.Context, userID string, n int64, ip string) (time.Duration, error) {
+func (l *lockout) failed(ctx context.Context, subject string, n int64, ip string) (time.Duration, error) {
 	if err := l.failedIP(ctx, ip); err != nil {
 		return 0, err
 	}
 	if n != int64(l.cfg.Threshold) {
 		return 0, nil
 	}
-	return l.lock(ctx, userID)
+	return l.lock(ctx, subject)
 }
 
 // lock locks the account for BaseLock × 2^(locks so far), capped.
-func (l *lockout) lock(ctx context.Context, userID string) (time.Duration, error) {
-	count, err := l.kv.Incr(ctx, locksKey(userID), 1, l.cfg.FailureWindow)
+func (l *lockout) lock(ctx context.Context, subject string) (time.Duration, error) {
+	count, err := l.kv.Incr(ctx, locksKey(subject), 1, l.cfg.FailureWindow)
 	if err != nil {
 		return 0, err
 	}
@@ -113,11 +115,11 @@ func (l *lockout) lock(ctx context.Context, userID string) (time.Duration, error
 		d *= 2
 	}
 	d = min(d, l.cfg.MaxLock)
-	if err := l.kv.Set(ctx, lockKey(userID), []byte("1"), d); err != nil {
+	if err := l.kv.Set(ctx, lockKey(subject), []byte("1"), d); err != nil {
 		return 0, err
 	}
 	// The next window of attempts starts when the lock ends.
-	if _, err := l.kv.Delete(ctx, failKey(userID)); err != nil {
+	if _, err := l.kv.Delete(ctx, failKey(subject)); err != nil {
 		return 0, err
 	}
 	return d, nil
@@ -127,20 +129,20 @@ func (l *lockout) lock(ctx context.Context, userID string) (time.Duration, error
 // that reached the threshold sets the lock once its password check fails;
 // if it has not (yet), a provisional base lock is set here so a counter
 // stuck above the threshold can never lock the account for longer.
-func (l *lockout) ensureLocked(ctx context.Context, userID string) (time.Duration, error) {
-	if d, err := l.locked(ctx, userID); err != nil || d > 0 {
+func (l *lockout) ensureLocked(ctx context.Context, subject string) (time.Duration, error) {
+	if d, err := l.locked(ctx, subject); err != nil || d > 0 {
 		return d, err
 	}
-	set, err := l.kv.SetNX(ctx, lockKey(userID), []byte("1"), l.cfg.BaseLock)
+	set, err := l.kv.SetNX(ctx, lockKey(subject), []byte("1"), l.cfg.BaseLock)
 	if err != nil {
 		return 0, err
 	}
 	if set {
-		if _, err := l.kv.Delete(ctx, failKey(userID)); err != nil {
+		if _, err := l.kv.Delete(ctx, failKey(subject)); err != nil {
 			return 0, err
 		}
 	}
-	return l.locked(ctx, userID)
+	return l.locked(ctx, subject)
 }
 
 func (l *lockout) failedIP(ctx context.Context, ip string) error {
@@ -152,7 +154,7 @@ func (l *lockout) failedIP(ctx context.Context, ip string) error {
 }
 
 // succeeded resets the account's counters.
-func (l *lockout) succeeded(ctx context.Context, userID string) error {
-	_, err := l.kv.Delete(ctx, failKey(userID), locksKey(userID))
+func (l *lockout) succeeded(ctx context.Context, subject string) error {
+	_, err := l.kv.Delete(ctx, failKey(subject), locksKey(subject))
 	return err
 }

@@ -6,7 +6,9 @@ package session
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -116,6 +118,23 @@ type Service struct {
 
 func (s *Service) lockout() *lockout { return &lockout{kv: s.KV, cfg: s.Config.Lockout} }
 
+// lockSubject names the lockout counters of a normalized email address: a
+// keyed hash (the ephemeral store never sees the address, and its keys
+// cannot be matched against a list of addresses without the encryption
+// keys). Without a keyring (some tests) it is a plain SHA-256.
+func (s *Service) lockSubject(normalizedEmail string) string {
+	var sum []byte
+	if keys := s.Keys.DerivedKeys("login-lockout"); len(keys) > 0 {
+		mac := hmac.New(sha256.New, keys[0])
+		mac.Write([]byte(normalizedEmail))
+		sum = mac.Sum(nil)
+	} else {
+		h := sha256.Sum256([]byte("gatehouse/login-lockout\x00" + normalizedEmail))
+		sum = h[:]
+	}
+	return "email:" + base64.RawURLEncoding.EncodeToString(sum[:16])
+}
+
 func (s *Service) now() time.Time { return s.Now().UTC() }
 
 // Meta describes the client of a request.
@@ -163,28 +182,22 @@ func (s *Service) Login(ctx context.Context, email, pw string, m Meta) (Result, 
 	} else if d > 0 {
 		return Result{}, lockedProblem(d, "too_many_attempts", "Too many failed sign-ins from this address; try again later.")
 	}
-	u, err := s.Store.GetUserByEmail(ctx, user.NormalizeEmail(email))
-	if errors.Is(err, store.ErrNotFound) {
-		s.Hasher.DummyVerify(ctx, pw)
-		if err := lk.failedIP(ctx, m.IP); err != nil {
-			return Result{}, err
-		}
-		return Result{}, ErrInvalidCredentials
-	}
-	if err != nil {
-		return Result{}, err
-	}
-	if d, err := lk.locked(ctx, u.ID); err != nil {
+	// The lock is kept per email address, whether or not an account has
+	// it: an address without an account locks exactly like one with an
+	// account, so account_locked tells nothing about which addresses exist.
+	normalized := user.NormalizeEmail(email)
+	subject := s.lockSubject(normalized)
+	if d, err := lk.locked(ctx, subject); err != nil {
 		return Result{}, err
 	} else if d > 0 {
 		return Result{}, lockedProblem(d, "account_locked", "Too many failed sign-ins; the account is locked for a while.")
 	}
-	n, over, err := lk.reserve(ctx, u.ID)
+	n, over, err := lk.reserve(ctx, subject)
 	if err != nil {
 		return Result{}, err
 	}
 	if over {
-		d, err := lk.ensureLocked(ctx, u.ID)
+		d, err := lk.ensureLocked(ctx, subject)
 		if err != nil {
 			return Result{}, err
 		}
@@ -192,26 +205,35 @@ func (s *Service) Login(ctx context.Context, email, pw string, m Meta) (Result, 
 	}
 	// A lock sets its key before it resets the counter, so an attempt that
 	// counted on a freshly reset counter sees the lock here.
-	if d, err := lk.locked(ctx, u.ID); err != nil {
+	if d, err := lk.locked(ctx, subject); err != nil {
 		return Result{}, err
 	} else if d > 0 {
 		return Result{}, lockedProblem(d, "account_locked", "Too many failed sign-ins; the account is locked for a while.")
 	}
-	ok, rehash, err := s.Hasher.Verify(ctx, pw, u.PasswordHash)
-	if err != nil && !password.Unusable(err) {
+	u, err := s.Store.GetUserByEmail(ctx, normalized)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return Result{}, err
 	}
+	var ok, rehash bool
+	if err == nil {
+		ok, rehash, err = s.Hasher.Verify(ctx, pw, u.PasswordHash)
+		if err != nil && !password.Unusable(err) {
+			return Result{}, err
+		}
+	} else {
+		s.Hasher.DummyVerify(ctx, pw)
+	}
 	if !ok {
-		d, err := lk.failed(ctx, u.ID, n, m.IP)
+		d, err := lk.failed(ctx, subject, n, m.IP)
 		if err != nil {
 			return Result{}, err
 		}
-		if d > 0 {
+		if d > 0 && u.ID != "" {
 			s.onLocked(ctx, u, d, m)
 		}
 		return Result{}, ErrInvalidCredentials
 	}
-	if err := lk.succeeded(ctx, u.ID); err != nil {
+	if err := lk.succeeded(ctx, subject); err != nil {
 		return Result{}, err
 	}
 	switch {
