@@ -126,6 +126,7 @@ func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, ready 
 		return fmt.Errorf("social sign-in settings:\n%w", err)
 	}
 	deps.social = newSocialService(deps, providers)
+	linkAfterSecondFactor(deps.mfa, deps.social)
 	public, err := newPublicHandler(deps)
 	if err != nil {
 		return err

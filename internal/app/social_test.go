@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/oauth2-proxy/mockoidc"
+
+	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
 const appRedirect = "https://app.example.com/after"
@@ -94,19 +96,93 @@ func exchangeCode(t *testing.T, e *accountEnv, loc *url.URL) map[string]any {
 	return body
 }
 
-func TestSocialSignIn(t *testing.T) {
+// accountExists runs a social sign-in whose verified email is that of an
+// account not linked to the identity, and returns the link_token.
+func accountExists(t *testing.T, e *accountEnv, m *mockoidc.MockOIDC, subject, email string) string {
+	t.Helper()
+	m.QueueUser(&mockoidc.MockUser{Subject: subject, Email: email, EmailVerified: true})
+	f := startOAuth(t, e, "okta")
+	_, loc := f.callback(f.cookie)
+	q := loc.Query()
+	if q.Get("error") != "account_exists" || q.Get("link_token") == "" || q.Get("code") != "" {
+		t.Fatalf("social sign-in as %s = %s, want error=account_exists with a link_token", email, loc)
+	}
+	return q.Get("link_token")
+}
+
+// identities lists the providers of the caller's linked identities.
+func identities(t *testing.T, e *accountEnv, at string) []string {
+	t.Helper()
+	c, body, _ := call(t, "GET", e.url("/v1/me/identities"), nil, bearer(at)...)
+	if c != 200 {
+		t.Fatalf("identities = %d %v", c, body)
+	}
+	var out []string
+	for _, id := range body["identities"].([]any) {
+		out = append(out, id.(map[string]any)["provider"].(string))
+	}
+	return out
+}
+
+// enrolEmailFactor gives the account a confirmed email second factor.
+func enrolEmailFactor(t *testing.T, e *accountEnv, email, at string) {
+	t.Helper()
+	c, dev, _ := call(t, "POST", e.url("/v1/me/mfa/email"), nil, bearer(at)...)
+	if c != 201 {
+		t.Fatalf("enrol email = %d %v", c, dev)
+	}
+	code := emailCode(t, e.mail.wait(t, email, "verification code"))
+	if c, b, _ := call(t, "POST", e.url("/v1/me/mfa/devices/"+dev["id"].(string)+"/confirm"), map[string]string{"code": code}, bearer(at)...); c != 200 {
+		t.Fatalf("confirm email = %d %v", c, b)
+	}
+}
+
+// confirmLink proves the account of a link_token with its password.
+func confirmLink(t *testing.T, e *accountEnv, linkToken string) (int, map[string]any) {
+	t.Helper()
+	c, body, _ := call(t, "POST", e.url("/v1/auth/oauth/link/confirm"), map[string]string{"link_token": linkToken, "password": strongPassword})
+	return c, body
+}
+
+// verifyEmailCode completes a login's MFA step with an emailed code.
+func verifyEmailCode(t *testing.T, e *accountEnv, email, mfaToken string) map[string]any {
+	t.Helper()
+	if c, b, _ := call(t, "POST", e.url("/v1/auth/mfa/challenge"), map[string]string{"mfa_token": mfaToken, "method": "email"}); c != 200 {
+		t.Fatalf("challenge email = %d %v", c, b)
+	}
+	code := emailCode(t, e.mail.wait(t, email, "verification code"))
+	c, tok, _ := call(t, "POST", e.url("/v1/auth/mfa/verify"), map[string]string{"mfa_token": mfaToken, "method": "email", "code": code})
+	if c != 200 || tok["access_token"] == nil {
+		t.Fatalf("verify email = %d %v", c, tok)
+	}
+	return tok
+}
+
+func TestSocialSignIn(t *testing.T) { runSocialSignIn(t, nil) }
+
+func TestSocialSignInPostgresRedis(t *testing.T) {
+	dbURL := testenv.PostgresURL(t)
+	redisURL, prefix := testenv.Redis(t)
+	runSocialSignIn(t, map[string]string{"GATEHOUSE_DATABASE_URL": dbURL, "GATEHOUSE_REDIS_URL": redisURL, "GATEHOUSE_REDIS_KEY_PREFIX": prefix})
+}
+
+func runSocialSignIn(t *testing.T, env map[string]string) {
 	m, err := mockoidc.Run()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Shutdown() })
-	e := newAccountEnv(t, map[string]string{
+	all := map[string]string{
 		"GATEHOUSE_SOCIAL_OKTA_TYPE":          "oidc",
 		"GATEHOUSE_SOCIAL_OKTA_ISSUER":        m.Issuer(),
 		"GATEHOUSE_SOCIAL_OKTA_CLIENT_ID":     m.ClientID,
 		"GATEHOUSE_SOCIAL_OKTA_CLIENT_SECRET": m.ClientSecret,
 		"GATEHOUSE_REDIRECT_ALLOWLIST":        appRedirect,
-	})
+	}
+	for k, v := range env {
+		all[k] = v
+	}
+	e := newAccountEnv(t, all)
 
 	var samID string
 	t.Run("SignUpThenSignIn", func(t *testing.T) {
@@ -229,6 +305,119 @@ func TestSocialSignIn(t *testing.T) {
 			t.Errorf("magic link with MFA = %d %v, want the MFA step", c, res)
 		}
 	})
+
+	t.Run("LinkWaitsForTheSecondFactor", func(t *testing.T) {
+		const email = "guarded@example.com"
+		at := e.signUp(t, email)
+		enrolEmailFactor(t, e, email, at)
+		lt := accountExists(t, e, m, "okta-guarded", email)
+		c, res := confirmLink(t, e, lt)
+		if c != 200 || res["mfa_required"] != true || res["access_token"] != nil || res["mfa_token"] == nil {
+			t.Fatalf("link confirm with MFA = %d %v, want the MFA step", c, res)
+		}
+		// The password alone links nothing.
+		if ids := identities(t, e, at); len(ids) != 0 {
+			t.Fatalf("identities before the second factor = %v, want none", ids)
+		}
+		if c, _ := confirmLink(t, e, lt); c != 400 {
+			t.Errorf("link token reused = %d, want 400", c)
+		}
+		tok := verifyEmailCode(t, e, email, res["mfa_token"].(string))
+		if ids := identities(t, e, tok["access_token"].(string)); len(ids) != 1 || ids[0] != "okta" {
+			t.Fatalf("identities after the second factor = %v, want okta", ids)
+		}
+		// The identity now signs in to the account, through its second factor.
+		m.QueueUser(&mockoidc.MockUser{Subject: "okta-guarded", Email: email, EmailVerified: true})
+		f := startOAuth(t, e, "okta")
+		_, loc := f.callback(f.cookie)
+		if b := exchangeCode(t, e, loc); b["mfa_required"] != true || b["access_token"] != nil {
+			t.Errorf("social sign-in after the link = %v, want the MFA step", b)
+		}
+	})
+
+	t.Run("AbandonedSecondFactorNeverLinks", func(t *testing.T) {
+		const email = "abandoned@example.com"
+		at := e.signUp(t, email)
+		enrolEmailFactor(t, e, email, at)
+
+		// The MFA step of the confirmation is never completed; a later
+		// login with its own second factor does not carry the link.
+		c, res := confirmLink(t, e, accountExists(t, e, m, "okta-abandoned", email))
+		if c != 200 || res["mfa_required"] != true {
+			t.Fatalf("link confirm with MFA = %d %v, want the MFA step", c, res)
+		}
+		verifyEmailCode(t, e, email, loginMFA(t, e, email)["mfa_token"].(string))
+		if ids := identities(t, e, at); len(ids) != 0 {
+			t.Fatalf("identities after an abandoned MFA step = %v, want none", ids)
+		}
+
+		// Wrong codes kill the confirmation's mfa_token, and the link with it.
+		c, res = confirmLink(t, e, accountExists(t, e, m, "okta-abandoned", email))
+		if c != 200 || res["mfa_required"] != true {
+			t.Fatalf("link confirm with MFA = %d %v, want the MFA step", c, res)
+		}
+		mt := res["mfa_token"].(string)
+		for range 5 {
+			if c, b, _ := call(t, "POST", e.url("/v1/auth/mfa/verify"), map[string]string{"mfa_token": mt, "method": "email", "code": "000000"}); c != 401 {
+				t.Fatalf("wrong code = %d %v", c, b)
+			}
+		}
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/mfa/challenge"), map[string]string{"mfa_token": mt, "method": "email"}); c != 401 || b["code"] != "invalid_mfa_token" {
+			t.Fatalf("mfa_token after 5 wrong codes = %d %v, want invalid_mfa_token", c, b)
+		}
+		if ids := identities(t, e, at); len(ids) != 0 {
+			t.Errorf("identities after a failed MFA step = %v, want none", ids)
+		}
+		// Still unlinked: a social sign-in is asked to link again.
+		accountExists(t, e, m, "okta-abandoned", email)
+	})
+}
+
+// TestSocialLinkWaitsForEnrollment: when a policy forces enrolment, a link
+// confirmed with the password waits until the factor is enrolled.
+func TestSocialLinkWaitsForEnrollment(t *testing.T) {
+	m, err := mockoidc.Run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Shutdown() })
+	e := newAccountEnv(t, map[string]string{
+		"GATEHOUSE_SOCIAL_OKTA_TYPE":          "oidc",
+		"GATEHOUSE_SOCIAL_OKTA_ISSUER":        m.Issuer(),
+		"GATEHOUSE_SOCIAL_OKTA_CLIENT_ID":     m.ClientID,
+		"GATEHOUSE_SOCIAL_OKTA_CLIENT_SECRET": m.ClientSecret,
+		"GATEHOUSE_REDIRECT_ALLOWLIST":        appRedirect,
+		"GATEHOUSE_MFA_REQUIRED":              "true",
+	})
+	const email = "enrolling@example.com"
+	if c, b, _ := call(t, "POST", e.url("/v1/auth/register"), map[string]string{"email": email, "password": strongPassword, "name": "Test User"}); c != 201 {
+		t.Fatalf("register = %d %v", c, b)
+	}
+	vt := linkToken(t, e.mail.wait(t, email, "Verify your email"), "verify-email")
+	if c, b, _ := call(t, "POST", e.url("/v1/auth/verify-email"), map[string]string{"token": vt}); c != 200 {
+		t.Fatalf("verify = %d %v", c, b)
+	}
+
+	c, res := confirmLink(t, e, accountExists(t, e, m, "okta-enrolling", email))
+	if c != 200 || res["mfa_enrollment_required"] != true || res["access_token"] != nil || res["enrollment_token"] == nil {
+		t.Fatalf("link confirm under a required MFA policy = %d %v, want enrolment", c, res)
+	}
+	et := res["enrollment_token"].(string)
+	// Not linked before the enrolment: the identity still finds only the email.
+	accountExists(t, e, m, "okta-enrolling", email)
+
+	c, dev, _ := call(t, "POST", e.url("/v1/me/mfa/email"), nil, bearer(et)...)
+	if c != 201 {
+		t.Fatalf("enrol with the enrollment token = %d %v", c, dev)
+	}
+	code := emailCode(t, e.mail.wait(t, email, "verification code"))
+	c, tok, _ := call(t, "POST", e.url("/v1/me/mfa/devices/"+dev["id"].(string)+"/confirm"), map[string]string{"code": code}, bearer(et)...)
+	if c != 200 || tok["access_token"] == nil {
+		t.Fatalf("confirm with the enrollment token = %d %v, want a login response", c, tok)
+	}
+	if ids := identities(t, e, tok["access_token"].(string)); len(ids) != 1 || ids[0] != "okta" {
+		t.Fatalf("identities after the enrolment = %v, want okta", ids)
+	}
 }
 
 func magicToken(t *testing.T, m message) string {

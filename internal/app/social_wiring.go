@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/mfa"
 	"github.com/gatehouse/gatehouse/internal/social"
 	"github.com/gatehouse/gatehouse/internal/social/provider"
 )
@@ -30,4 +31,16 @@ func newSocialService(d *deps, registry *provider.Registry) *social.Service {
 		Config:  social.DefaultConfig(d.cfg.Issuer, d.cfg.AppBaseURL(), d.cfg.RedirectAllowlist),
 		Metrics: social.NewMetrics(d.reg),
 	}
+}
+
+// linkAfterSecondFactor makes a social link confirmed with the password
+// of an account with MFA wait for the second factor: social keeps it as
+// long as the MFA token lives, and MFA hands it back once that login has
+// fully succeeded.
+func linkAfterSecondFactor(m *mfa.Service, s *social.Service) {
+	if m == nil || s == nil {
+		return
+	}
+	s.Config.DeferredLinkTTL = m.Config.TokenTTL
+	m.AfterSecondFactor = s.CompleteDeferredLink
 }

@@ -119,6 +119,13 @@ type Service struct {
 	Now       func() time.Time
 	Log       *slog.Logger
 	Config    Config
+	// AfterSecondFactor, when set, is called once a login waiting for its
+	// second factor or a forced enrolment has fully succeeded: its
+	// mfa_token or enrollment_token (pendingToken) was consumed and the
+	// session started. Features use it to finish work they deferred until
+	// then, kept under a hash of that token. It runs at most once per
+	// token; an error is logged and does not undo the sign-in.
+	AfterSecondFactor func(ctx context.Context, pendingToken, userID string, m session.Meta) error
 }
 
 // Codes makes and checks keyed hashes (HMAC) of one-time and backup
@@ -663,7 +670,20 @@ func (s *Service) Verify(ctx context.Context, tok, method, code string, m sessio
 		return session.Result{}, err
 	}
 	_, _ = s.KV.Delete(ctx, attemptsKey(tok))
-	return s.Sessions.Complete(ctx, u.ID, amrWith(p.AMR, method), m)
+	return s.complete(ctx, tok, u.ID, amrWith(p.AMR, method), m)
+}
+
+// complete starts the session of a login whose pending token tok was
+// consumed, then runs AfterSecondFactor.
+func (s *Service) complete(ctx context.Context, tok, userID string, amr []string, m session.Meta) (session.Result, error) {
+	res, err := s.Sessions.Complete(ctx, userID, amr, m)
+	if err != nil || s.AfterSecondFactor == nil {
+		return res, err
+	}
+	if err := s.AfterSecondFactor(ctx, tok, userID, m); err != nil {
+		s.Log.ErrorContext(ctx, "a step deferred to the second factor failed", "error", err.Error())
+	}
+	return res, nil
 }
 
 func amrWith(amr []string, method string) []string {
@@ -710,7 +730,7 @@ func (s *Service) FinishEnrollment(ctx context.Context, tok, method string, m se
 	if err := json.Unmarshal(b, &p); err != nil || !p.Enroll {
 		return session.Result{}, ErrInvalidMFAToken
 	}
-	return s.Sessions.Complete(ctx, p.UserID, amrWith(p.AMR, method), m)
+	return s.complete(ctx, tok, p.UserID, amrWith(p.AMR, method), m)
 }
 
 // SMSFailed is the SMS worker's failure hook: a code that could not be

@@ -61,6 +61,7 @@ type Config struct {
 	StateTTL          time.Duration
 	CodeTTL           time.Duration
 	LinkTTL           time.Duration
+	DeferredLinkTTL   time.Duration // a confirmed link waits this long for the second factor: the MFA token's lifetime
 	MagicLinkTTL      time.Duration
 	// Cookie is the name of the cookie binding a flow to the browser.
 	Cookie string
@@ -78,7 +79,7 @@ type Config struct {
 func DefaultConfig(issuer, appURL string, allow []string) Config {
 	return Config{
 		Issuer: strings.TrimRight(issuer, "/"), AppURL: strings.TrimRight(appURL, "/"), RedirectAllowlist: allow,
-		StateTTL: 10 * time.Minute, CodeTTL: 60 * time.Second, LinkTTL: 10 * time.Minute, MagicLinkTTL: 15 * time.Minute,
+		StateTTL: 10 * time.Minute, CodeTTL: 60 * time.Second, LinkTTL: 10 * time.Minute, DeferredLinkTTL: 5 * time.Minute, MagicLinkTTL: 15 * time.Minute,
 		Cookie: "gatehouse_oauth", SecureCookie: strings.HasPrefix(issuer, "https://"),
 		BreakerFailures: 5, BreakerCooldown: time.Minute,
 		MagicLinkPerAddress: ratelimit.Limit{Rate: 5, Burst: 5, Period: time.Hour},
@@ -190,6 +191,12 @@ func stateKey(state string) string { return "social:state:" + secret.HashToken(s
 func codeKey(code string) string   { return "social:code:" + secret.HashToken(code) }
 func linkKey(tok string) string    { return "social:link:" + secret.HashToken(tok) }
 func magicKey(tok string) string   { return "social:magic:" + secret.HashToken(tok) }
+
+// deferredLinkKey names a confirmed link waiting for the second factor,
+// keyed by the login's mfa_token or enrollment_token.
+func deferredLinkKey(pendingToken string) string {
+	return "social:deferred-link:" + secret.HashToken(pendingToken)
+}
 
 func (s *Service) callbackURL(id string) string {
 	return s.Config.Issuer + "/v1/auth/oauth/" + id + "/callback"
@@ -520,7 +527,10 @@ func (s *Service) Exchange(ctx context.Context, code string, sm session.Meta) (s
 }
 
 // ConfirmLink completes a link by proving the existing account with its
-// password (answered like a login; lockout and MFA apply).
+// password (answered like a login; lockout and MFA apply). When the login
+// needs a second factor or a forced enrolment, the link waits for it: it is
+// kept under the challenge's token and made by CompleteDeferredLink once
+// that login has fully succeeded, never on the password alone.
 func (s *Service) ConfirmLink(ctx context.Context, tok, pw string, sm session.Meta, m user.Meta) (session.Result, error) {
 	if tok == "" || len(tok) > 256 {
 		return session.Result{}, ErrInvalidCode
@@ -557,10 +567,58 @@ func (s *Service) ConfirmLink(ctx context.Context, tok, pw string, sm session.Me
 		}
 		return session.Result{}, err
 	}
+	if res.Challenge != nil {
+		if err := s.deferLink(ctx, res.Challenge, pl); err != nil {
+			return session.Result{}, err
+		}
+		return res, nil
+	}
 	if err := s.link(ctx, u.ID, pl.Provider, provider.Profile{Subject: pl.Subject, Email: pl.Email}, m); err != nil && !errors.Is(err, ErrIdentityInUse) {
 		return session.Result{}, err
 	}
 	return res, nil
+}
+
+// deferLink keeps a confirmed link until the login's second factor (or
+// forced enrolment) succeeds, for as long as the challenge's token lives.
+func (s *Service) deferLink(ctx context.Context, ch *session.Challenge, pl pendingLink) error {
+	tok := ch.MFAToken
+	if tok == "" {
+		tok = ch.EnrollmentToken
+	}
+	if tok == "" {
+		return errors.New("social: a login challenge without a token")
+	}
+	b, _ := json.Marshal(pl)
+	return s.KV.Set(ctx, deferredLinkKey(tok), b, s.Config.DeferredLinkTTL)
+}
+
+// CompleteDeferredLink makes the link ConfirmLink deferred to the second
+// factor. It is MFA's hook (mfa.Service.AfterSecondFactor), called with
+// the consumed mfa_token or enrollment_token once the login it belongs to
+// has fully succeeded. The link is taken once; a token that deferred none
+// is nothing to do. An identity linked meanwhile is left as it is, as in
+// ConfirmLink.
+func (s *Service) CompleteDeferredLink(ctx context.Context, pendingToken, userID string, sm session.Meta) error {
+	raw, err := s.KV.GetDel(ctx, deferredLinkKey(pendingToken))
+	if errors.Is(err, kv.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("social: deferred link: %w", err)
+	}
+	var pl pendingLink
+	if err := json.Unmarshal(raw, &pl); err != nil {
+		return fmt.Errorf("social: deferred link: %w", err)
+	}
+	if pl.UserID != userID {
+		return errors.New("social: deferred link: the login is of another user")
+	}
+	m := user.Meta{IP: sm.IP, UserAgent: sm.UserAgent, RequestID: sm.RequestID}
+	if err := s.link(ctx, userID, pl.Provider, provider.Profile{Subject: pl.Subject, Email: pl.Email}, m); err != nil && !errors.Is(err, ErrIdentityInUse) {
+		return fmt.Errorf("social: deferred link: %w", err)
+	}
+	return nil
 }
 
 // Identities lists the user's linked identities.
