@@ -199,7 +199,8 @@ func measure(ctx context.Context, o options, log io.Writer) (*report, error) {
 		Ceilings: map[string]ceiling{},
 	}
 	a := newAPI(o.url, o.clients)
-	if r := a.do(ctx, http.MethodGet, "/readyz", "", "", nil); !r.ok() {
+	defer a.close()
+	if r := a.do(ctx, http.MethodGet, "/readyz", "", ""); !r.ok() {
 		return nil, fmt.Errorf("server not ready: %s", describe(r))
 	}
 	workers, clientID, clientSecret, err := setup(ctx, o, a, log)

@@ -90,3 +90,48 @@ func TestRefreshFollowsTheChain(t *testing.T) {
 		t.Errorf("worker holds %s after %d refreshes, want %s", w.refresh, out.requests, want)
 	}
 }
+
+// The client copes with a server that closes connections: after each
+// answer (Connection: close) and while one is idle (it is sent again on a
+// new connection, not counted as an error).
+func TestClientReconnects(t *testing.T) {
+	var got atomic.Int64
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer tok" || r.Host == "" {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		got.Add(1)
+		fmt.Fprint(w, `{"id":"u1"}`)
+	})
+	t.Run("ConnectionClose", func(t *testing.T) {
+		srv := httptest.NewUnstartedServer(h)
+		srv.Config.SetKeepAlivesEnabled(false)
+		srv.Start()
+		defer srv.Close()
+		a := newAPI(srv.URL, 1)
+		for i := range 3 {
+			if r, why := a.me(t.Context(), "tok", "u1"); why != "" {
+				t.Fatalf("call %d: %s: %+v", i, why, r)
+			}
+		}
+		if d := a.dials.Load(); d != 3 {
+			t.Errorf("%d connections for 3 calls answered with Connection: close, want 3", d)
+		}
+	})
+	t.Run("ClosedWhileIdle", func(t *testing.T) {
+		srv := httptest.NewServer(h)
+		defer srv.Close()
+		a := newAPI(srv.URL, 1)
+		if _, why := a.me(t.Context(), "tok", "u1"); why != "" {
+			t.Fatal(why)
+		}
+		srv.CloseClientConnections()
+		if r, why := a.me(t.Context(), "tok", "u1"); why != "" {
+			t.Fatalf("call after the server closed the idle connection: %s: %+v", why, r)
+		}
+		if d := a.dials.Load(); d != 2 {
+			t.Errorf("%d connections, want 2", d)
+		}
+	})
+}

@@ -832,8 +832,15 @@ func testRotationInTx(t *testing.T, s store.Store) {
 
 	// Committed: the session methods all work on tx.
 	err = s.InTx(ctx, func(tx store.Store) error {
-		if _, err := tx.RotateRefreshToken(ctx, r); err != nil {
+		first, err := tx.RotateRefreshToken(ctx, r)
+		if err != nil {
 			return err
+		}
+		// A token that is no longer live is decided in the same
+		// transaction too.
+		replay, err := tx.RotateRefreshToken(ctx, rotateReq(a.TokenHash, sessAt.Add(time.Minute+time.Second), time.Minute))
+		if err != nil || replay.Outcome != store.GraceReplay || replay.Previous.SuccessorID != first.Issued.ID {
+			return fmt.Errorf("replay in the transaction: %s, %v; want GraceReplay of the successor", outcomeName(replay.Outcome), err)
 		}
 		y := store.Session{UserID: user.ID, CreatedAt: sessAt, ExpiresAt: sessAt.Add(time.Hour)}
 		if _, err := tx.CreateSession(ctx, y, store.RefreshToken{TokenHash: refreshHash()}); err != nil {
@@ -842,7 +849,7 @@ func testRotationInTx(t *testing.T, s store.Store) {
 		if _, err := tx.ListUserSessions(ctx, user.ID, sessAt); err != nil {
 			return err
 		}
-		_, err := tx.RevokeSession(ctx, x.ID, "logout", sessAt.Add(2*time.Minute))
+		_, err = tx.RevokeSession(ctx, x.ID, "logout", sessAt.Add(2*time.Minute))
 		return err
 	})
 	if err != nil {
