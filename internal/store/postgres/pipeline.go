@@ -52,6 +52,13 @@ func (s *Store) pipelined(ctx context.Context, fn func(p *pipeTx) error) error {
 	return fn(p)
 }
 
+// reopen lets a pipeTx whose last send committed begin a new transaction
+// on the same connection with its next send. Inside InTx the enclosing
+// transaction goes on: the next send runs in it.
+func (p *pipeTx) reopen() {
+	p.begun, p.done = p.conn == nil && p.begun, false
+}
+
 // send sends the statements queued in b in one round trip, preceded by
 // BEGIN if the transaction has not begun and followed by COMMIT if last;
 // read consumes b's results, one per statement, in order. A batch may be

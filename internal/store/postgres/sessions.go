@@ -324,7 +324,14 @@ func (s *Store) RotateRefreshToken(ctx context.Context, r store.RotateRequest) (
 	}
 	var res store.RotateResult
 	err = s.pipelined(ctx, func(p *pipeTx) error {
+		var done bool
 		var err error
+		if res, done, err = rotateLive(ctx, p, r); err != nil || done {
+			return err
+		}
+		// Not a live token: a new transaction reads it and decides (grace
+		// replay, reuse, invalid), which rotateLive never does.
+		p.reopen()
 		res, err = rotate(ctx, p, r)
 		return err
 	})
@@ -334,6 +341,108 @@ func (s *Store) RotateRefreshToken(ctx context.Context, r store.RotateRequest) (
 	return res, nil
 }
 
+// lockSessionOfToken locks the session of the token whose hash is $1.
+// A token never moves to another session, so finding the session through
+// the token unlocked is safe; the locks are taken in the family's order
+// (session, then tokens).
+const lockSessionOfToken = "SELECT " + sqlrow.SessionColumns + ` FROM sessions
+	WHERE id = (SELECT session_id FROM refresh_tokens WHERE token_hash = $1) FOR UPDATE`
+
+// rotateLive rotates a live token in one round trip, the common case:
+// BEGIN, the session lock, one statement that rotates the token only if
+// ClassifyRotation would answer Rotated, and COMMIT. The statement starts
+// once the lock is granted, so (READ COMMITTED) it sees everything the
+// lock's previous holders did to the family. done is false when it wrote
+// nothing because the token or its session is not live: rotate decides
+// then, in a new transaction. Inside an enclosing transaction nothing is
+// committed and rotate goes on in it.
+func rotateLive(ctx context.Context, p *pipeTx, r store.RotateRequest) (res store.RotateResult, done bool, err error) {
+	idle := r.Next.IdleExpiresAt
+	if r.IdleTimeout > 0 {
+		idle = r.Now.Add(r.IdleTimeout)
+	}
+	var sessionErr error
+	b := &pgx.Batch{}
+	b.Queue(lockSessionOfToken, r.PresentedHash)
+	b.Queue(rotateLiveSQL, r.PresentedHash, r.Now, r.Next.ID, r.Next.TokenHash, timeValue(idle),
+		sqlrow.Null(r.SealedNext), sqlrow.Null(r.LastSeenIP))
+	err = p.send(ctx, b, true, func(br pgx.BatchResults) error {
+		res.Session, sessionErr = scanSession(br.QueryRow())
+		if sessionErr != nil && !errors.Is(sessionErr, pgx.ErrNoRows) {
+			return sessionErr
+		}
+		rows, err := br.Query()
+		if err != nil {
+			return err
+		}
+		written, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.RefreshToken, error) { return scanRefreshToken(row) })
+		if err != nil {
+			return err
+		}
+		for _, t := range written {
+			switch {
+			case t.ID == r.Next.ID:
+				res.Issued = t
+			case t.SuccessorID == r.Next.ID:
+				res.Previous = t
+			}
+		}
+		if len(written) > 0 && (res.Issued.ID == "" || res.Previous.ID == "") {
+			return fmt.Errorf("rotation of a live token wrote %d unexpected rows", len(written))
+		}
+		return nil
+	})
+	switch {
+	case err != nil:
+		return store.RotateResult{}, true, err
+	case sessionErr != nil: // no such token (or its session is gone): ErrNoRows
+		return store.RotateResult{}, true, sessionErr
+	case res.Issued.ID == "":
+		return store.RotateResult{}, false, nil
+	}
+	res.Outcome = store.Rotated
+	res.Session.LastSeenAt = r.Now
+	if r.LastSeenIP != "" {
+		res.Session.IP = r.LastSeenIP
+	}
+	return res, true, nil
+}
+
+// rotateLiveSQL rotates the token whose hash is $1 at time $2 if it is live
+// (ClassifyRotation's Rotated: token and session neither revoked nor
+// expired, the token neither rotated nor idle-expired). Like Successor and
+// rotateWrites it inserts the successor ($3 its id, $4 its hash, $5 its
+// idle expiry, capped at the absolute expiry it inherits), marks the token
+// rotated with $6 as its sealed successor, clears the parent's sealed
+// successor and records the session's last use ($7 the client's IP). Its
+// rows are the inserted and updated tokens: none when the token is not
+// live.
+var rotateLiveSQL = `WITH live AS (
+		SELECT t.id, t.session_id, t.user_id, t.client_id, t.scope, t.parent_id, t.expires_at
+		FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
+		WHERE t.token_hash = $1 AND t.rotated_at IS NULL AND t.revoked_at IS NULL
+			AND t.expires_at > $2 AND (t.idle_expires_at IS NULL OR t.idle_expires_at > $2)
+			AND s.revoked_at IS NULL AND s.expires_at > $2
+	), successor AS (
+		INSERT INTO refresh_tokens (` + sqlrow.RefreshTokenColumns + `)
+		SELECT $3, session_id, user_id, client_id, scope, $4, id, $2, expires_at,
+			CASE WHEN $5::timestamptz > expires_at THEN expires_at ELSE $5::timestamptz END,
+			NULL, NULL, NULL, NULL
+		FROM live
+		RETURNING ` + sqlrow.RefreshTokenColumns + `
+	), rotated AS (
+		UPDATE refresh_tokens r SET
+			rotated_at = CASE WHEN r.id = live.id THEN $2 ELSE r.rotated_at END,
+			successor_id = CASE WHEN r.id = live.id THEN $3::uuid ELSE r.successor_id END,
+			sealed_successor = CASE WHEN r.id = live.id THEN $6 END
+		FROM live
+		WHERE r.id = live.id OR (r.id = live.parent_id AND r.sealed_successor IS NOT NULL)
+		RETURNING ` + qualifiedColumns("r", sqlrow.RefreshTokenColumns) + `
+	), seen AS (
+		UPDATE sessions SET last_seen_at = $2, ip = COALESCE($7, ip) WHERE id = (SELECT session_id FROM live)
+	)
+	SELECT * FROM successor UNION ALL SELECT * FROM rotated`
+
 func rotate(ctx context.Context, p *pipeTx, r store.RotateRequest) (store.RotateResult, error) {
 	var (
 		res        store.RotateResult
@@ -342,12 +451,8 @@ func rotate(ctx context.Context, p *pipeTx, r store.RotateRequest) (store.Rotate
 		found      bool
 		sessionErr error
 	)
-	// A token never moves to another session, so finding the session
-	// through the token unlocked is safe; the locks are taken in the
-	// family's order (session, then token).
 	b := &pgx.Batch{}
-	b.Queue("SELECT "+sqlrow.SessionColumns+` FROM sessions
-		WHERE id = (SELECT session_id FROM refresh_tokens WHERE token_hash = $1) FOR UPDATE`, r.PresentedHash)
+	b.Queue(lockSessionOfToken, r.PresentedHash)
 	// The token, locked, with what ClassifyRotation needs of its successor.
 	b.Queue(`SELECT `+qualifiedTokenColumns+`, n.id IS NOT NULL, n.rotated_at, n.revoked_at
 		FROM refresh_tokens t LEFT JOIN refresh_tokens n ON n.id = t.successor_id
@@ -471,7 +576,12 @@ func (s *Store) PurgeSessions(ctx context.Context, before time.Time) (int64, err
 }
 
 // qualifiedTokenColumns is sqlrow.RefreshTokenColumns of the table aliased t.
-var qualifiedTokenColumns = "t." + strings.ReplaceAll(sqlrow.RefreshTokenColumns, ", ", ", t.")
+var qualifiedTokenColumns = qualifiedColumns("t", sqlrow.RefreshTokenColumns)
+
+// qualifiedColumns qualifies each of a comma-separated column list with alias.
+func qualifiedColumns(alias, columns string) string {
+	return alias + "." + strings.ReplaceAll(columns, ", ", ", "+alias+".")
+}
 
 // rotateWrites is the write of a rotation: $1–$14 the successor's
 // RefreshTokenColumns, $15 the rotated token, $16 the time, $17 its sealed
