@@ -512,9 +512,14 @@ func TestAccountsEmbedded(t *testing.T) {
 }
 
 func TestAccountsPostgresRedis(t *testing.T) {
+	runAccountSuite(t, newAccountEnv(t, postgresRedisEnv(t)))
+}
+
+// postgresRedisEnv is the environment of a server on a fresh PostgreSQL
+// database and its own Redis key prefix.
+func postgresRedisEnv(t *testing.T) map[string]string {
+	t.Helper()
 	dbURL := testenv.PostgresURL(t)
 	redisURL, prefix := testenv.Redis(t)
-	runAccountSuite(t, newAccountEnv(t, map[string]string{
-		"GATEHOUSE_DATABASE_URL": dbURL, "GATEHOUSE_REDIS_URL": redisURL, "GATEHOUSE_REDIS_KEY_PREFIX": prefix,
-	}))
+	return map[string]string{"GATEHOUSE_DATABASE_URL": dbURL, "GATEHOUSE_REDIS_URL": redisURL, "GATEHOUSE_REDIS_KEY_PREFIX": prefix}
 }

@@ -16,8 +16,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
 // totpAt is an independent RFC 6238 implementation (SHA-1, 6 digits, 30 s).
@@ -132,9 +130,7 @@ func loginMFA(t *testing.T, e *accountEnv, email string) map[string]any {
 func TestMFAEmbedded(t *testing.T) { runMFASuite(t, nil) }
 
 func TestMFAPostgresRedis(t *testing.T) {
-	dbURL := testenv.PostgresURL(t)
-	redisURL, prefix := testenv.Redis(t)
-	runMFASuite(t, map[string]string{"GATEHOUSE_DATABASE_URL": dbURL, "GATEHOUSE_REDIS_URL": redisURL, "GATEHOUSE_REDIS_KEY_PREFIX": prefix})
+	runMFASuite(t, postgresRedisEnv(t))
 }
 
 func runMFASuite(t *testing.T, env map[string]string) {

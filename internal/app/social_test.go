@@ -7,8 +7,6 @@ import (
 	"testing"
 
 	"github.com/oauth2-proxy/mockoidc"
-
-	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
 const appRedirect = "https://app.example.com/after"
@@ -161,9 +159,7 @@ func verifyEmailCode(t *testing.T, e *accountEnv, email, mfaToken string) map[st
 func TestSocialSignIn(t *testing.T) { runSocialSignIn(t, nil) }
 
 func TestSocialSignInPostgresRedis(t *testing.T) {
-	dbURL := testenv.PostgresURL(t)
-	redisURL, prefix := testenv.Redis(t)
-	runSocialSignIn(t, map[string]string{"GATEHOUSE_DATABASE_URL": dbURL, "GATEHOUSE_REDIS_URL": redisURL, "GATEHOUSE_REDIS_KEY_PREFIX": prefix})
+	runSocialSignIn(t, postgresRedisEnv(t))
 }
 
 func runSocialSignIn(t *testing.T, env map[string]string) {

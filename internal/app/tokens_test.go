@@ -20,8 +20,6 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
 // form posts an application/x-www-form-urlencoded body, optionally with
@@ -459,9 +457,7 @@ func TestTokensEmbedded(t *testing.T) {
 }
 
 func TestTokensPostgresRedis(t *testing.T) {
-	dbURL := testenv.PostgresURL(t)
-	redisURL, prefix := testenv.Redis(t)
-	env := map[string]string{"GATEHOUSE_DATABASE_URL": dbURL, "GATEHOUSE_REDIS_URL": redisURL, "GATEHOUSE_REDIS_KEY_PREFIX": prefix}
+	env := postgresRedisEnv(t)
 	for k, v := range tokenSuiteEnv {
 		env[k] = v
 	}
@@ -471,9 +467,7 @@ func TestTokensPostgresRedis(t *testing.T) {
 // TestLogoutAcrossNodes runs two servers on one PostgreSQL and Redis: a
 // session ended on one node is refused by the other at once.
 func TestLogoutAcrossNodes(t *testing.T) {
-	dbURL := testenv.PostgresURL(t)
-	redisURL, prefix := testenv.Redis(t)
-	env := map[string]string{"GATEHOUSE_DATABASE_URL": dbURL, "GATEHOUSE_REDIS_URL": redisURL, "GATEHOUSE_REDIS_KEY_PREFIX": prefix}
+	env := postgresRedisEnv(t)
 	a := newAccountEnv(t, env)
 	b := startServer(t, testConfig(t, a.cfgEnv))
 	at := a.signUp(t, "henry@example.com")

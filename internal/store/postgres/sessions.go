@@ -371,26 +371,9 @@ func rotateLive(ctx context.Context, p *pipeTx, r store.RotateRequest) (res stor
 		if sessionErr != nil && !errors.Is(sessionErr, pgx.ErrNoRows) {
 			return sessionErr
 		}
-		rows, err := br.Query()
-		if err != nil {
-			return err
-		}
-		written, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.RefreshToken, error) { return scanRefreshToken(row) })
-		if err != nil {
-			return err
-		}
-		for _, t := range written {
-			switch {
-			case t.ID == r.Next.ID:
-				res.Issued = t
-			case t.SuccessorID == r.Next.ID:
-				res.Previous = t
-			}
-		}
-		if len(written) > 0 && (res.Issued.ID == "" || res.Previous.ID == "") {
-			return fmt.Errorf("rotation of a live token wrote %d unexpected rows", len(written))
-		}
-		return nil
+		var err error
+		res.Issued, res.Previous, err = readRotationWrites(br, r.Next.ID, true)
+		return err
 	})
 	switch {
 	case err != nil:
@@ -406,6 +389,33 @@ func rotateLive(ctx context.Context, p *pipeTx, r store.RotateRequest) (res stor
 		res.Session.IP = r.LastSeenIP
 	}
 	return res, true, nil
+}
+
+// readRotationWrites reads the rows of rotateWrites or rotateLiveSQL: the
+// successor (id nextID) and the token it replaces (whose successor it is);
+// the parent's row, also updated, is skipped. None at all is no error
+// when maybeNone.
+func readRotationWrites(br pgx.BatchResults, nextID string, maybeNone bool) (issued, previous store.RefreshToken, err error) {
+	rows, err := br.Query()
+	if err != nil {
+		return issued, previous, err
+	}
+	written, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.RefreshToken, error) { return scanRefreshToken(row) })
+	if err != nil {
+		return issued, previous, err
+	}
+	for _, t := range written {
+		switch {
+		case t.ID == nextID:
+			issued = t
+		case t.SuccessorID == nextID:
+			previous = t
+		}
+	}
+	if (issued.ID == "" || previous.ID == "") && !(maybeNone && len(written) == 0) {
+		return store.RefreshToken{}, store.RefreshToken{}, fmt.Errorf("rotation to %s wrote %d unexpected rows", nextID, len(written))
+	}
+	return issued, previous, nil
 }
 
 // rotateLiveSQL rotates the token whose hash is $1 at time $2 if it is live
@@ -498,24 +508,9 @@ func rotate(ctx context.Context, p *pipeTx, r store.RotateRequest) (store.Rotate
 			tok.ID, r.Now, sqlrow.Null(r.SealedNext), sqlrow.Null(tok.ParentID), sess.ID, sqlrow.Null(r.LastSeenIP))
 		b.Queue(rotateWrites, args...)
 		read = func(br pgx.BatchResults) error {
-			rows, err := br.Query()
-			if err != nil {
+			var err error
+			if res.Issued, res.Previous, err = readRotationWrites(br, next.ID, false); err != nil {
 				return err
-			}
-			written, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.RefreshToken, error) { return scanRefreshToken(row) })
-			if err != nil {
-				return err
-			}
-			for _, t := range written {
-				switch t.ID {
-				case next.ID:
-					res.Issued = t
-				case tok.ID:
-					res.Previous = t
-				}
-			}
-			if res.Issued.ID == "" || res.Previous.ID == "" {
-				return fmt.Errorf("rotation of token %s wrote %d rows", tok.ID, len(written))
 			}
 			res.Session.LastSeenAt = r.Now
 			if r.LastSeenIP != "" {
