@@ -32,9 +32,9 @@ func DefaultLockout() LockoutConfig {
 // lockout keeps failure counters and locks in the ephemeral store, so they
 // hold across nodes. Its subject is the login name (a keyed hash of the
 // normalized email address, see Service.lockSubject), not the account: an
-// address with no account locks like any other. Every count is an atomic increment, and an attempt is
-// counted before its password is checked: of N parallel guesses at most
-// Threshold are ever checked.
+// address with no account locks like any other. Every count is an atomic
+// increment, and an attempt is counted before its password is checked: of
+// N parallel guesses at most Threshold are ever checked.
 type lockout struct {
 	kv  kv.Store
 	cfg LockoutConfig
