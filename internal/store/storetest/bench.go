@@ -25,13 +25,14 @@ func BenchmarkRotation(b *testing.B, s store.Store, dbCPU func() time.Duration) 
 		b.Fatal(err)
 	}
 	run := func(b *testing.B, parallel bool) {
-		newChain := func() string {
+		// newChain starts a session and returns its first token's hash. It
+		// runs on RunParallel's goroutines too, so it reports rather than
+		// calls b.Fatal.
+		newChain := func() (string, error) {
 			now := time.Now()
 			first := store.RefreshToken{TokenHash: refreshHash()}
-			if _, err := s.CreateSession(ctx, store.Session{UserID: u.ID, CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour), IP: "192.0.2.1", AMR: []string{"pwd"}}, first); err != nil {
-				b.Fatal(err)
-			}
-			return first.TokenHash
+			_, err := s.CreateSession(ctx, store.Session{UserID: u.ID, CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour), IP: "192.0.2.1", AMR: []string{"pwd"}}, first)
+			return first.TokenHash, err
 		}
 		rotate := func(hash string) (string, error) {
 			r := rotateReq(hash, time.Now(), 10*time.Second)
@@ -55,9 +56,12 @@ func BenchmarkRotation(b *testing.B, s store.Store, dbCPU func() time.Duration) 
 			const clients = 8
 			b.SetParallelism((clients + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
 			b.RunParallel(func(pb *testing.PB) {
-				hash := newChain()
+				hash, err := newChain()
+				if err != nil {
+					b.Error(err)
+					return
+				}
 				for pb.Next() {
-					var err error
 					if hash, err = rotate(hash); err != nil {
 						b.Error(err)
 						return
@@ -65,9 +69,11 @@ func BenchmarkRotation(b *testing.B, s store.Store, dbCPU func() time.Duration) 
 				}
 			})
 		} else {
-			hash := newChain()
+			hash, err := newChain()
+			if err != nil {
+				b.Fatal(err)
+			}
 			for b.Loop() {
-				var err error
 				if hash, err = rotate(hash); err != nil {
 					b.Fatal(err)
 				}
