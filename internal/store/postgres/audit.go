@@ -76,9 +76,14 @@ func (s *Store) ListAuditEvents(ctx context.Context, f store.AuditFilter) ([]sto
 	return events, next, nil
 }
 
-const insertAuditEvent = `INSERT INTO audit_events
-	(id, occurred_at, actor_id, subject_id, action, ip, user_agent, request_id, data)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)`
+const (
+	// auditEventInto and auditEventParams make up insertAuditEvent; a
+	// statement that inserts an event only on a condition (INSERT … SELECT
+	// … WHERE) uses them too.
+	auditEventInto   = `INSERT INTO audit_events (id, occurred_at, actor_id, subject_id, action, ip, user_agent, request_id, data)`
+	auditEventParams = `$1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb`
+	insertAuditEvent = auditEventInto + ` VALUES (` + auditEventParams + `)`
+)
 
 // auditEventValues are insertAuditEvent's arguments for a prepared event.
 func auditEventValues(e store.AuditEvent, data []byte) []any {

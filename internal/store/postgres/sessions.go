@@ -96,10 +96,28 @@ func (s *Store) CreateSession(ctx context.Context, x store.Session, first store.
 const recordLogin = `UPDATE users SET last_login_at = $2, password_hash = COALESCE($3, password_hash), updated_at = $4
 	WHERE id = $1 AND deleted_at IS NULL RETURNING ` + sqlrow.UserColumns
 
-// StartSession implements store.SessionStore in two round trips (see
-// pipeTx): the user's row is updated (and so locked) first, and only if
-// that found the user are the session, its first token and the event
-// written, with the COMMIT.
+// signInGuard ends the INSERT … SELECT statements of StartSession: they
+// write only if the user (parameter $n) is live. recordLogin runs first in
+// the same transaction and locks the user's row when it finds it, so the
+// guard finds exactly what recordLogin found.
+func signInGuard(n int) string {
+	return fmt.Sprintf(" WHERE EXISTS (SELECT 1 FROM users WHERE id = $%d AND deleted_at IS NULL)", n)
+}
+
+var (
+	startSessionInsert = `INSERT INTO sessions (` + sqlrow.SessionColumns + `)
+		SELECT ` + placeholders(16) + signInGuard(17) + ` RETURNING ` + sqlrow.SessionColumns
+	startSessionToken = `INSERT INTO refresh_tokens (` + sqlrow.RefreshTokenColumns + `)
+		SELECT ` + placeholders(14) + signInGuard(15)
+	startSessionEvent = auditEventInto + ` SELECT ` + auditEventParams + signInGuard(10)
+)
+
+// StartSession implements store.SessionStore in one round trip (see
+// pipeTx): BEGIN, recordLogin (which updates the user's row, and so locks
+// it), the session, its first token and the event, each written only if
+// the user is live (signInGuard), and COMMIT. For a deleted or unknown
+// user the transaction commits having written nothing, and the answer is
+// ErrNotFound.
 func (s *Store) StartSession(ctx context.Context, in store.SignIn) (store.Session, store.User, error) {
 	in, data, err := sqlrow.PrepareSignIn(in, s.now())
 	if err != nil {
@@ -109,23 +127,18 @@ func (s *Store) StartSession(ctx context.Context, in store.SignIn) (store.Sessio
 		sess store.Session
 		u    store.User
 	)
+	userID := in.Session.UserID
 	err = s.pipelined(ctx, func(p *pipeTx) error {
 		b := &pgx.Batch{}
-		b.Queue(recordLogin, in.Session.UserID, in.Session.CreatedAt, sqlrow.Null(in.PasswordHash), sqlrow.Micro(s.now()))
-		err := p.send(ctx, b, false, func(br pgx.BatchResults) error {
-			var err error
-			u, err = scanUser(br.QueryRow())
-			return err
-		})
-		if err != nil {
-			return err
-		}
-		b = &pgx.Batch{}
-		b.Queue(insertSession, sqlrow.SessionValues(in.Session, timeValue, listValue)...)
-		b.Queue(insertRefreshToken, sqlrow.RefreshTokenValues(in.First, timeValue)...)
-		b.Queue(insertAuditEvent, auditEventValues(in.Event, data)...)
+		b.Queue(recordLogin, userID, in.Session.CreatedAt, sqlrow.Null(in.PasswordHash), sqlrow.Micro(s.now()))
+		b.Queue(startSessionInsert, append(sqlrow.SessionValues(in.Session, timeValue, listValue), userID)...)
+		b.Queue(startSessionToken, append(sqlrow.RefreshTokenValues(in.First, timeValue), userID)...)
+		b.Queue(startSessionEvent, append(auditEventValues(in.Event, data), userID)...)
 		return p.send(ctx, b, true, func(br pgx.BatchResults) error {
 			var err error
+			if u, err = scanUser(br.QueryRow()); err != nil {
+				return err // ErrNoRows: the other statements wrote nothing
+			}
 			if sess, err = scanSession(br.QueryRow()); err != nil {
 				return err
 			}

@@ -1238,6 +1238,9 @@ func testStartSession(t *testing.T, s store.Store) {
 		if _, err := s.GetRefreshTokenByHash(ctx, bad.First.TokenHash); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("StartSession for a %s user left its token behind: %v", name, err)
 		}
+		if list, err := s.ListUserSessions(ctx, id, sessAt); err != nil || len(list) != 0 {
+			t.Errorf("StartSession for a %s user left sessions %+v (%v)", name, list, err)
+		}
 		if events, _, _ := s.ListAuditEvents(ctx, store.AuditFilter{SubjectID: id}); len(events) != 0 {
 			t.Errorf("StartSession for a %s user left %d audit events", name, len(events))
 		}
