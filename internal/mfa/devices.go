@@ -332,11 +332,7 @@ func (s *Service) Reauthenticate(ctx context.Context, p auth.Principal, pw, meth
 			return "", 0, ErrInvalidCode
 		}
 	case method != "":
-		pol, err := s.policyFor(ctx, u)
-		if err != nil {
-			return "", 0, err
-		}
-		methods, active, err := s.methods(ctx, u, pol)
+		_, methods, active, err := s.factors(ctx, u)
 		if err != nil {
 			return "", 0, err
 		}

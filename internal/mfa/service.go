@@ -192,14 +192,19 @@ func attemptsKey(tok string) string { return "mfa:attempts:" + secret.HashToken(
 func uaHash(ua string) string { return secret.HashToken("ua\x00" + ua) }
 
 // policyFor combines the global policy with those of the user's
-// organisations: required if any requires it, methods intersected, the
-// shortest grace.
+// organisations (see policyOf).
 func (s *Service) policyFor(ctx context.Context, u store.User) (Policy, error) {
-	p := s.Config.Policy
 	orgs, err := s.Store.UserOrganizations(ctx, u.ID)
 	if err != nil {
-		return p, err
+		return s.Config.Policy, err
 	}
+	return s.policyOf(orgs), nil
+}
+
+// policyOf combines the global policy with those of orgs: required if any
+// requires it, methods intersected, the shortest grace.
+func (s *Service) policyOf(orgs []store.Organization) Policy {
+	p := s.Config.Policy
 	graceSet := p.Required
 	for _, o := range orgs {
 		op := parseOrgPolicy(o.Policy)
@@ -224,7 +229,7 @@ func (s *Service) policyFor(ctx context.Context, u store.User) (Policy, error) {
 			}
 		}
 	}
-	return p, nil
+	return p
 }
 
 // parseOrgPolicy reads an organisation's policy document:
@@ -282,47 +287,40 @@ func allowed(p Policy, method string) bool {
 	return len(p.Methods) == 0 || slices.Contains(p.Methods, method)
 }
 
-// methods lists what the user can complete a login with.
-func (s *Service) methods(ctx context.Context, u store.User, p Policy) ([]string, []store.MFADevice, error) {
-	devices, err := s.Store.ListMFADevices(ctx, u.ID)
+// factors reads the user's organisations, devices and backup codes in one
+// store call and returns the policy that applies, the methods the user can
+// complete a login with, and their confirmed devices.
+func (s *Service) factors(ctx context.Context, u store.User) (Policy, []string, []store.MFADevice, error) {
+	f, err := s.Store.SecondFactors(ctx, u.ID)
 	if err != nil {
-		return nil, nil, err
+		return Policy{}, nil, nil, err
 	}
+	pol := s.policyOf(f.Organizations)
 	var out []string
 	add := func(m string) {
-		if allowed(p, m) && !slices.Contains(out, m) {
+		if allowed(pol, m) && !slices.Contains(out, m) {
 			out = append(out, m)
 		}
 	}
 	var active []store.MFADevice
-	for _, d := range devices {
+	for _, d := range f.Devices {
 		if d.ConfirmedAt.IsZero() {
 			continue
 		}
 		active = append(active, d)
 		add(d.Type)
 	}
-	if len(active) > 0 {
-		n, err := s.Store.CountBackupCodes(ctx, u.ID)
-		if err != nil {
-			return nil, nil, err
-		}
-		if n > 0 {
-			add(MethodBackup)
-		}
+	if len(active) > 0 && f.BackupCodes > 0 {
+		add(MethodBackup)
 	}
-	return out, active, nil
+	return pol, out, active, nil
 }
 
 // Begin implements session.SecondFactor: after a correct password it asks
 // for a second factor when the user has one, or for enrolment when a
 // policy requires one and the grace period is over.
 func (s *Service) Begin(ctx context.Context, u store.User, amr []string, m session.Meta) (*session.Challenge, error) {
-	pol, err := s.policyFor(ctx, u)
-	if err != nil {
-		return nil, err
-	}
-	methods, active, err := s.methods(ctx, u, pol)
+	pol, methods, active, err := s.factors(ctx, u)
 	if err != nil {
 		return nil, err
 	}
@@ -427,11 +425,7 @@ func (s *Service) Challenge(ctx context.Context, tok, method string, m session.M
 	if err != nil {
 		return 0, err
 	}
-	pol, err := s.policyFor(ctx, u)
-	if err != nil {
-		return 0, err
-	}
-	_, active, err := s.methods(ctx, u, pol)
+	pol, _, active, err := s.factors(ctx, u)
 	if err != nil {
 		return 0, err
 	}
@@ -644,11 +638,7 @@ func (s *Service) Verify(ctx context.Context, tok, method, code string, m sessio
 	if err != nil {
 		return session.Result{}, err
 	}
-	pol, err := s.policyFor(ctx, u)
-	if err != nil {
-		return session.Result{}, err
-	}
-	methods, active, err := s.methods(ctx, u, pol)
+	_, methods, active, err := s.factors(ctx, u)
 	if err != nil {
 		return session.Result{}, err
 	}

@@ -12,6 +12,13 @@ const (
 	MFAEmail = "email"
 )
 
+// SecondFactors is what a sign-in reads to decide on a second factor.
+type SecondFactors struct {
+	Organizations []Organization // the user's, with their policies
+	Devices       []MFADevice    // oldest first, confirmed or not
+	BackupCodes   int            // unused backup codes
+}
+
 // MFADevice is a second factor of a user.
 type MFADevice struct {
 	ID     string // UUIDv7, generated when empty
@@ -75,6 +82,10 @@ type MFAStore interface {
 	// CountBackupCodes returns how many of the user's backup codes are
 	// unused (0 when none were generated).
 	CountBackupCodes(ctx context.Context, userID string) (int, error)
+	// SecondFactors returns, in one read, what deciding on a user's second
+	// factor at sign-in needs: what UserOrganizations, ListMFADevices and
+	// CountBackupCodes would return (one round trip on PostgreSQL).
+	SecondFactors(ctx context.Context, userID string) (SecondFactors, error)
 
 	// CreateMFACode stores c, deleting the user's earlier unconsumed codes
 	// of the same channel and device (a resend supersedes them).

@@ -7,6 +7,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/store/internal/sqlrow"
+	"github.com/jackc/pgx/v5"
 )
 
 // Lock order. The writes that must see every row of a user's second
@@ -72,24 +73,57 @@ func (s *Store) ListMFADevices(ctx context.Context, userID string) ([]store.MFAD
 	if !ok {
 		return nil, nil // no user has this ID, so none has devices
 	}
-	rows, err := s.q.Query(ctx, "SELECT "+sqlrow.MFADeviceColumns+
-		" FROM mfa_devices WHERE user_id = $1 ORDER BY created_at, id", user)
+	rows, err := s.q.Query(ctx, listMFADevices, user)
+	list, err := collectMFADevices(rows, err)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: list mfa devices: %w", mapErr(err))
-	}
-	defer rows.Close()
-	var list []store.MFADevice
-	for rows.Next() {
-		d, err := scanMFADevice(rows)
-		if err != nil {
-			return nil, fmt.Errorf("postgres: list mfa devices: %w", err)
-		}
-		list = append(list, d)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("postgres: list mfa devices: %w", mapErr(err))
+		return nil, fmt.Errorf("postgres: list mfa devices: %w", err)
 	}
 	return list, nil
+}
+
+const listMFADevices = "SELECT " + sqlrow.MFADeviceColumns + " FROM mfa_devices WHERE user_id = $1 ORDER BY created_at, id"
+
+// collectMFADevices reads the rows of listMFADevices (err is the query's).
+func collectMFADevices(rows pgx.Rows, err error) ([]store.MFADevice, error) {
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.MFADevice, error) { return scanMFADevice(row) })
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	return list, nil
+}
+
+// SecondFactors implements store.MFAStore: the three reads in one batch,
+// from the primary (a device just added or removed must count).
+func (s *Store) SecondFactors(ctx context.Context, userID string) (store.SecondFactors, error) {
+	var f store.SecondFactors
+	user, ok := sqlrow.ParseID(userID)
+	if !ok {
+		return f, nil // no user has this ID
+	}
+	b := &pgx.Batch{}
+	b.Queue(userOrganizations, user)
+	b.Queue(listMFADevices, user)
+	b.Queue(countBackupCodes, user)
+	br := s.q.SendBatch(ctx, b)
+	err := func() (err error) {
+		if f.Organizations, err = collectOrganizations(br.Query()); err != nil {
+			return err
+		}
+		if f.Devices, err = collectMFADevices(br.Query()); err != nil {
+			return err
+		}
+		return mapErr(br.QueryRow().Scan(&f.BackupCodes))
+	}()
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = mapErr(cerr)
+	}
+	if err != nil {
+		return store.SecondFactors{}, fmt.Errorf("postgres: second factors of user %s: %w", user, err)
+	}
+	return f, nil
 }
 
 const updateMFADevice = `UPDATE mfa_devices SET name = $3, confirmed_at = $4, is_default = $5, last_used_at = $6,
@@ -214,6 +248,8 @@ func (s *Store) UseBackupCode(ctx context.Context, userID, hash string, now time
 	return tag.RowsAffected() == 1, nil
 }
 
+const countBackupCodes = "SELECT count(*) FROM mfa_backup_codes WHERE user_id = $1 AND used_at IS NULL"
+
 // CountBackupCodes implements store.MFAStore, reading the primary.
 func (s *Store) CountBackupCodes(ctx context.Context, userID string) (int, error) {
 	user, ok := sqlrow.ParseID(userID)
@@ -221,7 +257,7 @@ func (s *Store) CountBackupCodes(ctx context.Context, userID string) (int, error
 		return 0, nil
 	}
 	var n int
-	err := s.q.QueryRow(ctx, "SELECT count(*) FROM mfa_backup_codes WHERE user_id = $1 AND used_at IS NULL", user).Scan(&n)
+	err := s.q.QueryRow(ctx, countBackupCodes, user).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("postgres: count backup codes: %w", mapErr(err))
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/store/internal/sqlrow"
+	"github.com/jackc/pgx/v5"
 )
 
 func scanOrganization(row sqlrow.Scanner) (store.Organization, error) {
@@ -155,30 +156,29 @@ func (s *Store) UserOrganizations(ctx context.Context, userID string) ([]store.O
 	if !ok {
 		return nil, nil // no user has this ID, so none belongs anywhere
 	}
-	list, err := s.queryOrganizations(ctx, "SELECT "+sqlrow.OrganizationColumns+` FROM organizations
-		WHERE id IN (SELECT org_id FROM organization_members WHERE user_id = $1)
-		ORDER BY name COLLATE "C", id`, user)
+	list, err := s.queryOrganizations(ctx, userOrganizations, user)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: organizations of user %s: %w", user, err)
 	}
 	return list, nil
 }
 
+// userOrganizations selects the organisations of user $1.
+const userOrganizations = "SELECT " + sqlrow.OrganizationColumns + ` FROM organizations
+	WHERE id IN (SELECT org_id FROM organization_members WHERE user_id = $1)
+	ORDER BY name COLLATE "C", id`
+
 func (s *Store) queryOrganizations(ctx context.Context, query string, args ...any) ([]store.Organization, error) {
-	rows, err := s.q.Query(ctx, query, args...)
+	return collectOrganizations(s.q.Query(ctx, query, args...))
+}
+
+// collectOrganizations reads a query's organisations (err is the query's).
+func collectOrganizations(rows pgx.Rows, err error) ([]store.Organization, error) {
 	if err != nil {
 		return nil, mapErr(err)
 	}
-	defer rows.Close()
-	var list []store.Organization
-	for rows.Next() {
-		o, err := scanOrganization(rows)
-		if err != nil {
-			return nil, err
-		}
-		list = append(list, o)
-	}
-	if err := rows.Err(); err != nil {
+	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Organization, error) { return scanOrganization(row) })
+	if err != nil {
 		return nil, mapErr(err)
 	}
 	return list, nil

@@ -234,6 +234,25 @@ func (s *Store) UseBackupCode(ctx context.Context, userID, hash string, now time
 	return n == 1, nil
 }
 
+// SecondFactors implements store.MFAStore with the three reads it stands
+// for; in process they cost no round trips.
+func (s *Store) SecondFactors(ctx context.Context, userID string) (store.SecondFactors, error) {
+	var (
+		f   store.SecondFactors
+		err error
+	)
+	if f.Organizations, err = s.UserOrganizations(ctx, userID); err != nil {
+		return store.SecondFactors{}, err
+	}
+	if f.Devices, err = s.ListMFADevices(ctx, userID); err != nil {
+		return store.SecondFactors{}, err
+	}
+	if f.BackupCodes, err = s.CountBackupCodes(ctx, userID); err != nil {
+		return store.SecondFactors{}, err
+	}
+	return f, nil
+}
+
 // CountBackupCodes implements store.MFAStore.
 func (s *Store) CountBackupCodes(ctx context.Context, userID string) (int, error) {
 	user, ok := sqlrow.ParseID(userID)

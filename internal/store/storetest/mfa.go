@@ -28,6 +28,7 @@ func runMFA(t *testing.T, migrated func(t *testing.T) store.Store) {
 	t.Run("ParallelReplace", func(t *testing.T) { testMFAParallelReplace(t, migrated(t)) })
 	t.Run("InTx", func(t *testing.T) { testMFAInTx(t, migrated(t)) })
 	t.Run("Cascades", func(t *testing.T) { testMFACascades(t, migrated(t)) })
+	t.Run("SecondFactors", func(t *testing.T) { testSecondFactors(t, migrated(t)) })
 }
 
 // mfaAt is the fixed "now" the MFA tests run at.
@@ -1084,4 +1085,90 @@ func testMFAParallelReplace(t *testing.T, s store.Store) {
 	if n := count(t, s, "SELECT count(*) FROM mfa_codes WHERE user_id = '"+user.ID+"' AND consumed_at IS NULL"); n != 1 {
 		t.Errorf("after %d parallel CreateMFACode calls the user has %d live codes, want 1", goroutines, n)
 	}
+}
+
+// testSecondFactors checks that SecondFactors returns exactly what the
+// three reads it stands for return, for the user asked about only, and
+// sees its enclosing transaction.
+func testSecondFactors(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	user := mustCreateUser(t, s, newUser("factors@example.com"))
+	other := mustCreateUser(t, s, newUser("factors-other@example.com"))
+	separate := func(userID string) store.SecondFactors {
+		t.Helper()
+		var (
+			f   store.SecondFactors
+			err error
+		)
+		if f.Organizations, err = s.UserOrganizations(ctx, userID); err != nil {
+			t.Fatal(err)
+		}
+		if f.Devices, err = s.ListMFADevices(ctx, userID); err != nil {
+			t.Fatal(err)
+		}
+		if f.BackupCodes, err = s.CountBackupCodes(ctx, userID); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	check := func(what string, s store.Store, userID string, want store.SecondFactors) {
+		t.Helper()
+		got, err := s.SecondFactors(ctx, userID)
+		if err != nil {
+			t.Fatalf("SecondFactors (%s): %v", what, err)
+		}
+		if diff := cmp.Diff(want, got, equateEmpty); diff != "" {
+			t.Errorf("SecondFactors (%s) (-want +got):\n%s", what, diff)
+		}
+	}
+	check("nothing yet", s, user.ID, store.SecondFactors{})
+	check("an ID no user has", s, "not-a-uuid", store.SecondFactors{})
+
+	strict := mustCreateOrg(t, s, "Strict", "strict-factors", map[string]any{"mfa_required": true, "allowed_methods": []any{"totp"}})
+	loose := mustCreateOrg(t, s, "Loose", "loose-factors", nil)
+	mustCreateOrg(t, s, "Elsewhere", "elsewhere-factors", map[string]any{"mfa_required": true})
+	for _, o := range []store.Organization{strict, loose} {
+		if err := s.SetMembership(ctx, store.OrgMembership{OrgID: o.ID, UserID: user.ID, Role: store.OrgMember, CreatedAt: mfaAt}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	confirmed := totpDevice(user.ID)
+	confirmed.ConfirmedAt = mfaAt
+	mustCreateDevice(t, s, confirmed)
+	mustCreateDevice(t, s, store.MFADevice{UserID: user.ID, Type: store.MFASMS, Name: "phone", PhoneNumber: "+14155550100"})
+	mustCreateDevice(t, s, totpDevice(other.ID))
+	codes := []string{"code-a-" + tokenHash(), "code-b-" + tokenHash(), "code-c-" + tokenHash()}
+	if err := s.ReplaceBackupCodes(ctx, user.ID, codes, mfaAt); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ReplaceBackupCodes(ctx, other.ID, []string{"code-o-" + tokenHash()}, mfaAt); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.UseBackupCode(ctx, user.ID, codes[0], mfaAt); err != nil || !ok {
+		t.Fatalf("UseBackupCode = %v, %v", ok, err)
+	}
+	want := separate(user.ID)
+	if len(want.Organizations) != 2 || len(want.Devices) != 2 || want.BackupCodes != 2 {
+		t.Fatalf("set-up: %d organisations, %d devices, %d codes; want 2, 2, 2", len(want.Organizations), len(want.Devices), want.BackupCodes)
+	}
+	check("organisations, devices and codes", s, strings.ToUpper(user.ID), want)
+	check("the other user", s, other.ID, separate(other.ID))
+
+	// Inside InTx it reads the transaction's own writes.
+	errRollback := errors.New("rollback")
+	err := s.InTx(ctx, func(tx store.Store) error {
+		mustCreateDevice(t, tx, store.MFADevice{UserID: user.ID, Type: store.MFAEmail, Name: "mail", Email: "factors@example.com"})
+		got, err := tx.SecondFactors(ctx, user.ID)
+		if err != nil {
+			return err
+		}
+		if len(got.Devices) != 3 {
+			t.Errorf("SecondFactors inside InTx: %d devices, want 3", len(got.Devices))
+		}
+		return errRollback
+	})
+	if !errors.Is(err, errRollback) {
+		t.Fatalf("InTx = %v", err)
+	}
+	check("after the rollback", s, user.ID, want)
 }
