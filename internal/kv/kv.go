@@ -41,6 +41,12 @@ type Store interface {
 	// stored as a decimal string; Incr fails if it is not one, or on int64
 	// overflow.
 	Incr(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error)
+	// IncrUnless is Incr on key unless guard exists: then it changes nothing
+	// and returns blocked=true with guard's remaining TTL (0 for a guard
+	// without expiry). A guard of either kind, value or set, exists. Both
+	// checks and the increment are one atomic step. On Redis Cluster, key
+	// and guard must hash to the same slot (give them the same {hash tag}).
+	IncrUnless(ctx context.Context, key string, delta int64, ttl time.Duration, guard string) (n int64, guardTTL time.Duration, blocked bool, err error)
 	// TTL returns the remaining lifetime of key: 0 for a key without expiry,
 	// ErrNotFound when the key does not exist.
 	TTL(ctx context.Context, key string) (time.Duration, error)

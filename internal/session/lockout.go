@@ -35,15 +35,39 @@ func DefaultLockout() LockoutConfig {
 // address with no account locks like any other. Every count is an atomic
 // increment, and an attempt is counted before its password is checked: of
 // N parallel guesses at most Threshold are ever checked.
+//
+// A subject's keys share one {hash tag}, the subject (which holds no
+// braces), so that on Redis Cluster they live in one slot: attempt checks
+// the lock and counts in one script, and succeeded deletes both counters
+// with one DEL.
 type lockout struct {
 	kv  kv.Store
 	cfg LockoutConfig
 }
 
-func failKey(subject string) string  { return "login:fail:" + subject }
-func lockKey(subject string) string  { return "login:lock:" + subject }
-func locksKey(subject string) string { return "login:locks:" + subject }
+func failKey(subject string) string  { return "login:{" + subject + "}:fail" }
+func lockKey(subject string) string  { return "login:{" + subject + "}:lock" }
+func locksKey(subject string) string { return "login:{" + subject + "}:locks" }
 func ipKey(ip string) string         { return "login:ipfail:" + ip }
+
+// attempt counts an attempt on the subject before its password is checked,
+// unless the subject is locked: then it counts nothing and returns how long
+// the lock lasts (at least a second). The check and the count are one
+// atomic step (kv.Store.IncrUnless). An attempt counted with n over the
+// threshold (see over) must be refused without checking the password.
+func (l *lockout) attempt(ctx context.Context, subject string) (n int64, lockedFor time.Duration, err error) {
+	n, ttl, blocked, err := l.kv.IncrUnless(ctx, failKey(subject), 1, l.cfg.FailureWindow, lockKey(subject))
+	if err != nil {
+		return 0, 0, err
+	}
+	if blocked {
+		return 0, max(ttl, time.Second), nil
+	}
+	return n, 0, nil
+}
+
+// over reports whether the attempt counted as n is beyond the threshold.
+func (l *lockout) over(n int64) bool { return n > int64(l.cfg.Threshold) }
 
 // locked returns how long the account stays locked (0 if it is not).
 func (l *lockout) locked(ctx context.Context, subject string) (time.Duration, error) {
@@ -78,17 +102,6 @@ func (l *lockout) ipBlocked(ctx context.Context, ip string) (time.Duration, erro
 		return 0, err
 	}
 	return max(ttl, time.Second), nil
-}
-
-// reserve counts an attempt on the account before its password is
-// checked. over is true when the attempt is beyond the threshold: it must
-// be refused without checking the password.
-func (l *lockout) reserve(ctx context.Context, subject string) (n int64, over bool, err error) {
-	n, err = l.kv.Incr(ctx, failKey(subject), 1, l.cfg.FailureWindow)
-	if err != nil {
-		return 0, false, err
-	}
-	return n, n > int64(l.cfg.Threshold), nil
 }
 
 // failed records a wrong password (attempt n of the account) and the IP
@@ -153,7 +166,8 @@ func (l *lockout) failedIP(ctx context.Context, ip string) error {
 	return err
 }
 
-// succeeded resets the account's counters.
+// succeeded resets the account's counters, with one DEL (the keys share a
+// slot).
 func (l *lockout) succeeded(ctx context.Context, subject string) error {
 	_, err := l.kv.Delete(ctx, failKey(subject), locksKey(subject))
 	return err

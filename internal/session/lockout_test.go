@@ -2,11 +2,15 @@ package session
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/kv"
 	"github.com/gatehouse/gatehouse/internal/kv/memory"
+	rediskv "github.com/gatehouse/gatehouse/internal/kv/redis"
+	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
 type fakeClock struct {
@@ -22,18 +26,19 @@ func (c *fakeClock) Advance(d time.Duration) {
 }
 
 // fail makes one failed attempt and returns the lock it caused (0: none)
-// or, for an attempt over the threshold, -1.
+// or, for an attempt refused without a password check (locked or over the
+// threshold), -1.
 func fail(t *testing.T, l *lockout, user string) time.Duration {
 	t.Helper()
 	ctx := context.Background()
-	n, over, err := l.reserve(ctx, user)
+	n, d, err := l.attempt(ctx, user)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if over {
+	if d > 0 || l.over(n) {
 		return -1
 	}
-	d, err := l.failed(ctx, user, n, "198.51.100.1")
+	d, err = l.failed(ctx, user, n, "198.51.100.1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,30 +81,112 @@ func TestLockGrowsExponentiallyAndIsCapped(t *testing.T) {
 	}
 }
 
+// stores runs fn on the in-process store (on a clock that stands still)
+// and, when the test Redis is configured, on Redis.
+func stores(t *testing.T, fn func(t *testing.T, s kv.Store)) {
+	t.Run("memory", func(t *testing.T) {
+		clk := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+		s := memory.New(clk.Now)
+		defer s.Close()
+		fn(t, s)
+	})
+	t.Run("redis", func(t *testing.T) {
+		url, prefix := testenv.Redis(t)
+		client, err := rediskv.NewClient(rediskv.Options{URL: url})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer client.Close()
+		fn(t, rediskv.New(client, prefix))
+	})
+}
+
+// TestParallelAttemptsNeverExceedTheThreshold fires 50 wrong passwords at
+// once, through the whole of Login's lockout steps: the attempts that
+// reach the threshold lock the subject and reset its counter while the
+// others are still arriving, and none of those may be checked.
 func TestParallelAttemptsNeverExceedTheThreshold(t *testing.T) {
-	kv := memory.New(time.Now)
-	defer kv.Close()
-	l := &lockout{kv: kv, cfg: DefaultLockout()}
-	var mu sync.Mutex
-	checked := 0
-	var wg sync.WaitGroup
-	for range 50 {
-		wg.Go(func() {
-			_, over, err := l.reserve(context.Background(), "u2")
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			if !over {
-				mu.Lock()
-				checked++
-				mu.Unlock()
-			}
-		})
+	stores(t, func(t *testing.T, s kv.Store) {
+		l := &lockout{kv: s, cfg: DefaultLockout()}
+		ctx := context.Background()
+		var mu sync.Mutex
+		checked := 0
+		var wg sync.WaitGroup
+		for range 50 {
+			wg.Go(func() {
+				n, d, err := l.attempt(ctx, "u2")
+				switch {
+				case err != nil:
+					t.Error(err)
+				case d > 0: // locked: refused
+				case l.over(n):
+					if d, err := l.ensureLocked(ctx, "u2"); err != nil || d <= 0 {
+						t.Errorf("ensureLocked = %v, %v; want a lock", d, err)
+					}
+				default: // the password is checked, and is wrong
+					mu.Lock()
+					checked++
+					mu.Unlock()
+					if _, err := l.failed(ctx, "u2", n, ""); err != nil {
+						t.Error(err)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if checked != l.cfg.Threshold {
+			t.Errorf("%d of 50 parallel attempts had their password checked, want %d", checked, l.cfg.Threshold)
+		}
+		if n, d, err := l.attempt(ctx, "u2"); err != nil || d <= 0 {
+			t.Errorf("attempt after the parallel guesses = %d, %v, %v; want locked", n, d, err)
+		}
+	})
+}
+
+// TestLockedAttemptsAreNotCounted checks that an attempt on a locked
+// subject is refused without counting, so the lock's end starts a full
+// window; and that an attempt after a lock has reset the counter is
+// refused (the case the old second check after counting was for).
+func TestLockedAttemptsAreNotCounted(t *testing.T) {
+	clk := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	s := memory.New(clk.Now)
+	defer s.Close()
+	l := &lockout{kv: s, cfg: LockoutConfig{Threshold: 3, BaseLock: time.Minute, MaxLock: time.Hour, FailureWindow: 24 * time.Hour}}
+	ctx := context.Background()
+	for range 2 {
+		fail(t, l, "u3")
 	}
-	wg.Wait()
-	if checked != l.cfg.Threshold {
-		t.Errorf("%d of 50 parallel attempts would have had their password checked, want %d", checked, l.cfg.Threshold)
+	if d := fail(t, l, "u3"); d != time.Minute {
+		t.Fatalf("third failure locked for %v, want a minute", d)
+	}
+	// The lock set its key, then reset the counter.
+	if _, err := s.Get(ctx, failKey("u3")); !errors.Is(err, kv.ErrNotFound) {
+		t.Fatalf("fail counter after the lock: %v, want it reset", err)
+	}
+	for i := range 10 {
+		clk.Advance(time.Second)
+		n, d, err := l.attempt(ctx, "u3")
+		if want := time.Minute - time.Duration(i+1)*time.Second; err != nil || n != 0 || d != want {
+			t.Fatalf("attempt %d during the lock = %d, %v, %v; want refused with %v left", i, n, d, err, want)
+		}
+	}
+	if _, err := s.Get(ctx, failKey("u3")); !errors.Is(err, kv.ErrNotFound) {
+		t.Fatalf("fail counter during the lock: %v, want none (refused attempts count nothing)", err)
+	}
+	// A lock with less than a second left still asks for a second.
+	clk.Advance(50*time.Second - time.Millisecond)
+	if _, d, err := l.attempt(ctx, "u3"); err != nil || d != time.Second {
+		t.Fatalf("attempt with 1ms of lock left = %v, %v; want Retry-After of a second", d, err)
+	}
+	clk.Advance(time.Millisecond)
+	// After the lock, a full window of Threshold attempts.
+	for i := range 2 {
+		if d := fail(t, l, "u3"); d != 0 {
+			t.Fatalf("failure %d after the lock = %v, want counted and not locking", i+1, d)
+		}
+	}
+	if d := fail(t, l, "u3"); d != 2*time.Minute {
+		t.Fatalf("third failure after the lock = %v, want the doubled lock", d)
 	}
 }
 

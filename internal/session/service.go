@@ -187,27 +187,25 @@ func (s *Service) Login(ctx context.Context, email, pw string, m Meta) (Result, 
 	// account, so account_locked tells nothing about which addresses exist.
 	normalized := user.NormalizeEmail(email)
 	subject := s.lockSubject(normalized)
-	if d, err := lk.locked(ctx, subject); err != nil {
-		return Result{}, err
-	} else if d > 0 {
-		return Result{}, lockedProblem(d, "account_locked", "Too many failed sign-ins; the account is locked for a while.")
-	}
-	n, over, err := lk.reserve(ctx, subject)
+	// One atomic step refuses a locked subject without counting the
+	// attempt, or counts it. There is no moment between the check and the
+	// count for a lock to land in, so no second check is needed after
+	// counting: a lock sets its key before it resets the counter, so an
+	// attempt that would count on a freshly reset counter finds the lock
+	// in that same step. An attempt counted before a lock landed counted
+	// in the lock's own window, as one of at most Threshold.
+	n, d, err := lk.attempt(ctx, subject)
 	if err != nil {
 		return Result{}, err
 	}
-	if over {
+	if d > 0 {
+		return Result{}, lockedProblem(d, "account_locked", "Too many failed sign-ins; the account is locked for a while.")
+	}
+	if lk.over(n) {
 		d, err := lk.ensureLocked(ctx, subject)
 		if err != nil {
 			return Result{}, err
 		}
-		return Result{}, lockedProblem(d, "account_locked", "Too many failed sign-ins; the account is locked for a while.")
-	}
-	// A lock sets its key before it resets the counter, so an attempt that
-	// counted on a freshly reset counter sees the lock here.
-	if d, err := lk.locked(ctx, subject); err != nil {
-		return Result{}, err
-	} else if d > 0 {
 		return Result{}, lockedProblem(d, "account_locked", "Too many failed sign-ins; the account is locked for a while.")
 	}
 	u, err := s.Store.GetUserByEmail(ctx, normalized)

@@ -38,6 +38,9 @@ func Run(t *testing.T, newStore NewStore) {
 		{"IncrAtomic", testIncrAtomic},
 		{"IncrFixedWindow", testIncrFixedWindow},
 		{"IncrErrors", testIncrErrors},
+		{"IncrUnless", testIncrUnless},
+		{"IncrUnlessErrors", testIncrUnlessErrors},
+		{"IncrUnlessAtomic", testIncrUnlessAtomic},
 		{"TTLAndExpire", testTTLAndExpire},
 		{"NegativeTTL", testNegativeTTL},
 		{"Delete", testDelete},
@@ -386,6 +389,207 @@ func testIncrErrors(t *testing.T, newStore NewStore) {
 	}
 	_, err = s.Incr(ctx(t), "set", 1, 0)
 	wantErr(t, "Incr on a set", err)
+}
+
+// wantCounted calls IncrUnless(key, delta, ttl, guard) and checks that it
+// was not blocked and returned want.
+func wantCounted(t *testing.T, s kv.Store, key string, delta int64, ttl time.Duration, guard string, want int64) {
+	t.Helper()
+	n, d, blocked, err := s.IncrUnless(ctx(t), key, delta, ttl, guard)
+	if err != nil || blocked || n != want || d != 0 {
+		t.Fatalf("IncrUnless(%q, %d, %v, guard %q) = %d, %v, %v, %v; want %d, 0, false", key, delta, ttl, guard, n, d, blocked, err, want)
+	}
+}
+
+// wantBlocked calls IncrUnless(key, 1, time.Minute, guard) and checks that
+// the guard blocked it, with a guard TTL in (lo, hi] (exactly 0 when hi is
+// 0).
+func wantBlocked(t *testing.T, s kv.Store, key, guard string, lo, hi time.Duration) {
+	t.Helper()
+	n, d, blocked, err := s.IncrUnless(ctx(t), key, 1, time.Minute, guard)
+	if err != nil || !blocked || n != 0 {
+		t.Fatalf("IncrUnless(%q, guard %q) = %d, %v, %v, %v; want blocked", key, guard, n, d, blocked, err)
+	}
+	if hi == 0 && d != 0 || hi != 0 && (d <= lo || d > hi) {
+		t.Fatalf("IncrUnless(%q, guard %q): guard TTL %v, want in (%v, %v]", key, guard, d, lo, hi)
+	}
+}
+
+func testIncrUnless(t *testing.T, newStore NewStore) {
+	s, advance := newStore(t)
+
+	// Without its guard it is Incr: created at 0, any delta, no expiry
+	// for a ttl of 0, a decimal string.
+	wantCounted(t, s, "n", 1, 0, "guard", 1)
+	wantCounted(t, s, "n", 5, 0, "guard", 6)
+	wantCounted(t, s, "n", -8, 0, "guard", -2)
+	wantValue(t, s, "n", "-2")
+	wantNoExpiry(t, s, "n")
+	mustSet(t, s, "preset", "41", 0)
+	wantCounted(t, s, "preset", 1, time.Minute, "guard", 42)
+	wantNoExpiry(t, s, "preset") // an existing key gets no expiry
+	wantNotFound(t, s, "guard")  // and the guard is not created
+
+	// A fixed window, set only by the call that creates the key.
+	wantCounted(t, s, "w", 1, time.Second, "guard", 1)
+	wantTTL(t, s, "w", 0, time.Second)
+
+	// A guard blocks: the key keeps its value and TTL, a missing key
+	// stays missing, and the answer is the guard's TTL.
+	if _, err := s.Incr(ctx(t), "c", 3, 10*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	mustSet(t, s, "lock", "1", time.Hour)
+	wantBlocked(t, s, "c", "lock", 59*time.Minute, time.Hour)
+	wantValue(t, s, "c", "3")
+	wantTTL(t, s, "c", 9*time.Minute, 10*time.Minute)
+	wantBlocked(t, s, "absent", "lock", 59*time.Minute, time.Hour)
+	wantNotFound(t, s, "absent")
+	// The guard's TTL agrees with TTL's.
+	_, d, _, err := s.IncrUnless(ctx(t), "c", 1, 0, "lock")
+	if ttl, err2 := s.TTL(ctx(t), "lock"); err != nil || err2 != nil || d < ttl || d > ttl+time.Second {
+		t.Fatalf("guard TTL %v (%v), TTL(lock) after it %v (%v); want the same, give or take the time between", d, err, ttl, err2)
+	}
+
+	// A guard without expiry answers 0; an empty value and a set are
+	// guards too.
+	mustSet(t, s, "forever", "1", 0)
+	wantBlocked(t, s, "c", "forever", 0, 0)
+	mustSet(t, s, "empty", "", 0)
+	wantBlocked(t, s, "c", "empty", 0, 0)
+	if _, err := s.SAdd(ctx(t), "set", "m"); err != nil {
+		t.Fatal(err)
+	}
+	wantBlocked(t, s, "c", "set", 0, 0)
+	if ok, err := s.Expire(ctx(t), "set", time.Hour); err != nil || !ok {
+		t.Fatalf("Expire(set) = %v, %v", ok, err)
+	}
+	wantBlocked(t, s, "c", "set", 59*time.Minute, time.Hour)
+	wantValue(t, s, "c", "3")
+
+	// A guard that expires stops blocking.
+	mustSet(t, s, "brief", "1", time.Second)
+	wantBlocked(t, s, "c", "brief", 0, time.Second)
+
+	advance(600 * time.Millisecond)
+	wantCounted(t, s, "w", 1, time.Second, "guard", 2)
+	wantTTL(t, s, "w", 0, 450*time.Millisecond) // still the first window
+	advance(600 * time.Millisecond)
+
+	wantNotFound(t, s, "brief")
+	wantCounted(t, s, "c", 1, 0, "brief", 4)
+	wantNotFound(t, s, "w")
+	wantCounted(t, s, "w", 1, time.Second, "guard", 1)
+	wantTTL(t, s, "w", 500*time.Millisecond, time.Second)
+}
+
+func testIncrUnlessErrors(t *testing.T, newStore NewStore) {
+	s, _ := newStore(t)
+	mustSet(t, s, "lock", "1", 0)
+
+	// A negative ttl is an error, guard or no guard, and creates nothing.
+	for _, guard := range []string{"none", "lock"} {
+		_, _, _, err := s.IncrUnless(ctx(t), "n", 1, -time.Second, guard)
+		wantErr(t, "IncrUnless with a negative ttl, guard "+guard, err)
+	}
+	wantNotFound(t, s, "n")
+
+	mustSet(t, s, "text", "abc", 0)
+	_, _, blocked, err := s.IncrUnless(ctx(t), "text", 1, 0, "none")
+	wantErr(t, "IncrUnless on a non-integer", err)
+	if blocked {
+		t.Fatal("IncrUnless on a non-integer reported blocked")
+	}
+	wantValue(t, s, "text", "abc")
+
+	mustSet(t, s, "max", "9223372036854775807", 0)
+	_, _, _, err = s.IncrUnless(ctx(t), "max", 1, 0, "none")
+	wantErr(t, "IncrUnless past MaxInt64", err)
+	wantValue(t, s, "max", "9223372036854775807")
+
+	if _, err := s.SAdd(ctx(t), "set", "m"); err != nil {
+		t.Fatal(err)
+	}
+	_, _, _, err = s.IncrUnless(ctx(t), "set", 1, 0, "none")
+	wantErr(t, "IncrUnless on a set", err)
+	wantNotFound(t, s, "none")
+
+	// A guard blocks before the key is looked at: nothing is changed, so
+	// nothing can fail.
+	for _, key := range []string{"text", "max", "set"} {
+		wantBlocked(t, s, key, "lock", 0, 0)
+	}
+	wantValue(t, s, "text", "abc")
+}
+
+// testIncrUnlessAtomic runs rounds of 50 goroutines that count on one key
+// until its guard blocks them. The caller that counts to setAt sets the
+// guard and then reads the key: that value, read once the guard is there,
+// must be the final one, and every call that was not blocked must have had
+// an n of its own. Were the guard checked and the key incremented in two
+// steps, a caller that found no guard just before it was set could count
+// after that read, and the final value would exceed it.
+func testIncrUnlessAtomic(t *testing.T, newStore NewStore) {
+	s, _ := newStore(t)
+	const (
+		rounds  = 10
+		workers = 50
+		setAt   = 100
+		limit   = 100 * setAt // calls per goroutine before the test gives up
+	)
+	for r := range rounds {
+		key, guard := fmt.Sprintf("{r%d}:n", r), fmt.Sprintf("{r%d}:guard", r)
+		var (
+			mu      sync.Mutex
+			counted []int64 // n of every call that was not blocked
+			seen    int64   // the key's value read after the guard was set
+		)
+		parallel(t, workers, func(int) error {
+			for range limit {
+				n, d, blocked, err := s.IncrUnless(ctx(t), key, 1, time.Hour, guard)
+				if err != nil {
+					return err
+				}
+				if blocked {
+					if d <= 59*time.Minute || d > time.Hour {
+						return fmt.Errorf("blocked with guard TTL %v, want about an hour", d)
+					}
+					return nil
+				}
+				mu.Lock()
+				counted = append(counted, n)
+				mu.Unlock()
+				if n != setAt {
+					continue
+				}
+				if err := s.Set(ctx(t), guard, []byte("1"), time.Hour); err != nil {
+					return err
+				}
+				v, err := s.Get(ctx(t), key)
+				if err != nil {
+					return err
+				}
+				mu.Lock()
+				seen, err = strconv.ParseInt(string(v), 10, 64)
+				mu.Unlock()
+				return err
+			}
+			return fmt.Errorf("still not blocked after %d calls", limit)
+		})
+
+		slices.Sort(counted)
+		want := make([]int64, len(counted))
+		for i := range want {
+			want[i] = int64(i + 1)
+		}
+		if diff := cmp.Diff(want, counted); diff != "" {
+			t.Fatalf("round %d: n of the %d calls that counted, sorted (-distinct 1..%[2]d +got):\n%s", r, len(counted), diff)
+		}
+		if seen != int64(len(counted)) {
+			t.Fatalf("round %d: the key held %d once the guard was set, but %d calls counted: some counted past the guard", r, seen, len(counted))
+		}
+		wantValue(t, s, key, strconv.Itoa(len(counted)))
+	}
 }
 
 func testTTLAndExpire(t *testing.T, newStore NewStore) {

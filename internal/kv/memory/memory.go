@@ -260,6 +260,29 @@ func (s *Store) Incr(ctx context.Context, key string, delta int64, ttl time.Dura
 		return 0, err
 	}
 	defer s.mu.Unlock()
+	return s.incr(key, delta, ttl, now)
+}
+
+// IncrUnless implements kv.Store: the guard is looked up and the counter
+// incremented under one hold of the store's lock.
+func (s *Store) IncrUnless(ctx context.Context, key string, delta int64, ttl time.Duration, guard string) (int64, time.Duration, bool, error) {
+	if err := checkTTL(ttl); err != nil {
+		return 0, 0, false, err
+	}
+	now, err := s.begin()
+	if err != nil {
+		return 0, 0, false, err
+	}
+	defer s.mu.Unlock()
+	if g := s.lookup(guard, now); g != nil {
+		return 0, remaining(g, now), true, nil
+	}
+	n, err := s.incr(key, delta, ttl, now)
+	return n, 0, false, err
+}
+
+// incr is Incr's step; the caller holds s.mu and has checked ttl.
+func (s *Store) incr(key string, delta int64, ttl time.Duration, now time.Time) (int64, error) {
 	e := s.lookup(key, now)
 	if e == nil {
 		e = &entry{value: []byte("0"), expires: deadline(now, ttl)}
@@ -279,6 +302,14 @@ func (s *Store) Incr(ctx context.Context, key string, delta int64, ttl time.Dura
 	return cur, nil
 }
 
+// remaining is the lifetime left to a live entry: 0 when it has no expiry.
+func remaining(e *entry, now time.Time) time.Duration {
+	if e.expires.IsZero() {
+		return 0
+	}
+	return e.expires.Sub(now)
+}
+
 // TTL implements kv.Store.
 func (s *Store) TTL(ctx context.Context, key string) (time.Duration, error) {
 	now, err := s.begin()
@@ -287,13 +318,10 @@ func (s *Store) TTL(ctx context.Context, key string) (time.Duration, error) {
 	}
 	defer s.mu.Unlock()
 	e := s.lookup(key, now)
-	switch {
-	case e == nil:
+	if e == nil {
 		return 0, kv.ErrNotFound
-	case e.expires.IsZero():
-		return 0, nil
 	}
-	return e.expires.Sub(now), nil
+	return remaining(e, now), nil
 }
 
 // Expire implements kv.Store. A ttl of 0 removes the expiry.

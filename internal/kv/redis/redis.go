@@ -4,7 +4,8 @@
 //
 // Every key and pub/sub channel gets the store's prefix in front, so several
 // installations (or tests) can share one Redis. Each operation is a single
-// Redis command or a short Lua script on one key, and so atomic.
+// Redis command or a short Lua script, and so atomic; only IncrUnless's
+// script touches two keys, which on Redis Cluster must share a slot.
 //
 // TTLs are sent to Redis in whole milliseconds, rounded up.
 package rediskv
@@ -13,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,6 +44,25 @@ if created and tonumber(ARGV[2]) > 0 then
 	redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return n
+`)
+
+// incrUnless is incr on KEYS[1] unless KEYS[2] (the guard) exists. It
+// answers {1, PTTL of the guard} when the guard blocks (-1: no expiry),
+// else {0, the new value}. PTTL answers -2 only for a missing key, whatever
+// the key holds, so a set counts as a guard too. Checking the guard and
+// counting in one script leaves no moment between them for the guard to
+// appear in.
+var incrUnless = redis.NewScript(`
+local pttl = redis.call('PTTL', KEYS[2])
+if pttl ~= -2 then
+	return {1, pttl}
+end
+local created = redis.call('EXISTS', KEYS[1]) == 0
+local n = redis.call('INCRBY', KEYS[1], ARGV[1])
+if created and tonumber(ARGV[2]) > 0 then
+	redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return {0, n}
 `)
 
 // persist removes the expiry of KEYS[1] and reports whether the key exists
@@ -160,9 +181,10 @@ func (s *Store) GetDel(ctx context.Context, key string) ([]byte, error) {
 	return b, nil
 }
 
-// Delete implements kv.Store. On Redis Cluster the keys may live in
-// different slots, so each is deleted with its own DEL (in one pipeline);
-// elsewhere one DEL removes them all at once.
+// Delete implements kv.Store. One DEL removes all the keys at once, except
+// on Redis Cluster when they may live in different slots: then each is
+// deleted with its own DEL (in one pipeline). Keys with the same hash tag
+// share a slot, so they get one DEL on a cluster too.
 func (s *Store) Delete(ctx context.Context, keys ...string) (int64, error) {
 	if err := s.check(); err != nil {
 		return 0, err
@@ -174,7 +196,7 @@ func (s *Store) Delete(ctx context.Context, keys ...string) (int64, error) {
 	for i, k := range keys {
 		full[i] = s.key(k)
 	}
-	if _, cluster := s.client.(*redis.ClusterClient); !cluster || len(full) == 1 {
+	if _, cluster := s.client.(*redis.ClusterClient); !cluster || sameSlot(full) {
 		n, err := s.client.Del(ctx, full...).Result()
 		if err != nil {
 			return 0, wrap("del", err)
@@ -213,6 +235,29 @@ func (s *Store) Incr(ctx context.Context, key string, delta int64, ttl time.Dura
 		return 0, wrap("incr", err)
 	}
 	return n, nil
+}
+
+// IncrUnless implements kv.Store with one Lua script (one round trip). The
+// guard's TTL is read with PTTL, in whole milliseconds, as TTL reads it.
+func (s *Store) IncrUnless(ctx context.Context, key string, delta int64, ttl time.Duration, guard string) (int64, time.Duration, bool, error) {
+	if err := s.check(); err != nil {
+		return 0, 0, false, err
+	}
+	ttl, err := ttlMillis(ttl)
+	if err != nil {
+		return 0, 0, false, err
+	}
+	r, err := incrUnless.Run(ctx, s.client, []string{s.key(key), s.key(guard)}, delta, ttl.Milliseconds()).Int64Slice()
+	if err != nil {
+		return 0, 0, false, wrap("incrunless", err)
+	}
+	if len(r) != 2 {
+		return 0, 0, false, fmt.Errorf("rediskv: incrunless: unexpected reply %v", r)
+	}
+	if r[0] == 1 {
+		return 0, time.Duration(max(r[1], 0)) * time.Millisecond, true, nil
+	}
+	return r[1], 0, false, nil
 }
 
 // TTL implements kv.Store.
@@ -255,6 +300,29 @@ func (s *Store) Expire(ctx context.Context, key string, ttl time.Duration) (bool
 		return false, wrap("pexpire", err)
 	}
 	return ok, nil
+}
+
+// hashed is the part of key that Redis Cluster hashes to find its slot:
+// the text between the first '{' and the first '}' after it, if that is
+// not empty, else the whole key.
+func hashed(key string) string {
+	if i := strings.IndexByte(key, '{'); i >= 0 {
+		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
+			return key[i+1 : i+1+j]
+		}
+	}
+	return key
+}
+
+// sameSlot reports whether keys are sure to share a cluster slot: they hash
+// the same text. (Keys that merely collide on a slot are not detected.)
+func sameSlot(keys []string) bool {
+	for _, k := range keys[1:] {
+		if hashed(k) != hashed(keys[0]) {
+			return false
+		}
+	}
+	return true
 }
 
 func anys(ss []string) []any {
