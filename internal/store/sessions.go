@@ -103,7 +103,12 @@ type SignIn struct {
 	// PasswordHash, when set, replaces the user's password hash (a hash
 	// upgraded at login).
 	PasswordHash string
-	Event        AuditEvent
+	// CheckedPasswordHash, when set, is the password hash the sign-in's
+	// password was checked against: the sign-in is recorded only if the
+	// user's hash is still this one, so a password changed or reset while
+	// the sign-in was under way ends it (ErrNotFound, nothing written).
+	CheckedPasswordHash string
+	Event               AuditEvent
 }
 
 // SessionStore keeps sessions and their refresh token families.
@@ -116,7 +121,8 @@ type SessionStore interface {
 	// refresh token are created as by CreateSession, and in.Event is
 	// appended with Data["session_id"] set to the new session's ID. It
 	// returns the session and the updated user; ErrNotFound if the user
-	// does not exist or was deleted (and then nothing is written).
+	// does not exist, was deleted or no longer has in.CheckedPasswordHash
+	// (and then nothing is written).
 	StartSession(ctx context.Context, in SignIn) (Session, User, error)
 	// GetSession returns the session (revoked or not), or ErrNotFound.
 	GetSession(ctx context.Context, id string) (Session, error)

@@ -92,16 +92,20 @@ func (s *Store) CreateSession(ctx context.Context, x store.Session, first store.
 
 // recordLogin sets the user's last_login_at (and password hash, when
 // hash is set) and locks the row; $1 the user, $2 the time, $3 the hash,
-// $4 updated_at.
+// $4 updated_at, $5 the hash the password was checked against (if any),
+// which must still be the user's.
 const recordLogin = `UPDATE users SET last_login_at = $2, password_hash = COALESCE($3, password_hash), updated_at = $4
-	WHERE id = $1 AND deleted_at IS NULL RETURNING ` + sqlrow.UserColumns
+	WHERE id = $1 AND deleted_at IS NULL AND ($5::text IS NULL OR password_hash = $5) RETURNING ` + sqlrow.UserColumns
 
 // signInGuard ends the INSERT … SELECT statements of StartSession: they
-// write only if the user (parameter $n) is live. recordLogin runs first in
-// the same transaction and locks the user's row when it finds it, so the
-// guard finds exactly what recordLogin found.
+// write only if recordLogin, run first in the same transaction, found the
+// user. Its parameters, from $n on, are recordLogin's $1 (the user), $5
+// (the checked hash) and $3 (the new hash): the user's row, which
+// recordLogin locked if it found it, must be live and hold the checked
+// hash, or the new hash recordLogin wrote over it.
 func signInGuard(n int) string {
-	return fmt.Sprintf(" WHERE EXISTS (SELECT 1 FROM users WHERE id = $%d AND deleted_at IS NULL)", n)
+	return fmt.Sprintf(` WHERE EXISTS (SELECT 1 FROM users WHERE id = $%d AND deleted_at IS NULL
+		AND ($%d::text IS NULL OR password_hash = COALESCE($%d, $%d)))`, n, n+1, n+2, n+1)
 }
 
 var (
@@ -115,8 +119,9 @@ var (
 // StartSession implements store.SessionStore in one round trip (see
 // pipeTx): BEGIN, recordLogin (which updates the user's row, and so locks
 // it), the session, its first token and the event, each written only if
-// the user is live (signInGuard), and COMMIT. For a deleted or unknown
-// user the transaction commits having written nothing, and the answer is
+// recordLogin found the user (signInGuard), and COMMIT. For a deleted or
+// unknown user, or one whose password changed since it was checked, the
+// transaction commits having written nothing, and the answer is
 // ErrNotFound.
 func (s *Store) StartSession(ctx context.Context, in store.SignIn) (store.Session, store.User, error) {
 	in, data, err := sqlrow.PrepareSignIn(in, s.now())
@@ -127,13 +132,13 @@ func (s *Store) StartSession(ctx context.Context, in store.SignIn) (store.Sessio
 		sess store.Session
 		u    store.User
 	)
-	userID := in.Session.UserID
+	userID, checked, rehash := in.Session.UserID, sqlrow.Null(in.CheckedPasswordHash), sqlrow.Null(in.PasswordHash)
 	err = s.pipelined(ctx, func(p *pipeTx) error {
 		b := &pgx.Batch{}
-		b.Queue(recordLogin, userID, in.Session.CreatedAt, sqlrow.Null(in.PasswordHash), sqlrow.Micro(s.now()))
-		b.Queue(startSessionInsert, append(sqlrow.SessionValues(in.Session, timeValue, listValue), userID)...)
-		b.Queue(startSessionToken, append(sqlrow.RefreshTokenValues(in.First, timeValue), userID)...)
-		b.Queue(startSessionEvent, append(auditEventValues(in.Event, data), userID)...)
+		b.Queue(recordLogin, userID, in.Session.CreatedAt, rehash, sqlrow.Micro(s.now()), checked)
+		b.Queue(startSessionInsert, append(sqlrow.SessionValues(in.Session, timeValue, listValue), userID, checked, rehash)...)
+		b.Queue(startSessionToken, append(sqlrow.RefreshTokenValues(in.First, timeValue), userID, checked, rehash)...)
+		b.Queue(startSessionEvent, append(auditEventValues(in.Event, data), userID, checked, rehash)...)
 		return p.send(ctx, b, true, func(br pgx.BatchResults) error {
 			var err error
 			if u, err = scanUser(br.QueryRow()); err != nil {
@@ -285,7 +290,18 @@ func (s *Store) RevokeUserSessions(ctx context.Context, userID, except, reason s
 	if c, ok := sqlrow.ParseID(except); ok {
 		keep = &c
 	}
-	ids, err := s.revokeSessions(ctx, sqlrow.Micro(now), reason, "user_id = $3 AND id IS DISTINCT FROM $4::uuid", canon, keep)
+	var ids []string
+	err := s.inTx(ctx, func(tx *Store) error {
+		// The user's row first, as StartSession locks it: a sign-in being
+		// recorded now commits before the sessions are read, and its session
+		// ends with the others.
+		if _, err := tx.q.Exec(ctx, "SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE", canon); err != nil {
+			return err
+		}
+		var err error
+		ids, err = tx.revokeSessions(ctx, sqlrow.Micro(now), reason, "user_id = $3 AND id IS DISTINCT FROM $4::uuid", canon, keep)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("postgres: revoke sessions of user %s: %w", canon, mapErr(err))
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -26,6 +27,7 @@ func runSessions(t *testing.T, migrated func(t *testing.T) store.Store) {
 	t.Run("StartSession", func(t *testing.T) { testStartSession(t, migrated(t)) })
 	t.Run("RevokeSession", func(t *testing.T) { testRevokeSession(t, migrated(t)) })
 	t.Run("RevokeUserSessions", func(t *testing.T) { testRevokeUserSessions(t, migrated(t)) })
+	t.Run("RevokeUserSessionsWaitsForSignIn", func(t *testing.T) { testRevokeWaitsForSignIn(t, migrated(t)) })
 	t.Run("RevokeCreatedBefore", func(t *testing.T) { testRevokeCreatedBefore(t, migrated(t)) })
 	t.Run("Rotation", func(t *testing.T) {
 		t.Run("Chain", func(t *testing.T) { testRotationChain(t, migrated(t)) })
@@ -1222,6 +1224,51 @@ func testStartSession(t *testing.T, s store.Store) {
 		t.Errorf("StartSession with a new hash: %v; user hash %q, LastLoginAt %v", err, got.PasswordHash, got.LastLoginAt)
 	}
 
+	// A password changed since it was checked: ErrNotFound, and nothing is
+	// written; the hash that was checked (with or without a rehash) passes.
+	current, err := s.GetUser(ctx, user.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := in
+	stale.Session.CreatedAt = sessAt.Add(2 * time.Minute)
+	stale.CheckedPasswordHash = "$argon2id$v=19$m=19456,t=2,p=1$c3RhbGVzYWx0$c3RhbGVoYXNoc3RhbGVoYXNoc3RhbGVoYXNoMTIz"
+	if current.PasswordHash == "" || current.PasswordHash == stale.CheckedPasswordHash {
+		t.Fatalf("set-up: the user's hash %q must differ from the checked one", current.PasswordHash)
+	}
+	for _, rehash := range []string{"", "$argon2id$v=19$m=19456,t=2,p=1$b3RoZXJzYWx0$b3RoZXJoYXNob3RoZXJoYXNob3RoZXJoYXNoMTI"} {
+		stale.First.TokenHash, stale.PasswordHash = refreshHash(), rehash
+		if _, _, err := s.StartSession(ctx, stale); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("StartSession after the password changed (rehash %q): %v, want ErrNotFound", rehash, err)
+		}
+		if _, err := s.GetRefreshTokenByHash(ctx, stale.First.TokenHash); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("StartSession after the password changed left its token behind: %v", err)
+		}
+	}
+	if after, err := s.GetUser(ctx, user.ID); err != nil || after.PasswordHash != current.PasswordHash || !after.LastLoginAt.Equal(current.LastLoginAt) {
+		t.Errorf("StartSession after the password changed wrote the user: hash changed %v, LastLoginAt %v (was %v), %v",
+			after.PasswordHash != current.PasswordHash, after.LastLoginAt, current.LastLoginAt, err)
+	}
+	if list, err := s.ListUserSessions(ctx, user.ID, sessAt); err != nil || len(list) != 2 {
+		t.Errorf("sessions after the refused sign-ins: %d (%v), want the 2 from before", len(list), err)
+	}
+	if events, _, err := s.ListAuditEvents(ctx, store.AuditFilter{SubjectID: user.ID}); err != nil || len(events) != 2 {
+		t.Errorf("audit events after the refused sign-ins: %d (%v), want 2", len(events), err)
+	}
+	fresh := stale
+	fresh.First.TokenHash, fresh.PasswordHash = refreshHash(), ""
+	fresh.CheckedPasswordHash = current.PasswordHash
+	if _, got, err := s.StartSession(ctx, fresh); err != nil || !got.LastLoginAt.Equal(micro(fresh.Session.CreatedAt)) {
+		t.Errorf("StartSession with the current hash checked: %v (LastLoginAt %v)", err, got.LastLoginAt)
+	}
+	fresh.First.TokenHash, fresh.PasswordHash = refreshHash(), "$argon2id$v=19$m=19456,t=2,p=1$bmV3c2FsdA$bmV3aGFzaG5ld2hhc2huZXdoYXNobmV3aGFzaDEy"
+	fresh.Session.CreatedAt = sessAt.Add(3 * time.Minute)
+	if _, got, err := s.StartSession(ctx, fresh); err != nil || got.PasswordHash != fresh.PasswordHash {
+		t.Errorf("StartSession with the current hash checked and a rehash: %v (hash replaced %v)", err, got.PasswordHash == fresh.PasswordHash)
+	} else if tok := mustGetToken(t, s, fresh.First.TokenHash); tok.UserID != user.ID {
+		t.Errorf("first token after a checked rehash = %+v", tok)
+	}
+
 	// A deleted or unknown user: ErrNotFound, and nothing is written.
 	gone := mustCreateUser(t, s, newUser("gone@example.com"))
 	if err := s.SoftDeleteUser(ctx, gone.ID, sessAt); err != nil {
@@ -1260,5 +1307,54 @@ func testStartSession(t *testing.T, s store.Store) {
 	}
 	if _, err := s.GetRefreshTokenByHash(ctx, in.First.TokenHash); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("a rolled-back StartSession left its token: %v", err)
+	}
+}
+
+// testRevokeWaitsForSignIn checks that ending all of a user's sessions
+// waits for a sign-in being recorded at that moment, and ends its session
+// too, instead of missing it because it was not committed yet.
+func testRevokeWaitsForSignIn(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	user := mustCreateUser(t, s, newUser("racing@example.com"))
+	in := store.SignIn{
+		Session: store.Session{UserID: user.ID, CreatedAt: sessAt, ExpiresAt: sessAt.Add(time.Hour), AMR: []string{"pwd"}, AuthTime: sessAt},
+		First:   store.RefreshToken{TokenHash: refreshHash()},
+		Event:   store.AuditEvent{OccurredAt: sessAt, ActorID: user.ID, SubjectID: user.ID, Action: "user.logged_in"},
+	}
+	type result struct {
+		ids []string
+		err error
+	}
+	revoked := make(chan result, 1)
+	var sess store.Session
+	err := s.InTx(ctx, func(tx store.Store) error {
+		var err error
+		if sess, _, err = tx.StartSession(ctx, in); err != nil {
+			return err
+		}
+		go func() {
+			ids, err := s.RevokeUserSessions(ctx, user.ID, "", "logout_all", sessAt.Add(time.Second))
+			revoked <- result{ids, err}
+		}()
+		// A revocation that does not wait for this transaction finishes
+		// now, without the session; one that waits cannot finish before
+		// the commit below.
+		select {
+		case r := <-revoked:
+			t.Errorf("RevokeUserSessions finished (%v, %v) while a sign-in was still being recorded", r.ids, r.err)
+			revoked <- r
+		case <-time.After(300 * time.Millisecond):
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("InTx: %v", err)
+	}
+	r := <-revoked
+	if r.err != nil || !slices.Contains(r.ids, sess.ID) {
+		t.Errorf("RevokeUserSessions = %v, %v; want it to end the session %s", r.ids, r.err, sess.ID)
+	}
+	if got := mustGetSession(t, s, sess.ID); got.RevokedAt.IsZero() {
+		t.Errorf("the session signed in during the revocation is live: %+v", got)
 	}
 }
