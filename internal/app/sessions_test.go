@@ -1,10 +1,14 @@
 package app
 
 import (
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // TestSessionOptions covers the opt-in session settings: refresh tokens in
@@ -85,5 +89,59 @@ func TestSessionOptions(t *testing.T) {
 	}
 	if c, _, _ := call(t, "GET", e.url("/v1/me"), nil, bearer(first["access_token"].(string))...); c != 401 {
 		t.Errorf("access token of a session ended by the limit = %d, want 401", c)
+	}
+}
+
+// TestPasswordChangeEndsRacingLogins changes a password while sign-ins with
+// the old one keep arriving. A sign-in whose password was checked before
+// the change but recorded after it must not survive: once the change has
+// returned, the only live session is the one that made it.
+func TestPasswordChangeEndsRacingLogins(t *testing.T) {
+	for name, env := range map[string]func(*testing.T) map[string]string{
+		"Embedded":      func(*testing.T) map[string]string { return nil },
+		"PostgresRedis": postgresRedisEnv,
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newAccountEnv(t, env(t))
+			at := e.signUp(t, "racing@example.com")
+			var (
+				stop     atomic.Bool
+				attempts atomic.Int64
+				wg       sync.WaitGroup
+			)
+			for range 4 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					body := `{"email": "racing@example.com", "password": "` + strongPassword + `"}`
+					for !stop.Load() {
+						// Not call: it may fail the test, which only the
+						// test's goroutine may do.
+						res, err := http.Post(e.url("/v1/auth/login"), "application/json", strings.NewReader(body))
+						if err == nil {
+							_, _ = io.Copy(io.Discard, res.Body)
+							res.Body.Close()
+						}
+						attempts.Add(1)
+					}
+				}()
+			}
+			for attempts.Load() < 8 { // sign-ins are under way
+				time.Sleep(5 * time.Millisecond)
+			}
+			code, body, _ := call(t, "POST", e.url("/v1/me/password"), map[string]string{"current_password": strongPassword, "new_password": "another fine passphrase 8"}, bearer(at)...)
+			if code != 204 && code != 200 {
+				t.Fatalf("change password = %d %v", code, body)
+			}
+			// Let the sign-ins in flight at the change finish.
+			time.Sleep(300 * time.Millisecond)
+			stop.Store(true)
+			wg.Wait()
+			code, list, _ := call(t, "GET", e.url("/v1/me/sessions"), nil, bearer(at)...)
+			sessions, _ := list["sessions"].([]any)
+			if code != 200 || len(sessions) != 1 {
+				t.Fatalf("live sessions after the change (of %d sign-ins) = %d %d %v, want only the changer's", attempts.Load(), code, len(sessions), list)
+			}
+		})
 	}
 }

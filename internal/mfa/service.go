@@ -101,7 +101,7 @@ type JobInserter interface {
 
 // Sessions finishes logins and refreshes recent authentication.
 type Sessions interface {
-	Complete(ctx context.Context, userID string, amr []string, m session.Meta) (session.Result, error)
+	Complete(ctx context.Context, userID, passwordStamp string, amr []string, m session.Meta) (session.Result, error)
 	Reauthenticated(ctx context.Context, userID, sessionID string, amr []string) (string, int, error)
 }
 
@@ -184,6 +184,10 @@ type pending struct {
 	Enroll bool     `json:"enroll"`
 	// UA binds the token to the client that passed the password step.
 	UA string `json:"ua"`
+	// PasswordStamp is the session.PasswordStamp of the hash the password
+	// step checked (empty when the login had no password step): a password
+	// changed before the second factor voids the login.
+	PasswordStamp string `json:"password_stamp,omitempty"`
 }
 
 func pendingKey(tok string) string  { return "mfa:pending:" + secret.HashToken(tok) }
@@ -331,7 +335,7 @@ func (s *Service) Begin(ctx context.Context, u store.User, amr []string, m sessi
 			// allowed one.
 			return s.open(ctx, u, amr, m, true, pol)
 		}
-		tok, err := s.newPending(ctx, pending{UserID: u.ID, AMR: amr, UA: uaHash(m.UserAgent)})
+		tok, err := s.newPending(ctx, pending{UserID: u.ID, AMR: amr, UA: uaHash(m.UserAgent), PasswordStamp: passwordStamp(u, amr)})
 		if err != nil {
 			return nil, err
 		}
@@ -343,7 +347,7 @@ func (s *Service) Begin(ctx context.Context, u store.User, amr []string, m sessi
 }
 
 func (s *Service) open(ctx context.Context, u store.User, amr []string, m session.Meta, enroll bool, pol Policy) (*session.Challenge, error) {
-	tok, err := s.newPending(ctx, pending{UserID: u.ID, AMR: amr, Enroll: enroll, UA: uaHash(m.UserAgent)})
+	tok, err := s.newPending(ctx, pending{UserID: u.ID, AMR: amr, Enroll: enroll, UA: uaHash(m.UserAgent), PasswordStamp: passwordStamp(u, amr)})
 	if err != nil {
 		return nil, err
 	}
@@ -354,6 +358,15 @@ func (s *Service) open(ctx context.Context, u store.User, amr []string, m sessio
 		}
 	}
 	return &session.Challenge{EnrollmentToken: tok, Methods: methods}, nil
+}
+
+// passwordStamp is what a pending login keeps of the password its first
+// step checked (see session.SecondFactor): nothing when amr has no "pwd".
+func passwordStamp(u store.User, amr []string) string {
+	if !slices.Contains(amr, "pwd") {
+		return ""
+	}
+	return session.PasswordStamp(u.PasswordHash)
 }
 
 func (s *Service) newPending(ctx context.Context, p pending) (string, error) {
@@ -660,17 +673,17 @@ func (s *Service) Verify(ctx context.Context, tok, method, code string, m sessio
 		return session.Result{}, err
 	}
 	_, _ = s.KV.Delete(ctx, attemptsKey(tok))
-	return s.complete(ctx, tok, u.ID, amrWith(p.AMR, method), m)
+	return s.complete(ctx, tok, p, amrWith(p.AMR, method), m)
 }
 
 // complete starts the session of a login whose pending token tok was
 // consumed, then runs AfterSecondFactor.
-func (s *Service) complete(ctx context.Context, tok, userID string, amr []string, m session.Meta) (session.Result, error) {
-	res, err := s.Sessions.Complete(ctx, userID, amr, m)
+func (s *Service) complete(ctx context.Context, tok string, p pending, amr []string, m session.Meta) (session.Result, error) {
+	res, err := s.Sessions.Complete(ctx, p.UserID, p.PasswordStamp, amr, m)
 	if err != nil || s.AfterSecondFactor == nil {
 		return res, err
 	}
-	if err := s.AfterSecondFactor(ctx, tok, userID, m); err != nil {
+	if err := s.AfterSecondFactor(ctx, tok, p.UserID, m); err != nil {
 		s.Log.ErrorContext(ctx, "a step deferred to the second factor failed", "error", err.Error())
 	}
 	return res, nil
@@ -720,7 +733,7 @@ func (s *Service) FinishEnrollment(ctx context.Context, tok, method string, m se
 	if err := json.Unmarshal(b, &p); err != nil || !p.Enroll {
 		return session.Result{}, ErrInvalidMFAToken
 	}
-	return s.complete(ctx, tok, p.UserID, amrWith(p.AMR, method), m)
+	return s.complete(ctx, tok, p, amrWith(p.AMR, method), m)
 }
 
 // SMSFailed is the SMS worker's failure hook: a code that could not be

@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -97,9 +98,18 @@ type Challenge struct {
 // SecondFactor decides, after a correct password, whether the login needs
 // a second factor and if so opens the challenge. A nil Challenge means
 // none is needed.
+//
+// When amr holds "pwd", u.PasswordHash is the hash the password was checked
+// against (or the rehash that replaces it): the second factor keeps its
+// PasswordStamp and hands it to Complete, so that a password changed in
+// between voids the login.
 type SecondFactor interface {
 	Begin(ctx context.Context, u store.User, amr []string, m Meta) (*Challenge, error)
 }
+
+// PasswordStamp identifies a password hash without holding it: what a
+// login waiting for its second factor keeps of the password it checked.
+func PasswordStamp(hash string) string { return secret.HashToken("password-stamp\x00" + hash) }
 
 // Service implements sign-in and sessions.
 type Service struct {
@@ -247,7 +257,11 @@ func (s *Service) Login(ctx context.Context, email, pw string, m Meta) (Result, 
 		}
 	}
 	if s.MFA != nil {
-		ch, err := s.MFA.Begin(ctx, u, []string{"pwd"}, m)
+		checked := u
+		if newHash != "" {
+			checked.PasswordHash = newHash // what the pending login will find
+		}
+		ch, err := s.MFA.Begin(ctx, checked, []string{"pwd"}, m)
 		if err != nil {
 			return Result{}, err
 		}
@@ -260,7 +274,7 @@ func (s *Service) Login(ctx context.Context, email, pw string, m Meta) (Result, 
 			return Result{Challenge: ch, User: u}, nil
 		}
 	}
-	return s.start(ctx, u, newHash, []string{"pwd"}, m)
+	return s.start(ctx, u, newHash, u.PasswordHash, []string{"pwd"}, m)
 }
 
 // saveHash stores an upgraded password hash.
@@ -278,11 +292,20 @@ func (s *Service) saveHash(ctx context.Context, userID, hash string) error {
 
 // Complete starts the session of a login whose every step passed (the
 // password and, through the MFA service, the second factor); amr lists
-// the methods used.
-func (s *Service) Complete(ctx context.Context, userID string, amr []string, m Meta) (Result, error) {
+// the methods used. passwordStamp is the PasswordStamp of the hash the
+// login's password was checked against, empty for a login without one: if
+// the password changed since, the login fails with ErrInvalidCredentials.
+func (s *Service) Complete(ctx context.Context, userID, passwordStamp string, amr []string, m Meta) (Result, error) {
 	u, err := s.Store.GetUser(ctx, userID)
 	if err != nil {
 		return Result{}, err
+	}
+	var checked string
+	if passwordStamp != "" {
+		if subtle.ConstantTimeCompare([]byte(PasswordStamp(u.PasswordHash)), []byte(passwordStamp)) != 1 {
+			return Result{}, ErrInvalidCredentials
+		}
+		checked = u.PasswordHash
 	}
 	switch {
 	case u.Status == store.UserDisabled:
@@ -290,7 +313,7 @@ func (s *Service) Complete(ctx context.Context, userID string, amr []string, m M
 	case u.EmailVerifiedAt.IsZero() && s.Config.RequireVerifiedEmail:
 		return Result{}, ErrEmailNotVerified
 	}
-	return s.start(ctx, u, "", amr, m)
+	return s.start(ctx, u, "", checked, amr, m)
 }
 
 // Reauthenticated issues a fresh access token for the caller's session
@@ -362,7 +385,12 @@ func deviceType(ua useragent.UserAgent) string {
 }
 
 // start creates the session, its first refresh token and an access token.
-func (s *Service) start(ctx context.Context, u store.User, newHash string, amr []string, m Meta) (Result, error) {
+// start records the sign-in of u. newHash, when set, replaces the user's
+// password hash; checkedHash, when set, is the hash the password was
+// checked against, and a user who no longer has it (the password changed
+// meanwhile), or who was deleted meanwhile, is refused with
+// ErrInvalidCredentials.
+func (s *Service) start(ctx context.Context, u store.User, newHash, checkedHash string, amr []string, m Meta) (Result, error) {
 	now := s.now()
 	raw, err := secret.NewToken(32)
 	if err != nil {
@@ -384,7 +412,7 @@ func (s *Service) start(ctx context.Context, u store.User, newHash string, amr [
 		first.IdleExpiresAt = minTime(now.Add(s.Config.IdleTimeout), sess.ExpiresAt)
 	}
 	in := store.SignIn{
-		Session: sess, First: first, PasswordHash: newHash,
+		Session: sess, First: first, PasswordHash: newHash, CheckedPasswordHash: checkedHash,
 		Event: store.AuditEvent{
 			OccurredAt: now, ActorID: u.ID, SubjectID: u.ID, Action: "user.logged_in",
 			IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID,
@@ -421,6 +449,9 @@ func (s *Service) start(ctx context.Context, u store.User, newHash string, amr [
 			sess, u, err = tx.StartSession(ctx, in)
 			return err
 		})
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return Result{}, ErrInvalidCredentials
 	}
 	if err != nil {
 		return Result{}, err

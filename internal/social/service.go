@@ -89,7 +89,7 @@ func DefaultConfig(issuer, appURL string, allow []string) Config {
 
 // Sessions starts sessions (with the MFA step where it applies).
 type Sessions interface {
-	Complete(ctx context.Context, userID string, amr []string, m session.Meta) (session.Result, error)
+	Complete(ctx context.Context, userID, passwordStamp string, amr []string, m session.Meta) (session.Result, error)
 	Login(ctx context.Context, email, pw string, m session.Meta) (session.Result, error)
 	RevokeUserSessionByID(ctx context.Context, userID, sessionID string) error
 }
@@ -504,7 +504,7 @@ func (s *Service) begin(ctx context.Context, userID string, amr []string, sm ses
 			return session.Result{Challenge: ch, User: u}, nil
 		}
 	}
-	return s.Sessions.Complete(ctx, u.ID, amr, sm)
+	return s.Sessions.Complete(ctx, u.ID, "", amr, sm)
 }
 
 // Exchange trades a callback's one-time code for the sign-in result.

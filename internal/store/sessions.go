@@ -121,8 +121,8 @@ type SessionStore interface {
 	// refresh token are created as by CreateSession, and in.Event is
 	// appended with Data["session_id"] set to the new session's ID. It
 	// returns the session and the updated user; ErrNotFound if the user
-	// does not exist, was deleted or no longer has in.CheckedPasswordHash
-	// (and then nothing is written).
+	// does not exist, was deleted or disabled, or no longer has
+	// in.CheckedPasswordHash (and then nothing is written).
 	StartSession(ctx context.Context, in SignIn) (Session, User, error)
 	// GetSession returns the session (revoked or not), or ErrNotFound.
 	GetSession(ctx context.Context, id string) (Session, error)

@@ -91,20 +91,21 @@ func (s *Store) CreateSession(ctx context.Context, x store.Session, first store.
 }
 
 // recordLogin sets the user's last_login_at (and password hash, when
-// hash is set) and locks the row; $1 the user, $2 the time, $3 the hash,
-// $4 updated_at, $5 the hash the password was checked against (if any),
-// which must still be the user's.
+// hash is set) and locks the row of a user neither deleted nor disabled;
+// $1 the user, $2 the time, $3 the hash, $4 updated_at, $5 the hash the
+// password was checked against (if any), which must still be the user's.
 const recordLogin = `UPDATE users SET last_login_at = $2, password_hash = COALESCE($3, password_hash), updated_at = $4
-	WHERE id = $1 AND deleted_at IS NULL AND ($5::text IS NULL OR password_hash = $5) RETURNING ` + sqlrow.UserColumns
+	WHERE id = $1 AND deleted_at IS NULL AND status <> 'disabled' AND ($5::text IS NULL OR password_hash = $5)
+	RETURNING ` + sqlrow.UserColumns
 
 // signInGuard ends the INSERT … SELECT statements of StartSession: they
 // write only if recordLogin, run first in the same transaction, found the
 // user. Its parameters, from $n on, are recordLogin's $1 (the user), $5
 // (the checked hash) and $3 (the new hash): the user's row, which
-// recordLogin locked if it found it, must be live and hold the checked
-// hash, or the new hash recordLogin wrote over it.
+// recordLogin locked if it found it, must be neither deleted nor disabled
+// and hold the checked hash, or the new hash recordLogin wrote over it.
 func signInGuard(n int) string {
-	return fmt.Sprintf(` WHERE EXISTS (SELECT 1 FROM users WHERE id = $%d AND deleted_at IS NULL
+	return fmt.Sprintf(` WHERE EXISTS (SELECT 1 FROM users WHERE id = $%d AND deleted_at IS NULL AND status <> 'disabled'
 		AND ($%d::text IS NULL OR password_hash = COALESCE($%d, $%d)))`, n, n+1, n+2, n+1)
 }
 
@@ -119,10 +120,10 @@ var (
 // StartSession implements store.SessionStore in one round trip (see
 // pipeTx): BEGIN, recordLogin (which updates the user's row, and so locks
 // it), the session, its first token and the event, each written only if
-// recordLogin found the user (signInGuard), and COMMIT. For a deleted or
-// unknown user, or one whose password changed since it was checked, the
-// transaction commits having written nothing, and the answer is
-// ErrNotFound.
+// recordLogin found the user (signInGuard), and COMMIT. For a deleted,
+// disabled or unknown user, or one whose password changed since it was
+// checked, the transaction commits having written nothing, and the answer
+// is ErrNotFound.
 func (s *Store) StartSession(ctx context.Context, in store.SignIn) (store.Session, store.User, error) {
 	in, data, err := sqlrow.PrepareSignIn(in, s.now())
 	if err != nil {

@@ -1269,12 +1269,18 @@ func testStartSession(t *testing.T, s store.Store) {
 		t.Errorf("first token after a checked rehash = %+v", tok)
 	}
 
-	// A deleted or unknown user: ErrNotFound, and nothing is written.
+	// A deleted, disabled or unknown user: ErrNotFound, and nothing is
+	// written.
 	gone := mustCreateUser(t, s, newUser("gone@example.com"))
 	if err := s.SoftDeleteUser(ctx, gone.ID, sessAt); err != nil {
 		t.Fatal(err)
 	}
-	for name, id := range map[string]string{"deleted": gone.ID, "unknown": uuid.NewString()} {
+	disabled := mustCreateUser(t, s, newUser("disabled@example.com"))
+	disabled.Status = store.UserDisabled
+	if _, err := s.UpdateUser(ctx, disabled); err != nil {
+		t.Fatal(err)
+	}
+	for name, id := range map[string]string{"deleted": gone.ID, "disabled": disabled.ID, "unknown": uuid.NewString()} {
 		bad := in
 		bad.Session.UserID, bad.PasswordHash = id, ""
 		bad.First.TokenHash = refreshHash()
