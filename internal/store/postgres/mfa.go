@@ -74,7 +74,7 @@ func (s *Store) ListMFADevices(ctx context.Context, userID string) ([]store.MFAD
 		return nil, nil // no user has this ID, so none has devices
 	}
 	rows, err := s.q.Query(ctx, listMFADevices, user)
-	list, err := collectMFADevices(rows, err)
+	list, err := collect(rows, err, scanMFADevice)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: list mfa devices: %w", err)
 	}
@@ -82,18 +82,6 @@ func (s *Store) ListMFADevices(ctx context.Context, userID string) ([]store.MFAD
 }
 
 const listMFADevices = "SELECT " + sqlrow.MFADeviceColumns + " FROM mfa_devices WHERE user_id = $1 ORDER BY created_at, id"
-
-// collectMFADevices reads the rows of listMFADevices (err is the query's).
-func collectMFADevices(rows pgx.Rows, err error) ([]store.MFADevice, error) {
-	if err != nil {
-		return nil, mapErr(err)
-	}
-	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.MFADevice, error) { return scanMFADevice(row) })
-	if err != nil {
-		return nil, mapErr(err)
-	}
-	return list, nil
-}
 
 // SecondFactors implements store.MFAStore: the three reads in one batch,
 // from the primary (a device just added or removed must count).
@@ -109,10 +97,12 @@ func (s *Store) SecondFactors(ctx context.Context, userID string) (store.SecondF
 	b.Queue(countBackupCodes, user)
 	br := s.q.SendBatch(ctx, b)
 	err := func() (err error) {
-		if f.Organizations, err = collectOrganizations(br.Query()); err != nil {
+		rows, err := br.Query()
+		if f.Organizations, err = collect(rows, err, scanOrganization); err != nil {
 			return err
 		}
-		if f.Devices, err = collectMFADevices(br.Query()); err != nil {
+		rows, err = br.Query()
+		if f.Devices, err = collect(rows, err, scanMFADevice); err != nil {
 			return err
 		}
 		return mapErr(br.QueryRow().Scan(&f.BackupCodes))

@@ -6,7 +6,6 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/store/internal/sqlrow"
-	"github.com/jackc/pgx/v5"
 )
 
 func scanOrganization(row sqlrow.Scanner) (store.Organization, error) {
@@ -169,17 +168,6 @@ const userOrganizations = "SELECT " + sqlrow.OrganizationColumns + ` FROM organi
 	ORDER BY name COLLATE "C", id`
 
 func (s *Store) queryOrganizations(ctx context.Context, query string, args ...any) ([]store.Organization, error) {
-	return collectOrganizations(s.q.Query(ctx, query, args...))
-}
-
-// collectOrganizations reads a query's organisations (err is the query's).
-func collectOrganizations(rows pgx.Rows, err error) ([]store.Organization, error) {
-	if err != nil {
-		return nil, mapErr(err)
-	}
-	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Organization, error) { return scanOrganization(row) })
-	if err != nil {
-		return nil, mapErr(err)
-	}
-	return list, nil
+	rows, err := s.q.Query(ctx, query, args...)
+	return collect(rows, err, scanOrganization)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/internal/store/internal/sqlrow"
 	"github.com/gatehouse/gatehouse/internal/store/migrate"
 )
 
@@ -254,4 +255,16 @@ func mapErr(err error) error {
 		return fmt.Errorf("%w: %w", store.ErrConflict, err)
 	}
 	return err
+}
+
+// collect reads every row of a query with scan (err is the query's own).
+func collect[T any](rows pgx.Rows, err error, scan func(sqlrow.Scanner) (T, error)) ([]T, error) {
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (T, error) { return scan(row) })
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	return list, nil
 }
