@@ -86,3 +86,26 @@ func ClientIP(ctx context.Context) string {
 	ip, _ := ctx.Value(clientIPKey{}).(string)
 	return ip
 }
+
+// LimitKey is the form of a client IP that per-IP limits count under. An
+// IPv4 address (also written IPv4-mapped, ::ffff:a.b.c.d) is kept whole;
+// an IPv6 address is cut to its /64 prefix, written "2001:db8:1:2::/64":
+// a single client is routinely handed a whole /64 and can pick a new
+// address from it for every request, so counting whole IPv6 addresses
+// would give it 2^64 allowances. A value that is not an IP address (or "")
+// is returned unchanged.
+func LimitKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	a = a.WithZone("").Unmap()
+	if a.Is4() {
+		return a.String()
+	}
+	p, err := a.Prefix(64)
+	if err != nil {
+		return ip
+	}
+	return p.String()
+}

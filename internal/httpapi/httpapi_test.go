@@ -321,6 +321,27 @@ func TestClientIP(t *testing.T) {
 	}
 }
 
+func TestLimitKey(t *testing.T) {
+	tests := []struct{ ip, want string }{
+		{"198.51.100.7", "198.51.100.7"},
+		{"::ffff:198.51.100.7", "198.51.100.7"},
+		{"::ffff:c633:6407", "198.51.100.7"},
+		{"2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::/64"},
+		{"2001:db8:1:2::1", "2001:db8:1:2::/64"},
+		{"2001:DB8:1:2:ffff::", "2001:db8:1:2::/64"},
+		{"2001:db8:1:3::1", "2001:db8:1:3::/64"},
+		{"fe80::1%eth0", "fe80::/64"},
+		{"::1", "::/64"},
+		{"", ""},
+		{"not-an-ip", "not-an-ip"},
+	}
+	for _, tt := range tests {
+		if got := LimitKey(tt.ip); got != tt.want {
+			t.Errorf("LimitKey(%q) = %q, want %q", tt.ip, got, tt.want)
+		}
+	}
+}
+
 func TestReadiness(t *testing.T) {
 	dbUp := true
 	h := &Health{Checks: []Check{

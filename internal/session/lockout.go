@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/kv"
 )
 
@@ -48,7 +49,10 @@ type lockout struct {
 func failKey(subject string) string  { return "login:{" + subject + "}:fail" }
 func lockKey(subject string) string  { return "login:{" + subject + "}:lock" }
 func locksKey(subject string) string { return "login:{" + subject + "}:locks" }
-func ipKey(ip string) string         { return "login:ipfail:" + ip }
+
+// ipKey names the failure counter of a client address: IPv6 clients count
+// by their /64 (see httpapi.LimitKey).
+func ipKey(ip string) string { return "login:ipfail:" + httpapi.LimitKey(ip) }
 
 // attempt counts an attempt on the subject before its password is checked,
 // unless the subject is locked: then it counts nothing and returns how long

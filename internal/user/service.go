@@ -172,7 +172,7 @@ func (s *Service) Register(ctx context.Context, email, pw, name string, m Meta) 
 	if err := errs.err(); err != nil {
 		return "", err
 	}
-	if ok, retry, err := s.allow(ctx, "register:ip:"+m.IP, s.Config.RegisterPerIP); err != nil {
+	if ok, retry, err := s.allow(ctx, "register:ip:"+httpapi.LimitKey(m.IP), s.Config.RegisterPerIP); err != nil {
 		return "", err
 	} else if !ok {
 		return "", rateLimited(retry)
@@ -377,7 +377,7 @@ func (s *Service) lookupForEmail(ctx context.Context, email string, m Meta) (sto
 	for _, k := range []struct {
 		key string
 		l   ratelimit.Limit
-	}{{"email:ip:" + m.IP, s.Config.EmailPerIP}, {"email:addr:" + norm, s.Config.EmailPerAddress}} {
+	}{{"email:ip:" + httpapi.LimitKey(m.IP), s.Config.EmailPerIP}, {"email:addr:" + norm, s.Config.EmailPerAddress}} {
 		ok, _, err := s.allow(ctx, k.key, k.l)
 		if err != nil {
 			return store.User{}, false, err

@@ -13,6 +13,7 @@ import (
 
 	"github.com/riverqueue/river"
 
+	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/mail"
 	"github.com/gatehouse/gatehouse/internal/password"
 	"github.com/gatehouse/gatehouse/internal/ratelimit"
@@ -211,5 +212,38 @@ func TestEmailChangeToATakenAddressDoesNotEnumerate(t *testing.T) {
 	}
 	if got, _ := s.Store.GetUser(ctx, one.ID); got.Email != "one@example.com" {
 		t.Errorf("email changed to %q", got.Email)
+	}
+}
+
+// TestIPv6ClientsAreThrottledByTheirSlash64 checks that a client cannot
+// escape the per-IP throttles by taking a new address from its /64.
+func TestIPv6ClientsAreThrottledByTheirSlash64(t *testing.T) {
+	ctx := context.Background()
+	s, jobs, _, _ := newTestService(t)
+	s.Config.RegisterPerIP = ratelimit.Limit{Rate: 2, Burst: 2, Period: time.Hour}
+	s.Config.EmailPerIP = ratelimit.Limit{Rate: 2, Burst: 2, Period: time.Hour}
+	for i := range 2 {
+		if _, err := s.Register(ctx, "v6-"+itoa(i)+"@example.com", pw, "", Meta{IP: "2001:db8:7:7::" + itoa(i+1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := s.Register(ctx, "v6-x@example.com", pw, "", Meta{IP: "2001:db8:7:7:ffff:1:2:3"})
+	var p *httpapi.Problem
+	if !errors.As(err, &p) || p.Code != "rate_limited" {
+		t.Fatalf("third registration from the same /64: err = %v, want rate_limited", err)
+	}
+	if _, err := s.Register(ctx, "v6-y@example.com", pw, "", Meta{IP: "2001:db8:7:8::1"}); err != nil {
+		t.Errorf("registration from the next /64: %v", err)
+	}
+
+	// The email throttle: two sends from the /64, then silence.
+	before := len(jobs.args)
+	for i := range 4 {
+		if err := s.ResendVerification(ctx, "v6-0@example.com", Meta{IP: "2001:db8:9:9::" + itoa(i+1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if sent := len(jobs.args) - before; sent != 2 {
+		t.Errorf("4 resends from one /64 sent %d mails, want the per-IP burst 2", sent)
 	}
 }
