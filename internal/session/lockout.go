@@ -3,7 +3,6 @@ package session
 import (
 	"context"
 	"errors"
-	"strconv"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/httpapi"
@@ -85,21 +84,32 @@ func (l *lockout) locked(ctx context.Context, subject string) (time.Duration, er
 	return max(ttl, time.Second), nil
 }
 
-// ipBlocked returns how long the IP stays blocked (0 if it is not).
-func (l *lockout) ipBlocked(ctx context.Context, ip string) (time.Duration, error) {
+// ipAttempt counts a sign-in attempt from ip before its password is
+// checked, in one atomic increment, and reports whether the IP is over its
+// limit: then the attempt is refunded at once and must be refused without
+// a password check, and blockedFor is how long the IP's window has left
+// (at least a second).
+//
+// The counter holds the IP's failures in the window plus its attempts in
+// flight: every attempt takes a unit before its check, and one that does
+// not end in a wrong password (a correct password, a locked subject, an
+// error) gives it back with ipRefund. So of N parallel attempts from one IP
+// at most IPFailures are checked, as with the per-subject count, and a
+// correct password never charges the IP. (A refund that lands after its
+// window ended leaves -1 in the next window: one extra attempt, at most.)
+func (l *lockout) ipAttempt(ctx context.Context, ip string) (blockedFor time.Duration, err error) {
 	if ip == "" || l.cfg.IPFailures <= 0 {
 		return 0, nil
 	}
-	b, err := l.kv.Get(ctx, ipKey(ip))
-	if errors.Is(err, kv.ErrNotFound) {
-		return 0, nil
-	}
+	n, err := l.kv.Incr(ctx, ipKey(ip), 1, l.cfg.IPWindow)
 	if err != nil {
 		return 0, err
 	}
-	n, _ := strconv.Atoi(string(b))
-	if n < l.cfg.IPFailures {
+	if n <= int64(l.cfg.IPFailures) {
 		return 0, nil
+	}
+	if err := l.ipRefund(ctx, ip); err != nil {
+		return 0, err
 	}
 	ttl, err := l.kv.TTL(ctx, ipKey(ip))
 	if err != nil && !errors.Is(err, kv.ErrNotFound) {
@@ -108,13 +118,21 @@ func (l *lockout) ipBlocked(ctx context.Context, ip string) (time.Duration, erro
 	return max(ttl, time.Second), nil
 }
 
-// failed records a wrong password (attempt n of the account) and the IP
-// failure. It locks the account when n reaches the threshold and returns
-// the lock's duration (0 when this attempt did not lock).
-func (l *lockout) failed(ctx context.Context, subject string, n int64, ip string) (time.Duration, error) {
-	if err := l.failedIP(ctx, ip); err != nil {
-		return 0, err
+// ipRefund gives back the unit an attempt took with ipAttempt, for an
+// attempt that did not end in a wrong password.
+func (l *lockout) ipRefund(ctx context.Context, ip string) error {
+	if ip == "" || l.cfg.IPFailures <= 0 {
+		return nil
 	}
+	_, err := l.kv.Incr(ctx, ipKey(ip), -1, l.cfg.IPWindow)
+	return err
+}
+
+// failed records a wrong password (attempt n of the account; the IP
+// counted it already, in ipAttempt). It locks the account when n reaches
+// the threshold and returns the lock's duration (0 when this attempt did
+// not lock).
+func (l *lockout) failed(ctx context.Context, subject string, n int64) (time.Duration, error) {
 	if n != int64(l.cfg.Threshold) {
 		return 0, nil
 	}
@@ -160,14 +178,6 @@ func (l *lockout) ensureLocked(ctx context.Context, subject string) (time.Durati
 		}
 	}
 	return l.locked(ctx, subject)
-}
-
-func (l *lockout) failedIP(ctx context.Context, ip string) error {
-	if ip == "" || l.cfg.IPFailures <= 0 {
-		return nil
-	}
-	_, err := l.kv.Incr(ctx, ipKey(ip), 1, l.cfg.IPWindow)
-	return err
 }
 
 // succeeded resets the account's counters, with one DEL (the keys share a

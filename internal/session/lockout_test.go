@@ -38,7 +38,7 @@ func fail(t *testing.T, l *lockout, user string) time.Duration {
 	if d > 0 || l.over(n) {
 		return -1
 	}
-	d, err = l.failed(ctx, user, n, "198.51.100.1")
+	d, err = l.failed(ctx, user, n)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +127,7 @@ func TestParallelAttemptsNeverExceedTheThreshold(t *testing.T) {
 					mu.Lock()
 					checked++
 					mu.Unlock()
-					if _, err := l.failed(ctx, "u2", n, ""); err != nil {
+					if _, err := l.failed(ctx, "u2", n); err != nil {
 						t.Error(err)
 					}
 				}
@@ -197,19 +197,46 @@ func TestIPBlock(t *testing.T) {
 	l := &lockout{kv: kv, cfg: LockoutConfig{IPFailures: 3, IPWindow: 15 * time.Minute}}
 	ctx := context.Background()
 	for range 3 {
-		if d, _ := l.ipBlocked(ctx, "203.0.113.7"); d != 0 {
+		if d, _ := l.ipAttempt(ctx, "203.0.113.7"); d != 0 {
 			t.Fatal("blocked before the limit")
 		}
-		l.failedIP(ctx, "203.0.113.7")
 	}
-	if d, _ := l.ipBlocked(ctx, "203.0.113.7"); d <= 0 || d > 15*time.Minute {
+	if d, _ := l.ipAttempt(ctx, "203.0.113.7"); d <= 0 || d > 15*time.Minute {
 		t.Errorf("block after the limit = %v", d)
 	}
-	if d, _ := l.ipBlocked(ctx, "203.0.113.8"); d != 0 {
+	// A refused attempt is refunded: the counter stays at the limit.
+	if b, _ := kv.Get(ctx, ipKey("203.0.113.7")); string(b) != "3" {
+		t.Errorf("counter after a refused attempt = %s, want 3", b)
+	}
+	if d, _ := l.ipAttempt(ctx, "203.0.113.8"); d != 0 {
 		t.Error("another IP is blocked")
 	}
 	clk.Advance(15*time.Minute + time.Second)
-	if d, _ := l.ipBlocked(ctx, "203.0.113.7"); d != 0 {
+	if d, _ := l.ipAttempt(ctx, "203.0.113.7"); d != 0 {
 		t.Errorf("still blocked after the window: %v", d)
+	}
+}
+
+// TestIPBlockCoversTheSlash64 checks that an IPv6 client cannot take a new
+// address from its /64 for each attempt.
+func TestIPBlockCoversTheSlash64(t *testing.T) {
+	clk := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	kv := memory.New(clk.Now)
+	defer kv.Close()
+	l := &lockout{kv: kv, cfg: LockoutConfig{IPFailures: 3, IPWindow: 15 * time.Minute}}
+	ctx := context.Background()
+	for _, ip := range []string{"2001:db8:a:b::1", "2001:db8:a:b::2", "2001:db8:a:b:ffff:ffff:ffff:ffff"} {
+		if d, _ := l.ipAttempt(ctx, ip); d != 0 {
+			t.Fatalf("%s blocked before the limit", ip)
+		}
+	}
+	if d, _ := l.ipAttempt(ctx, "2001:db8:a:b:1234::9"); d <= 0 {
+		t.Error("a fourth address of the same /64 is not blocked")
+	}
+	if d, _ := l.ipAttempt(ctx, "2001:db8:a:c::1"); d != 0 {
+		t.Error("the next /64 is blocked")
+	}
+	if d, _ := l.ipAttempt(ctx, "::ffff:203.0.113.9"); d != 0 {
+		t.Error("an IPv4-mapped address is blocked")
 	}
 }

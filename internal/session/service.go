@@ -111,10 +111,18 @@ type SecondFactor interface {
 // login waiting for its second factor keeps of the password it checked.
 func PasswordStamp(hash string) string { return secret.HashToken("password-stamp\x00" + hash) }
 
+// Hasher is what sign-in needs of *password.Hasher.
+type Hasher interface {
+	Hash(ctx context.Context, pw string) (string, error)
+	Verify(ctx context.Context, pw, encoded string) (ok, needsRehash bool, err error)
+	// DummyVerify does the work of a Verify and reports nothing.
+	DummyVerify(ctx context.Context, pw string)
+}
+
 // Service implements sign-in and sessions.
 type Service struct {
 	Store  store.Store
-	Hasher *password.Hasher
+	Hasher Hasher
 	Tokens Tokens
 	Keys   *secret.Keyring
 	KV     kv.Store
@@ -187,11 +195,27 @@ func (s *Service) Login(ctx context.Context, email, pw string, m Meta) (Result, 
 		return Result{}, httpapi.Validation(fe...)
 	}
 	lk := s.lockout()
-	if d, err := lk.ipBlocked(ctx, m.IP); err != nil {
+	// The IP's attempt is counted before anything else, atomically, so
+	// parallel attempts cannot all pass a check made before any of them
+	// counted; a blocked IP is refused before the subject counts anything.
+	if d, err := lk.ipAttempt(ctx, m.IP); err != nil {
 		return Result{}, err
 	} else if d > 0 {
 		return Result{}, lockedProblem(d, "too_many_attempts", "Too many failed sign-ins from this address; try again later.")
 	}
+	res, wrongPassword, err := s.login(ctx, lk, email, pw, m)
+	if !wrongPassword {
+		// Only a wrong password keeps the IP's unit.
+		if rerr := lk.ipRefund(ctx, m.IP); rerr != nil {
+			s.Log.ErrorContext(ctx, "could not refund a sign-in attempt to its IP", "error", rerr.Error())
+		}
+	}
+	return res, err
+}
+
+// login is Login after the IP's attempt was counted. wrongPassword tells
+// whether the attempt ended in a wrong password (or an unknown address).
+func (s *Service) login(ctx context.Context, lk *lockout, email, pw string, m Meta) (res Result, wrongPassword bool, err error) {
 	// The lock is kept per email address, whether or not an account has
 	// it: an address without an account locks exactly like one with an
 	// account, so account_locked tells nothing about which addresses exist.
@@ -206,54 +230,54 @@ func (s *Service) Login(ctx context.Context, email, pw string, m Meta) (Result, 
 	// in the lock's own window, as one of at most Threshold.
 	n, d, err := lk.attempt(ctx, subject)
 	if err != nil {
-		return Result{}, err
+		return Result{}, false, err
 	}
 	if d > 0 {
-		return Result{}, lockedProblem(d, "account_locked", "Too many failed sign-ins; the account is locked for a while.")
+		return Result{}, false, lockedProblem(d, "account_locked", "Too many failed sign-ins; the account is locked for a while.")
 	}
 	if lk.over(n) {
 		d, err := lk.ensureLocked(ctx, subject)
 		if err != nil {
-			return Result{}, err
+			return Result{}, false, err
 		}
-		return Result{}, lockedProblem(d, "account_locked", "Too many failed sign-ins; the account is locked for a while.")
+		return Result{}, false, lockedProblem(d, "account_locked", "Too many failed sign-ins; the account is locked for a while.")
 	}
 	u, err := s.Store.GetUserByEmail(ctx, normalized)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return Result{}, err
+		return Result{}, false, err
 	}
 	var ok, rehash bool
 	if err == nil {
 		ok, rehash, err = s.Hasher.Verify(ctx, pw, u.PasswordHash)
 		if err != nil && !password.Unusable(err) {
-			return Result{}, err
+			return Result{}, false, err
 		}
 	} else {
 		s.Hasher.DummyVerify(ctx, pw)
 	}
 	if !ok {
-		d, err := lk.failed(ctx, subject, n, m.IP)
+		d, err := lk.failed(ctx, subject, n)
 		if err != nil {
-			return Result{}, err
+			return Result{}, true, err
 		}
 		if d > 0 && u.ID != "" {
 			s.onLocked(ctx, u, d, m)
 		}
-		return Result{}, ErrInvalidCredentials
+		return Result{}, true, ErrInvalidCredentials
 	}
 	if err := lk.succeeded(ctx, subject); err != nil {
-		return Result{}, err
+		return Result{}, false, err
 	}
 	switch {
 	case u.Status == store.UserDisabled:
-		return Result{}, ErrAccountDisabled
+		return Result{}, false, ErrAccountDisabled
 	case u.EmailVerifiedAt.IsZero() && s.Config.RequireVerifiedEmail:
-		return Result{}, ErrEmailNotVerified
+		return Result{}, false, ErrEmailNotVerified
 	}
 	var newHash string
 	if rehash {
 		if newHash, err = s.Hasher.Hash(ctx, pw); err != nil {
-			return Result{}, err
+			return Result{}, false, err
 		}
 	}
 	if s.MFA != nil {
@@ -263,18 +287,19 @@ func (s *Service) Login(ctx context.Context, email, pw string, m Meta) (Result, 
 		}
 		ch, err := s.MFA.Begin(ctx, checked, []string{"pwd"}, m)
 		if err != nil {
-			return Result{}, err
+			return Result{}, false, err
 		}
 		if ch != nil {
 			if newHash != "" {
 				if err := s.saveHash(ctx, u.ID, newHash); err != nil {
-					return Result{}, err
+					return Result{}, false, err
 				}
 			}
-			return Result{Challenge: ch, User: u}, nil
+			return Result{Challenge: ch, User: u}, false, nil
 		}
 	}
-	return s.start(ctx, u, newHash, u.PasswordHash, []string{"pwd"}, m)
+	res, err = s.start(ctx, u, newHash, u.PasswordHash, []string{"pwd"}, m)
+	return res, false, err
 }
 
 // saveHash stores an upgraded password hash.

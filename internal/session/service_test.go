@@ -1,0 +1,187 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/riverqueue/river"
+
+	"github.com/gatehouse/gatehouse/internal/httpapi"
+	"github.com/gatehouse/gatehouse/internal/kv"
+	"github.com/gatehouse/gatehouse/internal/password"
+	"github.com/gatehouse/gatehouse/internal/secret"
+	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/internal/store/sqlite"
+	"github.com/gatehouse/gatehouse/internal/token"
+)
+
+// countingHasher is a real hasher that counts the password checks it runs
+// (Verify and DummyVerify alike) and the dummy ones among them.
+type countingHasher struct {
+	*password.Hasher
+	checks, dummies atomic.Int64
+}
+
+func (h *countingHasher) Verify(ctx context.Context, pw, encoded string) (bool, bool, error) {
+	h.checks.Add(1)
+	return h.Hasher.Verify(ctx, pw, encoded)
+}
+
+func (h *countingHasher) DummyVerify(ctx context.Context, pw string) {
+	h.checks.Add(1)
+	h.dummies.Add(1)
+	h.Hasher.DummyVerify(ctx, pw)
+}
+
+// fakeTokens issues opaque strings.
+type fakeTokens struct{ n atomic.Int64 }
+
+func (f *fakeTokens) Issue(_ context.Context, ac token.AccessClaims) (string, time.Time, error) {
+	return fmt.Sprintf("at-%d-%s", f.n.Add(1), ac.Subject), time.Now().Add(15 * time.Minute), nil
+}
+func (f *fakeTokens) DenySession(context.Context, string, time.Time) error { return nil }
+func (f *fakeTokens) RevokeIssuedBefore(context.Context, time.Time) error  { return nil }
+
+// noJobs accepts jobs and drops them.
+type noJobs struct{}
+
+func (noJobs) Insert(context.Context, river.JobArgs, *river.InsertOpts) (int64, error) { return 1, nil }
+func (noJobs) InsertTx(context.Context, any, river.JobArgs, *river.InsertOpts) (int64, error) {
+	return 1, nil
+}
+
+const goodPassword = "a perfectly fine passphrase 1"
+
+// newTestService is a sign-in service on a fresh SQLite database and the
+// ephemeral store st, with one verified user per address in emails (all
+// with goodPassword).
+func newTestService(t *testing.T, st kv.Store, lk LockoutConfig, emails ...string) (*Service, *countingHasher) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "g.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if _, err := db.Migrator().Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ks, _ := secret.GenerateKeyString("t1")
+	kr, _ := secret.ParseKeys(ks)
+	h := &countingHasher{Hasher: password.NewHasher(password.Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}, 4)}
+	hash, err := h.Hasher.Hash(ctx, goodPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	for _, e := range emails {
+		if _, err := db.CreateUser(ctx, store.User{Email: e, EmailNormalized: e, PasswordHash: hash, Status: store.UserActive, EmailVerifiedAt: now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &Service{
+		Store: db, Hasher: h, Tokens: &fakeTokens{}, Keys: kr, KV: st, Jobs: noJobs{},
+		Now: time.Now, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Config: Config{AccessTTL: 15 * time.Minute, RefreshTTL: 24 * time.Hour, Lockout: lk},
+	}, h
+}
+
+// problemCode is the stable code of a problem error ("" for another error).
+func problemCode(err error) string {
+	var p *httpapi.Problem
+	if errors.As(err, &p) {
+		return p.Code
+	}
+	if errors.Is(err, ErrInvalidCredentials) {
+		return "invalid_credentials"
+	}
+	return ""
+}
+
+// TestParallelLoginsFromOneIPAreCountedBeforeTheCheck fires wrong
+// passwords at many addresses from one IP at once: no more of them than
+// the IP limit may have their password checked, the rest are refused with
+// too_many_attempts, and a refused attempt counts nothing against its
+// subject.
+func TestParallelLoginsFromOneIPAreCountedBeforeTheCheck(t *testing.T) {
+	stores(t, func(t *testing.T, st kv.Store) {
+		lk := DefaultLockout()
+		lk.IPFailures = 10
+		s, h := newTestService(t, st, lk, "victim@example.com")
+		ctx := context.Background()
+		const parallel = 60
+		var mu sync.Mutex
+		codes := map[string]int{}
+		var wg sync.WaitGroup
+		for i := range parallel {
+			wg.Go(func() {
+				_, err := s.Login(ctx, fmt.Sprintf("guess-%d@example.com", i), "wrong password", Meta{IP: "2001:db8:5:5::" + fmt.Sprint(i+1)})
+				mu.Lock()
+				codes[problemCode(err)]++
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		if got := h.checks.Load(); got != int64(lk.IPFailures) {
+			t.Errorf("%d of %d parallel attempts from one /64 had their password checked, want the IP limit %d", got, parallel, lk.IPFailures)
+		}
+		if codes["invalid_credentials"] != lk.IPFailures || codes["too_many_attempts"] != parallel-lk.IPFailures {
+			t.Errorf("answers %v, want %d invalid_credentials and the rest too_many_attempts", codes, lk.IPFailures)
+		}
+
+		// The blocked IP is refused even with the right password, without a
+		// check, and without counting against the subject.
+		checks := h.checks.Load()
+		_, err := s.Login(ctx, "victim@example.com", goodPassword, Meta{IP: "2001:db8:5:5::ffff"})
+		if problemCode(err) != "too_many_attempts" || h.checks.Load() != checks {
+			t.Errorf("right password from the blocked IP = %v (checks %d → %d), want too_many_attempts unchecked", err, checks, h.checks.Load())
+		}
+		if _, err := st.Get(ctx, failKey(s.lockSubject("victim@example.com"))); !errors.Is(err, kv.ErrNotFound) {
+			t.Errorf("the refused attempt counted against its subject: %v", err)
+		}
+		if _, err := s.Login(ctx, "victim@example.com", goodPassword, Meta{IP: "2001:db8:5:6::1"}); err != nil {
+			t.Errorf("right password from another /64: %v", err)
+		}
+	})
+}
+
+// TestSuccessesDoNotChargeTheIP checks that the IP counter holds failures
+// only: a correct password gives back the unit its attempt took, and an
+// attempt refused by the account lock does not keep one either. (While
+// they run, attempts do hold a unit each: more parallel sign-ins from one
+// IP than its limit are refused, whatever their passwords.)
+func TestSuccessesDoNotChargeTheIP(t *testing.T) {
+	stores(t, func(t *testing.T, st kv.Store) {
+		lk := DefaultLockout()
+		lk.IPFailures, lk.Threshold = 3, 2
+		s, _ := newTestService(t, st, lk, "ok@example.com", "locked@example.com")
+		ctx := context.Background()
+		m := Meta{IP: "192.0.2.44"}
+		for range 10 {
+			if _, err := s.Login(ctx, "ok@example.com", goodPassword, m); err != nil {
+				t.Fatalf("correct password: %v", err)
+			}
+		}
+		// Two wrong passwords lock locked@example.com; the third is refused
+		// by the lock and does not count against the IP.
+		for i, want := range []string{"invalid_credentials", "invalid_credentials", "account_locked"} {
+			if _, err := s.Login(ctx, "locked@example.com", "wrong password", m); problemCode(err) != want {
+				t.Fatalf("attempt %d on locked@ = %v, want %s", i+1, err, want)
+			}
+		}
+		if _, err := s.Login(ctx, "nobody@example.com", "wrong password", m); problemCode(err) != "invalid_credentials" {
+			t.Fatalf("third failure from the IP = %v, want invalid_credentials (successes and lock refusals must not count)", err)
+		}
+		if _, err := s.Login(ctx, "ok@example.com", goodPassword, m); problemCode(err) != "too_many_attempts" {
+			t.Errorf("after 3 failures from the IP = %v, want too_many_attempts", err)
+		}
+	})
+}
