@@ -249,7 +249,13 @@ func (s *Service) login(ctx context.Context, lk *lockout, email, pw string, m Me
 	var ok, rehash bool
 	if err == nil {
 		ok, rehash, err = s.Hasher.Verify(ctx, pw, u.PasswordHash)
-		if err != nil && !password.Unusable(err) {
+		if password.Unusable(err) {
+			// No password (a social or magic-link account) or a hash that
+			// can never match: Verify returned without hashing anything, so
+			// hash the dummy, or the time taken would tell these accounts
+			// apart.
+			s.Hasher.DummyVerify(ctx, pw)
+		} else if err != nil {
 			return Result{}, false, err
 		}
 	} else {

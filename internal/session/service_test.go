@@ -16,6 +16,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/kv"
+	"github.com/gatehouse/gatehouse/internal/kv/memory"
 	"github.com/gatehouse/gatehouse/internal/password"
 	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/store"
@@ -184,4 +185,33 @@ func TestSuccessesDoNotChargeTheIP(t *testing.T) {
 			t.Errorf("after 3 failures from the IP = %v, want too_many_attempts", err)
 		}
 	})
+}
+
+// TestLoginHashesForAccountsWithoutAPassword checks that a sign-in on an
+// account without a usable password hash (social or magic-link users)
+// costs a password hash like any other: the dummy one.
+func TestLoginHashesForAccountsWithoutAPassword(t *testing.T) {
+	ctx := context.Background()
+	st := memory.New(time.Now)
+	defer st.Close()
+	s, h := newTestService(t, st, DefaultLockout())
+	for _, hash := range []string{"", "!", "$argon2id$v=19$m=99999999,t=1,p=1$c2FsdHNhbHRzYWx0c2FsdA$a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2U"} {
+		e := fmt.Sprintf("social-%d@example.com", len(hash))
+		if _, err := s.Store.CreateUser(ctx, store.User{Email: e, EmailNormalized: e, PasswordHash: hash, Status: store.UserActive, EmailVerifiedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		before := h.dummies.Load()
+		if _, err := s.Login(ctx, e, "any password at all", Meta{IP: "192.0.2.80"}); !errors.Is(err, ErrInvalidCredentials) {
+			t.Errorf("hash %q: login = %v, want invalid_credentials", hash, err)
+		}
+		if h.dummies.Load() != before+1 {
+			t.Errorf("hash %q: the login ran %d dummy hashes, want 1", hash, h.dummies.Load()-before)
+		}
+	}
+	// As an unknown address does.
+	before := h.dummies.Load()
+	s.Login(ctx, "nobody@example.com", "any password at all", Meta{IP: "192.0.2.80"})
+	if h.dummies.Load() != before+1 {
+		t.Error("an unknown address did not hash the dummy")
+	}
 }
