@@ -176,7 +176,9 @@ func (s *Service) UpdateProfile(ctx context.Context, userID string, p ProfilePat
 			diff["metadata"] = map[string]any{"old": emptyIfNil(u.Metadata), "new": metadata}
 			u.Metadata = metadata
 		}
-		emailChange := newEmail != "" && NormalizeEmail(newEmail) != u.EmailNormalized
+		// Only an ASCII case change of the current address skips
+		// verification; anything else is a new address.
+		emailChange := newEmail != "" && !sameAddress(newEmail, u.Email)
 		if newEmail != "" && !emailChange && newEmail != u.Email {
 			// Only the spelling changed (case): no verification needed.
 			diff["email"] = map[string]any{"old": u.Email, "new": newEmail}

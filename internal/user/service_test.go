@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/url"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -245,5 +246,91 @@ func TestIPv6ClientsAreThrottledByTheirSlash64(t *testing.T) {
 	}
 	if sent := len(jobs.args) - before; sent != 2 {
 		t.Errorf("4 resends from one /64 sent %d mails, want the per-IP burst 2", sent)
+	}
+}
+
+func problemOf(err error) *httpapi.Problem {
+	var p *httpapi.Problem
+	if errors.As(err, &p) {
+		return p
+	}
+	return nil
+}
+
+// fieldRule is the rule of the first field error for field ("" if none).
+func fieldRule(err error, field string) string {
+	if p := problemOf(err); p != nil {
+		for _, fe := range p.Errors {
+			if fe.Field == field {
+				return fe.Rule
+			}
+		}
+	}
+	return ""
+}
+
+func TestNormalizeEmailFoldsASCIIOnly(t *testing.T) {
+	for in, want := range map[string]string{
+		" Alice@Example.COM ":   "alice@example.com",
+		"\u212Aate@example.com": "\u212Aate@example.com", // KELVIN SIGN is not "k"
+		"\u0130van@example.com": "\u0130van@example.com", // nor is U+0130 "i"
+		"J\u00d6RG@example.com": "j\u00d6rg@example.com",
+	} {
+		if got := NormalizeEmail(in); got != want {
+			t.Errorf("NormalizeEmail(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestNonASCIIAddressesAreRefused checks every place an address comes in:
+// an internationalized address is a 422 naming the rule, never a 500 from
+// the mailer (which cannot send to it) and never a silent acceptance.
+func TestNonASCIIAddressesAreRefused(t *testing.T) {
+	ctx := context.Background()
+	s, jobs, _, _ := newTestService(t)
+	for _, addr := range []string{"j\u00f6rg@example.com", "\u212Aate@example.com", "ann@b\u00fccher.example"} {
+		if _, err := s.Register(ctx, addr, pw, "", Meta{IP: "192.0.2.1"}); fieldRule(err, "email") != "ascii" {
+			t.Errorf("register %q: err = %v, want a validation problem with rule ascii", addr, err)
+		}
+		if err := s.ForgotPassword(ctx, addr, Meta{IP: "192.0.2.1"}); fieldRule(err, "email") != "ascii" {
+			t.Errorf("forgot %q: err = %v, want rule ascii", addr, err)
+		}
+		if err := s.ResendVerification(ctx, addr, Meta{IP: "192.0.2.1"}); fieldRule(err, "email") != "ascii" {
+			t.Errorf("resend %q: err = %v, want rule ascii", addr, err)
+		}
+		if _, err := s.Create(ctx, NewUser{Email: addr, Password: pw}, Meta{}); fieldRule(err, "email") != "ascii" {
+			t.Errorf("create %q: err = %v, want rule ascii", addr, err)
+		}
+	}
+	hash, _ := s.Hasher.Hash(ctx, pw)
+	res, err := s.Import(ctx, strings.NewReader(`{"email":"j\u00f6rg@example.com","password_hash":"`+hash+`"}`+"\n"), Meta{})
+	if err != nil || res.Imported != 0 || len(res.Failed) != 1 || !strings.Contains(res.Failed[0].Error, "ASCII") {
+		t.Errorf("import of a non-ASCII address = %+v, %v; want line 1 refused naming ASCII", res, err)
+	}
+	if len(jobs.args) != 0 {
+		t.Errorf("%d mails enqueued for refused addresses", len(jobs.args))
+	}
+}
+
+// TestEmailSpellingChangeIsASCIICaseOnly checks that only an ASCII case
+// change of the current address is applied without verification: U+212A
+// KELVIN SIGN lower-cases to "k" with strings.ToLower, which made
+// "\u212Aate@…" pass as a respelling of "kate@…".
+func TestEmailSpellingChangeIsASCIICaseOnly(t *testing.T) {
+	ctx := context.Background()
+	s, jobs, _, _ := newTestService(t)
+	if _, err := s.Register(ctx, "kate@example.com", pw, "", Meta{IP: "192.0.2.1"}); err != nil {
+		t.Fatal(err)
+	}
+	u, _ := s.Store.GetUserByEmail(ctx, "kate@example.com")
+	recent := Meta{}
+	_, err := s.UpdateProfile(ctx, u.ID, ProfilePatch{Email: optional[string]{Set: true, Value: "\u212Aate@example.com"}}, recent)
+	if fieldRule(err, "email") != "ascii" {
+		t.Errorf("change to the KELVIN SIGN address: err = %v, want rule ascii", err)
+	}
+	before := len(jobs.args)
+	got, err := s.UpdateProfile(ctx, u.ID, ProfilePatch{Email: optional[string]{Set: true, Value: "Kate@Example.com"}}, recent)
+	if err != nil || got.Email != "Kate@Example.com" || got.PendingEmail != "" || len(jobs.args) != before {
+		t.Errorf("ASCII case change = %q pending %q, %v, %d mails; want applied at once without mail", got.Email, got.PendingEmail, err, len(jobs.args)-before)
 	}
 }

@@ -25,10 +25,39 @@ const (
 	maxEnterpriseText = 200
 )
 
-// NormalizeEmail returns the key an address is unique by: trimmed and
-// lower-cased. The address as typed is kept for display.
+// NormalizeEmail returns the key an address is unique by: trimmed, with
+// the ASCII letters A to Z lower-cased and nothing else changed. The
+// address as typed is kept for display.
+//
+// Only ASCII is folded: strings.ToLower maps other code points onto ASCII
+// letters too (U+212A KELVIN SIGN to "k", U+0130 to "i"), which would make
+// a different address look like a case change of another. Addresses that
+// are not ASCII are refused by validation anyway (see checkEmail).
 func NormalizeEmail(email string) string {
-	return strings.ToLower(strings.TrimSpace(email))
+	email = strings.TrimSpace(email)
+	b := []byte(email)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + ('a' - 'A')
+		}
+	}
+	return string(b)
+}
+
+// isASCII reports whether s is printable ASCII only.
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// sameAddress reports whether b is a (case) respelling of the address a:
+// both ASCII and equal but for the case of ASCII letters.
+func sameAddress(a, b string) bool {
+	return isASCII(a) && isASCII(b) && NormalizeEmail(a) == NormalizeEmail(b)
 }
 
 // fieldErrors collects validation failures.
@@ -46,7 +75,9 @@ func (f fieldErrors) err() error {
 }
 
 // checkEmail validates an address as the user typed it and returns it
-// trimmed.
+// trimmed. Addresses must be ASCII: the mailer cannot send to
+// internationalized addresses (SMTPUTF8), and case folding beyond ASCII is
+// ambiguous.
 func checkEmail(errs *fieldErrors, field, email string) string {
 	email = strings.TrimSpace(email)
 	switch {
@@ -54,6 +85,8 @@ func checkEmail(errs *fieldErrors, field, email string) string {
 		errs.add(field, "required", "An email address is required.")
 	case len(email) > maxEmailLength:
 		errs.add(field, "max_length", "The email address is longer than 254 characters.")
+	case !isASCII(email):
+		errs.add(field, "ascii", "Only email addresses made of ASCII characters are supported (internationalized addresses are not); for an internationalized domain, use its xn-- form.")
 	case !validEmail(email):
 		errs.add(field, "format", "Not a valid email address.")
 	}
