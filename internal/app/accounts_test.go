@@ -240,8 +240,17 @@ func runAccountSuite(t *testing.T, e *accountEnv) {
 
 	t.Run("ForgotAndReset", func(t *testing.T) {
 		e.signUp(t, "bob@example.com")
+		// Known and unknown addresses do the same work on the request:
+		// exactly one job each, which does the rest.
+		jobs := e.countJobs(t, "user.email_request")
 		code, known, _ := call(t, "POST", e.url("/v1/auth/password/forgot"), map[string]string{"email": "bob@example.com"})
+		if n := e.countJobs(t, "user.email_request"); n != jobs+1 {
+			t.Errorf("forgot for a known address enqueued %d request jobs, want 1", n-jobs)
+		}
 		code2, unknown, _ := call(t, "POST", e.url("/v1/auth/password/forgot"), map[string]string{"email": "nobody-here@example.com"})
+		if n := e.countJobs(t, "user.email_request"); n != jobs+2 {
+			t.Errorf("forgot for an unknown address enqueued %d request jobs, want 1", n-jobs-1)
+		}
 		if code != 202 || code2 != 202 || fmt.Sprint(known) != fmt.Sprint(unknown) {
 			t.Errorf("forgot known = %d %v, unknown = %d %v: must be identical", code, known, code2, unknown)
 		}
@@ -266,6 +275,25 @@ func runAccountSuite(t *testing.T, e *accountEnv) {
 			t.Errorf("old password after reset = %d %v", c, b)
 		}
 		e.login(t, "bob@example.com", newPassword)
+	})
+
+	t.Run("NonASCIIAddressesAreValidationErrors", func(t *testing.T) {
+		// The mailer cannot send to these: they were a 500 on register and
+		// on forgot for an existing account (202 for unknown ones).
+		for _, c := range []struct{ path, email string }{
+			{"/v1/auth/register", "j\u00f6rg@example.com"},
+			{"/v1/auth/password/forgot", "j\u00f6rg@example.com"},
+			{"/v1/auth/verify-email/resend", "\u212Aate@example.com"},
+		} {
+			in := map[string]string{"email": c.email}
+			if c.path == "/v1/auth/register" {
+				in["password"] = strongPassword
+			}
+			code, body, _ := call(t, "POST", e.url(c.path), in)
+			if code != 422 || !slices.Contains(rules(body, "email"), "ascii") {
+				t.Errorf("%s %q = %d %v, want 422 with rule ascii", c.path, c.email, code, body)
+			}
+		}
 	})
 
 	t.Run("PasswordPolicyNamesEveryRule", func(t *testing.T) {
@@ -452,6 +480,20 @@ func runAccountSuite(t *testing.T, e *accountEnv) {
 			}
 		}
 	})
+}
+
+// countJobs counts the River jobs of a kind, in any state.
+func (e *accountEnv) countJobs(t *testing.T, kind string) int {
+	t.Helper()
+	q := "SELECT COUNT(*) FROM river_job WHERE kind = $1"
+	if e.dialect == "sqlite" {
+		q = "SELECT COUNT(*) FROM river_job WHERE kind = ?"
+	}
+	var n int
+	if err := e.db.QueryRow(q, kind).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // dumpDatabase renders every row of every table as text.

@@ -10,10 +10,13 @@ import (
 	"net/http"
 	"runtime/debug"
 
+	"github.com/riverqueue/river"
+
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/mfa"
 	"github.com/gatehouse/gatehouse/internal/sms"
 	"github.com/gatehouse/gatehouse/internal/token"
+	"github.com/gatehouse/gatehouse/internal/user"
 )
 
 func (c *cli) serve(ctx context.Context, args []string) int {
@@ -101,6 +104,12 @@ func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, ready 
 	if err != nil {
 		return err
 	}
+	// Forgot-password and resend-verification requests are worked by the
+	// account service, built below (before the queue starts).
+	emailRequests := &user.EmailRequestWorker{}
+	if err := river.AddWorkerSafely(workers, emailRequests); err != nil {
+		return err
+	}
 	queue, err := db.newQueue(workers, jobsConfig(cfg, log, true))
 	if err != nil {
 		return fmt.Errorf("job queue: %w", err)
@@ -115,6 +124,8 @@ func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, ready 
 	deps := &deps{cfg: cfg, log: log, db: db, state: state, keys: keys, queue: queue, reg: reg,
 		hasher: newHasher(cfg), policy: policy, tokens: tokens}
 	deps.sessions = newSessionService(deps)
+	deps.users = newUserService(deps)
+	emailRequests.Service = deps.users
 	deps.authn = token.Authenticator{Tokens: tokens}
 	if mfaService, err = newMFAService(deps); err != nil {
 		return err

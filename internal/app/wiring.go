@@ -57,6 +57,7 @@ type deps struct {
 	policy   password.Policy
 	tokens   *token.Manager
 	sessions *session.Service
+	users    *user.Service // built by newRouter when nil
 	mfa      *mfa.Service
 	social   *social.Service
 	authn    auth.Authenticator
@@ -273,7 +274,11 @@ func newRouter(d *deps) (*httpapi.Router, error) {
 		return err
 	})
 	// The docs handler sets its own Content-Security-Policy and caching.
-	accounts := &user.Handlers{Service: newUserService(d), Auth: d.authn}
+	users := d.users
+	if users == nil {
+		users = newUserService(d)
+	}
+	accounts := &user.Handlers{Service: users, Auth: d.authn}
 	accounts.Routes(rt)
 	sessionHandlers := &session.Handlers{Service: d.sessions, Auth: d.authn, Cookie: d.cfg.RefreshTokenCookie}
 	sessionHandlers.Routes(rt)

@@ -319,79 +319,40 @@ func (s *Service) VerifyEmail(ctx context.Context, token string, m Meta) (store.
 	return out, err
 }
 
-// ResendVerification sends a new verification link to an unverified
-// account; it does nothing (silently) for unknown or verified addresses
-// and over the throttles.
+// ResendVerification asks for a new verification link for the address.
+// The request only enqueues a job (see EmailRequestArgs); the job sends
+// the link if the address belongs to an unverified account, and does
+// nothing otherwise. Requests over the throttles are dropped silently.
 func (s *Service) ResendVerification(ctx context.Context, email string, m Meta) error {
-	u, ok, err := s.lookupForEmail(ctx, email, m)
-	if err != nil || !ok || !u.EmailVerifiedAt.IsZero() {
-		return err
-	}
-	token, err := secret.NewToken(32)
-	if err != nil {
-		return err
-	}
-	return s.Store.InTx(ctx, func(tx store.Store) error {
-		if err := s.issueToken(ctx, tx, u, store.PurposeVerifyEmail, u.Email, token, s.Config.VerificationTTL); err != nil {
-			return err
-		}
-		if err := s.audit(ctx, tx, m, u.ID, "user.verification_resent", nil); err != nil {
-			return err
-		}
-		return s.sendMail(ctx, tx, mail.VerifyEmail, u.Email, mail.Data{RecipientName: u.Name, ExpiresIn: s.Config.VerificationTTL}, s.link("/verify-email", token))
-	})
+	return s.enqueueEmailRequest(ctx, RequestVerification, email, m)
 }
 
-// ForgotPassword emails a reset link to an existing, enabled account; for
-// anything else it silently does nothing.
+// ForgotPassword asks for a reset link for the address. The request only
+// enqueues a job (see EmailRequestArgs); the job emails a reset link if
+// the address belongs to an existing, enabled account, and does nothing
+// otherwise. Requests over the throttles are dropped silently.
 func (s *Service) ForgotPassword(ctx context.Context, email string, m Meta) error {
-	u, ok, err := s.lookupForEmail(ctx, email, m)
-	if err != nil || !ok || u.Status == store.UserDisabled {
-		return err
-	}
-	token, err := secret.NewToken(32)
-	if err != nil {
-		return err
-	}
-	return s.Store.InTx(ctx, func(tx store.Store) error {
-		if err := s.issueToken(ctx, tx, u, store.PurposePasswordReset, u.Email, token, s.Config.ResetTTL); err != nil {
-			return err
-		}
-		if err := s.audit(ctx, tx, m, u.ID, "user.password_reset_requested", nil); err != nil {
-			return err
-		}
-		return s.sendMail(ctx, tx, mail.PasswordReset, u.Email, mail.Data{RecipientName: u.Name, ExpiresIn: s.Config.ResetTTL, IP: m.IP, UserAgent: m.UserAgent, Time: s.now()}, s.link("/reset-password", token))
-	})
+	return s.enqueueEmailRequest(ctx, RequestPasswordReset, email, m)
 }
 
-// lookupForEmail validates the address, applies the per-IP and
-// per-address send throttles (counted whether or not the account exists)
-// and finds the account. ok is false when nothing should be sent.
-func (s *Service) lookupForEmail(ctx context.Context, email string, m Meta) (store.User, bool, error) {
-	var errs fieldErrors
-	email = checkEmail(&errs, "email", email)
-	if err := errs.err(); err != nil {
-		return store.User{}, false, err
-	}
-	norm := NormalizeEmail(email)
+// allowEmail applies the per-IP and per-address send throttles to a
+// request that would email norm, counted whether or not the address has
+// an account; ok is false (and logged) when the request is over one.
+func (s *Service) allowEmail(ctx context.Context, norm string, m Meta) (bool, error) {
 	for _, k := range []struct {
 		key string
 		l   ratelimit.Limit
 	}{{"email:ip:" + httpapi.LimitKey(m.IP), s.Config.EmailPerIP}, {"email:addr:" + norm, s.Config.EmailPerAddress}} {
 		ok, _, err := s.allow(ctx, k.key, k.l)
 		if err != nil {
-			return store.User{}, false, err
+			return false, err
 		}
 		if !ok {
 			s.Log.InfoContext(ctx, "email send throttled", "throttle", strings.SplitN(k.key, ":", 3)[1])
-			return store.User{}, false, nil
+			return false, nil
 		}
 	}
-	u, err := s.Store.GetUserByEmail(ctx, norm)
-	if errors.Is(err, store.ErrNotFound) {
-		return store.User{}, false, nil
-	}
-	return u, err == nil, err
+	return true, nil
 }
 
 // ResetPassword sets a new password with a reset token, revokes every

@@ -3,6 +3,7 @@ package user
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/url"
@@ -23,10 +24,14 @@ import (
 	"github.com/gatehouse/gatehouse/internal/store/sqlite"
 )
 
-// capturedJobs records the mail jobs a Service enqueues.
+// capturedJobs records the jobs a Service enqueues: mail jobs, and email
+// requests, which work runs through the Service as the job queue would.
 type capturedJobs struct {
-	mu   sync.Mutex
-	args []mail.SendArgs
+	mu       sync.Mutex
+	args     []mail.SendArgs
+	requests []EmailRequestArgs // every one enqueued
+	pending  []EmailRequestArgs // not worked yet
+	svc      *Service
 }
 
 func (c *capturedJobs) InsertTx(_ context.Context, tx any, args river.JobArgs, _ *river.InsertOpts) (int64, error) {
@@ -35,13 +40,45 @@ func (c *capturedJobs) InsertTx(_ context.Context, tx any, args river.JobArgs, _
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.args = append(c.args, args.(mail.SendArgs))
-	return int64(len(c.args)), nil
+	switch a := args.(type) {
+	case mail.SendArgs:
+		c.args = append(c.args, a)
+	case EmailRequestArgs:
+		c.requests = append(c.requests, a)
+		c.pending = append(c.pending, a)
+	default:
+		return 0, fmt.Errorf("unexpected job %T", args)
+	}
+	return int64(len(c.args) + len(c.requests)), nil
+}
+
+// work runs the pending email requests, as the job queue would.
+func (c *capturedJobs) work(t *testing.T) {
+	t.Helper()
+	c.mu.Lock()
+	pending := c.pending
+	c.pending = nil
+	c.mu.Unlock()
+	for _, a := range pending {
+		if err := c.svc.HandleEmailRequest(context.Background(), a); err != nil {
+			t.Fatalf("email request job: %v", err)
+		}
+	}
+}
+
+// mails works the pending requests and returns how many mail jobs there are.
+func (c *capturedJobs) mails(t *testing.T) int {
+	t.Helper()
+	c.work(t)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.args)
 }
 
 // token returns the one-time token of the last link sent to to with template.
 func (c *capturedJobs) token(t *testing.T, kr *secret.Keyring, template, to string) string {
 	t.Helper()
+	c.work(t)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for i := len(c.args) - 1; i >= 0; i-- {
@@ -88,11 +125,13 @@ func newTestService(t *testing.T) (*Service, *capturedJobs, *clock, *secret.Keyr
 	jobs := &capturedJobs{}
 	clk := &clock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
 	pol := password.DefaultPolicy()
-	return &Service{
+	s := &Service{
 		Store: st, Hasher: password.NewHasher(password.Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}, 2),
 		Policy: pol, Jobs: jobs, Keys: kr, Limiter: ratelimit.NewMemory(clk.Now), Now: clk.Now,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Config: DefaultConfig("https://app.example.com"),
-	}, jobs, clk, kr
+	}
+	jobs.svc = s
+	return s, jobs, clk, kr
 }
 
 const pw = "a perfectly fine passphrase 1"
@@ -140,13 +179,13 @@ func TestThrottlesAreSilentAndCountUnknownAddresses(t *testing.T) {
 	if _, err := s.Register(ctx, "bo@example.com", pw, "", Meta{IP: "192.0.2.9"}); err != nil {
 		t.Fatal(err)
 	}
-	before := len(jobs.args)
+	before := jobs.mails(t)
 	for range 10 {
 		if err := s.ForgotPassword(ctx, "bo@example.com", Meta{IP: "192.0.2.10"}); err != nil {
 			t.Fatalf("throttled forgot must still succeed: %v", err)
 		}
 	}
-	if sent := len(jobs.args) - before; sent != s.Config.EmailPerAddress.Burst {
+	if sent := jobs.mails(t) - before; sent != s.Config.EmailPerAddress.Burst {
 		t.Errorf("10 forgot requests sent %d mails, want the per-address burst %d", sent, s.Config.EmailPerAddress.Burst)
 	}
 	// Unknown addresses use up the per-IP allowance just the same.
@@ -155,14 +194,14 @@ func TestThrottlesAreSilentAndCountUnknownAddresses(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	before = len(jobs.args)
+	before = jobs.mails(t)
 	if _, err := s.Store.GetUserByEmail(ctx, "bo@example.com"); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.ForgotPassword(ctx, "bo@example.com", Meta{IP: "192.0.2.11"}); err != nil {
 		t.Fatal(err)
 	}
-	if len(jobs.args) != before {
+	if jobs.mails(t) != before {
 		t.Error("a request over the per-IP limit still sent mail")
 	}
 }
@@ -238,13 +277,13 @@ func TestIPv6ClientsAreThrottledByTheirSlash64(t *testing.T) {
 	}
 
 	// The email throttle: two sends from the /64, then silence.
-	before := len(jobs.args)
+	before := jobs.mails(t)
 	for i := range 4 {
 		if err := s.ResendVerification(ctx, "v6-0@example.com", Meta{IP: "2001:db8:9:9::" + itoa(i+1)}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if sent := len(jobs.args) - before; sent != 2 {
+	if sent := jobs.mails(t) - before; sent != 2 {
 		t.Errorf("4 resends from one /64 sent %d mails, want the per-IP burst 2", sent)
 	}
 }
@@ -307,8 +346,8 @@ func TestNonASCIIAddressesAreRefused(t *testing.T) {
 	if err != nil || res.Imported != 0 || len(res.Failed) != 1 || !strings.Contains(res.Failed[0].Error, "ASCII") {
 		t.Errorf("import of a non-ASCII address = %+v, %v; want line 1 refused naming ASCII", res, err)
 	}
-	if len(jobs.args) != 0 {
-		t.Errorf("%d mails enqueued for refused addresses", len(jobs.args))
+	if n := jobs.mails(t); n != 0 || len(jobs.requests) != 0 {
+		t.Errorf("%d mails and %d requests enqueued for refused addresses", n, len(jobs.requests))
 	}
 }
 
@@ -328,9 +367,72 @@ func TestEmailSpellingChangeIsASCIICaseOnly(t *testing.T) {
 	if fieldRule(err, "email") != "ascii" {
 		t.Errorf("change to the KELVIN SIGN address: err = %v, want rule ascii", err)
 	}
-	before := len(jobs.args)
+	before := jobs.mails(t)
 	got, err := s.UpdateProfile(ctx, u.ID, ProfilePatch{Email: optional[string]{Set: true, Value: "Kate@Example.com"}}, recent)
-	if err != nil || got.Email != "Kate@Example.com" || got.PendingEmail != "" || len(jobs.args) != before {
-		t.Errorf("ASCII case change = %q pending %q, %v, %d mails; want applied at once without mail", got.Email, got.PendingEmail, err, len(jobs.args)-before)
+	if err != nil || got.Email != "Kate@Example.com" || got.PendingEmail != "" || jobs.mails(t) != before {
+		t.Errorf("ASCII case change = %q pending %q, %v, %d mails; want applied at once without mail", got.Email, got.PendingEmail, err, jobs.mails(t)-before)
+	}
+}
+
+// TestForgotAndResendDoTheSameWorkForEveryAddress checks that the request
+// path of forgot-password and resend-verification does not depend on
+// whether the address has an account: it enqueues exactly one job, of the
+// same shape, and writes nothing else; the job then emails the known
+// account only, and the reset link it sends works.
+func TestForgotAndResendDoTheSameWorkForEveryAddress(t *testing.T) {
+	ctx := context.Background()
+	s, jobs, _, kr := newTestService(t)
+	if _, err := s.Register(ctx, "known@example.com", pw, "", Meta{IP: "192.0.2.1"}); err != nil {
+		t.Fatal(err)
+	}
+	jobs.work(t)
+	for _, c := range []struct {
+		name    string
+		request func(email string) error
+	}{
+		{"forgot", func(e string) error { return s.ForgotPassword(ctx, e, Meta{IP: "192.0.2.2"}) }},
+		{"resend", func(e string) error { return s.ResendVerification(ctx, e, Meta{IP: "192.0.2.2"}) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var shapes []string
+			for _, email := range []string{"known@example.com", "unknown@example.com"} {
+				mails, requests := jobs.mails(t), len(jobs.requests)
+				events, _, _ := s.Store.ListAuditEvents(ctx, store.AuditFilter{Limit: 200})
+				if err := c.request(email); err != nil {
+					t.Fatal(err)
+				}
+				jobs.mu.Lock()
+				newMails, newRequests := len(jobs.args)-mails, len(jobs.requests)-requests
+				jobs.mu.Unlock()
+				after, _, _ := s.Store.ListAuditEvents(ctx, store.AuditFilter{Limit: 200})
+				if newRequests != 1 || newMails != 0 || len(after) != len(events) {
+					t.Errorf("%s: the request enqueued %d requests and %d mails and wrote %d audit events; want exactly one request job and nothing else",
+						email, newRequests, newMails, len(after)-len(events))
+					continue
+				}
+				a := jobs.requests[len(jobs.requests)-1]
+				if strings.Contains(a.SealedEmail, "example.com") {
+					t.Errorf("%s: the job holds the address in the clear", email)
+				}
+				a.SealedEmail = "" // differs with the address, as it must
+				shapes = append(shapes, fmt.Sprintf("%+v", a))
+			}
+			if len(shapes) == 2 && shapes[0] != shapes[1] {
+				t.Errorf("jobs for a known and an unknown address differ: %q vs %q", shapes[0], shapes[1])
+			}
+		})
+	}
+	// The jobs: a reset link and a verification link for the known
+	// (unverified) address, nothing for the unknown one.
+	jobs.work(t)
+	reset := jobs.token(t, kr, mail.PasswordReset, "known@example.com")
+	jobs.token(t, kr, mail.VerifyEmail, "known@example.com")
+	for _, a := range jobs.args {
+		if a.To == "unknown@example.com" {
+			t.Errorf("a %s mail went to the unknown address", a.Template)
+		}
+	}
+	if err := s.ResetPassword(ctx, reset, "a new and different passphrase 9", Meta{}); err != nil {
+		t.Errorf("reset with the emailed link: %v", err)
 	}
 }
