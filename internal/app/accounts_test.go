@@ -403,6 +403,35 @@ func runAccountSuite(t *testing.T, e *accountEnv) {
 		}
 	})
 
+	t.Run("EmailChangeIsConfirmedThroughTheLockout", func(t *testing.T) {
+		at := e.signUp(t, "dora@example.com")
+		code, me, _ := call(t, "PATCH", e.url("/v1/me"), map[string]any{"email": "dora.new@example.com", "current_password": strongPassword}, bearer(at)...)
+		if code != 200 || me["pending_email"] != "dora.new@example.com" {
+			t.Fatalf("email change with the current password = %d %v", code, me)
+		}
+		// Wrong current passwords count towards the account lock.
+		var locked bool
+		for i := 0; i < 10 && !locked; i++ {
+			code, body, h := call(t, "PATCH", e.url("/v1/me"), map[string]any{"email": "thief@example.net", "current_password": "not the password at all"}, bearer(at)...)
+			switch {
+			case code == 403 && body["code"] == "invalid_current_password":
+			case code == 429 && body["code"] == "account_locked" && h.Get("Retry-After") != "":
+				locked = true
+			default:
+				t.Fatalf("email change with a wrong password = %d %v", code, body)
+			}
+		}
+		if !locked {
+			t.Fatal("10 wrong current passwords did not lock the account")
+		}
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/login"), map[string]string{"email": "dora@example.com", "password": strongPassword}); c != 429 || b["code"] != "account_locked" {
+			t.Errorf("sign-in after the wrong confirmations = %d %v, want 429 account_locked", c, b)
+		}
+		if _, me, _ := call(t, "GET", e.url("/v1/me"), nil, bearer(at)...); me["pending_email"] != "dora.new@example.com" {
+			t.Errorf("pending email after refused changes = %v", me["pending_email"])
+		}
+	})
+
 	t.Run("ImportLegacyHashes", func(t *testing.T) {
 		bc, _ := bcrypt.GenerateFromPassword([]byte("legacy bcrypt password 1"), 10)
 		salt := "seasalt123"

@@ -321,8 +321,21 @@ func newUserService(d *deps) *user.Service {
 	}
 	if d.sessions != nil {
 		svc.Sessions = d.sessions
+		svc.Passwords = accountPasswords{d.sessions}
 	}
 	return svc
+}
+
+// accountPasswords lets the account service check a signed-in user's
+// password through the sign-in lockout.
+type accountPasswords struct{ sessions *session.Service }
+
+func (a accountPasswords) VerifyPassword(ctx context.Context, userID, pw string, m user.Meta) error {
+	err := a.sessions.VerifyPassword(ctx, userID, pw, session.Meta{IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID})
+	if errors.Is(err, session.ErrInvalidCredentials) {
+		return user.ErrInvalidCurrentPassword
+	}
+	return err
 }
 
 // specJSON is the OpenAPI document served at /openapi.json.

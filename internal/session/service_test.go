@@ -215,3 +215,43 @@ func TestLoginHashesForAccountsWithoutAPassword(t *testing.T) {
 		t.Error("an unknown address did not hash the dummy")
 	}
 }
+
+// TestVerifyPasswordAppliesTheLockout checks the password confirmation of
+// signed-in users: wrong guesses count towards the account's lock like
+// wrong sign-ins, a locked account is refused without a check, and a
+// right password resets the count.
+func TestVerifyPasswordAppliesTheLockout(t *testing.T) {
+	stores(t, func(t *testing.T, st kv.Store) {
+		lk := DefaultLockout()
+		lk.Threshold = 3
+		s, h := newTestService(t, st, lk, "confirm@example.com")
+		ctx := context.Background()
+		u, err := s.Store.GetUserByEmail(ctx, "confirm@example.com")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := Meta{IP: "192.0.2.90"}
+		if err := s.VerifyPassword(ctx, u.ID, "wrong password", m); !errors.Is(err, ErrInvalidCredentials) {
+			t.Fatalf("wrong password = %v", err)
+		}
+		if err := s.VerifyPassword(ctx, u.ID, goodPassword, m); err != nil {
+			t.Fatalf("right password = %v", err)
+		}
+		// The success reset the count: three more wrong guesses lock.
+		for i := range 3 {
+			if err := s.VerifyPassword(ctx, u.ID, "wrong password", m); !errors.Is(err, ErrInvalidCredentials) {
+				t.Fatalf("wrong password %d = %v", i+1, err)
+			}
+		}
+		checks := h.checks.Load()
+		if err := s.VerifyPassword(ctx, u.ID, goodPassword, m); problemCode(err) != "account_locked" {
+			t.Errorf("right password on the locked account = %v, want account_locked", err)
+		}
+		if _, err := s.Login(ctx, "confirm@example.com", goodPassword, Meta{IP: "192.0.2.91"}); problemCode(err) != "account_locked" {
+			t.Errorf("sign-in after the wrong confirmations = %v, want account_locked", err)
+		}
+		if h.checks.Load() != checks {
+			t.Error("a password was checked on the locked account")
+		}
+	})
+}

@@ -40,7 +40,7 @@ func meta(r *http.Request) Meta {
 		m.UserAgent = m.UserAgent[:512]
 	}
 	if p, ok := auth.FromContext(r.Context()); ok {
-		m.ActorID = p.UserID
+		m.ActorID, m.AuthTime = p.UserID, p.AuthTime
 	}
 	return m
 }

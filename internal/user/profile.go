@@ -93,6 +93,9 @@ type ProfilePatch struct {
 	PhoneNumber optional[string]          `json:"phone_number"`
 	Picture     optional[string]          `json:"picture"`
 	Metadata    optional[json.RawMessage] `json:"metadata"`
+	// CurrentPassword confirms an email change by a caller who did not
+	// sign in within Config.ReauthWindow. It is not a profile field.
+	CurrentPassword string `json:"current_password"`
 }
 
 // GetProfile returns the account of userID.
@@ -157,6 +160,26 @@ func (s *Service) UpdateProfile(ctx context.Context, userID string, p ProfilePat
 		return store.User{}, err
 	}
 
+	// A new address is where password resets go, so changing it needs
+	// what the other sensitive changes need: a recent sign-in, or the
+	// current password (checked through the sign-in lockout).
+	// A current_password given is always checked.
+	confirmed := s.recentlyAuthenticated(m) && p.CurrentPassword == ""
+	if newEmail != "" {
+		u, err := s.Store.GetUser(ctx, userID)
+		if err != nil {
+			return store.User{}, err
+		}
+		if !sameAddress(newEmail, u.Email) {
+			if !confirmed {
+				if err := s.confirmPassword(ctx, userID, p.CurrentPassword, m); err != nil {
+					return store.User{}, err
+				}
+				confirmed = true
+			}
+		}
+	}
+
 	var token string
 	var out store.User
 	err := s.Store.InTx(ctx, func(tx store.Store) error {
@@ -190,6 +213,9 @@ func (s *Service) UpdateProfile(ctx context.Context, userID string, p ProfilePat
 				return err
 			}
 		}
+		if emailChange && !confirmed {
+			return ErrReauthRequired // the address changed since it was read
+		}
 		if emailChange {
 			// Whether another account holds the address is not told here
 			// (that would enumerate accounts); the change fails at
@@ -220,6 +246,22 @@ func (s *Service) UpdateProfile(ctx context.Context, userID string, p ProfilePat
 		return s.audit(ctx, tx, m, u.ID, "user.profile_updated", map[string]any{"changes": diff})
 	})
 	return out, err
+}
+
+// recentlyAuthenticated reports whether the caller authenticated within
+// Config.ReauthWindow.
+func (s *Service) recentlyAuthenticated(m Meta) bool {
+	return !m.AuthTime.IsZero() && s.now().Sub(m.AuthTime) <= s.Config.ReauthWindow
+}
+
+// confirmPassword checks the current password given to confirm a change,
+// through the sign-in lockout. Without one the change needs a recent
+// sign-in instead (ErrReauthRequired).
+func (s *Service) confirmPassword(ctx context.Context, userID, pw string, m Meta) error {
+	if pw == "" || s.Passwords == nil {
+		return ErrReauthRequired
+	}
+	return s.Passwords.VerifyPassword(ctx, userID, pw, m)
 }
 
 // maskEmail hides most of the local part: "alice@example.com" → "a***@example.com".

@@ -29,12 +29,17 @@ var (
 	ErrInvalidToken           = errors.New("user: invalid or expired token")
 	ErrInvalidCurrentPassword = errors.New("user: current password is wrong")
 	ErrEmailTaken             = errors.New("user: email address already in use")
+	// ErrReauthRequired is a sensitive change by a caller who signed in
+	// too long ago and did not confirm it with the current password. It
+	// answers with the code MFA device removal uses.
+	ErrReauthRequired = errors.New("user: recent authentication required")
 )
 
 func init() {
 	httpapi.RegisterError(ErrInvalidToken, http.StatusBadRequest, "invalid_token", "The link is invalid, expired or was already used.")
 	httpapi.RegisterError(ErrInvalidCurrentPassword, http.StatusForbidden, "invalid_current_password", "The current password is wrong.")
 	httpapi.RegisterError(ErrEmailTaken, http.StatusConflict, "email_taken", "The email address is already in use by another account.")
+	httpapi.RegisterError(ErrReauthRequired, http.StatusForbidden, "reauthentication_required", "Sign in again (password or a second factor) within the last 5 minutes, or give current_password, to change the email address.")
 }
 
 // JobInserter enqueues a job in the caller's database transaction.
@@ -46,6 +51,13 @@ type JobInserter interface {
 // set, names a session to keep (the caller's own).
 type SessionRevoker interface {
 	RevokeUserSessions(ctx context.Context, userID, except, reason string) error
+}
+
+// PasswordVerifier checks a signed-in user's password through the sign-in
+// lockout (wrong guesses count towards locking the account). A wrong
+// password is ErrInvalidCurrentPassword.
+type PasswordVerifier interface {
+	VerifyPassword(ctx context.Context, userID, password string, m Meta) error
 }
 
 // Config holds the account rules that operators tune.
@@ -62,6 +74,9 @@ type Config struct {
 	// PasswordChangePerUser limits current-password guesses through
 	// POST /v1/me/password.
 	PasswordChangePerUser ratelimit.Limit
+	// ReauthWindow is how recent a sign-in must be for an email change
+	// without current_password (default 5 min, as for MFA devices).
+	ReauthWindow time.Duration
 }
 
 // DefaultConfig returns the defaults for the given application URL.
@@ -74,6 +89,7 @@ func DefaultConfig(appURL string) Config {
 		EmailPerIP:            ratelimit.Limit{Rate: 50, Burst: 50, Period: time.Hour},
 		RegisterPerIP:         ratelimit.Limit{Rate: 100, Burst: 100, Period: time.Hour},
 		PasswordChangePerUser: ratelimit.Limit{Rate: 10, Burst: 10, Period: time.Hour},
+		ReauthWindow:          5 * time.Minute,
 	}
 }
 
@@ -86,9 +102,12 @@ type Service struct {
 	Keys     *secret.Keyring
 	Limiter  ratelimit.Limiter
 	Sessions SessionRevoker // nil until sessions exist
-	Now      func() time.Time
-	Log      *slog.Logger
-	Config   Config
+	// Passwords confirms sensitive changes by password; without it they
+	// need a recent sign-in.
+	Passwords PasswordVerifier
+	Now       func() time.Time
+	Log       *slog.Logger
+	Config    Config
 }
 
 // Meta describes the request behind a change, for the audit trail and
@@ -97,7 +116,8 @@ type Meta struct {
 	IP        string
 	UserAgent string
 	RequestID string
-	ActorID   string // the authenticated caller, if any
+	ActorID   string    // the authenticated caller, if any
+	AuthTime  time.Time // when the caller last authenticated (auth_time)
 }
 
 func (s *Service) now() time.Time { return s.Now().UTC() }

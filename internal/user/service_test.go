@@ -239,7 +239,7 @@ func TestEmailChangeToATakenAddressDoesNotEnumerate(t *testing.T) {
 		}
 	}
 	one, _ := s.Store.GetUserByEmail(ctx, "one@example.com")
-	u, err := s.UpdateProfile(ctx, one.ID, ProfilePatch{Email: optional[string]{Set: true, Value: "TWO@example.com"}}, Meta{})
+	u, err := s.UpdateProfile(ctx, one.ID, ProfilePatch{Email: optional[string]{Set: true, Value: "TWO@example.com"}}, Meta{AuthTime: s.now()})
 	if err != nil {
 		t.Fatalf("changing to a taken address answered %v; it must look like any other change", err)
 	}
@@ -362,7 +362,7 @@ func TestEmailSpellingChangeIsASCIICaseOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	u, _ := s.Store.GetUserByEmail(ctx, "kate@example.com")
-	recent := Meta{}
+	recent := Meta{AuthTime: s.now()}
 	_, err := s.UpdateProfile(ctx, u.ID, ProfilePatch{Email: optional[string]{Set: true, Value: "\u212Aate@example.com"}}, recent)
 	if fieldRule(err, "email") != "ascii" {
 		t.Errorf("change to the KELVIN SIGN address: err = %v, want rule ascii", err)
@@ -434,5 +434,80 @@ func TestForgotAndResendDoTheSameWorkForEveryAddress(t *testing.T) {
 	}
 	if err := s.ResetPassword(ctx, reset, "a new and different passphrase 9", Meta{}); err != nil {
 		t.Errorf("reset with the emailed link: %v", err)
+	}
+}
+
+// checkedPasswords is a PasswordVerifier that checks with the service's
+// hasher and counts its calls (the lockout itself is session's, tested
+// there).
+type checkedPasswords struct {
+	s     *Service
+	calls int
+}
+
+func (c *checkedPasswords) VerifyPassword(ctx context.Context, userID, pw string, _ Meta) error {
+	c.calls++
+	u, err := c.s.Store.GetUser(ctx, userID)
+	if err != nil {
+		return err
+	}
+	if ok, _, _ := c.s.Hasher.Verify(ctx, pw, u.PasswordHash); !ok {
+		return ErrInvalidCurrentPassword
+	}
+	return nil
+}
+
+// TestEmailChangeNeedsRecentAuthenticationOrThePassword checks that an
+// access token alone, from a sign-in longer ago than the reauthentication
+// window, cannot move the account to a new address (and with it, password
+// resets): the change needs a recent sign-in or the current password.
+func TestEmailChangeNeedsRecentAuthenticationOrThePassword(t *testing.T) {
+	ctx := context.Background()
+	s, jobs, clk, _ := newTestService(t)
+	passwords := &checkedPasswords{s: s}
+	s.Passwords = passwords
+	if _, err := s.Register(ctx, "eve@example.com", pw, "", Meta{IP: "192.0.2.1"}); err != nil {
+		t.Fatal(err)
+	}
+	u, _ := s.Store.GetUserByEmail(ctx, "eve@example.com")
+	signedIn := clk.Now()
+	clk.Advance(10 * time.Minute)
+	old := Meta{ActorID: u.ID, AuthTime: signedIn}
+	change := func(email, current string, m Meta) (store.User, error) {
+		return s.UpdateProfile(ctx, u.ID, ProfilePatch{Email: optional[string]{Set: true, Value: email}, CurrentPassword: current}, m)
+	}
+
+	mails := jobs.mails(t)
+	if _, err := change("thief@example.net", "", old); !errors.Is(err, ErrReauthRequired) {
+		t.Errorf("change with a 10-minute-old sign-in: err = %v, want ErrReauthRequired", err)
+	}
+	if _, err := change("thief@example.net", "wrong password", old); !errors.Is(err, ErrInvalidCurrentPassword) {
+		t.Errorf("change with a wrong current password: err = %v, want ErrInvalidCurrentPassword", err)
+	}
+	if got, _ := s.Store.GetUser(ctx, u.ID); got.PendingEmail != "" || jobs.mails(t) != mails {
+		t.Fatalf("refused changes left pending %q and sent %d mails", got.PendingEmail, jobs.mails(t)-mails)
+	}
+	// A right current password given with a recent sign-in is still
+	// checked; a wrong one refused.
+	if _, err := change("new@example.com", "wrong password", Meta{AuthTime: clk.Now()}); !errors.Is(err, ErrInvalidCurrentPassword) {
+		t.Errorf("a wrong current password with a recent sign-in: err = %v, want it checked and refused", err)
+	}
+	if got, err := change("new@example.com", pw, old); err != nil || got.PendingEmail != "new@example.com" {
+		t.Errorf("change with the current password = %q, %v", got.PendingEmail, err)
+	}
+	if got, err := change("newer@example.com", "", Meta{AuthTime: clk.Now().Add(-4 * time.Minute)}); err != nil || got.PendingEmail != "newer@example.com" {
+		t.Errorf("change 4 minutes after signing in = %q, %v", got.PendingEmail, err)
+	}
+	// Other fields, a case change of the current address and going back
+	// to it need neither.
+	calls := passwords.calls
+	if _, err := s.UpdateProfile(ctx, u.ID, ProfilePatch{Name: optional[string]{Set: true, Value: "Eve"}}, old); err != nil {
+		t.Errorf("name change with an old sign-in: %v", err)
+	}
+	if got, err := change("Eve@Example.com", "", old); err != nil || got.Email != "Eve@Example.com" || got.PendingEmail != "" {
+		t.Errorf("case change with an old sign-in = %q pending %q, %v", got.Email, got.PendingEmail, err)
+	}
+	if passwords.calls != calls {
+		t.Error("changes that are not a new address checked the password")
 	}
 }
