@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/mail"
+	"github.com/gatehouse/gatehouse/internal/ratelimit"
 	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
@@ -162,7 +163,8 @@ func (s *Service) UpdateProfile(ctx context.Context, userID string, p ProfilePat
 
 	// A new address is where password resets go, so changing it needs
 	// what the other sensitive changes need: a recent sign-in, or the
-	// current password (checked through the sign-in lockout).
+	// current password (checked through the sign-in lockout). And each
+	// change sends two messages, so it is throttled like other sends.
 	// A current_password given is always checked.
 	confirmed := s.recentlyAuthenticated(m) && p.CurrentPassword == ""
 	if newEmail != "" {
@@ -176,6 +178,9 @@ func (s *Service) UpdateProfile(ctx context.Context, userID string, p ProfilePat
 					return store.User{}, err
 				}
 				confirmed = true
+			}
+			if err := s.throttleEmailChange(ctx, userID, newEmail); err != nil {
+				return store.User{}, err
 			}
 		}
 	}
@@ -262,6 +267,25 @@ func (s *Service) confirmPassword(ctx context.Context, userID, pw string, m Meta
 		return ErrReauthRequired
 	}
 	return s.Passwords.VerifyPassword(ctx, userID, pw, m)
+}
+
+// throttleEmailChange takes one unit from the user's email change limit
+// and one from the new address's send limit, answering 429 rate_limited
+// over either.
+func (s *Service) throttleEmailChange(ctx context.Context, userID, newEmail string) error {
+	for _, k := range []struct {
+		key string
+		l   ratelimit.Limit
+	}{{"email-change:user:" + userID, s.Config.EmailChangePerUser}, {"email:addr:" + NormalizeEmail(newEmail), s.Config.EmailPerAddress}} {
+		ok, retry, err := s.allow(ctx, k.key, k.l)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return rateLimited(retry)
+		}
+	}
+	return nil
 }
 
 // maskEmail hides most of the local part: "alice@example.com" → "a***@example.com".

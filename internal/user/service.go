@@ -74,6 +74,9 @@ type Config struct {
 	// PasswordChangePerUser limits current-password guesses through
 	// POST /v1/me/password.
 	PasswordChangePerUser ratelimit.Limit
+	// EmailChangePerUser limits email change requests (each sends two
+	// messages); the new address also counts against EmailPerAddress.
+	EmailChangePerUser ratelimit.Limit
 	// ReauthWindow is how recent a sign-in must be for an email change
 	// without current_password (default 5 min, as for MFA devices).
 	ReauthWindow time.Duration
@@ -89,6 +92,7 @@ func DefaultConfig(appURL string) Config {
 		EmailPerIP:            ratelimit.Limit{Rate: 50, Burst: 50, Period: time.Hour},
 		RegisterPerIP:         ratelimit.Limit{Rate: 100, Burst: 100, Period: time.Hour},
 		PasswordChangePerUser: ratelimit.Limit{Rate: 10, Burst: 10, Period: time.Hour},
+		EmailChangePerUser:    ratelimit.Limit{Rate: 5, Burst: 5, Period: time.Hour},
 		ReauthWindow:          5 * time.Minute,
 	}
 }

@@ -511,3 +511,47 @@ func TestEmailChangeNeedsRecentAuthenticationOrThePassword(t *testing.T) {
 		t.Error("changes that are not a new address checked the password")
 	}
 }
+
+// TestEmailChangeIsThrottled checks that email change requests, which
+// send two messages each, are limited per user and count against the new
+// address's send limit.
+func TestEmailChangeIsThrottled(t *testing.T) {
+	ctx := context.Background()
+	s, jobs, clk, _ := newTestService(t)
+	for _, e := range []string{"flood@example.com", "other@example.com"} {
+		if _, err := s.Register(ctx, e, pw, "", Meta{IP: "192.0.2.1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u, _ := s.Store.GetUserByEmail(ctx, "flood@example.com")
+	mails := jobs.mails(t)
+	refused := 0
+	for i := range 20 {
+		_, err := s.UpdateProfile(ctx, u.ID, ProfilePatch{Email: optional[string]{Set: true, Value: "flood-" + itoa(i) + "@example.net"}}, Meta{AuthTime: clk.Now()})
+		if p := problemOf(err); p != nil && p.Code == "rate_limited" && p.Status == 429 && p.RetryAfter > 0 {
+			refused++
+		} else if err != nil {
+			t.Fatalf("change %d: %v", i, err)
+		}
+	}
+	limit := s.Config.EmailChangePerUser.Burst
+	if refused != 20-limit {
+		t.Errorf("%d of 20 email changes refused, want all beyond the per-user limit %d", refused, limit)
+	}
+	if sent := jobs.mails(t) - mails; sent != 2*limit {
+		t.Errorf("20 email changes sent %d mails, want %d", sent, 2*limit)
+	}
+
+	// An address whose send limit was used up (here by forgot-password
+	// requests) cannot be the target of a change either.
+	for range s.Config.EmailPerAddress.Burst {
+		if err := s.ForgotPassword(ctx, "target@example.org", Meta{IP: "192.0.2.2"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other, _ := s.Store.GetUserByEmail(ctx, "other@example.com")
+	_, err := s.UpdateProfile(ctx, other.ID, ProfilePatch{Email: optional[string]{Set: true, Value: "Target@example.org"}}, Meta{AuthTime: clk.Now()})
+	if p := problemOf(err); p == nil || p.Code != "rate_limited" {
+		t.Errorf("change to an address over its send limit: err = %v, want rate_limited", err)
+	}
+}
