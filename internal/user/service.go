@@ -337,6 +337,11 @@ func (s *Service) VerifyEmail(ctx context.Context, token string, m Meta) (store.
 			if err != nil {
 				return err
 			}
+			// Reset links went to the old address, which no longer
+			// speaks for the account.
+			if err := tx.DeleteUserOneTimeTokens(ctx, u.ID, store.PurposePasswordReset); err != nil {
+				return err
+			}
 			return s.audit(ctx, tx, mm, u.ID, "user.email_changed", map[string]any{"email": map[string]any{"old": old, "new": u.Email}})
 		}
 	})
@@ -394,7 +399,7 @@ func (s *Service) ResetPassword(ctx context.Context, token, pw string, m Meta) e
 		return err
 	}
 	u, err := s.Store.GetUser(ctx, t.UserID)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !resetFor(t, u)) {
 		return ErrInvalidToken
 	}
 	if err != nil {
@@ -422,9 +427,12 @@ func (s *Service) ResetPassword(ctx context.Context, token, pw string, m Meta) e
 		if err != nil {
 			return err
 		}
+		if !resetFor(t, u) {
+			return ErrInvalidToken
+		}
 		u.PasswordHash = newHash
 		// The link reached the mailbox: that proves the address.
-		if u.EmailVerifiedAt.IsZero() && NormalizeEmail(t.Email) == u.EmailNormalized {
+		if u.EmailVerifiedAt.IsZero() {
 			u.EmailVerifiedAt = now
 		}
 		if _, err := tx.UpdateUser(ctx, u); err != nil {
@@ -444,6 +452,13 @@ func (s *Service) ResetPassword(ctx context.Context, token, pw string, m Meta) e
 		return err
 	}
 	return s.revokeSessions(ctx, u.ID, "", "password_reset")
+}
+
+// resetFor reports whether the reset token t was sent to u's current
+// address. A link sent to an address the account has since left (a reset
+// issued while an email change was being confirmed) must not work.
+func resetFor(t store.OneTimeToken, u store.User) bool {
+	return NormalizeEmail(t.Email) == u.EmailNormalized
 }
 
 func (s *Service) revokeSessions(ctx context.Context, userID, except, reason string) error {

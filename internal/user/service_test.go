@@ -555,3 +555,53 @@ func TestEmailChangeIsThrottled(t *testing.T) {
 		t.Errorf("change to an address over its send limit: err = %v, want rate_limited", err)
 	}
 }
+
+// TestResetLinkToTheOldAddressDiesWithAnEmailChange checks that a reset
+// link sent before an email change stops working once the change is
+// confirmed, and that one issued to the old address while the change was
+// being confirmed does not work either.
+func TestResetLinkToTheOldAddressDiesWithAnEmailChange(t *testing.T) {
+	ctx := context.Background()
+	s, jobs, clk, kr := newTestService(t)
+	if _, err := s.Register(ctx, "moving@example.com", pw, "", Meta{IP: "192.0.2.1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.VerifyEmail(ctx, jobs.token(t, kr, mail.VerifyEmail, "moving@example.com"), Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	u, _ := s.Store.GetUserByEmail(ctx, "moving@example.com")
+	if err := s.ForgotPassword(ctx, "moving@example.com", Meta{IP: "192.0.2.1"}); err != nil {
+		t.Fatal(err)
+	}
+	oldLink := jobs.token(t, kr, mail.PasswordReset, "moving@example.com")
+	if _, err := s.UpdateProfile(ctx, u.ID, ProfilePatch{Email: optional[string]{Set: true, Value: "moved@example.com"}}, Meta{AuthTime: clk.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.VerifyEmail(ctx, jobs.token(t, kr, mail.EmailChangeVerify, "moved@example.com"), Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ResetPassword(ctx, oldLink, "a new and different passphrase 9", Meta{}); !errors.Is(err, ErrInvalidToken) {
+		t.Errorf("reset link sent to the old address, after the change: err = %v, want ErrInvalidToken", err)
+	}
+
+	// A reset token for the old address that outlived the change (its
+	// job read the account just before the change was confirmed).
+	late := "late-token-for-the-old-address-000000000"
+	err := s.Store.InTx(ctx, func(tx store.Store) error {
+		return s.issueToken(ctx, tx, store.User{ID: u.ID}, store.PurposePasswordReset, "moving@example.com", late, time.Hour)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ResetPassword(ctx, late, "a new and different passphrase 9", Meta{}); !errors.Is(err, ErrInvalidToken) {
+		t.Errorf("reset token issued to the old address: err = %v, want ErrInvalidToken", err)
+	}
+
+	// A link sent to the new address works.
+	if err := s.ForgotPassword(ctx, "moved@example.com", Meta{IP: "192.0.2.1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ResetPassword(ctx, jobs.token(t, kr, mail.PasswordReset, "moved@example.com"), "a new and different passphrase 9", Meta{}); err != nil {
+		t.Errorf("reset link sent to the new address: %v", err)
+	}
+}
