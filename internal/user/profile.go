@@ -312,7 +312,12 @@ type Activity struct {
 	Data       map[string]any `json:"data"`
 }
 
-// Activity lists the account's events, newest first.
+// Activity lists the account's events, newest first. The actor, IP
+// address and user agent are shown only for the user's own actions: an
+// event someone else caused (an administrator, or an unauthenticated
+// request such as a password reset request or a sign-up attempt on the
+// address) keeps its action, time and data, but not who made it or from
+// where.
 func (s *Service) Activity(ctx context.Context, userID, cursor string, limit int) ([]Activity, string, error) {
 	events, next, err := s.Store.ListAuditEvents(ctx, store.AuditFilter{SubjectID: userID, Cursor: cursor, Limit: limit})
 	if err != nil {
@@ -320,7 +325,11 @@ func (s *Service) Activity(ctx context.Context, userID, cursor string, limit int
 	}
 	out := make([]Activity, 0, len(events))
 	for _, e := range events {
-		out = append(out, Activity{ID: e.ID, Action: e.Action, OccurredAt: e.OccurredAt.UTC(), ActorID: e.ActorID, IP: e.IP, UserAgent: e.UserAgent, Data: emptyIfNil(e.Data)})
+		a := Activity{ID: e.ID, Action: e.Action, OccurredAt: e.OccurredAt.UTC(), Data: emptyIfNil(e.Data)}
+		if e.ActorID == userID {
+			a.ActorID, a.IP, a.UserAgent = e.ActorID, e.IP, e.UserAgent
+		}
+		out = append(out, a)
 	}
 	return out, next, nil
 }

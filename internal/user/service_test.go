@@ -605,3 +605,47 @@ func TestResetLinkToTheOldAddressDiesWithAnEmailChange(t *testing.T) {
 		t.Errorf("reset link sent to the new address: %v", err)
 	}
 }
+
+// TestActivityShowsOnlyTheUsersOwnActorsAndAddresses checks that the
+// activity trail does not show a user who else acted on their account, or
+// from where: an administrator's id, IP and user agent stay out.
+func TestActivityShowsOnlyTheUsersOwnActorsAndAddresses(t *testing.T) {
+	ctx := context.Background()
+	s, _, clk, _ := newTestService(t)
+	if _, err := s.Register(ctx, "watched@example.com", pw, "", Meta{IP: "192.0.2.1"}); err != nil {
+		t.Fatal(err)
+	}
+	u, _ := s.Store.GetUserByEmail(ctx, "watched@example.com")
+	admin, err := s.Create(ctx, NewUser{Email: "root@example.com", Password: pw, Admin: true}, Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []store.AuditEvent{
+		{ActorID: admin.ID, Action: "admin.user_disabled", IP: "203.0.113.66", UserAgent: "admin-console/1.0", Data: map[string]any{"status": "disabled"}},
+		{ActorID: "", Action: "user.password_reset_requested", IP: "198.51.100.99", UserAgent: "curl/8"},
+		{ActorID: u.ID, Action: "user.logged_in", IP: "192.0.2.50", UserAgent: "Firefox"},
+	} {
+		clk.Advance(time.Second)
+		e.OccurredAt, e.SubjectID = clk.Now(), u.ID
+		if err := s.Store.AppendAuditEvent(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	events, _, err := s.Activity(ctx, u.ID, "", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]Activity{}
+	for _, a := range events {
+		seen[a.Action] = a
+	}
+	if a := seen["admin.user_disabled"]; a.ActorID != "" || a.IP != "" || a.UserAgent != "" || a.Data["status"] != "disabled" || a.OccurredAt.IsZero() {
+		t.Errorf("an administrator's event shows %+v; want action, time and data only", a)
+	}
+	if a := seen["user.password_reset_requested"]; a.IP != "" || a.UserAgent != "" {
+		t.Errorf("an event without an actor shows IP %q and user agent %q", a.IP, a.UserAgent)
+	}
+	if a := seen["user.logged_in"]; a.ActorID != u.ID || a.IP != "192.0.2.50" || a.UserAgent != "Firefox" {
+		t.Errorf("the user's own event = %+v; want its actor, IP and user agent", a)
+	}
+}
