@@ -55,7 +55,10 @@ type Handlers struct {
 	Store    store.Store
 	Sessions *session.Service
 	Clients  *oauth.Clients
-	Now      func() time.Time
+	// KillSwitch reports the current cut-off of the incident kill switch
+	// (zero when none), so that it can only move forward.
+	KillSwitch interface{ RevokedBefore() time.Time }
+	Now        func() time.Time
 }
 
 // Routes mounts the admin endpoints, each behind the admin check.
@@ -230,6 +233,15 @@ func (h *Handlers) revokeBefore(w http.ResponseWriter, r *http.Request) error {
 	}
 	if t.After(h.Now().Add(time.Minute)) {
 		return httpapi.Validation(httpapi.FieldError{Field: "before", Rule: "not_future", Message: "before must not be in the future."})
+	}
+	// The cut-off replaces the current one; an earlier time would make
+	// valid again every token issued between the two. (The cut-off is
+	// kept in microseconds.)
+	if h.KillSwitch != nil {
+		if cur := h.KillSwitch.RevokedBefore(); !cur.IsZero() && t.Truncate(time.Microsecond).Before(cur) {
+			return httpapi.NewProblem(http.StatusConflict, "cutoff_not_later",
+				"before is earlier than the current cut-off, "+cur.UTC().Format(time.RFC3339Nano)+": moving the cut-off back would make revoked tokens valid again. Give that time or a later one.")
+		}
 	}
 	n, err := h.Sessions.RevokeIssuedBefore(r.Context(), t.UTC())
 	if err != nil {

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -141,6 +142,67 @@ func TestPasswordChangeEndsRacingLogins(t *testing.T) {
 			sessions, _ := list["sessions"].([]any)
 			if code != 200 || len(sessions) != 1 {
 				t.Fatalf("live sessions after the change (of %d sign-ins) = %d %d %v, want only the changer's", attempts.Load(), code, len(sessions), list)
+			}
+		})
+	}
+}
+
+// TestLoginIPLimitAndKillSwitch drives two limits through the real stack
+// on both backends: parallel wrong passwords from one IP have no more
+// checks than its limit (the rest answer too_many_attempts), and the kill
+// switch's cut-off cannot be moved back.
+func TestLoginIPLimitAndKillSwitch(t *testing.T) {
+	for name, env := range map[string]func(*testing.T) map[string]string{
+		"Embedded":      func(*testing.T) map[string]string { return nil },
+		"PostgresRedis": postgresRedisEnv,
+	} {
+		t.Run(name, func(t *testing.T) {
+			extra := map[string]string{"GATEHOUSE_LOGIN_IP_FAILURE_LIMIT": "10"}
+			for k, v := range env(t) {
+				extra[k] = v
+			}
+			e := newAccountEnv(t, extra)
+			if _, code := e.cli(t, "users", "create", "--email", "root@example.com", "--password-stdin", "--admin", "--verified"); code != 0 {
+				t.Fatal("users create --admin failed")
+			}
+			adminAT := e.login(t, "root@example.com", strongPassword)
+
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			codes := map[string]int{}
+			for i := range 40 {
+				wg.Go(func() {
+					body := fmt.Sprintf(`{"email": "stuffed-%d@example.com", "password": "a guessed password"}`, i)
+					res, err := http.Post(e.url("/v1/auth/login"), "application/json", strings.NewReader(body))
+					if err != nil {
+						return
+					}
+					defer res.Body.Close()
+					var p map[string]any
+					_ = jsonDecode(res, &p)
+					mu.Lock()
+					codes[fmt.Sprint(res.StatusCode, " ", p["code"])]++
+					mu.Unlock()
+				})
+			}
+			wg.Wait()
+			if codes["401 invalid_credentials"] != 10 || codes["429 too_many_attempts"] != 30 {
+				t.Errorf("40 parallel wrong passwords from one IP with a limit of 10: %v, want 10 checked and 30 refused", codes)
+			}
+
+			revoke := func(before time.Time) (int, map[string]any) {
+				code, body, _ := call(t, "POST", e.url("/v1/admin/tokens/revoke-before"), map[string]string{"before": before.UTC().Format(time.RFC3339Nano)}, bearer(adminAT)...)
+				return code, body
+			}
+			cut := time.Now().Add(-time.Hour)
+			if code, body := revoke(cut); code != 200 {
+				t.Fatalf("revoke-before = %d %v", code, body)
+			}
+			if code, body := revoke(cut.Add(-time.Minute)); code != 409 || body["code"] != "cutoff_not_later" {
+				t.Errorf("an earlier cut-off = %d %v, want 409 cutoff_not_later", code, body)
+			}
+			if code, body := revoke(cut.Add(time.Minute)); code != 200 {
+				t.Errorf("a later cut-off = %d %v", code, body)
 			}
 		})
 	}

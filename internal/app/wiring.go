@@ -299,6 +299,9 @@ func newRouter(d *deps) (*httpapi.Router, error) {
 		Auth:  admin.Authenticator{Inner: d.authn, Users: d.db.store},
 		Store: d.db.store, Sessions: d.sessions, Clients: clients, Now: time.Now,
 	}
+	if d.tokens != nil {
+		adm.KillSwitch = d.tokens
+	}
 	adm.Routes(rt)
 	adm.OrgRoutes(rt, mfa.ValidatePolicyDocument)
 	docs := apidocs.Handler("/openapi.json")
