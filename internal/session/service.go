@@ -205,8 +205,9 @@ func (s *Service) Login(ctx context.Context, email, pw string, m Meta) (Result, 
 	}
 	res, wrongPassword, err := s.login(ctx, lk, email, pw, m)
 	if !wrongPassword {
-		// Only a wrong password keeps the IP's unit.
-		if rerr := lk.ipRefund(ctx, m.IP); rerr != nil {
+		// Only a wrong password keeps the IP's unit. The refund is made
+		// even when the client has gone (its context cancelled).
+		if rerr := lk.ipRefund(context.WithoutCancel(ctx), m.IP); rerr != nil {
 			s.Log.ErrorContext(ctx, "could not refund a sign-in attempt to its IP", "error", rerr.Error())
 		}
 	}

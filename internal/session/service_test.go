@@ -255,3 +255,36 @@ func TestVerifyPasswordAppliesTheLockout(t *testing.T) {
 		}
 	})
 }
+
+// goneClient is a hasher during whose check the client goes away.
+type goneClient struct {
+	Hasher
+	cancel context.CancelFunc
+}
+
+func (g goneClient) Verify(ctx context.Context, _, _ string) (bool, bool, error) {
+	g.cancel()
+	return false, false, ctx.Err()
+}
+
+// TestCancelledLoginIsRefundedToItsIP checks that a sign-in whose client
+// went away during the password check (no answer known) does not stay
+// charged to the IP: the refund does not use the request's context.
+func TestCancelledLoginIsRefundedToItsIP(t *testing.T) {
+	stores(t, func(t *testing.T, st kv.Store) {
+		lk := DefaultLockout()
+		lk.IPFailures = 2
+		s, h := newTestService(t, st, lk, "gone@example.com")
+		for range 3 {
+			ctx, cancel := context.WithCancel(context.Background())
+			s.Hasher = goneClient{h, cancel}
+			if _, err := s.Login(ctx, "gone@example.com", goodPassword, Meta{IP: "192.0.2.70"}); !errors.Is(err, context.Canceled) {
+				t.Fatalf("login whose client went away = %v", err)
+			}
+		}
+		s.Hasher = h
+		if _, err := s.Login(context.Background(), "gone@example.com", goodPassword, Meta{IP: "192.0.2.70"}); err != nil {
+			t.Errorf("login after abandoned attempts = %v, want them refunded to the IP", err)
+		}
+	})
+}
