@@ -302,6 +302,20 @@ func runSocialSignIn(t *testing.T, env map[string]string) {
 		}
 	})
 
+	t.Run("LinkRedirectOnAllowlist", func(t *testing.T) {
+		at := e.signUp(t, "redirects@example.com")
+		for _, bad := range []string{"https://evil.example/steal", appRedirect + "/../x", "javascript:alert(1)"} {
+			if c, b, _ := linkStart(t, e, "okta", bad, at); c != 400 || b["code"] != "redirect_not_allowed" {
+				t.Errorf("link with redirect_to=%s = %d %v, want 400 redirect_not_allowed", bad, c, b)
+			}
+		}
+		for _, good := range []string{appRedirect, ""} {
+			if c, b, _ := linkStart(t, e, "okta", good, at); c != 200 {
+				t.Errorf("link with redirect_to=%q = %d %v, want 200", good, c, b)
+			}
+		}
+	})
+
 	t.Run("LinkWaitsForTheSecondFactor", func(t *testing.T) {
 		const email = "guarded@example.com"
 		at := e.signUp(t, email)
@@ -515,4 +529,22 @@ func TestSocialLinkFromSessionAndBreaker(t *testing.T) {
 	if !strings.Contains(string(metrics), `gatehouse_social_logins_total{outcome="provider_unavailable",provider="corp"} 5`) {
 		t.Errorf("metrics lack the provider outcome counter")
 	}
+}
+
+// linkStart asks to link provider to the signed-in account and returns the
+// answer and the browser-binding cookie.
+func linkStart(t *testing.T, e *accountEnv, provider, redirectTo, at string) (int, map[string]any, *http.Cookie) {
+	t.Helper()
+	u := e.url("/v1/me/identities/" + provider + "/link")
+	if redirectTo != "" {
+		u += "?redirect_to=" + url.QueryEscape(redirectTo)
+	}
+	c, body, h := call(t, "POST", u, nil, bearer(at)...)
+	var cookie *http.Cookie
+	for _, ck := range (&http.Response{Header: h}).Cookies() {
+		if ck.Name == "gatehouse_oauth" {
+			cookie = ck
+		}
+	}
+	return c, body, cookie
 }

@@ -216,13 +216,15 @@ func unavailableProblem(id string) error {
 
 // Start begins a flow: it stores the state server-side (single use, bound
 // to the browser by the returned cookie value) and returns the provider's
-// authorisation URL.
+// authorisation URL. redirect_to must be on the allowlist; only a link
+// from a signed-in session may leave it out (the callback then goes to
+// Config.AppURL).
 func (s *Service) Start(ctx context.Context, id, redirectTo, linkUserID string) (authURL, browser string, err error) {
 	p, ok := s.Providers.Get(id)
 	if !ok {
 		return "", "", ErrUnknownProvider
 	}
-	if linkUserID == "" && !s.allowedRedirect(redirectTo) {
+	if (linkUserID == "" || redirectTo != "") && !s.allowedRedirect(redirectTo) {
 		return "", "", ErrRedirectNotAllowed
 	}
 	if s.open(id) {
