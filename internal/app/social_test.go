@@ -1,10 +1,12 @@
 package app
 
 import (
+	"database/sql"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/oauth2-proxy/mockoidc"
 )
@@ -302,6 +304,36 @@ func runSocialSignIn(t *testing.T, env map[string]string) {
 		}
 	})
 
+	t.Run("LinkNeedsRecentAuthentication", func(t *testing.T) {
+		const email = "stale@example.com"
+		e.signUp(t, email)
+		login := loginFull(t, e, email, strongPassword)
+		ageAuthTime(t, e, login["session_id"].(string), 10*time.Minute)
+		c, rb := refresh(t, e, login["refresh_token"].(string))
+		if c != 200 {
+			t.Fatalf("refresh = %d %v", c, rb)
+		}
+		stale := rb["access_token"].(string)
+		if at, _ := claimsOf(t, stale)["auth_time"].(float64); time.Since(time.Unix(int64(at), 0)) < 9*time.Minute {
+			t.Fatalf("auth_time of the refreshed token = %v, want 10 minutes ago", at)
+		}
+		if c, b, _ := linkStart(t, e, "okta", appRedirect, stale); c != 403 || b["code"] != "reauthentication_required" {
+			t.Fatalf("link with an old authentication = %d %v, want 403 reauthentication_required", c, b)
+		}
+		c, re, _ := call(t, "POST", e.url("/v1/auth/reauthenticate"), map[string]string{"password": strongPassword}, bearer(stale)...)
+		if c != 200 {
+			t.Fatalf("reauthenticate = %d %v", c, re)
+		}
+		fresh := re["access_token"].(string)
+		c, b, cookie := linkStart(t, e, "okta", appRedirect, fresh)
+		if c != 200 || cookie == nil {
+			t.Fatalf("link after reauthenticating = %d %v", c, b)
+		}
+		if loc := finishLink(t, e, m, b["authorization_url"].(string), cookie, "okta-stale", "stale-elsewhere@example.net"); loc.Query().Get("linked") != "okta" {
+			t.Fatalf("link = %s", loc)
+		}
+	})
+
 	t.Run("LinkRedirectOnAllowlist", func(t *testing.T) {
 		at := e.signUp(t, "redirects@example.com")
 		for _, bad := range []string{"https://evil.example/steal", appRedirect + "/../x", "javascript:alert(1)"} {
@@ -531,6 +563,27 @@ func TestSocialLinkFromSessionAndBreaker(t *testing.T) {
 	}
 }
 
+// ageAuthTime moves a session's auth_time back by d, as if its user had
+// signed in that long ago: access tokens refreshed from it carry that time.
+func ageAuthTime(t *testing.T, e *accountEnv, sessionID string, d time.Duration) {
+	t.Helper()
+	at := time.Now().Add(-d).UTC()
+	if e.dialect == "postgres" {
+		if _, err := e.db.Exec("UPDATE sessions SET auth_time = $1 WHERE id = $2", at, sessionID); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	db, err := sql.Open("sqlite", "file:"+testConfig(t, e.cfgEnv).SQLitePath()+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec("UPDATE sessions SET auth_time = ? WHERE id = ?", at.UnixMicro(), sessionID); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // linkStart asks to link provider to the signed-in account and returns the
 // answer and the browser-binding cookie.
 func linkStart(t *testing.T, e *accountEnv, provider, redirectTo, at string) (int, map[string]any, *http.Cookie) {
@@ -547,4 +600,21 @@ func linkStart(t *testing.T, e *accountEnv, provider, redirectTo, at string) (in
 		}
 	}
 	return c, body, cookie
+}
+
+// finishLink takes a started link to the provider, which signs in as
+// subject, and back to Gatehouse; it returns where Gatehouse sent the
+// browser.
+func finishLink(t *testing.T, e *accountEnv, m *mockoidc.MockOIDC, authURL string, cookie *http.Cookie, subject, email string) *url.URL {
+	t.Helper()
+	m.QueueUser(&mockoidc.MockUser{Subject: subject, Email: email, EmailVerified: true})
+	res, err := noRedirects.Get(authURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	back, _ := url.Parse(res.Header.Get("Location"))
+	f := &oauthFlow{t: t, e: e, cookie: cookie, cbPath: back.Path + "?" + back.RawQuery}
+	_, loc := f.callback(cookie)
+	return loc
 }

@@ -116,7 +116,7 @@ func (h *Handlers) confirmLink(w http.ResponseWriter, r *http.Request) error {
 
 func (h *Handlers) linkStart(w http.ResponseWriter, r *http.Request) error {
 	p, _ := auth.FromContext(r.Context())
-	u, browser, err := h.Service.Start(r.Context(), r.PathValue("provider"), r.URL.Query().Get("redirect_to"), p.UserID)
+	u, browser, err := h.Service.StartLink(r.Context(), p, r.PathValue("provider"), r.URL.Query().Get("redirect_to"))
 	if err != nil {
 		return err
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/riverqueue/river"
 	"golang.org/x/oauth2"
 
+	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/kv"
 	"github.com/gatehouse/gatehouse/internal/mail"
@@ -42,6 +43,10 @@ var (
 	ErrInvalidCode        = errors.New("social: invalid or expired code")
 	ErrLastSignInMethod   = errors.New("social: last sign-in method")
 	ErrIdentityInUse      = errors.New("social: identity linked to another account")
+	// ErrReauthRequired refuses to link an identity on an authentication
+	// older than Config.ReauthWindow. It answers like MFA's check before
+	// a device is removed: 403 reauthentication_required.
+	ErrReauthRequired = errors.New("social: recent authentication required")
 )
 
 func init() {
@@ -51,6 +56,7 @@ func init() {
 	httpapi.RegisterError(ErrInvalidCode, http.StatusBadRequest, "invalid_code", "The code is invalid, expired or was already used.")
 	httpapi.RegisterError(ErrLastSignInMethod, http.StatusConflict, "last_sign_in_method", "This is the account's last way to sign in; add a password or another identity first.")
 	httpapi.RegisterError(ErrIdentityInUse, http.StatusConflict, "identity_in_use", "This external account is linked to another account.")
+	httpapi.RegisterError(ErrReauthRequired, http.StatusForbidden, "reauthentication_required", "Sign in again (password or a second factor) within the last 5 minutes to do this.")
 }
 
 // Config tunes social sign-in.
@@ -63,6 +69,9 @@ type Config struct {
 	LinkTTL           time.Duration
 	DeferredLinkTTL   time.Duration // a confirmed link waits this long for the second factor: the MFA token's lifetime
 	MagicLinkTTL      time.Duration
+	// ReauthWindow is how recent the caller's authentication (auth_time)
+	// must be to link an identity, as for removing a second factor.
+	ReauthWindow time.Duration
 	// Cookie is the name of the cookie binding a flow to the browser.
 	Cookie string
 	// SecureCookie sets Secure on it (always true outside plain-http localhost).
@@ -80,7 +89,7 @@ func DefaultConfig(issuer, appURL string, allow []string) Config {
 	return Config{
 		Issuer: strings.TrimRight(issuer, "/"), AppURL: strings.TrimRight(appURL, "/"), RedirectAllowlist: allow,
 		StateTTL: 10 * time.Minute, CodeTTL: 60 * time.Second, LinkTTL: 10 * time.Minute, DeferredLinkTTL: 5 * time.Minute, MagicLinkTTL: 15 * time.Minute,
-		Cookie: "gatehouse_oauth", SecureCookie: strings.HasPrefix(issuer, "https://"),
+		ReauthWindow: 5 * time.Minute, Cookie: "gatehouse_oauth", SecureCookie: strings.HasPrefix(issuer, "https://"),
 		BreakerFailures: 5, BreakerCooldown: time.Minute,
 		MagicLinkPerAddress: ratelimit.Limit{Rate: 5, Burst: 5, Period: time.Hour},
 		MagicLinkPerIP:      ratelimit.Limit{Rate: 50, Burst: 50, Period: time.Hour},
@@ -212,6 +221,17 @@ func unavailableProblem(id string) error {
 		"Sign-in with "+id+" is failing right now. Use your password or an email sign-in link (POST /v1/auth/magic-link) instead.")
 	p.RetryAfter = 60
 	return p
+}
+
+// StartLink begins a flow that links the provider to the signed-in
+// caller. A linked identity is a lasting way in, so it needs an
+// authentication within Config.ReauthWindow (auth_time), not merely a
+// valid access token, which may have been stolen.
+func (s *Service) StartLink(ctx context.Context, p auth.Principal, id, redirectTo string) (authURL, browser string, err error) {
+	if p.UserID == "" || p.AuthTime.IsZero() || s.now().Sub(p.AuthTime) > s.Config.ReauthWindow {
+		return "", "", ErrReauthRequired
+	}
+	return s.Start(ctx, id, redirectTo, p.UserID)
 }
 
 // Start begins a flow: it stores the state server-side (single use, bound
