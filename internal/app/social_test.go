@@ -175,7 +175,14 @@ func runSocialSignIn(t *testing.T, env map[string]string) {
 		"GATEHOUSE_SOCIAL_OKTA_ISSUER":        m.Issuer(),
 		"GATEHOUSE_SOCIAL_OKTA_CLIENT_ID":     m.ClientID,
 		"GATEHOUSE_SOCIAL_OKTA_CLIENT_SECRET": m.ClientSecret,
-		"GATEHOUSE_REDIRECT_ALLOWLIST":        appRedirect,
+		// The same provider again, with its verified emails trusted for
+		// linking.
+		"GATEHOUSE_SOCIAL_TRUSTED_TYPE":          "oidc",
+		"GATEHOUSE_SOCIAL_TRUSTED_ISSUER":        m.Issuer(),
+		"GATEHOUSE_SOCIAL_TRUSTED_CLIENT_ID":     m.ClientID,
+		"GATEHOUSE_SOCIAL_TRUSTED_CLIENT_SECRET": m.ClientSecret,
+		"GATEHOUSE_SOCIAL_TRUSTED_AUTO_LINK":     "true",
+		"GATEHOUSE_REDIRECT_ALLOWLIST":           appRedirect,
 	}
 	for k, v := range env {
 		all[k] = v
@@ -288,6 +295,8 @@ func runSocialSignIn(t *testing.T, env map[string]string) {
 		if c, _, _ := call(t, "POST", e.url("/v1/auth/magic-link/verify"), map[string]string{"token": tok}); c != 400 {
 			t.Errorf("magic link reused = %d, want 400", c)
 		}
+		// A verified account keeps its password.
+		e.login(t, "victim@example.com", strongPassword)
 		// MFA still applies.
 		at := res["access_token"].(string)
 		c, dev, _ := call(t, "POST", e.url("/v1/me/mfa/email"), nil, bearer(at)...)
@@ -302,6 +311,47 @@ func runSocialSignIn(t *testing.T, env map[string]string) {
 		if c != 200 || res["mfa_required"] != true || res["access_token"] != nil {
 			t.Errorf("magic link with MFA = %d %v, want the MFA step", c, res)
 		}
+	})
+
+	t.Run("MagicLinkEndsPreRegistration", func(t *testing.T) {
+		// Someone registers the address with their own password and never
+		// verifies it; the mailbox's owner then signs in by link.
+		const email = "prey@example.com"
+		register(t, e, email)
+		at := magicSignIn(t, e, email)["access_token"].(string)
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/login"), map[string]string{"email": email, "password": strongPassword}); c != 401 {
+			t.Errorf("the pre-registrant's password after the owner's magic link = %d %v, want 401", c, b)
+		}
+		if _, me, _ := call(t, "GET", e.url("/v1/me"), nil, bearer(at)...); me["email_verified"] != true {
+			t.Errorf("/v1/me = %v, want the address verified", me)
+		}
+		if acts := activity(t, e, at); !contains(acts, "user.unverified_credentials_cleared") {
+			t.Errorf("activity = %v, want user.unverified_credentials_cleared", acts)
+		}
+	})
+
+	t.Run("AutoLinkEndsPreRegistration", func(t *testing.T) {
+		const email = "prey2@example.com"
+		register(t, e, email)
+		tok := socialSignIn(t, e, m, "trusted", "trusted-prey2", email)
+		at, _ := tok["access_token"].(string)
+		if at == "" {
+			t.Fatalf("auto-linked sign-in = %v", tok)
+		}
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/login"), map[string]string{"email": email, "password": strongPassword}); c != 401 {
+			t.Errorf("the pre-registrant's password after the owner's auto-linked sign-in = %d %v, want 401", c, b)
+		}
+		if ids := identities(t, e, at); len(ids) != 1 || ids[0] != "trusted" {
+			t.Errorf("identities = %v, want trusted", ids)
+		}
+		if _, me, _ := call(t, "GET", e.url("/v1/me"), nil, bearer(at)...); me["email_verified"] != true {
+			t.Errorf("/v1/me = %v, want the address verified", me)
+		}
+
+		// Auto-linking to a verified account leaves its password alone.
+		e.signUp(t, "trusting@example.com")
+		socialSignIn(t, e, m, "trusted", "trusted-trusting", "trusting@example.com")
+		e.login(t, "trusting@example.com", strongPassword)
 	})
 
 	t.Run("LinkNeedsRecentAuthentication", func(t *testing.T) {
@@ -617,4 +667,176 @@ func finishLink(t *testing.T, e *accountEnv, m *mockoidc.MockOIDC, authURL strin
 	f := &oauthFlow{t: t, e: e, cookie: cookie, cbPath: back.Path + "?" + back.RawQuery}
 	_, loc := f.callback(cookie)
 	return loc
+}
+
+// activity lists the actions of the caller's activity trail.
+func activity(t *testing.T, e *accountEnv, at string) []string {
+	t.Helper()
+	c, body, _ := call(t, "GET", e.url("/v1/me/activity"), nil, bearer(at)...)
+	if c != 200 {
+		t.Fatalf("activity = %d %v", c, body)
+	}
+	var out []string
+	for _, ev := range body["events"].([]any) {
+		out = append(out, ev.(map[string]any)["action"].(string))
+	}
+	return out
+}
+
+// register creates an account and never verifies it: a pre-registration
+// by someone who does not own the mailbox.
+func register(t *testing.T, e *accountEnv, email string) {
+	t.Helper()
+	if c, b, _ := call(t, "POST", e.url("/v1/auth/register"), map[string]string{"email": email, "password": strongPassword, "name": "Squatter"}); c != 201 {
+		t.Fatalf("register %s = %d %v", email, c, b)
+	}
+}
+
+// magicSignIn signs in with an emailed link.
+func magicSignIn(t *testing.T, e *accountEnv, email string) map[string]any {
+	t.Helper()
+	if c, b, _ := call(t, "POST", e.url("/v1/auth/magic-link"), map[string]string{"email": email}); c != 202 {
+		t.Fatalf("magic link = %d %v", c, b)
+	}
+	tok := magicToken(t, e.mail.wait(t, email, "sign-in link"))
+	c, res, _ := call(t, "POST", e.url("/v1/auth/magic-link/verify"), map[string]string{"token": tok})
+	if c != 200 {
+		t.Fatalf("magic link verify = %d %v", c, res)
+	}
+	return res
+}
+
+// socialSignIn signs in through provider as subject with a verified email
+// and returns the answer of the code exchange.
+func socialSignIn(t *testing.T, e *accountEnv, m *mockoidc.MockOIDC, provider, subject, email string) map[string]any {
+	t.Helper()
+	m.QueueUser(&mockoidc.MockUser{Subject: subject, Email: email, EmailVerified: true})
+	f := startOAuth(t, e, provider)
+	_, loc := f.callback(f.cookie)
+	return exchangeCode(t, e, loc)
+}
+
+// TestSocialPreRegistration: where unverified accounts may sign in, a
+// pre-registrant can hold sessions, a second factor and a linked identity
+// on an address they do not own; the owner's first sign-in through the
+// mailbox (a magic link, or a provider trusted for linking) ends all of it.
+func TestSocialPreRegistration(t *testing.T) { runSocialPreRegistration(t, nil) }
+
+func TestSocialPreRegistrationPostgresRedis(t *testing.T) {
+	runSocialPreRegistration(t, postgresRedisEnv(t))
+}
+
+func runSocialPreRegistration(t *testing.T, env map[string]string) {
+	m, err := mockoidc.Run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Shutdown() })
+	all := map[string]string{
+		"GATEHOUSE_REQUIRE_VERIFIED_EMAIL":       "false",
+		"GATEHOUSE_SOCIAL_OKTA_TYPE":             "oidc",
+		"GATEHOUSE_SOCIAL_OKTA_ISSUER":           m.Issuer(),
+		"GATEHOUSE_SOCIAL_OKTA_CLIENT_ID":        m.ClientID,
+		"GATEHOUSE_SOCIAL_OKTA_CLIENT_SECRET":    m.ClientSecret,
+		"GATEHOUSE_SOCIAL_TRUSTED_TYPE":          "oidc",
+		"GATEHOUSE_SOCIAL_TRUSTED_ISSUER":        m.Issuer(),
+		"GATEHOUSE_SOCIAL_TRUSTED_CLIENT_ID":     m.ClientID,
+		"GATEHOUSE_SOCIAL_TRUSTED_CLIENT_SECRET": m.ClientSecret,
+		"GATEHOUSE_SOCIAL_TRUSTED_AUTO_LINK":     "true",
+		"GATEHOUSE_REDIRECT_ALLOWLIST":           appRedirect,
+	}
+	for k, v := range env {
+		all[k] = v
+	}
+	e := newAccountEnv(t, all)
+
+	// squat registers the address, signs in and enrols a TOTP factor, as
+	// someone who does not own the mailbox can; it returns the sign-in.
+	squat := func(t *testing.T, email string) map[string]any {
+		t.Helper()
+		register(t, e, email)
+		login := loginFull(t, e, email, strongPassword)
+		at := login["access_token"].(string)
+		c, enr, _ := call(t, "POST", e.url("/v1/me/mfa/totp"), nil, bearer(at)...)
+		if c != 201 {
+			t.Fatalf("enrol TOTP = %d %v", c, enr)
+		}
+		code := totpAt(t, enr["secret"].(string), time.Now())
+		if c, b, _ := call(t, "POST", e.url("/v1/me/mfa/devices/"+enr["id"].(string)+"/confirm"), map[string]string{"code": code}, bearer(at)...); c != 200 {
+			t.Fatalf("confirm TOTP = %d %v", c, b)
+		}
+		return login
+	}
+	// ousted checks that nothing the pre-registrant set up still works.
+	ousted := func(t *testing.T, email string, squatter map[string]any, ownerToken string) {
+		t.Helper()
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/login"), map[string]string{"email": email, "password": strongPassword}); c != 401 {
+			t.Errorf("the pre-registrant's password = %d %v, want 401", c, b)
+		}
+		if c, _, _ := call(t, "GET", e.url("/v1/me"), nil, bearer(squatter["access_token"].(string))...); c != 401 {
+			t.Errorf("the pre-registrant's access token = %d, want 401", c)
+		}
+		if c, b := refresh(t, e, squatter["refresh_token"].(string)); c == 200 {
+			t.Errorf("the pre-registrant's refresh token = %d %v, want refused", c, b)
+		}
+		c, devs, _ := call(t, "GET", e.url("/v1/me/mfa/devices"), nil, bearer(ownerToken)...)
+		if c != 200 || len(devs["devices"].([]any)) != 0 {
+			t.Errorf("the owner's second factors = %d %v, want none", c, devs)
+		}
+	}
+
+	t.Run("MagicLink", func(t *testing.T) {
+		const email = "owner@example.com"
+		squatter := squat(t, email)
+		// The pre-registrant links their own external account, a way in
+		// that would outlive the password.
+		c, b, cookie := linkStart(t, e, "okta", appRedirect, squatter["access_token"].(string))
+		if c != 200 {
+			t.Fatalf("link start = %d %v", c, b)
+		}
+		if loc := finishLink(t, e, m, b["authorization_url"].(string), cookie, "okta-squatter", "squatter@evil.example"); loc.Query().Get("linked") != "okta" {
+			t.Fatalf("link = %s", loc)
+		}
+		// A sign-in through that identity is under way.
+		m.QueueUser(&mockoidc.MockUser{Subject: "okta-squatter", Email: "squatter@evil.example", EmailVerified: true})
+		f := startOAuth(t, e, "okta")
+		_, pending := f.callback(f.cookie)
+		if pending.Query().Get("code") == "" {
+			t.Fatalf("the pre-registrant's social sign-in = %s", pending)
+		}
+
+		res := magicSignIn(t, e, email)
+		at, _ := res["access_token"].(string)
+		if at == "" {
+			t.Fatalf("the owner's magic link = %v, want tokens without the pre-registrant's second factor", res)
+		}
+		ousted(t, email, squatter, at)
+		if ids := identities(t, e, at); len(ids) != 0 {
+			t.Errorf("the owner's identities = %v, want none", ids)
+		}
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/oauth/exchange"), map[string]string{"code": pending.Query().Get("code")}); c != 400 {
+			t.Errorf("the pre-registrant's pending social sign-in = %d %v, want 400", c, b)
+		}
+		// The pre-registrant's external account no longer reaches it.
+		tok := socialSignIn(t, e, m, "okta", "okta-squatter", "squatter@evil.example")
+		if tok["access_token"] != nil {
+			if _, me, _ := call(t, "GET", e.url("/v1/me"), nil, bearer(tok["access_token"].(string))...); me["email"] == email {
+				t.Errorf("the pre-registrant's identity still signs in to %s", email)
+			}
+		}
+	})
+
+	t.Run("AutoLink", func(t *testing.T) {
+		const email = "owner2@example.com"
+		squatter := squat(t, email)
+		tok := socialSignIn(t, e, m, "trusted", "trusted-owner2", email)
+		at, _ := tok["access_token"].(string)
+		if at == "" {
+			t.Fatalf("the owner's auto-linked sign-in = %v, want tokens without the pre-registrant's second factor", tok)
+		}
+		ousted(t, email, squatter, at)
+		if ids := identities(t, e, at); len(ids) != 1 || ids[0] != "trusted" {
+			t.Errorf("identities = %v, want trusted", ids)
+		}
+	})
 }

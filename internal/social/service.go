@@ -101,6 +101,9 @@ type Sessions interface {
 	Complete(ctx context.Context, userID, passwordStamp string, amr []string, m session.Meta) (session.Result, error)
 	Login(ctx context.Context, email, pw string, m session.Meta) (session.Result, error)
 	RevokeUserSessionByID(ctx context.Context, userID, sessionID string) error
+	// RevokeSessionTokens puts the access tokens of an ended session on
+	// the deny list.
+	RevokeSessionTokens(ctx context.Context, sessionID string) error
 }
 
 // SecondFactor is asked before a session starts (MFA still applies).
@@ -293,6 +296,10 @@ func (o Outcome) URL() string {
 type pendingSignIn struct {
 	UserID string   `json:"user_id"`
 	AMR    []string `json:"amr"`
+	// Provider and Subject name the identity that signed in: the code is
+	// void if that identity is no longer the user's when it is exchanged.
+	Provider string `json:"provider,omitempty"`
+	Subject  string `json:"subject,omitempty"`
 }
 
 // pendingLink is a link waiting for the user to prove the account.
@@ -379,7 +386,7 @@ func (s *Service) resolve(ctx context.Context, p provider.Provider, prof provide
 		}
 		return Outcome{Params: url.Values{"linked": {p.ID()}}}, "linked", nil
 	case err == nil:
-		return s.signedIn(ctx, existing.UserID, p.ID(), "signed_in")
+		return s.signedIn(ctx, existing.UserID, p.ID(), prof.Subject, "signed_in")
 	case !errors.Is(err, store.ErrNotFound):
 		return Outcome{}, "", err
 	}
@@ -401,10 +408,10 @@ func (s *Service) resolve(ctx context.Context, p provider.Provider, prof provide
 	switch {
 	case err == nil:
 		if p.AutoLink() {
-			if err := s.link(ctx, u.ID, p.ID(), prof, m); err != nil {
+			if err := s.autoLink(ctx, u.ID, p.ID(), prof, m); err != nil {
 				return Outcome{}, "", err
 			}
-			return s.signedIn(ctx, u.ID, p.ID(), "linked")
+			return s.signedIn(ctx, u.ID, p.ID(), prof.Subject, "linked")
 		}
 		tok, err := secret.NewToken(32)
 		if err != nil {
@@ -443,7 +450,7 @@ func (s *Service) resolve(ctx context.Context, p provider.Provider, prof provide
 	if err != nil {
 		return Outcome{}, "", err
 	}
-	return s.signedIn(ctx, created.ID, p.ID(), "signed_up")
+	return s.signedIn(ctx, created.ID, p.ID(), prof.Subject, "signed_up")
 }
 
 func httpsOnly(u string) string {
@@ -454,12 +461,12 @@ func httpsOnly(u string) string {
 }
 
 // signedIn hands out a one-time code the application exchanges for tokens.
-func (s *Service) signedIn(ctx context.Context, userID, providerID, outcome string) (Outcome, string, error) {
+func (s *Service) signedIn(ctx context.Context, userID, providerID, subject, outcome string) (Outcome, string, error) {
 	code, err := secret.NewToken(32)
 	if err != nil {
 		return Outcome{}, "", err
 	}
-	b, _ := json.Marshal(pendingSignIn{UserID: userID, AMR: []string{"fed", providerID}})
+	b, _ := json.Marshal(pendingSignIn{UserID: userID, AMR: []string{"fed", providerID}, Provider: providerID, Subject: subject})
 	if err := s.KV.Set(ctx, codeKey(code), b, s.Config.CodeTTL); err != nil {
 		return Outcome{}, "", err
 	}
@@ -468,20 +475,52 @@ func (s *Service) signedIn(ctx context.Context, userID, providerID, outcome stri
 
 // link records an identity for a user, with an event and a notice.
 func (s *Service) link(ctx context.Context, userID, providerID string, prof provider.Profile, m user.Meta) error {
-	now := s.now()
 	return s.Store.InTx(ctx, func(tx store.Store) error {
 		u, err := tx.GetUser(ctx, userID)
 		if err != nil {
 			return err
 		}
-		if _, err := tx.CreateIdentity(ctx, store.Identity{UserID: userID, Provider: providerID, Subject: prof.Subject, Email: prof.Email, LinkedAt: now}); err != nil {
-			if errors.Is(err, store.ErrConflict) {
-				return ErrIdentityInUse
-			}
+		return s.createIdentity(ctx, tx, u, providerID, prof, m)
+	})
+}
+
+// autoLink links an identity whose verified email, from a provider trusted
+// for linking, is the account's address. That email proves the mailbox;
+// if the account's address was never verified, the account may be a
+// pre-registration by someone else, and what was set up on it is cleared
+// first (claimUnverified), as when a magic link proves the address.
+func (s *Service) autoLink(ctx context.Context, userID, providerID string, prof provider.Profile, m user.Meta) error {
+	var ended []string
+	err := s.Store.InTx(ctx, func(tx store.Store) error {
+		u, err := tx.GetUserForUpdate(ctx, userID)
+		if err != nil {
 			return err
 		}
-		return s.notice(ctx, tx, u, "identity.linked", fmt.Sprintf("Your %s account was linked for signing in", providerID), m, map[string]any{"provider": providerID})
+		if u.EmailVerifiedAt.IsZero() {
+			if user.NormalizeEmail(prof.Email) != u.EmailNormalized {
+				return errors.New("social: auto-link to an account of another address")
+			}
+			if u, ended, err = s.claimUnverified(ctx, tx, u, viaProvider, providerID, m); err != nil {
+				return err
+			}
+		}
+		return s.createIdentity(ctx, tx, u, providerID, prof, m)
 	})
+	if err != nil {
+		return err
+	}
+	s.endSessions(ctx, ended)
+	return nil
+}
+
+func (s *Service) createIdentity(ctx context.Context, tx store.Store, u store.User, providerID string, prof provider.Profile, m user.Meta) error {
+	if _, err := tx.CreateIdentity(ctx, store.Identity{UserID: u.ID, Provider: providerID, Subject: prof.Subject, Email: prof.Email, LinkedAt: s.now()}); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return ErrIdentityInUse
+		}
+		return err
+	}
+	return s.notice(ctx, tx, u, "identity.linked", fmt.Sprintf("Your %s account was linked for signing in", providerID), m, map[string]any{"provider": providerID})
 }
 
 func (s *Service) notice(ctx context.Context, tx store.Store, u store.User, action, event string, m user.Meta, data map[string]any) error {
@@ -544,6 +583,17 @@ func (s *Service) Exchange(ctx context.Context, code string, sm session.Meta) (s
 	var p pendingSignIn
 	if err := json.Unmarshal(raw, &p); err != nil {
 		return session.Result{}, ErrInvalidCode
+	}
+	// An identity removed meanwhile (unlinked, or cleared with a
+	// pre-registered account) no longer signs in.
+	if p.Provider != "" {
+		id, err := s.Store.GetIdentity(ctx, p.Provider, p.Subject)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && id.UserID != p.UserID) {
+			return session.Result{}, ErrInvalidCode
+		}
+		if err != nil {
+			return session.Result{}, err
+		}
 	}
 	return s.begin(ctx, p.UserID, p.AMR, sm)
 }
@@ -727,7 +777,9 @@ func (s *Service) RequestMagicLink(ctx context.Context, email string, m user.Met
 
 // VerifyMagicLink consumes a magic link token (once) and signs in; MFA
 // still applies. Following the link proves the mailbox, so an unverified
-// address becomes verified.
+// address becomes verified — and since anyone could have registered the
+// account with that address, what was set up on it before is cleared
+// (claimUnverified): the password, sessions, second factors, identities.
 func (s *Service) VerifyMagicLink(ctx context.Context, tok string, sm session.Meta) (session.Result, error) {
 	if tok == "" || len(tok) > 256 {
 		return session.Result{}, ErrInvalidCode
@@ -740,17 +792,19 @@ func (s *Service) VerifyMagicLink(ctx context.Context, tok string, sm session.Me
 		return session.Result{}, err
 	}
 	userID := string(raw)
+	m := user.Meta{IP: sm.IP, UserAgent: sm.UserAgent, RequestID: sm.RequestID}
+	var ended []string
 	err = s.Store.InTx(ctx, func(tx store.Store) error {
 		u, err := tx.GetUserForUpdate(ctx, userID)
 		if err != nil || !u.EmailVerifiedAt.IsZero() {
 			return err
 		}
-		u.EmailVerifiedAt = s.now()
-		_, err = tx.UpdateUser(ctx, u)
+		_, ended, err = s.claimUnverified(ctx, tx, u, viaMagicLink, "", m)
 		return err
 	})
 	if err != nil {
 		return session.Result{}, err
 	}
+	s.endSessions(ctx, ended)
 	return s.begin(ctx, userID, []string{"email"}, sm)
 }
