@@ -281,12 +281,24 @@ func runSocialSignIn(t *testing.T, env map[string]string) {
 	})
 
 	t.Run("MagicLink", func(t *testing.T) {
+		// The request does the same work for an address with an account
+		// and one without: it enqueues one job, which looks the address up.
+		const kind = "social.magic_link"
+		before := jobCount(t, e, kind)
 		code, known, _ := call(t, "POST", e.url("/v1/auth/magic-link"), map[string]string{"email": "victim@example.com"})
+		if n := jobCount(t, e, kind); n != before+1 {
+			t.Errorf("jobs after a request for an account = %d, want %d", n, before+1)
+		}
 		code2, unknown, _ := call(t, "POST", e.url("/v1/auth/magic-link"), map[string]string{"email": "nobody@example.com"})
+		if n := jobCount(t, e, kind); n != before+2 {
+			t.Errorf("jobs after a request for no account = %d, want %d", n, before+2)
+		}
 		if code != 202 || code2 != 202 || known["message"] != unknown["message"] {
 			t.Errorf("magic link = %d %v / %d %v", code, known, code2, unknown)
 		}
 		m := e.mail.wait(t, "victim@example.com", "sign-in link")
+		waitJobsDone(t, e, kind)
+		e.mail.none(t, "nobody@example.com", 300*time.Millisecond)
 		tok := magicToken(t, m)
 		c, res, _ := call(t, "POST", e.url("/v1/auth/magic-link/verify"), map[string]string{"token": tok})
 		if c != 200 || res["access_token"] == nil {
@@ -310,6 +322,25 @@ func runSocialSignIn(t *testing.T, env map[string]string) {
 		c, res, _ = call(t, "POST", e.url("/v1/auth/magic-link/verify"), map[string]string{"token": tok})
 		if c != 200 || res["mfa_required"] != true || res["access_token"] != nil {
 			t.Errorf("magic link with MFA = %d %v, want the MFA step", c, res)
+		}
+	})
+
+	t.Run("MagicLinkToAFormerAddress", func(t *testing.T) {
+		at := e.signUp(t, "mover@example.com")
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/magic-link"), map[string]string{"email": "mover@example.com"}); c != 202 {
+			t.Fatalf("magic link = %d %v", c, b)
+		}
+		tok := magicToken(t, e.mail.wait(t, "mover@example.com", "sign-in link"))
+		if c, me, _ := call(t, "PATCH", e.url("/v1/me"), map[string]any{"email": "mover.new@example.com"}, bearer(at)...); c != 200 {
+			t.Fatalf("email change = %d %v", c, me)
+		}
+		vt := linkToken(t, e.mail.wait(t, "mover.new@example.com", ""), "verify-email")
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/verify-email"), map[string]string{"token": vt}); c != 200 {
+			t.Fatalf("confirm email change = %d %v", c, b)
+		}
+		// The link proved a mailbox that is no longer the account's.
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/magic-link/verify"), map[string]string{"token": tok}); c != 400 || b["code"] != "invalid_code" {
+			t.Errorf("magic link sent to the former address = %d %v, want 400 invalid_code", c, b)
 		}
 	})
 
@@ -610,6 +641,43 @@ func TestSocialLinkFromSessionAndBreaker(t *testing.T) {
 	_, metrics := get(t, e.s.admin+"/metrics")
 	if !strings.Contains(string(metrics), `gatehouse_social_logins_total{outcome="provider_unavailable",provider="corp"} 5`) {
 		t.Errorf("metrics lack the provider outcome counter")
+	}
+}
+
+// jobCount counts the jobs of a kind in River's table.
+func jobCount(t *testing.T, e *accountEnv, kind string) int {
+	t.Helper()
+	q := "SELECT count(*) FROM river_job WHERE kind = ?"
+	if e.dialect == "postgres" {
+		q = "SELECT count(*) FROM river_job WHERE kind = $1"
+	}
+	var n int
+	if err := e.db.QueryRow(q, kind).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// waitJobsDone waits until no job of the kind is left to work.
+func waitJobsDone(t *testing.T, e *accountEnv, kind string) {
+	t.Helper()
+	q := "SELECT count(*) FROM river_job WHERE kind = ? AND state NOT IN ('completed', 'cancelled', 'discarded')"
+	if e.dialect == "postgres" {
+		q = "SELECT count(*) FROM river_job WHERE kind = $1 AND state NOT IN ('completed', 'cancelled', 'discarded')"
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var n int
+		if err := e.db.QueryRow(q, kind).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d %s jobs still pending", n, kind)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

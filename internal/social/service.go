@@ -111,8 +111,9 @@ type SecondFactor interface {
 	Begin(ctx context.Context, u store.User, amr []string, m session.Meta) (*session.Challenge, error)
 }
 
-// JobInserter enqueues jobs in a transaction.
+// JobInserter enqueues jobs, alone or in a transaction.
 type JobInserter interface {
+	Insert(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) (int64, error)
 	InsertTx(ctx context.Context, tx any, args river.JobArgs, opts *river.InsertOpts) (int64, error)
 }
 
@@ -726,85 +727,4 @@ func (s *Service) Unlink(ctx context.Context, userID, id string, m user.Meta) er
 		}
 		return s.notice(ctx, tx, u, "identity.unlinked", fmt.Sprintf("Your %s account was unlinked", target.Provider), m, map[string]any{"provider": target.Provider})
 	})
-}
-
-// RequestMagicLink emails a one-time sign-in link to an existing, enabled
-// account; it answers alike for any address (throttled per address and IP).
-func (s *Service) RequestMagicLink(ctx context.Context, email string, m user.Meta) error {
-	email = strings.TrimSpace(email)
-	if email == "" || len(email) > 254 || !strings.Contains(email, "@") {
-		return httpapi.Validation(httpapi.FieldError{Field: "email", Rule: "format", Message: "Not a valid email address."})
-	}
-	norm := user.NormalizeEmail(email)
-	for _, k := range []struct {
-		key string
-		l   ratelimit.Limit
-	}{{"magic:ip:" + m.IP, s.Config.MagicLinkPerIP}, {"magic:addr:" + norm, s.Config.MagicLinkPerAddress}} {
-		res, err := s.Limiter.AllowN(ctx, k.key, k.l, 1)
-		if err != nil {
-			return err
-		}
-		if res.Allowed == 0 {
-			return nil // answered alike; nothing sent
-		}
-	}
-	u, err := s.Store.GetUserByEmail(ctx, norm)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && u.Status == store.UserDisabled) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	tok, err := secret.NewToken(32)
-	if err != nil {
-		return err
-	}
-	if err := s.KV.Set(ctx, magicKey(tok), []byte(u.ID), s.Config.MagicLinkTTL); err != nil {
-		return err
-	}
-	return s.Store.InTx(ctx, func(tx store.Store) error {
-		if err := tx.AppendAuditEvent(ctx, store.AuditEvent{OccurredAt: s.now(), SubjectID: u.ID, Action: "user.magic_link_requested", IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID}); err != nil {
-			return err
-		}
-		args, err := mail.NewSendArgs(s.Keys, mail.MagicLink, u.Email, mail.Data{RecipientName: u.Name, ExpiresIn: s.Config.MagicLinkTTL, IP: m.IP, UserAgent: m.UserAgent, Time: s.now()}, s.Config.AppURL+"/magic-link?token="+tok)
-		if err != nil {
-			return err
-		}
-		_, err = s.Jobs.InsertTx(ctx, tx.DriverTx(), args, nil)
-		return err
-	})
-}
-
-// VerifyMagicLink consumes a magic link token (once) and signs in; MFA
-// still applies. Following the link proves the mailbox, so an unverified
-// address becomes verified — and since anyone could have registered the
-// account with that address, what was set up on it before is cleared
-// (claimUnverified): the password, sessions, second factors, identities.
-func (s *Service) VerifyMagicLink(ctx context.Context, tok string, sm session.Meta) (session.Result, error) {
-	if tok == "" || len(tok) > 256 {
-		return session.Result{}, ErrInvalidCode
-	}
-	raw, err := s.KV.GetDel(ctx, magicKey(tok))
-	if errors.Is(err, kv.ErrNotFound) {
-		return session.Result{}, ErrInvalidCode
-	}
-	if err != nil {
-		return session.Result{}, err
-	}
-	userID := string(raw)
-	m := user.Meta{IP: sm.IP, UserAgent: sm.UserAgent, RequestID: sm.RequestID}
-	var ended []string
-	err = s.Store.InTx(ctx, func(tx store.Store) error {
-		u, err := tx.GetUserForUpdate(ctx, userID)
-		if err != nil || !u.EmailVerifiedAt.IsZero() {
-			return err
-		}
-		_, ended, err = s.claimUnverified(ctx, tx, u, viaMagicLink, "", m)
-		return err
-	})
-	if err != nil {
-		return session.Result{}, err
-	}
-	s.endSessions(ctx, ended)
-	return s.begin(ctx, userID, []string{"email"}, sm)
 }
