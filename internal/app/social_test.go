@@ -26,7 +26,17 @@ type oauthFlow struct {
 
 func startOAuth(t *testing.T, e *accountEnv, provider string) *oauthFlow {
 	t.Helper()
-	req, _ := http.NewRequest("GET", e.url("/v1/auth/oauth/"+provider+"/start?redirect_to="+url.QueryEscape(appRedirect)), nil)
+	return startOAuthWith(t, e, provider, nil)
+}
+
+// startOAuthWith is startOAuth with more parameters for the start.
+func startOAuthWith(t *testing.T, e *accountEnv, provider string, extra url.Values) *oauthFlow {
+	t.Helper()
+	q := url.Values{"redirect_to": {appRedirect}}
+	for k, v := range extra {
+		q[k] = v
+	}
+	req, _ := http.NewRequest("GET", e.url("/v1/auth/oauth/"+provider+"/start?"+q.Encode()), nil)
 	res, err := noRedirects.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -231,6 +241,61 @@ func runSocialSignIn(t *testing.T, env map[string]string) {
 		at = exchangeCode(t, e, loc)["access_token"].(string)
 		if _, me, _ := call(t, "GET", e.url("/v1/me"), nil, bearer(at)...); me["id"] != samID {
 			t.Errorf("second sign-in found user %v, want %s", me["id"], samID)
+		}
+	})
+
+	t.Run("CodeBoundByChallenge", func(t *testing.T) {
+		// The example of RFC 7636, appendix B.
+		const verifier, challenge = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+		withChallenge := url.Values{"code_challenge": {challenge}, "code_challenge_method": {"S256"}}
+		code := func(extra url.Values) string {
+			t.Helper()
+			m.QueueUser(&mockoidc.MockUser{Subject: "okta-pkce", Email: "pkce@example.com", EmailVerified: true})
+			f := startOAuthWith(t, e, "okta", extra)
+			_, loc := f.callback(f.cookie)
+			if loc.Query().Get("code") == "" {
+				t.Fatalf("callback = %s", loc)
+			}
+			return loc.Query().Get("code")
+		}
+		exchange := func(code, verifier string) (int, map[string]any) {
+			t.Helper()
+			in := map[string]string{"code": code}
+			if verifier != "" {
+				in["code_verifier"] = verifier
+			}
+			c, b, _ := call(t, "POST", e.url("/v1/auth/oauth/exchange"), in)
+			return c, b
+		}
+		// A code planted in an application that started with a challenge
+		// (or taken from it) is useless without the verifier.
+		if c, b := exchange(code(withChallenge), ""); c != 400 || b["code"] != "invalid_code" {
+			t.Errorf("exchange without the verifier = %d %v, want 400 invalid_code", c, b)
+		}
+		if c, b := exchange(code(withChallenge), "another-verifier-of-the-right-length-0123456789"); c != 400 {
+			t.Errorf("exchange with another verifier = %d %v, want 400", c, b)
+		}
+		if c, b := exchange(code(withChallenge), verifier); c != 200 || b["access_token"] == nil {
+			t.Errorf("exchange with the verifier = %d %v, want tokens", c, b)
+		}
+		// A verifier for a flow that had no challenge: the challenge was
+		// stripped on the way.
+		if c, b := exchange(code(nil), verifier); c != 400 {
+			t.Errorf("exchange with a verifier but no challenge = %d %v, want 400", c, b)
+		}
+		// Without either, as before.
+		if c, b := exchange(code(nil), ""); c != 200 {
+			t.Errorf("exchange without a challenge = %d %v, want tokens", c, b)
+		}
+		for _, bad := range []url.Values{
+			{"code_challenge": {challenge}, "code_challenge_method": {"plain"}},
+			{"code_challenge": {"short"}},
+			{"code_challenge_method": {"S256"}},
+		} {
+			c, b, _ := call(t, "GET", e.url("/v1/auth/oauth/okta/start?redirect_to="+url.QueryEscape(appRedirect)+"&"+bad.Encode()), nil)
+			if c != 400 || b["code"] != "invalid_code_challenge" {
+				t.Errorf("start with %v = %d %v, want 400 invalid_code_challenge", bad, c, b)
+			}
 		}
 	})
 

@@ -8,6 +8,8 @@ package social
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,6 +49,9 @@ var (
 	// older than Config.ReauthWindow. It answers like MFA's check before
 	// a device is removed: 403 reauthentication_required.
 	ErrReauthRequired = errors.New("social: recent authentication required")
+	// ErrInvalidChallenge refuses a start whose code_challenge is not an
+	// S256 challenge.
+	ErrInvalidChallenge = errors.New("social: invalid code_challenge")
 )
 
 func init() {
@@ -56,6 +61,7 @@ func init() {
 	httpapi.RegisterError(ErrInvalidCode, http.StatusBadRequest, "invalid_code", "The code is invalid, expired or was already used.")
 	httpapi.RegisterError(ErrLastSignInMethod, http.StatusConflict, "last_sign_in_method", "This is the account's last way to sign in; add a password or another identity first.")
 	httpapi.RegisterError(ErrIdentityInUse, http.StatusConflict, "identity_in_use", "This external account is linked to another account.")
+	httpapi.RegisterError(ErrInvalidChallenge, http.StatusBadRequest, "invalid_code_challenge", "code_challenge must be the S256 challenge (43 base64url characters) with code_challenge_method S256.")
 	httpapi.RegisterError(ErrReauthRequired, http.StatusForbidden, "reauthentication_required", "Sign in again (password or a second factor) within the last 5 minutes to do this.")
 }
 
@@ -198,6 +204,9 @@ type flow struct {
 	RedirectTo string `json:"redirect_to"`
 	Browser    string `json:"browser"`             // hash of the binding cookie
 	LinkUserID string `json:"link_user,omitempty"` // linking from a signed-in session
+	// CodeChallenge is the application's optional S256 challenge: the
+	// one-time code is then exchanged only with its verifier.
+	CodeChallenge string `json:"code_challenge,omitempty"`
 }
 
 func stateKey(state string) string { return "social:state:" + secret.HashToken(state) }
@@ -235,21 +244,28 @@ func (s *Service) StartLink(ctx context.Context, p auth.Principal, id, redirectT
 	if p.UserID == "" || p.AuthTime.IsZero() || s.now().Sub(p.AuthTime) > s.Config.ReauthWindow {
 		return "", "", ErrReauthRequired
 	}
-	return s.Start(ctx, id, redirectTo, p.UserID)
+	return s.Start(ctx, id, redirectTo, "", p.UserID)
 }
 
 // Start begins a flow: it stores the state server-side (single use, bound
 // to the browser by the returned cookie value) and returns the provider's
 // authorisation URL. redirect_to must be on the allowlist; only a link
 // from a signed-in session may leave it out (the callback then goes to
-// Config.AppURL).
-func (s *Service) Start(ctx context.Context, id, redirectTo, linkUserID string) (authURL, browser string, err error) {
+// Config.AppURL). codeChallenge, optional, is the application's S256
+// challenge (RFC 7636): the one-time code the callback hands out can then
+// be exchanged only with its verifier, so a code an attacker obtained for
+// their own sign-in cannot be planted in another browser's application
+// (login CSRF) by an application that uses one.
+func (s *Service) Start(ctx context.Context, id, redirectTo, codeChallenge, linkUserID string) (authURL, browser string, err error) {
 	p, ok := s.Providers.Get(id)
 	if !ok {
 		return "", "", ErrUnknownProvider
 	}
 	if (linkUserID == "" || redirectTo != "") && !s.allowedRedirect(redirectTo) {
 		return "", "", ErrRedirectNotAllowed
+	}
+	if err := CheckCodeChallenge(codeChallenge, ""); err != nil {
+		return "", "", err
 	}
 	if s.open(id) {
 		return "", "", unavailableProblem(id)
@@ -265,12 +281,47 @@ func (s *Service) Start(ctx context.Context, id, redirectTo, linkUserID string) 
 	if browser, err = secret.NewToken(32); err != nil {
 		return "", "", err
 	}
-	f := flow{Provider: id, Verifier: oauth2.GenerateVerifier(), Nonce: nonce, RedirectTo: redirectTo, Browser: secret.HashToken(browser), LinkUserID: linkUserID}
+	f := flow{Provider: id, Verifier: oauth2.GenerateVerifier(), Nonce: nonce, RedirectTo: redirectTo, Browser: secret.HashToken(browser), LinkUserID: linkUserID, CodeChallenge: codeChallenge}
 	b, _ := json.Marshal(f)
 	if err := s.KV.Set(ctx, stateKey(state), b, s.Config.StateTTL); err != nil {
 		return "", "", err
 	}
 	return p.AuthCodeURL(state, f.Verifier, nonce, s.callbackURL(id)), browser, nil
+}
+
+// CheckCodeChallenge accepts an absent challenge (with no method) or an
+// S256 one: 43 base64url characters, the encoding of a SHA-256 digest,
+// with method S256 or none (the only method offered). The plain method is
+// refused: it would put the verifier itself in the browser's URL.
+func CheckCodeChallenge(challenge, method string) error {
+	if challenge == "" {
+		if method != "" {
+			return ErrInvalidChallenge
+		}
+		return nil
+	}
+	if method != "" && method != "S256" {
+		return ErrInvalidChallenge
+	}
+	if b, err := base64.RawURLEncoding.DecodeString(challenge); err != nil || len(b) != sha256.Size || len(challenge) != 43 {
+		return ErrInvalidChallenge
+	}
+	return nil
+}
+
+// verifierMatches reports whether verifier (RFC 7636: 43 to 128 of
+// A-Z a-z 0-9 - . _ ~) is the one whose S256 challenge is challenge.
+func verifierMatches(verifier, challenge string) bool {
+	if len(verifier) < 43 || len(verifier) > 128 {
+		return false
+	}
+	for _, r := range verifier {
+		if !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_' || r == '~') {
+			return false
+		}
+	}
+	sum := sha256.Sum256([]byte(verifier))
+	return secret.Equal(base64.RawURLEncoding.EncodeToString(sum[:]), challenge)
 }
 
 // Outcome is where the callback sends the browser.
@@ -301,6 +352,8 @@ type pendingSignIn struct {
 	// void if that identity is no longer the user's when it is exchanged.
 	Provider string `json:"provider,omitempty"`
 	Subject  string `json:"subject,omitempty"`
+	// CodeChallenge is the flow's S256 challenge, if the start had one.
+	CodeChallenge string `json:"code_challenge,omitempty"`
 }
 
 // pendingLink is a link waiting for the user to prove the account.
@@ -387,7 +440,7 @@ func (s *Service) resolve(ctx context.Context, p provider.Provider, prof provide
 		}
 		return Outcome{Params: url.Values{"linked": {p.ID()}}}, "linked", nil
 	case err == nil:
-		return s.signedIn(ctx, existing.UserID, p.ID(), prof.Subject, "signed_in")
+		return s.signedIn(ctx, f, existing.UserID, prof.Subject, "signed_in")
 	case !errors.Is(err, store.ErrNotFound):
 		return Outcome{}, "", err
 	}
@@ -412,7 +465,7 @@ func (s *Service) resolve(ctx context.Context, p provider.Provider, prof provide
 			if err := s.autoLink(ctx, u.ID, p.ID(), prof, m); err != nil {
 				return Outcome{}, "", err
 			}
-			return s.signedIn(ctx, u.ID, p.ID(), prof.Subject, "linked")
+			return s.signedIn(ctx, f, u.ID, prof.Subject, "linked")
 		}
 		tok, err := secret.NewToken(32)
 		if err != nil {
@@ -451,7 +504,7 @@ func (s *Service) resolve(ctx context.Context, p provider.Provider, prof provide
 	if err != nil {
 		return Outcome{}, "", err
 	}
-	return s.signedIn(ctx, created.ID, p.ID(), prof.Subject, "signed_up")
+	return s.signedIn(ctx, f, created.ID, prof.Subject, "signed_up")
 }
 
 func httpsOnly(u string) string {
@@ -462,12 +515,12 @@ func httpsOnly(u string) string {
 }
 
 // signedIn hands out a one-time code the application exchanges for tokens.
-func (s *Service) signedIn(ctx context.Context, userID, providerID, subject, outcome string) (Outcome, string, error) {
+func (s *Service) signedIn(ctx context.Context, f flow, userID, subject, outcome string) (Outcome, string, error) {
 	code, err := secret.NewToken(32)
 	if err != nil {
 		return Outcome{}, "", err
 	}
-	b, _ := json.Marshal(pendingSignIn{UserID: userID, AMR: []string{"fed", providerID}, Provider: providerID, Subject: subject})
+	b, _ := json.Marshal(pendingSignIn{UserID: userID, AMR: []string{"fed", f.Provider}, Provider: f.Provider, Subject: subject, CodeChallenge: f.CodeChallenge})
 	if err := s.KV.Set(ctx, codeKey(code), b, s.Config.CodeTTL); err != nil {
 		return Outcome{}, "", err
 	}
@@ -569,8 +622,12 @@ func (s *Service) begin(ctx context.Context, userID string, amr []string, sm ses
 	return s.Sessions.Complete(ctx, u.ID, "", amr, sm)
 }
 
-// Exchange trades a callback's one-time code for the sign-in result.
-func (s *Service) Exchange(ctx context.Context, code string, sm session.Meta) (session.Result, error) {
+// Exchange trades a callback's one-time code for the sign-in result. A
+// code whose flow started with a code_challenge needs its verifier; one
+// whose flow did not is refused with a verifier (so that a challenge
+// stripped from the start is noticed by an application that sends one).
+// Either way a failed exchange has used the code up.
+func (s *Service) Exchange(ctx context.Context, code, verifier string, sm session.Meta) (session.Result, error) {
 	if code == "" || len(code) > 256 {
 		return session.Result{}, ErrInvalidCode
 	}
@@ -583,6 +640,9 @@ func (s *Service) Exchange(ctx context.Context, code string, sm session.Meta) (s
 	}
 	var p pendingSignIn
 	if err := json.Unmarshal(raw, &p); err != nil {
+		return session.Result{}, ErrInvalidCode
+	}
+	if (p.CodeChallenge != "" && !verifierMatches(verifier, p.CodeChallenge)) || (p.CodeChallenge == "" && verifier != "") {
 		return session.Result{}, ErrInvalidCode
 	}
 	// An identity removed meanwhile (unlinked, or cleared with a
