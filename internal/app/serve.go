@@ -15,6 +15,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/mfa"
 	"github.com/gatehouse/gatehouse/internal/sms"
+	"github.com/gatehouse/gatehouse/internal/social"
 	"github.com/gatehouse/gatehouse/internal/token"
 	"github.com/gatehouse/gatehouse/internal/user"
 )
@@ -100,7 +101,9 @@ func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, ready 
 			mfaService.SMSFailed(ctx, a, err)
 		}
 	}
-	workers, err := newWorkers(cfg, db, keys, tokens, log, onSMSFailure)
+	// Magic-link requests are worked by the social service, built below.
+	magicLinks := &social.MagicLinkWorker{}
+	workers, err := newWorkers(cfg, db, keys, tokens, log, onSMSFailure, magicLinks)
 	if err != nil {
 		return err
 	}
@@ -137,6 +140,7 @@ func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, ready 
 		return fmt.Errorf("social sign-in settings:\n%w", err)
 	}
 	deps.social = newSocialService(deps, providers)
+	magicLinks.Service = deps.social
 	linkAfterSecondFactor(deps.mfa, deps.social)
 	public, err := newPublicHandler(deps)
 	if err != nil {

@@ -1,10 +1,12 @@
 package app
 
 import (
+	"database/sql"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/oauth2-proxy/mockoidc"
 )
@@ -24,7 +26,17 @@ type oauthFlow struct {
 
 func startOAuth(t *testing.T, e *accountEnv, provider string) *oauthFlow {
 	t.Helper()
-	req, _ := http.NewRequest("GET", e.url("/v1/auth/oauth/"+provider+"/start?redirect_to="+url.QueryEscape(appRedirect)), nil)
+	return startOAuthWith(t, e, provider, nil)
+}
+
+// startOAuthWith is startOAuth with more parameters for the start.
+func startOAuthWith(t *testing.T, e *accountEnv, provider string, extra url.Values) *oauthFlow {
+	t.Helper()
+	q := url.Values{"redirect_to": {appRedirect}}
+	for k, v := range extra {
+		q[k] = v
+	}
+	req, _ := http.NewRequest("GET", e.url("/v1/auth/oauth/"+provider+"/start?"+q.Encode()), nil)
 	res, err := noRedirects.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -173,7 +185,14 @@ func runSocialSignIn(t *testing.T, env map[string]string) {
 		"GATEHOUSE_SOCIAL_OKTA_ISSUER":        m.Issuer(),
 		"GATEHOUSE_SOCIAL_OKTA_CLIENT_ID":     m.ClientID,
 		"GATEHOUSE_SOCIAL_OKTA_CLIENT_SECRET": m.ClientSecret,
-		"GATEHOUSE_REDIRECT_ALLOWLIST":        appRedirect,
+		// The same provider again, with its verified emails trusted for
+		// linking.
+		"GATEHOUSE_SOCIAL_TRUSTED_TYPE":          "oidc",
+		"GATEHOUSE_SOCIAL_TRUSTED_ISSUER":        m.Issuer(),
+		"GATEHOUSE_SOCIAL_TRUSTED_CLIENT_ID":     m.ClientID,
+		"GATEHOUSE_SOCIAL_TRUSTED_CLIENT_SECRET": m.ClientSecret,
+		"GATEHOUSE_SOCIAL_TRUSTED_AUTO_LINK":     "true",
+		"GATEHOUSE_REDIRECT_ALLOWLIST":           appRedirect,
 	}
 	for k, v := range env {
 		all[k] = v
@@ -225,6 +244,61 @@ func runSocialSignIn(t *testing.T, env map[string]string) {
 		}
 	})
 
+	t.Run("CodeBoundByChallenge", func(t *testing.T) {
+		// The example of RFC 7636, appendix B.
+		const verifier, challenge = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+		withChallenge := url.Values{"code_challenge": {challenge}, "code_challenge_method": {"S256"}}
+		code := func(extra url.Values) string {
+			t.Helper()
+			m.QueueUser(&mockoidc.MockUser{Subject: "okta-pkce", Email: "pkce@example.com", EmailVerified: true})
+			f := startOAuthWith(t, e, "okta", extra)
+			_, loc := f.callback(f.cookie)
+			if loc.Query().Get("code") == "" {
+				t.Fatalf("callback = %s", loc)
+			}
+			return loc.Query().Get("code")
+		}
+		exchange := func(code, verifier string) (int, map[string]any) {
+			t.Helper()
+			in := map[string]string{"code": code}
+			if verifier != "" {
+				in["code_verifier"] = verifier
+			}
+			c, b, _ := call(t, "POST", e.url("/v1/auth/oauth/exchange"), in)
+			return c, b
+		}
+		// A code planted in an application that started with a challenge
+		// (or taken from it) is useless without the verifier.
+		if c, b := exchange(code(withChallenge), ""); c != 400 || b["code"] != "invalid_code" {
+			t.Errorf("exchange without the verifier = %d %v, want 400 invalid_code", c, b)
+		}
+		if c, b := exchange(code(withChallenge), "another-verifier-of-the-right-length-0123456789"); c != 400 {
+			t.Errorf("exchange with another verifier = %d %v, want 400", c, b)
+		}
+		if c, b := exchange(code(withChallenge), verifier); c != 200 || b["access_token"] == nil {
+			t.Errorf("exchange with the verifier = %d %v, want tokens", c, b)
+		}
+		// A verifier for a flow that had no challenge: the challenge was
+		// stripped on the way.
+		if c, b := exchange(code(nil), verifier); c != 400 {
+			t.Errorf("exchange with a verifier but no challenge = %d %v, want 400", c, b)
+		}
+		// Without either, as before.
+		if c, b := exchange(code(nil), ""); c != 200 {
+			t.Errorf("exchange without a challenge = %d %v, want tokens", c, b)
+		}
+		for _, bad := range []url.Values{
+			{"code_challenge": {challenge}, "code_challenge_method": {"plain"}},
+			{"code_challenge": {"short"}},
+			{"code_challenge_method": {"S256"}},
+		} {
+			c, b, _ := call(t, "GET", e.url("/v1/auth/oauth/okta/start?redirect_to="+url.QueryEscape(appRedirect)+"&"+bad.Encode()), nil)
+			if c != 400 || b["code"] != "invalid_code_challenge" {
+				t.Errorf("start with %v = %d %v, want 400 invalid_code_challenge", bad, c, b)
+			}
+		}
+	})
+
 	t.Run("ForeignBrowserState", func(t *testing.T) {
 		m.QueueUser(&mockoidc.MockUser{Subject: "okta-x", Email: "x@example.com", EmailVerified: true})
 		f := startOAuth(t, e, "okta")
@@ -272,12 +346,24 @@ func runSocialSignIn(t *testing.T, env map[string]string) {
 	})
 
 	t.Run("MagicLink", func(t *testing.T) {
+		// The request does the same work for an address with an account
+		// and one without: it enqueues one job, which looks the address up.
+		const kind = "social.magic_link"
+		before := jobCount(t, e, kind)
 		code, known, _ := call(t, "POST", e.url("/v1/auth/magic-link"), map[string]string{"email": "victim@example.com"})
+		if n := jobCount(t, e, kind); n != before+1 {
+			t.Errorf("jobs after a request for an account = %d, want %d", n, before+1)
+		}
 		code2, unknown, _ := call(t, "POST", e.url("/v1/auth/magic-link"), map[string]string{"email": "nobody@example.com"})
+		if n := jobCount(t, e, kind); n != before+2 {
+			t.Errorf("jobs after a request for no account = %d, want %d", n, before+2)
+		}
 		if code != 202 || code2 != 202 || known["message"] != unknown["message"] {
 			t.Errorf("magic link = %d %v / %d %v", code, known, code2, unknown)
 		}
 		m := e.mail.wait(t, "victim@example.com", "sign-in link")
+		waitJobsDone(t, e, kind)
+		e.mail.none(t, "nobody@example.com", 300*time.Millisecond)
 		tok := magicToken(t, m)
 		c, res, _ := call(t, "POST", e.url("/v1/auth/magic-link/verify"), map[string]string{"token": tok})
 		if c != 200 || res["access_token"] == nil {
@@ -286,6 +372,8 @@ func runSocialSignIn(t *testing.T, env map[string]string) {
 		if c, _, _ := call(t, "POST", e.url("/v1/auth/magic-link/verify"), map[string]string{"token": tok}); c != 400 {
 			t.Errorf("magic link reused = %d, want 400", c)
 		}
+		// A verified account keeps its password.
+		e.login(t, "victim@example.com", strongPassword)
 		// MFA still applies.
 		at := res["access_token"].(string)
 		c, dev, _ := call(t, "POST", e.url("/v1/me/mfa/email"), nil, bearer(at)...)
@@ -299,6 +387,110 @@ func runSocialSignIn(t *testing.T, env map[string]string) {
 		c, res, _ = call(t, "POST", e.url("/v1/auth/magic-link/verify"), map[string]string{"token": tok})
 		if c != 200 || res["mfa_required"] != true || res["access_token"] != nil {
 			t.Errorf("magic link with MFA = %d %v, want the MFA step", c, res)
+		}
+	})
+
+	t.Run("MagicLinkToAFormerAddress", func(t *testing.T) {
+		at := e.signUp(t, "mover@example.com")
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/magic-link"), map[string]string{"email": "mover@example.com"}); c != 202 {
+			t.Fatalf("magic link = %d %v", c, b)
+		}
+		tok := magicToken(t, e.mail.wait(t, "mover@example.com", "sign-in link"))
+		if c, me, _ := call(t, "PATCH", e.url("/v1/me"), map[string]any{"email": "mover.new@example.com"}, bearer(at)...); c != 200 {
+			t.Fatalf("email change = %d %v", c, me)
+		}
+		vt := linkToken(t, e.mail.wait(t, "mover.new@example.com", ""), "verify-email")
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/verify-email"), map[string]string{"token": vt}); c != 200 {
+			t.Fatalf("confirm email change = %d %v", c, b)
+		}
+		// The link proved a mailbox that is no longer the account's.
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/magic-link/verify"), map[string]string{"token": tok}); c != 400 || b["code"] != "invalid_code" {
+			t.Errorf("magic link sent to the former address = %d %v, want 400 invalid_code", c, b)
+		}
+	})
+
+	t.Run("MagicLinkEndsPreRegistration", func(t *testing.T) {
+		// Someone registers the address with their own password and never
+		// verifies it; the mailbox's owner then signs in by link.
+		const email = "prey@example.com"
+		register(t, e, email)
+		at := magicSignIn(t, e, email)["access_token"].(string)
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/login"), map[string]string{"email": email, "password": strongPassword}); c != 401 {
+			t.Errorf("the pre-registrant's password after the owner's magic link = %d %v, want 401", c, b)
+		}
+		if _, me, _ := call(t, "GET", e.url("/v1/me"), nil, bearer(at)...); me["email_verified"] != true {
+			t.Errorf("/v1/me = %v, want the address verified", me)
+		}
+		if acts := activity(t, e, at); !contains(acts, "user.unverified_credentials_cleared") {
+			t.Errorf("activity = %v, want user.unverified_credentials_cleared", acts)
+		}
+	})
+
+	t.Run("AutoLinkEndsPreRegistration", func(t *testing.T) {
+		const email = "prey2@example.com"
+		register(t, e, email)
+		tok := socialSignIn(t, e, m, "trusted", "trusted-prey2", email)
+		at, _ := tok["access_token"].(string)
+		if at == "" {
+			t.Fatalf("auto-linked sign-in = %v", tok)
+		}
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/login"), map[string]string{"email": email, "password": strongPassword}); c != 401 {
+			t.Errorf("the pre-registrant's password after the owner's auto-linked sign-in = %d %v, want 401", c, b)
+		}
+		if ids := identities(t, e, at); len(ids) != 1 || ids[0] != "trusted" {
+			t.Errorf("identities = %v, want trusted", ids)
+		}
+		if _, me, _ := call(t, "GET", e.url("/v1/me"), nil, bearer(at)...); me["email_verified"] != true {
+			t.Errorf("/v1/me = %v, want the address verified", me)
+		}
+
+		// Auto-linking to a verified account leaves its password alone.
+		e.signUp(t, "trusting@example.com")
+		socialSignIn(t, e, m, "trusted", "trusted-trusting", "trusting@example.com")
+		e.login(t, "trusting@example.com", strongPassword)
+	})
+
+	t.Run("LinkNeedsRecentAuthentication", func(t *testing.T) {
+		const email = "stale@example.com"
+		e.signUp(t, email)
+		login := loginFull(t, e, email, strongPassword)
+		ageAuthTime(t, e, login["session_id"].(string), 10*time.Minute)
+		c, rb := refresh(t, e, login["refresh_token"].(string))
+		if c != 200 {
+			t.Fatalf("refresh = %d %v", c, rb)
+		}
+		stale := rb["access_token"].(string)
+		if at, _ := claimsOf(t, stale)["auth_time"].(float64); time.Since(time.Unix(int64(at), 0)) < 9*time.Minute {
+			t.Fatalf("auth_time of the refreshed token = %v, want 10 minutes ago", at)
+		}
+		if c, b, _ := linkStart(t, e, "okta", appRedirect, stale); c != 403 || b["code"] != "reauthentication_required" {
+			t.Fatalf("link with an old authentication = %d %v, want 403 reauthentication_required", c, b)
+		}
+		c, re, _ := call(t, "POST", e.url("/v1/auth/reauthenticate"), map[string]string{"password": strongPassword}, bearer(stale)...)
+		if c != 200 {
+			t.Fatalf("reauthenticate = %d %v", c, re)
+		}
+		fresh := re["access_token"].(string)
+		c, b, cookie := linkStart(t, e, "okta", appRedirect, fresh)
+		if c != 200 || cookie == nil {
+			t.Fatalf("link after reauthenticating = %d %v", c, b)
+		}
+		if loc := finishLink(t, e, m, b["authorization_url"].(string), cookie, "okta-stale", "stale-elsewhere@example.net"); loc.Query().Get("linked") != "okta" {
+			t.Fatalf("link = %s", loc)
+		}
+	})
+
+	t.Run("LinkRedirectOnAllowlist", func(t *testing.T) {
+		at := e.signUp(t, "redirects@example.com")
+		for _, bad := range []string{"https://evil.example/steal", appRedirect + "/../x", "javascript:alert(1)"} {
+			if c, b, _ := linkStart(t, e, "okta", bad, at); c != 400 || b["code"] != "redirect_not_allowed" {
+				t.Errorf("link with redirect_to=%s = %d %v, want 400 redirect_not_allowed", bad, c, b)
+			}
+		}
+		for _, good := range []string{appRedirect, ""} {
+			if c, b, _ := linkStart(t, e, "okta", good, at); c != 200 {
+				t.Errorf("link with redirect_to=%q = %d %v, want 200", good, c, b)
+			}
 		}
 	})
 
@@ -515,4 +707,269 @@ func TestSocialLinkFromSessionAndBreaker(t *testing.T) {
 	if !strings.Contains(string(metrics), `gatehouse_social_logins_total{outcome="provider_unavailable",provider="corp"} 5`) {
 		t.Errorf("metrics lack the provider outcome counter")
 	}
+}
+
+// jobCount counts the jobs of a kind in River's table.
+func jobCount(t *testing.T, e *accountEnv, kind string) int {
+	t.Helper()
+	q := "SELECT count(*) FROM river_job WHERE kind = ?"
+	if e.dialect == "postgres" {
+		q = "SELECT count(*) FROM river_job WHERE kind = $1"
+	}
+	var n int
+	if err := e.db.QueryRow(q, kind).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// waitJobsDone waits until no job of the kind is left to work.
+func waitJobsDone(t *testing.T, e *accountEnv, kind string) {
+	t.Helper()
+	q := "SELECT count(*) FROM river_job WHERE kind = ? AND state NOT IN ('completed', 'cancelled', 'discarded')"
+	if e.dialect == "postgres" {
+		q = "SELECT count(*) FROM river_job WHERE kind = $1 AND state NOT IN ('completed', 'cancelled', 'discarded')"
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var n int
+		if err := e.db.QueryRow(q, kind).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d %s jobs still pending", n, kind)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// ageAuthTime moves a session's auth_time back by d, as if its user had
+// signed in that long ago: access tokens refreshed from it carry that time.
+func ageAuthTime(t *testing.T, e *accountEnv, sessionID string, d time.Duration) {
+	t.Helper()
+	at := time.Now().Add(-d).UTC()
+	if e.dialect == "postgres" {
+		if _, err := e.db.Exec("UPDATE sessions SET auth_time = $1 WHERE id = $2", at, sessionID); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	db, err := sql.Open("sqlite", "file:"+testConfig(t, e.cfgEnv).SQLitePath()+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec("UPDATE sessions SET auth_time = ? WHERE id = ?", at.UnixMicro(), sessionID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// linkStart asks to link provider to the signed-in account and returns the
+// answer and the browser-binding cookie.
+func linkStart(t *testing.T, e *accountEnv, provider, redirectTo, at string) (int, map[string]any, *http.Cookie) {
+	t.Helper()
+	u := e.url("/v1/me/identities/" + provider + "/link")
+	if redirectTo != "" {
+		u += "?redirect_to=" + url.QueryEscape(redirectTo)
+	}
+	c, body, h := call(t, "POST", u, nil, bearer(at)...)
+	var cookie *http.Cookie
+	for _, ck := range (&http.Response{Header: h}).Cookies() {
+		if ck.Name == "gatehouse_oauth" {
+			cookie = ck
+		}
+	}
+	return c, body, cookie
+}
+
+// finishLink takes a started link to the provider, which signs in as
+// subject, and back to Gatehouse; it returns where Gatehouse sent the
+// browser.
+func finishLink(t *testing.T, e *accountEnv, m *mockoidc.MockOIDC, authURL string, cookie *http.Cookie, subject, email string) *url.URL {
+	t.Helper()
+	m.QueueUser(&mockoidc.MockUser{Subject: subject, Email: email, EmailVerified: true})
+	res, err := noRedirects.Get(authURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	back, _ := url.Parse(res.Header.Get("Location"))
+	f := &oauthFlow{t: t, e: e, cookie: cookie, cbPath: back.Path + "?" + back.RawQuery}
+	_, loc := f.callback(cookie)
+	return loc
+}
+
+// activity lists the actions of the caller's activity trail.
+func activity(t *testing.T, e *accountEnv, at string) []string {
+	t.Helper()
+	c, body, _ := call(t, "GET", e.url("/v1/me/activity"), nil, bearer(at)...)
+	if c != 200 {
+		t.Fatalf("activity = %d %v", c, body)
+	}
+	var out []string
+	for _, ev := range body["events"].([]any) {
+		out = append(out, ev.(map[string]any)["action"].(string))
+	}
+	return out
+}
+
+// register creates an account and never verifies it: a pre-registration
+// by someone who does not own the mailbox.
+func register(t *testing.T, e *accountEnv, email string) {
+	t.Helper()
+	if c, b, _ := call(t, "POST", e.url("/v1/auth/register"), map[string]string{"email": email, "password": strongPassword, "name": "Squatter"}); c != 201 {
+		t.Fatalf("register %s = %d %v", email, c, b)
+	}
+}
+
+// magicSignIn signs in with an emailed link.
+func magicSignIn(t *testing.T, e *accountEnv, email string) map[string]any {
+	t.Helper()
+	if c, b, _ := call(t, "POST", e.url("/v1/auth/magic-link"), map[string]string{"email": email}); c != 202 {
+		t.Fatalf("magic link = %d %v", c, b)
+	}
+	tok := magicToken(t, e.mail.wait(t, email, "sign-in link"))
+	c, res, _ := call(t, "POST", e.url("/v1/auth/magic-link/verify"), map[string]string{"token": tok})
+	if c != 200 {
+		t.Fatalf("magic link verify = %d %v", c, res)
+	}
+	return res
+}
+
+// socialSignIn signs in through provider as subject with a verified email
+// and returns the answer of the code exchange.
+func socialSignIn(t *testing.T, e *accountEnv, m *mockoidc.MockOIDC, provider, subject, email string) map[string]any {
+	t.Helper()
+	m.QueueUser(&mockoidc.MockUser{Subject: subject, Email: email, EmailVerified: true})
+	f := startOAuth(t, e, provider)
+	_, loc := f.callback(f.cookie)
+	return exchangeCode(t, e, loc)
+}
+
+// TestSocialPreRegistration: where unverified accounts may sign in, a
+// pre-registrant can hold sessions, a second factor and a linked identity
+// on an address they do not own; the owner's first sign-in through the
+// mailbox (a magic link, or a provider trusted for linking) ends all of it.
+func TestSocialPreRegistration(t *testing.T) { runSocialPreRegistration(t, nil) }
+
+func TestSocialPreRegistrationPostgresRedis(t *testing.T) {
+	runSocialPreRegistration(t, postgresRedisEnv(t))
+}
+
+func runSocialPreRegistration(t *testing.T, env map[string]string) {
+	m, err := mockoidc.Run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Shutdown() })
+	all := map[string]string{
+		"GATEHOUSE_REQUIRE_VERIFIED_EMAIL":       "false",
+		"GATEHOUSE_SOCIAL_OKTA_TYPE":             "oidc",
+		"GATEHOUSE_SOCIAL_OKTA_ISSUER":           m.Issuer(),
+		"GATEHOUSE_SOCIAL_OKTA_CLIENT_ID":        m.ClientID,
+		"GATEHOUSE_SOCIAL_OKTA_CLIENT_SECRET":    m.ClientSecret,
+		"GATEHOUSE_SOCIAL_TRUSTED_TYPE":          "oidc",
+		"GATEHOUSE_SOCIAL_TRUSTED_ISSUER":        m.Issuer(),
+		"GATEHOUSE_SOCIAL_TRUSTED_CLIENT_ID":     m.ClientID,
+		"GATEHOUSE_SOCIAL_TRUSTED_CLIENT_SECRET": m.ClientSecret,
+		"GATEHOUSE_SOCIAL_TRUSTED_AUTO_LINK":     "true",
+		"GATEHOUSE_REDIRECT_ALLOWLIST":           appRedirect,
+	}
+	for k, v := range env {
+		all[k] = v
+	}
+	e := newAccountEnv(t, all)
+
+	// squat registers the address, signs in and enrols a TOTP factor, as
+	// someone who does not own the mailbox can; it returns the sign-in.
+	squat := func(t *testing.T, email string) map[string]any {
+		t.Helper()
+		register(t, e, email)
+		login := loginFull(t, e, email, strongPassword)
+		at := login["access_token"].(string)
+		c, enr, _ := call(t, "POST", e.url("/v1/me/mfa/totp"), nil, bearer(at)...)
+		if c != 201 {
+			t.Fatalf("enrol TOTP = %d %v", c, enr)
+		}
+		code := totpAt(t, enr["secret"].(string), time.Now())
+		if c, b, _ := call(t, "POST", e.url("/v1/me/mfa/devices/"+enr["id"].(string)+"/confirm"), map[string]string{"code": code}, bearer(at)...); c != 200 {
+			t.Fatalf("confirm TOTP = %d %v", c, b)
+		}
+		return login
+	}
+	// ousted checks that nothing the pre-registrant set up still works.
+	ousted := func(t *testing.T, email string, squatter map[string]any, ownerToken string) {
+		t.Helper()
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/login"), map[string]string{"email": email, "password": strongPassword}); c != 401 {
+			t.Errorf("the pre-registrant's password = %d %v, want 401", c, b)
+		}
+		if c, _, _ := call(t, "GET", e.url("/v1/me"), nil, bearer(squatter["access_token"].(string))...); c != 401 {
+			t.Errorf("the pre-registrant's access token = %d, want 401", c)
+		}
+		if c, b := refresh(t, e, squatter["refresh_token"].(string)); c == 200 {
+			t.Errorf("the pre-registrant's refresh token = %d %v, want refused", c, b)
+		}
+		c, devs, _ := call(t, "GET", e.url("/v1/me/mfa/devices"), nil, bearer(ownerToken)...)
+		if c != 200 || len(devs["devices"].([]any)) != 0 {
+			t.Errorf("the owner's second factors = %d %v, want none", c, devs)
+		}
+	}
+
+	t.Run("MagicLink", func(t *testing.T) {
+		const email = "owner@example.com"
+		squatter := squat(t, email)
+		// The pre-registrant links their own external account, a way in
+		// that would outlive the password.
+		c, b, cookie := linkStart(t, e, "okta", appRedirect, squatter["access_token"].(string))
+		if c != 200 {
+			t.Fatalf("link start = %d %v", c, b)
+		}
+		if loc := finishLink(t, e, m, b["authorization_url"].(string), cookie, "okta-squatter", "squatter@evil.example"); loc.Query().Get("linked") != "okta" {
+			t.Fatalf("link = %s", loc)
+		}
+		// A sign-in through that identity is under way.
+		m.QueueUser(&mockoidc.MockUser{Subject: "okta-squatter", Email: "squatter@evil.example", EmailVerified: true})
+		f := startOAuth(t, e, "okta")
+		_, pending := f.callback(f.cookie)
+		if pending.Query().Get("code") == "" {
+			t.Fatalf("the pre-registrant's social sign-in = %s", pending)
+		}
+
+		res := magicSignIn(t, e, email)
+		at, _ := res["access_token"].(string)
+		if at == "" {
+			t.Fatalf("the owner's magic link = %v, want tokens without the pre-registrant's second factor", res)
+		}
+		ousted(t, email, squatter, at)
+		if ids := identities(t, e, at); len(ids) != 0 {
+			t.Errorf("the owner's identities = %v, want none", ids)
+		}
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/oauth/exchange"), map[string]string{"code": pending.Query().Get("code")}); c != 400 {
+			t.Errorf("the pre-registrant's pending social sign-in = %d %v, want 400", c, b)
+		}
+		// The pre-registrant's external account no longer reaches it.
+		tok := socialSignIn(t, e, m, "okta", "okta-squatter", "squatter@evil.example")
+		if tok["access_token"] != nil {
+			if _, me, _ := call(t, "GET", e.url("/v1/me"), nil, bearer(tok["access_token"].(string))...); me["email"] == email {
+				t.Errorf("the pre-registrant's identity still signs in to %s", email)
+			}
+		}
+	})
+
+	t.Run("AutoLink", func(t *testing.T) {
+		const email = "owner2@example.com"
+		squatter := squat(t, email)
+		tok := socialSignIn(t, e, m, "trusted", "trusted-owner2", email)
+		at, _ := tok["access_token"].(string)
+		if at == "" {
+			t.Fatalf("the owner's auto-linked sign-in = %v, want tokens without the pre-registrant's second factor", tok)
+		}
+		ousted(t, email, squatter, at)
+		if ids := identities(t, e, at); len(ids) != 1 || ids[0] != "trusted" {
+			t.Errorf("identities = %v, want trusted", ids)
+		}
+	})
 }

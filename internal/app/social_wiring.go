@@ -36,11 +36,13 @@ func newSocialService(d *deps, registry *provider.Registry) *social.Service {
 // linkAfterSecondFactor makes a social link confirmed with the password
 // of an account with MFA wait for the second factor: social keeps it as
 // long as the MFA token lives, and MFA hands it back once that login has
-// fully succeeded.
+// fully succeeded. Starting a link from a session needs an authentication
+// as recent as removing a second factor does.
 func linkAfterSecondFactor(m *mfa.Service, s *social.Service) {
 	if m == nil || s == nil {
 		return
 	}
 	s.Config.DeferredLinkTTL = m.Config.TokenTTL
+	s.Config.ReauthWindow = m.Config.ReauthWindow
 	m.AfterSecondFactor = s.CompleteDeferredLink
 }

@@ -185,13 +185,17 @@ func loadKeyring(cfg *config.Config, log *slog.Logger) (*secret.Keyring, error) 
 }
 
 // newWorkers registers every background job worker. onSMSFailure is
-// called for a text message that could not be delivered.
-func newWorkers(cfg *config.Config, db *database, keys *secret.Keyring, tokens *token.Manager, log *slog.Logger, onSMSFailure func(context.Context, sms.SendArgs, error)) (*river.Workers, error) {
+// called for a text message that could not be delivered; magicLinks is
+// given its service once that is built.
+func newWorkers(cfg *config.Config, db *database, keys *secret.Keyring, tokens *token.Manager, log *slog.Logger, onSMSFailure func(context.Context, sms.SendArgs, error), magicLinks *social.MagicLinkWorker) (*river.Workers, error) {
 	workers := river.NewWorkers()
 	if err := registerMail(workers, cfg, keys, log); err != nil {
 		return nil, err
 	}
 	if err := registerSMS(workers, cfg, keys, log, onSMSFailure); err != nil {
+		return nil, err
+	}
+	if err := river.AddWorkerSafely(workers, magicLinks); err != nil {
 		return nil, err
 	}
 	if err := river.AddWorkerSafely(workers, &maintenance.Worker{

@@ -50,7 +50,11 @@ func (h *Handlers) setBrowserCookie(w http.ResponseWriter, value string) {
 }
 
 func (h *Handlers) start(w http.ResponseWriter, r *http.Request) error {
-	u, browser, err := h.Service.Start(r.Context(), r.PathValue("provider"), r.URL.Query().Get("redirect_to"), "")
+	q := r.URL.Query()
+	if err := CheckCodeChallenge(q.Get("code_challenge"), q.Get("code_challenge_method")); err != nil {
+		return err
+	}
+	u, browser, err := h.Service.Start(r.Context(), r.PathValue("provider"), q.Get("redirect_to"), q.Get("code_challenge"), "")
 	if err != nil {
 		return err
 	}
@@ -87,12 +91,13 @@ func (h *Handlers) respond(w http.ResponseWriter, res session.Result) error {
 
 func (h *Handlers) exchange(w http.ResponseWriter, r *http.Request) error {
 	var in struct {
-		Code string `json:"code"`
+		Code         string `json:"code"`
+		CodeVerifier string `json:"code_verifier"`
 	}
 	if err := httpapi.DecodeJSON(r, &in); err != nil {
 		return err
 	}
-	res, err := h.Service.Exchange(r.Context(), in.Code, session.MetaOf(r, ""))
+	res, err := h.Service.Exchange(r.Context(), in.Code, in.CodeVerifier, session.MetaOf(r, ""))
 	if err != nil {
 		return err
 	}
@@ -116,7 +121,7 @@ func (h *Handlers) confirmLink(w http.ResponseWriter, r *http.Request) error {
 
 func (h *Handlers) linkStart(w http.ResponseWriter, r *http.Request) error {
 	p, _ := auth.FromContext(r.Context())
-	u, browser, err := h.Service.Start(r.Context(), r.PathValue("provider"), r.URL.Query().Get("redirect_to"), p.UserID)
+	u, browser, err := h.Service.StartLink(r.Context(), p, r.PathValue("provider"), r.URL.Query().Get("redirect_to"))
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,8 @@ package social
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,6 +25,7 @@ import (
 	"github.com/riverqueue/river"
 	"golang.org/x/oauth2"
 
+	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/kv"
 	"github.com/gatehouse/gatehouse/internal/mail"
@@ -42,6 +45,13 @@ var (
 	ErrInvalidCode        = errors.New("social: invalid or expired code")
 	ErrLastSignInMethod   = errors.New("social: last sign-in method")
 	ErrIdentityInUse      = errors.New("social: identity linked to another account")
+	// ErrReauthRequired refuses to link an identity on an authentication
+	// older than Config.ReauthWindow. It answers like MFA's check before
+	// a device is removed: 403 reauthentication_required.
+	ErrReauthRequired = errors.New("social: recent authentication required")
+	// ErrInvalidChallenge refuses a start whose code_challenge is not an
+	// S256 challenge.
+	ErrInvalidChallenge = errors.New("social: invalid code_challenge")
 )
 
 func init() {
@@ -51,6 +61,8 @@ func init() {
 	httpapi.RegisterError(ErrInvalidCode, http.StatusBadRequest, "invalid_code", "The code is invalid, expired or was already used.")
 	httpapi.RegisterError(ErrLastSignInMethod, http.StatusConflict, "last_sign_in_method", "This is the account's last way to sign in; add a password or another identity first.")
 	httpapi.RegisterError(ErrIdentityInUse, http.StatusConflict, "identity_in_use", "This external account is linked to another account.")
+	httpapi.RegisterError(ErrInvalidChallenge, http.StatusBadRequest, "invalid_code_challenge", "code_challenge must be the S256 challenge (43 base64url characters) with code_challenge_method S256.")
+	httpapi.RegisterError(ErrReauthRequired, http.StatusForbidden, "reauthentication_required", "Sign in again (password or a second factor) within the last 5 minutes to do this.")
 }
 
 // Config tunes social sign-in.
@@ -63,6 +75,9 @@ type Config struct {
 	LinkTTL           time.Duration
 	DeferredLinkTTL   time.Duration // a confirmed link waits this long for the second factor: the MFA token's lifetime
 	MagicLinkTTL      time.Duration
+	// ReauthWindow is how recent the caller's authentication (auth_time)
+	// must be to link an identity, as for removing a second factor.
+	ReauthWindow time.Duration
 	// Cookie is the name of the cookie binding a flow to the browser.
 	Cookie string
 	// SecureCookie sets Secure on it (always true outside plain-http localhost).
@@ -80,7 +95,7 @@ func DefaultConfig(issuer, appURL string, allow []string) Config {
 	return Config{
 		Issuer: strings.TrimRight(issuer, "/"), AppURL: strings.TrimRight(appURL, "/"), RedirectAllowlist: allow,
 		StateTTL: 10 * time.Minute, CodeTTL: 60 * time.Second, LinkTTL: 10 * time.Minute, DeferredLinkTTL: 5 * time.Minute, MagicLinkTTL: 15 * time.Minute,
-		Cookie: "gatehouse_oauth", SecureCookie: strings.HasPrefix(issuer, "https://"),
+		ReauthWindow: 5 * time.Minute, Cookie: "gatehouse_oauth", SecureCookie: strings.HasPrefix(issuer, "https://"),
 		BreakerFailures: 5, BreakerCooldown: time.Minute,
 		MagicLinkPerAddress: ratelimit.Limit{Rate: 5, Burst: 5, Period: time.Hour},
 		MagicLinkPerIP:      ratelimit.Limit{Rate: 50, Burst: 50, Period: time.Hour},
@@ -92,6 +107,9 @@ type Sessions interface {
 	Complete(ctx context.Context, userID, passwordStamp string, amr []string, m session.Meta) (session.Result, error)
 	Login(ctx context.Context, email, pw string, m session.Meta) (session.Result, error)
 	RevokeUserSessionByID(ctx context.Context, userID, sessionID string) error
+	// RevokeSessionTokens puts the access tokens of an ended session on
+	// the deny list.
+	RevokeSessionTokens(ctx context.Context, sessionID string) error
 }
 
 // SecondFactor is asked before a session starts (MFA still applies).
@@ -99,8 +117,9 @@ type SecondFactor interface {
 	Begin(ctx context.Context, u store.User, amr []string, m session.Meta) (*session.Challenge, error)
 }
 
-// JobInserter enqueues jobs in a transaction.
+// JobInserter enqueues jobs, alone or in a transaction.
 type JobInserter interface {
+	Insert(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) (int64, error)
 	InsertTx(ctx context.Context, tx any, args river.JobArgs, opts *river.InsertOpts) (int64, error)
 }
 
@@ -185,6 +204,9 @@ type flow struct {
 	RedirectTo string `json:"redirect_to"`
 	Browser    string `json:"browser"`             // hash of the binding cookie
 	LinkUserID string `json:"link_user,omitempty"` // linking from a signed-in session
+	// CodeChallenge is the application's optional S256 challenge: the
+	// one-time code is then exchanged only with its verifier.
+	CodeChallenge string `json:"code_challenge,omitempty"`
 }
 
 func stateKey(state string) string { return "social:state:" + secret.HashToken(state) }
@@ -214,16 +236,36 @@ func unavailableProblem(id string) error {
 	return p
 }
 
+// StartLink begins a flow that links the provider to the signed-in
+// caller. A linked identity is a lasting way in, so it needs an
+// authentication within Config.ReauthWindow (auth_time), not merely a
+// valid access token, which may have been stolen.
+func (s *Service) StartLink(ctx context.Context, p auth.Principal, id, redirectTo string) (authURL, browser string, err error) {
+	if p.UserID == "" || p.AuthTime.IsZero() || s.now().Sub(p.AuthTime) > s.Config.ReauthWindow {
+		return "", "", ErrReauthRequired
+	}
+	return s.Start(ctx, id, redirectTo, "", p.UserID)
+}
+
 // Start begins a flow: it stores the state server-side (single use, bound
 // to the browser by the returned cookie value) and returns the provider's
-// authorisation URL.
-func (s *Service) Start(ctx context.Context, id, redirectTo, linkUserID string) (authURL, browser string, err error) {
+// authorisation URL. redirect_to must be on the allowlist; only a link
+// from a signed-in session may leave it out (the callback then goes to
+// Config.AppURL). codeChallenge, optional, is the application's S256
+// challenge (RFC 7636): the one-time code the callback hands out can then
+// be exchanged only with its verifier, so a code an attacker obtained for
+// their own sign-in cannot be planted in another browser's application
+// (login CSRF) by an application that uses one.
+func (s *Service) Start(ctx context.Context, id, redirectTo, codeChallenge, linkUserID string) (authURL, browser string, err error) {
 	p, ok := s.Providers.Get(id)
 	if !ok {
 		return "", "", ErrUnknownProvider
 	}
-	if linkUserID == "" && !s.allowedRedirect(redirectTo) {
+	if (linkUserID == "" || redirectTo != "") && !s.allowedRedirect(redirectTo) {
 		return "", "", ErrRedirectNotAllowed
+	}
+	if err := CheckCodeChallenge(codeChallenge, ""); err != nil {
+		return "", "", err
 	}
 	if s.open(id) {
 		return "", "", unavailableProblem(id)
@@ -239,12 +281,47 @@ func (s *Service) Start(ctx context.Context, id, redirectTo, linkUserID string) 
 	if browser, err = secret.NewToken(32); err != nil {
 		return "", "", err
 	}
-	f := flow{Provider: id, Verifier: oauth2.GenerateVerifier(), Nonce: nonce, RedirectTo: redirectTo, Browser: secret.HashToken(browser), LinkUserID: linkUserID}
+	f := flow{Provider: id, Verifier: oauth2.GenerateVerifier(), Nonce: nonce, RedirectTo: redirectTo, Browser: secret.HashToken(browser), LinkUserID: linkUserID, CodeChallenge: codeChallenge}
 	b, _ := json.Marshal(f)
 	if err := s.KV.Set(ctx, stateKey(state), b, s.Config.StateTTL); err != nil {
 		return "", "", err
 	}
 	return p.AuthCodeURL(state, f.Verifier, nonce, s.callbackURL(id)), browser, nil
+}
+
+// CheckCodeChallenge accepts an absent challenge (with no method) or an
+// S256 one: 43 base64url characters, the encoding of a SHA-256 digest,
+// with method S256 or none (the only method offered). The plain method is
+// refused: it would put the verifier itself in the browser's URL.
+func CheckCodeChallenge(challenge, method string) error {
+	if challenge == "" {
+		if method != "" {
+			return ErrInvalidChallenge
+		}
+		return nil
+	}
+	if method != "" && method != "S256" {
+		return ErrInvalidChallenge
+	}
+	if b, err := base64.RawURLEncoding.DecodeString(challenge); err != nil || len(b) != sha256.Size || len(challenge) != 43 {
+		return ErrInvalidChallenge
+	}
+	return nil
+}
+
+// verifierMatches reports whether verifier (RFC 7636: 43 to 128 of
+// A-Z a-z 0-9 - . _ ~) is the one whose S256 challenge is challenge.
+func verifierMatches(verifier, challenge string) bool {
+	if len(verifier) < 43 || len(verifier) > 128 {
+		return false
+	}
+	for _, r := range verifier {
+		if !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_' || r == '~') {
+			return false
+		}
+	}
+	sum := sha256.Sum256([]byte(verifier))
+	return secret.Equal(base64.RawURLEncoding.EncodeToString(sum[:]), challenge)
 }
 
 // Outcome is where the callback sends the browser.
@@ -271,6 +348,12 @@ func (o Outcome) URL() string {
 type pendingSignIn struct {
 	UserID string   `json:"user_id"`
 	AMR    []string `json:"amr"`
+	// Provider and Subject name the identity that signed in: the code is
+	// void if that identity is no longer the user's when it is exchanged.
+	Provider string `json:"provider,omitempty"`
+	Subject  string `json:"subject,omitempty"`
+	// CodeChallenge is the flow's S256 challenge, if the start had one.
+	CodeChallenge string `json:"code_challenge,omitempty"`
 }
 
 // pendingLink is a link waiting for the user to prove the account.
@@ -357,7 +440,7 @@ func (s *Service) resolve(ctx context.Context, p provider.Provider, prof provide
 		}
 		return Outcome{Params: url.Values{"linked": {p.ID()}}}, "linked", nil
 	case err == nil:
-		return s.signedIn(ctx, existing.UserID, p.ID(), "signed_in")
+		return s.signedIn(ctx, f, existing.UserID, prof.Subject, "signed_in")
 	case !errors.Is(err, store.ErrNotFound):
 		return Outcome{}, "", err
 	}
@@ -379,10 +462,10 @@ func (s *Service) resolve(ctx context.Context, p provider.Provider, prof provide
 	switch {
 	case err == nil:
 		if p.AutoLink() {
-			if err := s.link(ctx, u.ID, p.ID(), prof, m); err != nil {
+			if err := s.autoLink(ctx, u.ID, p.ID(), prof, m); err != nil {
 				return Outcome{}, "", err
 			}
-			return s.signedIn(ctx, u.ID, p.ID(), "linked")
+			return s.signedIn(ctx, f, u.ID, prof.Subject, "linked")
 		}
 		tok, err := secret.NewToken(32)
 		if err != nil {
@@ -421,7 +504,7 @@ func (s *Service) resolve(ctx context.Context, p provider.Provider, prof provide
 	if err != nil {
 		return Outcome{}, "", err
 	}
-	return s.signedIn(ctx, created.ID, p.ID(), "signed_up")
+	return s.signedIn(ctx, f, created.ID, prof.Subject, "signed_up")
 }
 
 func httpsOnly(u string) string {
@@ -432,12 +515,12 @@ func httpsOnly(u string) string {
 }
 
 // signedIn hands out a one-time code the application exchanges for tokens.
-func (s *Service) signedIn(ctx context.Context, userID, providerID, outcome string) (Outcome, string, error) {
+func (s *Service) signedIn(ctx context.Context, f flow, userID, subject, outcome string) (Outcome, string, error) {
 	code, err := secret.NewToken(32)
 	if err != nil {
 		return Outcome{}, "", err
 	}
-	b, _ := json.Marshal(pendingSignIn{UserID: userID, AMR: []string{"fed", providerID}})
+	b, _ := json.Marshal(pendingSignIn{UserID: userID, AMR: []string{"fed", f.Provider}, Provider: f.Provider, Subject: subject, CodeChallenge: f.CodeChallenge})
 	if err := s.KV.Set(ctx, codeKey(code), b, s.Config.CodeTTL); err != nil {
 		return Outcome{}, "", err
 	}
@@ -446,20 +529,52 @@ func (s *Service) signedIn(ctx context.Context, userID, providerID, outcome stri
 
 // link records an identity for a user, with an event and a notice.
 func (s *Service) link(ctx context.Context, userID, providerID string, prof provider.Profile, m user.Meta) error {
-	now := s.now()
 	return s.Store.InTx(ctx, func(tx store.Store) error {
 		u, err := tx.GetUser(ctx, userID)
 		if err != nil {
 			return err
 		}
-		if _, err := tx.CreateIdentity(ctx, store.Identity{UserID: userID, Provider: providerID, Subject: prof.Subject, Email: prof.Email, LinkedAt: now}); err != nil {
-			if errors.Is(err, store.ErrConflict) {
-				return ErrIdentityInUse
-			}
+		return s.createIdentity(ctx, tx, u, providerID, prof, m)
+	})
+}
+
+// autoLink links an identity whose verified email, from a provider trusted
+// for linking, is the account's address. That email proves the mailbox;
+// if the account's address was never verified, the account may be a
+// pre-registration by someone else, and what was set up on it is cleared
+// first (claimUnverified), as when a magic link proves the address.
+func (s *Service) autoLink(ctx context.Context, userID, providerID string, prof provider.Profile, m user.Meta) error {
+	var ended []string
+	err := s.Store.InTx(ctx, func(tx store.Store) error {
+		u, err := tx.GetUserForUpdate(ctx, userID)
+		if err != nil {
 			return err
 		}
-		return s.notice(ctx, tx, u, "identity.linked", fmt.Sprintf("Your %s account was linked for signing in", providerID), m, map[string]any{"provider": providerID})
+		if u.EmailVerifiedAt.IsZero() {
+			if user.NormalizeEmail(prof.Email) != u.EmailNormalized {
+				return errors.New("social: auto-link to an account of another address")
+			}
+			if u, ended, err = s.claimUnverified(ctx, tx, u, viaProvider, providerID, m); err != nil {
+				return err
+			}
+		}
+		return s.createIdentity(ctx, tx, u, providerID, prof, m)
 	})
+	if err != nil {
+		return err
+	}
+	s.endSessions(ctx, ended)
+	return nil
+}
+
+func (s *Service) createIdentity(ctx context.Context, tx store.Store, u store.User, providerID string, prof provider.Profile, m user.Meta) error {
+	if _, err := tx.CreateIdentity(ctx, store.Identity{UserID: u.ID, Provider: providerID, Subject: prof.Subject, Email: prof.Email, LinkedAt: s.now()}); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return ErrIdentityInUse
+		}
+		return err
+	}
+	return s.notice(ctx, tx, u, "identity.linked", fmt.Sprintf("Your %s account was linked for signing in", providerID), m, map[string]any{"provider": providerID})
 }
 
 func (s *Service) notice(ctx context.Context, tx store.Store, u store.User, action, event string, m user.Meta, data map[string]any) error {
@@ -507,8 +622,12 @@ func (s *Service) begin(ctx context.Context, userID string, amr []string, sm ses
 	return s.Sessions.Complete(ctx, u.ID, "", amr, sm)
 }
 
-// Exchange trades a callback's one-time code for the sign-in result.
-func (s *Service) Exchange(ctx context.Context, code string, sm session.Meta) (session.Result, error) {
+// Exchange trades a callback's one-time code for the sign-in result. A
+// code whose flow started with a code_challenge needs its verifier; one
+// whose flow did not is refused with a verifier (so that a challenge
+// stripped from the start is noticed by an application that sends one).
+// Either way a failed exchange has used the code up.
+func (s *Service) Exchange(ctx context.Context, code, verifier string, sm session.Meta) (session.Result, error) {
 	if code == "" || len(code) > 256 {
 		return session.Result{}, ErrInvalidCode
 	}
@@ -522,6 +641,20 @@ func (s *Service) Exchange(ctx context.Context, code string, sm session.Meta) (s
 	var p pendingSignIn
 	if err := json.Unmarshal(raw, &p); err != nil {
 		return session.Result{}, ErrInvalidCode
+	}
+	if (p.CodeChallenge != "" && !verifierMatches(verifier, p.CodeChallenge)) || (p.CodeChallenge == "" && verifier != "") {
+		return session.Result{}, ErrInvalidCode
+	}
+	// An identity removed meanwhile (unlinked, or cleared with a
+	// pre-registered account) no longer signs in.
+	if p.Provider != "" {
+		id, err := s.Store.GetIdentity(ctx, p.Provider, p.Subject)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && id.UserID != p.UserID) {
+			return session.Result{}, ErrInvalidCode
+		}
+		if err != nil {
+			return session.Result{}, err
+		}
 	}
 	return s.begin(ctx, p.UserID, p.AMR, sm)
 }
@@ -654,81 +787,4 @@ func (s *Service) Unlink(ctx context.Context, userID, id string, m user.Meta) er
 		}
 		return s.notice(ctx, tx, u, "identity.unlinked", fmt.Sprintf("Your %s account was unlinked", target.Provider), m, map[string]any{"provider": target.Provider})
 	})
-}
-
-// RequestMagicLink emails a one-time sign-in link to an existing, enabled
-// account; it answers alike for any address (throttled per address and IP).
-func (s *Service) RequestMagicLink(ctx context.Context, email string, m user.Meta) error {
-	email = strings.TrimSpace(email)
-	if email == "" || len(email) > 254 || !strings.Contains(email, "@") {
-		return httpapi.Validation(httpapi.FieldError{Field: "email", Rule: "format", Message: "Not a valid email address."})
-	}
-	norm := user.NormalizeEmail(email)
-	for _, k := range []struct {
-		key string
-		l   ratelimit.Limit
-	}{{"magic:ip:" + m.IP, s.Config.MagicLinkPerIP}, {"magic:addr:" + norm, s.Config.MagicLinkPerAddress}} {
-		res, err := s.Limiter.AllowN(ctx, k.key, k.l, 1)
-		if err != nil {
-			return err
-		}
-		if res.Allowed == 0 {
-			return nil // answered alike; nothing sent
-		}
-	}
-	u, err := s.Store.GetUserByEmail(ctx, norm)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && u.Status == store.UserDisabled) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	tok, err := secret.NewToken(32)
-	if err != nil {
-		return err
-	}
-	if err := s.KV.Set(ctx, magicKey(tok), []byte(u.ID), s.Config.MagicLinkTTL); err != nil {
-		return err
-	}
-	return s.Store.InTx(ctx, func(tx store.Store) error {
-		if err := tx.AppendAuditEvent(ctx, store.AuditEvent{OccurredAt: s.now(), SubjectID: u.ID, Action: "user.magic_link_requested", IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID}); err != nil {
-			return err
-		}
-		args, err := mail.NewSendArgs(s.Keys, mail.MagicLink, u.Email, mail.Data{RecipientName: u.Name, ExpiresIn: s.Config.MagicLinkTTL, IP: m.IP, UserAgent: m.UserAgent, Time: s.now()}, s.Config.AppURL+"/magic-link?token="+tok)
-		if err != nil {
-			return err
-		}
-		_, err = s.Jobs.InsertTx(ctx, tx.DriverTx(), args, nil)
-		return err
-	})
-}
-
-// VerifyMagicLink consumes a magic link token (once) and signs in; MFA
-// still applies. Following the link proves the mailbox, so an unverified
-// address becomes verified.
-func (s *Service) VerifyMagicLink(ctx context.Context, tok string, sm session.Meta) (session.Result, error) {
-	if tok == "" || len(tok) > 256 {
-		return session.Result{}, ErrInvalidCode
-	}
-	raw, err := s.KV.GetDel(ctx, magicKey(tok))
-	if errors.Is(err, kv.ErrNotFound) {
-		return session.Result{}, ErrInvalidCode
-	}
-	if err != nil {
-		return session.Result{}, err
-	}
-	userID := string(raw)
-	err = s.Store.InTx(ctx, func(tx store.Store) error {
-		u, err := tx.GetUserForUpdate(ctx, userID)
-		if err != nil || !u.EmailVerifiedAt.IsZero() {
-			return err
-		}
-		u.EmailVerifiedAt = s.now()
-		_, err = tx.UpdateUser(ctx, u)
-		return err
-	})
-	if err != nil {
-		return session.Result{}, err
-	}
-	return s.begin(ctx, userID, []string{"email"}, sm)
 }

@@ -1,0 +1,101 @@
+package social
+
+import (
+	"context"
+
+	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/internal/user"
+)
+
+// Ways an address is proven by its owner, as recorded in the audit event
+// of claimUnverified.
+const (
+	viaMagicLink = "magic_link"
+	viaProvider  = "provider"
+)
+
+// claimUnverified runs when the owner of an address proves it — by
+// following a magic link, or through the verified email of a provider
+// trusted for linking — on an account whose address was never verified.
+// Anyone can register an account with someone else's address (a
+// pre-registration), so nothing set up on it before is trusted: its
+// password is removed (the owner can set one through a password reset),
+// its sessions end, its second factors and backup codes, linked
+// identities and pending email change are removed, and the address
+// becomes verified. An audit event records what was removed.
+//
+// It runs in tx, with u read by GetUserForUpdate. It returns the updated
+// user and the IDs of the sessions it ended, whose access tokens the
+// caller puts on the deny list once tx has committed (endSessions).
+//
+// Second factors and identities are removed through the store contract
+// rather than through the MFA service: the removal must commit with the
+// rest or not at all, and MFA's own removal asks for a recent
+// authentication of the very account being cleared.
+func (s *Service) claimUnverified(ctx context.Context, tx store.Store, u store.User, via, providerID string, m user.Meta) (store.User, []string, error) {
+	now := s.now()
+	ids, err := tx.ListIdentities(ctx, u.ID)
+	if err != nil {
+		return store.User{}, nil, err
+	}
+	removedIDs := make([]string, 0, len(ids))
+	for _, i := range ids {
+		if err := tx.DeleteIdentity(ctx, u.ID, i.ID); err != nil {
+			return store.User{}, nil, err
+		}
+		removedIDs = append(removedIDs, i.Provider)
+	}
+	devices, err := tx.ListMFADevices(ctx, u.ID)
+	if err != nil {
+		return store.User{}, nil, err
+	}
+	for _, d := range devices {
+		if err := tx.DeleteMFADevice(ctx, u.ID, d.ID); err != nil {
+			return store.User{}, nil, err
+		}
+	}
+	if err := tx.ReplaceBackupCodes(ctx, u.ID, nil, now); err != nil {
+		return store.User{}, nil, err
+	}
+	if err := tx.DeleteUserOneTimeTokens(ctx, u.ID, store.PurposeEmailChange); err != nil {
+		return store.User{}, nil, err
+	}
+	hadPassword := u.PasswordHash != ""
+	u.PasswordHash = ""
+	u.PendingEmail = ""
+	u.EmailVerifiedAt = now
+	u, err = tx.UpdateUser(ctx, u)
+	if err != nil {
+		return store.User{}, nil, err
+	}
+	ended, err := tx.RevokeUserSessions(ctx, u.ID, "", "unverified_credentials_cleared", now)
+	if err != nil {
+		return store.User{}, nil, err
+	}
+	data := map[string]any{
+		"via": via, "password_removed": hadPassword, "sessions_ended": len(ended),
+		"identities_removed": removedIDs, "mfa_devices_removed": len(devices),
+	}
+	if providerID != "" {
+		data["provider"] = providerID
+	}
+	if err := tx.AppendAuditEvent(ctx, store.AuditEvent{
+		OccurredAt: now, ActorID: u.ID, SubjectID: u.ID, Action: "user.unverified_credentials_cleared",
+		IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID, Data: data,
+	}); err != nil {
+		return store.User{}, nil, err
+	}
+	return u, ended, nil
+}
+
+// endSessions puts the access tokens of sessions ended in a committed
+// transaction on the deny list. A failure is logged: the sessions are
+// revoked, so their refresh tokens are dead and their access tokens live
+// at most until they expire.
+func (s *Service) endSessions(ctx context.Context, ids []string) {
+	for _, id := range ids {
+		if err := s.Sessions.RevokeSessionTokens(ctx, id); err != nil {
+			s.Log.ErrorContext(ctx, "could not deny the access tokens of an ended session", "session_id", id, "error", err.Error())
+		}
+	}
+}
