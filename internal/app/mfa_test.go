@@ -40,12 +40,22 @@ type twilioEmulator struct {
 	*httptest.Server
 	mu   sync.Mutex
 	sent []url2
+	// unreachable numbers are refused with Twilio's error 21612, a
+	// permanent failure.
+	unreachable map[string]bool
+}
+
+// refuse makes the emulator refuse every later message to the number.
+func (e *twilioEmulator) refuse(to string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.unreachable[to] = true
 }
 
 type url2 struct{ To, Body string }
 
 func startTwilio(t *testing.T, sid, token string) *twilioEmulator {
-	e := &twilioEmulator{}
+	e := &twilioEmulator{unreachable: map[string]bool{}}
 	e.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u, p, ok := r.BasicAuth()
 		if !ok || u != sid || p != token || r.URL.Path != "/2010-04-01/Accounts/"+sid+"/Messages.json" {
@@ -55,6 +65,12 @@ func startTwilio(t *testing.T, sid, token string) *twilioEmulator {
 		}
 		r.ParseForm()
 		e.mu.Lock()
+		if e.unreachable[r.PostForm.Get("To")] {
+			e.mu.Unlock()
+			w.WriteHeader(400)
+			fmt.Fprint(w, `{"code":21612,"message":"The 'To' phone number is not currently reachable via SMS","status":400}`)
+			return
+		}
 		e.sent = append(e.sent, url2{To: r.PostForm.Get("To"), Body: r.PostForm.Get("Body")})
 		n := len(e.sent)
 		e.mu.Unlock()
@@ -145,6 +161,17 @@ func runMFASuite(t *testing.T, env map[string]string) {
 	}
 	e := newAccountEnv(t, all)
 	var secrets []string
+	var adminToken string
+	admin := func(t *testing.T) string {
+		t.Helper()
+		if adminToken == "" {
+			if _, code := e.cli(t, "users", "create", "--email", "mfa-admin@example.com", "--password-stdin", "--admin", "--verified"); code != 0 {
+				t.Fatal("create admin")
+			}
+			adminToken = e.login(t, "mfa-admin@example.com", strongPassword)
+		}
+		return adminToken
+	}
 
 	t.Run("TOTP", func(t *testing.T) {
 		at := e.signUp(t, "totp@example.com")
@@ -371,6 +398,21 @@ func runMFASuite(t *testing.T, env map[string]string) {
 		}
 	})
 
+	// Organisations whose allowed methods have nothing in common allow no
+	// method, not every method.
+	t.Run("PoliciesWithNoCommonMethod", func(t *testing.T) {
+		const email = "conflict@example.com"
+		at := e.signUp(t, email)
+		secrets = append(secrets, enrolTOTP(t, e, at))
+		id := userID(t, e, at)
+		joinOrg(t, e, admin(t), "conflict-totp", map[string]any{"mfa_required": true, "allowed_methods": []string{"totp"}}, id)
+		joinOrg(t, e, admin(t), "conflict-sms", map[string]any{"mfa_required": true, "allowed_methods": []string{"sms"}}, id)
+		c, b, _ := call(t, "POST", e.url("/v1/auth/login"), map[string]string{"email": email, "password": strongPassword})
+		if c != 403 || b["code"] != "mfa_policy_conflict" {
+			t.Fatalf("login = %d %v, want 403 mfa_policy_conflict", c, b)
+		}
+	})
+
 	t.Run("NoSecretsAtRest", func(t *testing.T) {
 		if len(secrets) < 20 {
 			t.Fatalf("only %d secrets collected", len(secrets))
@@ -397,4 +439,95 @@ func toStrings(v any) []string {
 		}
 	}
 	return out
+}
+
+// noEmailFallback checks that the sign-in can neither ask for nor use an
+// email code.
+func noEmailFallback(t *testing.T, e *accountEnv, mt string) {
+	t.Helper()
+	if c, b, _ := call(t, "POST", e.url("/v1/auth/mfa/challenge"), map[string]string{"mfa_token": mt, "method": "email"}); c != 400 || b["code"] != "method_unavailable" {
+		t.Errorf("challenge email = %d %v, want 400 method_unavailable", c, b)
+	}
+	if c, b, _ := call(t, "POST", e.url("/v1/auth/mfa/verify"), map[string]string{"mfa_token": mt, "method": "email", "code": "123456"}); c != 400 || b["code"] != "method_unavailable" {
+		t.Errorf("verify email = %d %v, want 400 method_unavailable", c, b)
+	}
+}
+
+// enrolTOTP gives the account a confirmed authenticator app and returns
+// its secret.
+func enrolTOTP(t *testing.T, e *accountEnv, at string) string {
+	t.Helper()
+	c, enr, _ := call(t, "POST", e.url("/v1/me/mfa/totp"), nil, bearer(at)...)
+	if c != 201 {
+		t.Fatalf("enrol totp = %d %v", c, enr)
+	}
+	secret := enr["secret"].(string)
+	prev := totpAt(t, secret, time.Now().Add(-30*time.Second))
+	if c, b, _ := call(t, "POST", e.url("/v1/me/mfa/devices/"+enr["id"].(string)+"/confirm"), map[string]string{"code": prev}, bearer(at)...); c != 200 {
+		t.Fatalf("confirm totp = %d %v", c, b)
+	}
+	return secret
+}
+
+// enrolSMS gives the account a confirmed phone and returns the
+// confirmation code it was texted.
+func enrolSMS(t *testing.T, e *accountEnv, tw *twilioEmulator, at, phone string) string {
+	t.Helper()
+	tw.mu.Lock()
+	seen := len(tw.sent)
+	tw.mu.Unlock()
+	c, b, _ := call(t, "POST", e.url("/v1/me/mfa/sms"), map[string]string{"phone_number": phone}, bearer(at)...)
+	if c != 201 {
+		t.Fatalf("enrol sms = %d %v", c, b)
+	}
+	code, _ := tw.waitCode(t, phone, seen)
+	if c, b, _ := call(t, "POST", e.url("/v1/me/mfa/devices/"+b["id"].(string)+"/confirm"), map[string]string{"code": code}, bearer(at)...); c != 200 {
+		t.Fatalf("confirm sms = %d %v", c, b)
+	}
+	return code
+}
+
+func userID(t *testing.T, e *accountEnv, at string) string {
+	t.Helper()
+	_, me, _ := call(t, "GET", e.url("/v1/me"), nil, bearer(at)...)
+	id, _ := me["id"].(string)
+	if id == "" {
+		t.Fatalf("/v1/me = %v", me)
+	}
+	return id
+}
+
+// joinOrg creates an organisation with the policy and adds the user.
+func joinOrg(t *testing.T, e *accountEnv, admin, slug string, policy map[string]any, userID string) {
+	t.Helper()
+	c, org, _ := call(t, "POST", e.url("/v1/admin/organizations"), map[string]any{"name": slug, "slug": slug, "policy": policy}, bearer(admin)...)
+	if c != 201 {
+		t.Fatalf("create org = %d %v", c, org)
+	}
+	if c, b, _ := call(t, "PUT", e.url("/v1/admin/organizations/"+org["id"].(string)+"/members/"+userID), map[string]string{"role": "member"}, bearer(admin)...); c != 200 {
+		t.Fatalf("add member = %d %v", c, b)
+	}
+}
+
+// waitAudit waits until the user has at least n audit events of action.
+func waitAudit(t *testing.T, e *accountEnv, action, subjectID string, n int) {
+	t.Helper()
+	q := "SELECT count(*) FROM audit_events WHERE action = $1 AND subject_id = $2"
+	if e.dialect == "sqlite" {
+		q = "SELECT count(*) FROM audit_events WHERE action = ? AND subject_id = ?"
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var got int
+		if err := e.db.QueryRow(q, action, subjectID).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d %s events of %s, want %d", got, action, subjectID, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

@@ -75,6 +75,10 @@ func newMFAService(d *deps) (*mfa.Service, error) {
 	if d.cfg.Env == config.EnvProduction && d.cfg.TwilioAccountSID == "" {
 		// Without Twilio, codes would only reach the outbox on disk.
 		c.Policy.Methods = withoutSMS(c.Policy.Methods)
+		if len(c.Policy.Methods) == 0 {
+			// An empty list would mean every method.
+			return nil, fmt.Errorf("GATEHOUSE_MFA_METHODS allows only sms, which is off without GATEHOUSE_TWILIO_ACCOUNT_SID")
+		}
 		d.log.Warn("SMS codes are off: set GATEHOUSE_TWILIO_ACCOUNT_SID to offer them")
 	}
 	return &mfa.Service{

@@ -47,6 +47,9 @@ var (
 	ErrMethodUnavailable = errors.New("mfa: method not available")
 	ErrReauthRequired    = errors.New("mfa: recent authentication required")
 	ErrAlreadyConfirmed  = errors.New("mfa: device already confirmed")
+	// ErrPolicyConflict is a sign-in that needs a second factor when the
+	// policies that apply allow no method at all.
+	ErrPolicyConflict = errors.New("mfa: the policies allow no second factor")
 )
 
 func init() {
@@ -55,13 +58,18 @@ func init() {
 	httpapi.RegisterError(ErrMethodUnavailable, http.StatusBadRequest, "method_unavailable", "This method is not set up for the account or not allowed.")
 	httpapi.RegisterError(ErrReauthRequired, http.StatusForbidden, "reauthentication_required", "Sign in again (password or a second factor) within the last 5 minutes to do this.")
 	httpapi.RegisterError(ErrAlreadyConfirmed, http.StatusConflict, "already_confirmed", "The device is already confirmed.")
+	httpapi.RegisterError(ErrPolicyConflict, http.StatusForbidden, "mfa_policy_conflict", "The MFA policies of your organisations have no second factor in common, so you cannot sign in; ask an administrator.")
 }
 
 // Policy says whether MFA is required and how.
 type Policy struct {
 	Required bool
-	// Methods allowed; empty means all.
+	// Methods allowed; empty means all, unless NoneAllowed.
 	Methods []string
+	// NoneAllowed is set when the policies combined allow no method at
+	// all (organisations whose allowed methods have nothing in common):
+	// then no method is allowed, whatever Methods says.
+	NoneAllowed bool
 	// Grace lets a user sign in without a factor for this long after the
 	// account was created before enrolment is forced.
 	Grace time.Duration
@@ -206,7 +214,8 @@ func (s *Service) policyFor(ctx context.Context, u store.User) (Policy, error) {
 }
 
 // policyOf combines the global policy with those of orgs: required if any
-// requires it, methods intersected, the shortest grace.
+// requires it, methods intersected, the shortest grace. An empty
+// intersection allows nothing (NoneAllowed), not everything.
 func (s *Service) policyOf(orgs []store.Organization) Policy {
 	p := s.Config.Policy
 	graceSet := p.Required
@@ -219,7 +228,7 @@ func (s *Service) policyOf(orgs []store.Organization) Policy {
 			p.Grace = op.Grace
 		}
 		p.Required, graceSet = true, true
-		if len(op.Methods) > 0 {
+		if len(op.Methods) > 0 && !p.NoneAllowed {
 			if len(p.Methods) == 0 {
 				p.Methods = op.Methods
 			} else {
@@ -229,7 +238,7 @@ func (s *Service) policyOf(orgs []store.Organization) Policy {
 						both = append(both, m)
 					}
 				}
-				p.Methods = both
+				p.Methods, p.NoneAllowed = both, len(both) == 0
 			}
 		}
 	}
@@ -288,7 +297,19 @@ func ValidatePolicyDocument(doc map[string]any) []httpapi.FieldError {
 }
 
 func allowed(p Policy, method string) bool {
-	return len(p.Methods) == 0 || slices.Contains(p.Methods, method)
+	return !p.NoneAllowed && (len(p.Methods) == 0 || slices.Contains(p.Methods, method))
+}
+
+// enrollable lists the methods a user may enrol under the policy (backup
+// codes come with a device, they are not one).
+func enrollable(p Policy) []string {
+	var out []string
+	for _, m := range []string{MethodTOTP, MethodSMS, MethodEmail} {
+		if allowed(p, m) {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // factors reads the user's organisations, devices and backup codes in one
@@ -347,15 +368,15 @@ func (s *Service) Begin(ctx context.Context, u store.User, amr []string, m sessi
 }
 
 func (s *Service) open(ctx context.Context, u store.User, amr []string, m session.Meta, enroll bool, pol Policy) (*session.Challenge, error) {
+	methods := enrollable(pol)
+	if len(methods) == 0 {
+		// Nothing could be enrolled: an enrollment_token would open a
+		// dead end.
+		return nil, ErrPolicyConflict
+	}
 	tok, err := s.newPending(ctx, pending{UserID: u.ID, AMR: amr, Enroll: enroll, UA: uaHash(m.UserAgent), PasswordStamp: passwordStamp(u, amr)})
 	if err != nil {
 		return nil, err
-	}
-	var methods []string
-	for _, mm := range []string{MethodTOTP, MethodSMS, MethodEmail} {
-		if allowed(pol, mm) {
-			methods = append(methods, mm)
-		}
 	}
 	return &session.Challenge{EnrollmentToken: tok, Methods: methods}, nil
 }
