@@ -413,6 +413,33 @@ func runMFASuite(t *testing.T, env map[string]string) {
 		}
 	})
 
+	// Every MFA change sends a notice, renaming and the default included.
+	t.Run("RenameAndDefaultSendNotices", func(t *testing.T) {
+		const email = "notices@example.com"
+		at := e.signUp(t, email)
+		enrolEmailFactor(t, e, email, at)
+		e.mail.wait(t, email, "Security settings")
+		secrets = append(secrets, enrolTOTP(t, e, at))
+		e.mail.wait(t, email, "Security settings")
+		ids := map[string]string{}
+		_, devs, _ := call(t, "GET", e.url("/v1/me/mfa/devices"), nil, bearer(at)...)
+		for _, d := range devs["devices"].([]any) {
+			ids[d.(map[string]any)["type"].(string)] = d.(map[string]any)["id"].(string)
+		}
+		if c, b, _ := call(t, "PATCH", e.url("/v1/me/mfa/devices/"+ids["email"]), map[string]any{"name": "Work mail"}, bearer(at)...); c != 200 || b["name"] != "Work mail" {
+			t.Fatalf("rename = %d %v", c, b)
+		}
+		if m := e.mail.wait(t, email, "Security settings"); !strings.Contains(m.Text, "renamed") || strings.Contains(m.Text, "Work mail") {
+			t.Errorf("rename notice should say a factor was renamed, without the caller's text:\n%s", m.Text)
+		}
+		if c, b, _ := call(t, "PATCH", e.url("/v1/me/mfa/devices/"+ids["totp"]), map[string]any{"is_default": true}, bearer(at)...); c != 200 || b["is_default"] != true {
+			t.Fatalf("set default = %d %v", c, b)
+		}
+		if m := e.mail.wait(t, email, "Security settings"); !strings.Contains(m.Text, "default") {
+			t.Errorf("default notice should say the default changed:\n%s", m.Text)
+		}
+	})
+
 	t.Run("NoSecretsAtRest", func(t *testing.T) {
 		if len(secrets) < 20 {
 			t.Fatalf("only %d secrets collected", len(secrets))

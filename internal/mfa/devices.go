@@ -220,12 +220,18 @@ func describe(d store.MFADevice) string {
 	return "email codes"
 }
 
-// UpdateDevice renames a device or makes it the default.
+// UpdateDevice renames a device or makes it the default. Like every MFA
+// change it is an account event and the user gets a notice.
 func (s *Service) UpdateDevice(ctx context.Context, userID, id string, name *string, isDefault *bool) (store.MFADevice, error) {
+	u, err := s.Store.GetUser(ctx, userID)
+	if err != nil {
+		return store.MFADevice{}, err
+	}
 	d, err := s.Store.GetMFADevice(ctx, userID, id)
 	if err != nil {
 		return store.MFADevice{}, err
 	}
+	before := d
 	if name != nil {
 		n := strings.TrimSpace(*name)
 		if n == "" || len([]rune(n)) > 100 || strings.ContainsFunc(n, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
@@ -243,12 +249,20 @@ func (s *Service) UpdateDevice(ctx context.Context, userID, id string, name *str
 	if err != nil {
 		return store.MFADevice{}, err
 	}
-	if err := s.Store.AppendAuditEvent(ctx, store.AuditEvent{
-		OccurredAt: s.now(), ActorID: userID, SubjectID: userID, Action: "mfa.device_updated",
-		Data: map[string]any{"device_id": out.ID, "name": out.Name, "is_default": out.IsDefault},
-	}); err != nil {
-		return store.MFADevice{}, err
+	// The notice describes the device by its type, not by the name the
+	// caller chose: no caller-written text goes into the email.
+	var event string
+	switch renamed, madeDefault := out.Name != before.Name, out.IsDefault && !before.IsDefault; {
+	case renamed && madeDefault:
+		event = fmt.Sprintf("A second factor (%s) was renamed and made the default", describe(out))
+	case renamed:
+		event = fmt.Sprintf("A second factor (%s) was renamed", describe(out))
+	case madeDefault:
+		event = fmt.Sprintf("The default second factor is now %s", describe(out))
+	default:
+		return out, nil // nothing changed: nothing to tell
 	}
+	s.notice(ctx, u, event, "mfa.device_updated", map[string]any{"device_id": out.ID, "name": out.Name, "is_default": out.IsDefault})
 	return out, nil
 }
 
