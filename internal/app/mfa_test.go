@@ -398,6 +398,83 @@ func runMFASuite(t *testing.T, env map[string]string) {
 		}
 	})
 
+	// The email code stands in for a text message only when one failed for
+	// that sign-in: otherwise an SMS factor could be passed with the
+	// mailbox alone.
+	t.Run("EmailFallbackOnlyAfterSMSFailed", func(t *testing.T) {
+		const email, phone = "fallback@example.com", "+14155552672"
+		at := e.signUp(t, email)
+		secrets = append(secrets, enrolSMS(t, e, tw, at, phone))
+		b := loginMFA(t, e, email)
+		mt := b["mfa_token"].(string)
+		if m := toStrings(b["methods"]); !slices.Equal(m, []string{"sms"}) {
+			t.Fatalf("methods = %v, want [sms]", m)
+		}
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/mfa/challenge"), map[string]string{"mfa_token": mt, "method": "email"}); c != 400 || b["code"] != "method_unavailable" {
+			t.Errorf("email code before any SMS failed = %d %v, want 400 method_unavailable", c, b)
+		}
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/mfa/verify"), map[string]string{"mfa_token": mt, "method": "email", "code": "123456"}); c != 400 || b["code"] != "method_unavailable" {
+			t.Errorf("verify email before any SMS failed = %d %v, want 400 method_unavailable", c, b)
+		}
+		// The text message fails: the email code is sent instead.
+		tw.refuse(phone)
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/mfa/challenge"), map[string]string{"mfa_token": mt, "method": "sms"}); c != 200 {
+			t.Fatalf("challenge sms = %d %v", c, b)
+		}
+		code := emailCode(t, e.mail.wait(t, email, "verification code"))
+		secrets = append(secrets, code)
+		c, tok, _ := call(t, "POST", e.url("/v1/auth/mfa/verify"), map[string]string{"mfa_token": mt, "method": "email", "code": code})
+		if c != 200 || tok["access_token"] == nil {
+			t.Fatalf("verify the fallback email code = %d %v", c, tok)
+		}
+		if amr := amrOf(t, tok["access_token"].(string)); !slices.Contains(amr, "email") || !slices.Contains(amr, "mfa") || slices.Contains(amr, "sms") {
+			t.Errorf("amr = %v, want pwd, mfa, email", amr)
+		}
+		// The fallback belongs to that sign-in only.
+		mt = loginMFA(t, e, email)["mfa_token"].(string)
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/mfa/challenge"), map[string]string{"mfa_token": mt, "method": "email"}); c != 400 || b["code"] != "method_unavailable" {
+			t.Errorf("email code in the next sign-in = %d %v, want 400 method_unavailable", c, b)
+		}
+	})
+
+	// A sign-in by magic link has proved the mailbox already: the email
+	// code cannot be its second factor, not even as the SMS fallback.
+	t.Run("NoEmailFallbackAfterMagicLink", func(t *testing.T) {
+		const email, phone = "fallback-magic@example.com", "+14155552673"
+		at := e.signUp(t, email)
+		secrets = append(secrets, enrolSMS(t, e, tw, at, phone))
+		id := userID(t, e, at)
+		call(t, "POST", e.url("/v1/auth/magic-link"), map[string]string{"email": email})
+		tok := magicToken(t, e.mail.wait(t, email, "sign-in link"))
+		c, b, _ := call(t, "POST", e.url("/v1/auth/magic-link/verify"), map[string]string{"token": tok})
+		if c != 200 || b["mfa_required"] != true {
+			t.Fatalf("magic link = %d %v, want the MFA step", c, b)
+		}
+		mt := b["mfa_token"].(string)
+		tw.refuse(phone)
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/mfa/challenge"), map[string]string{"mfa_token": mt, "method": "sms"}); c != 200 {
+			t.Fatalf("challenge sms = %d %v", c, b)
+		}
+		waitAudit(t, e, "mfa.sms_failed", id, 1)
+		noEmailFallback(t, e, mt)
+	})
+
+	// An organisation that allows only text messages gets no email codes.
+	t.Run("NoEmailFallbackAgainstPolicy", func(t *testing.T) {
+		const email, phone = "fallback-policy@example.com", "+14155552674"
+		at := e.signUp(t, email)
+		secrets = append(secrets, enrolSMS(t, e, tw, at, phone))
+		id := userID(t, e, at)
+		joinOrg(t, e, admin(t), "sms-only", map[string]any{"mfa_required": true, "allowed_methods": []string{"sms"}}, id)
+		mt := loginMFA(t, e, email)["mfa_token"].(string)
+		tw.refuse(phone)
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/mfa/challenge"), map[string]string{"mfa_token": mt, "method": "sms"}); c != 200 {
+			t.Fatalf("challenge sms = %d %v", c, b)
+		}
+		waitAudit(t, e, "mfa.sms_failed", id, 1)
+		noEmailFallback(t, e, mt)
+	})
+
 	// Organisations whose allowed methods have nothing in common allow no
 	// method, not every method.
 	t.Run("PoliciesWithNoCommonMethod", func(t *testing.T) {

@@ -133,9 +133,9 @@ func (s *Service) EnrollSMS(ctx context.Context, userID, phone string, m session
 	if err != nil {
 		return "", err
 	}
-	if err := s.sendCode(ctx, u, d, m); err != nil {
+	if err := s.sendCode(ctx, u, d, m, ""); err != nil {
 		_ = s.Store.DeleteMFADevice(ctx, u.ID, d.ID)
-		return "", err
+		return "", smsProblem(err, false)
 	}
 	return d.ID, nil
 }
@@ -155,7 +155,7 @@ func (s *Service) EnrollEmail(ctx context.Context, userID string, m session.Meta
 	if err != nil {
 		return "", err
 	}
-	if err := s.sendCode(ctx, u, d, m); err != nil {
+	if err := s.sendCode(ctx, u, d, m, ""); err != nil {
 		_ = s.Store.DeleteMFADevice(ctx, u.ID, d.ID)
 		return "", err
 	}
@@ -353,7 +353,7 @@ func (s *Service) Reauthenticate(ctx context.Context, p auth.Principal, pw, meth
 		if !slices.Contains(methods, method) {
 			return "", 0, ErrMethodUnavailable
 		}
-		_, ok, err := s.checkCode(ctx, u, active, method, code)
+		_, ok, err := s.checkCode(ctx, u, active, method, code, false)
 		if err != nil {
 			return "", 0, err
 		}

@@ -198,8 +198,15 @@ type pending struct {
 	PasswordStamp string `json:"password_stamp,omitempty"`
 }
 
-func pendingKey(tok string) string  { return "mfa:pending:" + secret.HashToken(tok) }
-func attemptsKey(tok string) string { return "mfa:attempts:" + secret.HashToken(tok) }
+// tokenRef names a pending login without holding its token: the hash its
+// ephemeral keys are made of, and the reference its SMS jobs carry
+// (sms.SendArgs.Ref) so that a failure reaches this login.
+func tokenRef(tok string) string { return secret.HashToken(tok) }
+
+func pendingKey(tok string) string    { return pendingRefKey(tokenRef(tok)) }
+func pendingRefKey(ref string) string { return "mfa:pending:" + ref }
+func attemptsKey(tok string) string   { return "mfa:attempts:" + tokenRef(tok) }
+func smsFailedKey(ref string) string  { return "mfa:sms-failed:" + ref }
 
 func uaHash(ua string) string { return secret.HashToken("ua\x00" + ua) }
 
@@ -459,32 +466,83 @@ func (s *Service) Challenge(ctx context.Context, tok, method string, m session.M
 	if err != nil {
 		return 0, err
 	}
-	pol, _, active, err := s.factors(ctx, u)
+	pol, methods, active, err := s.factors(ctx, u)
 	if err != nil {
 		return 0, err
 	}
-	switch method {
-	case MethodSMS:
-		d, ok := pick(active, MethodSMS)
-		if !ok || !allowed(pol, MethodSMS) {
-			return 0, ErrMethodUnavailable
+	ref := tokenRef(tok)
+	switch {
+	case !slices.Contains(methods, method) && method == MethodEmail:
+		ok, err := s.emailFallback(ctx, ref, p, pol, methods)
+		if err != nil {
+			return 0, err
 		}
-		return s.Config.CodeTTL, s.sendCode(ctx, u, d, m)
-	case MethodEmail:
-		d, ok := pick(active, MethodEmail)
 		if !ok {
-			// The email code is also the fallback when SMS cannot be used.
-			if _, hasSMS := pick(active, MethodSMS); !hasSMS {
-				return 0, ErrMethodUnavailable
-			}
-			d = store.MFADevice{UserID: u.ID, Type: MethodEmail, Email: u.Email}
-		}
-		if !allowed(pol, MethodEmail) && d.ID != "" {
 			return 0, ErrMethodUnavailable
 		}
-		return s.Config.CodeTTL, s.sendCode(ctx, u, d, m)
+		return s.Config.CodeTTL, s.sendCode(ctx, u, fallbackDevice(u), m, "")
+	case !slices.Contains(methods, method):
+		return 0, ErrMethodUnavailable
+	case method == MethodSMS:
+		d, _ := pick(active, MethodSMS)
+		err := s.sendCode(ctx, u, d, m, ref)
+		if !cannotText(err) {
+			return s.Config.CodeTTL, smsProblem(err, false)
+		}
+		// The number cannot get text messages at all: as good as a failed
+		// delivery.
+		if err := s.smsFailed(ctx, ref); err != nil {
+			return 0, err
+		}
+		offer, ferr := s.emailFallback(ctx, ref, p, pol, methods)
+		if ferr != nil {
+			return 0, ferr
+		}
+		return 0, smsProblem(err, offer)
+	case method == MethodEmail:
+		d, _ := pick(active, MethodEmail)
+		return s.Config.CodeTTL, s.sendCode(ctx, u, d, m, "")
 	}
 	return 0, ErrMethodUnavailable
+}
+
+// fallbackDevice is where the email code that stands in for a failed text
+// message goes: the account's address, under no device.
+func fallbackDevice(u store.User) store.MFADevice {
+	return store.MFADevice{UserID: u.ID, Type: MethodEmail, Email: u.Email}
+}
+
+// emailFallback reports whether the pending login p (whose token has ref)
+// may use an email code in place of a text message. Issue 5 offers it when
+// SMS delivery fails, and only then: a text message for this very sign-in
+// failed (see smsFailed); SMS is one of the sign-in's methods and email,
+// as a factor of its own, is not (else it needs no fallback); the policy
+// allows email; and the first step of the sign-in did not prove the
+// mailbox already (a magic link, amr "email"), for the same mailbox
+// twice is one factor.
+func (s *Service) emailFallback(ctx context.Context, ref string, p pending, pol Policy, methods []string) (bool, error) {
+	if !slices.Contains(methods, MethodSMS) || slices.Contains(methods, MethodEmail) || !allowed(pol, MethodEmail) || slices.Contains(p.AMR, amrOf[MethodEmail]) {
+		return false, nil
+	}
+	_, err := s.KV.Get(ctx, smsFailedKey(ref))
+	if errors.Is(err, kv.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// smsFailed records that a text message for the pending login with ref
+// could not be sent. It lives no longer than the login can.
+func (s *Service) smsFailed(ctx context.Context, ref string) error {
+	return s.KV.Set(ctx, smsFailedKey(ref), []byte("1"), s.Config.TokenTTL)
+}
+
+// cannotText reports whether err is the SMS guard's refusal of the number
+// itself (a country that is not enabled, a number that cannot get text
+// messages). A rate limit is not: whoever knows the password could hit it
+// on purpose to turn the SMS factor into an email one.
+func cannotText(err error) bool {
+	return errors.Is(err, sms.ErrCountryNotAllowed) || errors.Is(err, sms.ErrNotMobile)
 }
 
 // pick returns the user's default active device of a type, else the first.
@@ -508,14 +566,16 @@ func pick(active []store.MFADevice, typ string) (store.MFADevice, bool) {
 }
 
 // sendCode makes a code for the device's channel and sends it by a durable
-// job (the job holds the code sealed).
-func (s *Service) sendCode(ctx context.Context, u store.User, d store.MFADevice, m session.Meta) error {
+// job (the job holds the code sealed). ref, for a text message of a
+// sign-in, is its pending login's tokenRef, handed back to SMSFailed. A
+// refusal of the SMS guard is returned as it is (see smsProblem).
+func (s *Service) sendCode(ctx context.Context, u store.User, d store.MFADevice, m session.Meta, ref string) error {
 	if err := s.throttle(ctx, "mfa:send:"+u.ID, s.Config.ResendLimit); err != nil {
 		return err
 	}
 	if d.Type == MethodSMS {
 		if err := s.SMSGuard.Check(ctx, u.ID, d.PhoneNumber); err != nil {
-			return smsProblem(err)
+			return err
 		}
 	}
 	code, err := otp.NumericCode(6)
@@ -538,6 +598,7 @@ func (s *Service) sendCode(ctx context.Context, u store.User, d store.MFADevice,
 			if err != nil {
 				return err
 			}
+			a.Ref = ref
 			args = a
 		} else {
 			to := d.Email
@@ -555,23 +616,32 @@ func (s *Service) sendCode(ctx context.Context, u store.User, d store.MFADevice,
 	})
 }
 
-// smsProblem explains why an SMS cannot be sent and offers the email code.
-func smsProblem(err error) error {
+// smsProblem explains why an SMS cannot be sent (other errors pass
+// unchanged), offering the email code when the sign-in may use it.
+func smsProblem(err error, offerEmail bool) error {
+	instead := "; use another method"
+	if offerEmail {
+		instead = "; use the email code instead"
+	}
 	var rl *sms.ErrRateLimited
 	switch {
 	case errors.As(err, &rl):
-		p := httpapi.NewProblem(http.StatusTooManyRequests, "sms_rate_limited", "Too many text messages; use the email code instead or try later.")
+		p := httpapi.NewProblem(http.StatusTooManyRequests, "sms_rate_limited", "Too many text messages; try again later.")
 		p.RetryAfter = max(1, int(rl.RetryAfter/time.Second))
 		return p
 	case errors.Is(err, sms.ErrCountryNotAllowed):
-		return httpapi.NewProblem(http.StatusUnprocessableEntity, "sms_country_not_allowed", "Text messages cannot be sent to this country; use the email code instead.")
+		return httpapi.NewProblem(http.StatusUnprocessableEntity, "sms_country_not_allowed", "Text messages cannot be sent to this country"+instead+".")
+	case errors.Is(err, sms.ErrNotMobile):
+		return httpapi.NewProblem(http.StatusUnprocessableEntity, "phone_not_mobile", "The phone number cannot receive text messages"+instead+".")
 	}
 	return err
 }
 
 // checkCode verifies a code for a method against the user's active
-// devices, consuming what is one-time. It returns the device used.
-func (s *Service) checkCode(ctx context.Context, u store.User, active []store.MFADevice, method, code string) (store.MFADevice, bool, error) {
+// devices, consuming what is one-time. It returns the device used. With
+// fallback, an email code is the one sent in place of a failed text
+// message (see emailFallback, which the caller checked).
+func (s *Service) checkCode(ctx context.Context, u store.User, active []store.MFADevice, method, code string, fallback bool) (store.MFADevice, bool, error) {
 	if err := s.throttle(ctx, "mfa:verify:"+u.ID, s.Config.VerifyLimit); err != nil {
 		return store.MFADevice{}, false, err
 	}
@@ -590,10 +660,8 @@ func (s *Service) checkCode(ctx context.Context, u store.User, active []store.MF
 		return store.MFADevice{}, false, nil
 	case MethodSMS, MethodEmail:
 		d, ok := pick(active, method)
-		if !ok && method == MethodEmail {
-			if _, hasSMS := pick(active, MethodSMS); hasSMS {
-				d, ok = store.MFADevice{UserID: u.ID, Type: MethodEmail}, true // the fallback email code
-			}
+		if !ok && method == MethodEmail && fallback {
+			d, ok = fallbackDevice(u), true
 		}
 		if !ok {
 			return store.MFADevice{}, false, ErrMethodUnavailable
@@ -672,15 +740,23 @@ func (s *Service) Verify(ctx context.Context, tok, method, code string, m sessio
 	if err != nil {
 		return session.Result{}, err
 	}
-	_, methods, active, err := s.factors(ctx, u)
+	pol, methods, active, err := s.factors(ctx, u)
 	if err != nil {
 		return session.Result{}, err
 	}
-	fallbackEmail := method == MethodEmail && slices.Contains(methods, MethodSMS)
-	if !slices.Contains(methods, method) && !fallbackEmail {
-		return session.Result{}, ErrMethodUnavailable
+	fallback := false
+	if !slices.Contains(methods, method) {
+		if method == MethodEmail {
+			fallback, err = s.emailFallback(ctx, tokenRef(tok), p, pol, methods)
+			if err != nil {
+				return session.Result{}, err
+			}
+		}
+		if !fallback {
+			return session.Result{}, ErrMethodUnavailable
+		}
 	}
-	_, ok, err := s.checkCode(ctx, u, active, method, code)
+	_, ok, err := s.checkCode(ctx, u, active, method, code, fallback)
 	if err != nil {
 		return session.Result{}, err
 	}
@@ -693,7 +769,7 @@ func (s *Service) Verify(ctx context.Context, tok, method, code string, m sessio
 	} else if err != nil {
 		return session.Result{}, err
 	}
-	_, _ = s.KV.Delete(ctx, attemptsKey(tok))
+	_, _ = s.KV.Delete(ctx, attemptsKey(tok), smsFailedKey(tokenRef(tok)))
 	return s.complete(ctx, tok, p, amrWith(p.AMR, method), m)
 }
 
@@ -757,9 +833,10 @@ func (s *Service) FinishEnrollment(ctx context.Context, tok, method string, m se
 	return s.complete(ctx, tok, p, amrWith(p.AMR, method), m)
 }
 
-// SMSFailed is the SMS worker's failure hook: a code that could not be
-// texted is replaced by one sent to the account's email address, so the
-// user can finish with method "email". The event is recorded.
+// SMSFailed is the SMS worker's failure hook. The event is recorded. A
+// text message of a sign-in (args.Ref names its pending login) that could
+// not be sent opens the email fallback for that sign-in, and the email
+// code is sent at once when the sign-in may use it (see emailFallback).
 func (s *Service) SMSFailed(ctx context.Context, args sms.SendArgs, cause error) {
 	u, err := s.Store.GetUser(ctx, args.UserID)
 	if err != nil {
@@ -773,10 +850,36 @@ func (s *Service) SMSFailed(ctx context.Context, args sms.SendArgs, cause error)
 	}); err != nil {
 		s.Log.ErrorContext(ctx, "sms failure hook: audit failed", "error", err.Error())
 	}
-	if args.Purpose != "mfa" {
-		return
+	if args.Purpose != "mfa" || args.Ref == "" {
+		return // not a sign-in's code (an enrolment's, say): no fallback
 	}
-	if err := s.sendCode(ctx, u, store.MFADevice{UserID: u.ID, Type: MethodEmail, Email: u.Email}, session.Meta{}); err != nil {
+	b, err := s.KV.Get(ctx, pendingRefKey(args.Ref))
+	if errors.Is(err, kv.ErrNotFound) {
+		return // the sign-in is over
+	}
+	var p pending
+	if err == nil {
+		err = json.Unmarshal(b, &p)
+	}
+	if err == nil && p.UserID != u.ID {
+		err = errors.New("the pending sign-in is another user's")
+	}
+	if err == nil {
+		err = s.smsFailed(ctx, args.Ref)
+	}
+	var pol Policy
+	var methods []string
+	if err == nil {
+		pol, methods, _, err = s.factors(ctx, u)
+	}
+	offer := false
+	if err == nil {
+		offer, err = s.emailFallback(ctx, args.Ref, p, pol, methods)
+	}
+	if err == nil && offer {
+		err = s.sendCode(ctx, u, fallbackDevice(u), session.Meta{}, "")
+	}
+	if err != nil {
 		s.Log.ErrorContext(ctx, "sms failure hook: email fallback failed", "error", err.Error())
 	}
 }
