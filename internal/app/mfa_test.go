@@ -475,6 +475,48 @@ func runMFASuite(t *testing.T, env map[string]string) {
 		noEmailFallback(t, e, mt)
 	})
 
+	// When a policy disallows every factor the user has, the password alone
+	// must not open enrolment: one of the existing factors comes first.
+	t.Run("ForcedEnrolmentNeedsAnExistingFactor", func(t *testing.T) {
+		const email = "forced@example.com"
+		at := e.signUp(t, email)
+		enrolEmailFactor(t, e, email, at)
+		joinOrg(t, e, admin(t), "totp-only", map[string]any{"mfa_required": true, "allowed_methods": []string{"totp"}}, userID(t, e, at))
+		b := loginMFA(t, e, email)
+		if b["mfa_required"] != true || b["enrollment_token"] != nil || b["access_token"] != nil || !slices.Equal(toStrings(b["methods"]), []string{"email"}) {
+			t.Fatalf("login = %v, want mfa_required with the existing factor (email) and no enrollment_token", b)
+		}
+		mt := b["mfa_token"].(string)
+		if c, b, _ := call(t, "POST", e.url("/v1/me/mfa/totp"), nil, bearer(mt)...); c != 401 {
+			t.Fatalf("enrolment with the mfa_token = %d %v, want 401", c, b)
+		}
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/mfa/challenge"), map[string]string{"mfa_token": mt, "method": "email"}); c != 200 {
+			t.Fatalf("challenge email = %d %v", c, b)
+		}
+		code := emailCode(t, e.mail.wait(t, email, "verification code"))
+		secrets = append(secrets, code)
+		c, b, _ := call(t, "POST", e.url("/v1/auth/mfa/verify"), map[string]string{"mfa_token": mt, "method": "email", "code": code})
+		if c != 200 || b["mfa_enrollment_required"] != true || b["access_token"] != nil || !slices.Equal(toStrings(b["methods"]), []string{"totp"}) {
+			t.Fatalf("verify = %d %v, want mfa_enrollment_required for totp", c, b)
+		}
+		et := b["enrollment_token"].(string)
+		c, enr, _ := call(t, "POST", e.url("/v1/me/mfa/totp"), nil, bearer(et)...)
+		if c != 201 {
+			t.Fatalf("enrol totp with the enrollment token = %d %v", c, enr)
+		}
+		secrets = append(secrets, enr["secret"].(string))
+		c, tok, _ := call(t, "POST", e.url("/v1/me/mfa/devices/"+enr["id"].(string)+"/confirm"), map[string]string{"code": totpAt(t, enr["secret"].(string), time.Now())}, bearer(et)...)
+		if c != 200 || tok["access_token"] == nil {
+			t.Fatalf("confirm = %d %v, want a login response", c, tok)
+		}
+		amr := amrOf(t, tok["access_token"].(string))
+		for _, want := range []string{"pwd", "mfa", "email", "otp"} {
+			if !slices.Contains(amr, want) {
+				t.Errorf("amr = %v, want %s in it", amr, want)
+			}
+		}
+	})
+
 	// Organisations whose allowed methods have nothing in common allow no
 	// method, not every method.
 	t.Run("PoliciesWithNoCommonMethod", func(t *testing.T) {

@@ -346,14 +346,14 @@ func (s *Service) Reauthenticate(ctx context.Context, p auth.Principal, pw, meth
 			return "", 0, ErrInvalidCode
 		}
 	case method != "":
-		_, methods, active, err := s.factors(ctx, u)
+		f, err := s.factors(ctx, u)
 		if err != nil {
 			return "", 0, err
 		}
-		if !slices.Contains(methods, method) {
+		if !slices.Contains(f.allowed, method) {
 			return "", 0, ErrMethodUnavailable
 		}
-		_, ok, err := s.checkCode(ctx, u, active, method, code, false)
+		_, ok, err := s.checkCode(ctx, u, f.active, method, code, false)
 		if err != nil {
 			return "", 0, err
 		}

@@ -196,6 +196,14 @@ type pending struct {
 	// step checked (empty when the login had no password step): a password
 	// changed before the second factor voids the login.
 	PasswordStamp string `json:"password_stamp,omitempty"`
+	// EnrollAfter marks a login that must enrol an allowed factor because
+	// the policy allows none of the user's: it first passes one of the
+	// factors the user has, and only then gets its enrollment_token.
+	EnrollAfter bool `json:"enroll_after,omitempty"`
+	// Origin, on the enrolment that follows an EnrollAfter login, is that
+	// login's mfa_token (already consumed): the token the sign-in started
+	// with, under which AfterSecondFactor finds deferred work.
+	Origin string `json:"origin,omitempty"`
 }
 
 // tokenRef names a pending login without holding its token: the hash its
@@ -319,69 +327,100 @@ func enrollable(p Policy) []string {
 	return out
 }
 
-// factors reads the user's organisations, devices and backup codes in one
-// store call and returns the policy that applies, the methods the user can
-// complete a login with, and their confirmed devices.
-func (s *Service) factors(ctx context.Context, u store.User) (Policy, []string, []store.MFADevice, error) {
-	f, err := s.Store.SecondFactors(ctx, u.ID)
-	if err != nil {
-		return Policy{}, nil, nil, err
+// factorSet is what decides a user's second step: the policy that
+// applies, the user's confirmed devices, and the methods they make.
+type factorSet struct {
+	pol    Policy
+	active []store.MFADevice
+	// held are the methods the user has, whatever the policy; allowed
+	// those of them the policy allows.
+	held, allowed []string
+}
+
+// methodsFor returns the methods the pending login p may pass its second
+// step with: those the policy allows, or, for a login that must enrol
+// because the policy allows none of the user's factors, any of them.
+func (f factorSet) methodsFor(p pending) []string {
+	if p.EnrollAfter {
+		return f.held
 	}
-	pol := s.policyOf(f.Organizations)
-	var out []string
+	return f.allowed
+}
+
+// factors reads the user's organisations, devices and backup codes in one
+// store call.
+func (s *Service) factors(ctx context.Context, u store.User) (factorSet, error) {
+	sf, err := s.Store.SecondFactors(ctx, u.ID)
+	if err != nil {
+		return factorSet{}, err
+	}
+	f := factorSet{pol: s.policyOf(sf.Organizations)}
 	add := func(m string) {
-		if allowed(pol, m) && !slices.Contains(out, m) {
-			out = append(out, m)
+		if slices.Contains(f.held, m) {
+			return
+		}
+		f.held = append(f.held, m)
+		if allowed(f.pol, m) {
+			f.allowed = append(f.allowed, m)
 		}
 	}
-	var active []store.MFADevice
-	for _, d := range f.Devices {
+	for _, d := range sf.Devices {
 		if d.ConfirmedAt.IsZero() {
 			continue
 		}
-		active = append(active, d)
+		f.active = append(f.active, d)
 		add(d.Type)
 	}
-	if len(active) > 0 && f.BackupCodes > 0 {
+	if len(f.active) > 0 && sf.BackupCodes > 0 {
 		add(MethodBackup)
 	}
-	return pol, out, active, nil
+	return f, nil
 }
 
 // Begin implements session.SecondFactor: after a correct password it asks
 // for a second factor when the user has one, or for enrolment when a
 // policy requires one and the grace period is over.
+//
+// A user whose every factor the policy disallows must enrol an allowed
+// one, but not on the strength of the password alone, or whoever has the
+// password could enrol their own phone: such a login answers
+// mfa_required like any other, with the factors the user has, and only
+// once one of them passed does Verify hand out the enrollment_token.
 func (s *Service) Begin(ctx context.Context, u store.User, amr []string, m session.Meta) (*session.Challenge, error) {
-	pol, methods, active, err := s.factors(ctx, u)
+	f, err := s.factors(ctx, u)
 	if err != nil {
 		return nil, err
 	}
 	switch {
-	case len(active) > 0:
-		if len(methods) == 0 {
-			// Every factor the user has is disallowed by policy: enrol an
-			// allowed one.
-			return s.open(ctx, u, amr, m, true, pol)
+	case len(f.active) > 0:
+		p := pending{UserID: u.ID, AMR: amr, UA: uaHash(m.UserAgent), PasswordStamp: passwordStamp(u, amr)}
+		if len(f.allowed) == 0 {
+			if len(enrollable(f.pol)) == 0 {
+				return nil, ErrPolicyConflict
+			}
+			p.EnrollAfter = true
 		}
-		tok, err := s.newPending(ctx, pending{UserID: u.ID, AMR: amr, UA: uaHash(m.UserAgent), PasswordStamp: passwordStamp(u, amr)})
+		tok, err := s.newPending(ctx, p)
 		if err != nil {
 			return nil, err
 		}
-		return &session.Challenge{MFAToken: tok, Methods: methods}, nil
-	case pol.Required && s.now().Sub(u.CreatedAt) >= pol.Grace:
-		return s.open(ctx, u, amr, m, true, pol)
+		return &session.Challenge{MFAToken: tok, Methods: f.methodsFor(p)}, nil
+	case f.pol.Required && s.now().Sub(u.CreatedAt) >= f.pol.Grace:
+		return s.open(ctx, pending{UserID: u.ID, AMR: amr, Enroll: true, UA: uaHash(m.UserAgent), PasswordStamp: passwordStamp(u, amr)}, f.pol)
 	}
 	return nil, nil
 }
 
-func (s *Service) open(ctx context.Context, u store.User, amr []string, m session.Meta, enroll bool, pol Policy) (*session.Challenge, error) {
+// open stores p, a login that must enrol a factor, and returns its
+// enrollment_token.
+func (s *Service) open(ctx context.Context, p pending, pol Policy) (*session.Challenge, error) {
 	methods := enrollable(pol)
 	if len(methods) == 0 {
 		// Nothing could be enrolled: an enrollment_token would open a
 		// dead end.
 		return nil, ErrPolicyConflict
 	}
-	tok, err := s.newPending(ctx, pending{UserID: u.ID, AMR: amr, Enroll: enroll, UA: uaHash(m.UserAgent), PasswordStamp: passwordStamp(u, amr)})
+	tok, err := s.newPending(ctx, p)
 	if err != nil {
 		return nil, err
 	}
@@ -466,14 +505,14 @@ func (s *Service) Challenge(ctx context.Context, tok, method string, m session.M
 	if err != nil {
 		return 0, err
 	}
-	pol, methods, active, err := s.factors(ctx, u)
+	f, err := s.factors(ctx, u)
 	if err != nil {
 		return 0, err
 	}
-	ref := tokenRef(tok)
+	methods, ref := f.methodsFor(p), tokenRef(tok)
 	switch {
 	case !slices.Contains(methods, method) && method == MethodEmail:
-		ok, err := s.emailFallback(ctx, ref, p, pol, methods)
+		ok, err := s.emailFallback(ctx, ref, p, f.pol, methods)
 		if err != nil {
 			return 0, err
 		}
@@ -484,7 +523,7 @@ func (s *Service) Challenge(ctx context.Context, tok, method string, m session.M
 	case !slices.Contains(methods, method):
 		return 0, ErrMethodUnavailable
 	case method == MethodSMS:
-		d, _ := pick(active, MethodSMS)
+		d, _ := pick(f.active, MethodSMS)
 		err := s.sendCode(ctx, u, d, m, ref)
 		if !cannotText(err) {
 			return s.Config.CodeTTL, smsProblem(err, false)
@@ -494,13 +533,13 @@ func (s *Service) Challenge(ctx context.Context, tok, method string, m session.M
 		if err := s.smsFailed(ctx, ref); err != nil {
 			return 0, err
 		}
-		offer, ferr := s.emailFallback(ctx, ref, p, pol, methods)
+		offer, ferr := s.emailFallback(ctx, ref, p, f.pol, methods)
 		if ferr != nil {
 			return 0, ferr
 		}
 		return 0, smsProblem(err, offer)
 	case method == MethodEmail:
-		d, _ := pick(active, MethodEmail)
+		d, _ := pick(f.active, MethodEmail)
 		return s.Config.CodeTTL, s.sendCode(ctx, u, d, m, "")
 	}
 	return 0, ErrMethodUnavailable
@@ -730,7 +769,9 @@ func (s *Service) checkSentCode(ctx context.Context, userID string, d store.MFAD
 	return s.Store.ConsumeMFACode(ctx, c.ID, now)
 }
 
-// Verify completes a login's second step and starts the session.
+// Verify completes a login's second step and starts the session; for a
+// login that must then enrol (pending.EnrollAfter) it answers with the
+// enrollment_token (Result.Challenge) instead.
 func (s *Service) Verify(ctx context.Context, tok, method, code string, m session.Meta) (session.Result, error) {
 	p, err := s.lookup(ctx, tok, m, false)
 	if err != nil {
@@ -740,14 +781,14 @@ func (s *Service) Verify(ctx context.Context, tok, method, code string, m sessio
 	if err != nil {
 		return session.Result{}, err
 	}
-	pol, methods, active, err := s.factors(ctx, u)
+	f, err := s.factors(ctx, u)
 	if err != nil {
 		return session.Result{}, err
 	}
-	fallback := false
+	methods, fallback := f.methodsFor(p), false
 	if !slices.Contains(methods, method) {
 		if method == MethodEmail {
-			fallback, err = s.emailFallback(ctx, tokenRef(tok), p, pol, methods)
+			fallback, err = s.emailFallback(ctx, tokenRef(tok), p, f.pol, methods)
 			if err != nil {
 				return session.Result{}, err
 			}
@@ -756,7 +797,7 @@ func (s *Service) Verify(ctx context.Context, tok, method, code string, m sessio
 			return session.Result{}, ErrMethodUnavailable
 		}
 	}
-	_, ok, err := s.checkCode(ctx, u, active, method, code, fallback)
+	_, ok, err := s.checkCode(ctx, u, f.active, method, code, fallback)
 	if err != nil {
 		return session.Result{}, err
 	}
@@ -770,15 +811,28 @@ func (s *Service) Verify(ctx context.Context, tok, method, code string, m sessio
 		return session.Result{}, err
 	}
 	_, _ = s.KV.Delete(ctx, attemptsKey(tok), smsFailedKey(tokenRef(tok)))
+	if p.EnrollAfter {
+		// A factor the user has passed: now, and only now, the login may
+		// enrol one the policy allows.
+		ch, err := s.open(ctx, pending{
+			UserID: p.UserID, AMR: amrWith(p.AMR, method), Enroll: true, UA: p.UA,
+			PasswordStamp: p.PasswordStamp, Origin: tok,
+		}, f.pol)
+		return session.Result{Challenge: ch, User: u}, err
+	}
 	return s.complete(ctx, tok, p, amrWith(p.AMR, method), m)
 }
 
 // complete starts the session of a login whose pending token tok was
-// consumed, then runs AfterSecondFactor.
+// consumed, then runs AfterSecondFactor with the token the sign-in
+// started with.
 func (s *Service) complete(ctx context.Context, tok string, p pending, amr []string, m session.Meta) (session.Result, error) {
 	res, err := s.Sessions.Complete(ctx, p.UserID, p.PasswordStamp, amr, m)
 	if err != nil || s.AfterSecondFactor == nil {
 		return res, err
+	}
+	if p.Origin != "" {
+		tok = p.Origin
 	}
 	if err := s.AfterSecondFactor(ctx, tok, p.UserID, m); err != nil {
 		s.Log.ErrorContext(ctx, "a step deferred to the second factor failed", "error", err.Error())
@@ -867,14 +921,13 @@ func (s *Service) SMSFailed(ctx context.Context, args sms.SendArgs, cause error)
 	if err == nil {
 		err = s.smsFailed(ctx, args.Ref)
 	}
-	var pol Policy
-	var methods []string
+	var f factorSet
 	if err == nil {
-		pol, methods, _, err = s.factors(ctx, u)
+		f, err = s.factors(ctx, u)
 	}
 	offer := false
 	if err == nil {
-		offer, err = s.emailFallback(ctx, args.Ref, p, pol, methods)
+		offer, err = s.emailFallback(ctx, args.Ref, p, f.pol, f.methodsFor(p))
 	}
 	if err == nil && offer {
 		err = s.sendCode(ctx, u, fallbackDevice(u), session.Meta{}, "")
