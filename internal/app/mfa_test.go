@@ -677,3 +677,121 @@ func waitAudit(t *testing.T, e *accountEnv, action, subjectID string, n int) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+func TestMFALockoutEmbedded(t *testing.T) { runMFALockout(t, nil) }
+
+func TestMFALockoutPostgresRedis(t *testing.T) { runMFALockout(t, postgresRedisEnv(t)) }
+
+// wrongTOTP returns a code that no step of the secret around now accepts.
+func wrongTOTP(t *testing.T, secret string) string {
+	t.Helper()
+	for _, c := range []string{"000000", "111111", "222222"} {
+		ok := true
+		for d := -2; d <= 2; d++ {
+			ok = ok && totpAt(t, secret, time.Now().Add(time.Duration(d)*30*time.Second)) != c
+		}
+		if ok {
+			return c
+		}
+	}
+	t.Fatal("no wrong code found")
+	return ""
+}
+
+// runMFALockout checks the per-user lock of second-factor verification:
+// wrong codes count across every mfa_token of the user (each login opens a
+// fresh one), so that knowing the password does not allow guessing codes
+// for ever.
+func runMFALockout(t *testing.T, env map[string]string) {
+	all := map[string]string{"GATEHOUSE_MFA_LOCKOUT_THRESHOLD": "3"}
+	for k, v := range env {
+		all[k] = v
+	}
+	e := newAccountEnv(t, all)
+	verify := func(mt, code string) (int, map[string]any, http.Header) {
+		return call(t, "POST", e.url("/v1/auth/mfa/verify"), map[string]string{"mfa_token": mt, "method": "totp", "code": code})
+	}
+
+	t.Run("WrongCodesAcrossTokensLock", func(t *testing.T) {
+		const email = "guess@example.com"
+		at := e.signUp(t, email)
+		secret := enrolTOTP(t, e, at)
+		wrong := wrongTOTP(t, secret)
+		mt := loginMFA(t, e, email)["mfa_token"].(string)
+		for i := range 2 {
+			if c, b, _ := verify(mt, wrong); c != 401 || b["code"] != "invalid_code" {
+				t.Fatalf("wrong code %d = %d %v", i+1, c, b)
+			}
+		}
+		// A new login, a new mfa_token: the count goes on.
+		mt = loginMFA(t, e, email)["mfa_token"].(string)
+		if c, b, _ := verify(mt, wrong); c != 401 || b["code"] != "invalid_code" {
+			t.Fatalf("third wrong code = %d %v", c, b)
+		}
+		c, b, h := verify(mt, totpAt(t, secret, time.Now()))
+		if c != 429 || b["code"] != "mfa_locked" || h.Get("Retry-After") == "" {
+			t.Fatalf("right code after 3 wrong ones = %d %v %v, want 429 mfa_locked with Retry-After", c, b, h)
+		}
+		// Another login does not help, and neither does reauthentication.
+		mt = loginMFA(t, e, email)["mfa_token"].(string)
+		if c, b, _ := verify(mt, totpAt(t, secret, time.Now())); c != 429 || b["code"] != "mfa_locked" {
+			t.Errorf("right code in a new login = %d %v, want 429 mfa_locked", c, b)
+		}
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/reauthenticate"), map[string]string{"method": "totp", "code": totpAt(t, secret, time.Now())}, bearer(at)...); c != 429 || b["code"] != "mfa_locked" {
+			t.Errorf("reauthentication with a code while locked = %d %v, want 429 mfa_locked", c, b)
+		}
+		e.mail.wait(t, email, "temporarily locked")
+		waitAudit(t, e, "security.mfa_locked", userID(t, e, at), 1)
+	})
+
+	t.Run("ARightCodeResetsTheCount", func(t *testing.T) {
+		const email = "reset@example.com"
+		at := e.signUp(t, email)
+		secret := enrolTOTP(t, e, at)
+		wrong := wrongTOTP(t, secret)
+		mt := loginMFA(t, e, email)["mfa_token"].(string)
+		for range 2 {
+			verify(mt, wrong)
+		}
+		if c, b, _ := verify(mt, totpAt(t, secret, time.Now())); c != 200 {
+			t.Fatalf("right code = %d %v", c, b)
+		}
+		mt = loginMFA(t, e, email)["mfa_token"].(string)
+		for i := range 2 {
+			if c, b, _ := verify(mt, wrong); c != 401 || b["code"] != "invalid_code" {
+				t.Fatalf("wrong code %d after a right one = %d %v, want 401", i+1, c, b)
+			}
+		}
+		if c, b, _ := verify(mt, totpAt(t, secret, time.Now().Add(30*time.Second))); c != 200 {
+			t.Errorf("right code = %d %v", c, b)
+		}
+	})
+
+	// Parallel guesses across several mfa_tokens: each is counted before
+	// its code is checked, so no more than the threshold are ever checked.
+	t.Run("ParallelGuesses", func(t *testing.T) {
+		const email = "parallel@example.com"
+		at := e.signUp(t, email)
+		secret := enrolTOTP(t, e, at)
+		wrong := wrongTOTP(t, secret)
+		var tokens []string
+		for range 3 {
+			tokens = append(tokens, loginMFA(t, e, email)["mfa_token"].(string))
+		}
+		var mu sync.Mutex
+		answers := map[string]int{}
+		var wg sync.WaitGroup
+		for i := range 9 {
+			wg.Go(func() {
+				c, b, _ := verify(tokens[i%3], wrong)
+				mu.Lock()
+				answers[fmt.Sprint(c, " ", b["code"])]++
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		if answers["401 invalid_code"] != 3 || answers["429 mfa_locked"] != 6 {
+			t.Errorf("answers to 9 parallel wrong codes = %v, want 3 checked (401 invalid_code) and 6 refused (429 mfa_locked)", answers)
+		}
+	})
+}

@@ -72,6 +72,7 @@ func newMFAService(d *deps) (*mfa.Service, error) {
 	}
 	c := mfa.DefaultConfig(d.cfg.ProductName)
 	c.Policy = mfa.Policy{Required: d.cfg.MFARequired, Methods: d.cfg.MFAMethods, Grace: d.cfg.MFAEnrollmentGrace}
+	c.Lockout.Threshold, c.Lockout.BaseLock, c.Lockout.MaxLock = d.cfg.MFALockoutThreshold, d.cfg.MFALockoutBase, d.cfg.MFALockoutMax
 	if d.cfg.Env == config.EnvProduction && d.cfg.TwilioAccountSID == "" {
 		// Without Twilio, codes would only reach the outbox on disk.
 		c.Policy.Methods = withoutSMS(c.Policy.Methods)

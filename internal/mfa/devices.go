@@ -324,7 +324,8 @@ func (s *Service) RegenerateBackupCodes(ctx context.Context, p auth.Principal) (
 
 // Reauthenticate proves the caller again, by password or a second factor,
 // and returns a fresh access token (auth_time now) for the same session.
-func (s *Service) Reauthenticate(ctx context.Context, p auth.Principal, pw, method, code string) (string, int, error) {
+// A code counts in the per-user second-factor lockout.
+func (s *Service) Reauthenticate(ctx context.Context, p auth.Principal, pw, method, code string, m session.Meta) (string, int, error) {
 	if p.SessionID == "" {
 		return "", 0, ErrMethodUnavailable
 	}
@@ -353,7 +354,13 @@ func (s *Service) Reauthenticate(ctx context.Context, p auth.Principal, pw, meth
 		if !slices.Contains(f.allowed, method) {
 			return "", 0, ErrMethodUnavailable
 		}
-		_, ok, err := s.checkCode(ctx, u, f.active, method, code, false)
+		if err := s.throttle(ctx, "mfa:verify:"+u.ID, s.Config.VerifyLimit); err != nil {
+			return "", 0, err
+		}
+		ok, err := s.guarded(ctx, u, m, true, func() (bool, error) {
+			_, ok, err := s.checkCode(ctx, u, f.active, method, code, false)
+			return ok, err
+		})
 		if err != nil {
 			return "", 0, err
 		}

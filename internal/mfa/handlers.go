@@ -110,7 +110,7 @@ func (h *Handlers) reauthenticate(w http.ResponseWriter, r *http.Request) error 
 	if err := httpapi.DecodeJSON(r, &in); err != nil {
 		return err
 	}
-	at, exp, err := h.Service.Reauthenticate(r.Context(), p, in.Password, in.Method, in.Code)
+	at, exp, err := h.Service.Reauthenticate(r.Context(), p, in.Password, in.Method, in.Code, session.MetaOf(r, ""))
 	if err != nil {
 		return err
 	}

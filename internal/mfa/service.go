@@ -87,6 +87,9 @@ type Config struct {
 	Policy           Policy        // the global policy
 	// VerifyLimit throttles code checks per user (all methods).
 	VerifyLimit ratelimit.Limit
+	// Lockout locks second-factor verification of a user after too many
+	// consecutive wrong codes across sign-ins.
+	Lockout LockoutConfig
 	// ResendLimit throttles code sends per user.
 	ResendLimit ratelimit.Limit
 }
@@ -98,6 +101,7 @@ func DefaultConfig(issuer string) Config {
 		MaxTokenAttempts: 5, ReauthWindow: 5 * time.Minute, BackupCodes: 10,
 		VerifyLimit: ratelimit.Limit{Rate: 20, Burst: 10, Period: 5 * time.Minute},
 		ResendLimit: ratelimit.Limit{Rate: 5, Burst: 3, Period: 5 * time.Minute},
+		Lockout:     DefaultLockout(),
 	}
 }
 
@@ -680,10 +684,9 @@ func smsProblem(err error, offerEmail bool) error {
 // devices, consuming what is one-time. It returns the device used. With
 // fallback, an email code is the one sent in place of a failed text
 // message (see emailFallback, which the caller checked).
+//
+// Callers throttle first and run it under the per-user lockout (guarded).
 func (s *Service) checkCode(ctx context.Context, u store.User, active []store.MFADevice, method, code string, fallback bool) (store.MFADevice, bool, error) {
-	if err := s.throttle(ctx, "mfa:verify:"+u.ID, s.Config.VerifyLimit); err != nil {
-		return store.MFADevice{}, false, err
-	}
 	now := s.now()
 	switch method {
 	case MethodTOTP:
@@ -797,7 +800,13 @@ func (s *Service) Verify(ctx context.Context, tok, method, code string, m sessio
 			return session.Result{}, ErrMethodUnavailable
 		}
 	}
-	_, ok, err := s.checkCode(ctx, u, f.active, method, code, fallback)
+	if err := s.throttle(ctx, "mfa:verify:"+u.ID, s.Config.VerifyLimit); err != nil {
+		return session.Result{}, err
+	}
+	ok, err := s.guarded(ctx, u, m, true, func() (bool, error) {
+		_, ok, err := s.checkCode(ctx, u, f.active, method, code, fallback)
+		return ok, err
+	})
 	if err != nil {
 		return session.Result{}, err
 	}
