@@ -559,6 +559,25 @@ func runMFASuite(t *testing.T, env map[string]string) {
 		}
 	})
 
+	// Reauthentication by password counts in the login lockout.
+	t.Run("ReauthenticationCountsInTheLoginLockout", func(t *testing.T) {
+		const email = "reauth@example.com"
+		at := e.signUp(t, email)
+		for i := range 5 { // GATEHOUSE_LOCKOUT_THRESHOLD
+			if c, b, _ := call(t, "POST", e.url("/v1/auth/reauthenticate"), map[string]string{"password": fmt.Sprintf("wrong password %d", i)}, bearer(at)...); c != 401 {
+				t.Fatalf("wrong password %d = %d %v, want 401", i+1, c, b)
+			}
+		}
+		c, b, h := call(t, "POST", e.url("/v1/auth/reauthenticate"), map[string]string{"password": strongPassword}, bearer(at)...)
+		if c != 429 || b["code"] != "account_locked" || h.Get("Retry-After") == "" {
+			t.Fatalf("reauthentication after 5 wrong passwords = %d %v, want 429 account_locked", c, b)
+		}
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/login"), map[string]string{"email": email, "password": strongPassword}); c != 429 || b["code"] != "account_locked" {
+			t.Errorf("login after 5 wrong reauthentications = %d %v, want 429 account_locked", c, b)
+		}
+		e.mail.wait(t, email, "temporarily locked")
+	})
+
 	t.Run("NoSecretsAtRest", func(t *testing.T) {
 		if len(secrets) < 20 {
 			t.Fatalf("only %d secrets collected", len(secrets))

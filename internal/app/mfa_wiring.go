@@ -84,7 +84,7 @@ func newMFAService(d *deps) (*mfa.Service, error) {
 	}
 	return &mfa.Service{
 		Store: d.db.store, Keys: d.keys, Codes: codes, KV: d.state.kv, Limiter: d.state.limiter, Jobs: d.queue,
-		SMSGuard: guard, Passwords: d.hasher, Sessions: d.sessions, Now: time.Now, Log: d.log, Config: c,
+		SMSGuard: guard, Sessions: d.sessions, Now: time.Now, Log: d.log, Config: c,
 	}, nil
 }
 

@@ -13,7 +13,6 @@ import (
 	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/mfa/otp"
-	"github.com/gatehouse/gatehouse/internal/password"
 	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/sms"
 	"github.com/gatehouse/gatehouse/internal/store"
@@ -324,7 +323,8 @@ func (s *Service) RegenerateBackupCodes(ctx context.Context, p auth.Principal) (
 
 // Reauthenticate proves the caller again, by password or a second factor,
 // and returns a fresh access token (auth_time now) for the same session.
-// A code counts in the per-user second-factor lockout.
+// A password counts in the login lockout (session.Service.CheckPassword),
+// a code in the per-user second-factor lockout.
 func (s *Service) Reauthenticate(ctx context.Context, p auth.Principal, pw, method, code string, m session.Meta) (string, int, error) {
 	if p.SessionID == "" {
 		return "", 0, ErrMethodUnavailable
@@ -339,12 +339,12 @@ func (s *Service) Reauthenticate(ctx context.Context, p auth.Principal, pw, meth
 		if err := s.throttle(ctx, "mfa:verify:"+u.ID, s.Config.VerifyLimit); err != nil {
 			return "", 0, err
 		}
-		ok, _, err := s.Passwords.Verify(ctx, pw, u.PasswordHash)
-		if err != nil && !password.Unusable(err) {
-			return "", 0, err
+		err := s.Sessions.CheckPassword(ctx, u, pw, m)
+		if errors.Is(err, session.ErrInvalidCredentials) {
+			return "", 0, ErrInvalidCode // as before: 401 invalid_code
 		}
-		if !ok {
-			return "", 0, ErrInvalidCode
+		if err != nil {
+			return "", 0, err
 		}
 	case method != "":
 		f, err := s.factors(ctx, u)

@@ -21,7 +21,6 @@ import (
 	"github.com/gatehouse/gatehouse/internal/kv"
 	"github.com/gatehouse/gatehouse/internal/mail"
 	"github.com/gatehouse/gatehouse/internal/mfa/otp"
-	"github.com/gatehouse/gatehouse/internal/password"
 	"github.com/gatehouse/gatehouse/internal/ratelimit"
 	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/session"
@@ -111,26 +110,27 @@ type JobInserter interface {
 	InsertTx(ctx context.Context, tx any, args river.JobArgs, opts *river.InsertOpts) (int64, error)
 }
 
-// Sessions finishes logins and refreshes recent authentication.
+// Sessions finishes logins, checks passwords under the login lockout and
+// refreshes recent authentication.
 type Sessions interface {
 	Complete(ctx context.Context, userID, passwordStamp string, amr []string, m session.Meta) (session.Result, error)
+	CheckPassword(ctx context.Context, u store.User, pw string, m session.Meta) error
 	Reauthenticated(ctx context.Context, userID, sessionID string, amr []string) (string, int, error)
 }
 
 // Service implements MFA.
 type Service struct {
-	Store     store.Store
-	Keys      *secret.Keyring
-	Codes     *Codes
-	KV        kv.Store
-	Limiter   ratelimit.Limiter
-	Jobs      JobInserter
-	SMSGuard  *sms.Guard
-	Passwords *password.Hasher
-	Sessions  Sessions
-	Now       func() time.Time
-	Log       *slog.Logger
-	Config    Config
+	Store    store.Store
+	Keys     *secret.Keyring
+	Codes    *Codes
+	KV       kv.Store
+	Limiter  ratelimit.Limiter
+	Jobs     JobInserter
+	SMSGuard *sms.Guard
+	Sessions Sessions
+	Now      func() time.Time
+	Log      *slog.Logger
+	Config   Config
 	// AfterSecondFactor, when set, is called once a login waiting for its
 	// second factor or a forced enrolment has fully succeeded: its
 	// mfa_token or enrollment_token (pendingToken) was consumed and the
