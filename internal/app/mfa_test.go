@@ -40,12 +40,22 @@ type twilioEmulator struct {
 	*httptest.Server
 	mu   sync.Mutex
 	sent []url2
+	// unreachable numbers are refused with Twilio's error 21612, a
+	// permanent failure.
+	unreachable map[string]bool
+}
+
+// refuse makes the emulator refuse every later message to the number.
+func (e *twilioEmulator) refuse(to string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.unreachable[to] = true
 }
 
 type url2 struct{ To, Body string }
 
 func startTwilio(t *testing.T, sid, token string) *twilioEmulator {
-	e := &twilioEmulator{}
+	e := &twilioEmulator{unreachable: map[string]bool{}}
 	e.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u, p, ok := r.BasicAuth()
 		if !ok || u != sid || p != token || r.URL.Path != "/2010-04-01/Accounts/"+sid+"/Messages.json" {
@@ -55,6 +65,12 @@ func startTwilio(t *testing.T, sid, token string) *twilioEmulator {
 		}
 		r.ParseForm()
 		e.mu.Lock()
+		if e.unreachable[r.PostForm.Get("To")] {
+			e.mu.Unlock()
+			w.WriteHeader(400)
+			fmt.Fprint(w, `{"code":21612,"message":"The 'To' phone number is not currently reachable via SMS","status":400}`)
+			return
+		}
 		e.sent = append(e.sent, url2{To: r.PostForm.Get("To"), Body: r.PostForm.Get("Body")})
 		n := len(e.sent)
 		e.mu.Unlock()
@@ -145,6 +161,17 @@ func runMFASuite(t *testing.T, env map[string]string) {
 	}
 	e := newAccountEnv(t, all)
 	var secrets []string
+	var adminToken string
+	admin := func(t *testing.T) string {
+		t.Helper()
+		if adminToken == "" {
+			if _, code := e.cli(t, "users", "create", "--email", "mfa-admin@example.com", "--password-stdin", "--admin", "--verified"); code != 0 {
+				t.Fatal("create admin")
+			}
+			adminToken = e.login(t, "mfa-admin@example.com", strongPassword)
+		}
+		return adminToken
+	}
 
 	t.Run("TOTP", func(t *testing.T) {
 		at := e.signUp(t, "totp@example.com")
@@ -371,6 +398,186 @@ func runMFASuite(t *testing.T, env map[string]string) {
 		}
 	})
 
+	// The email code stands in for a text message only when one failed for
+	// that sign-in: otherwise an SMS factor could be passed with the
+	// mailbox alone.
+	t.Run("EmailFallbackOnlyAfterSMSFailed", func(t *testing.T) {
+		const email, phone = "fallback@example.com", "+14155552672"
+		at := e.signUp(t, email)
+		secrets = append(secrets, enrolSMS(t, e, tw, at, phone))
+		b := loginMFA(t, e, email)
+		mt := b["mfa_token"].(string)
+		if m := toStrings(b["methods"]); !slices.Equal(m, []string{"sms"}) {
+			t.Fatalf("methods = %v, want [sms]", m)
+		}
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/mfa/challenge"), map[string]string{"mfa_token": mt, "method": "email"}); c != 400 || b["code"] != "method_unavailable" {
+			t.Errorf("email code before any SMS failed = %d %v, want 400 method_unavailable", c, b)
+		}
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/mfa/verify"), map[string]string{"mfa_token": mt, "method": "email", "code": "123456"}); c != 400 || b["code"] != "method_unavailable" {
+			t.Errorf("verify email before any SMS failed = %d %v, want 400 method_unavailable", c, b)
+		}
+		// The text message fails: the email code is sent instead.
+		tw.refuse(phone)
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/mfa/challenge"), map[string]string{"mfa_token": mt, "method": "sms"}); c != 200 {
+			t.Fatalf("challenge sms = %d %v", c, b)
+		}
+		code := emailCode(t, e.mail.wait(t, email, "verification code"))
+		secrets = append(secrets, code)
+		c, tok, _ := call(t, "POST", e.url("/v1/auth/mfa/verify"), map[string]string{"mfa_token": mt, "method": "email", "code": code})
+		if c != 200 || tok["access_token"] == nil {
+			t.Fatalf("verify the fallback email code = %d %v", c, tok)
+		}
+		if amr := amrOf(t, tok["access_token"].(string)); !slices.Contains(amr, "email") || !slices.Contains(amr, "mfa") || slices.Contains(amr, "sms") {
+			t.Errorf("amr = %v, want pwd, mfa, email", amr)
+		}
+		// The fallback belongs to that sign-in only.
+		mt = loginMFA(t, e, email)["mfa_token"].(string)
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/mfa/challenge"), map[string]string{"mfa_token": mt, "method": "email"}); c != 400 || b["code"] != "method_unavailable" {
+			t.Errorf("email code in the next sign-in = %d %v, want 400 method_unavailable", c, b)
+		}
+	})
+
+	// A sign-in by magic link has proved the mailbox already: the email
+	// code cannot be its second factor, not even as the SMS fallback.
+	t.Run("NoEmailFallbackAfterMagicLink", func(t *testing.T) {
+		const email, phone = "fallback-magic@example.com", "+14155552673"
+		at := e.signUp(t, email)
+		secrets = append(secrets, enrolSMS(t, e, tw, at, phone))
+		id := userID(t, e, at)
+		call(t, "POST", e.url("/v1/auth/magic-link"), map[string]string{"email": email})
+		tok := magicToken(t, e.mail.wait(t, email, "sign-in link"))
+		c, b, _ := call(t, "POST", e.url("/v1/auth/magic-link/verify"), map[string]string{"token": tok})
+		if c != 200 || b["mfa_required"] != true {
+			t.Fatalf("magic link = %d %v, want the MFA step", c, b)
+		}
+		mt := b["mfa_token"].(string)
+		tw.refuse(phone)
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/mfa/challenge"), map[string]string{"mfa_token": mt, "method": "sms"}); c != 200 {
+			t.Fatalf("challenge sms = %d %v", c, b)
+		}
+		waitAudit(t, e, "mfa.sms_failed", id, 1)
+		noEmailFallback(t, e, mt)
+	})
+
+	// An organisation that allows only text messages gets no email codes.
+	t.Run("NoEmailFallbackAgainstPolicy", func(t *testing.T) {
+		const email, phone = "fallback-policy@example.com", "+14155552674"
+		at := e.signUp(t, email)
+		secrets = append(secrets, enrolSMS(t, e, tw, at, phone))
+		id := userID(t, e, at)
+		joinOrg(t, e, admin(t), "sms-only", map[string]any{"mfa_required": true, "allowed_methods": []string{"sms"}}, id)
+		mt := loginMFA(t, e, email)["mfa_token"].(string)
+		tw.refuse(phone)
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/mfa/challenge"), map[string]string{"mfa_token": mt, "method": "sms"}); c != 200 {
+			t.Fatalf("challenge sms = %d %v", c, b)
+		}
+		waitAudit(t, e, "mfa.sms_failed", id, 1)
+		noEmailFallback(t, e, mt)
+	})
+
+	// When a policy disallows every factor the user has, the password alone
+	// must not open enrolment: one of the existing factors comes first.
+	t.Run("ForcedEnrolmentNeedsAnExistingFactor", func(t *testing.T) {
+		const email = "forced@example.com"
+		at := e.signUp(t, email)
+		enrolEmailFactor(t, e, email, at)
+		joinOrg(t, e, admin(t), "totp-only", map[string]any{"mfa_required": true, "allowed_methods": []string{"totp"}}, userID(t, e, at))
+		b := loginMFA(t, e, email)
+		if b["mfa_required"] != true || b["enrollment_token"] != nil || b["access_token"] != nil || !slices.Equal(toStrings(b["methods"]), []string{"email"}) {
+			t.Fatalf("login = %v, want mfa_required with the existing factor (email) and no enrollment_token", b)
+		}
+		mt := b["mfa_token"].(string)
+		if c, b, _ := call(t, "POST", e.url("/v1/me/mfa/totp"), nil, bearer(mt)...); c != 401 {
+			t.Fatalf("enrolment with the mfa_token = %d %v, want 401", c, b)
+		}
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/mfa/challenge"), map[string]string{"mfa_token": mt, "method": "email"}); c != 200 {
+			t.Fatalf("challenge email = %d %v", c, b)
+		}
+		code := emailCode(t, e.mail.wait(t, email, "verification code"))
+		secrets = append(secrets, code)
+		c, b, _ := call(t, "POST", e.url("/v1/auth/mfa/verify"), map[string]string{"mfa_token": mt, "method": "email", "code": code})
+		if c != 200 || b["mfa_enrollment_required"] != true || b["access_token"] != nil || !slices.Equal(toStrings(b["methods"]), []string{"totp"}) {
+			t.Fatalf("verify = %d %v, want mfa_enrollment_required for totp", c, b)
+		}
+		et := b["enrollment_token"].(string)
+		c, enr, _ := call(t, "POST", e.url("/v1/me/mfa/totp"), nil, bearer(et)...)
+		if c != 201 {
+			t.Fatalf("enrol totp with the enrollment token = %d %v", c, enr)
+		}
+		secrets = append(secrets, enr["secret"].(string))
+		c, tok, _ := call(t, "POST", e.url("/v1/me/mfa/devices/"+enr["id"].(string)+"/confirm"), map[string]string{"code": totpAt(t, enr["secret"].(string), time.Now())}, bearer(et)...)
+		if c != 200 || tok["access_token"] == nil {
+			t.Fatalf("confirm = %d %v, want a login response", c, tok)
+		}
+		amr := amrOf(t, tok["access_token"].(string))
+		for _, want := range []string{"pwd", "mfa", "email", "otp"} {
+			if !slices.Contains(amr, want) {
+				t.Errorf("amr = %v, want %s in it", amr, want)
+			}
+		}
+	})
+
+	// Organisations whose allowed methods have nothing in common allow no
+	// method, not every method.
+	t.Run("PoliciesWithNoCommonMethod", func(t *testing.T) {
+		const email = "conflict@example.com"
+		at := e.signUp(t, email)
+		secrets = append(secrets, enrolTOTP(t, e, at))
+		id := userID(t, e, at)
+		joinOrg(t, e, admin(t), "conflict-totp", map[string]any{"mfa_required": true, "allowed_methods": []string{"totp"}}, id)
+		joinOrg(t, e, admin(t), "conflict-sms", map[string]any{"mfa_required": true, "allowed_methods": []string{"sms"}}, id)
+		c, b, _ := call(t, "POST", e.url("/v1/auth/login"), map[string]string{"email": email, "password": strongPassword})
+		if c != 403 || b["code"] != "mfa_policy_conflict" {
+			t.Fatalf("login = %d %v, want 403 mfa_policy_conflict", c, b)
+		}
+	})
+
+	// Every MFA change sends a notice, renaming and the default included.
+	t.Run("RenameAndDefaultSendNotices", func(t *testing.T) {
+		const email = "notices@example.com"
+		at := e.signUp(t, email)
+		enrolEmailFactor(t, e, email, at)
+		e.mail.wait(t, email, "Security settings")
+		secrets = append(secrets, enrolTOTP(t, e, at))
+		e.mail.wait(t, email, "Security settings")
+		ids := map[string]string{}
+		_, devs, _ := call(t, "GET", e.url("/v1/me/mfa/devices"), nil, bearer(at)...)
+		for _, d := range devs["devices"].([]any) {
+			ids[d.(map[string]any)["type"].(string)] = d.(map[string]any)["id"].(string)
+		}
+		if c, b, _ := call(t, "PATCH", e.url("/v1/me/mfa/devices/"+ids["email"]), map[string]any{"name": "Work mail"}, bearer(at)...); c != 200 || b["name"] != "Work mail" {
+			t.Fatalf("rename = %d %v", c, b)
+		}
+		if m := e.mail.wait(t, email, "Security settings"); !strings.Contains(m.Text, "renamed") || strings.Contains(m.Text, "Work mail") {
+			t.Errorf("rename notice should say a factor was renamed, without the caller's text:\n%s", m.Text)
+		}
+		if c, b, _ := call(t, "PATCH", e.url("/v1/me/mfa/devices/"+ids["totp"]), map[string]any{"is_default": true}, bearer(at)...); c != 200 || b["is_default"] != true {
+			t.Fatalf("set default = %d %v", c, b)
+		}
+		if m := e.mail.wait(t, email, "Security settings"); !strings.Contains(m.Text, "default") {
+			t.Errorf("default notice should say the default changed:\n%s", m.Text)
+		}
+	})
+
+	// Reauthentication by password counts in the login lockout.
+	t.Run("ReauthenticationCountsInTheLoginLockout", func(t *testing.T) {
+		const email = "reauth@example.com"
+		at := e.signUp(t, email)
+		for i := range 5 { // GATEHOUSE_LOCKOUT_THRESHOLD
+			if c, b, _ := call(t, "POST", e.url("/v1/auth/reauthenticate"), map[string]string{"password": fmt.Sprintf("wrong password %d", i)}, bearer(at)...); c != 401 {
+				t.Fatalf("wrong password %d = %d %v, want 401", i+1, c, b)
+			}
+		}
+		c, b, h := call(t, "POST", e.url("/v1/auth/reauthenticate"), map[string]string{"password": strongPassword}, bearer(at)...)
+		if c != 429 || b["code"] != "account_locked" || h.Get("Retry-After") == "" {
+			t.Fatalf("reauthentication after 5 wrong passwords = %d %v, want 429 account_locked", c, b)
+		}
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/login"), map[string]string{"email": email, "password": strongPassword}); c != 429 || b["code"] != "account_locked" {
+			t.Errorf("login after 5 wrong reauthentications = %d %v, want 429 account_locked", c, b)
+		}
+		e.mail.wait(t, email, "temporarily locked")
+	})
+
 	t.Run("NoSecretsAtRest", func(t *testing.T) {
 		if len(secrets) < 20 {
 			t.Fatalf("only %d secrets collected", len(secrets))
@@ -397,4 +604,213 @@ func toStrings(v any) []string {
 		}
 	}
 	return out
+}
+
+// noEmailFallback checks that the sign-in can neither ask for nor use an
+// email code.
+func noEmailFallback(t *testing.T, e *accountEnv, mt string) {
+	t.Helper()
+	if c, b, _ := call(t, "POST", e.url("/v1/auth/mfa/challenge"), map[string]string{"mfa_token": mt, "method": "email"}); c != 400 || b["code"] != "method_unavailable" {
+		t.Errorf("challenge email = %d %v, want 400 method_unavailable", c, b)
+	}
+	if c, b, _ := call(t, "POST", e.url("/v1/auth/mfa/verify"), map[string]string{"mfa_token": mt, "method": "email", "code": "123456"}); c != 400 || b["code"] != "method_unavailable" {
+		t.Errorf("verify email = %d %v, want 400 method_unavailable", c, b)
+	}
+}
+
+// enrolTOTP gives the account a confirmed authenticator app and returns
+// its secret.
+func enrolTOTP(t *testing.T, e *accountEnv, at string) string {
+	t.Helper()
+	c, enr, _ := call(t, "POST", e.url("/v1/me/mfa/totp"), nil, bearer(at)...)
+	if c != 201 {
+		t.Fatalf("enrol totp = %d %v", c, enr)
+	}
+	secret := enr["secret"].(string)
+	prev := totpAt(t, secret, time.Now().Add(-30*time.Second))
+	if c, b, _ := call(t, "POST", e.url("/v1/me/mfa/devices/"+enr["id"].(string)+"/confirm"), map[string]string{"code": prev}, bearer(at)...); c != 200 {
+		t.Fatalf("confirm totp = %d %v", c, b)
+	}
+	return secret
+}
+
+// enrolSMS gives the account a confirmed phone and returns the
+// confirmation code it was texted.
+func enrolSMS(t *testing.T, e *accountEnv, tw *twilioEmulator, at, phone string) string {
+	t.Helper()
+	tw.mu.Lock()
+	seen := len(tw.sent)
+	tw.mu.Unlock()
+	c, b, _ := call(t, "POST", e.url("/v1/me/mfa/sms"), map[string]string{"phone_number": phone}, bearer(at)...)
+	if c != 201 {
+		t.Fatalf("enrol sms = %d %v", c, b)
+	}
+	code, _ := tw.waitCode(t, phone, seen)
+	if c, b, _ := call(t, "POST", e.url("/v1/me/mfa/devices/"+b["id"].(string)+"/confirm"), map[string]string{"code": code}, bearer(at)...); c != 200 {
+		t.Fatalf("confirm sms = %d %v", c, b)
+	}
+	return code
+}
+
+func userID(t *testing.T, e *accountEnv, at string) string {
+	t.Helper()
+	_, me, _ := call(t, "GET", e.url("/v1/me"), nil, bearer(at)...)
+	id, _ := me["id"].(string)
+	if id == "" {
+		t.Fatalf("/v1/me = %v", me)
+	}
+	return id
+}
+
+// joinOrg creates an organisation with the policy and adds the user.
+func joinOrg(t *testing.T, e *accountEnv, admin, slug string, policy map[string]any, userID string) {
+	t.Helper()
+	c, org, _ := call(t, "POST", e.url("/v1/admin/organizations"), map[string]any{"name": slug, "slug": slug, "policy": policy}, bearer(admin)...)
+	if c != 201 {
+		t.Fatalf("create org = %d %v", c, org)
+	}
+	if c, b, _ := call(t, "PUT", e.url("/v1/admin/organizations/"+org["id"].(string)+"/members/"+userID), map[string]string{"role": "member"}, bearer(admin)...); c != 200 {
+		t.Fatalf("add member = %d %v", c, b)
+	}
+}
+
+// waitAudit waits until the user has at least n audit events of action.
+func waitAudit(t *testing.T, e *accountEnv, action, subjectID string, n int) {
+	t.Helper()
+	q := "SELECT count(*) FROM audit_events WHERE action = $1 AND subject_id = $2"
+	if e.dialect == "sqlite" {
+		q = "SELECT count(*) FROM audit_events WHERE action = ? AND subject_id = ?"
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var got int
+		if err := e.db.QueryRow(q, action, subjectID).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d %s events of %s, want %d", got, action, subjectID, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestMFALockoutEmbedded(t *testing.T) { runMFALockout(t, nil) }
+
+func TestMFALockoutPostgresRedis(t *testing.T) { runMFALockout(t, postgresRedisEnv(t)) }
+
+// wrongTOTP returns a code that no step of the secret around now accepts.
+func wrongTOTP(t *testing.T, secret string) string {
+	t.Helper()
+	for _, c := range []string{"000000", "111111", "222222"} {
+		ok := true
+		for d := -2; d <= 2; d++ {
+			ok = ok && totpAt(t, secret, time.Now().Add(time.Duration(d)*30*time.Second)) != c
+		}
+		if ok {
+			return c
+		}
+	}
+	t.Fatal("no wrong code found")
+	return ""
+}
+
+// runMFALockout checks the per-user lock of second-factor verification:
+// wrong codes count across every mfa_token of the user (each login opens a
+// fresh one), so that knowing the password does not allow guessing codes
+// for ever.
+func runMFALockout(t *testing.T, env map[string]string) {
+	all := map[string]string{"GATEHOUSE_MFA_LOCKOUT_THRESHOLD": "3"}
+	for k, v := range env {
+		all[k] = v
+	}
+	e := newAccountEnv(t, all)
+	verify := func(mt, code string) (int, map[string]any, http.Header) {
+		return call(t, "POST", e.url("/v1/auth/mfa/verify"), map[string]string{"mfa_token": mt, "method": "totp", "code": code})
+	}
+
+	t.Run("WrongCodesAcrossTokensLock", func(t *testing.T) {
+		const email = "guess@example.com"
+		at := e.signUp(t, email)
+		secret := enrolTOTP(t, e, at)
+		wrong := wrongTOTP(t, secret)
+		mt := loginMFA(t, e, email)["mfa_token"].(string)
+		for i := range 2 {
+			if c, b, _ := verify(mt, wrong); c != 401 || b["code"] != "invalid_code" {
+				t.Fatalf("wrong code %d = %d %v", i+1, c, b)
+			}
+		}
+		// A new login, a new mfa_token: the count goes on.
+		mt = loginMFA(t, e, email)["mfa_token"].(string)
+		if c, b, _ := verify(mt, wrong); c != 401 || b["code"] != "invalid_code" {
+			t.Fatalf("third wrong code = %d %v", c, b)
+		}
+		c, b, h := verify(mt, totpAt(t, secret, time.Now()))
+		if c != 429 || b["code"] != "mfa_locked" || h.Get("Retry-After") == "" {
+			t.Fatalf("right code after 3 wrong ones = %d %v %v, want 429 mfa_locked with Retry-After", c, b, h)
+		}
+		// Another login does not help, and neither does reauthentication.
+		mt = loginMFA(t, e, email)["mfa_token"].(string)
+		if c, b, _ := verify(mt, totpAt(t, secret, time.Now())); c != 429 || b["code"] != "mfa_locked" {
+			t.Errorf("right code in a new login = %d %v, want 429 mfa_locked", c, b)
+		}
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/reauthenticate"), map[string]string{"method": "totp", "code": totpAt(t, secret, time.Now())}, bearer(at)...); c != 429 || b["code"] != "mfa_locked" {
+			t.Errorf("reauthentication with a code while locked = %d %v, want 429 mfa_locked", c, b)
+		}
+		e.mail.wait(t, email, "temporarily locked")
+		waitAudit(t, e, "security.mfa_locked", userID(t, e, at), 1)
+	})
+
+	t.Run("ARightCodeResetsTheCount", func(t *testing.T) {
+		const email = "reset@example.com"
+		at := e.signUp(t, email)
+		secret := enrolTOTP(t, e, at)
+		wrong := wrongTOTP(t, secret)
+		mt := loginMFA(t, e, email)["mfa_token"].(string)
+		for range 2 {
+			verify(mt, wrong)
+		}
+		if c, b, _ := verify(mt, totpAt(t, secret, time.Now())); c != 200 {
+			t.Fatalf("right code = %d %v", c, b)
+		}
+		mt = loginMFA(t, e, email)["mfa_token"].(string)
+		for i := range 2 {
+			if c, b, _ := verify(mt, wrong); c != 401 || b["code"] != "invalid_code" {
+				t.Fatalf("wrong code %d after a right one = %d %v, want 401", i+1, c, b)
+			}
+		}
+		if c, b, _ := verify(mt, totpAt(t, secret, time.Now().Add(30*time.Second))); c != 200 {
+			t.Errorf("right code = %d %v", c, b)
+		}
+	})
+
+	// Parallel guesses across several mfa_tokens: each is counted before
+	// its code is checked, so no more than the threshold are ever checked.
+	t.Run("ParallelGuesses", func(t *testing.T) {
+		const email = "parallel@example.com"
+		at := e.signUp(t, email)
+		secret := enrolTOTP(t, e, at)
+		wrong := wrongTOTP(t, secret)
+		var tokens []string
+		for range 3 {
+			tokens = append(tokens, loginMFA(t, e, email)["mfa_token"].(string))
+		}
+		var mu sync.Mutex
+		answers := map[string]int{}
+		var wg sync.WaitGroup
+		for i := range 9 {
+			wg.Go(func() {
+				c, b, _ := verify(tokens[i%3], wrong)
+				mu.Lock()
+				answers[fmt.Sprint(c, " ", b["code"])]++
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		if answers["401 invalid_code"] != 3 || answers["429 mfa_locked"] != 6 {
+			t.Errorf("answers to 9 parallel wrong codes = %v, want 3 checked (401 invalid_code) and 6 refused (429 mfa_locked)", answers)
+		}
+	})
 }

@@ -72,14 +72,19 @@ func newMFAService(d *deps) (*mfa.Service, error) {
 	}
 	c := mfa.DefaultConfig(d.cfg.ProductName)
 	c.Policy = mfa.Policy{Required: d.cfg.MFARequired, Methods: d.cfg.MFAMethods, Grace: d.cfg.MFAEnrollmentGrace}
+	c.Lockout.Threshold, c.Lockout.BaseLock, c.Lockout.MaxLock = d.cfg.MFALockoutThreshold, d.cfg.MFALockoutBase, d.cfg.MFALockoutMax
 	if d.cfg.Env == config.EnvProduction && d.cfg.TwilioAccountSID == "" {
 		// Without Twilio, codes would only reach the outbox on disk.
 		c.Policy.Methods = withoutSMS(c.Policy.Methods)
+		if len(c.Policy.Methods) == 0 {
+			// An empty list would mean every method.
+			return nil, fmt.Errorf("GATEHOUSE_MFA_METHODS allows only sms, which is off without GATEHOUSE_TWILIO_ACCOUNT_SID")
+		}
 		d.log.Warn("SMS codes are off: set GATEHOUSE_TWILIO_ACCOUNT_SID to offer them")
 	}
 	return &mfa.Service{
 		Store: d.db.store, Keys: d.keys, Codes: codes, KV: d.state.kv, Limiter: d.state.limiter, Jobs: d.queue,
-		SMSGuard: guard, Passwords: d.hasher, Sessions: d.sessions, Now: time.Now, Log: d.log, Config: c,
+		SMSGuard: guard, Sessions: d.sessions, Now: time.Now, Log: d.log, Config: c,
 	}, nil
 }
 

@@ -117,9 +117,12 @@ type Config struct {
 	EmailLimitPerAddress int           `env:"EMAIL_LIMIT_PER_ADDRESS" default:"5" doc:"Verification and reset emails per address per hour (over it, requests are answered alike but nothing is sent)."`
 	EmailLimitPerIP      int           `env:"EMAIL_LIMIT_PER_IP" default:"50" doc:"Verification and reset email requests per client IP per hour (answered alike; nothing is sent over it)."`
 
-	MFARequired        bool          `env:"MFA_REQUIRED" default:"false" doc:"Require a second factor of every user (organisations can also require it for their members)."`
-	MFAMethods         []string      `env:"MFA_METHODS" doc:"Allowed second factors: comma-separated totp, sms, email, backup_code. Empty: all."`
-	MFAEnrollmentGrace time.Duration `env:"MFA_ENROLLMENT_GRACE" default:"0s" doc:"When MFA is required, how long after sign-up a user may still sign in without a factor."`
+	MFARequired         bool          `env:"MFA_REQUIRED" default:"false" doc:"Require a second factor of every user (organisations can also require it for their members)."`
+	MFAMethods          []string      `env:"MFA_METHODS" doc:"Allowed second factors: comma-separated totp, sms, email, backup_code. Empty: all."`
+	MFAEnrollmentGrace  time.Duration `env:"MFA_ENROLLMENT_GRACE" default:"0s" doc:"When MFA is required, how long after sign-up a user may still sign in without a factor."`
+	MFALockoutThreshold int           `env:"MFA_LOCKOUT_THRESHOLD" default:"10" doc:"Consecutive wrong second-factor codes, across every sign-in of an account, that lock its second-factor verification."`
+	MFALockoutBase      time.Duration `env:"MFA_LOCKOUT_BASE" default:"1m" doc:"First lock of second-factor verification; each further lock doubles it."`
+	MFALockoutMax       time.Duration `env:"MFA_LOCKOUT_MAX" default:"1h" doc:"Longest lock of second-factor verification."`
 
 	TwilioAccountSID          string   `env:"TWILIO_ACCOUNT_SID" doc:"Twilio account SID (AC…). Empty: text messages are written to DATA_DIR/outbox."`
 	TwilioAuthToken           string   `env:"TWILIO_AUTH_TOKEN" secret:"true" doc:"Twilio auth token (also verifies X-Twilio-Signature on status callbacks)."`
@@ -449,6 +452,16 @@ func (c *Config) validate() []string {
 	}
 	if c.MFAEnrollmentGrace < 0 {
 		bad("MFA_ENROLLMENT_GRACE", "must not be negative")
+	}
+	if c.MFALockoutThreshold < 1 || c.MFALockoutThreshold > 100 {
+		// NIST SP 800-63B §5.2.2: at most 100 consecutive failures.
+		bad("MFA_LOCKOUT_THRESHOLD", "%d is out of range (1–100)", c.MFALockoutThreshold)
+	}
+	if c.MFALockoutBase < time.Second {
+		bad("MFA_LOCKOUT_BASE", "must be at least 1s")
+	}
+	if c.MFALockoutMax < c.MFALockoutBase {
+		bad("MFA_LOCKOUT_MAX", "must be at least GATEHOUSE_MFA_LOCKOUT_BASE")
 	}
 	if c.TwilioAccountSID != "" {
 		if !strings.HasPrefix(c.TwilioAccountSID, "AC") {

@@ -55,6 +55,7 @@ func TestDefaults(t *testing.T) {
 		RefreshReuseGrace: 10 * time.Second, SigningAlg: "RS256", KeysReloadInterval: 30 * time.Second,
 		RequireVerifiedEmail: true, SessionLimitPolicy: "end_oldest", LockoutThreshold: 5, LockoutBase: time.Minute,
 		LockoutMax: time.Hour, LoginIPFailureLimit: 100, LoginIPWindow: 15 * time.Minute,
+		MFALockoutThreshold: 10, MFALockoutBase: time.Minute, MFALockoutMax: time.Hour,
 		RegisterLimitPerIP: 100, EmailLimitPerAddress: 5, EmailLimitPerIP: 50,
 		TwilioBaseURL: "https://api.twilio.com", SMSLimitPerPhone: 5, SMSLimitPerUser: 10, SMSLimitPerCountry: 1000,
 	}

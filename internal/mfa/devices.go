@@ -13,7 +13,6 @@ import (
 	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/mfa/otp"
-	"github.com/gatehouse/gatehouse/internal/password"
 	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/sms"
 	"github.com/gatehouse/gatehouse/internal/store"
@@ -133,9 +132,9 @@ func (s *Service) EnrollSMS(ctx context.Context, userID, phone string, m session
 	if err != nil {
 		return "", err
 	}
-	if err := s.sendCode(ctx, u, d, m); err != nil {
+	if err := s.sendCode(ctx, u, d, m, ""); err != nil {
 		_ = s.Store.DeleteMFADevice(ctx, u.ID, d.ID)
-		return "", err
+		return "", smsProblem(err, false)
 	}
 	return d.ID, nil
 }
@@ -155,7 +154,7 @@ func (s *Service) EnrollEmail(ctx context.Context, userID string, m session.Meta
 	if err != nil {
 		return "", err
 	}
-	if err := s.sendCode(ctx, u, d, m); err != nil {
+	if err := s.sendCode(ctx, u, d, m, ""); err != nil {
 		_ = s.Store.DeleteMFADevice(ctx, u.ID, d.ID)
 		return "", err
 	}
@@ -220,12 +219,18 @@ func describe(d store.MFADevice) string {
 	return "email codes"
 }
 
-// UpdateDevice renames a device or makes it the default.
+// UpdateDevice renames a device or makes it the default. Like every MFA
+// change it is an account event and the user gets a notice.
 func (s *Service) UpdateDevice(ctx context.Context, userID, id string, name *string, isDefault *bool) (store.MFADevice, error) {
+	u, err := s.Store.GetUser(ctx, userID)
+	if err != nil {
+		return store.MFADevice{}, err
+	}
 	d, err := s.Store.GetMFADevice(ctx, userID, id)
 	if err != nil {
 		return store.MFADevice{}, err
 	}
+	before := d
 	if name != nil {
 		n := strings.TrimSpace(*name)
 		if n == "" || len([]rune(n)) > 100 || strings.ContainsFunc(n, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
@@ -243,12 +248,20 @@ func (s *Service) UpdateDevice(ctx context.Context, userID, id string, name *str
 	if err != nil {
 		return store.MFADevice{}, err
 	}
-	if err := s.Store.AppendAuditEvent(ctx, store.AuditEvent{
-		OccurredAt: s.now(), ActorID: userID, SubjectID: userID, Action: "mfa.device_updated",
-		Data: map[string]any{"device_id": out.ID, "name": out.Name, "is_default": out.IsDefault},
-	}); err != nil {
-		return store.MFADevice{}, err
+	// The notice describes the device by its type, not by the name the
+	// caller chose: no caller-written text goes into the email.
+	var event string
+	switch renamed, madeDefault := out.Name != before.Name, out.IsDefault && !before.IsDefault; {
+	case renamed && madeDefault:
+		event = fmt.Sprintf("A second factor (%s) was renamed and made the default", describe(out))
+	case renamed:
+		event = fmt.Sprintf("A second factor (%s) was renamed", describe(out))
+	case madeDefault:
+		event = fmt.Sprintf("The default second factor is now %s", describe(out))
+	default:
+		return out, nil // nothing changed: nothing to tell
 	}
+	s.notice(ctx, u, event, "mfa.device_updated", map[string]any{"device_id": out.ID, "name": out.Name, "is_default": out.IsDefault})
 	return out, nil
 }
 
@@ -310,7 +323,9 @@ func (s *Service) RegenerateBackupCodes(ctx context.Context, p auth.Principal) (
 
 // Reauthenticate proves the caller again, by password or a second factor,
 // and returns a fresh access token (auth_time now) for the same session.
-func (s *Service) Reauthenticate(ctx context.Context, p auth.Principal, pw, method, code string) (string, int, error) {
+// A password counts in the login lockout (session.Service.CheckPassword),
+// a code in the per-user second-factor lockout.
+func (s *Service) Reauthenticate(ctx context.Context, p auth.Principal, pw, method, code string, m session.Meta) (string, int, error) {
 	if p.SessionID == "" {
 		return "", 0, ErrMethodUnavailable
 	}
@@ -324,22 +339,28 @@ func (s *Service) Reauthenticate(ctx context.Context, p auth.Principal, pw, meth
 		if err := s.throttle(ctx, "mfa:verify:"+u.ID, s.Config.VerifyLimit); err != nil {
 			return "", 0, err
 		}
-		ok, _, err := s.Passwords.Verify(ctx, pw, u.PasswordHash)
-		if err != nil && !password.Unusable(err) {
-			return "", 0, err
+		err := s.Sessions.CheckPassword(ctx, u, pw, m)
+		if errors.Is(err, session.ErrInvalidCredentials) {
+			return "", 0, ErrInvalidCode // as before: 401 invalid_code
 		}
-		if !ok {
-			return "", 0, ErrInvalidCode
-		}
-	case method != "":
-		_, methods, active, err := s.factors(ctx, u)
 		if err != nil {
 			return "", 0, err
 		}
-		if !slices.Contains(methods, method) {
+	case method != "":
+		f, err := s.factors(ctx, u)
+		if err != nil {
+			return "", 0, err
+		}
+		if !slices.Contains(f.allowed, method) {
 			return "", 0, ErrMethodUnavailable
 		}
-		_, ok, err := s.checkCode(ctx, u, active, method, code)
+		if err := s.throttle(ctx, "mfa:verify:"+u.ID, s.Config.VerifyLimit); err != nil {
+			return "", 0, err
+		}
+		ok, err := s.guarded(ctx, u, m, true, func() (bool, error) {
+			_, ok, err := s.checkCode(ctx, u, f.active, method, code, false)
+			return ok, err
+		})
 		if err != nil {
 			return "", 0, err
 		}

@@ -89,6 +89,14 @@ func (h *Handlers) verify(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if ch := res.Challenge; ch != nil {
+		// The factor passed, and the login must now enrol one the policy
+		// allows: answered as a login that must enrol.
+		w.Header().Set("Cache-Control", "no-store")
+		return httpapi.WriteJSON(w, http.StatusOK, map[string]any{
+			"mfa_enrollment_required": true, "enrollment_token": ch.EnrollmentToken, "methods": ch.Methods,
+		})
+	}
 	return h.Sessions.WriteTokens(w, res)
 }
 
@@ -102,7 +110,7 @@ func (h *Handlers) reauthenticate(w http.ResponseWriter, r *http.Request) error 
 	if err := httpapi.DecodeJSON(r, &in); err != nil {
 		return err
 	}
-	at, exp, err := h.Service.Reauthenticate(r.Context(), p, in.Password, in.Method, in.Code)
+	at, exp, err := h.Service.Reauthenticate(r.Context(), p, in.Password, in.Method, in.Code, session.MetaOf(r, ""))
 	if err != nil {
 		return err
 	}

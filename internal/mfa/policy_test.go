@@ -2,10 +2,12 @@ package mfa
 
 import (
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/auth"
+	"github.com/gatehouse/gatehouse/internal/store"
 )
 
 func TestRecentAuthentication(t *testing.T) {
@@ -45,5 +47,45 @@ func TestPolicyDocuments(t *testing.T) {
 	amr := amrWith([]string{"pwd"}, MethodBackup)
 	if len(amr) != 3 || amr[1] != "mfa" || amr[2] != "backup_code" {
 		t.Errorf("amr = %v", amr)
+	}
+}
+
+// TestPoliciesWithNoCommonMethod checks that organisations whose allowed
+// methods have nothing in common allow no method (not, as an empty list
+// would say, every method), and that a further organisation does not
+// widen that again.
+func TestPoliciesWithNoCommonMethod(t *testing.T) {
+	org := func(methods ...any) store.Organization {
+		return store.Organization{Policy: map[string]any{"mfa_required": true, "allowed_methods": methods}}
+	}
+	for _, c := range []struct {
+		name   string
+		global Policy
+		orgs   []store.Organization
+		want   []string // allowed methods
+	}{
+		{"no restriction", Policy{}, nil, []string{MethodTOTP, MethodSMS, MethodEmail, MethodBackup}},
+		{"one organisation", Policy{}, []store.Organization{org("totp", "backup_code")}, []string{MethodTOTP, MethodBackup}},
+		{"common method", Policy{}, []store.Organization{org("totp", "sms"), org("sms", "email")}, []string{MethodSMS}},
+		{"nothing in common", Policy{}, []store.Organization{org("totp"), org("sms")}, nil},
+		{"nothing in common, then anything", Policy{}, []store.Organization{org("totp"), org("sms"), org("totp", "sms", "email", "backup_code")}, nil},
+		{"global and organisation disjoint", Policy{Methods: []string{MethodEmail}}, []store.Organization{org("totp")}, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := &Service{Config: Config{Policy: c.global}}
+			p := s.policyOf(c.orgs)
+			var got []string
+			for _, m := range []string{MethodTOTP, MethodSMS, MethodEmail, MethodBackup} {
+				if allowed(p, m) {
+					got = append(got, m)
+				}
+			}
+			if !slices.Equal(got, c.want) {
+				t.Errorf("allowed methods = %v, want %v (policy %+v)", got, c.want, p)
+			}
+			if len(c.want) == 0 && len(enrollable(p)) != 0 {
+				t.Errorf("enrollable = %v, want none", enrollable(p))
+			}
+		})
 	}
 }

@@ -21,7 +21,6 @@ import (
 	"github.com/gatehouse/gatehouse/internal/kv"
 	"github.com/gatehouse/gatehouse/internal/mail"
 	"github.com/gatehouse/gatehouse/internal/mfa/otp"
-	"github.com/gatehouse/gatehouse/internal/password"
 	"github.com/gatehouse/gatehouse/internal/ratelimit"
 	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/session"
@@ -47,6 +46,9 @@ var (
 	ErrMethodUnavailable = errors.New("mfa: method not available")
 	ErrReauthRequired    = errors.New("mfa: recent authentication required")
 	ErrAlreadyConfirmed  = errors.New("mfa: device already confirmed")
+	// ErrPolicyConflict is a sign-in that needs a second factor when the
+	// policies that apply allow no method at all.
+	ErrPolicyConflict = errors.New("mfa: the policies allow no second factor")
 )
 
 func init() {
@@ -55,13 +57,18 @@ func init() {
 	httpapi.RegisterError(ErrMethodUnavailable, http.StatusBadRequest, "method_unavailable", "This method is not set up for the account or not allowed.")
 	httpapi.RegisterError(ErrReauthRequired, http.StatusForbidden, "reauthentication_required", "Sign in again (password or a second factor) within the last 5 minutes to do this.")
 	httpapi.RegisterError(ErrAlreadyConfirmed, http.StatusConflict, "already_confirmed", "The device is already confirmed.")
+	httpapi.RegisterError(ErrPolicyConflict, http.StatusForbidden, "mfa_policy_conflict", "The MFA policies of your organisations have no second factor in common, so you cannot sign in; ask an administrator.")
 }
 
 // Policy says whether MFA is required and how.
 type Policy struct {
 	Required bool
-	// Methods allowed; empty means all.
+	// Methods allowed; empty means all, unless NoneAllowed.
 	Methods []string
+	// NoneAllowed is set when the policies combined allow no method at
+	// all (organisations whose allowed methods have nothing in common):
+	// then no method is allowed, whatever Methods says.
+	NoneAllowed bool
 	// Grace lets a user sign in without a factor for this long after the
 	// account was created before enrolment is forced.
 	Grace time.Duration
@@ -79,6 +86,9 @@ type Config struct {
 	Policy           Policy        // the global policy
 	// VerifyLimit throttles code checks per user (all methods).
 	VerifyLimit ratelimit.Limit
+	// Lockout locks second-factor verification of a user after too many
+	// consecutive wrong codes across sign-ins.
+	Lockout LockoutConfig
 	// ResendLimit throttles code sends per user.
 	ResendLimit ratelimit.Limit
 }
@@ -90,6 +100,7 @@ func DefaultConfig(issuer string) Config {
 		MaxTokenAttempts: 5, ReauthWindow: 5 * time.Minute, BackupCodes: 10,
 		VerifyLimit: ratelimit.Limit{Rate: 20, Burst: 10, Period: 5 * time.Minute},
 		ResendLimit: ratelimit.Limit{Rate: 5, Burst: 3, Period: 5 * time.Minute},
+		Lockout:     DefaultLockout(),
 	}
 }
 
@@ -99,26 +110,27 @@ type JobInserter interface {
 	InsertTx(ctx context.Context, tx any, args river.JobArgs, opts *river.InsertOpts) (int64, error)
 }
 
-// Sessions finishes logins and refreshes recent authentication.
+// Sessions finishes logins, checks passwords under the login lockout and
+// refreshes recent authentication.
 type Sessions interface {
 	Complete(ctx context.Context, userID, passwordStamp string, amr []string, m session.Meta) (session.Result, error)
+	CheckPassword(ctx context.Context, u store.User, pw string, m session.Meta) error
 	Reauthenticated(ctx context.Context, userID, sessionID string, amr []string) (string, int, error)
 }
 
 // Service implements MFA.
 type Service struct {
-	Store     store.Store
-	Keys      *secret.Keyring
-	Codes     *Codes
-	KV        kv.Store
-	Limiter   ratelimit.Limiter
-	Jobs      JobInserter
-	SMSGuard  *sms.Guard
-	Passwords *password.Hasher
-	Sessions  Sessions
-	Now       func() time.Time
-	Log       *slog.Logger
-	Config    Config
+	Store    store.Store
+	Keys     *secret.Keyring
+	Codes    *Codes
+	KV       kv.Store
+	Limiter  ratelimit.Limiter
+	Jobs     JobInserter
+	SMSGuard *sms.Guard
+	Sessions Sessions
+	Now      func() time.Time
+	Log      *slog.Logger
+	Config   Config
 	// AfterSecondFactor, when set, is called once a login waiting for its
 	// second factor or a forced enrolment has fully succeeded: its
 	// mfa_token or enrollment_token (pendingToken) was consumed and the
@@ -188,10 +200,25 @@ type pending struct {
 	// step checked (empty when the login had no password step): a password
 	// changed before the second factor voids the login.
 	PasswordStamp string `json:"password_stamp,omitempty"`
+	// EnrollAfter marks a login that must enrol an allowed factor because
+	// the policy allows none of the user's: it first passes one of the
+	// factors the user has, and only then gets its enrollment_token.
+	EnrollAfter bool `json:"enroll_after,omitempty"`
+	// Origin, on the enrolment that follows an EnrollAfter login, is that
+	// login's mfa_token (already consumed): the token the sign-in started
+	// with, under which AfterSecondFactor finds deferred work.
+	Origin string `json:"origin,omitempty"`
 }
 
-func pendingKey(tok string) string  { return "mfa:pending:" + secret.HashToken(tok) }
-func attemptsKey(tok string) string { return "mfa:attempts:" + secret.HashToken(tok) }
+// tokenRef names a pending login without holding its token: the hash its
+// ephemeral keys are made of, and the reference its SMS jobs carry
+// (sms.SendArgs.Ref) so that a failure reaches this login.
+func tokenRef(tok string) string { return secret.HashToken(tok) }
+
+func pendingKey(tok string) string    { return pendingRefKey(tokenRef(tok)) }
+func pendingRefKey(ref string) string { return "mfa:pending:" + ref }
+func attemptsKey(tok string) string   { return "mfa:attempts:" + tokenRef(tok) }
+func smsFailedKey(ref string) string  { return "mfa:sms-failed:" + ref }
 
 func uaHash(ua string) string { return secret.HashToken("ua\x00" + ua) }
 
@@ -206,7 +233,8 @@ func (s *Service) policyFor(ctx context.Context, u store.User) (Policy, error) {
 }
 
 // policyOf combines the global policy with those of orgs: required if any
-// requires it, methods intersected, the shortest grace.
+// requires it, methods intersected, the shortest grace. An empty
+// intersection allows nothing (NoneAllowed), not everything.
 func (s *Service) policyOf(orgs []store.Organization) Policy {
 	p := s.Config.Policy
 	graceSet := p.Required
@@ -219,7 +247,7 @@ func (s *Service) policyOf(orgs []store.Organization) Policy {
 			p.Grace = op.Grace
 		}
 		p.Required, graceSet = true, true
-		if len(op.Methods) > 0 {
+		if len(op.Methods) > 0 && !p.NoneAllowed {
 			if len(p.Methods) == 0 {
 				p.Methods = op.Methods
 			} else {
@@ -229,7 +257,7 @@ func (s *Service) policyOf(orgs []store.Organization) Policy {
 						both = append(both, m)
 					}
 				}
-				p.Methods = both
+				p.Methods, p.NoneAllowed = both, len(both) == 0
 			}
 		}
 	}
@@ -288,74 +316,117 @@ func ValidatePolicyDocument(doc map[string]any) []httpapi.FieldError {
 }
 
 func allowed(p Policy, method string) bool {
-	return len(p.Methods) == 0 || slices.Contains(p.Methods, method)
+	return !p.NoneAllowed && (len(p.Methods) == 0 || slices.Contains(p.Methods, method))
 }
 
-// factors reads the user's organisations, devices and backup codes in one
-// store call and returns the policy that applies, the methods the user can
-// complete a login with, and their confirmed devices.
-func (s *Service) factors(ctx context.Context, u store.User) (Policy, []string, []store.MFADevice, error) {
-	f, err := s.Store.SecondFactors(ctx, u.ID)
-	if err != nil {
-		return Policy{}, nil, nil, err
-	}
-	pol := s.policyOf(f.Organizations)
+// enrollable lists the methods a user may enrol under the policy (backup
+// codes come with a device, they are not one).
+func enrollable(p Policy) []string {
 	var out []string
-	add := func(m string) {
-		if allowed(pol, m) && !slices.Contains(out, m) {
+	for _, m := range []string{MethodTOTP, MethodSMS, MethodEmail} {
+		if allowed(p, m) {
 			out = append(out, m)
 		}
 	}
-	var active []store.MFADevice
-	for _, d := range f.Devices {
+	return out
+}
+
+// factorSet is what decides a user's second step: the policy that
+// applies, the user's confirmed devices, and the methods they make.
+type factorSet struct {
+	pol    Policy
+	active []store.MFADevice
+	// held are the methods the user has, whatever the policy; allowed
+	// those of them the policy allows.
+	held, allowed []string
+}
+
+// methodsFor returns the methods the pending login p may pass its second
+// step with: those the policy allows, or, for a login that must enrol
+// because the policy allows none of the user's factors, any of them.
+func (f factorSet) methodsFor(p pending) []string {
+	if p.EnrollAfter {
+		return f.held
+	}
+	return f.allowed
+}
+
+// factors reads the user's organisations, devices and backup codes in one
+// store call.
+func (s *Service) factors(ctx context.Context, u store.User) (factorSet, error) {
+	sf, err := s.Store.SecondFactors(ctx, u.ID)
+	if err != nil {
+		return factorSet{}, err
+	}
+	f := factorSet{pol: s.policyOf(sf.Organizations)}
+	add := func(m string) {
+		if slices.Contains(f.held, m) {
+			return
+		}
+		f.held = append(f.held, m)
+		if allowed(f.pol, m) {
+			f.allowed = append(f.allowed, m)
+		}
+	}
+	for _, d := range sf.Devices {
 		if d.ConfirmedAt.IsZero() {
 			continue
 		}
-		active = append(active, d)
+		f.active = append(f.active, d)
 		add(d.Type)
 	}
-	if len(active) > 0 && f.BackupCodes > 0 {
+	if len(f.active) > 0 && sf.BackupCodes > 0 {
 		add(MethodBackup)
 	}
-	return pol, out, active, nil
+	return f, nil
 }
 
 // Begin implements session.SecondFactor: after a correct password it asks
 // for a second factor when the user has one, or for enrolment when a
 // policy requires one and the grace period is over.
+//
+// A user whose every factor the policy disallows must enrol an allowed
+// one, but not on the strength of the password alone, or whoever has the
+// password could enrol their own phone: such a login answers
+// mfa_required like any other, with the factors the user has, and only
+// once one of them passed does Verify hand out the enrollment_token.
 func (s *Service) Begin(ctx context.Context, u store.User, amr []string, m session.Meta) (*session.Challenge, error) {
-	pol, methods, active, err := s.factors(ctx, u)
+	f, err := s.factors(ctx, u)
 	if err != nil {
 		return nil, err
 	}
 	switch {
-	case len(active) > 0:
-		if len(methods) == 0 {
-			// Every factor the user has is disallowed by policy: enrol an
-			// allowed one.
-			return s.open(ctx, u, amr, m, true, pol)
+	case len(f.active) > 0:
+		p := pending{UserID: u.ID, AMR: amr, UA: uaHash(m.UserAgent), PasswordStamp: passwordStamp(u, amr)}
+		if len(f.allowed) == 0 {
+			if len(enrollable(f.pol)) == 0 {
+				return nil, ErrPolicyConflict
+			}
+			p.EnrollAfter = true
 		}
-		tok, err := s.newPending(ctx, pending{UserID: u.ID, AMR: amr, UA: uaHash(m.UserAgent), PasswordStamp: passwordStamp(u, amr)})
+		tok, err := s.newPending(ctx, p)
 		if err != nil {
 			return nil, err
 		}
-		return &session.Challenge{MFAToken: tok, Methods: methods}, nil
-	case pol.Required && s.now().Sub(u.CreatedAt) >= pol.Grace:
-		return s.open(ctx, u, amr, m, true, pol)
+		return &session.Challenge{MFAToken: tok, Methods: f.methodsFor(p)}, nil
+	case f.pol.Required && s.now().Sub(u.CreatedAt) >= f.pol.Grace:
+		return s.open(ctx, pending{UserID: u.ID, AMR: amr, Enroll: true, UA: uaHash(m.UserAgent), PasswordStamp: passwordStamp(u, amr)}, f.pol)
 	}
 	return nil, nil
 }
 
-func (s *Service) open(ctx context.Context, u store.User, amr []string, m session.Meta, enroll bool, pol Policy) (*session.Challenge, error) {
-	tok, err := s.newPending(ctx, pending{UserID: u.ID, AMR: amr, Enroll: enroll, UA: uaHash(m.UserAgent), PasswordStamp: passwordStamp(u, amr)})
+// open stores p, a login that must enrol a factor, and returns its
+// enrollment_token.
+func (s *Service) open(ctx context.Context, p pending, pol Policy) (*session.Challenge, error) {
+	methods := enrollable(pol)
+	if len(methods) == 0 {
+		// Nothing could be enrolled: an enrollment_token would open a
+		// dead end.
+		return nil, ErrPolicyConflict
+	}
+	tok, err := s.newPending(ctx, p)
 	if err != nil {
 		return nil, err
-	}
-	var methods []string
-	for _, mm := range []string{MethodTOTP, MethodSMS, MethodEmail} {
-		if allowed(pol, mm) {
-			methods = append(methods, mm)
-		}
 	}
 	return &session.Challenge{EnrollmentToken: tok, Methods: methods}, nil
 }
@@ -438,32 +509,83 @@ func (s *Service) Challenge(ctx context.Context, tok, method string, m session.M
 	if err != nil {
 		return 0, err
 	}
-	pol, _, active, err := s.factors(ctx, u)
+	f, err := s.factors(ctx, u)
 	if err != nil {
 		return 0, err
 	}
-	switch method {
-	case MethodSMS:
-		d, ok := pick(active, MethodSMS)
-		if !ok || !allowed(pol, MethodSMS) {
-			return 0, ErrMethodUnavailable
+	methods, ref := f.methodsFor(p), tokenRef(tok)
+	switch {
+	case !slices.Contains(methods, method) && method == MethodEmail:
+		ok, err := s.emailFallback(ctx, ref, p, f.pol, methods)
+		if err != nil {
+			return 0, err
 		}
-		return s.Config.CodeTTL, s.sendCode(ctx, u, d, m)
-	case MethodEmail:
-		d, ok := pick(active, MethodEmail)
 		if !ok {
-			// The email code is also the fallback when SMS cannot be used.
-			if _, hasSMS := pick(active, MethodSMS); !hasSMS {
-				return 0, ErrMethodUnavailable
-			}
-			d = store.MFADevice{UserID: u.ID, Type: MethodEmail, Email: u.Email}
-		}
-		if !allowed(pol, MethodEmail) && d.ID != "" {
 			return 0, ErrMethodUnavailable
 		}
-		return s.Config.CodeTTL, s.sendCode(ctx, u, d, m)
+		return s.Config.CodeTTL, s.sendCode(ctx, u, fallbackDevice(u), m, "")
+	case !slices.Contains(methods, method):
+		return 0, ErrMethodUnavailable
+	case method == MethodSMS:
+		d, _ := pick(f.active, MethodSMS)
+		err := s.sendCode(ctx, u, d, m, ref)
+		if !cannotText(err) {
+			return s.Config.CodeTTL, smsProblem(err, false)
+		}
+		// The number cannot get text messages at all: as good as a failed
+		// delivery.
+		if err := s.smsFailed(ctx, ref); err != nil {
+			return 0, err
+		}
+		offer, ferr := s.emailFallback(ctx, ref, p, f.pol, methods)
+		if ferr != nil {
+			return 0, ferr
+		}
+		return 0, smsProblem(err, offer)
+	case method == MethodEmail:
+		d, _ := pick(f.active, MethodEmail)
+		return s.Config.CodeTTL, s.sendCode(ctx, u, d, m, "")
 	}
 	return 0, ErrMethodUnavailable
+}
+
+// fallbackDevice is where the email code that stands in for a failed text
+// message goes: the account's address, under no device.
+func fallbackDevice(u store.User) store.MFADevice {
+	return store.MFADevice{UserID: u.ID, Type: MethodEmail, Email: u.Email}
+}
+
+// emailFallback reports whether the pending login p (whose token has ref)
+// may use an email code in place of a text message. Issue 5 offers it when
+// SMS delivery fails, and only then: a text message for this very sign-in
+// failed (see smsFailed); SMS is one of the sign-in's methods and email,
+// as a factor of its own, is not (else it needs no fallback); the policy
+// allows email; and the first step of the sign-in did not prove the
+// mailbox already (a magic link, amr "email"), for the same mailbox
+// twice is one factor.
+func (s *Service) emailFallback(ctx context.Context, ref string, p pending, pol Policy, methods []string) (bool, error) {
+	if !slices.Contains(methods, MethodSMS) || slices.Contains(methods, MethodEmail) || !allowed(pol, MethodEmail) || slices.Contains(p.AMR, amrOf[MethodEmail]) {
+		return false, nil
+	}
+	_, err := s.KV.Get(ctx, smsFailedKey(ref))
+	if errors.Is(err, kv.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// smsFailed records that a text message for the pending login with ref
+// could not be sent. It lives no longer than the login can.
+func (s *Service) smsFailed(ctx context.Context, ref string) error {
+	return s.KV.Set(ctx, smsFailedKey(ref), []byte("1"), s.Config.TokenTTL)
+}
+
+// cannotText reports whether err is the SMS guard's refusal of the number
+// itself (a country that is not enabled, a number that cannot get text
+// messages). A rate limit is not: whoever knows the password could hit it
+// on purpose to turn the SMS factor into an email one.
+func cannotText(err error) bool {
+	return errors.Is(err, sms.ErrCountryNotAllowed) || errors.Is(err, sms.ErrNotMobile)
 }
 
 // pick returns the user's default active device of a type, else the first.
@@ -487,14 +609,16 @@ func pick(active []store.MFADevice, typ string) (store.MFADevice, bool) {
 }
 
 // sendCode makes a code for the device's channel and sends it by a durable
-// job (the job holds the code sealed).
-func (s *Service) sendCode(ctx context.Context, u store.User, d store.MFADevice, m session.Meta) error {
+// job (the job holds the code sealed). ref, for a text message of a
+// sign-in, is its pending login's tokenRef, handed back to SMSFailed. A
+// refusal of the SMS guard is returned as it is (see smsProblem).
+func (s *Service) sendCode(ctx context.Context, u store.User, d store.MFADevice, m session.Meta, ref string) error {
 	if err := s.throttle(ctx, "mfa:send:"+u.ID, s.Config.ResendLimit); err != nil {
 		return err
 	}
 	if d.Type == MethodSMS {
 		if err := s.SMSGuard.Check(ctx, u.ID, d.PhoneNumber); err != nil {
-			return smsProblem(err)
+			return err
 		}
 	}
 	code, err := otp.NumericCode(6)
@@ -517,6 +641,7 @@ func (s *Service) sendCode(ctx context.Context, u store.User, d store.MFADevice,
 			if err != nil {
 				return err
 			}
+			a.Ref = ref
 			args = a
 		} else {
 			to := d.Email
@@ -534,26 +659,34 @@ func (s *Service) sendCode(ctx context.Context, u store.User, d store.MFADevice,
 	})
 }
 
-// smsProblem explains why an SMS cannot be sent and offers the email code.
-func smsProblem(err error) error {
+// smsProblem explains why an SMS cannot be sent (other errors pass
+// unchanged), offering the email code when the sign-in may use it.
+func smsProblem(err error, offerEmail bool) error {
+	instead := "; use another method"
+	if offerEmail {
+		instead = "; use the email code instead"
+	}
 	var rl *sms.ErrRateLimited
 	switch {
 	case errors.As(err, &rl):
-		p := httpapi.NewProblem(http.StatusTooManyRequests, "sms_rate_limited", "Too many text messages; use the email code instead or try later.")
+		p := httpapi.NewProblem(http.StatusTooManyRequests, "sms_rate_limited", "Too many text messages; try again later.")
 		p.RetryAfter = max(1, int(rl.RetryAfter/time.Second))
 		return p
 	case errors.Is(err, sms.ErrCountryNotAllowed):
-		return httpapi.NewProblem(http.StatusUnprocessableEntity, "sms_country_not_allowed", "Text messages cannot be sent to this country; use the email code instead.")
+		return httpapi.NewProblem(http.StatusUnprocessableEntity, "sms_country_not_allowed", "Text messages cannot be sent to this country"+instead+".")
+	case errors.Is(err, sms.ErrNotMobile):
+		return httpapi.NewProblem(http.StatusUnprocessableEntity, "phone_not_mobile", "The phone number cannot receive text messages"+instead+".")
 	}
 	return err
 }
 
 // checkCode verifies a code for a method against the user's active
-// devices, consuming what is one-time. It returns the device used.
-func (s *Service) checkCode(ctx context.Context, u store.User, active []store.MFADevice, method, code string) (store.MFADevice, bool, error) {
-	if err := s.throttle(ctx, "mfa:verify:"+u.ID, s.Config.VerifyLimit); err != nil {
-		return store.MFADevice{}, false, err
-	}
+// devices, consuming what is one-time. It returns the device used. With
+// fallback, an email code is the one sent in place of a failed text
+// message (see emailFallback, which the caller checked).
+//
+// Callers throttle first and run it under the per-user lockout (guarded).
+func (s *Service) checkCode(ctx context.Context, u store.User, active []store.MFADevice, method, code string, fallback bool) (store.MFADevice, bool, error) {
 	now := s.now()
 	switch method {
 	case MethodTOTP:
@@ -569,10 +702,8 @@ func (s *Service) checkCode(ctx context.Context, u store.User, active []store.MF
 		return store.MFADevice{}, false, nil
 	case MethodSMS, MethodEmail:
 		d, ok := pick(active, method)
-		if !ok && method == MethodEmail {
-			if _, hasSMS := pick(active, MethodSMS); hasSMS {
-				d, ok = store.MFADevice{UserID: u.ID, Type: MethodEmail}, true // the fallback email code
-			}
+		if !ok && method == MethodEmail && fallback {
+			d, ok = fallbackDevice(u), true
 		}
 		if !ok {
 			return store.MFADevice{}, false, ErrMethodUnavailable
@@ -641,7 +772,9 @@ func (s *Service) checkSentCode(ctx context.Context, userID string, d store.MFAD
 	return s.Store.ConsumeMFACode(ctx, c.ID, now)
 }
 
-// Verify completes a login's second step and starts the session.
+// Verify completes a login's second step and starts the session; for a
+// login that must then enrol (pending.EnrollAfter) it answers with the
+// enrollment_token (Result.Challenge) instead.
 func (s *Service) Verify(ctx context.Context, tok, method, code string, m session.Meta) (session.Result, error) {
 	p, err := s.lookup(ctx, tok, m, false)
 	if err != nil {
@@ -651,15 +784,29 @@ func (s *Service) Verify(ctx context.Context, tok, method, code string, m sessio
 	if err != nil {
 		return session.Result{}, err
 	}
-	_, methods, active, err := s.factors(ctx, u)
+	f, err := s.factors(ctx, u)
 	if err != nil {
 		return session.Result{}, err
 	}
-	fallbackEmail := method == MethodEmail && slices.Contains(methods, MethodSMS)
-	if !slices.Contains(methods, method) && !fallbackEmail {
-		return session.Result{}, ErrMethodUnavailable
+	methods, fallback := f.methodsFor(p), false
+	if !slices.Contains(methods, method) {
+		if method == MethodEmail {
+			fallback, err = s.emailFallback(ctx, tokenRef(tok), p, f.pol, methods)
+			if err != nil {
+				return session.Result{}, err
+			}
+		}
+		if !fallback {
+			return session.Result{}, ErrMethodUnavailable
+		}
 	}
-	_, ok, err := s.checkCode(ctx, u, active, method, code)
+	if err := s.throttle(ctx, "mfa:verify:"+u.ID, s.Config.VerifyLimit); err != nil {
+		return session.Result{}, err
+	}
+	ok, err := s.guarded(ctx, u, m, true, func() (bool, error) {
+		_, ok, err := s.checkCode(ctx, u, f.active, method, code, fallback)
+		return ok, err
+	})
 	if err != nil {
 		return session.Result{}, err
 	}
@@ -672,16 +819,29 @@ func (s *Service) Verify(ctx context.Context, tok, method, code string, m sessio
 	} else if err != nil {
 		return session.Result{}, err
 	}
-	_, _ = s.KV.Delete(ctx, attemptsKey(tok))
+	_, _ = s.KV.Delete(ctx, attemptsKey(tok), smsFailedKey(tokenRef(tok)))
+	if p.EnrollAfter {
+		// A factor the user has passed: now, and only now, the login may
+		// enrol one the policy allows.
+		ch, err := s.open(ctx, pending{
+			UserID: p.UserID, AMR: amrWith(p.AMR, method), Enroll: true, UA: p.UA,
+			PasswordStamp: p.PasswordStamp, Origin: tok,
+		}, f.pol)
+		return session.Result{Challenge: ch, User: u}, err
+	}
 	return s.complete(ctx, tok, p, amrWith(p.AMR, method), m)
 }
 
 // complete starts the session of a login whose pending token tok was
-// consumed, then runs AfterSecondFactor.
+// consumed, then runs AfterSecondFactor with the token the sign-in
+// started with.
 func (s *Service) complete(ctx context.Context, tok string, p pending, amr []string, m session.Meta) (session.Result, error) {
 	res, err := s.Sessions.Complete(ctx, p.UserID, p.PasswordStamp, amr, m)
 	if err != nil || s.AfterSecondFactor == nil {
 		return res, err
+	}
+	if p.Origin != "" {
+		tok = p.Origin
 	}
 	if err := s.AfterSecondFactor(ctx, tok, p.UserID, m); err != nil {
 		s.Log.ErrorContext(ctx, "a step deferred to the second factor failed", "error", err.Error())
@@ -736,9 +896,10 @@ func (s *Service) FinishEnrollment(ctx context.Context, tok, method string, m se
 	return s.complete(ctx, tok, p, amrWith(p.AMR, method), m)
 }
 
-// SMSFailed is the SMS worker's failure hook: a code that could not be
-// texted is replaced by one sent to the account's email address, so the
-// user can finish with method "email". The event is recorded.
+// SMSFailed is the SMS worker's failure hook. The event is recorded. A
+// text message of a sign-in (args.Ref names its pending login) that could
+// not be sent opens the email fallback for that sign-in, and the email
+// code is sent at once when the sign-in may use it (see emailFallback).
 func (s *Service) SMSFailed(ctx context.Context, args sms.SendArgs, cause error) {
 	u, err := s.Store.GetUser(ctx, args.UserID)
 	if err != nil {
@@ -752,10 +913,35 @@ func (s *Service) SMSFailed(ctx context.Context, args sms.SendArgs, cause error)
 	}); err != nil {
 		s.Log.ErrorContext(ctx, "sms failure hook: audit failed", "error", err.Error())
 	}
-	if args.Purpose != "mfa" {
-		return
+	if args.Purpose != "mfa" || args.Ref == "" {
+		return // not a sign-in's code (an enrolment's, say): no fallback
 	}
-	if err := s.sendCode(ctx, u, store.MFADevice{UserID: u.ID, Type: MethodEmail, Email: u.Email}, session.Meta{}); err != nil {
+	b, err := s.KV.Get(ctx, pendingRefKey(args.Ref))
+	if errors.Is(err, kv.ErrNotFound) {
+		return // the sign-in is over
+	}
+	var p pending
+	if err == nil {
+		err = json.Unmarshal(b, &p)
+	}
+	if err == nil && p.UserID != u.ID {
+		err = errors.New("the pending sign-in is another user's")
+	}
+	if err == nil {
+		err = s.smsFailed(ctx, args.Ref)
+	}
+	var f factorSet
+	if err == nil {
+		f, err = s.factors(ctx, u)
+	}
+	offer := false
+	if err == nil {
+		offer, err = s.emailFallback(ctx, args.Ref, p, f.pol, f.methodsFor(p))
+	}
+	if err == nil && offer {
+		err = s.sendCode(ctx, u, fallbackDevice(u), session.Meta{}, "")
+	}
+	if err != nil {
 		s.Log.ErrorContext(ctx, "sms failure hook: email fallback failed", "error", err.Error())
 	}
 }

@@ -51,6 +51,12 @@ type SendArgs struct {
 	// Purpose names what the code is for ("mfa_login",
 	// "phone_verification", …), for OnSent, OnFailure and the logs.
 	Purpose string `json:"purpose"`
+	// Ref is the caller's own reference, handed back with the arguments to
+	// OnSent and OnFailure: the MFA service names the sign-in a code is
+	// for, so that a failure opens the email fallback for that sign-in
+	// only. It is stored in the clear, so it must not be a secret (a hash
+	// of one is fine). Set it after NewSendArgs.
+	Ref string `json:"ref,omitempty"`
 	// ExpiresAt, when set, is when the code stops being valid: a job that
 	// runs later (after retries, or a backlog) fails with ErrExpired
 	// instead of paying for a useless message. Set it after NewSendArgs.

@@ -415,6 +415,7 @@ func TestJobRetriesExhausted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	args.Ref = "sign-in-7"
 	id, err := tq.q.Insert(t.Context(), args, &river.InsertOpts{MaxAttempts: 3})
 	if err != nil {
 		t.Fatal(err)
@@ -430,6 +431,9 @@ func TestJobRetriesExhausted(t *testing.T) {
 	var apiErr *APIError
 	if errors.Is(failed[0].err, ErrPermanent) || !errors.As(failed[0].err, &apiErr) || apiErr.HTTPStatus != 503 {
 		t.Errorf("OnFailure got %v, want the last 503", failed[0].err)
+	}
+	if failed[0].args.Ref != "sign-in-7" {
+		t.Errorf("OnFailure got Ref %q, want the caller's reference back", failed[0].args.Ref)
 	}
 	if n := e.requestCount(); n != 3 {
 		t.Errorf("Twilio saw %d requests, want 3", n)
