@@ -309,50 +309,6 @@ func (s *Service) login(ctx context.Context, lk *lockout, email, pw string, m Me
 	return res, false, err
 }
 
-// CheckPassword checks the password of a known user u outside Login (a
-// signed-in user proving themselves again), counted in the same
-// per-account lockout as Login: while the login name is locked it answers
-// 429 account_locked without checking, a wrong password counts (and
-// locks, announced like a login's), and a right one resets the count.
-// It returns nil for the right password and ErrInvalidCredentials for a
-// wrong one.
-func (s *Service) CheckPassword(ctx context.Context, u store.User, pw string, m Meta) error {
-	lk := s.lockout()
-	if d, err := lk.ipBlocked(ctx, m.IP); err != nil {
-		return err
-	} else if d > 0 {
-		return lockedProblem(d, "too_many_attempts", "Too many failed sign-ins from this address; try again later.")
-	}
-	subject := s.lockSubject(user.NormalizeEmail(u.Email))
-	n, d, err := lk.attempt(ctx, subject)
-	if err != nil {
-		return err
-	}
-	if d == 0 && lk.over(n) {
-		if d, err = lk.ensureLocked(ctx, subject); err != nil {
-			return err
-		}
-	}
-	if d > 0 {
-		return lockedProblem(d, "account_locked", "Too many failed sign-ins; the account is locked for a while.")
-	}
-	ok, _, err := s.Hasher.Verify(ctx, pw, u.PasswordHash)
-	if err != nil && !password.Unusable(err) {
-		return err
-	}
-	if !ok {
-		d, err := lk.failed(ctx, subject, n, m.IP)
-		if err != nil {
-			return err
-		}
-		if d > 0 {
-			s.onLocked(ctx, u, d, m)
-		}
-		return ErrInvalidCredentials
-	}
-	return lk.succeeded(ctx, subject)
-}
-
 // saveHash stores an upgraded password hash.
 func (s *Service) saveHash(ctx context.Context, userID, hash string) error {
 	return s.Store.InTx(ctx, func(tx store.Store) error {
