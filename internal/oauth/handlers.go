@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -96,26 +97,18 @@ var (
 	errServer         = oauthError{http.StatusInternalServerError, "server_error", "An unexpected error occurred."}
 )
 
+// errRepeated is a parameter given more than once (RFC 6749 §3.1: "Request
+// and response parameters MUST NOT be included more than once").
+var errRepeated = errors.New("oauth: repeated parameter")
+
 // params reads an application/x-www-form-urlencoded body (RFC 6749) or,
-// as a convenience, a flat JSON object of strings.
+// as a convenience, a flat JSON object of strings. A parameter given twice,
+// in either form, makes the request invalid rather than letting one of the
+// values win silently.
 func params(r *http.Request) (url.Values, error) {
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if mt == "application/json" {
-		var m map[string]any
-		dec := json.NewDecoder(r.Body)
-		if err := dec.Decode(&m); err != nil {
-			return nil, err
-		}
-		v := url.Values{}
-		for k, x := range m {
-			switch x := x.(type) {
-			case string:
-				v.Set(k, x)
-			default:
-				return nil, errors.New("parameters must be strings")
-			}
-		}
-		return v, nil
+		return jsonParams(r.Body)
 	}
 	if mt != "application/x-www-form-urlencoded" {
 		return nil, errors.New("unsupported content type")
@@ -125,7 +118,51 @@ func params(r *http.Request) (url.Values, error) {
 	}
 	// Only the body counts; parameters in the query string are ignored
 	// (credentials must not travel in URLs).
+	for _, vs := range r.PostForm {
+		if len(vs) > 1 {
+			return nil, errRepeated
+		}
+	}
 	return r.PostForm, nil
+}
+
+// jsonParams reads one JSON object whose members are all strings. It walks
+// the tokens itself because decoding into a map keeps the last of two
+// equal keys; nothing may follow the object.
+func jsonParams(body io.Reader) (url.Values, error) {
+	dec := json.NewDecoder(body)
+	if tok, err := dec.Token(); err != nil {
+		return nil, err
+	} else if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, errors.New("parameters must be a JSON object")
+	}
+	v := url.Values{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		key, _ := tok.(string) // inside an object the decoder yields string keys
+		if _, dup := v[key]; dup {
+			return nil, errRepeated
+		}
+		tok, err = dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		val, ok := tok.(string)
+		if !ok {
+			return nil, errors.New("parameters must be strings")
+		}
+		v.Set(key, val)
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("data after the JSON object")
+	}
+	return v, nil
 }
 
 // clientFrom authenticates the client by client_secret_basic or
@@ -143,6 +180,11 @@ func (s *Server) clientFrom(r *http.Request, p url.Values) (cl store.Client, pre
 		if p.Get("client_secret") != "" {
 			return store.Client{}, true, errBadClient // two methods at once (RFC 6749 §2.3)
 		}
+		// A client_id in the body may repeat the authenticated one, never
+		// name another: which of the two would the request be for?
+		if bodyID := p.Get("client_id"); bodyID != "" && bodyID != id {
+			return store.Client{}, true, errClientMismatch
+		}
 	} else if p.Get("client_secret") != "" {
 		id, sec = p.Get("client_id"), p.Get("client_secret")
 	} else {
@@ -158,7 +200,11 @@ func (s *Server) clientFrom(r *http.Request, p url.Values) (cl store.Client, pre
 	return cl, true, nil
 }
 
-var errBadClient = errors.New("oauth: bad client credentials")
+var (
+	errBadClient = errors.New("oauth: bad client credentials")
+	// errClientMismatch is a body client_id other than the HTTP Basic one.
+	errClientMismatch = errors.New("oauth: client_id differs from the authenticated client")
+)
 
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	p, err := params(r)
@@ -167,6 +213,10 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cl, present, err := s.clientFrom(r, p)
+	if errors.Is(err, errClientMismatch) {
+		writeOAuthError(w, errInvalidRequest)
+		return
+	}
 	if errors.Is(err, errBadClient) {
 		writeOAuthError(w, errInvalidClient)
 		return
@@ -287,6 +337,9 @@ func (s *Server) requireClient(w http.ResponseWriter, r *http.Request) (store.Cl
 	}
 	cl, present, err := s.clientFrom(r, p)
 	switch {
+	case errors.Is(err, errClientMismatch):
+		writeOAuthError(w, errInvalidRequest)
+		return store.Client{}, nil, false
 	case err != nil && !errors.Is(err, errBadClient):
 		s.fail(w, r, err)
 		return store.Client{}, nil, false

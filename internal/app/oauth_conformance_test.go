@@ -1,0 +1,130 @@
+package app
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// Black-box tests of the /oauth2 and /.well-known endpoints against the
+// RFCs they implement: 6749 (token endpoint), 7009 (revocation), 7662
+// (introspection), 6750 (bearer challenges) and 8414 (discovery).
+
+// post sends a raw body with the given content type and headers and
+// decodes the JSON answer.
+func post(t *testing.T, target, contentType, body string, header ...string) (int, map[string]any, http.Header) {
+	t.Helper()
+	req, err := http.NewRequest("POST", target, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", contentType)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	res, raw := do(t, req)
+	var out map[string]any
+	json.Unmarshal(raw, &out)
+	return res.StatusCode, out, res.Header
+}
+
+// oauthClient is a registered client and its secret.
+type oauthClient struct{ ID, Secret string }
+
+// basic is the client's HTTP Basic Authorization header (RFC 6749 §2.3.1).
+func (c oauthClient) basic() []string {
+	creds := url.QueryEscape(c.ID) + ":" + url.QueryEscape(c.Secret)
+	return []string{"Authorization", "Basic " + base64.StdEncoding.EncodeToString([]byte(creds))}
+}
+
+func (e *accountEnv) newClient(t *testing.T, name, scopes string) oauthClient {
+	t.Helper()
+	out, code := e.cli(t, "clients", "create", "--name", name, "--scopes", scopes, "--output", "json")
+	if code != 0 {
+		t.Fatalf("clients create %s failed", name)
+	}
+	var cl struct {
+		ClientID     string `json:"client_id"`
+		ClientSecret string `json:"client_secret"`
+	}
+	if err := json.Unmarshal([]byte(out), &cl); err != nil || cl.ClientID == "" {
+		t.Fatalf("clients create output %q: %v", out, err)
+	}
+	return oauthClient{cl.ClientID, cl.ClientSecret}
+}
+
+// clientToken gets an access token by the client_credentials grant.
+func (e *accountEnv) clientToken(t *testing.T, c oauthClient, scope string) string {
+	t.Helper()
+	v := url.Values{"grant_type": {"client_credentials"}}
+	if scope != "" {
+		v.Set("scope", scope)
+	}
+	code, body, _ := form(t, e.url("/oauth2/token"), v, c.ID, c.Secret)
+	if code != 200 {
+		t.Fatalf("client_credentials for %s = %d %v", c.ID, code, body)
+	}
+	return body["access_token"].(string)
+}
+
+func (e *accountEnv) introspect(t *testing.T, by oauthClient, tok string) map[string]any {
+	t.Helper()
+	code, body, _ := form(t, e.url("/oauth2/introspect"), url.Values{"token": {tok}}, by.ID, by.Secret)
+	if code != 200 {
+		t.Fatalf("introspect = %d %v", code, body)
+	}
+	return body
+}
+
+func runOAuthSuite(t *testing.T, e *accountEnv) {
+	e.signUp(t, "olive@example.com")
+	ops := e.newClient(t, "incident tooling", "introspect,revoke")
+
+	t.Run("RepeatedParametersAreRefused", func(t *testing.T) {
+		svc := e.newClient(t, "svc", "introspect")
+		const formType, jsonType = "application/x-www-form-urlencoded", "application/json"
+		for _, c := range []struct{ name, path, contentType, body string }{
+			{"form grant_type twice", "/oauth2/token", formType, "grant_type=client_credentials&grant_type=refresh_token"},
+			{"form scope twice", "/oauth2/token", formType, "grant_type=client_credentials&scope=introspect&scope=introspect"},
+			{"form empty duplicate", "/oauth2/token", formType, "grant_type=client_credentials&scope=&scope=introspect"},
+			{"form token twice", "/oauth2/introspect", formType, "token=a.b.c&token=d.e.f"},
+			{"form token twice on revoke", "/oauth2/revoke", formType, "token=a&token=b"},
+			{"JSON key twice", "/oauth2/token", jsonType, `{"grant_type":"client_credentials","grant_type":"client_credentials"}`},
+			{"JSON key twice, escaped", "/oauth2/token", jsonType, `{"grant_type":"client_credentials","grant_\u0074ype":"client_credentials"}`},
+			{"JSON second object", "/oauth2/token", jsonType, `{"grant_type":"client_credentials"} {"scope":"revoke"}`},
+			{"JSON trailing garbage", "/oauth2/token", jsonType, `{"grant_type":"client_credentials"}x`},
+			{"JSON non-string value", "/oauth2/token", jsonType, `{"grant_type":"client_credentials","scope":["introspect"]}`},
+			{"body client_id differs from Basic", "/oauth2/token", formType, "grant_type=client_credentials&client_id=" + url.QueryEscape(ops.ID)},
+		} {
+			code, body, _ := post(t, e.url(c.path), c.contentType, c.body, svc.basic()...)
+			if code != 400 || body["error"] != "invalid_request" {
+				t.Errorf("%s: %d %v, want 400 invalid_request", c.name, code, body)
+			}
+		}
+		// The same requests without the repetition are fine.
+		for _, c := range []struct{ name, contentType, body string }{
+			{"form", formType, "grant_type=client_credentials&scope=introspect"},
+			{"JSON", jsonType, ` {"grant_type":"client_credentials","scope":"introspect"}` + "\n"},
+			{"body client_id equal to Basic", formType, "grant_type=client_credentials&client_id=" + url.QueryEscape(svc.ID)},
+		} {
+			if code, body, _ := post(t, e.url("/oauth2/token"), c.contentType, c.body, svc.basic()...); code != 200 {
+				t.Errorf("%s: %d %v, want 200", c.name, code, body)
+			}
+		}
+	})
+}
+
+func TestOAuthEmbedded(t *testing.T) {
+	runOAuthSuite(t, newAccountEnv(t, tokenSuiteEnv))
+}
+
+func TestOAuthPostgresRedis(t *testing.T) {
+	env := postgresRedisEnv(t)
+	for k, v := range tokenSuiteEnv {
+		env[k] = v
+	}
+	runOAuthSuite(t, newAccountEnv(t, env))
+}
