@@ -115,6 +115,23 @@ func runOAuthSuite(t *testing.T, e *accountEnv) {
 			}
 		}
 	})
+
+	t.Run("BearerChallenges", func(t *testing.T) {
+		for _, c := range []struct{ name, authz, want string }{
+			{"no credentials", "", `Bearer`},
+			{"another scheme", "Basic dXNlcjpwYXNz", `Bearer`},
+			{"a bad token", "Bearer not.a.token", `Bearer error="invalid_token"`},
+		} {
+			var h []string
+			if c.authz != "" {
+				h = []string{"Authorization", c.authz}
+			}
+			code, _, hdr := call(t, "GET", e.url("/v1/me"), nil, h...)
+			if code != 401 || hdr.Get("WWW-Authenticate") != c.want {
+				t.Errorf("%s: %d WWW-Authenticate %q, want 401 %q", c.name, code, hdr.Get("WWW-Authenticate"), c.want)
+			}
+		}
+	})
 }
 
 func TestOAuthEmbedded(t *testing.T) {

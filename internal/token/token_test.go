@@ -642,6 +642,13 @@ func TestAuthenticator(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") != `Bearer error="invalid_token"` || strings.Contains(body, "malformed") {
 		t.Errorf("Require with an invalid token: %s, WWW-Authenticate %q, body %s", resp.Status, resp.Header.Get("WWW-Authenticate"), body)
 	}
+	// No credentials: a challenge without an error code (RFC 6750 §3.1),
+	// as pkg/accesstoken's Middleware answers.
+	for _, authz := range []string{"", "Basic dXNlcjpwYXNz"} {
+		if resp, _ := get(authz); resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") != "Bearer" {
+			t.Errorf("Require with Authorization %q: %s, WWW-Authenticate %q, want 401 Bearer", authz, resp.Status, resp.Header.Get("WWW-Authenticate"))
+		}
+	}
 }
 
 // countingStore counts calls to the key store.
