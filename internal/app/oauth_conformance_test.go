@@ -132,6 +132,19 @@ func runOAuthSuite(t *testing.T, e *accountEnv) {
 			}
 		}
 	})
+
+	t.Run("IntrospectionTokenTypes", func(t *testing.T) {
+		login := loginFull(t, e, "olive@example.com", strongPassword)
+		if got := e.introspect(t, ops, login["access_token"].(string)); got["active"] != true || got["token_type"] != "Bearer" {
+			t.Errorf("access token: %v, want token_type Bearer", got)
+		}
+		if got := e.introspect(t, ops, e.clientToken(t, ops, "")); got["active"] != true || got["token_type"] != "Bearer" {
+			t.Errorf("client_credentials token: %v, want token_type Bearer", got)
+		}
+		if got := e.introspect(t, ops, login["refresh_token"].(string)); got["active"] != true || got["token_type"] != "refresh_token" {
+			t.Errorf("refresh token: %v, want token_type refresh_token", got)
+		}
+	})
 }
 
 func TestOAuthEmbedded(t *testing.T) {

@@ -266,7 +266,7 @@ func runTokenSuite(t *testing.T, e *accountEnv) {
 			t.Errorf("introspection with a wrong secret = %d, want 401", c)
 		}
 		c, b := intro(at, cl.ClientID, cl.ClientSecret)
-		if c != 200 || b["active"] != true || b["sub"] == nil || b["username"] != "dora@example.com" || b["sid"] != login["session_id"] || b["token_type"] != "access_token" {
+		if c != 200 || b["active"] != true || b["sub"] == nil || b["username"] != "dora@example.com" || b["sid"] != login["session_id"] || b["token_type"] != "Bearer" {
 			t.Errorf("introspect live access token = %d %v", c, b)
 		}
 		c, b = intro(rt, cl.ClientID, cl.ClientSecret)

@@ -402,7 +402,11 @@ func (s *Server) introspectAccess(ctx context.Context, raw string) (map[string]a
 		return nil, nil // invalid, expired or revoked: inactive
 	}
 	out := map[string]any{
-		"active": true, "token_type": "access_token", "client_id": c.ClientID, "sub": c.Subject,
+		// RFC 7662 §2.2: token_type as in RFC 6749 §7.1, i.e. how the
+		// token is used: every access token Gatehouse issues is a bearer
+		// token. (Refresh tokens have no such type; they keep
+		// "refresh_token", the name token_type_hint uses.)
+		"active": true, "token_type": "Bearer", "client_id": c.ClientID, "sub": c.Subject,
 		"exp": c.ExpiresAt.Unix(), "iat": c.IssuedAt.Unix(), "nbf": c.NotBefore.Unix(),
 		"aud": c.Audience, "iss": c.Issuer, "jti": c.ID,
 	}
