@@ -116,6 +116,22 @@ func runOAuthSuite(t *testing.T, e *accountEnv) {
 		}
 	})
 
+	t.Run("ScopesAreSpaceDelimited", func(t *testing.T) {
+		c := e.newClient(t, "two scopes", "introspect,revoke")
+		scope := func(s string) (int, map[string]any) {
+			code, body, _ := form(t, e.url("/oauth2/token"), url.Values{"grant_type": {"client_credentials"}, "scope": {s}}, c.ID, c.Secret)
+			return code, body
+		}
+		if code, body := scope("introspect revoke"); code != 200 || body["scope"] != "introspect revoke" {
+			t.Errorf("space-delimited scopes = %d %v", code, body)
+		}
+		for _, s := range []string{"introspect,revoke", "introspect\trevoke", "introspect\"", "intro\\spect"} {
+			if code, body := scope(s); code != 400 || body["error"] != "invalid_scope" {
+				t.Errorf("scope %q = %d %v, want 400 invalid_scope", s, code, body)
+			}
+		}
+	})
+
 	t.Run("BearerChallenges", func(t *testing.T) {
 		for _, c := range []struct{ name, authz, want string }{
 			{"no credentials", "", `Bearer`},

@@ -64,21 +64,43 @@ type NewClient struct {
 	Secret string
 }
 
-// ParseScopes splits a comma- or space-separated scope list and checks
-// each name (RFC 6749 scope-token characters).
+// ParseScopes splits the comma- or space-separated scope list of the
+// clients create --scopes flag and checks each name (RFC 6749 scope-token
+// characters). Scopes sent to the endpoints are space-delimited only; see
+// parseScopeParam.
 func ParseScopes(s string) ([]string, error) {
+	return scopeList(strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }))
+}
+
+// parseScopeParam parses a scope request parameter (RFC 6749 §3.3): names
+// delimited by spaces, so a comma is part of a name, not a separator.
+func parseScopeParam(s string) ([]string, error) {
+	return scopeList(strings.FieldsFunc(s, func(r rune) bool { return r == ' ' }))
+}
+
+// scopeList checks each name and drops repeats, keeping the first order.
+func scopeList(names []string) ([]string, error) {
 	var out []string
-	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
-		for _, r := range f {
-			if r < 0x21 || r > 0x7e || r == '"' || r == '\\' {
-				return nil, fmt.Errorf("%w: %q", ErrInvalidScope, f)
-			}
+	for _, f := range names {
+		if !validScopeToken(f) {
+			return nil, fmt.Errorf("%w: %q", ErrInvalidScope, f)
 		}
 		if !slices.Contains(out, f) {
 			out = append(out, f)
 		}
 	}
 	return out, nil
+}
+
+// validScopeToken reports whether s is a scope-token: one or more of
+// %x21 / %x23-5B / %x5D-7E (printable ASCII but space, '"' and '\').
+func validScopeToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // Create registers a client and returns its secret (never stored).

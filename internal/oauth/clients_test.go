@@ -2,6 +2,7 @@ package oauth
 
 import (
 	"context"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -103,5 +104,44 @@ func TestIntrospectionCachesUsernames(t *testing.T) {
 	name("u1")
 	if n := st.gets.Load() - before; n != 2 {
 		t.Errorf("without a TTL GetUser was called %d times for 2 calls", n)
+	}
+}
+
+func TestScopeParsing(t *testing.T) {
+	for _, c := range []struct {
+		in        string
+		cli, wire []string // nil: refused
+	}{
+		{"introspect revoke", []string{"introspect", "revoke"}, []string{"introspect", "revoke"}},
+		// The CLI flag takes commas; on the wire (RFC 6749 §3.3) a comma is
+		// part of a scope name.
+		{"introspect,revoke", []string{"introspect", "revoke"}, []string{"introspect,revoke"}},
+		{"a a b a", []string{"a", "b"}, []string{"a", "b"}},
+		{" a  b ", []string{"a", "b"}, []string{"a", "b"}},
+		{"", nil, nil},
+		{"!#[]~", []string{"!#[]~"}, []string{"!#[]~"}},
+		{"a\tb", nil, nil},
+		{"a\nb", nil, nil},
+		{`a"b`, nil, nil},
+		{`a\b`, nil, nil},
+		{"caf\u00e9", nil, nil},
+		{"a\x7f", nil, nil},
+	} {
+		for _, p := range []struct {
+			name  string
+			parse func(string) ([]string, error)
+			want  []string
+		}{{"ParseScopes", ParseScopes, c.cli}, {"parseScopeParam", parseScopeParam, c.wire}} {
+			got, err := p.parse(c.in)
+			wantErr := p.want == nil && c.in != ""
+			switch {
+			case wantErr && err == nil:
+				t.Errorf("%s(%q) = %q, want an error", p.name, c.in, got)
+			case !wantErr && err != nil:
+				t.Errorf("%s(%q): %v", p.name, c.in, err)
+			case !wantErr && !slices.Equal(got, p.want):
+				t.Errorf("%s(%q) = %q, want %q", p.name, c.in, got, p.want)
+			}
+		}
 	}
 }

@@ -301,7 +301,7 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request, p url.Values, c
 func (s *Server) clientCredentials(w http.ResponseWriter, r *http.Request, p url.Values, cl store.Client) {
 	scopes := cl.Scopes
 	if req := p.Get("scope"); req != "" {
-		asked, err := ParseScopes(req)
+		asked, err := parseScopeParam(req)
 		if err != nil {
 			writeOAuthError(w, oauthError{http.StatusBadRequest, "invalid_scope", "The scope is malformed."})
 			return
