@@ -15,8 +15,9 @@
 // never touches the database for a token signed by a known key; only an
 // unknown kid triggers a reload, at most once every few seconds. Then it
 // asks the revocation state in the kv store (Redis in production), shared
-// by every node: whether the token's session is on the deny list, and
-// whether the token predates the kill switch (RevokeIssuedBefore).
+// by every node: whether the token's session (or, for a token without a
+// session, the token itself) is on the deny list, and whether the token
+// predates the kill switch (RevokeIssuedBefore).
 //
 // Claims are pkg/accesstoken's, so what Gatehouse issues is exactly what
 // the exported verifier for other Go services reads.

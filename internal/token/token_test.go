@@ -480,6 +480,68 @@ func TestDenySessionLifetime(t *testing.T) {
 	wantInvalid(t, m, issue(t, m, defaultClaims("long")))
 }
 
+// TestDenyToken: a token without a session (client_credentials) is revoked
+// by its jti, on every node at once, and only that token.
+func TestDenyToken(t *testing.T) {
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			ctx := t.Context()
+			clk := newClock()
+			st, kr, kvs := be.store(t), newKeyring(t), be.kvs(t, clk, 2)
+			a := startManager(t, st, kr, kvs[0], clk, baseConfig())
+			b := startManager(t, st, kr, kvs[1], clk, baseConfig())
+			revoked, sibling := issue(t, a, defaultClaims("")), issue(t, a, defaultClaims(""))
+			withSession := issue(t, a, defaultClaims("s1"))
+			c := mustVerify(t, b, revoked)
+
+			if err := a.DenyToken(ctx, c.ID, c.ExpiresAt); err != nil {
+				t.Fatalf("DenyToken: %v", err)
+			}
+			wantInvalid(t, b, revoked)
+			wantInvalid(t, a, revoked)
+			mustVerify(t, b, sibling)
+			// Tokens of a session are revoked with their session: a jti entry
+			// is not looked up for them (one kv read per token, not two).
+			sc := mustVerify(t, b, withSession)
+			if err := a.DenyToken(ctx, sc.ID, sc.ExpiresAt); err != nil {
+				t.Fatal(err)
+			}
+			mustVerify(t, b, withSession)
+
+			if err := a.DenyToken(ctx, "", c.ExpiresAt); err == nil {
+				t.Error("DenyToken without a token ID succeeded")
+			}
+			if err := a.DenyToken(ctx, "long-gone", clk.Now().Add(-time.Hour)); err != nil {
+				t.Errorf("DenyToken of a token expired long ago: %v, want nothing to do", err)
+			}
+		})
+	}
+}
+
+func TestDenyTokenLifetime(t *testing.T) {
+	ctx := t.Context()
+	clk := newClock()
+	m := startManager(t, sqliteStore(t), newKeyring(t), memoryKV(t, clk), clk, baseConfig())
+	revoked, control := issue(t, m, defaultClaims("")), issue(t, m, defaultClaims(""))
+	c := mustVerify(t, m, revoked)
+	if err := m.DenyToken(ctx, c.ID, c.ExpiresAt); err != nil {
+		t.Fatal(err)
+	}
+	// Verify accepts a token until Leeway past its exp: the entry lasts as
+	// long.
+	clk.Advance(c.ExpiresAt.Add(token.DefaultLeeway - time.Second).Sub(clk.Now()))
+	mustVerify(t, m, control)
+	wantInvalid(t, m, revoked)
+	ok, err := m.IsRevoked(ctx, c)
+	if err != nil || !ok {
+		t.Errorf("IsRevoked a second before the token's end = %v, %v; want true", ok, err)
+	}
+	clk.Advance(2 * time.Second)
+	if ok, err := m.IsRevoked(ctx, c); err != nil || ok {
+		t.Errorf("IsRevoked after the token's end = %v, %v; want the entry gone", ok, err)
+	}
+}
+
 // noPubSub is a kv store whose subscriptions never deliver: a node that
 // misses every announcement.
 type noPubSub struct{ kv.Store }
@@ -556,17 +618,18 @@ func TestRevocationFailsClosed(t *testing.T) {
 	withSession, withoutSession := issue(t, m, defaultClaims("s")), issue(t, m, defaultClaims(""))
 	state.broken.Store(true)
 
-	_, err := m.Verify(ctx, withSession)
-	if !errors.Is(err, token.ErrUnavailable) || errors.Is(err, token.ErrInvalid) {
-		t.Errorf("Verify with the deny list unreachable: %v, want ErrUnavailable", err)
+	// A token without a session is looked up by its jti (DenyToken): it
+	// fails closed too.
+	for _, raw := range []string{withSession, withoutSession} {
+		_, err := m.Verify(ctx, raw)
+		if !errors.Is(err, token.ErrUnavailable) || errors.Is(err, token.ErrInvalid) {
+			t.Errorf("Verify with the deny list unreachable: %v, want ErrUnavailable", err)
+		}
 	}
-	// Without a session there is no deny-list read; the kill switch is in
-	// memory.
-	mustVerify(t, m, withoutSession)
 
 	req := httptest.NewRequest(http.MethodGet, "/", nil)
 	req.Header.Set("Authorization", "Bearer "+withSession)
-	_, err = token.Authenticator{Tokens: m}.Authenticate(req)
+	_, err := token.Authenticator{Tokens: m}.Authenticate(req)
 	if err == nil || errors.Is(err, auth.ErrInvalidToken) {
 		t.Errorf("Authenticate with the deny list unreachable: %v, want a server error", err)
 	}
