@@ -116,6 +116,53 @@ func runOAuthSuite(t *testing.T, e *accountEnv) {
 		}
 	})
 
+	t.Run("RevokingAnotherClientsTokenRevealsNothing", func(t *testing.T) {
+		a := e.newClient(t, "client a", "introspect")
+		b := e.newClient(t, "client b", "introspect")
+		bToken := e.clientToken(t, b, "")
+		userRT := loginFull(t, e, "olive@example.com", strongPassword)["refresh_token"].(string)
+		revoke := func(tok string) (int, map[string]any) {
+			code, body, _ := form(t, e.url("/oauth2/revoke"), url.Values{"token": {tok}}, a.ID, a.Secret)
+			return code, body
+		}
+		unknownCode, unknownBody := revoke("unknown-token")
+		if unknownCode != 200 || len(unknownBody) != 0 {
+			t.Fatalf("revoking an unknown token = %d %v, want 200 {}", unknownCode, unknownBody)
+		}
+		for name, tok := range map[string]string{"another client's access token": bToken, "a first-party refresh token": userRT} {
+			if code, body := revoke(tok); code != unknownCode || len(body) != 0 {
+				t.Errorf("revoking %s without the revoke scope = %d %v, want the answer to an unknown token (%d %v)", name, code, body, unknownCode, unknownBody)
+			}
+		}
+		if got := e.introspect(t, ops, bToken); got["active"] != true {
+			t.Errorf("another client's token after a refused revocation: %v, want still active", got)
+		}
+		if got := e.introspect(t, ops, userRT); got["active"] != true {
+			t.Errorf("first-party refresh token after a refused revocation: %v, want still active", got)
+		}
+	})
+
+	t.Run("ClientRevokesItsOwnClientCredentialsToken", func(t *testing.T) {
+		c := e.newClient(t, "batch job", "introspect")
+		tok, other := e.clientToken(t, c, ""), e.clientToken(t, c, "")
+		if code, _, _ := call(t, "GET", e.url("/v1/me/sessions"), nil, bearer(tok)...); code != 200 {
+			t.Fatalf("client_credentials token on the API = %d before revocation", code)
+		}
+		if code, body, _ := form(t, e.url("/oauth2/revoke"), url.Values{"token": {tok}, "token_type_hint": {"access_token"}}, c.ID, c.Secret); code != 200 || len(body) != 0 {
+			t.Fatalf("revoking its own client_credentials token = %d %v, want 200 {}", code, body)
+		}
+		code, _, h := call(t, "GET", e.url("/v1/me/sessions"), nil, bearer(tok)...)
+		if code != 401 || h.Get("WWW-Authenticate") != `Bearer error="invalid_token"` {
+			t.Errorf("revoked client_credentials token on the API = %d %q, want 401 invalid_token", code, h.Get("WWW-Authenticate"))
+		}
+		if got := e.introspect(t, c, tok); got["active"] != false || len(got) != 1 {
+			t.Errorf("introspection of the revoked token = %v, want {active: false}", got)
+		}
+		if code, _, _ := call(t, "GET", e.url("/v1/me/sessions"), nil, bearer(other)...); code != 200 {
+			t.Errorf("another token of the same client = %d after the revocation, want 200 (revocation is per token)", code)
+		}
+	})
+
 	t.Run("ScopesAreSpaceDelimited", func(t *testing.T) {
 		c := e.newClient(t, "two scopes", "introspect,revoke")
 		scope := func(s string) (int, map[string]any) {

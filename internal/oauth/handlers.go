@@ -25,6 +25,7 @@ type Tokens interface {
 	Issue(ctx context.Context, ac token.AccessClaims) (string, time.Time, error)
 	Verify(ctx context.Context, raw string) (token.Claims, error)
 	DenySession(ctx context.Context, sessionID string, until time.Time) error
+	DenyToken(ctx context.Context, jti string, expiresAt time.Time) error
 }
 
 // Server serves the OAuth endpoints.
@@ -482,9 +483,12 @@ func (s *Server) introspectRefresh(ctx context.Context, raw string) (map[string]
 	return out, nil
 }
 
-// revoke implements RFC 7009: 200 for unknown or already invalid tokens; a
-// client may revoke the tokens issued to it, and a client with the revoke
-// scope any token.
+// revoke implements RFC 7009. A client may revoke the tokens issued to it,
+// and a client with the revoke scope any token. Every other case (an
+// unknown, expired or already revoked token, or another client's token)
+// gets the same empty 200 as a revocation (§2.2): who may revoke is
+// decided before anything depends on the kind of token, so the answer
+// says nothing about tokens that are not the caller's.
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	cl, p, ok := s.requireClient(w, r)
 	if !ok {
@@ -495,60 +499,106 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, oauthError{http.StatusBadRequest, "invalid_request", "token is required."})
 		return
 	}
-	ctx := r.Context()
-	mayRevoke := func(owner string) bool {
-		if owner == "" {
-			owner = session.FirstPartyClientID
-		}
-		return owner == cl.ID || slices.Contains(cl.Scopes, ScopeRevoke)
-	}
-	var sid, owner string
-	if looksLikeJWT(raw) {
-		c, err := s.Tokens.Verify(ctx, raw)
-		if err != nil {
-			writeTokenJSON(w, struct{}{})
-			return
-		}
-		if c.SessionID == "" {
-			writeOAuthError(w, oauthError{http.StatusBadRequest, "unsupported_token_type", "Access tokens without a session cannot be revoked; they expire on their own."})
-			return
-		}
-		sid, owner = c.SessionID, c.ClientID
-		if owner == session.FirstPartyClientID {
-			owner = ""
-		}
-	} else {
-		rt, err := s.Store.GetRefreshTokenByHash(ctx, secret.HashToken(raw))
-		if errors.Is(err, store.ErrNotFound) {
-			writeTokenJSON(w, struct{}{})
-			return
-		}
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		sid, owner = rt.SessionID, rt.ClientID
-	}
-	if !mayRevoke(owner) {
-		writeOAuthError(w, oauthError{http.StatusBadRequest, "unauthorized_client", "The token was not issued to this client."})
-		return
-	}
-	sess, err := s.Store.RevokeSession(ctx, sid, "revoked_by_client", time.Now().UTC())
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
+	t, found, err := s.findRevocable(r.Context(), raw)
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	if err == nil {
-		if err := s.Sessions.RevokeSessionTokens(ctx, sess.ID); err != nil {
+	if found && mayRevoke(cl, t.owner) {
+		if err := s.revokeToken(r, cl, t); err != nil {
 			s.fail(w, r, err)
 			return
 		}
-		_ = s.Store.AppendAuditEvent(ctx, store.AuditEvent{
-			OccurredAt: time.Now().UTC(), ActorID: cl.ID, SubjectID: sess.UserID, Action: "session.revoked_by_client",
-			Data: map[string]any{"session_id": sess.ID, "client_id": cl.ID},
-		})
 	}
 	writeTokenJSON(w, struct{}{})
+}
+
+// revocable is a live token as revocation sees it.
+type revocable struct {
+	owner     string // the client it was issued to; "" for Gatehouse's own API
+	sessionID string // its session, ended as a whole; "" for none
+	jti       string // an access token without a session is denied by jti
+	expiresAt time.Time
+}
+
+// findRevocable looks raw up as an access token (offline) or a refresh
+// token (one indexed lookup). found is false for an access token that does
+// not verify (invalid, expired or revoked) and an unknown refresh token.
+func (s *Server) findRevocable(ctx context.Context, raw string) (t revocable, found bool, err error) {
+	if looksLikeJWT(raw) {
+		c, err := s.Tokens.Verify(ctx, raw)
+		if errors.Is(err, token.ErrUnavailable) {
+			return revocable{}, false, err // the token may be live: do not claim it was revoked
+		}
+		if err != nil {
+			return revocable{}, false, nil
+		}
+		owner := c.ClientID
+		if owner == session.FirstPartyClientID {
+			owner = ""
+		}
+		return revocable{owner: owner, sessionID: c.SessionID, jti: c.ID, expiresAt: c.ExpiresAt}, true, nil
+	}
+	if len(raw) > 512 {
+		return revocable{}, false, nil
+	}
+	rt, err := s.Store.GetRefreshTokenByHash(ctx, secret.HashToken(raw))
+	if errors.Is(err, store.ErrNotFound) {
+		return revocable{}, false, nil
+	}
+	if err != nil {
+		return revocable{}, false, err
+	}
+	return revocable{owner: rt.ClientID, sessionID: rt.SessionID}, true, nil
+}
+
+// mayRevoke reports whether cl may revoke a token issued to owner.
+func mayRevoke(cl store.Client, owner string) bool {
+	return (owner != "" && owner == cl.ID) || slices.Contains(cl.Scopes, ScopeRevoke)
+}
+
+// revokeToken ends t's session (its refresh family and, through the deny
+// list, its access tokens) or, for an access token without a session,
+// puts that token on the deny list.
+func (s *Server) revokeToken(r *http.Request, cl store.Client, t revocable) error {
+	ctx := r.Context()
+	m := session.MetaOf(r, "")
+	now := time.Now().UTC()
+	if t.sessionID == "" {
+		if err := s.Tokens.DenyToken(ctx, t.jti, t.expiresAt); err != nil {
+			return err
+		}
+		s.audit(ctx, store.AuditEvent{
+			OccurredAt: now, ActorID: cl.ID, SubjectID: t.owner, Action: "token.revoked_by_client",
+			IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID,
+			Data: map[string]any{"jti": t.jti, "client_id": cl.ID},
+		})
+		return nil
+	}
+	sess, err := s.Store.RevokeSession(ctx, t.sessionID, "revoked_by_client", now)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := s.Sessions.RevokeSessionTokens(ctx, sess.ID); err != nil {
+		return err
+	}
+	s.audit(ctx, store.AuditEvent{
+		OccurredAt: now, ActorID: cl.ID, SubjectID: sess.UserID, Action: "session.revoked_by_client",
+		IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID,
+		Data: map[string]any{"session_id": sess.ID, "client_id": cl.ID},
+	})
+	return nil
+}
+
+// audit records e; the revocation it describes has happened already, so a
+// failure is logged rather than returned.
+func (s *Server) audit(ctx context.Context, e store.AuditEvent) {
+	if err := s.Store.AppendAuditEvent(ctx, e); err != nil {
+		s.Log.ErrorContext(ctx, "oauth: could not record an audit event", "action", e.Action, "error", err.Error())
+	}
 }
 
 func (s *Server) discovery(w http.ResponseWriter, r *http.Request) error {

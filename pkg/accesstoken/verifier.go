@@ -20,9 +20,10 @@
 //	// in a handler:
 //	claims, _ := accesstoken.ClaimsFrom(r.Context())
 //
-// A service cannot see Gatehouse's session deny list, so a token of a
-// session that was ended stays valid here until it expires (15 minutes by
-// default). Use Gatehouse's own endpoints where immediate revocation
+// A service cannot see Gatehouse's deny list, so a token of a session
+// that was ended, or a client_credentials token revoked at /oauth2/revoke,
+// stays valid here until it expires (15 minutes by default). Use
+// Gatehouse's own endpoints (introspection) where immediate revocation
 // matters.
 //
 // This package imports nothing from Gatehouse's internal packages.
