@@ -163,6 +163,20 @@ func runOAuthSuite(t *testing.T, e *accountEnv) {
 		}
 	})
 
+	t.Run("RefreshCannotWidenScope", func(t *testing.T) {
+		rt := loginFull(t, e, "olive@example.com", strongPassword)["refresh_token"].(string)
+		// A first-party refresh token was granted no scope: any requested
+		// scope exceeds the grant (RFC 6749 §6).
+		code, body, _ := form(t, e.url("/oauth2/token"), url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "scope": {"revoke"}})
+		if code != 400 || body["error"] != "invalid_scope" {
+			t.Errorf("refresh asking for a scope never granted = %d %v, want 400 invalid_scope", code, body)
+		}
+		// The refused request did not rotate (or burn) the token.
+		if code, body := refresh(t, e, rt); code != 200 || body["refresh_token"] == rt {
+			t.Errorf("refresh after the refused one = %d %v, want a rotation", code, body)
+		}
+	})
+
 	t.Run("ScopesAreSpaceDelimited", func(t *testing.T) {
 		c := e.newClient(t, "two scopes", "introspect,revoke")
 		scope := func(s string) (int, map[string]any) {
