@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Black-box tests of the /oauth2 and /.well-known endpoints against the
@@ -220,6 +222,47 @@ func runOAuthSuite(t *testing.T, e *accountEnv) {
 		}
 		if got := e.introspect(t, ops, login["refresh_token"].(string)); got["active"] != true || got["token_type"] != "refresh_token" {
 			t.Errorf("refresh token: %v, want token_type refresh_token", got)
+		}
+	})
+
+	// Last: it rotates the signing key to another algorithm.
+	t.Run("Discovery", func(t *testing.T) {
+		doc := func() map[string]any {
+			t.Helper()
+			res, raw := get(t, e.url("/.well-known/openid-configuration"))
+			var m map[string]any
+			if res.StatusCode != 200 || json.Unmarshal(raw, &m) != nil {
+				t.Fatalf("discovery = %d %s", res.StatusCode, raw)
+			}
+			return m
+		}
+		d := doc()
+		if _, ok := d["id_token_signing_alg_values_supported"]; ok {
+			t.Errorf("discovery advertises ID token algorithms, but no ID tokens are issued: %v", d)
+		}
+		types, ok := d["response_types_supported"].([]any)
+		if !ok || slices.Contains(types, any("token")) {
+			t.Errorf("response_types_supported = %v, want present (RFC 8414) without the implicit flow's \"token\"", d["response_types_supported"])
+		}
+		if got := toStrings(d["access_token_signing_alg_values_supported"]); !slices.Equal(got, []string{"RS256"}) {
+			t.Errorf("access_token_signing_alg_values_supported = %v, want [RS256]", got)
+		}
+		// Rotate to ES256: the RS256 key stays published (its tokens are
+		// alive), so both algorithms are in use.
+		if _, code := e.cliEnv(t, map[string]string{"GATEHOUSE_SIGNING_ALG": "ES256"}, "keys", "rotate"); code != 0 {
+			t.Fatal("keys rotate failed")
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		var got []string
+		for {
+			if got = toStrings(doc()["access_token_signing_alg_values_supported"]); len(got) == 2 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, []string{"ES256", "RS256"}) {
+			t.Errorf("after rotating to ES256, access_token_signing_alg_values_supported = %v, want ES256 and RS256 (the keys published)", got)
 		}
 	})
 }

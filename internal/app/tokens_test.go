@@ -67,9 +67,18 @@ func loginFull(t *testing.T, e *accountEnv, email, pw string) map[string]any {
 // cli runs a gatehouse command in process against the server's settings.
 func (e *accountEnv) cli(t *testing.T, args ...string) (string, int) {
 	t.Helper()
+	return e.cliEnv(t, nil, args...)
+}
+
+// cliEnv is cli with some settings overridden.
+func (e *accountEnv) cliEnv(t *testing.T, override map[string]string, args ...string) (string, int) {
+	t.Helper()
 	var stdout, stderr bytes.Buffer
 	env := map[string]string{"GATEHOUSE_ENV": "test", "GATEHOUSE_LOG_LEVEL": "error"}
 	for k, v := range e.cfgEnv {
+		env[k] = v
+	}
+	for k, v := range override {
 		env[k] = v
 	}
 	code := Run(context.Background(), Env{Args: args, Getenv: func(k string) string { return env[k] }, Stdin: strings.NewReader(strongPassword + "\n"), Stdout: &stdout, Stderr: &stderr})

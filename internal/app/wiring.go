@@ -279,7 +279,7 @@ func newRouter(d *deps) (*httpapi.Router, error) {
 	sessionHandlers.Routes(rt)
 	clients := &oauth.Clients{Store: d.db.store, Now: time.Now, CacheTTL: 10 * time.Second}
 	(&oauth.Server{
-		Issuer: d.cfg.Issuer, Algorithms: []string{d.cfg.SigningAlg}, Clients: clients, Sessions: d.sessions,
+		Issuer: d.cfg.Issuer, Clients: clients, Sessions: d.sessions,
 		Tokens: d.tokens, Store: d.db.store, Cookie: d.cfg.RefreshTokenCookie, Log: d.log,
 		UsernameTTL: 10 * time.Second,
 	}).Routes(rt)

@@ -27,16 +27,17 @@ type Tokens interface {
 	Verify(ctx context.Context, raw string) (token.Claims, error)
 	DenySession(ctx context.Context, sessionID string, until time.Time) error
 	DenyToken(ctx context.Context, jti string, expiresAt time.Time) error
+	// SigningAlgorithms lists the algorithms of the published keys.
+	SigningAlgorithms() []string
 }
 
 // Server serves the OAuth endpoints.
 type Server struct {
-	Issuer     string
-	Algorithms []string // signing algorithms advertised by discovery
-	Clients    *Clients
-	Sessions   *session.Service
-	Tokens     Tokens
-	Store      store.Store
+	Issuer   string
+	Clients  *Clients
+	Sessions *session.Service
+	Tokens   Tokens
+	Store    store.Store
 	// Cookie reads the refresh token from the refresh cookie when the
 	// request has none, and sets the rotated one there.
 	Cookie bool
@@ -665,23 +666,35 @@ func (s *Server) audit(ctx context.Context, e store.AuditEvent) {
 	}
 }
 
+// discovery serves the authorization server metadata (RFC 8414) at the
+// OpenID Connect discovery path, where clients look first. It lists only
+// what is served: no authorization endpoint (so no response types) and no
+// ID tokens.
 func (s *Server) discovery(w http.ResponseWriter, r *http.Request) error {
 	iss := strings.TrimRight(s.Issuer, "/")
+	// From the keys published, not the configured algorithm: after a
+	// rotation to another algorithm, tokens of both are alive.
+	algs := s.Tokens.SigningAlgorithms()
+	if algs == nil {
+		algs = []string{}
+	}
 	w.Header().Set("Cache-Control", "public, max-age=300")
 	return httpapi.WriteJSON(w, http.StatusOK, map[string]any{
-		"issuer":                                        iss,
-		"jwks_uri":                                      iss + "/.well-known/jwks.json",
-		"token_endpoint":                                iss + "/oauth2/token",
-		"introspection_endpoint":                        iss + "/oauth2/introspect",
-		"revocation_endpoint":                           iss + "/oauth2/revoke",
-		"grant_types_supported":                         []string{"refresh_token", "client_credentials"},
-		"response_types_supported":                      []string{"token"},
+		"issuer":                 iss,
+		"jwks_uri":               iss + "/.well-known/jwks.json",
+		"token_endpoint":         iss + "/oauth2/token",
+		"introspection_endpoint": iss + "/oauth2/introspect",
+		"revocation_endpoint":    iss + "/oauth2/revoke",
+		"grant_types_supported":  []string{"refresh_token", "client_credentials"},
+		// REQUIRED by RFC 8414 §2, and empty: both grants use the token
+		// endpoint only; there is no authorization endpoint to send a
+		// response_type to ("token" would promise the implicit flow).
+		"response_types_supported":                      []string{},
 		"subject_types_supported":                       []string{"public"},
 		"token_endpoint_auth_methods_supported":         []string{"client_secret_basic", "client_secret_post"},
 		"introspection_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
 		"revocation_endpoint_auth_methods_supported":    []string{"client_secret_basic", "client_secret_post"},
-		"id_token_signing_alg_values_supported":         s.Algorithms,
-		"access_token_signing_alg_values_supported":     s.Algorithms,
+		"access_token_signing_alg_values_supported":     algs,
 		"claims_supported":                              []string{"iss", "sub", "aud", "client_id", "exp", "iat", "nbf", "jti", "sid", "auth_time", "amr", "scope"},
 	})
 }

@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -419,6 +420,19 @@ func (m *Manager) JWKS() jose.JSONWebKeySet {
 		}
 	}
 	return set
+}
+
+// SigningAlgorithms returns the algorithms of the keys JWKS publishes,
+// each once, the newest key's first: what a verifier may meet in a live
+// token. Before Start it is empty.
+func (m *Manager) SigningAlgorithms() []string {
+	var algs []string
+	for _, k := range m.JWKS().Keys {
+		if !slices.Contains(algs, k.Algorithm) {
+			algs = append(algs, k.Algorithm)
+		}
+	}
+	return algs
 }
 
 // JWKSPath is where the key set is served.

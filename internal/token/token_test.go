@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -288,6 +289,38 @@ func TestRotation(t *testing.T) {
 		t.Errorf("PurgeExpiredKeys = %d, %v; want 1", n, err)
 	}
 	mustVerify(t, m, issue(t, m, defaultClaims("s1")))
+}
+
+// TestSigningAlgorithms: the algorithms discovery advertises are those of
+// the keys published, not the configured one.
+func TestSigningAlgorithms(t *testing.T) {
+	ctx := t.Context()
+	clk := newClock()
+	st, kr, state := sqliteStore(t), newKeyring(t), memoryKV(t, clk)
+	m := startManager(t, st, kr, state, clk, baseConfig()) // ES256
+	if got := m.SigningAlgorithms(); !slices.Equal(got, []string{"ES256"}) {
+		t.Errorf("SigningAlgorithms = %v, want [ES256]", got)
+	}
+	// Another node, configured for EdDSA, rotates: both keys are published
+	// while ES256 tokens may be alive, whatever this node's configuration.
+	ed := baseConfig()
+	ed.Algorithm = "EdDSA"
+	other, err := token.NewManager(ed, st, kr, state, discardLogger(), clk.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Minute)
+	if _, err := other.Rotate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the rotation reached the node", func() bool { return len(m.SigningAlgorithms()) == 2 })
+	if got := m.SigningAlgorithms(); !slices.Equal(got, []string{"EdDSA", "ES256"}) {
+		t.Errorf("SigningAlgorithms after the rotation = %v, want [EdDSA ES256] (newest first)", got)
+	}
+	clk.Advance(token.DefaultAccessTTL + token.DefaultReloadInterval + token.DefaultLeeway + time.Second)
+	if got := m.SigningAlgorithms(); !slices.Equal(got, []string{"EdDSA"}) {
+		t.Errorf("SigningAlgorithms after the ES256 key expired = %v, want [EdDSA]", got)
+	}
 }
 
 func TestRotateIfOlder(t *testing.T) {
