@@ -66,6 +66,9 @@ const (
 	revokeRefreshEvery = 5 * time.Second
 	// resubscribeEvery is how often a lost kv subscription is retried.
 	resubscribeEvery = 5 * time.Second
+	// unknownKeyReloadTimeout bounds a reload for an unknown kid, which
+	// runs on past the request that triggered it.
+	unknownKeyReloadTimeout = 10 * time.Second
 )
 
 // ErrNoSigningKey is returned by Issue when no current key can sign (none
@@ -341,15 +344,25 @@ func (m *Manager) reload(ctx context.Context) error {
 // unless a reload for that reason happened within unknownKeyReloadEvery.
 // The caller looks the key up again either way: a reload by another
 // goroutine may have brought it.
+//
+// The reload serves every later request as much as the one that
+// triggered it, so it does not end with that request (a client that sends
+// an unknown kid and hangs up must not cancel it and so hold back a
+// rotated key for unknownKeyReloadEvery); it has its own timeout. Its time
+// is recorded when it has finished, succeeded or failed (a failing
+// database is not queried again for every such token), not when it began.
 func (m *Manager) reloadForUnknownKey(ctx context.Context) {
 	m.unknownMu.Lock()
 	defer m.unknownMu.Unlock()
-	now := m.now()
-	if !m.lastUnknownReload.IsZero() && now.Sub(m.lastUnknownReload) < m.unknownKeyReloadEvery {
+	if !m.lastUnknownReload.IsZero() && m.now().Sub(m.lastUnknownReload) < m.unknownKeyReloadEvery {
 		return
 	}
-	m.lastUnknownReload = now
-	m.reloadLogged(ctx)
+	reloadCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), unknownKeyReloadTimeout)
+	defer cancel()
+	if err := m.reload(reloadCtx); err != nil {
+		m.log.ErrorContext(ctx, "token: reloading signing keys for an unknown kid failed; keeping the keys loaded before", "error", err)
+	}
+	m.lastUnknownReload = m.now()
 }
 
 // Rotate makes a new key (of the configured algorithm) current. The keys

@@ -810,6 +810,57 @@ func TestVerifyWithoutDatabase(t *testing.T) {
 	}
 }
 
+// gatedStore holds ListSigningKeys, while gated, until released: a slow
+// database query.
+type gatedStore struct {
+	store.SigningKeyStore
+	gated            atomic.Bool
+	arrived, release chan struct{}
+}
+
+func (s *gatedStore) ListSigningKeys(ctx context.Context, now time.Time) ([]store.SigningKey, error) {
+	if s.gated.Load() {
+		s.arrived <- struct{}{}
+		<-s.release
+	}
+	return s.SigningKeyStore.ListSigningKeys(ctx, now)
+}
+
+// TestUnknownKidReloadOutlivesTheRequest: a client that sends a token with
+// an unknown kid and hangs up while the keys are being reloaded must not
+// cancel the reload, nor make the Manager believe it reloaded: the rotated
+// key is there for the next request at once.
+func TestUnknownKidReloadOutlivesTheRequest(t *testing.T) {
+	clk := newClock()
+	inner, kr, state := sqliteStore(t), newKeyring(t), memoryKV(t, clk)
+	st := &gatedStore{SigningKeyStore: inner, arrived: make(chan struct{}), release: make(chan struct{})}
+	cfg := baseConfig()
+	cfg.ReloadInterval = time.Hour
+	a := startManager(t, st, kr, noPubSub{state}, clk, cfg) // misses the rotation message
+	b := startManager(t, inner, kr, state, clk, cfg)
+	if _, err := b.Rotate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	tok := issue(t, b, defaultClaims("s1"))
+
+	st.gated.Store(true)
+	ctx, hangUp := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = a.Verify(ctx, tok)
+	}()
+	<-st.arrived // the reload is under way
+	hangUp()
+	st.gated.Store(false)
+	close(st.release)
+	<-done
+
+	// The clock has not moved, so no other reload for an unknown kid may
+	// happen: the key must have come with the first.
+	mustVerify(t, a, tok)
+}
+
 func TestPrivateKeysSealedAtRest(t *testing.T) {
 	ctx := t.Context()
 	clk := newClock()
