@@ -278,3 +278,84 @@ func TestOAuthPostgresRedis(t *testing.T) {
 	}
 	runOAuthSuite(t, newAccountEnv(t, env))
 }
+
+// runRefreshCookieCSRF: a refresh token taken from the cookie is used only
+// by a request a cross-site form cannot forge: a JSON body (which needs a
+// CORS preflight) or an Origin from the CORS allowlist.
+func runRefreshCookieCSRF(t *testing.T, env map[string]string) {
+	all := map[string]string{
+		"GATEHOUSE_REFRESH_TOKEN_COOKIE": "true",
+		"GATEHOUSE_CORS_ALLOWED_ORIGINS": "https://app.example.test",
+		"GATEHOUSE_REFRESH_REUSE_GRACE":  "0s",
+	}
+	for k, v := range env {
+		all[k] = v
+	}
+	e := newAccountEnv(t, all)
+	e.signUp(t, "paula@example.com")
+	req, _ := http.NewRequest("POST", e.url("/v1/auth/login"), strings.NewReader(`{"email":"paula@example.com","password":"`+strongPassword+`"}`))
+	req.Header.Set("Content-Type", "application/json")
+	res, _ := do(t, req)
+	var cookie *http.Cookie
+	for _, c := range res.Cookies() {
+		if c.Name == "__Host-gatehouse_refresh" {
+			cookie = c
+		}
+	}
+	if cookie == nil {
+		t.Fatal("no refresh cookie after login")
+	}
+	refreshWith := func(contentType, body string, header ...string) (int, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", e.url("/oauth2/token"), strings.NewReader(body))
+		req.Header.Set("Content-Type", contentType)
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		req.AddCookie(cookie)
+		res, raw := do(t, req)
+		var out map[string]any
+		json.Unmarshal(raw, &out)
+		for _, c := range res.Cookies() {
+			if c.Name == cookie.Name && c.Value != "" {
+				cookie = c
+			}
+		}
+		return res.StatusCode, out
+	}
+	const formBody = "grant_type=refresh_token"
+	for _, c := range []struct {
+		name   string
+		header []string
+	}{
+		{"no Origin", nil},
+		{"an Origin not allowed", []string{"Origin", "https://evil.example"}},
+		{"Origin null", []string{"Origin", "null"}},
+	} {
+		code, body := refreshWith("application/x-www-form-urlencoded", formBody, c.header...)
+		if (code != 400 && code != 403) || body["error"] != "invalid_request" {
+			t.Errorf("cookie refresh by a form post with %s = %d %v, want refused with invalid_request", c.name, code, body)
+		}
+	}
+	// Those refusals neither rotated nor cleared the cookie (with no grace
+	// window a rotated token would now be refused as reuse).
+	if code, body := refreshWith("application/x-www-form-urlencoded", formBody, "Origin", "https://app.example.test"); code != 200 || body["access_token"] == nil {
+		t.Errorf("cookie refresh by a form post from an allowed Origin = %d %v, want 200", code, body)
+	}
+	if code, body := refreshWith("application/json", `{"grant_type":"refresh_token"}`); code != 200 || body["access_token"] == nil {
+		t.Errorf("cookie refresh with a JSON body = %d %v, want 200", code, body)
+	}
+	// A refresh token in the body is not ambient: no Origin needed.
+	body := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {cookie.Value}}.Encode()
+	req, _ = http.NewRequest("POST", e.url("/oauth2/token"), strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if res, raw := do(t, req); res.StatusCode != 200 {
+		t.Errorf("refresh with the token in a form body = %d %s, want 200", res.StatusCode, raw)
+	}
+}
+
+func TestRefreshCookieCSRFEmbedded(t *testing.T) { runRefreshCookieCSRF(t, nil) }
+
+func TestRefreshCookieCSRFPostgresRedis(t *testing.T) {
+	runRefreshCookieCSRF(t, postgresRedisEnv(t))
+}

@@ -280,7 +280,7 @@ func newRouter(d *deps) (*httpapi.Router, error) {
 	clients := &oauth.Clients{Store: d.db.store, Now: time.Now, CacheTTL: 10 * time.Second}
 	(&oauth.Server{
 		Issuer: d.cfg.Issuer, Clients: clients, Sessions: d.sessions,
-		Tokens: d.tokens, Store: d.db.store, Cookie: d.cfg.RefreshTokenCookie, Log: d.log,
+		Tokens: d.tokens, Store: d.db.store, Cookie: d.cfg.RefreshTokenCookie, AllowedOrigins: d.cfg.CORSAllowedOrigins, Log: d.log,
 		UsernameTTL: 10 * time.Second,
 	}).Routes(rt)
 	d.tokens.Routes(rt)

@@ -41,7 +41,12 @@ type Server struct {
 	// Cookie reads the refresh token from the refresh cookie when the
 	// request has none, and sets the rotated one there.
 	Cookie bool
-	Log    *slog.Logger
+	// AllowedOrigins are the browser origins allowed to call the API (the
+	// CORS allowlist, GATEHOUSE_CORS_ALLOWED_ORIGINS). A refresh with the
+	// token from the cookie needs one of them as its Origin, or a JSON
+	// body.
+	AllowedOrigins []string
+	Log            *slog.Logger
 	// UsernameTTL, when positive, keeps the email address introspection
 	// reports as an access token's username this long, so a call costs no
 	// database query; an address change shows there after at most this
@@ -261,6 +266,14 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request, p url.Values, c
 		writeOAuthError(w, oauthError{http.StatusBadRequest, "invalid_request", "refresh_token is required."})
 		return
 	}
+	// The browser attaches the cookie to any request, a form another site
+	// posts included. Only one a cross-site page cannot make uses it: a
+	// JSON body (which needs a CORS preflight) or an allowed Origin. The
+	// cookie is left alone: a forged request must not log the user out.
+	if fromCookie && !s.notCrossSite(r) {
+		writeOAuthError(w, oauthError{http.StatusBadRequest, "invalid_request", "A refresh token from the cookie needs a JSON body or an allowed Origin."})
+		return
+	}
 	// RFC 6749 §6: a requested scope may narrow the grant, never widen it.
 	// Looked up (one indexed read) only when a scope is asked for.
 	var asked, granted []string
@@ -350,6 +363,17 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request, p url.Values, c
 		delete(out, "refresh_token")
 	}
 	writeTokenJSON(w, out)
+}
+
+// notCrossSite reports whether r cannot be a cross-site form post: its
+// body is JSON, or its Origin is one of AllowedOrigins (compared as the
+// CORS middleware compares them).
+func (s *Server) notCrossSite(r *http.Request) bool {
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/json" {
+		return true
+	}
+	origin := r.Header.Get("Origin")
+	return origin != "" && slices.ContainsFunc(s.AllowedOrigins, func(o string) bool { return strings.TrimRight(o, "/") == origin })
 }
 
 var errScopeNotGranted = oauthError{http.StatusBadRequest, "invalid_scope", "The requested scope exceeds the scope originally granted."}

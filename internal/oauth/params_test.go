@@ -73,3 +73,30 @@ func FuzzJSONParams(f *testing.F) {
 		}
 	})
 }
+
+func TestNotCrossSite(t *testing.T) {
+	s := &Server{AllowedOrigins: []string{"https://app.example.test/", "http://localhost:3000"}}
+	for _, c := range []struct {
+		contentType, origin string
+		want                bool
+	}{
+		{"application/json", "", true},
+		{"application/json; charset=utf-8", "https://evil.example", true}, // a cross-site page cannot send it without a preflight
+		{"application/x-www-form-urlencoded", "https://app.example.test", true},
+		{"application/x-www-form-urlencoded", "http://localhost:3000", true},
+		{"application/x-www-form-urlencoded", "", false},
+		{"application/x-www-form-urlencoded", "null", false},
+		{"application/x-www-form-urlencoded", "https://app.example.test.evil.example", false},
+		{"application/x-www-form-urlencoded", "http://app.example.test", false},
+		{"text/plain", "https://evil.example", false},
+	} {
+		r := httptest.NewRequest("POST", "/oauth2/token", nil)
+		r.Header.Set("Content-Type", c.contentType)
+		if c.origin != "" {
+			r.Header.Set("Origin", c.origin)
+		}
+		if got := s.notCrossSite(r); got != c.want {
+			t.Errorf("Content-Type %q, Origin %q: notCrossSite = %v, want %v", c.contentType, c.origin, got, c.want)
+		}
+	}
+}
