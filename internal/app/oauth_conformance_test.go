@@ -225,6 +225,29 @@ func runOAuthSuite(t *testing.T, e *accountEnv) {
 		}
 	})
 
+	t.Run("ClientCreatedThroughAdminAPIIsAudited", func(t *testing.T) {
+		if _, code := e.cli(t, "users", "create", "--email", "oscar@example.com", "--password-stdin", "--admin", "--verified"); code != 0 {
+			t.Fatal("users create --admin failed")
+		}
+		adminAT := e.login(t, "oscar@example.com", strongPassword)
+		code, body, _ := call(t, "POST", e.url("/v1/admin/clients"), map[string]any{"name": "via admin", "scopes": []string{"introspect"}},
+			append(bearer(adminAT), "User-Agent", "gatehouse-audit-test/1.0", "X-Request-ID", "req-client-created-1")...)
+		if code != 201 {
+			t.Fatalf("admin create client = %d %v", code, body)
+		}
+		q := "SELECT COALESCE(ip, ''), COALESCE(user_agent, ''), COALESCE(request_id, '') FROM audit_events WHERE action = 'client.created' AND subject_id = ?"
+		if e.dialect == "postgres" {
+			q = strings.Replace(q, "?", "$1", 1)
+		}
+		var ip, ua, rid string
+		if err := e.db.QueryRow(q, body["client_id"]).Scan(&ip, &ua, &rid); err != nil {
+			t.Fatalf("client.created event: %v", err)
+		}
+		if ip != "127.0.0.1" || ua != "gatehouse-audit-test/1.0" || rid != "req-client-created-1" {
+			t.Errorf("client.created event has ip %q, user agent %q, request id %q", ip, ua, rid)
+		}
+	})
+
 	// Last: it rotates the signing key to another algorithm.
 	t.Run("Discovery", func(t *testing.T) {
 		doc := func() map[string]any {

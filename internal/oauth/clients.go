@@ -9,11 +9,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/secret"
+	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
 
@@ -103,8 +105,24 @@ func validScopeToken(s string) bool {
 	return s != ""
 }
 
+// Actor is who registers a client, for the audit trail. A request through
+// the admin API has an IP, a user agent and a request ID (ActorOf); the
+// CLI has none of them, nor a user.
+type Actor struct {
+	UserID    string
+	IP        string
+	UserAgent string
+	RequestID string
+}
+
+// ActorOf is the user userID acting through r.
+func ActorOf(r *http.Request, userID string) Actor {
+	m := session.MetaOf(r, "")
+	return Actor{UserID: userID, IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID}
+}
+
 // Create registers a client and returns its secret (never stored).
-func (c *Clients) Create(ctx context.Context, name string, scopes []string, actorID string) (NewClient, error) {
+func (c *Clients) Create(ctx context.Context, name string, scopes []string, actor Actor) (NewClient, error) {
 	name = strings.TrimSpace(name)
 	if name == "" || len(name) > 200 {
 		return NewClient{}, errors.New("oauth: a client name of 1 to 200 characters is required")
@@ -125,7 +143,8 @@ func (c *Clients) Create(ctx context.Context, name string, scopes []string, acto
 		return NewClient{}, err
 	}
 	if err := c.Store.AppendAuditEvent(ctx, store.AuditEvent{
-		OccurredAt: now, ActorID: actorID, SubjectID: cl.ID, Action: "client.created",
+		OccurredAt: now, ActorID: actor.UserID, SubjectID: cl.ID, Action: "client.created",
+		IP: actor.IP, UserAgent: actor.UserAgent, RequestID: actor.RequestID,
 		Data: map[string]any{"name": name, "scopes": scopes},
 	}); err != nil {
 		return NewClient{}, err

@@ -2,11 +2,13 @@ package oauth
 
 import (
 	"context"
+	"net/http/httptest"
 	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/logging"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
 
@@ -143,5 +145,41 @@ func TestScopeParsing(t *testing.T) {
 				t.Errorf("%s(%q) = %q, want %q", p.name, c.in, got, p.want)
 			}
 		}
+	}
+}
+
+// recordingStore keeps created clients and audit events.
+type recordingStore struct {
+	store.ClientStore
+	events []store.AuditEvent
+}
+
+func (s *recordingStore) CreateClient(_ context.Context, c store.Client) (store.Client, error) {
+	return c, nil
+}
+
+func (s *recordingStore) AppendAuditEvent(_ context.Context, e store.AuditEvent) error {
+	s.events = append(s.events, e)
+	return nil
+}
+
+// TestCreateRecordsActor: a client registered through the admin API is
+// audited with the request's IP, user agent and request ID.
+func TestCreateRecordsActor(t *testing.T) {
+	st := &recordingStore{}
+	c := &Clients{Store: st, Now: time.Now}
+	r := httptest.NewRequest("POST", "/v1/admin/clients", nil)
+	r.Header.Set("User-Agent", "admin-console/2.0")
+	r = r.WithContext(logging.WithRequestID(r.Context(), "req-42"))
+	nc, err := c.Create(t.Context(), "reporting", []string{"introspect"}, ActorOf(r, "admin-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.events) != 1 {
+		t.Fatalf("%d audit events, want 1", len(st.events))
+	}
+	e := st.events[0]
+	if e.Action != "client.created" || e.ActorID != "admin-1" || e.SubjectID != nc.Client.ID || e.UserAgent != "admin-console/2.0" || e.RequestID != "req-42" {
+		t.Errorf("audit event = %+v", e)
 	}
 }

@@ -83,7 +83,7 @@ func newScopedEnv(t *testing.T, st store.Store) *scopedEnv {
 	t.Cleanup(func() { stop(); <-tokens.Done() })
 
 	clients := &oauth.Clients{Store: st, Now: time.Now}
-	cl, err := clients.Create(ctx, "scoped", []string{"read", "write", "admin"}, "")
+	cl, err := clients.Create(ctx, "scoped", []string{"read", "write", "admin"}, oauth.Actor{})
 	if err != nil {
 		t.Fatal(err)
 	}
