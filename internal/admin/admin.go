@@ -301,7 +301,7 @@ func (h *Handlers) createClient(w http.ResponseWriter, r *http.Request) error {
 		return httpapi.Validation(fe...)
 	}
 	p, _ := auth.FromContext(r.Context())
-	nc, err := h.Clients.Create(r.Context(), in.Name, scopes, p.UserID)
+	nc, err := h.Clients.Create(r.Context(), in.Name, scopes, oauth.ActorOf(r, p.UserID))
 	if err != nil {
 		return err
 	}

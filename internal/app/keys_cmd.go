@@ -171,7 +171,7 @@ func (c *cli) clients(ctx context.Context, args []string) int {
 	cl := &oauth.Clients{Store: db.store, Now: time.Now}
 	switch args[0] {
 	case "create":
-		nc, err := cl.Create(ctx, name, scopeList, "")
+		nc, err := cl.Create(ctx, name, scopeList, oauth.Actor{})
 		if err != nil {
 			return c.printFailure("clients create", err)
 		}

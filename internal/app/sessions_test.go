@@ -19,6 +19,7 @@ func TestSessionOptions(t *testing.T) {
 		"GATEHOUSE_REFRESH_TOKEN_COOKIE":   "true",
 		"GATEHOUSE_BIND_REFRESH_TO_DEVICE": "true",
 		"GATEHOUSE_MAX_SESSIONS_PER_USER":  "2",
+		"GATEHOUSE_CORS_ALLOWED_ORIGINS":   "https://app.example.test",
 	})
 	e.signUp(t, "ivy@example.com")
 
@@ -52,6 +53,7 @@ func TestSessionOptions(t *testing.T) {
 		req, _ := http.NewRequest("POST", e.url("/oauth2/token"), strings.NewReader(url.Values{"grant_type": {"refresh_token"}, "device_id": {device}}.Encode()))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		req.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36")
+		req.Header.Set("Origin", "https://app.example.test") // a form post with the cookie needs an allowed Origin
 		req.AddCookie(c)
 		res, err := http.DefaultClient.Do(req)
 		if err != nil {

@@ -67,9 +67,18 @@ func loginFull(t *testing.T, e *accountEnv, email, pw string) map[string]any {
 // cli runs a gatehouse command in process against the server's settings.
 func (e *accountEnv) cli(t *testing.T, args ...string) (string, int) {
 	t.Helper()
+	return e.cliEnv(t, nil, args...)
+}
+
+// cliEnv is cli with some settings overridden.
+func (e *accountEnv) cliEnv(t *testing.T, override map[string]string, args ...string) (string, int) {
+	t.Helper()
 	var stdout, stderr bytes.Buffer
 	env := map[string]string{"GATEHOUSE_ENV": "test", "GATEHOUSE_LOG_LEVEL": "error"}
 	for k, v := range e.cfgEnv {
+		env[k] = v
+	}
+	for k, v := range override {
 		env[k] = v
 	}
 	code := Run(context.Background(), Env{Args: args, Getenv: func(k string) string { return env[k] }, Stdin: strings.NewReader(strongPassword + "\n"), Stdout: &stdout, Stderr: &stderr})
@@ -266,7 +275,7 @@ func runTokenSuite(t *testing.T, e *accountEnv) {
 			t.Errorf("introspection with a wrong secret = %d, want 401", c)
 		}
 		c, b := intro(at, cl.ClientID, cl.ClientSecret)
-		if c != 200 || b["active"] != true || b["sub"] == nil || b["username"] != "dora@example.com" || b["sid"] != login["session_id"] || b["token_type"] != "access_token" {
+		if c != 200 || b["active"] != true || b["sub"] == nil || b["username"] != "dora@example.com" || b["sid"] != login["session_id"] || b["token_type"] != "Bearer" {
 			t.Errorf("introspect live access token = %d %v", c, b)
 		}
 		c, b = intro(rt, cl.ClientID, cl.ClientSecret)

@@ -288,8 +288,8 @@ func newRouter(d *deps) (*httpapi.Router, error) {
 	sessionHandlers.Routes(rt)
 	clients := &oauth.Clients{Store: d.db.store, Now: time.Now, CacheTTL: 10 * time.Second}
 	(&oauth.Server{
-		Issuer: d.cfg.Issuer, Algorithms: []string{d.cfg.SigningAlg}, Clients: clients, Sessions: d.sessions,
-		Tokens: d.tokens, Store: d.db.store, Cookie: d.cfg.RefreshTokenCookie, Log: d.log,
+		Issuer: d.cfg.Issuer, Clients: clients, Sessions: d.sessions,
+		Tokens: d.tokens, Store: d.db.store, Cookie: d.cfg.RefreshTokenCookie, AllowedOrigins: d.cfg.CORSAllowedOrigins, Log: d.log,
 		UsernameTTL: 10 * time.Second,
 	}).Routes(rt)
 	d.tokens.Routes(rt)

@@ -7,6 +7,7 @@ package auth
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -48,6 +49,12 @@ func FromContext(ctx context.Context) (Principal, bool) {
 // expired or revoked credential.
 var ErrInvalidToken = errors.New("auth: invalid token")
 
+// ErrNoCredentials is returned by authenticators for a request that
+// carries no credentials of theirs at all (no Authorization header, or
+// another scheme). It is an ErrInvalidToken too; Require answers it with a
+// challenge that names no error (RFC 6750 §3.1).
+var ErrNoCredentials = fmt.Errorf("%w: no credentials", ErrInvalidToken)
+
 // Authenticator turns a request's credentials into a Principal.
 type Authenticator interface {
 	Authenticate(r *http.Request) (Principal, error)
@@ -64,20 +71,37 @@ func BearerToken(r *http.Request) (string, bool) {
 	return token, token != ""
 }
 
-// Unauthorized is the RFC 6750 401 problem.
+// Unauthorized is the RFC 6750 401 problem for a token that was sent but
+// is malformed, expired or revoked: WWW-Authenticate: Bearer
+// error="invalid_token".
 func Unauthorized() *httpapi.Problem {
+	return challenge(`Bearer error="invalid_token"`)
+}
+
+// Unauthenticated is the RFC 6750 401 problem for a request without
+// credentials: a bare "WWW-Authenticate: Bearer", since "the resource
+// server SHOULD NOT include an error code" when the client did not try.
+func Unauthenticated() *httpapi.Problem {
+	return challenge("Bearer")
+}
+
+func challenge(header string) *httpapi.Problem {
 	p := httpapi.NewProblem(http.StatusUnauthorized, "unauthorized", "A valid access token is required.")
-	p.Header = http.Header{"WWW-Authenticate": {`Bearer error="invalid_token"`}}
+	p.Header = http.Header{"WWW-Authenticate": {header}}
 	return p
 }
 
 // Require wraps h so that it runs only for an authenticated caller, with
 // the Principal in the request context; others get 401 with
-// WWW-Authenticate (RFC 6750). Authenticator failures other than
+// WWW-Authenticate (RFC 6750): no error code without credentials,
+// error="invalid_token" for a bad one. Authenticator failures other than
 // ErrInvalidToken (e.g. the deny list is unreachable) are server errors.
 func Require(a Authenticator, h httpapi.HandlerFunc) httpapi.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		p, err := a.Authenticate(r)
+		if errors.Is(err, ErrNoCredentials) {
+			return Unauthenticated()
+		}
 		if errors.Is(err, ErrInvalidToken) {
 			return Unauthorized()
 		}

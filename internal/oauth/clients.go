@@ -9,11 +9,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/secret"
+	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
 
@@ -64,15 +66,26 @@ type NewClient struct {
 	Secret string
 }
 
-// ParseScopes splits a comma- or space-separated scope list and checks
-// each name (RFC 6749 scope-token characters).
+// ParseScopes splits the comma- or space-separated scope list of the
+// clients create --scopes flag and checks each name (RFC 6749 scope-token
+// characters). Scopes sent to the endpoints are space-delimited only; see
+// parseScopeParam.
 func ParseScopes(s string) ([]string, error) {
+	return scopeList(strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }))
+}
+
+// parseScopeParam parses a scope request parameter (RFC 6749 §3.3): names
+// delimited by spaces, so a comma is part of a name, not a separator.
+func parseScopeParam(s string) ([]string, error) {
+	return scopeList(strings.FieldsFunc(s, func(r rune) bool { return r == ' ' }))
+}
+
+// scopeList checks each name and drops repeats, keeping the first order.
+func scopeList(names []string) ([]string, error) {
 	var out []string
-	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
-		for _, r := range f {
-			if r < 0x21 || r > 0x7e || r == '"' || r == '\\' {
-				return nil, fmt.Errorf("%w: %q", ErrInvalidScope, f)
-			}
+	for _, f := range names {
+		if !validScopeToken(f) {
+			return nil, fmt.Errorf("%w: %q", ErrInvalidScope, f)
 		}
 		if !slices.Contains(out, f) {
 			out = append(out, f)
@@ -81,8 +94,35 @@ func ParseScopes(s string) ([]string, error) {
 	return out, nil
 }
 
+// validScopeToken reports whether s is a scope-token: one or more of
+// %x21 / %x23-5B / %x5D-7E (printable ASCII but space, '"' and '\').
+func validScopeToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// Actor is who registers a client, for the audit trail. A request through
+// the admin API has an IP, a user agent and a request ID (ActorOf); the
+// CLI has none of them, nor a user.
+type Actor struct {
+	UserID    string
+	IP        string
+	UserAgent string
+	RequestID string
+}
+
+// ActorOf is the user userID acting through r.
+func ActorOf(r *http.Request, userID string) Actor {
+	m := session.MetaOf(r, "")
+	return Actor{UserID: userID, IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID}
+}
+
 // Create registers a client and returns its secret (never stored).
-func (c *Clients) Create(ctx context.Context, name string, scopes []string, actorID string) (NewClient, error) {
+func (c *Clients) Create(ctx context.Context, name string, scopes []string, actor Actor) (NewClient, error) {
 	name = strings.TrimSpace(name)
 	if name == "" || len(name) > 200 {
 		return NewClient{}, errors.New("oauth: a client name of 1 to 200 characters is required")
@@ -103,7 +143,8 @@ func (c *Clients) Create(ctx context.Context, name string, scopes []string, acto
 		return NewClient{}, err
 	}
 	if err := c.Store.AppendAuditEvent(ctx, store.AuditEvent{
-		OccurredAt: now, ActorID: actorID, SubjectID: cl.ID, Action: "client.created",
+		OccurredAt: now, ActorID: actor.UserID, SubjectID: cl.ID, Action: "client.created",
+		IP: actor.IP, UserAgent: actor.UserAgent, RequestID: actor.RequestID,
 		Data: map[string]any{"name": name, "scopes": scopes},
 	}); err != nil {
 		return NewClient{}, err

@@ -2,10 +2,13 @@ package oauth
 
 import (
 	"context"
+	"net/http/httptest"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/logging"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
 
@@ -103,5 +106,80 @@ func TestIntrospectionCachesUsernames(t *testing.T) {
 	name("u1")
 	if n := st.gets.Load() - before; n != 2 {
 		t.Errorf("without a TTL GetUser was called %d times for 2 calls", n)
+	}
+}
+
+func TestScopeParsing(t *testing.T) {
+	for _, c := range []struct {
+		in        string
+		cli, wire []string // nil: refused
+	}{
+		{"introspect revoke", []string{"introspect", "revoke"}, []string{"introspect", "revoke"}},
+		// The CLI flag takes commas; on the wire (RFC 6749 §3.3) a comma is
+		// part of a scope name.
+		{"introspect,revoke", []string{"introspect", "revoke"}, []string{"introspect,revoke"}},
+		{"a a b a", []string{"a", "b"}, []string{"a", "b"}},
+		{" a  b ", []string{"a", "b"}, []string{"a", "b"}},
+		{"", nil, nil},
+		{"!#[]~", []string{"!#[]~"}, []string{"!#[]~"}},
+		{"a\tb", nil, nil},
+		{"a\nb", nil, nil},
+		{`a"b`, nil, nil},
+		{`a\b`, nil, nil},
+		{"caf\u00e9", nil, nil},
+		{"a\x7f", nil, nil},
+	} {
+		for _, p := range []struct {
+			name  string
+			parse func(string) ([]string, error)
+			want  []string
+		}{{"ParseScopes", ParseScopes, c.cli}, {"parseScopeParam", parseScopeParam, c.wire}} {
+			got, err := p.parse(c.in)
+			wantErr := p.want == nil && c.in != ""
+			switch {
+			case wantErr && err == nil:
+				t.Errorf("%s(%q) = %q, want an error", p.name, c.in, got)
+			case !wantErr && err != nil:
+				t.Errorf("%s(%q): %v", p.name, c.in, err)
+			case !wantErr && !slices.Equal(got, p.want):
+				t.Errorf("%s(%q) = %q, want %q", p.name, c.in, got, p.want)
+			}
+		}
+	}
+}
+
+// recordingStore keeps created clients and audit events.
+type recordingStore struct {
+	store.ClientStore
+	events []store.AuditEvent
+}
+
+func (s *recordingStore) CreateClient(_ context.Context, c store.Client) (store.Client, error) {
+	return c, nil
+}
+
+func (s *recordingStore) AppendAuditEvent(_ context.Context, e store.AuditEvent) error {
+	s.events = append(s.events, e)
+	return nil
+}
+
+// TestCreateRecordsActor: a client registered through the admin API is
+// audited with the request's IP, user agent and request ID.
+func TestCreateRecordsActor(t *testing.T) {
+	st := &recordingStore{}
+	c := &Clients{Store: st, Now: time.Now}
+	r := httptest.NewRequest("POST", "/v1/admin/clients", nil)
+	r.Header.Set("User-Agent", "admin-console/2.0")
+	r = r.WithContext(logging.WithRequestID(r.Context(), "req-42"))
+	nc, err := c.Create(t.Context(), "reporting", []string{"introspect"}, ActorOf(r, "admin-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.events) != 1 {
+		t.Fatalf("%d audit events, want 1", len(st.events))
+	}
+	e := st.events[0]
+	if e.Action != "client.created" || e.ActorID != "admin-1" || e.SubjectID != nc.Client.ID || e.UserAgent != "admin-console/2.0" || e.RequestID != "req-42" {
+		t.Errorf("audit event = %+v", e)
 	}
 }

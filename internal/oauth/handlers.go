@@ -1,9 +1,11 @@
 package oauth
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -24,20 +26,27 @@ type Tokens interface {
 	Issue(ctx context.Context, ac token.AccessClaims) (string, time.Time, error)
 	Verify(ctx context.Context, raw string) (token.Claims, error)
 	DenySession(ctx context.Context, sessionID string, until time.Time) error
+	DenyToken(ctx context.Context, jti string, expiresAt time.Time) error
+	// SigningAlgorithms lists the algorithms of the published keys.
+	SigningAlgorithms() []string
 }
 
 // Server serves the OAuth endpoints.
 type Server struct {
-	Issuer     string
-	Algorithms []string // signing algorithms advertised by discovery
-	Clients    *Clients
-	Sessions   *session.Service
-	Tokens     Tokens
-	Store      store.Store
+	Issuer   string
+	Clients  *Clients
+	Sessions *session.Service
+	Tokens   Tokens
+	Store    store.Store
 	// Cookie reads the refresh token from the refresh cookie when the
 	// request has none, and sets the rotated one there.
 	Cookie bool
-	Log    *slog.Logger
+	// AllowedOrigins are the browser origins allowed to call the API (the
+	// CORS allowlist, GATEHOUSE_CORS_ALLOWED_ORIGINS). A refresh with the
+	// token from the cookie needs one of them as its Origin, or a JSON
+	// body.
+	AllowedOrigins []string
+	Log            *slog.Logger
 	// UsernameTTL, when positive, keeps the email address introspection
 	// reports as an access token's username this long, so a call costs no
 	// database query; an address change shows there after at most this
@@ -96,26 +105,18 @@ var (
 	errServer         = oauthError{http.StatusInternalServerError, "server_error", "An unexpected error occurred."}
 )
 
+// errRepeated is a parameter given more than once (RFC 6749 §3.1: "Request
+// and response parameters MUST NOT be included more than once").
+var errRepeated = errors.New("oauth: repeated parameter")
+
 // params reads an application/x-www-form-urlencoded body (RFC 6749) or,
-// as a convenience, a flat JSON object of strings.
+// as a convenience, a flat JSON object of strings. A parameter given twice,
+// in either form, makes the request invalid rather than letting one of the
+// values win silently.
 func params(r *http.Request) (url.Values, error) {
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if mt == "application/json" {
-		var m map[string]any
-		dec := json.NewDecoder(r.Body)
-		if err := dec.Decode(&m); err != nil {
-			return nil, err
-		}
-		v := url.Values{}
-		for k, x := range m {
-			switch x := x.(type) {
-			case string:
-				v.Set(k, x)
-			default:
-				return nil, errors.New("parameters must be strings")
-			}
-		}
-		return v, nil
+		return jsonParams(r.Body)
 	}
 	if mt != "application/x-www-form-urlencoded" {
 		return nil, errors.New("unsupported content type")
@@ -125,7 +126,51 @@ func params(r *http.Request) (url.Values, error) {
 	}
 	// Only the body counts; parameters in the query string are ignored
 	// (credentials must not travel in URLs).
+	for _, vs := range r.PostForm {
+		if len(vs) > 1 {
+			return nil, errRepeated
+		}
+	}
 	return r.PostForm, nil
+}
+
+// jsonParams reads one JSON object whose members are all strings. It walks
+// the tokens itself because decoding into a map keeps the last of two
+// equal keys; nothing may follow the object.
+func jsonParams(body io.Reader) (url.Values, error) {
+	dec := json.NewDecoder(body)
+	if tok, err := dec.Token(); err != nil {
+		return nil, err
+	} else if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, errors.New("parameters must be a JSON object")
+	}
+	v := url.Values{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		key, _ := tok.(string) // inside an object the decoder yields string keys
+		if _, dup := v[key]; dup {
+			return nil, errRepeated
+		}
+		tok, err = dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		val, ok := tok.(string)
+		if !ok {
+			return nil, errors.New("parameters must be strings")
+		}
+		v.Set(key, val)
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("data after the JSON object")
+	}
+	return v, nil
 }
 
 // clientFrom authenticates the client by client_secret_basic or
@@ -143,6 +188,11 @@ func (s *Server) clientFrom(r *http.Request, p url.Values) (cl store.Client, pre
 		if p.Get("client_secret") != "" {
 			return store.Client{}, true, errBadClient // two methods at once (RFC 6749 §2.3)
 		}
+		// A client_id in the body may repeat the authenticated one, never
+		// name another: which of the two would the request be for?
+		if bodyID := p.Get("client_id"); bodyID != "" && bodyID != id {
+			return store.Client{}, true, errClientMismatch
+		}
 	} else if p.Get("client_secret") != "" {
 		id, sec = p.Get("client_id"), p.Get("client_secret")
 	} else {
@@ -158,7 +208,11 @@ func (s *Server) clientFrom(r *http.Request, p url.Values) (cl store.Client, pre
 	return cl, true, nil
 }
 
-var errBadClient = errors.New("oauth: bad client credentials")
+var (
+	errBadClient = errors.New("oauth: bad client credentials")
+	// errClientMismatch is a body client_id other than the HTTP Basic one.
+	errClientMismatch = errors.New("oauth: client_id differs from the authenticated client")
+)
 
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	p, err := params(r)
@@ -167,6 +221,10 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cl, present, err := s.clientFrom(r, p)
+	if errors.Is(err, errClientMismatch) {
+		writeOAuthError(w, errInvalidRequest)
+		return
+	}
 	if errors.Is(err, errBadClient) {
 		writeOAuthError(w, errInvalidClient)
 		return
@@ -208,6 +266,42 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request, p url.Values, c
 		writeOAuthError(w, oauthError{http.StatusBadRequest, "invalid_request", "refresh_token is required."})
 		return
 	}
+	// The browser attaches the cookie to any request, a form another site
+	// posts included. Only one a cross-site page cannot make uses it: a
+	// JSON body (which needs a CORS preflight) or an allowed Origin. The
+	// cookie is left alone: a forged request must not log the user out.
+	if fromCookie && !s.notCrossSite(r) {
+		writeOAuthError(w, oauthError{http.StatusBadRequest, "invalid_request", "A refresh token from the cookie needs a JSON body or an allowed Origin."})
+		return
+	}
+	// RFC 6749 §6: a requested scope may narrow the grant, never widen it.
+	// Looked up (one indexed read) only when a scope is asked for.
+	var asked, granted []string
+	if req := p.Get("scope"); req != "" {
+		var err error
+		if asked, err = parseScopeParam(req); err != nil {
+			writeOAuthError(w, oauthError{http.StatusBadRequest, "invalid_scope", "The scope is malformed."})
+			return
+		}
+		rt, err := s.Store.GetRefreshTokenByHash(r.Context(), secret.HashToken(raw))
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			// Refresh answers invalid_grant.
+		case err != nil:
+			s.fail(w, r, err)
+			return
+		default:
+			granted = strings.Fields(rt.Scope)
+			// Refused before the rotation, so the token stays usable. A
+			// rotated token or another client's goes on to Refresh, whose
+			// reuse and client checks must see it.
+			owned := (present && rt.ClientID == cl.ID) || (!present && rt.ClientID == "")
+			if owned && rt.RotatedAt.IsZero() && !within(asked, granted) {
+				writeOAuthError(w, errScopeNotGranted)
+				return
+			}
+		}
+	}
 	res, err := s.Sessions.Refresh(r.Context(), raw, session.MetaOf(r, p.Get("device_id")))
 	if errors.Is(err, session.ErrInvalidGrant) {
 		if fromCookie {
@@ -241,6 +335,29 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request, p url.Values, c
 		"access_token": res.AccessToken, "token_type": "Bearer", "expires_in": res.ExpiresIn,
 		"refresh_token": res.RefreshToken, "session_id": res.Session.ID,
 	}
+	if asked != nil {
+		// The immediate predecessor replayed within the grace window was
+		// rotated already, so it was not checked above.
+		if !within(asked, granted) {
+			writeOAuthError(w, errScopeNotGranted)
+			return
+		}
+		// The access token carries the narrowed scope; the new refresh
+		// token keeps the original grant (RFC 6749 §6).
+		at, exp, err := s.Tokens.Issue(r.Context(), token.AccessClaims{
+			Subject: res.Session.UserID, ClientID: cmp.Or(res.Session.ClientID, session.FirstPartyClientID),
+			SessionID: res.Session.ID, AuthTime: res.Session.AuthTime, AMR: res.Session.AMR,
+			Scope: strings.Join(asked, " "),
+		})
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		out["access_token"], out["expires_in"] = at, int(exp.Sub(s.now()).Round(time.Second)/time.Second)
+		// §5.1: scope is required when it differs from the request; the
+		// issued one drops repeats, so always say it.
+		out["scope"] = strings.Join(asked, " ")
+	}
 	if fromCookie {
 		session.SetRefreshCookie(w, res.RefreshToken, res.Session.ExpiresAt)
 		delete(out, "refresh_token")
@@ -248,10 +365,33 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request, p url.Values, c
 	writeTokenJSON(w, out)
 }
 
+// notCrossSite reports whether r cannot be a cross-site form post: its
+// body is JSON, or its Origin is one of AllowedOrigins (compared as the
+// CORS middleware compares them).
+func (s *Server) notCrossSite(r *http.Request) bool {
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/json" {
+		return true
+	}
+	origin := r.Header.Get("Origin")
+	return origin != "" && slices.ContainsFunc(s.AllowedOrigins, func(o string) bool { return strings.TrimRight(o, "/") == origin })
+}
+
+var errScopeNotGranted = oauthError{http.StatusBadRequest, "invalid_scope", "The requested scope exceeds the scope originally granted."}
+
+// within reports whether every scope in asked is in granted.
+func within(asked, granted []string) bool {
+	for _, sc := range asked {
+		if !slices.Contains(granted, sc) {
+			return false
+		}
+	}
+	return true
+}
+
 func (s *Server) clientCredentials(w http.ResponseWriter, r *http.Request, p url.Values, cl store.Client) {
 	scopes := cl.Scopes
 	if req := p.Get("scope"); req != "" {
-		asked, err := ParseScopes(req)
+		asked, err := parseScopeParam(req)
 		if err != nil {
 			writeOAuthError(w, oauthError{http.StatusBadRequest, "invalid_scope", "The scope is malformed."})
 			return
@@ -287,6 +427,9 @@ func (s *Server) requireClient(w http.ResponseWriter, r *http.Request) (store.Cl
 	}
 	cl, present, err := s.clientFrom(r, p)
 	switch {
+	case errors.Is(err, errClientMismatch):
+		writeOAuthError(w, errInvalidRequest)
+		return store.Client{}, nil, false
 	case err != nil && !errors.Is(err, errBadClient):
 		s.fail(w, r, err)
 		return store.Client{}, nil, false
@@ -349,7 +492,11 @@ func (s *Server) introspectAccess(ctx context.Context, raw string) (map[string]a
 		return nil, nil // invalid, expired or revoked: inactive
 	}
 	out := map[string]any{
-		"active": true, "token_type": "access_token", "client_id": c.ClientID, "sub": c.Subject,
+		// RFC 7662 §2.2: token_type as in RFC 6749 §7.1, i.e. how the
+		// token is used: every access token Gatehouse issues is a bearer
+		// token. (Refresh tokens have no such type; they keep
+		// "refresh_token", the name token_type_hint uses.)
+		"active": true, "token_type": "Bearer", "client_id": c.ClientID, "sub": c.Subject,
 		"exp": c.ExpiresAt.Unix(), "iat": c.IssuedAt.Unix(), "nbf": c.NotBefore.Unix(),
 		"aud": c.Audience, "iss": c.Issuer, "jti": c.ID,
 	}
@@ -425,9 +572,12 @@ func (s *Server) introspectRefresh(ctx context.Context, raw string) (map[string]
 	return out, nil
 }
 
-// revoke implements RFC 7009: 200 for unknown or already invalid tokens; a
-// client may revoke the tokens issued to it, and a client with the revoke
-// scope any token.
+// revoke implements RFC 7009. A client may revoke the tokens issued to it,
+// and a client with the revoke scope any token. Every other case (an
+// unknown, expired or already revoked token, or another client's token)
+// gets the same empty 200 as a revocation (§2.2): who may revoke is
+// decided before anything depends on the kind of token, so the answer
+// says nothing about tokens that are not the caller's.
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	cl, p, ok := s.requireClient(w, r)
 	if !ok {
@@ -438,79 +588,137 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, oauthError{http.StatusBadRequest, "invalid_request", "token is required."})
 		return
 	}
-	ctx := r.Context()
-	mayRevoke := func(owner string) bool {
-		if owner == "" {
-			owner = session.FirstPartyClientID
-		}
-		return owner == cl.ID || slices.Contains(cl.Scopes, ScopeRevoke)
-	}
-	var sid, owner string
-	if looksLikeJWT(raw) {
-		c, err := s.Tokens.Verify(ctx, raw)
-		if err != nil {
-			writeTokenJSON(w, struct{}{})
-			return
-		}
-		if c.SessionID == "" {
-			writeOAuthError(w, oauthError{http.StatusBadRequest, "unsupported_token_type", "Access tokens without a session cannot be revoked; they expire on their own."})
-			return
-		}
-		sid, owner = c.SessionID, c.ClientID
-		if owner == session.FirstPartyClientID {
-			owner = ""
-		}
-	} else {
-		rt, err := s.Store.GetRefreshTokenByHash(ctx, secret.HashToken(raw))
-		if errors.Is(err, store.ErrNotFound) {
-			writeTokenJSON(w, struct{}{})
-			return
-		}
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		sid, owner = rt.SessionID, rt.ClientID
-	}
-	if !mayRevoke(owner) {
-		writeOAuthError(w, oauthError{http.StatusBadRequest, "unauthorized_client", "The token was not issued to this client."})
-		return
-	}
-	sess, err := s.Store.RevokeSession(ctx, sid, "revoked_by_client", time.Now().UTC())
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
+	t, found, err := s.findRevocable(r.Context(), raw)
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	if err == nil {
-		if err := s.Sessions.RevokeSessionTokens(ctx, sess.ID); err != nil {
+	if found && mayRevoke(cl, t.owner) {
+		if err := s.revokeToken(r, cl, t); err != nil {
 			s.fail(w, r, err)
 			return
 		}
-		_ = s.Store.AppendAuditEvent(ctx, store.AuditEvent{
-			OccurredAt: time.Now().UTC(), ActorID: cl.ID, SubjectID: sess.UserID, Action: "session.revoked_by_client",
-			Data: map[string]any{"session_id": sess.ID, "client_id": cl.ID},
-		})
 	}
 	writeTokenJSON(w, struct{}{})
 }
 
+// revocable is a live token as revocation sees it.
+type revocable struct {
+	owner     string // the client it was issued to; "" for Gatehouse's own API
+	sessionID string // its session, ended as a whole; "" for none
+	jti       string // an access token without a session is denied by jti
+	expiresAt time.Time
+}
+
+// findRevocable looks raw up as an access token (offline) or a refresh
+// token (one indexed lookup). found is false for an access token that does
+// not verify (invalid, expired or revoked) and an unknown refresh token.
+func (s *Server) findRevocable(ctx context.Context, raw string) (t revocable, found bool, err error) {
+	if looksLikeJWT(raw) {
+		c, err := s.Tokens.Verify(ctx, raw)
+		if errors.Is(err, token.ErrUnavailable) {
+			return revocable{}, false, err // the token may be live: do not claim it was revoked
+		}
+		if err != nil {
+			return revocable{}, false, nil
+		}
+		owner := c.ClientID
+		if owner == session.FirstPartyClientID {
+			owner = ""
+		}
+		return revocable{owner: owner, sessionID: c.SessionID, jti: c.ID, expiresAt: c.ExpiresAt}, true, nil
+	}
+	if len(raw) > 512 {
+		return revocable{}, false, nil
+	}
+	rt, err := s.Store.GetRefreshTokenByHash(ctx, secret.HashToken(raw))
+	if errors.Is(err, store.ErrNotFound) {
+		return revocable{}, false, nil
+	}
+	if err != nil {
+		return revocable{}, false, err
+	}
+	return revocable{owner: rt.ClientID, sessionID: rt.SessionID}, true, nil
+}
+
+// mayRevoke reports whether cl may revoke a token issued to owner.
+func mayRevoke(cl store.Client, owner string) bool {
+	return (owner != "" && owner == cl.ID) || slices.Contains(cl.Scopes, ScopeRevoke)
+}
+
+// revokeToken ends t's session (its refresh family and, through the deny
+// list, its access tokens) or, for an access token without a session,
+// puts that token on the deny list.
+func (s *Server) revokeToken(r *http.Request, cl store.Client, t revocable) error {
+	ctx := r.Context()
+	m := session.MetaOf(r, "")
+	now := time.Now().UTC()
+	if t.sessionID == "" {
+		if err := s.Tokens.DenyToken(ctx, t.jti, t.expiresAt); err != nil {
+			return err
+		}
+		s.audit(ctx, store.AuditEvent{
+			OccurredAt: now, ActorID: cl.ID, SubjectID: t.owner, Action: "token.revoked_by_client",
+			IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID,
+			Data: map[string]any{"jti": t.jti, "client_id": cl.ID},
+		})
+		return nil
+	}
+	sess, err := s.Store.RevokeSession(ctx, t.sessionID, "revoked_by_client", now)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := s.Sessions.RevokeSessionTokens(ctx, sess.ID); err != nil {
+		return err
+	}
+	s.audit(ctx, store.AuditEvent{
+		OccurredAt: now, ActorID: cl.ID, SubjectID: sess.UserID, Action: "session.revoked_by_client",
+		IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID,
+		Data: map[string]any{"session_id": sess.ID, "client_id": cl.ID},
+	})
+	return nil
+}
+
+// audit records e; the revocation it describes has happened already, so a
+// failure is logged rather than returned.
+func (s *Server) audit(ctx context.Context, e store.AuditEvent) {
+	if err := s.Store.AppendAuditEvent(ctx, e); err != nil {
+		s.Log.ErrorContext(ctx, "oauth: could not record an audit event", "action", e.Action, "error", err.Error())
+	}
+}
+
+// discovery serves the authorization server metadata (RFC 8414) at the
+// OpenID Connect discovery path, where clients look first. It lists only
+// what is served: no authorization endpoint (so no response types) and no
+// ID tokens.
 func (s *Server) discovery(w http.ResponseWriter, r *http.Request) error {
 	iss := strings.TrimRight(s.Issuer, "/")
+	// From the keys published, not the configured algorithm: after a
+	// rotation to another algorithm, tokens of both are alive.
+	algs := s.Tokens.SigningAlgorithms()
+	if algs == nil {
+		algs = []string{}
+	}
 	w.Header().Set("Cache-Control", "public, max-age=300")
 	return httpapi.WriteJSON(w, http.StatusOK, map[string]any{
-		"issuer":                                        iss,
-		"jwks_uri":                                      iss + "/.well-known/jwks.json",
-		"token_endpoint":                                iss + "/oauth2/token",
-		"introspection_endpoint":                        iss + "/oauth2/introspect",
-		"revocation_endpoint":                           iss + "/oauth2/revoke",
-		"grant_types_supported":                         []string{"refresh_token", "client_credentials"},
-		"response_types_supported":                      []string{"token"},
+		"issuer":                 iss,
+		"jwks_uri":               iss + "/.well-known/jwks.json",
+		"token_endpoint":         iss + "/oauth2/token",
+		"introspection_endpoint": iss + "/oauth2/introspect",
+		"revocation_endpoint":    iss + "/oauth2/revoke",
+		"grant_types_supported":  []string{"refresh_token", "client_credentials"},
+		// REQUIRED by RFC 8414 §2, and empty: both grants use the token
+		// endpoint only; there is no authorization endpoint to send a
+		// response_type to ("token" would promise the implicit flow).
+		"response_types_supported":                      []string{},
 		"subject_types_supported":                       []string{"public"},
 		"token_endpoint_auth_methods_supported":         []string{"client_secret_basic", "client_secret_post"},
 		"introspection_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
 		"revocation_endpoint_auth_methods_supported":    []string{"client_secret_basic", "client_secret_post"},
-		"id_token_signing_alg_values_supported":         s.Algorithms,
-		"access_token_signing_alg_values_supported":     s.Algorithms,
+		"access_token_signing_alg_values_supported":     algs,
 		"claims_supported":                              []string{"iss", "sub", "aud", "client_id", "exp", "iat", "nbf", "jti", "sid", "auth_time", "amr", "scope"},
 	})
 }

@@ -31,15 +31,16 @@ func init() {
 		"Token revocation state cannot be read right now; try again.")
 }
 
-// Authenticate implements auth.Authenticator. A missing, malformed,
-// expired or revoked token is auth.ErrInvalidToken (wrapping the reason);
+// Authenticate implements auth.Authenticator. A request without a bearer
+// token is auth.ErrNoCredentials; a malformed, expired or revoked token is
+// auth.ErrInvalidToken (wrapping the reason);
 // an unreadable revocation state is returned as it is (ErrUnavailable),
 // which auth.Require turns into a server error: the request is refused
 // either way. IsAdmin is left false; a token does not carry it.
 func (a Authenticator) Authenticate(r *http.Request) (auth.Principal, error) {
 	raw, ok := auth.BearerToken(r)
 	if !ok {
-		return auth.Principal{}, auth.ErrInvalidToken
+		return auth.Principal{}, auth.ErrNoCredentials
 	}
 	c, err := a.Tokens.Verify(r.Context(), raw)
 	if errors.Is(err, ErrInvalid) {

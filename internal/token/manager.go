@@ -15,8 +15,9 @@
 // never touches the database for a token signed by a known key; only an
 // unknown kid triggers a reload, at most once every few seconds. Then it
 // asks the revocation state in the kv store (Redis in production), shared
-// by every node: whether the token's session is on the deny list, and
-// whether the token predates the kill switch (RevokeIssuedBefore).
+// by every node: whether the token's session (or, for a token without a
+// session, the token itself) is on the deny list, and whether the token
+// predates the kill switch (RevokeIssuedBefore).
 //
 // Claims are pkg/accesstoken's, so what Gatehouse issues is exactly what
 // the exported verifier for other Go services reads.
@@ -29,6 +30,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,6 +66,9 @@ const (
 	revokeRefreshEvery = 5 * time.Second
 	// resubscribeEvery is how often a lost kv subscription is retried.
 	resubscribeEvery = 5 * time.Second
+	// unknownKeyReloadTimeout bounds a reload for an unknown kid, which
+	// runs on past the request that triggered it.
+	unknownKeyReloadTimeout = 10 * time.Second
 )
 
 // ErrNoSigningKey is returned by Issue when no current key can sign (none
@@ -339,15 +344,25 @@ func (m *Manager) reload(ctx context.Context) error {
 // unless a reload for that reason happened within unknownKeyReloadEvery.
 // The caller looks the key up again either way: a reload by another
 // goroutine may have brought it.
+//
+// The reload serves every later request as much as the one that
+// triggered it, so it does not end with that request (a client that sends
+// an unknown kid and hangs up must not cancel it and so hold back a
+// rotated key for unknownKeyReloadEvery); it has its own timeout. Its time
+// is recorded when it has finished, succeeded or failed (a failing
+// database is not queried again for every such token), not when it began.
 func (m *Manager) reloadForUnknownKey(ctx context.Context) {
 	m.unknownMu.Lock()
 	defer m.unknownMu.Unlock()
-	now := m.now()
-	if !m.lastUnknownReload.IsZero() && now.Sub(m.lastUnknownReload) < m.unknownKeyReloadEvery {
+	if !m.lastUnknownReload.IsZero() && m.now().Sub(m.lastUnknownReload) < m.unknownKeyReloadEvery {
 		return
 	}
-	m.lastUnknownReload = now
-	m.reloadLogged(ctx)
+	reloadCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), unknownKeyReloadTimeout)
+	defer cancel()
+	if err := m.reload(reloadCtx); err != nil {
+		m.log.ErrorContext(ctx, "token: reloading signing keys for an unknown kid failed; keeping the keys loaded before", "error", err)
+	}
+	m.lastUnknownReload = m.now()
 }
 
 // Rotate makes a new key (of the configured algorithm) current. The keys
@@ -418,6 +433,19 @@ func (m *Manager) JWKS() jose.JSONWebKeySet {
 		}
 	}
 	return set
+}
+
+// SigningAlgorithms returns the algorithms of the keys JWKS publishes,
+// each once, the newest key's first: what a verifier may meet in a live
+// token. Before Start it is empty.
+func (m *Manager) SigningAlgorithms() []string {
+	var algs []string
+	for _, k := range m.JWKS().Keys {
+		if !slices.Contains(algs, k.Algorithm) {
+			algs = append(algs, k.Algorithm)
+		}
+	}
+	return algs
 }
 
 // JWKSPath is where the key set is served.

@@ -13,8 +13,9 @@ import (
 
 // Kv keys of the revocation state.
 const (
-	denyKeyPrefix   = "token:deny:sid:"
-	revokeBeforeKey = "token:revoke_before"
+	denySessionPrefix = "token:deny:sid:" // + session ID: every token of the session
+	denyTokenPrefix   = "token:deny:jti:" // + jti: one token without a session
+	revokeBeforeKey   = "token:revoke_before"
 )
 
 // revocation is the in-memory copy of the kill-switch time.
@@ -34,8 +35,27 @@ func (m *Manager) DenySession(ctx context.Context, sessionID string, until time.
 		return errors.New("token: DenySession needs a session ID")
 	}
 	ttl := max(until.Sub(m.now()), m.cfg.denyTTL())
-	if err := m.kv.Set(ctx, denyKeyPrefix+sessionID, []byte("1"), ttl); err != nil {
+	if err := m.kv.Set(ctx, denySessionPrefix+sessionID, []byte("1"), ttl); err != nil {
 		return fmt.Errorf("token: deny session: %w", err)
+	}
+	return nil
+}
+
+// DenyToken puts one access token without a session (a client_credentials
+// token) on the deny list, by its jti, so that every node rejects it from
+// the next request on. expiresAt is the token's exp: the entry lasts until
+// then plus Leeway, after which Verify refuses the token anyway, and then
+// expires by itself. Tokens of a session are revoked with DenySession.
+func (m *Manager) DenyToken(ctx context.Context, jti string, expiresAt time.Time) error {
+	if jti == "" {
+		return errors.New("token: DenyToken needs a token ID")
+	}
+	ttl := expiresAt.Add(m.cfg.Leeway).Sub(m.now())
+	if ttl <= 0 {
+		return nil // no longer accepted anyway
+	}
+	if err := m.kv.Set(ctx, denyTokenPrefix+jti, []byte("1"), ttl); err != nil {
+		return fmt.Errorf("token: deny token: %w", err)
 	}
 	return nil
 }
@@ -70,10 +90,11 @@ func (m *Manager) RevokedBefore() time.Time {
 }
 
 // IsRevoked reports whether a token with these (verified) claims was
-// revoked: issued before the kill-switch time, or belonging to a session
-// on the deny list. The first is checked in memory; the second costs one
-// kv read. An error means the answer is unknown; treat the token as
-// invalid (Verify does).
+// revoked: issued before the kill-switch time, or on the deny list, by its
+// session (DenySession) or, for a token without one, by its jti
+// (DenyToken). The first is checked in memory; the second costs one kv
+// read, and never a database query. An error means the answer is unknown;
+// treat the token as invalid (Verify does).
 func (m *Manager) IsRevoked(ctx context.Context, c Claims) (bool, error) {
 	before := m.revocation.before.Load()
 	if before < 0 {
@@ -82,10 +103,14 @@ func (m *Manager) IsRevoked(ctx context.Context, c Claims) (bool, error) {
 	if before > 0 && c.IssuedAt.Before(ceilSecond(time.UnixMicro(before))) {
 		return true, nil
 	}
+	key := denySessionPrefix + c.SessionID
 	if c.SessionID == "" {
-		return false, nil
+		if c.ID == "" {
+			return false, nil // cannot be denied one by one (Verify requires a jti)
+		}
+		key = denyTokenPrefix + c.ID
 	}
-	_, err := m.kv.Get(ctx, denyKeyPrefix+c.SessionID)
+	_, err := m.kv.Get(ctx, key)
 	switch {
 	case err == nil:
 		return true, nil

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -290,6 +291,38 @@ func TestRotation(t *testing.T) {
 	mustVerify(t, m, issue(t, m, defaultClaims("s1")))
 }
 
+// TestSigningAlgorithms: the algorithms discovery advertises are those of
+// the keys published, not the configured one.
+func TestSigningAlgorithms(t *testing.T) {
+	ctx := t.Context()
+	clk := newClock()
+	st, kr, state := sqliteStore(t), newKeyring(t), memoryKV(t, clk)
+	m := startManager(t, st, kr, state, clk, baseConfig()) // ES256
+	if got := m.SigningAlgorithms(); !slices.Equal(got, []string{"ES256"}) {
+		t.Errorf("SigningAlgorithms = %v, want [ES256]", got)
+	}
+	// Another node, configured for EdDSA, rotates: both keys are published
+	// while ES256 tokens may be alive, whatever this node's configuration.
+	ed := baseConfig()
+	ed.Algorithm = "EdDSA"
+	other, err := token.NewManager(ed, st, kr, state, discardLogger(), clk.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Minute)
+	if _, err := other.Rotate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the rotation reached the node", func() bool { return len(m.SigningAlgorithms()) == 2 })
+	if got := m.SigningAlgorithms(); !slices.Equal(got, []string{"EdDSA", "ES256"}) {
+		t.Errorf("SigningAlgorithms after the rotation = %v, want [EdDSA ES256] (newest first)", got)
+	}
+	clk.Advance(token.DefaultAccessTTL + token.DefaultReloadInterval + token.DefaultLeeway + time.Second)
+	if got := m.SigningAlgorithms(); !slices.Equal(got, []string{"EdDSA"}) {
+		t.Errorf("SigningAlgorithms after the ES256 key expired = %v, want [EdDSA]", got)
+	}
+}
+
 func TestRotateIfOlder(t *testing.T) {
 	ctx := t.Context()
 	clk := newClock()
@@ -480,6 +513,68 @@ func TestDenySessionLifetime(t *testing.T) {
 	wantInvalid(t, m, issue(t, m, defaultClaims("long")))
 }
 
+// TestDenyToken: a token without a session (client_credentials) is revoked
+// by its jti, on every node at once, and only that token.
+func TestDenyToken(t *testing.T) {
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			ctx := t.Context()
+			clk := newClock()
+			st, kr, kvs := be.store(t), newKeyring(t), be.kvs(t, clk, 2)
+			a := startManager(t, st, kr, kvs[0], clk, baseConfig())
+			b := startManager(t, st, kr, kvs[1], clk, baseConfig())
+			revoked, sibling := issue(t, a, defaultClaims("")), issue(t, a, defaultClaims(""))
+			withSession := issue(t, a, defaultClaims("s1"))
+			c := mustVerify(t, b, revoked)
+
+			if err := a.DenyToken(ctx, c.ID, c.ExpiresAt); err != nil {
+				t.Fatalf("DenyToken: %v", err)
+			}
+			wantInvalid(t, b, revoked)
+			wantInvalid(t, a, revoked)
+			mustVerify(t, b, sibling)
+			// Tokens of a session are revoked with their session: a jti entry
+			// is not looked up for them (one kv read per token, not two).
+			sc := mustVerify(t, b, withSession)
+			if err := a.DenyToken(ctx, sc.ID, sc.ExpiresAt); err != nil {
+				t.Fatal(err)
+			}
+			mustVerify(t, b, withSession)
+
+			if err := a.DenyToken(ctx, "", c.ExpiresAt); err == nil {
+				t.Error("DenyToken without a token ID succeeded")
+			}
+			if err := a.DenyToken(ctx, "long-gone", clk.Now().Add(-time.Hour)); err != nil {
+				t.Errorf("DenyToken of a token expired long ago: %v, want nothing to do", err)
+			}
+		})
+	}
+}
+
+func TestDenyTokenLifetime(t *testing.T) {
+	ctx := t.Context()
+	clk := newClock()
+	m := startManager(t, sqliteStore(t), newKeyring(t), memoryKV(t, clk), clk, baseConfig())
+	revoked, control := issue(t, m, defaultClaims("")), issue(t, m, defaultClaims(""))
+	c := mustVerify(t, m, revoked)
+	if err := m.DenyToken(ctx, c.ID, c.ExpiresAt); err != nil {
+		t.Fatal(err)
+	}
+	// Verify accepts a token until Leeway past its exp: the entry lasts as
+	// long.
+	clk.Advance(c.ExpiresAt.Add(token.DefaultLeeway - time.Second).Sub(clk.Now()))
+	mustVerify(t, m, control)
+	wantInvalid(t, m, revoked)
+	ok, err := m.IsRevoked(ctx, c)
+	if err != nil || !ok {
+		t.Errorf("IsRevoked a second before the token's end = %v, %v; want true", ok, err)
+	}
+	clk.Advance(2 * time.Second)
+	if ok, err := m.IsRevoked(ctx, c); err != nil || ok {
+		t.Errorf("IsRevoked after the token's end = %v, %v; want the entry gone", ok, err)
+	}
+}
+
 // noPubSub is a kv store whose subscriptions never deliver: a node that
 // misses every announcement.
 type noPubSub struct{ kv.Store }
@@ -556,17 +651,18 @@ func TestRevocationFailsClosed(t *testing.T) {
 	withSession, withoutSession := issue(t, m, defaultClaims("s")), issue(t, m, defaultClaims(""))
 	state.broken.Store(true)
 
-	_, err := m.Verify(ctx, withSession)
-	if !errors.Is(err, token.ErrUnavailable) || errors.Is(err, token.ErrInvalid) {
-		t.Errorf("Verify with the deny list unreachable: %v, want ErrUnavailable", err)
+	// A token without a session is looked up by its jti (DenyToken): it
+	// fails closed too.
+	for _, raw := range []string{withSession, withoutSession} {
+		_, err := m.Verify(ctx, raw)
+		if !errors.Is(err, token.ErrUnavailable) || errors.Is(err, token.ErrInvalid) {
+			t.Errorf("Verify with the deny list unreachable: %v, want ErrUnavailable", err)
+		}
 	}
-	// Without a session there is no deny-list read; the kill switch is in
-	// memory.
-	mustVerify(t, m, withoutSession)
 
 	req := httptest.NewRequest(http.MethodGet, "/", nil)
 	req.Header.Set("Authorization", "Bearer "+withSession)
-	_, err = token.Authenticator{Tokens: m}.Authenticate(req)
+	_, err := token.Authenticator{Tokens: m}.Authenticate(req)
 	if err == nil || errors.Is(err, auth.ErrInvalidToken) {
 		t.Errorf("Authenticate with the deny list unreachable: %v, want a server error", err)
 	}
@@ -642,6 +738,13 @@ func TestAuthenticator(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") != `Bearer error="invalid_token"` || strings.Contains(body, "malformed") {
 		t.Errorf("Require with an invalid token: %s, WWW-Authenticate %q, body %s", resp.Status, resp.Header.Get("WWW-Authenticate"), body)
 	}
+	// No credentials: a challenge without an error code (RFC 6750 §3.1),
+	// as pkg/accesstoken's Middleware answers.
+	for _, authz := range []string{"", "Basic dXNlcjpwYXNz"} {
+		if resp, _ := get(authz); resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") != "Bearer" {
+			t.Errorf("Require with Authorization %q: %s, WWW-Authenticate %q, want 401 Bearer", authz, resp.Status, resp.Header.Get("WWW-Authenticate"))
+		}
+	}
 }
 
 // countingStore counts calls to the key store.
@@ -705,6 +808,57 @@ func TestVerifyWithoutDatabase(t *testing.T) {
 	if n := st.calls.Load(); n != 2 {
 		t.Errorf("after the rate limit passed: %d database calls, want 2", n)
 	}
+}
+
+// gatedStore holds ListSigningKeys, while gated, until released: a slow
+// database query.
+type gatedStore struct {
+	store.SigningKeyStore
+	gated            atomic.Bool
+	arrived, release chan struct{}
+}
+
+func (s *gatedStore) ListSigningKeys(ctx context.Context, now time.Time) ([]store.SigningKey, error) {
+	if s.gated.Load() {
+		s.arrived <- struct{}{}
+		<-s.release
+	}
+	return s.SigningKeyStore.ListSigningKeys(ctx, now)
+}
+
+// TestUnknownKidReloadOutlivesTheRequest: a client that sends a token with
+// an unknown kid and hangs up while the keys are being reloaded must not
+// cancel the reload, nor make the Manager believe it reloaded: the rotated
+// key is there for the next request at once.
+func TestUnknownKidReloadOutlivesTheRequest(t *testing.T) {
+	clk := newClock()
+	inner, kr, state := sqliteStore(t), newKeyring(t), memoryKV(t, clk)
+	st := &gatedStore{SigningKeyStore: inner, arrived: make(chan struct{}), release: make(chan struct{})}
+	cfg := baseConfig()
+	cfg.ReloadInterval = time.Hour
+	a := startManager(t, st, kr, noPubSub{state}, clk, cfg) // misses the rotation message
+	b := startManager(t, inner, kr, state, clk, cfg)
+	if _, err := b.Rotate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	tok := issue(t, b, defaultClaims("s1"))
+
+	st.gated.Store(true)
+	ctx, hangUp := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = a.Verify(ctx, tok)
+	}()
+	<-st.arrived // the reload is under way
+	hangUp()
+	st.gated.Store(false)
+	close(st.release)
+	<-done
+
+	// The clock has not moved, so no other reload for an unknown kid may
+	// happen: the key must have come with the first.
+	mustVerify(t, a, tok)
 }
 
 func TestPrivateKeysSealedAtRest(t *testing.T) {

@@ -20,9 +20,10 @@
 //	// in a handler:
 //	claims, _ := accesstoken.ClaimsFrom(r.Context())
 //
-// A service cannot see Gatehouse's session deny list, so a token of a
-// session that was ended stays valid here until it expires (15 minutes by
-// default). Use Gatehouse's own endpoints where immediate revocation
+// A service cannot see Gatehouse's deny list, so a token of a session
+// that was ended, or a client_credentials token revoked at /oauth2/revoke,
+// stays valid here until it expires (15 minutes by default). Use
+// Gatehouse's own endpoints (introspection) where immediate revocation
 // matters.
 //
 // This package imports nothing from Gatehouse's internal packages.
@@ -56,6 +57,9 @@ const (
 	DefaultRefreshInterval    = 5 * time.Minute
 	DefaultMinRefreshInterval = 10 * time.Second
 	defaultHTTPTimeout        = 10 * time.Second
+	// unknownKidFetchTimeout bounds a fetch for an unknown kid, which runs
+	// on past the request that triggered it.
+	unknownKidFetchTimeout = 10 * time.Second
 )
 
 // DefaultAlgorithms are the algorithms accepted when Options.Algorithms is
@@ -164,10 +168,17 @@ func NewVerifier(ctx context.Context, opts Options) (*Verifier, error) {
 	return v, nil
 }
 
-// fetchLocked fetches the JWKS and installs it; fetchMu must be held.
+// fetchLocked fetches the JWKS and installs it; fetchMu must be held. The
+// time of the last fetch is recorded when the fetch has finished, whether
+// it succeeded or failed (an endpoint that errs or hangs until the timeout
+// is not asked again for every token with an unknown kid), but not when
+// it was cancelled: then it did not really happen.
 func (v *Verifier) fetchLocked(ctx context.Context) error {
-	v.lastFetch = v.opts.Now()
 	keys, err := fetchJWKS(ctx, v.opts.HTTPClient, v.opts.JWKSURL, v.allowed)
+	if err != nil && errors.Is(ctx.Err(), context.Canceled) {
+		return err
+	}
+	v.lastFetch = v.opts.Now()
 	if err != nil {
 		return err
 	}
@@ -196,13 +207,20 @@ func (v *Verifier) refreshLoop(ctx context.Context) {
 // refetchForUnknownKey fetches the JWKS again unless another fetch happened
 // within MinRefreshInterval. Callers look the key up again afterwards
 // either way: a concurrent fetch may have brought it.
+//
+// The fetch serves every later request as much as the one that triggered
+// it, so it does not end with that request: a client that sends an unknown
+// kid and hangs up must not cancel it (which would hold back a rotated key
+// until MinRefreshInterval has passed). It has its own timeout instead.
 func (v *Verifier) refetchForUnknownKey(ctx context.Context) {
 	v.fetchMu.Lock()
 	defer v.fetchMu.Unlock()
 	if v.opts.Now().Sub(v.lastFetch) < v.opts.MinRefreshInterval {
 		return
 	}
-	if err := v.fetchLocked(ctx); err != nil {
+	fetchCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), unknownKidFetchTimeout)
+	defer cancel()
+	if err := v.fetchLocked(fetchCtx); err != nil {
 		v.opts.Logger.WarnContext(ctx, "accesstoken: JWKS fetch for an unknown kid failed", "error", err)
 	}
 }

@@ -313,6 +313,50 @@ func TestRefetchOnUnknownKey(t *testing.T) {
 	}
 }
 
+// TestUnknownKidFetchOutlivesTheRequest: a client that sends a token with
+// an unknown kid and hangs up while the JWKS is being fetched must not
+// cancel the fetch, nor make the Verifier believe it fetched: the rotated
+// key is there for the next request at once.
+func TestUnknownKidFetchOutlivesTheRequest(t *testing.T) {
+	clk := &clock{t: time.Now().Truncate(time.Second)}
+	old, next := newKey(t, "old", jose.ES256), newKey(t, "next", jose.ES256)
+	ks := newKeyServer(t, old.jwk())
+	arrived, release := make(chan struct{}), make(chan struct{})
+	var gated atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if gated.Load() {
+			arrived <- struct{}{}
+			<-release
+		}
+		ks.srv.Config.Handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	iss := "https://auth.example.test"
+	v := newVerifier(t, accesstoken.Options{Issuer: iss, JWKSURL: srv.URL + "/.well-known/jwks.json", Now: clk.Now, MinRefreshInterval: 10 * time.Second, RefreshInterval: time.Hour})
+	c := claimsAt(iss, clk.Now())
+
+	ks.setKeys(t, next.jwk(), old.jwk()) // rotation
+	clk.Advance(time.Minute)
+	gated.Store(true)
+	ctx, hangUp := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = v.Verify(ctx, next.sign(t, c, nil))
+	}()
+	<-arrived // the fetch is under way
+	hangUp()
+	gated.Store(false)
+	close(release)
+	<-done
+
+	// The clock has not moved: within MinRefreshInterval no other fetch may
+	// happen, so the key must have come with the first one.
+	if _, err := v.Verify(t.Context(), next.sign(t, c, nil)); err != nil {
+		t.Errorf("the rotated key after a caller hung up during its fetch: %v", err)
+	}
+}
+
 func TestPeriodicRefresh(t *testing.T) {
 	clk := &clock{t: time.Now().Truncate(time.Second)}
 	gone := newKey(t, "gone", jose.ES256)
