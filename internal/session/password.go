@@ -27,14 +27,14 @@ func (s *Service) VerifyPassword(ctx context.Context, userID, pw string, m Meta)
 // is left alone: the caller is authenticated, and guesses one account's
 // password only.
 func (s *Service) CheckPassword(ctx context.Context, u store.User, pw string, m Meta) error {
-	lk := s.lockout()
+	lk := s.guard()
 	subject := s.lockSubject(user.NormalizeEmail(u.Email))
-	n, d, err := lk.attempt(ctx, subject)
+	n, d, err := lk.Attempt(ctx, subject)
 	if err != nil {
 		return err
 	}
-	if d == 0 && lk.over(n) {
-		if d, err = lk.ensureLocked(ctx, subject); err != nil {
+	if d == 0 && lk.Over(n) {
+		if d, err = lk.EnsureLocked(ctx, subject); err != nil {
 			return err
 		}
 	}
@@ -49,7 +49,7 @@ func (s *Service) CheckPassword(ctx context.Context, u store.User, pw string, m 
 		}
 	}
 	if !ok {
-		d, err := lk.failed(ctx, subject, n)
+		d, err := lk.Failed(ctx, subject, n)
 		if err != nil {
 			return err
 		}
@@ -58,5 +58,5 @@ func (s *Service) CheckPassword(ctx context.Context, u store.User, pw string, m 
 		}
 		return ErrInvalidCredentials
 	}
-	return lk.succeeded(ctx, subject)
+	return lk.Succeeded(ctx, subject)
 }

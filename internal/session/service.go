@@ -134,8 +134,6 @@ type Service struct {
 	Config Config
 }
 
-func (s *Service) lockout() *lockout { return &lockout{kv: s.KV, cfg: s.Config.Lockout} }
-
 // lockSubject names the lockout counters of a normalized email address: a
 // keyed hash (the ephemeral store never sees the address, and its keys
 // cannot be matched against a list of addresses without the encryption
@@ -194,7 +192,7 @@ func (s *Service) Login(ctx context.Context, email, pw string, m Meta) (Result, 
 		}
 		return Result{}, httpapi.Validation(fe...)
 	}
-	lk := s.lockout()
+	lk := s.guard()
 	// The IP's attempt is counted before anything else, atomically, so
 	// parallel attempts cannot all pass a check made before any of them
 	// counted; a blocked IP is refused before the subject counts anything.
@@ -216,28 +214,23 @@ func (s *Service) Login(ctx context.Context, email, pw string, m Meta) (Result, 
 
 // login is Login after the IP's attempt was counted. wrongPassword tells
 // whether the attempt ended in a wrong password (or an unknown address).
-func (s *Service) login(ctx context.Context, lk *lockout, email, pw string, m Meta) (res Result, wrongPassword bool, err error) {
+func (s *Service) login(ctx context.Context, lk *guard, email, pw string, m Meta) (res Result, wrongPassword bool, err error) {
 	// The lock is kept per email address, whether or not an account has
 	// it: an address without an account locks exactly like one with an
 	// account, so account_locked tells nothing about which addresses exist.
 	normalized := user.NormalizeEmail(email)
 	subject := s.lockSubject(normalized)
 	// One atomic step refuses a locked subject without counting the
-	// attempt, or counts it. There is no moment between the check and the
-	// count for a lock to land in, so no second check is needed after
-	// counting: a lock sets its key before it resets the counter, so an
-	// attempt that would count on a freshly reset counter finds the lock
-	// in that same step. An attempt counted before a lock landed counted
-	// in the lock's own window, as one of at most Threshold.
-	n, d, err := lk.attempt(ctx, subject)
+	// attempt, or counts it (see lockout.Counter.Attempt).
+	n, d, err := lk.Attempt(ctx, subject)
 	if err != nil {
 		return Result{}, false, err
 	}
 	if d > 0 {
 		return Result{}, false, lockedProblem(d, "account_locked", "Too many failed sign-ins; the account is locked for a while.")
 	}
-	if lk.over(n) {
-		d, err := lk.ensureLocked(ctx, subject)
+	if lk.Over(n) {
+		d, err := lk.EnsureLocked(ctx, subject)
 		if err != nil {
 			return Result{}, false, err
 		}
@@ -263,7 +256,7 @@ func (s *Service) login(ctx context.Context, lk *lockout, email, pw string, m Me
 		s.Hasher.DummyVerify(ctx, pw)
 	}
 	if !ok {
-		d, err := lk.failed(ctx, subject, n)
+		d, err := lk.Failed(ctx, subject, n)
 		if err != nil {
 			return Result{}, true, err
 		}
@@ -272,7 +265,7 @@ func (s *Service) login(ctx context.Context, lk *lockout, email, pw string, m Me
 		}
 		return Result{}, true, ErrInvalidCredentials
 	}
-	if err := lk.succeeded(ctx, subject); err != nil {
+	if err := lk.Succeeded(ctx, subject); err != nil {
 		return Result{}, false, err
 	}
 	switch {

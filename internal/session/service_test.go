@@ -145,7 +145,7 @@ func TestParallelLoginsFromOneIPAreCountedBeforeTheCheck(t *testing.T) {
 		if problemCode(err) != "too_many_attempts" || h.checks.Load() != checks {
 			t.Errorf("right password from the blocked IP = %v (checks %d → %d), want too_many_attempts unchecked", err, checks, h.checks.Load())
 		}
-		if _, err := st.Get(ctx, failKey(s.lockSubject("victim@example.com"))); !errors.Is(err, kv.ErrNotFound) {
+		if _, err := st.Get(ctx, "login:{"+s.lockSubject("victim@example.com")+"}:fail"); !errors.Is(err, kv.ErrNotFound) {
 			t.Errorf("the refused attempt counted against its subject: %v", err)
 		}
 		if _, err := s.Login(ctx, "victim@example.com", goodPassword, Meta{IP: "2001:db8:5:6::1"}); err != nil {
