@@ -7,7 +7,6 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/lockout"
-	"github.com/gatehouse/gatehouse/internal/mail"
 	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
@@ -92,23 +91,7 @@ func (s *Service) guarded(ctx context.Context, u store.User, m session.Meta, res
 // account-locked one: its advice (someone may be guessing; change the
 // password) fits, as whoever guesses codes got past the password.
 func (s *Service) onLocked(ctx context.Context, u store.User, d time.Duration, m session.Meta) {
-	now := s.now()
-	err := s.Store.InTx(ctx, func(tx store.Store) error {
-		if err := tx.AppendAuditEvent(ctx, store.AuditEvent{
-			OccurredAt: now, SubjectID: u.ID, Action: "security.mfa_locked",
-			IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID,
-			Data: map[string]any{"lock_seconds": int(d / time.Second)},
-		}); err != nil {
-			return err
-		}
-		args, err := mail.NewSendArgs(s.Keys, mail.AccountLocked, u.Email, mail.Data{RecipientName: u.Name, UnlockAt: now.Add(d), ExpiresIn: d, IP: m.IP, UserAgent: m.UserAgent, Time: now}, "")
-		if err != nil {
-			return err
-		}
-		_, err = s.Jobs.InsertTx(ctx, tx.DriverTx(), args, nil)
-		return err
-	})
-	if err != nil {
+	if err := session.RecordLock(ctx, s.Store, s.Jobs, s.Keys, u, d, m, "security.mfa_locked", s.now()); err != nil {
 		s.Log.ErrorContext(ctx, "could not record the second-factor lock", "user_id", u.ID, "error", err.Error())
 	}
 }

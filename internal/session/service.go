@@ -365,25 +365,30 @@ func (s *Service) Reauthenticated(ctx context.Context, userID, sessionID string,
 // onLocked records and announces a lockout; failures to do so are logged,
 // the lock itself stands.
 func (s *Service) onLocked(ctx context.Context, u store.User, d time.Duration, m Meta) {
-	now := s.now()
-	err := s.Store.InTx(ctx, func(tx store.Store) error {
+	if err := RecordLock(ctx, s.Store, s.Jobs, s.Keys, u, d, m, "security.account_locked", s.now()); err != nil {
+		s.Log.ErrorContext(ctx, "could not record the account lockout", "user_id", u.ID, "error", err.Error())
+	}
+}
+
+// RecordLock appends the audit event action for a lock of d on u's sign-in
+// (a password or a second factor) and queues the account-locked email, in
+// one transaction.
+func RecordLock(ctx context.Context, st store.Store, jobs JobInserter, keys *secret.Keyring, u store.User, d time.Duration, m Meta, action string, now time.Time) error {
+	return st.InTx(ctx, func(tx store.Store) error {
 		if err := tx.AppendAuditEvent(ctx, store.AuditEvent{
-			OccurredAt: now, SubjectID: u.ID, Action: "security.account_locked",
+			OccurredAt: now, SubjectID: u.ID, Action: action,
 			IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID,
 			Data: map[string]any{"lock_seconds": int(d / time.Second)},
 		}); err != nil {
 			return err
 		}
-		args, err := mail.NewSendArgs(s.Keys, mail.AccountLocked, u.Email, mail.Data{RecipientName: u.Name, UnlockAt: now.Add(d), ExpiresIn: d, IP: m.IP, UserAgent: m.UserAgent, Time: now}, "")
+		args, err := mail.NewSendArgs(keys, mail.AccountLocked, u.Email, mail.Data{RecipientName: u.Name, UnlockAt: now.Add(d), ExpiresIn: d, IP: m.IP, UserAgent: m.UserAgent, Time: now}, "")
 		if err != nil {
 			return err
 		}
-		_, err = s.Jobs.InsertTx(ctx, tx.DriverTx(), args, nil)
+		_, err = jobs.InsertTx(ctx, tx.DriverTx(), args, nil)
 		return err
 	})
-	if err != nil {
-		s.Log.ErrorContext(ctx, "could not record the account lockout", "user_id", u.ID, "error", err.Error())
-	}
 }
 
 // Fingerprint binds a session to a device: a hash of the client's device_id
