@@ -100,7 +100,7 @@ type Config struct {
 	RefreshTokenTTL      time.Duration `env:"REFRESH_TOKEN_TTL" default:"720h" doc:"Absolute lifetime of a session and its refresh tokens."`
 	RefreshIdleTimeout   time.Duration `env:"REFRESH_IDLE_TIMEOUT" default:"336h" doc:"A refresh token unused this long dies (0: no idle timeout)."`
 	RefreshReuseGrace    time.Duration `env:"REFRESH_REUSE_GRACE" default:"10s" doc:"Window in which the immediate predecessor of a refresh token, presented again, returns the same successor (0 disables)."`
-	RefreshTokenCookie   bool          `env:"REFRESH_TOKEN_COOKIE" default:"false" doc:"Deliver refresh tokens as an HttpOnly, Secure, SameSite=Strict __Host- cookie instead of in the response body (browser apps)."`
+	RefreshTokenCookie   bool          `env:"REFRESH_TOKEN_COOKIE" default:"false" doc:"Deliver refresh tokens as an HttpOnly, Secure, SameSite=Strict __Host- cookie instead of in the response body (browser apps). A refresh that uses the cookie must send a JSON body or an Origin listed in GATEHOUSE_CORS_ALLOWED_ORIGINS."`
 	BindRefreshToDevice  bool          `env:"BIND_REFRESH_TO_DEVICE" default:"false" doc:"Refuse a refresh from another device fingerprint (device_id and user-agent family) than the session's."`
 	SigningAlg           string        `env:"SIGNING_ALG" default:"RS256" doc:"Algorithm of new signing keys: RS256, ES256 or EdDSA."`
 	KeysReloadInterval   time.Duration `env:"KEYS_RELOAD_INTERVAL" default:"30s" doc:"How often running servers reload signing keys (rotations are also pushed at once)."`
