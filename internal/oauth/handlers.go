@@ -366,14 +366,25 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request, p url.Values, c
 }
 
 // notCrossSite reports whether r cannot be a cross-site form post: its
-// body is JSON, or its Origin is one of AllowedOrigins (compared as the
-// CORS middleware compares them).
+// body is JSON, the browser says it comes from Gatehouse's own origin
+// (Sec-Fetch-Site, which pages cannot set, or an Origin equal to the
+// issuer's), or its Origin is one of AllowedOrigins (compared as the CORS
+// middleware compares them).
 func (s *Server) notCrossSite(r *http.Request) bool {
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/json" {
 		return true
 	}
+	if r.Header.Get("Sec-Fetch-Site") == "same-origin" {
+		return true
+	}
 	origin := r.Header.Get("Origin")
-	return origin != "" && slices.ContainsFunc(s.AllowedOrigins, func(o string) bool { return strings.TrimRight(o, "/") == origin })
+	if origin == "" {
+		return false
+	}
+	if u, err := url.Parse(s.Issuer); err == nil && u.Scheme+"://"+u.Host == origin {
+		return true
+	}
+	return slices.ContainsFunc(s.AllowedOrigins, func(o string) bool { return strings.TrimRight(o, "/") == origin })
 }
 
 var errScopeNotGranted = oauthError{http.StatusBadRequest, "invalid_scope", "The requested scope exceeds the scope originally granted."}

@@ -75,28 +75,37 @@ func FuzzJSONParams(f *testing.F) {
 }
 
 func TestNotCrossSite(t *testing.T) {
-	s := &Server{AllowedOrigins: []string{"https://app.example.test/", "http://localhost:3000"}}
+	s := &Server{Issuer: "https://auth.example.test", AllowedOrigins: []string{"https://app.example.test/", "http://localhost:3000"}}
 	for _, c := range []struct {
 		contentType, origin string
 		want                bool
+		fetchSite           string
 	}{
-		{"application/json", "", true},
-		{"application/json; charset=utf-8", "https://evil.example", true}, // a cross-site page cannot send it without a preflight
-		{"application/x-www-form-urlencoded", "https://app.example.test", true},
-		{"application/x-www-form-urlencoded", "http://localhost:3000", true},
-		{"application/x-www-form-urlencoded", "", false},
-		{"application/x-www-form-urlencoded", "null", false},
-		{"application/x-www-form-urlencoded", "https://app.example.test.evil.example", false},
-		{"application/x-www-form-urlencoded", "http://app.example.test", false},
-		{"text/plain", "https://evil.example", false},
+		{"application/json", "", true, ""},
+		{"application/json; charset=utf-8", "https://evil.example", true, ""}, // a cross-site page cannot send it without a preflight
+		{"application/x-www-form-urlencoded", "https://app.example.test", true, ""},
+		{"application/x-www-form-urlencoded", "http://localhost:3000", true, ""},
+		{"application/x-www-form-urlencoded", "", false, ""},
+		{"application/x-www-form-urlencoded", "null", false, ""},
+		{"application/x-www-form-urlencoded", "https://app.example.test.evil.example", false, ""},
+		{"application/x-www-form-urlencoded", "http://app.example.test", false, ""},
+		{"text/plain", "https://evil.example", false, ""},
+		// Gatehouse's own origin: by Origin, or by what the browser says.
+		{"application/x-www-form-urlencoded", "https://auth.example.test", true, ""},
+		{"application/x-www-form-urlencoded", "", true, "same-origin"},
+		{"application/x-www-form-urlencoded", "", false, "same-site"},
+		{"application/x-www-form-urlencoded", "https://evil.example", false, "cross-site"},
 	} {
 		r := httptest.NewRequest("POST", "/oauth2/token", nil)
 		r.Header.Set("Content-Type", c.contentType)
 		if c.origin != "" {
 			r.Header.Set("Origin", c.origin)
 		}
+		if c.fetchSite != "" {
+			r.Header.Set("Sec-Fetch-Site", c.fetchSite)
+		}
 		if got := s.notCrossSite(r); got != c.want {
-			t.Errorf("Content-Type %q, Origin %q: notCrossSite = %v, want %v", c.contentType, c.origin, got, c.want)
+			t.Errorf("Content-Type %q, Origin %q, Sec-Fetch-Site %q: notCrossSite = %v, want %v", c.contentType, c.origin, c.fetchSite, got, c.want)
 		}
 	}
 }

@@ -130,7 +130,7 @@ func (h *Handlers) logoutAll(w http.ResponseWriter, r *http.Request) error {
 	if err := h.Service.RevokeUserSessions(r.Context(), p.UserID, "", "logout_all"); err != nil {
 		return err
 	}
-	h.Service.securityEvent(r.Context(), p.UserID, "user.logged_out_everywhere", MetaOf(r, ""), nil)
+	h.Service.securityEvent(r.Context(), p.UserID, p.UserID, "user.logged_out_everywhere", MetaOf(r, ""), nil)
 	if h.Cookie {
 		SetRefreshCookie(w, "", time.Time{})
 	}

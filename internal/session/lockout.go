@@ -64,8 +64,7 @@ func ipKey(ip string) string { return "login:ipfail:" + httpapi.LimitKey(ip) }
 // not end in a wrong password (a correct password, a locked subject, an
 // error) gives it back with ipRefund. So of N parallel attempts from one IP
 // at most IPFailures are checked, as with the per-subject count, and a
-// correct password never charges the IP. (A refund that lands after its
-// window ended leaves -1 in the next window: one extra attempt, at most.)
+// correct password never charges the IP.
 func (l *guard) ipAttempt(ctx context.Context, ip string) (blockedFor time.Duration, err error) {
 	if ip == "" || l.cfg.IPFailures <= 0 {
 		return 0, nil
@@ -88,11 +87,14 @@ func (l *guard) ipAttempt(ctx context.Context, ip string) (blockedFor time.Durat
 }
 
 // ipRefund gives back the unit an attempt took with ipAttempt, for an
-// attempt that did not end in a wrong password.
+// attempt that did not end in a wrong password. If the IP's window ended
+// meanwhile, the refund finds no counter and creates one at -1; it then
+// expires at once (Incr sets a TTL only on the key it creates), so a
+// refund never lends the next window an attempt.
 func (l *guard) ipRefund(ctx context.Context, ip string) error {
 	if ip == "" || l.cfg.IPFailures <= 0 {
 		return nil
 	}
-	_, err := l.KV.Incr(ctx, ipKey(ip), -1, l.cfg.IPWindow)
+	_, err := l.KV.Incr(ctx, ipKey(ip), -1, time.Millisecond)
 	return err
 }

@@ -96,3 +96,36 @@ func TestIPBlockCoversTheSlash64(t *testing.T) {
 		t.Error("an IPv4-mapped address is blocked")
 	}
 }
+
+// TestIPRefundAfterTheWindow checks that an attempt still in flight when
+// its IP's window ends gives its unit back without lending it to the next
+// window: the counter its refund creates at -1 disappears at once.
+func TestIPRefundAfterTheWindow(t *testing.T) {
+	clk := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	kv := memory.New(clk.Now)
+	defer kv.Close()
+	l := &guard{Counter: lockout.Counter{KV: kv, Prefix: "login"}, cfg: LockoutConfig{IPFailures: 2, IPWindow: 15 * time.Minute}}
+	ctx := context.Background()
+	const ip = "203.0.113.20"
+	for range 2 {
+		if d, err := l.ipAttempt(ctx, ip); err != nil || d != 0 {
+			t.Fatalf("ipAttempt = %v, %v", d, err)
+		}
+	}
+	clk.Advance(16 * time.Minute) // the window ends with both attempts in flight
+	for range 2 {
+		if err := l.ipRefund(ctx, ip); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk.Advance(time.Millisecond)
+	// The new window allows IPFailures attempts, not more.
+	for i := range 2 {
+		if d, err := l.ipAttempt(ctx, ip); err != nil || d != 0 {
+			t.Fatalf("attempt %d of the new window = %v, %v; want allowed", i+1, d, err)
+		}
+	}
+	if d, err := l.ipAttempt(ctx, ip); err != nil || d <= 0 {
+		t.Fatalf("attempt 3 of the new window = %v, %v; want blocked", d, err)
+	}
+}

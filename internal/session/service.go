@@ -548,7 +548,7 @@ func (s *Service) Refresh(ctx context.Context, raw string, m Meta) (Result, erro
 			return Result{}, err
 		}
 		if sess.DeviceFingerprint != "" && !secret.Equal(sess.DeviceFingerprint, Fingerprint(m.DeviceID, m.UserAgent)) {
-			s.securityEvent(ctx, sess.UserID, "security.refresh_device_mismatch", m, map[string]any{"session_id": sess.ID})
+			s.securityEvent(ctx, sess.UserID, "", "security.refresh_device_mismatch", m, map[string]any{"session_id": sess.ID})
 			return Result{}, ErrInvalidGrant
 		}
 	}
@@ -621,9 +621,9 @@ func (s *Service) onReuse(ctx context.Context, sess store.Session, m Meta) {
 	}
 }
 
-func (s *Service) securityEvent(ctx context.Context, userID, action string, m Meta, data map[string]any) {
+func (s *Service) securityEvent(ctx context.Context, userID, actorID, action string, m Meta, data map[string]any) {
 	err := s.Store.AppendAuditEvent(ctx, store.AuditEvent{
-		OccurredAt: s.now(), SubjectID: userID, Action: action,
+		OccurredAt: s.now(), ActorID: actorID, SubjectID: userID, Action: action,
 		IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID, Data: data,
 	})
 	if err != nil {
@@ -644,7 +644,7 @@ func (s *Service) Logout(ctx context.Context, userID, sessionID string, m Meta) 
 		return err
 	}
 	s.deny(ctx, sessionID)
-	s.securityEvent(ctx, userID, "user.logged_out", m, map[string]any{"session_id": sessionID})
+	s.securityEvent(ctx, userID, userID, "user.logged_out", m, map[string]any{"session_id": sessionID})
 	return nil
 }
 

@@ -91,7 +91,7 @@ func (s *Service) RequestMagicLink(ctx context.Context, email string, m user.Met
 	for _, k := range []struct {
 		key string
 		l   ratelimit.Limit
-	}{{"magic:ip:" + m.IP, s.Config.MagicLinkPerIP}, {"magic:addr:" + norm, s.Config.MagicLinkPerAddress}} {
+	}{{"magic:ip:" + httpapi.LimitKey(m.IP), s.Config.MagicLinkPerIP}, {"magic:addr:" + norm, s.Config.MagicLinkPerAddress}} {
 		res, err := s.Limiter.AllowN(ctx, k.key, k.l, 1)
 		if err != nil {
 			return err

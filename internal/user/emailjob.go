@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/riverqueue/river"
 
@@ -34,6 +35,10 @@ type EmailRequestArgs struct {
 	IP          string `json:"ip,omitempty"`
 	UserAgent   string `json:"user_agent,omitempty"`
 	RequestID   string `json:"request_id,omitempty"`
+	// RequestedAt is when the client asked. A request still unworked once
+	// the link it asks for would have expired is dropped: a link arriving
+	// that late answers nothing the user is still waiting for.
+	RequestedAt time.Time `json:"requested_at,omitzero"`
 }
 
 // Kind implements river.JobArgs.
@@ -67,7 +72,7 @@ func (s *Service) enqueueEmailRequest(ctx context.Context, request, email string
 	if err != nil {
 		return fmt.Errorf("seal the address of an email request: %w", err)
 	}
-	args := EmailRequestArgs{Request: request, SealedEmail: sealed, IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID}
+	args := EmailRequestArgs{Request: request, SealedEmail: sealed, IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID, RequestedAt: s.now()}
 	return s.Store.InTx(ctx, func(tx store.Store) error {
 		_, err := s.Jobs.InsertTx(ctx, tx.DriverTx(), args, nil)
 		return err
@@ -94,6 +99,14 @@ func (w *EmailRequestWorker) Work(ctx context.Context, job *river.Job[EmailReque
 func (s *Service) HandleEmailRequest(ctx context.Context, a EmailRequestArgs) error {
 	if a.Request != RequestPasswordReset && a.Request != RequestVerification {
 		return river.JobCancel(fmt.Errorf("user: unknown email request %q", a.Request))
+	}
+	lifetime := s.Config.ResetTTL
+	if a.Request == RequestVerification {
+		lifetime = s.Config.VerificationTTL
+	}
+	if !a.RequestedAt.IsZero() && s.now().Sub(a.RequestedAt) > lifetime {
+		s.Log.InfoContext(ctx, "dropped an email request older than its link's lifetime", "request", a.Request, "requested_at", a.RequestedAt)
+		return nil
 	}
 	email, err := s.Keys.Open(a.SealedEmail, emailRequestAD(a.Request))
 	if err != nil {

@@ -649,3 +649,28 @@ func TestActivityShowsOnlyTheUsersOwnActorsAndAddresses(t *testing.T) {
 		t.Errorf("the user's own event = %+v; want its actor, IP and user agent", a)
 	}
 }
+
+// TestStaleEmailRequestIsDropped checks that a forgot-password request
+// still unworked when the link it asks for would have expired sends
+// nothing.
+func TestStaleEmailRequestIsDropped(t *testing.T) {
+	ctx := context.Background()
+	s, jobs, clk, _ := newTestService(t)
+	if _, err := s.Register(ctx, "late@example.com", pw, "", Meta{IP: "192.0.2.1"}); err != nil {
+		t.Fatal(err)
+	}
+	before := jobs.mails(t)
+	if err := s.ForgotPassword(ctx, "late@example.com", Meta{IP: "192.0.2.2"}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(s.Config.ResetTTL + time.Second)
+	if got := jobs.mails(t); got != before {
+		t.Errorf("a request worked after its link's lifetime sent %d emails", got-before)
+	}
+	if err := s.ForgotPassword(ctx, "late@example.com", Meta{IP: "192.0.2.2"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := jobs.mails(t); got != before+1 {
+		t.Errorf("a fresh request sent %d emails, want 1", got-before)
+	}
+}
