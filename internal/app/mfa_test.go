@@ -230,6 +230,32 @@ func runMFASuite(t *testing.T, env map[string]string) {
 		}
 	})
 
+	// A stolen access token whose sign-in is old cannot make itself
+	// "recently authenticated" with a factor it adds itself.
+	t.Run("ReauthNeedsAFactorFromBeforeTheSignIn", func(t *testing.T) {
+		e.signUp(t, "stale-token@example.com")
+		c, b, _ := call(t, "POST", e.url("/v1/auth/login"), map[string]string{"email": "stale-token@example.com", "password": strongPassword})
+		if c != 200 {
+			t.Fatalf("login = %d %v", c, b)
+		}
+		ageAuthTime(t, e, b["session_id"].(string), 10*time.Minute)
+		c, r, _ := call(t, "POST", e.url("/oauth2/token"), map[string]string{"grant_type": "refresh_token", "refresh_token": b["refresh_token"].(string)})
+		if c != 200 {
+			t.Fatalf("refresh = %d %v", c, r)
+		}
+		stale := r["access_token"].(string)
+		secret := enrolTOTP(t, e, stale)
+		secrets = append(secrets, secret)
+		next := totpAt(t, secret, time.Now().Add(30*time.Second))
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/reauthenticate"), map[string]string{"method": "totp", "code": next}, bearer(stale)...); c != 401 || b["access_token"] != nil {
+			t.Fatalf("reauthenticate with a factor added by this session = %d %v, want 401", c, b)
+		}
+		// The password still works, and after it the factor counts.
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/reauthenticate"), map[string]string{"password": strongPassword}, bearer(stale)...); c != 200 || b["access_token"] == nil {
+			t.Fatalf("reauthenticate with the password = %d %v", c, b)
+		}
+	})
+
 	// A password changed while a login waits for its second factor voids
 	// that login: the second factor alone must not finish a sign-in whose
 	// password is no longer the account's.

@@ -424,6 +424,10 @@ func runSocialSignIn(t *testing.T, env map[string]string) {
 		if acts := activity(t, e, at); !contains(acts, "user.unverified_credentials_cleared") {
 			t.Errorf("activity = %v, want user.unverified_credentials_cleared", acts)
 		}
+		// The owner is told what was removed.
+		if m := e.mail.wait(t, email, "Security settings"); !strings.Contains(m.Text, "were removed") || strings.Contains(m.Text, "Squatter") {
+			t.Errorf("notice of the clearing = %q, want it to say what happened, without the pre-registrant's name", m.Text)
+		}
 	})
 
 	t.Run("AutoLinkEndsPreRegistration", func(t *testing.T) {

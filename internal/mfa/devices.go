@@ -357,8 +357,18 @@ func (s *Service) Reauthenticate(ctx context.Context, p auth.Principal, pw, meth
 		if err := s.throttle(ctx, "mfa:verify:"+u.ID, s.Config.VerifyLimit); err != nil {
 			return "", 0, err
 		}
+		// Only a factor the user had when this session signed in proves
+		// them again: one added since, with this very session, could be
+		// the work of whoever holds a stolen access token, and must not
+		// make that token "recently authenticated".
+		var before []store.MFADevice
+		for _, d := range f.active {
+			if d.ConfirmedAt.Before(p.AuthTime) {
+				before = append(before, d)
+			}
+		}
 		ok, err := s.guarded(ctx, u, m, true, func() (bool, error) {
-			_, ok, err := s.checkCode(ctx, u, f.active, method, code, false)
+			_, ok, err := s.checkCode(ctx, u, before, method, code, false)
 			return ok, err
 		})
 		if err != nil {

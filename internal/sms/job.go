@@ -23,11 +23,13 @@ const (
 	// and a backlog of other jobs from delaying a sign-in code.
 	QueueName = "sms"
 	// MaxAttempts is how often an SMS job is tried before River discards
-	// it. With River's default backoff (attempt^4 seconds, ±10% jitter:
-	// 1 s, 16 s, 81 s, 4 min) the last attempt comes about 6 minutes
-	// after the first: within a one-time code's usual lifetime. A code
-	// that arrives later is of no use, and the user is better served by
-	// the email code (see Worker.OnFailure).
+	// it. With the retry delays of retryDelays (2 s, 5 s, 15 s, 30 s) the
+	// last attempt comes under a minute after the first, well within the
+	// life of the sign-in waiting for the code (5 minutes by default), so
+	// that when the provider keeps failing the email code can still be
+	// offered to that sign-in (see Worker.OnFailure). River's default
+	// backoff (attempt^4 seconds) would give up only after about 6
+	// minutes, when the sign-in is gone.
 	MaxAttempts = 5
 )
 
@@ -276,12 +278,14 @@ func (w *Worker) attrs(job *river.Job[SendArgs], extra ...any) []any {
 	}, extra...)
 }
 
-// NextRetry implements river.Worker. It returns the zero time, which
-// selects River's default exponential backoff, unless a test set
-// retryDelay.
+// retryDelays are the waits before the 2nd, 3rd, 4th and 5th attempts.
+var retryDelays = []time.Duration{2 * time.Second, 5 * time.Second, 15 * time.Second, 30 * time.Second}
+
+// NextRetry implements river.Worker: the short delays of retryDelays (see
+// MaxAttempts), unless a test set retryDelay.
 func (w *Worker) NextRetry(job *river.Job[SendArgs]) time.Time {
-	if w.retryDelay == nil {
-		return time.Time{}
+	if w.retryDelay != nil {
+		return time.Now().Add(w.retryDelay(job.Attempt))
 	}
-	return time.Now().Add(w.retryDelay(job.Attempt))
+	return time.Now().Add(retryDelays[min(max(job.Attempt, 1), len(retryDelays))-1])
 }

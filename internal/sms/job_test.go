@@ -606,3 +606,18 @@ func TestJobBadCredentials(t *testing.T) {
 		}
 	}
 }
+
+// TestRetriesEndWithinASignIn checks that an SMS job that keeps failing
+// gives up within a minute, while the sign-in that waits for its code
+// (5 minutes by default) can still be offered the email code.
+func TestRetriesEndWithinASignIn(t *testing.T) {
+	w := &Worker{}
+	var total time.Duration
+	for attempt := 1; attempt < MaxAttempts; attempt++ {
+		start := time.Now()
+		total += w.NextRetry(&river.Job[SendArgs]{JobRow: &rivertype.JobRow{Attempt: attempt}}).Sub(start)
+	}
+	if total > time.Minute+time.Second || total < 50*time.Second {
+		t.Errorf("the retries of %d attempts wait %v in all, want under a minute", MaxAttempts, total)
+	}
+}

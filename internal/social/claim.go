@@ -22,7 +22,8 @@ const (
 // password is removed (the owner can set one through a password reset),
 // its sessions end, its second factors and backup codes, linked
 // identities and pending email change are removed, and the address
-// becomes verified. An audit event records what was removed.
+// becomes verified. An audit event records what was removed, and the
+// owner is told by email.
 //
 // It runs in tx, with u read by GetUserForUpdate. It returns the updated
 // user and the IDs of the sessions it ended, whose access tokens the
@@ -62,6 +63,7 @@ func (s *Service) claimUnverified(ctx context.Context, tx store.Store, u store.U
 	}
 	hadPassword := u.PasswordHash != ""
 	u.PasswordHash = ""
+	u.Name = "" // chosen by whoever registered: not to greet the owner with
 	u.PendingEmail = ""
 	u.EmailVerifiedAt = now
 	u, err = tx.UpdateUser(ctx, u)
@@ -79,10 +81,10 @@ func (s *Service) claimUnverified(ctx context.Context, tx store.Store, u store.U
 	if providerID != "" {
 		data["provider"] = providerID
 	}
-	if err := tx.AppendAuditEvent(ctx, store.AuditEvent{
-		OccurredAt: now, ActorID: u.ID, SubjectID: u.ID, Action: "user.unverified_credentials_cleared",
-		IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID, Data: data,
-	}); err != nil {
+	// The notice's event line is short (the mail template caps it); the
+	// audit event's data says exactly what went.
+	const event = "Settings set up before your address was confirmed were removed"
+	if err := s.notice(ctx, tx, u, "user.unverified_credentials_cleared", event, m, data); err != nil {
 		return store.User{}, nil, err
 	}
 	return u, ended, nil
