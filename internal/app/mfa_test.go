@@ -485,6 +485,38 @@ func runMFASuite(t *testing.T, env map[string]string) {
 		noEmailFallback(t, e, mt)
 	})
 
+	// Nor can an email device be the second factor of a magic-link
+	// sign-in: with only that factor, the answer is to use the password.
+	t.Run("NoEmailDeviceAfterMagicLink", func(t *testing.T) {
+		const email = "email-factor-magic@example.com"
+		at := e.signUp(t, email)
+		c, dev, _ := call(t, "POST", e.url("/v1/me/mfa/email"), nil, bearer(at)...)
+		if c != 201 {
+			t.Fatalf("enrol email = %d %v", c, dev)
+		}
+		code := emailCode(t, e.mail.wait(t, email, "verification code"))
+		secrets = append(secrets, code)
+		if c, b, _ := call(t, "POST", e.url("/v1/me/mfa/devices/"+dev["id"].(string)+"/confirm"), map[string]string{"code": code}, bearer(at)...); c != 200 {
+			t.Fatalf("confirm email = %d %v", c, b)
+		}
+		call(t, "POST", e.url("/v1/auth/magic-link"), map[string]string{"email": email})
+		tok := magicToken(t, e.mail.wait(t, email, "sign-in link"))
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/magic-link/verify"), map[string]string{"token": tok}); c != 403 || b["code"] != "password_sign_in_required" || b["access_token"] != nil {
+			t.Fatalf("magic link with only an email factor = %d %v, want 403 password_sign_in_required", c, b)
+		}
+		// With another factor too, the email one is not offered.
+		secrets = append(secrets, enrolTOTP(t, e, at))
+		call(t, "POST", e.url("/v1/auth/magic-link"), map[string]string{"email": email})
+		tok = magicToken(t, e.mail.wait(t, email, "sign-in link"))
+		c, b, _ := call(t, "POST", e.url("/v1/auth/magic-link/verify"), map[string]string{"token": tok})
+		if c != 200 || b["mfa_required"] != true || slices.Contains(toStrings(b["methods"]), "email") || !slices.Contains(toStrings(b["methods"]), "totp") {
+			t.Fatalf("magic link with TOTP and email factors = %d %v, want the MFA step with totp and without email", c, b)
+		}
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/mfa/challenge"), map[string]string{"mfa_token": b["mfa_token"].(string), "method": "email"}); c != 400 || b["code"] != "method_unavailable" {
+			t.Errorf("email challenge after a magic link = %d %v, want 400 method_unavailable", c, b)
+		}
+	})
+
 	// An organisation that allows only text messages gets no email codes.
 	t.Run("NoEmailFallbackAgainstPolicy", func(t *testing.T) {
 		const email, phone = "fallback-policy@example.com", "+14155552674"

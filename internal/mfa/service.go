@@ -49,6 +49,9 @@ var (
 	// ErrPolicyConflict is a sign-in that needs a second factor when the
 	// policies that apply allow no method at all.
 	ErrPolicyConflict = errors.New("mfa: the policies allow no second factor")
+	// ErrSecondFactorNeedsPassword is a login by emailed link whose only
+	// second factor is an email code: the same mailbox cannot count twice.
+	ErrSecondFactorNeedsPassword = errors.New("mfa: an email code cannot follow an emailed link")
 )
 
 func init() {
@@ -57,6 +60,7 @@ func init() {
 	httpapi.RegisterError(ErrMethodUnavailable, http.StatusBadRequest, "method_unavailable", "This method is not set up for the account or not allowed.")
 	httpapi.RegisterError(ErrReauthRequired, http.StatusForbidden, "reauthentication_required", "Sign in again (password or a second factor) within the last 5 minutes to do this.")
 	httpapi.RegisterError(ErrAlreadyConfirmed, http.StatusConflict, "already_confirmed", "The device is already confirmed.")
+	httpapi.RegisterError(ErrSecondFactorNeedsPassword, http.StatusForbidden, "password_sign_in_required", "Your second factor is an email code, which cannot follow a sign-in link sent to the same mailbox; sign in with your password.")
 	httpapi.RegisterError(ErrPolicyConflict, http.StatusForbidden, "mfa_policy_conflict", "The MFA policies of your organisations have no second factor in common, so you cannot sign in; ask an administrator.")
 }
 
@@ -344,11 +348,18 @@ type factorSet struct {
 // methodsFor returns the methods the pending login p may pass its second
 // step with: those the policy allows, or, for a login that must enrol
 // because the policy allows none of the user's factors, any of them.
+//
+// A login whose first step was an emailed link (amr "email") cannot use an
+// email code as its second factor: both prove the same mailbox.
 func (f factorSet) methodsFor(p pending) []string {
+	methods := f.allowed
 	if p.EnrollAfter {
-		return f.held
+		methods = f.held
 	}
-	return f.allowed
+	if slices.Contains(p.AMR, amrOf[MethodEmail]) {
+		methods = slices.DeleteFunc(slices.Clone(methods), func(m string) bool { return m == MethodEmail })
+	}
+	return methods
 }
 
 // factors reads the user's organisations, devices and backup codes in one
@@ -404,11 +415,17 @@ func (s *Service) Begin(ctx context.Context, u store.User, amr []string, m sessi
 			}
 			p.EnrollAfter = true
 		}
+		methods := f.methodsFor(p)
+		if len(methods) == 0 {
+			// Only an email code is left, and the first step proved the
+			// mailbox already.
+			return nil, ErrSecondFactorNeedsPassword
+		}
 		tok, err := s.newPending(ctx, p)
 		if err != nil {
 			return nil, err
 		}
-		return &session.Challenge{MFAToken: tok, Methods: f.methodsFor(p)}, nil
+		return &session.Challenge{MFAToken: tok, Methods: methods}, nil
 	case f.pol.Required && s.now().Sub(u.CreatedAt) >= f.pol.Grace:
 		return s.open(ctx, pending{UserID: u.ID, AMR: amr, Enroll: true, UA: uaHash(m.UserAgent), PasswordStamp: passwordStamp(u, amr)}, f.pol)
 	}
