@@ -174,19 +174,21 @@ func TestSocialSignInPostgresRedis(t *testing.T) {
 	runSocialSignIn(t, postgresRedisEnv(t))
 }
 
-func runSocialSignIn(t *testing.T, env map[string]string) {
+// newSocialEnv starts a mock OpenID provider and a server that knows it
+// twice: as "okta", and as "trusted", whose verified emails are trusted
+// for linking (auto-link on); settings from each of more are added.
+func newSocialEnv(t *testing.T, more ...map[string]string) (*accountEnv, *mockoidc.MockOIDC) {
+	t.Helper()
 	m, err := mockoidc.Run()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Shutdown() })
 	all := map[string]string{
-		"GATEHOUSE_SOCIAL_OKTA_TYPE":          "oidc",
-		"GATEHOUSE_SOCIAL_OKTA_ISSUER":        m.Issuer(),
-		"GATEHOUSE_SOCIAL_OKTA_CLIENT_ID":     m.ClientID,
-		"GATEHOUSE_SOCIAL_OKTA_CLIENT_SECRET": m.ClientSecret,
-		// The same provider again, with its verified emails trusted for
-		// linking.
+		"GATEHOUSE_SOCIAL_OKTA_TYPE":             "oidc",
+		"GATEHOUSE_SOCIAL_OKTA_ISSUER":           m.Issuer(),
+		"GATEHOUSE_SOCIAL_OKTA_CLIENT_ID":        m.ClientID,
+		"GATEHOUSE_SOCIAL_OKTA_CLIENT_SECRET":    m.ClientSecret,
 		"GATEHOUSE_SOCIAL_TRUSTED_TYPE":          "oidc",
 		"GATEHOUSE_SOCIAL_TRUSTED_ISSUER":        m.Issuer(),
 		"GATEHOUSE_SOCIAL_TRUSTED_CLIENT_ID":     m.ClientID,
@@ -194,10 +196,16 @@ func runSocialSignIn(t *testing.T, env map[string]string) {
 		"GATEHOUSE_SOCIAL_TRUSTED_AUTO_LINK":     "true",
 		"GATEHOUSE_REDIRECT_ALLOWLIST":           appRedirect,
 	}
-	for k, v := range env {
-		all[k] = v
+	for _, env := range more {
+		for k, v := range env {
+			all[k] = v
+		}
 	}
-	e := newAccountEnv(t, all)
+	return newAccountEnv(t, all), m
+}
+
+func runSocialSignIn(t *testing.T, env map[string]string) {
+	e, m := newSocialEnv(t, env)
 
 	var samID string
 	t.Run("SignUpThenSignIn", func(t *testing.T) {
@@ -374,14 +382,9 @@ func runSocialSignIn(t *testing.T, env map[string]string) {
 		}
 		// A verified account keeps its password.
 		e.login(t, "victim@example.com", strongPassword)
-		// MFA still applies.
-		at := res["access_token"].(string)
-		c, dev, _ := call(t, "POST", e.url("/v1/me/mfa/email"), nil, bearer(at)...)
-		if c != 201 {
-			t.Fatalf("enrol email = %d", c)
-		}
-		mc := emailCode(t, e.mail.wait(t, "victim@example.com", "verification code"))
-		call(t, "POST", e.url("/v1/me/mfa/devices/"+dev["id"].(string)+"/confirm"), map[string]string{"code": mc}, bearer(at)...)
+		// MFA still applies (with a factor other than the mailbox, which
+		// the link proved already: see TestMFA*/NoEmailDeviceAfterMagicLink).
+		enrolTOTP(t, e, res["access_token"].(string))
 		call(t, "POST", e.url("/v1/auth/magic-link"), map[string]string{"email": "victim@example.com"})
 		tok = magicToken(t, e.mail.wait(t, "victim@example.com", "sign-in link"))
 		c, res, _ = call(t, "POST", e.url("/v1/auth/magic-link/verify"), map[string]string{"token": tok})
@@ -568,19 +571,7 @@ func runSocialSignIn(t *testing.T, env map[string]string) {
 // TestSocialLinkWaitsForEnrollment: when a policy forces enrolment, a link
 // confirmed with the password waits until the factor is enrolled.
 func TestSocialLinkWaitsForEnrollment(t *testing.T) {
-	m, err := mockoidc.Run()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Shutdown() })
-	e := newAccountEnv(t, map[string]string{
-		"GATEHOUSE_SOCIAL_OKTA_TYPE":          "oidc",
-		"GATEHOUSE_SOCIAL_OKTA_ISSUER":        m.Issuer(),
-		"GATEHOUSE_SOCIAL_OKTA_CLIENT_ID":     m.ClientID,
-		"GATEHOUSE_SOCIAL_OKTA_CLIENT_SECRET": m.ClientSecret,
-		"GATEHOUSE_REDIRECT_ALLOWLIST":        appRedirect,
-		"GATEHOUSE_MFA_REQUIRED":              "true",
-	})
+	e, m := newSocialEnv(t, map[string]string{"GATEHOUSE_MFA_REQUIRED": "true"})
 	const email = "enrolling@example.com"
 	if c, b, _ := call(t, "POST", e.url("/v1/auth/register"), map[string]string{"email": email, "password": strongPassword, "name": "Test User"}); c != 201 {
 		t.Fatalf("register = %d %v", c, b)
@@ -864,28 +855,7 @@ func TestSocialPreRegistrationPostgresRedis(t *testing.T) {
 }
 
 func runSocialPreRegistration(t *testing.T, env map[string]string) {
-	m, err := mockoidc.Run()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Shutdown() })
-	all := map[string]string{
-		"GATEHOUSE_REQUIRE_VERIFIED_EMAIL":       "false",
-		"GATEHOUSE_SOCIAL_OKTA_TYPE":             "oidc",
-		"GATEHOUSE_SOCIAL_OKTA_ISSUER":           m.Issuer(),
-		"GATEHOUSE_SOCIAL_OKTA_CLIENT_ID":        m.ClientID,
-		"GATEHOUSE_SOCIAL_OKTA_CLIENT_SECRET":    m.ClientSecret,
-		"GATEHOUSE_SOCIAL_TRUSTED_TYPE":          "oidc",
-		"GATEHOUSE_SOCIAL_TRUSTED_ISSUER":        m.Issuer(),
-		"GATEHOUSE_SOCIAL_TRUSTED_CLIENT_ID":     m.ClientID,
-		"GATEHOUSE_SOCIAL_TRUSTED_CLIENT_SECRET": m.ClientSecret,
-		"GATEHOUSE_SOCIAL_TRUSTED_AUTO_LINK":     "true",
-		"GATEHOUSE_REDIRECT_ALLOWLIST":           appRedirect,
-	}
-	for k, v := range env {
-		all[k] = v
-	}
-	e := newAccountEnv(t, all)
+	e, m := newSocialEnv(t, map[string]string{"GATEHOUSE_REQUIRE_VERIFIED_EMAIL": "false"}, env)
 
 	// squat registers the address, signs in and enrols a TOTP factor, as
 	// someone who does not own the mailbox can; it returns the sign-in.
