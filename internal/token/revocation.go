@@ -15,7 +15,15 @@ import (
 const (
 	denySessionPrefix = "token:deny:sid:" // + session ID: every token of the session
 	denyTokenPrefix   = "token:deny:jti:" // + jti: one token without a session
-	revokeBeforeKey   = "token:revoke_before"
+	// revokeBeforeKey held the kill-switch time as a value until the
+	// cut-off became a set; it is still read, so a cut-off set before an
+	// upgrade stands.
+	revokeBeforeKey = "token:revoke_before"
+	// revokeBeforeTimes is the set of kill-switch times (decimal Unix
+	// microseconds); the cut-off is the latest. Adding to a set is atomic
+	// and the latest always wins, so of two concurrent calls, or a node
+	// holding a stale cut-off, none can move the cut-off back.
+	revokeBeforeTimes = "token:revoke_before:times"
 )
 
 // revocation is the in-memory copy of the kill-switch time.
@@ -64,18 +72,20 @@ func (m *Manager) DenyToken(ctx context.Context, jti string, expiresAt time.Time
 // issued before t is rejected by every node, at once through the kv
 // channel token.revoke_before and within a few seconds on a node that
 // missed the message. Because iat has whole seconds, tokens issued in the
-// same second as t, just after it, are rejected too. A later call replaces
-// the time (a t in the past un-revokes tokens issued after it).
+// same second as t, just after it, are rejected too. The cut-off only
+// moves forward: a t earlier than the current cut-off changes nothing.
 func (m *Manager) RevokeIssuedBefore(ctx context.Context, t time.Time) error {
 	micros := t.UnixMicro()
 	if micros <= 0 {
 		return errors.New("token: kill-switch time must be after 1970")
 	}
-	if err := m.kv.Set(ctx, revokeBeforeKey, []byte(strconv.FormatInt(micros, 10)), 0); err != nil {
+	if _, err := m.kv.SAdd(ctx, revokeBeforeTimes, strconv.FormatInt(micros, 10)); err != nil {
 		return fmt.Errorf("token: set kill switch: %w", err)
 	}
-	m.revocation.before.Store(micros)
-	m.log.WarnContext(ctx, "token: kill switch set: rejecting every access token issued before this time", "before", t.UTC())
+	if err := m.refreshRevokeBefore(ctx); err != nil {
+		return err
+	}
+	m.log.WarnContext(ctx, "token: kill switch set: rejecting every access token issued before this time", "before", m.RevokedBefore())
 	m.announce(ctx, ChannelRevokeBefore, []byte(strconv.FormatInt(micros, 10)))
 	return nil
 }
@@ -137,21 +147,41 @@ func (m *Manager) refreshRevokeBeforeLogged(ctx context.Context) {
 }
 
 // refreshRevokeBefore reads the kill-switch time from the kv store into
-// memory. The stored value always wins (RevokeIssuedBefore may move it
-// back); when it cannot be read or is malformed, the in-memory time stays.
+// memory: the latest of the stored times (and of the value an older
+// release kept). When it cannot be read or is malformed, the in-memory
+// time stays. It also drops the stored times older than the latest, which
+// can never matter again.
 func (m *Manager) refreshRevokeBefore(ctx context.Context) error {
-	v, err := m.kv.Get(ctx, revokeBeforeKey)
-	if errors.Is(err, kv.ErrNotFound) {
-		m.revocation.before.Store(0)
-		return nil
-	}
+	members, err := m.kv.SMembers(ctx, revokeBeforeTimes)
 	if err != nil {
+		return fmt.Errorf("token: read kill-switch times: %w", err)
+	}
+	legacy, err := m.kv.Get(ctx, revokeBeforeKey)
+	if err != nil && !errors.Is(err, kv.ErrNotFound) {
 		return fmt.Errorf("token: read kill-switch time: %w", err)
 	}
-	micros, err := strconv.ParseInt(string(v), 10, 64)
-	if err != nil || micros <= 0 {
-		return fmt.Errorf("token: kill-switch time %q in the kv store is not a positive integer", v)
+	if len(legacy) > 0 {
+		members = append(members, string(legacy))
 	}
-	m.revocation.before.Store(micros)
+	var latest int64
+	for _, v := range members {
+		micros, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || micros <= 0 {
+			return fmt.Errorf("token: kill-switch time %q in the kv store is not a positive integer", v)
+		}
+		latest = max(latest, micros)
+	}
+	m.revocation.before.Store(latest)
+	var older []string
+	for _, v := range members {
+		if micros, _ := strconv.ParseInt(v, 10, 64); micros < latest {
+			older = append(older, v)
+		}
+	}
+	if len(older) > 0 {
+		if _, err := m.kv.SRem(ctx, revokeBeforeTimes, older...); err != nil {
+			m.log.WarnContext(ctx, "token: could not drop superseded kill-switch times", "error", err)
+		}
+	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -625,6 +626,44 @@ func TestKillSwitch(t *testing.T) {
 			fresh := issue(t, b, defaultClaims("s"))
 			for _, m := range []*token.Manager{a, b, c} {
 				mustVerify(t, m, fresh)
+			}
+		})
+	}
+}
+
+// TestKillSwitchOnlyMovesForward sets cut-offs from two nodes in
+// parallel, the earlier last: every node ends up holding the latest, and
+// so does a node started afterwards.
+func TestKillSwitchOnlyMovesForward(t *testing.T) {
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			ctx := t.Context()
+			clk := newClock()
+			st, kr, kvs := be.store(t), newKeyring(t), be.kvs(t, clk, 3)
+			a := startManager(t, st, kr, kvs[0], clk, baseConfig())
+			b := startManager(t, st, kr, kvs[1], clk, baseConfig())
+			later := clk.Now()
+			earlier := later.Add(-time.Hour)
+			var wg sync.WaitGroup
+			for i := range 20 {
+				m, at := a, later.Add(-time.Duration(i)*time.Second)
+				if i%2 == 1 {
+					m, at = b, earlier.Add(time.Duration(i)*time.Second)
+				}
+				wg.Go(func() {
+					if err := m.RevokeIssuedBefore(ctx, at); err != nil {
+						t.Error(err)
+					}
+				})
+			}
+			wg.Wait()
+			if err := b.RevokeIssuedBefore(ctx, earlier); err != nil {
+				t.Fatal(err)
+			}
+			want := later.Truncate(time.Microsecond)
+			c := startManager(t, st, kr, kvs[2], clk, baseConfig())
+			for name, m := range map[string]*token.Manager{"a": a, "b": b, "c (started after)": c} {
+				eventually(t, name+" holds the latest cut-off", func() bool { return m.RevokedBefore().Equal(want) })
 			}
 		})
 	}
