@@ -419,6 +419,10 @@ func runTokenSuite(t *testing.T, e *accountEnv) {
 		if code != 200 || len(body["users"].([]any)) != 1 {
 			t.Fatalf("admin list = %d %v", code, body)
 		}
+		// A filter no database could take is the caller's mistake, not a 500.
+		if c, b, _ := call(t, "GET", e.url("/v1/admin/users?email=gr%00ace"), nil, bearer(adminAT)...); c != 422 {
+			t.Errorf("admin list with a NUL in the filter = %d %v, want 422", c, b)
+		}
 		id := body["users"].([]any)[0].(map[string]any)["id"].(string)
 		userRT := loginFull(t, e, "grace@example.com", strongPassword)["refresh_token"].(string)
 		if c, _, _ := call(t, "POST", e.url("/v1/admin/users/"+id+"/disable"), nil, bearer(adminAT)...); c != 200 {

@@ -62,7 +62,7 @@ type Config struct {
 	LogFormat string `env:"LOG_FORMAT" default:"json" doc:"json or text."`
 	Debug     bool   `env:"DEBUG" default:"false" doc:"Debug mode (verbose errors in logs, debug logging); refused in production."`
 
-	CORSAllowedOrigins []string      `env:"CORS_ALLOWED_ORIGINS" doc:"Comma-separated origins allowed to call the API from a browser (e.g. https://app.example.com). Empty: none."`
+	CORSAllowedOrigins []string      `env:"CORS_ALLOWED_ORIGINS" doc:"Comma-separated origins allowed to call the API from a browser (e.g. https://app.example.com); https only in production, except localhost. Empty: none."`
 	TrustedProxies     []string      `env:"TRUSTED_PROXIES" doc:"Comma-separated CIDRs of reverse proxies whose X-Forwarded-For is trusted for the client IP."`
 	MaxBodyBytes       int64         `env:"MAX_BODY_BYTES" default:"1048576" doc:"Largest request body accepted, in bytes."`
 	ReadHeaderTimeout  time.Duration `env:"READ_HEADER_TIMEOUT" default:"5s" doc:"Time allowed to read request headers."`
@@ -75,7 +75,7 @@ type Config struct {
 
 	JobsMaxWorkers int `env:"JOBS_MAX_WORKERS" default:"10" doc:"Background jobs worked at once on this node."`
 
-	AppURL               string        `env:"APP_URL" doc:"Base URL of the pages links in emails point to (APP_URL/verify-email?token=…, APP_URL/reset-password?token=…). Empty: the issuer."`
+	AppURL               string        `env:"APP_URL" doc:"Base URL of the pages links in emails point to (APP_URL/verify-email?token=…, APP_URL/reset-password?token=…); https only in production, except localhost. Empty: the issuer."`
 	ProductName          string        `env:"PRODUCT_NAME" default:"Gatehouse" doc:"Product name used in emails."`
 	SupportEmail         string        `env:"SUPPORT_EMAIL" doc:"Support address offered in emails (optional)."`
 	SMTPURL              string        `env:"SMTP_URL" secret:"true" doc:"smtp://user:pass@host:587 (STARTTLS required) or smtps://…:465. Empty: emails are written as .eml files to DATA_DIR/outbox."`
@@ -501,6 +501,18 @@ func (c *Config) validate() []string {
 		}
 		if u, err := url.Parse(c.Issuer); err == nil && u.Scheme == "http" && !isLocalhost(u.Hostname()) {
 			bad("ISSUER", "must use https:// in production (got %q)", c.Issuer)
+		}
+		// Emailed one-time links start with APP_URL: over http their tokens
+		// would travel in the clear.
+		if u, err := url.Parse(c.AppURL); c.AppURL != "" && err == nil && u.Scheme == "http" && !isLocalhost(u.Hostname()) {
+			bad("APP_URL", "must use https:// in production (got %q): emailed one-time links start with it", c.AppURL)
+		}
+		// A credentialed CORS origin served over http could be tampered with
+		// on the way and then call the API as the user.
+		for _, o := range c.CORSAllowedOrigins {
+			if u, err := url.Parse(o); err == nil && u.Scheme == "http" && !isLocalhost(u.Hostname()) {
+				bad("CORS_ALLOWED_ORIGINS", "%q must use https:// in production", o)
+			}
 		}
 		if c.Debug {
 			bad("DEBUG", "debug mode is refused in production")

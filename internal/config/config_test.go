@@ -135,12 +135,15 @@ func TestEveryProblemReportedAtOnce(t *testing.T) {
 
 func TestProductionRefusesInsecureSettings(t *testing.T) {
 	_, _, err := Load(envOf(map[string]string{
-		"GATEHOUSE_ENV":    "production",
-		"GATEHOUSE_ISSUER": "http://auth.example.com",
-		"GATEHOUSE_DEBUG":  "true",
+		"GATEHOUSE_ENV":                  "production",
+		"GATEHOUSE_ISSUER":               "http://auth.example.com",
+		"GATEHOUSE_APP_URL":              "http://app.example.com",
+		"GATEHOUSE_CORS_ALLOWED_ORIGINS": "https://ok.example.com,http://plain.example.com",
+		"GATEHOUSE_DEBUG":                "true",
 	}))
 	got := strings.Join(problems(t, err), "\n")
-	for _, want := range []string{"GATEHOUSE_ENCRYPTION_KEYS: required in production", "GATEHOUSE_ISSUER: must use https://", "GATEHOUSE_DEBUG: "} {
+	for _, want := range []string{"GATEHOUSE_ENCRYPTION_KEYS: required in production", "GATEHOUSE_ISSUER: must use https://", "GATEHOUSE_DEBUG: ",
+		"GATEHOUSE_APP_URL: must use https://", `GATEHOUSE_CORS_ALLOWED_ORIGINS: "http://plain.example.com" must use https://`} {
 		if !strings.Contains(got, want) {
 			t.Errorf("problems %q lack %q", got, want)
 		}
@@ -155,6 +158,9 @@ func TestProductionRefusesInsecureSettings(t *testing.T) {
 		"GATEHOUSE_ISSUER":          "https://auth.example.com",
 		"GATEHOUSE_ENCRYPTION_KEYS": key,
 		"GATEHOUSE_SMTP_URL":        "smtp://mail.example.com:587",
+		// Local pages may stay on http, as the issuer may.
+		"GATEHOUSE_APP_URL":              "https://app.example.com",
+		"GATEHOUSE_CORS_ALLOWED_ORIGINS": "https://app.example.com,http://localhost:3000",
 	}))
 	if err != nil {
 		t.Fatalf("secure production config refused: %v", err)

@@ -382,3 +382,27 @@ func TestReadiness(t *testing.T) {
 		}
 	}
 }
+
+// TestCancellation maps a cancelled context to client_closed_request only
+// when the client went away; a cancellation inside the server is a 500,
+// logged. Either way the body's status is the status sent.
+func TestCancellation(t *testing.T) {
+	f := newFixture(t, func(rt *Router) {
+		rt.Handle("GET /inner", func(w http.ResponseWriter, r *http.Request) error {
+			return fmt.Errorf("db: %w", context.Canceled)
+		})
+	})
+	rec := f.do(t, httptest.NewRequest("GET", "/inner", nil))
+	if p := decodeProblem(t, rec); rec.Code != 500 || p.Code != "internal_error" {
+		t.Errorf("server-side cancellation = %d %s, want 500 internal_error", rec.Code, p.Code)
+	}
+	if !strings.Contains(f.logs.String(), "request failed") {
+		t.Errorf("server-side cancellation not logged: %s", f.logs)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	rec = f.do(t, httptest.NewRequest("GET", "/inner", nil).WithContext(ctx))
+	if p := decodeProblem(t, rec); p.Code != "client_closed_request" {
+		t.Errorf("client gone = %d %s, want client_closed_request", rec.Code, p.Code)
+	}
+}

@@ -121,6 +121,11 @@ type ErrorWriter struct {
 func (ew ErrorWriter) Write(w http.ResponseWriter, r *http.Request, err error) {
 	p := problemFor(err)
 	ctx := r.Context()
+	if p.Status == 499 && ctx.Err() == nil {
+		// A cancellation the client did not cause (a deadline or shutdown
+		// inside the server) is the server's failure.
+		p = problemFor(errors.New("internal"))
+	}
 	if p.Status >= 500 {
 		ew.Log.ErrorContext(ctx, "request failed", "error", err.Error(), "method", r.Method, "path", r.URL.Path)
 	}
@@ -153,6 +158,7 @@ func WriteProblem(w http.ResponseWriter, r *http.Request, p *Problem) {
 	status := out.Status
 	if status == 499 {
 		status = http.StatusBadRequest // never sent on the wire to a real client
+		out.Status, out.Title = status, http.StatusText(status)
 	}
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(out)
