@@ -14,8 +14,10 @@
 # (GATEHOUSE_ENV=test, GATEHOUSE_LOG_LEVEL=warn: logging every request would
 # distort the figures), waits for /readyz, runs the load generator (which
 # creates its users and OAuth client through the gatehouse CLI with the
-# same environment, then measures each scenario after the bare crypto
-# ceiling it is compared with), and stops the server with SIGTERM. SQLite
+# same environment, then measures each scenario between two measurements
+# of the bare crypto ceiling it is compared with, just before and just
+# after it, and compares it with their mean), and stops the server with
+# SIGTERM. SQLite
 # lives in a temporary data dir; PostgreSQL gets a fresh database that is
 # dropped afterwards, and Redis a unique key prefix whose keys are deleted
 # afterwards. On PostgreSQL the load generator also counts transactions

@@ -8,7 +8,10 @@
 // the bare ceilings of the cryptography those requests are bound by (RS256
 // verification for validate and introspect, RS256 signing of the new
 // access token for refresh, Argon2id for login) and reports each scenario
-// against its ceiling. Each scenario also reports where the machine's CPU
+// against its ceiling, measured just before and just after the scenario
+// (the mean of the two, as this machine's speed drifts; the share of the
+// measurement before alone is printed too, and --ceiling-after=false
+// measures only before). Each scenario also reports where the machine's CPU
 // went (Linux), and, with --pg-url, the database work per request.
 //
 // It sets up its own users and OAuth client with the gatehouse CLI, which
@@ -57,6 +60,7 @@ type options struct {
 	clients               int
 	duration, warmup      time.Duration
 	ceilingDuration       time.Duration
+	ceilingAfter          bool
 	pgSettle              time.Duration
 	scenarios             []string
 	argon2                password.Params
@@ -76,6 +80,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured time per scenario")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured warm-up per scenario")
 	fs.DurationVar(&o.ceilingDuration, "ceiling-duration", 5*time.Second, "time per bare crypto ceiling")
+	fs.BoolVar(&o.ceilingAfter, "ceiling-after", true, "measure each scenario's ceiling again right after it and compare the scenario with the mean of the two measurements (the machine's speed drifts)")
 	fs.StringVar(&scen, "scenarios", strings.Join(defaultScenarios, ","), "comma-separated scenarios, of "+strings.Join(allScenarios, ","))
 	fs.UintVar(&mem, "argon2-memory-kib", 19456, "Argon2id memory in KiB (must match the server's GATEHOUSE_ARGON2_MEMORY_KIB)")
 	fs.UintVar(&tm, "argon2-time", 2, "Argon2id passes (must match GATEHOUSE_ARGON2_TIME)")
@@ -149,13 +154,20 @@ type scenarioReport struct {
 	Connections int64   `json:"connections_opened"`
 	// Ceiling names the bare ceiling this scenario is compared with;
 	// PctOfCeiling is Throughput as a percentage of it.
-	Ceiling      string    `json:"ceiling,omitempty"`
-	PctOfCeiling float64   `json:"pct_of_ceiling,omitempty"`
-	WarmupErrors int64     `json:"warmup_errors,omitempty"`
-	Recoveries   int64     `json:"refresh_chains_restarted,omitempty"`
-	CPU          *cpuUse   `json:"cpu,omitempty"`
-	DB           *dbCost   `json:"db,omitempty"`
-	Samples      []*sample `json:"error_samples,omitempty"`
+	Ceiling      string  `json:"ceiling,omitempty"`
+	PctOfCeiling float64 `json:"pct_of_ceiling,omitempty"`
+	// CeilingBefore and CeilingAfter are the ceiling's rates measured just
+	// before and (with --ceiling-after) just after the scenario;
+	// PctOfCeiling is against their mean, PctOfCeilingBefore against the
+	// one before alone.
+	CeilingBefore      float64   `json:"ceiling_before,omitempty"`
+	CeilingAfter       float64   `json:"ceiling_after,omitempty"`
+	PctOfCeilingBefore float64   `json:"pct_of_ceiling_before,omitempty"`
+	WarmupErrors       int64     `json:"warmup_errors,omitempty"`
+	Recoveries         int64     `json:"refresh_chains_restarted,omitempty"`
+	CPU                *cpuUse   `json:"cpu,omitempty"`
+	DB                 *dbCost   `json:"db,omitempty"`
+	Samples            []*sample `json:"error_samples,omitempty"`
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -304,6 +316,16 @@ func (m *meter) ceiling(ctx context.Context, key string) (ceiling, error) {
 	if c, ok := m.ceilings[key]; ok {
 		return c, nil
 	}
+	c, err := m.measure(ctx, key)
+	if err != nil {
+		return c, err
+	}
+	m.ceilings[key] = c
+	return c, nil
+}
+
+// measure measures a bare ceiling, with the server idle.
+func (m *meter) measure(ctx context.Context, key string) (ceiling, error) {
 	fmt.Fprintf(m.log, "loadgen: measuring the %s ceiling (%s)…\n", key, m.o.ceilingDuration)
 	cpu0 := readCPU(m.o.serverPID)
 	var c ceiling
@@ -321,7 +343,6 @@ func (m *meter) ceiling(ctx context.Context, key string) (ceiling, error) {
 	}
 	// Includes the RSA key generation, short next to the run.
 	c.CPU = cpuBetween(cpu0, readCPU(m.o.serverPID), runtime.NumCPU())
-	m.ceilings[key] = c
 	return c, nil
 }
 
@@ -360,7 +381,21 @@ func (m *meter) scenario(ctx context.Context, a *api, sc scenario, workers []*wo
 		Samples:     samples[:min(maxSamples, len(samples))],
 	}
 	if key != "" {
-		sr.Ceiling, sr.PctOfCeiling = ceil.Name, 100*sr.Throughput/ceil.OpsPerSec
+		sr.Ceiling, sr.CeilingBefore = ceil.Name, ceil.OpsPerSec
+		sr.PctOfCeilingBefore = 100 * sr.Throughput / ceil.OpsPerSec
+		sr.PctOfCeiling = sr.PctOfCeilingBefore
+		if m.o.ceilingAfter {
+			after, err := m.measure(ctx, key)
+			if err != nil {
+				return sr, 0, err
+			}
+			sr.CeilingAfter = after.OpsPerSec
+			sr.PctOfCeiling = 100 * sr.Throughput / ((ceil.OpsPerSec + after.OpsPerSec) / 2)
+			// The next scenario with this ceiling starts from the latest
+			// measurement.
+			after.CPU = ceil.CPU
+			m.ceilings[key] = after
+		}
 	}
 	return sr, warm.requests + res.requests, nil
 }
@@ -388,7 +423,7 @@ func printText(w io.Writer, rep *report) {
 	fmt.Fprintf(w, "server %s, %d clients, %s per scenario (after %s warm-up), keep-alive\n", rep.URL, rep.Clients, rep.Duration, rep.Warmup)
 	fmt.Fprintf(w, "load generator: %s, NumCPU %d, GOMAXPROCS %d\n\n", rep.GoVersion, rep.NumCPU, rep.GOMAXPROCS)
 
-	fmt.Fprintln(w, "Bare ceilings (in the load generator, server idle, each just before its scenario):")
+	fmt.Fprintln(w, "Bare ceilings (in the load generator, server idle, each just before its first scenario):")
 	for _, k := range ceilingKeys {
 		c, ok := rep.Ceilings[k]
 		if !ok {
@@ -414,6 +449,12 @@ func printText(w io.Writer, rep *report) {
 	fmt.Fprintln(w, "conns: TCP connections opened. ceiling: req/s as a share of the ceiling of the crypto")
 	fmt.Fprintln(w, "every such request does: RS256 verify (validate, introspect), RS256 sign (refresh: a new")
 	fmt.Fprintln(w, "access token), Argon2id (login).")
+	for _, s := range rep.Scenarios {
+		if s.CeilingAfter > 0 {
+			fmt.Fprintf(w, "ceiling %s: %.1f ops/s before, %.1f after; %.1f%% of their mean (%.1f%% of the one before)\n",
+				s.Name, s.CeilingBefore, s.CeilingAfter, s.PctOfCeiling, s.PctOfCeilingBefore)
+		}
+	}
 	for _, s := range rep.Scenarios {
 		if s.CPU != nil {
 			fmt.Fprintf(w, "cpu %s: %s\n", s.Name, s.CPU)
