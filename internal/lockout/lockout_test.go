@@ -9,7 +9,6 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/kv"
 	"github.com/gatehouse/gatehouse/internal/kv/memory"
-	rediskv "github.com/gatehouse/gatehouse/internal/kv/redis"
 	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
@@ -81,32 +80,12 @@ func TestLockGrowsExponentiallyAndIsCapped(t *testing.T) {
 	}
 }
 
-// stores runs fn on the in-process store (on a clock that stands still)
-// and, when the test Redis is configured, on Redis.
-func stores(t *testing.T, fn func(t *testing.T, s kv.Store)) {
-	t.Run("memory", func(t *testing.T) {
-		clk := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-		s := memory.New(clk.Now)
-		defer s.Close()
-		fn(t, s)
-	})
-	t.Run("redis", func(t *testing.T) {
-		url, prefix := testenv.Redis(t)
-		client, err := rediskv.NewClient(rediskv.Options{URL: url})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer client.Close()
-		fn(t, rediskv.New(client, prefix))
-	})
-}
-
 // TestParallelAttemptsNeverExceedTheThreshold fires 50 wrong passwords at
 // once, through every step a caller takes: the attempts that
 // reach the threshold lock the subject and reset its counter while the
 // others are still arriving, and none of those may be checked.
 func TestParallelAttemptsNeverExceedTheThreshold(t *testing.T) {
-	stores(t, func(t *testing.T, s kv.Store) {
+	testenv.EachKV(t, func(t *testing.T, s kv.Store) {
 		l := Counter{KV: s, Prefix: "test", Config: Config{Threshold: 5, BaseLock: time.Minute, MaxLock: time.Hour, FailureWindow: 24 * time.Hour}}
 		ctx := context.Background()
 		var mu sync.Mutex

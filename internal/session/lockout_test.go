@@ -6,11 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatehouse/gatehouse/internal/kv"
 	"github.com/gatehouse/gatehouse/internal/kv/memory"
-	rediskv "github.com/gatehouse/gatehouse/internal/kv/redis"
 	"github.com/gatehouse/gatehouse/internal/lockout"
-	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
 type fakeClock struct {
@@ -23,27 +20,6 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.now = c.now.Add(d)
-}
-
-// stores runs fn on the in-process store (on a clock that stands still)
-// and on Redis (skipped without GATEHOUSE_TEST_REDIS_URL, unless
-// GATEHOUSE_TEST_REQUIRE_SERVICES=1).
-func stores(t *testing.T, fn func(t *testing.T, s kv.Store)) {
-	t.Run("memory", func(t *testing.T) {
-		clk := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-		s := memory.New(clk.Now)
-		defer s.Close()
-		fn(t, s)
-	})
-	t.Run("redis", func(t *testing.T) {
-		url, prefix := testenv.Redis(t)
-		client, err := rediskv.NewClient(rediskv.Options{URL: url})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer client.Close()
-		fn(t, rediskv.New(client, prefix))
-	})
 }
 
 func TestIPBlock(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/gatehouse/gatehouse/internal/testenv"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -113,7 +114,7 @@ func problemCode(err error) string {
 // too_many_attempts, and a refused attempt counts nothing against its
 // subject.
 func TestParallelLoginsFromOneIPAreCountedBeforeTheCheck(t *testing.T) {
-	stores(t, func(t *testing.T, st kv.Store) {
+	testenv.EachKV(t, func(t *testing.T, st kv.Store) {
 		lk := DefaultLockout()
 		lk.IPFailures = 10
 		s, h := newTestService(t, st, lk, "victim@example.com")
@@ -160,7 +161,7 @@ func TestParallelLoginsFromOneIPAreCountedBeforeTheCheck(t *testing.T) {
 // they run, attempts do hold a unit each: more parallel sign-ins from one
 // IP than its limit are refused, whatever their passwords.)
 func TestSuccessesDoNotChargeTheIP(t *testing.T) {
-	stores(t, func(t *testing.T, st kv.Store) {
+	testenv.EachKV(t, func(t *testing.T, st kv.Store) {
 		lk := DefaultLockout()
 		lk.IPFailures, lk.Threshold = 3, 2
 		s, _ := newTestService(t, st, lk, "ok@example.com", "locked@example.com")
@@ -221,7 +222,7 @@ func TestLoginHashesForAccountsWithoutAPassword(t *testing.T) {
 // wrong sign-ins, a locked account is refused without a check, and a
 // right password resets the count.
 func TestVerifyPasswordAppliesTheLockout(t *testing.T) {
-	stores(t, func(t *testing.T, st kv.Store) {
+	testenv.EachKV(t, func(t *testing.T, st kv.Store) {
 		lk := DefaultLockout()
 		lk.Threshold = 3
 		s, h := newTestService(t, st, lk, "confirm@example.com")
@@ -271,7 +272,7 @@ func (g goneClient) Verify(ctx context.Context, _, _ string) (bool, bool, error)
 // went away during the password check (no answer known) does not stay
 // charged to the IP: the refund does not use the request's context.
 func TestCancelledLoginIsRefundedToItsIP(t *testing.T) {
-	stores(t, func(t *testing.T, st kv.Store) {
+	testenv.EachKV(t, func(t *testing.T, st kv.Store) {
 		lk := DefaultLockout()
 		lk.IPFailures = 2
 		s, h := newTestService(t, st, lk, "gone@example.com")
