@@ -11,7 +11,6 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/gatehouse/gatehouse/internal/httpapi"
-	"github.com/gatehouse/gatehouse/internal/kv"
 	"github.com/gatehouse/gatehouse/internal/mail"
 	"github.com/gatehouse/gatehouse/internal/ratelimit"
 	"github.com/gatehouse/gatehouse/internal/secret"
@@ -160,10 +159,7 @@ func (s *Service) VerifyMagicLink(ctx context.Context, tok string, sm session.Me
 	if tok == "" || len(tok) > 256 {
 		return session.Result{}, ErrInvalidCode
 	}
-	raw, err := s.KV.GetDel(ctx, magicKey(tok))
-	if errors.Is(err, kv.ErrNotFound) {
-		return session.Result{}, ErrInvalidCode
-	}
+	raw, err := s.take(ctx, magicKey(tok), ErrInvalidCode)
 	if err != nil {
 		return session.Result{}, err
 	}

@@ -372,10 +372,7 @@ func (s *Service) Callback(ctx context.Context, id string, q url.Values, browser
 	if state == "" || len(state) > 256 {
 		return Outcome{}, ErrInvalidState
 	}
-	raw, err := s.KV.GetDel(ctx, stateKey(state))
-	if errors.Is(err, kv.ErrNotFound) {
-		return Outcome{}, ErrInvalidState
-	}
+	raw, err := s.take(ctx, stateKey(state), ErrInvalidState)
 	if err != nil {
 		return Outcome{}, err
 	}
@@ -631,10 +628,7 @@ func (s *Service) Exchange(ctx context.Context, code, verifier string, sm sessio
 	if code == "" || len(code) > 256 {
 		return session.Result{}, ErrInvalidCode
 	}
-	raw, err := s.KV.GetDel(ctx, codeKey(code))
-	if errors.Is(err, kv.ErrNotFound) {
-		return session.Result{}, ErrInvalidCode
-	}
+	raw, err := s.take(ctx, codeKey(code), ErrInvalidCode)
 	if err != nil {
 		return session.Result{}, err
 	}
@@ -787,4 +781,15 @@ func (s *Service) Unlink(ctx context.Context, userID, id string, m user.Meta) er
 		}
 		return s.notice(ctx, tx, u, "identity.unlinked", fmt.Sprintf("Your %s account was unlinked", target.Provider), m, map[string]any{"provider": target.Provider})
 	})
+}
+
+// take hands out the one-time value at key at most once, however many
+// requests ask at the same moment (GetDel); a value already taken,
+// expired or never made is gone.
+func (s *Service) take(ctx context.Context, key string, gone error) ([]byte, error) {
+	raw, err := s.KV.GetDel(ctx, key)
+	if errors.Is(err, kv.ErrNotFound) {
+		return nil, gone
+	}
+	return raw, err
 }
