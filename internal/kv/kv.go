@@ -30,6 +30,17 @@ type Store interface {
 	Set(ctx context.Context, key string, value []byte, ttl time.Duration) error
 	// SetNX stores value only if key does not exist; it reports whether it did.
 	SetNX(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error)
+	// GetMany returns the values of keys in one round trip, in their order;
+	// a missing key (or one holding a set) gives nil. It is not one atomic
+	// step across keys, but each read is.
+	GetMany(ctx context.Context, keys ...string) ([][]byte, error)
+	// SetMany stores every entry (as Set does) in one round trip. It is not
+	// atomic across entries: after an error some may have been stored.
+	SetMany(ctx context.Context, entries ...Entry) error
+	// CompareAndSwap replaces the value of key with value, and its TTL with
+	// ttl, only if key currently holds exactly old; it reports whether it
+	// did. A missing key never matches. One atomic step.
+	CompareAndSwap(ctx context.Context, key string, old, value []byte, ttl time.Duration) (bool, error)
 	// GetDel returns the value of key and deletes it in one atomic step, so a
 	// one-time value is handed out at most once; ErrNotFound if absent.
 	GetDel(ctx context.Context, key string) ([]byte, error)
@@ -81,6 +92,13 @@ type Store interface {
 	// operations fail. Calling it again does nothing. (The Redis store leaves
 	// its client open: the client is shared, and its owner closes it.)
 	Close() error
+}
+
+// Entry is one key, value and TTL for SetMany.
+type Entry struct {
+	Key   string
+	Value []byte
+	TTL   time.Duration
 }
 
 // Subscription delivers messages published on one channel.

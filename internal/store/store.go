@@ -45,6 +45,7 @@ type Store interface {
 	MFAStore
 	OrgStore
 	IdentityStore
+	RevocationStore
 
 	// Dialect returns DialectPostgres or DialectSQLite.
 	Dialect() string

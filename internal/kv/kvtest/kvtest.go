@@ -35,6 +35,8 @@ func Run(t *testing.T, newStore NewStore) {
 		{"Expiry", testExpiry},
 		{"SetNX", testSetNX},
 		{"GetDelOnce", testGetDelOnce},
+		{"GetSetMany", testGetSetMany},
+		{"CompareAndSwap", testCompareAndSwap},
 		{"IncrAtomic", testIncrAtomic},
 		{"IncrFixedWindow", testIncrFixedWindow},
 		{"IncrErrors", testIncrErrors},
@@ -292,6 +294,89 @@ func testGetDelOnce(t *testing.T, newStore NewStore) {
 		t.Fatalf("parallel GetDel handed out %q, want the value exactly once", wins)
 	}
 	wantNotFound(t, s, "code")
+}
+
+func testGetSetMany(t *testing.T, newStore NewStore) {
+	s, _ := newStore(t)
+	if err := s.SetMany(ctx(t)); err != nil {
+		t.Fatalf("SetMany() = %v", err)
+	}
+	if err := s.SetMany(ctx(t),
+		kv.Entry{Key: "a", Value: []byte("1"), TTL: time.Hour},
+		kv.Entry{Key: "b", Value: []byte("2")},
+		kv.Entry{Key: "c", Value: []byte{}, TTL: time.Minute},
+	); err != nil {
+		t.Fatalf("SetMany: %v", err)
+	}
+	wantValue(t, s, "a", "1")
+	wantTTL(t, s, "a", 59*time.Minute, time.Hour)
+	wantNoExpiry(t, s, "b")
+	if _, err := s.SAdd(ctx(t), "set", "m"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetMany(ctx(t), "b", "missing", "a", "set", "c")
+	if err != nil {
+		t.Fatalf("GetMany: %v", err)
+	}
+	want := [][]byte{[]byte("2"), nil, []byte("1"), nil, {}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("GetMany (-want +got):\n%s", diff)
+	}
+	if got[4] == nil {
+		t.Fatal("GetMany returned nil for an empty value; want an empty, non-nil slice")
+	}
+	if got, err := s.GetMany(ctx(t)); err != nil || len(got) != 0 {
+		t.Fatalf("GetMany() = %q, %v; want nothing", got, err)
+	}
+	if err := s.SetMany(ctx(t), kv.Entry{Key: "neg", Value: []byte("v"), TTL: -time.Second}); err == nil {
+		t.Fatal("SetMany with a negative TTL succeeded")
+	}
+}
+
+func testCompareAndSwap(t *testing.T, newStore NewStore) {
+	s, _ := newStore(t)
+	if ok, err := s.CompareAndSwap(ctx(t), "missing", []byte(""), []byte("v"), 0); err != nil || ok {
+		t.Fatalf("CompareAndSwap(missing) = %v, %v; want false", ok, err)
+	}
+	wantNotFound(t, s, "missing")
+	mustSet(t, s, "k", "old", time.Hour)
+	if ok, err := s.CompareAndSwap(ctx(t), "k", []byte("other"), []byte("new"), 0); err != nil || ok {
+		t.Fatalf("CompareAndSwap(wrong old) = %v, %v; want false", ok, err)
+	}
+	wantValue(t, s, "k", "old")
+	if ok, err := s.CompareAndSwap(ctx(t), "k", []byte("old"), []byte("new"), 0); err != nil || !ok {
+		t.Fatalf("CompareAndSwap(old) = %v, %v; want true", ok, err)
+	}
+	wantValue(t, s, "k", "new")
+	wantNoExpiry(t, s, "k") // the TTL is replaced too
+	if ok, err := s.CompareAndSwap(ctx(t), "k", []byte("new"), []byte("newer"), time.Hour); err != nil || !ok {
+		t.Fatalf("CompareAndSwap(with ttl) = %v, %v; want true", ok, err)
+	}
+	wantTTL(t, s, "k", 59*time.Minute, time.Hour)
+	if _, err := s.SAdd(ctx(t), "set", "m"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.CompareAndSwap(ctx(t), "set", []byte("m"), []byte("v"), 0); err != nil || ok {
+		t.Fatalf("CompareAndSwap(set) = %v, %v; want false", ok, err)
+	}
+	// Under contention exactly one caller swaps.
+	mustSet(t, s, "race", "0", 0)
+	var (
+		mu   sync.Mutex
+		wins int
+	)
+	parallel(t, 50, func(i int) error {
+		ok, err := s.CompareAndSwap(ctx(t), "race", []byte("0"), []byte(strconv.Itoa(i+1)), 0)
+		if ok {
+			mu.Lock()
+			wins++
+			mu.Unlock()
+		}
+		return err
+	})
+	if wins != 1 {
+		t.Fatalf("%d parallel swaps from the same value succeeded, want 1", wins)
+	}
 }
 
 func testIncrAtomic(t *testing.T, newStore NewStore) {

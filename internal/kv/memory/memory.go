@@ -12,6 +12,7 @@
 package memory
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"math"
@@ -208,6 +209,58 @@ func (s *Store) SetNX(ctx context.Context, key string, value []byte, ttl time.Du
 	}
 	defer s.mu.Unlock()
 	if s.lookup(key, now) != nil {
+		return false, nil
+	}
+	s.data[key] = &entry{value: clone(value), expires: deadline(now, ttl)}
+	return true, nil
+}
+
+// GetMany implements kv.Store.
+func (s *Store) GetMany(ctx context.Context, keys ...string) ([][]byte, error) {
+	now, err := s.begin()
+	if err != nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
+	out := make([][]byte, len(keys))
+	for i, k := range keys {
+		if e := s.lookup(k, now); e != nil && !e.isSet() {
+			out[i] = clone(e.value)
+		}
+	}
+	return out, nil
+}
+
+// SetMany implements kv.Store.
+func (s *Store) SetMany(ctx context.Context, entries ...kv.Entry) error {
+	for _, e := range entries {
+		if err := checkTTL(e.TTL); err != nil {
+			return err
+		}
+	}
+	now, err := s.begin()
+	if err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	for _, e := range entries {
+		s.data[e.Key] = &entry{value: clone(e.Value), expires: deadline(now, e.TTL)}
+	}
+	return nil
+}
+
+// CompareAndSwap implements kv.Store.
+func (s *Store) CompareAndSwap(ctx context.Context, key string, old, value []byte, ttl time.Duration) (bool, error) {
+	if err := checkTTL(ttl); err != nil {
+		return false, err
+	}
+	now, err := s.begin()
+	if err != nil {
+		return false, err
+	}
+	defer s.mu.Unlock()
+	e := s.lookup(key, now)
+	if e == nil || e.isSet() || !bytes.Equal(e.value, old) {
 		return false, nil
 	}
 	s.data[key] = &entry{value: clone(value), expires: deadline(now, ttl)}

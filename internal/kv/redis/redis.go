@@ -75,6 +75,24 @@ redis.call('PERSIST', KEYS[1])
 return 1
 `)
 
+// compareAndSwap sets KEYS[1] to ARGV[2] (with a PX of ARGV[3] ms when it
+// is > 0, else without expiry) only if it holds exactly ARGV[1]. GET on a
+// set raises WRONGTYPE, so TYPE is checked first: a set never matches.
+var compareAndSwap = redis.NewScript(`
+if redis.call('TYPE', KEYS[1]).ok ~= 'string' then
+	return 0
+end
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+	return 0
+end
+if tonumber(ARGV[3]) > 0 then
+	redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+else
+	redis.call('SET', KEYS[1], ARGV[2])
+end
+return 1
+`)
+
 // Store is a kv.Store on Redis.
 type Store struct {
 	client redis.UniversalClient
@@ -167,6 +185,81 @@ func (s *Store) SetNX(ctx context.Context, key string, value []byte, ttl time.Du
 		return false, wrap("setnx", err)
 	}
 	return ok, nil
+}
+
+// GetMany implements kv.Store with one pipeline of GETs (not MGET, which
+// Redis Cluster refuses for keys in different slots). A key holding a set
+// reads as missing.
+func (s *Store) GetMany(ctx context.Context, keys ...string) ([][]byte, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	cmds := make([]*redis.StringCmd, len(keys))
+	_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = p.Get(ctx, s.key(k))
+		}
+		return nil
+	})
+	out := make([][]byte, len(keys))
+	for i, c := range cmds {
+		b, cerr := c.Bytes()
+		switch {
+		case cerr == nil:
+			out[i] = b
+		case errors.Is(cerr, redis.Nil), strings.HasPrefix(cerr.Error(), "WRONGTYPE"):
+		default:
+			return nil, wrap("getmany", cerr)
+		}
+	}
+	if err != nil && !errors.Is(err, redis.Nil) && !strings.HasPrefix(err.Error(), "WRONGTYPE") {
+		return nil, wrap("getmany", err)
+	}
+	return out, nil
+}
+
+// SetMany implements kv.Store with one pipeline of SETs.
+func (s *Store) SetMany(ctx context.Context, entries ...kv.Entry) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	ttls := make([]time.Duration, len(entries))
+	for i, e := range entries {
+		ttl, err := ttlMillis(e.TTL)
+		if err != nil {
+			return err
+		}
+		ttls[i] = ttl
+	}
+	if len(entries) == 0 {
+		return nil
+	}
+	_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, e := range entries {
+			p.Set(ctx, s.key(e.Key), e.Value, ttls[i])
+		}
+		return nil
+	})
+	if err != nil {
+		return wrap("setmany", err)
+	}
+	return nil
+}
+
+// CompareAndSwap implements kv.Store with one Lua script.
+func (s *Store) CompareAndSwap(ctx context.Context, key string, old, value []byte, ttl time.Duration) (bool, error) {
+	if err := s.check(); err != nil {
+		return false, err
+	}
+	ttl, err := ttlMillis(ttl)
+	if err != nil {
+		return false, err
+	}
+	n, err := compareAndSwap.Run(ctx, s.client, []string{s.key(key)}, old, value, ttl.Milliseconds()).Int64()
+	if err != nil {
+		return false, wrap("compareandswap", err)
+	}
+	return n == 1, nil
 }
 
 // GetDel implements kv.Store with GETDEL (Redis 6.2 or later).

@@ -71,6 +71,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("MFA", func(t *testing.T) { runMFA(t, migrated) })
 	t.Run("Organizations", func(t *testing.T) { runOrgs(t, migrated) })
 	t.Run("Identities", func(t *testing.T) { runIdentities(t, migrated) })
+	t.Run("Revocation", func(t *testing.T) { runRevocation(t, migrated) })
 }
 
 func testPing(t *testing.T, s store.Store) {

@@ -1,0 +1,2 @@
+DROP TABLE access_denials;
+DROP TABLE revocation_state;
