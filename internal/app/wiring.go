@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
 	"github.com/riverqueue/river"
 
 	"github.com/gatehouse/gatehouse/api"
@@ -153,12 +154,29 @@ func openState(ctx context.Context, cfg *config.Config, log *slog.Logger) (*stat
 	if err != nil {
 		return nil, fmt.Errorf("GATEHOUSE_REDIS_URL: %w", err)
 	}
+	checkEvictionPolicy(ctx, client, log)
 	return &state{
 		kv:      rediskv.New(client, cfg.RedisKeyPrefix),
 		limiter: ratelimit.NewRedis(client, cfg.RedisKeyPrefix),
 		backend: "redis",
 		client:  client,
 	}, nil
+}
+
+// checkEvictionPolicy warns when Redis may evict keys under memory
+// pressure: an evicted deny-list entry would let a revoked access token
+// through until its rebuild is noticed.
+func checkEvictionPolicy(ctx context.Context, client redis.UniversalClient, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	policy, err := rediskv.EvictionPolicy(ctx, client)
+	switch {
+	case err != nil:
+		log.Warn("could not read Redis's maxmemory-policy; make sure it is "+rediskv.RequiredEvictionPolicy+" (Redis must refuse writes when full, never evict Gatehouse's keys)", "error", err.Error())
+	case policy != rediskv.RequiredEvictionPolicy:
+		log.Warn("Redis's maxmemory-policy lets it evict keys under memory pressure; set it to "+rediskv.RequiredEvictionPolicy+": an evicted deny-list entry or lockout counter weakens revocation and lockout",
+			"maxmemory_policy", policy)
+	}
 }
 
 // loadKeyring parses GATEHOUSE_ENCRYPTION_KEYS or, outside production,

@@ -36,6 +36,7 @@ func (Args) InsertOpts() river.InsertOpts {
 type Store interface {
 	PurgeSessions(ctx context.Context, before time.Time) (int64, error)
 	PurgeOneTimeTokens(ctx context.Context, before time.Time) (int64, error)
+	PurgeDenials(ctx context.Context, before time.Time) (int64, error)
 }
 
 // Keys is what the cleanup needs from the signing key manager.
@@ -66,6 +67,10 @@ func (w *Worker) Work(ctx context.Context, _ *river.Job[Args]) error {
 	errs = append(errs, err)
 	keys, err := w.Keys.PurgeExpiredKeys(ctx)
 	errs = append(errs, err)
+	// A denial outlives the last token it refuses; once ended it is dead
+	// weight in every deny-list rebuild.
+	denials, err := w.Store.PurgeDenials(ctx, w.Now().UTC())
+	errs = append(errs, err)
 	var rotated bool
 	if w.RotateAfter > 0 {
 		var kid string
@@ -75,7 +80,7 @@ func (w *Worker) Work(ctx context.Context, _ *river.Job[Args]) error {
 			w.Log.InfoContext(ctx, "rotated the signing key on schedule", "kid", kid)
 		}
 	}
-	w.Log.InfoContext(ctx, "cleanup done", "sessions_purged", sessions, "one_time_tokens_purged", tokens, "signing_keys_purged", keys)
+	w.Log.InfoContext(ctx, "cleanup done", "sessions_purged", sessions, "one_time_tokens_purged", tokens, "signing_keys_purged", keys, "denials_purged", denials)
 	return errors.Join(errs...)
 }
 

@@ -92,36 +92,50 @@ func Redis(t testing.TB) (redisURL, prefix string) {
 	if redisURL == "" {
 		missing(t, RedisURLVar)
 	}
-	opts, err := redis.ParseURL(redisURL)
-	if err != nil {
+	if _, err := redis.ParseURL(redisURL); err != nil {
 		t.Fatalf("testenv: parse %s: %v", RedisURLVar, err)
 	}
 	prefix = RandomName("gatehouse_test_") + ":"
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		c := redis.NewClient(opts)
-		defer c.Close()
-		// redis_rate puts its own "rate:" in front of every key it writes.
-		for _, pattern := range []string{escapeGlob(prefix) + "*", "rate:" + escapeGlob(prefix) + "*"} {
-			var cursor uint64
-			for {
-				keys, next, err := c.Scan(ctx, cursor, pattern, 500).Result()
-				if err != nil {
-					t.Errorf("testenv: clean redis prefix %s: %v", prefix, err)
-					return
-				}
-				if len(keys) > 0 {
-					c.Del(ctx, keys...)
-				}
-				if next == 0 {
-					break
-				}
-				cursor = next
-			}
+		if err := FlushRedisPrefix(ctx, redisURL, prefix); err != nil {
+			t.Errorf("testenv: clean redis prefix %s: %v", prefix, err)
 		}
 	})
 	return redisURL, prefix
+}
+
+// FlushRedisPrefix deletes every key under prefix (and the rate limiter's
+// "rate:"+prefix) from the Redis at redisURL: what a restart without
+// persistence, or a FLUSHALL, does to one installation's keys.
+func FlushRedisPrefix(ctx context.Context, redisURL, prefix string) error {
+	opts, err := redis.ParseURL(redisURL)
+	if err != nil {
+		return err
+	}
+	c := redis.NewClient(opts)
+	defer c.Close()
+	// redis_rate puts its own "rate:" in front of every key it writes.
+	for _, pattern := range []string{escapeGlob(prefix) + "*", "rate:" + escapeGlob(prefix) + "*"} {
+		var cursor uint64
+		for {
+			keys, next, err := c.Scan(ctx, cursor, pattern, 500).Result()
+			if err != nil {
+				return err
+			}
+			if len(keys) > 0 {
+				if err := c.Del(ctx, keys...).Err(); err != nil {
+					return err
+				}
+			}
+			if next == 0 {
+				break
+			}
+			cursor = next
+		}
+	}
+	return nil
 }
 
 func escapeGlob(s string) string {

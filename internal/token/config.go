@@ -32,7 +32,9 @@ type Config struct {
 	// in case a rotation message was missed (GATEHOUSE_KEYS_RELOAD_INTERVAL).
 	// Default 30 s.
 	ReloadInterval time.Duration
-	// Leeway is the clock skew allowed on exp, nbf and iat. Default 30 s.
+	// Leeway is the clock skew between nodes allowed on nbf and iat.
+	// Default 30 s. Verify allows none on exp: a token dies at its exp on
+	// the issuer.
 	Leeway time.Duration
 }
 

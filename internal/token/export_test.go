@@ -56,3 +56,9 @@ func (m *Manager) CurrentSigningKey() crypto.Signer {
 	}
 	return nil
 }
+
+// Kv keys of the deny list, for tests that tamper with it.
+const (
+	DenyEpochKey     = denyEpochKey
+	RebuildingPrefix = rebuildingPrefix
+)

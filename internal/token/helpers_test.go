@@ -26,7 +26,6 @@ import (
 	"github.com/gatehouse/gatehouse/internal/kv/memory"
 	rediskv "github.com/gatehouse/gatehouse/internal/kv/redis"
 	"github.com/gatehouse/gatehouse/internal/secret"
-	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/store/postgres"
 	"github.com/gatehouse/gatehouse/internal/store/sqlite"
 	"github.com/gatehouse/gatehouse/internal/testenv"
@@ -111,20 +110,27 @@ func memoryKV(t testing.TB, clk *clock) kv.Store {
 func redisKVs(t testing.TB, n int) []kv.Store {
 	t.Helper()
 	url, prefix := testenv.Redis(t)
-	var out []kv.Store
-	for range n {
-		client, err := rediskv.NewClient(rediskv.Options{URL: url})
-		if err != nil {
-			t.Fatal(err)
-		}
-		s := rediskv.New(client, prefix)
-		t.Cleanup(func() {
-			_ = s.Close()
-			_ = client.Close()
-		})
-		out = append(out, s)
+	out := make([]kv.Store, n)
+	for i := range out {
+		out[i] = redisKVAt(t, url, prefix)
 	}
 	return out
+}
+
+// redisKVAt returns a kv store on the Redis at url under prefix, with a
+// client of its own.
+func redisKVAt(t testing.TB, url, prefix string) kv.Store {
+	t.Helper()
+	client, err := rediskv.NewClient(rediskv.Options{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := rediskv.New(client, prefix)
+	t.Cleanup(func() {
+		_ = s.Close()
+		_ = client.Close()
+	})
+	return s
 }
 
 func baseConfig() token.Config {
@@ -133,7 +139,7 @@ func baseConfig() token.Config {
 
 // startManager starts a Manager and stops it (waiting for its background
 // work) when the test ends.
-func startManager(t testing.TB, st store.SigningKeyStore, keyring *secret.Keyring, state kv.Store, clk *clock, cfg token.Config, tune ...func(*token.Manager)) *token.Manager {
+func startManager(t testing.TB, st token.Store, keyring *secret.Keyring, state kv.Store, clk *clock, cfg token.Config, tune ...func(*token.Manager)) *token.Manager {
 	t.Helper()
 	m, err := token.NewManager(cfg, st, keyring, state, discardLogger(), clk.Now)
 	if err != nil {

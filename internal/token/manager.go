@@ -79,7 +79,7 @@ var ErrNoSigningKey = errors.New("token: no usable signing key")
 // revocation. It is safe for concurrent use.
 type Manager struct {
 	cfg     Config
-	store   store.SigningKeyStore
+	store   Store
 	keyring *secret.Keyring
 	kv      kv.Store
 	log     *slog.Logger
@@ -102,11 +102,18 @@ type Manager struct {
 	done    chan struct{}
 }
 
+// Store is what a Manager needs from the database: the signing keys and the
+// durable revocation state.
+type Store interface {
+	store.SigningKeyStore
+	RevocationStore
+}
+
 // NewManager returns a Manager; call Start before Issue or Verify. keys is
 // the database, keyring seals the private keys, state holds the revocation
 // state and carries the reload and kill-switch messages, now is the clock
 // (time.Now when nil).
-func NewManager(cfg Config, keys store.SigningKeyStore, keyring *secret.Keyring, state kv.Store, logger *slog.Logger, now func() time.Time) (*Manager, error) {
+func NewManager(cfg Config, keys Store, keyring *secret.Keyring, state kv.Store, logger *slog.Logger, now func() time.Time) (*Manager, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
@@ -130,11 +137,14 @@ func NewManager(cfg Config, keys store.SigningKeyStore, keyring *secret.Keyring,
 		done:                  make(chan struct{}),
 	}
 	m.revocation.before.Store(-1) // not read yet: IsRevoked fails until Start
+	m.revocation.rebuild = make(chan struct{}, 1)
 	return m, nil
 }
 
 // Start makes sure a current signing key exists (creating one if there is
-// none), loads the keys and the kill-switch time, subscribes to the kv
+// none), loads the keys and the kill-switch time, makes sure the kv deny
+// list is complete (rebuilding it from the database if the kv store lost
+// it), subscribes to the kv
 // channels and keeps the cache fresh in the background until ctx ends.
 // Done is closed once that has stopped. Start may be called once.
 //
@@ -160,7 +170,7 @@ func (m *Manager) Start(ctx context.Context) error {
 		err = m.reload(ctx)
 	}
 	if err == nil {
-		err = m.refreshRevokeBefore(ctx)
+		err = m.loadRevocation(ctx)
 	}
 	if err != nil {
 		_ = keySub.Close()
@@ -233,6 +243,9 @@ func (m *Manager) run(ctx context.Context, keySub, revokeSub kv.Subscription) {
 			m.reloadLogged(ctx)
 		case <-revokeTick.C:
 			m.refreshRevokeBeforeLogged(ctx)
+			m.syncDenyListLogged(ctx)
+		case <-m.revocation.rebuild:
+			m.syncDenyListLogged(ctx)
 		case msg, ok := <-messages(keySub):
 			if !ok {
 				keySub = nil

@@ -262,11 +262,17 @@ func TestRotation(t *testing.T) {
 		t.Errorf("JWKS after rotation = %+v, want the old and the new key", m.JWKS().Keys)
 	}
 
-	// The old token lives until exp + leeway…
-	clk.Advance(oldExp.Sub(clk.Now()) + token.DefaultLeeway - time.Second)
+	// The old token lives until its exp on the issuer (no leeway there)…
+	clk.Advance(oldExp.Sub(clk.Now()) - time.Second)
 	mustVerify(t, m, oldTok)
-	clk.Advance(2 * time.Second)
+	clk.Advance(time.Second)
 	wantInvalid(t, m, oldTok)
+	// …and until exp + leeway on another server.
+	clk.Advance(token.DefaultLeeway - time.Second)
+	if _, err := ext.Verify(ctx, oldTok); err != nil {
+		t.Errorf("accesstoken.Verify within its leeway: %v", err)
+	}
+	clk.Advance(2 * time.Second)
 	if _, err := ext.Verify(ctx, oldTok); !errors.Is(err, accesstoken.ErrInvalid) {
 		t.Errorf("accesstoken.Verify of an expired token: %v", err)
 	}
@@ -343,14 +349,14 @@ func TestRotateIfOlder(t *testing.T) {
 // backend is a database and a kv store shared by several nodes.
 type backend struct {
 	name  string
-	store func(t *testing.T) store.SigningKeyStore
+	store func(t *testing.T) token.Store
 	kvs   func(t *testing.T, clk *clock, n int) []kv.Store
 }
 
 var backends = []backend{
 	{
 		name:  "sqlite+memory",
-		store: func(t *testing.T) store.SigningKeyStore { return sqliteStore(t) },
+		store: func(t *testing.T) token.Store { return sqliteStore(t) },
 		kvs: func(t *testing.T, clk *clock, n int) []kv.Store {
 			s := memoryKV(t, clk)
 			out := make([]kv.Store, n)
@@ -362,7 +368,7 @@ var backends = []backend{
 	},
 	{
 		name:  "postgres+redis",
-		store: func(t *testing.T) store.SigningKeyStore { return postgresStore(t) },
+		store: func(t *testing.T) token.Store { return postgresStore(t) },
 		kvs:   func(t *testing.T, _ *clock, n int) []kv.Store { return redisKVs(t, n) },
 	},
 }
@@ -561,11 +567,11 @@ func TestDenyTokenLifetime(t *testing.T) {
 	if err := m.DenyToken(ctx, c.ID, c.ExpiresAt); err != nil {
 		t.Fatal(err)
 	}
-	// Verify accepts a token until Leeway past its exp: the entry lasts as
-	// long.
-	clk.Advance(c.ExpiresAt.Add(token.DefaultLeeway - time.Second).Sub(clk.Now()))
+	// Verify accepts a token until its exp; the entry lasts Leeway longer.
+	clk.Advance(c.ExpiresAt.Add(-time.Second).Sub(clk.Now()))
 	mustVerify(t, m, control)
 	wantInvalid(t, m, revoked)
+	clk.Advance(c.ExpiresAt.Add(token.DefaultLeeway - time.Second).Sub(clk.Now()))
 	ok, err := m.IsRevoked(ctx, c)
 	if err != nil || !ok {
 		t.Errorf("IsRevoked a second before the token's end = %v, %v; want true", ok, err)
@@ -682,6 +688,13 @@ func (f *failingKV) Get(ctx context.Context, key string) ([]byte, error) {
 	return f.Store.Get(ctx, key)
 }
 
+func (f *failingKV) GetMany(ctx context.Context, keys ...string) ([][]byte, error) {
+	if f.broken.Load() {
+		return nil, errors.New("connection refused")
+	}
+	return f.Store.GetMany(ctx, keys...)
+}
+
 func TestRevocationFailsClosed(t *testing.T) {
 	ctx := t.Context()
 	clk := newClock()
@@ -788,33 +801,33 @@ func TestAuthenticator(t *testing.T) {
 
 // countingStore counts calls to the key store.
 type countingStore struct {
-	store.SigningKeyStore
+	token.Store
 	calls atomic.Int64
 }
 
 func (s *countingStore) CreateSigningKey(ctx context.Context, k store.SigningKey) error {
 	s.calls.Add(1)
-	return s.SigningKeyStore.CreateSigningKey(ctx, k)
+	return s.Store.CreateSigningKey(ctx, k)
 }
 
 func (s *countingStore) ListSigningKeys(ctx context.Context, now time.Time) ([]store.SigningKey, error) {
 	s.calls.Add(1)
-	return s.SigningKeyStore.ListSigningKeys(ctx, now)
+	return s.Store.ListSigningKeys(ctx, now)
 }
 
 func (s *countingStore) RotateSigningKeys(ctx context.Context, k store.SigningKey, retireAt, expireAt time.Time) error {
 	s.calls.Add(1)
-	return s.SigningKeyStore.RotateSigningKeys(ctx, k, retireAt, expireAt)
+	return s.Store.RotateSigningKeys(ctx, k, retireAt, expireAt)
 }
 
 func (s *countingStore) PurgeSigningKeys(ctx context.Context, before time.Time) (int64, error) {
 	s.calls.Add(1)
-	return s.SigningKeyStore.PurgeSigningKeys(ctx, before)
+	return s.Store.PurgeSigningKeys(ctx, before)
 }
 
 func TestVerifyWithoutDatabase(t *testing.T) {
 	clk := newClock()
-	st := &countingStore{SigningKeyStore: sqliteStore(t)}
+	st := &countingStore{Store: sqliteStore(t)}
 	cfg := baseConfig()
 	cfg.ReloadInterval = time.Hour
 	m := startManager(t, st, newKeyring(t), memoryKV(t, clk), clk, cfg)
@@ -852,7 +865,7 @@ func TestVerifyWithoutDatabase(t *testing.T) {
 // gatedStore holds ListSigningKeys, while gated, until released: a slow
 // database query.
 type gatedStore struct {
-	store.SigningKeyStore
+	token.Store
 	gated            atomic.Bool
 	arrived, release chan struct{}
 }
@@ -862,7 +875,7 @@ func (s *gatedStore) ListSigningKeys(ctx context.Context, now time.Time) ([]stor
 		s.arrived <- struct{}{}
 		<-s.release
 	}
-	return s.SigningKeyStore.ListSigningKeys(ctx, now)
+	return s.Store.ListSigningKeys(ctx, now)
 }
 
 // TestUnknownKidReloadOutlivesTheRequest: a client that sends a token with
@@ -872,7 +885,7 @@ func (s *gatedStore) ListSigningKeys(ctx context.Context, now time.Time) ([]stor
 func TestUnknownKidReloadOutlivesTheRequest(t *testing.T) {
 	clk := newClock()
 	inner, kr, state := sqliteStore(t), newKeyring(t), memoryKV(t, clk)
-	st := &gatedStore{SigningKeyStore: inner, arrived: make(chan struct{}), release: make(chan struct{})}
+	st := &gatedStore{Store: inner, arrived: make(chan struct{}), release: make(chan struct{})}
 	cfg := baseConfig()
 	cfg.ReloadInterval = time.Hour
 	a := startManager(t, st, kr, noPubSub{state}, clk, cfg) // misses the rotation message

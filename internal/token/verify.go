@@ -34,8 +34,8 @@ func invalid(reason error) error { return fmt.Errorf("%w: %w", ErrInvalid, reaso
 
 // Verify checks raw (the token, without "Bearer ") and returns its claims:
 // the signature with the cached key named by kid and only with that key's
-// algorithm, typ at+jwt, iss, aud (one of Config.Audience), exp, nbf and
-// iat with Leeway, the key not expired, and then revocation (IsRevoked).
+// algorithm, typ at+jwt, iss, aud (one of Config.Audience), exp (with no
+// leeway: the token dies at its exp here), nbf and iat with Leeway, the key not expired, and then revocation (IsRevoked).
 //
 // For a token signed by a known key Verify reads no database; a token with
 // an unknown kid makes it reload the keys, at most once per few seconds.
@@ -87,6 +87,9 @@ func (m *Manager) verifySignature(ctx context.Context, raw string) (Claims, erro
 		Audience: m.cfg.Audience,
 		Time:     now,
 		Leeway:   m.cfg.Leeway,
+		// This is the issuer: its clock set exp, so no skew is allowed
+		// there (other servers verifying with pkg/accesstoken keep theirs).
+		StrictExpiry: true,
 	}); err != nil {
 		return Claims{}, invalid(err)
 	}

@@ -184,6 +184,10 @@ type Expected struct {
 	Audience []string
 	Time     time.Time     // the current time
 	Leeway   time.Duration // clock skew allowed on exp, nbf and iat
+	// StrictExpiry, when set, allows no skew on exp (Leeway still applies
+	// to nbf and iat): for the issuer itself, whose own clock set exp, so
+	// that a token dies at its exp there.
+	StrictExpiry bool
 }
 
 // Validate checks the claims of a token whose signature has already been
@@ -191,7 +195,7 @@ type Expected struct {
 // requires are present (iss, sub, aud, client_id, exp, iat, jti), the
 // issuer and audience match, the token has not expired (exp) and is valid
 // already (nbf), and it was not issued in the future (iat), each with
-// e.Leeway. Every error wraps ErrInvalid.
+// e.Leeway (exp without it when e.StrictExpiry is set). Every error wraps ErrInvalid.
 func (c Claims) Validate(e Expected) error {
 	fail := func(reason string) error { return fmt.Errorf("%w: %s", ErrInvalid, reason) }
 	switch {
@@ -215,7 +219,11 @@ func (c Claims) Validate(e Expected) error {
 		return fail("no iat claim")
 	}
 	now := e.Time
-	if !now.Before(c.ExpiresAt.Add(e.Leeway)) {
+	expLeeway := e.Leeway
+	if e.StrictExpiry {
+		expLeeway = 0
+	}
+	if !now.Before(c.ExpiresAt.Add(expLeeway)) {
 		return fail("expired")
 	}
 	if !c.NotBefore.IsZero() && now.Add(e.Leeway).Before(c.NotBefore) {

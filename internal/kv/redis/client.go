@@ -1,6 +1,7 @@
 package rediskv
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -124,4 +125,25 @@ func universal(b *redis.Options) *redis.UniversalOptions {
 		DisableIdentity: b.DisableIdentity,
 		IdentitySuffix:  b.IdentitySuffix,
 	}
+}
+
+// RequiredEvictionPolicy is the maxmemory-policy Gatehouse needs: under
+// memory pressure Redis must refuse writes rather than evict keys, since
+// an evicted deny-list entry would let a revoked token through and an
+// evicted counter would reset a lockout.
+const RequiredEvictionPolicy = "noeviction"
+
+// EvictionPolicy reads the server's maxmemory-policy (CONFIG GET). Managed
+// services that disable CONFIG answer an error; on a cluster, the node
+// asked answers.
+func EvictionPolicy(ctx context.Context, client redis.UniversalClient) (string, error) {
+	res, err := client.ConfigGet(ctx, "maxmemory-policy").Result()
+	if err != nil {
+		return "", fmt.Errorf("rediskv: CONFIG GET maxmemory-policy: %w", err)
+	}
+	policy, ok := res["maxmemory-policy"]
+	if !ok {
+		return "", fmt.Errorf("rediskv: CONFIG GET maxmemory-policy: no value in the reply")
+	}
+	return policy, nil
 }
