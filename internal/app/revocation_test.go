@@ -142,3 +142,28 @@ func TestRevocationSurvivesRedisLossPostgresRedis(t *testing.T) {
 	}
 	t.Logf("%d requests answered 503 while the deny list was rebuilt", unavailable)
 }
+
+// TestAccessTokenDiesAtExp: Gatehouse allows no clock skew on the exp of
+// the tokens it issued itself (other servers verifying with
+// pkg/accesstoken keep theirs). The shortest lifetime allowed is a minute,
+// so this test waits one out, in parallel with the others.
+func TestAccessTokenDiesAtExp(t *testing.T) {
+	t.Parallel()
+	e := newAccountEnv(t, map[string]string{"GATEHOUSE_ACCESS_TOKEN_TTL": "1m"})
+	if _, code := e.cli(t, "users", "create", "--email", "user@example.com", "--password-stdin", "--verified"); code != 0 {
+		t.Fatal("users create failed")
+	}
+	admin := e.newClient(t, "ops", "introspect")
+	tok := e.login(t, "user@example.com", strongPassword)
+	exp := time.Unix(int64(claimsOf(t, tok)["exp"].(float64)), 0)
+	if code := meStatus(t, e.s.public, tok); code != 200 {
+		t.Fatalf("/v1/me with a fresh token = %d", code)
+	}
+	time.Sleep(time.Until(exp.Add(time.Second)))
+	if code := meStatus(t, e.s.public, tok); code != 401 {
+		t.Errorf("/v1/me a second after exp = %d, want 401", code)
+	}
+	if body := e.introspect(t, admin, tok); body["active"] != false {
+		t.Errorf("introspection a second after exp = %v, want active false", body)
+	}
+}
