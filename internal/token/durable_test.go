@@ -2,6 +2,8 @@ package token_test
 
 import (
 	"errors"
+	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -186,5 +188,39 @@ func TestKillSwitchNeverMovesBack(t *testing.T) {
 		if got := m.RevokedBefore(); !got.Equal(later.Truncate(time.Microsecond)) {
 			t.Errorf("%s kill switch = %v, want %v", name, got, later)
 		}
+	}
+}
+
+// TestKillSwitchFromThePreviousRelease: during a rolling upgrade a node of
+// the previous release keeps the kill switch only in the kv store's set of
+// times; a running node of this release carries it into the database and
+// obeys it, and its own kill switch is added to that set for the old
+// nodes.
+func TestKillSwitchFromThePreviousRelease(t *testing.T) {
+	ctx := t.Context()
+	clk := newClock()
+	st, kr, state := sqliteStore(t), newKeyring(t), memoryKV(t, clk)
+	m := startManager(t, st, kr, state, clk, baseConfig(), func(m *token.Manager) {
+		m.SetIntervals(time.Second, 20*time.Millisecond, time.Second)
+	})
+	old := issue(t, m, defaultClaims("s"))
+	clk.Advance(2 * time.Second)
+	cut := clk.Now()
+	if _, err := state.SAdd(ctx, "token:revoke_before:times", strconv.FormatInt(cut.UnixMicro(), 10)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the old release's kill switch is obeyed", func() bool { return m.RevokedBefore().Equal(cut.Truncate(time.Microsecond)) })
+	wantInvalid(t, m, old)
+	if got, err := st.RevokeBefore(ctx); err != nil || !got.Equal(cut.Truncate(time.Microsecond)) {
+		t.Errorf("kill switch in the database = %v, %v; want %v", got, err, cut)
+	}
+
+	later := cut.Add(time.Minute)
+	if err := m.RevokeIssuedBefore(ctx, later); err != nil {
+		t.Fatal(err)
+	}
+	members, err := state.SMembers(ctx, "token:revoke_before:times")
+	if err != nil || !slices.Contains(members, strconv.FormatInt(later.UnixMicro(), 10)) {
+		t.Errorf("kill-switch times for the previous release = %v, %v; want %d among them", members, err, later.UnixMicro())
 	}
 }

@@ -43,8 +43,11 @@ const (
 	denyEpochKey     = "token:deny:epoch"
 	rebuildingPrefix = "rebuilding:"
 	// revokeBeforeKey and revokeBeforeTimes held the kill-switch time
-	// before it moved to the database; Start carries a time found there
-	// into the database, so a cut-off set before an upgrade stands.
+	// before it moved to the database. A time found there is carried into
+	// the database (at Start and with every refresh), and a new cut-off is
+	// added to the set too, so that during a rolling upgrade the nodes of
+	// the previous release and of this one see each other's kill switch.
+	// Both can go in the release after this one.
 	revokeBeforeKey   = "token:revoke_before"
 	revokeBeforeTimes = "token:revoke_before:times"
 )
@@ -170,6 +173,9 @@ func (m *Manager) RevokeIssuedBefore(ctx context.Context, t time.Time) error {
 		return fmt.Errorf("token: set kill switch: %w", err)
 	}
 	m.revocation.raise(stored)
+	if _, err := m.kv.SAdd(ctx, revokeBeforeTimes, strconv.FormatInt(stored.UnixMicro(), 10)); err != nil {
+		m.log.WarnContext(ctx, "token: could not copy the kill-switch time for nodes of the previous release", "error", err)
+	}
 	m.log.WarnContext(ctx, "token: kill switch set: rejecting every access token issued before this time", "before", m.RevokedBefore())
 	m.announce(ctx, ChannelRevokeBefore, []byte(strconv.FormatInt(stored.UnixMicro(), 10)))
 	return nil
@@ -280,8 +286,8 @@ func (m *Manager) carryLegacyKillSwitch(ctx context.Context) error {
 			latest = micros
 		}
 	}
-	if latest == 0 {
-		return nil
+	if latest == 0 || latest <= m.revocation.before.Load() {
+		return nil // nothing, or nothing this node does not hold already
 	}
 	if _, err := m.store.RaiseRevokeBefore(ctx, time.UnixMicro(latest)); err != nil {
 		return fmt.Errorf("token: carry the kill-switch time into the database: %w", err)
@@ -290,7 +296,11 @@ func (m *Manager) carryLegacyKillSwitch(ctx context.Context) error {
 }
 
 func (m *Manager) refreshRevokeBeforeLogged(ctx context.Context) {
-	if err := m.refreshRevokeBefore(ctx); err != nil && ctx.Err() == nil {
+	err := m.carryLegacyKillSwitch(ctx)
+	if err == nil {
+		err = m.refreshRevokeBefore(ctx)
+	}
+	if err != nil && ctx.Err() == nil {
 		m.log.ErrorContext(ctx, "token: reading the kill-switch time failed; keeping the one read before", "error", err)
 	}
 }
