@@ -17,9 +17,9 @@ import (
 	"io"
 	"net"
 	"strings"
-	"syscall"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"

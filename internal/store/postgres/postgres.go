@@ -303,7 +303,7 @@ func unavailable(err error) bool {
 	var netErr net.Error
 	switch {
 	case errors.As(err, &connectErr),
-		pgconn.Timeout(err), // pgconn's own timeout wrapper
+		pgconn.Timeout(err),                      // pgconn's own timeout wrapper
 		errors.Is(err, context.DeadlineExceeded), // e.g. waiting for a pooled connection
 		errors.As(err, &netErr),
 		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
