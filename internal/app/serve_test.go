@@ -140,7 +140,13 @@ func do(t *testing.T, req *http.Request) (*http.Response, []byte) {
 
 func getReadiness(t *testing.T, s *server) (int, map[string]any) {
 	t.Helper()
-	res, body := get(t, s.public+"/readyz")
+	return getReadinessAt(t, s.public)
+}
+
+// getReadinessAt reads /readyz of the listener at base (public or admin).
+func getReadinessAt(t *testing.T, base string) (int, map[string]any) {
+	t.Helper()
+	res, body := get(t, base+"/readyz")
 	var out map[string]any
 	if err := json.Unmarshal(body, &out); err != nil {
 		t.Fatalf("readyz body %q: %v", body, err)
@@ -168,7 +174,15 @@ func exerciseServer(t *testing.T, s *server, wantDB, wantState string) {
 		if code != 200 || checkStatus(body, "database") != "ok" || checkStatus(body, "redis") != "ok" {
 			t.Errorf("readyz = %d %v", code, body)
 		}
-		checks := body["checks"].(map[string]any)
+		// The public body names no backend; the admin listener's does.
+		if _, body := get(t, s.public+"/readyz"); strings.Contains(string(body), "backend") {
+			t.Errorf("public readyz names backends: %s", body)
+		}
+		code, body = getReadinessAt(t, s.admin)
+		checks, _ := body["checks"].(map[string]any)
+		if code != 200 || checks == nil {
+			t.Fatalf("admin readyz = %d %v", code, body)
+		}
 		if b := checks["database"].(map[string]any)["backend"]; b != wantDB {
 			t.Errorf("database backend = %v, want %s", b, wantDB)
 		}
@@ -310,20 +324,20 @@ func TestServePostgresRedis(t *testing.T) {
 // restart.
 func TestReadinessFollowsDatabase(t *testing.T) {
 	dbURL := testenv.PostgresURL(t)
-	p := newProxy(t, hostOf(t, dbURL))
+	p := testenv.NewProxy(t, testenv.HostPort(t, dbURL))
 	s := startServer(t, testConfig(t, map[string]string{
-		"GATEHOUSE_DATABASE_URL":       strings.Replace(dbURL, hostOf(t, dbURL), p.addr(), 1),
+		"GATEHOUSE_DATABASE_URL":       p.Via(dbURL),
 		"GATEHOUSE_DATABASE_MIN_CONNS": "0",
 	}))
 	if code, body := getReadiness(t, s); code != 200 {
 		t.Fatalf("readyz before = %d %v", code, body)
 	}
-	p.cut()
+	p.Cut()
 	code, body := getReadiness(t, s)
 	if code != 503 || checkStatus(body, "database") != "unavailable" || checkStatus(body, "redis") != "ok" {
 		t.Fatalf("readyz with the database gone = %d %v", code, body)
 	}
-	p.restore()
+	p.Restore()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		code, body = getReadiness(t, s)

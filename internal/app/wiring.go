@@ -272,9 +272,10 @@ func newSessionService(d *deps) *session.Service {
 	}
 }
 
-// readiness lists the checks behind /readyz.
-func readiness(d *deps) *httpapi.Health {
-	return &httpapi.Health{Log: d.log, Checks: []httpapi.Check{
+// readiness lists the checks behind /readyz. detailed (the admin
+// listener) adds each backend's name and error text to the body.
+func readiness(d *deps, detailed bool) *httpapi.Health {
+	return &httpapi.Health{Log: d.log, Detailed: detailed, Checks: []httpapi.Check{
 		{Name: "database", Backend: d.db.store.Dialect(), Ping: d.db.store.Ping},
 		{Name: "redis", Backend: d.state.backend, Ping: d.state.kv.Ping},
 	}}
@@ -284,7 +285,7 @@ func readiness(d *deps) *httpapi.Health {
 // wired in.
 func newRouter(d *deps) (*httpapi.Router, error) {
 	rt := httpapi.NewRouter(httpapi.ErrorWriter{Log: d.log})
-	readiness(d).Routes(rt)
+	readiness(d, false).Routes(rt)
 	spec, err := specJSON(d.cfg)
 	if err != nil {
 		return nil, err
@@ -391,7 +392,7 @@ func newPublicHandler(d *deps) (http.Handler, error) {
 // listener.
 func newAdminHandler(d *deps) http.Handler {
 	rt := httpapi.NewRouter(httpapi.ErrorWriter{Log: d.log})
-	readiness(d).Routes(rt)
+	readiness(d, true).Routes(rt)
 	rt.HandleHTTP("GET /metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelWarn)}))
 	if d.cfg.AdminPprof {
 		rt.HandleHTTP("GET /debug/pprof/", http.HandlerFunc(pprof.Index))

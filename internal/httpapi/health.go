@@ -22,9 +22,15 @@ type Health struct {
 	Checks  []Check
 	Timeout time.Duration // per check; default 2s
 	Log     *slog.Logger
+	// Detailed puts each check's backend and, for a failed check, its
+	// error text in the readiness body. Only the admin listener sets it:
+	// on the public one the body says ok or unavailable per check and
+	// nothing about backends, addresses or driver messages.
+	Detailed bool
 }
 
-// CheckResult is one check's entry in the readiness body.
+// CheckResult is one check's entry in the readiness body. Backend and
+// Error are set only with Health.Detailed.
 type CheckResult struct {
 	Status  string `json:"status"` // "ok" or "unavailable"
 	Backend string `json:"backend,omitempty"`
@@ -58,7 +64,7 @@ func (h *Health) ready(w http.ResponseWriter, r *http.Request) error {
 }
 
 // Run performs every check concurrently, each with its own timeout. Failure
-// details go to the log; the body only says which check failed.
+// details go to the log, and into the result only with Detailed.
 func (h *Health) Run(ctx context.Context) Readiness {
 	timeout := h.Timeout
 	if timeout <= 0 {
@@ -72,10 +78,15 @@ func (h *Health) Run(ctx context.Context) Readiness {
 			cctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
 			err := c.Ping(cctx)
-			res := CheckResult{Status: "ok", Backend: c.Backend}
+			res := CheckResult{Status: "ok"}
+			if h.Detailed {
+				res.Backend = c.Backend
+			}
 			if err != nil {
 				res.Status = "unavailable"
-				res.Error = c.Name + " is not reachable"
+				if h.Detailed {
+					res.Error = err.Error()
+				}
 				if h.Log != nil {
 					h.Log.WarnContext(ctx, "readiness check failed", "check", c.Name, "error", err.Error())
 				}

@@ -368,9 +368,22 @@ func TestReadiness(t *testing.T) {
 	if rec.Code != 503 || body.Checks["database"].Status != "unavailable" || body.Checks["redis"].Status != "ok" {
 		t.Errorf("not ready = %d %s", rec.Code, rec.Body)
 	}
-	if strings.Contains(rec.Body.String(), "connection refused") {
-		t.Errorf("readiness body leaks the error: %s", rec.Body)
+	for _, leak := range []string{"connection refused", "sqlite", "memory", "reachable", "error", "backend"} {
+		if strings.Contains(rec.Body.String(), leak) {
+			t.Errorf("public readiness body says %q: %s", leak, rec.Body)
+		}
 	}
+
+	// The admin listener's readiness names backends and quotes the error.
+	h.Detailed = true
+	rec = f.do(t, httptest.NewRequest("GET", "/readyz", nil))
+	body = Readiness{}
+	json.Unmarshal(rec.Body.Bytes(), &body)
+	if rec.Code != 503 || body.Checks["database"].Backend != "sqlite" || body.Checks["database"].Error != "dial tcp: connection refused" ||
+		body.Checks["redis"].Backend != "memory" || body.Checks["redis"].Error != "" {
+		t.Errorf("detailed not ready = %d %s", rec.Code, rec.Body)
+	}
+	h.Detailed = false
 
 	dbUp = true
 	if rec = f.do(t, httptest.NewRequest("GET", "/readyz", nil)); rec.Code != 200 {

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/gatehouse/gatehouse/internal/kv"
 	"github.com/gatehouse/gatehouse/internal/logging"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
@@ -68,23 +69,69 @@ func Validation(errs ...FieldError) *Problem {
 // errorTable maps domain sentinel errors to problems: the one place where
 // errors become status codes. Domain packages add their own with
 // RegisterError at wiring time.
+//
+// An outage (store.ErrUnavailable, kv.ErrUnavailable) comes first: it is
+// checked before "not found" so that an error wrapping both can never
+// answer 404.
 var errorTable = []mappedError{
-	{store.ErrNotFound, http.StatusNotFound, "not_found", "The resource was not found."},
-	{store.ErrConflict, http.StatusConflict, "conflict", "The resource conflicts with an existing one."},
-	{store.ErrInvalidCursor, http.StatusBadRequest, "invalid_cursor", "The pagination cursor is not valid."},
+	{err: store.ErrUnavailable, status: http.StatusServiceUnavailable, code: CodeServiceUnavailable, detail: unavailableDetail, retryAfter: RetryAfterUnavailable},
+	{err: kv.ErrUnavailable, status: http.StatusServiceUnavailable, code: CodeServiceUnavailable, detail: unavailableDetail, retryAfter: RetryAfterUnavailable},
+	{err: store.ErrNotFound, status: http.StatusNotFound, code: "not_found", detail: "The resource was not found."},
+	{err: store.ErrConflict, status: http.StatusConflict, code: "conflict", detail: "The resource conflicts with an existing one."},
+	{err: store.ErrInvalidCursor, status: http.StatusBadRequest, code: "invalid_cursor", detail: "The pagination cursor is not valid."},
 }
+
+// CodeServiceUnavailable is the problem code of a retryable outage: a
+// database, Redis or other dependency that cannot be reached right now.
+const CodeServiceUnavailable = "service_unavailable"
+
+// RetryAfterUnavailable is the Retry-After (seconds) sent with every
+// outage: long enough for a failover or restart to make progress, short
+// enough that a client or load balancer retries soon.
+const RetryAfterUnavailable = 5
+
+// unavailableDetail is the one detail of an outage; what failed and why
+// goes to the log only.
+const unavailableDetail = "The service is temporarily unavailable; try again shortly."
 
 type mappedError struct {
 	err    error
 	status int
 	code   string
 	detail string
+	// retryAfter, when positive, is sent as Retry-After (seconds).
+	retryAfter int
 }
 
 // RegisterError adds a sentinel error to the mapping table. Call it only
 // during start-up (package init or wiring), never concurrently with requests.
 func RegisterError(err error, status int, code, detail string) {
-	errorTable = append(errorTable, mappedError{err, status, code, detail})
+	errorTable = append(errorTable, mappedError{err: err, status: status, code: code, detail: detail})
+}
+
+// RegisterUnavailable adds a sentinel error that means a retryable outage:
+// 503 service_unavailable with Retry-After: RetryAfterUnavailable. The
+// same start-up-only rule as RegisterError applies.
+func RegisterUnavailable(err error, detail string) {
+	errorTable = append(errorTable, mappedError{err: err, status: http.StatusServiceUnavailable,
+		code: CodeServiceUnavailable, detail: detail, retryAfter: RetryAfterUnavailable})
+}
+
+// Unavailable reports whether err is a retryable outage (any error the
+// table maps to service_unavailable), and the Retry-After to send with
+// it. Handlers that write their own error format (OAuth's RFC 6749 bodies)
+// use it to answer 503 as the problem responses do.
+func Unavailable(err error) (retryAfter int, ok bool) {
+	var p *Problem
+	if err == nil || errors.As(err, &p) {
+		return 0, false
+	}
+	for _, m := range errorTable {
+		if errors.Is(err, m.err) {
+			return m.retryAfter, m.code == CodeServiceUnavailable
+		}
+	}
+	return 0, false
 }
 
 // problemFor maps any error to the problem to send.
@@ -104,7 +151,9 @@ func problemFor(err error) *Problem {
 	}
 	for _, m := range errorTable {
 		if errors.Is(err, m.err) {
-			return NewProblem(m.status, m.code, m.detail)
+			p := NewProblem(m.status, m.code, m.detail)
+			p.RetryAfter = m.retryAfter
+			return p
 		}
 	}
 	return NewProblem(http.StatusInternalServerError, "internal_error", "An unexpected error occurred. Quote the request ID when reporting it.")

@@ -92,6 +92,8 @@ type Queue struct {
 	// withMigrationLock runs fn while holding a lock that keeps other
 	// processes from migrating River's schema at the same time.
 	withMigrationLock func(ctx context.Context, fn func() error) error
+	// mapErr marks a database outage in an insert error (nil: none).
+	mapErr func(error) error
 }
 
 // engine is a river.Client and rivermigrate.Migrator of one transaction
@@ -222,7 +224,7 @@ func (q *Queue) InsertMany(ctx context.Context, params []river.InsertManyParams)
 	}
 	res, err := q.eng.insertMany(ctx, params)
 	if err != nil {
-		return nil, fmt.Errorf("jobs: insert: %w", err)
+		return nil, fmt.Errorf("jobs: insert: %w", q.mapInsertErr(err))
 	}
 	return resultIDs(res), nil
 }
@@ -234,9 +236,18 @@ func (q *Queue) InsertManyTx(ctx context.Context, tx any, params []river.InsertM
 	}
 	res, err := q.eng.insertManyTx(ctx, tx, params)
 	if err != nil {
-		return nil, fmt.Errorf("jobs: insert: %w", err)
+		return nil, fmt.Errorf("jobs: insert: %w", q.mapInsertErr(err))
 	}
 	return resultIDs(res), nil
+}
+
+// mapInsertErr marks a database outage during an insert as
+// store.ErrUnavailable (a retryable 503), like the store's own errors.
+func (q *Queue) mapInsertErr(err error) error {
+	if q.mapErr == nil {
+		return err
+	}
+	return q.mapErr(err)
 }
 
 func resultIDs(res []*rivertype.JobInsertResult) []int64 {

@@ -9,6 +9,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/gatehouse/gatehouse/internal/store/postgres"
 )
 
 // pgMigrationLockKey is the pg_advisory_xact_lock key held while River's
@@ -40,6 +42,7 @@ func NewPostgres(pool *pgxpool.Pool, workers *river.Workers, cfg Config) (*Queue
 	return &Queue{
 		dialect: "postgres",
 		eng:     eng,
+		mapErr:  postgres.MapUnavailable,
 		logger:  logger,
 		working: workers != nil,
 		countStates: func(ctx context.Context) (map[string]int64, error) {

@@ -17,6 +17,13 @@ import (
 // ErrNotFound is returned when a key does not exist (or has expired).
 var ErrNotFound = errors.New("kv: not found")
 
+// ErrUnavailable is returned (wrapped, with the client's error) when the
+// backend cannot be reached or refuses service for now (refused or lost
+// connection, pool timeout, a server loading its data or without a
+// master): a retryable outage. The in-process store never returns it.
+// Callers must pass it on, never read it as "not found".
+var ErrUnavailable = errors.New("kv: backend unavailable")
+
 // Store is the ephemeral-state contract. A ttl of 0 means "no expiry"; a
 // negative ttl is an error.
 //

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -77,6 +78,7 @@ type oauthError struct {
 	status      int
 	code        string
 	description string
+	retryAfter  int // seconds; sent as Retry-After when positive
 }
 
 func writeOAuthError(w http.ResponseWriter, e oauthError) {
@@ -86,6 +88,9 @@ func writeOAuthError(w http.ResponseWriter, e oauthError) {
 	h.Set("Pragma", "no-cache")
 	if e.status == http.StatusUnauthorized {
 		h.Set("WWW-Authenticate", `Basic realm="gatehouse", charset="UTF-8"`)
+	}
+	if e.retryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(e.retryAfter))
 	}
 	w.WriteHeader(e.status)
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": e.code, "error_description": e.description})
@@ -100,9 +105,13 @@ func writeTokenJSON(w http.ResponseWriter, v any) {
 }
 
 var (
-	errInvalidRequest = oauthError{http.StatusBadRequest, "invalid_request", "The request is missing a parameter or is malformed."}
-	errInvalidClient  = oauthError{http.StatusUnauthorized, "invalid_client", "Client authentication failed."}
-	errServer         = oauthError{http.StatusInternalServerError, "server_error", "An unexpected error occurred."}
+	errInvalidRequest = oauthError{status: http.StatusBadRequest, code: "invalid_request", description: "The request is missing a parameter or is malformed."}
+	errInvalidClient  = oauthError{status: http.StatusUnauthorized, code: "invalid_client", description: "Client authentication failed."}
+	errServer         = oauthError{status: http.StatusInternalServerError, code: "server_error", description: "An unexpected error occurred."}
+	// errUnavailable answers an outage (database, Redis, revocation state)
+	// with RFC 6749's retryable error code, as 503 with Retry-After.
+	errUnavailable = oauthError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable",
+		description: "The service is temporarily unavailable; try again shortly.", retryAfter: httpapi.RetryAfterUnavailable}
 )
 
 // errRepeated is a parameter given more than once (RFC 6749 §3.1: "Request
@@ -243,14 +252,23 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		}
 		s.clientCredentials(w, r, p, cl)
 	case "":
-		writeOAuthError(w, oauthError{http.StatusBadRequest, "invalid_request", "grant_type is required."})
+		writeOAuthError(w, oauthError{status: http.StatusBadRequest, code: "invalid_request", description: "grant_type is required."})
 	default:
-		writeOAuthError(w, oauthError{http.StatusBadRequest, "unsupported_grant_type", "Supported grant types: refresh_token, client_credentials."})
+		writeOAuthError(w, oauthError{status: http.StatusBadRequest, code: "unsupported_grant_type", description: "Supported grant types: refresh_token, client_credentials."})
 	}
 }
 
+// fail logs err and answers it: an outage (see httpapi.Unavailable) as
+// 503 temporarily_unavailable with Retry-After, anything else as 500
+// server_error. Neither body says more.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	s.Log.ErrorContext(r.Context(), "oauth endpoint failed", "path", r.URL.Path, "error", err.Error())
+	if retryAfter, ok := httpapi.Unavailable(err); ok {
+		e := errUnavailable
+		e.retryAfter = max(retryAfter, 1)
+		writeOAuthError(w, e)
+		return
+	}
 	writeOAuthError(w, errServer)
 }
 
@@ -263,7 +281,7 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request, p url.Values, c
 		}
 	}
 	if raw == "" {
-		writeOAuthError(w, oauthError{http.StatusBadRequest, "invalid_request", "refresh_token is required."})
+		writeOAuthError(w, oauthError{status: http.StatusBadRequest, code: "invalid_request", description: "refresh_token is required."})
 		return
 	}
 	// The browser attaches the cookie to any request, a form another site
@@ -271,7 +289,7 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request, p url.Values, c
 	// JSON body (which needs a CORS preflight) or an allowed Origin. The
 	// cookie is left alone: a forged request must not log the user out.
 	if fromCookie && !s.notCrossSite(r) {
-		writeOAuthError(w, oauthError{http.StatusBadRequest, "invalid_request", "A refresh token from the cookie needs a JSON body or an allowed Origin."})
+		writeOAuthError(w, oauthError{status: http.StatusBadRequest, code: "invalid_request", description: "A refresh token from the cookie needs a JSON body or an allowed Origin."})
 		return
 	}
 	// RFC 6749 §6: a requested scope may narrow the grant, never widen it.
@@ -280,7 +298,7 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request, p url.Values, c
 	if req := p.Get("scope"); req != "" {
 		var err error
 		if asked, err = parseScopeParam(req); err != nil {
-			writeOAuthError(w, oauthError{http.StatusBadRequest, "invalid_scope", "The scope is malformed."})
+			writeOAuthError(w, oauthError{status: http.StatusBadRequest, code: "invalid_scope", description: "The scope is malformed."})
 			return
 		}
 		rt, err := s.Store.GetRefreshTokenByHash(r.Context(), secret.HashToken(raw))
@@ -307,7 +325,7 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request, p url.Values, c
 		if fromCookie {
 			session.SetRefreshCookie(w, "", time.Time{})
 		}
-		writeOAuthError(w, oauthError{http.StatusBadRequest, "invalid_grant", "The refresh token is invalid, expired or revoked."})
+		writeOAuthError(w, oauthError{status: http.StatusBadRequest, code: "invalid_grant", description: "The refresh token is invalid, expired or revoked."})
 		return
 	}
 	if err != nil {
@@ -328,7 +346,7 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request, p url.Values, c
 			s.fail(w, r, err)
 			return
 		}
-		writeOAuthError(w, oauthError{http.StatusBadRequest, "invalid_grant", "The refresh token was not issued to this client."})
+		writeOAuthError(w, oauthError{status: http.StatusBadRequest, code: "invalid_grant", description: "The refresh token was not issued to this client."})
 		return
 	}
 	out := map[string]any{
@@ -387,7 +405,7 @@ func (s *Server) notCrossSite(r *http.Request) bool {
 	return slices.ContainsFunc(s.AllowedOrigins, func(o string) bool { return strings.TrimRight(o, "/") == origin })
 }
 
-var errScopeNotGranted = oauthError{http.StatusBadRequest, "invalid_scope", "The requested scope exceeds the scope originally granted."}
+var errScopeNotGranted = oauthError{status: http.StatusBadRequest, code: "invalid_scope", description: "The requested scope exceeds the scope originally granted."}
 
 // within reports whether every scope in asked is in granted.
 func within(asked, granted []string) bool {
@@ -404,12 +422,12 @@ func (s *Server) clientCredentials(w http.ResponseWriter, r *http.Request, p url
 	if req := p.Get("scope"); req != "" {
 		asked, err := parseScopeParam(req)
 		if err != nil {
-			writeOAuthError(w, oauthError{http.StatusBadRequest, "invalid_scope", "The scope is malformed."})
+			writeOAuthError(w, oauthError{status: http.StatusBadRequest, code: "invalid_scope", description: "The scope is malformed."})
 			return
 		}
 		for _, sc := range asked {
 			if !slices.Contains(cl.Scopes, sc) {
-				writeOAuthError(w, oauthError{http.StatusBadRequest, "invalid_scope", "The client may not request scope " + sc + "."})
+				writeOAuthError(w, oauthError{status: http.StatusBadRequest, code: "invalid_scope", description: "The client may not request scope " + sc + "."})
 				return
 			}
 		}
@@ -457,12 +475,12 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !slices.Contains(cl.Scopes, ScopeIntrospect) {
-		writeOAuthError(w, oauthError{http.StatusForbidden, "insufficient_scope", "The client lacks the introspect scope."})
+		writeOAuthError(w, oauthError{status: http.StatusForbidden, code: "insufficient_scope", description: "The client lacks the introspect scope."})
 		return
 	}
 	raw := p.Get("token")
 	if raw == "" {
-		writeOAuthError(w, oauthError{http.StatusBadRequest, "invalid_request", "token is required."})
+		writeOAuthError(w, oauthError{status: http.StatusBadRequest, code: "invalid_request", description: "token is required."})
 		return
 	}
 	inactive := map[string]any{"active": false}
@@ -499,6 +517,9 @@ func (s *Server) introspectAccess(ctx context.Context, raw string) (map[string]a
 		return nil, nil
 	}
 	c, err := s.Tokens.Verify(ctx, raw)
+	if errors.Is(err, token.ErrUnavailable) {
+		return nil, err // the token may be live or revoked: say neither
+	}
 	if err != nil {
 		return nil, nil // invalid, expired or revoked: inactive
 	}
@@ -596,7 +617,7 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	}
 	raw := p.Get("token")
 	if raw == "" {
-		writeOAuthError(w, oauthError{http.StatusBadRequest, "invalid_request", "token is required."})
+		writeOAuthError(w, oauthError{status: http.StatusBadRequest, code: "invalid_request", description: "token is required."})
 		return
 	}
 	t, found, err := s.findRevocable(r.Context(), raw)

@@ -6,6 +6,8 @@ import (
 
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
+
+	rediskv "github.com/gatehouse/gatehouse/internal/kv/redis"
 )
 
 // redisLimiter keeps the limiter state in Redis, through redis_rate, whose
@@ -31,7 +33,7 @@ func (r *redisLimiter) AllowN(ctx context.Context, key string, limit Limit, n in
 	l := redis_rate.Limit{Rate: limit.Rate, Burst: limit.Burst, Period: limit.Period}
 	res, err := r.limiter.AllowN(ctx, r.prefix+key, l, n)
 	if err != nil {
-		return Result{}, fmt.Errorf("ratelimit: %w", err)
+		return Result{}, fmt.Errorf("ratelimit: %w", rediskv.MapUnavailable(err))
 	}
 	return Result{
 		Allowed:    res.Allowed,
@@ -44,7 +46,7 @@ func (r *redisLimiter) AllowN(ctx context.Context, key string, limit Limit, n in
 // Reset implements Limiter.
 func (r *redisLimiter) Reset(ctx context.Context, key string) error {
 	if err := r.limiter.Reset(ctx, r.prefix+key); err != nil {
-		return fmt.Errorf("ratelimit: %w", err)
+		return fmt.Errorf("ratelimit: %w", rediskv.MapUnavailable(err))
 	}
 	return nil
 }

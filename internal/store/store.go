@@ -7,6 +7,11 @@
 //   - ctx first in every method; value types in and out.
 //   - "Not found" is ErrNotFound, never (nil, nil); a unique-key clash is
 //     ErrConflict. Backends wrap driver errors so callers can use errors.Is.
+//   - A database that cannot be reached or cannot serve right now (refused
+//     or lost connection, pool timeout, server shutting down or starting
+//     up, too many connections) is ErrUnavailable, wrapping the driver's
+//     error for the log. Callers must pass it on, never turn it into "not
+//     found" or "wrong credentials": it answers 503 with Retry-After.
 //   - Times are stored and returned in UTC with at least microsecond precision.
 package store
 
@@ -23,6 +28,10 @@ var (
 	// ErrInvalidCursor is returned (wrapped) for a pagination cursor the
 	// backend did not hand out.
 	ErrInvalidCursor = errors.New("store: invalid cursor")
+	// ErrUnavailable is returned (wrapped, with the driver's error) when the
+	// database is unreachable or refuses service for now: a retryable
+	// outage, not a failed request.
+	ErrUnavailable = errors.New("store: database unavailable")
 )
 
 // Dialect names.

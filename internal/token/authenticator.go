@@ -27,8 +27,7 @@ func init() {
 	// A revocation state that cannot be read refuses the request, as a
 	// retryable server error rather than a 401 that would make clients
 	// throw their tokens away.
-	httpapi.RegisterError(ErrUnavailable, http.StatusServiceUnavailable, "temporarily_unavailable",
-		"Token revocation state cannot be read right now; try again.")
+	httpapi.RegisterUnavailable(ErrUnavailable, "Token revocation state cannot be read right now; try again.")
 }
 
 // Authenticate implements auth.Authenticator. A request without a bearer

@@ -14,9 +14,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -141,7 +144,38 @@ func wrap(op string, err error) error {
 	if errors.Is(err, redis.Nil) {
 		return kv.ErrNotFound
 	}
-	return fmt.Errorf("rediskv: %s: %w", op, err)
+	return fmt.Errorf("rediskv: %s: %w", op, MapUnavailable(err))
+}
+
+// MapUnavailable wraps err in kv.ErrUnavailable when it says Redis cannot
+// serve now, and returns any other error as it is: a refused, reset or
+// timed-out connection (a net.Error, EOF), a closed client, a pool timeout
+// or exhausted pool, and the LOADING, MASTERDOWN, TRYAGAIN and CLUSTERDOWN
+// replies. A cancellation by the caller is not one. The rate limiter,
+// which shares the client, uses it too.
+func MapUnavailable(err error) error {
+	if err == nil || !unavailable(err) || errors.Is(err, kv.ErrUnavailable) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", kv.ErrUnavailable, err)
+}
+
+func unavailable(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, redis.Nil) {
+		return false
+	}
+	var netErr net.Error
+	switch {
+	case errors.As(err, &netErr),
+		errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
+		errors.Is(err, redis.ErrClosed), errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrPoolExhausted),
+		redis.IsLoadingError(err), redis.IsMasterDownError(err),
+		redis.IsTryAgainError(err), redis.IsClusterDownError(err):
+		return true
+	}
+	return false
 }
 
 // Get implements kv.Store.

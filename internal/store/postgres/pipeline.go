@@ -35,7 +35,7 @@ func (s *Store) pipelined(ctx context.Context, fn func(p *pipeTx) error) error {
 	}
 	conn, err := s.primary.Acquire(ctx)
 	if err != nil {
-		return fmt.Errorf("postgres: acquire: %w", err)
+		return fmt.Errorf("postgres: acquire: %w", mapErr(err))
 	}
 	p := &pipeTx{conn: conn}
 	defer func() {

@@ -8,8 +8,12 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"net"
+	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -139,7 +143,7 @@ func (s *Store) Dialect() string { return store.DialectPostgres }
 // the server is back after a restart, the next Ping succeeds.
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.primary.Ping(ctx); err != nil {
-		return fmt.Errorf("postgres: ping: %w", err)
+		return fmt.Errorf("postgres: ping: %w", mapErr(err))
 	}
 	return nil
 }
@@ -242,10 +246,17 @@ func (r *replica) healthy(ctx context.Context, now time.Time) bool {
 }
 
 // mapErr maps driver errors to the store sentinels, keeping the original
-// error in the chain.
+// error in the chain. An outage is checked first: a lost connection must
+// never read as "not found".
 func mapErr(err error) error {
 	if err == nil {
 		return nil
+	}
+	if unavailable(err) {
+		if errors.Is(err, store.ErrUnavailable) {
+			return err // mapped already (a pipelined or nested call)
+		}
+		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
 	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("%w: %w", store.ErrNotFound, err)
@@ -255,6 +266,54 @@ func mapErr(err error) error {
 		return fmt.Errorf("%w: %w", store.ErrConflict, err)
 	}
 	return err
+}
+
+// MapUnavailable wraps err in store.ErrUnavailable when it is an outage
+// (see unavailable) and returns any other error as it is. It is for
+// packages that run their own SQL on Pool, such as the job queue.
+func MapUnavailable(err error) error {
+	if err == nil || !unavailable(err) || errors.Is(err, store.ErrUnavailable) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+}
+
+// unavailableStates are the SQLSTATEs of a server that cannot serve now,
+// besides class 08 (connection exception): admin_shutdown,
+// crash_shutdown, cannot_connect_now (starting up or in recovery) and
+// too_many_connections.
+var unavailableStates = map[string]bool{"57P01": true, "57P02": true, "57P03": true, "53300": true}
+
+// unavailable reports whether err is an outage rather than a failed
+// statement: the server could not be reached, the connection broke, the
+// pool timed out, or the server refuses service for now. A cancellation by
+// the caller (the client went away) is not one.
+func unavailable(err error) bool {
+	if errors.Is(err, store.ErrUnavailable) {
+		return true
+	}
+	if errors.Is(err, context.Canceled) {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return strings.HasPrefix(pgErr.Code, "08") || unavailableStates[pgErr.Code]
+	}
+	var connectErr *pgconn.ConnectError
+	var netErr net.Error
+	switch {
+	case errors.As(err, &connectErr),
+		pgconn.Timeout(err),                      // pgconn's own timeout wrapper
+		errors.Is(err, context.DeadlineExceeded), // e.g. waiting for a pooled connection
+		errors.As(err, &netErr),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return true
+	}
+	// A statement on a connection that broke earlier (later in the same
+	// transaction) fails with pgconn's unexported "conn closed" error; it
+	// was never sent, so pgconn marks it safe to retry.
+	return pgconn.SafeToRetry(err) && strings.Contains(err.Error(), "conn closed")
 }
 
 // collect reads every row of a query with scan (err is the query's own).

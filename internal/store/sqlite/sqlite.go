@@ -281,6 +281,15 @@ func mapErr(err error) error {
 		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
 			return fmt.Errorf("%w: %w", store.ErrConflict, err)
 		}
+		// The database stayed locked by another writer for the whole busy
+		// timeout: contention that passes, so a retry shortly succeeds.
+		// SQLITE_FULL, SQLITE_IOERR and the like stay unmapped (500): they
+		// need an operator, a retry in seconds fails the same way, and a
+		// single-node embedded database has no "elsewhere" to retry on.
+		switch se.Code() & 0xff { // the primary result code
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+			return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+		}
 	}
 	return err
 }
