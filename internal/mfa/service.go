@@ -222,7 +222,7 @@ func tokenRef(tok string) string { return secret.HashToken(tok) }
 func pendingKey(tok string) string    { return pendingRefKey(tokenRef(tok)) }
 func pendingRefKey(ref string) string { return "mfa:pending:" + ref }
 func attemptsKey(tok string) string   { return "mfa:attempts:" + tokenRef(tok) }
-func claimKey(tok string) string      { return "mfa:claim:" + tokenRef(tok) }
+func claimKey(ref string) string      { return "mfa:claim:" + ref }
 func smsFailedKey(ref string) string  { return "mfa:sms-failed:" + ref }
 
 func uaHash(ua string) string { return secret.HashToken("ua\x00" + ua) }
@@ -521,15 +521,17 @@ const (
 	claimWait = 3 * time.Second
 )
 
-// exclusively runs fn, a verification of the pending login tok, while no
-// other verification of that token runs, on any node: parallel requests
-// on one mfa_token take turns, as if they had come one after the other.
-// The first with a right code signs in; those after it find the token
-// used (invalid_mfa_token) without checking, let alone consuming, their
-// codes. A wrong code is counted as it would be alone. A verification
-// that waited claimWait in vain is answered 429 rate_limited.
-func (s *Service) exclusively(ctx context.Context, tok string, fn func() error) error {
-	key := claimKey(tok)
+// exclusively runs fn, a verification of the pending login whose token
+// has ref (tokenRef), while no other verification of that token runs, on
+// any node: parallel requests on one mfa_token take turns, as if they had
+// come one after the other. The first with a right code signs in; those
+// after it find the token used (invalid_mfa_token) without checking, let
+// alone consuming, their codes. A wrong code is counted as it would be
+// alone. A verification that waited claimWait in vain is answered 429
+// rate_limited. (SMSFailed takes its turn too: it must not find the login
+// gone while a verification holds it.)
+func (s *Service) exclusively(ctx context.Context, ref string, fn func() error) error {
+	key := claimKey(ref)
 	deadline := time.NewTimer(claimWait)
 	defer deadline.Stop()
 	for pause := 5 * time.Millisecond; ; pause = min(2*pause, 100*time.Millisecond) {
@@ -623,8 +625,21 @@ func (s *Service) throttle(ctx context.Context, key string, l ratelimit.Limit) e
 	return nil
 }
 
-// Challenge sends a code for a login's sms or email step.
-func (s *Service) Challenge(ctx context.Context, tok, method string, m session.Meta) (time.Duration, error) {
+// Challenge sends a code for a login's sms or email step. It takes its
+// turn with the verifications of the token (see exclusively), which hold
+// the login while they check a code.
+func (s *Service) Challenge(ctx context.Context, tok, method string, m session.Meta) (ttl time.Duration, err error) {
+	if !wellFormed(tok) {
+		return 0, ErrInvalidMFAToken
+	}
+	err = s.exclusively(ctx, tokenRef(tok), func() error {
+		ttl, err = s.challenge(ctx, tok, method, m)
+		return err
+	})
+	return ttl, err
+}
+
+func (s *Service) challenge(ctx context.Context, tok, method string, m session.Meta) (time.Duration, error) {
 	p, err := s.lookup(ctx, tok, m, false)
 	if err != nil {
 		return 0, err
@@ -913,7 +928,7 @@ func (s *Service) Verify(ctx context.Context, tok, method, code string, m sessio
 		u store.User
 		f factorSet
 	)
-	err := s.exclusively(ctx, tok, func() error {
+	err := s.exclusively(ctx, tokenRef(tok), func() error {
 		var err error
 		if p, err = s.lookup(ctx, tok, m, false); err != nil {
 			return err
@@ -1047,31 +1062,35 @@ func (s *Service) SMSFailed(ctx context.Context, args sms.SendArgs, cause error)
 	if args.Purpose != "mfa" || args.Ref == "" {
 		return // not a sign-in's code (an enrolment's, say): no fallback
 	}
-	b, err := s.KV.Get(ctx, pendingRefKey(args.Ref))
-	if errors.Is(err, kv.ErrNotFound) {
-		return // the sign-in is over
-	}
-	var p pending
-	if err == nil {
-		err = json.Unmarshal(b, &p)
-	}
-	if err == nil && p.UserID != u.ID {
-		err = errors.New("the pending sign-in is another user's")
-	}
-	if err == nil {
-		err = s.smsFailed(ctx, args.Ref)
-	}
-	var f factorSet
-	if err == nil {
-		f, err = s.factors(ctx, u)
-	}
-	offer := false
-	if err == nil {
-		offer, err = s.emailFallback(ctx, args.Ref, p, f.pol, f.methodsFor(p))
-	}
-	if err == nil && offer {
-		err = s.sendCode(ctx, u, fallbackDevice(u), session.Meta{}, "")
-	}
+	// In its turn: a verification in progress holds the login (see spend).
+	err = s.exclusively(ctx, args.Ref, func() error {
+		b, err := s.KV.Get(ctx, pendingRefKey(args.Ref))
+		if errors.Is(err, kv.ErrNotFound) {
+			return nil // the sign-in is over
+		}
+		var p pending
+		if err == nil {
+			err = json.Unmarshal(b, &p)
+		}
+		if err == nil && p.UserID != u.ID {
+			err = errors.New("the pending sign-in is another user's")
+		}
+		if err == nil {
+			err = s.smsFailed(ctx, args.Ref)
+		}
+		var f factorSet
+		if err == nil {
+			f, err = s.factors(ctx, u)
+		}
+		offer := false
+		if err == nil {
+			offer, err = s.emailFallback(ctx, args.Ref, p, f.pol, f.methodsFor(p))
+		}
+		if err == nil && offer {
+			err = s.sendCode(ctx, u, fallbackDevice(u), session.Meta{}, "")
+		}
+		return err
+	})
 	if err != nil {
 		s.Log.ErrorContext(ctx, "sms failure hook: email fallback failed", "error", err.Error())
 	}
