@@ -872,3 +872,133 @@ func runMFALockout(t *testing.T, env map[string]string) {
 		}
 	})
 }
+
+func TestMFAParallelVerifyEmbedded(t *testing.T) { runMFAParallelVerify(t, nil) }
+
+func TestMFAParallelVerifyPostgresRedis(t *testing.T) {
+	runMFAParallelVerify(t, postgresRedisEnv(t))
+}
+
+// runMFAParallelVerify sends many verifications of one mfa_token at once,
+// each with a right code: one signs in, and nothing one-time is spent by
+// the others (issue 12). The per-user throttle lets 10 through and answers
+// the rest 429 rate_limited; every other loser finds the sign-in over
+// (401 invalid_mfa_token) — none is told its right code is wrong.
+func runMFAParallelVerify(t *testing.T, env map[string]string) {
+	e := newAccountEnv(t, env)
+	sessions := func(t *testing.T, at string) int {
+		t.Helper()
+		q := "SELECT count(*) FROM sessions WHERE user_id = $1"
+		if e.dialect == "sqlite" {
+			q = "SELECT count(*) FROM sessions WHERE user_id = ?"
+		}
+		var n int
+		if err := e.db.QueryRow(q, userID(t, e, at)).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// race sends one verification per code at once and returns the access
+	// tokens of the 200 answers and a count of the other answers.
+	race := func(t *testing.T, mt, method string, codes []string) ([]string, map[string]int) {
+		t.Helper()
+		var (
+			mu      sync.Mutex
+			wg      sync.WaitGroup
+			tokens  []string
+			answers = map[string]int{}
+		)
+		start := make(chan struct{})
+		for _, code := range codes {
+			wg.Go(func() {
+				<-start
+				c, b, _ := call(t, "POST", e.url("/v1/auth/mfa/verify"), map[string]string{"mfa_token": mt, "method": method, "code": code})
+				mu.Lock()
+				defer mu.Unlock()
+				if c == 200 {
+					if at, _ := b["access_token"].(string); at != "" {
+						tokens = append(tokens, at)
+						return
+					}
+				}
+				answers[fmt.Sprint(c, " ", b["code"])]++
+			})
+		}
+		close(start)
+		wg.Wait()
+		return tokens, answers
+	}
+	losersOK := func(t *testing.T, answers map[string]int) {
+		t.Helper()
+		for a := range answers {
+			if a != "401 invalid_mfa_token" && a != "429 rate_limited" {
+				t.Errorf("a parallel verification with a right code answered %s (all answers but the 200: %v), want 401 invalid_mfa_token or 429 rate_limited", a, answers)
+			}
+		}
+	}
+
+	t.Run("BackupCodes", func(t *testing.T) {
+		const email = "race-backup@example.com"
+		at := e.signUp(t, email)
+		enrolEmailFactor(t, e, email, at)
+		c, bc, _ := call(t, "POST", e.url("/v1/me/mfa/backup-codes"), nil, bearer(at)...)
+		codes := toStrings(bc["codes"])
+		if c != 201 || len(codes) != 10 {
+			t.Fatalf("backup codes = %d %v", c, bc)
+		}
+		before := sessions(t, at)
+		mt := loginMFA(t, e, email)["mfa_token"].(string)
+		// Twenty verifications, each of the ten codes twice.
+		tokens, answers := race(t, mt, "backup_code", append(slices.Clone(codes), codes...))
+		if len(tokens) != 1 {
+			t.Fatalf("%d of 20 parallel verifications signed in (others: %v), want exactly 1", len(tokens), answers)
+		}
+		losersOK(t, answers)
+		if got := sessions(t, at); got != before+1 {
+			t.Errorf("sessions = %d after the race, want %d (exactly one new)", got, before+1)
+		}
+		_, devs, _ := call(t, "GET", e.url("/v1/me/mfa/devices"), nil, bearer(tokens[0])...)
+		if devs["backup_codes_remaining"] != float64(9) {
+			t.Errorf("backup codes left after one sign-in = %v, want 9", devs["backup_codes_remaining"])
+		}
+	})
+
+	t.Run("EmailCode", func(t *testing.T) {
+		const email = "race-email@example.com"
+		at := e.signUp(t, email)
+		enrolEmailFactor(t, e, email, at)
+		before := sessions(t, at)
+		mt := loginMFA(t, e, email)["mfa_token"].(string)
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/mfa/challenge"), map[string]string{"mfa_token": mt, "method": "email"}); c != 200 {
+			t.Fatalf("challenge email = %d %v", c, b)
+		}
+		code := emailCode(t, e.mail.wait(t, email, "verification code"))
+		tokens, answers := race(t, mt, "email", slices.Repeat([]string{code}, 20))
+		if len(tokens) != 1 {
+			t.Fatalf("%d of 20 parallel verifications signed in (others: %v), want exactly 1", len(tokens), answers)
+		}
+		losersOK(t, answers)
+		if got := sessions(t, at); got != before+1 {
+			t.Errorf("sessions = %d after the race, want %d (exactly one new)", got, before+1)
+		}
+	})
+
+	// TOTP codes were one-time already (each time step is accepted once):
+	// the losers are answered as those of the other methods.
+	t.Run("TOTP", func(t *testing.T) {
+		const email = "race-totp@example.com"
+		at := e.signUp(t, email)
+		secret := enrolTOTP(t, e, at)
+		before := sessions(t, at)
+		mt := loginMFA(t, e, email)["mfa_token"].(string)
+		code := totpAt(t, secret, time.Now().Add(30*time.Second))
+		tokens, answers := race(t, mt, "totp", slices.Repeat([]string{code}, 20))
+		if len(tokens) != 1 {
+			t.Fatalf("%d of 20 parallel verifications signed in (others: %v), want exactly 1", len(tokens), answers)
+		}
+		losersOK(t, answers)
+		if got := sessions(t, at); got != before+1 {
+			t.Errorf("sessions = %d after the race, want %d (exactly one new)", got, before+1)
+		}
+	})
+}

@@ -222,6 +222,7 @@ func tokenRef(tok string) string { return secret.HashToken(tok) }
 func pendingKey(tok string) string    { return pendingRefKey(tokenRef(tok)) }
 func pendingRefKey(ref string) string { return "mfa:pending:" + ref }
 func attemptsKey(tok string) string   { return "mfa:attempts:" + tokenRef(tok) }
+func claimKey(ref string) string      { return "mfa:claim:" + ref }
 func smsFailedKey(ref string) string  { return "mfa:sms-failed:" + ref }
 
 func uaHash(ua string) string { return secret.HashToken("ua\x00" + ua) }
@@ -469,9 +470,12 @@ func (s *Service) newPending(ctx context.Context, p pending) (string, error) {
 	return tok, nil
 }
 
+// wellFormed reports whether tok could be a pending login's token at all.
+func wellFormed(tok string) bool { return tok != "" && len(tok) <= 256 }
+
 // lookup reads a pending login without consuming it.
 func (s *Service) lookup(ctx context.Context, tok string, m session.Meta, enroll bool) (pending, error) {
-	if tok == "" || len(tok) > 256 {
+	if !wellFormed(tok) {
 		return pending{}, ErrInvalidMFAToken
 	}
 	b, err := s.KV.Get(ctx, pendingKey(tok))
@@ -488,19 +492,124 @@ func (s *Service) lookup(ctx context.Context, tok string, m session.Meta, enroll
 	return p, nil
 }
 
-// failAttempt counts a wrong code against an mfa_token and kills the token
-// after MaxTokenAttempts.
-func (s *Service) failAttempt(ctx context.Context, tok string) error {
+// failAttempt counts a wrong code against an mfa_token and reports whether
+// it was the token's last (MaxTokenAttempts): then the token dies, and its
+// pending login, which the caller holds (see spend), must not be put back.
+func (s *Service) failAttempt(ctx context.Context, tok string) (dead bool, err error) {
 	n, err := s.KV.Incr(ctx, attemptsKey(tok), 1, s.Config.TokenTTL)
+	if err != nil {
+		return false, err
+	}
+	if n < int64(s.Config.MaxTokenAttempts) {
+		return false, nil
+	}
+	if _, err := s.KV.Delete(ctx, attemptsKey(tok)); err != nil {
+		return true, err
+	}
+	return true, nil
+}
+
+// How verifications of one mfa_token take turns (see exclusively).
+const (
+	// claimTTL bounds how long a claim outlives a node that died holding
+	// it. Safety does not depend on it: a verification that outlasts its
+	// claim holds its pending login (see spend), and whoever claims next
+	// finds none.
+	claimTTL = 10 * time.Second
+	// claimWait is how long a verification waits for its turn before it
+	// is answered 429 (try again).
+	claimWait = 3 * time.Second
+)
+
+// exclusively runs fn, a verification of the pending login whose token
+// has ref (tokenRef), while no other verification of that token runs, on
+// any node: parallel requests on one mfa_token take turns, as if they had
+// come one after the other. The first with a right code signs in; those
+// after it find the token used (invalid_mfa_token) without checking, let
+// alone consuming, their codes. A wrong code is counted as it would be
+// alone. A verification that waited claimWait in vain is answered 429
+// rate_limited. (SMSFailed takes its turn too: it must not find the login
+// gone while a verification holds it.)
+func (s *Service) exclusively(ctx context.Context, ref string, fn func() error) error {
+	key := claimKey(ref)
+	deadline := time.NewTimer(claimWait)
+	defer deadline.Stop()
+	for pause := 5 * time.Millisecond; ; pause = min(2*pause, 100*time.Millisecond) {
+		ok, err := s.KV.SetNX(ctx, key, []byte("1"), claimTTL)
+		if err != nil {
+			return err
+		}
+		if ok {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline.C:
+			p := httpapi.NewProblem(http.StatusTooManyRequests, "rate_limited", "Another verification of this sign-in is under way; try again in a moment.")
+			p.RetryAfter = 1
+			return p
+		case <-time.After(pause):
+		}
+	}
+	defer func() {
+		// Not under ctx: a client gone must not leave the token blocked.
+		if _, err := s.KV.Delete(context.WithoutCancel(ctx), key); err != nil {
+			s.Log.ErrorContext(ctx, "could not release the claim on a pending sign-in; it expires by itself", "error", err.Error())
+		}
+	}()
+	return fn()
+}
+
+// spend checks a code of the pending login tok (check, which consumes what
+// is one-time) holding that login: it is taken out of the store first, so
+// that a code is only ever spent by the one request that has it. A right
+// code keeps it taken: the login is this request's, to finish. A wrong
+// code counts against the token (failAttempt) and returns ErrInvalidCode;
+// the login is put back with the lifetime it had left, unless that was the
+// token's last attempt. After an error it is put back too.
+//
+// Callers run it under exclusively, so that parallel requests neither see
+// the login missing while it is out nor spend codes in vain.
+func (s *Service) spend(ctx context.Context, tok string, check func() (bool, error)) error {
+	key := pendingKey(tok)
+	ttl, err := s.KV.TTL(ctx, key)
+	if errors.Is(err, kv.ErrNotFound) {
+		return ErrInvalidMFAToken
+	}
 	if err != nil {
 		return err
 	}
-	if n >= int64(s.Config.MaxTokenAttempts) {
-		if _, err := s.KV.Delete(ctx, pendingKey(tok), attemptsKey(tok)); err != nil {
-			return err
+	taken := s.now()
+	b, err := s.KV.GetDel(ctx, key)
+	if errors.Is(err, kv.ErrNotFound) {
+		return ErrInvalidMFAToken
+	}
+	if err != nil {
+		return err
+	}
+	ok, err := check()
+	if ok && err == nil {
+		return nil
+	}
+	if err == nil {
+		dead, ferr := s.failAttempt(ctx, tok)
+		if err = ErrInvalidCode; ferr != nil {
+			err = ferr
+		}
+		if dead {
+			return err // the token's last attempt: the login stays out
 		}
 	}
-	return ErrInvalidCode
+	if ttl <= 0 || ttl > s.Config.TokenTTL {
+		ttl = s.Config.TokenTTL // every pending login expires
+	}
+	if left := ttl - s.now().Sub(taken); left > 0 {
+		if serr := s.KV.Set(context.WithoutCancel(ctx), key, b, left); serr != nil {
+			return serr
+		}
+	}
+	return err
 }
 
 func (s *Service) throttle(ctx context.Context, key string, l ratelimit.Limit) error {
@@ -516,8 +625,21 @@ func (s *Service) throttle(ctx context.Context, key string, l ratelimit.Limit) e
 	return nil
 }
 
-// Challenge sends a code for a login's sms or email step.
-func (s *Service) Challenge(ctx context.Context, tok, method string, m session.Meta) (time.Duration, error) {
+// Challenge sends a code for a login's sms or email step. It takes its
+// turn with the verifications of the token (see exclusively), which hold
+// the login while they check a code.
+func (s *Service) Challenge(ctx context.Context, tok, method string, m session.Meta) (ttl time.Duration, err error) {
+	if !wellFormed(tok) {
+		return 0, ErrInvalidMFAToken
+	}
+	err = s.exclusively(ctx, tokenRef(tok), func() error {
+		ttl, err = s.challenge(ctx, tok, method, m)
+		return err
+	})
+	return ttl, err
+}
+
+func (s *Service) challenge(ctx context.Context, tok, method string, m session.Meta) (time.Duration, error) {
 	p, err := s.lookup(ctx, tok, m, false)
 	if err != nil {
 		return 0, err
@@ -792,50 +914,57 @@ func (s *Service) checkSentCode(ctx context.Context, userID string, d store.MFAD
 // Verify completes a login's second step and starts the session; for a
 // login that must then enrol (pending.EnrollAfter) it answers with the
 // enrollment_token (Result.Challenge) instead.
+//
+// Verifications of one mfa_token take turns (exclusively), and each holds
+// the pending login while it checks its code (spend): of parallel requests
+// with right codes one signs in and consumes its code, the others consume
+// nothing.
 func (s *Service) Verify(ctx context.Context, tok, method, code string, m session.Meta) (session.Result, error) {
-	p, err := s.lookup(ctx, tok, m, false)
-	if err != nil {
-		return session.Result{}, err
+	if !wellFormed(tok) {
+		return session.Result{}, ErrInvalidMFAToken
 	}
-	u, err := s.Store.GetUser(ctx, p.UserID)
-	if err != nil {
-		return session.Result{}, err
-	}
-	f, err := s.factors(ctx, u)
-	if err != nil {
-		return session.Result{}, err
-	}
-	methods, fallback := f.methodsFor(p), false
-	if !slices.Contains(methods, method) {
-		if method == MethodEmail {
-			fallback, err = s.emailFallback(ctx, tokenRef(tok), p, f.pol, methods)
-			if err != nil {
-				return session.Result{}, err
+	var (
+		p pending
+		u store.User
+		f factorSet
+	)
+	err := s.exclusively(ctx, tokenRef(tok), func() error {
+		var err error
+		if p, err = s.lookup(ctx, tok, m, false); err != nil {
+			return err
+		}
+		if u, err = s.Store.GetUser(ctx, p.UserID); err != nil {
+			return err
+		}
+		if f, err = s.factors(ctx, u); err != nil {
+			return err
+		}
+		methods, fallback := f.methodsFor(p), false
+		if !slices.Contains(methods, method) {
+			if method == MethodEmail {
+				fallback, err = s.emailFallback(ctx, tokenRef(tok), p, f.pol, methods)
+				if err != nil {
+					return err
+				}
+			}
+			if !fallback {
+				return ErrMethodUnavailable
 			}
 		}
-		if !fallback {
-			return session.Result{}, ErrMethodUnavailable
+		if err := s.throttle(ctx, "mfa:verify:"+u.ID, s.Config.VerifyLimit); err != nil {
+			return err
 		}
-	}
-	if err := s.throttle(ctx, "mfa:verify:"+u.ID, s.Config.VerifyLimit); err != nil {
-		return session.Result{}, err
-	}
-	ok, err := s.guarded(ctx, u, m, true, func() (bool, error) {
-		_, ok, err := s.checkCode(ctx, u, f.active, method, code, fallback)
-		return ok, err
+		return s.spend(ctx, tok, func() (bool, error) {
+			return s.guarded(ctx, u, m, true, func() (bool, error) {
+				_, ok, err := s.checkCode(ctx, u, f.active, method, code, fallback)
+				return ok, err
+			})
+		})
 	})
 	if err != nil {
 		return session.Result{}, err
 	}
-	if !ok {
-		return session.Result{}, s.failAttempt(ctx, tok)
-	}
-	// Single use: of two parallel successes only one gets the pending login.
-	if _, err := s.KV.GetDel(ctx, pendingKey(tok)); errors.Is(err, kv.ErrNotFound) {
-		return session.Result{}, ErrInvalidMFAToken
-	} else if err != nil {
-		return session.Result{}, err
-	}
+	// The pending login is this request's alone (spend took it).
 	_, _ = s.KV.Delete(ctx, attemptsKey(tok), smsFailedKey(tokenRef(tok)))
 	if p.EnrollAfter {
 		// A factor the user has passed: now, and only now, the login may
@@ -933,31 +1062,35 @@ func (s *Service) SMSFailed(ctx context.Context, args sms.SendArgs, cause error)
 	if args.Purpose != "mfa" || args.Ref == "" {
 		return // not a sign-in's code (an enrolment's, say): no fallback
 	}
-	b, err := s.KV.Get(ctx, pendingRefKey(args.Ref))
-	if errors.Is(err, kv.ErrNotFound) {
-		return // the sign-in is over
-	}
-	var p pending
-	if err == nil {
-		err = json.Unmarshal(b, &p)
-	}
-	if err == nil && p.UserID != u.ID {
-		err = errors.New("the pending sign-in is another user's")
-	}
-	if err == nil {
-		err = s.smsFailed(ctx, args.Ref)
-	}
-	var f factorSet
-	if err == nil {
-		f, err = s.factors(ctx, u)
-	}
-	offer := false
-	if err == nil {
-		offer, err = s.emailFallback(ctx, args.Ref, p, f.pol, f.methodsFor(p))
-	}
-	if err == nil && offer {
-		err = s.sendCode(ctx, u, fallbackDevice(u), session.Meta{}, "")
-	}
+	// In its turn: a verification in progress holds the login (see spend).
+	err = s.exclusively(ctx, args.Ref, func() error {
+		b, err := s.KV.Get(ctx, pendingRefKey(args.Ref))
+		if errors.Is(err, kv.ErrNotFound) {
+			return nil // the sign-in is over
+		}
+		var p pending
+		if err == nil {
+			err = json.Unmarshal(b, &p)
+		}
+		if err == nil && p.UserID != u.ID {
+			err = errors.New("the pending sign-in is another user's")
+		}
+		if err == nil {
+			err = s.smsFailed(ctx, args.Ref)
+		}
+		var f factorSet
+		if err == nil {
+			f, err = s.factors(ctx, u)
+		}
+		offer := false
+		if err == nil {
+			offer, err = s.emailFallback(ctx, args.Ref, p, f.pol, f.methodsFor(p))
+		}
+		if err == nil && offer {
+			err = s.sendCode(ctx, u, fallbackDevice(u), session.Meta{}, "")
+		}
+		return err
+	})
 	if err != nil {
 		s.Log.ErrorContext(ctx, "sms failure hook: email fallback failed", "error", err.Error())
 	}
