@@ -72,6 +72,7 @@ var errorTable = []mappedError{
 	{store.ErrNotFound, http.StatusNotFound, "not_found", "The resource was not found."},
 	{store.ErrConflict, http.StatusConflict, "conflict", "The resource conflicts with an existing one."},
 	{store.ErrInvalidCursor, http.StatusBadRequest, "invalid_cursor", "The pagination cursor is not valid."},
+	{store.ErrInvalidText, http.StatusUnprocessableEntity, "validation_failed", "The request holds text that is not valid UTF-8 or contains a NUL character."},
 }
 
 type mappedError struct {
@@ -128,6 +129,10 @@ func (ew ErrorWriter) Write(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	if p.Status >= 500 {
 		ew.Log.ErrorContext(ctx, "request failed", "error", err.Error(), "method", r.Method, "path", r.URL.Path)
+	} else if errors.Is(err, store.ErrInvalidText) {
+		// The edge (ValidText) should have refused it: a request field that
+		// escapes validation, or text the server made itself.
+		ew.Log.WarnContext(ctx, "the database refused text that passed validation", "error", err.Error(), "method", r.Method, "path", r.URL.Path)
 	}
 	WriteProblem(w, r, p)
 }
