@@ -35,7 +35,9 @@ func DecodeJSON(r *http.Request, dst any) error {
 		if errors.As(err, &tooLarge) {
 			return err
 		}
-		return fmt.Errorf("read request body: %w", err)
+		// The client went away or stalled mid-body: its request is
+		// incomplete, as when the decoder read it (400, not a 5xx).
+		return NewProblem(http.StatusBadRequest, "invalid_json", "The request body could not be read in full.")
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
