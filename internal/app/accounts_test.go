@@ -30,7 +30,7 @@ import (
 const strongPassword = "correct horse battery staple 42!"
 
 // call sends a JSON request and decodes a JSON answer.
-func call(t *testing.T, method, url string, body any, header ...string) (int, map[string]any, http.Header) {
+func call(t testing.TB, method, url string, body any, header ...string) (int, map[string]any, http.Header) {
 	t.Helper()
 	var rd *bytes.Reader
 	if body != nil {
@@ -88,7 +88,7 @@ type accountEnv struct {
 	cfgEnv  map[string]string
 }
 
-func newAccountEnv(t *testing.T, env map[string]string) *accountEnv {
+func newAccountEnv(t testing.TB, env map[string]string) *accountEnv {
 	t.Helper()
 	dataDir := t.TempDir()
 	breached := filepath.Join(dataDir, "breached.txt")
@@ -129,7 +129,7 @@ func newAccountEnv(t *testing.T, env map[string]string) *accountEnv {
 func (e *accountEnv) url(p string) string { return e.s.public + p }
 
 // register creates and verifies an account and returns its access token.
-func (e *accountEnv) signUp(t *testing.T, email string) string {
+func (e *accountEnv) signUp(t testing.TB, email string) string {
 	t.Helper()
 	code, body, _ := call(t, "POST", e.url("/v1/auth/register"), map[string]string{"email": email, "password": strongPassword, "name": "Test User"})
 	if code != 201 {
@@ -142,7 +142,7 @@ func (e *accountEnv) signUp(t *testing.T, email string) string {
 	return e.login(t, email, strongPassword)
 }
 
-func (e *accountEnv) login(t *testing.T, email, pw string) string {
+func (e *accountEnv) login(t testing.TB, email, pw string) string {
 	t.Helper()
 	code, body, _ := call(t, "POST", e.url("/v1/auth/login"), map[string]string{"email": email, "password": pw})
 	if code != 200 {

@@ -36,7 +36,7 @@ func newOutbox(dataDir string) *outbox {
 	return &outbox{dir: filepath.Join(dataDir, "outbox"), seen: map[string]bool{}}
 }
 
-func readMessage(t *testing.T, path string) message {
+func readMessage(t testing.TB, path string) message {
 	t.Helper()
 	raw, err := os.ReadFile(path)
 	if err != nil {
@@ -79,7 +79,7 @@ func readMessage(t *testing.T, path string) message {
 
 // wait returns the next unseen message to the address whose subject
 // contains subject, waiting for the job queue to deliver it.
-func (o *outbox) wait(t *testing.T, to, subject string) message {
+func (o *outbox) wait(t testing.TB, to, subject string) message {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -93,7 +93,7 @@ func (o *outbox) wait(t *testing.T, to, subject string) message {
 	}
 }
 
-func (o *outbox) find(t *testing.T, to, subject string) (message, bool) {
+func (o *outbox) find(t testing.TB, to, subject string) (message, bool) {
 	t.Helper()
 	names, _ := filepath.Glob(filepath.Join(o.dir, "*.eml"))
 	sort.Strings(names)
@@ -120,7 +120,7 @@ func (o *outbox) none(t *testing.T, to string, within time.Duration) {
 	}
 }
 
-func (o *outbox) all(t *testing.T) []string {
+func (o *outbox) all(t testing.TB) []string {
 	names, _ := filepath.Glob(filepath.Join(o.dir, "*.eml"))
 	var out []string
 	for _, n := range names {
@@ -133,7 +133,7 @@ func (o *outbox) all(t *testing.T) []string {
 var tokenLink = regexp.MustCompile(`https?://\S+/(verify-email|reset-password)\?token=([A-Za-z0-9_-]+)`)
 
 // linkToken extracts the one-time token of the link with the given path.
-func linkToken(t *testing.T, m message, path string) string {
+func linkToken(t testing.TB, m message, path string) string {
 	t.Helper()
 	for _, match := range tokenLink.FindAllStringSubmatch(m.Text, -1) {
 		if match[1] == path {

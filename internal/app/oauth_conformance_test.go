@@ -42,7 +42,7 @@ func (c oauthClient) basic() []string {
 	return []string{"Authorization", "Basic " + base64.StdEncoding.EncodeToString([]byte(creds))}
 }
 
-func (e *accountEnv) newClient(t *testing.T, name, scopes string) oauthClient {
+func (e *accountEnv) newClient(t testing.TB, name, scopes string) oauthClient {
 	t.Helper()
 	out, code := e.cli(t, "clients", "create", "--name", name, "--scopes", scopes, "--output", "json")
 	if code != 0 {

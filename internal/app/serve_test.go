@@ -45,7 +45,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func testConfig(t *testing.T, env map[string]string) *config.Config {
+func testConfig(t testing.TB, env map[string]string) *config.Config {
 	t.Helper()
 	base := map[string]string{
 		"GATEHOUSE_ENV":        "test",
@@ -67,7 +67,7 @@ func testConfig(t *testing.T, env map[string]string) *config.Config {
 	return cfg
 }
 
-func startServer(t *testing.T, cfg *config.Config) *server {
+func startServer(t testing.TB, cfg *config.Config) *server {
 	t.Helper()
 	logs := &syncBuffer{}
 	log := logging.New(logs, "debug", "json")
@@ -124,7 +124,7 @@ func get(t *testing.T, url string, header ...string) (*http.Response, []byte) {
 	return do(t, req)
 }
 
-func do(t *testing.T, req *http.Request) (*http.Response, []byte) {
+func do(t testing.TB, req *http.Request) (*http.Response, []byte) {
 	t.Helper()
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -65,13 +65,13 @@ func loginFull(t *testing.T, e *accountEnv, email, pw string) map[string]any {
 }
 
 // cli runs a gatehouse command in process against the server's settings.
-func (e *accountEnv) cli(t *testing.T, args ...string) (string, int) {
+func (e *accountEnv) cli(t testing.TB, args ...string) (string, int) {
 	t.Helper()
 	return e.cliEnv(t, nil, args...)
 }
 
 // cliEnv is cli with some settings overridden.
-func (e *accountEnv) cliEnv(t *testing.T, override map[string]string, args ...string) (string, int) {
+func (e *accountEnv) cliEnv(t testing.TB, override map[string]string, args ...string) (string, int) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
 	env := map[string]string{"GATEHOUSE_ENV": "test", "GATEHOUSE_LOG_LEVEL": "error"}

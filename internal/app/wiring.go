@@ -385,6 +385,7 @@ func newPublicHandler(d *deps) (http.Handler, error) {
 		httpapi.SecurityHeaders(d.cfg.TLS() || d.cfg.Env == config.EnvProduction),
 		httpapi.CORS(d.cfg.CORSAllowedOrigins),
 		httpapi.BodyLimit(d.cfg.MaxBodyBytes),
+		httpapi.CleanHeaders(),
 	), nil
 }
 

@@ -419,3 +419,10 @@ func TestCancellation(t *testing.T) {
 		t.Errorf("client gone = %d %s, want client_closed_request", rec.Code, p.Code)
 	}
 }
+
+func TestInvalidTextFromTheStoreIs422(t *testing.T) {
+	p := problemFor(fmt.Errorf("get user: %w", fmt.Errorf("%w: driver says no", store.ErrInvalidText)))
+	if p.Status != http.StatusUnprocessableEntity || p.Code != "validation_failed" {
+		t.Errorf("ErrInvalidText = %d %s, want 422 validation_failed", p.Status, p.Code)
+	}
+}

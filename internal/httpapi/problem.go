@@ -79,6 +79,7 @@ var errorTable = []mappedError{
 	{err: store.ErrNotFound, status: http.StatusNotFound, code: "not_found", detail: "The resource was not found."},
 	{err: store.ErrConflict, status: http.StatusConflict, code: "conflict", detail: "The resource conflicts with an existing one."},
 	{err: store.ErrInvalidCursor, status: http.StatusBadRequest, code: "invalid_cursor", detail: "The pagination cursor is not valid."},
+	{err: store.ErrInvalidText, status: http.StatusUnprocessableEntity, code: "validation_failed", detail: "The request holds text that is not valid UTF-8 or contains a NUL character."},
 }
 
 // CodeServiceUnavailable is the problem code of a retryable outage: a
@@ -177,6 +178,10 @@ func (ew ErrorWriter) Write(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	if p.Status >= 500 {
 		ew.Log.ErrorContext(ctx, "request failed", "error", err.Error(), "method", r.Method, "path", r.URL.Path)
+	} else if errors.Is(err, store.ErrInvalidText) {
+		// The edge (ValidText) should have refused it: a request field that
+		// escapes validation, or text the server made itself.
+		ew.Log.WarnContext(ctx, "the database refused text that passed validation", "error", err.Error(), "method", r.Method, "path", r.URL.Path)
 	}
 	WriteProblem(w, r, p)
 }

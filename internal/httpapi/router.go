@@ -35,10 +35,15 @@ func NewRouter(ew ErrorWriter) *Router {
 }
 
 // Handle registers an error-returning handler for a Go 1.22 pattern such as
-// "POST /v1/auth/login".
+// "POST /v1/auth/login". A request whose path or query string is not valid
+// text (see ValidText) is refused before h runs.
 func (rt *Router) Handle(pattern string, h HandlerFunc) {
 	rt.record(pattern, true)
 	rt.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		if p := checkRequestText(r); p != nil {
+			rt.errors.Write(w, r, p)
+			return
+		}
 		if err := h(w, r); err != nil {
 			rt.errors.Write(w, r, err)
 		}

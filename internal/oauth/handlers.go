@@ -122,7 +122,25 @@ var errRepeated = errors.New("oauth: repeated parameter")
 // as a convenience, a flat JSON object of strings. A parameter given twice,
 // in either form, makes the request invalid rather than letting one of the
 // values win silently.
+//
+// A parameter (name or value) that is not valid text (invalid UTF-8, NUL;
+// see httpapi.ValidText) makes the request invalid too: no client ID,
+// token or grant can hold one, and PostgreSQL refuses it in a query.
 func params(r *http.Request) (url.Values, error) {
+	p, err := rawParams(r)
+	if err != nil {
+		return nil, err
+	}
+	if !httpapi.ValidValues(p) {
+		return nil, errInvalidText
+	}
+	return p, nil
+}
+
+// errInvalidText is a parameter that is not valid text.
+var errInvalidText = errors.New("oauth: parameter is not valid UTF-8 text without NUL")
+
+func rawParams(r *http.Request) (url.Values, error) {
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if mt == "application/json" {
 		return jsonParams(r.Body)
@@ -191,7 +209,7 @@ func (s *Server) clientFrom(r *http.Request, p url.Values) (cl store.Client, pre
 		var e1, e2 error
 		id, e1 = url.QueryUnescape(id)
 		sec, e2 = url.QueryUnescape(sec)
-		if e1 != nil || e2 != nil {
+		if e1 != nil || e2 != nil || !httpapi.ValidText(id) || !httpapi.ValidText(sec) {
 			return store.Client{}, true, errBadClient
 		}
 		if p.Get("client_secret") != "" {

@@ -35,13 +35,10 @@ func (h *Handlers) Routes(rt *httpapi.Router) {
 
 // MetaOf describes the client of r.
 func MetaOf(r *http.Request, deviceID string) Meta {
-	ua := r.UserAgent()
-	if len(ua) > 512 {
-		ua = ua[:512]
-	}
-	if len(deviceID) > 256 {
-		deviceID = deviceID[:256]
-	}
+	// Cut without splitting a character: half a character is invalid UTF-8,
+	// which PostgreSQL refuses to store.
+	ua := httpapi.CleanText(r.UserAgent(), 512)
+	deviceID = httpapi.CleanText(deviceID, 256)
 	return Meta{IP: httpapi.ClientIP(r.Context()), UserAgent: ua, RequestID: logging.RequestID(r.Context()), DeviceID: deviceID}
 }
 

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -82,9 +81,11 @@ func (w *MagicLinkWorker) Work(ctx context.Context, job *river.Job[MagicLinkArgs
 // counted whether or not the address has an account) and one job that
 // does the rest (MagicLinkWorker).
 func (s *Service) RequestMagicLink(ctx context.Context, email string, m user.Meta) error {
-	email = strings.TrimSpace(email)
-	if email == "" || len(email) > 254 || !strings.Contains(email, "@") {
-		return httpapi.Validation(httpapi.FieldError{Field: "email", Rule: "format", Message: "Not a valid email address."})
+	// Validated exactly as forgot-password validates it: the address goes
+	// into a mail header, so a newline must never get through.
+	email, err := user.ValidateEmail("email", email)
+	if err != nil {
+		return err
 	}
 	norm := user.NormalizeEmail(email)
 	for _, k := range []struct {

@@ -32,6 +32,11 @@ var (
 	// database is unreachable or refuses service for now: a retryable
 	// outage, not a failed request.
 	ErrUnavailable = errors.New("store: database unavailable")
+	// ErrInvalidText is returned (wrapped) when the database refuses text
+	// in a query: NUL or invalid UTF-8, which PostgreSQL cannot hold.
+	// Request input is refused before it gets here (see httpapi.ValidText);
+	// this is the last line of defence, so such input is never a 5xx.
+	ErrInvalidText = errors.New("store: text is not valid UTF-8 without NUL")
 )
 
 // Dialect names.

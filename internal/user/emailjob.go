@@ -60,9 +60,8 @@ func emailRequestAD(request string) []byte {
 // account; a request over them is dropped silently) and enqueues one job
 // for the request. It never looks the address up.
 func (s *Service) enqueueEmailRequest(ctx context.Context, request, email string, m Meta) error {
-	var errs fieldErrors
-	email = checkEmail(&errs, "email", email)
-	if err := errs.err(); err != nil {
+	email, err := ValidateEmail("email", email)
+	if err != nil {
 		return err
 	}
 	if ok, err := s.allowEmail(ctx, NormalizeEmail(email), m); err != nil || !ok {

@@ -93,6 +93,16 @@ func checkEmail(errs *fieldErrors, field, email string) string {
 	return email
 }
 
+// ValidateEmail validates an address given as field of a request that
+// emails it (forgot-password, resend-verification, magic link) and returns
+// it trimmed, or the 422 problem naming field with the broken rule. It
+// never looks the address up.
+func ValidateEmail(field, email string) (string, error) {
+	var errs fieldErrors
+	email = checkEmail(&errs, field, email)
+	return email, errs.err()
+}
+
 func validEmail(email string) bool {
 	a, err := mail.ParseAddress(email)
 	if err != nil || a.Name != "" || a.Address != email {

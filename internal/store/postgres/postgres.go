@@ -262,8 +262,13 @@ func mapErr(err error) error {
 		return fmt.Errorf("%w: %w", store.ErrNotFound, err)
 	}
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation
-		return fmt.Errorf("%w: %w", store.ErrConflict, err)
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "23505": // unique_violation
+			return fmt.Errorf("%w: %w", store.ErrConflict, err)
+		case "22021", "22P05": // character_not_in_repertoire (NUL, invalid UTF-8), untranslatable_character (\u0000 in jsonb)
+			return fmt.Errorf("%w: %w", store.ErrInvalidText, err)
+		}
 	}
 	return err
 }

@@ -253,3 +253,14 @@ func TestEnqueueInTx(t *testing.T) {
 		t.Errorf("jobs after one committed and one rolled-back transaction: %d, %v; want 1", n, err)
 	}
 }
+
+// Text PostgreSQL cannot hold that reaches a query anyway is the caller's
+// mistake (ErrInvalidText, a 4xx), not a failure of the store.
+func TestInvalidTextIsErrInvalidText(t *testing.T) {
+	s := migrated(t, postgres.Config{URL: testenv.PostgresURL(t)})
+	for _, email := range []string{"a\x00b@example.com", "a\xffb@example.com", "caf\xc3"} {
+		if _, err := s.GetUserByEmail(context.Background(), email); !errors.Is(err, store.ErrInvalidText) {
+			t.Errorf("GetUserByEmail(%q) = %v, want ErrInvalidText", email, err)
+		}
+	}
+}
