@@ -6,10 +6,8 @@ package session
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -134,21 +132,11 @@ type Service struct {
 	Config Config
 }
 
-// lockSubject names the lockout counters of a normalized email address: a
-// keyed hash (the ephemeral store never sees the address, and its keys
-// cannot be matched against a list of addresses without the encryption
-// keys). Without a keyring (some tests) it is a plain SHA-256.
+// lockSubject names the lockout counters of a normalized email address
+// by its pseudonym (see secret.Keyring.Pseudonym): the ephemeral store
+// never sees the address.
 func (s *Service) lockSubject(normalizedEmail string) string {
-	var sum []byte
-	if keys := s.Keys.DerivedKeys("login-lockout"); len(keys) > 0 {
-		mac := hmac.New(sha256.New, keys[0])
-		mac.Write([]byte(normalizedEmail))
-		sum = mac.Sum(nil)
-	} else {
-		h := sha256.Sum256([]byte("gatehouse/login-lockout\x00" + normalizedEmail))
-		sum = h[:]
-	}
-	return "email:" + base64.RawURLEncoding.EncodeToString(sum[:16])
+	return "email:" + s.Keys.Pseudonym("login-lockout", normalizedEmail)
 }
 
 func (s *Service) now() time.Time { return s.Now().UTC() }
