@@ -49,6 +49,16 @@ func (s *Service) guard() *guard {
 	}
 }
 
+// release gives back the unit of an attempt on subject that ended without
+// an answer (an error, the client gone), so that it counts as no failure;
+// it is made even when the request's context is cancelled, and a failure
+// to make it is logged.
+func (s *Service) release(ctx context.Context, lk *guard, subject string) {
+	if err := lk.Release(context.WithoutCancel(ctx), subject); err != nil {
+		s.Log.ErrorContext(ctx, "could not give back a sign-in attempt", "error", err.Error())
+	}
+}
+
 // ipKey names the failure counter of a client address: IPv6 clients count
 // by their /64 (see httpapi.LimitKey).
 func ipKey(ip string) string { return "login:ipfail:" + httpapi.LimitKey(ip) }

@@ -209,7 +209,9 @@ func (s *Service) login(ctx context.Context, lk *guard, email, pw string, m Meta
 	normalized := user.NormalizeEmail(email)
 	subject := s.lockSubject(normalized)
 	// One atomic step refuses a locked subject without counting the
-	// attempt, or counts it (see lockout.Counter.Attempt).
+	// attempt, or counts it (see lockout.Counter.Attempt); beyond
+	// Threshold attempts in flight, it waits for them to settle. The
+	// attempt then ends in exactly one of Failed, Succeeded or release.
 	n, d, err := lk.Attempt(ctx, subject)
 	if err != nil {
 		return Result{}, false, err
@@ -217,15 +219,9 @@ func (s *Service) login(ctx context.Context, lk *guard, email, pw string, m Meta
 	if d > 0 {
 		return Result{}, false, lockedProblem(d, "account_locked", "Too many failed sign-ins; the account is locked for a while.")
 	}
-	if lk.Over(n) {
-		d, err := lk.EnsureLocked(ctx, subject)
-		if err != nil {
-			return Result{}, false, err
-		}
-		return Result{}, false, lockedProblem(d, "account_locked", "Too many failed sign-ins; the account is locked for a while.")
-	}
 	u, err := s.Store.GetUserByEmail(ctx, normalized)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.release(ctx, lk, subject)
 		return Result{}, false, err
 	}
 	var ok, rehash bool
@@ -238,6 +234,7 @@ func (s *Service) login(ctx context.Context, lk *guard, email, pw string, m Meta
 			// apart.
 			s.Hasher.DummyVerify(ctx, pw)
 		} else if err != nil {
+			s.release(ctx, lk, subject)
 			return Result{}, false, err
 		}
 	} else {
