@@ -97,14 +97,17 @@ func (l *guard) ipAttempt(ctx context.Context, ip string) (blockedFor time.Durat
 }
 
 // ipRefund gives back the unit an attempt took with ipAttempt, for an
-// attempt that did not end in a wrong password. If the IP's window ended
-// meanwhile, the refund finds no counter and creates one at -1; it then
-// expires at once (Incr sets a TTL only on the key it creates), so a
-// refund never lends the next window an attempt.
+// attempt that did not end in a wrong password. It never creates a
+// counter (kv.Store.DecrExisting): if the IP's window ended meanwhile, the
+// refund finds nothing to give back, so it never lends the next window an
+// attempt.
 func (l *guard) ipRefund(ctx context.Context, ip string) error {
 	if ip == "" || l.cfg.IPFailures <= 0 {
 		return nil
 	}
-	_, err := l.KV.Incr(ctx, ipKey(ip), -1, time.Millisecond)
+	_, err := l.KV.DecrExisting(ctx, ipKey(ip), 1)
+	if errors.Is(err, kv.ErrNotFound) {
+		return nil
+	}
 	return err
 }
