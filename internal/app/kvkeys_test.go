@@ -21,7 +21,7 @@ func TestEphemeralKeysHoldNoPersonalData(t *testing.T) {
 	redisURL, prefix := env["GATEHOUSE_REDIS_URL"], env["GATEHOUSE_REDIS_KEY_PREFIX"]
 	env["GATEHOUSE_TWILIO_ACCOUNT_SID"], env["GATEHOUSE_TWILIO_AUTH_TOKEN"] = sid, token
 	env["GATEHOUSE_TWILIO_FROM"], env["GATEHOUSE_TWILIO_BASE_URL"] = "+15005550006", tw.URL
-	e := newAccountEnv(t, env)
+	e, idp := newSocialEnv(t, env)
 
 	const (
 		local, domain   = "zebulon.quixote", "kvkeys-private.example.org"
@@ -51,6 +51,8 @@ func TestEphemeralKeysHoldNoPersonalData(t *testing.T) {
 	if c, b := post("/v1/auth/verify-email", map[string]string{"token": tok}); c != 200 {
 		t.Fatalf("verify = %d %v", c, b)
 	}
+	// A social sign-in with the account's address: a pending link.
+	accountExists(t, e, idp, "kvkeys-subject", addr)
 	// Failed sign-ins (the login lockout), on an account and on an
 	// address without one.
 	for _, a := range []string{addr, addr2} {
@@ -105,7 +107,7 @@ func TestEphemeralKeysHoldNoPersonalData(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	want := map[string]bool{"email:addr:": false, "magic:addr:": false, "sms:phone:": false, "login:{email:": false, "social:magic:": false}
+	want := map[string]bool{"email:addr:": false, "magic:addr:": false, "sms:phone:": false, "login:{email:": false, "social:magic:": false, "social:link:": false}
 	for _, k := range keys {
 		leaks("key", k)
 		for w := range want {
