@@ -64,7 +64,7 @@ func newMFAService(d *deps) (*mfa.Service, error) {
 	}
 	perHour := func(n int) ratelimit.Limit { return ratelimit.Limit{Rate: n, Burst: n, Period: time.Hour} }
 	guard := &sms.Guard{
-		Limiter: d.state.limiter, PerUser: perHour(d.cfg.SMSLimitPerUser), PerPhone: perHour(d.cfg.SMSLimitPerPhone),
+		Limiter: d.state.limiter, Keys: d.keys, PerUser: perHour(d.cfg.SMSLimitPerUser), PerPhone: perHour(d.cfg.SMSLimitPerPhone),
 		DefaultPerCountry: perHour(d.cfg.SMSLimitPerCountry), AllowedCountries: codesAllowed, AllowedRegions: regions,
 	}
 	if err := guard.Validate(); err != nil {

@@ -406,6 +406,33 @@ func runTokenSuite(t *testing.T, e *accountEnv) {
 		}
 	})
 
+	// Attempts are counted before the password check (that is what stops
+	// parallel guessing), but a burst of right passwords (a client
+	// retrying, a script) is never locked out: with the default limits,
+	// 20 parallel sign-ins from one client all succeed.
+	t.Run("ParallelRightPasswordsAllSignIn", func(t *testing.T) {
+		e.signUp(t, "gina@example.com")
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		codes := map[int]int{}
+		for range 20 {
+			wg.Go(func() {
+				c, body, _ := call(t, "POST", e.url("/v1/auth/login"), map[string]string{"email": "gina@example.com", "password": strongPassword})
+				mu.Lock()
+				codes[c]++
+				mu.Unlock()
+				if c != 200 {
+					t.Logf("refused: %d %v", c, body)
+				}
+			})
+		}
+		wg.Wait()
+		if codes[200] != 20 {
+			t.Errorf("20 parallel right passwords: %v, want all 20 signed in", codes)
+		}
+		e.login(t, "gina@example.com", strongPassword)
+	})
+
 	t.Run("AdminAndKillSwitch", func(t *testing.T) {
 		if _, code := e.cli(t, "users", "create", "--email", "root@example.com", "--password-stdin", "--admin", "--verified"); code != 0 {
 			t.Fatal("users create --admin failed")

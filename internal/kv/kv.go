@@ -65,6 +65,13 @@ type Store interface {
 	// checks and the increment are one atomic step. On Redis Cluster, key
 	// and guard must hash to the same slot (give them the same {hash tag}).
 	IncrUnless(ctx context.Context, key string, delta int64, ttl time.Duration, guard string) (n int64, guardTTL time.Duration, blocked bool, err error)
+	// DecrExisting subtracts delta (>= 0) from the integer at key, but not
+	// below 0, keeps the key's TTL, and returns the new value. It never
+	// creates a key: on a missing key it changes nothing and returns
+	// ErrNotFound. It gives back what an Incr took, without lending a
+	// counter that expired or was reset meanwhile anything. It fails on a
+	// value that is not an integer, on a set, and on a negative delta.
+	DecrExisting(ctx context.Context, key string, delta int64) (int64, error)
 	// TTL returns the remaining lifetime of key: 0 for a key without expiry,
 	// ErrNotFound when the key does not exist.
 	TTL(ctx context.Context, key string) (time.Duration, error)

@@ -6,10 +6,23 @@
 // (kv.Store.IncrUnless): of N parallel guesses at most Threshold are ever
 // checked.
 //
+// The counter holds the subject's failures plus its attempts in flight.
+// An attempt that would take it past Threshold is not checked, and does
+// not lock either: it gives its unit back and waits (up to
+// Config.MaxWait) for the attempts in flight to settle. If they fail, the
+// one that reached the threshold locks, and the waiting attempt is refused
+// with that lock; if one succeeds, the count is reset and the waiting
+// attempt takes its turn. So N parallel wrong guesses still get at most
+// Threshold checks and then the lock, while N parallel correct secrets (a
+// client retrying, a script) are all checked, Threshold at a time, and
+// never lock the subject.
+//
 // A caller uses it like this: Attempt before checking; refuse when it
-// answers a lock, or when Over(n) (then EnsureLocked gives the lock to
-// answer with); check; on a failure call Failed, which locks when this
-// attempt was the Threshold-th; on a success call Succeeded.
+// answers a lock; check; then call exactly one of Failed (a wrong
+// secret: it locks when this attempt was the Threshold-th), Succeeded (a
+// right one: it forgets the failures) or Release (no answer, such as an
+// error, or a right secret that must not reset the count: the attempt's
+// unit is given back).
 package lockout
 
 import (
@@ -31,7 +44,19 @@ type Config struct {
 	// FailureWindow is how long failures and past locks are remembered
 	// without another; only Succeeded forgets them earlier.
 	FailureWindow time.Duration
+	// MaxWait is how long an attempt beyond Threshold attempts in flight
+	// waits for them to settle (0: DefaultMaxWait). An attempt still
+	// waiting then finds the count stuck (attempts that never settled,
+	// such as on a node that crashed): it locks the subject for BaseLock,
+	// which also resets the count.
+	MaxWait time.Duration
 }
+
+// DefaultMaxWait is the MaxWait of a Config that sets none.
+const DefaultMaxWait = 10 * time.Second
+
+// pollEvery is how often a waiting attempt tries again.
+const pollEvery = 20 * time.Millisecond
 
 // Counter keeps the failures and locks of subjects under one key prefix.
 // A subject's keys share one {hash tag}, the subject, so that on Redis
@@ -52,8 +77,8 @@ func (c Counter) locksKey(subject string) string { return c.Prefix + ":{" + subj
 // Attempt counts an attempt on the subject before its secret is checked,
 // unless the subject is locked: then it counts nothing and returns how
 // long the lock lasts (at least a second). The check and the count are one
-// atomic step. An attempt counted with n over the threshold (see Over)
-// must be refused without a check.
+// atomic step. A counted attempt (lockedFor 0) is checked, and then ends
+// with exactly one of Failed, Succeeded or Release.
 //
 // There is no moment between the check and the count for a lock to land
 // in, so no second check is needed after counting: a lock sets its key
@@ -61,19 +86,67 @@ func (c Counter) locksKey(subject string) string { return c.Prefix + ":{" + subj
 // freshly reset counter finds the lock in that same step. An attempt
 // counted before a lock landed counted in the lock's own window, as one of
 // at most Threshold.
+//
+// An attempt counted beyond Threshold gives its unit back at once and
+// waits for room (see the package documentation): until a lock answers
+// it, a settled attempt makes room, ctx ends (its error is returned), or
+// MaxWait passes (then the subject is locked for BaseLock, see
+// ensureLocked).
 func (c Counter) Attempt(ctx context.Context, subject string) (n int64, lockedFor time.Duration, err error) {
-	n, ttl, blocked, err := c.KV.IncrUnless(ctx, c.failKey(subject), 1, c.Config.FailureWindow, c.lockKey(subject))
-	if err != nil {
-		return 0, 0, err
+	wait := c.Config.MaxWait
+	if wait <= 0 {
+		wait = DefaultMaxWait
 	}
-	if blocked {
-		return 0, max(ttl, time.Second), nil
+	var deadline time.Time
+	for {
+		n, ttl, blocked, err := c.KV.IncrUnless(ctx, c.failKey(subject), 1, c.Config.FailureWindow, c.lockKey(subject))
+		if err != nil {
+			return 0, 0, err
+		}
+		if blocked {
+			return 0, max(ttl, time.Second), nil
+		}
+		if n <= int64(c.Config.Threshold) {
+			return n, 0, nil
+		}
+		// Over: not checked, and not counted while it waits.
+		if err := c.give(ctx, subject); err != nil {
+			return 0, 0, err
+		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(wait)
+		} else if time.Now().After(deadline) {
+			d, err := c.ensureLocked(ctx, subject)
+			return 0, d, err
+		}
+		t := time.NewTimer(pollEvery)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return 0, 0, ctx.Err()
+		case <-t.C:
+		}
 	}
-	return n, 0, nil
 }
 
-// Over reports whether the attempt counted as n is beyond the threshold.
-func (c Counter) Over(n int64) bool { return n > int64(c.Config.Threshold) }
+// give takes one unit off the subject's count: never below 0, and never
+// from a count that was reset (by a lock or a success) or that expired
+// meanwhile, so it lends a fresh count nothing.
+func (c Counter) give(ctx context.Context, subject string) error {
+	_, err := c.KV.DecrExisting(ctx, c.failKey(subject), 1)
+	if errors.Is(err, kv.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// Release ends a counted attempt that was neither a failure nor a success
+// that resets the count (an error during the check, a client gone, a right
+// secret that must not reset): its unit is given back, so it neither
+// counts as a failure nor keeps an attempt waiting.
+func (c Counter) Release(ctx context.Context, subject string) error {
+	return c.give(ctx, subject)
+}
 
 // Locked returns how long the subject stays locked (0 if it is not).
 func (c Counter) Locked(ctx context.Context, subject string) (time.Duration, error) {
@@ -118,11 +191,13 @@ func (c Counter) lock(ctx context.Context, subject string) (time.Duration, error
 	return d, nil
 }
 
-// EnsureLocked is called for an attempt beyond the threshold. The attempt
-// that reached the threshold sets the lock once its check fails; if it has
-// not (yet), a provisional base lock is set here so a counter stuck above
-// the threshold can never lock the subject for longer.
-func (c Counter) EnsureLocked(ctx context.Context, subject string) (time.Duration, error) {
+// ensureLocked is called by an attempt that waited MaxWait for room in
+// vain: the attempts in flight never settled (they may have died with
+// their node). The attempt that reached the threshold sets the lock once
+// its check fails; if none has, a provisional base lock is set here, which
+// resets the count, so a count stuck at the threshold can never lock the
+// subject for longer.
+func (c Counter) ensureLocked(ctx context.Context, subject string) (time.Duration, error) {
 	if d, err := c.Locked(ctx, subject); err != nil || d > 0 {
 		return d, err
 	}
@@ -138,7 +213,10 @@ func (c Counter) EnsureLocked(ctx context.Context, subject string) (time.Duratio
 	return c.Locked(ctx, subject)
 }
 
-// Succeeded forgets the subject's failures and past locks.
+// Succeeded ends a counted attempt whose secret was right: it forgets the
+// subject's failures and past locks, and so gives back this attempt's
+// unit too (and those of the attempts in flight, which a success
+// forgives as it forgives failures).
 func (c Counter) Succeeded(ctx context.Context, subject string) error {
 	_, err := c.KV.Delete(ctx, c.failKey(subject), c.locksKey(subject))
 	return err

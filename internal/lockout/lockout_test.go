@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,8 +26,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 }
 
 // fail makes one failed attempt and returns the lock it caused (0: none)
-// or, for an attempt refused without a password check (locked or over the
-// threshold), -1.
+// or, for an attempt refused without a password check (locked), -1.
 func fail(t *testing.T, l Counter, user string) time.Duration {
 	t.Helper()
 	ctx := context.Background()
@@ -34,7 +34,7 @@ func fail(t *testing.T, l Counter, user string) time.Duration {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d > 0 || l.Over(n) {
+	if d > 0 {
 		return -1
 	}
 	d, err = l.Failed(ctx, user, n)
@@ -80,16 +80,19 @@ func TestLockGrowsExponentiallyAndIsCapped(t *testing.T) {
 	}
 }
 
+// checkTime is how long a simulated secret check takes, so that parallel
+// attempts overlap.
+const checkTime = 5 * time.Millisecond
+
 // TestParallelAttemptsNeverExceedTheThreshold fires 50 wrong passwords at
-// once, through every step a caller takes: the attempts that
-// reach the threshold lock the subject and reset its counter while the
-// others are still arriving, and none of those may be checked.
+// once, through every step a caller takes: exactly Threshold are checked,
+// the one that reaches the threshold locks the subject, and every other
+// attempt (waiting for room meanwhile) is refused by that lock.
 func TestParallelAttemptsNeverExceedTheThreshold(t *testing.T) {
 	testenv.EachKV(t, func(t *testing.T, s kv.Store) {
 		l := Counter{KV: s, Prefix: "test", Config: Config{Threshold: 5, BaseLock: time.Minute, MaxLock: time.Hour, FailureWindow: 24 * time.Hour}}
 		ctx := context.Background()
-		var mu sync.Mutex
-		checked := 0
+		var checked, locked, locks atomic.Int64
 		var wg sync.WaitGroup
 		for range 50 {
 			wg.Go(func() {
@@ -98,28 +101,178 @@ func TestParallelAttemptsNeverExceedTheThreshold(t *testing.T) {
 				case err != nil:
 					t.Error(err)
 				case d > 0: // locked: refused
-				case l.Over(n):
-					if d, err := l.EnsureLocked(ctx, "u2"); err != nil || d <= 0 {
-						t.Errorf("EnsureLocked = %v, %v; want a lock", d, err)
-					}
+					locked.Add(1)
 				default: // checked, and wrong
-					mu.Lock()
-					checked++
-					mu.Unlock()
-					if _, err := l.Failed(ctx, "u2", n); err != nil {
+					checked.Add(1)
+					time.Sleep(checkTime)
+					if d, err := l.Failed(ctx, "u2", n); err != nil {
 						t.Error(err)
+					} else if d > 0 {
+						locks.Add(1)
 					}
 				}
 			})
 		}
 		wg.Wait()
-		if checked != l.Config.Threshold {
-			t.Errorf("%d of 50 parallel attempts were checked, want %d", checked, l.Config.Threshold)
+		if checked.Load() != int64(l.Config.Threshold) || locked.Load() != 50-int64(l.Config.Threshold) || locks.Load() != 1 {
+			t.Errorf("50 parallel wrong attempts: %d checked, %d refused by a lock, %d locks; want %d, %d, 1",
+				checked.Load(), locked.Load(), locks.Load(), l.Config.Threshold, 50-l.Config.Threshold)
 		}
-		if n, d, err := l.Attempt(ctx, "u2"); err != nil || d <= 0 {
-			t.Errorf("attempt after the parallel guesses = %d, %v, %v; want locked", n, d, err)
+		if n, d, err := l.Attempt(ctx, "u2"); err != nil || d < 50*time.Second || d > time.Minute {
+			t.Errorf("attempt after the parallel guesses = %d, %v, %v; want locked for the base lock", n, d, err)
 		}
 	})
+}
+
+// TestParallelRightSecretsNeverLock fires 20 right passwords at once: all
+// are checked (Threshold at a time at first: the others wait for room)
+// and none is refused, nor is the subject locked afterwards. With the old
+// Counter, the attempts beyond the threshold locked the subject.
+func TestParallelRightSecretsNeverLock(t *testing.T) {
+	testenv.EachKV(t, func(t *testing.T, s kv.Store) {
+		l := Counter{KV: s, Prefix: "test", Config: Config{Threshold: 5, BaseLock: time.Minute, MaxLock: time.Hour, FailureWindow: 24 * time.Hour}}
+		ctx := context.Background()
+		var refused atomic.Int64
+		var wg sync.WaitGroup
+		for range 20 {
+			wg.Go(func() {
+				_, d, err := l.Attempt(ctx, "u4")
+				if err != nil || d > 0 {
+					refused.Add(1)
+					t.Errorf("right secret refused: %v, %v", d, err)
+					return
+				}
+				time.Sleep(checkTime)
+				if err := l.Succeeded(ctx, "u4"); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		if d, err := l.Locked(ctx, "u4"); err != nil || d != 0 {
+			t.Errorf("after 20 parallel right secrets the subject is locked for %v (%v)", d, err)
+		}
+		// Nor do they count as failures: Threshold more wrong ones lock.
+		for i := 1; i < l.Config.Threshold; i++ {
+			if d := fail(t, l, "u4"); d != 0 {
+				t.Fatalf("failure %d = %v, want counted and not locking", i, d)
+			}
+		}
+		if d := fail(t, l, "u4"); d != time.Minute {
+			t.Errorf("failure %d = %v, want the base lock", l.Config.Threshold, d)
+		}
+	})
+}
+
+// TestMixedParallelAttempts has Threshold wrong guesses in flight when
+// right ones arrive: the right ones wait, and are refused by the lock the
+// wrong ones set; none of them is checked.
+func TestMixedParallelAttempts(t *testing.T) {
+	testenv.EachKV(t, func(t *testing.T, s kv.Store) {
+		l := Counter{KV: s, Prefix: "test", Config: Config{Threshold: 3, BaseLock: time.Minute, MaxLock: time.Hour, FailureWindow: 24 * time.Hour}}
+		ctx := context.Background()
+		release := make(chan struct{})
+		var wrong sync.WaitGroup
+		for range 3 {
+			n, d, err := l.Attempt(ctx, "u5")
+			if err != nil || d > 0 {
+				t.Fatalf("wrong guess refused: %v, %v", d, err)
+			}
+			wrong.Go(func() {
+				<-release
+				if _, err := l.Failed(ctx, "u5", n); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		var checked atomic.Int64
+		var right sync.WaitGroup
+		for range 10 {
+			right.Go(func() {
+				if _, d, err := l.Attempt(ctx, "u5"); err != nil || d == 0 {
+					checked.Add(1)
+				}
+			})
+		}
+		time.Sleep(100 * time.Millisecond) // the right ones are waiting
+		close(release)
+		wrong.Wait()
+		right.Wait()
+		if checked.Load() != 0 {
+			t.Errorf("%d attempts were let through after Threshold wrong ones, want none", checked.Load())
+		}
+	})
+}
+
+// TestReleaseGivesTheAttemptBack checks that attempts ended with Release
+// (no answer) count as no failure.
+func TestReleaseGivesTheAttemptBack(t *testing.T) {
+	testenv.EachKV(t, func(t *testing.T, s kv.Store) {
+		l := Counter{KV: s, Prefix: "test", Config: Config{Threshold: 3, BaseLock: time.Minute, MaxLock: time.Hour, FailureWindow: 24 * time.Hour}}
+		ctx := context.Background()
+		fail(t, l, "u6")
+		for range 10 {
+			if _, d, err := l.Attempt(ctx, "u6"); err != nil || d > 0 {
+				t.Fatalf("attempt = %v, %v", d, err)
+			}
+			if err := l.Release(ctx, "u6"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if d := fail(t, l, "u6"); d != 0 {
+			t.Fatalf("second failure = %v, want no lock", d)
+		}
+		if d := fail(t, l, "u6"); d != time.Minute {
+			t.Fatalf("third failure = %v, want the base lock", d)
+		}
+		// A release after the lock reset the count lends nothing.
+		if err := l.Release(ctx, "u6"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Get(ctx, l.failKey("u6")); !errors.Is(err, kv.ErrNotFound) {
+			t.Errorf("a release after the lock made a counter: %v", err)
+		}
+	})
+}
+
+// TestStuckCountLocksAfterMaxWait checks the way out of a count that never
+// settles (attempts lost with their node): an attempt waits MaxWait, then
+// the subject is locked for the base lock, which resets the count.
+func TestStuckCountLocksAfterMaxWait(t *testing.T) {
+	clk := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	s := memory.New(clk.Now)
+	defer s.Close()
+	l := Counter{KV: s, Prefix: "test", Config: Config{Threshold: 2, BaseLock: time.Minute, MaxLock: time.Hour, FailureWindow: 24 * time.Hour, MaxWait: 150 * time.Millisecond}}
+	ctx := context.Background()
+	for range 2 {
+		if _, d, err := l.Attempt(ctx, "u7"); err != nil || d > 0 {
+			t.Fatalf("attempt = %v, %v", d, err)
+		}
+	}
+	start := time.Now()
+	_, d, err := l.Attempt(ctx, "u7")
+	if waited := time.Since(start); err != nil || d != time.Minute || waited < 150*time.Millisecond {
+		t.Fatalf("attempt on a stuck count = %v, %v after %v; want the base lock after MaxWait", d, err, waited)
+	}
+	clk.Advance(time.Minute)
+	if d := fail(t, l, "u7"); d != 0 {
+		t.Errorf("first failure after the lock = %v, want a fresh count", d)
+	}
+
+	// A waiting attempt whose client goes away returns at once, and
+	// leaves no unit behind.
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
+	defer cancel()
+	fail(t, l, "u8")
+	if _, d, err := l.Attempt(ctx, "u8"); err != nil || d > 0 {
+		t.Fatal(d, err)
+	}
+	if _, _, err := l.Attempt(wctx, "u8"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("waiting attempt whose context ended = %v", err)
+	}
+	if v, err := s.Get(ctx, l.failKey("u8")); err != nil || string(v) != "2" {
+		t.Errorf("count after the abandoned wait = %q, %v; want 2", v, err)
+	}
 }
 
 // TestLockedAttemptsAreNotCounted checks that an attempt on a locked

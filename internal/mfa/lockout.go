@@ -49,23 +49,28 @@ func lockedProblem(d time.Duration) error {
 // threshold locks (with an event and an email). With reset, a correct
 // code resets the count: pass it only for the factors the user already
 // had, never for the confirmation of a new device (whose code the caller
-// may have made up, as with an authenticator app of their own).
+// may have made up, as with an authenticator app of their own); without,
+// a correct code only gives its own attempt back, as does a check that
+// ends in an error.
 func (s *Service) guarded(ctx context.Context, u store.User, m session.Meta, reset bool, check func() (bool, error)) (bool, error) {
 	lk := s.lockout()
 	n, d, err := lk.Attempt(ctx, u.ID)
 	if err != nil {
 		return false, err
 	}
-	if d == 0 && lk.Over(n) {
-		if d, err = lk.EnsureLocked(ctx, u.ID); err != nil {
-			return false, err
-		}
-	}
 	if d > 0 {
 		return false, lockedProblem(d)
 	}
+	// The attempt ends in exactly one of Failed, Succeeded or Release
+	// (see lockout.Counter).
+	release := func() {
+		if err := lk.Release(context.WithoutCancel(ctx), u.ID); err != nil {
+			s.Log.ErrorContext(ctx, "could not give back a second-factor attempt", "user_id", u.ID, "error", err.Error())
+		}
+	}
 	ok, err := check()
 	if err != nil {
+		release()
 		return false, err
 	}
 	if !ok {
@@ -82,6 +87,9 @@ func (s *Service) guarded(ctx context.Context, u store.User, m session.Meta, res
 		if err := lk.Succeeded(ctx, u.ID); err != nil {
 			return false, err
 		}
+	} else {
+		// Neither a failure nor a reset: the attempt is given back.
+		release()
 	}
 	return true, nil
 }

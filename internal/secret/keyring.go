@@ -11,6 +11,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
@@ -217,6 +218,35 @@ func (kr *Keyring) DerivedKeys(purpose string) [][]byte {
 		out = append(out, dk)
 	}
 	return out
+}
+
+// RateLimitPurpose is the Pseudonym purpose of the email addresses and
+// phone numbers in rate-limit keys.
+const RateLimitPurpose = "rate-limit"
+
+// Pseudonym stands for personal data (a normalized email address, a phone
+// number) in the names of ephemeral state (rate-limit and lockout keys),
+// so that a dump of the ephemeral store, or a MONITOR of its traffic,
+// holds no address or number: an HMAC-SHA256 of value under a key derived
+// for purpose from the current encryption key, its first 128 bits in
+// unpadded base64url (22 characters, no braces or colons). Without the
+// encryption keys, the names cannot be matched against a list of
+// addresses. The same purpose and value give the same name until the
+// current key changes (a rotation starts such counters afresh).
+//
+// A nil or empty Keyring (only in tests) gives an unkeyed SHA-256 of
+// purpose and value instead.
+func (kr *Keyring) Pseudonym(purpose, value string) string {
+	var sum []byte
+	if keys := kr.DerivedKeys(purpose); len(keys) > 0 {
+		mac := hmac.New(sha256.New, keys[0])
+		mac.Write([]byte(value))
+		sum = mac.Sum(nil)
+	} else {
+		h := sha256.Sum256([]byte("gatehouse/" + purpose + "\x00" + value))
+		sum = h[:]
+	}
+	return base64.RawURLEncoding.EncodeToString(sum[:16])
 }
 
 // KeyIDs returns the ids of all keys, the current one first.

@@ -286,3 +286,34 @@ func TestDerivedKeys(t *testing.T) {
 		t.Error("derivation is not deterministic")
 	}
 }
+
+func TestPseudonym(t *testing.T) {
+	k1, _ := GenerateKeyString("k1")
+	k2, _ := GenerateKeyString("k2")
+	a, _ := ParseKeys(k1)
+	again, _ := ParseKeys(k1)
+	b, _ := ParseKeys(k2)
+	const addr = "someone.private@example.org"
+	p := a.Pseudonym("rate-limit", addr)
+	if len(p) != 22 || strings.ContainsAny(p, "{}:@.") {
+		t.Errorf("pseudonym %q: want 22 base64url characters", p)
+	}
+	if again.Pseudonym("rate-limit", addr) != p {
+		t.Error("the pseudonym is not deterministic")
+	}
+	for name, other := range map[string]string{
+		"another key":     b.Pseudonym("rate-limit", addr),
+		"another purpose": a.Pseudonym("login-lockout", addr),
+		"another value":   a.Pseudonym("rate-limit", "someone.else@example.org"),
+		"no keyring":      (*Keyring)(nil).Pseudonym("rate-limit", addr),
+	} {
+		if other == p {
+			t.Errorf("%s gives the same pseudonym", name)
+		}
+	}
+	// Without keys it is still no address, and still deterministic.
+	var none *Keyring
+	if q := none.Pseudonym("rate-limit", addr); len(q) != 22 || q != none.Pseudonym("rate-limit", addr) {
+		t.Errorf("unkeyed pseudonym %q", q)
+	}
+}

@@ -49,6 +49,16 @@ func (s *Service) guard() *guard {
 	}
 }
 
+// release gives back the unit of an attempt on subject that ended without
+// an answer (an error, the client gone), so that it counts as no failure;
+// it is made even when the request's context is cancelled, and a failure
+// to make it is logged.
+func (s *Service) release(ctx context.Context, lk *guard, subject string) {
+	if err := lk.Release(context.WithoutCancel(ctx), subject); err != nil {
+		s.Log.ErrorContext(ctx, "could not give back a sign-in attempt", "error", err.Error())
+	}
+}
+
 // ipKey names the failure counter of a client address: IPv6 clients count
 // by their /64 (see httpapi.LimitKey).
 func ipKey(ip string) string { return "login:ipfail:" + httpapi.LimitKey(ip) }
@@ -87,14 +97,17 @@ func (l *guard) ipAttempt(ctx context.Context, ip string) (blockedFor time.Durat
 }
 
 // ipRefund gives back the unit an attempt took with ipAttempt, for an
-// attempt that did not end in a wrong password. If the IP's window ended
-// meanwhile, the refund finds no counter and creates one at -1; it then
-// expires at once (Incr sets a TTL only on the key it creates), so a
-// refund never lends the next window an attempt.
+// attempt that did not end in a wrong password. It never creates a
+// counter (kv.Store.DecrExisting): if the IP's window ended meanwhile, the
+// refund finds nothing to give back, so it never lends the next window an
+// attempt.
 func (l *guard) ipRefund(ctx context.Context, ip string) error {
 	if ip == "" || l.cfg.IPFailures <= 0 {
 		return nil
 	}
-	_, err := l.KV.Incr(ctx, ipKey(ip), -1, time.Millisecond)
+	_, err := l.KV.DecrExisting(ctx, ipKey(ip), 1)
+	if errors.Is(err, kv.ErrNotFound) {
+		return nil
+	}
 	return err
 }

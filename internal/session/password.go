@@ -33,11 +33,6 @@ func (s *Service) CheckPassword(ctx context.Context, u store.User, pw string, m 
 	if err != nil {
 		return err
 	}
-	if d == 0 && lk.Over(n) {
-		if d, err = lk.EnsureLocked(ctx, subject); err != nil {
-			return err
-		}
-	}
 	if d > 0 {
 		return lockedProblem(d, "account_locked", "Too many failed sign-ins; the account is locked for a while.")
 	}
@@ -45,6 +40,7 @@ func (s *Service) CheckPassword(ctx context.Context, u store.User, pw string, m 
 	if pw != "" {
 		ok, _, err = s.Hasher.Verify(ctx, pw, u.PasswordHash)
 		if err != nil && !password.Unusable(err) {
+			s.release(ctx, lk, subject)
 			return err
 		}
 	}

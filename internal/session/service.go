@@ -6,10 +6,8 @@ package session
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -134,21 +132,11 @@ type Service struct {
 	Config Config
 }
 
-// lockSubject names the lockout counters of a normalized email address: a
-// keyed hash (the ephemeral store never sees the address, and its keys
-// cannot be matched against a list of addresses without the encryption
-// keys). Without a keyring (some tests) it is a plain SHA-256.
+// lockSubject names the lockout counters of a normalized email address
+// by its pseudonym (see secret.Keyring.Pseudonym): the ephemeral store
+// never sees the address.
 func (s *Service) lockSubject(normalizedEmail string) string {
-	var sum []byte
-	if keys := s.Keys.DerivedKeys("login-lockout"); len(keys) > 0 {
-		mac := hmac.New(sha256.New, keys[0])
-		mac.Write([]byte(normalizedEmail))
-		sum = mac.Sum(nil)
-	} else {
-		h := sha256.Sum256([]byte("gatehouse/login-lockout\x00" + normalizedEmail))
-		sum = h[:]
-	}
-	return "email:" + base64.RawURLEncoding.EncodeToString(sum[:16])
+	return "email:" + s.Keys.Pseudonym("login-lockout", normalizedEmail)
 }
 
 func (s *Service) now() time.Time { return s.Now().UTC() }
@@ -221,7 +209,9 @@ func (s *Service) login(ctx context.Context, lk *guard, email, pw string, m Meta
 	normalized := user.NormalizeEmail(email)
 	subject := s.lockSubject(normalized)
 	// One atomic step refuses a locked subject without counting the
-	// attempt, or counts it (see lockout.Counter.Attempt).
+	// attempt, or counts it (see lockout.Counter.Attempt); beyond
+	// Threshold attempts in flight, it waits for them to settle. The
+	// attempt then ends in exactly one of Failed, Succeeded or release.
 	n, d, err := lk.Attempt(ctx, subject)
 	if err != nil {
 		return Result{}, false, err
@@ -229,15 +219,9 @@ func (s *Service) login(ctx context.Context, lk *guard, email, pw string, m Meta
 	if d > 0 {
 		return Result{}, false, lockedProblem(d, "account_locked", "Too many failed sign-ins; the account is locked for a while.")
 	}
-	if lk.Over(n) {
-		d, err := lk.EnsureLocked(ctx, subject)
-		if err != nil {
-			return Result{}, false, err
-		}
-		return Result{}, false, lockedProblem(d, "account_locked", "Too many failed sign-ins; the account is locked for a while.")
-	}
 	u, err := s.Store.GetUserByEmail(ctx, normalized)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.release(ctx, lk, subject)
 		return Result{}, false, err
 	}
 	var ok, rehash bool
@@ -250,6 +234,7 @@ func (s *Service) login(ctx context.Context, lk *guard, email, pw string, m Meta
 			// apart.
 			s.Hasher.DummyVerify(ctx, pw)
 		} else if err != nil {
+			s.release(ctx, lk, subject)
 			return Result{}, false, err
 		}
 	} else {

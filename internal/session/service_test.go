@@ -289,3 +289,75 @@ func TestCancelledLoginIsRefundedToItsIP(t *testing.T) {
 		}
 	})
 }
+
+// TestParallelRightPasswordsAllSignIn fires 20 sign-ins with the right
+// password at once, from one IP, with the default limits: all succeed,
+// and the account is not locked afterwards. (The attempts are still
+// counted before the check, Threshold at a time: see lockout.Counter.)
+func TestParallelRightPasswordsAllSignIn(t *testing.T) {
+	testenv.EachKV(t, func(t *testing.T, st kv.Store) {
+		s, h := newTestService(t, st, DefaultLockout(), "burst@example.com")
+		ctx := context.Background()
+		m := Meta{IP: "192.0.2.120"}
+		var mu sync.Mutex
+		codes := map[string]int{}
+		var wg sync.WaitGroup
+		for range 20 {
+			wg.Go(func() {
+				_, err := s.Login(ctx, "burst@example.com", goodPassword, m)
+				mu.Lock()
+				codes[problemCode(err)]++
+				mu.Unlock()
+				if err != nil && problemCode(err) == "" {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		if codes[""] != 20 {
+			t.Errorf("20 parallel right passwords: %v, want all 20 signed in", codes)
+		}
+		if h.checks.Load() != 20 {
+			t.Errorf("%d passwords checked, want 20", h.checks.Load())
+		}
+		if _, err := s.Login(ctx, "burst@example.com", goodPassword, m); err != nil {
+			t.Errorf("sign-in after the burst = %v", err)
+		}
+	})
+}
+
+// failingHasher fails every check with an error (a backend gone), as
+// Verify does when its work cannot be done.
+type failingHasher struct{ Hasher }
+
+var errHasherDown = errors.New("hasher down")
+
+func (failingHasher) Verify(context.Context, string, string) (bool, bool, error) {
+	return false, false, errHasherDown
+}
+
+// TestErroredSignInsDoNotCountAsFailures checks that sign-ins ending in an
+// error (no answer about the password) give their attempt back: more of
+// them than the threshold neither lock the account nor use up its count.
+func TestErroredSignInsDoNotCountAsFailures(t *testing.T) {
+	testenv.EachKV(t, func(t *testing.T, st kv.Store) {
+		lk := DefaultLockout()
+		lk.Threshold = 2
+		s, h := newTestService(t, st, lk, "flaky@example.com")
+		ctx := context.Background()
+		m := Meta{IP: "192.0.2.121"}
+		s.Hasher = failingHasher{h}
+		for i := range 5 {
+			if _, err := s.Login(ctx, "flaky@example.com", goodPassword, m); !errors.Is(err, errHasherDown) {
+				t.Fatalf("sign-in %d with the hasher down = %v", i+1, err)
+			}
+		}
+		s.Hasher = h
+		if _, err := s.Login(ctx, "flaky@example.com", "wrong password", m); !errors.Is(err, ErrInvalidCredentials) {
+			t.Fatalf("first wrong password = %v, want invalid_credentials", err)
+		}
+		if _, err := s.Login(ctx, "flaky@example.com", goodPassword, m); err != nil {
+			t.Errorf("right password after errors and one failure = %v", err)
+		}
+	})
+}

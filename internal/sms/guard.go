@@ -13,6 +13,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/ratelimit"
+	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/nyaruka/phonenumbers"
 )
 
@@ -65,7 +66,8 @@ func (e *ErrRateLimited) Problem() *httpapi.Problem {
 // every message, with the user it is for.
 //
 // A zero Limit (ratelimit.Limit{}) disables that limit. Limits are kept in Limiter
-// under the keys "sms:user:<id>", "sms:phone:<E.164>" and
+// under the keys "sms:user:<id>", "sms:phone:<pseudonym of the E.164
+// number>" (see secret.Keyring.Pseudonym: no key holds a number) and
 // "sms:country:<calling code>".
 //
 // The allowlist is the strongest defence: allow only the countries the
@@ -78,6 +80,8 @@ func (e *ErrRateLimited) Problem() *httpapi.Problem {
 // AllowedRegions: {"US", "CA"} is tighter than AllowedCountries: {1}.
 type Guard struct {
 	Limiter ratelimit.Limiter
+	// Keys names the per-phone limit by a keyed hash of the number.
+	Keys *secret.Keyring
 
 	// PerUser limits messages to one account, whatever the number.
 	PerUser ratelimit.Limit
@@ -171,7 +175,7 @@ func (g *Guard) Check(ctx context.Context, userID, e164 string) error {
 		limit      ratelimit.Limit
 	}{
 		{"user", "sms:user:" + userID, g.PerUser},
-		{"phone", "sms:phone:" + e164, g.PerPhone},
+		{"phone", "sms:phone:" + g.Keys.Pseudonym(secret.RateLimitPurpose, e164), g.PerPhone},
 		{"country", "sms:country:" + strconv.Itoa(cc), country},
 	}
 	for _, s := range steps {

@@ -53,10 +53,17 @@ var magicEmailAD = []byte("gatehouse/social.magic_link/email")
 // magicGrant is what a magic link's token stands for.
 type magicGrant struct {
 	UserID string `json:"user_id"`
-	// Email is the normalised address the link was sent to: the link
-	// proves that mailbox, and is void once the account has another.
-	Email string `json:"email"`
+	// EmailHash is the pseudonym (secret.Keyring.Pseudonym) of the
+	// normalised address the link was sent to: the link proves that
+	// mailbox, and is void once the account has another. The ephemeral
+	// store holds no address.
+	EmailHash string `json:"email_hash,omitempty"`
+	// Email is that address itself, in grants made before EmailHash.
+	Email string `json:"email,omitempty"`
 }
+
+// magicEmailPurpose is the Pseudonym purpose of magicGrant.EmailHash.
+const magicEmailPurpose = "magic-link-email"
 
 // MagicLinkWorker works magic-link requests: for an address with an
 // enabled account it stores a one-time token and enqueues the email that
@@ -91,7 +98,7 @@ func (s *Service) RequestMagicLink(ctx context.Context, email string, m user.Met
 	for _, k := range []struct {
 		key string
 		l   ratelimit.Limit
-	}{{"magic:ip:" + httpapi.LimitKey(m.IP), s.Config.MagicLinkPerIP}, {"magic:addr:" + norm, s.Config.MagicLinkPerAddress}} {
+	}{{"magic:ip:" + httpapi.LimitKey(m.IP), s.Config.MagicLinkPerIP}, {"magic:addr:" + s.Keys.Pseudonym(secret.RateLimitPurpose, norm), s.Config.MagicLinkPerAddress}} {
 		res, err := s.Limiter.AllowN(ctx, k.key, k.l, 1)
 		if err != nil {
 			return err
@@ -133,7 +140,7 @@ func (s *Service) sendMagicLink(ctx context.Context, a MagicLinkArgs) error {
 	if err != nil {
 		return err
 	}
-	grant, _ := json.Marshal(magicGrant{UserID: u.ID, Email: u.EmailNormalized})
+	grant, _ := json.Marshal(magicGrant{UserID: u.ID, EmailHash: s.Keys.Pseudonym(magicEmailPurpose, u.EmailNormalized)})
 	if err := s.KV.Set(ctx, magicKey(tok), grant, s.Config.MagicLinkTTL); err != nil {
 		return err
 	}
@@ -176,6 +183,9 @@ func (s *Service) VerifyMagicLink(ctx context.Context, tok string, sm session.Me
 		u, err := tx.GetUserForUpdate(ctx, g.UserID)
 		if err != nil {
 			return err
+		}
+		if g.EmailHash != "" && !secret.Equal(g.EmailHash, s.Keys.Pseudonym(magicEmailPurpose, u.EmailNormalized)) {
+			return ErrInvalidCode
 		}
 		if g.Email != "" && g.Email != u.EmailNormalized {
 			return ErrInvalidCode

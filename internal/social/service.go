@@ -360,8 +360,43 @@ type pendingSignIn struct {
 type pendingLink struct {
 	Provider string `json:"provider"`
 	Subject  string `json:"subject"`
-	Email    string `json:"email"`
-	UserID   string `json:"user_id"`
+	// Email is the provider's address. In the ephemeral store it is
+	// sealed (SealedEmail, see encodeLink), so the store holds no address;
+	// values stored before carry it in the clear.
+	Email       string `json:"email,omitempty"`
+	SealedEmail string `json:"sealed_email,omitempty"`
+	UserID      string `json:"user_id"`
+}
+
+// linkEmailAD binds a sealed address to pending links.
+var linkEmailAD = []byte("gatehouse/social.pending_link/email")
+
+// encodeLink is the stored form of pl: its address sealed.
+func (s *Service) encodeLink(pl pendingLink) ([]byte, error) {
+	if pl.Email != "" {
+		sealed, err := s.Keys.Seal([]byte(pl.Email), linkEmailAD)
+		if err != nil {
+			return nil, fmt.Errorf("social: seal a pending link's address: %w", err)
+		}
+		pl.Email, pl.SealedEmail = "", sealed
+	}
+	return json.Marshal(pl)
+}
+
+// decodeLink reads a stored pending link, its address opened.
+func (s *Service) decodeLink(raw []byte) (pendingLink, error) {
+	var pl pendingLink
+	if err := json.Unmarshal(raw, &pl); err != nil {
+		return pendingLink{}, err
+	}
+	if pl.SealedEmail != "" {
+		email, err := s.Keys.Open(pl.SealedEmail, linkEmailAD)
+		if err != nil {
+			return pendingLink{}, fmt.Errorf("social: open a pending link's address: %w", err)
+		}
+		pl.Email, pl.SealedEmail = string(email), ""
+	}
+	return pl, nil
 }
 
 // Callback finishes a flow. Errors before the state is validated are
@@ -468,7 +503,10 @@ func (s *Service) resolve(ctx context.Context, p provider.Provider, prof provide
 		if err != nil {
 			return Outcome{}, "", err
 		}
-		b, _ := json.Marshal(pendingLink{Provider: p.ID(), Subject: prof.Subject, Email: prof.Email, UserID: u.ID})
+		b, err := s.encodeLink(pendingLink{Provider: p.ID(), Subject: prof.Subject, Email: prof.Email, UserID: u.ID})
+		if err != nil {
+			return Outcome{}, "", err
+		}
 		if err := s.KV.Set(ctx, linkKey(tok), b, s.Config.LinkTTL); err != nil {
 			return Outcome{}, "", err
 		}
@@ -669,8 +707,8 @@ func (s *Service) ConfirmLink(ctx context.Context, tok, pw string, sm session.Me
 	if err != nil {
 		return session.Result{}, err
 	}
-	var pl pendingLink
-	if err := json.Unmarshal(raw, &pl); err != nil {
+	pl, err := s.decodeLink(raw)
+	if err != nil {
 		return session.Result{}, ErrInvalidCode
 	}
 	u, err := s.Store.GetUser(ctx, pl.UserID)
@@ -716,7 +754,10 @@ func (s *Service) deferLink(ctx context.Context, ch *session.Challenge, pl pendi
 	if tok == "" {
 		return errors.New("social: a login challenge without a token")
 	}
-	b, _ := json.Marshal(pl)
+	b, err := s.encodeLink(pl)
+	if err != nil {
+		return err
+	}
 	return s.KV.Set(ctx, deferredLinkKey(tok), b, s.Config.DeferredLinkTTL)
 }
 
@@ -734,8 +775,8 @@ func (s *Service) CompleteDeferredLink(ctx context.Context, pendingToken, userID
 	if err != nil {
 		return fmt.Errorf("social: deferred link: %w", err)
 	}
-	var pl pendingLink
-	if err := json.Unmarshal(raw, &pl); err != nil {
+	pl, err := s.decodeLink(raw)
+	if err != nil {
 		return fmt.Errorf("social: deferred link: %w", err)
 	}
 	if pl.UserID != userID {

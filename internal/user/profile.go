@@ -276,7 +276,7 @@ func (s *Service) throttleEmailChange(ctx context.Context, userID, newEmail stri
 	for _, k := range []struct {
 		key string
 		l   ratelimit.Limit
-	}{{"email-change:user:" + userID, s.Config.EmailChangePerUser}, {"email:addr:" + NormalizeEmail(newEmail), s.Config.EmailPerAddress}} {
+	}{{"email-change:user:" + userID, s.Config.EmailChangePerUser}, {s.addrKey(NormalizeEmail(newEmail)), s.Config.EmailPerAddress}} {
 		ok, retry, err := s.allow(ctx, k.key, k.l)
 		if err != nil {
 			return err

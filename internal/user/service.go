@@ -150,6 +150,12 @@ func (s *Service) link(path, token string) string {
 	return strings.TrimRight(s.Config.AppURL, "/") + path + "?token=" + token
 }
 
+// addrKey names the send throttle of a normalized email address by its
+// pseudonym: no rate-limit key holds an address.
+func (s *Service) addrKey(norm string) string {
+	return "email:addr:" + s.Keys.Pseudonym(secret.RateLimitPurpose, norm)
+}
+
 // allow takes one unit from a throttle and reports whether there was room
 // (and, if not, when to retry). A limiter failure is returned as an error:
 // throttles fail closed.
@@ -249,7 +255,7 @@ func (s *Service) Register(ctx context.Context, email, pw, name string, m Meta) 
 // signupAttempt tells the owner of an existing account that someone tried
 // to register their address (throttled per address).
 func (s *Service) signupAttempt(ctx context.Context, u store.User, m Meta) error {
-	if ok, _, err := s.allow(ctx, "email:addr:"+u.EmailNormalized, s.Config.EmailPerAddress); err != nil || !ok {
+	if ok, _, err := s.allow(ctx, s.addrKey(u.EmailNormalized), s.Config.EmailPerAddress); err != nil || !ok {
 		return err
 	}
 	return s.Store.InTx(ctx, func(tx store.Store) error {
@@ -371,7 +377,7 @@ func (s *Service) allowEmail(ctx context.Context, norm string, m Meta) (bool, er
 	for _, k := range []struct {
 		key string
 		l   ratelimit.Limit
-	}{{"email:ip:" + httpapi.LimitKey(m.IP), s.Config.EmailPerIP}, {"email:addr:" + norm, s.Config.EmailPerAddress}} {
+	}{{"email:ip:" + httpapi.LimitKey(m.IP), s.Config.EmailPerIP}, {s.addrKey(norm), s.Config.EmailPerAddress}} {
 		ok, _, err := s.allow(ctx, k.key, k.l)
 		if err != nil {
 			return false, err

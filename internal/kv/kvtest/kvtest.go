@@ -43,6 +43,9 @@ func Run(t *testing.T, newStore NewStore) {
 		{"IncrUnless", testIncrUnless},
 		{"IncrUnlessErrors", testIncrUnlessErrors},
 		{"IncrUnlessAtomic", testIncrUnlessAtomic},
+		{"DecrExisting", testDecrExisting},
+		{"DecrExistingErrors", testDecrExistingErrors},
+		{"DecrExistingAtomic", testDecrExistingAtomic},
 		{"TTLAndExpire", testTTLAndExpire},
 		{"NegativeTTL", testNegativeTTL},
 		{"Delete", testDelete},
@@ -605,6 +608,112 @@ func testIncrUnlessErrors(t *testing.T, newStore NewStore) {
 		wantBlocked(t, s, key, "lock", 0, 0)
 	}
 	wantValue(t, s, "text", "abc")
+}
+
+func testDecrExisting(t *testing.T, newStore NewStore) {
+	s, advance := newStore(t)
+	// A missing key is not created.
+	if n, err := s.DecrExisting(ctx(t), "none", 1); !errors.Is(err, kv.ErrNotFound) || n != 0 {
+		t.Fatalf("DecrExisting on a missing key = %d, %v; want 0, ErrNotFound", n, err)
+	}
+	wantNotFound(t, s, "none")
+
+	// It subtracts, keeps the window, and stops at 0.
+	if _, err := s.Incr(ctx(t), "c", 3, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []int64{2, 1, 0, 0} {
+		if n, err := s.DecrExisting(ctx(t), "c", 1); err != nil || n != want {
+			t.Fatalf("DecrExisting = %d, %v; want %d", n, err, want)
+		}
+	}
+	wantValue(t, s, "c", "0")
+	wantTTL(t, s, "c", 500*time.Millisecond, time.Second)
+	if _, err := s.Incr(ctx(t), "c", 5, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.DecrExisting(ctx(t), "c", 7); err != nil || n != 0 {
+		t.Fatalf("DecrExisting by more than the value = %d, %v; want 0", n, err)
+	}
+	if n, err := s.DecrExisting(ctx(t), "c", 0); err != nil || n != 0 {
+		t.Fatalf("DecrExisting by 0 = %d, %v; want 0", n, err)
+	}
+
+	// Once the window ends, a late give-back lends the next one nothing.
+	advance(1100 * time.Millisecond)
+	if _, err := s.DecrExisting(ctx(t), "c", 1); !errors.Is(err, kv.ErrNotFound) {
+		t.Fatalf("DecrExisting after the window = %v, want ErrNotFound", err)
+	}
+	wantNotFound(t, s, "c")
+
+	// A key without expiry keeps none; a value below 0 stays as it is.
+	mustSet(t, s, "plain", "2", 0)
+	if n, err := s.DecrExisting(ctx(t), "plain", 1); err != nil || n != 1 {
+		t.Fatalf("DecrExisting(plain) = %d, %v; want 1", n, err)
+	}
+	wantNoExpiry(t, s, "plain")
+	mustSet(t, s, "neg", "-3", 0)
+	if n, err := s.DecrExisting(ctx(t), "neg", 1); err != nil || n != -3 {
+		t.Fatalf("DecrExisting(-3) = %d, %v; want -3 unchanged", n, err)
+	}
+}
+
+func testDecrExistingErrors(t *testing.T, newStore NewStore) {
+	s, _ := newStore(t)
+	mustSet(t, s, "n", "2", 0)
+	_, err := s.DecrExisting(ctx(t), "n", -1)
+	wantErr(t, "DecrExisting with a negative delta", err)
+	wantValue(t, s, "n", "2")
+	_, err = s.DecrExisting(ctx(t), "none", -1)
+	wantErr(t, "DecrExisting on a missing key with a negative delta", err)
+	wantNotFound(t, s, "none")
+
+	mustSet(t, s, "text", "abc", 0)
+	_, err = s.DecrExisting(ctx(t), "text", 1)
+	wantErr(t, "DecrExisting on a non-integer", err)
+	wantValue(t, s, "text", "abc")
+
+	if _, err := s.SAdd(ctx(t), "set", "m"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.DecrExisting(ctx(t), "set", 1)
+	wantErr(t, "DecrExisting on a set", err)
+	wantMembers(t, s, "set", "m")
+}
+
+// testDecrExistingAtomic gives back 100 units in parallel from a counter
+// of 60: it must end at exactly 0, every give-back seeing a distinct value
+// on the way down (no two read the same value, none goes below 0).
+func testDecrExistingAtomic(t *testing.T, newStore NewStore) {
+	s, _ := newStore(t)
+	if _, err := s.Incr(ctx(t), "c", 60, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	seen := map[int64]int{}
+	var wg sync.WaitGroup
+	for range 100 {
+		wg.Go(func() {
+			n, err := s.DecrExisting(ctx(t), "c", 1)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			seen[n]++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	for v := int64(1); v < 60; v++ {
+		if seen[v] != 1 {
+			t.Errorf("value %d was answered %d times, want once", v, seen[v])
+		}
+	}
+	if seen[0] != 41 {
+		t.Errorf("0 was answered %d times, want 41", seen[0])
+	}
+	wantValue(t, s, "c", "0")
 }
 
 // testIncrUnlessAtomic runs rounds of 50 goroutines that count on one key

@@ -43,6 +43,8 @@ var (
 	ErrClosed = errors.New("memory: store is closed")
 
 	errNegativeTTL = errors.New("memory: negative ttl")
+	// errNegativeDelta is returned by DecrExisting for a negative delta.
+	errNegativeDelta = errors.New("memory: negative delta")
 )
 
 // entry is one key: either a string value or a set (set != nil).
@@ -352,6 +354,34 @@ func (s *Store) incr(key string, delta int64, ttl time.Duration, now time.Time) 
 	cur += delta
 	e.value = strconv.AppendInt(nil, cur, 10)
 	s.data[key] = e
+	return cur, nil
+}
+
+// DecrExisting implements kv.Store.
+func (s *Store) DecrExisting(ctx context.Context, key string, delta int64) (int64, error) {
+	if delta < 0 {
+		return 0, errNegativeDelta
+	}
+	now, err := s.begin()
+	if err != nil {
+		return 0, err
+	}
+	defer s.mu.Unlock()
+	e := s.lookup(key, now)
+	switch {
+	case e == nil:
+		return 0, kv.ErrNotFound
+	case e.isSet():
+		return 0, ErrWrongType
+	}
+	cur, err := strconv.ParseInt(string(e.value), 10, 64)
+	if err != nil {
+		return 0, ErrNotInteger
+	}
+	if cur > 0 { // a value below 0 stays as it is
+		cur -= min(delta, cur)
+	}
+	e.value = strconv.AppendInt(nil, cur, 10)
 	return cur, nil
 }
 

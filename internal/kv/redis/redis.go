@@ -36,6 +36,8 @@ var ErrClosed = errors.New("rediskv: store is closed")
 
 var errNegativeTTL = errors.New("rediskv: negative ttl")
 
+var errNegativeDelta = errors.New("rediskv: negative delta")
+
 // incr adds ARGV[1] to KEYS[1] and, only when this call created the key and
 // ARGV[2] > 0, makes it expire after ARGV[2] milliseconds. A script runs
 // as one atomic step, so no crash or concurrent caller can leave a counter
@@ -66,6 +68,25 @@ if created and tonumber(ARGV[2]) > 0 then
 	redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return {0, n}
+`)
+
+// decrExisting subtracts ARGV[1] from KEYS[1] if it exists, but not below
+// 0 (a value already below 0 stays as it is), keeping its TTL: false (nil)
+// for a missing key, else the new value. DECRBY fails on a value that is
+// not an integer and on a set.
+var decrExisting = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then
+	return false
+end
+local cur = redis.call('DECRBY', KEYS[1], 0)
+local d = tonumber(ARGV[1])
+if cur <= 0 then
+	return cur
+end
+if d > cur then
+	d = cur
+end
+return redis.call('DECRBY', KEYS[1], d)
 `)
 
 // persist removes the expiry of KEYS[1] and reports whether the key exists
@@ -385,6 +406,24 @@ func (s *Store) IncrUnless(ctx context.Context, key string, delta int64, ttl tim
 		return 0, time.Duration(max(r[1], 0)) * time.Millisecond, true, nil
 	}
 	return r[1], 0, false, nil
+}
+
+// DecrExisting implements kv.Store with one Lua script.
+func (s *Store) DecrExisting(ctx context.Context, key string, delta int64) (int64, error) {
+	if err := s.check(); err != nil {
+		return 0, err
+	}
+	if delta < 0 {
+		return 0, errNegativeDelta
+	}
+	n, err := decrExisting.Run(ctx, s.client, []string{s.key(key)}, delta).Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, kv.ErrNotFound
+	}
+	if err != nil {
+		return 0, wrap("decrexisting", err)
+	}
+	return n, nil
 }
 
 // TTL implements kv.Store.
