@@ -32,27 +32,16 @@ const strongPassword = "correct horse battery staple 42!"
 // call sends a JSON request and decodes a JSON answer.
 func call(t testing.TB, method, url string, body any, header ...string) (int, map[string]any, http.Header) {
 	t.Helper()
-	var rd *bytes.Reader
+	var b []byte
+	contentType := ""
 	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
+		var err error
+		if b, err = json.Marshal(body); err != nil {
 			t.Fatal(err)
 		}
-		rd = bytes.NewReader(b)
-	} else {
-		rd = bytes.NewReader(nil)
+		contentType = "application/json"
 	}
-	req, err := http.NewRequest(method, url, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	res, raw := do(t, req)
+	res, raw := request(t, method, url, contentType, b, header...)
 	var out map[string]any
 	if len(bytes.TrimSpace(raw)) > 0 {
 		if err := json.Unmarshal(raw, &out); err != nil {

@@ -45,17 +45,7 @@ func rawJSON(t testing.TB, v any, s string) []byte {
 // JSON); it fails the test on a 5xx.
 func send(t testing.TB, method, u, contentType string, body []byte, header ...string) (int, map[string]any, http.Header) {
 	t.Helper()
-	req, err := http.NewRequest(method, u, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	res, raw := do(t, req)
+	res, raw := request(t, method, u, contentType, body, header...)
 	var out map[string]any
 	_ = json.Unmarshal(raw, &out)
 	if res.StatusCode >= 500 {

@@ -1,7 +1,6 @@
 package app
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"mime"
@@ -74,17 +73,11 @@ func jsonText(s string) string {
 // problem+json carrying its status and a code.
 func fuzzCall(t *testing.T, backend, method, u string, body []byte, okStatus int, okKeys []string, header ...string) {
 	t.Helper()
-	req, err := http.NewRequest(method, u, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
+	contentType := ""
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		contentType = "application/json"
 	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	res, raw := do(t, req)
+	res, raw := request(t, method, u, contentType, body, header...)
 	if res.StatusCode >= 500 {
 		t.Fatalf("%s: %s %s %q = %d %s", backend, method, u, body, res.StatusCode, raw)
 	}

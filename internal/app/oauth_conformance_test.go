@@ -19,15 +19,7 @@ import (
 // decodes the JSON answer.
 func post(t *testing.T, target, contentType, body string, header ...string) (int, map[string]any, http.Header) {
 	t.Helper()
-	req, err := http.NewRequest("POST", target, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", contentType)
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	res, raw := do(t, req)
+	res, raw := request(t, "POST", target, contentType, []byte(body), header...)
 	var out map[string]any
 	json.Unmarshal(raw, &out)
 	return res.StatusCode, out, res.Header

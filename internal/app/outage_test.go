@@ -37,17 +37,7 @@ func newOutageEnv(t *testing.T) *outageEnv {
 // rawCall sends a request and returns the status, headers and raw body.
 func rawCall(t *testing.T, method, target, contentType, body string, header ...string) (int, http.Header, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, target, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	res, raw := do(t, req)
+	res, raw := request(t, method, target, contentType, []byte(body), header...)
 	return res.StatusCode, res.Header, string(raw)
 }
 

@@ -114,9 +114,23 @@ func startServer(t testing.TB, cfg *config.Config) *server {
 
 func get(t *testing.T, url string, header ...string) (*http.Response, []byte) {
 	t.Helper()
-	req, err := http.NewRequest("GET", url, nil)
+	return request(t, "GET", url, "", nil, header...)
+}
+
+// request sends body (none when nil) with contentType (none when empty)
+// and the header name/value pairs, and returns the response and its body.
+func request(t testing.TB, method, target, contentType string, body []byte, header ...string) (*http.Response, []byte) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequest(method, target, rd)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
 	}
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
