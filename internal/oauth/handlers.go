@@ -356,11 +356,7 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request, p url.Values, c
 	// a token presented by the wrong client has leaked, so its session is
 	// ended rather than left to its rightful owner.
 	if (present && res.Session.ClientID != cl.ID) || (!present && res.Session.ClientID != "") {
-		if _, err := s.Store.RevokeSession(r.Context(), res.Session.ID, "client_mismatch", time.Now().UTC()); err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		if err := s.Sessions.RevokeSessionTokens(r.Context(), res.Session.ID); err != nil {
+		if _, err := s.Sessions.Revoke(r.Context(), res.Session.ID, "client_mismatch"); err != nil {
 			s.fail(w, r, err)
 			return
 		}
@@ -714,14 +710,11 @@ func (s *Server) revokeToken(r *http.Request, cl store.Client, t revocable) erro
 		})
 		return nil
 	}
-	sess, err := s.Store.RevokeSession(ctx, t.sessionID, "revoked_by_client", now)
+	sess, err := s.Sessions.Revoke(ctx, t.sessionID, "revoked_by_client")
 	if errors.Is(err, store.ErrNotFound) {
 		return nil
 	}
 	if err != nil {
-		return err
-	}
-	if err := s.Sessions.RevokeSessionTokens(ctx, sess.ID); err != nil {
 		return err
 	}
 	s.audit(ctx, store.AuditEvent{

@@ -625,10 +625,9 @@ func (s *Service) Logout(ctx context.Context, userID, sessionID string, m Meta) 
 	if sess.UserID != userID {
 		return store.ErrNotFound
 	}
-	if _, err := s.Store.RevokeSession(ctx, sessionID, "logout", s.now()); err != nil {
+	if _, err := s.Revoke(ctx, sessionID, "logout"); err != nil {
 		return err
 	}
-	s.deny(ctx, sessionID)
 	s.securityEvent(ctx, userID, userID, "user.logged_out", m, map[string]any{"session_id": sessionID})
 	return nil
 }
@@ -642,11 +641,25 @@ func (s *Service) RevokeUserSessionByID(ctx context.Context, userID, sessionID s
 	if sess.UserID != userID {
 		return store.ErrNotFound
 	}
-	if _, err := s.Store.RevokeSession(ctx, sessionID, "superseded", s.now()); err != nil {
-		return err
+	_, err = s.Revoke(ctx, sessionID, "superseded")
+	return err
+}
+
+// Revoke ends a session everywhere: its refresh tokens in the database and,
+// through the deny list (recorded in the database too), its access tokens
+// on every node. It is the one way a single session ends. It returns the
+// session as revoked, ErrNotFound when there is none; a session that had
+// ended already keeps its first revocation, and its tokens are denied
+// again.
+func (s *Service) Revoke(ctx context.Context, sessionID, reason string) (store.Session, error) {
+	sess, err := s.Store.RevokeSession(ctx, sessionID, reason, s.now())
+	if err != nil {
+		return store.Session{}, err
 	}
-	s.deny(ctx, sessionID)
-	return nil
+	if err := s.RevokeSessionTokens(ctx, sess.ID); err != nil {
+		return sess, err
+	}
+	return sess, nil
 }
 
 // RevokeSessionTokens puts an already revoked session's access tokens on
