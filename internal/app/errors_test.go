@@ -111,3 +111,33 @@ func TestErrorTableAnswers(t *testing.T) {
 		})
 	}
 }
+
+// TestDomainErrorsAreMappedOnlyThroughTheTable: importing a domain package
+// registers nothing; an ErrorWriter without the table answers every
+// domain error as an unexpected one.
+func TestDomainErrorsAreMappedOnlyThroughTheTable(t *testing.T) {
+	ew := httpapi.ErrorWriter{Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for _, list := range [][]httpapi.ErrorMapping{sms.Errors(), token.Errors(), user.Errors(), session.Errors(), mfa.Errors(), social.Errors(), auth.Errors()} {
+		for _, m := range list {
+			w := httptest.NewRecorder()
+			ew.Write(w, httptest.NewRequest(http.MethodGet, "/", nil), m.Err)
+			if w.Code != http.StatusInternalServerError {
+				t.Errorf("%v without the table = %d, want 500", m.Err, w.Code)
+			}
+		}
+	}
+}
+
+// TestOneReauthenticationError: MFA, social sign-in and the account share
+// auth.ErrReauthRequired; the account's email change wraps it for its own
+// detail.
+func TestOneReauthenticationError(t *testing.T) {
+	if !errors.Is(user.ErrEmailChangeNeedsReauth, auth.ErrReauthRequired) {
+		t.Error("user.ErrEmailChangeNeedsReauth is not an auth.ErrReauthRequired")
+	}
+	// Mapped the other way round, the email change's row could never be
+	// used.
+	if _, err := httpapi.NewErrorTable(auth.Errors(), user.Errors()); err == nil {
+		t.Error("auth's row before user's was accepted")
+	}
+}
