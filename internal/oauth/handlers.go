@@ -280,9 +280,9 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// fail logs err and answers it: an outage (see httpapi.ErrorTable.Unavailable) as
-// 503 temporarily_unavailable with Retry-After, anything else as 500
-// server_error. Neither body says more.
+// fail logs err and answers it: an outage (what s.Errors maps to
+// service_unavailable) as 503 temporarily_unavailable with Retry-After,
+// anything else as 500 server_error. Neither body says more.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	s.Log.ErrorContext(r.Context(), "oauth endpoint failed", "path", r.URL.Path, "error", err.Error())
 	if retryAfter, ok := s.Errors.Unavailable(err); ok {
