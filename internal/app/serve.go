@@ -124,8 +124,12 @@ func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, ready 
 	defer closePolicy()
 
 	reg := newRegistry(db.store, queue, log)
+	errs, err := errorTable()
+	if err != nil {
+		return err
+	}
 	deps := &deps{cfg: cfg, log: log, db: db, state: state, keys: keys, queue: queue, reg: reg,
-		hasher: newHasher(cfg), policy: policy, tokens: tokens}
+		errors: errs, hasher: newHasher(cfg), policy: policy, tokens: tokens}
 	deps.sessions = newSessionService(deps)
 	deps.users = newUserService(deps)
 	emailRequests.Service = deps.users

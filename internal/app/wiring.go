@@ -53,6 +53,9 @@ type deps struct {
 	keys  *secret.Keyring
 	queue *jobs.Queue
 	reg   *prometheus.Registry
+	// errors turns errors into problem responses on both listeners; nil
+	// knows the storage contracts' errors only.
+	errors *httpapi.ErrorTable
 
 	hasher   *password.Hasher
 	policy   password.Policy
@@ -281,10 +284,31 @@ func readiness(d *deps, detailed bool) *httpapi.Health {
 	}}
 }
 
+// errorTable builds the one table that turns errors into problem
+// responses, from each domain's list. The order is the order of the lists
+// here (the storage contracts' rows come first); a row whose error wraps
+// another's must come before it, which NewErrorTable checks: user's
+// email-change form of auth.ErrReauthRequired comes before auth's.
+func errorTable() (*httpapi.ErrorTable, error) {
+	t, err := httpapi.NewErrorTable(
+		sms.Errors(),
+		token.Errors(),
+		user.Errors(),
+		session.Errors(),
+		mfa.Errors(),
+		social.Errors(),
+		auth.Errors(),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("error table: %w", err)
+	}
+	return t, nil
+}
+
 // newRouter mounts every public route. This is the one place features are
 // wired in.
 func newRouter(d *deps) (*httpapi.Router, error) {
-	rt := httpapi.NewRouter(httpapi.ErrorWriter{Log: d.log})
+	rt := httpapi.NewRouter(httpapi.ErrorWriter{Log: d.log, Errors: d.errors})
 	readiness(d, false).Routes(rt)
 	spec, err := specJSON(d.cfg)
 	if err != nil {
@@ -309,7 +333,7 @@ func newRouter(d *deps) (*httpapi.Router, error) {
 	(&oauth.Server{
 		Issuer: d.cfg.Issuer, Clients: clients, Sessions: d.sessions,
 		Tokens: d.tokens, Store: d.db.store, Cookie: d.cfg.RefreshTokenCookie, AllowedOrigins: d.cfg.CORSAllowedOrigins, Log: d.log,
-		UsernameTTL: 10 * time.Second,
+		Errors: d.errors, UsernameTTL: 10 * time.Second,
 	}).Routes(rt)
 	d.tokens.Routes(rt)
 	(&mfa.Handlers{Service: d.mfa, Auth: d.authn, Sessions: sessionHandlers}).Routes(rt)
@@ -392,7 +416,7 @@ func newPublicHandler(d *deps) (http.Handler, error) {
 // newAdminHandler serves /metrics and the health checks on the admin
 // listener.
 func newAdminHandler(d *deps) http.Handler {
-	rt := httpapi.NewRouter(httpapi.ErrorWriter{Log: d.log})
+	rt := httpapi.NewRouter(httpapi.ErrorWriter{Log: d.log, Errors: d.errors})
 	readiness(d, true).Routes(rt)
 	rt.HandleHTTP("GET /metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelWarn)}))
 	if d.cfg.AdminPprof {

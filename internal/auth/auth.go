@@ -55,6 +55,21 @@ var ErrInvalidToken = errors.New("auth: invalid token")
 // challenge that names no error (RFC 6750 §3.1).
 var ErrNoCredentials = fmt.Errorf("%w: no credentials", ErrInvalidToken)
 
+// ErrReauthRequired is a sensitive operation by a caller whose
+// authentication (auth_time) is older than the operation allows: removing
+// a second factor, linking an identity, changing the email address. It is
+// the one error of that kind; a domain that wants a detail of its own
+// wraps it (errors.Is holds) and maps its wrapper before Errors.
+var ErrReauthRequired = errors.New("auth: recent authentication required")
+
+// Errors is how this package's errors answer, a list for
+// httpapi.NewErrorTable.
+func Errors() []httpapi.ErrorMapping {
+	return []httpapi.ErrorMapping{
+		httpapi.MapError(ErrReauthRequired, http.StatusForbidden, "reauthentication_required", "Sign in again (password or a second factor) within the last 5 minutes to do this."),
+	}
+}
+
 // Authenticator turns a request's credentials into a Principal.
 type Authenticator interface {
 	Authenticate(r *http.Request) (Principal, error)

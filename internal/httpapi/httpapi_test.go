@@ -421,7 +421,7 @@ func TestCancellation(t *testing.T) {
 }
 
 func TestInvalidTextFromTheStoreIs422(t *testing.T) {
-	p := problemFor(fmt.Errorf("get user: %w", fmt.Errorf("%w: driver says no", store.ErrInvalidText)))
+	p := (*ErrorTable)(nil).Problem(fmt.Errorf("get user: %w", fmt.Errorf("%w: driver says no", store.ErrInvalidText)))
 	if p.Status != http.StatusUnprocessableEntity || p.Code != "validation_failed" {
 		t.Errorf("ErrInvalidText = %d %s, want 422 validation_failed", p.Status, p.Code)
 	}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -66,21 +67,50 @@ func Validation(errs ...FieldError) *Problem {
 	return p
 }
 
-// errorTable maps domain sentinel errors to problems: the one place where
-// errors become status codes. Domain packages add their own with
-// RegisterError at wiring time.
-//
+// ErrorMapping is one row of the error table: a sentinel error and the
+// problem that answers every error wrapping it. Each domain package
+// exports its rows (an Errors function); the wiring builds the one table
+// from those lists with NewErrorTable.
+type ErrorMapping struct {
+	Err    error
+	Status int
+	Code   string
+	Detail string
+	// RetryAfter, when positive, is sent as Retry-After (seconds).
+	RetryAfter int
+}
+
+// MapError returns the row that answers err with the given status, stable
+// code and detail.
+func MapError(err error, status int, code, detail string) ErrorMapping {
+	return ErrorMapping{Err: err, Status: status, Code: code, Detail: detail}
+}
+
+// MapUnavailable returns the row of a sentinel error that means a
+// retryable outage: 503 service_unavailable with Retry-After:
+// RetryAfterUnavailable.
+func MapUnavailable(err error, detail string) ErrorMapping {
+	return ErrorMapping{Err: err, Status: http.StatusServiceUnavailable, Code: CodeServiceUnavailable,
+		Detail: detail, RetryAfter: RetryAfterUnavailable}
+}
+
+// baseErrors are the rows of the storage contracts, first in every table.
 // An outage (store.ErrUnavailable, kv.ErrUnavailable) comes first: it is
 // checked before "not found" so that an error wrapping both can never
 // answer 404.
-var errorTable = []mappedError{
-	{err: store.ErrUnavailable, status: http.StatusServiceUnavailable, code: CodeServiceUnavailable, detail: unavailableDetail, retryAfter: RetryAfterUnavailable},
-	{err: kv.ErrUnavailable, status: http.StatusServiceUnavailable, code: CodeServiceUnavailable, detail: unavailableDetail, retryAfter: RetryAfterUnavailable},
-	{err: store.ErrNotFound, status: http.StatusNotFound, code: "not_found", detail: "The resource was not found."},
-	{err: store.ErrConflict, status: http.StatusConflict, code: "conflict", detail: "The resource conflicts with an existing one."},
-	{err: store.ErrInvalidCursor, status: http.StatusBadRequest, code: "invalid_cursor", detail: "The pagination cursor is not valid."},
-	{err: store.ErrInvalidText, status: http.StatusUnprocessableEntity, code: "validation_failed", detail: "The request holds text that is not valid UTF-8 or contains a NUL character."},
+func baseErrors() []ErrorMapping {
+	return []ErrorMapping{
+		MapUnavailable(store.ErrUnavailable, unavailableDetail),
+		MapUnavailable(kv.ErrUnavailable, unavailableDetail),
+		MapError(store.ErrNotFound, http.StatusNotFound, "not_found", "The resource was not found."),
+		MapError(store.ErrConflict, http.StatusConflict, "conflict", "The resource conflicts with an existing one."),
+		MapError(store.ErrInvalidCursor, http.StatusBadRequest, "invalid_cursor", "The pagination cursor is not valid."),
+		MapError(store.ErrInvalidText, http.StatusUnprocessableEntity, "validation_failed", "The request holds text that is not valid UTF-8 or contains a NUL character."),
+	}
 }
+
+// baseTable is the table of a nil *ErrorTable: the base rows only.
+var baseTable = &ErrorTable{rows: baseErrors()}
 
 // CodeServiceUnavailable is the problem code of a retryable outage: a
 // database, Redis or other dependency that cannot be reached right now.
@@ -95,48 +125,84 @@ const RetryAfterUnavailable = 5
 // goes to the log only.
 const unavailableDetail = "The service is temporarily unavailable; try again shortly."
 
-type mappedError struct {
-	err    error
-	status int
-	code   string
-	detail string
-	// retryAfter, when positive, is sent as Retry-After (seconds).
-	retryAfter int
+// ErrorTable maps sentinel errors to problems: the one place where errors
+// become status codes. It is built once by NewErrorTable and never changes
+// after; an error gets the answer of the first row whose sentinel it wraps.
+// A nil *ErrorTable holds the base rows only (the storage contracts'
+// errors).
+type ErrorTable struct {
+	rows []ErrorMapping
 }
 
-// RegisterError adds a sentinel error to the mapping table. Call it only
-// during start-up (package init or wiring), never concurrently with requests.
-func RegisterError(err error, status int, code, detail string) {
-	errorTable = append(errorTable, mappedError{err: err, status: status, code: code, detail: detail})
+// NewErrorTable builds the table: the base rows (storage and kv outages,
+// not found, conflict, invalid cursor, invalid text), then each list in
+// the order given. A row that an earlier row would always answer first (the
+// same sentinel twice, or a sentinel that wraps an earlier one) could never
+// be used and is refused, as is a row without an error, a code or an error
+// status; so a more specific error that wraps a general one must come
+// before it.
+func NewErrorTable(lists ...[]ErrorMapping) (*ErrorTable, error) {
+	rows := baseErrors()
+	var errs []error
+	for _, list := range lists {
+		for _, m := range list {
+			if err := checkRow(rows, m); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			rows = append(rows, m)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return &ErrorTable{rows: rows}, nil
 }
 
-// RegisterUnavailable adds a sentinel error that means a retryable outage:
-// 503 service_unavailable with Retry-After: RetryAfterUnavailable. The
-// same start-up-only rule as RegisterError applies.
-func RegisterUnavailable(err error, detail string) {
-	errorTable = append(errorTable, mappedError{err: err, status: http.StatusServiceUnavailable,
-		code: CodeServiceUnavailable, detail: detail, retryAfter: RetryAfterUnavailable})
+func checkRow(rows []ErrorMapping, m ErrorMapping) error {
+	if m.Err == nil {
+		return fmt.Errorf("httpapi: error table: row %q has no error", m.Code)
+	}
+	if m.Code == "" || m.Status < 400 || m.Status > 599 || m.RetryAfter < 0 {
+		return fmt.Errorf("httpapi: error table: row %q needs a code, a 4xx or 5xx status and no negative Retry-After", m.Err)
+	}
+	for _, e := range rows {
+		if errors.Is(m.Err, e.Err) {
+			return fmt.Errorf("httpapi: error table: %q (%s) is already answered by the earlier row %q (%s)", m.Err, m.Code, e.Err, e.Code)
+		}
+	}
+	return nil
+}
+
+func (t *ErrorTable) lookup(err error) (ErrorMapping, bool) {
+	if t == nil {
+		t = baseTable
+	}
+	for _, m := range t.rows {
+		if errors.Is(err, m.Err) {
+			return m, true
+		}
+	}
+	return ErrorMapping{}, false
 }
 
 // Unavailable reports whether err is a retryable outage (any error the
 // table maps to service_unavailable), and the Retry-After to send with
 // it. Handlers that write their own error format (OAuth's RFC 6749 bodies)
 // use it to answer 503 as the problem responses do.
-func Unavailable(err error) (retryAfter int, ok bool) {
+func (t *ErrorTable) Unavailable(err error) (retryAfter int, ok bool) {
 	var p *Problem
 	if err == nil || errors.As(err, &p) {
 		return 0, false
 	}
-	for _, m := range errorTable {
-		if errors.Is(err, m.err) {
-			return m.retryAfter, m.code == CodeServiceUnavailable
-		}
+	if m, found := t.lookup(err); found {
+		return m.RetryAfter, m.Code == CodeServiceUnavailable
 	}
 	return 0, false
 }
 
-// problemFor maps any error to the problem to send.
-func problemFor(err error) *Problem {
+// Problem maps any error to the problem to send.
+func (t *ErrorTable) Problem(err error) *Problem {
 	var p *Problem
 	if errors.As(err, &p) {
 		return p
@@ -150,12 +216,10 @@ func problemFor(err error) *Problem {
 		// The client went away; 499 is the de-facto code for that in logs.
 		return NewProblem(499, "client_closed_request", "")
 	}
-	for _, m := range errorTable {
-		if errors.Is(err, m.err) {
-			p := NewProblem(m.status, m.code, m.detail)
-			p.RetryAfter = m.retryAfter
-			return p
-		}
+	if m, ok := t.lookup(err); ok {
+		p := NewProblem(m.Status, m.Code, m.Detail)
+		p.RetryAfter = m.RetryAfter
+		return p
 	}
 	return NewProblem(http.StatusInternalServerError, "internal_error", "An unexpected error occurred. Quote the request ID when reporting it.")
 }
@@ -165,16 +229,18 @@ func problemFor(err error) *Problem {
 // error into a response body.
 type ErrorWriter struct {
 	Log *slog.Logger
+	// Errors maps errors to problems; nil knows the base rows only.
+	Errors *ErrorTable
 }
 
 // Write sends err as application/problem+json.
 func (ew ErrorWriter) Write(w http.ResponseWriter, r *http.Request, err error) {
-	p := problemFor(err)
+	p := ew.Errors.Problem(err)
 	ctx := r.Context()
 	if p.Status == 499 && ctx.Err() == nil {
 		// A cancellation the client did not cause (a deadline or shutdown
 		// inside the server) is the server's failure.
-		p = problemFor(errors.New("internal"))
+		p = ew.Errors.Problem(errors.New("internal"))
 	}
 	if p.Status >= 500 {
 		ew.Log.ErrorContext(ctx, "request failed", "error", err.Error(), "method", r.Method, "path", r.URL.Path)

@@ -47,7 +47,7 @@ func TestDecodeJSONRefusesInvalidText(t *testing.T) {
 	} {
 		r := httptest.NewRequest("POST", "/", strings.NewReader(body))
 		err := DecodeJSON(r, &in{})
-		p := problemFor(err)
+		p := (*ErrorTable)(nil).Problem(err)
 		if p.Status != http.StatusUnprocessableEntity || len(p.Errors) != 1 || p.Errors[0].Field != field || p.Errors[0].Rule != "text" {
 			t.Errorf("DecodeJSON(%q) = %v %+v, want 422 naming %q", body, err, p.Errors, field)
 		}

@@ -269,7 +269,7 @@ func (s *Service) UpdateDevice(ctx context.Context, userID, id string, name *str
 // within the reauthentication window.
 func (s *Service) requireRecent(p auth.Principal) error {
 	if p.AuthTime.IsZero() || s.now().Sub(p.AuthTime) > s.Config.ReauthWindow {
-		return ErrReauthRequired
+		return auth.ErrReauthRequired
 	}
 	return nil
 }

@@ -23,7 +23,7 @@ func TestRecentAuthentication(t *testing.T) {
 		{time.Time{}, false},
 	} {
 		err := s.requireRecent(auth.Principal{AuthTime: c.authTime})
-		if (err == nil) != c.ok || (err != nil && !errors.Is(err, ErrReauthRequired)) {
+		if (err == nil) != c.ok || (err != nil && !errors.Is(err, auth.ErrReauthRequired)) {
 			t.Errorf("auth_time %v: err = %v, want ok=%v", c.authTime, err, c.ok)
 		}
 	}

@@ -44,7 +44,6 @@ var (
 	ErrInvalidMFAToken   = errors.New("mfa: invalid or expired mfa_token")
 	ErrInvalidCode       = errors.New("mfa: invalid code")
 	ErrMethodUnavailable = errors.New("mfa: method not available")
-	ErrReauthRequired    = errors.New("mfa: recent authentication required")
 	ErrAlreadyConfirmed  = errors.New("mfa: device already confirmed")
 	// ErrPolicyConflict is a sign-in that needs a second factor when the
 	// policies that apply allow no method at all.
@@ -54,14 +53,18 @@ var (
 	ErrSecondFactorNeedsPassword = errors.New("mfa: an email code cannot follow an emailed link")
 )
 
-func init() {
-	httpapi.RegisterError(ErrInvalidMFAToken, http.StatusUnauthorized, "invalid_mfa_token", "The MFA token is invalid, expired or was used up; sign in again.")
-	httpapi.RegisterError(ErrInvalidCode, http.StatusUnauthorized, "invalid_code", "The code is wrong, expired or was already used.")
-	httpapi.RegisterError(ErrMethodUnavailable, http.StatusBadRequest, "method_unavailable", "This method is not set up for the account or not allowed.")
-	httpapi.RegisterError(ErrReauthRequired, http.StatusForbidden, "reauthentication_required", "Sign in again (password or a second factor) within the last 5 minutes to do this.")
-	httpapi.RegisterError(ErrAlreadyConfirmed, http.StatusConflict, "already_confirmed", "The device is already confirmed.")
-	httpapi.RegisterError(ErrSecondFactorNeedsPassword, http.StatusForbidden, "password_sign_in_required", "Your second factor is an email code, which cannot follow a sign-in link sent to the same mailbox; sign in with your password.")
-	httpapi.RegisterError(ErrPolicyConflict, http.StatusForbidden, "mfa_policy_conflict", "The MFA policies of your organisations have no second factor in common, so you cannot sign in; ask an administrator.")
+// Errors is how this package's errors answer, a list for
+// httpapi.NewErrorTable. A removal on an old authentication is
+// auth.ErrReauthRequired, mapped by auth.Errors.
+func Errors() []httpapi.ErrorMapping {
+	return []httpapi.ErrorMapping{
+		httpapi.MapError(ErrInvalidMFAToken, http.StatusUnauthorized, "invalid_mfa_token", "The MFA token is invalid, expired or was used up; sign in again."),
+		httpapi.MapError(ErrInvalidCode, http.StatusUnauthorized, "invalid_code", "The code is wrong, expired or was already used."),
+		httpapi.MapError(ErrMethodUnavailable, http.StatusBadRequest, "method_unavailable", "This method is not set up for the account or not allowed."),
+		httpapi.MapError(ErrAlreadyConfirmed, http.StatusConflict, "already_confirmed", "The device is already confirmed."),
+		httpapi.MapError(ErrSecondFactorNeedsPassword, http.StatusForbidden, "password_sign_in_required", "Your second factor is an email code, which cannot follow a sign-in link sent to the same mailbox; sign in with your password."),
+		httpapi.MapError(ErrPolicyConflict, http.StatusForbidden, "mfa_policy_conflict", "The MFA policies of your organisations have no second factor in common, so you cannot sign in; ask an administrator."),
+	}
 }
 
 // Policy says whether MFA is required and how.

@@ -48,6 +48,10 @@ type Server struct {
 	// body.
 	AllowedOrigins []string
 	Log            *slog.Logger
+	// Errors is the error table; an error it maps to service_unavailable
+	// is answered 503 temporarily_unavailable (see fail). Nil knows the
+	// storage outages only.
+	Errors *httpapi.ErrorTable
 	// UsernameTTL, when positive, keeps the email address introspection
 	// reports as an access token's username this long, so a call costs no
 	// database query; an address change shows there after at most this
@@ -276,12 +280,12 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// fail logs err and answers it: an outage (see httpapi.Unavailable) as
-// 503 temporarily_unavailable with Retry-After, anything else as 500
-// server_error. Neither body says more.
+// fail logs err and answers it: an outage (what s.Errors maps to
+// service_unavailable) as 503 temporarily_unavailable with Retry-After,
+// anything else as 500 server_error. Neither body says more.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	s.Log.ErrorContext(r.Context(), "oauth endpoint failed", "path", r.URL.Path, "error", err.Error())
-	if retryAfter, ok := httpapi.Unavailable(err); ok {
+	if retryAfter, ok := s.Errors.Unavailable(err); ok {
 		e := errUnavailable
 		e.retryAfter = max(retryAfter, 1)
 		writeOAuthError(w, e)

@@ -40,12 +40,16 @@ var (
 	ErrInvalidGrant = errors.New("session: invalid refresh token")
 )
 
-func init() {
-	httpapi.RegisterError(ErrInvalidCredentials, http.StatusUnauthorized, "invalid_credentials", "The email address or password is wrong.")
-	httpapi.RegisterError(ErrEmailNotVerified, http.StatusForbidden, "email_not_verified", "Verify your email address before signing in.")
-	httpapi.RegisterError(ErrAccountDisabled, http.StatusForbidden, "account_disabled", "This account is disabled.")
-	httpapi.RegisterError(ErrTooManySessions, http.StatusConflict, "too_many_sessions", "The account has reached its limit of concurrent sessions.")
-	httpapi.RegisterError(ErrInvalidGrant, http.StatusUnauthorized, "invalid_grant", "The refresh token is invalid, expired or revoked.")
+// Errors is how this package's errors answer, a list for
+// httpapi.NewErrorTable.
+func Errors() []httpapi.ErrorMapping {
+	return []httpapi.ErrorMapping{
+		httpapi.MapError(ErrInvalidCredentials, http.StatusUnauthorized, "invalid_credentials", "The email address or password is wrong."),
+		httpapi.MapError(ErrEmailNotVerified, http.StatusForbidden, "email_not_verified", "Verify your email address before signing in."),
+		httpapi.MapError(ErrAccountDisabled, http.StatusForbidden, "account_disabled", "This account is disabled."),
+		httpapi.MapError(ErrTooManySessions, http.StatusConflict, "too_many_sessions", "The account has reached its limit of concurrent sessions."),
+		httpapi.MapError(ErrInvalidGrant, http.StatusUnauthorized, "invalid_grant", "The refresh token is invalid, expired or revoked."),
+	}
 }
 
 // FirstPartyClientID is the client_id of tokens issued to Gatehouse's own

@@ -27,13 +27,17 @@ var (
 	ErrNotMobile = errors.New("sms: the number cannot receive text messages")
 )
 
-func init() {
-	httpapi.RegisterError(ErrInvalidPhone, http.StatusUnprocessableEntity, "invalid_phone_number",
-		"The phone number is not valid; give it in international form, starting with + and the country code.")
-	httpapi.RegisterError(ErrCountryNotAllowed, http.StatusUnprocessableEntity, "phone_country_not_allowed",
-		"Text messages to this country are not enabled.")
-	httpapi.RegisterError(ErrNotMobile, http.StatusUnprocessableEntity, "phone_not_mobile",
-		"The phone number cannot receive text messages.")
+// Errors is how this package's errors answer, a list for
+// httpapi.NewErrorTable.
+func Errors() []httpapi.ErrorMapping {
+	return []httpapi.ErrorMapping{
+		httpapi.MapError(ErrInvalidPhone, http.StatusUnprocessableEntity, "invalid_phone_number",
+			"The phone number is not valid; give it in international form, starting with + and the country code."),
+		httpapi.MapError(ErrCountryNotAllowed, http.StatusUnprocessableEntity, "phone_country_not_allowed",
+			"Text messages to this country are not enabled."),
+		httpapi.MapError(ErrNotMobile, http.StatusUnprocessableEntity, "phone_not_mobile",
+			"The phone number cannot receive text messages."),
+	}
 }
 
 // ErrRateLimited is returned by Guard.Check when a limit refuses the

@@ -328,7 +328,11 @@ func TestGuardErrorsAsProblems(t *testing.T) {
 		{(&ErrRateLimited{Scope: "phone", RetryAfter: 1500 * time.Millisecond}).Problem(), 429, "rate_limited", "2"},
 		{(&ErrRateLimited{Scope: "user", RetryAfter: time.Millisecond}).Problem(), 429, "rate_limited", "1"},
 	}
-	ew := httpapi.ErrorWriter{Log: nil}
+	errs, err := httpapi.NewErrorTable(Errors())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ew := httpapi.ErrorWriter{Log: nil, Errors: errs}
 	for _, tt := range tests {
 		rec := httptest.NewRecorder()
 		ew.Write(rec, httptest.NewRequest(http.MethodPost, "/v1/x", nil), tt.err)

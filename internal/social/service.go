@@ -45,24 +45,25 @@ var (
 	ErrInvalidCode        = errors.New("social: invalid or expired code")
 	ErrLastSignInMethod   = errors.New("social: last sign-in method")
 	ErrIdentityInUse      = errors.New("social: identity linked to another account")
-	// ErrReauthRequired refuses to link an identity on an authentication
-	// older than Config.ReauthWindow. It answers like MFA's check before
-	// a device is removed: 403 reauthentication_required.
-	ErrReauthRequired = errors.New("social: recent authentication required")
 	// ErrInvalidChallenge refuses a start whose code_challenge is not an
 	// S256 challenge.
 	ErrInvalidChallenge = errors.New("social: invalid code_challenge")
 )
 
-func init() {
-	httpapi.RegisterError(ErrUnknownProvider, http.StatusNotFound, "unknown_provider", "No such sign-in provider is configured.")
-	httpapi.RegisterError(ErrRedirectNotAllowed, http.StatusBadRequest, "redirect_not_allowed", "redirect_to is not on the allowlist (GATEHOUSE_REDIRECT_ALLOWLIST).")
-	httpapi.RegisterError(ErrInvalidState, http.StatusBadRequest, "invalid_state", "The sign-in attempt is unknown, expired, already used or from another browser; start again.")
-	httpapi.RegisterError(ErrInvalidCode, http.StatusBadRequest, "invalid_code", "The code is invalid, expired or was already used.")
-	httpapi.RegisterError(ErrLastSignInMethod, http.StatusConflict, "last_sign_in_method", "This is the account's last way to sign in; add a password or another identity first.")
-	httpapi.RegisterError(ErrIdentityInUse, http.StatusConflict, "identity_in_use", "This external account is linked to another account.")
-	httpapi.RegisterError(ErrInvalidChallenge, http.StatusBadRequest, "invalid_code_challenge", "code_challenge must be the S256 challenge (43 base64url characters) with code_challenge_method S256.")
-	httpapi.RegisterError(ErrReauthRequired, http.StatusForbidden, "reauthentication_required", "Sign in again (password or a second factor) within the last 5 minutes to do this.")
+// Errors is how this package's errors answer, a list for
+// httpapi.NewErrorTable. Linking an identity on an authentication older
+// than Config.ReauthWindow is auth.ErrReauthRequired, mapped by
+// auth.Errors.
+func Errors() []httpapi.ErrorMapping {
+	return []httpapi.ErrorMapping{
+		httpapi.MapError(ErrUnknownProvider, http.StatusNotFound, "unknown_provider", "No such sign-in provider is configured."),
+		httpapi.MapError(ErrRedirectNotAllowed, http.StatusBadRequest, "redirect_not_allowed", "redirect_to is not on the allowlist (GATEHOUSE_REDIRECT_ALLOWLIST)."),
+		httpapi.MapError(ErrInvalidState, http.StatusBadRequest, "invalid_state", "The sign-in attempt is unknown, expired, already used or from another browser; start again."),
+		httpapi.MapError(ErrInvalidCode, http.StatusBadRequest, "invalid_code", "The code is invalid, expired or was already used."),
+		httpapi.MapError(ErrLastSignInMethod, http.StatusConflict, "last_sign_in_method", "This is the account's last way to sign in; add a password or another identity first."),
+		httpapi.MapError(ErrIdentityInUse, http.StatusConflict, "identity_in_use", "This external account is linked to another account."),
+		httpapi.MapError(ErrInvalidChallenge, http.StatusBadRequest, "invalid_code_challenge", "code_challenge must be the S256 challenge (43 base64url characters) with code_challenge_method S256."),
+	}
 }
 
 // Config tunes social sign-in.
@@ -242,7 +243,7 @@ func unavailableProblem(id string) error {
 // valid access token, which may have been stolen.
 func (s *Service) StartLink(ctx context.Context, p auth.Principal, id, redirectTo string) (authURL, browser string, err error) {
 	if p.UserID == "" || p.AuthTime.IsZero() || s.now().Sub(p.AuthTime) > s.Config.ReauthWindow {
-		return "", "", ErrReauthRequired
+		return "", "", auth.ErrReauthRequired
 	}
 	return s.Start(ctx, id, redirectTo, "", p.UserID)
 }

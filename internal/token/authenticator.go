@@ -23,11 +23,15 @@ type Authenticator struct {
 
 var _ auth.Authenticator = Authenticator{}
 
-func init() {
-	// A revocation state that cannot be read refuses the request, as a
-	// retryable server error rather than a 401 that would make clients
-	// throw their tokens away.
-	httpapi.RegisterUnavailable(ErrUnavailable, "Token revocation state cannot be read right now; try again.")
+// Errors is how this package's errors answer, a list for
+// httpapi.NewErrorTable.
+func Errors() []httpapi.ErrorMapping {
+	return []httpapi.ErrorMapping{
+		// A revocation state that cannot be read refuses the request, as a
+		// retryable server error rather than a 401 that would make clients
+		// throw their tokens away.
+		httpapi.MapUnavailable(ErrUnavailable, "Token revocation state cannot be read right now; try again."),
+	}
 }
 
 // Authenticate implements auth.Authenticator. A request without a bearer

@@ -219,7 +219,7 @@ func (s *Service) UpdateProfile(ctx context.Context, userID string, p ProfilePat
 			}
 		}
 		if emailChange && !confirmed {
-			return ErrReauthRequired // the address changed since it was read
+			return ErrEmailChangeNeedsReauth // the address changed since it was read
 		}
 		if emailChange {
 			// Whether another account holds the address is not told here
@@ -261,10 +261,10 @@ func (s *Service) recentlyAuthenticated(m Meta) bool {
 
 // confirmPassword checks the current password given to confirm a change,
 // through the sign-in lockout. Without one the change needs a recent
-// sign-in instead (ErrReauthRequired).
+// sign-in instead (ErrEmailChangeNeedsReauth).
 func (s *Service) confirmPassword(ctx context.Context, userID, pw string, m Meta) error {
 	if pw == "" || s.Passwords == nil {
-		return ErrReauthRequired
+		return ErrEmailChangeNeedsReauth
 	}
 	return s.Passwords.VerifyPassword(ctx, userID, pw, m)
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/riverqueue/river"
 
+	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/mail"
 	"github.com/gatehouse/gatehouse/internal/password"
@@ -29,17 +30,23 @@ var (
 	ErrInvalidToken           = errors.New("user: invalid or expired token")
 	ErrInvalidCurrentPassword = errors.New("user: current password is wrong")
 	ErrEmailTaken             = errors.New("user: email address already in use")
-	// ErrReauthRequired is a sensitive change by a caller who signed in
-	// too long ago and did not confirm it with the current password. It
-	// answers with the code MFA device removal uses.
-	ErrReauthRequired = errors.New("user: recent authentication required")
+	// ErrEmailChangeNeedsReauth is an email change by a caller who signed
+	// in too long ago and did not confirm it with the current password.
+	// It is an auth.ErrReauthRequired (errors.Is holds) and answers with
+	// its code and status; its detail names current_password, so Errors
+	// must come before auth.Errors in the table.
+	ErrEmailChangeNeedsReauth = fmt.Errorf("user: %w to change the email address", auth.ErrReauthRequired)
 )
 
-func init() {
-	httpapi.RegisterError(ErrInvalidToken, http.StatusBadRequest, "invalid_token", "The link is invalid, expired or was already used.")
-	httpapi.RegisterError(ErrInvalidCurrentPassword, http.StatusForbidden, "invalid_current_password", "The current password is wrong.")
-	httpapi.RegisterError(ErrEmailTaken, http.StatusConflict, "email_taken", "The email address is already in use by another account.")
-	httpapi.RegisterError(ErrReauthRequired, http.StatusForbidden, "reauthentication_required", "Sign in again (password or a second factor) within the last 5 minutes, or give current_password, to change the email address.")
+// Errors is how this package's errors answer, a list for
+// httpapi.NewErrorTable.
+func Errors() []httpapi.ErrorMapping {
+	return []httpapi.ErrorMapping{
+		httpapi.MapError(ErrInvalidToken, http.StatusBadRequest, "invalid_token", "The link is invalid, expired or was already used."),
+		httpapi.MapError(ErrInvalidCurrentPassword, http.StatusForbidden, "invalid_current_password", "The current password is wrong."),
+		httpapi.MapError(ErrEmailTaken, http.StatusConflict, "email_taken", "The email address is already in use by another account."),
+		httpapi.MapError(ErrEmailChangeNeedsReauth, http.StatusForbidden, "reauthentication_required", "Sign in again (password or a second factor) within the last 5 minutes, or give current_password, to change the email address."),
+	}
 }
 
 // JobInserter enqueues a job in the caller's database transaction.

@@ -478,8 +478,8 @@ func TestEmailChangeNeedsRecentAuthenticationOrThePassword(t *testing.T) {
 	}
 
 	mails := jobs.mails(t)
-	if _, err := change("thief@example.net", "", old); !errors.Is(err, ErrReauthRequired) {
-		t.Errorf("change with a 10-minute-old sign-in: err = %v, want ErrReauthRequired", err)
+	if _, err := change("thief@example.net", "", old); !errors.Is(err, ErrEmailChangeNeedsReauth) {
+		t.Errorf("change with a 10-minute-old sign-in: err = %v, want ErrEmailChangeNeedsReauth", err)
 	}
 	if _, err := change("thief@example.net", "wrong password", old); !errors.Is(err, ErrInvalidCurrentPassword) {
 		t.Errorf("change with a wrong current password: err = %v, want ErrInvalidCurrentPassword", err)
