@@ -99,7 +99,7 @@ func (c *cli) usersCreate(ctx context.Context, args []string) int {
 		return exitError
 	}
 	defer closeAll()
-	u, err := svc.Create(ctx, in, user.Meta{UserAgent: "gatehouse-cli"})
+	u, err := svc.Create(ctx, in, httpapi.Meta{UserAgent: "gatehouse-cli"})
 	if err != nil {
 		return c.printFailure("users create", err)
 	}
@@ -180,7 +180,7 @@ func (c *cli) usersImport(ctx context.Context, args []string) int {
 		return exitError
 	}
 	defer closeAll()
-	res, err := svc.Import(ctx, r, user.Meta{UserAgent: "gatehouse-cli"})
+	res, err := svc.Import(ctx, r, httpapi.Meta{UserAgent: "gatehouse-cli"})
 	if err != nil {
 		fmt.Fprintf(c.env.Stderr, "gatehouse users import: %v\n", err)
 		return exitError

@@ -380,8 +380,8 @@ func newUserService(d *deps) *user.Service {
 // password through the sign-in lockout.
 type accountPasswords struct{ sessions *session.Service }
 
-func (a accountPasswords) VerifyPassword(ctx context.Context, userID, pw string, m user.Meta) error {
-	err := a.sessions.VerifyPassword(ctx, userID, pw, session.Meta{IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID})
+func (a accountPasswords) VerifyPassword(ctx context.Context, userID, pw string, m httpapi.Meta) error {
+	err := a.sessions.VerifyPassword(ctx, userID, pw, m)
 	if errors.Is(err, session.ErrInvalidCredentials) {
 		return user.ErrInvalidCurrentPassword
 	}

@@ -138,3 +138,14 @@ func RequireAdmin(a Authenticator, h httpapi.HandlerFunc) httpapi.HandlerFunc {
 		return h(w, r)
 	})
 }
+
+// RequestMeta describes the client of r for what a change records: where
+// the request came from (httpapi.MetaOf) and, when it is authenticated,
+// the caller and when they last authenticated.
+func RequestMeta(r *http.Request) httpapi.Meta {
+	m := httpapi.MetaOf(r, "")
+	if p, ok := FromContext(r.Context()); ok {
+		m.ActorID, m.AuthTime = p.UserID, p.AuthTime
+	}
+	return m
+}

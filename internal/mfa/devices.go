@@ -115,7 +115,7 @@ func (s *Service) EnrollTOTP(ctx context.Context, userID string) (TOTPEnrollment
 }
 
 // EnrollSMS creates a pending SMS device and texts it a confirmation code.
-func (s *Service) EnrollSMS(ctx context.Context, userID, phone string, m session.Meta) (string, error) {
+func (s *Service) EnrollSMS(ctx context.Context, userID, phone string, m httpapi.Meta) (string, error) {
 	u, err := s.Store.GetUser(ctx, userID)
 	if err != nil {
 		return "", err
@@ -141,7 +141,7 @@ func (s *Service) EnrollSMS(ctx context.Context, userID, phone string, m session
 
 // EnrollEmail creates a pending email-code device for the account's
 // address and sends it a confirmation code.
-func (s *Service) EnrollEmail(ctx context.Context, userID string, m session.Meta) (string, error) {
+func (s *Service) EnrollEmail(ctx context.Context, userID string, m httpapi.Meta) (string, error) {
 	u, err := s.Store.GetUser(ctx, userID)
 	if err != nil {
 		return "", err
@@ -325,7 +325,7 @@ func (s *Service) RegenerateBackupCodes(ctx context.Context, p auth.Principal) (
 // and returns a fresh access token (auth_time now) for the same session.
 // A password counts in the login lockout (session.Service.CheckPassword),
 // a code in the per-user second-factor lockout.
-func (s *Service) Reauthenticate(ctx context.Context, p auth.Principal, pw, method, code string, m session.Meta) (string, int, error) {
+func (s *Service) Reauthenticate(ctx context.Context, p auth.Principal, pw, method, code string, m httpapi.Meta) (string, int, error) {
 	if p.SessionID == "" {
 		return "", 0, ErrMethodUnavailable
 	}

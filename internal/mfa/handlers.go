@@ -28,7 +28,7 @@ func (a EnrollAuthenticator) Authenticate(r *http.Request) (auth.Principal, erro
 	if !ok || strings.Count(raw, ".") == 2 {
 		return a.Inner.Authenticate(r)
 	}
-	p, err := a.Service.lookup(r.Context(), raw, session.MetaOf(r, ""), true)
+	p, err := a.Service.lookup(r.Context(), raw, httpapi.MetaOf(r, ""), true)
 	if errors.Is(err, ErrInvalidMFAToken) {
 		return auth.Principal{}, auth.ErrInvalidToken
 	}
@@ -69,7 +69,7 @@ func (h *Handlers) challenge(w http.ResponseWriter, r *http.Request) error {
 	if err := httpapi.DecodeJSON(r, &in); err != nil {
 		return err
 	}
-	ttl, err := h.Service.Challenge(r.Context(), in.MFAToken, in.Method, session.MetaOf(r, ""))
+	ttl, err := h.Service.Challenge(r.Context(), in.MFAToken, in.Method, httpapi.MetaOf(r, ""))
 	if err != nil {
 		return err
 	}
@@ -85,7 +85,7 @@ func (h *Handlers) verify(w http.ResponseWriter, r *http.Request) error {
 	if err := httpapi.DecodeJSON(r, &in); err != nil {
 		return err
 	}
-	res, err := h.Service.Verify(r.Context(), in.MFAToken, in.Method, in.Code, session.MetaOf(r, ""))
+	res, err := h.Service.Verify(r.Context(), in.MFAToken, in.Method, in.Code, httpapi.MetaOf(r, ""))
 	if err != nil {
 		return err
 	}
@@ -110,7 +110,7 @@ func (h *Handlers) reauthenticate(w http.ResponseWriter, r *http.Request) error 
 	if err := httpapi.DecodeJSON(r, &in); err != nil {
 		return err
 	}
-	at, exp, err := h.Service.Reauthenticate(r.Context(), p, in.Password, in.Method, in.Code, session.MetaOf(r, ""))
+	at, exp, err := h.Service.Reauthenticate(r.Context(), p, in.Password, in.Method, in.Code, httpapi.MetaOf(r, ""))
 	if err != nil {
 		return err
 	}
@@ -145,7 +145,7 @@ func (h *Handlers) enrollSMS(w http.ResponseWriter, r *http.Request) error {
 	if err := httpapi.DecodeJSON(r, &in); err != nil {
 		return err
 	}
-	id, err := h.Service.EnrollSMS(r.Context(), p.UserID, in.PhoneNumber, session.MetaOf(r, ""))
+	id, err := h.Service.EnrollSMS(r.Context(), p.UserID, in.PhoneNumber, httpapi.MetaOf(r, ""))
 	if err != nil {
 		return err
 	}
@@ -154,7 +154,7 @@ func (h *Handlers) enrollSMS(w http.ResponseWriter, r *http.Request) error {
 
 func (h *Handlers) enrollEmail(w http.ResponseWriter, r *http.Request) error {
 	p, _ := auth.FromContext(r.Context())
-	id, err := h.Service.EnrollEmail(r.Context(), p.UserID, session.MetaOf(r, ""))
+	id, err := h.Service.EnrollEmail(r.Context(), p.UserID, httpapi.MetaOf(r, ""))
 	if err != nil {
 		return err
 	}
@@ -176,7 +176,7 @@ func (h *Handlers) confirm(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if p.HasScope(ScopeEnroll) {
-		res, err := h.Service.FinishEnrollment(r.Context(), p.TokenID, d.Type, session.MetaOf(r, ""))
+		res, err := h.Service.FinishEnrollment(r.Context(), p.TokenID, d.Type, httpapi.MetaOf(r, ""))
 		if err != nil {
 			return err
 		}

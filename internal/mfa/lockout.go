@@ -52,7 +52,7 @@ func lockedProblem(d time.Duration) error {
 // may have made up, as with an authenticator app of their own); without,
 // a correct code only gives its own attempt back, as does a check that
 // ends in an error.
-func (s *Service) guarded(ctx context.Context, u store.User, m session.Meta, reset bool, check func() (bool, error)) (bool, error) {
+func (s *Service) guarded(ctx context.Context, u store.User, m httpapi.Meta, reset bool, check func() (bool, error)) (bool, error) {
 	lk := s.lockout()
 	n, d, err := lk.Attempt(ctx, u.ID)
 	if err != nil {
@@ -98,7 +98,7 @@ func (s *Service) guarded(ctx context.Context, u store.User, m session.Meta, res
 // failures to do so are logged, the lock itself stands. The email is the
 // account-locked one: its advice (someone may be guessing; change the
 // password) fits, as whoever guesses codes got past the password.
-func (s *Service) onLocked(ctx context.Context, u store.User, d time.Duration, m session.Meta) {
+func (s *Service) onLocked(ctx context.Context, u store.User, d time.Duration, m httpapi.Meta) {
 	if err := session.RecordLock(ctx, s.Store, s.Jobs, s.Keys, u, d, m, "security.mfa_locked", s.now()); err != nil {
 		s.Log.ErrorContext(ctx, "could not record the second-factor lock", "user_id", u.ID, "error", err.Error())
 	}

@@ -120,8 +120,8 @@ type JobInserter interface {
 // Sessions finishes logins, checks passwords under the login lockout and
 // refreshes recent authentication.
 type Sessions interface {
-	Complete(ctx context.Context, userID, passwordStamp string, amr []string, m session.Meta) (session.Result, error)
-	CheckPassword(ctx context.Context, u store.User, pw string, m session.Meta) error
+	Complete(ctx context.Context, userID, passwordStamp string, amr []string, m httpapi.Meta) (session.Result, error)
+	CheckPassword(ctx context.Context, u store.User, pw string, m httpapi.Meta) error
 	Reauthenticated(ctx context.Context, userID, sessionID string, amr []string) (string, int, error)
 }
 
@@ -144,7 +144,7 @@ type Service struct {
 	// session started. Features use it to finish work they deferred until
 	// then, kept under a hash of that token. It runs at most once per
 	// token; an error is logged and does not undo the sign-in.
-	AfterSecondFactor func(ctx context.Context, pendingToken, userID string, m session.Meta) error
+	AfterSecondFactor func(ctx context.Context, pendingToken, userID string, m httpapi.Meta) error
 }
 
 // Codes makes and checks keyed hashes (HMAC) of one-time and backup
@@ -405,7 +405,7 @@ func (s *Service) factors(ctx context.Context, u store.User) (factorSet, error) 
 // password could enrol their own phone: such a login answers
 // mfa_required like any other, with the factors the user has, and only
 // once one of them passed does Verify hand out the enrollment_token.
-func (s *Service) Begin(ctx context.Context, u store.User, amr []string, m session.Meta) (*session.Challenge, error) {
+func (s *Service) Begin(ctx context.Context, u store.User, amr []string, m httpapi.Meta) (*session.Challenge, error) {
 	f, err := s.factors(ctx, u)
 	if err != nil {
 		return nil, err
@@ -477,7 +477,7 @@ func (s *Service) newPending(ctx context.Context, p pending) (string, error) {
 func wellFormed(tok string) bool { return tok != "" && len(tok) <= 256 }
 
 // lookup reads a pending login without consuming it.
-func (s *Service) lookup(ctx context.Context, tok string, m session.Meta, enroll bool) (pending, error) {
+func (s *Service) lookup(ctx context.Context, tok string, m httpapi.Meta, enroll bool) (pending, error) {
 	if !wellFormed(tok) {
 		return pending{}, ErrInvalidMFAToken
 	}
@@ -631,7 +631,7 @@ func (s *Service) throttle(ctx context.Context, key string, l ratelimit.Limit) e
 // Challenge sends a code for a login's sms or email step. It takes its
 // turn with the verifications of the token (see exclusively), which hold
 // the login while they check a code.
-func (s *Service) Challenge(ctx context.Context, tok, method string, m session.Meta) (ttl time.Duration, err error) {
+func (s *Service) Challenge(ctx context.Context, tok, method string, m httpapi.Meta) (ttl time.Duration, err error) {
 	if !wellFormed(tok) {
 		return 0, ErrInvalidMFAToken
 	}
@@ -642,7 +642,7 @@ func (s *Service) Challenge(ctx context.Context, tok, method string, m session.M
 	return ttl, err
 }
 
-func (s *Service) challenge(ctx context.Context, tok, method string, m session.Meta) (time.Duration, error) {
+func (s *Service) challenge(ctx context.Context, tok, method string, m httpapi.Meta) (time.Duration, error) {
 	p, err := s.lookup(ctx, tok, m, false)
 	if err != nil {
 		return 0, err
@@ -754,7 +754,7 @@ func pick(active []store.MFADevice, typ string) (store.MFADevice, bool) {
 // job (the job holds the code sealed). ref, for a text message of a
 // sign-in, is its pending login's tokenRef, handed back to SMSFailed. A
 // refusal of the SMS guard is returned as it is (see smsProblem).
-func (s *Service) sendCode(ctx context.Context, u store.User, d store.MFADevice, m session.Meta, ref string) error {
+func (s *Service) sendCode(ctx context.Context, u store.User, d store.MFADevice, m httpapi.Meta, ref string) error {
 	if err := s.throttle(ctx, "mfa:send:"+u.ID, s.Config.ResendLimit); err != nil {
 		return err
 	}
@@ -922,7 +922,7 @@ func (s *Service) checkSentCode(ctx context.Context, userID string, d store.MFAD
 // the pending login while it checks its code (spend): of parallel requests
 // with right codes one signs in and consumes its code, the others consume
 // nothing.
-func (s *Service) Verify(ctx context.Context, tok, method, code string, m session.Meta) (session.Result, error) {
+func (s *Service) Verify(ctx context.Context, tok, method, code string, m httpapi.Meta) (session.Result, error) {
 	if !wellFormed(tok) {
 		return session.Result{}, ErrInvalidMFAToken
 	}
@@ -984,7 +984,7 @@ func (s *Service) Verify(ctx context.Context, tok, method, code string, m sessio
 // complete starts the session of a login whose pending token tok was
 // consumed, then runs AfterSecondFactor with the token the sign-in
 // started with.
-func (s *Service) complete(ctx context.Context, tok string, p pending, amr []string, m session.Meta) (session.Result, error) {
+func (s *Service) complete(ctx context.Context, tok string, p pending, amr []string, m httpapi.Meta) (session.Result, error) {
 	res, err := s.Sessions.Complete(ctx, p.UserID, p.PasswordStamp, amr, m)
 	if err != nil || s.AfterSecondFactor == nil {
 		return res, err
@@ -1030,7 +1030,7 @@ func (s *Service) notice(ctx context.Context, u store.User, event, action string
 // FinishEnrollment completes a login that had to enrol a factor: the
 // enrollment token is consumed (once) and the session starts with the new
 // factor in its amr.
-func (s *Service) FinishEnrollment(ctx context.Context, tok, method string, m session.Meta) (session.Result, error) {
+func (s *Service) FinishEnrollment(ctx context.Context, tok, method string, m httpapi.Meta) (session.Result, error) {
 	b, err := s.KV.GetDel(ctx, pendingKey(tok))
 	if errors.Is(err, kv.ErrNotFound) {
 		return session.Result{}, ErrInvalidMFAToken
@@ -1090,7 +1090,7 @@ func (s *Service) SMSFailed(ctx context.Context, args sms.SendArgs, cause error)
 			offer, err = s.emailFallback(ctx, args.Ref, p, f.pol, f.methodsFor(p))
 		}
 		if err == nil && offer {
-			err = s.sendCode(ctx, u, fallbackDevice(u), session.Meta{}, "")
+			err = s.sendCode(ctx, u, fallbackDevice(u), httpapi.Meta{}, "")
 		}
 		return err
 	})

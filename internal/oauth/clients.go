@@ -14,8 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/secret"
-	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
 
@@ -117,7 +117,7 @@ type Actor struct {
 
 // ActorOf is the user userID acting through r.
 func ActorOf(r *http.Request, userID string) Actor {
-	m := session.MetaOf(r, "")
+	m := httpapi.MetaOf(r, "")
 	return Actor{UserID: userID, IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID}
 }
 

@@ -342,7 +342,7 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request, p url.Values, c
 			}
 		}
 	}
-	res, err := s.Sessions.Refresh(r.Context(), raw, session.MetaOf(r, p.Get("device_id")))
+	res, err := s.Sessions.Refresh(r.Context(), raw, httpapi.MetaOf(r, p.Get("device_id")))
 	if errors.Is(err, session.ErrInvalidGrant) {
 		if fromCookie {
 			session.SetRefreshCookie(w, "", time.Time{})
@@ -701,7 +701,7 @@ func mayRevoke(cl store.Client, owner string) bool {
 // puts that token on the deny list.
 func (s *Server) revokeToken(r *http.Request, cl store.Client, t revocable) error {
 	ctx := r.Context()
-	m := session.MetaOf(r, "")
+	m := httpapi.MetaOf(r, "")
 	now := time.Now().UTC()
 	if t.sessionID == "" {
 		if err := s.Tokens.DenyToken(ctx, t.jti, t.expiresAt); err != nil {

@@ -6,7 +6,6 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
-	"github.com/gatehouse/gatehouse/internal/logging"
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/user"
 )
@@ -33,15 +32,6 @@ func (h *Handlers) Routes(rt *httpapi.Router) {
 	rt.Handle("DELETE /v1/me/sessions/{id}", auth.Require(h.Auth, h.delete))
 }
 
-// MetaOf describes the client of r.
-func MetaOf(r *http.Request, deviceID string) Meta {
-	// Cut without splitting a character: half a character is invalid UTF-8,
-	// which PostgreSQL refuses to store.
-	ua := httpapi.CleanText(r.UserAgent(), 512)
-	deviceID = httpapi.CleanText(deviceID, 256)
-	return Meta{IP: httpapi.ClientIP(r.Context()), UserAgent: ua, RequestID: logging.RequestID(r.Context()), DeviceID: deviceID}
-}
-
 // LoginResponse is the body of a successful sign-in.
 type LoginResponse struct {
 	AccessToken  string       `json:"access_token"`
@@ -61,7 +51,7 @@ func (h *Handlers) login(w http.ResponseWriter, r *http.Request) error {
 	if err := httpapi.DecodeJSON(r, &in); err != nil {
 		return err
 	}
-	res, err := h.Service.Login(r.Context(), in.Email, in.Password, MetaOf(r, in.DeviceID))
+	res, err := h.Service.Login(r.Context(), in.Email, in.Password, httpapi.MetaOf(r, in.DeviceID))
 	if err != nil {
 		return err
 	}
@@ -112,7 +102,7 @@ func (h *Handlers) logout(w http.ResponseWriter, r *http.Request) error {
 	if p.SessionID == "" {
 		return httpapi.NewProblem(http.StatusBadRequest, "no_session", "This access token does not belong to a session.")
 	}
-	if err := h.Service.Logout(r.Context(), p.UserID, p.SessionID, MetaOf(r, "")); err != nil {
+	if err := h.Service.Logout(r.Context(), p.UserID, p.SessionID, httpapi.MetaOf(r, "")); err != nil {
 		return err
 	}
 	if h.Cookie {
@@ -127,7 +117,7 @@ func (h *Handlers) logoutAll(w http.ResponseWriter, r *http.Request) error {
 	if err := h.Service.RevokeUserSessions(r.Context(), p.UserID, "", "logout_all"); err != nil {
 		return err
 	}
-	h.Service.securityEvent(r.Context(), p.UserID, p.UserID, "user.logged_out_everywhere", MetaOf(r, ""), nil)
+	h.Service.securityEvent(r.Context(), p.UserID, p.UserID, "user.logged_out_everywhere", httpapi.MetaOf(r, ""), nil)
 	if h.Cookie {
 		SetRefreshCookie(w, "", time.Time{})
 	}
@@ -177,7 +167,7 @@ func (h *Handlers) list(w http.ResponseWriter, r *http.Request) error {
 
 func (h *Handlers) delete(w http.ResponseWriter, r *http.Request) error {
 	p, _ := auth.FromContext(r.Context())
-	if err := h.Service.Logout(r.Context(), p.UserID, r.PathValue("id"), MetaOf(r, "")); err != nil {
+	if err := h.Service.Logout(r.Context(), p.UserID, r.PathValue("id"), httpapi.MetaOf(r, "")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

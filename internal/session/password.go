@@ -3,13 +3,14 @@ package session
 import (
 	"context"
 
+	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/password"
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/user"
 )
 
 // VerifyPassword is CheckPassword for the user with this ID.
-func (s *Service) VerifyPassword(ctx context.Context, userID, pw string, m Meta) error {
+func (s *Service) VerifyPassword(ctx context.Context, userID, pw string, m httpapi.Meta) error {
 	u, err := s.Store.GetUser(ctx, userID)
 	if err != nil {
 		return err
@@ -26,7 +27,7 @@ func (s *Service) VerifyPassword(ctx context.Context, userID, pw string, m Meta)
 // access token does not give unlimited password guesses. The per-IP limit
 // is left alone: the caller is authenticated, and guesses one account's
 // password only.
-func (s *Service) CheckPassword(ctx context.Context, u store.User, pw string, m Meta) error {
+func (s *Service) CheckPassword(ctx context.Context, u store.User, pw string, m httpapi.Meta) error {
 	lk := s.guard()
 	subject := s.lockSubject(user.NormalizeEmail(u.Email))
 	n, d, err := lk.Attempt(ctx, subject)

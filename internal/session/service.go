@@ -106,7 +106,7 @@ type Challenge struct {
 // PasswordStamp and hands it to Complete, so that a password changed in
 // between voids the login.
 type SecondFactor interface {
-	Begin(ctx context.Context, u store.User, amr []string, m Meta) (*Challenge, error)
+	Begin(ctx context.Context, u store.User, amr []string, m httpapi.Meta) (*Challenge, error)
 }
 
 // PasswordStamp identifies a password hash without holding it: what a
@@ -145,14 +145,6 @@ func (s *Service) lockSubject(normalizedEmail string) string {
 
 func (s *Service) now() time.Time { return s.Now().UTC() }
 
-// Meta describes the client of a request.
-type Meta struct {
-	IP        string
-	UserAgent string
-	RequestID string
-	DeviceID  string
-}
-
 // Result is a successful sign-in or refresh, or (Challenge set) a
 // password step that needs a second factor first.
 type Result struct {
@@ -173,7 +165,7 @@ func lockedProblem(retry time.Duration, code, detail string) error {
 // Login checks a password and starts a session. Wrong email and wrong
 // password fail alike and take alike (a dummy hash is verified for unknown
 // addresses).
-func (s *Service) Login(ctx context.Context, email, pw string, m Meta) (Result, error) {
+func (s *Service) Login(ctx context.Context, email, pw string, m httpapi.Meta) (Result, error) {
 	if strings.TrimSpace(email) == "" || pw == "" {
 		var fe []httpapi.FieldError
 		if strings.TrimSpace(email) == "" {
@@ -206,7 +198,7 @@ func (s *Service) Login(ctx context.Context, email, pw string, m Meta) (Result, 
 
 // login is Login after the IP's attempt was counted. wrongPassword tells
 // whether the attempt ended in a wrong password (or an unknown address).
-func (s *Service) login(ctx context.Context, lk *guard, email, pw string, m Meta) (res Result, wrongPassword bool, err error) {
+func (s *Service) login(ctx context.Context, lk *guard, email, pw string, m httpapi.Meta) (res Result, wrongPassword bool, err error) {
 	// The lock is kept per email address, whether or not an account has
 	// it: an address without an account locks exactly like one with an
 	// account, so account_locked tells nothing about which addresses exist.
@@ -309,7 +301,7 @@ func (s *Service) saveHash(ctx context.Context, userID, hash string) error {
 // the methods used. passwordStamp is the PasswordStamp of the hash the
 // login's password was checked against, empty for a login without one: if
 // the password changed since, the login fails with ErrInvalidCredentials.
-func (s *Service) Complete(ctx context.Context, userID, passwordStamp string, amr []string, m Meta) (Result, error) {
+func (s *Service) Complete(ctx context.Context, userID, passwordStamp string, amr []string, m httpapi.Meta) (Result, error) {
 	u, err := s.Store.GetUser(ctx, userID)
 	if err != nil {
 		return Result{}, err
@@ -353,7 +345,7 @@ func (s *Service) Reauthenticated(ctx context.Context, userID, sessionID string,
 
 // onLocked records and announces a lockout; failures to do so are logged,
 // the lock itself stands.
-func (s *Service) onLocked(ctx context.Context, u store.User, d time.Duration, m Meta) {
+func (s *Service) onLocked(ctx context.Context, u store.User, d time.Duration, m httpapi.Meta) {
 	if err := RecordLock(ctx, s.Store, s.Jobs, s.Keys, u, d, m, "security.account_locked", s.now()); err != nil {
 		s.Log.ErrorContext(ctx, "could not record the account lockout", "user_id", u.ID, "error", err.Error())
 	}
@@ -362,7 +354,7 @@ func (s *Service) onLocked(ctx context.Context, u store.User, d time.Duration, m
 // RecordLock appends the audit event action for a lock of d on u's sign-in
 // (a password or a second factor) and queues the account-locked email, in
 // one transaction.
-func RecordLock(ctx context.Context, st store.Store, jobs JobInserter, keys *secret.Keyring, u store.User, d time.Duration, m Meta, action string, now time.Time) error {
+func RecordLock(ctx context.Context, st store.Store, jobs JobInserter, keys *secret.Keyring, u store.User, d time.Duration, m httpapi.Meta, action string, now time.Time) error {
 	return st.InTx(ctx, func(tx store.Store) error {
 		if err := tx.AppendAuditEvent(ctx, store.AuditEvent{
 			OccurredAt: now, SubjectID: u.ID, Action: action,
@@ -409,7 +401,7 @@ func deviceType(ua useragent.UserAgent) string {
 // checked against, and a user who no longer has it (the password changed
 // meanwhile), or who was deleted meanwhile, is refused with
 // ErrInvalidCredentials.
-func (s *Service) start(ctx context.Context, u store.User, newHash, checkedHash string, amr []string, m Meta) (Result, error) {
+func (s *Service) start(ctx context.Context, u store.User, newHash, checkedHash string, amr []string, m httpapi.Meta) (Result, error) {
 	now := s.now()
 	raw, err := secret.NewToken(32)
 	if err != nil {
@@ -519,7 +511,7 @@ func successorAD(presentedHash string) []byte {
 
 // Refresh exchanges a refresh token for a new one and an access token
 // (rotation with reuse detection; see store.RotateOutcome).
-func (s *Service) Refresh(ctx context.Context, raw string, m Meta) (Result, error) {
+func (s *Service) Refresh(ctx context.Context, raw string, m httpapi.Meta) (Result, error) {
 	if raw == "" || len(raw) > 512 {
 		return Result{}, ErrInvalidGrant
 	}
@@ -582,7 +574,7 @@ func (s *Service) Refresh(ctx context.Context, raw string, m Meta) (Result, erro
 
 // onReuse handles a stolen-token signal: the family is already revoked;
 // deny-list the session, record a security event and warn the user.
-func (s *Service) onReuse(ctx context.Context, sess store.Session, m Meta) {
+func (s *Service) onReuse(ctx context.Context, sess store.Session, m httpapi.Meta) {
 	s.deny(ctx, sess.ID)
 	u, err := s.Store.GetUser(ctx, sess.UserID)
 	if err != nil {
@@ -610,7 +602,7 @@ func (s *Service) onReuse(ctx context.Context, sess store.Session, m Meta) {
 	}
 }
 
-func (s *Service) securityEvent(ctx context.Context, userID, actorID, action string, m Meta, data map[string]any) {
+func (s *Service) securityEvent(ctx context.Context, userID, actorID, action string, m httpapi.Meta, data map[string]any) {
 	err := s.Store.AppendAuditEvent(ctx, store.AuditEvent{
 		OccurredAt: s.now(), ActorID: actorID, SubjectID: userID, Action: action,
 		IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID, Data: data,
@@ -621,7 +613,7 @@ func (s *Service) securityEvent(ctx context.Context, userID, actorID, action str
 }
 
 // Logout ends one session of the user everywhere.
-func (s *Service) Logout(ctx context.Context, userID, sessionID string, m Meta) error {
+func (s *Service) Logout(ctx context.Context, userID, sessionID string, m httpapi.Meta) error {
 	sess, err := s.Store.GetSession(ctx, sessionID)
 	if err != nil {
 		return err

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/gatehouse/gatehouse/internal/testenv"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -12,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gatehouse/gatehouse/internal/testenv"
 
 	"github.com/riverqueue/river"
 
@@ -125,7 +126,7 @@ func TestParallelLoginsFromOneIPAreCountedBeforeTheCheck(t *testing.T) {
 		var wg sync.WaitGroup
 		for i := range parallel {
 			wg.Go(func() {
-				_, err := s.Login(ctx, fmt.Sprintf("guess-%d@example.com", i), "wrong password", Meta{IP: "2001:db8:5:5::" + fmt.Sprint(i+1)})
+				_, err := s.Login(ctx, fmt.Sprintf("guess-%d@example.com", i), "wrong password", httpapi.Meta{IP: "2001:db8:5:5::" + fmt.Sprint(i+1)})
 				mu.Lock()
 				codes[problemCode(err)]++
 				mu.Unlock()
@@ -142,14 +143,14 @@ func TestParallelLoginsFromOneIPAreCountedBeforeTheCheck(t *testing.T) {
 		// The blocked IP is refused even with the right password, without a
 		// check, and without counting against the subject.
 		checks := h.checks.Load()
-		_, err := s.Login(ctx, "victim@example.com", goodPassword, Meta{IP: "2001:db8:5:5::ffff"})
+		_, err := s.Login(ctx, "victim@example.com", goodPassword, httpapi.Meta{IP: "2001:db8:5:5::ffff"})
 		if problemCode(err) != "too_many_attempts" || h.checks.Load() != checks {
 			t.Errorf("right password from the blocked IP = %v (checks %d → %d), want too_many_attempts unchecked", err, checks, h.checks.Load())
 		}
 		if _, err := st.Get(ctx, "login:{"+s.lockSubject("victim@example.com")+"}:fail"); !errors.Is(err, kv.ErrNotFound) {
 			t.Errorf("the refused attempt counted against its subject: %v", err)
 		}
-		if _, err := s.Login(ctx, "victim@example.com", goodPassword, Meta{IP: "2001:db8:5:6::1"}); err != nil {
+		if _, err := s.Login(ctx, "victim@example.com", goodPassword, httpapi.Meta{IP: "2001:db8:5:6::1"}); err != nil {
 			t.Errorf("right password from another /64: %v", err)
 		}
 	})
@@ -166,7 +167,7 @@ func TestSuccessesDoNotChargeTheIP(t *testing.T) {
 		lk.IPFailures, lk.Threshold = 3, 2
 		s, _ := newTestService(t, st, lk, "ok@example.com", "locked@example.com")
 		ctx := context.Background()
-		m := Meta{IP: "192.0.2.44"}
+		m := httpapi.Meta{IP: "192.0.2.44"}
 		for range 10 {
 			if _, err := s.Login(ctx, "ok@example.com", goodPassword, m); err != nil {
 				t.Fatalf("correct password: %v", err)
@@ -202,7 +203,7 @@ func TestLoginHashesForAccountsWithoutAPassword(t *testing.T) {
 			t.Fatal(err)
 		}
 		before := h.dummies.Load()
-		if _, err := s.Login(ctx, e, "any password at all", Meta{IP: "192.0.2.80"}); !errors.Is(err, ErrInvalidCredentials) {
+		if _, err := s.Login(ctx, e, "any password at all", httpapi.Meta{IP: "192.0.2.80"}); !errors.Is(err, ErrInvalidCredentials) {
 			t.Errorf("hash %q: login = %v, want invalid_credentials", hash, err)
 		}
 		if h.dummies.Load() != before+1 {
@@ -211,7 +212,7 @@ func TestLoginHashesForAccountsWithoutAPassword(t *testing.T) {
 	}
 	// As an unknown address does.
 	before := h.dummies.Load()
-	s.Login(ctx, "nobody@example.com", "any password at all", Meta{IP: "192.0.2.80"})
+	s.Login(ctx, "nobody@example.com", "any password at all", httpapi.Meta{IP: "192.0.2.80"})
 	if h.dummies.Load() != before+1 {
 		t.Error("an unknown address did not hash the dummy")
 	}
@@ -231,7 +232,7 @@ func TestVerifyPasswordAppliesTheLockout(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		m := Meta{IP: "192.0.2.90"}
+		m := httpapi.Meta{IP: "192.0.2.90"}
 		if err := s.VerifyPassword(ctx, u.ID, "wrong password", m); !errors.Is(err, ErrInvalidCredentials) {
 			t.Fatalf("wrong password = %v", err)
 		}
@@ -248,7 +249,7 @@ func TestVerifyPasswordAppliesTheLockout(t *testing.T) {
 		if err := s.VerifyPassword(ctx, u.ID, goodPassword, m); problemCode(err) != "account_locked" {
 			t.Errorf("right password on the locked account = %v, want account_locked", err)
 		}
-		if _, err := s.Login(ctx, "confirm@example.com", goodPassword, Meta{IP: "192.0.2.91"}); problemCode(err) != "account_locked" {
+		if _, err := s.Login(ctx, "confirm@example.com", goodPassword, httpapi.Meta{IP: "192.0.2.91"}); problemCode(err) != "account_locked" {
 			t.Errorf("sign-in after the wrong confirmations = %v, want account_locked", err)
 		}
 		if h.checks.Load() != checks {
@@ -279,12 +280,12 @@ func TestCancelledLoginIsRefundedToItsIP(t *testing.T) {
 		for range 3 {
 			ctx, cancel := context.WithCancel(context.Background())
 			s.Hasher = goneClient{h, cancel}
-			if _, err := s.Login(ctx, "gone@example.com", goodPassword, Meta{IP: "192.0.2.70"}); !errors.Is(err, context.Canceled) {
+			if _, err := s.Login(ctx, "gone@example.com", goodPassword, httpapi.Meta{IP: "192.0.2.70"}); !errors.Is(err, context.Canceled) {
 				t.Fatalf("login whose client went away = %v", err)
 			}
 		}
 		s.Hasher = h
-		if _, err := s.Login(context.Background(), "gone@example.com", goodPassword, Meta{IP: "192.0.2.70"}); err != nil {
+		if _, err := s.Login(context.Background(), "gone@example.com", goodPassword, httpapi.Meta{IP: "192.0.2.70"}); err != nil {
 			t.Errorf("login after abandoned attempts = %v, want them refunded to the IP", err)
 		}
 	})
@@ -298,7 +299,7 @@ func TestParallelRightPasswordsAllSignIn(t *testing.T) {
 	testenv.EachKV(t, func(t *testing.T, st kv.Store) {
 		s, h := newTestService(t, st, DefaultLockout(), "burst@example.com")
 		ctx := context.Background()
-		m := Meta{IP: "192.0.2.120"}
+		m := httpapi.Meta{IP: "192.0.2.120"}
 		var mu sync.Mutex
 		codes := map[string]int{}
 		var wg sync.WaitGroup
@@ -345,7 +346,7 @@ func TestErroredSignInsDoNotCountAsFailures(t *testing.T) {
 		lk.Threshold = 2
 		s, h := newTestService(t, st, lk, "flaky@example.com")
 		ctx := context.Background()
-		m := Meta{IP: "192.0.2.121"}
+		m := httpapi.Meta{IP: "192.0.2.121"}
 		s.Hasher = failingHasher{h}
 		for i := range 5 {
 			if _, err := s.Login(ctx, "flaky@example.com", goodPassword, m); !errors.Is(err, errHasherDown) {

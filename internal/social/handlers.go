@@ -6,9 +6,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
-	"github.com/gatehouse/gatehouse/internal/logging"
 	"github.com/gatehouse/gatehouse/internal/session"
-	"github.com/gatehouse/gatehouse/internal/user"
 )
 
 // Handlers serves the social sign-in and magic-link endpoints.
@@ -31,13 +29,7 @@ func (h *Handlers) Routes(rt *httpapi.Router) {
 	rt.Handle("POST /v1/auth/magic-link/verify", h.magicVerify)
 }
 
-func meta(r *http.Request) user.Meta {
-	m := user.Meta{IP: httpapi.ClientIP(r.Context()), UserAgent: r.UserAgent(), RequestID: logging.RequestID(r.Context())}
-	if p, ok := auth.FromContext(r.Context()); ok {
-		m.ActorID = p.UserID
-	}
-	return m
-}
+func meta(r *http.Request) httpapi.Meta { return auth.RequestMeta(r) }
 
 // setBrowserCookie binds the flow to this browser. SameSite=Lax lets it
 // travel on the provider's top-level redirect back to the callback.
@@ -97,7 +89,7 @@ func (h *Handlers) exchange(w http.ResponseWriter, r *http.Request) error {
 	if err := httpapi.DecodeJSON(r, &in); err != nil {
 		return err
 	}
-	res, err := h.Service.Exchange(r.Context(), in.Code, in.CodeVerifier, session.MetaOf(r, ""))
+	res, err := h.Service.Exchange(r.Context(), in.Code, in.CodeVerifier, httpapi.MetaOf(r, ""))
 	if err != nil {
 		return err
 	}
@@ -112,7 +104,7 @@ func (h *Handlers) confirmLink(w http.ResponseWriter, r *http.Request) error {
 	if err := httpapi.DecodeJSON(r, &in); err != nil {
 		return err
 	}
-	res, err := h.Service.ConfirmLink(r.Context(), in.LinkToken, in.Password, session.MetaOf(r, ""), meta(r))
+	res, err := h.Service.ConfirmLink(r.Context(), in.LinkToken, in.Password, httpapi.MetaOf(r, ""), meta(r))
 	if err != nil {
 		return err
 	}
@@ -179,7 +171,7 @@ func (h *Handlers) magicVerify(w http.ResponseWriter, r *http.Request) error {
 	if err := httpapi.DecodeJSON(r, &in); err != nil {
 		return err
 	}
-	res, err := h.Service.VerifyMagicLink(r.Context(), in.Token, session.MetaOf(r, ""))
+	res, err := h.Service.VerifyMagicLink(r.Context(), in.Token, httpapi.MetaOf(r, ""))
 	if err != nil {
 		return err
 	}

@@ -87,7 +87,7 @@ func (w *MagicLinkWorker) Work(ctx context.Context, job *river.Job[MagicLinkArgs
 // address, after the same work: the throttles (per address and per IP,
 // counted whether or not the address has an account) and one job that
 // does the rest (MagicLinkWorker).
-func (s *Service) RequestMagicLink(ctx context.Context, email string, m user.Meta) error {
+func (s *Service) RequestMagicLink(ctx context.Context, email string, m httpapi.Meta) error {
 	// Validated exactly as forgot-password validates it: the address goes
 	// into a mail header, so a newline must never get through.
 	email, err := user.ValidateEmail("email", email)
@@ -163,7 +163,7 @@ func (s *Service) sendMagicLink(ctx context.Context, a MagicLinkArgs) error {
 // account with that address, what was set up on it before is cleared
 // (claimUnverified): the password, sessions, second factors, identities.
 // A link sent to an address the account no longer has is void.
-func (s *Service) VerifyMagicLink(ctx context.Context, tok string, sm session.Meta) (session.Result, error) {
+func (s *Service) VerifyMagicLink(ctx context.Context, tok string, sm httpapi.Meta) (session.Result, error) {
 	if tok == "" || len(tok) > 256 {
 		return session.Result{}, ErrInvalidCode
 	}
@@ -177,7 +177,7 @@ func (s *Service) VerifyMagicLink(ctx context.Context, tok string, sm session.Me
 		// the user's ID.
 		g = magicGrant{UserID: string(raw)}
 	}
-	m := user.Meta{IP: sm.IP, UserAgent: sm.UserAgent, RequestID: sm.RequestID}
+	m := sm
 	var ended []string
 	err = s.Store.InTx(ctx, func(tx store.Store) error {
 		u, err := tx.GetUserForUpdate(ctx, g.UserID)

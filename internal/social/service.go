@@ -105,8 +105,8 @@ func DefaultConfig(issuer, appURL string, allow []string) Config {
 
 // Sessions starts sessions (with the MFA step where it applies).
 type Sessions interface {
-	Complete(ctx context.Context, userID, passwordStamp string, amr []string, m session.Meta) (session.Result, error)
-	Login(ctx context.Context, email, pw string, m session.Meta) (session.Result, error)
+	Complete(ctx context.Context, userID, passwordStamp string, amr []string, m httpapi.Meta) (session.Result, error)
+	Login(ctx context.Context, email, pw string, m httpapi.Meta) (session.Result, error)
 	RevokeUserSessionByID(ctx context.Context, userID, sessionID string) error
 	// RevokeSessionTokens puts the access tokens of an ended session on
 	// the deny list.
@@ -115,7 +115,7 @@ type Sessions interface {
 
 // SecondFactor is asked before a session starts (MFA still applies).
 type SecondFactor interface {
-	Begin(ctx context.Context, u store.User, amr []string, m session.Meta) (*session.Challenge, error)
+	Begin(ctx context.Context, u store.User, amr []string, m httpapi.Meta) (*session.Challenge, error)
 }
 
 // JobInserter enqueues jobs, alone or in a transaction.
@@ -403,7 +403,7 @@ func (s *Service) decodeLink(raw []byte) (pendingLink, error) {
 // Callback finishes a flow. Errors before the state is validated are
 // returned (the browser cannot be sent anywhere safe); later ones become
 // error parameters on redirect_to.
-func (s *Service) Callback(ctx context.Context, id string, q url.Values, browser string, m user.Meta) (Outcome, error) {
+func (s *Service) Callback(ctx context.Context, id string, q url.Values, browser string, m httpapi.Meta) (Outcome, error) {
 	state := q.Get("state")
 	if state == "" || len(state) > 256 {
 		return Outcome{}, ErrInvalidState
@@ -460,7 +460,7 @@ func (s *Service) Callback(ctx context.Context, id string, q url.Values, browser
 }
 
 // resolve signs in, signs up or links the profile.
-func (s *Service) resolve(ctx context.Context, p provider.Provider, prof provider.Profile, f flow, m user.Meta) (Outcome, string, error) {
+func (s *Service) resolve(ctx context.Context, p provider.Provider, prof provider.Profile, f flow, m httpapi.Meta) (Outcome, string, error) {
 	errOut := func(code, desc string) (Outcome, string, error) {
 		return Outcome{Params: url.Values{"error": {code}, "error_description": {desc}}}, code, nil
 	}
@@ -564,7 +564,7 @@ func (s *Service) signedIn(ctx context.Context, f flow, userID, subject, outcome
 }
 
 // link records an identity for a user, with an event and a notice.
-func (s *Service) link(ctx context.Context, userID, providerID string, prof provider.Profile, m user.Meta) error {
+func (s *Service) link(ctx context.Context, userID, providerID string, prof provider.Profile, m httpapi.Meta) error {
 	return s.Store.InTx(ctx, func(tx store.Store) error {
 		u, err := tx.GetUser(ctx, userID)
 		if err != nil {
@@ -579,7 +579,7 @@ func (s *Service) link(ctx context.Context, userID, providerID string, prof prov
 // if the account's address was never verified, the account may be a
 // pre-registration by someone else, and what was set up on it is cleared
 // first (claimUnverified), as when a magic link proves the address.
-func (s *Service) autoLink(ctx context.Context, userID, providerID string, prof provider.Profile, m user.Meta) error {
+func (s *Service) autoLink(ctx context.Context, userID, providerID string, prof provider.Profile, m httpapi.Meta) error {
 	var ended []string
 	err := s.Store.InTx(ctx, func(tx store.Store) error {
 		u, err := tx.GetUserForUpdate(ctx, userID)
@@ -603,7 +603,7 @@ func (s *Service) autoLink(ctx context.Context, userID, providerID string, prof 
 	return nil
 }
 
-func (s *Service) createIdentity(ctx context.Context, tx store.Store, u store.User, providerID string, prof provider.Profile, m user.Meta) error {
+func (s *Service) createIdentity(ctx context.Context, tx store.Store, u store.User, providerID string, prof provider.Profile, m httpapi.Meta) error {
 	if _, err := tx.CreateIdentity(ctx, store.Identity{UserID: u.ID, Provider: providerID, Subject: prof.Subject, Email: prof.Email, LinkedAt: s.now()}); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return ErrIdentityInUse
@@ -613,7 +613,7 @@ func (s *Service) createIdentity(ctx context.Context, tx store.Store, u store.Us
 	return s.notice(ctx, tx, u, "identity.linked", fmt.Sprintf("Your %s account was linked for signing in", providerID), m, map[string]any{"provider": providerID})
 }
 
-func (s *Service) notice(ctx context.Context, tx store.Store, u store.User, action, event string, m user.Meta, data map[string]any) error {
+func (s *Service) notice(ctx context.Context, tx store.Store, u store.User, action, event string, m httpapi.Meta, data map[string]any) error {
 	now := s.now()
 	if err := tx.AppendAuditEvent(ctx, store.AuditEvent{
 		OccurredAt: now, ActorID: u.ID, SubjectID: u.ID, Action: action, IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID, Data: data,
@@ -628,7 +628,7 @@ func (s *Service) notice(ctx context.Context, tx store.Store, u store.User, acti
 	return err
 }
 
-func (s *Service) securityEvent(ctx context.Context, userID, action string, m user.Meta, data map[string]any) {
+func (s *Service) securityEvent(ctx context.Context, userID, action string, m httpapi.Meta, data map[string]any) {
 	if err := s.Store.AppendAuditEvent(ctx, store.AuditEvent{
 		OccurredAt: s.now(), SubjectID: userID, Action: action, IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID, Data: data,
 	}); err != nil {
@@ -638,7 +638,7 @@ func (s *Service) securityEvent(ctx context.Context, userID, action string, m us
 
 // begin starts the session for a user proven by a provider or a magic
 // link, through the MFA step when it applies.
-func (s *Service) begin(ctx context.Context, userID string, amr []string, sm session.Meta) (session.Result, error) {
+func (s *Service) begin(ctx context.Context, userID string, amr []string, sm httpapi.Meta) (session.Result, error) {
 	u, err := s.Store.GetUser(ctx, userID)
 	if err != nil {
 		return session.Result{}, err
@@ -663,7 +663,7 @@ func (s *Service) begin(ctx context.Context, userID string, amr []string, sm ses
 // whose flow did not is refused with a verifier (so that a challenge
 // stripped from the start is noticed by an application that sends one).
 // Either way a failed exchange has used the code up.
-func (s *Service) Exchange(ctx context.Context, code, verifier string, sm session.Meta) (session.Result, error) {
+func (s *Service) Exchange(ctx context.Context, code, verifier string, sm httpapi.Meta) (session.Result, error) {
 	if code == "" || len(code) > 256 {
 		return session.Result{}, ErrInvalidCode
 	}
@@ -697,7 +697,7 @@ func (s *Service) Exchange(ctx context.Context, code, verifier string, sm sessio
 // needs a second factor or a forced enrolment, the link waits for it: it is
 // kept under the challenge's token and made by CompleteDeferredLink once
 // that login has fully succeeded, never on the password alone.
-func (s *Service) ConfirmLink(ctx context.Context, tok, pw string, sm session.Meta, m user.Meta) (session.Result, error) {
+func (s *Service) ConfirmLink(ctx context.Context, tok, pw string, sm httpapi.Meta, m httpapi.Meta) (session.Result, error) {
 	if tok == "" || len(tok) > 256 {
 		return session.Result{}, ErrInvalidCode
 	}
@@ -768,7 +768,7 @@ func (s *Service) deferLink(ctx context.Context, ch *session.Challenge, pl pendi
 // has fully succeeded. The link is taken once; a token that deferred none
 // is nothing to do. An identity linked meanwhile is left as it is, as in
 // ConfirmLink.
-func (s *Service) CompleteDeferredLink(ctx context.Context, pendingToken, userID string, sm session.Meta) error {
+func (s *Service) CompleteDeferredLink(ctx context.Context, pendingToken, userID string, sm httpapi.Meta) error {
 	raw, err := s.KV.GetDel(ctx, deferredLinkKey(pendingToken))
 	if errors.Is(err, kv.ErrNotFound) {
 		return nil
@@ -783,7 +783,7 @@ func (s *Service) CompleteDeferredLink(ctx context.Context, pendingToken, userID
 	if pl.UserID != userID {
 		return errors.New("social: deferred link: the login is of another user")
 	}
-	m := user.Meta{IP: sm.IP, UserAgent: sm.UserAgent, RequestID: sm.RequestID}
+	m := sm
 	if err := s.link(ctx, userID, pl.Provider, provider.Profile{Subject: pl.Subject, Email: pl.Email}, m); err != nil && !errors.Is(err, ErrIdentityInUse) {
 		return fmt.Errorf("social: deferred link: %w", err)
 	}
@@ -796,7 +796,7 @@ func (s *Service) Identities(ctx context.Context, userID string) ([]store.Identi
 }
 
 // Unlink removes an identity unless it is the last way to sign in.
-func (s *Service) Unlink(ctx context.Context, userID, id string, m user.Meta) error {
+func (s *Service) Unlink(ctx context.Context, userID, id string, m httpapi.Meta) error {
 	return s.Store.InTx(ctx, func(tx store.Store) error {
 		u, err := tx.GetUserForUpdate(ctx, userID)
 		if err != nil {

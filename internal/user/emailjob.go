@@ -8,6 +8,7 @@ import (
 
 	"github.com/riverqueue/river"
 
+	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/mail"
 	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/store"
@@ -59,7 +60,7 @@ func emailRequestAD(request string) []byte {
 // per-address throttles (counted whether or not the address has an
 // account; a request over them is dropped silently) and enqueues one job
 // for the request. It never looks the address up.
-func (s *Service) enqueueEmailRequest(ctx context.Context, request, email string, m Meta) error {
+func (s *Service) enqueueEmailRequest(ctx context.Context, request, email string, m httpapi.Meta) error {
 	email, err := ValidateEmail("email", email)
 	if err != nil {
 		return err
@@ -118,7 +119,7 @@ func (s *Service) HandleEmailRequest(ctx context.Context, a EmailRequestArgs) er
 	if err != nil {
 		return err
 	}
-	m := Meta{IP: a.IP, UserAgent: a.UserAgent, RequestID: a.RequestID}
+	m := httpapi.Meta{IP: a.IP, UserAgent: a.UserAgent, RequestID: a.RequestID}
 	if a.Request == RequestVerification {
 		if !u.EmailVerifiedAt.IsZero() {
 			return nil
@@ -133,7 +134,7 @@ func (s *Service) HandleEmailRequest(ctx context.Context, a EmailRequestArgs) er
 
 // sendVerification issues a verification token (superseding older ones)
 // and emails its link.
-func (s *Service) sendVerification(ctx context.Context, u store.User, m Meta) error {
+func (s *Service) sendVerification(ctx context.Context, u store.User, m httpapi.Meta) error {
 	token, err := secret.NewToken(32)
 	if err != nil {
 		return err
@@ -151,7 +152,7 @@ func (s *Service) sendVerification(ctx context.Context, u store.User, m Meta) er
 
 // sendReset issues a password reset token (superseding older ones) and
 // emails its link.
-func (s *Service) sendReset(ctx context.Context, u store.User, m Meta) error {
+func (s *Service) sendReset(ctx context.Context, u store.User, m httpapi.Meta) error {
 	token, err := secret.NewToken(32)
 	if err != nil {
 		return err

@@ -7,7 +7,6 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
-	"github.com/gatehouse/gatehouse/internal/logging"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
 
@@ -30,20 +29,7 @@ func (h *Handlers) Routes(rt *httpapi.Router) {
 	rt.Handle("GET /v1/me/activity", auth.Require(h.Auth, h.activity))
 }
 
-func meta(r *http.Request) Meta {
-	m := Meta{
-		IP:        httpapi.ClientIP(r.Context()),
-		UserAgent: r.UserAgent(),
-		RequestID: logging.RequestID(r.Context()),
-	}
-	if len(m.UserAgent) > 512 {
-		m.UserAgent = m.UserAgent[:512]
-	}
-	if p, ok := auth.FromContext(r.Context()); ok {
-		m.ActorID, m.AuthTime = p.UserID, p.AuthTime
-	}
-	return m
-}
+func meta(r *http.Request) httpapi.Meta { return auth.RequestMeta(r) }
 
 // RegisterResponse is the same whether or not the address had an account.
 type RegisterResponse struct {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
 
@@ -24,7 +25,7 @@ type NewUser struct {
 
 // Create makes an account directly, without a verification email: for
 // bootstrap and administration. The password must pass the policy.
-func (s *Service) Create(ctx context.Context, in NewUser, m Meta) (store.User, error) {
+func (s *Service) Create(ctx context.Context, in NewUser, m httpapi.Meta) (store.User, error) {
 	var errs fieldErrors
 	email := checkEmail(&errs, "email", in.Email)
 	name := cleanText(&errs, "name", in.Name, maxNameLength)
@@ -83,7 +84,7 @@ const maxImportLine = 1 << 20
 // Argon2id at the next login). A bad line is reported with its number and
 // nothing of it is written; the other lines still are. Blank lines are
 // skipped.
-func (s *Service) Import(ctx context.Context, r io.Reader, m Meta) (ImportResult, error) {
+func (s *Service) Import(ctx context.Context, r io.Reader, m httpapi.Meta) (ImportResult, error) {
 	res := ImportResult{Failed: []ImportError{}}
 	br := bufio.NewReaderSize(r, 64<<10)
 	for n := 1; ; n++ {
@@ -134,7 +135,7 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 	}
 }
 
-func (s *Service) importLine(ctx context.Context, raw []byte, m Meta) error {
+func (s *Service) importLine(ctx context.Context, raw []byte, m httpapi.Meta) error {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	var in ImportLine

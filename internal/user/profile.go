@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/mail"
 	"github.com/gatehouse/gatehouse/internal/ratelimit"
 	"github.com/gatehouse/gatehouse/internal/secret"
@@ -108,7 +109,7 @@ func (s *Service) GetProfile(ctx context.Context, userID string) (store.User, er
 // the activity trail with old and new values. A new email address does not
 // take effect until it is verified: a link goes to the new address and a
 // notice to the old one.
-func (s *Service) UpdateProfile(ctx context.Context, userID string, p ProfilePatch, m Meta) (store.User, error) {
+func (s *Service) UpdateProfile(ctx context.Context, userID string, p ProfilePatch, m httpapi.Meta) (store.User, error) {
 	var errs fieldErrors
 	str := func(o optional[string], field string, check func(string) string) (string, bool) {
 		if !o.Set {
@@ -255,14 +256,14 @@ func (s *Service) UpdateProfile(ctx context.Context, userID string, p ProfilePat
 
 // recentlyAuthenticated reports whether the caller authenticated within
 // Config.ReauthWindow.
-func (s *Service) recentlyAuthenticated(m Meta) bool {
+func (s *Service) recentlyAuthenticated(m httpapi.Meta) bool {
 	return !m.AuthTime.IsZero() && s.now().Sub(m.AuthTime) <= s.Config.ReauthWindow
 }
 
 // confirmPassword checks the current password given to confirm a change,
 // through the sign-in lockout. Without one the change needs a recent
 // sign-in instead (ErrEmailChangeNeedsReauth).
-func (s *Service) confirmPassword(ctx context.Context, userID, pw string, m Meta) error {
+func (s *Service) confirmPassword(ctx context.Context, userID, pw string, m httpapi.Meta) error {
 	if pw == "" || s.Passwords == nil {
 		return ErrEmailChangeNeedsReauth
 	}

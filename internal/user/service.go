@@ -64,7 +64,7 @@ type SessionRevoker interface {
 // lockout (wrong guesses count towards locking the account). A wrong
 // password is ErrInvalidCurrentPassword.
 type PasswordVerifier interface {
-	VerifyPassword(ctx context.Context, userID, password string, m Meta) error
+	VerifyPassword(ctx context.Context, userID, password string, m httpapi.Meta) error
 }
 
 // Config holds the account rules that operators tune.
@@ -121,20 +121,10 @@ type Service struct {
 	Config    Config
 }
 
-// Meta describes the request behind a change, for the audit trail and
-// security notices.
-type Meta struct {
-	IP        string
-	UserAgent string
-	RequestID string
-	ActorID   string    // the authenticated caller, if any
-	AuthTime  time.Time // when the caller last authenticated (auth_time)
-}
-
 func (s *Service) now() time.Time { return s.Now().UTC() }
 
 // audit appends an account event in the transaction tx.
-func (s *Service) audit(ctx context.Context, tx store.Store, m Meta, subject, action string, data map[string]any) error {
+func (s *Service) audit(ctx context.Context, tx store.Store, m httpapi.Meta, subject, action string, data map[string]any) error {
 	actor := m.ActorID
 	return tx.AppendAuditEvent(ctx, store.AuditEvent{
 		OccurredAt: s.now(), ActorID: actor, SubjectID: subject, Action: action,
@@ -201,7 +191,7 @@ func (s *Service) checkPassword(ctx context.Context, errs *fieldErrors, field, p
 // Register creates an account and sends the verification email. For an
 // address that already has an account it creates nothing and tells that
 // address someone tried to sign up; the caller answers both alike.
-func (s *Service) Register(ctx context.Context, email, pw, name string, m Meta) (string, error) {
+func (s *Service) Register(ctx context.Context, email, pw, name string, m httpapi.Meta) (string, error) {
 	var errs fieldErrors
 	email = checkEmail(&errs, "email", email)
 	name = cleanText(&errs, "name", name, maxNameLength)
@@ -261,7 +251,7 @@ func (s *Service) Register(ctx context.Context, email, pw, name string, m Meta) 
 
 // signupAttempt tells the owner of an existing account that someone tried
 // to register their address (throttled per address).
-func (s *Service) signupAttempt(ctx context.Context, u store.User, m Meta) error {
+func (s *Service) signupAttempt(ctx context.Context, u store.User, m httpapi.Meta) error {
 	if ok, _, err := s.allow(ctx, s.addrKey(u.EmailNormalized), s.Config.EmailPerAddress); err != nil || !ok {
 		return err
 	}
@@ -298,7 +288,7 @@ func checkToken(token string) error {
 
 // VerifyEmail consumes a verification (or email change) token and marks the
 // address verified (or switches the account to the new address).
-func (s *Service) VerifyEmail(ctx context.Context, token string, m Meta) (store.User, error) {
+func (s *Service) VerifyEmail(ctx context.Context, token string, m httpapi.Meta) (store.User, error) {
 	if err := checkToken(token); err != nil {
 		return store.User{}, err
 	}
@@ -365,7 +355,7 @@ func (s *Service) VerifyEmail(ctx context.Context, token string, m Meta) (store.
 // The request only enqueues a job (see EmailRequestArgs); the job sends
 // the link if the address belongs to an unverified account, and does
 // nothing otherwise. Requests over the throttles are dropped silently.
-func (s *Service) ResendVerification(ctx context.Context, email string, m Meta) error {
+func (s *Service) ResendVerification(ctx context.Context, email string, m httpapi.Meta) error {
 	return s.enqueueEmailRequest(ctx, RequestVerification, email, m)
 }
 
@@ -373,14 +363,14 @@ func (s *Service) ResendVerification(ctx context.Context, email string, m Meta) 
 // enqueues a job (see EmailRequestArgs); the job emails a reset link if
 // the address belongs to an existing, enabled account, and does nothing
 // otherwise. Requests over the throttles are dropped silently.
-func (s *Service) ForgotPassword(ctx context.Context, email string, m Meta) error {
+func (s *Service) ForgotPassword(ctx context.Context, email string, m httpapi.Meta) error {
 	return s.enqueueEmailRequest(ctx, RequestPasswordReset, email, m)
 }
 
 // allowEmail applies the per-IP and per-address send throttles to a
 // request that would email norm, counted whether or not the address has
 // an account; ok is false (and logged) when the request is over one.
-func (s *Service) allowEmail(ctx context.Context, norm string, m Meta) (bool, error) {
+func (s *Service) allowEmail(ctx context.Context, norm string, m httpapi.Meta) (bool, error) {
 	for _, k := range []struct {
 		key string
 		l   ratelimit.Limit
@@ -399,7 +389,7 @@ func (s *Service) allowEmail(ctx context.Context, norm string, m Meta) (bool, er
 
 // ResetPassword sets a new password with a reset token, revokes every
 // session of the user and tells them by email.
-func (s *Service) ResetPassword(ctx context.Context, token, pw string, m Meta) error {
+func (s *Service) ResetPassword(ctx context.Context, token, pw string, m httpapi.Meta) error {
 	if err := checkToken(token); err != nil {
 		return err
 	}
@@ -483,7 +473,7 @@ func (s *Service) revokeSessions(ctx context.Context, userID, except, reason str
 
 // ChangePassword replaces the password after checking the current one,
 // revokes the user's other sessions and tells them by email.
-func (s *Service) ChangePassword(ctx context.Context, userID, sessionID, current, next string, m Meta) error {
+func (s *Service) ChangePassword(ctx context.Context, userID, sessionID, current, next string, m httpapi.Meta) error {
 	var errs fieldErrors
 	if current == "" {
 		errs.add("current_password", "required", "The current password is required.")

@@ -139,36 +139,36 @@ const pw = "a perfectly fine passphrase 1"
 func TestTokensExpire(t *testing.T) {
 	ctx := context.Background()
 	s, jobs, clk, kr := newTestService(t)
-	if _, err := s.Register(ctx, "ann@example.com", pw, "Ann", Meta{IP: "192.0.2.1"}); err != nil {
+	if _, err := s.Register(ctx, "ann@example.com", pw, "Ann", httpapi.Meta{IP: "192.0.2.1"}); err != nil {
 		t.Fatal(err)
 	}
 	verify := jobs.token(t, kr, mail.VerifyEmail, "ann@example.com")
 	clk.Advance(24*time.Hour + time.Second)
-	if _, err := s.VerifyEmail(ctx, verify, Meta{}); !errors.Is(err, ErrInvalidToken) {
+	if _, err := s.VerifyEmail(ctx, verify, httpapi.Meta{}); !errors.Is(err, ErrInvalidToken) {
 		t.Errorf("verification after 24 h: err = %v, want ErrInvalidToken", err)
 	}
-	if err := s.ResendVerification(ctx, "ann@example.com", Meta{IP: "192.0.2.1"}); err != nil {
+	if err := s.ResendVerification(ctx, "ann@example.com", httpapi.Meta{IP: "192.0.2.1"}); err != nil {
 		t.Fatal(err)
 	}
 	fresh := jobs.token(t, kr, mail.VerifyEmail, "ann@example.com")
-	if _, err := s.VerifyEmail(ctx, fresh, Meta{}); err != nil {
+	if _, err := s.VerifyEmail(ctx, fresh, httpapi.Meta{}); err != nil {
 		t.Fatalf("fresh verification: %v", err)
 	}
 
-	if err := s.ForgotPassword(ctx, "ANN@example.com", Meta{IP: "192.0.2.1"}); err != nil {
+	if err := s.ForgotPassword(ctx, "ANN@example.com", httpapi.Meta{IP: "192.0.2.1"}); err != nil {
 		t.Fatal(err)
 	}
 	reset := jobs.token(t, kr, mail.PasswordReset, "ann@example.com")
 	clk.Advance(59 * time.Minute)
-	if err := s.ForgotPassword(ctx, "ann@example.com", Meta{IP: "192.0.2.1"}); err != nil {
+	if err := s.ForgotPassword(ctx, "ann@example.com", httpapi.Meta{IP: "192.0.2.1"}); err != nil {
 		t.Fatal(err)
 	}
 	second := jobs.token(t, kr, mail.PasswordReset, "ann@example.com")
-	if err := s.ResetPassword(ctx, reset, pw+"x", Meta{}); !errors.Is(err, ErrInvalidToken) {
+	if err := s.ResetPassword(ctx, reset, pw+"x", httpapi.Meta{}); !errors.Is(err, ErrInvalidToken) {
 		t.Errorf("superseded reset token: err = %v, want ErrInvalidToken", err)
 	}
 	clk.Advance(time.Hour + time.Second)
-	if err := s.ResetPassword(ctx, second, pw+"x", Meta{}); !errors.Is(err, ErrInvalidToken) {
+	if err := s.ResetPassword(ctx, second, pw+"x", httpapi.Meta{}); !errors.Is(err, ErrInvalidToken) {
 		t.Errorf("reset after 1 h: err = %v, want ErrInvalidToken", err)
 	}
 }
@@ -176,12 +176,12 @@ func TestTokensExpire(t *testing.T) {
 func TestThrottlesAreSilentAndCountUnknownAddresses(t *testing.T) {
 	ctx := context.Background()
 	s, jobs, _, _ := newTestService(t)
-	if _, err := s.Register(ctx, "bo@example.com", pw, "", Meta{IP: "192.0.2.9"}); err != nil {
+	if _, err := s.Register(ctx, "bo@example.com", pw, "", httpapi.Meta{IP: "192.0.2.9"}); err != nil {
 		t.Fatal(err)
 	}
 	before := jobs.mails(t)
 	for range 10 {
-		if err := s.ForgotPassword(ctx, "bo@example.com", Meta{IP: "192.0.2.10"}); err != nil {
+		if err := s.ForgotPassword(ctx, "bo@example.com", httpapi.Meta{IP: "192.0.2.10"}); err != nil {
 			t.Fatalf("throttled forgot must still succeed: %v", err)
 		}
 	}
@@ -190,7 +190,7 @@ func TestThrottlesAreSilentAndCountUnknownAddresses(t *testing.T) {
 	}
 	// Unknown addresses use up the per-IP allowance just the same.
 	for i := range 60 {
-		if err := s.ForgotPassword(ctx, "ghost"+itoa(i)+"@example.com", Meta{IP: "192.0.2.11"}); err != nil {
+		if err := s.ForgotPassword(ctx, "ghost"+itoa(i)+"@example.com", httpapi.Meta{IP: "192.0.2.11"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -198,7 +198,7 @@ func TestThrottlesAreSilentAndCountUnknownAddresses(t *testing.T) {
 	if _, err := s.Store.GetUserByEmail(ctx, "bo@example.com"); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.ForgotPassword(ctx, "bo@example.com", Meta{IP: "192.0.2.11"}); err != nil {
+	if err := s.ForgotPassword(ctx, "bo@example.com", httpapi.Meta{IP: "192.0.2.11"}); err != nil {
 		t.Fatal(err)
 	}
 	if jobs.mails(t) != before {
@@ -213,7 +213,7 @@ func TestRegisterRaceCreatesOneAccount(t *testing.T) {
 	errs := make(chan error, 8)
 	for i := range 8 {
 		wg.Go(func() {
-			_, err := s.Register(ctx, "same@example.com", pw, "", Meta{IP: "192.0.2." + itoa(i)})
+			_, err := s.Register(ctx, "same@example.com", pw, "", httpapi.Meta{IP: "192.0.2." + itoa(i)})
 			errs <- err
 		})
 	}
@@ -234,12 +234,12 @@ func TestEmailChangeToATakenAddressDoesNotEnumerate(t *testing.T) {
 	ctx := context.Background()
 	s, jobs, _, kr := newTestService(t)
 	for _, e := range []string{"one@example.com", "two@example.com"} {
-		if _, err := s.Register(ctx, e, pw, "", Meta{IP: "192.0.2.1"}); err != nil {
+		if _, err := s.Register(ctx, e, pw, "", httpapi.Meta{IP: "192.0.2.1"}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	one, _ := s.Store.GetUserByEmail(ctx, "one@example.com")
-	u, err := s.UpdateProfile(ctx, one.ID, ProfilePatch{Email: optional[string]{Set: true, Value: "TWO@example.com"}}, Meta{AuthTime: s.now()})
+	u, err := s.UpdateProfile(ctx, one.ID, ProfilePatch{Email: optional[string]{Set: true, Value: "TWO@example.com"}}, httpapi.Meta{AuthTime: s.now()})
 	if err != nil {
 		t.Fatalf("changing to a taken address answered %v; it must look like any other change", err)
 	}
@@ -247,7 +247,7 @@ func TestEmailChangeToATakenAddressDoesNotEnumerate(t *testing.T) {
 		t.Errorf("pending email = %q", u.PendingEmail)
 	}
 	tok := jobs.token(t, kr, mail.EmailChangeVerify, "TWO@example.com")
-	if _, err := s.VerifyEmail(ctx, tok, Meta{}); !errors.Is(err, ErrEmailTaken) {
+	if _, err := s.VerifyEmail(ctx, tok, httpapi.Meta{}); !errors.Is(err, ErrEmailTaken) {
 		t.Errorf("verifying a taken address: err = %v, want ErrEmailTaken", err)
 	}
 	if got, _ := s.Store.GetUser(ctx, one.ID); got.Email != "one@example.com" {
@@ -263,23 +263,23 @@ func TestIPv6ClientsAreThrottledByTheirSlash64(t *testing.T) {
 	s.Config.RegisterPerIP = ratelimit.Limit{Rate: 2, Burst: 2, Period: time.Hour}
 	s.Config.EmailPerIP = ratelimit.Limit{Rate: 2, Burst: 2, Period: time.Hour}
 	for i := range 2 {
-		if _, err := s.Register(ctx, "v6-"+itoa(i)+"@example.com", pw, "", Meta{IP: "2001:db8:7:7::" + itoa(i+1)}); err != nil {
+		if _, err := s.Register(ctx, "v6-"+itoa(i)+"@example.com", pw, "", httpapi.Meta{IP: "2001:db8:7:7::" + itoa(i+1)}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	_, err := s.Register(ctx, "v6-x@example.com", pw, "", Meta{IP: "2001:db8:7:7:ffff:1:2:3"})
+	_, err := s.Register(ctx, "v6-x@example.com", pw, "", httpapi.Meta{IP: "2001:db8:7:7:ffff:1:2:3"})
 	var p *httpapi.Problem
 	if !errors.As(err, &p) || p.Code != "rate_limited" {
 		t.Fatalf("third registration from the same /64: err = %v, want rate_limited", err)
 	}
-	if _, err := s.Register(ctx, "v6-y@example.com", pw, "", Meta{IP: "2001:db8:7:8::1"}); err != nil {
+	if _, err := s.Register(ctx, "v6-y@example.com", pw, "", httpapi.Meta{IP: "2001:db8:7:8::1"}); err != nil {
 		t.Errorf("registration from the next /64: %v", err)
 	}
 
 	// The email throttle: two sends from the /64, then silence.
 	before := jobs.mails(t)
 	for i := range 4 {
-		if err := s.ResendVerification(ctx, "v6-0@example.com", Meta{IP: "2001:db8:9:9::" + itoa(i+1)}); err != nil {
+		if err := s.ResendVerification(ctx, "v6-0@example.com", httpapi.Meta{IP: "2001:db8:9:9::" + itoa(i+1)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -328,21 +328,21 @@ func TestNonASCIIAddressesAreRefused(t *testing.T) {
 	ctx := context.Background()
 	s, jobs, _, _ := newTestService(t)
 	for _, addr := range []string{"j\u00f6rg@example.com", "\u212Aate@example.com", "ann@b\u00fccher.example"} {
-		if _, err := s.Register(ctx, addr, pw, "", Meta{IP: "192.0.2.1"}); fieldRule(err, "email") != "ascii" {
+		if _, err := s.Register(ctx, addr, pw, "", httpapi.Meta{IP: "192.0.2.1"}); fieldRule(err, "email") != "ascii" {
 			t.Errorf("register %q: err = %v, want a validation problem with rule ascii", addr, err)
 		}
-		if err := s.ForgotPassword(ctx, addr, Meta{IP: "192.0.2.1"}); fieldRule(err, "email") != "ascii" {
+		if err := s.ForgotPassword(ctx, addr, httpapi.Meta{IP: "192.0.2.1"}); fieldRule(err, "email") != "ascii" {
 			t.Errorf("forgot %q: err = %v, want rule ascii", addr, err)
 		}
-		if err := s.ResendVerification(ctx, addr, Meta{IP: "192.0.2.1"}); fieldRule(err, "email") != "ascii" {
+		if err := s.ResendVerification(ctx, addr, httpapi.Meta{IP: "192.0.2.1"}); fieldRule(err, "email") != "ascii" {
 			t.Errorf("resend %q: err = %v, want rule ascii", addr, err)
 		}
-		if _, err := s.Create(ctx, NewUser{Email: addr, Password: pw}, Meta{}); fieldRule(err, "email") != "ascii" {
+		if _, err := s.Create(ctx, NewUser{Email: addr, Password: pw}, httpapi.Meta{}); fieldRule(err, "email") != "ascii" {
 			t.Errorf("create %q: err = %v, want rule ascii", addr, err)
 		}
 	}
 	hash, _ := s.Hasher.Hash(ctx, pw)
-	res, err := s.Import(ctx, strings.NewReader(`{"email":"j\u00f6rg@example.com","password_hash":"`+hash+`"}`+"\n"), Meta{})
+	res, err := s.Import(ctx, strings.NewReader(`{"email":"j\u00f6rg@example.com","password_hash":"`+hash+`"}`+"\n"), httpapi.Meta{})
 	if err != nil || res.Imported != 0 || len(res.Failed) != 1 || !strings.Contains(res.Failed[0].Error, "ASCII") {
 		t.Errorf("import of a non-ASCII address = %+v, %v; want line 1 refused naming ASCII", res, err)
 	}
@@ -358,11 +358,11 @@ func TestNonASCIIAddressesAreRefused(t *testing.T) {
 func TestEmailSpellingChangeIsASCIICaseOnly(t *testing.T) {
 	ctx := context.Background()
 	s, jobs, _, _ := newTestService(t)
-	if _, err := s.Register(ctx, "kate@example.com", pw, "", Meta{IP: "192.0.2.1"}); err != nil {
+	if _, err := s.Register(ctx, "kate@example.com", pw, "", httpapi.Meta{IP: "192.0.2.1"}); err != nil {
 		t.Fatal(err)
 	}
 	u, _ := s.Store.GetUserByEmail(ctx, "kate@example.com")
-	recent := Meta{AuthTime: s.now()}
+	recent := httpapi.Meta{AuthTime: s.now()}
 	_, err := s.UpdateProfile(ctx, u.ID, ProfilePatch{Email: optional[string]{Set: true, Value: "\u212Aate@example.com"}}, recent)
 	if fieldRule(err, "email") != "ascii" {
 		t.Errorf("change to the KELVIN SIGN address: err = %v, want rule ascii", err)
@@ -382,7 +382,7 @@ func TestEmailSpellingChangeIsASCIICaseOnly(t *testing.T) {
 func TestForgotAndResendDoTheSameWorkForEveryAddress(t *testing.T) {
 	ctx := context.Background()
 	s, jobs, _, kr := newTestService(t)
-	if _, err := s.Register(ctx, "known@example.com", pw, "", Meta{IP: "192.0.2.1"}); err != nil {
+	if _, err := s.Register(ctx, "known@example.com", pw, "", httpapi.Meta{IP: "192.0.2.1"}); err != nil {
 		t.Fatal(err)
 	}
 	jobs.work(t)
@@ -390,8 +390,8 @@ func TestForgotAndResendDoTheSameWorkForEveryAddress(t *testing.T) {
 		name    string
 		request func(email string) error
 	}{
-		{"forgot", func(e string) error { return s.ForgotPassword(ctx, e, Meta{IP: "192.0.2.2"}) }},
-		{"resend", func(e string) error { return s.ResendVerification(ctx, e, Meta{IP: "192.0.2.2"}) }},
+		{"forgot", func(e string) error { return s.ForgotPassword(ctx, e, httpapi.Meta{IP: "192.0.2.2"}) }},
+		{"resend", func(e string) error { return s.ResendVerification(ctx, e, httpapi.Meta{IP: "192.0.2.2"}) }},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var shapes []string
@@ -432,7 +432,7 @@ func TestForgotAndResendDoTheSameWorkForEveryAddress(t *testing.T) {
 			t.Errorf("a %s mail went to the unknown address", a.Template)
 		}
 	}
-	if err := s.ResetPassword(ctx, reset, "a new and different passphrase 9", Meta{}); err != nil {
+	if err := s.ResetPassword(ctx, reset, "a new and different passphrase 9", httpapi.Meta{}); err != nil {
 		t.Errorf("reset with the emailed link: %v", err)
 	}
 }
@@ -445,7 +445,7 @@ type checkedPasswords struct {
 	calls int
 }
 
-func (c *checkedPasswords) VerifyPassword(ctx context.Context, userID, pw string, _ Meta) error {
+func (c *checkedPasswords) VerifyPassword(ctx context.Context, userID, pw string, _ httpapi.Meta) error {
 	c.calls++
 	u, err := c.s.Store.GetUser(ctx, userID)
 	if err != nil {
@@ -466,14 +466,14 @@ func TestEmailChangeNeedsRecentAuthenticationOrThePassword(t *testing.T) {
 	s, jobs, clk, _ := newTestService(t)
 	passwords := &checkedPasswords{s: s}
 	s.Passwords = passwords
-	if _, err := s.Register(ctx, "eve@example.com", pw, "", Meta{IP: "192.0.2.1"}); err != nil {
+	if _, err := s.Register(ctx, "eve@example.com", pw, "", httpapi.Meta{IP: "192.0.2.1"}); err != nil {
 		t.Fatal(err)
 	}
 	u, _ := s.Store.GetUserByEmail(ctx, "eve@example.com")
 	signedIn := clk.Now()
 	clk.Advance(10 * time.Minute)
-	old := Meta{ActorID: u.ID, AuthTime: signedIn}
-	change := func(email, current string, m Meta) (store.User, error) {
+	old := httpapi.Meta{ActorID: u.ID, AuthTime: signedIn}
+	change := func(email, current string, m httpapi.Meta) (store.User, error) {
 		return s.UpdateProfile(ctx, u.ID, ProfilePatch{Email: optional[string]{Set: true, Value: email}, CurrentPassword: current}, m)
 	}
 
@@ -489,13 +489,13 @@ func TestEmailChangeNeedsRecentAuthenticationOrThePassword(t *testing.T) {
 	}
 	// A right current password given with a recent sign-in is still
 	// checked; a wrong one refused.
-	if _, err := change("new@example.com", "wrong password", Meta{AuthTime: clk.Now()}); !errors.Is(err, ErrInvalidCurrentPassword) {
+	if _, err := change("new@example.com", "wrong password", httpapi.Meta{AuthTime: clk.Now()}); !errors.Is(err, ErrInvalidCurrentPassword) {
 		t.Errorf("a wrong current password with a recent sign-in: err = %v, want it checked and refused", err)
 	}
 	if got, err := change("new@example.com", pw, old); err != nil || got.PendingEmail != "new@example.com" {
 		t.Errorf("change with the current password = %q, %v", got.PendingEmail, err)
 	}
-	if got, err := change("newer@example.com", "", Meta{AuthTime: clk.Now().Add(-4 * time.Minute)}); err != nil || got.PendingEmail != "newer@example.com" {
+	if got, err := change("newer@example.com", "", httpapi.Meta{AuthTime: clk.Now().Add(-4 * time.Minute)}); err != nil || got.PendingEmail != "newer@example.com" {
 		t.Errorf("change 4 minutes after signing in = %q, %v", got.PendingEmail, err)
 	}
 	// Other fields, a case change of the current address and going back
@@ -519,7 +519,7 @@ func TestEmailChangeIsThrottled(t *testing.T) {
 	ctx := context.Background()
 	s, jobs, clk, _ := newTestService(t)
 	for _, e := range []string{"flood@example.com", "other@example.com"} {
-		if _, err := s.Register(ctx, e, pw, "", Meta{IP: "192.0.2.1"}); err != nil {
+		if _, err := s.Register(ctx, e, pw, "", httpapi.Meta{IP: "192.0.2.1"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -527,7 +527,7 @@ func TestEmailChangeIsThrottled(t *testing.T) {
 	mails := jobs.mails(t)
 	refused := 0
 	for i := range 20 {
-		_, err := s.UpdateProfile(ctx, u.ID, ProfilePatch{Email: optional[string]{Set: true, Value: "flood-" + itoa(i) + "@example.net"}}, Meta{AuthTime: clk.Now()})
+		_, err := s.UpdateProfile(ctx, u.ID, ProfilePatch{Email: optional[string]{Set: true, Value: "flood-" + itoa(i) + "@example.net"}}, httpapi.Meta{AuthTime: clk.Now()})
 		if p := problemOf(err); p != nil && p.Code == "rate_limited" && p.Status == 429 && p.RetryAfter > 0 {
 			refused++
 		} else if err != nil {
@@ -545,12 +545,12 @@ func TestEmailChangeIsThrottled(t *testing.T) {
 	// An address whose send limit was used up (here by forgot-password
 	// requests) cannot be the target of a change either.
 	for range s.Config.EmailPerAddress.Burst {
-		if err := s.ForgotPassword(ctx, "target@example.org", Meta{IP: "192.0.2.2"}); err != nil {
+		if err := s.ForgotPassword(ctx, "target@example.org", httpapi.Meta{IP: "192.0.2.2"}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	other, _ := s.Store.GetUserByEmail(ctx, "other@example.com")
-	_, err := s.UpdateProfile(ctx, other.ID, ProfilePatch{Email: optional[string]{Set: true, Value: "Target@example.org"}}, Meta{AuthTime: clk.Now()})
+	_, err := s.UpdateProfile(ctx, other.ID, ProfilePatch{Email: optional[string]{Set: true, Value: "Target@example.org"}}, httpapi.Meta{AuthTime: clk.Now()})
 	if p := problemOf(err); p == nil || p.Code != "rate_limited" {
 		t.Errorf("change to an address over its send limit: err = %v, want rate_limited", err)
 	}
@@ -563,24 +563,24 @@ func TestEmailChangeIsThrottled(t *testing.T) {
 func TestResetLinkToTheOldAddressDiesWithAnEmailChange(t *testing.T) {
 	ctx := context.Background()
 	s, jobs, clk, kr := newTestService(t)
-	if _, err := s.Register(ctx, "moving@example.com", pw, "", Meta{IP: "192.0.2.1"}); err != nil {
+	if _, err := s.Register(ctx, "moving@example.com", pw, "", httpapi.Meta{IP: "192.0.2.1"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.VerifyEmail(ctx, jobs.token(t, kr, mail.VerifyEmail, "moving@example.com"), Meta{}); err != nil {
+	if _, err := s.VerifyEmail(ctx, jobs.token(t, kr, mail.VerifyEmail, "moving@example.com"), httpapi.Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	u, _ := s.Store.GetUserByEmail(ctx, "moving@example.com")
-	if err := s.ForgotPassword(ctx, "moving@example.com", Meta{IP: "192.0.2.1"}); err != nil {
+	if err := s.ForgotPassword(ctx, "moving@example.com", httpapi.Meta{IP: "192.0.2.1"}); err != nil {
 		t.Fatal(err)
 	}
 	oldLink := jobs.token(t, kr, mail.PasswordReset, "moving@example.com")
-	if _, err := s.UpdateProfile(ctx, u.ID, ProfilePatch{Email: optional[string]{Set: true, Value: "moved@example.com"}}, Meta{AuthTime: clk.Now()}); err != nil {
+	if _, err := s.UpdateProfile(ctx, u.ID, ProfilePatch{Email: optional[string]{Set: true, Value: "moved@example.com"}}, httpapi.Meta{AuthTime: clk.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.VerifyEmail(ctx, jobs.token(t, kr, mail.EmailChangeVerify, "moved@example.com"), Meta{}); err != nil {
+	if _, err := s.VerifyEmail(ctx, jobs.token(t, kr, mail.EmailChangeVerify, "moved@example.com"), httpapi.Meta{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.ResetPassword(ctx, oldLink, "a new and different passphrase 9", Meta{}); !errors.Is(err, ErrInvalidToken) {
+	if err := s.ResetPassword(ctx, oldLink, "a new and different passphrase 9", httpapi.Meta{}); !errors.Is(err, ErrInvalidToken) {
 		t.Errorf("reset link sent to the old address, after the change: err = %v, want ErrInvalidToken", err)
 	}
 
@@ -593,15 +593,15 @@ func TestResetLinkToTheOldAddressDiesWithAnEmailChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.ResetPassword(ctx, late, "a new and different passphrase 9", Meta{}); !errors.Is(err, ErrInvalidToken) {
+	if err := s.ResetPassword(ctx, late, "a new and different passphrase 9", httpapi.Meta{}); !errors.Is(err, ErrInvalidToken) {
 		t.Errorf("reset token issued to the old address: err = %v, want ErrInvalidToken", err)
 	}
 
 	// A link sent to the new address works.
-	if err := s.ForgotPassword(ctx, "moved@example.com", Meta{IP: "192.0.2.1"}); err != nil {
+	if err := s.ForgotPassword(ctx, "moved@example.com", httpapi.Meta{IP: "192.0.2.1"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.ResetPassword(ctx, jobs.token(t, kr, mail.PasswordReset, "moved@example.com"), "a new and different passphrase 9", Meta{}); err != nil {
+	if err := s.ResetPassword(ctx, jobs.token(t, kr, mail.PasswordReset, "moved@example.com"), "a new and different passphrase 9", httpapi.Meta{}); err != nil {
 		t.Errorf("reset link sent to the new address: %v", err)
 	}
 }
@@ -612,11 +612,11 @@ func TestResetLinkToTheOldAddressDiesWithAnEmailChange(t *testing.T) {
 func TestActivityShowsOnlyTheUsersOwnActorsAndAddresses(t *testing.T) {
 	ctx := context.Background()
 	s, _, clk, _ := newTestService(t)
-	if _, err := s.Register(ctx, "watched@example.com", pw, "", Meta{IP: "192.0.2.1"}); err != nil {
+	if _, err := s.Register(ctx, "watched@example.com", pw, "", httpapi.Meta{IP: "192.0.2.1"}); err != nil {
 		t.Fatal(err)
 	}
 	u, _ := s.Store.GetUserByEmail(ctx, "watched@example.com")
-	admin, err := s.Create(ctx, NewUser{Email: "root@example.com", Password: pw, Admin: true}, Meta{})
+	admin, err := s.Create(ctx, NewUser{Email: "root@example.com", Password: pw, Admin: true}, httpapi.Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -656,18 +656,18 @@ func TestActivityShowsOnlyTheUsersOwnActorsAndAddresses(t *testing.T) {
 func TestStaleEmailRequestIsDropped(t *testing.T) {
 	ctx := context.Background()
 	s, jobs, clk, _ := newTestService(t)
-	if _, err := s.Register(ctx, "late@example.com", pw, "", Meta{IP: "192.0.2.1"}); err != nil {
+	if _, err := s.Register(ctx, "late@example.com", pw, "", httpapi.Meta{IP: "192.0.2.1"}); err != nil {
 		t.Fatal(err)
 	}
 	before := jobs.mails(t)
-	if err := s.ForgotPassword(ctx, "late@example.com", Meta{IP: "192.0.2.2"}); err != nil {
+	if err := s.ForgotPassword(ctx, "late@example.com", httpapi.Meta{IP: "192.0.2.2"}); err != nil {
 		t.Fatal(err)
 	}
 	clk.Advance(s.Config.ResetTTL + time.Second)
 	if got := jobs.mails(t); got != before {
 		t.Errorf("a request worked after its link's lifetime sent %d emails", got-before)
 	}
-	if err := s.ForgotPassword(ctx, "late@example.com", Meta{IP: "192.0.2.2"}); err != nil {
+	if err := s.ForgotPassword(ctx, "late@example.com", httpapi.Meta{IP: "192.0.2.2"}); err != nil {
 		t.Fatal(err)
 	}
 	if got := jobs.mails(t); got != before+1 {

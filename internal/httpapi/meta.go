@@ -1,0 +1,33 @@
+package httpapi
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/logging"
+)
+
+// Meta describes the client behind a request, for what a change records
+// (audit events, sessions, notification emails): where the request came
+// from and, for an authenticated caller, who it is. Every domain takes
+// this one type.
+type Meta struct {
+	IP        string
+	UserAgent string
+	RequestID string
+	DeviceID  string    // the client's own device identifier, when it sends one
+	ActorID   string    // the authenticated caller, if any
+	AuthTime  time.Time // when the caller last authenticated (auth_time)
+}
+
+// MetaOf describes the client of r; deviceID is the one the client sent,
+// if any. The free-text fields are cut without splitting a character: half
+// a character is invalid UTF-8, which PostgreSQL refuses to store.
+func MetaOf(r *http.Request, deviceID string) Meta {
+	return Meta{
+		IP:        ClientIP(r.Context()),
+		UserAgent: CleanText(r.UserAgent(), 512),
+		RequestID: logging.RequestID(r.Context()),
+		DeviceID:  CleanText(deviceID, 256),
+	}
+}
