@@ -1,0 +1,99 @@
+package session
+
+import (
+	"context"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/httpapi"
+	"github.com/gatehouse/gatehouse/internal/store"
+)
+
+// deny puts a session on the deny list until its last access token
+// expired; failures are logged (the session is already revoked in the
+// database, so refresh is refused regardless).
+func (s *Service) deny(ctx context.Context, sessionID string) {
+	until := s.now().Add(s.Config.AccessTTL + s.Config.Leeway)
+	if err := s.Tokens.DenySession(ctx, sessionID, until); err != nil {
+		s.Log.ErrorContext(ctx, "could not deny-list a revoked session", "session_id", sessionID, "error", err.Error())
+	}
+}
+
+// Logout ends one session of the user everywhere.
+func (s *Service) Logout(ctx context.Context, userID, sessionID string, m httpapi.Meta) error {
+	sess, err := s.Store.GetSession(ctx, sessionID)
+	if err != nil {
+		return err
+	}
+	if sess.UserID != userID {
+		return store.ErrNotFound
+	}
+	if _, err := s.Revoke(ctx, sessionID, "logout"); err != nil {
+		return err
+	}
+	s.securityEvent(ctx, userID, userID, "user.logged_out", m, map[string]any{"session_id": sessionID})
+	return nil
+}
+
+// RevokeUserSessionByID ends one session of the user everywhere (no event).
+func (s *Service) RevokeUserSessionByID(ctx context.Context, userID, sessionID string) error {
+	sess, err := s.Store.GetSession(ctx, sessionID)
+	if err != nil {
+		return err
+	}
+	if sess.UserID != userID {
+		return store.ErrNotFound
+	}
+	_, err = s.Revoke(ctx, sessionID, "superseded")
+	return err
+}
+
+// Revoke ends a session everywhere: its refresh tokens in the database and,
+// through the deny list (recorded in the database too), its access tokens
+// on every node. It is the one way a single session ends. It returns the
+// session as revoked, ErrNotFound when there is none; a session that had
+// ended already keeps its first revocation, and its tokens are denied
+// again.
+func (s *Service) Revoke(ctx context.Context, sessionID, reason string) (store.Session, error) {
+	sess, err := s.Store.RevokeSession(ctx, sessionID, reason, s.now())
+	if err != nil {
+		return store.Session{}, err
+	}
+	if err := s.RevokeSessionTokens(ctx, sess.ID); err != nil {
+		return sess, err
+	}
+	return sess, nil
+}
+
+// RevokeSessionTokens puts an already revoked session's access tokens on
+// the deny list.
+func (s *Service) RevokeSessionTokens(ctx context.Context, sessionID string) error {
+	until := s.now().Add(s.Config.AccessTTL + s.Config.Leeway)
+	return s.Tokens.DenySession(ctx, sessionID, until)
+}
+
+// RevokeUserSessions ends every session of the user but except (if set).
+// It implements user.SessionRevoker.
+func (s *Service) RevokeUserSessions(ctx context.Context, userID, except, reason string) error {
+	ids, err := s.Store.RevokeUserSessions(ctx, userID, except, reason, s.now())
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		s.deny(ctx, id)
+	}
+	return nil
+}
+
+// RevokeIssuedBefore is the incident kill switch: every access token
+// issued and every session started before t stops working on every node.
+func (s *Service) RevokeIssuedBefore(ctx context.Context, t time.Time) (int64, error) {
+	if err := s.Tokens.RevokeIssuedBefore(ctx, t); err != nil {
+		return 0, err
+	}
+	return s.Store.RevokeSessionsCreatedBefore(ctx, t, "revoked_before", s.now())
+}
+
+// List returns the user's live sessions, newest first.
+func (s *Service) List(ctx context.Context, userID string) ([]store.Session, error) {
+	return s.Store.ListUserSessions(ctx, userID, s.now())
+}
