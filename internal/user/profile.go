@@ -7,9 +7,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/httpapi"
-	"github.com/gatehouse/gatehouse/internal/mail"
 	"github.com/gatehouse/gatehouse/internal/ratelimit"
-	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
 
@@ -110,136 +108,23 @@ func (s *Service) GetProfile(ctx context.Context, userID string) (store.User, er
 // take effect until it is verified: a link goes to the new address and a
 // notice to the old one.
 func (s *Service) UpdateProfile(ctx context.Context, userID string, p ProfilePatch, m httpapi.Meta) (store.User, error) {
-	var errs fieldErrors
-	str := func(o optional[string], field string, check func(string) string) (string, bool) {
-		if !o.Set {
-			return "", false
-		}
-		if o.Null {
-			return "", true
-		}
-		return check(o.Value), true
-	}
-	text := func(field string, max int) func(string) string {
-		return func(v string) string { return cleanText(&errs, field, v, max) }
-	}
-	type change struct {
-		field string
-		ptr   func(*store.User) *string
-		value string
-	}
-	var changes []change
-	add := func(o optional[string], field string, check func(string) string, ptr func(*store.User) *string) {
-		if v, ok := str(o, field, check); ok {
-			changes = append(changes, change{field, ptr, v})
-		}
-	}
-	add(p.Name, "name", text("name", maxNameLength), func(u *store.User) *string { return &u.Name })
-	add(p.GivenName, "given_name", text("given_name", maxNameLength), func(u *store.User) *string { return &u.GivenName })
-	add(p.FamilyName, "family_name", text("family_name", maxNameLength), func(u *store.User) *string { return &u.FamilyName })
-	add(p.Locale, "locale", func(v string) string { return checkLocale(&errs, v) }, func(u *store.User) *string { return &u.Locale })
-	add(p.Zoneinfo, "zoneinfo", func(v string) string { return checkZoneinfo(&errs, v) }, func(u *store.User) *string { return &u.Zoneinfo })
-	add(p.PhoneNumber, "phone_number", func(v string) string { return checkPhone(&errs, v) }, func(u *store.User) *string { return &u.PhoneNumber })
-	add(p.Picture, "picture", func(v string) string { return checkPicture(&errs, v) }, func(u *store.User) *string { return &u.Picture })
-
-	var metadata map[string]any
-	if p.Metadata.Set {
-		if p.Metadata.Null {
-			metadata = map[string]any{}
-		} else {
-			metadata = checkMetadata(&errs, "metadata", p.Metadata.Value)
-		}
-	}
-	var newEmail string
-	if p.Email.Set {
-		if p.Email.Null {
-			errs.add("email", "required", "The email address cannot be removed.")
-		} else {
-			newEmail = checkEmail(&errs, "email", p.Email.Value)
-		}
-	}
-	if err := errs.err(); err != nil {
+	plan, err := checkPatch(p)
+	if err != nil {
 		return store.User{}, err
 	}
-
-	// A new address is where password resets go, so changing it needs
-	// what the other sensitive changes need: a recent sign-in, or the
-	// current password (checked through the sign-in lockout). And each
-	// change sends two messages, so it is throttled like other sends.
-	// A current_password given is always checked.
-	confirmed := s.recentlyAuthenticated(m) && p.CurrentPassword == ""
-	if newEmail != "" {
-		u, err := s.Store.GetUser(ctx, userID)
-		if err != nil {
-			return store.User{}, err
-		}
-		if !sameAddress(newEmail, u.Email) {
-			if !confirmed {
-				if err := s.confirmPassword(ctx, userID, p.CurrentPassword, m); err != nil {
-					return store.User{}, err
-				}
-				confirmed = true
-			}
-			if err := s.throttleEmailChange(ctx, userID, newEmail); err != nil {
-				return store.User{}, err
-			}
-		}
+	confirmed, err := s.confirmEmailChange(ctx, userID, plan.newEmail, p.CurrentPassword, m)
+	if err != nil {
+		return store.User{}, err
 	}
-
-	var token string
 	var out store.User
-	err := s.Store.InTx(ctx, func(tx store.Store) error {
+	err = s.Store.InTx(ctx, func(tx store.Store) error {
 		u, err := tx.GetUserForUpdate(ctx, userID)
 		if err != nil {
 			return err
 		}
-		diff := map[string]any{}
-		for _, c := range changes {
-			ptr := c.ptr(&u)
-			if *ptr != c.value {
-				diff[c.field] = map[string]any{"old": *ptr, "new": c.value}
-				*ptr = c.value
-			}
-		}
-		if p.Metadata.Set && !reflect.DeepEqual(emptyIfNil(u.Metadata), metadata) {
-			diff["metadata"] = map[string]any{"old": emptyIfNil(u.Metadata), "new": metadata}
-			u.Metadata = metadata
-		}
-		// Only an ASCII case change of the current address skips
-		// verification; anything else is a new address.
-		emailChange := newEmail != "" && !sameAddress(newEmail, u.Email)
-		if newEmail != "" && !emailChange && newEmail != u.Email {
-			// Only the spelling changed (case): no verification needed.
-			diff["email"] = map[string]any{"old": u.Email, "new": newEmail}
-			u.Email = newEmail
-		}
-		if newEmail != "" && !emailChange && u.PendingEmail != "" {
-			u.PendingEmail = "" // back to the current address: cancel a pending change
-			if err := tx.DeleteUserOneTimeTokens(ctx, u.ID, store.PurposeEmailChange); err != nil {
-				return err
-			}
-		}
-		if emailChange && !confirmed {
-			return ErrEmailChangeNeedsReauth // the address changed since it was read
-		}
-		if emailChange {
-			// Whether another account holds the address is not told here
-			// (that would enumerate accounts); the change fails at
-			// verification, which only that mailbox's owner can reach.
-			u.PendingEmail = newEmail
-			if token, err = secret.NewToken(32); err != nil {
-				return err
-			}
-			if err := s.issueToken(ctx, tx, u, store.PurposeEmailChange, newEmail, token, s.Config.VerificationTTL); err != nil {
-				return err
-			}
-			if err := s.audit(ctx, tx, m, u.ID, "user.email_change_requested", map[string]any{"email": map[string]any{"old": u.Email, "new": newEmail}}); err != nil {
-				return err
-			}
-			if err := s.sendMail(ctx, tx, mail.EmailChangeVerify, newEmail, mail.Data{RecipientName: u.Name, ExpiresIn: s.Config.VerificationTTL}, s.link("/verify-email", token)); err != nil {
-				return err
-			}
-			if err := s.sendMail(ctx, tx, mail.EmailChangeNotice, u.Email, mail.Data{RecipientName: u.Name, NewEmail: maskEmail(newEmail), Time: s.now(), IP: m.IP, UserAgent: m.UserAgent}, ""); err != nil {
+		diff := plan.apply(&u)
+		if plan.newEmail != "" {
+			if err := s.changeEmail(ctx, tx, &u, plan.newEmail, confirmed, diff, m); err != nil {
 				return err
 			}
 		}
@@ -252,6 +137,79 @@ func (s *Service) UpdateProfile(ctx context.Context, userID string, p ProfilePat
 		return s.audit(ctx, tx, m, u.ID, "user.profile_updated", map[string]any{"changes": diff})
 	})
 	return out, err
+}
+
+// patchPlan is a checked ProfilePatch: the fields to set and the new
+// email address, if one is asked for.
+type patchPlan struct {
+	changes     []fieldChange
+	setMetadata bool
+	metadata    map[string]any
+	newEmail    string
+}
+
+// fieldChange sets one string field of the profile.
+type fieldChange struct {
+	field string
+	ptr   func(*store.User) *string
+	value string
+}
+
+// checkPatch validates every field of p at once.
+func checkPatch(p ProfilePatch) (patchPlan, error) {
+	var errs fieldErrors
+	var plan patchPlan
+	text := func(field string, max int) func(string) string {
+		return func(v string) string { return cleanText(&errs, field, v, max) }
+	}
+	add := func(o optional[string], field string, check func(string) string, ptr func(*store.User) *string) {
+		switch {
+		case !o.Set:
+		case o.Null:
+			plan.changes = append(plan.changes, fieldChange{field, ptr, ""})
+		default:
+			plan.changes = append(plan.changes, fieldChange{field, ptr, check(o.Value)})
+		}
+	}
+	add(p.Name, "name", text("name", maxNameLength), func(u *store.User) *string { return &u.Name })
+	add(p.GivenName, "given_name", text("given_name", maxNameLength), func(u *store.User) *string { return &u.GivenName })
+	add(p.FamilyName, "family_name", text("family_name", maxNameLength), func(u *store.User) *string { return &u.FamilyName })
+	add(p.Locale, "locale", func(v string) string { return checkLocale(&errs, v) }, func(u *store.User) *string { return &u.Locale })
+	add(p.Zoneinfo, "zoneinfo", func(v string) string { return checkZoneinfo(&errs, v) }, func(u *store.User) *string { return &u.Zoneinfo })
+	add(p.PhoneNumber, "phone_number", func(v string) string { return checkPhone(&errs, v) }, func(u *store.User) *string { return &u.PhoneNumber })
+	add(p.Picture, "picture", func(v string) string { return checkPicture(&errs, v) }, func(u *store.User) *string { return &u.Picture })
+	if p.Metadata.Set {
+		plan.setMetadata, plan.metadata = true, map[string]any{}
+		if !p.Metadata.Null {
+			plan.metadata = checkMetadata(&errs, "metadata", p.Metadata.Value)
+		}
+	}
+	if p.Email.Set {
+		if p.Email.Null {
+			errs.add("email", "required", "The email address cannot be removed.")
+		} else {
+			plan.newEmail = checkEmail(&errs, "email", p.Email.Value)
+		}
+	}
+	return plan, errs.err()
+}
+
+// apply sets the plan's fields (but the email address) on u and returns
+// what changed, for the audit event.
+func (plan patchPlan) apply(u *store.User) map[string]any {
+	diff := map[string]any{}
+	for _, c := range plan.changes {
+		ptr := c.ptr(u)
+		if *ptr != c.value {
+			diff[c.field] = map[string]any{"old": *ptr, "new": c.value}
+			*ptr = c.value
+		}
+	}
+	if plan.setMetadata && !reflect.DeepEqual(emptyIfNil(u.Metadata), plan.metadata) {
+		diff["metadata"] = map[string]any{"old": emptyIfNil(u.Metadata), "new": plan.metadata}
+		u.Metadata = plan.metadata
+	}
+	return diff
 }
 
 // recentlyAuthenticated reports whether the caller authenticated within
