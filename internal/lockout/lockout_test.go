@@ -8,22 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/clocktest"
 	"github.com/gatehouse/gatehouse/internal/kv"
 	"github.com/gatehouse/gatehouse/internal/kv/memory"
 	"github.com/gatehouse/gatehouse/internal/testenv"
 )
-
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // fail makes one failed attempt and returns the lock it caused (0: none)
 // or, for an attempt refused without a password check (locked), -1.
@@ -45,7 +34,7 @@ func fail(t *testing.T, l Counter, user string) time.Duration {
 }
 
 func TestLockGrowsExponentiallyAndIsCapped(t *testing.T) {
-	clk := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clk := clocktest.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	kv := memory.New(clk.Now)
 	defer kv.Close()
 	l := Counter{KV: kv, Prefix: "test", Config: Config{Threshold: 3, BaseLock: time.Minute, MaxLock: 5 * time.Minute, FailureWindow: 24 * time.Hour}}
@@ -239,7 +228,7 @@ func TestReleaseGivesTheAttemptBack(t *testing.T) {
 // settles (attempts lost with their node): an attempt waits MaxWait, then
 // the subject is locked for the base lock, which resets the count.
 func TestStuckCountLocksAfterMaxWait(t *testing.T) {
-	clk := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clk := clocktest.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	s := memory.New(clk.Now)
 	defer s.Close()
 	l := Counter{KV: s, Prefix: "test", Config: Config{Threshold: 2, BaseLock: time.Minute, MaxLock: time.Hour, FailureWindow: 24 * time.Hour, MaxWait: 150 * time.Millisecond}}
@@ -280,7 +269,7 @@ func TestStuckCountLocksAfterMaxWait(t *testing.T) {
 // window; and that an attempt after a lock has reset the counter is
 // refused (the case the old second check after counting was for).
 func TestLockedAttemptsAreNotCounted(t *testing.T) {
-	clk := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clk := clocktest.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	s := memory.New(clk.Now)
 	defer s.Close()
 	l := Counter{KV: s, Prefix: "test", Config: Config{Threshold: 3, BaseLock: time.Minute, MaxLock: time.Hour, FailureWindow: 24 * time.Hour}}

@@ -2,34 +2,15 @@ package ratelimit
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/gatehouse/gatehouse/internal/clocktest"
 )
-
-// clock is a fake clock that moves only when told to.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 func TestMemory(t *testing.T) {
 	runSuite(t, func(t *testing.T) (Limiter, func(time.Duration)) {
-		c := newClock()
+		c := clocktest.New(time.Time{})
 		return NewMemory(c.Now), c.Advance
 	})
 }
@@ -38,7 +19,7 @@ func TestMemory(t *testing.T) {
 // fake clock allows: one nanosecond early is still refused, RetryAfter on
 // the dot is allowed.
 func TestMemoryExactTiming(t *testing.T) {
-	c := newClock()
+	c := clocktest.New(time.Time{})
 	l := NewMemory(c.Now)
 	limit := Limit{Rate: 3, Burst: 1, Period: time.Second} // 333,333,333ns apart
 	allow(t, l, "k", limit, 1)
@@ -60,7 +41,7 @@ func TestMemoryExactTiming(t *testing.T) {
 // tokens exactly over many calls, even with an interval that floating
 // point cannot represent.
 func TestMemoryRemainingHasNoRoundingDrift(t *testing.T) {
-	c := newClock()
+	c := clocktest.New(time.Time{})
 	l := NewMemory(c.Now)
 	limit := Limit{Rate: 30, Burst: 30, Period: time.Second} // 33,333,333ns
 	for i := range 30 {
@@ -75,7 +56,7 @@ func TestMemoryRemainingHasNoRoundingDrift(t *testing.T) {
 }
 
 func TestMemoryForgetsIdleKeys(t *testing.T) {
-	c := newClock()
+	c := clocktest.New(time.Time{})
 	l := NewMemory(c.Now).(*memory)
 	limit := Limit{Rate: 1, Burst: 10, Period: time.Second}
 	allow(t, l, "short", limit, 1) // full again after 1s

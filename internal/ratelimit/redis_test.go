@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/gatehouse/gatehouse/internal/clocktest"
 	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
@@ -111,7 +112,7 @@ func TestMemoryMatchesRedis(t *testing.T) {
 	got := play(t, l, time.Sleep)
 	elapsed := time.Since(start)
 
-	c := newClock()
+	c := clocktest.New(time.Time{})
 	want := play(t, NewMemory(c.Now), c.Advance)
 
 	// Redis's clock runs on between calls, so its durations may be shorter

@@ -2,28 +2,16 @@ package session
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/clocktest"
 	"github.com/gatehouse/gatehouse/internal/kv/memory"
 	"github.com/gatehouse/gatehouse/internal/lockout"
 )
 
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 func TestIPBlock(t *testing.T) {
-	clk := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clk := clocktest.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	kv := memory.New(clk.Now)
 	defer kv.Close()
 	l := &guard{Counter: lockout.Counter{KV: kv, Prefix: "login"}, cfg: LockoutConfig{IPFailures: 3, IPWindow: 15 * time.Minute}}
@@ -52,7 +40,7 @@ func TestIPBlock(t *testing.T) {
 // TestIPBlockCoversTheSlash64 checks that an IPv6 client cannot take a new
 // address from its /64 for each attempt.
 func TestIPBlockCoversTheSlash64(t *testing.T) {
-	clk := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clk := clocktest.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	kv := memory.New(clk.Now)
 	defer kv.Close()
 	l := &guard{Counter: lockout.Counter{KV: kv, Prefix: "login"}, cfg: LockoutConfig{IPFailures: 3, IPWindow: 15 * time.Minute}}
@@ -77,7 +65,7 @@ func TestIPBlockCoversTheSlash64(t *testing.T) {
 // its IP's window ends gives its unit back without lending it to the next
 // window: the counter its refund creates at -1 disappears at once.
 func TestIPRefundAfterTheWindow(t *testing.T) {
-	clk := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clk := clocktest.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	kv := memory.New(clk.Now)
 	defer kv.Close()
 	l := &guard{Counter: lockout.Counter{KV: kv, Prefix: "login"}, cfg: LockoutConfig{IPFailures: 2, IPWindow: 15 * time.Minute}}

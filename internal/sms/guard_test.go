@@ -7,35 +7,17 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/clocktest"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/ratelimit"
 )
 
-// testClock is a settable clock for the limiter.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func newTestGuard() (*Guard, *testClock) {
-	clock := &testClock{t: time.Date(2025, 6, 7, 8, 0, 0, 0, time.UTC)}
-	return &Guard{Limiter: ratelimit.NewMemory(clock.now)}, clock
+func newTestGuard() (*Guard, *clocktest.Clock) {
+	clock := clocktest.New(time.Date(2025, 6, 7, 8, 0, 0, 0, time.UTC))
+	return &Guard{Limiter: ratelimit.NewMemory(clock.Now)}, clock
 }
 
 // Numbers of several kinds, valid in the numbering plans.
@@ -135,7 +117,7 @@ func TestGuardPerUser(t *testing.T) {
 			t.Fatalf("no user: %v", err)
 		}
 	}
-	clock.advance(20 * time.Minute) // one emission interval
+	clock.Advance(20 * time.Minute) // one emission interval
 	if err := g.Check(t.Context(), "u1", frMobile); err != nil {
 		t.Errorf("after 20 minutes: %v", err)
 	}
@@ -207,7 +189,7 @@ func TestGuardOrder(t *testing.T) {
 
 	// Carol's refused attempt used her user unit: once the country limit
 	// has room again, her own limit refuses her.
-	clock.advance(20 * time.Minute) // one country emission interval
+	clock.Advance(20 * time.Minute) // one country emission interval
 	rateLimited(t, g.Check(t.Context(), "carol", "+447400123462"), "user")
 	if err := g.Check(t.Context(), "dave", "+447400123463"); err != nil {
 		t.Errorf("dave after the country limit refilled: %v", err)

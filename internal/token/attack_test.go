@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/clocktest"
 	"github.com/gatehouse/gatehouse/internal/token"
 )
 
@@ -26,7 +27,7 @@ func attackerKey(t testing.TB) *ecdsa.PrivateKey {
 }
 
 // validClaims are the claims of a valid token issued now.
-func validClaims(clk *clock) map[string]any {
+func validClaims(clk *clocktest.Clock) map[string]any {
 	now := clk.Now().Unix()
 	return map[string]any{
 		"iss":       issuer,

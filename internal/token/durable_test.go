@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/clocktest"
 	"github.com/gatehouse/gatehouse/internal/kv"
 	"github.com/gatehouse/gatehouse/internal/testenv"
 	"github.com/gatehouse/gatehouse/internal/token"
@@ -21,7 +22,7 @@ type revokedSet struct {
 // revokeEveryWay issues tokens on m and revokes all but the control one:
 // one by its session (logout), one by its jti (a client_credentials token
 // revoked through /oauth2/revoke) and one by the kill switch.
-func revokeEveryWay(t *testing.T, m *token.Manager, clk *clock) revokedSet {
+func revokeEveryWay(t *testing.T, m *token.Manager, clk *clocktest.Clock) revokedSet {
 	t.Helper()
 	ctx := t.Context()
 	var s revokedSet

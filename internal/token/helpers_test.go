@@ -18,10 +18,10 @@ import (
 	"math/big"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/clocktest"
 	"github.com/gatehouse/gatehouse/internal/kv"
 	"github.com/gatehouse/gatehouse/internal/kv/memory"
 	rediskv "github.com/gatehouse/gatehouse/internal/kv/redis"
@@ -33,29 +33,6 @@ import (
 )
 
 const issuer = "https://auth.example.test"
-
-// clock is a settable clock shared by the Managers and the memory kv of a
-// test.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock {
-	return &clock{t: time.Date(2030, 1, 2, 3, 4, 5, 600_000_000, time.UTC)}
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
@@ -98,7 +75,7 @@ func postgresStore(t testing.TB) *postgres.Store {
 	return s
 }
 
-func memoryKV(t testing.TB, clk *clock) kv.Store {
+func memoryKV(t testing.TB, clk *clocktest.Clock) kv.Store {
 	t.Helper()
 	s := memory.New(clk.Now)
 	t.Cleanup(func() { s.Close() })
@@ -139,7 +116,7 @@ func baseConfig() token.Config {
 
 // startManager starts a Manager and stops it (waiting for its background
 // work) when the test ends.
-func startManager(t testing.TB, st token.Store, keyring *secret.Keyring, state kv.Store, clk *clock, cfg token.Config, tune ...func(*token.Manager)) *token.Manager {
+func startManager(t testing.TB, st token.Store, keyring *secret.Keyring, state kv.Store, clk *clocktest.Clock, cfg token.Config, tune ...func(*token.Manager)) *token.Manager {
 	t.Helper()
 	m, err := token.NewManager(cfg, st, keyring, state, discardLogger(), clk.Now)
 	if err != nil {
@@ -383,4 +360,10 @@ func verifyIndependently(jwks []byte, raw string) (map[string]any, error) {
 		return nil, err
 	}
 	return claims, nil
+}
+
+// newClock is the tests' clock: a fixed time with a fraction of a second,
+// so that second-rounding (iat, the kill switch) is exercised.
+func newClock() *clocktest.Clock {
+	return clocktest.New(time.Date(2030, 1, 2, 3, 4, 5, 600_000_000, time.UTC))
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/gatehouse/gatehouse/internal/auth"
+	"github.com/gatehouse/gatehouse/internal/clocktest"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/kv"
 	"github.com/gatehouse/gatehouse/internal/store"
@@ -350,14 +351,14 @@ func TestRotateIfOlder(t *testing.T) {
 type backend struct {
 	name  string
 	store func(t *testing.T) token.Store
-	kvs   func(t *testing.T, clk *clock, n int) []kv.Store
+	kvs   func(t *testing.T, clk *clocktest.Clock, n int) []kv.Store
 }
 
 var backends = []backend{
 	{
 		name:  "sqlite+memory",
 		store: func(t *testing.T) token.Store { return sqliteStore(t) },
-		kvs: func(t *testing.T, clk *clock, n int) []kv.Store {
+		kvs: func(t *testing.T, clk *clocktest.Clock, n int) []kv.Store {
 			s := memoryKV(t, clk)
 			out := make([]kv.Store, n)
 			for i := range out {
@@ -369,7 +370,7 @@ var backends = []backend{
 	{
 		name:  "postgres+redis",
 		store: func(t *testing.T) token.Store { return postgresStore(t) },
-		kvs:   func(t *testing.T, _ *clock, n int) []kv.Store { return redisKVs(t, n) },
+		kvs:   func(t *testing.T, _ *clocktest.Clock, n int) []kv.Store { return redisKVs(t, n) },
 	},
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/riverqueue/river"
 
+	"github.com/gatehouse/gatehouse/internal/clocktest"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/mail"
 	"github.com/gatehouse/gatehouse/internal/password"
@@ -97,19 +98,7 @@ func (c *capturedJobs) token(t *testing.T, kr *secret.Keyring, template, to stri
 	return ""
 }
 
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-func newTestService(t *testing.T) (*Service, *capturedJobs, *clock, *secret.Keyring) {
+func newTestService(t *testing.T) (*Service, *capturedJobs, *clocktest.Clock, *secret.Keyring) {
 	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "g.db")})
@@ -123,7 +112,7 @@ func newTestService(t *testing.T) (*Service, *capturedJobs, *clock, *secret.Keyr
 	ks, _ := secret.GenerateKeyString("t1")
 	kr, _ := secret.ParseKeys(ks)
 	jobs := &capturedJobs{}
-	clk := &clock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	clk := clocktest.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	pol := password.DefaultPolicy()
 	s := &Service{
 		Store: st, Hasher: password.NewHasher(password.Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}, 2),

@@ -26,26 +26,9 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/gatehouse/gatehouse/internal/clocktest"
 	"github.com/gatehouse/gatehouse/pkg/accesstoken"
 )
-
-// clock is a settable clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 type signingKey struct {
 	kid  string
@@ -190,7 +173,7 @@ func newVerifier(t *testing.T, opts accesstoken.Options) *accesstoken.Verifier {
 }
 
 func TestVerify(t *testing.T) {
-	clk := &clock{t: time.Now().Truncate(time.Second)}
+	clk := clocktest.New(time.Now().Truncate(time.Second))
 	rs, es, ed := newKey(t, "rs", jose.RS256), newKey(t, "es", jose.ES256), newKey(t, "ed", jose.EdDSA)
 	ks := newKeyServer(t, rs.jwk(), es.jwk(), ed.jwk())
 	iss := ks.srv.URL // the JWKS URL defaults to issuer + /.well-known/jwks.json
@@ -242,7 +225,7 @@ func TestVerify(t *testing.T) {
 }
 
 func TestAllowlistAndAudience(t *testing.T) {
-	clk := &clock{t: time.Now().Truncate(time.Second)}
+	clk := clocktest.New(time.Now().Truncate(time.Second))
 	es, ed := newKey(t, "es", jose.ES256), newKey(t, "ed", jose.EdDSA)
 	ks := newKeyServer(t, es.jwk(), ed.jwk())
 	v := newVerifier(t, accesstoken.Options{
@@ -273,7 +256,7 @@ func TestAllowlistAndAudience(t *testing.T) {
 }
 
 func TestRefetchOnUnknownKey(t *testing.T) {
-	clk := &clock{t: time.Now().Truncate(time.Second)}
+	clk := clocktest.New(time.Now().Truncate(time.Second))
 	old, next := newKey(t, "old", jose.ES256), newKey(t, "next", jose.ES256)
 	ks := newKeyServer(t, old.jwk())
 	iss := ks.srv.URL
@@ -318,7 +301,7 @@ func TestRefetchOnUnknownKey(t *testing.T) {
 // cancel the fetch, nor make the Verifier believe it fetched: the rotated
 // key is there for the next request at once.
 func TestUnknownKidFetchOutlivesTheRequest(t *testing.T) {
-	clk := &clock{t: time.Now().Truncate(time.Second)}
+	clk := clocktest.New(time.Now().Truncate(time.Second))
 	old, next := newKey(t, "old", jose.ES256), newKey(t, "next", jose.ES256)
 	ks := newKeyServer(t, old.jwk())
 	arrived, release := make(chan struct{}), make(chan struct{})
@@ -358,7 +341,7 @@ func TestUnknownKidFetchOutlivesTheRequest(t *testing.T) {
 }
 
 func TestPeriodicRefresh(t *testing.T) {
-	clk := &clock{t: time.Now().Truncate(time.Second)}
+	clk := clocktest.New(time.Now().Truncate(time.Second))
 	gone := newKey(t, "gone", jose.ES256)
 	ks := newKeyServer(t, gone.jwk())
 	iss := ks.srv.URL
@@ -398,7 +381,7 @@ func TestPeriodicRefresh(t *testing.T) {
 }
 
 func TestJWKSFiltering(t *testing.T) {
-	clk := &clock{t: time.Now().Truncate(time.Second)}
+	clk := clocktest.New(time.Now().Truncate(time.Second))
 	good := newKey(t, "good", jose.ES256)
 	ed := newKey(t, "ed", jose.EdDSA)
 	small, err := rsa.GenerateKey(rand.Reader, 1024)
@@ -479,7 +462,7 @@ func TestNewVerifierErrors(t *testing.T) {
 }
 
 func TestMiddleware(t *testing.T) {
-	clk := &clock{t: time.Now().Truncate(time.Second)}
+	clk := clocktest.New(time.Now().Truncate(time.Second))
 	k := newKey(t, "k", jose.ES256)
 	ks := newKeyServer(t, k.jwk())
 	iss := ks.srv.URL

@@ -3,36 +3,16 @@ package memory
 import (
 	"context"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/clocktest"
 	"github.com/gatehouse/gatehouse/internal/kv"
 	"github.com/gatehouse/gatehouse/internal/kv/kvtest"
 )
 
-// clock is a fake clock that moves only when told to.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-func newStore(t *testing.T) (*Store, *clock) {
-	c := newClock()
+func newStore(t *testing.T) (*Store, *clocktest.Clock) {
+	c := clocktest.New(time.Time{})
 	s := New(c.Now)
 	t.Cleanup(func() { _ = s.Close() })
 	return s, c
@@ -99,7 +79,7 @@ func TestSweepRemovesUntouchedKeys(t *testing.T) {
 }
 
 func TestJanitorRunsAndStops(t *testing.T) {
-	c := newClock()
+	c := clocktest.New(time.Time{})
 	s := &Store{
 		now:  c.Now,
 		data: make(map[string]*entry),

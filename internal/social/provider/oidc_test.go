@@ -12,6 +12,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/go-cmp/cmp"
 	"github.com/oauth2-proxy/mockoidc"
+
+	"github.com/gatehouse/gatehouse/internal/clocktest"
 )
 
 func TestOIDCSignIn(t *testing.T) {
@@ -252,8 +254,8 @@ func TestLazyDiscovery(t *testing.T) {
 	m := startIdP(t)
 	m.faults.set(mockoidc.DiscoveryEndpoint, http.StatusServiceUnavailable)
 	p := mustNew(t, m.settings("okta"))
-	clock := &fakeClock{t: time.Now()}
-	p.(*oidcProvider).now = clock.now
+	clock := clocktest.New(time.Now())
+	p.(*oidcProvider).now = clock.Now
 	reg, err := NewRegistry(p)
 	if err != nil {
 		t.Fatal(err)
@@ -276,7 +278,7 @@ func TestLazyDiscovery(t *testing.T) {
 	}
 
 	m.faults.set(mockoidc.DiscoveryEndpoint, 0)
-	clock.add(DiscoveryRetry)
+	clock.Advance(DiscoveryRetry)
 	a = newAttempt()
 	code := signIn(t, p, a)
 	if _, err := p.Exchange(context.Background(), code, a.verifier, a.nonce, callback); err != nil {
@@ -284,7 +286,7 @@ func TestLazyDiscovery(t *testing.T) {
 	}
 	// Cached for good now.
 	m.faults.set(mockoidc.DiscoveryEndpoint, http.StatusServiceUnavailable)
-	clock.add(time.Hour)
+	clock.Advance(time.Hour)
 	signIn(t, p, newAttempt())
 	if errs := reg.Probe(context.Background()); len(errs) != 0 {
 		t.Errorf("Probe = %v", errs)
@@ -345,21 +347,4 @@ func TestCallbackErrorKeepsRedirectQuery(t *testing.T) {
 	if diff := cmp.Diff(want, got.Query()); diff != "" {
 		t.Error(diff)
 	}
-}
-
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
 }
