@@ -37,7 +37,7 @@ var stores = []struct {
 		return s
 	}},
 	{"postgres", func(t *testing.T) store.Store {
-		s, err := postgres.Open(t.Context(), postgres.Config{URL: testenv.PostgresURL(t), MaxConns: 4})
+		s, err := postgres.Open(t.Context(), postgres.Config{URL: testenv.PostgresMigratedURL(t), MaxConns: 4})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -64,7 +64,7 @@ func sqliteStore(t testing.TB) *sqlite.Store {
 
 func postgresStore(t testing.TB) *postgres.Store {
 	t.Helper()
-	s, err := postgres.Open(context.Background(), postgres.Config{URL: testenv.PostgresURL(t), MaxConns: 4})
+	s, err := postgres.Open(context.Background(), postgres.Config{URL: testenv.PostgresMigratedURL(t), MaxConns: 4})
 	if err != nil {
 		t.Fatal(err)
 	}

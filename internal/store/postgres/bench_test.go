@@ -15,7 +15,7 @@ import (
 
 // go test -run '^$' -bench Rotation -benchtime 5s ./internal/store/postgres
 func BenchmarkRotation(b *testing.B) {
-	s, err := postgres.Open(b.Context(), postgres.Config{URL: testenv.PostgresURL(b), MaxConns: 8})
+	s, err := postgres.Open(b.Context(), postgres.Config{URL: testenv.PostgresMigratedURL(b), MaxConns: 8})
 	if err != nil {
 		b.Fatal(err)
 	}

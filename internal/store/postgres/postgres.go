@@ -148,6 +148,16 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
+// MigrationFiles returns the embedded migrations (NNNN_name.up.sql and
+// .down.sql), for tests that key a migrated template database on them.
+func MigrationFiles() fs.FS {
+	files, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		panic(err) // "migrations" is a valid path; fs.Sub cannot fail on it
+	}
+	return files
+}
+
 // Migrator returns the runner of the embedded migrations.
 func (s *Store) Migrator() store.Migrator { return s.migrator }
 

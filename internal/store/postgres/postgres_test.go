@@ -25,6 +25,9 @@ func open(t *testing.T, cfg postgres.Config) *postgres.Store {
 	return s
 }
 
+// migrated opens a store on cfg.URL, which should come from
+// testenv.PostgresMigratedURL (or PostgresURL), and applies what is left
+// of the migrations.
 func migrated(t *testing.T, cfg postgres.Config) *postgres.Store {
 	t.Helper()
 	s := open(t, cfg)
@@ -35,8 +38,13 @@ func migrated(t *testing.T, cfg postgres.Config) *postgres.Store {
 }
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) store.Store {
-		return open(t, postgres.Config{URL: testenv.PostgresURL(t), MaxConns: 8})
+	storetest.RunWith(t, storetest.Options{
+		Open: func(t *testing.T) store.Store {
+			return open(t, postgres.Config{URL: testenv.PostgresURL(t), MaxConns: 8})
+		},
+		OpenMigrated: func(t *testing.T) store.Store {
+			return open(t, postgres.Config{URL: testenv.PostgresMigratedURL(t), MaxConns: 8})
+		},
 	})
 }
 
@@ -51,7 +59,7 @@ func TestUpFromSeveralNodes(t *testing.T) {
 }
 
 func TestTruncateRejected(t *testing.T) {
-	s := migrated(t, postgres.Config{URL: testenv.PostgresURL(t)})
+	s := migrated(t, postgres.Config{URL: testenv.PostgresMigratedURL(t)})
 	ctx := context.Background()
 	if err := s.AppendAuditEvent(ctx, store.AuditEvent{Action: "test.kept"}); err != nil {
 		t.Fatal(err)
@@ -97,7 +105,7 @@ func closedURL(t *testing.T) string {
 // its own marker event, so a read shows where it went.
 func TestReplicaRouting(t *testing.T) {
 	ctx := context.Background()
-	primaryURL, replicaA, replicaB := testenv.PostgresURL(t), testenv.PostgresURL(t), testenv.PostgresURL(t)
+	primaryURL, replicaA, replicaB := testenv.PostgresMigratedURL(t), testenv.PostgresMigratedURL(t), testenv.PostgresMigratedURL(t)
 	for url, marker := range map[string]string{primaryURL: "primary", replicaA: "replica-a", replicaB: "replica-b"} {
 		s := migrated(t, postgres.Config{URL: url})
 		if err := s.AppendAuditEvent(ctx, store.AuditEvent{Action: "test.marker", SubjectID: marker}); err != nil {
@@ -159,7 +167,7 @@ func TestReplicaRouting(t *testing.T) {
 // shows where it went.
 func TestUserReadRouting(t *testing.T) {
 	ctx := context.Background()
-	primaryURL, replicaURL := testenv.PostgresURL(t), testenv.PostgresURL(t)
+	primaryURL, replicaURL := testenv.PostgresMigratedURL(t), testenv.PostgresMigratedURL(t)
 	seed := func(url, email string) store.User {
 		s := migrated(t, postgres.Config{URL: url})
 		defer s.Close()
@@ -221,7 +229,7 @@ func (welcomeArgs) Kind() string { return "store_test_welcome" }
 // exists exactly when the transaction's writes commit.
 func TestEnqueueInTx(t *testing.T) {
 	ctx := context.Background()
-	s := migrated(t, postgres.Config{URL: testenv.PostgresURL(t)})
+	s := migrated(t, postgres.Config{URL: testenv.PostgresMigratedURL(t)})
 	q, err := jobs.NewPostgres(s.Pool(), nil, jobs.Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -257,7 +265,7 @@ func TestEnqueueInTx(t *testing.T) {
 // Text PostgreSQL cannot hold that reaches a query anyway is the caller's
 // mistake (ErrInvalidText, a 4xx), not a failure of the store.
 func TestInvalidTextIsErrInvalidText(t *testing.T) {
-	s := migrated(t, postgres.Config{URL: testenv.PostgresURL(t)})
+	s := migrated(t, postgres.Config{URL: testenv.PostgresMigratedURL(t)})
 	for _, email := range []string{"a\x00b@example.com", "a\xffb@example.com", "caf\xc3"} {
 		if _, err := s.GetUserByEmail(context.Background(), email); !errors.Is(err, store.ErrInvalidText) {
 			t.Errorf("GetUserByEmail(%q) = %v, want ErrInvalidText", email, err)

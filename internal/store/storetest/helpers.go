@@ -13,7 +13,8 @@ import (
 	"github.com/gatehouse/gatehouse/internal/store"
 )
 
-// migrated wraps open: the store it returns has every migration applied.
+// migrated wraps open: the store it returns has every migration applied
+// (open's own, if it returns a migrated store, and any Up adds).
 func migrated(open func(t *testing.T) store.Store) func(t *testing.T) store.Store {
 	return func(t *testing.T) store.Store {
 		t.Helper()
