@@ -96,9 +96,9 @@ func newAccountEnv(t testing.TB, env map[string]string) *accountEnv {
 	cfg := testConfig(t, all)
 	s := startServer(t, cfg)
 	ae := &accountEnv{s: s, dataDir: dataDir, mail: newOutbox(dataDir), cfgEnv: all}
-	if cfg.DatabaseURL != "" {
+	if cfg.Database.URL != "" {
 		ae.dialect = "postgres"
-		db, err := sql.Open("pgx", cfg.DatabaseURL)
+		db, err := sql.Open("pgx", cfg.Database.URL)
 		if err != nil {
 			t.Fatal(err)
 		}

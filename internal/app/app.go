@@ -161,11 +161,11 @@ func (c *cli) load() (*config.Config, *slog.Logger, bool) {
 		}
 		return nil, nil, false
 	}
-	level := cfg.LogLevel
-	if cfg.Debug {
+	level := cfg.Logging.Level
+	if cfg.Logging.Debug {
 		level = "debug"
 	}
-	log := logging.New(c.env.Stderr, level, cfg.LogFormat)
+	log := logging.New(c.env.Stderr, level, cfg.Logging.Format)
 	for _, w := range warnings {
 		log.Warn(w)
 	}

@@ -63,7 +63,7 @@ func (c *cli) keys(ctx context.Context, args []string) int {
 		return exitError
 	}
 	defer closeAll()
-	m, err := token.NewManager(token.Config{Issuer: cfg.Issuer, Algorithm: cfg.SigningAlg, AccessTTL: cfg.AccessTokenTTL, ReloadInterval: cfg.KeysReloadInterval},
+	m, err := token.NewManager(token.Config{Issuer: cfg.Server.Issuer, Algorithm: cfg.Tokens.SigningAlg, AccessTTL: cfg.Tokens.AccessTTL, ReloadInterval: cfg.Tokens.KeysReloadInterval},
 		db.store, keyring, st.kv, log, time.Now)
 	if err != nil {
 		log.Error("token manager", "error", err.Error())
@@ -76,9 +76,9 @@ func (c *cli) keys(ctx context.Context, args []string) int {
 			return exitError
 		}
 		if c.output == "json" {
-			return c.printJSON(map[string]string{"kid": kid, "algorithm": cfg.SigningAlg})
+			return c.printJSON(map[string]string{"kid": kid, "algorithm": cfg.Tokens.SigningAlg})
 		}
-		fmt.Fprintf(c.env.Stdout, "new current signing key: %s (%s)\n", kid, cfg.SigningAlg)
+		fmt.Fprintf(c.env.Stdout, "new current signing key: %s (%s)\n", kid, cfg.Tokens.SigningAlg)
 		return exitOK
 	}
 	keys, err := db.store.ListSigningKeys(ctx, time.Now())

@@ -22,11 +22,11 @@ import (
 // the outbox directory inside the data dir.
 func registerSMS(workers *river.Workers, cfg *config.Config, keys *secret.Keyring, log *slog.Logger, onFailure func(context.Context, sms.SendArgs, error)) error {
 	var sc sms.Config
-	if cfg.TwilioAccountSID != "" {
+	if cfg.SMS.TwilioAccountSID != "" {
 		sc = sms.Config{
-			AccountSID: cfg.TwilioAccountSID, AuthToken: cfg.TwilioAuthToken, From: cfg.TwilioFrom,
-			MessagingServiceSID: cfg.TwilioMessagingServiceSID, BaseURL: cfg.TwilioBaseURL,
-			StatusCallback: strings.TrimRight(cfg.Issuer, "/") + sms.StatusPath,
+			AccountSID: cfg.SMS.TwilioAccountSID, AuthToken: cfg.SMS.TwilioAuthToken, From: cfg.SMS.TwilioFrom,
+			MessagingServiceSID: cfg.SMS.TwilioMessagingServiceSID, BaseURL: cfg.SMS.TwilioBaseURL,
+			StatusCallback: strings.TrimRight(cfg.Server.Issuer, "/") + sms.StatusPath,
 		}
 	}
 	provider, err := sms.NewProviderFromConfig(sc, outboxDir(cfg), log)
@@ -58,22 +58,22 @@ func newMFAService(d *deps) (*mfa.Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	codesAllowed, regions, err := sms.ParseAllowlist(strings.Join(d.cfg.SMSAllowedCountries, ","))
+	codesAllowed, regions, err := sms.ParseAllowlist(strings.Join(d.cfg.SMS.AllowedCountries, ","))
 	if err != nil {
 		return nil, fmt.Errorf("GATEHOUSE_SMS_ALLOWED_COUNTRIES: %w", err)
 	}
 	perHour := func(n int) ratelimit.Limit { return ratelimit.Limit{Rate: n, Burst: n, Period: time.Hour} }
 	guard := &sms.Guard{
-		Limiter: d.state.limiter, Keys: d.keys, PerUser: perHour(d.cfg.SMSLimitPerUser), PerPhone: perHour(d.cfg.SMSLimitPerPhone),
-		DefaultPerCountry: perHour(d.cfg.SMSLimitPerCountry), AllowedCountries: codesAllowed, AllowedRegions: regions,
+		Limiter: d.state.limiter, Keys: d.keys, PerUser: perHour(d.cfg.SMS.LimitPerUser), PerPhone: perHour(d.cfg.SMS.LimitPerPhone),
+		DefaultPerCountry: perHour(d.cfg.SMS.LimitPerCountry), AllowedCountries: codesAllowed, AllowedRegions: regions,
 	}
 	if err := guard.Validate(); err != nil {
 		return nil, fmt.Errorf("SMS limits: %w", err)
 	}
-	c := mfa.DefaultConfig(d.cfg.ProductName)
-	c.Policy = mfa.Policy{Required: d.cfg.MFARequired, Methods: d.cfg.MFAMethods, Grace: d.cfg.MFAEnrollmentGrace}
-	c.Lockout.Threshold, c.Lockout.BaseLock, c.Lockout.MaxLock = d.cfg.MFALockoutThreshold, d.cfg.MFALockoutBase, d.cfg.MFALockoutMax
-	if d.cfg.Env == config.EnvProduction && d.cfg.TwilioAccountSID == "" {
+	c := mfa.DefaultConfig(d.cfg.Mail.ProductName)
+	c.Policy = mfa.Policy{Required: d.cfg.MFA.Required, Methods: d.cfg.MFA.Methods, Grace: d.cfg.MFA.EnrollmentGrace}
+	c.Lockout.Threshold, c.Lockout.BaseLock, c.Lockout.MaxLock = d.cfg.MFA.LockoutThreshold, d.cfg.MFA.LockoutBase, d.cfg.MFA.LockoutMax
+	if d.cfg.Env == config.EnvProduction && d.cfg.SMS.TwilioAccountSID == "" {
 		// Without Twilio, codes would only reach the outbox on disk.
 		c.Policy.Methods = withoutSMS(c.Policy.Methods)
 		if len(c.Policy.Methods) == 0 {

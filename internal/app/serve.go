@@ -152,17 +152,17 @@ func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, ready 
 	}
 	admin := newAdminHandler(deps)
 
-	publicLn, err := net.Listen("tcp", cfg.HTTPAddr)
+	publicLn, err := net.Listen("tcp", cfg.Server.HTTPAddr)
 	if err != nil {
-		return fmt.Errorf("GATEHOUSE_HTTP_ADDR: cannot listen on %s: %w", cfg.HTTPAddr, err)
+		return fmt.Errorf("GATEHOUSE_HTTP_ADDR: cannot listen on %s: %w", cfg.Server.HTTPAddr, err)
 	}
-	adminLn, err := net.Listen("tcp", cfg.AdminAddr)
+	adminLn, err := net.Listen("tcp", cfg.Server.AdminAddr)
 	if err != nil {
 		publicLn.Close()
-		return fmt.Errorf("GATEHOUSE_ADMIN_ADDR: cannot listen on %s: %w", cfg.AdminAddr, err)
+		return fmt.Errorf("GATEHOUSE_ADMIN_ADDR: cannot listen on %s: %w", cfg.Server.AdminAddr, err)
 	}
 	if cfg.TLS() {
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		cert, err := tls.LoadX509KeyPair(cfg.HTTP.TLSCertFile, cfg.HTTP.TLSKeyFile)
 		if err != nil {
 			publicLn.Close()
 			adminLn.Close()
@@ -199,12 +199,12 @@ func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, ready 
 	var serveErr error
 	select {
 	case <-ctx.Done():
-		log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
+		log.Info("shutting down", "timeout", cfg.HTTP.ShutdownTimeout.String())
 	case serveErr = <-errc:
 		log.Error("listener failed; shutting down", "error", serveErr.Error())
 	}
 
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.HTTP.ShutdownTimeout)
 	defer cancel()
 	for _, s := range servers {
 		if err := s.Shutdown(sctx); err != nil {
@@ -222,10 +222,10 @@ func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, ready 
 func newHTTPServer(cfg *config.Config, h http.Handler, log *slog.Logger) *http.Server {
 	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-		ReadTimeout:       cfg.ReadTimeout,
-		WriteTimeout:      cfg.WriteTimeout,
-		IdleTimeout:       cfg.IdleTimeout,
+		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
+		ReadTimeout:       cfg.HTTP.ReadTimeout,
+		WriteTimeout:      cfg.HTTP.WriteTimeout,
+		IdleTimeout:       cfg.HTTP.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}

@@ -16,7 +16,7 @@ import (
 // GATEHOUSE_SOCIAL_<ID>_<KEY> settings; a bad block stops start-up with
 // one line per problem, naming the variable.
 func socialProviders(cfg *config.Config) (*provider.Registry, error) {
-	settings, problems := provider.FromMap(cfg.Social)
+	settings, problems := provider.FromMap(cfg.Social.Providers)
 	if len(problems) > 0 {
 		return nil, errors.New(strings.Join(problems, "\n"))
 	}
@@ -28,7 +28,7 @@ func newSocialService(d *deps, registry *provider.Registry) *social.Service {
 	return &social.Service{
 		Store: d.db.store, Providers: registry, KV: d.state.kv, Limiter: d.state.limiter, Keys: d.keys,
 		Jobs: d.queue, Sessions: d.sessions, MFA: d.mfa, Now: time.Now, Log: d.log,
-		Config:  social.DefaultConfig(d.cfg.Issuer, d.cfg.AppBaseURL(), d.cfg.RedirectAllowlist),
+		Config:  social.DefaultConfig(d.cfg.Server.Issuer, d.cfg.AppBaseURL(), d.cfg.Social.RedirectAllowlist),
 		Metrics: social.NewMetrics(d.reg),
 	}
 }

@@ -79,13 +79,13 @@ func (d *database) Close() error { return d.store.Close() }
 // openDatabase opens PostgreSQL when GATEHOUSE_DATABASE_URL is set, else the
 // embedded SQLite file in the data dir.
 func openDatabase(ctx context.Context, cfg *config.Config, log *slog.Logger) (*database, error) {
-	if cfg.DatabaseURL != "" {
+	if cfg.Database.URL != "" {
 		pg, err := postgres.Open(ctx, postgres.Config{
-			URL:             cfg.DatabaseURL,
-			ReplicaURLs:     cfg.DatabaseReplicaURLs,
-			MaxConns:        int32(cfg.DatabaseMaxConns),
-			MinConns:        int32(cfg.DatabaseMinConns),
-			MaxConnLifetime: cfg.DatabaseMaxConnLifetime,
+			URL:             cfg.Database.URL,
+			ReplicaURLs:     cfg.Database.ReplicaURLs,
+			MaxConns:        int32(cfg.Database.MaxConns),
+			MinConns:        int32(cfg.Database.MinConns),
+			MaxConnLifetime: cfg.Database.MaxConnLifetime,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("GATEHOUSE_DATABASE_URL: %w", err)
@@ -144,23 +144,23 @@ func (s *state) Close() error {
 // openState connects to Redis when GATEHOUSE_REDIS_URL is set, else keeps
 // state in process (valid for a single node only).
 func openState(ctx context.Context, cfg *config.Config, log *slog.Logger) (*state, error) {
-	if cfg.RedisURL == "" {
+	if cfg.Redis.URL == "" {
 		log.Info("using in-process ephemeral state; set GATEHOUSE_REDIS_URL to run more than one node")
 		return &state{kv: memory.New(time.Now), limiter: ratelimit.NewMemory(time.Now), backend: "memory"}, nil
 	}
 	client, err := rediskv.NewClient(rediskv.Options{
-		URL:        cfg.RedisURL,
-		Addrs:      cfg.RedisAddrs,
-		Cluster:    cfg.RedisCluster,
-		MasterName: cfg.RedisMasterName,
+		URL:        cfg.Redis.URL,
+		Addrs:      cfg.Redis.Addrs,
+		Cluster:    cfg.Redis.Cluster,
+		MasterName: cfg.Redis.MasterName,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("GATEHOUSE_REDIS_URL: %w", err)
 	}
 	checkEvictionPolicy(ctx, client, log)
 	return &state{
-		kv:      rediskv.New(client, cfg.RedisKeyPrefix),
-		limiter: ratelimit.NewRedis(client, cfg.RedisKeyPrefix),
+		kv:      rediskv.New(client, cfg.Redis.KeyPrefix),
+		limiter: ratelimit.NewRedis(client, cfg.Redis.KeyPrefix),
 		backend: "redis",
 		client:  client,
 	}, nil
@@ -185,16 +185,16 @@ func checkEvictionPolicy(ctx context.Context, client redis.UniversalClient, log 
 // loadKeyring parses GATEHOUSE_ENCRYPTION_KEYS or, outside production,
 // generates a key into the data dir.
 func loadKeyring(cfg *config.Config, log *slog.Logger) (*secret.Keyring, error) {
-	keys := cfg.EncryptionKeys
+	keys := cfg.Encryption.Keys
 	if keys == "" {
-		s, created, err := secret.LoadOrCreateDevKey(cfg.DataDir)
+		s, created, err := secret.LoadOrCreateDevKey(cfg.Server.DataDir)
 		if err != nil {
-			return nil, fmt.Errorf("GATEHOUSE_ENCRYPTION_KEYS is empty and no development key could be made in %s: %w", cfg.DataDir, err)
+			return nil, fmt.Errorf("GATEHOUSE_ENCRYPTION_KEYS is empty and no development key could be made in %s: %w", cfg.Server.DataDir, err)
 		}
 		if created {
-			log.Warn("generated a development encryption key; set GATEHOUSE_ENCRYPTION_KEYS in production", "file", cfg.DataDir+"/encryption.key")
+			log.Warn("generated a development encryption key; set GATEHOUSE_ENCRYPTION_KEYS in production", "file", cfg.Server.DataDir+"/encryption.key")
 		} else {
-			log.Warn("using the development encryption key from the data dir; set GATEHOUSE_ENCRYPTION_KEYS in production", "file", cfg.DataDir+"/encryption.key")
+			log.Warn("using the development encryption key from the data dir; set GATEHOUSE_ENCRYPTION_KEYS in production", "file", cfg.Server.DataDir+"/encryption.key")
 		}
 		keys = s
 	}
@@ -220,7 +220,7 @@ func newWorkers(cfg *config.Config, db *database, keys *secret.Keyring, tokens *
 		return nil, err
 	}
 	if err := river.AddWorkerSafely(workers, &maintenance.Worker{
-		Store: db.store, Keys: tokens, RotateAfter: cfg.KeysRotationInterval, Now: time.Now, Log: log,
+		Store: db.store, Keys: tokens, RotateAfter: cfg.Tokens.KeysRotationInterval, Now: time.Now, Log: log,
 	}); err != nil {
 		return nil, err
 	}
@@ -232,8 +232,8 @@ func newWorkers(cfg *config.Config, db *database, keys *secret.Keyring, tokens *
 // jobs (only a queue that works jobs may schedule them).
 func jobsConfig(cfg *config.Config, log *slog.Logger, working bool) jobs.Config {
 	c := jobs.Config{
-		MaxWorkers: cfg.JobsMaxWorkers,
-		Queues:     map[string]int{mail.QueueName: max(1, cfg.JobsMaxWorkers/2), sms.QueueName: max(1, cfg.JobsMaxWorkers/2)},
+		MaxWorkers: cfg.Jobs.MaxWorkers,
+		Queues:     map[string]int{mail.QueueName: max(1, cfg.Jobs.MaxWorkers/2), sms.QueueName: max(1, cfg.Jobs.MaxWorkers/2)},
 		Logger:     log,
 	}
 	if working {
@@ -246,7 +246,7 @@ func jobsConfig(cfg *config.Config, log *slog.Logger, working bool) jobs.Config 
 // verification and the deny list.
 func startTokens(ctx context.Context, cfg *config.Config, db *database, keys *secret.Keyring, st *state, log *slog.Logger) (*token.Manager, error) {
 	m, err := token.NewManager(token.Config{
-		Issuer: cfg.Issuer, Algorithm: cfg.SigningAlg, AccessTTL: cfg.AccessTokenTTL, ReloadInterval: cfg.KeysReloadInterval,
+		Issuer: cfg.Server.Issuer, Algorithm: cfg.Tokens.SigningAlg, AccessTTL: cfg.Tokens.AccessTTL, ReloadInterval: cfg.Tokens.KeysReloadInterval,
 	}, db.store, keys, st.kv, log, time.Now)
 	if err != nil {
 		return nil, err
@@ -260,16 +260,16 @@ func startTokens(ctx context.Context, cfg *config.Config, db *database, keys *se
 // newSessionService builds sign-in and sessions.
 func newSessionService(d *deps) *session.Service {
 	lk := session.DefaultLockout()
-	lk.Threshold, lk.BaseLock, lk.MaxLock = d.cfg.LockoutThreshold, d.cfg.LockoutBase, d.cfg.LockoutMax
-	lk.IPFailures, lk.IPWindow = d.cfg.LoginIPFailureLimit, d.cfg.LoginIPWindow
+	lk.Threshold, lk.BaseLock, lk.MaxLock = d.cfg.Lockout.Threshold, d.cfg.Lockout.Base, d.cfg.Lockout.Max
+	lk.IPFailures, lk.IPWindow = d.cfg.Lockout.IPFailureLimit, d.cfg.Lockout.IPWindow
 	return &session.Service{
 		Store: d.db.store, Hasher: d.hasher, Tokens: d.tokens, Keys: d.keys, KV: d.state.kv, Jobs: d.queue,
 		Now: time.Now, Log: d.log,
 		Config: session.Config{
-			AccessTTL: d.cfg.AccessTokenTTL, Leeway: token.DefaultLeeway, RefreshTTL: d.cfg.RefreshTokenTTL,
-			IdleTimeout: d.cfg.RefreshIdleTimeout, ReuseGrace: d.cfg.RefreshReuseGrace,
-			RequireVerifiedEmail: d.cfg.RequireVerifiedEmail, MaxSessions: d.cfg.MaxSessionsPerUser,
-			RefuseOverLimit: d.cfg.SessionLimitPolicy == "refuse", BindDevice: d.cfg.BindRefreshToDevice,
+			AccessTTL: d.cfg.Tokens.AccessTTL, Leeway: token.DefaultLeeway, RefreshTTL: d.cfg.Tokens.RefreshTTL,
+			IdleTimeout: d.cfg.Tokens.RefreshIdleTimeout, ReuseGrace: d.cfg.Tokens.RefreshReuseGrace,
+			RequireVerifiedEmail: d.cfg.Sessions.RequireVerifiedEmail, MaxSessions: d.cfg.Sessions.MaxPerUser,
+			RefuseOverLimit: d.cfg.Sessions.LimitPolicy == "refuse", BindDevice: d.cfg.Tokens.BindRefreshToDevice,
 			Lockout: lk,
 		},
 	}
@@ -327,19 +327,19 @@ func newRouter(d *deps) (*httpapi.Router, error) {
 	}
 	accounts := &user.Handlers{Service: users, Auth: d.authn}
 	accounts.Routes(rt)
-	sessionHandlers := &session.Handlers{Service: d.sessions, Auth: d.authn, Cookie: d.cfg.RefreshTokenCookie}
+	sessionHandlers := &session.Handlers{Service: d.sessions, Auth: d.authn, Cookie: d.cfg.Tokens.RefreshCookie}
 	sessionHandlers.Routes(rt)
 	clients := &oauth.Clients{Store: d.db.store, Now: time.Now, CacheTTL: 10 * time.Second}
 	(&oauth.Server{
-		Issuer: d.cfg.Issuer, Clients: clients, Sessions: d.sessions,
-		Tokens: d.tokens, Store: d.db.store, Cookie: d.cfg.RefreshTokenCookie, AllowedOrigins: d.cfg.CORSAllowedOrigins, Log: d.log,
+		Issuer: d.cfg.Server.Issuer, Clients: clients, Sessions: d.sessions,
+		Tokens: d.tokens, Store: d.db.store, Cookie: d.cfg.Tokens.RefreshCookie, AllowedOrigins: d.cfg.HTTP.CORSAllowedOrigins, Log: d.log,
 		Errors: d.errors, UsernameTTL: 10 * time.Second,
 	}).Routes(rt)
 	d.tokens.Routes(rt)
 	(&mfa.Handlers{Service: d.mfa, Auth: d.authn, Sessions: sessionHandlers}).Routes(rt)
 	(&social.Handlers{Service: d.social, Auth: d.authn, Sessions: sessionHandlers}).Routes(rt)
 	(&sms.StatusHandler{
-		AuthToken: d.cfg.TwilioAuthToken, PublicURL: strings.TrimRight(d.cfg.Issuer, "/") + sms.StatusPath,
+		AuthToken: d.cfg.SMS.TwilioAuthToken, PublicURL: strings.TrimRight(d.cfg.Server.Issuer, "/") + sms.StatusPath,
 		Record: smsStatusRecorder(d.db.store), Log: d.log,
 	}).Routes(rt)
 	adm := &admin.Handlers{
@@ -360,11 +360,11 @@ func newRouter(d *deps) (*httpapi.Router, error) {
 // newUserService builds the account use cases.
 func newUserService(d *deps) *user.Service {
 	c := user.DefaultConfig(d.cfg.AppBaseURL())
-	c.VerificationTTL, c.ResetTTL = d.cfg.EmailVerificationTTL, d.cfg.PasswordResetTTL
+	c.VerificationTTL, c.ResetTTL = d.cfg.Mail.VerificationTTL, d.cfg.Mail.PasswordResetTTL
 	perHour := func(n int) ratelimit.Limit { return ratelimit.Limit{Rate: n, Burst: n, Period: time.Hour} }
-	c.RegisterPerIP = perHour(d.cfg.RegisterLimitPerIP)
-	c.EmailPerAddress = perHour(d.cfg.EmailLimitPerAddress)
-	c.EmailPerIP = perHour(d.cfg.EmailLimitPerIP)
+	c.RegisterPerIP = perHour(d.cfg.RateLimits.RegisterPerIP)
+	c.EmailPerAddress = perHour(d.cfg.RateLimits.EmailPerAddress)
+	c.EmailPerIP = perHour(d.cfg.RateLimits.EmailPerIP)
 	svc := &user.Service{
 		Store: d.db.store, Hasher: d.hasher, Policy: d.policy, Jobs: d.queue, Keys: d.keys,
 		Limiter: d.state.limiter, Now: time.Now, Log: d.log, Config: c,
@@ -389,7 +389,7 @@ func (a accountPasswords) VerifyPassword(ctx context.Context, userID, pw string,
 }
 
 // specJSON is the OpenAPI document served at /openapi.json.
-func specJSON(cfg *config.Config) ([]byte, error) { return api.JSON(cfg.Issuer) }
+func specJSON(cfg *config.Config) ([]byte, error) { return api.JSON(cfg.Server.Issuer) }
 
 // newPublicHandler is the public API with its middleware chain, outermost
 // first.
@@ -398,7 +398,7 @@ func newPublicHandler(d *deps) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	ips, err := httpapi.NewClientIPResolver(d.cfg.TrustedProxies)
+	ips, err := httpapi.NewClientIPResolver(d.cfg.HTTP.TrustedProxies)
 	if err != nil {
 		return nil, fmt.Errorf("GATEHOUSE_TRUSTED_PROXIES: %w", err)
 	}
@@ -407,8 +407,8 @@ func newPublicHandler(d *deps) (http.Handler, error) {
 		httpapi.Observe(d.log, httpapi.NewMetrics(d.reg), ips),
 		httpapi.Recover(d.log),
 		httpapi.SecurityHeaders(d.cfg.TLS() || d.cfg.Env == config.EnvProduction),
-		httpapi.CORS(d.cfg.CORSAllowedOrigins),
-		httpapi.BodyLimit(d.cfg.MaxBodyBytes),
+		httpapi.CORS(d.cfg.HTTP.CORSAllowedOrigins),
+		httpapi.BodyLimit(d.cfg.HTTP.MaxBodyBytes),
 		httpapi.CleanHeaders(),
 	), nil
 }
@@ -419,7 +419,7 @@ func newAdminHandler(d *deps) http.Handler {
 	rt := httpapi.NewRouter(httpapi.ErrorWriter{Log: d.log, Errors: d.errors})
 	readiness(d, true).Routes(rt)
 	rt.HandleHTTP("GET /metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelWarn)}))
-	if d.cfg.AdminPprof {
+	if d.cfg.Server.AdminPprof {
 		rt.HandleHTTP("GET /debug/pprof/", http.HandlerFunc(pprof.Index))
 		rt.HandleHTTP("GET /debug/pprof/cmdline", http.HandlerFunc(pprof.Cmdline))
 		rt.HandleHTTP("GET /debug/pprof/profile", http.HandlerFunc(pprof.Profile))

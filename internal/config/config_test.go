@@ -41,23 +41,26 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("warnings = %v", warnings)
 	}
 	want := Config{
-		Env: "development", HTTPAddr: ":8080", AdminAddr: "127.0.0.1:9090", DataDir: "./data",
-		Issuer: "http://localhost:8080", DatabaseMaxConns: 20, DatabaseMinConns: 2,
-		DatabaseMaxConnLifetime: time.Hour, RedisKeyPrefix: "gatehouse:", LogLevel: "info",
-		LogFormat: "json", MaxBodyBytes: 1 << 20, ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout: 15 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second,
-		ShutdownTimeout: 15 * time.Second, JobsMaxWorkers: 10,
-		ProductName: "Gatehouse", EmailFrom: "Gatehouse <no-reply@localhost>",
-		EmailVerificationTTL: 24 * time.Hour, PasswordResetTTL: time.Hour,
-		PasswordMinLength: 12, PasswordMaxLength: 256, PasswordMinScore: 3,
-		HIBPURL: "https://api.pwnedpasswords.com", Argon2MemoryKiB: 19456, Argon2Time: 2, Argon2Threads: 1,
-		AccessTokenTTL: 15 * time.Minute, RefreshTokenTTL: 720 * time.Hour, RefreshIdleTimeout: 336 * time.Hour,
-		RefreshReuseGrace: 10 * time.Second, SigningAlg: "RS256", KeysReloadInterval: 30 * time.Second,
-		RequireVerifiedEmail: true, SessionLimitPolicy: "end_oldest", LockoutThreshold: 5, LockoutBase: time.Minute,
-		LockoutMax: time.Hour, LoginIPFailureLimit: 100, LoginIPWindow: 15 * time.Minute,
-		MFALockoutThreshold: 10, MFALockoutBase: time.Minute, MFALockoutMax: time.Hour,
-		RegisterLimitPerIP: 100, EmailLimitPerAddress: 5, EmailLimitPerIP: 50,
-		TwilioBaseURL: "https://api.twilio.com", SMSLimitPerPhone: 5, SMSLimitPerUser: 10, SMSLimitPerCountry: 1000,
+		Env:      "development",
+		Server:   ServerConfig{HTTPAddr: ":8080", AdminAddr: "127.0.0.1:9090", DataDir: "./data", Issuer: "http://localhost:8080"},
+		Database: DatabaseConfig{MaxConns: 20, MinConns: 2, MaxConnLifetime: time.Hour},
+		Redis:    RedisConfig{KeyPrefix: "gatehouse:"},
+		Logging:  LoggingConfig{Level: "info", Format: "json"},
+		HTTP: HTTPConfig{MaxBodyBytes: 1 << 20, ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout: 15 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second,
+			ShutdownTimeout: 15 * time.Second},
+		Jobs: JobsConfig{MaxWorkers: 10},
+		Mail: MailConfig{ProductName: "Gatehouse", From: "Gatehouse <no-reply@localhost>",
+			VerificationTTL: 24 * time.Hour, PasswordResetTTL: time.Hour},
+		Passwords: PasswordConfig{MinLength: 12, MaxLength: 256, MinScore: 3,
+			HIBPURL: "https://api.pwnedpasswords.com", Argon2MemoryKiB: 19456, Argon2Time: 2, Argon2Threads: 1},
+		Tokens: TokenConfig{AccessTTL: 15 * time.Minute, RefreshTTL: 720 * time.Hour, RefreshIdleTimeout: 336 * time.Hour,
+			RefreshReuseGrace: 10 * time.Second, SigningAlg: "RS256", KeysReloadInterval: 30 * time.Second},
+		Sessions:   SessionConfig{RequireVerifiedEmail: true, LimitPolicy: "end_oldest"},
+		Lockout:    LockoutConfig{Threshold: 5, Base: time.Minute, Max: time.Hour, IPFailureLimit: 100, IPWindow: 15 * time.Minute},
+		MFA:        MFAConfig{LockoutThreshold: 10, LockoutBase: time.Minute, LockoutMax: time.Hour},
+		RateLimits: RateLimitConfig{RegisterPerIP: 100, EmailPerAddress: 5, EmailPerIP: 50},
+		SMS:        SMSConfig{TwilioBaseURL: "https://api.twilio.com", LimitPerPhone: 5, LimitPerUser: 10, LimitPerCountry: 1000},
 	}
 	if diff := cmp.Diff(want, *c); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
@@ -82,10 +85,10 @@ func TestEnvironmentOverrides(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.HTTPAddr != "127.0.0.1:8181" || c.ShutdownTimeout != 3*time.Second || !c.RedisCluster {
+	if c.Server.HTTPAddr != "127.0.0.1:8181" || c.HTTP.ShutdownTimeout != 3*time.Second || !c.Redis.Cluster {
 		t.Errorf("overrides not applied: %+v", c)
 	}
-	if diff := cmp.Diff([]string{"postgres://a/x", "postgres://b/x"}, c.DatabaseReplicaURLs); diff != "" {
+	if diff := cmp.Diff([]string{"postgres://a/x", "postgres://b/x"}, c.Database.ReplicaURLs); diff != "" {
 		t.Errorf("replicas: %s", diff)
 	}
 }
@@ -187,10 +190,10 @@ func TestConfigFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.HTTPAddr != "127.0.0.1:7000" || c.MaxBodyBytes != 2048 || c.Debug {
+	if c.Server.HTTPAddr != "127.0.0.1:7000" || c.HTTP.MaxBodyBytes != 2048 || c.Logging.Debug {
 		t.Errorf("yaml file (with env overriding debug) not applied: %+v", c)
 	}
-	if diff := cmp.Diff([]string{"https://a.example", "https://b.example"}, c.CORSAllowedOrigins); diff != "" {
+	if diff := cmp.Diff([]string{"https://a.example", "https://b.example"}, c.HTTP.CORSAllowedOrigins); diff != "" {
 		t.Error(diff)
 	}
 
@@ -198,7 +201,7 @@ func TestConfigFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.HTTPAddr != "127.0.0.1:7001" || c.ShutdownTimeout != 2*time.Second {
+	if c.Server.HTTPAddr != "127.0.0.1:7001" || c.HTTP.ShutdownTimeout != 2*time.Second {
 		t.Errorf("toml file not applied: %+v", c)
 	}
 
@@ -228,8 +231,8 @@ func TestFileSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.DatabaseURL != "postgres://db.internal/gatehouse" {
-		t.Errorf("DatabaseURL = %q", c.DatabaseURL)
+	if c.Database.URL != "postgres://db.internal/gatehouse" {
+		t.Errorf("DatabaseURL = %q", c.Database.URL)
 	}
 	_, _, err = Load(envOf(map[string]string{"GATEHOUSE_DATABASE_URL_FILE": f, "GATEHOUSE_DATABASE_URL": "postgres://x/y"}))
 	if ps := problems(t, err); !strings.Contains(ps[0], "not both") {

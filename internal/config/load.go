@@ -10,8 +10,6 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
-	"github.com/gatehouse/gatehouse/internal/secret"
-	"github.com/gatehouse/gatehouse/internal/sms"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -70,10 +68,10 @@ func Load(src Source) (*Config, []string, error) {
 					problems = append(problems, fmt.Sprintf("config file %s: %s: %v", src.File, k, err))
 					continue
 				}
-				if c.Social == nil {
-					c.Social = map[string]string{}
+				if c.Social.Providers == nil {
+					c.Social.Providers = map[string]string{}
 				}
-				c.Social[Prefix+strings.ToUpper(k)] = raw
+				c.Social.Providers[Prefix+strings.ToUpper(k)] = raw
 				continue
 			}
 			if !ok {
@@ -119,10 +117,10 @@ func Load(src Source) (*Config, []string, error) {
 	for _, kv := range src.Environ {
 		name, value, _ := strings.Cut(kv, "=")
 		if strings.HasPrefix(name, Prefix+"SOCIAL_") {
-			if c.Social == nil {
-				c.Social = map[string]string{}
+			if c.Social.Providers == nil {
+				c.Social.Providers = map[string]string{}
 			}
-			c.Social[name] = value
+			c.Social.Providers[name] = value
 		}
 	}
 
@@ -137,7 +135,7 @@ func Load(src Source) (*Config, []string, error) {
 		}
 	}
 
-	problems = append(problems, c.validate()...)
+	problems = append(problems, c.problems()...)
 	if len(problems) > 0 {
 		return nil, warnings, &Error{Problems: problems}
 	}
@@ -192,14 +190,4 @@ func fileValueString(v any) (string, error) {
 	default:
 		return "", fmt.Errorf("unsupported value of type %T", v)
 	}
-}
-
-func checkKeys(s string) error {
-	_, err := secret.ParseKeys(s)
-	return err
-}
-
-func checkSMSAllowlist(list []string) error {
-	_, _, err := sms.ParseAllowlist(strings.Join(list, ","))
-	return err
 }
