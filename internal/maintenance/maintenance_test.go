@@ -49,18 +49,7 @@ var backends = []struct {
 				t.Fatal(err)
 			}
 			defer rows.Close()
-			var ids []string
-			for rows.Next() {
-				var id string
-				if err := rows.Scan(&id); err != nil {
-					t.Fatal(err)
-				}
-				ids = append(ids, id)
-			}
-			if err := rows.Err(); err != nil {
-				t.Fatal(err)
-			}
-			return ids
+			return scanIDs(t, rows)
 		}}
 	}},
 	{"postgres", func(t *testing.T) backend {
@@ -77,18 +66,7 @@ var backends = []struct {
 				t.Fatal(err)
 			}
 			defer rows.Close()
-			var ids []string
-			for rows.Next() {
-				var id string
-				if err := rows.Scan(&id); err != nil {
-					t.Fatal(err)
-				}
-				ids = append(ids, id)
-			}
-			if err := rows.Err(); err != nil {
-				t.Fatal(err)
-			}
-			return ids
+			return scanIDs(t, rows)
 		}}
 	}},
 }
@@ -263,4 +241,28 @@ func testWorkPurges(t *testing.T, b backend) {
 	if !strings.Contains(logs.String(), "sessions_purged=0 one_time_tokens_purged=0 signing_keys_purged=0 denials_purged=0") {
 		t.Errorf("second run logged %q, want nothing purged", logs.String())
 	}
+}
+
+// rows is what scanIDs needs of database/sql's and pgx's result sets.
+type rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// scanIDs reads a result set of one text column.
+func scanIDs(t *testing.T, r rows) []string {
+	t.Helper()
+	var ids []string
+	for r.Next() {
+		var id string
+		if err := r.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if err := r.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return ids
 }
