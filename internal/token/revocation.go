@@ -260,7 +260,7 @@ func (m *Manager) loadRevocation(ctx context.Context) error {
 	if err := m.refreshRevokeBefore(ctx); err != nil {
 		return err
 	}
-	if _, err := m.syncDenyList(ctx); err != nil {
+	if _, err := m.syncDenyList(ctx, true); err != nil {
 		return err
 	}
 	return nil
@@ -318,7 +318,7 @@ func (m *Manager) refreshRevokeBefore(ctx context.Context) error {
 }
 
 func (m *Manager) syncDenyListLogged(ctx context.Context) {
-	if _, err := m.syncDenyList(ctx); err != nil && ctx.Err() == nil {
+	if _, err := m.syncDenyList(ctx, false); err != nil && ctx.Err() == nil {
 		m.log.ErrorContext(ctx, "token: checking or rebuilding the deny list failed; access tokens are refused (503) until it succeeds", "error", err)
 	}
 }
@@ -334,7 +334,11 @@ func (m *Manager) syncDenyListLogged(ctx context.Context) {
 // If the kv store loses its data again meanwhile, the claim is gone, the
 // swap fails and the next check starts over: the marker can never say
 // "complete" over a list that is not.
-func (m *Manager) syncDenyList(ctx context.Context) (bool, error) {
+//
+// starting is set for the check at Start, where an empty kv store is
+// expected (the in-process store at every start, a new Redis): the rebuild
+// is then logged as routine rather than as a loss.
+func (m *Manager) syncDenyList(ctx context.Context, starting bool) (bool, error) {
 	epoch := *m.revocation.epoch.Load()
 	marker, err := m.kv.Get(ctx, denyEpochKey)
 	switch {
@@ -360,7 +364,11 @@ func (m *Manager) syncDenyList(ctx context.Context) (bool, error) {
 	if err != nil || !claimed {
 		return false, err
 	}
-	m.log.WarnContext(ctx, "token: the kv store lost the access-token deny list; rebuilding it from the database and refusing access tokens until done")
+	if starting {
+		m.log.InfoContext(ctx, "token: the kv store holds no access-token deny list yet; building it from the database")
+	} else {
+		m.log.WarnContext(ctx, "token: the kv store lost the access-token deny list; rebuilding it from the database and refusing access tokens until done")
+	}
 	ctx, cancel := context.WithTimeout(ctx, rebuildTimeout)
 	defer cancel()
 	n, err := m.rebuildDenyList(ctx)
@@ -378,7 +386,11 @@ func (m *Manager) syncDenyList(ctx context.Context) (bool, error) {
 		m.wakeRebuild()
 		return false, errors.New("token: the kv store lost data again during the deny-list rebuild; starting over")
 	}
-	m.log.WarnContext(ctx, "token: rebuilt the access-token deny list from the database", "entries", n)
+	if starting {
+		m.log.InfoContext(ctx, "token: built the access-token deny list from the database", "entries", n)
+	} else {
+		m.log.WarnContext(ctx, "token: rebuilt the access-token deny list from the database", "entries", n)
+	}
 	return true, nil
 }
 
