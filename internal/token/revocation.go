@@ -86,9 +86,6 @@ type revocation struct {
 	// rebuild wakes the background loop to check and rebuild the deny
 	// list; a send never blocks (one pending wake-up is enough).
 	rebuild chan struct{}
-	// lost counts the requests refused because the deny list was
-	// incomplete (for tests and metrics).
-	lost atomic.Int64
 }
 
 // raise moves the in-memory kill-switch time forward to t (never back).
@@ -219,7 +216,6 @@ func (m *Manager) IsRevoked(ctx context.Context, c Claims) (bool, error) {
 		return false, fmt.Errorf("token: read deny list: %w", err)
 	}
 	if !bytes.Equal(vals[0], *epoch) {
-		m.revocation.lost.Add(1)
 		m.wakeRebuild()
 		return false, errDenyStateLost
 	}
