@@ -132,6 +132,11 @@ func (g *Guard) Validate() error {
 	if anySet && g.Limiter == nil {
 		errs = append(errs, errors.New("sms: Guard has limits but no Limiter"))
 	}
+	if g.PerPhone != (ratelimit.Limit{}) && len(g.Keys.KeyIDs()) == 0 {
+		// Without keys the per-phone key would be an unkeyed hash of the
+		// number, which a list of numbers reverses.
+		errs = append(errs, errors.New("sms: Guard has a per-phone limit but no Keys to name numbers by"))
+	}
 	for _, cc := range g.AllowedCountries {
 		if cc <= 0 || phonenumbers.GetRegionCodeForCountryCode(cc) == "ZZ" {
 			errs = append(errs, fmt.Errorf("sms: allowed country +%d is not a calling code", cc))

@@ -229,7 +229,8 @@ func TestGuardValidate(t *testing.T) {
 		want []string
 	}{
 		{"zero", Guard{}, nil},
-		{"full", Guard{Limiter: mem, PerUser: ok, PerPhone: ok, DefaultPerCountry: ok,
+		{"per-phone without keys", Guard{Limiter: mem, PerPhone: ok}, []string{"no Keys"}},
+		{"full", Guard{Limiter: mem, Keys: newKeyring(t), PerUser: ok, PerPhone: ok, DefaultPerCountry: ok,
 			PerCountry: map[int]ratelimit.Limit{44: ok}, AllowedCountries: []int{1, 44}, AllowedRegions: []string{"us", "GB"}}, nil},
 		{"no limiter", Guard{PerUser: ok}, []string{"no Limiter"}},
 		{"bad limit", Guard{Limiter: mem, PerPhone: ratelimit.Limit{Rate: 5}}, []string{"per-phone"}},

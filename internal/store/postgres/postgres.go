@@ -263,10 +263,7 @@ func mapErr(err error) error {
 		return nil
 	}
 	if unavailable(err) {
-		if errors.Is(err, store.ErrUnavailable) {
-			return err // mapped already (a pipelined or nested call)
-		}
-		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+		return MapUnavailable(err)
 	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("%w: %w", store.ErrNotFound, err)
@@ -284,8 +281,9 @@ func mapErr(err error) error {
 }
 
 // MapUnavailable wraps err in store.ErrUnavailable when it is an outage
-// (see unavailable) and returns any other error as it is. It is for
-// packages that run their own SQL on Pool, such as the job queue.
+// (see unavailable) and not wrapped already (a pipelined or nested call),
+// and returns any other error as it is. mapErr uses it, and so do packages
+// that run their own SQL on Pool, such as the job queue.
 func MapUnavailable(err error) error {
 	if err == nil || !unavailable(err) || errors.Is(err, store.ErrUnavailable) {
 		return err
