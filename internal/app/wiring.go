@@ -332,7 +332,7 @@ func newRouter(d *deps) (*httpapi.Router, error) {
 	clients := &oauth.Clients{Store: d.db.store, Now: time.Now, CacheTTL: 10 * time.Second}
 	(&oauth.Server{
 		Issuer: d.cfg.Server.Issuer, Clients: clients, Sessions: d.sessions,
-		Tokens: d.tokens, Store: d.db.store, Cookie: d.cfg.Tokens.RefreshCookie, AllowedOrigins: d.cfg.HTTP.CORSAllowedOrigins, Log: d.log,
+		Tokens: d.tokens, Cookie: d.cfg.Tokens.RefreshCookie, AllowedOrigins: d.cfg.HTTP.CORSAllowedOrigins, Log: d.log,
 		Errors: d.errors, UsernameTTL: 10 * time.Second,
 	}).Routes(rt)
 	d.tokens.Routes(rt)

@@ -1,7 +1,6 @@
 package oauth
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,7 +15,6 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/httpapi"
-	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/token"
@@ -32,13 +30,15 @@ type Tokens interface {
 	SigningAlgorithms() []string
 }
 
-// Server serves the OAuth endpoints.
+// Server serves the OAuth endpoints. It parses RFC 6749, 7009 and 7662
+// requests and answers in their terms; what they do with refresh tokens
+// and sessions (rotation, client binding, scope narrowing, revocation,
+// audit) is the session service's.
 type Server struct {
 	Issuer   string
 	Clients  *Clients
 	Sessions *session.Service
 	Tokens   Tokens
-	Store    store.Store
 	// Cookie reads the refresh token from the refresh cookie when the
 	// request has none, and sets the rotated one there.
 	Cookie bool
@@ -314,85 +314,50 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request, p url.Values, c
 		writeOAuthError(w, oauthError{status: http.StatusBadRequest, code: "invalid_request", description: "A refresh token from the cookie needs a JSON body or an allowed Origin."})
 		return
 	}
-	// RFC 6749 §6: a requested scope may narrow the grant, never widen it.
-	// Looked up (one indexed read) only when a scope is asked for.
-	var asked, granted []string
+	// RFC 6749 §6: a requested scope may narrow the grant, never widen it;
+	// the session service decides, in the rotation.
+	var asked []string
 	if req := p.Get("scope"); req != "" {
 		var err error
 		if asked, err = parseScopeParam(req); err != nil {
 			writeOAuthError(w, oauthError{status: http.StatusBadRequest, code: "invalid_scope", description: "The scope is malformed."})
 			return
 		}
-		rt, err := s.Store.GetRefreshTokenByHash(r.Context(), secret.HashToken(raw))
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			// Refresh answers invalid_grant.
-		case err != nil:
-			s.fail(w, r, err)
-			return
-		default:
-			granted = strings.Fields(rt.Scope)
-			// Refused before the rotation, so the token stays usable. A
-			// rotated token or another client's goes on to Refresh, whose
-			// reuse and client checks must see it.
-			owned := (present && rt.ClientID == cl.ID) || (!present && rt.ClientID == "")
-			if owned && rt.RotatedAt.IsZero() && !within(asked, granted) {
-				writeOAuthError(w, errScopeNotGranted)
-				return
-			}
-		}
 	}
-	res, err := s.Sessions.Refresh(r.Context(), raw, httpapi.MetaOf(r, p.Get("device_id")))
-	if errors.Is(err, session.ErrInvalidGrant) {
+	// A refresh token is bound to the client it was issued to; first-party
+	// tokens (from /v1/auth/login) are used without client authentication.
+	client := ""
+	if present {
+		client = cl.ID
+	}
+	res, err := s.Sessions.Refresh(r.Context(), session.RefreshRequest{
+		Token: raw, Client: client, Scopes: asked, Meta: httpapi.MetaOf(r, p.Get("device_id")),
+	})
+	switch {
+	case errors.Is(err, session.ErrInvalidGrant):
 		if fromCookie {
 			session.SetRefreshCookie(w, "", time.Time{})
 		}
 		writeOAuthError(w, oauthError{status: http.StatusBadRequest, code: "invalid_grant", description: "The refresh token is invalid, expired or revoked."})
 		return
-	}
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	// A refresh token is bound to the client it was issued to; first-party
-	// tokens (from /v1/auth/login) are used without client authentication.
-	// Checked on the rotated session, to spare a lookup on every refresh:
-	// a token presented by the wrong client has leaked, so its session is
-	// ended rather than left to its rightful owner.
-	if (present && res.Session.ClientID != cl.ID) || (!present && res.Session.ClientID != "") {
-		if _, err := s.Sessions.Revoke(r.Context(), res.Session.ID, "client_mismatch"); err != nil {
-			s.fail(w, r, err)
-			return
-		}
+	case errors.Is(err, session.ErrClientMismatch):
 		writeOAuthError(w, oauthError{status: http.StatusBadRequest, code: "invalid_grant", description: "The refresh token was not issued to this client."})
+		return
+	case errors.Is(err, session.ErrScopeNotGranted):
+		writeOAuthError(w, errScopeNotGranted)
+		return
+	case err != nil:
+		s.fail(w, r, err)
 		return
 	}
 	out := map[string]any{
 		"access_token": res.AccessToken, "token_type": "Bearer", "expires_in": res.ExpiresIn,
 		"refresh_token": res.RefreshToken, "session_id": res.Session.ID,
 	}
-	if asked != nil {
-		// The immediate predecessor replayed within the grace window was
-		// rotated already, so it was not checked above.
-		if !within(asked, granted) {
-			writeOAuthError(w, errScopeNotGranted)
-			return
-		}
-		// The access token carries the narrowed scope; the new refresh
-		// token keeps the original grant (RFC 6749 §6).
-		at, exp, err := s.Tokens.Issue(r.Context(), token.AccessClaims{
-			Subject: res.Session.UserID, ClientID: cmp.Or(res.Session.ClientID, session.FirstPartyClientID),
-			SessionID: res.Session.ID, AuthTime: res.Session.AuthTime, AMR: res.Session.AMR,
-			Scope: strings.Join(asked, " "),
-		})
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		out["access_token"], out["expires_in"] = at, int(exp.Sub(s.now()).Round(time.Second)/time.Second)
+	if res.Scope != "" {
 		// §5.1: scope is required when it differs from the request; the
 		// issued one drops repeats, so always say it.
-		out["scope"] = strings.Join(asked, " ")
+		out["scope"] = res.Scope
 	}
 	if fromCookie {
 		session.SetRefreshCookie(w, res.RefreshToken, res.Session.ExpiresAt)
@@ -424,16 +389,6 @@ func (s *Server) notCrossSite(r *http.Request) bool {
 }
 
 var errScopeNotGranted = oauthError{status: http.StatusBadRequest, code: "invalid_scope", description: "The requested scope exceeds the scope originally granted."}
-
-// within reports whether every scope in asked is in granted.
-func within(asked, granted []string) bool {
-	for _, sc := range asked {
-		if !slices.Contains(granted, sc) {
-			return false
-		}
-	}
-	return true
-}
 
 func (s *Server) clientCredentials(w http.ResponseWriter, r *http.Request, p url.Values, cl store.Client) {
 	scopes := cl.Scopes
@@ -572,24 +527,24 @@ func (s *Server) username(ctx context.Context, userID string) (string, error) {
 			return name, nil
 		}
 	}
-	u, err := s.Store.GetUser(ctx, userID)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return "", nil
-	case err != nil:
+	name, err := s.Sessions.Username(ctx, userID)
+	if err != nil {
 		return "", err
 	}
-	if s.UsernameTTL > 0 {
-		s.usernames.put(userID, u.Email, s.now().Add(s.UsernameTTL))
+	if name == "" {
+		return "", nil // no such user: nothing to keep
 	}
-	return u.Email, nil
+	if s.UsernameTTL > 0 {
+		s.usernames.put(userID, name, s.now().Add(s.UsernameTTL))
+	}
+	return name, nil
 }
 
 func (s *Server) introspectRefresh(ctx context.Context, raw string) (map[string]any, error) {
 	if looksLikeJWT(raw) || len(raw) > 512 {
 		return nil, nil
 	}
-	rt, err := s.Store.GetRefreshTokenByHash(ctx, secret.HashToken(raw))
+	rt, err := s.Sessions.FindRefreshToken(ctx, raw)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
 	}
@@ -681,7 +636,7 @@ func (s *Server) findRevocable(ctx context.Context, raw string) (t revocable, fo
 	if len(raw) > 512 {
 		return revocable{}, false, nil
 	}
-	rt, err := s.Store.GetRefreshTokenByHash(ctx, secret.HashToken(raw))
+	rt, err := s.Sessions.FindRefreshToken(ctx, raw)
 	if errors.Is(err, store.ErrNotFound) {
 		return revocable{}, false, nil
 	}
@@ -732,7 +687,7 @@ func (s *Server) revokeToken(r *http.Request, cl store.Client, t revocable) erro
 // audit records e; the revocation it describes has happened already, so a
 // failure is logged rather than returned.
 func (s *Server) audit(ctx context.Context, e store.AuditEvent) {
-	if err := s.Store.AppendAuditEvent(ctx, e); err != nil {
+	if err := s.Sessions.RecordEvent(ctx, e); err != nil {
 		s.Log.ErrorContext(ctx, "oauth: could not record an audit event", "action", e.Action, "error", err.Error())
 	}
 }

@@ -105,7 +105,7 @@ func newScopedEnv(t *testing.T, st store.Store) *scopedEnv {
 		Config: session.Config{AccessTTL: token.DefaultAccessTTL, Leeway: token.DefaultLeeway, RefreshTTL: time.Hour},
 	}
 	rt := httpapi.NewRouter(httpapi.ErrorWriter{Log: log})
-	(&oauth.Server{Issuer: "https://auth.example.test", Clients: clients, Sessions: sessions, Tokens: tokens, Store: st, Log: log}).Routes(rt)
+	(&oauth.Server{Issuer: "https://auth.example.test", Clients: clients, Sessions: sessions, Tokens: tokens, Log: log}).Routes(rt)
 	srv := httptest.NewServer(rt)
 	t.Cleanup(srv.Close)
 	return &scopedEnv{srv: srv, tokens: tokens, client: cl, refresh: raw}

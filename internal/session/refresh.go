@@ -1,14 +1,18 @@
 package session
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/mail"
 	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/internal/token"
 )
 
 // successorAD binds a sealed successor to the token it succeeds.
@@ -16,67 +20,144 @@ func successorAD(presentedHash string) []byte {
 	return []byte("gatehouse/refresh-successor\x00" + presentedHash)
 }
 
+// Errors of a refresh that the token endpoint answers in its own terms
+// (RFC 6749 §5.2); they never reach the problem table.
+var (
+	// ErrClientMismatch is a refresh token presented by another client
+	// than the one it was issued to (or without client authentication
+	// when it was issued to a client, or with it when it is a first-party
+	// token). Its session has been ended: the token has leaked.
+	ErrClientMismatch = errors.New("session: refresh token not issued to this client")
+	// ErrScopeNotGranted is a refresh asking for a scope beyond the
+	// original grant (RFC 6749 §6). Nothing changed: the token stays
+	// usable.
+	ErrScopeNotGranted = errors.New("session: requested scope exceeds the grant")
+)
+
+// RefreshRequest is one refresh of a refresh token.
+type RefreshRequest struct {
+	Token string // the refresh token presented
+	// Client is the authenticated client that presents the token, ""
+	// when the request carries no client authentication: a first-party
+	// token (from /v1/auth/login) is used without it, a client's token
+	// only by that client.
+	Client string
+	// Scopes, when not empty, narrows the scope of the access token
+	// issued (RFC 6749 §6): each must be in the original grant. The new
+	// refresh token keeps the original grant.
+	Scopes []string
+	Meta   httpapi.Meta
+}
+
+// Refreshed is a successful refresh.
+type Refreshed struct {
+	Result
+	// Scope is the narrowed scope of the access token (space-separated)
+	// when the request asked for one, to report (RFC 6749 §5.1); ""
+	// otherwise.
+	Scope string
+}
+
 // Refresh exchanges a refresh token for a new one and an access token
-// (rotation with reuse detection; see store.RotateOutcome).
-func (s *Service) Refresh(ctx context.Context, raw string, m httpapi.Meta) (Result, error) {
+// (rotation with reuse detection; see store.RotateOutcome). Client binding
+// and scope narrowing are decided in the rotation's transaction: a token
+// presented by another client is ErrClientMismatch (its session ended),
+// a scope beyond the grant ErrScopeNotGranted; a token that is unknown,
+// expired, revoked, reused or presented from another device is
+// ErrInvalidGrant.
+func (s *Service) Refresh(ctx context.Context, req RefreshRequest) (Refreshed, error) {
+	raw, m := req.Token, req.Meta
 	if raw == "" || len(raw) > 512 {
-		return Result{}, ErrInvalidGrant
+		return Refreshed{}, ErrInvalidGrant
 	}
 	hash := secret.HashToken(raw)
 	now := s.now()
 	if s.Config.BindDevice {
 		rt, err := s.Store.GetRefreshTokenByHash(ctx, hash)
 		if errors.Is(err, store.ErrNotFound) {
-			return Result{}, ErrInvalidGrant
+			return Refreshed{}, ErrInvalidGrant
 		} else if err != nil {
-			return Result{}, err
+			return Refreshed{}, err
 		}
 		sess, err := s.Store.GetSession(ctx, rt.SessionID)
 		if err != nil {
-			return Result{}, err
+			return Refreshed{}, err
 		}
 		if sess.DeviceFingerprint != "" && !secret.Equal(sess.DeviceFingerprint, Fingerprint(m.DeviceID, m.UserAgent)) {
 			s.securityEvent(ctx, sess.UserID, "", "security.refresh_device_mismatch", m, map[string]any{"session_id": sess.ID})
-			return Result{}, ErrInvalidGrant
+			return Refreshed{}, ErrInvalidGrant
 		}
 	}
 	next, err := secret.NewToken(32)
 	if err != nil {
-		return Result{}, err
+		return Refreshed{}, err
 	}
 	sealed, err := s.Keys.Seal([]byte(next), successorAD(hash))
 	if err != nil {
-		return Result{}, err
+		return Refreshed{}, err
+	}
+	scopes := req.Scopes
+	if len(scopes) == 0 {
+		scopes = nil
 	}
 	res, err := s.Store.RotateRefreshToken(ctx, store.RotateRequest{
 		PresentedHash: hash,
 		Next:          store.RefreshToken{TokenHash: secret.HashToken(next)},
 		SealedNext:    sealed, Now: now, Grace: s.Config.ReuseGrace, IdleTimeout: s.Config.IdleTimeout, LastSeenIP: m.IP,
+		CheckClient: true, Client: req.Client, Scopes: scopes,
 	})
 	if errors.Is(err, store.ErrNotFound) {
-		return Result{}, ErrInvalidGrant
+		return Refreshed{}, ErrInvalidGrant
 	}
 	if err != nil {
-		return Result{}, err
+		return Refreshed{}, err
 	}
 	switch res.Outcome {
 	case store.Rotated:
 	case store.GraceReplay:
 		plain, err := s.Keys.Open(res.Previous.SealedSuccessor, successorAD(hash))
 		if err != nil {
-			return Result{}, fmt.Errorf("open sealed successor: %w", err)
+			return Refreshed{}, fmt.Errorf("open sealed successor: %w", err)
 		}
 		next = string(plain)
 	case store.ReuseDetected:
 		s.onReuse(ctx, res.Session, m)
-		return Result{}, ErrInvalidGrant
+		return Refreshed{}, ErrInvalidGrant
+	case store.ClientMismatch:
+		// The store ended the session; its access tokens go too. Unlike a
+		// reuse, a failure here is the caller's: the client has not been
+		// told its request was refused.
+		if err := s.RevokeSessionTokens(ctx, res.Session.ID); err != nil {
+			return Refreshed{}, err
+		}
+		return Refreshed{}, ErrClientMismatch
+	case store.ScopeNotGranted:
+		return Refreshed{}, ErrScopeNotGranted
 	default:
-		return Result{}, ErrInvalidGrant
+		return Refreshed{}, ErrInvalidGrant
 	}
 	// No user read here: disabling or deleting an account revokes its
 	// sessions (admin API), so a live session is a usable account, and the
 	// hot path keeps to the one rotation transaction.
-	return s.issue(ctx, store.User{ID: res.Session.UserID}, res.Session, next)
+	if scopes == nil {
+		r, err := s.issue(ctx, store.User{ID: res.Session.UserID}, res.Session, next)
+		return Refreshed{Result: r}, err
+	}
+	// The access token carries the narrowed scope; the new refresh token
+	// keeps the original grant (RFC 6749 §6).
+	scope := strings.Join(scopes, " ")
+	sess := res.Session
+	at, exp, err := s.Tokens.Issue(ctx, token.AccessClaims{
+		Subject: sess.UserID, ClientID: cmp.Or(sess.ClientID, FirstPartyClientID),
+		SessionID: sess.ID, AuthTime: sess.AuthTime, AMR: sess.AMR, Scope: scope,
+	})
+	if err != nil {
+		return Refreshed{}, err
+	}
+	return Refreshed{Result: Result{
+		AccessToken: at, ExpiresIn: int(exp.Sub(s.now()).Round(time.Second) / time.Second),
+		RefreshToken: next, Session: sess, User: store.User{ID: sess.UserID},
+	}, Scope: scope}, nil
 }
 
 // onReuse handles a stolen-token signal: the family is already revoked;

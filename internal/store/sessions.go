@@ -70,6 +70,16 @@ const (
 	// Invalid: the token is revoked, expired (absolute or idle), or its
 	// session is revoked or expired. Nothing changed.
 	Invalid
+	// ClientMismatch: with RotateRequest.CheckClient, a live token, or one
+	// that would have been a GraceReplay, was presented by another client
+	// than the one it was issued to. It has leaked: the whole family and
+	// its session have been revoked (reason "client_mismatch") in the
+	// same transaction, and Session is the session as revoked.
+	ClientMismatch
+	// ScopeNotGranted: RotateRequest.Scopes asks for a scope the token was
+	// not granted (RFC 6749 §6: a refresh may narrow the grant, never
+	// widen it). Nothing changed: the token stays as it was.
+	ScopeNotGranted
 )
 
 // RotateResult is the result of RotateRefreshToken.
@@ -94,6 +104,19 @@ type RotateRequest struct {
 	IdleTimeout time.Duration
 	// Session updates applied on rotation.
 	LastSeenIP string
+	// CheckClient binds the presented token to Client, the client that
+	// presents it: "" for Gatehouse's own tokens used without client
+	// authentication. A token issued to another client (compared with
+	// its ClientID, "" for a first-party token) is ClientMismatch.
+	// Without CheckClient any client may present it.
+	CheckClient bool
+	Client      string
+	// Scopes, when not empty, is the scope the refresh asks for: each
+	// must be one of the presented token's space-separated Scope, or the
+	// outcome is ScopeNotGranted. The successor keeps the token's Scope
+	// either way; narrowing is for the access token. Elements must be
+	// non-empty and hold no white space.
+	Scopes []string
 }
 
 // SignIn is a completed sign-in, for StartSession.

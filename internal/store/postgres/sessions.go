@@ -340,8 +340,9 @@ func (s *Store) GetRefreshTokenByHash(ctx context.Context, hash string) (store.R
 // RotateRefreshToken implements store.SessionStore in one transaction of
 // two round trips (see pipeTx). The first locks the session row, then the
 // presented token's row (SELECT … FOR UPDATE), and reads its successor;
-// of concurrent calls with one token, the first rotates it and the others,
-// waiting for the session lock, then read it rotated. Go decides
+// of concurrent calls with one token, the first rotates it (or revokes its
+// family) and the others, waiting for the session lock, then read it
+// rotated (or revoked). Go decides
 // (sqlrow.ClassifyRotation has the rules), and the second round trip
 // writes the outcome and commits.
 func (s *Store) RotateRefreshToken(ctx context.Context, r store.RotateRequest) (store.RotateResult, error) {
@@ -359,8 +360,9 @@ func (s *Store) RotateRefreshToken(ctx context.Context, r store.RotateRequest) (
 		if res, done, err = rotateLive(ctx, p, r); err != nil || done {
 			return err
 		}
-		// Not a live token: a new transaction reads it and decides (grace
-		// replay, reuse, invalid), which rotateLive never does.
+		// Not a live token, or not one to rotate as asked: a new
+		// transaction reads it and decides (grace replay, reuse, invalid,
+		// client mismatch, scope not granted), which rotateLive never does.
 		p.reopen()
 		res, err = rotate(ctx, p, r)
 		return err
@@ -383,8 +385,9 @@ const lockSessionOfToken = "SELECT " + sqlrow.SessionColumns + ` FROM sessions
 // ClassifyRotation would answer Rotated, and COMMIT. The statement starts
 // once the lock is granted, so (READ COMMITTED) it sees everything the
 // lock's previous holders did to the family. done is false when it wrote
-// nothing because the token or its session is not live: rotate decides
-// then, in a new transaction. Inside an enclosing transaction nothing is
+// nothing because the token or its session is not live, or the client or
+// scope asked for does not fit it: rotate decides then, in a new
+// transaction. Inside an enclosing transaction nothing is
 // committed and rotate goes on in it.
 func rotateLive(ctx context.Context, p *pipeTx, r store.RotateRequest) (res store.RotateResult, done bool, err error) {
 	idle := r.Next.IdleExpiresAt
@@ -394,8 +397,14 @@ func rotateLive(ctx context.Context, p *pipeTx, r store.RotateRequest) (res stor
 	var sessionErr error
 	b := &pgx.Batch{}
 	b.Queue(lockSessionOfToken, r.PresentedHash)
+	// NULL skips the client check ("" is a first-party token's client);
+	// a nil Scopes binds NULL, which skips the scope check.
+	var client any
+	if r.CheckClient {
+		client = r.Client
+	}
 	b.Queue(rotateLiveSQL, r.PresentedHash, r.Now, r.Next.ID, r.Next.TokenHash, timeValue(idle),
-		sqlrow.Null(r.SealedNext), sqlrow.Null(r.LastSeenIP))
+		sqlrow.Null(r.SealedNext), sqlrow.Null(r.LastSeenIP), client, r.Scopes)
 	err = p.send(ctx, b, true, func(br pgx.BatchResults) error {
 		res.Session, sessionErr = scanSession(br.QueryRow())
 		if sessionErr != nil && !errors.Is(sessionErr, pgx.ErrNoRows) {
@@ -449,20 +458,31 @@ func readRotationWrites(br pgx.BatchResults, nextID string, maybeNone bool) (iss
 }
 
 // rotateLiveSQL rotates the token whose hash is $1 at time $2 if it is live
-// (ClassifyRotation's Rotated: token and session neither revoked nor
-// expired, the token neither rotated nor idle-expired). Like Successor and
-// rotateWrites it inserts the successor ($3 its id, $4 its hash, $5 its
-// idle expiry, capped at the absolute expiry it inherits), marks the token
-// rotated with $6 as its sealed successor, clears the parent's sealed
-// successor and records the session's last use ($7 the client's IP). Its
-// rows are the inserted and updated tokens: none when the token is not
-// live.
+// and may be rotated as asked (ClassifyRotation's Rotated: token and
+// session neither revoked nor expired, the token neither rotated nor
+// idle-expired, presented by its client $8 unless $8 is NULL, and every
+// scope of $9, unless NULL, among its space-separated scopes). Like
+// Successor and rotateWrites it inserts the successor ($3 its id, $4 its
+// hash, $5 its idle expiry, capped at the absolute expiry it inherits),
+// marks the token rotated with $6 as its sealed successor, clears the
+// parent's sealed successor and records the session's last use ($7 the
+// client's IP). Its rows are the inserted and updated tokens: none when
+// the token is not rotatable, and rotate decides.
+//
+// A first-party token's client_id is NULL (sqlrow.Null stores "" so), read
+// back as "": COALESCE compares as ClassifyRotation does. The scope test
+// splits on spaces only where ClassifyRotation takes strings.Fields; as
+// the asked scopes hold no white space (PrepareRotateRequest), a scope
+// found here is found there too, and one missed here (a stored scope
+// with other white space) goes to rotate, which decides in Go.
 var rotateLiveSQL = `WITH live AS (
 		SELECT t.id, t.session_id, t.user_id, t.client_id, t.scope, t.parent_id, t.expires_at
 		FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
 		WHERE t.token_hash = $1 AND t.rotated_at IS NULL AND t.revoked_at IS NULL
 			AND t.expires_at > $2 AND (t.idle_expires_at IS NULL OR t.idle_expires_at > $2)
 			AND s.revoked_at IS NULL AND s.expires_at > $2
+			AND ($8::text IS NULL OR COALESCE(t.client_id, '') = $8::text)
+			AND ($9::text[] IS NULL OR $9::text[] <@ string_to_array(COALESCE(t.scope, ''), ' '))
 	), successor AS (
 		INSERT INTO refresh_tokens (` + sqlrow.RefreshTokenColumns + `)
 		SELECT $3, session_id, user_id, client_id, scope, $4, id, $2, expires_at,
@@ -556,7 +576,15 @@ func rotate(ctx context.Context, p *pipeTx, r store.RotateRequest) (store.Rotate
 			res.Session, err = readRevokeFamily(br)
 			return err
 		}
-	case store.Invalid:
+	case store.ClientMismatch:
+		res.Previous.SealedSuccessor = ""
+		queueRevokeFamily(b, sess.ID, sqlrow.ReasonClientMismatch, r.Now)
+		read = func(br pgx.BatchResults) error {
+			var err error
+			res.Session, err = readRevokeFamily(br)
+			return err
+		}
+	case store.Invalid, store.ScopeNotGranted:
 		res.Previous.SealedSuccessor = ""
 	}
 	return res, p.send(ctx, b, true, read)

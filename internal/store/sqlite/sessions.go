@@ -374,7 +374,11 @@ func (tx *Store) rotate(ctx context.Context, r store.RotateRequest) (store.Rotat
 		res.Previous.SealedSuccessor = ""
 		res.Session, err = tx.revokeFamily(ctx, sess.ID, sqlrow.ReasonRefreshTokenReuse, r.Now)
 		return res, err
-	case store.Invalid:
+	case store.ClientMismatch:
+		res.Previous.SealedSuccessor = ""
+		res.Session, err = tx.revokeFamily(ctx, sess.ID, sqlrow.ReasonClientMismatch, r.Now)
+		return res, err
+	case store.Invalid, store.ScopeNotGranted:
 		res.Previous.SealedSuccessor = ""
 	}
 	return res, nil

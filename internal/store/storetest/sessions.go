@@ -39,6 +39,10 @@ func runSessions(t *testing.T, migrated func(t *testing.T) store.Store) {
 		t.Run("InTx", func(t *testing.T) { testRotationInTx(t, migrated(t)) })
 		t.Run("Parallel", func(t *testing.T) { testRotationParallel(t, migrated(t), 10*time.Second) })
 		t.Run("ParallelNoGrace", func(t *testing.T) { testRotationParallel(t, migrated(t), 0) })
+		t.Run("Client", func(t *testing.T) { testRotationClient(t, migrated(t)) })
+		t.Run("Scope", func(t *testing.T) { testRotationScope(t, migrated(t)) })
+		t.Run("ClientScopeInvalid", func(t *testing.T) { testRotationClientScopeInvalid(t, migrated(t)) })
+		t.Run("ParallelClientScope", func(t *testing.T) { testRotationParallelClient(t, migrated(t)) })
 	})
 	t.Run("Purge", func(t *testing.T) { testSessionPurge(t, migrated(t)) })
 	t.Run("UserDeletionCascades", func(t *testing.T) { testSessionUserDeletion(t, migrated(t)) })
@@ -144,6 +148,10 @@ func outcomeName(o store.RotateOutcome) string {
 		return "ReuseDetected"
 	case store.Invalid:
 		return "Invalid"
+	case store.ClientMismatch:
+		return "ClientMismatch"
+	case store.ScopeNotGranted:
+		return "ScopeNotGranted"
 	}
 	return fmt.Sprintf("RotateOutcome(%d)", int(o))
 }

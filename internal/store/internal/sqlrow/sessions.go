@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/gatehouse/gatehouse/internal/store"
 )
@@ -65,6 +68,11 @@ func Storable(s string) bool { return s != "" && validText(s) }
 // ReasonRefreshTokenReuse is the RevokedReason of a session that
 // RotateRefreshToken revoked because a rotated token came back.
 const ReasonRefreshTokenReuse = "refresh_token_reuse"
+
+// ReasonClientMismatch is the RevokedReason of a session that
+// RotateRefreshToken revoked because another client than the one its
+// token was issued to presented it (store.ClientMismatch).
+const ReasonClientMismatch = "client_mismatch"
 
 // SessionColumns is the column list ScanSession expects, in order; the
 // values SessionValues returns are in the same order.
@@ -241,7 +249,8 @@ func prepareRefreshToken(t store.RefreshToken) (store.RefreshToken, error) {
 // in UTC to the microsecond, negative durations as 0, Next's ID in
 // canonical form or a new UUIDv7. Next must be a new token: only its ID,
 // TokenHash and (when IdleTimeout is 0) IdleExpiresAt are taken from the
-// caller; Successor fills in the rest.
+// caller; Successor fills in the rest. Empty Scopes become nil, and Client
+// "" without CheckClient.
 func PrepareRotateRequest(r store.RotateRequest, now time.Time) (store.RotateRequest, error) {
 	if r.Now.IsZero() {
 		r.Now = now
@@ -256,6 +265,22 @@ func PrepareRotateRequest(r store.RotateRequest, now time.Time) (store.RotateReq
 		return r, errors.New("rotate refresh token: SealedNext and LastSeenIP must be UTF-8 text without NUL")
 	case !n.RotatedAt.IsZero() || n.SuccessorID != "" || n.SealedSuccessor != "" || !n.RevokedAt.IsZero():
 		return r, errors.New("rotate refresh token: Next cannot be rotated or revoked")
+	case !validText(r.Client):
+		return r, errors.New("rotate refresh token: Client must be UTF-8 text without NUL")
+	}
+	// A scope with white space could match part of a stored scope in one
+	// backend's split and not in another's (PostgreSQL's fast path splits
+	// on spaces only); RFC 6749 §3.3 scope tokens have none.
+	for _, sc := range r.Scopes {
+		if sc == "" || !validText(sc) || strings.ContainsFunc(sc, unicode.IsSpace) {
+			return r, errors.New("rotate refresh token: Scopes must be non-empty UTF-8 text without NUL or white space")
+		}
+	}
+	if len(r.Scopes) == 0 {
+		r.Scopes = nil
+	}
+	if !r.CheckClient {
+		r.Client = ""
 	}
 	id, err := newID(n.ID)
 	if err != nil {
@@ -293,15 +318,24 @@ func Successor(presented store.RefreshToken, r store.RotateRequest) (store.Refre
 // token tok of session sess, given r (a prepared request) and, when tok
 // was rotated, its successor succ (found is false when the successor row
 // is gone). Both backends read these rows under their locks and then act
-// on the outcome:
+// on the outcome. In the order the rules apply:
 //
+//   - ScopeNotGranted: tok was never rotated, is presented by its own
+//     client (or r.CheckClient is off) and r.Scopes is not within its
+//     scope. This comes first, whatever the state of tok and sess, as
+//     the token endpoint refused such a request before it ever rotated;
 //   - Invalid: tok or sess is revoked, sess or tok has reached its absolute
 //     expiry, or tok is live and has reached its idle expiry;
+//   - ReuseDetected: tok was rotated and is not a grace replay (outside
+//     the grace window, or an older link of the chain whose successor was
+//     rotated too), whoever presents it;
+//   - ClientMismatch: tok is live, or a grace replay, and r.CheckClient is
+//     set and r.Client is not the client tok was issued to;
+//   - ScopeNotGranted: a grace replay whose r.Scopes is not within its
+//     scope;
 //   - Rotated: tok is live;
 //   - GraceReplay: tok was rotated at most r.Grace ago (Grace > 0) and its
-//     successor is still live (neither rotated nor revoked);
-//   - ReuseDetected: any other rotated token (outside the grace window, or
-//     an older link of the chain whose successor was rotated too).
+//     successor is still live (neither rotated nor revoked).
 //
 // A revoked token is Invalid even when it was rotated: once a family has
 // been revoked (for reuse or otherwise), presenting its tokens again
@@ -309,18 +343,42 @@ func Successor(presented store.RefreshToken, r store.RotateRequest) (store.Refre
 func ClassifyRotation(tok store.RefreshToken, sess store.Session, succ store.RefreshToken, found bool, r store.RotateRequest) store.RotateOutcome {
 	now := r.Now
 	live := tok.RotatedAt.IsZero()
+	owned := !r.CheckClient || tok.ClientID == r.Client
+	granted := ScopeWithin(r.Scopes, tok.Scope)
 	switch {
+	case live && owned && !granted:
+		return store.ScopeNotGranted
 	case !tok.RevokedAt.IsZero(), !sess.RevokedAt.IsZero(),
 		!sess.ExpiresAt.After(now), !tok.ExpiresAt.After(now),
 		live && !tok.IdleExpiresAt.IsZero() && !tok.IdleExpiresAt.After(now):
 		return store.Invalid
+	case !live && !(r.Grace > 0 && now.Sub(tok.RotatedAt) <= r.Grace &&
+		found && succ.RotatedAt.IsZero() && succ.RevokedAt.IsZero()):
+		return store.ReuseDetected
+	case !owned:
+		return store.ClientMismatch
+	case !granted:
+		return store.ScopeNotGranted
 	case live:
 		return store.Rotated
-	case r.Grace > 0 && now.Sub(tok.RotatedAt) <= r.Grace &&
-		found && succ.RotatedAt.IsZero() && succ.RevokedAt.IsZero():
-		return store.GraceReplay
 	}
-	return store.ReuseDetected
+	return store.GraceReplay
+}
+
+// ScopeWithin reports whether every scope in asked is one of the
+// space-separated scopes of granted (RFC 6749 §6: a refresh may narrow the
+// grant, never widen it). Nothing asked is always within.
+func ScopeWithin(asked []string, granted string) bool {
+	if len(asked) == 0 {
+		return true
+	}
+	have := strings.Fields(granted)
+	for _, sc := range asked {
+		if !slices.Contains(have, sc) {
+			return false
+		}
+	}
+	return true
 }
 
 // ClientColumns is the column list ScanClient expects, in order; the values

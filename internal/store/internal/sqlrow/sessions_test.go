@@ -57,6 +57,81 @@ func TestClassifyRotation(t *testing.T) {
 	}
 }
 
+// TestClassifyRotationClientAndScope: reuse detection first, then client
+// binding, then scope; a scope beyond the grant of a never-rotated token
+// presented by its own client is refused before anything else.
+func TestClassifyRotationClientAndScope(t *testing.T) {
+	now := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
+	sess := store.Session{ExpiresAt: now.Add(time.Hour)}
+	live := store.RefreshToken{ClientID: "app", Scope: "read write", ExpiresAt: now.Add(time.Hour)}
+	firstParty := store.RefreshToken{ExpiresAt: now.Add(time.Hour)}
+	rotated := live
+	rotated.RotatedAt, rotated.SuccessorID = now.Add(-5*time.Second), "succ"
+	revoked := live
+	revoked.RevokedAt = now.Add(-time.Minute)
+	const grace = 10 * time.Second
+
+	for _, tc := range []struct {
+		name   string
+		tok    store.RefreshToken
+		succ   store.RefreshToken
+		found  bool
+		grace  time.Duration
+		check  bool
+		client string
+		scopes []string
+		want   store.RotateOutcome
+	}{
+		{"own client", live, store.RefreshToken{}, false, 0, true, "app", nil, store.Rotated},
+		{"no check, other client", live, store.RefreshToken{}, false, 0, false, "other", nil, store.Rotated},
+		{"other client", live, store.RefreshToken{}, false, 0, true, "other", nil, store.ClientMismatch},
+		{"no client for a client's token", live, store.RefreshToken{}, false, 0, true, "", nil, store.ClientMismatch},
+		{"first party without a client", firstParty, store.RefreshToken{}, false, 0, true, "", nil, store.Rotated},
+		{"first party with a client", firstParty, store.RefreshToken{}, false, 0, true, "app", nil, store.ClientMismatch},
+		{"narrowed", live, store.RefreshToken{}, false, 0, true, "app", []string{"read"}, store.Rotated},
+		{"the whole grant", live, store.RefreshToken{}, false, 0, true, "app", []string{"write", "read"}, store.Rotated},
+		{"wider", live, store.RefreshToken{}, false, 0, true, "app", []string{"read", "admin"}, store.ScopeNotGranted},
+		{"part of a scope name", live, store.RefreshToken{}, false, 0, true, "app", []string{"rea"}, store.ScopeNotGranted},
+		{"any scope of a first-party token", firstParty, store.RefreshToken{}, false, 0, true, "", []string{"read"}, store.ScopeNotGranted},
+		{"wider, no check", live, store.RefreshToken{}, false, 0, false, "x", []string{"admin"}, store.ScopeNotGranted},
+		{"wider from another client", live, store.RefreshToken{}, false, 0, true, "other", []string{"admin"}, store.ClientMismatch},
+		{"wider, revoked", revoked, store.RefreshToken{}, false, 0, true, "app", []string{"admin"}, store.ScopeNotGranted},
+		{"revoked, other client", revoked, store.RefreshToken{}, false, 0, true, "other", nil, store.Invalid},
+		{"grace replay, own client", rotated, live, true, grace, true, "app", []string{"read"}, store.GraceReplay},
+		{"grace replay, other client", rotated, live, true, grace, true, "other", nil, store.ClientMismatch},
+		{"grace replay, wider", rotated, live, true, grace, true, "app", []string{"admin"}, store.ScopeNotGranted},
+		{"grace replay, other client, wider", rotated, live, true, grace, true, "other", []string{"admin"}, store.ClientMismatch},
+		{"reuse, other client", rotated, live, true, 0, true, "other", nil, store.ReuseDetected},
+		{"reuse, wider", rotated, live, true, 0, true, "app", []string{"admin"}, store.ReuseDetected},
+	} {
+		r := store.RotateRequest{Now: now, Grace: tc.grace, CheckClient: tc.check, Client: tc.client, Scopes: tc.scopes}
+		if got := ClassifyRotation(tc.tok, sess, tc.succ, tc.found, r); got != tc.want {
+			t.Errorf("%s: outcome %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestPrepareRotateRequestScopes(t *testing.T) {
+	base := store.RotateRequest{Next: store.RefreshToken{TokenHash: "new"}, Client: "app"}
+	r, err := PrepareRotateRequest(base, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Client != "" || r.Scopes != nil {
+		t.Errorf("without CheckClient and Scopes: Client %q, Scopes %#v; want both empty", r.Client, r.Scopes)
+	}
+	base.Scopes = []string{}
+	if r, err = PrepareRotateRequest(base, time.Now()); err != nil || r.Scopes != nil {
+		t.Errorf("empty Scopes: %#v, %v; want nil", r.Scopes, err)
+	}
+	for _, bad := range [][]string{{""}, {"a b"}, {"a\tb"}, {"a\u00a0b"}, {"a\x00"}, {"\xff"}} {
+		base.Scopes = bad
+		if _, err := PrepareRotateRequest(base, time.Now()); err == nil {
+			t.Errorf("Scopes %q accepted", bad)
+		}
+	}
+}
+
 func TestSuccessor(t *testing.T) {
 	now := time.Date(2030, 1, 1, 12, 0, 0, 123456789, time.UTC)
 	presented := store.RefreshToken{
