@@ -2,6 +2,10 @@ package postgres
 
 import (
 	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/gatehouse/gatehouse/internal/store/internal/sqldb"
 	"github.com/gatehouse/gatehouse/internal/store/internal/sqlrow"
@@ -15,6 +19,34 @@ var dialect = &sqldb.Dialect{
 	MapErr: mapErr, MapRefErr: mapRefErr,
 	ForUpdate:   " FOR UPDATE",
 	ByCodePoint: ` COLLATE "C"`,
+}
+
+func timeDest(t *time.Time) any { return t }
+
+// nullTime scans a nullable timestamptz: NULL becomes the zero time.
+type nullTime struct{ t *time.Time }
+
+func (n nullTime) ScanTimestamptz(v pgtype.Timestamptz) error {
+	switch {
+	case !v.Valid:
+		*n.t = time.Time{}
+	case v.InfinityModifier != pgtype.Finite:
+		return errors.New("postgres: infinite timestamp")
+	default:
+		*n.t = v.Time.UTC()
+	}
+	return nil
+}
+
+func nullTimeDest(t *time.Time) any { return nullTime{t: t} }
+
+// timeValue binds t as a timestamptz to the microsecond, and the zero time
+// as NULL.
+func timeValue(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return sqlrow.Micro(t)
 }
 
 // tables is the embedded shared half of Store, under an unexported name.
