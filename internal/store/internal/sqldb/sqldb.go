@@ -38,15 +38,15 @@ type Dialect struct {
 
 	// TimeValue binds a time (to the microsecond); the zero time binds as
 	// NULL.
-	TimeValue func(time.Time) any
+	TimeValue sqlrow.TimeValue
 	// TimeDest and NullTimeDest adapt a *time.Time to what the driver
 	// scans a NOT NULL and a nullable time column into (NULL becomes the
 	// zero time).
 	TimeDest, NullTimeDest sqlrow.TimeDest
 	// ListValue binds and ListDest scans a list of strings (text[] on
 	// PostgreSQL, a JSON array on SQLite).
-	ListValue func([]string) any
-	ListDest  func(*[]string) any
+	ListValue sqlrow.ListValue
+	ListDest  sqlrow.ListDest
 
 	// MapErr maps a driver error to the store sentinels (ErrNotFound for
 	// no rows, ErrConflict, ErrUnavailable, ErrInvalidText), keeping it in
@@ -98,8 +98,8 @@ type Executor interface {
 }
 
 // Tables implements the store methods whose SQL the engines share. A
-// backend embeds it in its Store; the Store InTx hands out embeds one whose
-// Executor runs in the transaction.
+// backend embeds it in its Store, and the transaction-bound Store that InTx
+// hands out embeds its own, whose Executor runs in the transaction.
 type Tables struct {
 	d   *Dialect
 	x   Executor
