@@ -64,8 +64,8 @@ func (x executor) on(ctx context.Context, r sqldb.Route) querier {
 	return x.s.q
 }
 
-func (x executor) Row(ctx context.Context, on sqldb.Route, query string, args []any, scan func(sqlrow.Scanner) error) error {
-	return scan(x.on(ctx, on).QueryRow(ctx, query, args...))
+func (x executor) Row(ctx context.Context, on sqldb.Route, query string, args ...any) sqlrow.Scanner {
+	return x.on(ctx, on).QueryRow(ctx, query, args...)
 }
 
 func (x executor) Rows(ctx context.Context, on sqldb.Route, query string, args []any, each func(sqlrow.Scanner) error) error {

@@ -27,11 +27,24 @@ type tables = sqldb.Tables
 // the same: in WAL mode the readers see each commit at once.
 type executor struct{ s *Store }
 
-func (x executor) Row(ctx context.Context, on sqldb.Route, query string, args []any, scan func(sqlrow.Scanner) error) error {
+func (x executor) Row(ctx context.Context, on sqldb.Route, query string, args ...any) sqlrow.Scanner {
 	if on == sqldb.Write {
-		return x.s.write(ctx, func(q querier) error { return scan(q.QueryRowContext(ctx, query, args...)) })
+		return writeRow{ctx: ctx, s: x.s, query: query, args: args}
 	}
-	return scan(x.s.read().QueryRowContext(ctx, query, args...))
+	return x.s.read().QueryRowContext(ctx, query, args...)
+}
+
+// writeRow is a single-row write that runs when it is scanned: the
+// statement and the scan hold the writer connection together.
+type writeRow struct {
+	ctx   context.Context
+	s     *Store
+	query string
+	args  []any
+}
+
+func (w writeRow) Scan(dest ...any) error {
+	return w.s.write(w.ctx, func(q querier) error { return q.QueryRowContext(w.ctx, w.query, w.args...).Scan(dest...) })
 }
 
 func (x executor) Rows(ctx context.Context, on sqldb.Route, query string, args []any, each func(sqlrow.Scanner) error) error {

@@ -86,7 +86,7 @@ func (t *Tables) CountBackupCodes(ctx context.Context, userID string) (int, erro
 		return 0, nil
 	}
 	var n int
-	err := t.x.Row(ctx, Primary, CountBackupCodes, []any{user}, func(r sqlrow.Scanner) error { return r.Scan(&n) })
+	err := t.x.Row(ctx, Primary, CountBackupCodes, user).Scan(&n)
 	if err != nil {
 		return 0, t.errorf("count backup codes: %w", t.d.MapErr(err))
 	}

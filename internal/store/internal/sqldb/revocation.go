@@ -15,8 +15,7 @@ import (
 // RevocationEpoch implements store.RevocationStore. It reads the primary.
 func (t *Tables) RevocationEpoch(ctx context.Context) (string, error) {
 	var epoch string
-	err := t.x.Row(ctx, Primary, `SELECT epoch FROM revocation_state WHERE id = 1`, nil,
-		func(r sqlrow.Scanner) error { return r.Scan(&epoch) })
+	err := t.x.Row(ctx, Primary, `SELECT epoch FROM revocation_state WHERE id = 1`).Scan(&epoch)
 	if err != nil {
 		return "", t.errorf("revocation epoch: %w", t.d.MapErr(err))
 	}
@@ -27,8 +26,7 @@ func (t *Tables) RevocationEpoch(ctx context.Context) (string, error) {
 // lagging replica would hide a kill switch just set.
 func (t *Tables) RevokeBefore(ctx context.Context) (time.Time, error) {
 	var at time.Time
-	err := t.x.Row(ctx, Primary, `SELECT revoke_before FROM revocation_state WHERE id = 1`, nil,
-		func(r sqlrow.Scanner) error { return r.Scan(t.d.NullTimeDest(&at)) })
+	err := t.x.Row(ctx, Primary, `SELECT revoke_before FROM revocation_state WHERE id = 1`).Scan(t.d.NullTimeDest(&at))
 	if err != nil {
 		return time.Time{}, t.errorf("kill-switch time: %w", t.d.MapErr(err))
 	}

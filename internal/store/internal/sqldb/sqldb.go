@@ -86,9 +86,11 @@ const (
 // inside InTx (then every route is the transaction). Errors come back as
 // the driver returned them; Tables maps them with the Dialect.
 type Executor interface {
-	// Row runs a statement that returns at most one row and hands the row
-	// to scan, which reports no row with the driver's no-rows error.
-	Row(ctx context.Context, on Route, query string, args []any, scan func(sqlrow.Scanner) error) error
+	// Row runs a statement that returns at most one row. Its Scan reports
+	// no row with the driver's no-rows error. Call Scan exactly once: a
+	// write may run only then (SQLite takes its writer connection for the
+	// statement and the scan).
+	Row(ctx context.Context, on Route, query string, args ...any) sqlrow.Scanner
 	// Rows runs a statement and calls each for every row, in order,
 	// stopping at the first error.
 	Rows(ctx context.Context, on Route, query string, args []any, each func(sqlrow.Scanner) error) error
@@ -118,13 +120,7 @@ func (t *Tables) errorf(format string, args ...any) error {
 
 // row runs a single-row statement and scans it.
 func row[T any](ctx context.Context, t *Tables, on Route, scan func(sqlrow.Scanner) (T, error), query string, args ...any) (T, error) {
-	var v T
-	err := t.x.Row(ctx, on, query, args, func(r sqlrow.Scanner) error {
-		var err error
-		v, err = scan(r)
-		return err
-	})
-	return v, err
+	return scan(t.x.Row(ctx, on, query, args...))
 }
 
 // rows runs a statement and scans every row; errors are mapped.
