@@ -67,7 +67,7 @@ type Store struct {
 
 	// tables implements the methods whose SQL is shared with SQLite,
 	// running them through executor{s}.
-	*tables
+	tables
 }
 
 type replica struct {

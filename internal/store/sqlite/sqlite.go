@@ -89,7 +89,7 @@ type Store struct {
 
 	// tables implements the methods whose SQL is shared with PostgreSQL,
 	// running them through executor{s}.
-	*tables
+	tables
 }
 
 // querier is what *sql.DB, *sql.Conn and *sql.Tx all offer.

@@ -109,8 +109,10 @@ type Tables struct {
 }
 
 // New returns the shared methods over d and x; now is the store's clock.
-func New(d *Dialect, x Executor, now func() time.Time) *Tables {
-	return &Tables{d: d, x: x, now: now}
+// A backend embeds the value, so a transaction-bound store costs no
+// allocation for it.
+func New(d *Dialect, x Executor, now func() time.Time) Tables {
+	return Tables{d: d, x: x, now: now}
 }
 
 // errorf formats an error with the dialect's prefix.
