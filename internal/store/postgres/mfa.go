@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/internal/store/internal/sqldb"
 	"github.com/gatehouse/gatehouse/internal/store/internal/sqlrow"
 	"github.com/jackc/pgx/v5"
 )
@@ -35,54 +36,6 @@ func (tx *Store) lockUser(ctx context.Context, userID string) error {
 	return tx.q.QueryRow(ctx, "SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE", userID).Scan(&one)
 }
 
-// CreateMFADevice implements store.MFAStore. A user that does not exist is
-// ErrNotFound; a taken ID, or IsDefault while the user has a default
-// device already, is ErrConflict.
-func (s *Store) CreateMFADevice(ctx context.Context, d store.MFADevice) (store.MFADevice, error) {
-	d, err := sqlrow.PrepareMFADevice(d, s.now())
-	if err != nil {
-		return store.MFADevice{}, fmt.Errorf("postgres: create mfa device: %w", err)
-	}
-	created, err := scanMFADevice(s.q.QueryRow(ctx, `INSERT INTO mfa_devices (`+sqlrow.MFADeviceColumns+`)
-		VALUES (`+placeholders(13)+`) RETURNING `+sqlrow.MFADeviceColumns, sqlrow.MFADeviceValues(d, timeValue)...))
-	if err != nil {
-		return store.MFADevice{}, fmt.Errorf("postgres: create mfa device: %w", mapRefErr(err))
-	}
-	return created, nil
-}
-
-// GetMFADevice implements store.MFAStore, reading the primary.
-func (s *Store) GetMFADevice(ctx context.Context, userID, id string) (store.MFADevice, error) {
-	user, okUser := sqlrow.ParseID(userID)
-	canon, okID := sqlrow.ParseID(id)
-	if !okUser || !okID {
-		return store.MFADevice{}, fmt.Errorf("postgres: get mfa device %q: %w", id, store.ErrNotFound)
-	}
-	d, err := scanMFADevice(s.q.QueryRow(ctx, "SELECT "+sqlrow.MFADeviceColumns+
-		" FROM mfa_devices WHERE id = $1 AND user_id = $2", canon, user))
-	if err != nil {
-		return store.MFADevice{}, fmt.Errorf("postgres: get mfa device %s: %w", canon, mapErr(err))
-	}
-	return d, nil
-}
-
-// ListMFADevices implements store.MFAStore: oldest first, ties broken by
-// ID, from the primary.
-func (s *Store) ListMFADevices(ctx context.Context, userID string) ([]store.MFADevice, error) {
-	user, ok := sqlrow.ParseID(userID)
-	if !ok {
-		return nil, nil // no user has this ID, so none has devices
-	}
-	rows, err := s.q.Query(ctx, listMFADevices, user)
-	list, err := collect(rows, err, scanMFADevice)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: list mfa devices: %w", err)
-	}
-	return list, nil
-}
-
-const listMFADevices = "SELECT " + sqlrow.MFADeviceColumns + " FROM mfa_devices WHERE user_id = $1 ORDER BY created_at, id"
-
 // SecondFactors implements store.MFAStore: the three reads in one batch,
 // from the primary (a device just added or removed must count).
 func (s *Store) SecondFactors(ctx context.Context, userID string) (store.SecondFactors, error) {
@@ -93,8 +46,8 @@ func (s *Store) SecondFactors(ctx context.Context, userID string) (store.SecondF
 	}
 	b := &pgx.Batch{}
 	b.Queue(userOrganizations, user)
-	b.Queue(listMFADevices, user)
-	b.Queue(countBackupCodes, user)
+	b.Queue(sqldb.ListMFADevices, user)
+	b.Queue(sqldb.CountBackupCodes, user)
 	br := s.q.SendBatch(ctx, b)
 	err := func() (err error) {
 		rows, err := br.Query()
@@ -159,24 +112,6 @@ func (s *Store) UpdateMFADevice(ctx context.Context, d store.MFADevice) (store.M
 	return updated, nil
 }
 
-// DeleteMFADevice implements store.MFAStore. The codes sent for the device
-// go with it.
-func (s *Store) DeleteMFADevice(ctx context.Context, userID, id string) error {
-	user, okUser := sqlrow.ParseID(userID)
-	canon, okID := sqlrow.ParseID(id)
-	if !okUser || !okID {
-		return fmt.Errorf("postgres: delete mfa device %q: %w", id, store.ErrNotFound)
-	}
-	tag, err := s.q.Exec(ctx, "DELETE FROM mfa_devices WHERE id = $1 AND user_id = $2", canon, user)
-	if err != nil {
-		return fmt.Errorf("postgres: delete mfa device %s: %w", canon, mapErr(err))
-	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("postgres: delete mfa device %s: %w", canon, store.ErrNotFound)
-	}
-	return nil
-}
-
 // AcceptTOTPStep implements store.MFAStore with one guarded UPDATE: of
 // concurrent callers with the same step, the first moves last_step; the
 // others wait for its row lock, re-check last_step < step against the
@@ -236,22 +171,6 @@ func (s *Store) UseBackupCode(ctx context.Context, userID, hash string, now time
 		return false, fmt.Errorf("postgres: use backup code: %w", mapErr(err))
 	}
 	return tag.RowsAffected() == 1, nil
-}
-
-const countBackupCodes = "SELECT count(*) FROM mfa_backup_codes WHERE user_id = $1 AND used_at IS NULL"
-
-// CountBackupCodes implements store.MFAStore, reading the primary.
-func (s *Store) CountBackupCodes(ctx context.Context, userID string) (int, error) {
-	user, ok := sqlrow.ParseID(userID)
-	if !ok {
-		return 0, nil
-	}
-	var n int
-	err := s.q.QueryRow(ctx, countBackupCodes, user).Scan(&n)
-	if err != nil {
-		return 0, fmt.Errorf("postgres: count backup codes: %w", mapErr(err))
-	}
-	return n, nil
 }
 
 // CreateMFACode implements store.MFAStore in one transaction (the

@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/internal/store/internal/sqldb"
 	"github.com/gatehouse/gatehouse/internal/store/internal/sqlrow"
 	"github.com/gatehouse/gatehouse/internal/store/migrate"
 )
@@ -63,6 +64,10 @@ type Store struct {
 	// q runs every statement: the primary pool, or tx inside InTx.
 	q  querier
 	tx pgx.Tx // nil outside InTx
+
+	// tables implements the methods whose SQL is shared with SQLite,
+	// running them through executor{s}.
+	tables
 }
 
 type replica struct {
@@ -85,6 +90,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("postgres: primary: %w", err)
 	}
 	s := &Store{primary: primary, next: new(atomic.Uint64), now: time.Now, q: primary}
+	s.tables = sqldb.New(dialect, executor{s}, s.now)
 	for i, u := range cfg.ReplicaURLs {
 		pool, err := newPool(ctx, cfg, u)
 		if err != nil {

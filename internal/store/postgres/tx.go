@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/internal/store/internal/sqldb"
 )
 
 // InTx implements store.Transactor. The transaction is READ COMMITTED on
@@ -56,7 +57,7 @@ func (s *Store) inTx(ctx context.Context, fn func(tx *Store) error) error {
 
 // bind returns a Store that runs every statement in tx.
 func (s *Store) bind(tx pgx.Tx) *Store {
-	return &Store{
+	b := &Store{
 		primary:  s.primary,
 		replicas: s.replicas,
 		next:     s.next,
@@ -65,6 +66,8 @@ func (s *Store) bind(tx pgx.Tx) *Store {
 		q:        tx,
 		tx:       tx,
 	}
+	b.tables = sqldb.New(dialect, executor{b}, b.now)
+	return b
 }
 
 // DriverTx implements store.Transactor: the pgx.Tx inside InTx, nil

@@ -25,12 +25,8 @@ func scanMFACode(row sqlrow.Scanner) (store.MFACode, error) {
 	return sqlrow.ScanMFACode(row, timeDest, nullTimeDest)
 }
 
-var (
-	insertMFADevice = `INSERT INTO mfa_devices (` + sqlrow.MFADeviceColumns + `)
-		VALUES (` + strings.Repeat("?, ", 12) + `?) RETURNING ` + sqlrow.MFADeviceColumns
-	insertMFACode = `INSERT INTO mfa_codes (` + sqlrow.MFACodeColumns + `)
-		VALUES (` + strings.Repeat("?, ", 8) + `?) RETURNING ` + sqlrow.MFACodeColumns
-)
+var insertMFACode = `INSERT INTO mfa_codes (` + sqlrow.MFACodeColumns + `)
+	VALUES (` + strings.Repeat("?, ", 8) + `?) RETURNING ` + sqlrow.MFACodeColumns
 
 // execRows runs one write statement (on the transaction inside InTx,
 // otherwise on the writer connection) and returns how many rows it
@@ -53,67 +49,6 @@ func (s *Store) execRows(ctx context.Context, query string, args ...any) (int64,
 func (tx *Store) userExists(ctx context.Context, userID string) error {
 	var one int
 	return tx.tx.QueryRowContext(ctx, "SELECT 1 FROM users WHERE id = ?", userID).Scan(&one)
-}
-
-// CreateMFADevice implements store.MFAStore. A user that does not exist is
-// ErrNotFound; a taken ID, or IsDefault while the user has a default
-// device already, is ErrConflict.
-func (s *Store) CreateMFADevice(ctx context.Context, d store.MFADevice) (store.MFADevice, error) {
-	d, err := sqlrow.PrepareMFADevice(d, s.now())
-	if err != nil {
-		return store.MFADevice{}, fmt.Errorf("sqlite: create mfa device: %w", err)
-	}
-	var created store.MFADevice
-	err = s.write(ctx, func(q querier) error {
-		created, err = scanMFADevice(q.QueryRowContext(ctx, insertMFADevice, sqlrow.MFADeviceValues(d, timeValue)...))
-		return err
-	})
-	if err != nil {
-		return store.MFADevice{}, fmt.Errorf("sqlite: create mfa device: %w", mapRefErr(err))
-	}
-	return created, nil
-}
-
-// GetMFADevice implements store.MFAStore.
-func (s *Store) GetMFADevice(ctx context.Context, userID, id string) (store.MFADevice, error) {
-	user, okUser := sqlrow.ParseID(userID)
-	canon, okID := sqlrow.ParseID(id)
-	if !okUser || !okID {
-		return store.MFADevice{}, fmt.Errorf("sqlite: get mfa device %q: %w", id, store.ErrNotFound)
-	}
-	d, err := scanMFADevice(s.read().QueryRowContext(ctx, "SELECT "+sqlrow.MFADeviceColumns+
-		" FROM mfa_devices WHERE id = ? AND user_id = ?", canon, user))
-	if err != nil {
-		return store.MFADevice{}, fmt.Errorf("sqlite: get mfa device %s: %w", canon, mapErr(err))
-	}
-	return d, nil
-}
-
-// ListMFADevices implements store.MFAStore: oldest first, ties broken by
-// ID.
-func (s *Store) ListMFADevices(ctx context.Context, userID string) ([]store.MFADevice, error) {
-	user, ok := sqlrow.ParseID(userID)
-	if !ok {
-		return nil, nil // no user has this ID, so none has devices
-	}
-	rows, err := s.read().QueryContext(ctx, "SELECT "+sqlrow.MFADeviceColumns+
-		" FROM mfa_devices WHERE user_id = ? ORDER BY created_at, id", user)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: list mfa devices: %w", mapErr(err))
-	}
-	defer rows.Close()
-	var list []store.MFADevice
-	for rows.Next() {
-		d, err := scanMFADevice(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: list mfa devices: %w", err)
-		}
-		list = append(list, d)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: list mfa devices: %w", mapErr(err))
-	}
-	return list, nil
 }
 
 const updateMFADevice = `UPDATE mfa_devices SET name = ?3, confirmed_at = ?4, is_default = ?5, last_used_at = ?6,
@@ -151,24 +86,6 @@ func (s *Store) UpdateMFADevice(ctx context.Context, d store.MFADevice) (store.M
 		return store.MFADevice{}, fmt.Errorf("sqlite: update mfa device %s: %w", d.ID, mapErr(err))
 	}
 	return updated, nil
-}
-
-// DeleteMFADevice implements store.MFAStore. The codes sent for the device
-// go with it.
-func (s *Store) DeleteMFADevice(ctx context.Context, userID, id string) error {
-	user, okUser := sqlrow.ParseID(userID)
-	canon, okID := sqlrow.ParseID(id)
-	if !okUser || !okID {
-		return fmt.Errorf("sqlite: delete mfa device %q: %w", id, store.ErrNotFound)
-	}
-	n, err := s.execRows(ctx, "DELETE FROM mfa_devices WHERE id = ? AND user_id = ?", canon, user)
-	if err != nil {
-		return fmt.Errorf("sqlite: delete mfa device %s: %w", canon, mapErr(err))
-	}
-	if n == 0 {
-		return fmt.Errorf("sqlite: delete mfa device %s: %w", canon, store.ErrNotFound)
-	}
-	return nil
 }
 
 // AcceptTOTPStep implements store.MFAStore with one guarded UPDATE. A
@@ -251,20 +168,6 @@ func (s *Store) SecondFactors(ctx context.Context, userID string) (store.SecondF
 		return store.SecondFactors{}, err
 	}
 	return f, nil
-}
-
-// CountBackupCodes implements store.MFAStore.
-func (s *Store) CountBackupCodes(ctx context.Context, userID string) (int, error) {
-	user, ok := sqlrow.ParseID(userID)
-	if !ok {
-		return 0, nil
-	}
-	var n int
-	err := s.read().QueryRowContext(ctx, "SELECT count(*) FROM mfa_backup_codes WHERE user_id = ? AND used_at IS NULL", user).Scan(&n)
-	if err != nil {
-		return 0, fmt.Errorf("sqlite: count backup codes: %w", mapErr(err))
-	}
-	return n, nil
 }
 
 // CreateMFACode implements store.MFAStore in one transaction (the

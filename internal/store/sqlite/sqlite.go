@@ -36,6 +36,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/internal/store/internal/sqldb"
 	"github.com/gatehouse/gatehouse/internal/store/internal/sqlrow"
 	"github.com/gatehouse/gatehouse/internal/store/migrate"
 )
@@ -85,6 +86,10 @@ type Store struct {
 	// included. Outside InTx (tx nil) writes take the writer connection
 	// (write) and reads use the reader pool (read).
 	tx *sql.Tx
+
+	// tables implements the methods whose SQL is shared with PostgreSQL,
+	// running them through executor{s}.
+	tables
 }
 
 // querier is what *sql.DB, *sql.Conn and *sql.Tx all offer.
@@ -136,6 +141,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	reader.SetMaxIdleConns(readers)
 
 	s := &Store{writer: writer, reader: reader, now: time.Now, writerWait: BusyTimeout}
+	s.tables = sqldb.New(dialect, executor{s}, s.now)
 	files, err := fs.Sub(migrationFiles, "migrations")
 	if err == nil {
 		s.migrator, err = s.MigratorFrom(files)

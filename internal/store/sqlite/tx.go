@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/internal/store/internal/sqldb"
 )
 
 // InTx implements store.Transactor. The transaction runs on the writer
@@ -57,7 +58,7 @@ func (s *Store) inTx(ctx context.Context, fn func(tx *Store) error) error {
 
 // bind returns a Store that runs every statement in tx.
 func (s *Store) bind(tx *sql.Tx) *Store {
-	return &Store{
+	b := &Store{
 		writer:     s.writer,
 		reader:     s.reader,
 		migrator:   s.migrator,
@@ -65,6 +66,8 @@ func (s *Store) bind(tx *sql.Tx) *Store {
 		writerWait: s.writerWait,
 		tx:         tx,
 	}
+	b.tables = sqldb.New(dialect, executor{b}, b.now)
+	return b
 }
 
 // DriverTx implements store.Transactor: the *sql.Tx inside InTx, nil
