@@ -16,6 +16,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/session"
+	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/store/sqlite"
 	"github.com/gatehouse/gatehouse/internal/token"
 )
@@ -65,7 +66,7 @@ func TestKillSwitchOnlyMovesForward(t *testing.T) {
 	ks := &killSwitch{}
 	h := &Handlers{
 		Auth: anAdmin{}, Store: st, KillSwitch: ks, Now: time.Now,
-		Sessions: &session.Service{Store: st, Tokens: ks, Now: time.Now, Log: slog.New(slog.NewTextHandler(io.Discard, nil))},
+		Sessions: &session.Service{Store: store.Narrow(st, func(tx store.Store) session.Tx { return tx }), Tokens: ks, Now: time.Now, Log: slog.New(slog.NewTextHandler(io.Discard, nil))},
 	}
 	rt := httpapi.NewRouter(httpapi.ErrorWriter{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	h.Routes(rt)

@@ -83,7 +83,7 @@ func newMFAService(d *deps) (*mfa.Service, error) {
 		d.log.Warn("SMS codes are off: set GATEHOUSE_TWILIO_ACCOUNT_SID to offer them")
 	}
 	return &mfa.Service{
-		Store: d.db.store, Keys: d.keys, Codes: codes, KV: d.state.kv, Limiter: d.state.limiter, Jobs: d.queue,
+		Store: mfaStore(d.db.store), Keys: d.keys, Codes: codes, KV: d.state.kv, Limiter: d.state.limiter, Jobs: d.queue,
 		SMSGuard: guard, Sessions: d.sessions, Now: time.Now, Log: d.log, Config: c,
 	}, nil
 }

@@ -26,7 +26,7 @@ func socialProviders(cfg *config.Config) (*provider.Registry, error) {
 // newSocialService builds social sign-in and the magic-link fallback.
 func newSocialService(d *deps, registry *provider.Registry) *social.Service {
 	return &social.Service{
-		Store: d.db.store, Providers: registry, KV: d.state.kv, Limiter: d.state.limiter, Keys: d.keys,
+		Store: socialStore(d.db.store), Providers: registry, KV: d.state.kv, Limiter: d.state.limiter, Keys: d.keys,
 		Jobs: d.queue, Sessions: d.sessions, MFA: d.mfa, Now: time.Now, Log: d.log,
 		Config:  social.DefaultConfig(d.cfg.Server.Issuer, d.cfg.AppBaseURL(), d.cfg.Social.RedirectAllowlist),
 		Metrics: social.NewMetrics(d.reg),

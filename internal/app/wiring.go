@@ -263,7 +263,7 @@ func newSessionService(d *deps) *session.Service {
 	lk.Threshold, lk.BaseLock, lk.MaxLock = d.cfg.Lockout.Threshold, d.cfg.Lockout.Base, d.cfg.Lockout.Max
 	lk.IPFailures, lk.IPWindow = d.cfg.Lockout.IPFailureLimit, d.cfg.Lockout.IPWindow
 	return &session.Service{
-		Store: d.db.store, Hasher: d.hasher, Tokens: d.tokens, Keys: d.keys, KV: d.state.kv, Jobs: d.queue,
+		Store: sessionStore(d.db.store), Hasher: d.hasher, Tokens: d.tokens, Keys: d.keys, KV: d.state.kv, Jobs: d.queue,
 		Now: time.Now, Log: d.log,
 		Config: session.Config{
 			AccessTTL: d.cfg.Tokens.AccessTTL, Leeway: token.DefaultLeeway, RefreshTTL: d.cfg.Tokens.RefreshTTL,
@@ -366,7 +366,7 @@ func newUserService(d *deps) *user.Service {
 	c.EmailPerAddress = perHour(d.cfg.RateLimits.EmailPerAddress)
 	c.EmailPerIP = perHour(d.cfg.RateLimits.EmailPerIP)
 	svc := &user.Service{
-		Store: d.db.store, Hasher: d.hasher, Policy: d.policy, Jobs: d.queue, Keys: d.keys,
+		Store: userStore(d.db.store), Hasher: d.hasher, Policy: d.policy, Jobs: d.queue, Keys: d.keys,
 		Limiter: d.state.limiter, Now: time.Now, Log: d.log, Config: c,
 	}
 	if d.sessions != nil {

@@ -159,7 +159,7 @@ func (s *Service) sendCode(ctx context.Context, u store.User, d store.MFADevice,
 		return err
 	}
 	now := s.now()
-	return s.Store.InTx(ctx, func(tx store.Store) error {
+	return s.Store.InTx(ctx, func(tx Tx) error {
 		if _, err := tx.CreateMFACode(ctx, store.MFACode{
 			UserID: u.ID, DeviceID: d.ID, Channel: d.Type, CodeHash: s.Codes.Hash("mfa-code", code),
 			ExpiresAt: now.Add(s.Config.CodeTTL), CreatedAt: now,

@@ -109,7 +109,7 @@ type Sessions interface {
 
 // Service implements MFA.
 type Service struct {
-	Store    store.Store
+	Store    Store
 	Keys     *secret.Keyring
 	Codes    *Codes
 	KV       kv.Store
@@ -194,7 +194,7 @@ func (s *Service) throttle(ctx context.Context, key string, l ratelimit.Limit) e
 // notice records an account event and emails the user about an MFA change.
 func (s *Service) notice(ctx context.Context, u store.User, event, action string, data map[string]any) {
 	now := s.now()
-	err := s.Store.InTx(ctx, func(tx store.Store) error {
+	err := s.Store.InTx(ctx, func(tx Tx) error {
 		if err := tx.AppendAuditEvent(ctx, store.AuditEvent{OccurredAt: now, ActorID: u.ID, SubjectID: u.ID, Action: action, Data: data}); err != nil {
 			return err
 		}

@@ -101,7 +101,7 @@ func newScopedEnv(t *testing.T, st store.Store) *scopedEnv {
 		t.Fatal(err)
 	}
 	sessions := &session.Service{
-		Store: st, Tokens: tokens, Keys: keys, KV: state, Now: time.Now, Log: log,
+		Store: store.Narrow(st, func(tx store.Store) session.Tx { return tx }), Tokens: tokens, Keys: keys, KV: state, Now: time.Now, Log: log,
 		Config: session.Config{AccessTTL: token.DefaultAccessTTL, Leeway: token.DefaultLeeway, RefreshTTL: time.Hour},
 	}
 	rt := httpapi.NewRouter(httpapi.ErrorWriter{Log: log})

@@ -89,7 +89,7 @@ func (s *Service) onReuse(ctx context.Context, sess store.Session, m httpapi.Met
 		return
 	}
 	now := s.now()
-	err = s.Store.InTx(ctx, func(tx store.Store) error {
+	err = s.Store.InTx(ctx, func(tx Tx) error {
 		if err := tx.AppendAuditEvent(ctx, store.AuditEvent{
 			OccurredAt: now, SubjectID: u.ID, Action: "security.refresh_token_reuse",
 			IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID,

@@ -114,7 +114,7 @@ type Hasher interface {
 
 // Service implements sign-in and sessions.
 type Service struct {
-	Store  store.Store
+	Store  Store
 	Hasher Hasher
 	Tokens Tokens
 	Keys   *secret.Keyring

@@ -91,7 +91,7 @@ func newTestService(t *testing.T, st kv.Store, lk LockoutConfig, emails ...strin
 		}
 	}
 	return &Service{
-		Store: db, Hasher: h, Tokens: &fakeTokens{}, Keys: kr, KV: st, Jobs: noJobs{},
+		Store: store.Narrow(db, func(tx store.Store) Tx { return tx }), Hasher: h, Tokens: &fakeTokens{}, Keys: kr, KV: st, Jobs: noJobs{},
 		Now: time.Now, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Config: Config{AccessTTL: 15 * time.Minute, RefreshTTL: 24 * time.Hour, Lockout: lk},
 	}, h

@@ -66,7 +66,7 @@ func (s *Service) decodeLink(raw []byte) (pendingLink, error) {
 
 // link records an identity for a user, with an event and a notice.
 func (s *Service) link(ctx context.Context, userID, providerID string, prof provider.Profile, m httpapi.Meta) error {
-	return s.Store.InTx(ctx, func(tx store.Store) error {
+	return s.Store.InTx(ctx, func(tx Tx) error {
 		u, err := tx.GetUser(ctx, userID)
 		if err != nil {
 			return err
@@ -82,7 +82,7 @@ func (s *Service) link(ctx context.Context, userID, providerID string, prof prov
 // first (claimUnverified), as when a magic link proves the address.
 func (s *Service) autoLink(ctx context.Context, userID, providerID string, prof provider.Profile, m httpapi.Meta) error {
 	var ended []string
-	err := s.Store.InTx(ctx, func(tx store.Store) error {
+	err := s.Store.InTx(ctx, func(tx Tx) error {
 		u, err := tx.GetUserForUpdate(ctx, userID)
 		if err != nil {
 			return err
@@ -104,7 +104,7 @@ func (s *Service) autoLink(ctx context.Context, userID, providerID string, prof 
 	return nil
 }
 
-func (s *Service) createIdentity(ctx context.Context, tx store.Store, u store.User, providerID string, prof provider.Profile, m httpapi.Meta) error {
+func (s *Service) createIdentity(ctx context.Context, tx Tx, u store.User, providerID string, prof provider.Profile, m httpapi.Meta) error {
 	if _, err := tx.CreateIdentity(ctx, store.Identity{UserID: u.ID, Provider: providerID, Subject: prof.Subject, Email: prof.Email, LinkedAt: s.now()}); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return ErrIdentityInUse
@@ -219,7 +219,7 @@ func (s *Service) Identities(ctx context.Context, userID string) ([]store.Identi
 
 // Unlink removes an identity unless it is the last way to sign in.
 func (s *Service) Unlink(ctx context.Context, userID, id string, m httpapi.Meta) error {
-	return s.Store.InTx(ctx, func(tx store.Store) error {
+	return s.Store.InTx(ctx, func(tx Tx) error {
 		u, err := tx.GetUserForUpdate(ctx, userID)
 		if err != nil {
 			return err

@@ -144,7 +144,7 @@ func (s *Service) sendMagicLink(ctx context.Context, a MagicLinkArgs) error {
 	if err := s.KV.Set(ctx, magicKey(tok), grant, s.Config.MagicLinkTTL); err != nil {
 		return err
 	}
-	return s.Store.InTx(ctx, func(tx store.Store) error {
+	return s.Store.InTx(ctx, func(tx Tx) error {
 		if err := tx.AppendAuditEvent(ctx, store.AuditEvent{OccurredAt: now, SubjectID: u.ID, Action: "user.magic_link_requested", IP: a.IP, UserAgent: a.UserAgent, RequestID: a.RequestID}); err != nil {
 			return err
 		}
@@ -179,7 +179,7 @@ func (s *Service) VerifyMagicLink(ctx context.Context, tok string, sm httpapi.Me
 	}
 	m := sm
 	var ended []string
-	err = s.Store.InTx(ctx, func(tx store.Store) error {
+	err = s.Store.InTx(ctx, func(tx Tx) error {
 		u, err := tx.GetUserForUpdate(ctx, g.UserID)
 		if err != nil {
 			return err

@@ -117,7 +117,7 @@ type JobInserter interface {
 
 // Service implements social sign-in.
 type Service struct {
-	Store     store.Store
+	Store     Store
 	Providers *provider.Registry
 	KV        kv.Store
 	Limiter   ratelimit.Limiter
@@ -136,7 +136,7 @@ type Service struct {
 
 func (s *Service) now() time.Time { return s.Now().UTC() }
 
-func (s *Service) notice(ctx context.Context, tx store.Store, u store.User, action, event string, m httpapi.Meta, data map[string]any) error {
+func (s *Service) notice(ctx context.Context, tx Tx, u store.User, action, event string, m httpapi.Meta, data map[string]any) error {
 	now := s.now()
 	if err := tx.AppendAuditEvent(ctx, store.AuditEvent{
 		OccurredAt: now, ActorID: u.ID, SubjectID: u.ID, Action: action, IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID, Data: data,

@@ -73,7 +73,7 @@ func (s *Service) enqueueEmailRequest(ctx context.Context, request, email string
 		return fmt.Errorf("seal the address of an email request: %w", err)
 	}
 	args := EmailRequestArgs{Request: request, SealedEmail: sealed, IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID, RequestedAt: s.now()}
-	return s.Store.InTx(ctx, func(tx store.Store) error {
+	return s.Store.InTx(ctx, func(tx Tx) error {
 		_, err := s.Jobs.InsertTx(ctx, tx.DriverTx(), args, nil)
 		return err
 	})
@@ -139,7 +139,7 @@ func (s *Service) sendVerification(ctx context.Context, u store.User, m httpapi.
 	if err != nil {
 		return err
 	}
-	return s.Store.InTx(ctx, func(tx store.Store) error {
+	return s.Store.InTx(ctx, func(tx Tx) error {
 		if err := s.issueToken(ctx, tx, u, store.PurposeVerifyEmail, u.Email, token, s.Config.VerificationTTL); err != nil {
 			return err
 		}
@@ -157,7 +157,7 @@ func (s *Service) sendReset(ctx context.Context, u store.User, m httpapi.Meta) e
 	if err != nil {
 		return err
 	}
-	return s.Store.InTx(ctx, func(tx store.Store) error {
+	return s.Store.InTx(ctx, func(tx Tx) error {
 		if err := s.issueToken(ctx, tx, u, store.PurposePasswordReset, u.Email, token, s.Config.ResetTTL); err != nil {
 			return err
 		}

@@ -106,7 +106,7 @@ func DefaultConfig(appURL string) Config {
 
 // Service implements the account use cases.
 type Service struct {
-	Store    store.Store
+	Store    Store
 	Hasher   *password.Hasher
 	Policy   password.Policy
 	Jobs     JobInserter
@@ -124,7 +124,7 @@ type Service struct {
 func (s *Service) now() time.Time { return s.Now().UTC() }
 
 // audit appends an account event in the transaction tx.
-func (s *Service) audit(ctx context.Context, tx store.Store, m httpapi.Meta, subject, action string, data map[string]any) error {
+func (s *Service) audit(ctx context.Context, tx Tx, m httpapi.Meta, subject, action string, data map[string]any) error {
 	actor := m.ActorID
 	return tx.AppendAuditEvent(ctx, store.AuditEvent{
 		OccurredAt: s.now(), ActorID: actor, SubjectID: subject, Action: action,
@@ -133,7 +133,7 @@ func (s *Service) audit(ctx context.Context, tx store.Store, m httpapi.Meta, sub
 }
 
 // sendMail enqueues a message in tx.
-func (s *Service) sendMail(ctx context.Context, tx store.Store, template, to string, data mail.Data, link string) error {
+func (s *Service) sendMail(ctx context.Context, tx Tx, template, to string, data mail.Data, link string) error {
 	args, err := mail.NewSendArgs(s.Keys, template, to, data, link)
 	if err != nil {
 		return err
@@ -223,7 +223,7 @@ func (s *Service) Register(ctx context.Context, email, pw, name string, m httpap
 	if err != nil {
 		return "", err
 	}
-	err = s.Store.InTx(ctx, func(tx store.Store) error {
+	err = s.Store.InTx(ctx, func(tx Tx) error {
 		u, err := tx.CreateUser(ctx, store.User{
 			Email: email, EmailNormalized: norm, PasswordHash: hash, Name: name, Status: store.UserActive,
 		})
@@ -255,7 +255,7 @@ func (s *Service) signupAttempt(ctx context.Context, u store.User, m httpapi.Met
 	if ok, _, err := s.allow(ctx, s.addrKey(u.EmailNormalized), s.Config.EmailPerAddress); err != nil || !ok {
 		return err
 	}
-	return s.Store.InTx(ctx, func(tx store.Store) error {
+	return s.Store.InTx(ctx, func(tx Tx) error {
 		if err := s.audit(ctx, tx, m, u.ID, "user.signup_attempted", nil); err != nil {
 			return err
 		}
@@ -267,7 +267,7 @@ func (s *Service) signupAttempt(ctx context.Context, u store.User, m httpapi.Met
 
 // issueToken stores the hash of a new one-time token (superseding older
 // ones of the same purpose).
-func (s *Service) issueToken(ctx context.Context, tx store.Store, u store.User, purpose store.TokenPurpose, email, token string, ttl time.Duration) error {
+func (s *Service) issueToken(ctx context.Context, tx Tx, u store.User, purpose store.TokenPurpose, email, token string, ttl time.Duration) error {
 	now := s.now()
 	return tx.CreateOneTimeToken(ctx, store.OneTimeToken{
 		UserID: u.ID, Purpose: purpose, TokenHash: secret.HashToken(token), Email: email,
@@ -294,7 +294,7 @@ func (s *Service) VerifyEmail(ctx context.Context, token string, m httpapi.Meta)
 	}
 	hash := secret.HashToken(token)
 	var out store.User
-	err := s.Store.InTx(ctx, func(tx store.Store) error {
+	err := s.Store.InTx(ctx, func(tx Tx) error {
 		now := s.now()
 		t, err := tx.ConsumeOneTimeToken(ctx, store.PurposeVerifyEmail, hash, now)
 		if errors.Is(err, store.ErrNotFound) {
@@ -417,7 +417,7 @@ func (s *Service) ResetPassword(ctx context.Context, token, pw string, m httpapi
 	if err != nil {
 		return err
 	}
-	err = s.Store.InTx(ctx, func(tx store.Store) error {
+	err = s.Store.InTx(ctx, func(tx Tx) error {
 		now := s.now()
 		t, err := tx.ConsumeOneTimeToken(ctx, store.PurposePasswordReset, hash, now)
 		if errors.Is(err, store.ErrNotFound) {
@@ -502,7 +502,7 @@ func (s *Service) ChangePassword(ctx context.Context, userID, sessionID, current
 	if err != nil {
 		return err
 	}
-	err = s.Store.InTx(ctx, func(tx store.Store) error {
+	err = s.Store.InTx(ctx, func(tx Tx) error {
 		u, err := tx.GetUserForUpdate(ctx, userID)
 		if err != nil {
 			return err

@@ -115,7 +115,7 @@ func newTestService(t *testing.T) (*Service, *capturedJobs, *clocktest.Clock, *s
 	clk := clocktest.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	pol := password.DefaultPolicy()
 	s := &Service{
-		Store: st, Hasher: password.NewHasher(password.Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}, 2),
+		Store: store.Narrow(st, func(tx store.Store) Tx { return tx }), Hasher: password.NewHasher(password.Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}, 2),
 		Policy: pol, Jobs: jobs, Keys: kr, Limiter: ratelimit.NewMemory(clk.Now), Now: clk.Now,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Config: DefaultConfig("https://app.example.com"),
 	}
@@ -576,7 +576,7 @@ func TestResetLinkToTheOldAddressDiesWithAnEmailChange(t *testing.T) {
 	// A reset token for the old address that outlived the change (its
 	// job read the account just before the change was confirmed).
 	late := "late-token-for-the-old-address-000000000"
-	err := s.Store.InTx(ctx, func(tx store.Store) error {
+	err := s.Store.InTx(ctx, func(tx Tx) error {
 		return s.issueToken(ctx, tx, store.User{ID: u.ID}, store.PurposePasswordReset, "moving@example.com", late, time.Hour)
 	})
 	if err != nil {
