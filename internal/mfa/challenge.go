@@ -146,6 +146,20 @@ func pick(active []store.MFADevice, typ string) (store.MFADevice, bool) {
 // sign-in, is its pending login's tokenRef, handed back to SMSFailed. A
 // refusal of the SMS guard is returned as it is (see smsProblem).
 func (s *Service) sendCode(ctx context.Context, u store.User, d store.MFADevice, m httpapi.Meta, ref string) error {
+	return s.sendCodeIn(ctx, s.Store.InTx, u, d, m, ref)
+}
+
+// inTx runs fn in a transaction: Store.InTx, or within for one already
+// open.
+type inTx func(ctx context.Context, fn func(Tx) error) error
+
+// within runs fn in the open transaction tx.
+func within(tx Tx) inTx {
+	return func(_ context.Context, fn func(Tx) error) error { return fn(tx) }
+}
+
+// sendCodeIn is sendCode with the code stored and its job enqueued by run.
+func (s *Service) sendCodeIn(ctx context.Context, run inTx, u store.User, d store.MFADevice, m httpapi.Meta, ref string) error {
 	if err := s.throttle(ctx, "mfa:send:"+u.ID, s.Config.ResendLimit); err != nil {
 		return err
 	}
@@ -159,7 +173,7 @@ func (s *Service) sendCode(ctx context.Context, u store.User, d store.MFADevice,
 		return err
 	}
 	now := s.now()
-	return s.Store.InTx(ctx, func(tx Tx) error {
+	return run(ctx, func(tx Tx) error {
 		if _, err := tx.CreateMFACode(ctx, store.MFACode{
 			UserID: u.ID, DeviceID: d.ID, Channel: d.Type, CodeHash: s.Codes.Hash("mfa-code", code),
 			ExpiresAt: now.Add(s.Config.CodeTTL), CreatedAt: now,
@@ -213,25 +227,26 @@ func smsProblem(err error, offerEmail bool) error {
 	return err
 }
 
-// SMSFailed is the SMS worker's failure hook. The event is recorded. A
-// text message of a sign-in (args.Ref names its pending login) that could
-// not be sent opens the email fallback for that sign-in, and the email
-// code is sent at once when the sign-in may use it (see emailFallback).
-func (s *Service) SMSFailed(ctx context.Context, args sms.SendArgs, cause error) {
-	u, err := s.Store.GetUser(ctx, args.UserID)
+// SMSFailed handles event.SMSDeliveryFailed in the transaction tx the
+// SMS worker published it in. The failure is recorded. A text message of
+// a sign-in (args.Ref names its pending login) that could not be sent
+// opens the email fallback for that sign-in, and the email code is sent
+// at once when the sign-in may use it (see emailFallback). A failed
+// fallback is logged and keeps the record.
+func (s *Service) SMSFailed(ctx context.Context, tx Tx, args sms.SendArgs, cause error) error {
+	u, err := tx.GetUser(ctx, args.UserID)
 	if err != nil {
-		s.Log.ErrorContext(ctx, "sms failure hook: user lookup failed", "error", err.Error())
-		return
+		return fmt.Errorf("sms failure: user lookup: %w", err)
 	}
 	now := s.now()
-	if err := s.Store.AppendAuditEvent(ctx, store.AuditEvent{
+	if err := tx.AppendAuditEvent(ctx, store.AuditEvent{
 		OccurredAt: now, SubjectID: u.ID, Action: "mfa.sms_failed",
 		Data: map[string]any{"to": sms.Mask(args.To), "purpose": args.Purpose, "reason": cause.Error()},
 	}); err != nil {
-		s.Log.ErrorContext(ctx, "sms failure hook: audit failed", "error", err.Error())
+		return fmt.Errorf("sms failure: audit: %w", err)
 	}
 	if args.Purpose != "mfa" || args.Ref == "" {
-		return // not a sign-in's code (an enrolment's, say): no fallback
+		return nil // not a sign-in's code (an enrolment's, say): no fallback
 	}
 	// In its turn: a verification in progress holds the login (see spend).
 	err = s.exclusively(ctx, args.Ref, func() error {
@@ -258,11 +273,12 @@ func (s *Service) SMSFailed(ctx context.Context, args sms.SendArgs, cause error)
 			offer, err = s.emailFallback(ctx, args.Ref, p, f.pol, f.methodsFor(p))
 		}
 		if err == nil && offer {
-			err = s.sendCode(ctx, u, fallbackDevice(u), httpapi.Meta{}, "")
+			err = s.sendCodeIn(ctx, within(tx), u, fallbackDevice(u), httpapi.Meta{}, "")
 		}
 		return err
 	})
 	if err != nil {
 		s.Log.ErrorContext(ctx, "sms failure hook: email fallback failed", "error", err.Error())
 	}
+	return nil
 }

@@ -3,6 +3,7 @@ package mfa
 import (
 	"context"
 
+	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
 
@@ -21,10 +22,15 @@ type Tx interface {
 	Tables
 	// DriverTx is the driver's transaction, for jobs enqueued with it.
 	DriverTx() any
+	// Publish runs the subscribers of e in this transaction (see
+	// package event); an error must roll the transaction back.
+	Publish(ctx context.Context, e event.Event) error
 }
 
 // Store is the storage MFA needs (see store.Narrow).
 type Store interface {
 	Tables
 	InTx(ctx context.Context, fn func(Tx) error) error
+	// Listens reports whether anything subscribed to events like e.
+	Listens(e event.Event) bool
 }

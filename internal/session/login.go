@@ -12,6 +12,7 @@ import (
 
 	"github.com/mileusna/useragent"
 
+	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/mail"
 	"github.com/gatehouse/gatehouse/internal/password"
@@ -234,8 +235,10 @@ func RecordLock(ctx context.Context, tx AuditTx, jobs JobInserter, keys *secret.
 	if err != nil {
 		return err
 	}
-	_, err = jobs.InsertTx(ctx, tx.DriverTx(), args, nil)
-	return err
+	if _, err = jobs.InsertTx(ctx, tx.DriverTx(), args, nil); err != nil {
+		return err
+	}
+	return tx.Publish(ctx, event.AccountLocked{UserID: u.ID, Action: action, Lock: d, Meta: m})
 }
 
 // Fingerprint binds a session to a device: a hash of the client's device_id
@@ -297,12 +300,18 @@ func (s *Service) start(ctx context.Context, u store.User, newHash, checkedHash 
 		},
 	}
 	var ended []string
-	if s.Config.MaxSessions <= 0 {
+	if s.Config.MaxSessions <= 0 && !s.Store.Listens(event.SessionStarted{}) {
 		// The common case: one step, which the PostgreSQL store takes in
 		// two round trips.
 		sess, u, err = s.Store.StartSession(ctx, in)
 	} else {
 		err = s.Store.InTx(ctx, func(tx Tx) error {
+			if s.Config.MaxSessions <= 0 {
+				if sess, u, err = tx.StartSession(ctx, in); err != nil {
+					return err
+				}
+				return tx.Publish(ctx, event.SessionStarted{Session: sess, Meta: m})
+			}
 			// Lock the user first, so concurrent logins count in turn.
 			if _, err := tx.GetUserForUpdate(ctx, u.ID); err != nil {
 				return err
@@ -323,8 +332,10 @@ func (s *Service) start(ctx context.Context, u store.User, newHash, checkedHash 
 					ended = append(ended, old.ID)
 				}
 			}
-			sess, u, err = tx.StartSession(ctx, in)
-			return err
+			if sess, u, err = tx.StartSession(ctx, in); err != nil {
+				return err
+			}
+			return tx.Publish(ctx, event.SessionStarted{Session: sess, Meta: m})
 		})
 	}
 	if errors.Is(err, store.ErrNotFound) {

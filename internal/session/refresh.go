@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/mail"
 	"github.com/gatehouse/gatehouse/internal/secret"
@@ -101,8 +102,10 @@ func (s *Service) onReuse(ctx context.Context, sess store.Session, m httpapi.Met
 		if err != nil {
 			return err
 		}
-		_, err = s.Jobs.InsertTx(ctx, tx.DriverTx(), args, nil)
-		return err
+		if _, err = s.Jobs.InsertTx(ctx, tx.DriverTx(), args, nil); err != nil {
+			return err
+		}
+		return tx.Publish(ctx, event.RefreshTokenReused{Session: sess, Meta: m})
 	})
 	if err != nil {
 		s.Log.ErrorContext(ctx, "could not record refresh token reuse", "session_id", sess.ID, "error", err.Error())

@@ -70,16 +70,15 @@ const magicEmailPurpose = "magic-link-email"
 // carries it; for any other address it does nothing.
 type MagicLinkWorker struct {
 	river.WorkerDefaults[MagicLinkArgs]
-	// Service is set once the service is built, before the queue starts.
-	Service *Service
+	service *Service
 }
+
+// NewMagicLinkWorker returns the worker of s's magic-link requests.
+func NewMagicLinkWorker(s *Service) *MagicLinkWorker { return &MagicLinkWorker{service: s} }
 
 // Work implements river.Worker.
 func (w *MagicLinkWorker) Work(ctx context.Context, job *river.Job[MagicLinkArgs]) error {
-	if w.Service == nil {
-		return errors.New("social: the magic-link worker has no service")
-	}
-	return w.Service.sendMagicLink(ctx, job.Args)
+	return w.service.sendMagicLink(ctx, job.Args)
 }
 
 // RequestMagicLink asks for a one-time sign-in link to be emailed to the

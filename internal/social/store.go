@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
 
@@ -28,10 +29,15 @@ type Tx interface {
 	RevokeUserSessions(ctx context.Context, userID, except, reason string, now time.Time) ([]string, error)
 	// DriverTx is the driver's transaction, for jobs enqueued with it.
 	DriverTx() any
+	// Publish runs the subscribers of e in this transaction (see
+	// package event); an error must roll the transaction back.
+	Publish(ctx context.Context, e event.Event) error
 }
 
 // Store is the storage social sign-in needs (see store.Narrow).
 type Store interface {
 	Tables
 	InTx(ctx context.Context, fn func(Tx) error) error
+	// Listens reports whether anything subscribed to events like e.
+	Listens(e event.Event) bool
 }

@@ -79,16 +79,18 @@ func (s *Service) enqueueEmailRequest(ctx context.Context, request, email string
 	})
 }
 
-// EmailRequestWorker works EmailRequestArgs jobs. Set Service before the
-// queue starts.
+// EmailRequestWorker works EmailRequestArgs jobs.
 type EmailRequestWorker struct {
 	river.WorkerDefaults[EmailRequestArgs]
-	Service *Service
+	service *Service
 }
+
+// NewEmailRequestWorker returns the worker of s's email requests.
+func NewEmailRequestWorker(s *Service) *EmailRequestWorker { return &EmailRequestWorker{service: s} }
 
 // Work implements river.Worker.
 func (w *EmailRequestWorker) Work(ctx context.Context, job *river.Job[EmailRequestArgs]) error {
-	return w.Service.HandleEmailRequest(ctx, job.Args)
+	return w.service.HandleEmailRequest(ctx, job.Args)
 }
 
 // HandleEmailRequest does what a forgot-password or resend-verification

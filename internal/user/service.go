@@ -11,12 +11,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/riverqueue/river"
 
 	"github.com/gatehouse/gatehouse/internal/auth"
+	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/mail"
 	"github.com/gatehouse/gatehouse/internal/password"
@@ -104,21 +106,50 @@ func DefaultConfig(appURL string) Config {
 	}
 }
 
-// Service implements the account use cases.
-type Service struct {
+// Deps are what the account service is built from (see New).
+type Deps struct {
 	Store    Store
 	Hasher   *password.Hasher
 	Policy   password.Policy
 	Jobs     JobInserter
 	Keys     *secret.Keyring
 	Limiter  ratelimit.Limiter
-	Sessions SessionRevoker // nil until sessions exist
+	Sessions SessionRevoker // nil: no sessions to end (tests)
 	// Passwords confirms sensitive changes by password; without it they
 	// need a recent sign-in.
 	Passwords PasswordVerifier
 	Now       func() time.Time
 	Log       *slog.Logger
 	Config    Config
+}
+
+// Service implements the account use cases. Build it with New; it is not
+// changed afterwards.
+type Service struct{ Deps }
+
+// New checks d and builds the service. Now defaults to time.Now, Log to a
+// logger that discards.
+func New(d Deps) (*Service, error) {
+	var missing []string
+	for name, ok := range map[string]bool{
+		"Store": d.Store != nil, "Hasher": d.Hasher != nil, "Jobs": d.Jobs != nil,
+		"Keys": d.Keys != nil, "Limiter": d.Limiter != nil,
+	} {
+		if !ok {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		return nil, fmt.Errorf("user: missing %s", strings.Join(missing, ", "))
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Service{Deps: d}, nil
 }
 
 func (s *Service) now() time.Time { return s.Now().UTC() }
@@ -236,7 +267,10 @@ func (s *Service) Register(ctx context.Context, email, pw, name string, m httpap
 		if err := s.audit(ctx, tx, m, u.ID, "user.registered", map[string]any{"email": u.Email}); err != nil {
 			return err
 		}
-		return s.sendMail(ctx, tx, mail.VerifyEmail, u.Email, mail.Data{RecipientName: u.Name, ExpiresIn: s.Config.VerificationTTL}, s.link("/verify-email", token))
+		if err := s.sendMail(ctx, tx, mail.VerifyEmail, u.Email, mail.Data{RecipientName: u.Name, ExpiresIn: s.Config.VerificationTTL}, s.link("/verify-email", token)); err != nil {
+			return err
+		}
+		return tx.Publish(ctx, event.UserRegistered{User: u, Meta: m})
 	})
 	if errors.Is(err, store.ErrConflict) {
 		// Someone registered the same address a moment ago.
@@ -449,7 +483,10 @@ func (s *Service) ResetPassword(ctx context.Context, token, pw string, m httpapi
 		if err := s.audit(ctx, tx, mm, u.ID, "user.password_reset", nil); err != nil {
 			return err
 		}
-		return s.sendMail(ctx, tx, mail.PasswordChanged, u.Email, mail.Data{RecipientName: u.Name, Time: now, IP: m.IP, UserAgent: m.UserAgent}, "")
+		if err := s.sendMail(ctx, tx, mail.PasswordChanged, u.Email, mail.Data{RecipientName: u.Name, Time: now, IP: m.IP, UserAgent: m.UserAgent}, ""); err != nil {
+			return err
+		}
+		return tx.Publish(ctx, event.PasswordChanged{UserID: u.ID, Reset: true, Meta: mm})
 	})
 	if err != nil {
 		return err
@@ -517,7 +554,10 @@ func (s *Service) ChangePassword(ctx context.Context, userID, sessionID, current
 		if err := s.audit(ctx, tx, m, u.ID, "user.password_changed", nil); err != nil {
 			return err
 		}
-		return s.sendMail(ctx, tx, mail.PasswordChanged, u.Email, mail.Data{RecipientName: u.Name, Time: s.now(), IP: m.IP, UserAgent: m.UserAgent}, "")
+		if err := s.sendMail(ctx, tx, mail.PasswordChanged, u.Email, mail.Data{RecipientName: u.Name, Time: s.now(), IP: m.IP, UserAgent: m.UserAgent}, ""); err != nil {
+			return err
+		}
+		return tx.Publish(ctx, event.PasswordChanged{UserID: u.ID, Meta: m})
 	})
 	if err != nil {
 		return err

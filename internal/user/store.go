@@ -3,6 +3,7 @@ package user
 import (
 	"context"
 
+	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
 
@@ -20,10 +21,15 @@ type Tx interface {
 	Tables
 	// DriverTx is the driver's transaction, for jobs enqueued with it.
 	DriverTx() any
+	// Publish runs the subscribers of e in this transaction (see
+	// package event); an error must roll the transaction back.
+	Publish(ctx context.Context, e event.Event) error
 }
 
 // Store is the storage the account use cases need (see store.Narrow).
 type Store interface {
 	Tables
 	InTx(ctx context.Context, fn func(Tx) error) error
+	// Listens reports whether anything subscribed to events like e.
+	Listens(e event.Event) bool
 }
