@@ -125,7 +125,7 @@ func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, ready 
 	if err != nil {
 		return err
 	}
-	adminHandler := newAdminHandler(deps)
+	admin := newAdminHandler(deps)
 
 	publicLn, err := net.Listen("tcp", cfg.Server.HTTPAddr)
 	if err != nil {
@@ -154,7 +154,7 @@ func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, ready 
 		return fmt.Errorf("job queue: %w", err)
 	}
 
-	servers := []*http.Server{newHTTPServer(cfg, public, log), newHTTPServer(cfg, adminHandler, log)}
+	servers := []*http.Server{newHTTPServer(cfg, public, log), newHTTPServer(cfg, admin, log)}
 	errc := make(chan error, 2)
 	for i, ln := range []net.Listener{publicLn, adminLn} {
 		go func() {

@@ -64,9 +64,19 @@ func (b *Bus) dispatch(ctx context.Context, tx Tx, e Event) error {
 	return nil
 }
 
-// Bind returns the transaction's store tx with Publish: what a domain's
-// Tx is made of (see Narrow).
-func (b *Bus) Bind(tx store.Store) Tx { return Tx{Store: tx, bus: b} }
+// inTx runs fn in a transaction of st whose store publishes on b, then,
+// once it committed, what fn left for after the commit (Tx.AfterCommit).
+func (b *Bus) inTx(ctx context.Context, st store.Store, fn func(Tx) error) error {
+	var after []func(context.Context)
+	err := st.InTx(ctx, func(tx store.Store) error { return fn(Tx{Store: tx, bus: b, after: &after}) })
+	if err != nil {
+		return err
+	}
+	for _, f := range after {
+		f(ctx)
+	}
+	return nil
+}
 
 // PublishInTx publishes e in a transaction of its own on st, for a
 // reaction that happens outside any change of the database (a job that
@@ -75,32 +85,47 @@ func (b *Bus) PublishInTx(ctx context.Context, st store.Store, e Event) error {
 	if !b.Listens(e) {
 		return nil
 	}
-	return st.InTx(ctx, func(tx store.Store) error { return b.Bind(tx).Publish(ctx, e) })
+	return b.inTx(ctx, st, func(tx Tx) error { return tx.Publish(ctx, e) })
 }
 
 // Tx is the store of a transaction that can publish events into it.
 // Handlers get it; a domain sees it through its own narrow Tx interface.
 type Tx struct {
 	store.Store
-	bus *Bus
+	bus   *Bus
+	after *[]func(context.Context)
 }
 
 // Publish runs the handlers of e in this transaction; the first error is
 // returned, and the caller must then roll back (return it from InTx).
 func (t Tx) Publish(ctx context.Context, e Event) error { return t.bus.dispatch(ctx, t, e) }
 
-// Store is a full store narrowed to a domain's transaction type T (see
-// store.Narrow), whose transactions can publish on the bus.
+// AfterCommit leaves fn to run once the transaction committed (not at all
+// if it rolls back), for work that must not hold the transaction open: a
+// wait, a call to another system, a change in a transaction of its own.
+// fn gets the context InTx was called with; it reports its own errors.
+func (t Tx) AfterCommit(fn func(ctx context.Context)) { *t.after = append(*t.after, fn) }
+
+// Store is a full store narrowed to a domain's transaction type T (as
+// store.Narrow does), whose transactions can publish on the bus.
 type Store[T any] struct {
-	store.Narrowed[T]
+	store.Store
 	bus *Bus
+	as  func(Tx) T
 }
 
 // Narrow wraps s for a domain: InTx hands its callback as(tx), the
 // transaction's store bound to b. as is the identity conversion to the
 // domain's Tx, checked by the compiler. b may be nil (no subscribers).
 func Narrow[T any](s store.Store, b *Bus, as func(Tx) T) Store[T] {
-	return Store[T]{Narrowed: store.Narrow(s, func(tx store.Store) T { return as(b.Bind(tx)) }), bus: b}
+	return Store[T]{Store: s, bus: b, as: as}
+}
+
+// InTx runs fn in a transaction whose store, seen as T, publishes on the
+// bus; what fn left for after the commit runs once it committed. It
+// shadows store.Store's InTx.
+func (s Store[T]) InTx(ctx context.Context, fn func(T) error) error {
+	return s.bus.inTx(ctx, s.Store, func(tx Tx) error { return fn(s.as(tx)) })
 }
 
 // Listens reports whether anything subscribed to events of e's type.

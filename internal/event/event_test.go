@@ -179,7 +179,48 @@ func TestNilBus(t *testing.T) {
 	if bus.Listens(event.UserRegistered{}) {
 		t.Error("a nil bus listens")
 	}
-	if err := bus.Bind(nil).Publish(context.Background(), event.UserRegistered{}); err != nil {
+	if err := (event.Tx{}).Publish(context.Background(), event.UserRegistered{}); err != nil {
 		t.Errorf("Publish on a nil bus: %v", err)
+	}
+}
+
+// TestAfterCommit checks that work a handler leaves for after the commit
+// runs once the change committed, sees it from outside the transaction,
+// and does not run at all when the change rolls back.
+func TestAfterCommit(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := t.Context()
+			full := b.open(t)
+			bus := event.NewBus()
+			var ran []string
+			event.Subscribe(bus, func(_ context.Context, tx event.Tx, e event.UserRegistered) error {
+				tx.AfterCommit(func(ctx context.Context) {
+					// Outside the transaction: only a committed change is
+					// visible, and a write does not wait for its lock.
+					if _, err := full.GetUser(ctx, e.User.ID); err != nil {
+						t.Errorf("after the commit, the change is not visible: %v", err)
+					}
+					if err := full.AppendAuditEvent(ctx, store.AuditEvent{SubjectID: e.User.ID, Action: "test.after"}); err != nil {
+						t.Errorf("a write after the commit: %v", err)
+					}
+					ran = append(ran, e.User.Email)
+				})
+				if e.User.Email == "refused@example.com" {
+					return errRefused
+				}
+				return nil
+			})
+			st := event.Narrow(full, bus, func(tx event.Tx) accountsTx { return tx })
+			if _, err := register(ctx, st, "kept@example.com"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := register(ctx, st, "refused@example.com"); !errors.Is(err, errRefused) {
+				t.Fatalf("refused change: err = %v", err)
+			}
+			if len(ran) != 1 || ran[0] != "kept@example.com" {
+				t.Errorf("after-commit work ran for %v, want the committed change only", ran)
+			}
+		})
 	}
 }

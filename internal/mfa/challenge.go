@@ -146,20 +146,6 @@ func pick(active []store.MFADevice, typ string) (store.MFADevice, bool) {
 // sign-in, is its pending login's tokenRef, handed back to SMSFailed. A
 // refusal of the SMS guard is returned as it is (see smsProblem).
 func (s *Service) sendCode(ctx context.Context, u store.User, d store.MFADevice, m httpapi.Meta, ref string) error {
-	return s.sendCodeIn(ctx, s.Store.InTx, u, d, m, ref)
-}
-
-// inTx runs fn in a transaction: Store.InTx, or within for one already
-// open.
-type inTx func(ctx context.Context, fn func(Tx) error) error
-
-// within runs fn in the open transaction tx.
-func within(tx Tx) inTx {
-	return func(_ context.Context, fn func(Tx) error) error { return fn(tx) }
-}
-
-// sendCodeIn is sendCode with the code stored and its job enqueued by run.
-func (s *Service) sendCodeIn(ctx context.Context, run inTx, u store.User, d store.MFADevice, m httpapi.Meta, ref string) error {
 	if err := s.throttle(ctx, "mfa:send:"+u.ID, s.Config.ResendLimit); err != nil {
 		return err
 	}
@@ -173,7 +159,7 @@ func (s *Service) sendCodeIn(ctx context.Context, run inTx, u store.User, d stor
 		return err
 	}
 	now := s.now()
-	return run(ctx, func(tx Tx) error {
+	return s.Store.InTx(ctx, func(tx Tx) error {
 		if _, err := tx.CreateMFACode(ctx, store.MFACode{
 			UserID: u.ID, DeviceID: d.ID, Channel: d.Type, CodeHash: s.Codes.Hash("mfa-code", code),
 			ExpiresAt: now.Add(s.Config.CodeTTL), CreatedAt: now,
@@ -228,11 +214,14 @@ func smsProblem(err error, offerEmail bool) error {
 }
 
 // SMSFailed handles event.SMSDeliveryFailed in the transaction tx the
-// SMS worker published it in. The failure is recorded. A text message of
-// a sign-in (args.Ref names its pending login) that could not be sent
-// opens the email fallback for that sign-in, and the email code is sent
-// at once when the sign-in may use it (see emailFallback). A failed
-// fallback is logged and keeps the record.
+// SMS worker published it in. The failure is recorded in tx. Once that
+// committed, a text message of a sign-in (args.Ref names its pending
+// login) that could not be sent opens the email fallback for that
+// sign-in, and the email code is sent at once when the sign-in may use it
+// (see emailFallback). The fallback waits its turn with the sign-in's
+// verifications and sends in a transaction of its own, so it runs after
+// the commit rather than hold the transaction (SQLite's one writer) open;
+// its failure is logged.
 func (s *Service) SMSFailed(ctx context.Context, tx Tx, args sms.SendArgs, cause error) error {
 	u, err := tx.GetUser(ctx, args.UserID)
 	if err != nil {
@@ -248,8 +237,15 @@ func (s *Service) SMSFailed(ctx context.Context, tx Tx, args sms.SendArgs, cause
 	if args.Purpose != "mfa" || args.Ref == "" {
 		return nil // not a sign-in's code (an enrolment's, say): no fallback
 	}
+	tx.AfterCommit(func(ctx context.Context) { s.smsFallback(ctx, u, args) })
+	return nil
+}
+
+// smsFallback opens the email fallback of the sign-in whose text message
+// args could not be sent (see SMSFailed).
+func (s *Service) smsFallback(ctx context.Context, u store.User, args sms.SendArgs) {
 	// In its turn: a verification in progress holds the login (see spend).
-	err = s.exclusively(ctx, args.Ref, func() error {
+	err := s.exclusively(ctx, args.Ref, func() error {
 		b, err := s.KV.Get(ctx, pendingRefKey(args.Ref))
 		if errors.Is(err, kv.ErrNotFound) {
 			return nil // the sign-in is over
@@ -273,12 +269,11 @@ func (s *Service) SMSFailed(ctx context.Context, tx Tx, args sms.SendArgs, cause
 			offer, err = s.emailFallback(ctx, args.Ref, p, f.pol, f.methodsFor(p))
 		}
 		if err == nil && offer {
-			err = s.sendCodeIn(ctx, within(tx), u, fallbackDevice(u), httpapi.Meta{}, "")
+			err = s.sendCode(ctx, u, fallbackDevice(u), httpapi.Meta{}, "")
 		}
 		return err
 	})
 	if err != nil {
 		s.Log.ErrorContext(ctx, "sms failure hook: email fallback failed", "error", err.Error())
 	}
-	return nil
 }

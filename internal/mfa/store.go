@@ -25,6 +25,8 @@ type Tx interface {
 	// Publish runs the subscribers of e in this transaction (see
 	// package event); an error must roll the transaction back.
 	Publish(ctx context.Context, e event.Event) error
+	// AfterCommit leaves fn to run once the transaction committed.
+	AfterCommit(fn func(ctx context.Context))
 }
 
 // Store is the storage MFA needs (see store.Narrow).
