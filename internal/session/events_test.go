@@ -54,8 +54,13 @@ func TestLoginPublishesSessionStarted(t *testing.T) {
 	for _, max := range []int{0, 3} {
 		bus := event.NewBus()
 		started := record[event.SessionStarted](bus)
-		s, _ := newTestServiceOn(t, memory.New(time.Now), DefaultLockout(), bus, "sam@example.com")
-		s.Config.MaxSessions = max
+		base, _ := newTestServiceOn(t, memory.New(time.Now), DefaultLockout(), bus, "sam@example.com")
+		d := base.Deps
+		d.Config.MaxSessions = max
+		s, err := New(d)
+		if err != nil {
+			t.Fatal(err)
+		}
 		ctx := context.Background()
 		res, err := s.Login(ctx, "sam@example.com", goodPassword, httpapi.Meta{IP: "192.0.2.1", RequestID: "req-1"})
 		if err != nil {

@@ -114,7 +114,7 @@ type Deps struct {
 	Jobs     JobInserter
 	Keys     *secret.Keyring
 	Limiter  ratelimit.Limiter
-	Sessions SessionRevoker // nil: no sessions to end (tests)
+	Sessions SessionRevoker // nil: no sessions to end (the CLI, tests)
 	// Passwords confirms sensitive changes by password; without it they
 	// need a recent sign-in.
 	Passwords PasswordVerifier
