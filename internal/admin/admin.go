@@ -51,10 +51,9 @@ func (a Authenticator) Authenticate(r *http.Request) (auth.Principal, error) {
 
 // Handlers serves /v1/admin.
 type Handlers struct {
-	Auth     auth.Authenticator // must set Principal.IsAdmin (see Authenticator)
-	Store    store.Store
-	Sessions *session.Service
-	Clients  *oauth.Clients
+	Auth    auth.Authenticator // must set Principal.IsAdmin (see Authenticator)
+	Service *Service
+	Clients *oauth.Clients
 	// KillSwitch reports the current cut-off of the incident kill switch
 	// (zero when none), so that it can only move forward.
 	KillSwitch interface{ RevokedBefore() time.Time }
@@ -77,12 +76,13 @@ func (h *Handlers) Routes(rt *httpapi.Router) {
 	rt.Handle("DELETE /v1/admin/clients/{id}", a(h.deleteClient))
 }
 
-func (h *Handlers) audit(r *http.Request, subject, action string, data map[string]any) error {
+// meta is the request as the audit log records it: the administrator
+// and where the call came from.
+func meta(r *http.Request) httpapi.Meta {
 	p, _ := auth.FromContext(r.Context())
-	return h.Store.AppendAuditEvent(r.Context(), store.AuditEvent{
-		OccurredAt: h.Now().UTC(), ActorID: p.UserID, SubjectID: subject, Action: action,
-		IP: httpapi.ClientIP(r.Context()), UserAgent: r.UserAgent(), RequestID: logging.RequestID(r.Context()), Data: data,
-	})
+	return httpapi.Meta{
+		ActorID: p.UserID, IP: httpapi.ClientIP(r.Context()), UserAgent: r.UserAgent(), RequestID: logging.RequestID(r.Context()),
+	}
 }
 
 // AdminUser is a user as an administrator sees it.
@@ -121,7 +121,7 @@ func (h *Handlers) listUsers(w http.ResponseWriter, r *http.Request) error {
 	if len(errs) > 0 {
 		return httpapi.Validation(errs...)
 	}
-	users, next, err := h.Store.ListUsers(r.Context(), f)
+	users, next, err := h.Service.ListUsers(r.Context(), f)
 	if err != nil {
 		return err
 	}
@@ -133,7 +133,7 @@ func (h *Handlers) listUsers(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *Handlers) getUser(w http.ResponseWriter, r *http.Request) error {
-	u, err := h.Store.GetUser(r.Context(), r.PathValue("id"))
+	u, err := h.Service.GetUser(r.Context(), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -142,32 +142,9 @@ func (h *Handlers) getUser(w http.ResponseWriter, r *http.Request) error {
 
 func (h *Handlers) setStatus(status store.UserStatus) httpapi.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		id := r.PathValue("id")
-		var out store.User
-		err := h.Store.InTx(r.Context(), func(tx store.Store) error {
-			u, err := tx.GetUserForUpdate(r.Context(), id)
-			if err != nil {
-				return err
-			}
-			old := u.Status
-			u.Status = status
-			if out, err = tx.UpdateUser(r.Context(), u); err != nil {
-				return err
-			}
-			p, _ := auth.FromContext(r.Context())
-			return tx.AppendAuditEvent(r.Context(), store.AuditEvent{
-				OccurredAt: h.Now().UTC(), ActorID: p.UserID, SubjectID: id, Action: "admin.user_" + map[store.UserStatus]string{store.UserDisabled: "disabled", store.UserActive: "enabled"}[status],
-				IP: httpapi.ClientIP(r.Context()), UserAgent: r.UserAgent(), RequestID: logging.RequestID(r.Context()),
-				Data: map[string]any{"status": map[string]any{"old": string(old), "new": string(status)}},
-			})
-		})
+		out, err := h.Service.SetStatus(r.Context(), meta(r), r.PathValue("id"), status)
 		if err != nil {
 			return err
-		}
-		if status == store.UserDisabled {
-			if err := h.Sessions.RevokeUserSessions(r.Context(), id, "", "account_disabled"); err != nil {
-				return err
-			}
 		}
 		return httpapi.WriteJSON(w, http.StatusOK, adminView(out))
 	}
@@ -178,13 +155,7 @@ func (h *Handlers) deleteUser(w http.ResponseWriter, r *http.Request) error {
 	if p, _ := auth.FromContext(r.Context()); p.UserID == id {
 		return httpapi.NewProblem(http.StatusConflict, "cannot_delete_self", "An administrator cannot delete their own account.")
 	}
-	if err := h.Store.SoftDeleteUser(r.Context(), id, h.Now().UTC()); err != nil {
-		return err
-	}
-	if err := h.Sessions.RevokeUserSessions(r.Context(), id, "", "account_deleted"); err != nil {
-		return err
-	}
-	if err := h.audit(r, id, "admin.user_deleted", nil); err != nil {
+	if err := h.Service.DeleteUser(r.Context(), meta(r), id); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -192,11 +163,7 @@ func (h *Handlers) deleteUser(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *Handlers) userSessions(w http.ResponseWriter, r *http.Request) error {
-	id := r.PathValue("id")
-	if _, err := h.Store.GetUser(r.Context(), id); err != nil {
-		return err
-	}
-	sessions, err := h.Sessions.List(r.Context(), id)
+	sessions, err := h.Service.UserSessions(r.Context(), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -208,14 +175,7 @@ func (h *Handlers) userSessions(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *Handlers) revokeUserSessions(w http.ResponseWriter, r *http.Request) error {
-	id := r.PathValue("id")
-	if _, err := h.Store.GetUser(r.Context(), id); err != nil {
-		return err
-	}
-	if err := h.Sessions.RevokeUserSessions(r.Context(), id, "", "revoked_by_admin"); err != nil {
-		return err
-	}
-	if err := h.audit(r, id, "admin.sessions_revoked", nil); err != nil {
+	if err := h.Service.RevokeUserSessions(r.Context(), meta(r), r.PathValue("id")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -245,11 +205,8 @@ func (h *Handlers) revokeBefore(w http.ResponseWriter, r *http.Request) error {
 				"before is earlier than the current cut-off, "+cur.UTC().Format(time.RFC3339Nano)+": moving the cut-off back would make revoked tokens valid again. Give that time or a later one.")
 		}
 	}
-	n, err := h.Sessions.RevokeIssuedBefore(r.Context(), t.UTC())
+	n, err := h.Service.RevokeIssuedBefore(r.Context(), meta(r), t.UTC())
 	if err != nil {
-		return err
-	}
-	if err := h.audit(r, "", "admin.tokens_revoked_before", map[string]any{"before": t.UTC().Format(time.RFC3339Nano), "sessions_revoked": n}); err != nil {
 		return err
 	}
 	return httpapi.WriteJSON(w, http.StatusOK, map[string]any{"before": t.UTC(), "sessions_revoked": n})
@@ -272,7 +229,7 @@ func clientView(c store.Client) ClientView {
 }
 
 func (h *Handlers) listClients(w http.ResponseWriter, r *http.Request) error {
-	cs, err := h.Store.ListClients(r.Context())
+	cs, err := h.Service.ListClients(r.Context())
 	if err != nil {
 		return err
 	}
@@ -314,10 +271,7 @@ func (h *Handlers) createClient(w http.ResponseWriter, r *http.Request) error {
 
 func (h *Handlers) deleteClient(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
-	if err := h.Store.DeleteClient(r.Context(), id); err != nil {
-		return err
-	}
-	if err := h.audit(r, id, "admin.client_deleted", nil); err != nil {
+	if err := h.Service.DeleteClient(r.Context(), meta(r), id); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

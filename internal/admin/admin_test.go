@@ -14,8 +14,12 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/auth"
+	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
+	"github.com/gatehouse/gatehouse/internal/kv/memory"
+	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/session"
+	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/store/sqlite"
 	"github.com/gatehouse/gatehouse/internal/token"
 )
@@ -63,10 +67,26 @@ func TestKillSwitchOnlyMovesForward(t *testing.T) {
 		t.Fatal(err)
 	}
 	ks := &killSwitch{}
-	h := &Handlers{
-		Auth: anAdmin{}, Store: st, KillSwitch: ks, Now: time.Now,
-		Sessions: &session.Service{Store: st, Tokens: ks, Now: time.Now, Log: slog.New(slog.NewTextHandler(io.Discard, nil))},
+	keys, err := secret.GenerateKeyString("t1")
+	if err != nil {
+		t.Fatal(err)
 	}
+	kr, err := secret.ParseKeys(keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sessions, err := session.New(session.Deps{
+		Store: event.Narrow(st, nil, func(tx event.Tx) session.Tx { return tx }), Tokens: ks, Keys: kr, KV: memory.New(time.Now),
+		Now: time.Now, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := New(Deps{Store: store.Narrow(st, func(tx store.Store) Tx { return tx }), Sessions: sessions, Now: time.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &Handlers{Auth: anAdmin{}, Service: svc, KillSwitch: ks, Now: time.Now}
 	rt := httpapi.NewRouter(httpapi.ErrorWriter{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	h.Routes(rt)
 	revoke := func(before time.Time) (int, map[string]any) {

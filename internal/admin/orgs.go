@@ -51,7 +51,7 @@ func orgView(o store.Organization, members []store.OrgMembership) OrgView {
 }
 
 func (h *Handlers) listOrgs(w http.ResponseWriter, r *http.Request) error {
-	orgs, err := h.Store.ListOrganizations(r.Context())
+	orgs, err := h.Service.ListOrganizations(r.Context())
 	if err != nil {
 		return err
 	}
@@ -84,11 +84,8 @@ func (h *Handlers) createOrg(validate PolicyValidator) httpapi.HandlerFunc {
 		if len(fe) > 0 {
 			return httpapi.Validation(fe...)
 		}
-		o, err := h.Store.CreateOrganization(r.Context(), store.Organization{Name: in.Name, Slug: in.Slug, Policy: in.Policy})
+		o, err := h.Service.CreateOrganization(r.Context(), meta(r), store.Organization{Name: in.Name, Slug: in.Slug, Policy: in.Policy})
 		if err != nil {
-			return err
-		}
-		if err := h.audit(r, o.ID, "admin.organization_created", map[string]any{"slug": o.Slug, "policy": o.Policy}); err != nil {
 			return err
 		}
 		return httpapi.WriteJSON(w, http.StatusCreated, orgView(o, nil))
@@ -96,11 +93,7 @@ func (h *Handlers) createOrg(validate PolicyValidator) httpapi.HandlerFunc {
 }
 
 func (h *Handlers) getOrg(w http.ResponseWriter, r *http.Request) error {
-	o, err := h.Store.GetOrganization(r.Context(), r.PathValue("id"))
-	if err != nil {
-		return err
-	}
-	members, err := h.Store.ListMembers(r.Context(), o.ID)
+	o, members, err := h.Service.GetOrganization(r.Context(), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -116,16 +109,8 @@ func (h *Handlers) setPolicy(validate PolicyValidator) httpapi.HandlerFunc {
 		if fe := validate(policy); len(fe) > 0 {
 			return httpapi.Validation(fe...)
 		}
-		o, err := h.Store.GetOrganization(r.Context(), r.PathValue("id"))
+		o, err := h.Service.SetOrganizationPolicy(r.Context(), meta(r), r.PathValue("id"), policy)
 		if err != nil {
-			return err
-		}
-		old := o.Policy
-		o.Policy = policy
-		if o, err = h.Store.UpdateOrganization(r.Context(), o); err != nil {
-			return err
-		}
-		if err := h.audit(r, o.ID, "admin.organization_policy_changed", map[string]any{"policy": map[string]any{"old": old, "new": policy}}); err != nil {
 			return err
 		}
 		return httpapi.WriteJSON(w, http.StatusOK, orgView(o, nil))
@@ -133,14 +118,7 @@ func (h *Handlers) setPolicy(validate PolicyValidator) httpapi.HandlerFunc {
 }
 
 func (h *Handlers) deleteOrg(w http.ResponseWriter, r *http.Request) error {
-	id := r.PathValue("id")
-	if _, err := h.Store.GetOrganization(r.Context(), id); err != nil {
-		return err
-	}
-	if err := h.Store.DeleteOrganization(r.Context(), id); err != nil {
-		return err
-	}
-	if err := h.audit(r, id, "admin.organization_deleted", nil); err != nil {
+	if err := h.Service.DeleteOrganization(r.Context(), meta(r), r.PathValue("id")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -160,16 +138,7 @@ func (h *Handlers) setMember(w http.ResponseWriter, r *http.Request) error {
 		return httpapi.Validation(httpapi.FieldError{Field: "role", Rule: "enum", Message: "role must be owner, admin or member."})
 	}
 	orgID, userID := r.PathValue("id"), r.PathValue("user_id")
-	if _, err := h.Store.GetOrganization(r.Context(), orgID); err != nil {
-		return err
-	}
-	if _, err := h.Store.GetUser(r.Context(), userID); err != nil {
-		return err
-	}
-	if err := h.Store.SetMembership(r.Context(), store.OrgMembership{OrgID: orgID, UserID: userID, Role: in.Role}); err != nil {
-		return err
-	}
-	if err := h.audit(r, userID, "admin.organization_member_set", map[string]any{"organization_id": orgID, "role": in.Role}); err != nil {
+	if err := h.Service.SetMember(r.Context(), meta(r), orgID, userID, in.Role); err != nil {
 		return err
 	}
 	return httpapi.WriteJSON(w, http.StatusOK, map[string]string{"organization_id": orgID, "user_id": userID, "role": in.Role})
@@ -177,10 +146,7 @@ func (h *Handlers) setMember(w http.ResponseWriter, r *http.Request) error {
 
 func (h *Handlers) removeMember(w http.ResponseWriter, r *http.Request) error {
 	orgID, userID := r.PathValue("id"), r.PathValue("user_id")
-	if err := h.Store.RemoveMembership(r.Context(), orgID, userID); err != nil {
-		return err
-	}
-	if err := h.audit(r, userID, "admin.organization_member_removed", map[string]any{"organization_id": orgID}); err != nil {
+	if err := h.Service.RemoveMember(r.Context(), meta(r), orgID, userID); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -11,9 +11,11 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/mfa"
 	"github.com/gatehouse/gatehouse/internal/ratelimit"
 	"github.com/gatehouse/gatehouse/internal/secret"
+	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/sms"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
@@ -33,12 +35,22 @@ func registerSMS(workers *river.Workers, cfg *config.Config, keys *secret.Keyrin
 	if err != nil {
 		return fmt.Errorf("GATEHOUSE_TWILIO_ACCOUNT_SID: %w", err)
 	}
-	w, err := sms.NewWorker(provider, keys, log)
+	w, err := sms.NewWorker(provider, keys, log, sms.Hooks{OnFailure: onFailure})
 	if err != nil {
 		return err
 	}
-	w.OnFailure = onFailure
 	return sms.Register(workers, w)
+}
+
+// smsFailures is the SMS worker's failure hook: it publishes
+// event.SMSDeliveryFailed in a transaction of its own (the MFA service
+// reacts to it; see newServices).
+func smsFailures(st store.Store, bus *event.Bus, log *slog.Logger) func(context.Context, sms.SendArgs, error) {
+	return func(ctx context.Context, a sms.SendArgs, cause error) {
+		if err := bus.PublishInTx(ctx, st, event.SMSDeliveryFailed{Args: a, Cause: cause}); err != nil {
+			log.ErrorContext(ctx, "sms failure hook failed", "error", err.Error())
+		}
+	}
 }
 
 // smsStatusRecorder records Twilio delivery callbacks in the audit log.
@@ -51,9 +63,9 @@ func smsStatusRecorder(st store.Store) func(context.Context, sms.Status) error {
 	}
 }
 
-// newMFAService builds multi-factor authentication and hooks it into
-// sign-in.
-func newMFAService(d *deps) (*mfa.Service, error) {
+// newMFAService builds multi-factor authentication, which finishes logins
+// through sessions.
+func newMFAService(d *deps, sessions *session.Service) (*mfa.Service, error) {
 	codes, err := mfa.NewCodes(d.keys)
 	if err != nil {
 		return nil, err
@@ -82,10 +94,10 @@ func newMFAService(d *deps) (*mfa.Service, error) {
 		}
 		d.log.Warn("SMS codes are off: set GATEHOUSE_TWILIO_ACCOUNT_SID to offer them")
 	}
-	return &mfa.Service{
-		Store: d.db.store, Keys: d.keys, Codes: codes, KV: d.state.kv, Limiter: d.state.limiter, Jobs: d.queue,
-		SMSGuard: guard, Sessions: d.sessions, Now: time.Now, Log: d.log, Config: c,
-	}, nil
+	return mfa.New(mfa.Deps{
+		Store: mfaStore(d.db.store, d.bus), Keys: d.keys, Codes: codes, KV: d.state.kv, Limiter: d.state.limiter, Jobs: d.queue,
+		SMSGuard: guard, Sessions: sessions, Now: time.Now, Log: d.log, Config: c,
+	})
 }
 
 func withoutSMS(methods []string) []string {

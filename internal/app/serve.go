@@ -10,14 +10,9 @@ import (
 	"net/http"
 	"runtime/debug"
 
-	"github.com/riverqueue/river"
-
 	"github.com/gatehouse/gatehouse/internal/config"
-	"github.com/gatehouse/gatehouse/internal/mfa"
-	"github.com/gatehouse/gatehouse/internal/sms"
-	"github.com/gatehouse/gatehouse/internal/social"
+	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/token"
-	"github.com/gatehouse/gatehouse/internal/user"
 )
 
 func (c *cli) serve(ctx context.Context, args []string) int {
@@ -94,23 +89,11 @@ func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, ready 
 		stopTokens()
 		<-tokens.Done()
 	}()
-	// The SMS worker's failure hook needs the MFA service, built below.
-	var mfaService *mfa.Service
-	onSMSFailure := func(ctx context.Context, a sms.SendArgs, err error) {
-		if mfaService != nil {
-			mfaService.SMSFailed(ctx, a, err)
-		}
-	}
-	// Magic-link requests are worked by the social service, built below.
-	magicLinks := &social.MagicLinkWorker{}
-	workers, err := newWorkers(cfg, db, keys, tokens, log, onSMSFailure, magicLinks)
+	// Reactions between domains go through the bus; newServices
+	// subscribes them.
+	bus := event.NewBus()
+	workers, err := newWorkers(cfg, db, keys, tokens, log, bus)
 	if err != nil {
-		return err
-	}
-	// Forgot-password and resend-verification requests are worked by the
-	// account service, built below (before the queue starts).
-	emailRequests := &user.EmailRequestWorker{}
-	if err := river.AddWorkerSafely(workers, emailRequests); err != nil {
 		return err
 	}
 	queue, err := db.newQueue(workers, jobsConfig(cfg, log, true))
@@ -128,24 +111,16 @@ func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, ready 
 	if err != nil {
 		return err
 	}
-	deps := &deps{cfg: cfg, log: log, db: db, state: state, keys: keys, queue: queue, reg: reg,
-		errors: errs, hasher: newHasher(cfg), policy: policy, tokens: tokens}
-	deps.sessions = newSessionService(deps)
-	deps.users = newUserService(deps)
-	emailRequests.Service = deps.users
-	deps.authn = token.Authenticator{Tokens: tokens}
-	if mfaService, err = newMFAService(deps); err != nil {
+	deps := &deps{cfg: cfg, log: log, db: db, state: state, keys: keys, queue: queue, reg: reg, bus: bus,
+		errors: errs, hasher: newHasher(cfg), policy: policy, tokens: tokens, authn: token.Authenticator{Tokens: tokens}}
+	if deps.svc, err = newServices(deps); err != nil {
 		return err
 	}
-	deps.mfa = mfaService
-	deps.sessions.MFA = mfaService
-	providers, err := socialProviders(cfg)
-	if err != nil {
-		return fmt.Errorf("social sign-in settings:\n%w", err)
+	// The services' own workers join the bundle now: after the queue was
+	// made (the services enqueue through it), before it starts.
+	if err := addServiceWorkers(workers, deps.svc); err != nil {
+		return err
 	}
-	deps.social = newSocialService(deps, providers)
-	magicLinks.Service = deps.social
-	linkAfterSecondFactor(deps.mfa, deps.social)
 	public, err := newPublicHandler(deps)
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/mfa"
+	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/social"
 	"github.com/gatehouse/gatehouse/internal/social/provider"
 )
@@ -23,26 +24,17 @@ func socialProviders(cfg *config.Config) (*provider.Registry, error) {
 	return provider.Build(settings, &http.Client{Timeout: 10 * time.Second})
 }
 
-// newSocialService builds social sign-in and the magic-link fallback.
-func newSocialService(d *deps, registry *provider.Registry) *social.Service {
-	return &social.Service{
-		Store: d.db.store, Providers: registry, KV: d.state.kv, Limiter: d.state.limiter, Keys: d.keys,
-		Jobs: d.queue, Sessions: d.sessions, MFA: d.mfa, Now: time.Now, Log: d.log,
-		Config:  social.DefaultConfig(d.cfg.Server.Issuer, d.cfg.AppBaseURL(), d.cfg.Social.RedirectAllowlist),
+// newSocialService builds social sign-in and the magic-link fallback. A
+// link confirmed with the password of an account with MFA waits for the
+// second factor as long as the MFA token lives, and starting a link from
+// a session needs an authentication as recent as removing a second factor
+// does: both come from MFA's settings.
+func newSocialService(d *deps, registry *provider.Registry, sessions *session.Service, m *mfa.Service) (*social.Service, error) {
+	c := social.DefaultConfig(d.cfg.Server.Issuer, d.cfg.AppBaseURL(), d.cfg.Social.RedirectAllowlist)
+	c.DeferredLinkTTL, c.ReauthWindow = m.Config.TokenTTL, m.Config.ReauthWindow
+	return social.New(social.Deps{
+		Store: socialStore(d.db.store, d.bus), Providers: registry, KV: d.state.kv, Limiter: d.state.limiter, Keys: d.keys,
+		Jobs: d.queue, Sessions: sessions, MFA: m, Now: time.Now, Log: d.log, Config: c,
 		Metrics: social.NewMetrics(d.reg),
-	}
-}
-
-// linkAfterSecondFactor makes a social link confirmed with the password
-// of an account with MFA wait for the second factor: social keeps it as
-// long as the MFA token lives, and MFA hands it back once that login has
-// fully succeeded. Starting a link from a session needs an authentication
-// as recent as removing a second factor does.
-func linkAfterSecondFactor(m *mfa.Service, s *social.Service) {
-	if m == nil || s == nil {
-		return
-	}
-	s.Config.DeferredLinkTTL = m.Config.TokenTTL
-	s.Config.ReauthWindow = m.Config.ReauthWindow
-	m.AfterSecondFactor = s.CompleteDeferredLink
+	})
 }

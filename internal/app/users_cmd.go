@@ -48,7 +48,13 @@ func (c *cli) userService(ctx context.Context, cfg *config.Config, log *slog.Log
 		return nil, nil, err
 	}
 	d := &deps{cfg: cfg, log: log, db: db, state: st, keys: keys, queue: queue, hasher: newHasher(cfg), policy: policy}
-	return newUserService(d), func() { closePolicy(); closeAll() }, nil
+	svc, err := newUserService(d, nil)
+	if err != nil {
+		closePolicy()
+		closeAll()
+		return nil, nil, err
+	}
+	return svc, func() { closePolicy(); closeAll() }, nil
 }
 
 func (c *cli) users(ctx context.Context, args []string) int {

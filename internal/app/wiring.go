@@ -22,6 +22,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/apidocs"
 	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/jobs"
 	"github.com/gatehouse/gatehouse/internal/kv"
@@ -57,14 +58,16 @@ type deps struct {
 	// knows the storage contracts' errors only.
 	errors *httpapi.ErrorTable
 
-	hasher   *password.Hasher
-	policy   password.Policy
-	tokens   *token.Manager
-	sessions *session.Service
-	users    *user.Service // built by newRouter when nil
-	mfa      *mfa.Service
-	social   *social.Service
-	authn    auth.Authenticator
+	// bus carries the events domains publish to the reactions subscribed
+	// in newServices.
+	bus *event.Bus
+
+	hasher *password.Hasher
+	policy password.Policy
+	tokens *token.Manager
+	authn  auth.Authenticator
+	// svc are the domain services, built by newServices from the rest.
+	svc services
 }
 
 // database is the opened relational store plus what the job queue needs
@@ -205,18 +208,16 @@ func loadKeyring(cfg *config.Config, log *slog.Logger) (*secret.Keyring, error) 
 	return kr, nil
 }
 
-// newWorkers registers every background job worker. onSMSFailure is
-// called for a text message that could not be delivered; magicLinks is
-// given its service once that is built.
-func newWorkers(cfg *config.Config, db *database, keys *secret.Keyring, tokens *token.Manager, log *slog.Logger, onSMSFailure func(context.Context, sms.SendArgs, error), magicLinks *social.MagicLinkWorker) (*river.Workers, error) {
+// newWorkers registers the background job workers that need no domain
+// service (addServiceWorkers adds the others). The SMS worker reports a
+// text message that could not be delivered as event.SMSDeliveryFailed on
+// bus.
+func newWorkers(cfg *config.Config, db *database, keys *secret.Keyring, tokens *token.Manager, log *slog.Logger, bus *event.Bus) (*river.Workers, error) {
 	workers := river.NewWorkers()
 	if err := registerMail(workers, cfg, keys, log); err != nil {
 		return nil, err
 	}
-	if err := registerSMS(workers, cfg, keys, log, onSMSFailure); err != nil {
-		return nil, err
-	}
-	if err := river.AddWorkerSafely(workers, magicLinks); err != nil {
+	if err := registerSMS(workers, cfg, keys, log, smsFailures(db.store, bus, log)); err != nil {
 		return nil, err
 	}
 	if err := river.AddWorkerSafely(workers, &maintenance.Worker{
@@ -257,13 +258,13 @@ func startTokens(ctx context.Context, cfg *config.Config, db *database, keys *se
 	return m, nil
 }
 
-// newSessionService builds sign-in and sessions.
-func newSessionService(d *deps) *session.Service {
+// sessionDeps are what sign-in and sessions are built from.
+func sessionDeps(d *deps) session.Deps {
 	lk := session.DefaultLockout()
 	lk.Threshold, lk.BaseLock, lk.MaxLock = d.cfg.Lockout.Threshold, d.cfg.Lockout.Base, d.cfg.Lockout.Max
 	lk.IPFailures, lk.IPWindow = d.cfg.Lockout.IPFailureLimit, d.cfg.Lockout.IPWindow
-	return &session.Service{
-		Store: d.db.store, Hasher: d.hasher, Tokens: d.tokens, Keys: d.keys, KV: d.state.kv, Jobs: d.queue,
+	return session.Deps{
+		Store: sessionStore(d.db.store, d.bus), Hasher: d.hasher, Tokens: d.tokens, Keys: d.keys, KV: d.state.kv, Jobs: d.queue,
 		Now: time.Now, Log: d.log,
 		Config: session.Config{
 			AccessTTL: d.cfg.Tokens.AccessTTL, Leeway: token.DefaultLeeway, RefreshTTL: d.cfg.Tokens.RefreshTTL,
@@ -308,6 +309,7 @@ func errorTable() (*httpapi.ErrorTable, error) {
 // newRouter mounts every public route. This is the one place features are
 // wired in.
 func newRouter(d *deps) (*httpapi.Router, error) {
+	svc := d.svc
 	rt := httpapi.NewRouter(httpapi.ErrorWriter{Log: d.log, Errors: d.errors})
 	readiness(d, false).Routes(rt)
 	spec, err := specJSON(d.cfg)
@@ -321,30 +323,26 @@ func newRouter(d *deps) (*httpapi.Router, error) {
 		return err
 	})
 	// The docs handler sets its own Content-Security-Policy and caching.
-	users := d.users
-	if users == nil {
-		users = newUserService(d)
-	}
-	accounts := &user.Handlers{Service: users, Auth: d.authn}
+	accounts := &user.Handlers{Service: svc.users, Auth: d.authn}
 	accounts.Routes(rt)
-	sessionHandlers := &session.Handlers{Service: d.sessions, Auth: d.authn, Cookie: d.cfg.Tokens.RefreshCookie}
+	sessionHandlers := &session.Handlers{Service: svc.sessions, Auth: d.authn, Cookie: d.cfg.Tokens.RefreshCookie}
 	sessionHandlers.Routes(rt)
 	clients := &oauth.Clients{Store: d.db.store, Now: time.Now, CacheTTL: 10 * time.Second}
 	(&oauth.Server{
-		Issuer: d.cfg.Server.Issuer, Clients: clients, Sessions: d.sessions,
+		Issuer: d.cfg.Server.Issuer, Clients: clients, Sessions: svc.sessions,
 		Tokens: d.tokens, Cookie: d.cfg.Tokens.RefreshCookie, AllowedOrigins: d.cfg.HTTP.CORSAllowedOrigins, Log: d.log,
 		Errors: d.errors, UsernameTTL: 10 * time.Second,
 	}).Routes(rt)
 	d.tokens.Routes(rt)
-	(&mfa.Handlers{Service: d.mfa, Auth: d.authn, Sessions: sessionHandlers}).Routes(rt)
-	(&social.Handlers{Service: d.social, Auth: d.authn, Sessions: sessionHandlers}).Routes(rt)
+	(&mfa.Handlers{Service: svc.mfa, Auth: d.authn, Sessions: sessionHandlers}).Routes(rt)
+	(&social.Handlers{Service: svc.social, Auth: d.authn, Sessions: sessionHandlers}).Routes(rt)
 	(&sms.StatusHandler{
 		AuthToken: d.cfg.SMS.TwilioAuthToken, PublicURL: strings.TrimRight(d.cfg.Server.Issuer, "/") + sms.StatusPath,
 		Record: smsStatusRecorder(d.db.store), Log: d.log,
 	}).Routes(rt)
 	adm := &admin.Handlers{
-		Auth:  admin.Authenticator{Inner: d.authn, Users: d.db.store},
-		Store: d.db.store, Sessions: d.sessions, Clients: clients, Now: time.Now,
+		Auth:    admin.Authenticator{Inner: d.authn, Users: d.db.store},
+		Service: svc.admin, Clients: clients, Now: time.Now,
 	}
 	if d.tokens != nil {
 		adm.KillSwitch = d.tokens
@@ -357,23 +355,24 @@ func newRouter(d *deps) (*httpapi.Router, error) {
 	return rt, nil
 }
 
-// newUserService builds the account use cases.
-func newUserService(d *deps) *user.Service {
+// newUserService builds the account use cases; without sessions (the
+// CLI) changes end none.
+func newUserService(d *deps, sessions *session.Service) (*user.Service, error) {
 	c := user.DefaultConfig(d.cfg.AppBaseURL())
 	c.VerificationTTL, c.ResetTTL = d.cfg.Mail.VerificationTTL, d.cfg.Mail.PasswordResetTTL
 	perHour := func(n int) ratelimit.Limit { return ratelimit.Limit{Rate: n, Burst: n, Period: time.Hour} }
 	c.RegisterPerIP = perHour(d.cfg.RateLimits.RegisterPerIP)
 	c.EmailPerAddress = perHour(d.cfg.RateLimits.EmailPerAddress)
 	c.EmailPerIP = perHour(d.cfg.RateLimits.EmailPerIP)
-	svc := &user.Service{
-		Store: d.db.store, Hasher: d.hasher, Policy: d.policy, Jobs: d.queue, Keys: d.keys,
+	ud := user.Deps{
+		Store: userStore(d.db.store, d.bus), Hasher: d.hasher, Policy: d.policy, Jobs: d.queue, Keys: d.keys,
 		Limiter: d.state.limiter, Now: time.Now, Log: d.log, Config: c,
 	}
-	if d.sessions != nil {
-		svc.Sessions = d.sessions
-		svc.Passwords = accountPasswords{d.sessions}
+	if sessions != nil {
+		ud.Sessions = sessions
+		ud.Passwords = accountPasswords{sessions}
 	}
-	return svc
+	return user.New(ud)
 }
 
 // accountPasswords lets the account service check a signed-in user's

@@ -159,7 +159,7 @@ func (s *Service) sendCode(ctx context.Context, u store.User, d store.MFADevice,
 		return err
 	}
 	now := s.now()
-	return s.Store.InTx(ctx, func(tx store.Store) error {
+	return s.Store.InTx(ctx, func(tx Tx) error {
 		if _, err := tx.CreateMFACode(ctx, store.MFACode{
 			UserID: u.ID, DeviceID: d.ID, Channel: d.Type, CodeHash: s.Codes.Hash("mfa-code", code),
 			ExpiresAt: now.Add(s.Config.CodeTTL), CreatedAt: now,
@@ -213,28 +213,39 @@ func smsProblem(err error, offerEmail bool) error {
 	return err
 }
 
-// SMSFailed is the SMS worker's failure hook. The event is recorded. A
-// text message of a sign-in (args.Ref names its pending login) that could
-// not be sent opens the email fallback for that sign-in, and the email
-// code is sent at once when the sign-in may use it (see emailFallback).
-func (s *Service) SMSFailed(ctx context.Context, args sms.SendArgs, cause error) {
-	u, err := s.Store.GetUser(ctx, args.UserID)
+// SMSFailed handles event.SMSDeliveryFailed in the transaction tx the
+// SMS worker published it in. The failure is recorded in tx. Once that
+// committed, a text message of a sign-in (args.Ref names its pending
+// login) that could not be sent opens the email fallback for that
+// sign-in, and the email code is sent at once when the sign-in may use it
+// (see emailFallback). The fallback waits its turn with the sign-in's
+// verifications and sends in a transaction of its own, so it runs after
+// the commit rather than hold the transaction (SQLite's one writer) open;
+// its failure is logged.
+func (s *Service) SMSFailed(ctx context.Context, tx Tx, args sms.SendArgs, cause error) error {
+	u, err := tx.GetUser(ctx, args.UserID)
 	if err != nil {
-		s.Log.ErrorContext(ctx, "sms failure hook: user lookup failed", "error", err.Error())
-		return
+		return fmt.Errorf("sms failure: user lookup: %w", err)
 	}
 	now := s.now()
-	if err := s.Store.AppendAuditEvent(ctx, store.AuditEvent{
+	if err := tx.AppendAuditEvent(ctx, store.AuditEvent{
 		OccurredAt: now, SubjectID: u.ID, Action: "mfa.sms_failed",
 		Data: map[string]any{"to": sms.Mask(args.To), "purpose": args.Purpose, "reason": cause.Error()},
 	}); err != nil {
-		s.Log.ErrorContext(ctx, "sms failure hook: audit failed", "error", err.Error())
+		return fmt.Errorf("sms failure: audit: %w", err)
 	}
 	if args.Purpose != "mfa" || args.Ref == "" {
-		return // not a sign-in's code (an enrolment's, say): no fallback
+		return nil // not a sign-in's code (an enrolment's, say): no fallback
 	}
+	tx.AfterCommit(func(ctx context.Context) { s.smsFallback(ctx, u, args) })
+	return nil
+}
+
+// smsFallback opens the email fallback of the sign-in whose text message
+// args could not be sent (see SMSFailed).
+func (s *Service) smsFallback(ctx context.Context, u store.User, args sms.SendArgs) {
 	// In its turn: a verification in progress holds the login (see spend).
-	err = s.exclusively(ctx, args.Ref, func() error {
+	err := s.exclusively(ctx, args.Ref, func() error {
 		b, err := s.KV.Get(ctx, pendingRefKey(args.Ref))
 		if errors.Is(err, kv.ErrNotFound) {
 			return nil // the sign-in is over

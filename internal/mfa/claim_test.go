@@ -20,7 +20,7 @@ func claimService(store kv.Store, now func() time.Time) *Service {
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{KV: store, Now: now, Config: DefaultConfig("Test"), Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	return &Service{Deps{KV: store, Now: now, Config: DefaultConfig("Test"), Log: slog.New(slog.NewTextHandler(io.Discard, nil))}}
 }
 
 // Verifications of one token take turns, on every node (the claim is in

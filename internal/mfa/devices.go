@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/gatehouse/gatehouse/internal/auth"
+	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/mfa/otp"
 	"github.com/gatehouse/gatehouse/internal/session"
@@ -205,7 +206,8 @@ func (s *Service) ConfirmDevice(ctx context.Context, userID, id, code string) (s
 	if d, err = s.Store.UpdateMFADevice(ctx, d); err != nil {
 		return store.MFADevice{}, err
 	}
-	s.notice(ctx, u, fmt.Sprintf("A new second factor was added (%s)", describe(d)), "mfa.device_added", map[string]any{"device_id": d.ID, "type": d.Type})
+	s.notice(ctx, u, fmt.Sprintf("A new second factor was added (%s)", describe(d)), "mfa.device_added", map[string]any{"device_id": d.ID, "type": d.Type},
+		event.SecondFactorEnrolled{UserID: u.ID, Method: d.Type, DeviceID: d.ID})
 	return d, nil
 }
 
@@ -261,7 +263,7 @@ func (s *Service) UpdateDevice(ctx context.Context, userID, id string, name *str
 	default:
 		return out, nil // nothing changed: nothing to tell
 	}
-	s.notice(ctx, u, event, "mfa.device_updated", map[string]any{"device_id": out.ID, "name": out.Name, "is_default": out.IsDefault})
+	s.notice(ctx, u, event, "mfa.device_updated", map[string]any{"device_id": out.ID, "name": out.Name, "is_default": out.IsDefault}, nil)
 	return out, nil
 }
 
@@ -291,7 +293,8 @@ func (s *Service) RemoveDevice(ctx context.Context, p auth.Principal, id string)
 		return err
 	}
 	if !d.ConfirmedAt.IsZero() {
-		s.notice(ctx, u, fmt.Sprintf("A second factor was removed (%s)", describe(d)), "mfa.device_removed", map[string]any{"device_id": d.ID, "type": d.Type})
+		s.notice(ctx, u, fmt.Sprintf("A second factor was removed (%s)", describe(d)), "mfa.device_removed", map[string]any{"device_id": d.ID, "type": d.Type},
+			event.SecondFactorRemoved{UserID: u.ID, Method: d.Type, DeviceID: d.ID})
 	}
 	return nil
 }
@@ -317,7 +320,7 @@ func (s *Service) RegenerateBackupCodes(ctx context.Context, p auth.Principal) (
 	if err := s.Store.ReplaceBackupCodes(ctx, u.ID, hashes, s.now()); err != nil {
 		return nil, err
 	}
-	s.notice(ctx, u, "New backup codes were generated; the old ones no longer work", "mfa.backup_codes_generated", map[string]any{"count": len(codes)})
+	s.notice(ctx, u, "New backup codes were generated; the old ones no longer work", "mfa.backup_codes_generated", map[string]any{"count": len(codes)}, nil)
 	return codes, nil
 }
 

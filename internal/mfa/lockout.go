@@ -99,7 +99,10 @@ func (s *Service) guarded(ctx context.Context, u store.User, m httpapi.Meta, res
 // account-locked one: its advice (someone may be guessing; change the
 // password) fits, as whoever guesses codes got past the password.
 func (s *Service) onLocked(ctx context.Context, u store.User, d time.Duration, m httpapi.Meta) {
-	if err := session.RecordLock(ctx, s.Store, s.Jobs, s.Keys, u, d, m, "security.mfa_locked", s.now()); err != nil {
+	err := s.Store.InTx(ctx, func(tx Tx) error {
+		return session.RecordLock(ctx, tx, s.Jobs, s.Keys, u, d, m, "security.mfa_locked", s.now())
+	})
+	if err != nil {
 		s.Log.ErrorContext(ctx, "could not record the second-factor lock", "user_id", u.ID, "error", err.Error())
 	}
 }

@@ -32,7 +32,8 @@ type pending struct {
 	EnrollAfter bool `json:"enroll_after,omitempty"`
 	// Origin, on the enrolment that follows an EnrollAfter login, is that
 	// login's mfa_token (already consumed): the token the sign-in started
-	// with, under which AfterSecondFactor finds deferred work.
+	// with, under which subscribers of event.SecondFactorVerified find
+	// deferred work.
 	Origin string `json:"origin,omitempty"`
 }
 

@@ -12,7 +12,7 @@ import (
 
 func TestRecentAuthentication(t *testing.T) {
 	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
-	s := &Service{Now: func() time.Time { return now }, Config: DefaultConfig("Test")}
+	s := &Service{Deps{Now: func() time.Time { return now }, Config: DefaultConfig("Test")}}
 	for _, c := range []struct {
 		authTime time.Time
 		ok       bool
@@ -72,7 +72,7 @@ func TestPoliciesWithNoCommonMethod(t *testing.T) {
 		{"global and organisation disjoint", Policy{Methods: []string{MethodEmail}}, []store.Organization{org("totp")}, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			s := &Service{Config: Config{Policy: c.global}}
+			s := &Service{Deps{Config: Config{Policy: c.global}}}
 			p := s.policyOf(c.orgs)
 			var got []string
 			for _, m := range []string{MethodTOTP, MethodSMS, MethodEmail, MethodBackup} {

@@ -7,12 +7,16 @@ package mfa
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/riverqueue/river"
 
+	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/kv"
 	"github.com/gatehouse/gatehouse/internal/mail"
@@ -107,9 +111,9 @@ type Sessions interface {
 	Reauthenticated(ctx context.Context, userID, sessionID string, amr []string) (string, int, error)
 }
 
-// Service implements MFA.
-type Service struct {
-	Store    store.Store
+// Deps are what the MFA service is built from (see New).
+type Deps struct {
+	Store    Store
 	Keys     *secret.Keyring
 	Codes    *Codes
 	KV       kv.Store
@@ -120,13 +124,39 @@ type Service struct {
 	Now      func() time.Time
 	Log      *slog.Logger
 	Config   Config
-	// AfterSecondFactor, when set, is called once a login waiting for its
-	// second factor or a forced enrolment has fully succeeded: its
-	// mfa_token or enrollment_token (pendingToken) was consumed and the
-	// session started. Features use it to finish work they deferred until
-	// then, kept under a hash of that token. It runs at most once per
-	// token; an error is logged and does not undo the sign-in.
-	AfterSecondFactor func(ctx context.Context, pendingToken, userID string, m httpapi.Meta) error
+}
+
+// Service implements MFA. Build it with New; it is not changed afterwards.
+//
+// Once a login waiting for its second factor or a forced enrolment has
+// fully succeeded (its mfa_token or enrollment_token consumed, the session
+// started), the service publishes event.SecondFactorVerified with that
+// token: features subscribe to it to finish work they deferred until then.
+type Service struct{ Deps }
+
+// New checks d and builds the service. Now defaults to time.Now, Log to a
+// logger that discards.
+func New(d Deps) (*Service, error) {
+	var missing []string
+	for name, ok := range map[string]bool{
+		"Store": d.Store != nil, "Keys": d.Keys != nil, "Codes": d.Codes != nil, "KV": d.KV != nil,
+		"Limiter": d.Limiter != nil, "Jobs": d.Jobs != nil, "SMSGuard": d.SMSGuard != nil, "Sessions": d.Sessions != nil,
+	} {
+		if !ok {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		return nil, fmt.Errorf("mfa: missing %s", strings.Join(missing, ", "))
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Service{Deps: d}, nil
 }
 
 // Codes makes and checks keyed hashes (HMAC) of one-time and backup
@@ -191,19 +221,25 @@ func (s *Service) throttle(ctx context.Context, key string, l ratelimit.Limit) e
 	return nil
 }
 
-// notice records an account event and emails the user about an MFA change.
-func (s *Service) notice(ctx context.Context, u store.User, event, action string, data map[string]any) {
+// notice records an account event and emails the user about an MFA
+// change (what), and publishes e (when not nil) with them.
+func (s *Service) notice(ctx context.Context, u store.User, what, action string, data map[string]any, e event.Event) {
 	now := s.now()
-	err := s.Store.InTx(ctx, func(tx store.Store) error {
+	err := s.Store.InTx(ctx, func(tx Tx) error {
 		if err := tx.AppendAuditEvent(ctx, store.AuditEvent{OccurredAt: now, ActorID: u.ID, SubjectID: u.ID, Action: action, Data: data}); err != nil {
 			return err
 		}
-		args, err := mail.NewSendArgs(s.Keys, mail.MFANotice, u.Email, mail.Data{RecipientName: u.Name, Event: event, Time: now}, "")
+		args, err := mail.NewSendArgs(s.Keys, mail.MFANotice, u.Email, mail.Data{RecipientName: u.Name, Event: what, Time: now}, "")
 		if err != nil {
 			return err
 		}
-		_, err = s.Jobs.InsertTx(ctx, tx.DriverTx(), args, nil)
-		return err
+		if _, err = s.Jobs.InsertTx(ctx, tx.DriverTx(), args, nil); err != nil {
+			return err
+		}
+		if e == nil {
+			return nil
+		}
+		return tx.Publish(ctx, e)
 	})
 	if err != nil {
 		s.Log.ErrorContext(ctx, "could not record an MFA change", "action", action, "error", err.Error())

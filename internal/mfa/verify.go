@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/kv"
 	"github.com/gatehouse/gatehouse/internal/mfa/otp"
@@ -69,7 +70,7 @@ func (s *Service) checkCode(ctx context.Context, u store.User, active []store.MF
 		if err != nil {
 			return store.MFADevice{}, false, err
 		}
-		s.notice(ctx, u, fmt.Sprintf("A backup code was used to sign in; %d remain", left), "mfa.backup_code_used", map[string]any{"remaining": left})
+		s.notice(ctx, u, fmt.Sprintf("A backup code was used to sign in; %d remain", left), "mfa.backup_code_used", map[string]any{"remaining": left}, nil)
 		return store.MFADevice{Type: MethodBackup}, true, nil
 	}
 	return store.MFADevice{}, false, ErrMethodUnavailable
@@ -176,17 +177,22 @@ func (s *Service) Verify(ctx context.Context, tok, method, code string, m httpap
 }
 
 // complete starts the session of a login whose pending token tok was
-// consumed, then runs AfterSecondFactor with the token the sign-in
-// started with.
+// consumed, then publishes event.SecondFactorVerified with the token the
+// sign-in started with, in a transaction of its own: an error of its
+// subscribers is logged and does not undo the sign-in.
 func (s *Service) complete(ctx context.Context, tok string, p pending, amr []string, m httpapi.Meta) (session.Result, error) {
 	res, err := s.Sessions.Complete(ctx, p.UserID, p.PasswordStamp, amr, m)
-	if err != nil || s.AfterSecondFactor == nil {
+	if err != nil {
 		return res, err
 	}
 	if p.Origin != "" {
 		tok = p.Origin
 	}
-	if err := s.AfterSecondFactor(ctx, tok, p.UserID, m); err != nil {
+	e := event.SecondFactorVerified{UserID: p.UserID, PendingToken: tok, Meta: m}
+	if !s.Store.Listens(e) {
+		return res, nil
+	}
+	if err := s.Store.InTx(ctx, func(tx Tx) error { return tx.Publish(ctx, e) }); err != nil {
 		s.Log.ErrorContext(ctx, "a step deferred to the second factor failed", "error", err.Error())
 	}
 	return res, nil

@@ -57,7 +57,7 @@ func TestAuthenticateCachesClients(t *testing.T) {
 }
 
 type userStore struct {
-	store.Store
+	session.Store
 	users map[string]store.User
 	gets  atomic.Int64
 }
@@ -74,7 +74,7 @@ func (s *userStore) GetUser(_ context.Context, id string) (store.User, error) {
 func TestIntrospectionCachesUsernames(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	st := &userStore{users: map[string]store.User{"u1": {ID: "u1", Email: "old@example.com"}}}
-	s := &Server{Sessions: &session.Service{Store: st}, UsernameTTL: 10 * time.Second, Now: func() time.Time { return now }}
+	s := &Server{Sessions: &session.Service{Deps: session.Deps{Store: st}}, UsernameTTL: 10 * time.Second, Now: func() time.Time { return now }}
 	ctx := context.Background()
 	name := func(id string) string {
 		t.Helper()

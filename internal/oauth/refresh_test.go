@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/kv/memory"
 	"github.com/gatehouse/gatehouse/internal/oauth"
@@ -100,9 +101,12 @@ func newScopedEnv(t *testing.T, st store.Store) *scopedEnv {
 		store.RefreshToken{UserID: u.ID, ClientID: cl.Client.ID, Scope: "read write", TokenHash: secret.HashToken(raw), ExpiresAt: exp}); err != nil {
 		t.Fatal(err)
 	}
-	sessions := &session.Service{
-		Store: st, Tokens: tokens, Keys: keys, KV: state, Now: time.Now, Log: log,
+	sessions, err := session.New(session.Deps{
+		Store: event.Narrow(st, nil, func(tx event.Tx) session.Tx { return tx }), Tokens: tokens, Keys: keys, KV: state, Now: time.Now, Log: log,
 		Config: session.Config{AccessTTL: token.DefaultAccessTTL, Leeway: token.DefaultLeeway, RefreshTTL: time.Hour},
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	rt := httpapi.NewRouter(httpapi.ErrorWriter{Log: log})
 	(&oauth.Server{Issuer: "https://auth.example.test", Clients: clients, Sessions: sessions, Tokens: tokens, Log: log}).Routes(rt)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/mileusna/useragent"
 
+	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/mail"
 	"github.com/gatehouse/gatehouse/internal/password"
@@ -150,7 +151,7 @@ func (s *Service) login(ctx context.Context, lk *guard, email, pw string, m http
 
 // saveHash stores an upgraded password hash.
 func (s *Service) saveHash(ctx context.Context, userID, hash string) error {
-	return s.Store.InTx(ctx, func(tx store.Store) error {
+	return s.Store.InTx(ctx, func(tx Tx) error {
 		u, err := tx.GetUserForUpdate(ctx, userID)
 		if err != nil {
 			return err
@@ -211,30 +212,33 @@ func (s *Service) Reauthenticated(ctx context.Context, userID, sessionID string,
 // onLocked records and announces a lockout; failures to do so are logged,
 // the lock itself stands.
 func (s *Service) onLocked(ctx context.Context, u store.User, d time.Duration, m httpapi.Meta) {
-	if err := RecordLock(ctx, s.Store, s.Jobs, s.Keys, u, d, m, "security.account_locked", s.now()); err != nil {
+	err := s.Store.InTx(ctx, func(tx Tx) error {
+		return RecordLock(ctx, tx, s.Jobs, s.Keys, u, d, m, "security.account_locked", s.now())
+	})
+	if err != nil {
 		s.Log.ErrorContext(ctx, "could not record the account lockout", "user_id", u.ID, "error", err.Error())
 	}
 }
 
 // RecordLock appends the audit event action for a lock of d on u's sign-in
 // (a password or a second factor) and queues the account-locked email, in
-// one transaction.
-func RecordLock(ctx context.Context, st store.Store, jobs JobInserter, keys *secret.Keyring, u store.User, d time.Duration, m httpapi.Meta, action string, now time.Time) error {
-	return st.InTx(ctx, func(tx store.Store) error {
-		if err := tx.AppendAuditEvent(ctx, store.AuditEvent{
-			OccurredAt: now, SubjectID: u.ID, Action: action,
-			IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID,
-			Data: map[string]any{"lock_seconds": int(d / time.Second)},
-		}); err != nil {
-			return err
-		}
-		args, err := mail.NewSendArgs(keys, mail.AccountLocked, u.Email, mail.Data{RecipientName: u.Name, UnlockAt: now.Add(d), ExpiresIn: d, IP: m.IP, UserAgent: m.UserAgent, Time: now}, "")
-		if err != nil {
-			return err
-		}
-		_, err = jobs.InsertTx(ctx, tx.DriverTx(), args, nil)
+// the transaction tx.
+func RecordLock(ctx context.Context, tx AuditTx, jobs JobInserter, keys *secret.Keyring, u store.User, d time.Duration, m httpapi.Meta, action string, now time.Time) error {
+	if err := tx.AppendAuditEvent(ctx, store.AuditEvent{
+		OccurredAt: now, SubjectID: u.ID, Action: action,
+		IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID,
+		Data: map[string]any{"lock_seconds": int(d / time.Second)},
+	}); err != nil {
 		return err
-	})
+	}
+	args, err := mail.NewSendArgs(keys, mail.AccountLocked, u.Email, mail.Data{RecipientName: u.Name, UnlockAt: now.Add(d), ExpiresIn: d, IP: m.IP, UserAgent: m.UserAgent, Time: now}, "")
+	if err != nil {
+		return err
+	}
+	if _, err = jobs.InsertTx(ctx, tx.DriverTx(), args, nil); err != nil {
+		return err
+	}
+	return tx.Publish(ctx, event.AccountLocked{UserID: u.ID, Action: action, Lock: d, Meta: m})
 }
 
 // Fingerprint binds a session to a device: a hash of the client's device_id
@@ -296,12 +300,18 @@ func (s *Service) start(ctx context.Context, u store.User, newHash, checkedHash 
 		},
 	}
 	var ended []string
-	if s.Config.MaxSessions <= 0 {
+	if s.Config.MaxSessions <= 0 && !s.Store.Listens(event.SessionStarted{}) {
 		// The common case: one step, which the PostgreSQL store takes in
 		// two round trips.
 		sess, u, err = s.Store.StartSession(ctx, in)
 	} else {
-		err = s.Store.InTx(ctx, func(tx store.Store) error {
+		err = s.Store.InTx(ctx, func(tx Tx) error {
+			if s.Config.MaxSessions <= 0 {
+				if sess, u, err = tx.StartSession(ctx, in); err != nil {
+					return err
+				}
+				return tx.Publish(ctx, event.SessionStarted{Session: sess, Meta: m})
+			}
 			// Lock the user first, so concurrent logins count in turn.
 			if _, err := tx.GetUserForUpdate(ctx, u.ID); err != nil {
 				return err
@@ -322,8 +332,10 @@ func (s *Service) start(ctx context.Context, u store.User, newHash, checkedHash 
 					ended = append(ended, old.ID)
 				}
 			}
-			sess, u, err = tx.StartSession(ctx, in)
-			return err
+			if sess, u, err = tx.StartSession(ctx, in); err != nil {
+				return err
+			}
+			return tx.Publish(ctx, event.SessionStarted{Session: sess, Meta: m})
 		})
 	}
 	if errors.Is(err, store.ErrNotFound) {

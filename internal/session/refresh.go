@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/mail"
 	"github.com/gatehouse/gatehouse/internal/secret"
@@ -170,7 +171,7 @@ func (s *Service) onReuse(ctx context.Context, sess store.Session, m httpapi.Met
 		return
 	}
 	now := s.now()
-	err = s.Store.InTx(ctx, func(tx store.Store) error {
+	err = s.Store.InTx(ctx, func(tx Tx) error {
 		if err := tx.AppendAuditEvent(ctx, store.AuditEvent{
 			OccurredAt: now, SubjectID: u.ID, Action: "security.refresh_token_reuse",
 			IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID,
@@ -182,8 +183,10 @@ func (s *Service) onReuse(ctx context.Context, sess store.Session, m httpapi.Met
 		if err != nil {
 			return err
 		}
-		_, err = s.Jobs.InsertTx(ctx, tx.DriverTx(), args, nil)
-		return err
+		if _, err = s.Jobs.InsertTx(ctx, tx.DriverTx(), args, nil); err != nil {
+			return err
+		}
+		return tx.Publish(ctx, event.RefreshTokenReused{Session: sess, Meta: m})
 	})
 	if err != nil {
 		s.Log.ErrorContext(ctx, "could not record refresh token reuse", "session_id", sess.ID, "error", err.Error())

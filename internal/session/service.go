@@ -7,8 +7,11 @@ package session
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -112,19 +115,67 @@ type Hasher interface {
 	DummyVerify(ctx context.Context, pw string)
 }
 
-// Service implements sign-in and sessions.
-type Service struct {
-	Store  store.Store
-	Hasher Hasher
+// Deps are what the sign-in service is built from (see New).
+type Deps struct {
+	Store  Store
+	Hasher Hasher // needed to sign in with a password
 	Tokens Tokens
 	Keys   *secret.Keyring
 	KV     kv.Store
-	Jobs   JobInserter
-	// MFA, when set, is asked after every correct password.
-	MFA    SecondFactor
+	Jobs   JobInserter // needed for the emails of lockouts and token reuse
 	Now    func() time.Time
 	Log    *slog.Logger
 	Config Config
+}
+
+// Service implements sign-in and sessions. Build it with New (or
+// NewWithSecondFactor); it is not changed afterwards.
+type Service struct {
+	Deps
+	// MFA, when set, is asked after every correct password.
+	MFA SecondFactor
+}
+
+// New checks d and builds the service without a second factor. Now
+// defaults to time.Now, Log to a logger that discards.
+func New(d Deps) (*Service, error) {
+	var missing []string
+	for name, ok := range map[string]bool{"Store": d.Store != nil, "Tokens": d.Tokens != nil, "Keys": d.Keys != nil, "KV": d.KV != nil} {
+		if !ok {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		return nil, fmt.Errorf("session: missing %s", strings.Join(missing, ", "))
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Service{Deps: d}, nil
+}
+
+// NewWithSecondFactor builds the service together with its second factor,
+// which finishes logins through the service: build gets the service
+// (which it may keep but must not call yet) and returns the factor, which
+// the service then asks after every correct password. This ties the one
+// cycle between sign-in and MFA during construction, so that neither is
+// changed once built.
+func NewWithSecondFactor[F SecondFactor](d Deps, build func(*Service) (F, error)) (*Service, F, error) {
+	var none F
+	s, err := New(d)
+	if err != nil {
+		return nil, none, err
+	}
+	f, err := build(s)
+	if err != nil {
+		return nil, none, err
+	}
+	s.MFA = f
+	return s, f, nil
 }
 
 // lockSubject names the lockout counters of a normalized email address

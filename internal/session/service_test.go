@@ -16,6 +16,7 @@ import (
 
 	"github.com/riverqueue/river"
 
+	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/kv"
 	"github.com/gatehouse/gatehouse/internal/kv/memory"
@@ -68,6 +69,12 @@ const goodPassword = "a perfectly fine passphrase 1"
 // with goodPassword).
 func newTestService(t *testing.T, st kv.Store, lk LockoutConfig, emails ...string) (*Service, *countingHasher) {
 	t.Helper()
+	return newTestServiceOn(t, st, lk, nil, emails...)
+}
+
+// newTestServiceOn is newTestService whose transactions publish on bus.
+func newTestServiceOn(t *testing.T, st kv.Store, lk LockoutConfig, bus *event.Bus, emails ...string) (*Service, *countingHasher) {
+	t.Helper()
 	ctx := context.Background()
 	db, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "g.db")})
 	if err != nil {
@@ -90,11 +97,15 @@ func newTestService(t *testing.T, st kv.Store, lk LockoutConfig, emails ...strin
 			t.Fatal(err)
 		}
 	}
-	return &Service{
-		Store: db, Hasher: h, Tokens: &fakeTokens{}, Keys: kr, KV: st, Jobs: noJobs{},
+	s, err := New(Deps{
+		Store: event.Narrow(db, bus, func(tx event.Tx) Tx { return tx }), Hasher: h, Tokens: &fakeTokens{}, Keys: kr, KV: st, Jobs: noJobs{},
 		Now: time.Now, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Config: Config{AccessTTL: 15 * time.Minute, RefreshTTL: 24 * time.Hour, Lockout: lk},
-	}, h
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, h
 }
 
 // problemCode is the stable code of a problem error ("" for another error).

@@ -165,7 +165,17 @@ type Worker struct {
 	provider Provider
 	keyring  *secret.Keyring
 	log      *slog.Logger
+	Hooks
 
+	now func() time.Time
+	// retryDelay, when set, replaces River's backoff; for tests.
+	retryDelay func(attempt int) time.Duration
+}
+
+// Hooks tell the caller what became of a message. They run on the jobs'
+// goroutines, so must be safe for concurrent use, with a context of their
+// own that lasts hookTimeout (10 s) even if the job's has ended.
+type Hooks struct {
 	// OnSent, when set, is called after the provider accepted a message,
 	// with the provider's id for it (Twilio's message SID), so the caller
 	// can match later delivery statuses (StatusHandler) to the code.
@@ -175,30 +185,21 @@ type Worker struct {
 	// its last attempt fails. This is where the caller offers the user
 	// the email code instead and records the event. It is not called for
 	// an attempt interrupted by shutdown, which River runs again.
-	//
-	// Set OnSent and OnFailure before the Queue starts. They run on the
-	// jobs' goroutines, so must be safe for concurrent use, with a context
-	// of their own that lasts hookTimeout (10 s) even if the job's has
-	// ended.
 	OnFailure func(ctx context.Context, args SendArgs, err error)
-
-	now func() time.Time
-	// retryDelay, when set, replaces River's backoff; for tests.
-	retryDelay func(attempt int) time.Duration
 }
 
-// NewWorker returns a Worker sending with provider and opening bodies with
-// keyring. log may be nil; it receives one record per sent message and
-// per message given up on, with the job id, purpose, calling code and
-// masked number only.
-func NewWorker(provider Provider, keyring *secret.Keyring, log *slog.Logger) (*Worker, error) {
+// NewWorker returns a Worker sending with provider, opening bodies with
+// keyring and calling hooks. log may be nil; it receives one record per
+// sent message and per message given up on, with the job id, purpose,
+// calling code and masked number only.
+func NewWorker(provider Provider, keyring *secret.Keyring, log *slog.Logger, hooks Hooks) (*Worker, error) {
 	if provider == nil || keyring == nil {
 		return nil, errors.New("sms: NewWorker needs a provider and a keyring")
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Worker{provider: provider, keyring: keyring, log: log, now: time.Now}, nil
+	return &Worker{provider: provider, keyring: keyring, log: log, Hooks: hooks, now: time.Now}, nil
 }
 
 // Register adds w to workers. It fails if an SMS worker is registered

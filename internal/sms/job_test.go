@@ -179,7 +179,7 @@ func TestJobEndToEnd(t *testing.T) {
 	e := startTwilio(t)
 	kr := newKeyring(t)
 	var logs bytes.Buffer
-	w, err := NewWorker(e.provider(), kr, slog.New(slog.NewTextHandler(&logs, nil)))
+	w, err := NewWorker(e.provider(), kr, slog.New(slog.NewTextHandler(&logs, nil)), Hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,7 +256,7 @@ func TestJobRetry(t *testing.T) {
 		return 0, ""
 	})
 	kr := newKeyring(t)
-	w, err := NewWorker(e.provider(), kr, nil)
+	w, err := NewWorker(e.provider(), kr, nil, Hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,7 +308,7 @@ func TestJobRetry(t *testing.T) {
 func TestJobCancelled(t *testing.T) {
 	e := startTwilio(t)
 	kr := newKeyring(t)
-	w, err := NewWorker(e.provider(), kr, nil)
+	w, err := NewWorker(e.provider(), kr, nil, Hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -402,7 +402,7 @@ func TestJobRetriesExhausted(t *testing.T) {
 	e := startTwilio(t)
 	e.setScript(func(int) (int, string) { return 503, jsonError(20503, 503, "Service Unavailable") })
 	kr := newKeyring(t)
-	w, err := NewWorker(e.provider(), kr, nil)
+	w, err := NewWorker(e.provider(), kr, nil, Hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -446,7 +446,7 @@ func TestJobToOutbox(t *testing.T) {
 		t.Fatal(err)
 	}
 	kr := newKeyring(t)
-	w, err := NewWorker(o, kr, nil)
+	w, err := NewWorker(o, kr, nil, Hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -541,13 +541,13 @@ func TestNewSendArgs(t *testing.T) {
 }
 
 func TestNewWorkerAndRegister(t *testing.T) {
-	if _, err := NewWorker(nil, newKeyring(t), nil); err == nil {
+	if _, err := NewWorker(nil, newKeyring(t), nil, Hooks{}); err == nil {
 		t.Error("NewWorker without a provider succeeded")
 	}
-	if _, err := NewWorker(&Outbox{}, nil, nil); err == nil {
+	if _, err := NewWorker(&Outbox{}, nil, nil, Hooks{}); err == nil {
 		t.Error("NewWorker without a keyring succeeded")
 	}
-	w, err := NewWorker(&Outbox{}, newKeyring(t), nil)
+	w, err := NewWorker(&Outbox{}, newKeyring(t), nil, Hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -568,7 +568,7 @@ func TestJobBadCredentials(t *testing.T) {
 	tw.AuthToken = "stale-token-after-rotation"
 	kr := newKeyring(t)
 	var logs bytes.Buffer
-	w, err := NewWorker(tw, kr, slog.New(slog.NewJSONHandler(&logs, nil)))
+	w, err := NewWorker(tw, kr, slog.New(slog.NewJSONHandler(&logs, nil)), Hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}

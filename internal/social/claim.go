@@ -33,7 +33,7 @@ const (
 // rather than through the MFA service: the removal must commit with the
 // rest or not at all, and MFA's own removal asks for a recent
 // authentication of the very account being cleared.
-func (s *Service) claimUnverified(ctx context.Context, tx store.Store, u store.User, via, providerID string, m httpapi.Meta) (store.User, []string, error) {
+func (s *Service) claimUnverified(ctx context.Context, tx Tx, u store.User, via, providerID string, m httpapi.Meta) (store.User, []string, error) {
 	now := s.now()
 	ids, err := tx.ListIdentities(ctx, u.ID)
 	if err != nil {

@@ -296,7 +296,7 @@ func (s *Service) resolve(ctx context.Context, p provider.Provider, prof provide
 	}
 	// Sign-up: a verified account without a password, with the identity.
 	var created store.User
-	err = s.Store.InTx(ctx, func(tx store.Store) error {
+	err = s.Store.InTx(ctx, func(tx Tx) error {
 		var err error
 		created, err = tx.CreateUser(ctx, store.User{
 			Email: prof.Email, EmailNormalized: norm, EmailVerifiedAt: now, Name: prof.Name, GivenName: prof.GivenName,

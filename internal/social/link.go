@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/kv"
 	"github.com/gatehouse/gatehouse/internal/secret"
@@ -66,13 +67,16 @@ func (s *Service) decodeLink(raw []byte) (pendingLink, error) {
 
 // link records an identity for a user, with an event and a notice.
 func (s *Service) link(ctx context.Context, userID, providerID string, prof provider.Profile, m httpapi.Meta) error {
-	return s.Store.InTx(ctx, func(tx store.Store) error {
-		u, err := tx.GetUser(ctx, userID)
-		if err != nil {
-			return err
-		}
-		return s.createIdentity(ctx, tx, u, providerID, prof, m)
-	})
+	return s.Store.InTx(ctx, func(tx Tx) error { return s.linkIn(ctx, tx, userID, providerID, prof, m) })
+}
+
+// linkIn is link in the open transaction tx.
+func (s *Service) linkIn(ctx context.Context, tx Tx, userID, providerID string, prof provider.Profile, m httpapi.Meta) error {
+	u, err := tx.GetUser(ctx, userID)
+	if err != nil {
+		return err
+	}
+	return s.createIdentity(ctx, tx, u, providerID, prof, m)
 }
 
 // autoLink links an identity whose verified email, from a provider trusted
@@ -82,7 +86,7 @@ func (s *Service) link(ctx context.Context, userID, providerID string, prof prov
 // first (claimUnverified), as when a magic link proves the address.
 func (s *Service) autoLink(ctx context.Context, userID, providerID string, prof provider.Profile, m httpapi.Meta) error {
 	var ended []string
-	err := s.Store.InTx(ctx, func(tx store.Store) error {
+	err := s.Store.InTx(ctx, func(tx Tx) error {
 		u, err := tx.GetUserForUpdate(ctx, userID)
 		if err != nil {
 			return err
@@ -104,14 +108,17 @@ func (s *Service) autoLink(ctx context.Context, userID, providerID string, prof 
 	return nil
 }
 
-func (s *Service) createIdentity(ctx context.Context, tx store.Store, u store.User, providerID string, prof provider.Profile, m httpapi.Meta) error {
+func (s *Service) createIdentity(ctx context.Context, tx Tx, u store.User, providerID string, prof provider.Profile, m httpapi.Meta) error {
 	if _, err := tx.CreateIdentity(ctx, store.Identity{UserID: u.ID, Provider: providerID, Subject: prof.Subject, Email: prof.Email, LinkedAt: s.now()}); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return ErrIdentityInUse
 		}
 		return err
 	}
-	return s.notice(ctx, tx, u, "identity.linked", fmt.Sprintf("Your %s account was linked for signing in", providerID), m, map[string]any{"provider": providerID})
+	if err := s.notice(ctx, tx, u, "identity.linked", fmt.Sprintf("Your %s account was linked for signing in", providerID), m, map[string]any{"provider": providerID}); err != nil {
+		return err
+	}
+	return tx.Publish(ctx, event.IdentityLinked{UserID: u.ID, Provider: providerID, Meta: m})
 }
 
 // ConfirmLink completes a link by proving the existing account with its
@@ -185,12 +192,12 @@ func (s *Service) deferLink(ctx context.Context, ch *session.Challenge, pl pendi
 }
 
 // CompleteDeferredLink makes the link ConfirmLink deferred to the second
-// factor. It is MFA's hook (mfa.Service.AfterSecondFactor), called with
-// the consumed mfa_token or enrollment_token once the login it belongs to
-// has fully succeeded. The link is taken once; a token that deferred none
-// is nothing to do. An identity linked meanwhile is left as it is, as in
-// ConfirmLink.
-func (s *Service) CompleteDeferredLink(ctx context.Context, pendingToken, userID string, sm httpapi.Meta) error {
+// factor, in the transaction tx. It handles event.SecondFactorVerified,
+// published with the consumed mfa_token or enrollment_token once the
+// login it belongs to has fully succeeded. The link is taken once; a
+// token that deferred none is nothing to do. An identity linked
+// meanwhile is left as it is, as in ConfirmLink.
+func (s *Service) CompleteDeferredLink(ctx context.Context, tx Tx, pendingToken, userID string, sm httpapi.Meta) error {
 	raw, err := s.KV.GetDel(ctx, deferredLinkKey(pendingToken))
 	if errors.Is(err, kv.ErrNotFound) {
 		return nil
@@ -205,8 +212,14 @@ func (s *Service) CompleteDeferredLink(ctx context.Context, pendingToken, userID
 	if pl.UserID != userID {
 		return errors.New("social: deferred link: the login is of another user")
 	}
-	m := sm
-	if err := s.link(ctx, userID, pl.Provider, provider.Profile{Subject: pl.Subject, Email: pl.Email}, m); err != nil && !errors.Is(err, ErrIdentityInUse) {
+	// An identity linked meanwhile is looked for first: a failed insert
+	// would void the whole transaction on PostgreSQL.
+	if _, err := tx.GetIdentity(ctx, pl.Provider, pl.Subject); err == nil {
+		return nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("social: deferred link: %w", err)
+	}
+	if err := s.linkIn(ctx, tx, userID, pl.Provider, provider.Profile{Subject: pl.Subject, Email: pl.Email}, sm); err != nil && !errors.Is(err, ErrIdentityInUse) {
 		return fmt.Errorf("social: deferred link: %w", err)
 	}
 	return nil
@@ -219,7 +232,7 @@ func (s *Service) Identities(ctx context.Context, userID string) ([]store.Identi
 
 // Unlink removes an identity unless it is the last way to sign in.
 func (s *Service) Unlink(ctx context.Context, userID, id string, m httpapi.Meta) error {
-	return s.Store.InTx(ctx, func(tx store.Store) error {
+	return s.Store.InTx(ctx, func(tx Tx) error {
 		u, err := tx.GetUserForUpdate(ctx, userID)
 		if err != nil {
 			return err

@@ -70,16 +70,15 @@ const magicEmailPurpose = "magic-link-email"
 // carries it; for any other address it does nothing.
 type MagicLinkWorker struct {
 	river.WorkerDefaults[MagicLinkArgs]
-	// Service is set once the service is built, before the queue starts.
-	Service *Service
+	service *Service
 }
+
+// NewMagicLinkWorker returns the worker of s's magic-link requests.
+func NewMagicLinkWorker(s *Service) *MagicLinkWorker { return &MagicLinkWorker{service: s} }
 
 // Work implements river.Worker.
 func (w *MagicLinkWorker) Work(ctx context.Context, job *river.Job[MagicLinkArgs]) error {
-	if w.Service == nil {
-		return errors.New("social: the magic-link worker has no service")
-	}
-	return w.Service.sendMagicLink(ctx, job.Args)
+	return w.service.sendMagicLink(ctx, job.Args)
 }
 
 // RequestMagicLink asks for a one-time sign-in link to be emailed to the
@@ -144,7 +143,7 @@ func (s *Service) sendMagicLink(ctx context.Context, a MagicLinkArgs) error {
 	if err := s.KV.Set(ctx, magicKey(tok), grant, s.Config.MagicLinkTTL); err != nil {
 		return err
 	}
-	return s.Store.InTx(ctx, func(tx store.Store) error {
+	return s.Store.InTx(ctx, func(tx Tx) error {
 		if err := tx.AppendAuditEvent(ctx, store.AuditEvent{OccurredAt: now, SubjectID: u.ID, Action: "user.magic_link_requested", IP: a.IP, UserAgent: a.UserAgent, RequestID: a.RequestID}); err != nil {
 			return err
 		}
@@ -179,7 +178,7 @@ func (s *Service) VerifyMagicLink(ctx context.Context, tok string, sm httpapi.Me
 	}
 	m := sm
 	var ended []string
-	err = s.Store.InTx(ctx, func(tx store.Store) error {
+	err = s.Store.InTx(ctx, func(tx Tx) error {
 		u, err := tx.GetUserForUpdate(ctx, g.UserID)
 		if err != nil {
 			return err

@@ -9,8 +9,10 @@ package social
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -115,9 +117,9 @@ type JobInserter interface {
 	InsertTx(ctx context.Context, tx any, args river.JobArgs, opts *river.InsertOpts) (int64, error)
 }
 
-// Service implements social sign-in.
-type Service struct {
-	Store     store.Store
+// Deps are what social sign-in is built from (see New).
+type Deps struct {
+	Store     Store
 	Providers *provider.Registry
 	KV        kv.Store
 	Limiter   ratelimit.Limiter
@@ -129,14 +131,45 @@ type Service struct {
 	Log       *slog.Logger
 	Config    Config
 	Metrics   *prometheus.CounterVec // provider, outcome
+}
+
+// Service implements social sign-in. Build it with New; its dependencies
+// are not changed afterwards.
+type Service struct {
+	Deps
 
 	mu      sync.Mutex
 	breaker map[string]*breakerState
 }
 
+// New checks d and builds the service. Now defaults to time.Now, Log to a
+// logger that discards.
+func New(d Deps) (*Service, error) {
+	var missing []string
+	for name, ok := range map[string]bool{
+		"Store": d.Store != nil, "Providers": d.Providers != nil, "KV": d.KV != nil, "Limiter": d.Limiter != nil,
+		"Keys": d.Keys != nil, "Jobs": d.Jobs != nil, "Sessions": d.Sessions != nil, "Metrics": d.Metrics != nil,
+	} {
+		if !ok {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		return nil, fmt.Errorf("social: missing %s", strings.Join(missing, ", "))
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Service{Deps: d}, nil
+}
+
 func (s *Service) now() time.Time { return s.Now().UTC() }
 
-func (s *Service) notice(ctx context.Context, tx store.Store, u store.User, action, event string, m httpapi.Meta, data map[string]any) error {
+func (s *Service) notice(ctx context.Context, tx Tx, u store.User, action, event string, m httpapi.Meta, data map[string]any) error {
 	now := s.now()
 	if err := tx.AppendAuditEvent(ctx, store.AuditEvent{
 		OccurredAt: now, ActorID: u.ID, SubjectID: u.ID, Action: action, IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID, Data: data,

@@ -45,9 +45,11 @@ const (
 	DialectSQLite   = "sqlite"
 )
 
-// Store is what every backend implements. Domain issues add their own
-// method sets (users, sessions, …) as small interfaces declared where they
-// are used, and the backends grow to satisfy them.
+// Store is what every backend implements. Domains do not take it whole:
+// each declares the method sets it uses and an InTx over its own
+// transaction type (see Narrow), so a domain touching another's tables
+// shows in its type. Only the wiring, maintenance and the conformance
+// suite hold a Store.
 type Store interface {
 	AuditLog
 	Transactor

@@ -46,7 +46,7 @@ func (s *Service) confirmEmailChange(ctx context.Context, userID, newEmail, curr
 // cancels a pending change; anything else is a new address, which becomes
 // pending until the link sent to it is followed, and the current address
 // is told.
-func (s *Service) changeEmail(ctx context.Context, tx store.Store, u *store.User, newEmail string, confirmed bool, diff map[string]any, m httpapi.Meta) error {
+func (s *Service) changeEmail(ctx context.Context, tx Tx, u *store.User, newEmail string, confirmed bool, diff map[string]any, m httpapi.Meta) error {
 	if sameAddress(newEmail, u.Email) {
 		if newEmail != u.Email {
 			diff["email"] = map[string]any{"old": u.Email, "new": newEmail}

@@ -73,22 +73,24 @@ func (s *Service) enqueueEmailRequest(ctx context.Context, request, email string
 		return fmt.Errorf("seal the address of an email request: %w", err)
 	}
 	args := EmailRequestArgs{Request: request, SealedEmail: sealed, IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID, RequestedAt: s.now()}
-	return s.Store.InTx(ctx, func(tx store.Store) error {
+	return s.Store.InTx(ctx, func(tx Tx) error {
 		_, err := s.Jobs.InsertTx(ctx, tx.DriverTx(), args, nil)
 		return err
 	})
 }
 
-// EmailRequestWorker works EmailRequestArgs jobs. Set Service before the
-// queue starts.
+// EmailRequestWorker works EmailRequestArgs jobs.
 type EmailRequestWorker struct {
 	river.WorkerDefaults[EmailRequestArgs]
-	Service *Service
+	service *Service
 }
+
+// NewEmailRequestWorker returns the worker of s's email requests.
+func NewEmailRequestWorker(s *Service) *EmailRequestWorker { return &EmailRequestWorker{service: s} }
 
 // Work implements river.Worker.
 func (w *EmailRequestWorker) Work(ctx context.Context, job *river.Job[EmailRequestArgs]) error {
-	return w.Service.HandleEmailRequest(ctx, job.Args)
+	return w.service.HandleEmailRequest(ctx, job.Args)
 }
 
 // HandleEmailRequest does what a forgot-password or resend-verification
@@ -139,7 +141,7 @@ func (s *Service) sendVerification(ctx context.Context, u store.User, m httpapi.
 	if err != nil {
 		return err
 	}
-	return s.Store.InTx(ctx, func(tx store.Store) error {
+	return s.Store.InTx(ctx, func(tx Tx) error {
 		if err := s.issueToken(ctx, tx, u, store.PurposeVerifyEmail, u.Email, token, s.Config.VerificationTTL); err != nil {
 			return err
 		}
@@ -157,7 +159,7 @@ func (s *Service) sendReset(ctx context.Context, u store.User, m httpapi.Meta) e
 	if err != nil {
 		return err
 	}
-	return s.Store.InTx(ctx, func(tx store.Store) error {
+	return s.Store.InTx(ctx, func(tx Tx) error {
 		if err := s.issueToken(ctx, tx, u, store.PurposePasswordReset, u.Email, token, s.Config.ResetTTL); err != nil {
 			return err
 		}

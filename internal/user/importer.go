@@ -42,7 +42,7 @@ func (s *Service) Create(ctx context.Context, in NewUser, m httpapi.Meta) (store
 		u.EmailVerifiedAt = s.now()
 	}
 	var out store.User
-	err = s.Store.InTx(ctx, func(tx store.Store) error {
+	err = s.Store.InTx(ctx, func(tx Tx) error {
 		var err error
 		if out, err = tx.CreateUser(ctx, u); err != nil {
 			return err
@@ -167,7 +167,7 @@ func (s *Service) importLine(ctx context.Context, raw []byte, m httpapi.Meta) er
 	if in.EmailVerified {
 		u.EmailVerifiedAt = s.now()
 	}
-	err := s.Store.InTx(ctx, func(tx store.Store) error {
+	err := s.Store.InTx(ctx, func(tx Tx) error {
 		created, err := tx.CreateUser(ctx, u)
 		if err != nil {
 			return err

@@ -117,7 +117,7 @@ func (s *Service) UpdateProfile(ctx context.Context, userID string, p ProfilePat
 		return store.User{}, err
 	}
 	var out store.User
-	err = s.Store.InTx(ctx, func(tx store.Store) error {
+	err = s.Store.InTx(ctx, func(tx Tx) error {
 		u, err := tx.GetUserForUpdate(ctx, userID)
 		if err != nil {
 			return err

@@ -11,12 +11,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/riverqueue/river"
 
 	"github.com/gatehouse/gatehouse/internal/auth"
+	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/mail"
 	"github.com/gatehouse/gatehouse/internal/password"
@@ -104,15 +106,15 @@ func DefaultConfig(appURL string) Config {
 	}
 }
 
-// Service implements the account use cases.
-type Service struct {
-	Store    store.Store
+// Deps are what the account service is built from (see New).
+type Deps struct {
+	Store    Store
 	Hasher   *password.Hasher
 	Policy   password.Policy
 	Jobs     JobInserter
 	Keys     *secret.Keyring
 	Limiter  ratelimit.Limiter
-	Sessions SessionRevoker // nil until sessions exist
+	Sessions SessionRevoker // nil: no sessions to end (the CLI, tests)
 	// Passwords confirms sensitive changes by password; without it they
 	// need a recent sign-in.
 	Passwords PasswordVerifier
@@ -121,10 +123,39 @@ type Service struct {
 	Config    Config
 }
 
+// Service implements the account use cases. Build it with New; it is not
+// changed afterwards.
+type Service struct{ Deps }
+
+// New checks d and builds the service. Now defaults to time.Now, Log to a
+// logger that discards.
+func New(d Deps) (*Service, error) {
+	var missing []string
+	for name, ok := range map[string]bool{
+		"Store": d.Store != nil, "Hasher": d.Hasher != nil, "Jobs": d.Jobs != nil,
+		"Keys": d.Keys != nil, "Limiter": d.Limiter != nil,
+	} {
+		if !ok {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		return nil, fmt.Errorf("user: missing %s", strings.Join(missing, ", "))
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Service{Deps: d}, nil
+}
+
 func (s *Service) now() time.Time { return s.Now().UTC() }
 
 // audit appends an account event in the transaction tx.
-func (s *Service) audit(ctx context.Context, tx store.Store, m httpapi.Meta, subject, action string, data map[string]any) error {
+func (s *Service) audit(ctx context.Context, tx Tx, m httpapi.Meta, subject, action string, data map[string]any) error {
 	actor := m.ActorID
 	return tx.AppendAuditEvent(ctx, store.AuditEvent{
 		OccurredAt: s.now(), ActorID: actor, SubjectID: subject, Action: action,
@@ -133,7 +164,7 @@ func (s *Service) audit(ctx context.Context, tx store.Store, m httpapi.Meta, sub
 }
 
 // sendMail enqueues a message in tx.
-func (s *Service) sendMail(ctx context.Context, tx store.Store, template, to string, data mail.Data, link string) error {
+func (s *Service) sendMail(ctx context.Context, tx Tx, template, to string, data mail.Data, link string) error {
 	args, err := mail.NewSendArgs(s.Keys, template, to, data, link)
 	if err != nil {
 		return err
@@ -223,7 +254,7 @@ func (s *Service) Register(ctx context.Context, email, pw, name string, m httpap
 	if err != nil {
 		return "", err
 	}
-	err = s.Store.InTx(ctx, func(tx store.Store) error {
+	err = s.Store.InTx(ctx, func(tx Tx) error {
 		u, err := tx.CreateUser(ctx, store.User{
 			Email: email, EmailNormalized: norm, PasswordHash: hash, Name: name, Status: store.UserActive,
 		})
@@ -236,7 +267,10 @@ func (s *Service) Register(ctx context.Context, email, pw, name string, m httpap
 		if err := s.audit(ctx, tx, m, u.ID, "user.registered", map[string]any{"email": u.Email}); err != nil {
 			return err
 		}
-		return s.sendMail(ctx, tx, mail.VerifyEmail, u.Email, mail.Data{RecipientName: u.Name, ExpiresIn: s.Config.VerificationTTL}, s.link("/verify-email", token))
+		if err := s.sendMail(ctx, tx, mail.VerifyEmail, u.Email, mail.Data{RecipientName: u.Name, ExpiresIn: s.Config.VerificationTTL}, s.link("/verify-email", token)); err != nil {
+			return err
+		}
+		return tx.Publish(ctx, event.UserRegistered{User: u, Meta: m})
 	})
 	if errors.Is(err, store.ErrConflict) {
 		// Someone registered the same address a moment ago.
@@ -255,7 +289,7 @@ func (s *Service) signupAttempt(ctx context.Context, u store.User, m httpapi.Met
 	if ok, _, err := s.allow(ctx, s.addrKey(u.EmailNormalized), s.Config.EmailPerAddress); err != nil || !ok {
 		return err
 	}
-	return s.Store.InTx(ctx, func(tx store.Store) error {
+	return s.Store.InTx(ctx, func(tx Tx) error {
 		if err := s.audit(ctx, tx, m, u.ID, "user.signup_attempted", nil); err != nil {
 			return err
 		}
@@ -267,7 +301,7 @@ func (s *Service) signupAttempt(ctx context.Context, u store.User, m httpapi.Met
 
 // issueToken stores the hash of a new one-time token (superseding older
 // ones of the same purpose).
-func (s *Service) issueToken(ctx context.Context, tx store.Store, u store.User, purpose store.TokenPurpose, email, token string, ttl time.Duration) error {
+func (s *Service) issueToken(ctx context.Context, tx Tx, u store.User, purpose store.TokenPurpose, email, token string, ttl time.Duration) error {
 	now := s.now()
 	return tx.CreateOneTimeToken(ctx, store.OneTimeToken{
 		UserID: u.ID, Purpose: purpose, TokenHash: secret.HashToken(token), Email: email,
@@ -294,7 +328,7 @@ func (s *Service) VerifyEmail(ctx context.Context, token string, m httpapi.Meta)
 	}
 	hash := secret.HashToken(token)
 	var out store.User
-	err := s.Store.InTx(ctx, func(tx store.Store) error {
+	err := s.Store.InTx(ctx, func(tx Tx) error {
 		now := s.now()
 		t, err := tx.ConsumeOneTimeToken(ctx, store.PurposeVerifyEmail, hash, now)
 		if errors.Is(err, store.ErrNotFound) {
@@ -417,7 +451,7 @@ func (s *Service) ResetPassword(ctx context.Context, token, pw string, m httpapi
 	if err != nil {
 		return err
 	}
-	err = s.Store.InTx(ctx, func(tx store.Store) error {
+	err = s.Store.InTx(ctx, func(tx Tx) error {
 		now := s.now()
 		t, err := tx.ConsumeOneTimeToken(ctx, store.PurposePasswordReset, hash, now)
 		if errors.Is(err, store.ErrNotFound) {
@@ -449,7 +483,10 @@ func (s *Service) ResetPassword(ctx context.Context, token, pw string, m httpapi
 		if err := s.audit(ctx, tx, mm, u.ID, "user.password_reset", nil); err != nil {
 			return err
 		}
-		return s.sendMail(ctx, tx, mail.PasswordChanged, u.Email, mail.Data{RecipientName: u.Name, Time: now, IP: m.IP, UserAgent: m.UserAgent}, "")
+		if err := s.sendMail(ctx, tx, mail.PasswordChanged, u.Email, mail.Data{RecipientName: u.Name, Time: now, IP: m.IP, UserAgent: m.UserAgent}, ""); err != nil {
+			return err
+		}
+		return tx.Publish(ctx, event.PasswordChanged{UserID: u.ID, Reset: true, Meta: mm})
 	})
 	if err != nil {
 		return err
@@ -502,7 +539,7 @@ func (s *Service) ChangePassword(ctx context.Context, userID, sessionID, current
 	if err != nil {
 		return err
 	}
-	err = s.Store.InTx(ctx, func(tx store.Store) error {
+	err = s.Store.InTx(ctx, func(tx Tx) error {
 		u, err := tx.GetUserForUpdate(ctx, userID)
 		if err != nil {
 			return err
@@ -517,7 +554,10 @@ func (s *Service) ChangePassword(ctx context.Context, userID, sessionID, current
 		if err := s.audit(ctx, tx, m, u.ID, "user.password_changed", nil); err != nil {
 			return err
 		}
-		return s.sendMail(ctx, tx, mail.PasswordChanged, u.Email, mail.Data{RecipientName: u.Name, Time: s.now(), IP: m.IP, UserAgent: m.UserAgent}, "")
+		if err := s.sendMail(ctx, tx, mail.PasswordChanged, u.Email, mail.Data{RecipientName: u.Name, Time: s.now(), IP: m.IP, UserAgent: m.UserAgent}, ""); err != nil {
+			return err
+		}
+		return tx.Publish(ctx, event.PasswordChanged{UserID: u.ID, Meta: m})
 	})
 	if err != nil {
 		return err

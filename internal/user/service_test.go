@@ -16,6 +16,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/gatehouse/gatehouse/internal/clocktest"
+	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/mail"
 	"github.com/gatehouse/gatehouse/internal/password"
@@ -100,6 +101,12 @@ func (c *capturedJobs) token(t *testing.T, kr *secret.Keyring, template, to stri
 
 func newTestService(t *testing.T) (*Service, *capturedJobs, *clocktest.Clock, *secret.Keyring) {
 	t.Helper()
+	return newTestServiceOn(t, nil)
+}
+
+// newTestServiceOn is newTestService whose transactions publish on bus.
+func newTestServiceOn(t *testing.T, bus *event.Bus) (*Service, *capturedJobs, *clocktest.Clock, *secret.Keyring) {
+	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "g.db")})
 	if err != nil {
@@ -114,10 +121,13 @@ func newTestService(t *testing.T) (*Service, *capturedJobs, *clocktest.Clock, *s
 	jobs := &capturedJobs{}
 	clk := clocktest.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	pol := password.DefaultPolicy()
-	s := &Service{
-		Store: st, Hasher: password.NewHasher(password.Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}, 2),
+	s, err := New(Deps{
+		Store: event.Narrow(st, bus, func(tx event.Tx) Tx { return tx }), Hasher: password.NewHasher(password.Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}, 2),
 		Policy: pol, Jobs: jobs, Keys: kr, Limiter: ratelimit.NewMemory(clk.Now), Now: clk.Now,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Config: DefaultConfig("https://app.example.com"),
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	jobs.svc = s
 	return s, jobs, clk, kr
@@ -576,7 +586,7 @@ func TestResetLinkToTheOldAddressDiesWithAnEmailChange(t *testing.T) {
 	// A reset token for the old address that outlived the change (its
 	// job read the account just before the change was confirmed).
 	late := "late-token-for-the-old-address-000000000"
-	err := s.Store.InTx(ctx, func(tx store.Store) error {
+	err := s.Store.InTx(ctx, func(tx Tx) error {
 		return s.issueToken(ctx, tx, store.User{ID: u.ID}, store.PurposePasswordReset, "moving@example.com", late, time.Hour)
 	})
 	if err != nil {

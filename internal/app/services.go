@@ -1,0 +1,85 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/riverqueue/river"
+
+	"github.com/gatehouse/gatehouse/internal/admin"
+	"github.com/gatehouse/gatehouse/internal/event"
+	"github.com/gatehouse/gatehouse/internal/mfa"
+	"github.com/gatehouse/gatehouse/internal/session"
+	"github.com/gatehouse/gatehouse/internal/social"
+	"github.com/gatehouse/gatehouse/internal/user"
+)
+
+// services are the domain services the handlers and workers are built
+// on.
+type services struct {
+	sessions *session.Service
+	mfa      *mfa.Service
+	users    *user.Service
+	social   *social.Service
+	admin    *admin.Service
+}
+
+// newServices builds every domain service in the order they depend on each
+// other, each complete when built, then subscribes the reactions of one
+// domain to another's events. This is the one place that shows both.
+func newServices(d *deps) (services, error) {
+	var s services
+	var err error
+	// Sign-in asks MFA after every correct password, and MFA finishes
+	// logins through sign-in: the two are built together.
+	s.sessions, s.mfa, err = session.NewWithSecondFactor(sessionDeps(d), func(sessions *session.Service) (*mfa.Service, error) {
+		return newMFAService(d, sessions)
+	})
+	if err != nil {
+		return services{}, err
+	}
+	if s.users, err = newUserService(d, s.sessions); err != nil {
+		return services{}, err
+	}
+	providers, err := socialProviders(d.cfg)
+	if err != nil {
+		return services{}, fmt.Errorf("social sign-in settings:\n%w", err)
+	}
+	if s.social, err = newSocialService(d, providers, s.sessions, s.mfa); err != nil {
+		return services{}, err
+	}
+	if s.admin, err = admin.New(admin.Deps{Store: adminStore(d.db.store), Sessions: s.sessions, Now: time.Now}); err != nil {
+		return services{}, err
+	}
+	subscribe(d.bus, s)
+	return s, nil
+}
+
+// subscribe registers the reactions between domains. Each runs in the
+// transaction that published its event (see package event).
+func subscribe(bus *event.Bus, s services) {
+	// A text message of a sign-in that could not be sent opens the email
+	// code as a fallback for that sign-in.
+	event.Subscribe(bus, func(ctx context.Context, tx event.Tx, e event.SMSDeliveryFailed) error {
+		return s.mfa.SMSFailed(ctx, tx, e.Args, e.Cause)
+	})
+	// A social link confirmed with the password of an account with MFA
+	// is made once the second factor succeeded.
+	event.Subscribe(bus, func(ctx context.Context, tx event.Tx, e event.SecondFactorVerified) error {
+		return s.social.CompleteDeferredLink(ctx, tx, e.PendingToken, e.UserID, e.Meta)
+	})
+}
+
+// addServiceWorkers adds the job workers that work for a domain service:
+// magic-link requests (social) and forgot-password and
+// resend-verification requests (accounts). They join the bundle after the
+// queue was made, as the services enqueue through it, and before it
+// starts; River looks workers up in the bundle when it works a job (see
+// TestWorkerAddedBeforeStart in internal/jobs).
+func addServiceWorkers(workers *river.Workers, s services) error {
+	if err := river.AddWorkerSafely(workers, social.NewMagicLinkWorker(s.social)); err != nil {
+		return err
+	}
+	return river.AddWorkerSafely(workers, user.NewEmailRequestWorker(s.users))
+}
