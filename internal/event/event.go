@@ -1,6 +1,6 @@
 // Package event is how a change in one domain reaches the others: typed
 // events, published by the domain inside the transaction of the change,
-// and handlers subscribed in one visible place (internal/app/events.go).
+// and handlers subscribed in one visible place (internal/app/services.go).
 //
 // A handler runs in the publisher's transaction and gets its store, so
 // what it records (an audit row, a job, a webhook delivery) commits or
