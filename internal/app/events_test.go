@@ -30,7 +30,7 @@ func newTestServices(t *testing.T, env map[string]string) (*deps, services) {
 	if err := migrateUp(ctx, db, log); err != nil {
 		t.Fatal(err)
 	}
-	st, err := openState(ctx, cfg, log)
+	st, err := openState(ctx, cfg, log, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +40,7 @@ func newTestServices(t *testing.T, env map[string]string) (*deps, services) {
 		t.Fatal(err)
 	}
 	tokensCtx, stop := context.WithCancel(ctx)
-	tokens, err := startTokens(tokensCtx, cfg, db, keys, st, log)
+	tokens, err := startTokens(tokensCtx, cfg, db, keys, st, log, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}

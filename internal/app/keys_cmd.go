@@ -26,7 +26,7 @@ func (c *cli) openForCLI(ctx context.Context, cfg *config.Config, log *slog.Logg
 			return nil, nil, nil, err
 		}
 	}
-	st, err := openState(ctx, cfg, log)
+	st, err := openState(ctx, cfg, log, time.Now)
 	if err != nil {
 		db.Close()
 		return nil, nil, nil, err

@@ -96,7 +96,7 @@ func newMFAService(d *deps, sessions *session.Service) (*mfa.Service, error) {
 	}
 	return mfa.New(mfa.Deps{
 		Store: mfaStore(d.db.store, d.bus), Keys: d.keys, Codes: codes, KV: d.state.kv, Limiter: d.state.limiter, Jobs: d.queue,
-		SMSGuard: guard, Sessions: sessions, Now: time.Now, Log: d.log, Config: c,
+		SMSGuard: guard, Sessions: sessions, Now: d.now, Log: d.log, Config: c,
 	})
 }
 

@@ -29,10 +29,10 @@ func revokeEveryWay(t *testing.T, e *accountEnv, admin oauthClient) revokedToken
 	r.killed = e.login(t, "user@example.com", strongPassword)
 	// iat has whole seconds: step over them, so that the kill switch cuts
 	// off only the token issued before it.
-	time.Sleep(1100 * time.Millisecond)
+	e.s.clock.Advance(1100 * time.Millisecond)
 	adminAT := e.login(t, "root@example.com", strongPassword)
-	cut := time.Now()
-	time.Sleep(1100 * time.Millisecond)
+	cut := e.s.clock.Now()
+	e.s.clock.Advance(1100 * time.Millisecond)
 	if code, body, _ := call(t, "POST", e.url("/v1/admin/tokens/revoke-before"), map[string]string{"before": cut.UTC().Format(time.RFC3339Nano)}, bearer(adminAT)...); code != 200 {
 		t.Fatalf("revoke-before = %d %v", code, body)
 	}
@@ -89,7 +89,7 @@ func TestRevocationSurvivesRestartEmbedded(t *testing.T) {
 	if err := e.s.stop(); err != nil {
 		t.Fatal(err)
 	}
-	restarted := startServer(t, testConfig(t, e.cfgEnv))
+	restarted := startServerWithClock(t, testConfig(t, e.cfgEnv), e.s.clock)
 	wantRevoked(t, restarted.public, admin, r)
 }
 
@@ -100,7 +100,7 @@ func TestRevocationSurvivesRestartEmbedded(t *testing.T) {
 func TestRevocationSurvivesRedisLossPostgresRedis(t *testing.T) {
 	env := postgresRedisEnv(t)
 	e := newAccountEnv(t, env)
-	other := startServer(t, testConfig(t, e.cfgEnv))
+	other := startServerWithClock(t, testConfig(t, e.cfgEnv), e.s.clock)
 	admin := e.newClient(t, "ops", "introspect revoke")
 	r := revokeEveryWay(t, e, admin)
 	nodes := []string{e.s.public, other.public}
@@ -159,7 +159,9 @@ func TestAccessTokenDiesAtExp(t *testing.T) {
 	if code := meStatus(t, e.s.public, tok); code != 200 {
 		t.Fatalf("/v1/me with a fresh token = %d", code)
 	}
-	time.Sleep(time.Until(exp.Add(time.Second)))
+	// The server's clock jumps past exp instead of the test sleeping a
+	// minute.
+	e.s.clock.Advance(exp.Add(time.Second).Sub(e.s.clock.Now()))
 	if code := meStatus(t, e.s.public, tok); code != 401 {
 		t.Errorf("/v1/me a second after exp = %d, want 401", code)
 	}

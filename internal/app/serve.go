@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"time"
 
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/event"
@@ -24,7 +25,7 @@ func (c *cli) serve(ctx context.Context, args []string) int {
 		return exitConfig
 	}
 	tuneGC(c.env.Getenv, log)
-	if err := runServer(ctx, cfg, log, nil); err != nil {
+	if err := runServer(ctx, cfg, log, time.Now, nil); err != nil {
 		log.Error("gatehouse stopped with an error", "error", err.Error())
 		return exitError
 	}
@@ -57,7 +58,7 @@ type listening func(public, admin net.Addr)
 // shuts down gracefully: the listeners stop accepting, in-flight requests
 // finish, the job queue stops taking jobs and lets running ones finish, and
 // connections are closed. It returns nil after a clean shutdown.
-func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, ready listening) error {
+func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, now func() time.Time, ready listening) error {
 	keys, err := loadKeyring(cfg, log)
 	if err != nil {
 		return err
@@ -72,7 +73,7 @@ func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, ready 
 			return err
 		}
 	}
-	state, err := openState(ctx, cfg, log)
+	state, err := openState(ctx, cfg, log, now)
 	if err != nil {
 		return err
 	}
@@ -81,7 +82,7 @@ func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, ready 
 	// The token manager's background reload runs until shutdown.
 	tokensCtx, stopTokens := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopTokens()
-	tokens, err := startTokens(tokensCtx, cfg, db, keys, state, log)
+	tokens, err := startTokens(tokensCtx, cfg, db, keys, state, log, now)
 	if err != nil {
 		return err
 	}
@@ -92,7 +93,7 @@ func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, ready 
 	// Reactions between domains go through the bus; newServices
 	// subscribes them.
 	bus := event.NewBus()
-	workers, err := newWorkers(cfg, db, keys, tokens, log, bus)
+	workers, err := newWorkers(cfg, db, keys, tokens, log, bus, now)
 	if err != nil {
 		return err
 	}
@@ -111,7 +112,7 @@ func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, ready 
 	if err != nil {
 		return err
 	}
-	deps := &deps{cfg: cfg, log: log, db: db, state: state, keys: keys, queue: queue, reg: reg, bus: bus,
+	deps := &deps{cfg: cfg, log: log, db: db, state: state, keys: keys, queue: queue, reg: reg, bus: bus, now: now,
 		errors: errs, hasher: newHasher(cfg), policy: policy, tokens: tokens, authn: token.Authenticator{Tokens: tokens}}
 	if deps.svc, err = newServices(deps); err != nil {
 		return err

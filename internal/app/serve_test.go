@@ -16,6 +16,7 @@ import (
 
 	"github.com/getkin/kin-openapi/openapi3"
 
+	"github.com/gatehouse/gatehouse/internal/clocktest"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/logging"
 	"github.com/gatehouse/gatehouse/internal/testenv"
@@ -26,6 +27,9 @@ type server struct {
 	public, admin string // base URLs
 	logs          *syncBuffer
 	stop          func() error
+	// clock is the server's clock: the real one until a test advances
+	// it past an expiry instead of sleeping until it.
+	clock *clocktest.Shifted
 }
 
 type syncBuffer struct {
@@ -69,18 +73,25 @@ func testConfig(t testing.TB, env map[string]string) *config.Config {
 
 func startServer(t testing.TB, cfg *config.Config) *server {
 	t.Helper()
+	return startServerWithClock(t, cfg, &clocktest.Shifted{})
+}
+
+// startServerWithClock starts a server on clock: another node of the same
+// installation, or the same node restarted, shares the clock of the first.
+func startServerWithClock(t testing.TB, cfg *config.Config, clock *clocktest.Shifted) *server {
+	t.Helper()
 	logs := &syncBuffer{}
 	log := logging.New(logs, "debug", "json")
 	ctx, cancel := context.WithCancel(context.Background())
 	addrs := make(chan [2]net.Addr, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- runServer(ctx, cfg, log, func(p, a net.Addr) { addrs <- [2]net.Addr{p, a} })
+		done <- runServer(ctx, cfg, log, clock.Now, func(p, a net.Addr) { addrs <- [2]net.Addr{p, a} })
 	}()
 	var s *server
 	select {
 	case a := <-addrs:
-		s = &server{public: "http://" + a[0].String(), admin: "http://" + a[1].String(), logs: logs}
+		s = &server{public: "http://" + a[0].String(), admin: "http://" + a[1].String(), logs: logs, clock: clock}
 	case err := <-done:
 		cancel()
 		t.Fatalf("server did not start: %v\n%s", err, logs)
@@ -374,7 +385,7 @@ func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	st, err := openState(ctx, cfg, log)
+	st, err := openState(ctx, cfg, log, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}

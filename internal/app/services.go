@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/riverqueue/river"
 
@@ -49,7 +48,7 @@ func newServices(d *deps) (services, error) {
 	if s.social, err = newSocialService(d, providers, s.sessions, s.mfa); err != nil {
 		return services{}, err
 	}
-	if s.admin, err = admin.New(admin.Deps{Store: adminStore(d.db.store), Sessions: s.sessions, Now: time.Now}); err != nil {
+	if s.admin, err = admin.New(admin.Deps{Store: adminStore(d.db.store), Sessions: s.sessions, Now: d.now}); err != nil {
 		return services{}, err
 	}
 	subscribe(d.bus, s)

@@ -166,7 +166,7 @@ func runTokenSuite(t *testing.T, e *accountEnv) {
 		if code != 200 || again["refresh_token"] != rt2 {
 			t.Errorf("predecessor within grace = %d %v, want the same successor", code, again)
 		}
-		time.Sleep(1200 * time.Millisecond) // grace is 1 s in this suite
+		e.s.clock.Advance(1200 * time.Millisecond) // grace is 1 s in this suite
 		code, body := refresh(t, e, rt1)
 		if code != 400 || body["error"] != "invalid_grant" {
 			t.Errorf("reused refresh token = %d %v, want invalid_grant", code, body)
@@ -466,8 +466,8 @@ func runTokenSuite(t *testing.T, e *accountEnv) {
 		}
 		call(t, "POST", e.url("/v1/admin/users/"+id+"/enable"), nil, bearer(adminAT)...)
 		userAT = e.login(t, "grace@example.com", strongPassword)
-		time.Sleep(1100 * time.Millisecond) // iat has second precision
-		code, body, _ = call(t, "POST", e.url("/v1/admin/tokens/revoke-before"), map[string]string{"before": time.Now().UTC().Format(time.RFC3339Nano)}, bearer(adminAT)...)
+		e.s.clock.Advance(1100 * time.Millisecond) // iat has second precision
+		code, body, _ = call(t, "POST", e.url("/v1/admin/tokens/revoke-before"), map[string]string{"before": e.s.clock.Now().UTC().Format(time.RFC3339Nano)}, bearer(adminAT)...)
 		if code != 200 {
 			t.Fatalf("revoke-before = %d %v", code, body)
 		}
@@ -479,7 +479,7 @@ func runTokenSuite(t *testing.T, e *accountEnv) {
 		}
 		// iat has whole seconds, so the cut-off is rounded up to the next
 		// second: tokens of that same second are refused too.
-		time.Sleep(1100 * time.Millisecond)
+		e.s.clock.Advance(1100 * time.Millisecond)
 		fresh := e.login(t, "grace@example.com", strongPassword)
 		if c, _, _ := call(t, "GET", e.url("/v1/me"), nil, bearer(fresh)...); c != 200 {
 			t.Errorf("token issued after the kill switch = %d, want 200", c)
@@ -509,7 +509,7 @@ func TestTokensPostgresRedis(t *testing.T) {
 func TestLogoutAcrossNodes(t *testing.T) {
 	env := postgresRedisEnv(t)
 	a := newAccountEnv(t, env)
-	b := startServer(t, testConfig(t, a.cfgEnv))
+	b := startServerWithClock(t, testConfig(t, a.cfgEnv), a.s.clock)
 	at := a.signUp(t, "henry@example.com")
 	if c, _, _ := call(t, "GET", b.public+"/v1/me", nil, bearer(at)...); c != 200 {
 		t.Fatalf("token from node A on node B = %d", c)

@@ -61,6 +61,8 @@ type deps struct {
 	// bus carries the events domains publish to the reactions subscribed
 	// in newServices.
 	bus *event.Bus
+	// now is the clock of every service: time.Now, or a test's.
+	now func() time.Time
 
 	hasher *password.Hasher
 	policy password.Policy
@@ -146,10 +148,10 @@ func (s *state) Close() error {
 
 // openState connects to Redis when GATEHOUSE_REDIS_URL is set, else keeps
 // state in process (valid for a single node only).
-func openState(ctx context.Context, cfg *config.Config, log *slog.Logger) (*state, error) {
+func openState(ctx context.Context, cfg *config.Config, log *slog.Logger, now func() time.Time) (*state, error) {
 	if cfg.Redis.URL == "" {
 		log.Info("using in-process ephemeral state; set GATEHOUSE_REDIS_URL to run more than one node")
-		return &state{kv: memory.New(time.Now), limiter: ratelimit.NewMemory(time.Now), backend: "memory"}, nil
+		return &state{kv: memory.New(now), limiter: ratelimit.NewMemory(now), backend: "memory"}, nil
 	}
 	client, err := rediskv.NewClient(rediskv.Options{
 		URL:        cfg.Redis.URL,
@@ -212,7 +214,7 @@ func loadKeyring(cfg *config.Config, log *slog.Logger) (*secret.Keyring, error) 
 // service (addServiceWorkers adds the others). The SMS worker reports a
 // text message that could not be delivered as event.SMSDeliveryFailed on
 // bus.
-func newWorkers(cfg *config.Config, db *database, keys *secret.Keyring, tokens *token.Manager, log *slog.Logger, bus *event.Bus) (*river.Workers, error) {
+func newWorkers(cfg *config.Config, db *database, keys *secret.Keyring, tokens *token.Manager, log *slog.Logger, bus *event.Bus, now func() time.Time) (*river.Workers, error) {
 	workers := river.NewWorkers()
 	if err := registerMail(workers, cfg, keys, log); err != nil {
 		return nil, err
@@ -221,7 +223,7 @@ func newWorkers(cfg *config.Config, db *database, keys *secret.Keyring, tokens *
 		return nil, err
 	}
 	if err := river.AddWorkerSafely(workers, &maintenance.Worker{
-		Store: db.store, Keys: tokens, RotateAfter: cfg.Tokens.KeysRotationInterval, Now: time.Now, Log: log,
+		Store: db.store, Keys: tokens, RotateAfter: cfg.Tokens.KeysRotationInterval, Now: now, Log: log,
 	}); err != nil {
 		return nil, err
 	}
@@ -245,10 +247,10 @@ func jobsConfig(cfg *config.Config, log *slog.Logger, working bool) jobs.Config 
 
 // startTokens starts the access token manager: signing keys, JWKS,
 // verification and the deny list.
-func startTokens(ctx context.Context, cfg *config.Config, db *database, keys *secret.Keyring, st *state, log *slog.Logger) (*token.Manager, error) {
+func startTokens(ctx context.Context, cfg *config.Config, db *database, keys *secret.Keyring, st *state, log *slog.Logger, now func() time.Time) (*token.Manager, error) {
 	m, err := token.NewManager(token.Config{
 		Issuer: cfg.Server.Issuer, Algorithm: cfg.Tokens.SigningAlg, AccessTTL: cfg.Tokens.AccessTTL, ReloadInterval: cfg.Tokens.KeysReloadInterval,
-	}, db.store, keys, st.kv, log, time.Now)
+	}, db.store, keys, st.kv, log, now)
 	if err != nil {
 		return nil, err
 	}
@@ -265,7 +267,7 @@ func sessionDeps(d *deps) session.Deps {
 	lk.IPFailures, lk.IPWindow = d.cfg.Lockout.IPFailureLimit, d.cfg.Lockout.IPWindow
 	return session.Deps{
 		Store: sessionStore(d.db.store, d.bus), Hasher: d.hasher, Tokens: d.tokens, Keys: d.keys, KV: d.state.kv, Jobs: d.queue,
-		Now: time.Now, Log: d.log,
+		Now: d.now, Log: d.log,
 		Config: session.Config{
 			AccessTTL: d.cfg.Tokens.AccessTTL, Leeway: token.DefaultLeeway, RefreshTTL: d.cfg.Tokens.RefreshTTL,
 			IdleTimeout: d.cfg.Tokens.RefreshIdleTimeout, ReuseGrace: d.cfg.Tokens.RefreshReuseGrace,
@@ -327,11 +329,11 @@ func newRouter(d *deps) (*httpapi.Router, error) {
 	accounts.Routes(rt)
 	sessionHandlers := &session.Handlers{Service: svc.sessions, Auth: d.authn, Cookie: d.cfg.Tokens.RefreshCookie}
 	sessionHandlers.Routes(rt)
-	clients := &oauth.Clients{Store: d.db.store, Now: time.Now, CacheTTL: 10 * time.Second}
+	clients := &oauth.Clients{Store: d.db.store, Now: d.now, CacheTTL: 10 * time.Second}
 	(&oauth.Server{
 		Issuer: d.cfg.Server.Issuer, Clients: clients, Sessions: svc.sessions,
 		Tokens: d.tokens, Cookie: d.cfg.Tokens.RefreshCookie, AllowedOrigins: d.cfg.HTTP.CORSAllowedOrigins, Log: d.log,
-		Errors: d.errors, UsernameTTL: 10 * time.Second,
+		Errors: d.errors, UsernameTTL: 10 * time.Second, Now: d.now,
 	}).Routes(rt)
 	d.tokens.Routes(rt)
 	(&mfa.Handlers{Service: svc.mfa, Auth: d.authn, Sessions: sessionHandlers}).Routes(rt)
@@ -340,12 +342,14 @@ func newRouter(d *deps) (*httpapi.Router, error) {
 		AuthToken: d.cfg.SMS.TwilioAuthToken, PublicURL: strings.TrimRight(d.cfg.Server.Issuer, "/") + sms.StatusPath,
 		Record: smsStatusRecorder(d.db.store), Log: d.log,
 	}).Routes(rt)
+	// A nil *token.Manager must not become a non-nil interface.
+	var killSwitch interface{ RevokedBefore() time.Time }
+	if d.tokens != nil {
+		killSwitch = d.tokens
+	}
 	adm := &admin.Handlers{
 		Auth:    admin.Authenticator{Inner: d.authn, Users: d.db.store},
-		Service: svc.admin, Clients: clients, Now: time.Now,
-	}
-	if d.tokens != nil {
-		adm.KillSwitch = d.tokens
+		Service: svc.admin, Clients: clients, Now: d.now, KillSwitch: killSwitch,
 	}
 	adm.Routes(rt)
 	adm.OrgRoutes(rt, mfa.ValidatePolicyDocument)
@@ -366,7 +370,7 @@ func newUserService(d *deps, sessions *session.Service) (*user.Service, error) {
 	c.EmailPerIP = perHour(d.cfg.RateLimits.EmailPerIP)
 	ud := user.Deps{
 		Store: userStore(d.db.store, d.bus), Hasher: d.hasher, Policy: d.policy, Jobs: d.queue, Keys: d.keys,
-		Limiter: d.state.limiter, Now: time.Now, Log: d.log, Config: c,
+		Limiter: d.state.limiter, Now: d.now, Log: d.log, Config: c,
 	}
 	if sessions != nil {
 		ud.Sessions = sessions
