@@ -84,6 +84,34 @@ func (s *Service) RevokeUserSessions(ctx context.Context, userID, except, reason
 	return nil
 }
 
+// EndingTx is the part of another domain's transaction that
+// EndUserSessionsInTx needs: the revocation itself, and a hook that runs
+// once the transaction committed (event.Tx has both).
+type EndingTx interface {
+	RevokeUserSessions(ctx context.Context, userID, except, reason string, now time.Time) ([]string, error)
+	AfterCommit(fn func(ctx context.Context))
+}
+
+// EndUserSessionsInTx ends every session of the user inside tx, for a
+// change of another domain that must commit together with the revocation
+// (an account taken over by the owner of its address, say). Their access
+// tokens go on the deny list once tx has committed, not before: a rolled
+// back change ends nothing. It returns the IDs of the sessions it ended.
+func (s *Service) EndUserSessionsInTx(ctx context.Context, tx EndingTx, userID, reason string) ([]string, error) {
+	ids, err := tx.RevokeUserSessions(ctx, userID, "", reason, s.now())
+	if err != nil {
+		return nil, err
+	}
+	if len(ids) > 0 {
+		tx.AfterCommit(func(ctx context.Context) {
+			for _, id := range ids {
+				s.deny(ctx, id)
+			}
+		})
+	}
+	return ids, nil
+}
+
 // RevokeIssuedBefore is the incident kill switch: every access token
 // issued and every session started before t stops working on every node.
 func (s *Service) RevokeIssuedBefore(ctx context.Context, t time.Time) (int64, error) {

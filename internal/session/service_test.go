@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -45,14 +46,30 @@ func (h *countingHasher) DummyVerify(ctx context.Context, pw string) {
 	h.Hasher.DummyVerify(ctx, pw)
 }
 
-// fakeTokens issues opaque strings.
-type fakeTokens struct{ n atomic.Int64 }
+// fakeTokens issues opaque strings and records the sessions it was asked
+// to deny.
+type fakeTokens struct {
+	n      atomic.Int64
+	mu     sync.Mutex
+	denied []string
+}
 
 func (f *fakeTokens) Issue(_ context.Context, ac token.AccessClaims) (string, time.Time, error) {
 	return fmt.Sprintf("at-%d-%s", f.n.Add(1), ac.Subject), time.Now().Add(15 * time.Minute), nil
 }
-func (f *fakeTokens) DenySession(context.Context, string, time.Time) error { return nil }
-func (f *fakeTokens) RevokeIssuedBefore(context.Context, time.Time) error  { return nil }
+func (f *fakeTokens) DenySession(_ context.Context, id string, _ time.Time) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.denied = append(f.denied, id)
+	return nil
+}
+
+func (f *fakeTokens) deniedSessions() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.denied)
+}
+func (f *fakeTokens) RevokeIssuedBefore(context.Context, time.Time) error { return nil }
 
 // noJobs accepts jobs and drops them.
 type noJobs struct{}

@@ -25,41 +25,41 @@ const (
 // becomes verified. An audit event records what was removed, and the
 // owner is told by email.
 //
-// It runs in tx, with u read by GetUserForUpdate. It returns the updated
-// user and the IDs of the sessions it ended, whose access tokens the
-// caller puts on the deny list once tx has committed (endSessions).
+// It runs in tx, with u read by GetUserForUpdate, and returns the updated
+// user. The sessions end through the session service, in tx: their access
+// tokens are deny-listed once tx has committed.
 //
 // Second factors and identities are removed through the store contract
 // rather than through the MFA service: the removal must commit with the
 // rest or not at all, and MFA's own removal asks for a recent
 // authentication of the very account being cleared.
-func (s *Service) claimUnverified(ctx context.Context, tx Tx, u store.User, via, providerID string, m httpapi.Meta) (store.User, []string, error) {
+func (s *Service) claimUnverified(ctx context.Context, tx Tx, u store.User, via, providerID string, m httpapi.Meta) (store.User, error) {
 	now := s.now()
 	ids, err := tx.ListIdentities(ctx, u.ID)
 	if err != nil {
-		return store.User{}, nil, err
+		return store.User{}, err
 	}
 	removedIDs := make([]string, 0, len(ids))
 	for _, i := range ids {
 		if err := tx.DeleteIdentity(ctx, u.ID, i.ID); err != nil {
-			return store.User{}, nil, err
+			return store.User{}, err
 		}
 		removedIDs = append(removedIDs, i.Provider)
 	}
 	devices, err := tx.ListMFADevices(ctx, u.ID)
 	if err != nil {
-		return store.User{}, nil, err
+		return store.User{}, err
 	}
 	for _, d := range devices {
 		if err := tx.DeleteMFADevice(ctx, u.ID, d.ID); err != nil {
-			return store.User{}, nil, err
+			return store.User{}, err
 		}
 	}
 	if err := tx.ReplaceBackupCodes(ctx, u.ID, nil, now); err != nil {
-		return store.User{}, nil, err
+		return store.User{}, err
 	}
 	if err := tx.DeleteUserOneTimeTokens(ctx, u.ID, store.PurposeEmailChange); err != nil {
-		return store.User{}, nil, err
+		return store.User{}, err
 	}
 	hadPassword := u.PasswordHash != ""
 	u.PasswordHash = ""
@@ -68,11 +68,11 @@ func (s *Service) claimUnverified(ctx context.Context, tx Tx, u store.User, via,
 	u.EmailVerifiedAt = now
 	u, err = tx.UpdateUser(ctx, u)
 	if err != nil {
-		return store.User{}, nil, err
+		return store.User{}, err
 	}
-	ended, err := tx.RevokeUserSessions(ctx, u.ID, "", "unverified_credentials_cleared", now)
+	ended, err := s.Sessions.EndUserSessionsInTx(ctx, tx, u.ID, "unverified_credentials_cleared")
 	if err != nil {
-		return store.User{}, nil, err
+		return store.User{}, err
 	}
 	data := map[string]any{
 		"via": via, "password_removed": hadPassword, "sessions_ended": len(ended),
@@ -85,19 +85,7 @@ func (s *Service) claimUnverified(ctx context.Context, tx Tx, u store.User, via,
 	// audit event's data says exactly what went.
 	const event = "Settings set up before your address was confirmed were removed"
 	if err := s.notice(ctx, tx, u, "user.unverified_credentials_cleared", event, m, data); err != nil {
-		return store.User{}, nil, err
+		return store.User{}, err
 	}
-	return u, ended, nil
-}
-
-// endSessions puts the access tokens of sessions ended in a committed
-// transaction on the deny list. A failure is logged: the sessions are
-// revoked, so their refresh tokens are dead and their access tokens live
-// at most until they expire.
-func (s *Service) endSessions(ctx context.Context, ids []string) {
-	for _, id := range ids {
-		if err := s.Sessions.RevokeSessionTokens(ctx, id); err != nil {
-			s.Log.ErrorContext(ctx, "could not deny the access tokens of an ended session", "session_id", id, "error", err.Error())
-		}
-	}
+	return u, nil
 }

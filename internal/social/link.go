@@ -85,8 +85,7 @@ func (s *Service) linkIn(ctx context.Context, tx Tx, userID, providerID string, 
 // pre-registration by someone else, and what was set up on it is cleared
 // first (claimUnverified), as when a magic link proves the address.
 func (s *Service) autoLink(ctx context.Context, userID, providerID string, prof provider.Profile, m httpapi.Meta) error {
-	var ended []string
-	err := s.Store.InTx(ctx, func(tx Tx) error {
+	return s.Store.InTx(ctx, func(tx Tx) error {
 		u, err := tx.GetUserForUpdate(ctx, userID)
 		if err != nil {
 			return err
@@ -95,17 +94,12 @@ func (s *Service) autoLink(ctx context.Context, userID, providerID string, prof 
 			if user.NormalizeEmail(prof.Email) != u.EmailNormalized {
 				return errors.New("social: auto-link to an account of another address")
 			}
-			if u, ended, err = s.claimUnverified(ctx, tx, u, viaProvider, providerID, m); err != nil {
+			if u, err = s.claimUnverified(ctx, tx, u, viaProvider, providerID, m); err != nil {
 				return err
 			}
 		}
 		return s.createIdentity(ctx, tx, u, providerID, prof, m)
 	})
-	if err != nil {
-		return err
-	}
-	s.endSessions(ctx, ended)
-	return nil
 }
 
 func (s *Service) createIdentity(ctx context.Context, tx Tx, u store.User, providerID string, prof provider.Profile, m httpapi.Meta) error {

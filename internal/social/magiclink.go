@@ -177,7 +177,6 @@ func (s *Service) VerifyMagicLink(ctx context.Context, tok string, sm httpapi.Me
 		g = magicGrant{UserID: string(raw)}
 	}
 	m := sm
-	var ended []string
 	err = s.Store.InTx(ctx, func(tx Tx) error {
 		u, err := tx.GetUserForUpdate(ctx, g.UserID)
 		if err != nil {
@@ -192,7 +191,7 @@ func (s *Service) VerifyMagicLink(ctx context.Context, tok string, sm httpapi.Me
 		if !u.EmailVerifiedAt.IsZero() {
 			return nil
 		}
-		_, ended, err = s.claimUnverified(ctx, tx, u, viaMagicLink, "", m)
+		_, err = s.claimUnverified(ctx, tx, u, viaMagicLink, "", m)
 		return err
 	})
 	if errors.Is(err, store.ErrNotFound) {
@@ -201,6 +200,5 @@ func (s *Service) VerifyMagicLink(ctx context.Context, tok string, sm httpapi.Me
 	if err != nil {
 		return session.Result{}, err
 	}
-	s.endSessions(ctx, ended)
 	return s.begin(ctx, g.UserID, []string{"email"}, sm)
 }

@@ -101,9 +101,9 @@ type Sessions interface {
 	Complete(ctx context.Context, userID, passwordStamp string, amr []string, m httpapi.Meta) (session.Result, error)
 	Login(ctx context.Context, email, pw string, m httpapi.Meta) (session.Result, error)
 	RevokeUserSessionByID(ctx context.Context, userID, sessionID string) error
-	// RevokeSessionTokens puts the access tokens of an ended session on
-	// the deny list.
-	RevokeSessionTokens(ctx context.Context, sessionID string) error
+	// EndUserSessionsInTx ends every session of the user in tx and
+	// deny-lists their access tokens once tx has committed.
+	EndUserSessionsInTx(ctx context.Context, tx session.EndingTx, userID, reason string) ([]string, error)
 }
 
 // SecondFactor is asked before a session starts (MFA still applies).

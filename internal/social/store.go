@@ -29,6 +29,8 @@ type Tx interface {
 	RevokeUserSessions(ctx context.Context, userID, except, reason string, now time.Time) ([]string, error)
 	// DriverTx is the driver's transaction, for jobs enqueued with it.
 	DriverTx() any
+	// AfterCommit leaves fn to run once the transaction committed.
+	AfterCommit(fn func(ctx context.Context))
 	// Publish runs the subscribers of e in this transaction (see
 	// package event); an error must roll the transaction back.
 	Publish(ctx context.Context, e event.Event) error
