@@ -2,12 +2,10 @@ package admin
 
 import (
 	"context"
-	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/httpapi"
+	"github.com/gatehouse/gatehouse/internal/require"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
 
@@ -58,15 +56,8 @@ type Service struct{ d Deps }
 
 // New checks d and builds the service. Now defaults to time.Now.
 func New(d Deps) (*Service, error) {
-	var missing []string
-	for name, ok := range map[string]bool{"Store": d.Store != nil, "Sessions": d.Sessions != nil} {
-		if !ok {
-			missing = append(missing, name)
-		}
-	}
-	if len(missing) > 0 {
-		slices.Sort(missing)
-		return nil, fmt.Errorf("admin: missing %s", strings.Join(missing, ", "))
+	if err := require.Deps("admin", map[string]bool{"Store": d.Store != nil, "Sessions": d.Sessions != nil}); err != nil {
+		return nil, err
 	}
 	if d.Now == nil {
 		d.Now = time.Now

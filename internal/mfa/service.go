@@ -7,11 +7,8 @@ package mfa
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -22,6 +19,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/mail"
 	"github.com/gatehouse/gatehouse/internal/mfa/otp"
 	"github.com/gatehouse/gatehouse/internal/ratelimit"
+	"github.com/gatehouse/gatehouse/internal/require"
 	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/sms"
@@ -137,18 +135,11 @@ type Service struct{ Deps }
 // New checks d and builds the service. Now defaults to time.Now, Log to a
 // logger that discards.
 func New(d Deps) (*Service, error) {
-	var missing []string
-	for name, ok := range map[string]bool{
+	if err := require.Deps("mfa", map[string]bool{
 		"Store": d.Store != nil, "Keys": d.Keys != nil, "Codes": d.Codes != nil, "KV": d.KV != nil,
 		"Limiter": d.Limiter != nil, "Jobs": d.Jobs != nil, "SMSGuard": d.SMSGuard != nil, "Sessions": d.Sessions != nil,
-	} {
-		if !ok {
-			missing = append(missing, name)
-		}
-	}
-	if len(missing) > 0 {
-		slices.Sort(missing)
-		return nil, fmt.Errorf("mfa: missing %s", strings.Join(missing, ", "))
+	}); err != nil {
+		return nil, err
 	}
 	if d.Now == nil {
 		d.Now = time.Now

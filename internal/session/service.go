@@ -7,17 +7,15 @@ package session
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/riverqueue/river"
 
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/kv"
+	"github.com/gatehouse/gatehouse/internal/require"
 	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/token"
@@ -139,15 +137,8 @@ type Service struct {
 // New checks d and builds the service without a second factor. Now
 // defaults to time.Now, Log to a logger that discards.
 func New(d Deps) (*Service, error) {
-	var missing []string
-	for name, ok := range map[string]bool{"Store": d.Store != nil, "Tokens": d.Tokens != nil, "Keys": d.Keys != nil, "KV": d.KV != nil} {
-		if !ok {
-			missing = append(missing, name)
-		}
-	}
-	if len(missing) > 0 {
-		slices.Sort(missing)
-		return nil, fmt.Errorf("session: missing %s", strings.Join(missing, ", "))
+	if err := require.Deps("session", map[string]bool{"Store": d.Store != nil, "Tokens": d.Tokens != nil, "Keys": d.Keys != nil, "KV": d.KV != nil}); err != nil {
+		return nil, err
 	}
 	if d.Now == nil {
 		d.Now = time.Now

@@ -9,10 +9,8 @@ package social
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -24,6 +22,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/kv"
 	"github.com/gatehouse/gatehouse/internal/mail"
 	"github.com/gatehouse/gatehouse/internal/ratelimit"
+	"github.com/gatehouse/gatehouse/internal/require"
 	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/social/provider"
@@ -145,18 +144,11 @@ type Service struct {
 // New checks d and builds the service. Now defaults to time.Now, Log to a
 // logger that discards.
 func New(d Deps) (*Service, error) {
-	var missing []string
-	for name, ok := range map[string]bool{
+	if err := require.Deps("social", map[string]bool{
 		"Store": d.Store != nil, "Providers": d.Providers != nil, "KV": d.KV != nil, "Limiter": d.Limiter != nil,
 		"Keys": d.Keys != nil, "Jobs": d.Jobs != nil, "Sessions": d.Sessions != nil, "Metrics": d.Metrics != nil,
-	} {
-		if !ok {
-			missing = append(missing, name)
-		}
-	}
-	if len(missing) > 0 {
-		slices.Sort(missing)
-		return nil, fmt.Errorf("social: missing %s", strings.Join(missing, ", "))
+	}); err != nil {
+		return nil, err
 	}
 	if d.Now == nil {
 		d.Now = time.Now

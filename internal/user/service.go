@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
@@ -23,6 +22,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/mail"
 	"github.com/gatehouse/gatehouse/internal/password"
 	"github.com/gatehouse/gatehouse/internal/ratelimit"
+	"github.com/gatehouse/gatehouse/internal/require"
 	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
@@ -130,18 +130,11 @@ type Service struct{ Deps }
 // New checks d and builds the service. Now defaults to time.Now, Log to a
 // logger that discards.
 func New(d Deps) (*Service, error) {
-	var missing []string
-	for name, ok := range map[string]bool{
+	if err := require.Deps("user", map[string]bool{
 		"Store": d.Store != nil, "Hasher": d.Hasher != nil, "Jobs": d.Jobs != nil,
 		"Keys": d.Keys != nil, "Limiter": d.Limiter != nil,
-	} {
-		if !ok {
-			missing = append(missing, name)
-		}
-	}
-	if len(missing) > 0 {
-		slices.Sort(missing)
-		return nil, fmt.Errorf("user: missing %s", strings.Join(missing, ", "))
+	}); err != nil {
+		return nil, err
 	}
 	if d.Now == nil {
 		d.Now = time.Now
