@@ -8,11 +8,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatehouse/gatehouse/internal/testenv"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	_ "modernc.org/sqlite"
+
+	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
 // database is one empty test database of one backend.

@@ -24,6 +24,7 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
 	"github.com/gatehouse/gatehouse/internal/secret"
 )
 

@@ -7,8 +7,9 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/riverqueue/river"
+
+	"github.com/gatehouse/gatehouse/internal/secret"
 )
 
 // The job queue settings of SendArgs.

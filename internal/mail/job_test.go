@@ -16,10 +16,11 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
-	"github.com/gatehouse/gatehouse/internal/jobs"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 	_ "modernc.org/sqlite"
+
+	"github.com/gatehouse/gatehouse/internal/jobs"
 )
 
 // The token inside testLink; it must never reach the database.

@@ -9,8 +9,9 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/riverqueue/river"
+
+	"github.com/gatehouse/gatehouse/internal/secret"
 )
 
 // The job queue settings of SendArgs.

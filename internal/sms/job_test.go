@@ -15,11 +15,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatehouse/gatehouse/internal/jobs"
-	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 	_ "modernc.org/sqlite"
+
+	"github.com/gatehouse/gatehouse/internal/jobs"
+	"github.com/gatehouse/gatehouse/internal/secret"
 )
 
 // The code in testBody; it must never reach the database or the logs.

@@ -6,8 +6,9 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/skip2/go-qrcode"
+
+	"github.com/gatehouse/gatehouse/internal/secret"
 )
 
 // QRSize is the width and height of the QR code image, in pixels.

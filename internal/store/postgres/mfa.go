@@ -5,10 +5,11 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/store/internal/sqldb"
 	"github.com/gatehouse/gatehouse/internal/store/internal/sqlrow"
-	"github.com/jackc/pgx/v5"
 )
 
 // Lock order. The writes that must see every row of a user's second
