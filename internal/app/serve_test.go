@@ -160,6 +160,7 @@ func do(t testing.TB, req *http.Request) (*http.Response, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkResponse(t, req, res, body)
 	return res, body
 }
 

@@ -25,7 +25,7 @@ type Profile struct {
 	Locale          string         `json:"locale"`
 	Zoneinfo        string         `json:"zoneinfo"`
 	PhoneNumber     string         `json:"phone_number"`
-	Picture         string         `json:"picture"`
+	Picture         string         `json:"picture,omitempty"` // absent when unset: the document says format uri
 	Metadata        map[string]any `json:"metadata"`
 	AppMetadata     map[string]any `json:"app_metadata"`
 	Department      string         `json:"department"`
