@@ -308,7 +308,7 @@ func (h *Handlers) reset(w http.ResponseWriter, r *http.Request) {
 	if p := h.Errors.Problem(err); err != nil && p.Status == http.StatusUnprocessableEntity && len(p.Errors) > 0 {
 		var errs []string
 		for _, fe := range p.Errors {
-			errs = append(errs, fe.Message)
+			errs = append(errs, sentence(fe.Message))
 		}
 		again(p.Status, errs)
 		return
@@ -381,4 +381,13 @@ func origin(u string) string {
 		return ""
 	}
 	return p.Scheme + "://" + p.Host
+}
+
+// sentence makes a policy's message ("must be at least 12 characters
+// long") a sentence about the password.
+func sentence(msg string) string {
+	if msg == "" || msg[0] < 'a' || msg[0] > 'z' {
+		return msg
+	}
+	return "The password " + msg + "."
 }
