@@ -32,6 +32,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/maintenance"
 	"github.com/gatehouse/gatehouse/internal/mfa"
 	"github.com/gatehouse/gatehouse/internal/oauth"
+	"github.com/gatehouse/gatehouse/internal/pages"
 	"github.com/gatehouse/gatehouse/internal/password"
 	"github.com/gatehouse/gatehouse/internal/ratelimit"
 	"github.com/gatehouse/gatehouse/internal/secret"
@@ -353,10 +354,24 @@ func newRouter(d *deps) (*httpapi.Router, error) {
 	}
 	adm.Routes(rt)
 	adm.OrgRoutes(rt, mfa.ValidatePolicyDocument)
+	(&pages.Handlers{
+		Accounts: svc.users, MagicLinks: svc.social, Keys: d.keys, Errors: d.errors, Log: d.log,
+		Product: d.cfg.Mail.ProductName, MagicLinkRedirect: first(d.cfg.Social.RedirectAllowlist),
+		SecureCookie: strings.HasPrefix(d.cfg.Server.Issuer, "https://"),
+	}).Routes(rt)
 	docs := apidocs.Handler("/openapi.json")
 	rt.HandleHTTP("GET /docs", docs)
 	rt.HandleUndocumented("GET /docs/", docs)
 	return rt, nil
+}
+
+// first is the first of l, or "": the landing page of magic links sends
+// the sign-in to the first URL of the redirect allowlist.
+func first(l []string) string {
+	if len(l) == 0 {
+		return ""
+	}
+	return l[0]
 }
 
 // newUserService builds the account use cases; without sessions (the

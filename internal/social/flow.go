@@ -331,15 +331,24 @@ func httpsOnly(u string) string {
 
 // signedIn hands out a one-time code the application exchanges for tokens.
 func (s *Service) signedIn(ctx context.Context, f flow, userID, subject, outcome string) (Outcome, string, error) {
-	code, err := secret.NewToken(32)
+	code, err := s.newExchangeCode(ctx, pendingSignIn{UserID: userID, AMR: []string{"fed", f.Provider}, Provider: f.Provider, Subject: subject, CodeChallenge: f.CodeChallenge})
 	if err != nil {
 		return Outcome{}, "", err
 	}
-	b, _ := json.Marshal(pendingSignIn{UserID: userID, AMR: []string{"fed", f.Provider}, Provider: f.Provider, Subject: subject, CodeChallenge: f.CodeChallenge})
-	if err := s.KV.Set(ctx, codeKey(code), b, s.Config.CodeTTL); err != nil {
-		return Outcome{}, "", err
-	}
 	return Outcome{Params: url.Values{"code": {code}}}, outcome, nil
+}
+
+// newExchangeCode stores p under a new one-time code for Exchange.
+func (s *Service) newExchangeCode(ctx context.Context, p pendingSignIn) (string, error) {
+	code, err := secret.NewToken(32)
+	if err != nil {
+		return "", err
+	}
+	b, _ := json.Marshal(p)
+	if err := s.KV.Set(ctx, codeKey(code), b, s.Config.CodeTTL); err != nil {
+		return "", err
+	}
+	return code, nil
 }
 
 // begin starts the session for a user proven by a provider or a magic

@@ -163,12 +163,36 @@ func (s *Service) sendMagicLink(ctx context.Context, a MagicLinkArgs) error {
 // (claimUnverified): the password, sessions, second factors, identities.
 // A link sent to an address the account no longer has is void.
 func (s *Service) VerifyMagicLink(ctx context.Context, tok string, sm httpapi.Meta) (session.Result, error) {
+	userID, err := s.redeemMagicLink(ctx, tok, sm)
+	if err != nil {
+		return session.Result{}, err
+	}
+	return s.begin(ctx, userID, []string{"email"}, sm)
+}
+
+// MagicLinkCode consumes a magic link token as VerifyMagicLink does but,
+// instead of starting the session, returns a one-time code for POST
+// /v1/auth/oauth/exchange, the code a social sign-in's callback hands
+// out: the landing page of the emailed link passes it to the application
+// in a redirect, where tokens must not travel. The exchange starts the
+// session, through the MFA step when it applies.
+func (s *Service) MagicLinkCode(ctx context.Context, tok string, m httpapi.Meta) (string, error) {
+	userID, err := s.redeemMagicLink(ctx, tok, m)
+	if err != nil {
+		return "", err
+	}
+	return s.newExchangeCode(ctx, pendingSignIn{UserID: userID, AMR: []string{"email"}})
+}
+
+// redeemMagicLink consumes a magic link token (once), claims the account
+// if its address was unverified, and returns the user's ID.
+func (s *Service) redeemMagicLink(ctx context.Context, tok string, sm httpapi.Meta) (string, error) {
 	if tok == "" || len(tok) > 256 {
-		return session.Result{}, ErrInvalidCode
+		return "", ErrInvalidCode
 	}
 	raw, err := s.take(ctx, magicKey(tok), ErrInvalidCode)
 	if err != nil {
-		return session.Result{}, err
+		return "", err
 	}
 	var g magicGrant
 	if err := json.Unmarshal(raw, &g); err != nil {
@@ -195,10 +219,10 @@ func (s *Service) VerifyMagicLink(ctx context.Context, tok string, sm httpapi.Me
 		return err
 	})
 	if errors.Is(err, store.ErrNotFound) {
-		return session.Result{}, ErrInvalidCode
+		return "", ErrInvalidCode
 	}
 	if err != nil {
-		return session.Result{}, err
+		return "", err
 	}
-	return s.begin(ctx, g.UserID, []string{"email"}, sm)
+	return g.UserID, nil
 }
