@@ -41,7 +41,10 @@ const keysUsage = `Usage:
 `
 
 func (c *cli) keys(ctx context.Context, args []string) int {
-	if len(args) == 0 || (args[0] != "rotate" && args[0] != "list") {
+	if code, done := c.subcommandUsage(args, keysUsage); done {
+		return code
+	}
+	if args[0] != "rotate" && args[0] != "list" {
 		fmt.Fprint(c.env.Stderr, keysUsage)
 		return exitUsage
 	}
@@ -132,9 +135,8 @@ revoking any token (incident tooling).
 `
 
 func (c *cli) clients(ctx context.Context, args []string) int {
-	if len(args) == 0 {
-		fmt.Fprint(c.env.Stderr, clientsUsage)
-		return exitUsage
+	if code, done := c.subcommandUsage(args, clientsUsage); done {
+		return code
 	}
 	var name, scopes string
 	pos, ok := c.flags("clients "+args[0], args[1:], func(fs *flag.FlagSet) {

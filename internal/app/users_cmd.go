@@ -58,9 +58,8 @@ func (c *cli) userService(ctx context.Context, cfg *config.Config, log *slog.Log
 }
 
 func (c *cli) users(ctx context.Context, args []string) int {
-	if len(args) == 0 {
-		fmt.Fprint(c.env.Stderr, usersUsage)
-		return exitUsage
+	if code, done := c.subcommandUsage(args, usersUsage); done {
+		return code
 	}
 	switch args[0] {
 	case "create":
