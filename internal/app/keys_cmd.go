@@ -20,11 +20,9 @@ func (c *cli) openForCLI(ctx context.Context, cfg *config.Config, log *slog.Logg
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if cfg.AutoMigrateEnabled() {
-		if err := migrateUp(ctx, db, log); err != nil {
-			db.Close()
-			return nil, nil, nil, err
-		}
+	if err := prepareSchema(ctx, cfg, db, log); err != nil {
+		db.Close()
+		return nil, nil, nil, err
 	}
 	st, err := openState(ctx, cfg, log, time.Now)
 	if err != nil {
@@ -62,8 +60,7 @@ func (c *cli) keys(ctx context.Context, args []string) int {
 	}
 	db, st, closeAll, err := c.openForCLI(ctx, cfg, log)
 	if err != nil {
-		log.Error("cannot open storage", "error", err.Error())
-		return exitError
+		return c.failed(log, "cannot open storage", err)
 	}
 	defer closeAll()
 	m, err := token.NewManager(token.Config{Issuer: cfg.Server.Issuer, Algorithm: cfg.Tokens.SigningAlg, AccessTTL: cfg.Tokens.AccessTTL, ReloadInterval: cfg.Tokens.KeysReloadInterval},
@@ -166,8 +163,7 @@ func (c *cli) clients(ctx context.Context, args []string) int {
 	}
 	db, _, closeAll, err := c.openForCLI(ctx, cfg, log)
 	if err != nil {
-		log.Error("cannot open storage", "error", err.Error())
-		return exitError
+		return c.failed(log, "cannot open storage", err)
 	}
 	defer closeAll()
 	cl := &oauth.Clients{Store: db.store, Now: time.Now}
