@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"runtime/debug"
 
 	"github.com/gatehouse/gatehouse/internal/config"
@@ -51,7 +52,7 @@ Commands:
   keys rotate|list           rotate or list the JWT signing keys
   clients create|list|delete manage OAuth clients (introspection, revocation, client_credentials)
   encryption-key generate    print a new key for GATEHOUSE_ENCRYPTION_KEYS
-  version                    print the version
+  version                    print the version (--output json: with the commit and Go version)
 
 Global flags:
   --config FILE   YAML (.yaml/.yml) or TOML (.toml) config file; also GATEHOUSE_CONFIG.
@@ -70,6 +71,7 @@ func Run(ctx context.Context, env Env) int {
 	fs.SetOutput(io.Discard)
 	configFile := fs.String("config", env.Getenv("GATEHOUSE_CONFIG"), "config file")
 	output := fs.String("output", "text", "output format")
+	showVersion := fs.Bool("version", false, "print the version")
 	if err := fs.Parse(env.Args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(env.Stdout, usage)
@@ -79,12 +81,25 @@ func Run(ctx context.Context, env Env) int {
 		return exitUsage
 	}
 	args := fs.Args()
+	if *showVersion {
+		args = append([]string{"version"}, args...)
+	}
 	if len(args) == 0 {
 		fmt.Fprint(env.Stderr, usage)
 		return exitUsage
 	}
 	c := &cli{env: env, configFile: *configFile, output: *output}
-	cmd, rest := args[0], args[1:]
+	code := c.run(ctx, args[0], args[1:])
+	if c.helped {
+		// Help that was asked for is a successful run, whatever the
+		// command answered after printing it (every --help, -h or help).
+		return exitOK
+	}
+	return code
+}
+
+// run dispatches one command.
+func (c *cli) run(ctx context.Context, cmd string, rest []string) int {
 	switch cmd {
 	case "serve":
 		return c.serve(ctx, rest)
@@ -98,13 +113,13 @@ func Run(ctx context.Context, env Env) int {
 		return c.clients(ctx, rest)
 	case "encryption-key":
 		return c.encryptionKey(rest)
-	case "version", "--version":
-		return c.version()
-	case "help", "-h":
-		fmt.Fprint(env.Stdout, usage)
+	case "version":
+		return c.version(rest)
+	case "help":
+		fmt.Fprint(c.env.Stdout, usage)
 		return exitOK
 	default:
-		fmt.Fprintf(env.Stderr, "gatehouse: unknown command %q\n\n%s", cmd, usage)
+		fmt.Fprintf(c.env.Stderr, "gatehouse: unknown command %q\n\n%s", cmd, usage)
 		return exitUsage
 	}
 }
@@ -114,6 +129,35 @@ type cli struct {
 	env        Env
 	configFile string
 	output     string
+	// helped records that the command printed the help it was asked for
+	// (--help, -h or help), so that Run exits 0 as the top level does.
+	helped bool
+}
+
+// isHelp reports whether arg asks for help where a subcommand is expected.
+func isHelp(arg string) bool {
+	switch arg {
+	case "help", "-h", "-help", "--help":
+		return true
+	}
+	return false
+}
+
+// subcommandUsage handles a command that takes a subcommand (migrate,
+// users, keys, clients, encryption-key) called without one or with a
+// request for help: help asked for goes to stdout, a missing subcommand is
+// a usage error on stderr. It reports whether it handled args.
+func (c *cli) subcommandUsage(args []string, text string) (int, bool) {
+	if len(args) == 0 {
+		fmt.Fprint(c.env.Stderr, text)
+		return exitUsage, true
+	}
+	if isHelp(args[0]) {
+		fmt.Fprint(c.env.Stdout, text)
+		c.helped = true
+		return exitOK, true
+	}
+	return 0, false
 }
 
 // flags parses a command's own flags and returns its positional
@@ -122,14 +166,29 @@ type cli struct {
 func (c *cli) flags(name string, args []string, define func(fs *flag.FlagSet)) ([]string, bool) {
 	fs := flag.NewFlagSet("gatehouse "+name, flag.ContinueOnError)
 	fs.SetOutput(c.env.Stderr)
+	// The usage is printed below, where it is known whether it was asked
+	// for (stdout, exit 0) or follows a mistake (stderr, exit 2).
+	fs.Usage = func() {}
 	fs.StringVar(&c.configFile, "config", c.configFile, "YAML or TOML config file")
 	fs.StringVar(&c.output, "output", c.output, "output format: text or json")
 	if define != nil {
 		define(fs)
 	}
+	printUsage := func(w io.Writer) {
+		fmt.Fprintf(w, "Usage of gatehouse %s:\n", name)
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+		fs.SetOutput(c.env.Stderr)
+	}
 	var positional []string
 	for {
 		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				printUsage(c.env.Stdout)
+				c.helped = true
+			} else {
+				printUsage(c.env.Stderr)
+			}
 			return nil, false
 		}
 		if fs.NArg() == 0 {
@@ -172,14 +231,48 @@ func (c *cli) load() (*config.Config, *slog.Logger, bool) {
 	return cfg, log, true
 }
 
-func (c *cli) version() int {
+// versionJSON is what `gatehouse version --output json` prints.
+type versionJSON struct {
+	Version string `json:"version"`
+	// Commit is the VCS revision the binary was built from, when the Go
+	// toolchain recorded one; Modified marks a build with local changes.
+	Commit    string `json:"commit,omitempty"`
+	Modified  bool   `json:"modified,omitempty"`
+	GoVersion string `json:"go_version"`
+}
+
+func (c *cli) version(args []string) int {
+	pos, ok := c.flags("version", args, nil)
+	if !ok {
+		return exitUsage
+	}
+	if len(pos) > 0 {
+		fmt.Fprintf(c.env.Stderr, "gatehouse version: unexpected argument %q\n", pos[0])
+		return exitUsage
+	}
 	v := versionString()
 	if c.output == "json" {
-		fmt.Fprintf(c.env.Stdout, "{\"version\":%q}\n", v)
-		return exitOK
+		out := versionJSON{Version: v, GoVersion: runtime.Version()}
+		if info, ok := debug.ReadBuildInfo(); ok {
+			out.Commit, out.Modified = vcsRevision(info)
+		}
+		return c.printJSON(out)
 	}
 	fmt.Fprintln(c.env.Stdout, "gatehouse "+v)
 	return exitOK
+}
+
+// vcsRevision is the revision and modified flag the Go toolchain recorded.
+func vcsRevision(info *debug.BuildInfo) (rev string, modified bool) {
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			modified = s.Value == "true"
+		}
+	}
+	return rev, modified
 }
 
 // versionString is the -ldflags version, else the module version or VCS
@@ -195,16 +288,10 @@ func versionString() string {
 	if v := info.Main.Version; v != "" && v != "(devel)" {
 		return v
 	}
-	var rev, dirty string
-	for _, s := range info.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			if s.Value == "true" {
-				dirty = "-dirty"
-			}
-		}
+	rev, modified := vcsRevision(info)
+	var dirty string
+	if modified {
+		dirty = "-dirty"
 	}
 	if len(rev) > 12 {
 		rev = rev[:12]

@@ -22,9 +22,8 @@ const migrateUsage = `Usage: gatehouse migrate up|down|status
 `
 
 func (c *cli) migrate(ctx context.Context, args []string) int {
-	if len(args) == 0 {
-		fmt.Fprint(c.env.Stderr, migrateUsage)
-		return exitUsage
+	if code, done := c.subcommandUsage(args, migrateUsage); done {
+		return code
 	}
 	sub := args[0]
 	if _, ok := c.flags("migrate "+sub, args[1:], nil); !ok {
@@ -180,9 +179,14 @@ func (c *cli) printJSON(v any) int {
 	return exitOK
 }
 
+const encryptionKeyUsage = "Usage: gatehouse encryption-key generate [--id KEY_ID]\n\nPrints a new <key-id>:<base64> key. Put it first in GATEHOUSE_ENCRYPTION_KEYS to make it current; keep older keys after it until every secret has been re-encrypted.\n"
+
 func (c *cli) encryptionKey(args []string) int {
-	if len(args) == 0 || args[0] != "generate" {
-		fmt.Fprint(c.env.Stderr, "Usage: gatehouse encryption-key generate [--id KEY_ID]\n\nPrints a new <key-id>:<base64> key. Put it first in GATEHOUSE_ENCRYPTION_KEYS to make it current; keep older keys after it until every secret has been re-encrypted.\n")
+	if code, done := c.subcommandUsage(args, encryptionKeyUsage); done {
+		return code
+	}
+	if args[0] != "generate" {
+		fmt.Fprint(c.env.Stderr, encryptionKeyUsage)
 		return exitUsage
 	}
 	var id string

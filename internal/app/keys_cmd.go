@@ -20,11 +20,9 @@ func (c *cli) openForCLI(ctx context.Context, cfg *config.Config, log *slog.Logg
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if cfg.AutoMigrateEnabled() {
-		if err := migrateUp(ctx, db, log); err != nil {
-			db.Close()
-			return nil, nil, nil, err
-		}
+	if err := prepareSchema(ctx, cfg, db, log); err != nil {
+		db.Close()
+		return nil, nil, nil, err
 	}
 	st, err := openState(ctx, cfg, log, time.Now)
 	if err != nil {
@@ -41,7 +39,10 @@ const keysUsage = `Usage:
 `
 
 func (c *cli) keys(ctx context.Context, args []string) int {
-	if len(args) == 0 || (args[0] != "rotate" && args[0] != "list") {
+	if code, done := c.subcommandUsage(args, keysUsage); done {
+		return code
+	}
+	if args[0] != "rotate" && args[0] != "list" {
 		fmt.Fprint(c.env.Stderr, keysUsage)
 		return exitUsage
 	}
@@ -59,8 +60,7 @@ func (c *cli) keys(ctx context.Context, args []string) int {
 	}
 	db, st, closeAll, err := c.openForCLI(ctx, cfg, log)
 	if err != nil {
-		log.Error("cannot open storage", "error", err.Error())
-		return exitError
+		return c.failed(log, "cannot open storage", err)
 	}
 	defer closeAll()
 	m, err := token.NewManager(token.Config{Issuer: cfg.Server.Issuer, Algorithm: cfg.Tokens.SigningAlg, AccessTTL: cfg.Tokens.AccessTTL, ReloadInterval: cfg.Tokens.KeysReloadInterval},
@@ -132,9 +132,8 @@ revoking any token (incident tooling).
 `
 
 func (c *cli) clients(ctx context.Context, args []string) int {
-	if len(args) == 0 {
-		fmt.Fprint(c.env.Stderr, clientsUsage)
-		return exitUsage
+	if code, done := c.subcommandUsage(args, clientsUsage); done {
+		return code
 	}
 	var name, scopes string
 	pos, ok := c.flags("clients "+args[0], args[1:], func(fs *flag.FlagSet) {
@@ -164,8 +163,7 @@ func (c *cli) clients(ctx context.Context, args []string) int {
 	}
 	db, _, closeAll, err := c.openForCLI(ctx, cfg, log)
 	if err != nil {
-		log.Error("cannot open storage", "error", err.Error())
-		return exitError
+		return c.failed(log, "cannot open storage", err)
 	}
 	defer closeAll()
 	cl := &oauth.Clients{Store: db.store, Now: time.Now}

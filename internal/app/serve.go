@@ -26,10 +26,22 @@ func (c *cli) serve(ctx context.Context, args []string) int {
 	}
 	tuneGC(c.env.Getenv, log)
 	if err := runServer(ctx, cfg, log, time.Now, nil); err != nil {
-		log.Error("gatehouse stopped with an error", "error", err.Error())
-		return exitError
+		return c.failed(log, "gatehouse stopped with an error", err)
 	}
 	return exitOK
+}
+
+// failed reports a command's failure to open what it needs: a schema
+// that is missing or out of date as one plain line saying what to run, any
+// other error in the log.
+func (c *cli) failed(log *slog.Logger, msg string, err error) int {
+	var se *schemaError
+	if errors.As(err, &se) {
+		fmt.Fprintf(c.env.Stderr, "gatehouse: %v\n", se)
+		return exitError
+	}
+	log.Error(msg, "error", err.Error())
+	return exitError
 }
 
 // serverGCPercent is the garbage collector's target for `gatehouse serve`
@@ -68,10 +80,8 @@ func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, now fu
 		return err
 	}
 	defer db.Close()
-	if cfg.AutoMigrateEnabled() {
-		if err := migrateUp(ctx, db, log); err != nil {
-			return err
-		}
+	if err := prepareSchema(ctx, cfg, db, log); err != nil {
+		return err
 	}
 	state, err := openState(ctx, cfg, log, now)
 	if err != nil {

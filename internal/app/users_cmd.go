@@ -58,9 +58,8 @@ func (c *cli) userService(ctx context.Context, cfg *config.Config, log *slog.Log
 }
 
 func (c *cli) users(ctx context.Context, args []string) int {
-	if len(args) == 0 {
-		fmt.Fprint(c.env.Stderr, usersUsage)
-		return exitUsage
+	if code, done := c.subcommandUsage(args, usersUsage); done {
+		return code
 	}
 	switch args[0] {
 	case "create":
@@ -101,8 +100,7 @@ func (c *cli) usersCreate(ctx context.Context, args []string) int {
 	}
 	svc, closeAll, err := c.userService(ctx, cfg, log)
 	if err != nil {
-		log.Error("cannot open storage", "error", err.Error())
-		return exitError
+		return c.failed(log, "cannot open storage", err)
 	}
 	defer closeAll()
 	u, err := svc.Create(ctx, in, httpapi.Meta{UserAgent: "gatehouse-cli"})
@@ -182,8 +180,7 @@ func (c *cli) usersImport(ctx context.Context, args []string) int {
 	}
 	svc, closeAll, err := c.userService(ctx, cfg, log)
 	if err != nil {
-		log.Error("cannot open storage", "error", err.Error())
-		return exitError
+		return c.failed(log, "cannot open storage", err)
 	}
 	defer closeAll()
 	res, err := svc.Import(ctx, r, httpapi.Meta{UserAgent: "gatehouse-cli"})

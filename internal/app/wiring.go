@@ -129,6 +129,65 @@ func migrateUp(ctx context.Context, db *database, log *slog.Logger) error {
 	return nil
 }
 
+// prepareSchema migrates the database where automatic migration is on, and
+// otherwise checks, before anything queries a table, that the schema is
+// there and up to date, so that a forgotten `gatehouse migrate up` is
+// named as such instead of surfacing as a raw SQL error.
+func prepareSchema(ctx context.Context, cfg *config.Config, db *database, log *slog.Logger) error {
+	if cfg.AutoMigrateEnabled() {
+		return migrateUp(ctx, db, log)
+	}
+	return checkSchema(ctx, db, log)
+}
+
+// schemaError says that the database lacks migrations this binary needs.
+type schemaError struct {
+	applied int // Gatehouse migrations applied
+	pending int // Gatehouse's and the job queue's migrations not applied
+}
+
+func (e *schemaError) Error() string {
+	if e.applied == 0 {
+		return "the database has no schema: run `gatehouse migrate up`"
+	}
+	plural := "s"
+	if e.pending == 1 {
+		plural = ""
+	}
+	return fmt.Sprintf("the database schema is out of date, %d migration%s pending: run `gatehouse migrate up`", e.pending, plural)
+}
+
+// checkSchema returns a *schemaError when a migration of Gatehouse or of
+// the job queue is pending. A version applied by a newer release (a
+// rolling deploy) is not pending.
+func checkSchema(ctx context.Context, db *database, log *slog.Logger) error {
+	list, err := db.store.Migrator().Status(ctx)
+	if err != nil {
+		return fmt.Errorf("check the database schema: %w", err)
+	}
+	var e schemaError
+	for _, m := range list {
+		if m.Applied {
+			e.applied++
+		} else {
+			e.pending++
+		}
+	}
+	q, err := db.newQueue(nil, jobs.Config{Logger: log})
+	if err != nil {
+		return fmt.Errorf("check the database schema: job queue: %w", err)
+	}
+	river, err := q.MigrateStatus(ctx)
+	if err != nil {
+		return fmt.Errorf("check the database schema: %w", err)
+	}
+	e.pending += len(river.Pending)
+	if e.applied == 0 || e.pending > 0 {
+		return &e
+	}
+	return nil
+}
+
 // state is the ephemeral store and the rate limiter, both on Redis or both
 // in process.
 type state struct {
