@@ -1,7 +1,9 @@
 package app
 
 import (
+	"bytes"
 	"database/sql"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -14,6 +16,24 @@ import (
 const appRedirect = "https://app.example.com/after"
 
 var noRedirects = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
+// doNoRedirect sends req to Gatehouse without following redirects and
+// checks the answer against the OpenAPI document; its body is read.
+func doNoRedirect(t testing.TB, req *http.Request) *http.Response {
+	t.Helper()
+	res, err := noRedirects.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkResponse(t, req, res, body)
+	res.Body = io.NopCloser(bytes.NewReader(body))
+	return res
+}
 
 // oauthFlow runs start → provider → callback and returns the final
 // redirect (to the application) as a URL.
@@ -37,11 +57,7 @@ func startOAuthWith(t *testing.T, e *accountEnv, provider string, extra url.Valu
 		q[k] = v
 	}
 	req, _ := http.NewRequest("GET", e.url("/v1/auth/oauth/"+provider+"/start?"+q.Encode()), nil)
-	res, err := noRedirects.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
+	res := doNoRedirect(t, req)
 	if res.StatusCode != 302 {
 		t.Fatalf("start = %d", res.StatusCode)
 	}
@@ -59,7 +75,7 @@ func startOAuthWith(t *testing.T, e *accountEnv, provider string, extra url.Valu
 		t.Errorf("authorisation URL lacks PKCE, nonce or state: %s", authURL)
 	}
 	// The provider authenticates the (queued) user and redirects back.
-	res, err = noRedirects.Get(authURL)
+	res, err := noRedirects.Get(authURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,11 +96,7 @@ func (f *oauthFlow) callback(cookie *http.Cookie) (int, *url.URL) {
 	if cookie != nil {
 		req.AddCookie(cookie)
 	}
-	res, err := noRedirects.Do(req)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	res.Body.Close()
+	res := doNoRedirect(f.t, req)
 	loc, _ := url.Parse(res.Header.Get("Location"))
 	return res.StatusCode, loc
 }
@@ -645,10 +657,7 @@ func TestSocialLinkFromSessionAndBreaker(t *testing.T) {
 	// Link from a signed-in session: the start URL comes back as JSON.
 	req, _ := http.NewRequest("POST", e.url("/v1/me/identities/corp/link?redirect_to="+url.QueryEscape(appRedirect)), nil)
 	req.Header.Set("Authorization", "Bearer "+at)
-	res, err := noRedirects.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := doNoRedirect(t, req)
 	var out map[string]string
 	jsonDecode(res, &out)
 	res.Body.Close()
