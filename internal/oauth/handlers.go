@@ -727,24 +727,13 @@ func (s *Server) audit(ctx context.Context, e store.AuditEvent) {
 // One document for both, so they cannot disagree.
 func (s *Server) discovery(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Cache-Control", "public, max-age=300")
-	return httpapi.WriteJSON(w, http.StatusOK, s.Metadata())
+	return httpapi.WriteJSON(w, http.StatusOK, s.metadata())
 }
 
-// ScopesSupported is the scopes_supported of the metadata: the scopes with
-// a meaning to Gatehouse itself (a client's privileges on introspection and
-// revocation). A client may also request, with client_credentials, any
-// other scope an operator registered it with; those are the operator's
-// names for its own APIs, known to the clients registered with them, and
-// not published: RFC 8414 §2 lets a server leave supported scopes out, and
-// listing them would read every client on each discovery request and
-// publish the operator's client configuration. User tokens (login and
-// refresh) carry no scope today.
-var ScopesSupported = []string{ScopeIntrospect, ScopeRevoke}
-
-// Metadata is the authorization server metadata (RFC 8414 §2). It lists
+// metadata is the authorization server metadata (RFC 8414 §2). It lists
 // only what is served: no authorization endpoint (so no response types)
 // and no ID tokens.
-func (s *Server) Metadata() map[string]any {
+func (s *Server) metadata() map[string]any {
 	iss := strings.TrimRight(s.Issuer, "/")
 	// From the keys published, not the configured algorithm: after a
 	// rotation to another algorithm, tokens of both are alive.
@@ -768,9 +757,18 @@ func (s *Server) Metadata() map[string]any {
 		// REQUIRED by RFC 8414 §2, and empty: both grants use the token
 		// endpoint only; there is no authorization endpoint to send a
 		// response_type to ("token" would promise the implicit flow).
-		"response_types_supported":                      []string{},
-		"subject_types_supported":                       []string{"public"},
-		"scopes_supported":                              ScopesSupported,
+		"response_types_supported": []string{},
+		"subject_types_supported":  []string{"public"},
+		// The scopes with a meaning to Gatehouse itself (a client's
+		// privileges on introspection and revocation). A client may also
+		// request, with client_credentials, any other scope an operator
+		// registered it with: the operator's names for its own APIs, known
+		// to the clients registered with them and not published (RFC 8414
+		// §2 lets a server leave supported scopes out), since listing them
+		// would read every client on each discovery request and publish
+		// the operator's client configuration. User tokens (login and
+		// refresh) are granted no scope today.
+		"scopes_supported":                              []string{ScopeIntrospect, ScopeRevoke},
 		"token_endpoint_auth_methods_supported":         append(slices.Clone(clientAuth), "none"),
 		"introspection_endpoint_auth_methods_supported": clientAuth,
 		"revocation_endpoint_auth_methods_supported":    clientAuth,
