@@ -218,6 +218,8 @@ type ClientView struct {
 	Name      string    `json:"name"`
 	Scopes    []string  `json:"scopes"`
 	CreatedAt time.Time `json:"created_at"`
+	// Public is a public client (no secret; see oauth.Clients.CreatePublic).
+	Public bool `json:"public"`
 }
 
 func clientView(c store.Client) ClientView {
@@ -225,7 +227,7 @@ func clientView(c store.Client) ClientView {
 	if sc == nil {
 		sc = []string{}
 	}
-	return ClientView{ClientID: c.ID, Name: c.Name, Scopes: sc, CreatedAt: c.CreatedAt.UTC()}
+	return ClientView{ClientID: c.ID, Name: c.Name, Scopes: sc, CreatedAt: c.CreatedAt.UTC(), Public: c.Public}
 }
 
 func (h *Handlers) listClients(w http.ResponseWriter, r *http.Request) error {
@@ -244,28 +246,41 @@ func (h *Handlers) createClient(w http.ResponseWriter, r *http.Request) error {
 	var in struct {
 		Name   string   `json:"name"`
 		Scopes []string `json:"scopes"`
+		Public bool     `json:"public"`
 	}
 	if err := httpapi.DecodeJSON(r, &in); err != nil {
 		return err
 	}
 	scopes, err := oauth.ParseScopes(strings.Join(in.Scopes, " "))
-	if err != nil || in.Name == "" || len(in.Name) > 200 {
+	if err != nil || in.Name == "" || len(in.Name) > 200 || (in.Public && len(scopes) > 0) {
 		var fe []httpapi.FieldError
 		if in.Name == "" || len(in.Name) > 200 {
 			fe = append(fe, httpapi.FieldError{Field: "name", Rule: "required", Message: "A name of 1 to 200 characters is required."})
 		}
 		if err != nil {
 			fe = append(fe, httpapi.FieldError{Field: "scopes", Rule: "format", Message: "Scopes must be printable ASCII without spaces, quotes or backslashes."})
+		} else if in.Public && len(scopes) > 0 {
+			fe = append(fe, httpapi.FieldError{Field: "scopes", Rule: "public_client", Message: "A public client has no scopes."})
 		}
 		return httpapi.Validation(fe...)
 	}
 	p, _ := auth.FromContext(r.Context())
+	if in.Public {
+		pc, err := h.Clients.CreatePublic(r.Context(), in.Name, oauth.ActorOf(r, p.UserID))
+		if err != nil {
+			return err
+		}
+		// No client_secret: a public client has none.
+		return httpapi.WriteJSON(w, http.StatusCreated, map[string]any{
+			"client_id": pc.ID, "name": pc.Name, "scopes": []string{}, "public": true,
+		})
+	}
 	nc, err := h.Clients.Create(r.Context(), in.Name, scopes, oauth.ActorOf(r, p.UserID))
 	if err != nil {
 		return err
 	}
 	return httpapi.WriteJSON(w, http.StatusCreated, map[string]any{
-		"client_id": nc.Client.ID, "client_secret": nc.Secret, "name": nc.Client.Name, "scopes": clientView(nc.Client).Scopes,
+		"client_id": nc.Client.ID, "client_secret": nc.Secret, "name": nc.Client.Name, "scopes": clientView(nc.Client).Scopes, "public": false,
 	})
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/oauth"
+	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/token"
 )
 
@@ -123,23 +124,34 @@ func (c *cli) keys(ctx context.Context, args []string) int {
 
 const clientsUsage = `Usage:
   gatehouse clients create --name NAME [--scopes introspect,revoke]
+  gatehouse clients create --name NAME --public
   gatehouse clients list
   gatehouse clients delete CLIENT_ID
 
 create prints the client_id and the client secret once; only a hash of the
 secret is stored. Scope introspect allows token introspection; revoke allows
 revoking any token (incident tooling).
+
+--public registers a public client (a mobile or single-page app, which
+cannot keep a secret): it has no secret and no scopes; users sign in through
+it (POST /v1/auth/login with its client_id) and it refreshes their tokens
+with its client_id alone. Gatehouse's own first-party public client,
+"gatehouse", needs no registration.
 `
 
 func (c *cli) clients(ctx context.Context, args []string) int {
 	if code, done := c.subcommandUsage(args, clientsUsage); done {
 		return code
 	}
-	var name, scopes string
+	var (
+		name, scopes string
+		public       bool
+	)
 	pos, ok := c.flags("clients "+args[0], args[1:], func(fs *flag.FlagSet) {
 		if args[0] == "create" {
 			fs.StringVar(&name, "name", "", "client name (required)")
 			fs.StringVar(&scopes, "scopes", "", "comma-separated scopes, e.g. introspect,revoke")
+			fs.BoolVar(&public, "public", false, "a public client (mobile or single-page app): no secret, no scopes")
 		}
 	})
 	if !ok {
@@ -153,6 +165,9 @@ func (c *cli) clients(ctx context.Context, args []string) int {
 		return exitUsage
 	}
 	scopeList, err := oauth.ParseScopes(scopes)
+	if err == nil && public && len(scopeList) > 0 {
+		err = oauth.ErrPublicScopes
+	}
 	if err != nil {
 		fmt.Fprintf(c.env.Stderr, "gatehouse clients create: %v\n", err)
 		return exitUsage
@@ -167,8 +182,18 @@ func (c *cli) clients(ctx context.Context, args []string) int {
 	}
 	defer closeAll()
 	cl := &oauth.Clients{Store: db.store, Now: time.Now}
-	switch args[0] {
-	case "create":
+	switch {
+	case args[0] == "create" && public:
+		pc, err := cl.CreatePublic(ctx, name, oauth.Actor{})
+		if err != nil {
+			return c.printFailure("clients create", err)
+		}
+		if c.output == "json" {
+			return c.printJSON(map[string]any{"client_id": pc.ID, "name": pc.Name, "scopes": []string{}, "public": true})
+		}
+		fmt.Fprintf(c.env.Stdout, "client_id: %s\n\nA public client: it has no secret. Sign users in with this client_id\n(POST /v1/auth/login) and refresh their tokens with it, without a secret.\n", pc.ID)
+		return exitOK
+	case args[0] == "create":
 		nc, err := cl.Create(ctx, name, scopeList, oauth.Actor{})
 		if err != nil {
 			return c.printFailure("clients create", err)
@@ -178,7 +203,7 @@ func (c *cli) clients(ctx context.Context, args []string) int {
 		}
 		fmt.Fprintf(c.env.Stdout, "client_id:     %s\nclient_secret: %s\n\nThe secret is shown only now; store it safely.\n", nc.Client.ID, nc.Secret)
 		return exitOK
-	case "delete":
+	case args[0] == "delete":
 		if err := db.store.DeleteClient(ctx, pos[0]); err != nil {
 			return c.printFailure("clients delete", err)
 		}
@@ -192,16 +217,24 @@ func (c *cli) clients(ctx context.Context, args []string) int {
 		if c.output == "json" {
 			out := []map[string]any{}
 			for _, x := range list {
-				out = append(out, map[string]any{"client_id": x.ID, "name": x.Name, "scopes": x.Scopes, "created_at": x.CreatedAt.UTC()})
+				out = append(out, map[string]any{"client_id": x.ID, "name": x.Name, "scopes": x.Scopes, "created_at": x.CreatedAt.UTC(), "public": x.Public})
 			}
 			return c.printJSON(map[string]any{"clients": out})
 		}
 		tw := tabwriter.NewWriter(c.env.Stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "CLIENT_ID\tNAME\tSCOPES\tCREATED")
+		fmt.Fprintln(tw, "CLIENT_ID\tNAME\tSCOPES\tCREATED\tTYPE")
 		for _, x := range list {
-			fmt.Fprintf(tw, "%s\t%s\t%v\t%s\n", x.ID, x.Name, x.Scopes, x.CreatedAt.UTC().Format(time.RFC3339))
+			fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\n", x.ID, x.Name, x.Scopes, x.CreatedAt.UTC().Format(time.RFC3339), clientType(x))
 		}
 		tw.Flush()
 		return exitOK
 	}
+}
+
+// clientType names a client's type as RFC 6749 §2.1 does.
+func clientType(c store.Client) string {
+	if c.Public {
+		return "public"
+	}
+	return "confidential"
 }

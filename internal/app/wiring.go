@@ -387,9 +387,9 @@ func newRouter(d *deps) (*httpapi.Router, error) {
 	// The docs handler sets its own Content-Security-Policy and caching.
 	accounts := &user.Handlers{Service: svc.users, Auth: d.authn}
 	accounts.Routes(rt)
-	sessionHandlers := &session.Handlers{Service: svc.sessions, Auth: d.authn, Cookie: d.cfg.Tokens.RefreshCookie}
-	sessionHandlers.Routes(rt)
 	clients := &oauth.Clients{Store: d.db.store, Now: d.now, CacheTTL: 10 * time.Second}
+	sessionHandlers := &session.Handlers{Service: svc.sessions, Auth: d.authn, Cookie: d.cfg.Tokens.RefreshCookie, Clients: clients}
+	sessionHandlers.Routes(rt)
 	(&oauth.Server{
 		Issuer: d.cfg.Server.Issuer, Clients: clients, Sessions: svc.sessions,
 		Tokens: d.tokens, Cookie: d.cfg.Tokens.RefreshCookie, AllowedOrigins: d.cfg.HTTP.CORSAllowedOrigins, Log: d.log,

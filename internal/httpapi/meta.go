@@ -18,6 +18,11 @@ type Meta struct {
 	DeviceID  string    // the client's own device identifier, when it sends one
 	ActorID   string    // the authenticated caller, if any
 	AuthTime  time.Time // when the caller last authenticated (auth_time)
+	// ClientID is the registered public client a sign-in is made through
+	// (POST /v1/auth/login's client_id), checked by the handler: the
+	// session it starts is bound to that client. "" for Gatehouse's own
+	// first-party client.
+	ClientID string
 }
 
 // MetaOf describes the client of r; deviceID is the one the client sent,

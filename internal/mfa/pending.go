@@ -35,6 +35,10 @@ type pending struct {
 	// with, under which subscribers of event.SecondFactorVerified find
 	// deferred work.
 	Origin string `json:"origin,omitempty"`
+	// Client is the public client the sign-in was made through
+	// (httpapi.Meta.ClientID of its first step): the session started at
+	// the end is bound to it, whatever the later requests say.
+	Client string `json:"client,omitempty"`
 }
 
 // tokenRef names a pending login without holding its token: the hash its
@@ -70,7 +74,7 @@ func (s *Service) Begin(ctx context.Context, u store.User, amr []string, m httpa
 	}
 	switch {
 	case len(f.active) > 0:
-		p := pending{UserID: u.ID, AMR: amr, UA: uaHash(m.UserAgent), PasswordStamp: passwordStamp(u, amr)}
+		p := pending{UserID: u.ID, AMR: amr, UA: uaHash(m.UserAgent), PasswordStamp: passwordStamp(u, amr), Client: m.ClientID}
 		if len(f.allowed) == 0 {
 			if len(enrollable(f.pol)) == 0 {
 				return nil, ErrPolicyConflict
@@ -89,7 +93,7 @@ func (s *Service) Begin(ctx context.Context, u store.User, amr []string, m httpa
 		}
 		return &session.Challenge{MFAToken: tok, Methods: methods}, nil
 	case f.pol.Required && s.now().Sub(u.CreatedAt) >= f.pol.Grace:
-		return s.open(ctx, pending{UserID: u.ID, AMR: amr, Enroll: true, UA: uaHash(m.UserAgent), PasswordStamp: passwordStamp(u, amr)}, f.pol)
+		return s.open(ctx, pending{UserID: u.ID, AMR: amr, Enroll: true, UA: uaHash(m.UserAgent), PasswordStamp: passwordStamp(u, amr), Client: m.ClientID}, f.pol)
 	}
 	return nil, nil
 }

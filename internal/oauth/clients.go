@@ -16,6 +16,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/secret"
+	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
 
@@ -121,35 +122,89 @@ func ActorOf(r *http.Request, userID string) Actor {
 	return Actor{UserID: userID, IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID}
 }
 
-// Create registers a client and returns its secret (never stored).
+// Create registers a confidential client and returns its secret (never
+// stored).
 func (c *Clients) Create(ctx context.Context, name string, scopes []string, actor Actor) (NewClient, error) {
-	name = strings.TrimSpace(name)
-	if name == "" || len(name) > 200 {
-		return NewClient{}, errors.New("oauth: a client name of 1 to 200 characters is required")
-	}
-	idPart, err := secret.NewToken(16)
-	if err != nil {
-		return NewClient{}, err
-	}
 	sec, err := secret.NewToken(32)
 	if err != nil {
 		return NewClient{}, err
 	}
-	now := c.Now().UTC()
-	cl, err := c.Store.CreateClient(ctx, store.Client{
-		ID: "gh_" + idPart, Name: name, SecretHash: secret.HashToken(sec), Scopes: scopes, CreatedAt: now, UpdatedAt: now,
-	})
+	cl, err := c.create(ctx, store.Client{Name: name, SecretHash: secret.HashToken(sec), Scopes: scopes}, actor)
 	if err != nil {
 		return NewClient{}, err
 	}
+	return NewClient{Client: cl, Secret: sec}, nil
+}
+
+// ErrPublicScopes is a public client registered with scopes: they are the
+// privileges of a client that authenticates (client_credentials,
+// introspection, revocation), which a public client never gets.
+var ErrPublicScopes = errors.New("oauth: a public client has no scopes")
+
+// CreatePublic registers a public client (a mobile or single-page app): it
+// has no secret and identifies itself by its client_id; users sign in
+// through it (POST /v1/auth/login with its client_id) and it refreshes
+// their tokens.
+func (c *Clients) CreatePublic(ctx context.Context, name string, actor Actor) (store.Client, error) {
+	return c.create(ctx, store.Client{Name: name, Public: true}, actor)
+}
+
+// create stores cl under a new ID and records the registration.
+func (c *Clients) create(ctx context.Context, cl store.Client, actor Actor) (store.Client, error) {
+	name := strings.TrimSpace(cl.Name)
+	if name == "" || len(name) > 200 {
+		return store.Client{}, errors.New("oauth: a client name of 1 to 200 characters is required")
+	}
+	if cl.Public && len(cl.Scopes) > 0 {
+		return store.Client{}, ErrPublicScopes
+	}
+	idPart, err := secret.NewToken(16)
+	if err != nil {
+		return store.Client{}, err
+	}
+	now := c.Now().UTC()
+	cl.ID, cl.Name, cl.CreatedAt, cl.UpdatedAt = "gh_"+idPart, name, now, now
+	data := map[string]any{"name": name, "scopes": cl.Scopes}
+	cl, err = c.Store.CreateClient(ctx, cl)
+	if err != nil {
+		return store.Client{}, err
+	}
+	if cl.Public {
+		data["public"] = true
+	}
 	if err := c.Store.AppendAuditEvent(ctx, store.AuditEvent{
 		OccurredAt: now, ActorID: actor.UserID, SubjectID: cl.ID, Action: "client.created",
-		IP: actor.IP, UserAgent: actor.UserAgent, RequestID: actor.RequestID,
-		Data: map[string]any{"name": name, "scopes": scopes},
+		IP: actor.IP, UserAgent: actor.UserAgent, RequestID: actor.RequestID, Data: data,
 	}); err != nil {
-		return NewClient{}, err
+		return store.Client{}, err
 	}
-	return NewClient{Client: cl, Secret: sec}, nil
+	return cl, nil
+}
+
+// FirstPartyClient is the public client of Gatehouse's own API: the client
+// of the sessions /v1/auth/login starts without a client_id. It is not
+// stored; its ID cannot collide with a registered one ("gh_…").
+var FirstPartyClient = store.Client{ID: session.FirstPartyClientID, Name: "Gatehouse", Public: true}
+
+// Public returns the public client id: the first-party client or a
+// registered public client that is not disabled. ok is false for any other
+// ID (unknown, confidential or disabled), which must then authenticate
+// with its secret.
+func (c *Clients) Public(ctx context.Context, id string) (cl store.Client, ok bool, err error) {
+	if id == FirstPartyClient.ID {
+		return FirstPartyClient, true, nil
+	}
+	cl, err = c.lookup(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Client{}, false, nil
+	}
+	if err != nil {
+		return store.Client{}, false, err
+	}
+	if !cl.Public || !cl.DisabledAt.IsZero() {
+		return store.Client{}, false, nil
+	}
+	return cl, true, nil
 }
 
 // Authenticate checks a client's credentials in constant time; an unknown
@@ -163,8 +218,10 @@ func (c *Clients) Authenticate(ctx context.Context, id, sec string) (store.Clien
 	if err != nil {
 		return store.Client{}, false, err
 	}
+	// A public client has no secret: whatever is sent as one fails, as a
+	// wrong secret does (its SecretHash is "", which no hash equals).
 	ok := secret.Equal(secret.HashToken(sec), cl.SecretHash)
-	if !ok || !cl.DisabledAt.IsZero() {
+	if !ok || cl.Public || !cl.DisabledAt.IsZero() {
 		return store.Client{}, false, nil
 	}
 	return cl, true, nil

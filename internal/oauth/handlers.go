@@ -75,6 +75,7 @@ func (s *Server) Routes(rt *httpapi.Router) {
 	rt.HandleHTTP("POST /oauth2/introspect", http.HandlerFunc(s.introspect))
 	rt.HandleHTTP("POST /oauth2/revoke", http.HandlerFunc(s.revoke))
 	rt.Handle("GET /.well-known/openid-configuration", s.discovery)
+	rt.Handle("GET /.well-known/oauth-authorization-server", s.discovery)
 }
 
 // oauthError is an RFC 6749 §5.2 error response.
@@ -205,8 +206,14 @@ func jsonParams(body io.Reader) (url.Values, error) {
 }
 
 // clientFrom authenticates the client by client_secret_basic or
-// client_secret_post. present is false when the request carries no client
-// credentials at all.
+// client_secret_post, or identifies a public client (RFC 6749 §2.1) by its
+// client_id alone ("none"): in HTTP Basic with an empty secret, as
+// libraries send it (x/oauth2's AuthStyleInHeader sends "gatehouse:"), or
+// as client_id in the body without client_secret (§3.2.1). A public
+// client's ID must name one: the first-party client (FirstPartyClient) or
+// a client registered as public; a confidential client without its secret
+// is errBadClient. present is false when the request carries no client
+// credentials nor client_id at all.
 func (s *Server) clientFrom(r *http.Request, p url.Values) (cl store.Client, present bool, err error) {
 	id, sec, basic := r.BasicAuth()
 	if basic {
@@ -226,8 +233,18 @@ func (s *Server) clientFrom(r *http.Request, p url.Values) (cl store.Client, pre
 		}
 	} else if p.Get("client_secret") != "" {
 		id, sec = p.Get("client_id"), p.Get("client_secret")
-	} else {
+	} else if id = p.Get("client_id"); id == "" {
 		return store.Client{}, false, nil
+	}
+	if sec == "" {
+		cl, ok, err := s.Clients.Public(r.Context(), id)
+		if err != nil {
+			return store.Client{}, true, err
+		}
+		if !ok {
+			return store.Client{}, true, errBadClient
+		}
+		return cl, true, nil
 	}
 	cl, ok, err := s.Clients.Authenticate(r.Context(), id, sec)
 	if err != nil {
@@ -270,6 +287,12 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	case "client_credentials":
 		if !present {
 			writeOAuthError(w, errInvalidClient)
+			return
+		}
+		if cl.Public {
+			// RFC 6749 §4.4: only confidential clients; a public client
+			// has no credentials to prove it is itself.
+			writeOAuthError(w, oauthError{status: http.StatusBadRequest, code: "unauthorized_client", description: "A public client may not use the client_credentials grant."})
 			return
 		}
 		s.clientCredentials(w, r, p, cl)
@@ -325,9 +348,12 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request, p url.Values, c
 		}
 	}
 	// A refresh token is bound to the client it was issued to; first-party
-	// tokens (from /v1/auth/login) are used without client authentication.
+	// tokens (from /v1/auth/login) are used without client authentication
+	// or as the public client "gatehouse", which is the same client (its
+	// sessions have no client: ""). A registered public client presents
+	// itself by its client_id.
 	client := ""
-	if present {
+	if present && cl.ID != session.FirstPartyClientID {
 		client = cl.ID
 	}
 	res, err := s.Sessions.Refresh(r.Context(), session.RefreshRequest{
@@ -435,7 +461,10 @@ func (s *Server) requireClient(w http.ResponseWriter, r *http.Request) (store.Cl
 	case err != nil && !errors.Is(err, errBadClient):
 		s.fail(w, r, err)
 		return store.Client{}, nil, false
-	case err != nil || !present:
+	case err != nil || !present || cl.Public:
+		// A public client proves nothing about itself: it has neither
+		// privileges here nor tokens it could revoke as their owner
+		// (the user revokes through logout).
 		writeOAuthError(w, errInvalidClient)
 		return store.Client{}, nil, false
 	}
@@ -692,11 +721,19 @@ func (s *Server) audit(ctx context.Context, e store.AuditEvent) {
 	}
 }
 
-// discovery serves the authorization server metadata (RFC 8414) at the
-// OpenID Connect discovery path, where clients look first. It lists only
-// what is served: no authorization endpoint (so no response types) and no
-// ID tokens.
+// discovery serves the authorization server metadata (RFC 8414) at both
+// paths clients look at: the OpenID Connect discovery path (the "oidc"
+// algorithm of client libraries) and RFC 8414's own (the "oauth2" one).
+// One document for both, so they cannot disagree.
 func (s *Server) discovery(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	return httpapi.WriteJSON(w, http.StatusOK, s.metadata())
+}
+
+// metadata is the authorization server metadata (RFC 8414 §2). It lists
+// only what is served: no authorization endpoint (so no response types)
+// and no ID tokens.
+func (s *Server) metadata() map[string]any {
 	iss := strings.TrimRight(s.Issuer, "/")
 	// From the keys published, not the configured algorithm: after a
 	// rotation to another algorithm, tokens of both are alive.
@@ -704,8 +741,13 @@ func (s *Server) discovery(w http.ResponseWriter, r *http.Request) error {
 	if algs == nil {
 		algs = []string{}
 	}
-	w.Header().Set("Cache-Control", "public, max-age=300")
-	return httpapi.WriteJSON(w, http.StatusOK, map[string]any{
+	// Confidential clients authenticate with their secret (RFC 6749
+	// §2.3.1); public ones (the first-party client and those registered
+	// with --public) identify themselves by client_id alone at the token
+	// endpoint ("none", RFC 7591 §2), which introspection and revocation
+	// do not accept.
+	clientAuth := []string{"client_secret_basic", "client_secret_post"}
+	return map[string]any{
 		"issuer":                 iss,
 		"jwks_uri":               iss + "/.well-known/jwks.json",
 		"token_endpoint":         iss + "/oauth2/token",
@@ -715,12 +757,22 @@ func (s *Server) discovery(w http.ResponseWriter, r *http.Request) error {
 		// REQUIRED by RFC 8414 §2, and empty: both grants use the token
 		// endpoint only; there is no authorization endpoint to send a
 		// response_type to ("token" would promise the implicit flow).
-		"response_types_supported":                      []string{},
-		"subject_types_supported":                       []string{"public"},
-		"token_endpoint_auth_methods_supported":         []string{"client_secret_basic", "client_secret_post"},
-		"introspection_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
-		"revocation_endpoint_auth_methods_supported":    []string{"client_secret_basic", "client_secret_post"},
+		"response_types_supported": []string{},
+		"subject_types_supported":  []string{"public"},
+		// The scopes with a meaning to Gatehouse itself (a client's
+		// privileges on introspection and revocation). A client may also
+		// request, with client_credentials, any other scope an operator
+		// registered it with: the operator's names for its own APIs, known
+		// to the clients registered with them and not published (RFC 8414
+		// §2 lets a server leave supported scopes out), since listing them
+		// would read every client on each discovery request and publish
+		// the operator's client configuration. User tokens (login and
+		// refresh) are granted no scope today.
+		"scopes_supported":                              []string{ScopeIntrospect, ScopeRevoke},
+		"token_endpoint_auth_methods_supported":         append(slices.Clone(clientAuth), "none"),
+		"introspection_endpoint_auth_methods_supported": clientAuth,
+		"revocation_endpoint_auth_methods_supported":    clientAuth,
 		"access_token_signing_alg_values_supported":     algs,
 		"claims_supported":                              []string{"iss", "sub", "aud", "client_id", "exp", "iat", "nbf", "jti", "sid", "auth_time", "amr", "scope"},
-	})
+	}
 }

@@ -54,6 +54,9 @@ type scopedEnv struct {
 	tokens  *token.Manager
 	client  oauth.NewClient
 	refresh string
+	store   store.Store
+	clients *oauth.Clients
+	user    store.User
 }
 
 func newScopedEnv(t *testing.T, st store.Store) *scopedEnv {
@@ -112,7 +115,7 @@ func newScopedEnv(t *testing.T, st store.Store) *scopedEnv {
 	(&oauth.Server{Issuer: "https://auth.example.test", Clients: clients, Sessions: sessions, Tokens: tokens, Log: log}).Routes(rt)
 	srv := httptest.NewServer(rt)
 	t.Cleanup(srv.Close)
-	return &scopedEnv{srv: srv, tokens: tokens, client: cl, refresh: raw}
+	return &scopedEnv{srv: srv, tokens: tokens, client: cl, refresh: raw, store: st, clients: clients, user: u}
 }
 
 func (e *scopedEnv) refreshWith(t *testing.T, scope string) (int, map[string]any) {

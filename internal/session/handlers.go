@@ -1,6 +1,7 @@
 package session
 
 import (
+	"context"
 	"net/http"
 	"time"
 
@@ -14,10 +15,19 @@ import (
 // The __Host- prefix makes browsers insist on Secure, Path=/ and no Domain.
 const RefreshCookie = "__Host-gatehouse_refresh"
 
+// PublicClients finds the public client a sign-in names (oauth.Clients).
+type PublicClients interface {
+	// Public returns the public client id: ok is false for an unknown,
+	// confidential or disabled client.
+	Public(ctx context.Context, id string) (cl store.Client, ok bool, err error)
+}
+
 // Handlers serves sign-in and the user's sessions.
 type Handlers struct {
 	Service *Service
 	Auth    auth.Authenticator
+	// Clients checks the client_id of a sign-in.
+	Clients PublicClients
 	// Cookie delivers the refresh token as an HttpOnly, Secure,
 	// SameSite=Strict cookie instead of in the response body.
 	Cookie bool
@@ -47,11 +57,27 @@ func (h *Handlers) login(w http.ResponseWriter, r *http.Request) error {
 		Email    string `json:"email"`
 		Password string `json:"password"`
 		DeviceID string `json:"device_id"`
+		ClientID string `json:"client_id"`
 	}
 	if err := httpapi.DecodeJSON(r, &in); err != nil {
 		return err
 	}
-	res, err := h.Service.Login(r.Context(), in.Email, in.Password, httpapi.MetaOf(r, in.DeviceID))
+	m := httpapi.MetaOf(r, in.DeviceID)
+	if in.ClientID != "" {
+		cl, ok, err := h.Clients.Public(r.Context(), in.ClientID)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return ErrUnknownPublicClient
+		}
+		// The first-party client's sessions have no client (see
+		// store.Session.ClientID).
+		if cl.ID != FirstPartyClientID {
+			m.ClientID = cl.ID
+		}
+	}
+	res, err := h.Service.Login(r.Context(), in.Email, in.Password, m)
 	if err != nil {
 		return err
 	}

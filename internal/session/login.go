@@ -1,6 +1,7 @@
 package session
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -201,7 +202,7 @@ func (s *Service) Reauthenticated(ctx context.Context, userID, sessionID string,
 		return "", 0, ErrInvalidGrant
 	}
 	at, exp, err := s.Tokens.Issue(ctx, token.AccessClaims{
-		Subject: userID, ClientID: FirstPartyClientID, SessionID: sess.ID, AuthTime: now, AMR: amr,
+		Subject: userID, ClientID: cmp.Or(sess.ClientID, FirstPartyClientID), SessionID: sess.ID, AuthTime: now, AMR: amr,
 	})
 	if err != nil {
 		return "", 0, err
@@ -285,8 +286,11 @@ func (s *Service) start(ctx context.Context, u store.User, newHash, checkedHash 
 	if s.Config.BindDevice {
 		sess.DeviceFingerprint = Fingerprint(m.DeviceID, m.UserAgent)
 	}
+	// A sign-in through a registered public client binds the session (and
+	// its refresh tokens) to that client: only it may refresh them.
+	sess.ClientID = m.ClientID
 	first := store.RefreshToken{
-		UserID: u.ID, ClientID: "", TokenHash: secret.HashToken(raw), CreatedAt: now, ExpiresAt: sess.ExpiresAt,
+		UserID: u.ID, ClientID: m.ClientID, TokenHash: secret.HashToken(raw), CreatedAt: now, ExpiresAt: sess.ExpiresAt,
 	}
 	if s.Config.IdleTimeout > 0 {
 		first.IdleExpiresAt = minTime(now.Add(s.Config.IdleTimeout), sess.ExpiresAt)
@@ -357,10 +361,11 @@ func minTime(a, b time.Time) time.Time {
 	return b
 }
 
-// issue signs an access token for the session.
+// issue signs an access token for the session, for the session's client
+// (the first-party one when it has none).
 func (s *Service) issue(ctx context.Context, u store.User, sess store.Session, refresh string) (Result, error) {
 	at, exp, err := s.Tokens.Issue(ctx, token.AccessClaims{
-		Subject: u.ID, ClientID: FirstPartyClientID, SessionID: sess.ID, AuthTime: sess.AuthTime, AMR: sess.AMR,
+		Subject: u.ID, ClientID: cmp.Or(sess.ClientID, FirstPartyClientID), SessionID: sess.ID, AuthTime: sess.AuthTime, AMR: sess.AMR,
 	})
 	if err != nil {
 		return Result{}, err

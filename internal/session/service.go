@@ -30,6 +30,11 @@ var (
 	// ErrInvalidGrant is a refresh token that is unknown, expired, revoked,
 	// reused or presented from another device.
 	ErrInvalidGrant = errors.New("session: invalid refresh token")
+	// ErrUnknownPublicClient is a sign-in naming a client_id that is not
+	// a public client (unknown, confidential or disabled): a confidential
+	// client's users do not sign in here, and a session must not be bound
+	// to a client that could not refresh it.
+	ErrUnknownPublicClient = errors.New("session: client_id is not a public client")
 )
 
 // Errors is how this package's errors answer, a list for
@@ -41,6 +46,7 @@ func Errors() []httpapi.ErrorMapping {
 		httpapi.MapError(ErrAccountDisabled, http.StatusForbidden, "account_disabled", "This account is disabled."),
 		httpapi.MapError(ErrTooManySessions, http.StatusConflict, "too_many_sessions", "The account has reached its limit of concurrent sessions."),
 		httpapi.MapError(ErrInvalidGrant, http.StatusUnauthorized, "invalid_grant", "The refresh token is invalid, expired or revoked."),
+		httpapi.MapError(ErrUnknownPublicClient, http.StatusBadRequest, "invalid_client", "client_id is not a registered public client."),
 	}
 }
 

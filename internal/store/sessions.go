@@ -182,7 +182,12 @@ type SessionStore interface {
 type Client struct {
 	ID         string // client_id
 	Name       string
-	SecretHash string // hash of the client secret (never the secret)
+	SecretHash string // hash of the client secret (never the secret); "" for a public client
+	// Public marks a public client (RFC 6749 §2.1: a mobile or single-page
+	// app, which cannot keep a secret): it has no secret, identifies
+	// itself by its ID at the token endpoint, and may only refresh the
+	// tokens of the sessions started through it.
+	Public     bool
 	Scopes     []string
 	CreatedAt  time.Time
 	UpdatedAt  time.Time

@@ -50,6 +50,7 @@ func runSessions(t *testing.T, migrated func(t *testing.T) store.Store) {
 	t.Run("Clients", func(t *testing.T) {
 		t.Run("CRUD", func(t *testing.T) { testClientCRUD(t, migrated(t)) })
 		t.Run("Invalid", func(t *testing.T) { testClientInvalid(t, migrated(t)) })
+		t.Run("Public", func(t *testing.T) { testClientPublic(t, migrated(t)) })
 	})
 }
 
@@ -1175,6 +1176,7 @@ func testClientInvalid(t *testing.T, s store.Store) {
 		"NUL in ID":          {ID: "a\x00b"},
 		"invalid UTF-8 name": {ID: "gh_x", Name: "\xff"},
 		"empty scope":        {ID: "gh_y", Scopes: []string{"a", ""}},
+		"public with secret": {ID: "gh_z", Public: true, SecretHash: refreshHash()},
 	} {
 		_, err := s.CreateClient(ctx, c)
 		if err == nil || errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
@@ -1183,6 +1185,40 @@ func testClientInvalid(t *testing.T, s store.Store) {
 	}
 	if list, err := s.ListClients(ctx); err != nil || len(list) != 0 {
 		t.Errorf("ListClients = %d clients, %v; want none", len(list), err)
+	}
+}
+
+// testClientPublic: a public client is stored as one, without a secret, and
+// reads back as one from GetClient and ListClients; a confidential client
+// (the default) reads back as not public.
+func testClientPublic(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	pub, err := s.CreateClient(ctx, store.Client{ID: "gh_spa", Name: "Single-page app", Public: true, CreatedAt: sessAt})
+	if err != nil {
+		t.Fatalf("CreateClient(public): %v", err)
+	}
+	conf, err := s.CreateClient(ctx, store.Client{ID: "gh_api", Name: "API", SecretHash: refreshHash(), CreatedAt: sessAt.Add(time.Second)})
+	if err != nil {
+		t.Fatalf("CreateClient(confidential): %v", err)
+	}
+	if !pub.Public || pub.SecretHash != "" || conf.Public {
+		t.Errorf("created: public client %+v, confidential %+v", pub, conf)
+	}
+	if g, err := s.GetClient(ctx, "gh_spa"); err != nil || !g.Public || g.SecretHash != "" {
+		t.Errorf("GetClient(public) = %+v, %v; want Public and no secret", g, err)
+	}
+	if g, err := s.GetClient(ctx, "gh_api"); err != nil || g.Public {
+		t.Errorf("GetClient(confidential) = %+v, %v; want not Public", g, err)
+	}
+	list, err := s.ListClients(ctx)
+	if err != nil {
+		t.Fatalf("ListClients: %v", err)
+	}
+	if diff := cmp.Diff([]store.Client{pub, conf}, list, equateEmpty); diff != "" {
+		t.Errorf("ListClients (-want +got):\n%s", diff)
+	}
+	if n := count(t, s, "SELECT count(*) FROM oauth_clients WHERE id = 'gh_spa' AND secret_hash IS NULL"); n != 1 {
+		t.Error("the public client is not stored without a secret")
 	}
 }
 

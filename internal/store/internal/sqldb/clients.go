@@ -18,7 +18,7 @@ func (t *Tables) CreateClient(ctx context.Context, c store.Client) (store.Client
 		return store.Client{}, t.errorf("create client: %w", err)
 	}
 	created, err := row(ctx, t, Write, t.scanClient, `INSERT INTO oauth_clients (`+sqlrow.ClientColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING `+sqlrow.ClientColumns,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING `+sqlrow.ClientColumns,
 		sqlrow.ClientValues(c, t.d.TimeValue, t.d.ListValue)...)
 	if err != nil {
 		return store.Client{}, t.errorf("create client %q: %w", c.ID, t.d.MapErr(err))

@@ -383,7 +383,7 @@ func ScopeWithin(asked []string, granted string) bool {
 
 // ClientColumns is the column list ScanClient expects, in order; the values
 // ClientValues returns are in the same order.
-const ClientColumns = "id, name, secret_hash, scopes, created_at, updated_at, disabled_at"
+const ClientColumns = "id, name, secret_hash, scopes, created_at, updated_at, disabled_at, public"
 
 // ScanClient scans one row selected with ClientColumns. Empty Scopes come
 // back nil.
@@ -392,7 +392,7 @@ func ScanClient(s Scanner, td, ntd TimeDest, ld ListDest) (store.Client, error) 
 		c            store.Client
 		name, secret *string
 	)
-	err := s.Scan(&c.ID, &name, &secret, ld(&c.Scopes), td(&c.CreatedAt), td(&c.UpdatedAt), ntd(&c.DisabledAt))
+	err := s.Scan(&c.ID, &name, &secret, ld(&c.Scopes), td(&c.CreatedAt), td(&c.UpdatedAt), ntd(&c.DisabledAt), &c.Public)
 	if err != nil {
 		return store.Client{}, err
 	}
@@ -405,7 +405,7 @@ func ScanClient(s Scanner, td, ntd TimeDest, ld ListDest) (store.Client, error) 
 // ClientValues returns the values of the ClientColumns columns of a
 // prepared client, in order.
 func ClientValues(c store.Client, tv TimeValue, lv ListValue) []any {
-	return []any{c.ID, Null(c.Name), Null(c.SecretHash), lv(c.Scopes), tv(c.CreatedAt), tv(c.UpdatedAt), tv(c.DisabledAt)}
+	return []any{c.ID, Null(c.Name), Null(c.SecretHash), lv(c.Scopes), tv(c.CreatedAt), tv(c.UpdatedAt), tv(c.DisabledAt), c.Public}
 }
 
 // PrepareClient validates c for CreateClient and fills in CreatedAt (now)
@@ -417,6 +417,8 @@ func PrepareClient(c store.Client, now time.Time) (store.Client, error) {
 		return c, errors.New("client: ID is required")
 	case !validText(c.ID) || !validText(c.Name) || !validText(c.SecretHash):
 		return c, errors.New("client: ID, Name and SecretHash must be UTF-8 text without NUL")
+	case c.Public && c.SecretHash != "":
+		return c, errors.New("client: a public client has no SecretHash")
 	}
 	var err error
 	if c.Scopes, err = prepareList("client: Scopes", c.Scopes); err != nil {
