@@ -2,38 +2,18 @@ package api
 
 import (
 	"context"
-	"fmt"
-	"net/mail"
-	"net/url"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/getkin/kin-openapi/openapi3"
-)
 
-// strictFormats makes kin-openapi check the formats the document uses that
-// clients' validators (ajv and the like) enforce, as the response
-// validation of internal/app does; by itself it checks only a few.
-var strictFormats sync.Once
+	"github.com/gatehouse/gatehouse/api/apitest"
+)
 
 func loadDocument(t *testing.T) *openapi3.T {
 	t.Helper()
-	strictFormats.Do(func() {
-		openapi3.DefineStringFormatCallback("uri", func(s string) error {
-			if u, err := url.Parse(s); err != nil || !u.IsAbs() {
-				return fmt.Errorf("not an absolute URI: %q", s)
-			}
-			return nil
-		})
-		openapi3.DefineStringFormatCallback("email", func(s string) error {
-			if _, err := mail.ParseAddress(s); err != nil || strings.ContainsAny(s, "<> ") {
-				return fmt.Errorf("not an email address: %q", s)
-			}
-			return nil
-		})
-	})
+	apitest.StrictFormats()
 	b, err := JSON("")
 	if err != nil {
 		t.Fatal(err)

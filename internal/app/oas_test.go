@@ -3,12 +3,9 @@ package app
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"net/http"
-	"net/mail"
 	"net/url"
-	"strings"
 	"sync"
 	"testing"
 
@@ -18,6 +15,7 @@ import (
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 
 	"github.com/gatehouse/gatehouse/api"
+	"github.com/gatehouse/gatehouse/api/apitest"
 )
 
 // The OpenAPI document is the truth: every response the black-box suites
@@ -33,21 +31,7 @@ var openAPI struct {
 
 func openAPIRouter() (routers.Router, *url.URL, error) {
 	openAPI.once.Do(func() {
-		// kin-openapi checks only a few formats by itself; these are the
-		// ones the document uses that clients' validators (ajv, openapi-
-		// typescript's consumers) enforce.
-		openapi3.DefineStringFormatCallback("uri", func(s string) error {
-			if u, err := url.Parse(s); err != nil || !u.IsAbs() {
-				return fmt.Errorf("not an absolute URI: %q", s)
-			}
-			return nil
-		})
-		openapi3.DefineStringFormatCallback("email", func(s string) error {
-			if _, err := mail.ParseAddress(s); err != nil || strings.ContainsAny(s, "<> ") {
-				return fmt.Errorf("not an email address: %q", s)
-			}
-			return nil
-		})
+		apitest.StrictFormats()
 		// HTML pages (the API docs) are described with their media type;
 		// their body is not a schema to check.
 		openapi3filter.RegisterBodyDecoder("text/html", func(r io.Reader, _ http.Header, _ *openapi3.SchemaRef, _ openapi3filter.EncodingFn) (any, error) {

@@ -151,7 +151,14 @@ func request(t testing.TB, method, target, contentType string, body []byte, head
 
 func do(t testing.TB, req *http.Request) (*http.Response, []byte) {
 	t.Helper()
-	res, err := http.DefaultClient.Do(req)
+	return doWith(t, http.DefaultClient, req)
+}
+
+// doWith sends req with client, reads the answer's body and checks the
+// answer against the OpenAPI document.
+func doWith(t testing.TB, client *http.Client, req *http.Request) (*http.Response, []byte) {
+	t.Helper()
+	res, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,16 +21,7 @@ var noRedirects = &http.Client{CheckRedirect: func(*http.Request, []*http.Reques
 // checks the answer against the OpenAPI document; its body is read.
 func doNoRedirect(t testing.TB, req *http.Request) *http.Response {
 	t.Helper()
-	res, err := noRedirects.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	body, err := io.ReadAll(res.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkResponse(t, req, res, body)
+	res, body := doWith(t, noRedirects, req)
 	res.Body = io.NopCloser(bytes.NewReader(body))
 	return res
 }
