@@ -162,47 +162,6 @@ func (s *Store) StartSession(ctx context.Context, in store.SignIn) (store.Sessio
 	return sess, u, nil
 }
 
-// GetSession implements store.SessionStore. It reads the primary (or the
-// transaction): a session just revoked must not look live.
-func (s *Store) GetSession(ctx context.Context, id string) (store.Session, error) {
-	canon, ok := sqlrow.ParseID(id)
-	if !ok {
-		return store.Session{}, fmt.Errorf("postgres: get session %q: %w", id, store.ErrNotFound)
-	}
-	x, err := scanSession(s.q.QueryRow(ctx, "SELECT "+sqlrow.SessionColumns+" FROM sessions WHERE id = $1", canon))
-	if err != nil {
-		return store.Session{}, fmt.Errorf("postgres: get session %s: %w", canon, mapErr(err))
-	}
-	return x, nil
-}
-
-// ListUserSessions implements store.SessionStore, reading the primary.
-func (s *Store) ListUserSessions(ctx context.Context, userID string, now time.Time) ([]store.Session, error) {
-	canon, ok := sqlrow.ParseID(userID)
-	if !ok {
-		return nil, nil // no user has this ID, so none has sessions
-	}
-	rows, err := s.q.Query(ctx, "SELECT "+sqlrow.SessionColumns+` FROM sessions
-		WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2
-		ORDER BY created_at DESC, id DESC`, canon, sqlrow.Micro(now))
-	if err != nil {
-		return nil, fmt.Errorf("postgres: list sessions: %w", mapErr(err))
-	}
-	defer rows.Close()
-	var list []store.Session
-	for rows.Next() {
-		x, err := scanSession(rows)
-		if err != nil {
-			return nil, fmt.Errorf("postgres: list sessions: %w", err)
-		}
-		list = append(list, x)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("postgres: list sessions: %w", mapErr(err))
-	}
-	return list, nil
-}
-
 // RevokeSession implements store.SessionStore.
 func (s *Store) RevokeSession(ctx context.Context, id, reason string, now time.Time) (store.Session, error) {
 	canon, ok := sqlrow.ParseID(id)
@@ -317,24 +276,6 @@ func (s *Store) RevokeSessionsCreatedBefore(ctx context.Context, t time.Time, re
 		return 0, fmt.Errorf("postgres: revoke sessions created before %s: %w", t.UTC().Format(time.RFC3339), mapErr(err))
 	}
 	return int64(len(ids)), nil
-}
-
-// GetRefreshTokenByHash implements store.SessionStore: one lookup on the
-// unique index of token_hash, on the primary.
-func (s *Store) GetRefreshTokenByHash(ctx context.Context, hash string) (store.RefreshToken, error) {
-	if !sqlrow.Storable(hash) {
-		return store.RefreshToken{}, fmt.Errorf("postgres: get refresh token: %w", store.ErrNotFound)
-	}
-	var email *string
-	t, err := scanRefreshToken(sqlrow.WithExtra(s.q.QueryRow(ctx, "SELECT "+sqlrow.RefreshTokenColumns+
-		", "+sqlrow.UserEmailColumn+" FROM refresh_tokens WHERE token_hash = $1", hash), &email))
-	if email != nil {
-		t.UserEmail = *email
-	}
-	if err != nil {
-		return store.RefreshToken{}, fmt.Errorf("postgres: get refresh token: %w", mapErr(err))
-	}
-	return t, nil
 }
 
 // RotateRefreshToken implements store.SessionStore in one transaction of

@@ -132,46 +132,6 @@ func (s *Store) StartSession(ctx context.Context, in store.SignIn) (store.Sessio
 	return sess, u, nil
 }
 
-// GetSession implements store.SessionStore.
-func (s *Store) GetSession(ctx context.Context, id string) (store.Session, error) {
-	canon, ok := sqlrow.ParseID(id)
-	if !ok {
-		return store.Session{}, fmt.Errorf("sqlite: get session %q: %w", id, store.ErrNotFound)
-	}
-	x, err := scanSession(s.read().QueryRowContext(ctx, "SELECT "+sqlrow.SessionColumns+" FROM sessions WHERE id = ?", canon))
-	if err != nil {
-		return store.Session{}, fmt.Errorf("sqlite: get session %s: %w", canon, mapErr(err))
-	}
-	return x, nil
-}
-
-// ListUserSessions implements store.SessionStore.
-func (s *Store) ListUserSessions(ctx context.Context, userID string, now time.Time) ([]store.Session, error) {
-	canon, ok := sqlrow.ParseID(userID)
-	if !ok {
-		return nil, nil // no user has this ID, so none has sessions
-	}
-	rows, err := s.read().QueryContext(ctx, "SELECT "+sqlrow.SessionColumns+` FROM sessions
-		WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ?
-		ORDER BY created_at DESC, id DESC`, canon, timeValue(now))
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: list sessions: %w", mapErr(err))
-	}
-	defer rows.Close()
-	var list []store.Session
-	for rows.Next() {
-		x, err := scanSession(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: list sessions: %w", err)
-		}
-		list = append(list, x)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: list sessions: %w", mapErr(err))
-	}
-	return list, nil
-}
-
 // RevokeSession implements store.SessionStore.
 func (s *Store) RevokeSession(ctx context.Context, id, reason string, now time.Time) (store.Session, error) {
 	canon, ok := sqlrow.ParseID(id)
@@ -272,24 +232,6 @@ func (s *Store) RevokeSessionsCreatedBefore(ctx context.Context, t time.Time, re
 		return 0, fmt.Errorf("sqlite: revoke sessions created before %s: %w", t.UTC().Format(time.RFC3339), mapErr(err))
 	}
 	return int64(len(ids)), nil
-}
-
-// GetRefreshTokenByHash implements store.SessionStore: one lookup on the
-// unique index of token_hash.
-func (s *Store) GetRefreshTokenByHash(ctx context.Context, hash string) (store.RefreshToken, error) {
-	if !sqlrow.Storable(hash) {
-		return store.RefreshToken{}, fmt.Errorf("sqlite: get refresh token: %w", store.ErrNotFound)
-	}
-	var email *string
-	t, err := scanRefreshToken(sqlrow.WithExtra(s.read().QueryRowContext(ctx, "SELECT "+sqlrow.RefreshTokenColumns+
-		", "+sqlrow.UserEmailColumn+" FROM refresh_tokens WHERE token_hash = ?", hash), &email))
-	if email != nil {
-		t.UserEmail = *email
-	}
-	if err != nil {
-		return store.RefreshToken{}, fmt.Errorf("sqlite: get refresh token: %w", mapErr(err))
-	}
-	return t, nil
 }
 
 // RotateRefreshToken implements store.SessionStore in one IMMEDIATE
