@@ -23,6 +23,10 @@ type Session struct {
 	AuthTime          time.Time
 	RevokedAt         time.Time
 	RevokedReason     string
+	// Audience is what the sign-in was granted (RFC 8707 resources): the
+	// aud of its access tokens, which a refresh may narrow. Empty: the
+	// default audience in force when a token is issued.
+	Audience []string
 }
 
 // RefreshToken is one link of a session's refresh token chain. Only the

@@ -58,6 +58,7 @@ type Store interface {
 	SigningKeyStore
 	SessionStore
 	ClientStore
+	APIStore
 	MFAStore
 	OrgStore
 	IdentityStore

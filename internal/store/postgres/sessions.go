@@ -50,7 +50,7 @@ func placeholders(n int) string {
 
 var (
 	insertSession = `INSERT INTO sessions (` + sqlrow.SessionColumns + `)
-		VALUES (` + placeholders(16) + `) RETURNING ` + sqlrow.SessionColumns
+		VALUES (` + placeholders(sqlrow.SessionColumnCount) + `) RETURNING ` + sqlrow.SessionColumns
 	insertRefreshToken = `INSERT INTO refresh_tokens (` + sqlrow.RefreshTokenColumns + `)
 		VALUES (` + placeholders(14) + `) RETURNING ` + sqlrow.RefreshTokenColumns
 )
@@ -111,7 +111,7 @@ func signInGuard(n int) string {
 
 var (
 	startSessionInsert = `INSERT INTO sessions (` + sqlrow.SessionColumns + `)
-		SELECT ` + placeholders(16) + signInGuard(17) + ` RETURNING ` + sqlrow.SessionColumns
+		SELECT ` + placeholders(sqlrow.SessionColumnCount) + signInGuard(sqlrow.SessionColumnCount+1) + ` RETURNING ` + sqlrow.SessionColumns
 	startSessionToken = `INSERT INTO refresh_tokens (` + sqlrow.RefreshTokenColumns + `)
 		SELECT ` + placeholders(14) + signInGuard(15)
 	startSessionEvent = auditEventInto + ` SELECT ` + auditEventParams + signInGuard(10)

@@ -57,7 +57,7 @@ func scanRefreshToken(row sqlrow.Scanner) (store.RefreshToken, error) {
 
 var (
 	insertSession = `INSERT INTO sessions (` + sqlrow.SessionColumns + `)
-		VALUES (` + strings.Repeat("?, ", 15) + `?) RETURNING ` + sqlrow.SessionColumns
+		VALUES (` + strings.Repeat("?, ", sqlrow.SessionColumnCount-1) + `?) RETURNING ` + sqlrow.SessionColumns
 	insertRefreshToken = `INSERT INTO refresh_tokens (` + sqlrow.RefreshTokenColumns + `)
 		VALUES (` + strings.Repeat("?, ", 13) + `?) RETURNING ` + sqlrow.RefreshTokenColumns
 )

@@ -201,6 +201,7 @@ func testSessionRoundTrip(t *testing.T, s store.Store) {
 		DeviceFingerprint: refreshHash(),
 		AMR:               []string{"pwd", "otp"},
 		AuthTime:          sessAt.Add(-time.Second),
+		Audience:          []string{"https://api.example.com", "https://billing.example.com/v1"},
 	}
 	first := store.RefreshToken{
 		ID:            strings.ToUpper(uuid.NewString()),
@@ -1057,14 +1058,18 @@ func testSessionsMigrationDown(t *testing.T, s store.Store) {
 	if len(status) < 4 || status[3].Version != 4 || status[3].Name != "sessions" {
 		t.Fatalf("Status = %+v, want migration 4 named sessions", status)
 	}
+	// A session with every column the current schema has, so that the
+	// later migrations' down steps run over rows too.
+	user := mustCreateUser(t, s, newUser("down@example.com"))
+	mustCreateSession(t, s,
+		store.Session{UserID: user.ID, CreatedAt: sessAt, ExpiresAt: sessAt.Add(time.Hour), AMR: []string{"pwd"}, Audience: []string{"https://api.example.com"}},
+		store.RefreshToken{TokenHash: refreshHash(), Scope: "openid"})
 	for len(status) > 4 { // later migrations first
 		if _, err := m.Down(ctx); err != nil {
 			t.Fatal(err)
 		}
 		status = status[:len(status)-1]
 	}
-	user := mustCreateUser(t, s, newUser("down@example.com"))
-	newSession(t, s, user.ID, sessAt, time.Hour)
 	if got, err := m.Down(ctx); err != nil || got.Version != 4 {
 		t.Fatalf("Down = %+v, %v; want version 4", got, err)
 	}
@@ -1230,13 +1235,16 @@ func testStartSession(t *testing.T, s store.Store) {
 	user := mustCreateUser(t, s, newUser("start@example.com"))
 	data := map[string]any{"amr": []any{"pwd"}}
 	in := store.SignIn{
-		Session: store.Session{UserID: user.ID, CreatedAt: sessAt, ExpiresAt: sessAt.Add(time.Hour), IP: "192.0.2.9", AMR: []string{"pwd"}, AuthTime: sessAt},
-		First:   store.RefreshToken{TokenHash: refreshHash()},
+		Session: store.Session{UserID: user.ID, CreatedAt: sessAt, ExpiresAt: sessAt.Add(time.Hour), IP: "192.0.2.9", AMR: []string{"pwd"}, AuthTime: sessAt, Audience: []string{"https://api.example.com"}},
+		First:   store.RefreshToken{TokenHash: refreshHash(), Scope: "openid read:invoices"},
 		Event:   store.AuditEvent{OccurredAt: sessAt, ActorID: user.ID, SubjectID: user.ID, Action: "user.logged_in", Data: data},
 	}
 	sess, got, err := s.StartSession(ctx, in)
 	if err != nil {
 		t.Fatalf("StartSession: %v", err)
+	}
+	if !slices.Equal(sess.Audience, in.Session.Audience) {
+		t.Errorf("session Audience = %q, want %q", sess.Audience, in.Session.Audience)
 	}
 	if !got.LastLoginAt.Equal(micro(sessAt)) || got.PasswordHash != user.PasswordHash || got.ID != user.ID {
 		t.Errorf("user after StartSession: LastLoginAt %v, hash changed %v; want %v, unchanged", got.LastLoginAt, got.PasswordHash != user.PasswordHash, micro(sessAt))
@@ -1259,6 +1267,13 @@ func testStartSession(t *testing.T, s store.Store) {
 	}
 	if stored, err := s.GetUser(ctx, user.ID); err != nil || !stored.LastLoginAt.Equal(micro(sessAt)) {
 		t.Errorf("stored user LastLoginAt = %v, %v", stored.LastLoginAt, err)
+	}
+
+	// A rotation returns the session with what it was granted, and the
+	// successor keeps the scope.
+	rot := mustRotate(t, s, rotateReq(in.First.TokenHash, sessAt.Add(time.Minute), 0), store.Rotated)
+	if !slices.Equal(rot.Session.Audience, in.Session.Audience) || rot.Issued.Scope != "openid read:invoices" {
+		t.Errorf("rotated: session Audience %q, successor scope %q; want %q and the first token's", rot.Session.Audience, rot.Issued.Scope, in.Session.Audience)
 	}
 
 	// A rehash at login replaces the password hash.

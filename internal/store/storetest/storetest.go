@@ -97,6 +97,7 @@ func RunWith(t *testing.T, opts Options) {
 	t.Run("Organizations", func(t *testing.T) { runOrgs(t, migrated) })
 	t.Run("Identities", func(t *testing.T) { runIdentities(t, migrated) })
 	t.Run("Revocation", func(t *testing.T) { runRevocation(t, migrated) })
+	t.Run("APIs", func(t *testing.T) { runAPIs(t, migrated) })
 }
 
 func testPing(t *testing.T, s store.Store) {

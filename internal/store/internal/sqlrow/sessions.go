@@ -77,11 +77,14 @@ const ReasonClientMismatch = "client_mismatch"
 // SessionColumns is the column list ScanSession expects, in order; the
 // values SessionValues returns are in the same order.
 const SessionColumns = "id, user_id, client_id, created_at, last_seen_at, expires_at, ip, user_agent, " +
-	"browser, os, device_type, device_fingerprint, amr, auth_time, revoked_at, revoked_reason"
+	"browser, os, device_type, device_fingerprint, amr, auth_time, revoked_at, revoked_reason, audience"
+
+// SessionColumnCount is the number of SessionColumns.
+var SessionColumnCount = strings.Count(SessionColumns, ",") + 1
 
 // ScanSession scans one row selected with SessionColumns. td scans a NOT
-// NULL time column, ntd a nullable one, ld the amr list. An empty AMR comes
-// back nil.
+// NULL time column, ntd a nullable one, ld the amr and audience lists. An
+// empty AMR or Audience comes back nil.
 func ScanSession(s Scanner, td, ntd TimeDest, ld ListDest) (store.Session, error) {
 	var (
 		x                                        store.Session
@@ -89,14 +92,14 @@ func ScanSession(s Scanner, td, ntd TimeDest, ld ListDest) (store.Session, error
 		reason                                   *string
 	)
 	err := s.Scan(&x.ID, &x.UserID, &client, td(&x.CreatedAt), td(&x.LastSeenAt), td(&x.ExpiresAt),
-		&ip, &ua, &browser, &os, &device, &fpr, ld(&x.AMR), ntd(&x.AuthTime), ntd(&x.RevokedAt), &reason)
+		&ip, &ua, &browser, &os, &device, &fpr, ld(&x.AMR), ntd(&x.AuthTime), ntd(&x.RevokedAt), &reason, ld(&x.Audience))
 	if err != nil {
 		return store.Session{}, err
 	}
 	x.ClientID, x.IP, x.UserAgent = deref(client), deref(ip), deref(ua)
 	x.Browser, x.OS, x.DeviceType, x.DeviceFingerprint = deref(browser), deref(os), deref(device), deref(fpr)
 	x.RevokedReason = deref(reason)
-	x.AMR = nilIfEmpty(x.AMR)
+	x.AMR, x.Audience = nilIfEmpty(x.AMR), nilIfEmpty(x.Audience)
 	utc(&x.CreatedAt, &x.LastSeenAt, &x.ExpiresAt, &x.AuthTime, &x.RevokedAt)
 	return x, nil
 }
@@ -107,7 +110,7 @@ func SessionValues(x store.Session, tv TimeValue, lv ListValue) []any {
 	return []any{
 		x.ID, x.UserID, Null(x.ClientID), tv(x.CreatedAt), tv(x.LastSeenAt), tv(x.ExpiresAt),
 		Null(x.IP), Null(x.UserAgent), Null(x.Browser), Null(x.OS), Null(x.DeviceType), Null(x.DeviceFingerprint),
-		lv(x.AMR), tv(x.AuthTime), tv(x.RevokedAt), Null(x.RevokedReason),
+		lv(x.AMR), tv(x.AuthTime), tv(x.RevokedAt), Null(x.RevokedReason), lv(x.Audience),
 	}
 }
 
@@ -145,6 +148,9 @@ func PrepareSession(x store.Session, first store.RefreshToken, now time.Time) (s
 		}
 	}
 	if x.AMR, err = prepareList("session: AMR", x.AMR); err != nil {
+		return x, first, err
+	}
+	if x.Audience, err = prepareList("session: Audience", x.Audience); err != nil {
 		return x, first, err
 	}
 	if x.CreatedAt.IsZero() {

@@ -1,0 +1,2 @@
+ALTER TABLE sessions DROP COLUMN audience;
+DROP TABLE apis;
