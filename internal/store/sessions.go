@@ -27,6 +27,9 @@ type Session struct {
 	// aud of its access tokens, which a refresh may narrow. Empty: the
 	// default audience in force when a token is issued.
 	Audience []string
+	// Scope is the space-separated scope the sign-in was granted (its
+	// refresh tokens carry it too, for narrowing).
+	Scope string
 }
 
 // RefreshToken is one link of a session's refresh token chain. Only the

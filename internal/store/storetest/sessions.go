@@ -202,6 +202,7 @@ func testSessionRoundTrip(t *testing.T, s store.Store) {
 		AMR:               []string{"pwd", "otp"},
 		AuthTime:          sessAt.Add(-time.Second),
 		Audience:          []string{"https://api.example.com", "https://billing.example.com/v1"},
+		Scope:             "openid offline_access",
 	}
 	first := store.RefreshToken{
 		ID:            strings.ToUpper(uuid.NewString()),
@@ -1062,7 +1063,7 @@ func testSessionsMigrationDown(t *testing.T, s store.Store) {
 	// later migrations' down steps run over rows too.
 	user := mustCreateUser(t, s, newUser("down@example.com"))
 	mustCreateSession(t, s,
-		store.Session{UserID: user.ID, CreatedAt: sessAt, ExpiresAt: sessAt.Add(time.Hour), AMR: []string{"pwd"}, Audience: []string{"https://api.example.com"}},
+		store.Session{UserID: user.ID, CreatedAt: sessAt, ExpiresAt: sessAt.Add(time.Hour), AMR: []string{"pwd"}, Audience: []string{"https://api.example.com"}, Scope: "openid"},
 		store.RefreshToken{TokenHash: refreshHash(), Scope: "openid"})
 	for len(status) > 4 { // later migrations first
 		if _, err := m.Down(ctx); err != nil {
@@ -1235,7 +1236,7 @@ func testStartSession(t *testing.T, s store.Store) {
 	user := mustCreateUser(t, s, newUser("start@example.com"))
 	data := map[string]any{"amr": []any{"pwd"}}
 	in := store.SignIn{
-		Session: store.Session{UserID: user.ID, CreatedAt: sessAt, ExpiresAt: sessAt.Add(time.Hour), IP: "192.0.2.9", AMR: []string{"pwd"}, AuthTime: sessAt, Audience: []string{"https://api.example.com"}},
+		Session: store.Session{UserID: user.ID, CreatedAt: sessAt, ExpiresAt: sessAt.Add(time.Hour), IP: "192.0.2.9", AMR: []string{"pwd"}, AuthTime: sessAt, Audience: []string{"https://api.example.com"}, Scope: "openid read:invoices"},
 		First:   store.RefreshToken{TokenHash: refreshHash(), Scope: "openid read:invoices"},
 		Event:   store.AuditEvent{OccurredAt: sessAt, ActorID: user.ID, SubjectID: user.ID, Action: "user.logged_in", Data: data},
 	}

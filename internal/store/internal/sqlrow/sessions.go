@@ -77,7 +77,7 @@ const ReasonClientMismatch = "client_mismatch"
 // SessionColumns is the column list ScanSession expects, in order; the
 // values SessionValues returns are in the same order.
 const SessionColumns = "id, user_id, client_id, created_at, last_seen_at, expires_at, ip, user_agent, " +
-	"browser, os, device_type, device_fingerprint, amr, auth_time, revoked_at, revoked_reason, audience"
+	"browser, os, device_type, device_fingerprint, amr, auth_time, revoked_at, revoked_reason, audience, scope"
 
 // SessionColumnCount is the number of SessionColumns.
 var SessionColumnCount = strings.Count(SessionColumns, ",") + 1
@@ -89,16 +89,16 @@ func ScanSession(s Scanner, td, ntd TimeDest, ld ListDest) (store.Session, error
 	var (
 		x                                        store.Session
 		client, ip, ua, browser, os, device, fpr *string
-		reason                                   *string
+		reason, scope                            *string
 	)
 	err := s.Scan(&x.ID, &x.UserID, &client, td(&x.CreatedAt), td(&x.LastSeenAt), td(&x.ExpiresAt),
-		&ip, &ua, &browser, &os, &device, &fpr, ld(&x.AMR), ntd(&x.AuthTime), ntd(&x.RevokedAt), &reason, ld(&x.Audience))
+		&ip, &ua, &browser, &os, &device, &fpr, ld(&x.AMR), ntd(&x.AuthTime), ntd(&x.RevokedAt), &reason, ld(&x.Audience), &scope)
 	if err != nil {
 		return store.Session{}, err
 	}
 	x.ClientID, x.IP, x.UserAgent = deref(client), deref(ip), deref(ua)
 	x.Browser, x.OS, x.DeviceType, x.DeviceFingerprint = deref(browser), deref(os), deref(device), deref(fpr)
-	x.RevokedReason = deref(reason)
+	x.RevokedReason, x.Scope = deref(reason), deref(scope)
 	x.AMR, x.Audience = nilIfEmpty(x.AMR), nilIfEmpty(x.Audience)
 	utc(&x.CreatedAt, &x.LastSeenAt, &x.ExpiresAt, &x.AuthTime, &x.RevokedAt)
 	return x, nil
@@ -110,7 +110,7 @@ func SessionValues(x store.Session, tv TimeValue, lv ListValue) []any {
 	return []any{
 		x.ID, x.UserID, Null(x.ClientID), tv(x.CreatedAt), tv(x.LastSeenAt), tv(x.ExpiresAt),
 		Null(x.IP), Null(x.UserAgent), Null(x.Browser), Null(x.OS), Null(x.DeviceType), Null(x.DeviceFingerprint),
-		lv(x.AMR), tv(x.AuthTime), tv(x.RevokedAt), Null(x.RevokedReason), lv(x.Audience),
+		lv(x.AMR), tv(x.AuthTime), tv(x.RevokedAt), Null(x.RevokedReason), lv(x.Audience), Null(x.Scope),
 	}
 }
 
@@ -141,7 +141,7 @@ func PrepareSession(x store.Session, first store.RefreshToken, now time.Time) (s
 	}
 	for name, v := range map[string]string{
 		"ClientID": x.ClientID, "IP": x.IP, "UserAgent": x.UserAgent, "Browser": x.Browser, "OS": x.OS,
-		"DeviceType": x.DeviceType, "DeviceFingerprint": x.DeviceFingerprint,
+		"DeviceType": x.DeviceType, "DeviceFingerprint": x.DeviceFingerprint, "Scope": x.Scope,
 	} {
 		if !validText(v) {
 			return x, first, fmt.Errorf("session: %s is not valid UTF-8 text without NUL", name)

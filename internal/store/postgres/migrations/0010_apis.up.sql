@@ -11,3 +11,5 @@ CREATE TABLE apis (
 -- What a sign-in was granted: the aud of its access tokens ('{}': the
 -- default audience in force when a token is issued).
 ALTER TABLE sessions ADD COLUMN audience text[] NOT NULL DEFAULT '{}';
+-- and the scope (space-separated; its refresh tokens carry it too).
+ALTER TABLE sessions ADD COLUMN scope text;

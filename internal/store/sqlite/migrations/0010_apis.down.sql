@@ -1,2 +1,3 @@
+ALTER TABLE sessions DROP COLUMN scope;
 ALTER TABLE sessions DROP COLUMN audience;
 DROP TABLE apis;
