@@ -18,6 +18,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/internal/ttlcache"
 )
 
 // Client scopes with a meaning to Gatehouse itself.
@@ -43,13 +44,13 @@ type Clients struct {
 	// on a node for at most this long.
 	CacheTTL time.Duration
 
-	cache ttlCache[store.Client]
+	cache ttlcache.Cache[store.Client]
 }
 
 // lookup returns the client, from the cache when fresh.
 func (c *Clients) lookup(ctx context.Context, id string) (store.Client, error) {
 	if c.CacheTTL > 0 {
-		if cl, ok := c.cache.get(id, c.Now()); ok {
+		if cl, ok := c.cache.Get(id, c.Now()); ok {
 			return cl, nil
 		}
 	}
@@ -57,7 +58,7 @@ func (c *Clients) lookup(ctx context.Context, id string) (store.Client, error) {
 	if err != nil || c.CacheTTL <= 0 {
 		return cl, err
 	}
-	c.cache.put(id, cl, c.Now().Add(c.CacheTTL))
+	c.cache.Put(id, cl, c.Now().Add(c.CacheTTL))
 	return cl, nil
 }
 

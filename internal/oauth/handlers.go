@@ -18,6 +18,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/token"
+	"github.com/gatehouse/gatehouse/internal/ttlcache"
 )
 
 // Tokens is what the endpoints need from the access token manager.
@@ -59,7 +60,7 @@ type Server struct {
 	UsernameTTL time.Duration
 	Now         func() time.Time // default time.Now
 
-	usernames ttlCache[string]
+	usernames ttlcache.Cache[string]
 }
 
 func (s *Server) now() time.Time {
@@ -552,7 +553,7 @@ func (s *Server) introspectAccess(ctx context.Context, raw string) (map[string]a
 
 func (s *Server) username(ctx context.Context, userID string) (string, error) {
 	if s.UsernameTTL > 0 {
-		if name, ok := s.usernames.get(userID, s.now()); ok {
+		if name, ok := s.usernames.Get(userID, s.now()); ok {
 			return name, nil
 		}
 	}
@@ -564,7 +565,7 @@ func (s *Server) username(ctx context.Context, userID string) (string, error) {
 		return "", nil // no such user: nothing to keep
 	}
 	if s.UsernameTTL > 0 {
-		s.usernames.put(userID, name, s.now().Add(s.UsernameTTL))
+		s.usernames.Put(userID, name, s.now().Add(s.UsernameTTL))
 	}
 	return name, nil
 }
