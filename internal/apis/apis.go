@@ -11,6 +11,7 @@ package apis
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -33,9 +34,15 @@ import (
 // carry; a sign-in that asks for no scope is granted all of them.
 var UserScopes = []string{"openid", "profile", "email", "offline_access"}
 
+// Client scopes with a meaning to Gatehouse itself.
+const (
+	ScopeIntrospect = "introspect" // may call the introspection endpoint
+	ScopeRevoke     = "revoke"     // may revoke any token, not only its own
+)
+
 // ClientScopes are the scopes with a meaning to Gatehouse that a machine
-// client may hold (see oauth.ScopeIntrospect and oauth.ScopeRevoke).
-var ClientScopes = []string{"introspect", "revoke"}
+// client may hold.
+var ClientScopes = []string{ScopeIntrospect, ScopeRevoke}
 
 // Errors of the resource and scope checks. The token endpoint answers
 // them in RFC 6749 terms (invalid_target, RFC 8707 §2; invalid_scope),
@@ -478,4 +485,24 @@ func auditEvent(now time.Time, actor Actor, action string, a store.API) store.Au
 		IP: actor.IP, UserAgent: actor.UserAgent, RequestID: actor.RequestID,
 		Data: map[string]any{"identifier": a.Identifier, "name": a.Name, "scopes": a.Scopes},
 	}
+}
+
+// Resources is the resource member of a JSON request body: one URI as a
+// string, or several as an array of strings (RFC 8707 allows the
+// parameter repeated).
+type Resources []string
+
+// UnmarshalJSON accepts a string or an array of strings.
+func (r *Resources) UnmarshalJSON(b []byte) error {
+	var one string
+	if err := json.Unmarshal(b, &one); err == nil {
+		*r = Resources{one}
+		return nil
+	}
+	var many []string
+	if err := json.Unmarshal(b, &many); err != nil {
+		return errors.New("resource must be a string or an array of strings")
+	}
+	*r = many
+	return nil
 }

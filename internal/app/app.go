@@ -51,6 +51,8 @@ Commands:
   users create|import        create an account, or import accounts with their password hashes
   keys rotate|list           rotate or list the JWT signing keys
   clients create|list|delete manage OAuth clients (introspection, revocation, client_credentials)
+  apis create|update|list|delete
+                             register the APIs (resource servers) tokens are issued for (RFC 8707)
   encryption-key generate    print a new key for GATEHOUSE_ENCRYPTION_KEYS
   version                    print the version (--output json: with the commit and Go version)
 
@@ -111,6 +113,8 @@ func (c *cli) run(ctx context.Context, cmd string, rest []string) int {
 		return c.keys(ctx, rest)
 	case "clients":
 		return c.clients(ctx, rest)
+	case "apis":
+		return c.apis(ctx, rest)
 	case "encryption-key":
 		return c.encryptionKey(rest)
 	case "version":
@@ -144,7 +148,7 @@ func isHelp(arg string) bool {
 }
 
 // subcommandUsage handles a command that takes a subcommand (migrate,
-// users, keys, clients, encryption-key) called without one or with a
+// users, keys, clients, apis, encryption-key) called without one or with a
 // request for help: help asked for goes to stdout, a missing subcommand is
 // a usage error on stderr. It reports whether it handled args.
 func (c *cli) subcommandUsage(args []string, text string) (int, bool) {

@@ -3,10 +3,12 @@ package app
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/riverqueue/river"
 
 	"github.com/gatehouse/gatehouse/internal/admin"
+	"github.com/gatehouse/gatehouse/internal/apis"
 	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/mfa"
 	"github.com/gatehouse/gatehouse/internal/session"
@@ -17,6 +19,7 @@ import (
 // services are the domain services the handlers and workers are built
 // on.
 type services struct {
+	apis     *apis.Registry
 	sessions *session.Service
 	mfa      *mfa.Service
 	users    *user.Service
@@ -30,9 +33,12 @@ type services struct {
 func newServices(d *deps) (services, error) {
 	var s services
 	var err error
+	if s.apis, err = newAPIRegistry(d); err != nil {
+		return services{}, err
+	}
 	// Sign-in asks MFA after every correct password, and MFA finishes
 	// logins through sign-in: the two are built together.
-	s.sessions, s.mfa, err = session.NewWithSecondFactor(sessionDeps(d), func(sessions *session.Service) (*mfa.Service, error) {
+	s.sessions, s.mfa, err = session.NewWithSecondFactor(sessionDeps(d, s.apis), func(sessions *session.Service) (*mfa.Service, error) {
 		return newMFAService(d, sessions)
 	})
 	if err != nil {
@@ -53,6 +59,14 @@ func newServices(d *deps) (services, error) {
 	}
 	subscribe(d.bus, s)
 	return s, nil
+}
+
+// newAPIRegistry builds the registry of APIs (resource servers).
+func newAPIRegistry(d *deps) (*apis.Registry, error) {
+	return apis.New(apis.Deps{
+		Store: apiStore(d.db.store), Issuer: d.cfg.Server.Issuer, DefaultAudience: d.cfg.Tokens.DefaultAudience,
+		CacheTTL: 10 * time.Second, Now: d.now, Log: d.log,
+	})
 }
 
 // subscribe registers the reactions between domains. Each runs in the

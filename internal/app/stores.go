@@ -2,6 +2,7 @@ package app
 
 import (
 	"github.com/gatehouse/gatehouse/internal/admin"
+	"github.com/gatehouse/gatehouse/internal/apis"
 	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/mfa"
 	"github.com/gatehouse/gatehouse/internal/session"
@@ -29,6 +30,10 @@ func socialStore(st store.Store, bus *event.Bus) social.Store {
 
 func userStore(st store.Store, bus *event.Bus) user.Store {
 	return event.Narrow(st, bus, func(tx event.Tx) user.Tx { return tx })
+}
+
+func apiStore(st store.Store) apis.Store {
+	return store.Narrow(st, func(tx store.Store) apis.Tx { return tx })
 }
 
 func adminStore(st store.Store) admin.Store {

@@ -20,6 +20,7 @@ import (
 	"github.com/gatehouse/gatehouse/api"
 	"github.com/gatehouse/gatehouse/internal/admin"
 	"github.com/gatehouse/gatehouse/internal/apidocs"
+	"github.com/gatehouse/gatehouse/internal/apis"
 	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/event"
@@ -309,7 +310,8 @@ func jobsConfig(cfg *config.Config, log *slog.Logger, working bool) jobs.Config 
 // verification and the deny list.
 func startTokens(ctx context.Context, cfg *config.Config, db *database, keys *secret.Keyring, st *state, log *slog.Logger, now func() time.Time) (*token.Manager, error) {
 	m, err := token.NewManager(token.Config{
-		Issuer: cfg.Server.Issuer, Algorithm: cfg.Tokens.SigningAlg, AccessTTL: cfg.Tokens.AccessTTL, ReloadInterval: cfg.Tokens.KeysReloadInterval,
+		Issuer: cfg.Server.Issuer, DefaultAudience: cfg.Tokens.DefaultAudience,
+		Algorithm: cfg.Tokens.SigningAlg, AccessTTL: cfg.Tokens.AccessTTL, ReloadInterval: cfg.Tokens.KeysReloadInterval,
 	}, db.store, keys, st.kv, log, now)
 	if err != nil {
 		return nil, err
@@ -321,12 +323,12 @@ func startTokens(ctx context.Context, cfg *config.Config, db *database, keys *se
 }
 
 // sessionDeps are what sign-in and sessions are built from.
-func sessionDeps(d *deps) session.Deps {
+func sessionDeps(d *deps, audiences session.Audiences) session.Deps {
 	lk := session.DefaultLockout()
 	lk.Threshold, lk.BaseLock, lk.MaxLock = d.cfg.Lockout.Threshold, d.cfg.Lockout.Base, d.cfg.Lockout.Max
 	lk.IPFailures, lk.IPWindow = d.cfg.Lockout.IPFailureLimit, d.cfg.Lockout.IPWindow
 	return session.Deps{
-		Store: sessionStore(d.db.store, d.bus), Hasher: d.hasher, Tokens: d.tokens, Keys: d.keys, KV: d.state.kv, Jobs: d.queue,
+		Store: sessionStore(d.db.store, d.bus), Audiences: audiences, Hasher: d.hasher, Tokens: d.tokens, Keys: d.keys, KV: d.state.kv, Jobs: d.queue,
 		Now: d.now, Log: d.log,
 		Config: session.Config{
 			AccessTTL: d.cfg.Tokens.AccessTTL, Leeway: token.DefaultLeeway, RefreshTTL: d.cfg.Tokens.RefreshTTL,
@@ -356,6 +358,7 @@ func errorTable() (*httpapi.ErrorTable, error) {
 	t, err := httpapi.NewErrorTable(
 		sms.Errors(),
 		token.Errors(),
+		apis.Errors(),
 		user.Errors(),
 		session.Errors(),
 		mfa.Errors(),
@@ -388,10 +391,10 @@ func newRouter(d *deps) (*httpapi.Router, error) {
 	accounts := &user.Handlers{Service: svc.users, Auth: d.authn}
 	accounts.Routes(rt)
 	clients := &oauth.Clients{Store: d.db.store, Now: d.now, CacheTTL: 10 * time.Second}
-	sessionHandlers := &session.Handlers{Service: svc.sessions, Auth: d.authn, Cookie: d.cfg.Tokens.RefreshCookie, Clients: clients}
+	sessionHandlers := &session.Handlers{Service: svc.sessions, Auth: d.authn, Cookie: d.cfg.Tokens.RefreshCookie, Clients: clients, Grants: svc.apis}
 	sessionHandlers.Routes(rt)
 	(&oauth.Server{
-		Issuer: d.cfg.Server.Issuer, Clients: clients, Sessions: svc.sessions,
+		Issuer: d.cfg.Server.Issuer, Clients: clients, Sessions: svc.sessions, APIs: svc.apis,
 		Tokens: d.tokens, Cookie: d.cfg.Tokens.RefreshCookie, AllowedOrigins: d.cfg.HTTP.CORSAllowedOrigins, Log: d.log,
 		Errors: d.errors, UsernameTTL: 10 * time.Second, Now: d.now,
 	}).Routes(rt)
@@ -413,6 +416,7 @@ func newRouter(d *deps) (*httpapi.Router, error) {
 	}
 	adm.Routes(rt)
 	adm.OrgRoutes(rt, mfa.ValidatePolicyDocument)
+	(&apis.Handlers{Auth: adm.Auth, Registry: svc.apis}).Routes(rt)
 	(&pages.Handlers{
 		Accounts: svc.users, MagicLinks: svc.social, Keys: d.keys, Errors: d.errors, Log: d.log,
 		Product: d.cfg.Mail.ProductName, MagicLinkRedirect: first(d.cfg.Social.RedirectAllowlist),

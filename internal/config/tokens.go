@@ -1,10 +1,15 @@
 package config
 
-import "time"
+import (
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/apis"
+)
 
 // TokenConfig is the lifetime and handling of access and refresh tokens and
 // of the keys that sign them.
 type TokenConfig struct {
+	DefaultAudience      string        `env:"DEFAULT_AUDIENCE" default:"" doc:"The aud of access tokens asked for without a resource (RFC 8707), and an audience Gatehouse's own API accepts besides the issuer. Empty: the issuer."`
 	AccessTTL            time.Duration `env:"ACCESS_TOKEN_TTL" default:"15m" doc:"Lifetime of access tokens (JWT)."`
 	RefreshTTL           time.Duration `env:"REFRESH_TOKEN_TTL" default:"720h" doc:"Absolute lifetime of a session and its refresh tokens."`
 	RefreshIdleTimeout   time.Duration `env:"REFRESH_IDLE_TIMEOUT" default:"336h" doc:"A refresh token unused this long dies (0: no idle timeout)."`
@@ -29,6 +34,9 @@ func (t TokenConfig) validate(string) []string {
 	}
 	if t.RefreshReuseGrace < 0 || t.RefreshReuseGrace > time.Minute {
 		r.bad("REFRESH_REUSE_GRACE", "must be between 0 and 1m")
+	}
+	if t.DefaultAudience != "" && apis.ValidateIdentifier(t.DefaultAudience) != nil {
+		r.bad("DEFAULT_AUDIENCE", "must be an absolute URI without a fragment, such as https://api.example.com")
 	}
 	switch t.SigningAlg {
 	case "RS256", "ES256", "EdDSA":

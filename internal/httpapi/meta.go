@@ -23,6 +23,12 @@ type Meta struct {
 	// session it starts is bound to that client. "" for Gatehouse's own
 	// first-party client.
 	ClientID string
+	// Audience and Scope are what a sign-in is granted (RFC 8707
+	// resources and the scope asked for at POST /v1/auth/login, checked by
+	// the handler): the session's audience and scope. A nil Audience is
+	// the default audience; an empty Scope every user scope.
+	Audience []string
+	Scope    string
 }
 
 // MetaOf describes the client of r; deviceID is the one the client sent,

@@ -39,6 +39,10 @@ type pending struct {
 	// (httpapi.Meta.ClientID of its first step): the session started at
 	// the end is bound to it, whatever the later requests say.
 	Client string `json:"client,omitempty"`
+	// Audience and Scope are what the first step was granted
+	// (httpapi.Meta.Audience and Scope), kept for the session likewise.
+	Audience []string `json:"aud,omitempty"`
+	Scope    string   `json:"scope,omitempty"`
 }
 
 // tokenRef names a pending login without holding its token: the hash its
@@ -74,7 +78,7 @@ func (s *Service) Begin(ctx context.Context, u store.User, amr []string, m httpa
 	}
 	switch {
 	case len(f.active) > 0:
-		p := pending{UserID: u.ID, AMR: amr, UA: uaHash(m.UserAgent), PasswordStamp: passwordStamp(u, amr), Client: m.ClientID}
+		p := pending{UserID: u.ID, AMR: amr, UA: uaHash(m.UserAgent), PasswordStamp: passwordStamp(u, amr), Client: m.ClientID, Audience: m.Audience, Scope: m.Scope}
 		if len(f.allowed) == 0 {
 			if len(enrollable(f.pol)) == 0 {
 				return nil, ErrPolicyConflict
@@ -93,7 +97,7 @@ func (s *Service) Begin(ctx context.Context, u store.User, amr []string, m httpa
 		}
 		return &session.Challenge{MFAToken: tok, Methods: methods}, nil
 	case f.pol.Required && s.now().Sub(u.CreatedAt) >= f.pol.Grace:
-		return s.open(ctx, pending{UserID: u.ID, AMR: amr, Enroll: true, UA: uaHash(m.UserAgent), PasswordStamp: passwordStamp(u, amr), Client: m.ClientID}, f.pol)
+		return s.open(ctx, pending{UserID: u.ID, AMR: amr, Enroll: true, UA: uaHash(m.UserAgent), PasswordStamp: passwordStamp(u, amr), Client: m.ClientID, Audience: m.Audience, Scope: m.Scope}, f.pol)
 	}
 	return nil, nil
 }

@@ -169,7 +169,7 @@ func (s *Service) Verify(ctx context.Context, tok, method, code string, m httpap
 		// enrol one the policy allows.
 		ch, err := s.open(ctx, pending{
 			UserID: p.UserID, AMR: amrWith(p.AMR, method), Enroll: true, UA: p.UA,
-			PasswordStamp: p.PasswordStamp, Origin: tok, Client: p.Client,
+			PasswordStamp: p.PasswordStamp, Origin: tok, Client: p.Client, Audience: p.Audience, Scope: p.Scope,
 		}, f.pol)
 		return session.Result{Challenge: ch, User: u}, err
 	}
@@ -181,7 +181,8 @@ func (s *Service) Verify(ctx context.Context, tok, method, code string, m httpap
 // sign-in started with, in a transaction of its own: an error of its
 // subscribers is logged and does not undo the sign-in.
 func (s *Service) complete(ctx context.Context, tok string, p pending, amr []string, m httpapi.Meta) (session.Result, error) {
-	m.ClientID = p.Client // the first step's, not this request's
+	// The first step's client and grant, not this request's.
+	m.ClientID, m.Audience, m.Scope = p.Client, p.Audience, p.Scope
 	res, err := s.Sessions.Complete(ctx, p.UserID, p.PasswordStamp, amr, m)
 	if err != nil {
 		return res, err

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/apis"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/session"
@@ -23,8 +24,8 @@ import (
 
 // Client scopes with a meaning to Gatehouse itself.
 const (
-	ScopeIntrospect = "introspect" // may call the introspection endpoint
-	ScopeRevoke     = "revoke"     // may revoke any token, not only its own
+	ScopeIntrospect = apis.ScopeIntrospect // may call the introspection endpoint
+	ScopeRevoke     = apis.ScopeRevoke     // may revoke any token, not only its own
 )
 
 // ErrInvalidScope is a scope name that is not well formed.

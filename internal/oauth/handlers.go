@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/apis"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/store"
@@ -24,11 +25,19 @@ import (
 // Tokens is what the endpoints need from the access token manager.
 type Tokens interface {
 	Issue(ctx context.Context, ac token.AccessClaims) (string, time.Time, error)
-	Verify(ctx context.Context, raw string) (token.Claims, error)
+	// VerifyIssued verifies a token of any audience: introspection and
+	// revocation serve every API's tokens.
+	VerifyIssued(ctx context.Context, raw string) (token.Claims, error)
 	DenySession(ctx context.Context, sessionID string, until time.Time) error
 	DenyToken(ctx context.Context, jti string, expiresAt time.Time) error
 	// SigningAlgorithms lists the algorithms of the published keys.
 	SigningAlgorithms() []string
+}
+
+// APIs is what the endpoints need of the registered APIs (apis.Registry).
+type APIs interface {
+	Resolve(ctx context.Context, resources []string) (apis.Targets, error)
+	ScopesSupported(ctx context.Context) ([]string, error)
 }
 
 // Server serves the OAuth endpoints. It parses RFC 6749, 7009 and 7662
@@ -40,6 +49,9 @@ type Server struct {
 	Clients  *Clients
 	Sessions *session.Service
 	Tokens   Tokens
+	// APIs resolves the resource parameter (RFC 8707) and lists the
+	// scopes the registered APIs define.
+	APIs APIs
 	// Cookie reads the refresh token from the refresh cookie when the
 	// request has none, and sets the rotated one there.
 	Cookie bool
@@ -357,10 +369,17 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request, p url.Values, c
 	if present && cl.ID != session.FirstPartyClientID {
 		client = cl.ID
 	}
+	resources, ok := resourceParam(w, p)
+	if !ok {
+		return
+	}
 	res, err := s.Sessions.Refresh(r.Context(), session.RefreshRequest{
-		Token: raw, Client: client, Scopes: asked, Meta: httpapi.MetaOf(r, p.Get("device_id")),
+		Token: raw, Client: client, Scopes: asked, Resources: resources, Meta: httpapi.MetaOf(r, p.Get("device_id")),
 	})
 	switch {
+	case errors.Is(err, apis.ErrInvalidTarget):
+		writeOAuthError(w, errInvalidTarget)
+		return
 	case errors.Is(err, session.ErrInvalidGrant):
 		if fromCookie {
 			session.SetRefreshCookie(w, "", time.Time{})
@@ -415,10 +434,44 @@ func (s *Server) notCrossSite(r *http.Request) bool {
 	return slices.ContainsFunc(s.AllowedOrigins, func(o string) bool { return strings.TrimRight(o, "/") == origin })
 }
 
+var errInvalidTarget = oauthError{status: http.StatusBadRequest, code: "invalid_target", description: "A resource is not a registered API, or was not granted."}
+
+// resourceParam returns the resource parameters (RFC 8707 §2, repeatable):
+// each must be an absolute URI without a fragment, or the answer is
+// invalid_target (written; ok false).
+func resourceParam(w http.ResponseWriter, p url.Values) (resources []string, ok bool) {
+	for _, res := range p["resource"] {
+		if apis.ValidateIdentifier(res) != nil {
+			writeOAuthError(w, errInvalidTarget)
+			return nil, false
+		}
+		resources = append(resources, res)
+	}
+	return resources, true
+}
+
 var errScopeNotGranted = oauthError{status: http.StatusBadRequest, code: "invalid_scope", description: "The requested scope exceeds the scope originally granted."}
 
+// clientCredentials issues a token to the client itself (RFC 6749 §4.4),
+// for the APIs asked for with resource (RFC 8707; none: the default
+// audience). Its scope is what the client asks for, each of which must be
+// one of the client's scopes and, for registered APIs, one they define;
+// or, asking for none, every scope of the client's that applies.
 func (s *Server) clientCredentials(w http.ResponseWriter, r *http.Request, p url.Values, cl store.Client) {
-	scopes := cl.Scopes
+	resources, ok := resourceParam(w, p)
+	if !ok {
+		return
+	}
+	targets, err := s.APIs.Resolve(r.Context(), resources)
+	if errors.Is(err, apis.ErrInvalidTarget) {
+		writeOAuthError(w, errInvalidTarget)
+		return
+	} else if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	applies := func(sc string) bool { return targets.Unrestricted() || targets.Defines(sc) }
+	var scopes []string
 	if req := p.Get("scope"); req != "" {
 		asked, err := parseScopeParam(req)
 		if err != nil {
@@ -430,11 +483,21 @@ func (s *Server) clientCredentials(w http.ResponseWriter, r *http.Request, p url
 				writeOAuthError(w, oauthError{status: http.StatusBadRequest, code: "invalid_scope", description: "The client may not request scope " + sc + "."})
 				return
 			}
+			if !applies(sc) {
+				writeOAuthError(w, oauthError{status: http.StatusBadRequest, code: "invalid_scope", description: "No resource asked for defines scope " + sc + "."})
+				return
+			}
 		}
 		scopes = asked
+	} else {
+		for _, sc := range cl.Scopes {
+			if applies(sc) {
+				scopes = append(scopes, sc)
+			}
+		}
 	}
 	at, exp, err := s.Tokens.Issue(r.Context(), token.AccessClaims{
-		Subject: cl.ID, ClientID: cl.ID, Scope: strings.Join(scopes, " "),
+		Subject: cl.ID, ClientID: cl.ID, Scope: strings.Join(scopes, " "), Audience: targets.Audience,
 	})
 	if err != nil {
 		s.fail(w, r, err)
@@ -519,7 +582,7 @@ func (s *Server) introspectAccess(ctx context.Context, raw string) (map[string]a
 	if !looksLikeJWT(raw) {
 		return nil, nil
 	}
-	c, err := s.Tokens.Verify(ctx, raw)
+	c, err := s.Tokens.VerifyIssued(ctx, raw)
 	if errors.Is(err, token.ErrUnavailable) {
 		return nil, err // the token may be live or revoked: say neither
 	}
@@ -650,7 +713,7 @@ type revocable struct {
 // not verify (invalid, expired or revoked) and an unknown refresh token.
 func (s *Server) findRevocable(ctx context.Context, raw string) (t revocable, found bool, err error) {
 	if looksLikeJWT(raw) {
-		c, err := s.Tokens.Verify(ctx, raw)
+		c, err := s.Tokens.VerifyIssued(ctx, raw)
 		if errors.Is(err, token.ErrUnavailable) {
 			return revocable{}, false, err // the token may be live: do not claim it was revoked
 		}
@@ -727,14 +790,18 @@ func (s *Server) audit(ctx context.Context, e store.AuditEvent) {
 // algorithm of client libraries) and RFC 8414's own (the "oauth2" one).
 // One document for both, so they cannot disagree.
 func (s *Server) discovery(w http.ResponseWriter, r *http.Request) error {
+	scopes, err := s.APIs.ScopesSupported(r.Context())
+	if err != nil {
+		return err
+	}
 	w.Header().Set("Cache-Control", "public, max-age=300")
-	return httpapi.WriteJSON(w, http.StatusOK, s.metadata())
+	return httpapi.WriteJSON(w, http.StatusOK, s.metadata(scopes))
 }
 
 // metadata is the authorization server metadata (RFC 8414 §2). It lists
 // only what is served: no authorization endpoint (so no response types)
 // and no ID tokens.
-func (s *Server) metadata() map[string]any {
+func (s *Server) metadata(scopes []string) map[string]any {
 	iss := strings.TrimRight(s.Issuer, "/")
 	// From the keys published, not the configured algorithm: after a
 	// rotation to another algorithm, tokens of both are alive.
@@ -760,16 +827,10 @@ func (s *Server) metadata() map[string]any {
 		// response_type to ("token" would promise the implicit flow).
 		"response_types_supported": []string{},
 		"subject_types_supported":  []string{"public"},
-		// The scopes with a meaning to Gatehouse itself (a client's
-		// privileges on introspection and revocation). A client may also
-		// request, with client_credentials, any other scope an operator
-		// registered it with: the operator's names for its own APIs, known
-		// to the clients registered with them and not published (RFC 8414
-		// §2 lets a server leave supported scopes out), since listing them
-		// would read every client on each discovery request and publish
-		// the operator's client configuration. User tokens (login and
-		// refresh) are granted no scope today.
-		"scopes_supported":                              []string{ScopeIntrospect, ScopeRevoke},
+		// Gatehouse's own scopes (a user's: openid, profile, email,
+		// offline_access; a client's privileges: introspect, revoke) and
+		// those the registered APIs define (apis.Registry.ScopesSupported).
+		"scopes_supported":                              scopes,
 		"token_endpoint_auth_methods_supported":         append(slices.Clone(clientAuth), "none"),
 		"introspection_endpoint_auth_methods_supported": clientAuth,
 		"revocation_endpoint_auth_methods_supported":    clientAuth,

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/apis"
 	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/store"
@@ -22,12 +23,24 @@ type PublicClients interface {
 	Public(ctx context.Context, id string) (cl store.Client, ok bool, err error)
 }
 
+// Grants decides what a sign-in is granted (apis.Registry).
+type Grants interface {
+	// UserGrant checks the resources (RFC 8707) and the space-separated
+	// scope a sign-in asks for and returns the audience (nil: the
+	// default) and scope it is granted; apis.ErrInvalidTarget or
+	// apis.ErrInvalidScope when it asks for what does not exist.
+	UserGrant(ctx context.Context, resources []string, scope string) (audience []string, granted string, err error)
+}
+
 // Handlers serves sign-in and the user's sessions.
 type Handlers struct {
 	Service *Service
 	Auth    auth.Authenticator
 	// Clients checks the client_id of a sign-in.
 	Clients PublicClients
+	// Grants checks the resource and scope of a sign-in; without it a
+	// sign-in may ask for neither.
+	Grants Grants
 	// Cookie delivers the refresh token as an HttpOnly, Secure,
 	// SameSite=Strict cookie instead of in the response body.
 	Cookie bool
@@ -54,15 +67,27 @@ type LoginResponse struct {
 
 func (h *Handlers) login(w http.ResponseWriter, r *http.Request) error {
 	var in struct {
-		Email    string `json:"email"`
-		Password string `json:"password"`
-		DeviceID string `json:"device_id"`
-		ClientID string `json:"client_id"`
+		Email    string         `json:"email"`
+		Password string         `json:"password"`
+		DeviceID string         `json:"device_id"`
+		ClientID string         `json:"client_id"`
+		Resource apis.Resources `json:"resource"`
+		Scope    string         `json:"scope"`
 	}
 	if err := httpapi.DecodeJSON(r, &in); err != nil {
 		return err
 	}
 	m := httpapi.MetaOf(r, in.DeviceID)
+	// What is asked for is checked before the password, so that a request
+	// for an unknown API changes nothing (no failed attempt counted).
+	if h.Grants != nil {
+		var err error
+		if m.Audience, m.Scope, err = h.Grants.UserGrant(r.Context(), in.Resource, in.Scope); err != nil {
+			return err
+		}
+	} else if len(in.Resource) > 0 || in.Scope != "" {
+		return apis.ErrInvalidTarget
+	}
 	if in.ClientID != "" {
 		cl, ok, err := h.Clients.Public(r.Context(), in.ClientID)
 		if err != nil {

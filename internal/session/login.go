@@ -13,6 +13,7 @@ import (
 
 	"github.com/mileusna/useragent"
 
+	"github.com/gatehouse/gatehouse/internal/apis"
 	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/mail"
@@ -203,6 +204,7 @@ func (s *Service) Reauthenticated(ctx context.Context, userID, sessionID string,
 	}
 	at, exp, err := s.Tokens.Issue(ctx, token.AccessClaims{
 		Subject: userID, ClientID: cmp.Or(sess.ClientID, FirstPartyClientID), SessionID: sess.ID, AuthTime: now, AMR: amr,
+		Audience: sess.Audience, Scope: sessionScope(sess),
 	})
 	if err != nil {
 		return "", 0, err
@@ -281,7 +283,7 @@ func (s *Service) start(ctx context.Context, u store.User, newHash, checkedHash 
 	sess := store.Session{
 		UserID: u.ID, CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(s.Config.RefreshTTL),
 		IP: m.IP, UserAgent: m.UserAgent, Browser: ua.Name, OS: ua.OS, DeviceType: deviceType(ua),
-		AMR: amr, AuthTime: now,
+		AMR: amr, AuthTime: now, Audience: m.Audience, Scope: cmp.Or(m.Scope, strings.Join(apis.UserScopes, " ")),
 	}
 	if s.Config.BindDevice {
 		sess.DeviceFingerprint = Fingerprint(m.DeviceID, m.UserAgent)
@@ -290,7 +292,7 @@ func (s *Service) start(ctx context.Context, u store.User, newHash, checkedHash 
 	// its refresh tokens) to that client: only it may refresh them.
 	sess.ClientID = m.ClientID
 	first := store.RefreshToken{
-		UserID: u.ID, ClientID: m.ClientID, TokenHash: secret.HashToken(raw), CreatedAt: now, ExpiresAt: sess.ExpiresAt,
+		UserID: u.ID, ClientID: m.ClientID, Scope: sess.Scope, TokenHash: secret.HashToken(raw), CreatedAt: now, ExpiresAt: sess.ExpiresAt,
 	}
 	if s.Config.IdleTimeout > 0 {
 		first.IdleExpiresAt = minTime(now.Add(s.Config.IdleTimeout), sess.ExpiresAt)
@@ -351,7 +353,13 @@ func (s *Service) start(ctx context.Context, u store.User, newHash, checkedHash 
 	for _, id := range ended {
 		s.deny(ctx, id)
 	}
-	return s.issue(ctx, u, sess, raw)
+	return s.issue(ctx, u, sess, raw, nil, "")
+}
+
+// sessionScope is the scope a session was granted: every user scope for
+// a session started before grants were recorded.
+func sessionScope(sess store.Session) string {
+	return cmp.Or(sess.Scope, strings.Join(apis.UserScopes, " "))
 }
 
 func minTime(a, b time.Time) time.Time {
@@ -362,10 +370,15 @@ func minTime(a, b time.Time) time.Time {
 }
 
 // issue signs an access token for the session, for the session's client
-// (the first-party one when it has none).
-func (s *Service) issue(ctx context.Context, u store.User, sess store.Session, refresh string) (Result, error) {
+// (the first-party one when it has none), with the session's audience and
+// scope unless audience or scope narrows them.
+func (s *Service) issue(ctx context.Context, u store.User, sess store.Session, refresh string, audience []string, scope string) (Result, error) {
+	if audience == nil {
+		audience = sess.Audience
+	}
 	at, exp, err := s.Tokens.Issue(ctx, token.AccessClaims{
 		Subject: u.ID, ClientID: cmp.Or(sess.ClientID, FirstPartyClientID), SessionID: sess.ID, AuthTime: sess.AuthTime, AMR: sess.AMR,
+		Audience: audience, Scope: cmp.Or(scope, sessionScope(sess)),
 	})
 	if err != nil {
 		return Result{}, err

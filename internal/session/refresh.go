@@ -1,19 +1,17 @@
 package session
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
+	"github.com/gatehouse/gatehouse/internal/apis"
 	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/mail"
 	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/store"
-	"github.com/gatehouse/gatehouse/internal/token"
 )
 
 // successorAD binds a sealed successor to the token it succeeds.
@@ -47,7 +45,11 @@ type RefreshRequest struct {
 	// issued (RFC 6749 §6): each must be in the original grant. The new
 	// refresh token keeps the original grant.
 	Scopes []string
-	Meta   httpapi.Meta
+	// Resources, when not empty, narrows the audience of the access token
+	// (RFC 8707 §2.2): each must be one the session was granted, or the
+	// refresh fails with apis.ErrInvalidTarget and changes nothing.
+	Resources []string
+	Meta      httpapi.Meta
 }
 
 // Refreshed is a successful refresh.
@@ -72,8 +74,12 @@ func (s *Service) Refresh(ctx context.Context, req RefreshRequest) (Refreshed, e
 		return Refreshed{}, ErrInvalidGrant
 	}
 	hash := secret.HashToken(raw)
-	now := s.now()
-	if s.Config.BindDevice {
+	var audience []string // of the access token; nil: the session's
+	if s.Config.BindDevice || len(req.Resources) > 0 {
+		// The session before the rotation: a refresh from another device,
+		// or for a resource the session was not granted, must change
+		// nothing. (A session's device and audience never change, so what
+		// is read here is what the rotation finds.)
 		rt, err := s.Store.GetRefreshTokenByHash(ctx, hash)
 		if errors.Is(err, store.ErrNotFound) {
 			return Refreshed{}, ErrInvalidGrant
@@ -84,11 +90,20 @@ func (s *Service) Refresh(ctx context.Context, req RefreshRequest) (Refreshed, e
 		if err != nil {
 			return Refreshed{}, err
 		}
-		if sess.DeviceFingerprint != "" && !secret.Equal(sess.DeviceFingerprint, Fingerprint(m.DeviceID, m.UserAgent)) {
+		if s.Config.BindDevice && sess.DeviceFingerprint != "" && !secret.Equal(sess.DeviceFingerprint, Fingerprint(m.DeviceID, m.UserAgent)) {
 			s.securityEvent(ctx, sess.UserID, "", "security.refresh_device_mismatch", m, map[string]any{"session_id": sess.ID})
 			return Refreshed{}, ErrInvalidGrant
 		}
+		if len(req.Resources) > 0 {
+			if s.Audiences == nil {
+				return Refreshed{}, apis.ErrInvalidTarget
+			}
+			if audience, err = s.Audiences.Narrow(ctx, sess.Audience, req.Resources); err != nil {
+				return Refreshed{}, err
+			}
+		}
 	}
+	now := s.now()
 	next, err := secret.NewToken(32)
 	if err != nil {
 		return Refreshed{}, err
@@ -140,25 +155,18 @@ func (s *Service) Refresh(ctx context.Context, req RefreshRequest) (Refreshed, e
 	// No user read here: disabling or deleting an account revokes its
 	// sessions (admin API), so a live session is a usable account, and the
 	// hot path keeps to the one rotation transaction.
-	if scopes == nil {
-		r, err := s.issue(ctx, store.User{ID: res.Session.UserID}, res.Session, next)
-		return Refreshed{Result: r}, err
+	sess := res.Session
+	if audience == nil && len(sess.Audience) > 0 && s.Audiences != nil {
+		// APIs deleted since the sign-in get no new tokens.
+		if audience, err = s.Audiences.Narrow(ctx, sess.Audience, nil); err != nil {
+			return Refreshed{}, err
+		}
 	}
-	// The access token carries the narrowed scope; the new refresh token
+	// The access token may carry a narrowed scope; the new refresh token
 	// keeps the original grant (RFC 6749 §6).
 	scope := strings.Join(scopes, " ")
-	sess := res.Session
-	at, exp, err := s.Tokens.Issue(ctx, token.AccessClaims{
-		Subject: sess.UserID, ClientID: cmp.Or(sess.ClientID, FirstPartyClientID),
-		SessionID: sess.ID, AuthTime: sess.AuthTime, AMR: sess.AMR, Scope: scope,
-	})
-	if err != nil {
-		return Refreshed{}, err
-	}
-	return Refreshed{Result: Result{
-		AccessToken: at, ExpiresIn: int(exp.Sub(s.now()).Round(time.Second) / time.Second),
-		RefreshToken: next, Session: sess, User: store.User{ID: sess.UserID},
-	}, Scope: scope}, nil
+	r, err := s.issue(ctx, store.User{ID: sess.UserID}, sess, next, audience, scope)
+	return Refreshed{Result: r, Scope: scope}, err
 }
 
 // onReuse handles a stolen-token signal: the family is already revoked;

@@ -119,17 +119,31 @@ type Hasher interface {
 	DummyVerify(ctx context.Context, pw string)
 }
 
+// Audiences decides the audience of tokens issued on refresh
+// (apis.Registry).
+type Audiences interface {
+	// Narrow returns the audience of an access token for a session
+	// granted granted, asked for asked (RFC 8707: within the grant);
+	// apis.ErrInvalidTarget when it is not, or none of the granted APIs
+	// is still registered. nil is the default audience.
+	Narrow(ctx context.Context, granted, asked []string) ([]string, error)
+}
+
 // Deps are what the sign-in service is built from (see New).
 type Deps struct {
-	Store  Store
-	Hasher Hasher // needed to sign in with a password
-	Tokens Tokens
-	Keys   *secret.Keyring
-	KV     kv.Store
-	Jobs   JobInserter // needed for the emails of lockouts and token reuse
-	Now    func() time.Time
-	Log    *slog.Logger
-	Config Config
+	Store Store
+	// Audiences, when set, narrows and rechecks the audience on refresh;
+	// without it a refresh keeps the session's audience and may not ask
+	// for a resource.
+	Audiences Audiences
+	Hasher    Hasher // needed to sign in with a password
+	Tokens    Tokens
+	Keys      *secret.Keyring
+	KV        kv.Store
+	Jobs      JobInserter // needed for the emails of lockouts and token reuse
+	Now       func() time.Time
+	Log       *slog.Logger
+	Config    Config
 }
 
 // Service implements sign-in and sessions. Build it with New (or

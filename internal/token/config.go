@@ -18,8 +18,11 @@ const (
 type Config struct {
 	// Issuer is the iss of every token (GATEHOUSE_ISSUER). Required.
 	Issuer string
-	// Audience is the default aud of issued tokens, and the audiences
-	// Verify accepts (a token's aud must contain one). Default: [Issuer].
+	// DefaultAudience is the aud of tokens issued without one
+	// (GATEHOUSE_DEFAULT_AUDIENCE). Default: Issuer.
+	DefaultAudience string
+	// Audience lists the audiences Verify accepts, Gatehouse's own API's:
+	// a token's aud must contain one. Default: Issuer and DefaultAudience.
 	Audience []string
 	// Algorithm signs the keys this Manager creates: RS256 (2048-bit RSA,
 	// the default), ES256 or EdDSA. Existing keys keep their algorithm
@@ -51,8 +54,14 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Leeway == 0 {
 		c.Leeway = DefaultLeeway
 	}
+	if c.DefaultAudience == "" {
+		c.DefaultAudience = c.Issuer
+	}
 	if len(c.Audience) == 0 {
 		c.Audience = []string{c.Issuer}
+		if c.DefaultAudience != c.Issuer {
+			c.Audience = append(c.Audience, c.DefaultAudience)
+		}
 	}
 	var errs []error
 	if c.Issuer == "" {

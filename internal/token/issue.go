@@ -17,7 +17,7 @@ const jtiBytes = 16
 // Manager adds iss, iat, nbf, exp and jti.
 type AccessClaims struct {
 	Subject   string   // required: the user ID (or the client ID without a user)
-	Audience  []string // default: Config.Audience
+	Audience  []string // default: Config.DefaultAudience
 	ClientID  string   // required
 	SessionID string   // empty for tokens without a login session
 	AuthTime  time.Time
@@ -45,7 +45,7 @@ func (m *Manager) Issue(ctx context.Context, ac AccessClaims) (string, time.Time
 	}
 	aud := ac.Audience
 	if len(aud) == 0 {
-		aud = m.cfg.Audience
+		aud = []string{m.cfg.DefaultAudience}
 	}
 	iat := m.now().Truncate(time.Second)
 	exp := iat.Add(m.cfg.AccessTTL)

@@ -42,7 +42,12 @@ func invalid(reason error) error { return fmt.Errorf("%w: %w", ErrInvalid, reaso
 // Invalid and revoked tokens yield ErrInvalid; if the revocation state
 // cannot be read the error wraps ErrUnavailable (fail closed, logged).
 func (m *Manager) Verify(ctx context.Context, raw string) (Claims, error) {
-	c, err := m.verifySignature(ctx, raw)
+	return m.verify(ctx, raw, m.cfg.Audience)
+}
+
+// verify is Verify with the audiences to accept; nil accepts any.
+func (m *Manager) verify(ctx context.Context, raw string, audience []string) (Claims, error) {
+	c, err := m.checkSignature(ctx, raw, audience)
 	if err != nil {
 		return Claims{}, err
 	}
@@ -57,8 +62,17 @@ func (m *Manager) Verify(ctx context.Context, raw string) (Claims, error) {
 	return c, nil
 }
 
-// verifySignature is Verify without the revocation check.
-func (m *Manager) verifySignature(ctx context.Context, raw string) (Claims, error) {
+// VerifyIssued is Verify for any audience: it accepts every live token
+// this server issued, whichever API it is for. Token introspection
+// (RFC 7662) answers for all of them; Gatehouse's own API uses Verify.
+func (m *Manager) VerifyIssued(ctx context.Context, raw string) (Claims, error) {
+	return m.verify(ctx, raw, nil)
+}
+
+// checkSignature checks everything but revocation; a token's aud must
+// contain one of audience, or with a nil audience anything (it must still
+// have an aud).
+func (m *Manager) checkSignature(ctx context.Context, raw string, audience []string) (Claims, error) {
 	if len(raw) > accesstoken.MaxTokenBytes {
 		return Claims{}, invalid(errors.New("too long"))
 	}
@@ -82,9 +96,13 @@ func (m *Manager) verifySignature(ctx context.Context, raw string) (Claims, erro
 	if !key.liveAt(now) {
 		return Claims{}, invalid(errors.New("signing key expired"))
 	}
+	if audience == nil {
+		// Any API's token: Validate still requires an aud.
+		audience = c.Audience
+	}
 	if err := c.Validate(accesstoken.Expected{
 		Issuer:   m.cfg.Issuer,
-		Audience: m.cfg.Audience,
+		Audience: audience,
 		Time:     now,
 		Leeway:   m.cfg.Leeway,
 		// This is the issuer: its clock set exp, so no skew is allowed
