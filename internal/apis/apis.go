@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -388,7 +389,7 @@ func (r *Registry) Create(ctx context.Context, in Input, actor Actor) (store.API
 	if len(fe) > 0 {
 		return store.API{}, httpapi.Validation(fe...)
 	}
-	idPart, err := secret.NewToken(12)
+	idPart, err := secret.NewToken(16)
 	if err != nil {
 		return store.API{}, err
 	}
@@ -501,7 +502,8 @@ func (r *Resources) UnmarshalJSON(b []byte) error {
 	}
 	var many []string
 	if err := json.Unmarshal(b, &many); err != nil {
-		return errors.New("resource must be a string or an array of strings")
+		// The decoder names the field in the error it returns.
+		return &json.UnmarshalTypeError{Value: "resource", Type: reflect.TypeFor[[]string]()}
 	}
 	*r = many
 	return nil

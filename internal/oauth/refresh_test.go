@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/apis"
 	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/kv/memory"
@@ -112,7 +113,11 @@ func newScopedEnv(t *testing.T, st store.Store) *scopedEnv {
 		t.Fatal(err)
 	}
 	rt := httpapi.NewRouter(httpapi.ErrorWriter{Log: log})
-	(&oauth.Server{Issuer: "https://auth.example.test", Clients: clients, Sessions: sessions, Tokens: tokens, Log: log}).Routes(rt)
+	registry, err := apis.New(apis.Deps{Store: store.Narrow(st, func(tx store.Store) apis.Tx { return tx }), Issuer: "https://auth.example.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	(&oauth.Server{Issuer: "https://auth.example.test", Clients: clients, Sessions: sessions, Tokens: tokens, APIs: registry, Log: log}).Routes(rt)
 	srv := httptest.NewServer(rt)
 	t.Cleanup(srv.Close)
 	return &scopedEnv{srv: srv, tokens: tokens, client: cl, refresh: raw, store: st, clients: clients, user: u}

@@ -162,11 +162,18 @@ func (s *Service) Refresh(ctx context.Context, req RefreshRequest) (Refreshed, e
 			return Refreshed{}, err
 		}
 	}
-	// The access token may carry a narrowed scope; the new refresh token
-	// keeps the original grant (RFC 6749 §6).
-	scope := strings.Join(scopes, " ")
+	// The access token carries the grant, or the narrowed scope asked
+	// for; the new refresh token keeps the original grant (RFC 6749 §6).
+	narrowed := strings.Join(scopes, " ")
+	scope := narrowed
+	if scope == "" {
+		scope = res.Issued.Scope
+		if res.Outcome == store.GraceReplay {
+			scope = res.Previous.Scope
+		}
+	}
 	r, err := s.issue(ctx, store.User{ID: sess.UserID}, sess, next, audience, scope)
-	return Refreshed{Result: r, Scope: scope}, err
+	return Refreshed{Result: r, Scope: narrowed}, err
 }
 
 // onReuse handles a stolen-token signal: the family is already revoked;

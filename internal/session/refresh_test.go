@@ -108,8 +108,8 @@ func TestRefreshClientAndScope(t *testing.T) {
 	if err != nil {
 		t.Fatalf("refresh after refused scopes: %v", err)
 	}
-	if issued, _ := tokens.take(); res.Scope != "" || len(issued) != 1 || issued[0].Scope != "" {
-		t.Errorf("refresh without a scope: Scope %q, issued %+v; want one access token without a scope", res.Scope, issued)
+	if issued, _ := tokens.take(); res.Scope != "" || len(issued) != 1 || issued[0].Scope != "read write" {
+		t.Errorf("refresh without a scope: Scope %q, issued %+v; want one access token with the original grant", res.Scope, issued)
 	}
 	raw = res.RefreshToken
 

@@ -200,11 +200,27 @@ func TestNewManagerConfig(t *testing.T) {
 func TestAudience(t *testing.T) {
 	clk := newClock()
 	cfg := baseConfig()
-	cfg.Audience = []string{"https://api.example.test", issuer}
+	cfg.DefaultAudience = "https://api.example.test"
 	m := startManager(t, sqliteStore(t), newKeyring(t), memoryKV(t, clk), clk, cfg)
 	c := mustVerify(t, m, issue(t, m, defaultClaims("")))
-	if diff := cmp.Diff(cfg.Audience, c.Audience); diff != "" {
+	if diff := cmp.Diff([]string{"https://api.example.test"}, c.Audience); diff != "" {
 		t.Errorf("default audience (-want +got):\n%s", diff)
+	}
+	// Gatehouse's own API accepts the issuer too.
+	ac0 := defaultClaims("")
+	ac0.Audience = []string{issuer}
+	mustVerify(t, m, issue(t, m, ac0))
+	// Introspection's VerifyIssued accepts a token for any API; Verify
+	// only those for Gatehouse's own.
+	other := defaultClaims("")
+	other.Audience = []string{"https://billing.example.test"}
+	raw := issue(t, m, other)
+	wantInvalid(t, m, raw)
+	if c, err := m.VerifyIssued(t.Context(), raw); err != nil || !cmp.Equal(c.Audience, other.Audience) {
+		t.Errorf("VerifyIssued(another API's token) = %v, %v; want it accepted", c.Audience, err)
+	}
+	if _, err := m.VerifyIssued(t.Context(), raw+"x"); !errors.Is(err, token.ErrInvalid) {
+		t.Errorf("VerifyIssued(bad signature): err = %v, want ErrInvalid", err)
 	}
 	ac := defaultClaims("")
 	ac.Audience = []string{"https://api.example.test"}
