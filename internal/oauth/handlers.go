@@ -136,6 +136,11 @@ var (
 // and response parameters MUST NOT be included more than once").
 var errRepeated = errors.New("oauth: repeated parameter")
 
+// repeatable are the parameters an extension allows more than once:
+// resource (RFC 8707 §2, one per API asked for). In a JSON body it is a
+// string or an array of strings.
+var repeatable = map[string]bool{"resource": true}
+
 // params reads an application/x-www-form-urlencoded body (RFC 6749) or,
 // as a convenience, a flat JSON object of strings. A parameter given twice,
 // in either form, makes the request invalid rather than letting one of the
@@ -171,12 +176,36 @@ func rawParams(r *http.Request) (url.Values, error) {
 	}
 	// Only the body counts; parameters in the query string are ignored
 	// (credentials must not travel in URLs).
-	for _, vs := range r.PostForm {
-		if len(vs) > 1 {
+	for k, vs := range r.PostForm {
+		if len(vs) > 1 && !repeatable[k] {
 			return nil, errRepeated
 		}
 	}
 	return r.PostForm, nil
+}
+
+// jsonStrings reads the rest of a JSON array of strings (its '[' read),
+// at least one.
+func jsonStrings(dec *json.Decoder) ([]string, error) {
+	var out []string
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		s, ok := tok.(string)
+		if !ok {
+			return nil, errors.New("array parameters must hold strings")
+		}
+		out = append(out, s)
+	}
+	if _, err := dec.Token(); err != nil { // the closing bracket
+		return nil, err
+	}
+	if len(out) == 0 {
+		return nil, errors.New("an array parameter must not be empty")
+	}
+	return out, nil
 }
 
 // jsonParams reads one JSON object whose members are all strings. It walks
@@ -202,6 +231,14 @@ func jsonParams(body io.Reader) (url.Values, error) {
 		tok, err = dec.Token()
 		if err != nil {
 			return nil, err
+		}
+		if d, ok := tok.(json.Delim); ok && d == '[' && repeatable[key] {
+			vals, err := jsonStrings(dec)
+			if err != nil {
+				return nil, err
+			}
+			v[key] = vals
+			continue
 		}
 		val, ok := tok.(string)
 		if !ok {
