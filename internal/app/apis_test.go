@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/gatehouse/gatehouse/pkg/accesstoken"
 )
@@ -212,6 +213,28 @@ func runAPIAudiences(t *testing.T, e *accountEnv) {
 		}
 		if code, body := loginWith(t, e, email, map[string]any{"resource": 42}); code != 400 || body["code"] != "invalid_json" {
 			t.Errorf("resource 42 = %d %v, want 400 invalid_json", code, body)
+		}
+	})
+
+	// The audience and scope asked for at the password step are the
+	// session's after the second factor, whatever the verify request says.
+	t.Run("SecondFactorKeepsTheGrant", func(t *testing.T) {
+		const mfaEmail = "aud-mfa@example.com"
+		secret := enrolTOTP(t, e, e.signUp(t, mfaEmail))
+		code, body := loginWith(t, e, mfaEmail, map[string]any{"resource": invoicesAPI, "scope": "read:invoices"})
+		if code != 200 || body["mfa_required"] != true {
+			t.Fatalf("login = %d %v, want mfa_required", code, body)
+		}
+		code, tok, _ := call(t, "POST", e.url("/v1/auth/mfa/verify"), map[string]string{"mfa_token": body["mfa_token"].(string), "method": "totp", "code": totpAt(t, secret, time.Now())})
+		if code != 200 {
+			t.Fatalf("verify = %d %v", code, tok)
+		}
+		at := tok["access_token"].(string)
+		if aud, sc := audOf(t, at), claimsOf(t, at)["scope"]; !slices.Equal(aud, []string{invoicesAPI}) || sc != "read:invoices" {
+			t.Errorf("after the second factor: aud %v scope %v", aud, sc)
+		}
+		if _, err := invoicesV.Verify(t.Context(), at); err != nil {
+			t.Errorf("invoices API refused the token: %v", err)
 		}
 	})
 
