@@ -314,20 +314,6 @@ func ValidateIdentifier(s string) error {
 	return nil
 }
 
-// Actor is who changes an API, for the audit trail.
-type Actor struct {
-	UserID    string
-	IP        string
-	UserAgent string
-	RequestID string
-}
-
-// ActorOf is the user userID acting through r.
-func ActorOf(r *http.Request, userID string) Actor {
-	m := httpapi.MetaOf(r, "")
-	return Actor{UserID: userID, IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID}
-}
-
 // Input is what an API is registered or updated with.
 type Input struct {
 	Identifier string
@@ -384,7 +370,7 @@ func validScopeToken(s string) bool {
 
 // Create registers an API. Bad input is a validation problem; an
 // identifier already registered is ErrIdentifierTaken.
-func (r *Registry) Create(ctx context.Context, in Input, actor Actor) (store.API, error) {
+func (r *Registry) Create(ctx context.Context, in Input, m httpapi.Meta) (store.API, error) {
 	in, fe := r.check(in, true)
 	if len(fe) > 0 {
 		return store.API{}, httpapi.Validation(fe...)
@@ -403,14 +389,14 @@ func (r *Registry) Create(ctx context.Context, in Input, actor Actor) (store.API
 		} else if err != nil {
 			return err
 		}
-		return tx.AppendAuditEvent(ctx, auditEvent(now, actor, "api.created", a))
+		return tx.AppendAuditEvent(ctx, auditEvent(now, m, "api.created", a))
 	})
 	return a, err
 }
 
 // Update replaces the name and scopes of API id (nil keeps them). The
 // identifier never changes: issued tokens carry it.
-func (r *Registry) Update(ctx context.Context, id string, name *string, scopes *[]string, actor Actor) (store.API, error) {
+func (r *Registry) Update(ctx context.Context, id string, name *string, scopes *[]string, m httpapi.Meta) (store.API, error) {
 	now := r.d.Now().UTC()
 	var a store.API
 	err := r.d.Store.InTx(ctx, func(tx Tx) error {
@@ -434,7 +420,7 @@ func (r *Registry) Update(ctx context.Context, id string, name *string, scopes *
 		if a, err = tx.UpdateAPI(ctx, store.API{ID: cur.ID, Name: in.Name, Scopes: in.Scopes, UpdatedAt: now}); err != nil {
 			return err
 		}
-		return tx.AppendAuditEvent(ctx, auditEvent(now, actor, "api.updated", a))
+		return tx.AppendAuditEvent(ctx, auditEvent(now, m, "api.updated", a))
 	})
 	if err == nil {
 		r.cache.Forget(a.Identifier)
@@ -444,7 +430,7 @@ func (r *Registry) Update(ctx context.Context, id string, name *string, scopes *
 
 // Delete removes API id. Tokens already issued for it stay valid until
 // they expire; refreshes no longer include it.
-func (r *Registry) Delete(ctx context.Context, id string, actor Actor) error {
+func (r *Registry) Delete(ctx context.Context, id string, m httpapi.Meta) error {
 	now := r.d.Now().UTC()
 	var a store.API
 	err := r.d.Store.InTx(ctx, func(tx Tx) error {
@@ -458,7 +444,7 @@ func (r *Registry) Delete(ctx context.Context, id string, actor Actor) error {
 		if err := tx.DeleteAPI(ctx, id); err != nil {
 			return err
 		}
-		return tx.AppendAuditEvent(ctx, auditEvent(now, actor, "api.deleted", a))
+		return tx.AppendAuditEvent(ctx, auditEvent(now, m, "api.deleted", a))
 	})
 	if err == nil {
 		r.cache.Forget(a.Identifier)
@@ -480,10 +466,12 @@ func (r *Registry) List(ctx context.Context) ([]store.API, error) {
 	return r.d.Store.ListAPIs(ctx)
 }
 
-func auditEvent(now time.Time, actor Actor, action string, a store.API) store.AuditEvent {
+// auditEvent records a change by the caller m describes (an
+// administrator through the admin API; nobody for the CLI).
+func auditEvent(now time.Time, m httpapi.Meta, action string, a store.API) store.AuditEvent {
 	return store.AuditEvent{
-		OccurredAt: now, ActorID: actor.UserID, SubjectID: a.ID, Action: action,
-		IP: actor.IP, UserAgent: actor.UserAgent, RequestID: actor.RequestID,
+		OccurredAt: now, ActorID: m.ActorID, SubjectID: a.ID, Action: action,
+		IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID,
 		Data: map[string]any{"identifier": a.Identifier, "name": a.Name, "scopes": a.Scopes},
 	}
 }

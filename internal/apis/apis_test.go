@@ -51,7 +51,7 @@ func TestValidateIdentifier(t *testing.T) {
 func TestGrants(t *testing.T) {
 	ctx := t.Context()
 	r, _ := newRegistry(t, "", time.Now)
-	a, err := r.Create(ctx, apis.Input{Identifier: "https://api.example.test", Name: " Invoices ", Scopes: []string{"read", "write", "read"}}, apis.Actor{})
+	a, err := r.Create(ctx, apis.Input{Identifier: "https://api.example.test", Name: " Invoices ", Scopes: []string{"read", "write", "read"}}, httpapi.Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func TestGrants(t *testing.T) {
 
 	// Deleted: dropped from a refresh's audience at once on this node;
 	// asking for it is invalid_target.
-	if err := r.Delete(ctx, a.ID, apis.Actor{}); err != nil {
+	if err := r.Delete(ctx, a.ID, httpapi.Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := r.Narrow(ctx, granted, nil); err != nil || !slices.Equal(got, []string{issuer}) {
@@ -119,14 +119,14 @@ func TestCacheKeepsHitsOnly(t *testing.T) {
 	if _, err := r.Resolve(ctx, []string{"https://new.example.test"}); !errors.Is(err, apis.ErrInvalidTarget) {
 		t.Fatalf("before: %v", err)
 	}
-	a, err := other.Create(ctx, apis.Input{Identifier: "https://new.example.test", Name: "New"}, apis.Actor{})
+	a, err := other.Create(ctx, apis.Input{Identifier: "https://new.example.test", Name: "New"}, httpapi.Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := r.Resolve(ctx, []string{"https://new.example.test"}); err != nil {
 		t.Fatalf("created on another node: %v", err)
 	}
-	if err := other.Delete(ctx, a.ID, apis.Actor{}); err != nil {
+	if err := other.Delete(ctx, a.ID, httpapi.Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := r.Resolve(ctx, []string{"https://new.example.test"}); err != nil {
@@ -147,27 +147,27 @@ func TestCreateAndUpdateRefuseBadInput(t *testing.T) {
 		{Identifier: "https://a.example.test", Name: "A", Scopes: []string{"introspect"}},
 		{Identifier: "https://a.example.test", Name: "A", Scopes: []string{"has space"}},
 	} {
-		_, err := r.Create(ctx, in, apis.Actor{})
+		_, err := r.Create(ctx, in, httpapi.Meta{})
 		var p *httpapi.Problem
 		if !errors.As(err, &p) || p.Status != 422 {
 			t.Errorf("Create(%+v) = %v, want a 422 validation problem", in, err)
 		}
 	}
-	a, err := r.Create(ctx, apis.Input{Identifier: "https://a.example.test", Name: "A", Scopes: []string{"x"}}, apis.Actor{})
+	a, err := r.Create(ctx, apis.Input{Identifier: "https://a.example.test", Name: "A", Scopes: []string{"x"}}, httpapi.Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Create(ctx, apis.Input{Identifier: "https://a.example.test", Name: "B"}, apis.Actor{}); !errors.Is(err, apis.ErrIdentifierTaken) {
+	if _, err := r.Create(ctx, apis.Input{Identifier: "https://a.example.test", Name: "B"}, httpapi.Meta{}); !errors.Is(err, apis.ErrIdentifierTaken) {
 		t.Errorf("duplicate: %v", err)
 	}
 	bad := []string{"openid"}
-	if _, err := r.Update(ctx, a.ID, nil, &bad, apis.Actor{}); err == nil {
+	if _, err := r.Update(ctx, a.ID, nil, &bad, httpapi.Meta{}); err == nil {
 		t.Error("Update with a reserved scope succeeded")
 	}
 	if got, _ := r.Get(ctx, a.ID); !slices.Equal(got.Scopes, []string{"x"}) {
 		t.Errorf("scopes after a refused update = %v", got.Scopes)
 	}
-	if _, err := r.Update(ctx, "api_none", nil, nil, apis.Actor{}); !errors.Is(err, apis.ErrNotFound) {
+	if _, err := r.Update(ctx, "api_none", nil, nil, httpapi.Meta{}); !errors.Is(err, apis.ErrNotFound) {
 		t.Errorf("update unknown: %v", err)
 	}
 	// Every change is in the audit log, in the same transaction.

@@ -44,9 +44,12 @@ func ViewOf(a store.API) View {
 	return View{ID: a.ID, Identifier: a.Identifier, Name: a.Name, Scopes: sc, CreatedAt: a.CreatedAt.UTC(), UpdatedAt: a.UpdatedAt.UTC()}
 }
 
-func actor(r *http.Request) Actor {
+// actor is the administrator making the request, for the audit log.
+func actor(r *http.Request) httpapi.Meta {
 	p, _ := auth.FromContext(r.Context())
-	return ActorOf(r, p.UserID)
+	m := httpapi.MetaOf(r, "")
+	m.ActorID = p.UserID
+	return m
 }
 
 func (h *Handlers) list(w http.ResponseWriter, r *http.Request) error {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/apis"
+	"github.com/gatehouse/gatehouse/internal/httpapi"
 )
 
 const apisUsage = `Usage:
@@ -74,7 +75,7 @@ func (c *cli) apis(ctx context.Context, args []string) int {
 	}
 	switch args[0] {
 	case "create":
-		a, err := reg.Create(ctx, apis.Input{Identifier: identifier, Name: name, Scopes: scopeList}, apis.Actor{})
+		a, err := reg.Create(ctx, apis.Input{Identifier: identifier, Name: name, Scopes: scopeList}, httpapi.Meta{})
 		if err != nil {
 			return c.printFailure("apis create", err)
 		}
@@ -88,13 +89,13 @@ func (c *cli) apis(ctx context.Context, args []string) int {
 		if set["scopes"] {
 			sp = &scopeList
 		}
-		a, err := reg.Update(ctx, pos[0], np, sp, apis.Actor{})
+		a, err := reg.Update(ctx, pos[0], np, sp, httpapi.Meta{})
 		if err != nil {
 			return c.printFailure("apis update", err)
 		}
 		return c.printAPI(a.ID, apis.ViewOf(a))
 	case "delete":
-		if err := reg.Delete(ctx, pos[0], apis.Actor{}); err != nil {
+		if err := reg.Delete(ctx, pos[0], httpapi.Meta{}); err != nil {
 			return c.printFailure("apis delete", err)
 		}
 		fmt.Fprintf(c.env.Stdout, "deleted API %s\n", pos[0])
