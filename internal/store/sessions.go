@@ -199,6 +199,12 @@ type Client struct {
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
 	DisabledAt time.Time
+	// RateLimitTier names the tier of the rate-limit policy the client's
+	// requests are counted under ("": none, the rules' own limits).
+	RateLimitTier string
+	// RateLimitExempt skips every rate limit for requests authenticated
+	// as this client (a trusted internal service).
+	RateLimitExempt bool
 }
 
 // ClientStore keeps OAuth clients.
@@ -211,4 +217,7 @@ type ClientStore interface {
 	ListClients(ctx context.Context) ([]Client, error)
 	// DeleteClient removes the client; ErrNotFound if absent.
 	DeleteClient(ctx context.Context, id string) error
+	// SetClientRateLimits sets the client's RateLimitTier and
+	// RateLimitExempt and its UpdatedAt to at; ErrNotFound if absent.
+	SetClientRateLimits(ctx context.Context, id, tier string, exempt bool, at time.Time) (Client, error)
 }

@@ -51,6 +51,7 @@ func runSessions(t *testing.T, migrated func(t *testing.T) store.Store) {
 		t.Run("CRUD", func(t *testing.T) { testClientCRUD(t, migrated(t)) })
 		t.Run("Invalid", func(t *testing.T) { testClientInvalid(t, migrated(t)) })
 		t.Run("Public", func(t *testing.T) { testClientPublic(t, migrated(t)) })
+		t.Run("RateLimits", func(t *testing.T) { testClientRateLimits(t, migrated(t)) })
 	})
 }
 
@@ -1422,5 +1423,50 @@ func testRevokeWaitsForSignIn(t *testing.T, s store.Store) {
 	}
 	if got := mustGetSession(t, s, sess.ID); got.RevokedAt.IsZero() {
 		t.Errorf("the session signed in during the revocation is live: %+v", got)
+	}
+}
+
+// testClientRateLimits: a client's rate-limit tier and exemption are stored
+// at creation and changed by SetClientRateLimits, which touches nothing
+// else.
+func testClientRateLimits(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	c, err := s.CreateClient(ctx, store.Client{ID: "gh_tiered", Name: "Partner", Scopes: []string{"introspect"}, CreatedAt: sessAt, RateLimitTier: "enterprise", RateLimitExempt: true})
+	if err != nil {
+		t.Fatalf("CreateClient: %v", err)
+	}
+	if c.RateLimitTier != "enterprise" || !c.RateLimitExempt {
+		t.Errorf("created %+v, want tier enterprise, exempt", c)
+	}
+	plain, err := s.CreateClient(ctx, store.Client{ID: "gh_plain", CreatedAt: sessAt})
+	if err != nil || plain.RateLimitTier != "" || plain.RateLimitExempt {
+		t.Fatalf("plain client = %+v, %v; want no tier, not exempt", plain, err)
+	}
+	if n := count(t, s, "SELECT count(*) FROM oauth_clients WHERE id = 'gh_plain' AND rate_limit_tier IS NULL"); n != 1 {
+		t.Error("an empty tier is not stored as NULL")
+	}
+	at := sessAt.Add(time.Hour)
+	got, err := s.SetClientRateLimits(ctx, "gh_tiered", "free", false, at)
+	if err != nil {
+		t.Fatalf("SetClientRateLimits: %v", err)
+	}
+	want := c
+	want.RateLimitTier, want.RateLimitExempt, want.UpdatedAt = "free", false, micro(at)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("SetClientRateLimits returned (-want +got):\n%s", diff)
+	}
+	if g, err := s.GetClient(ctx, "gh_tiered"); err != nil || !cmp.Equal(want, g) {
+		t.Errorf("GetClient after SetClientRateLimits = %+v, %v; want %+v", g, err, want)
+	}
+	if got, err := s.SetClientRateLimits(ctx, "gh_tiered", "", false, at); err != nil || got.RateLimitTier != "" {
+		t.Errorf("clearing the tier = %+v, %v", got, err)
+	}
+	for _, id := range []string{"gh_unknown", "", "\xff"} {
+		if _, err := s.SetClientRateLimits(ctx, id, "free", false, at); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("SetClientRateLimits(%q): err = %v, want ErrNotFound", id, err)
+		}
+	}
+	if _, err := s.SetClientRateLimits(ctx, "gh_plain", "bad\x00tier", false, at); err == nil || errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a tier with NUL: err = %v, want a validation error", err)
 	}
 }

@@ -389,20 +389,20 @@ func ScopeWithin(asked []string, granted string) bool {
 
 // ClientColumns is the column list ScanClient expects, in order; the values
 // ClientValues returns are in the same order.
-const ClientColumns = "id, name, secret_hash, scopes, created_at, updated_at, disabled_at, public"
+const ClientColumns = "id, name, secret_hash, scopes, created_at, updated_at, disabled_at, public, rate_limit_tier, rate_limit_exempt"
 
 // ScanClient scans one row selected with ClientColumns. Empty Scopes come
 // back nil.
 func ScanClient(s Scanner, td, ntd TimeDest, ld ListDest) (store.Client, error) {
 	var (
 		c            store.Client
-		name, secret *string
+		name, secret, tier *string
 	)
-	err := s.Scan(&c.ID, &name, &secret, ld(&c.Scopes), td(&c.CreatedAt), td(&c.UpdatedAt), ntd(&c.DisabledAt), &c.Public)
+	err := s.Scan(&c.ID, &name, &secret, ld(&c.Scopes), td(&c.CreatedAt), td(&c.UpdatedAt), ntd(&c.DisabledAt), &c.Public, &tier, &c.RateLimitExempt)
 	if err != nil {
 		return store.Client{}, err
 	}
-	c.Name, c.SecretHash = deref(name), deref(secret)
+	c.Name, c.SecretHash, c.RateLimitTier = deref(name), deref(secret), deref(tier)
 	c.Scopes = nilIfEmpty(c.Scopes)
 	utc(&c.CreatedAt, &c.UpdatedAt, &c.DisabledAt)
 	return c, nil
@@ -411,7 +411,7 @@ func ScanClient(s Scanner, td, ntd TimeDest, ld ListDest) (store.Client, error) 
 // ClientValues returns the values of the ClientColumns columns of a
 // prepared client, in order.
 func ClientValues(c store.Client, tv TimeValue, lv ListValue) []any {
-	return []any{c.ID, Null(c.Name), Null(c.SecretHash), lv(c.Scopes), tv(c.CreatedAt), tv(c.UpdatedAt), tv(c.DisabledAt), c.Public}
+	return []any{c.ID, Null(c.Name), Null(c.SecretHash), lv(c.Scopes), tv(c.CreatedAt), tv(c.UpdatedAt), tv(c.DisabledAt), c.Public, Null(c.RateLimitTier), c.RateLimitExempt}
 }
 
 // PrepareClient validates c for CreateClient and fills in CreatedAt (now)
@@ -421,8 +421,8 @@ func PrepareClient(c store.Client, now time.Time) (store.Client, error) {
 	switch {
 	case c.ID == "":
 		return c, errors.New("client: ID is required")
-	case !validText(c.ID) || !validText(c.Name) || !validText(c.SecretHash):
-		return c, errors.New("client: ID, Name and SecretHash must be UTF-8 text without NUL")
+	case !validText(c.ID) || !validText(c.Name) || !validText(c.SecretHash) || !validText(c.RateLimitTier):
+		return c, errors.New("client: ID, Name, SecretHash and RateLimitTier must be UTF-8 text without NUL")
 	case c.Public && c.SecretHash != "":
 		return c, errors.New("client: a public client has no SecretHash")
 	}
