@@ -395,7 +395,7 @@ const ClientColumns = "id, name, secret_hash, scopes, created_at, updated_at, di
 // back nil.
 func ScanClient(s Scanner, td, ntd TimeDest, ld ListDest) (store.Client, error) {
 	var (
-		c            store.Client
+		c                  store.Client
 		name, secret, tier *string
 	)
 	err := s.Scan(&c.ID, &name, &secret, ld(&c.Scopes), td(&c.CreatedAt), td(&c.UpdatedAt), ntd(&c.DisabledAt), &c.Public, &tier, &c.RateLimitExempt)
