@@ -149,3 +149,33 @@ func RequestMeta(r *http.Request) httpapi.Meta {
 	}
 	return m
 }
+
+// memoKey holds what Remember kept of a request's authentication.
+type memoKey struct{}
+
+type memo struct {
+	raw string
+	p   Principal
+	err error
+}
+
+// Remember authenticates r with a (normally the bearer-token
+// authenticator) and keeps the outcome in the returned request's context,
+// for Recall: what runs before the route (the rate limiter, which counts
+// a request by its user) and the route's own authenticator then share one
+// verification of the token.
+func Remember(r *http.Request, a Authenticator) (*http.Request, Principal, error) {
+	p, err := a.Authenticate(r)
+	raw, _ := BearerToken(r)
+	return r.WithContext(context.WithValue(r.Context(), memoKey{}, memo{raw: raw, p: p, err: err})), p, err
+}
+
+// Recall returns what Remember kept for r, if it kept anything for the
+// bearer token r carries now.
+func Recall(r *http.Request) (p Principal, err error, ok bool) {
+	m, found := r.Context().Value(memoKey{}).(memo)
+	if raw, _ := BearerToken(r); !found || m.raw != raw {
+		return Principal{}, nil, false
+	}
+	return m.p, m.err, true
+}

@@ -33,6 +33,9 @@ type Problem struct {
 	Code      string       `json:"code"`
 	RequestID string       `json:"request_id,omitempty"`
 	Errors    []FieldError `json:"errors,omitempty"`
+	// Rule names the rate-limit rule that refused the request
+	// (rate_limited from the rate limiter).
+	Rule string `json:"rule,omitempty"`
 
 	// RetryAfter, when positive, is sent as the Retry-After header (seconds).
 	RetryAfter int `json:"-"`

@@ -27,7 +27,17 @@ type Router struct {
 	mux    *http.ServeMux
 	errors ErrorWriter
 	routes []Route
+	guard  Guard
 }
+
+// Guard runs for every request that matches a route, before its handler,
+// with the route's pattern ("POST /v1/auth/login"): the rate limiter. It
+// returns the request to go on with, or false when it has answered the
+// request itself (a refusal).
+type Guard func(w http.ResponseWriter, r *http.Request, pattern string) (*http.Request, bool)
+
+// SetGuard installs g; call it before serving.
+func (rt *Router) SetGuard(g Guard) { rt.guard = g }
 
 // NewRouter returns an empty router writing errors with ew.
 func NewRouter(ew ErrorWriter) *Router {
@@ -92,6 +102,12 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if pattern != "" {
 		if ri := routeInfoFrom(r.Context()); ri != nil {
 			ri.pattern = pattern
+		}
+		if rt.guard != nil {
+			var ok bool
+			if r, ok = rt.guard(w, r, pattern); !ok {
+				return
+			}
 		}
 		rt.mux.ServeHTTP(w, r)
 		return

@@ -41,6 +41,9 @@ func Errors() []httpapi.ErrorMapping {
 // which auth.Require turns into a server error: the request is refused
 // either way. IsAdmin is left false; a token does not carry it.
 func (a Authenticator) Authenticate(r *http.Request) (auth.Principal, error) {
+	if p, err, ok := auth.Recall(r); ok {
+		return p, err // verified already for this request (auth.Remember)
+	}
 	raw, ok := auth.BearerToken(r)
 	if !ok {
 		return auth.Principal{}, auth.ErrNoCredentials
