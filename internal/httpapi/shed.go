@@ -10,10 +10,10 @@ import (
 const CodeOverloaded = "overloaded"
 
 // RetryAfterOverloaded is the Retry-After (seconds) sent with a shed
-// request. A backlog of requests in flight drains in well under a second
-// at the rates a CPU answers ordinary requests, so a short wait lets the
-// client (or its load balancer, on another node) try again soon without
-// leaving capacity idle.
+// request. Requests in flight end every few milliseconds, each freeing a
+// slot, so a short wait lets the client (or its load balancer, on another
+// node) try again soon without leaving capacity idle; clients that retry
+// at once anyway are refused for next to nothing.
 const RetryAfterOverloaded = 1
 
 // InflightPerCPU is the default cap on requests in flight per CPU
@@ -31,17 +31,19 @@ func DefaultMaxInflight() int { return InflightPerCPU * runtime.GOMAXPROCS(0) }
 const overloadedDetail = "The server is handling as many requests as it can; try again shortly."
 
 // Shed caps the requests in flight through it at limit
-// (DefaultMaxInflight when limit <= 0). A request beyond the cap is answered at once with a 503
-// problem, code overloaded, with Retry-After: retryAfter seconds
-// (RetryAfterOverloaded when retryAfter <= 0); it is never queued, so a
-// flood is refused in microseconds instead of waiting until every request
-// times out. Requests for which exempt returns true (the health checks,
-// see IsHealthCheck) are neither counted nor shed; exempt may be nil.
+// (DefaultMaxInflight when limit <= 0), with a buffered channel as a
+// semaphore that is never waited on. A request beyond the cap is answered
+// at once with a 503 problem, code overloaded, and Retry-After:
+// retryAfter seconds (RetryAfterOverloaded when retryAfter <= 0); it is
+// never queued, so a flood is refused in microseconds instead of waiting
+// until every request times out. Requests for which exempt returns true
+// (the health checks, see IsHealthCheck) are neither counted nor shed;
+// exempt may be nil.
 //
 // Shed requests are counted in m (gatehouse_http_shed_total) when m is
-// not nil, and m's gatehouse_http_requests_in_flight_limit reports the limit.
-// They never reach the router, so the request metrics show them as 503
-// on the route "unmatched".
+// not nil, and m's gatehouse_http_requests_in_flight_limit reports the
+// limit. They never reach the router, so the request metrics show them
+// as 503 on the route "unmatched".
 func Shed(limit int, exempt func(*http.Request) bool, retryAfter int, m *Metrics) Middleware {
 	if limit <= 0 {
 		limit = DefaultMaxInflight()
