@@ -483,12 +483,16 @@ func newPublicHandler(d *deps) (http.Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("GATEHOUSE_TRUSTED_PROXIES: %w", err)
 	}
+	m := httpapi.NewMetrics(d.reg)
 	return httpapi.Chain(rt,
 		httpapi.RequestID(),
-		httpapi.Observe(d.log, httpapi.NewMetrics(d.reg), ips),
+		httpapi.Observe(d.log, m, ips),
 		httpapi.Recover(d.log),
 		httpapi.SecurityHeaders(d.cfg.TLS() || d.cfg.Env == config.EnvProduction),
 		httpapi.CORS(d.cfg.HTTP.CORSAllowedOrigins),
+		// After CORS, so that a browser can read the 503; before any
+		// work on the body.
+		httpapi.Shed(d.cfg.HTTP.MaxInflight, httpapi.IsHealthCheck, httpapi.RetryAfterOverloaded, m),
 		httpapi.BodyLimit(d.cfg.HTTP.MaxBodyBytes),
 		httpapi.CleanHeaders(),
 	), nil

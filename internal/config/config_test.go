@@ -79,13 +79,15 @@ func TestEnvironmentOverrides(t *testing.T) {
 		"GATEHOUSE_DATABASE_REPLICA_URLS": "postgres://a/x, postgres://b/x",
 		"GATEHOUSE_DATABASE_URL":          "postgres://db/x",
 		"GATEHOUSE_SHUTDOWN_TIMEOUT":      "3s",
+		"GATEHOUSE_MAX_INFLIGHT":          "1",
 		"GATEHOUSE_REDIS_CLUSTER":         "true",
 		"GATEHOUSE_REDIS_URL":             "redis://localhost:6379",
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Server.HTTPAddr != "127.0.0.1:8181" || c.HTTP.ShutdownTimeout != 3*time.Second || !c.Redis.Cluster {
+	if c.Server.HTTPAddr != "127.0.0.1:8181" || c.HTTP.ShutdownTimeout != 3*time.Second || !c.Redis.Cluster ||
+		c.HTTP.MaxInflight != 1 {
 		t.Errorf("overrides not applied: %+v", c)
 	}
 	if diff := cmp.Diff([]string{"postgres://a/x", "postgres://b/x"}, c.Database.ReplicaURLs); diff != "" {
@@ -110,6 +112,8 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		{map[string]string{"GATEHOUSE_JOBS_MAX_WORKERS": "0"}, "GATEHOUSE_JOBS_MAX_WORKERS: "},
 		{map[string]string{"GATEHOUSE_CORS_ALLOWED_ORIGINS": "*"}, "GATEHOUSE_CORS_ALLOWED_ORIGINS: "},
 		{map[string]string{"GATEHOUSE_TRUSTED_PROXIES": "10.0.0.0/33"}, "GATEHOUSE_TRUSTED_PROXIES: "},
+		{map[string]string{"GATEHOUSE_MAX_INFLIGHT": "-1"}, "GATEHOUSE_MAX_INFLIGHT: "},
+		{map[string]string{"GATEHOUSE_MAX_INFLIGHT": "many"}, "GATEHOUSE_MAX_INFLIGHT: "},
 		{map[string]string{"GATEHOUSE_ENCRYPTION_KEYS": "k1:short"}, "GATEHOUSE_ENCRYPTION_KEYS: "},
 		{map[string]string{"GATEHOUSE_LOG_LEVEL": "loud"}, "GATEHOUSE_LOG_LEVEL: "},
 		{map[string]string{"GATEHOUSE_TLS_CERT_FILE": "/x.pem"}, "GATEHOUSE_TLS_CERT_FILE: "},

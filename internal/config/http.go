@@ -8,6 +8,7 @@ type HTTPConfig struct {
 	CORSAllowedOrigins []string      `env:"CORS_ALLOWED_ORIGINS" doc:"Comma-separated origins allowed to call the API from a browser (e.g. https://app.example.com); https only in production, except localhost. Empty: none."`
 	TrustedProxies     []string      `env:"TRUSTED_PROXIES" doc:"Comma-separated CIDRs of reverse proxies whose X-Forwarded-For is trusted for the client IP."`
 	MaxBodyBytes       int64         `env:"MAX_BODY_BYTES" default:"1048576" doc:"Largest request body accepted, in bytes."`
+	MaxInflight        int           `env:"MAX_INFLIGHT" default:"0" doc:"Requests the public listener handles at once; beyond it a request is refused at once with 503 overloaded and Retry-After rather than queued (health checks and the admin listener never are). 0: 512 per CPU (GOMAXPROCS): at 1–5 ms a request a CPU works through 512 in 0.5–2.5 s, so bursts it can answer pass and only a pile-up headed for the timeouts is shed."`
 	ReadHeaderTimeout  time.Duration `env:"READ_HEADER_TIMEOUT" default:"5s" doc:"Time allowed to read request headers."`
 	ReadTimeout        time.Duration `env:"READ_TIMEOUT" default:"15s" doc:"Time allowed to read a whole request."`
 	WriteTimeout       time.Duration `env:"WRITE_TIMEOUT" default:"30s" doc:"Time allowed to write a response."`
@@ -27,6 +28,7 @@ func (h HTTPConfig) validate(env string) []string {
 	if h.MaxBodyBytes < 1024 || h.MaxBodyBytes > 100<<20 {
 		r.bad("MAX_BODY_BYTES", "%d is out of range (1024–104857600)", h.MaxBodyBytes)
 	}
+	r.inRange(0, 1_000_000, namedInt{"MAX_INFLIGHT", h.MaxInflight})
 	for _, d := range []struct {
 		name string
 		d    time.Duration

@@ -8,6 +8,9 @@ type Metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	inFlight prometheus.Gauge
+	// inFlightLimit and shed are set by Shed.
+	inFlightLimit prometheus.Gauge
+	shed          prometheus.Counter
 }
 
 // NewMetrics creates the HTTP metrics and registers them with reg.
@@ -27,7 +30,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "gatehouse_http_requests_in_flight",
 			Help: "HTTP requests being answered now.",
 		}),
+		inFlightLimit: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "gatehouse_http_requests_in_flight_limit",
+			Help: "Requests in flight beyond which new ones are shed with 503 overloaded (health checks excepted); 0 when nothing is shed.",
+		}),
+		shed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gatehouse_http_shed_total",
+			Help: "HTTP requests refused with 503 overloaded because the in-flight limit was reached.",
+		}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.inFlight)
+	reg.MustRegister(m.requests, m.duration, m.inFlight, m.inFlightLimit, m.shed)
 	return m
 }
