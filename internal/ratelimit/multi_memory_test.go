@@ -106,3 +106,27 @@ func TestMemoryMultiContextDone(t *testing.T) {
 		t.Fatal("CheckAll with a cancelled context succeeded")
 	}
 }
+
+// TestMemoryMultiDecayDuringBlock follows a Decay shorter than the block
+// (and than the GCRA refusal): the level falls back to 0 a Decay after the
+// last refusal even while the key's state is kept for its block, so the
+// next escalation starts from level 1 again.
+func TestMemoryMultiDecayDuringBlock(t *testing.T) {
+	c := clocktest.New(time.Time{})
+	l := NewMemoryMulti(c.Now)
+	ck := Check{Key: "k", Limit: Limit{Rate: 1, Burst: 1, Period: time.Hour}, Penalty: &Penalty{Base: 10 * time.Minute, Max: time.Hour, Decay: time.Minute}}
+	check(t, l, ck)
+	check(t, l, ck)
+	if r := check(t, l, ck); !r.Penalised || r.Level != 1 || r.RetryAfter != time.Hour {
+		t.Fatalf("third request %+v, want penalised at level 1 until the GCRA allows (1h)", r)
+	}
+	c.Advance(2 * time.Minute)
+	if r := check(t, l, ck); !r.Penalised || r.Level != 0 || r.RetryAfter != 58*time.Minute {
+		t.Fatalf("during the block, after Decay: %+v, want penalised at level 0, RetryAfter 58m", r)
+	}
+	c.Advance(10 * time.Minute) // the block is over; the GCRA still refuses
+	want := CheckResult{RetryAfter: 48 * time.Minute, ResetAfter: 48 * time.Minute, Penalised: true, Level: 1}
+	if r := check(t, l, ck); r != want {
+		t.Fatalf("after the block: %+v, want %+v (escalated from 0, not from 1)", r, want)
+	}
+}
