@@ -82,7 +82,8 @@ func compile(checks []Check) ([]rule, error) {
 	for i, c := range checks {
 		r, err := c.rule()
 		if err != nil {
-			return nil, fmt.Errorf("check %d (%q): %w", i, c.Key, err)
+			// Not the key: it may be an email address.
+			return nil, fmt.Errorf("%w (check %d)", err, i)
 		}
 		rules[i] = r
 	}
