@@ -130,9 +130,9 @@ func TestParseRoute(t *testing.T) {
 
 func TestRouteCovers(t *testing.T) {
 	for _, tc := range []struct {
-		route                string
+		route               string
 		group, method, path string
-		want                 bool
+		want                bool
 	}{
 		{"login", "login", "POST", "/v1/auth/login", true},
 		{"login", "register", "POST", "/v1/auth/login", false},
