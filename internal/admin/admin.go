@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -58,6 +59,9 @@ type Handlers struct {
 	// (zero when none), so that it can only move forward.
 	KillSwitch interface{ RevokedBefore() time.Time }
 	Now        func() time.Time
+	// RateLimitTiers lists the tiers of the rate-limit policy in force, the
+	// only ones a client may be put in.
+	RateLimitTiers func() []string
 }
 
 // Routes mounts the admin endpoints, each behind the admin check.
@@ -74,6 +78,7 @@ func (h *Handlers) Routes(rt *httpapi.Router) {
 	rt.Handle("GET /v1/admin/clients", a(h.listClients))
 	rt.Handle("POST /v1/admin/clients", a(h.createClient))
 	rt.Handle("DELETE /v1/admin/clients/{id}", a(h.deleteClient))
+	rt.Handle("PATCH /v1/admin/clients/{id}", a(h.updateClient))
 }
 
 // meta is the request as the audit log records it: the administrator
@@ -220,6 +225,10 @@ type ClientView struct {
 	CreatedAt time.Time `json:"created_at"`
 	// Public is a public client (no secret; see oauth.Clients.CreatePublic).
 	Public bool `json:"public"`
+	// RateLimitTier is the client's tier of the rate-limit policy ("":
+	// none); RateLimitExempt exempts it from every rate limit.
+	RateLimitTier   string `json:"rate_limit_tier"`
+	RateLimitExempt bool   `json:"rate_limit_exempt"`
 }
 
 func clientView(c store.Client) ClientView {
@@ -227,7 +236,8 @@ func clientView(c store.Client) ClientView {
 	if sc == nil {
 		sc = []string{}
 	}
-	return ClientView{ClientID: c.ID, Name: c.Name, Scopes: sc, CreatedAt: c.CreatedAt.UTC(), Public: c.Public}
+	return ClientView{ClientID: c.ID, Name: c.Name, Scopes: sc, CreatedAt: c.CreatedAt.UTC(), Public: c.Public,
+		RateLimitTier: c.RateLimitTier, RateLimitExempt: c.RateLimitExempt}
 }
 
 func (h *Handlers) listClients(w http.ResponseWriter, r *http.Request) error {
@@ -244,16 +254,22 @@ func (h *Handlers) listClients(w http.ResponseWriter, r *http.Request) error {
 
 func (h *Handlers) createClient(w http.ResponseWriter, r *http.Request) error {
 	var in struct {
-		Name   string   `json:"name"`
-		Scopes []string `json:"scopes"`
-		Public bool     `json:"public"`
+		Name            string   `json:"name"`
+		Scopes          []string `json:"scopes"`
+		Public          bool     `json:"public"`
+		RateLimitTier   string   `json:"rate_limit_tier"`
+		RateLimitExempt bool     `json:"rate_limit_exempt"`
 	}
 	if err := httpapi.DecodeJSON(r, &in); err != nil {
 		return err
 	}
 	scopes, err := oauth.ParseScopes(strings.Join(in.Scopes, " "))
-	if err != nil || in.Name == "" || len(in.Name) > 200 || (in.Public && len(scopes) > 0) {
+	tierErr := h.checkTier(in.RateLimitTier, in.RateLimitExempt, in.Public)
+	if err != nil || in.Name == "" || len(in.Name) > 200 || (in.Public && len(scopes) > 0) || tierErr != nil {
 		var fe []httpapi.FieldError
+		if tierErr != nil {
+			fe = append(fe, *tierErr)
+		}
 		if in.Name == "" || len(in.Name) > 200 {
 			fe = append(fe, httpapi.FieldError{Field: "name", Rule: "required", Message: "A name of 1 to 200 characters is required."})
 		}
@@ -275,13 +291,63 @@ func (h *Handlers) createClient(w http.ResponseWriter, r *http.Request) error {
 			"client_id": pc.ID, "name": pc.Name, "scopes": []string{}, "public": true,
 		})
 	}
-	nc, err := h.Clients.Create(r.Context(), in.Name, scopes, oauth.ActorOf(r, p.UserID))
+	nc, err := h.Clients.Create(r.Context(), in.Name, scopes, oauth.ActorOf(r, p.UserID), oauth.WithRateLimits(in.RateLimitTier, in.RateLimitExempt))
 	if err != nil {
 		return err
 	}
 	return httpapi.WriteJSON(w, http.StatusCreated, map[string]any{
 		"client_id": nc.Client.ID, "client_secret": nc.Secret, "name": nc.Client.Name, "scopes": clientView(nc.Client).Scopes, "public": false,
+		"rate_limit_tier": nc.Client.RateLimitTier, "rate_limit_exempt": nc.Client.RateLimitExempt,
 	})
+}
+
+// checkTier checks a client's rate-limit settings: a tier the policy in
+// force declares, and neither for a public client (whose requests prove
+// nothing about it, so cannot be counted as its own).
+func (h *Handlers) checkTier(tier string, exempt, public bool) *httpapi.FieldError {
+	if public && (tier != "" || exempt) {
+		return &httpapi.FieldError{Field: "rate_limit_tier", Rule: "public_client", Message: "A public client has no rate-limit tier or exemption."}
+	}
+	if tier == "" {
+		return nil
+	}
+	var tiers []string
+	if h.RateLimitTiers != nil {
+		tiers = h.RateLimitTiers()
+	}
+	if !slices.Contains(tiers, tier) {
+		return &httpapi.FieldError{Field: "rate_limit_tier", Rule: "enum", Message: "The rate-limit policy declares no tier " + strconv.Quote(tier) + " (its tiers: " + strings.Join(tiers, ", ") + ")."}
+	}
+	return nil
+}
+
+func (h *Handlers) updateClient(w http.ResponseWriter, r *http.Request) error {
+	var in struct {
+		RateLimitTier   *string `json:"rate_limit_tier"`
+		RateLimitExempt *bool   `json:"rate_limit_exempt"`
+	}
+	if err := httpapi.DecodeJSON(r, &in); err != nil {
+		return err
+	}
+	cur, err := h.Clients.Get(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	tier, exempt := cur.RateLimitTier, cur.RateLimitExempt
+	if in.RateLimitTier != nil {
+		tier = *in.RateLimitTier
+	}
+	if in.RateLimitExempt != nil {
+		exempt = *in.RateLimitExempt
+	}
+	if fe := h.checkTier(tier, exempt, cur.Public); fe != nil {
+		return httpapi.Validation(*fe)
+	}
+	c, err := h.Service.SetClientRateLimits(r.Context(), meta(r), cur.ID, tier, exempt)
+	if err != nil {
+		return err
+	}
+	return httpapi.WriteJSON(w, http.StatusOK, clientView(c))
 }
 
 func (h *Handlers) deleteClient(w http.ResponseWriter, r *http.Request) error {

@@ -18,6 +18,7 @@ type Tables interface {
 	SoftDeleteUser(ctx context.Context, id string, at time.Time) error
 	ListClients(ctx context.Context) ([]store.Client, error)
 	DeleteClient(ctx context.Context, id string) error
+	SetClientRateLimits(ctx context.Context, id, tier string, exempt bool, at time.Time) (store.Client, error)
 	store.OrgStore
 	store.AuditLog
 }
@@ -170,6 +171,16 @@ func (s *Service) DeleteClient(ctx context.Context, m httpapi.Meta, id string) e
 		return err
 	}
 	return s.audit(ctx, m, id, "admin.client_deleted", nil)
+}
+
+// SetClientRateLimits puts a client in a rate-limit tier ("": none) and
+// exempts it from rate limits or not (the caller checks the tier).
+func (s *Service) SetClientRateLimits(ctx context.Context, m httpapi.Meta, id, tier string, exempt bool) (store.Client, error) {
+	c, err := s.d.Store.SetClientRateLimits(ctx, id, tier, exempt, s.d.Now().UTC())
+	if err != nil {
+		return store.Client{}, err
+	}
+	return c, s.audit(ctx, m, id, "admin.client_rate_limits_changed", map[string]any{"rate_limit_tier": tier, "rate_limit_exempt": exempt})
 }
 
 // ListOrganizations lists every organisation.

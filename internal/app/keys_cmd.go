@@ -2,14 +2,18 @@ package app
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/oauth"
+	"github.com/gatehouse/gatehouse/internal/ratepolicy"
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/token"
 )
@@ -123,7 +127,7 @@ func (c *cli) keys(ctx context.Context, args []string) int {
 }
 
 const clientsUsage = `Usage:
-  gatehouse clients create --name NAME [--scopes introspect,revoke]
+  gatehouse clients create --name NAME [--scopes introspect,revoke] [--tier NAME] [--rate-limit-exempt]
   gatehouse clients create --name NAME --public
   gatehouse clients list
   gatehouse clients delete CLIENT_ID
@@ -131,6 +135,10 @@ const clientsUsage = `Usage:
 create prints the client_id and the client secret once; only a hash of the
 secret is stored. Scope introspect allows token introspection; revoke allows
 revoking any token (incident tooling).
+
+--tier puts the client in a tier of the rate-limit policy (tiers: in
+GATEHOUSE_RATE_LIMITS_FILE): rules counted by client give it that tier's
+limit. --rate-limit-exempt exempts its requests from every rate limit.
 
 --public registers a public client (a mobile or single-page app, which
 cannot keep a secret): it has no secret and no scopes; users sign in through
@@ -144,14 +152,16 @@ func (c *cli) clients(ctx context.Context, args []string) int {
 		return code
 	}
 	var (
-		name, scopes string
-		public       bool
+		name, scopes, tier string
+		public, exempt     bool
 	)
 	pos, ok := c.flags("clients "+args[0], args[1:], func(fs *flag.FlagSet) {
 		if args[0] == "create" {
 			fs.StringVar(&name, "name", "", "client name (required)")
 			fs.StringVar(&scopes, "scopes", "", "comma-separated scopes, e.g. introspect,revoke")
 			fs.BoolVar(&public, "public", false, "a public client (mobile or single-page app): no secret, no scopes")
+			fs.StringVar(&tier, "tier", "", "the client's tier of the rate-limit policy (one its tiers: list names)")
+			fs.BoolVar(&exempt, "rate-limit-exempt", false, "exempt the client's requests from every rate limit (a trusted internal service)")
 		}
 	})
 	if !ok {
@@ -168,6 +178,9 @@ func (c *cli) clients(ctx context.Context, args []string) int {
 	if err == nil && public && len(scopeList) > 0 {
 		err = oauth.ErrPublicScopes
 	}
+	if err == nil && public && (tier != "" || exempt) {
+		err = errors.New("a public client has no rate-limit tier or exemption")
+	}
 	if err != nil {
 		fmt.Fprintf(c.env.Stderr, "gatehouse clients create: %v\n", err)
 		return exitUsage
@@ -181,6 +194,16 @@ func (c *cli) clients(ctx context.Context, args []string) int {
 		return c.failed(log, "cannot open storage", err)
 	}
 	defer closeAll()
+	if tier != "" {
+		limits, err := ratepolicy.NewWatcher(cfg.RateLimits.File, rateDefaults(cfg), log, 0)
+		if err != nil {
+			return c.failed(log, "cannot read the rate-limit policy", err)
+		}
+		if tiers := limits.Policy().Tiers; !slices.Contains(tiers, tier) {
+			fmt.Fprintf(c.env.Stderr, "gatehouse clients create: the rate-limit policy declares no tier %q (its tiers: %s)\n", tier, strings.Join(tiers, ", "))
+			return exitUsage
+		}
+	}
 	cl := &oauth.Clients{Store: db.store, Now: time.Now}
 	switch {
 	case args[0] == "create" && public:
@@ -194,12 +217,13 @@ func (c *cli) clients(ctx context.Context, args []string) int {
 		fmt.Fprintf(c.env.Stdout, "client_id: %s\n\nA public client: it has no secret. Sign users in with this client_id\n(POST /v1/auth/login) and refresh their tokens with it, without a secret.\n", pc.ID)
 		return exitOK
 	case args[0] == "create":
-		nc, err := cl.Create(ctx, name, scopeList, oauth.Actor{})
+		nc, err := cl.Create(ctx, name, scopeList, oauth.Actor{}, oauth.WithRateLimits(tier, exempt))
 		if err != nil {
 			return c.printFailure("clients create", err)
 		}
 		if c.output == "json" {
-			return c.printJSON(map[string]any{"client_id": nc.Client.ID, "client_secret": nc.Secret, "name": nc.Client.Name, "scopes": scopeList})
+			return c.printJSON(map[string]any{"client_id": nc.Client.ID, "client_secret": nc.Secret, "name": nc.Client.Name, "scopes": scopeList,
+				"rate_limit_tier": nc.Client.RateLimitTier, "rate_limit_exempt": nc.Client.RateLimitExempt})
 		}
 		fmt.Fprintf(c.env.Stdout, "client_id:     %s\nclient_secret: %s\n\nThe secret is shown only now; store it safely.\n", nc.Client.ID, nc.Secret)
 		return exitOK
@@ -217,7 +241,8 @@ func (c *cli) clients(ctx context.Context, args []string) int {
 		if c.output == "json" {
 			out := []map[string]any{}
 			for _, x := range list {
-				out = append(out, map[string]any{"client_id": x.ID, "name": x.Name, "scopes": x.Scopes, "created_at": x.CreatedAt.UTC(), "public": x.Public})
+				out = append(out, map[string]any{"client_id": x.ID, "name": x.Name, "scopes": x.Scopes, "created_at": x.CreatedAt.UTC(), "public": x.Public,
+					"rate_limit_tier": x.RateLimitTier, "rate_limit_exempt": x.RateLimitExempt})
 			}
 			return c.printJSON(map[string]any{"clients": out})
 		}

@@ -9,10 +9,13 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/event"
+	"github.com/gatehouse/gatehouse/internal/ratepolicy"
+	"github.com/gatehouse/gatehouse/internal/throttle"
 	"github.com/gatehouse/gatehouse/internal/token"
 )
 
@@ -117,13 +120,30 @@ func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, now fu
 	}
 	defer closePolicy()
 
+	// The rate-limit policy: a bad file refuses the start, naming every
+	// problem; later changes are picked up while running.
+	limits, err := ratepolicy.NewWatcher(cfg.RateLimits.File, rateDefaults(cfg), log, ratepolicy.DefaultInterval)
+	if err != nil {
+		return fmt.Errorf("GATEHOUSE_RATE_LIMITS_FILE: %w", err)
+	}
+	rateStats := throttle.NewStats(state.kv, now, log)
+	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	var background sync.WaitGroup
+	background.Go(func() { limits.Run(bgCtx) })
+	background.Go(func() { rateStats.Run(bgCtx, 5*time.Second) })
+	defer func() {
+		stopBackground()
+		background.Wait()
+	}()
+
 	reg := newRegistry(db.store, queue, log)
 	errs, err := errorTable()
 	if err != nil {
 		return err
 	}
 	deps := &deps{cfg: cfg, log: log, db: db, state: state, keys: keys, queue: queue, reg: reg, bus: bus, now: now,
-		errors: errs, hasher: newHasher(cfg), policy: policy, tokens: tokens, authn: token.Authenticator{Tokens: tokens}}
+		errors: errs, hasher: newHasher(cfg), policy: policy, tokens: tokens, authn: token.Authenticator{Tokens: tokens},
+		limits: limits, rateStats: rateStats}
 	if deps.svc, err = newServices(deps); err != nil {
 		return err
 	}

@@ -36,6 +36,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/pages"
 	"github.com/gatehouse/gatehouse/internal/password"
 	"github.com/gatehouse/gatehouse/internal/ratelimit"
+	"github.com/gatehouse/gatehouse/internal/ratepolicy"
 	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/sms"
@@ -43,6 +44,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/store/postgres"
 	"github.com/gatehouse/gatehouse/internal/store/sqlite"
+	"github.com/gatehouse/gatehouse/internal/throttle"
 	"github.com/gatehouse/gatehouse/internal/token"
 	"github.com/gatehouse/gatehouse/internal/user"
 )
@@ -70,6 +72,9 @@ type deps struct {
 	policy password.Policy
 	tokens *token.Manager
 	authn  auth.Authenticator
+	// limits is the rate-limit policy in force, rateStats its refusals.
+	limits    *ratepolicy.Watcher
+	rateStats *throttle.Stats
 	// svc are the domain services, built by newServices from the rest.
 	svc services
 }
@@ -194,6 +199,9 @@ func checkSchema(ctx context.Context, db *database, log *slog.Logger) error {
 type state struct {
 	kv      kv.Store
 	limiter ratelimit.Limiter
+	// multi counts the rate-limit policy's rules, several per request in
+	// one round trip.
+	multi   ratelimit.MultiLimiter
 	backend string // "redis" or "memory"
 	client  io.Closer
 }
@@ -212,7 +220,7 @@ func (s *state) Close() error {
 func openState(ctx context.Context, cfg *config.Config, log *slog.Logger, now func() time.Time) (*state, error) {
 	if cfg.Redis.URL == "" {
 		log.Info("using in-process ephemeral state; set GATEHOUSE_REDIS_URL to run more than one node")
-		return &state{kv: memory.New(now), limiter: ratelimit.NewMemory(now), backend: "memory"}, nil
+		return &state{kv: memory.New(now), limiter: ratelimit.NewMemory(now), multi: ratelimit.NewMemoryMulti(now), backend: "memory"}, nil
 	}
 	client, err := rediskv.NewClient(rediskv.Options{
 		URL:        cfg.Redis.URL,
@@ -227,6 +235,7 @@ func openState(ctx context.Context, cfg *config.Config, log *slog.Logger, now fu
 	return &state{
 		kv:      rediskv.New(client, cfg.Redis.KeyPrefix),
 		limiter: ratelimit.NewRedis(client, cfg.Redis.KeyPrefix),
+		multi:   ratelimit.NewRedisMulti(client, cfg.Redis.KeyPrefix),
 		backend: "redis",
 		client:  client,
 	}, nil
@@ -391,6 +400,16 @@ func newRouter(d *deps) (*httpapi.Router, error) {
 	accounts := &user.Handlers{Service: svc.users, Auth: d.authn}
 	accounts.Routes(rt)
 	clients := &oauth.Clients{Store: d.db.store, Now: d.now, CacheTTL: 10 * time.Second}
+	if d.limits != nil {
+		th, err := newThrottle(d, clients)
+		if err != nil {
+			return nil, err
+		}
+		rt.SetGuard(th.Guard)
+		(&throttle.AdminHandlers{
+			Auth: admin.Authenticator{Inner: d.authn, Users: d.db.store}, Throttle: th, Audit: d.db.store, Now: d.now,
+		}).Routes(rt)
+	}
 	sessionHandlers := &session.Handlers{Service: svc.sessions, Auth: d.authn, Cookie: d.cfg.Tokens.RefreshCookie, Clients: clients, Grants: svc.apis}
 	sessionHandlers.Routes(rt)
 	(&oauth.Server{
@@ -412,7 +431,7 @@ func newRouter(d *deps) (*httpapi.Router, error) {
 	}
 	adm := &admin.Handlers{
 		Auth:    admin.Authenticator{Inner: d.authn, Users: d.db.store},
-		Service: svc.admin, Clients: clients, Now: d.now, KillSwitch: killSwitch,
+		Service: svc.admin, Clients: clients, Now: d.now, KillSwitch: killSwitch, RateLimitTiers: d.rateLimitTiers,
 	}
 	adm.Routes(rt)
 	adm.OrgRoutes(rt, mfa.ValidatePolicyDocument)
@@ -426,6 +445,14 @@ func newRouter(d *deps) (*httpapi.Router, error) {
 	rt.HandleHTTP("GET /docs", docs)
 	rt.HandleUndocumented("GET /docs/", docs)
 	return rt, nil
+}
+
+// rateLimitTiers lists the tiers of the rate-limit policy in force.
+func (d *deps) rateLimitTiers() []string {
+	if d.limits == nil {
+		return nil
+	}
+	return d.limits.Policy().Tiers
 }
 
 // first is the first of l, or "": the landing page of magic links sends

@@ -124,14 +124,28 @@ func ActorOf(r *http.Request, userID string) Actor {
 	return Actor{UserID: userID, IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID}
 }
 
+// ClientOption sets more of a client being registered.
+type ClientOption func(*store.Client)
+
+// WithRateLimits puts the client in a tier of the rate-limit policy ("":
+// none) and, with exempt, outside every rate limit. The caller checks that
+// the policy declares the tier.
+func WithRateLimits(tier string, exempt bool) ClientOption {
+	return func(c *store.Client) { c.RateLimitTier, c.RateLimitExempt = tier, exempt }
+}
+
 // Create registers a confidential client and returns its secret (never
 // stored).
-func (c *Clients) Create(ctx context.Context, name string, scopes []string, actor Actor) (NewClient, error) {
+func (c *Clients) Create(ctx context.Context, name string, scopes []string, actor Actor, opts ...ClientOption) (NewClient, error) {
 	sec, err := secret.NewToken(32)
 	if err != nil {
 		return NewClient{}, err
 	}
-	cl, err := c.create(ctx, store.Client{Name: name, SecretHash: secret.HashToken(sec), Scopes: scopes}, actor)
+	spec := store.Client{Name: name, SecretHash: secret.HashToken(sec), Scopes: scopes}
+	for _, o := range opts {
+		o(&spec)
+	}
+	cl, err := c.create(ctx, spec, actor)
 	if err != nil {
 		return NewClient{}, err
 	}
@@ -147,8 +161,12 @@ var ErrPublicScopes = errors.New("oauth: a public client has no scopes")
 // has no secret and identifies itself by its client_id; users sign in
 // through it (POST /v1/auth/login with its client_id) and it refreshes
 // their tokens.
-func (c *Clients) CreatePublic(ctx context.Context, name string, actor Actor) (store.Client, error) {
-	return c.create(ctx, store.Client{Name: name, Public: true}, actor)
+func (c *Clients) CreatePublic(ctx context.Context, name string, actor Actor, opts ...ClientOption) (store.Client, error) {
+	spec := store.Client{Name: name, Public: true}
+	for _, o := range opts {
+		o(&spec)
+	}
+	return c.create(ctx, spec, actor)
 }
 
 // create stores cl under a new ID and records the registration.
@@ -173,6 +191,12 @@ func (c *Clients) create(ctx context.Context, cl store.Client, actor Actor) (sto
 	}
 	if cl.Public {
 		data["public"] = true
+	}
+	if cl.RateLimitTier != "" {
+		data["rate_limit_tier"] = cl.RateLimitTier
+	}
+	if cl.RateLimitExempt {
+		data["rate_limit_exempt"] = true
 	}
 	if err := c.Store.AppendAuditEvent(ctx, store.AuditEvent{
 		OccurredAt: now, ActorID: actor.UserID, SubjectID: cl.ID, Action: "client.created",
@@ -227,4 +251,10 @@ func (c *Clients) Authenticate(ctx context.Context, id, sec string) (store.Clien
 		return store.Client{}, false, nil
 	}
 	return cl, true, nil
+}
+
+// Get returns the registered client id as stored (store.ErrNotFound when
+// there is none).
+func (c *Clients) Get(ctx context.Context, id string) (store.Client, error) {
+	return c.Store.GetClient(ctx, id)
 }

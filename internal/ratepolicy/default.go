@@ -89,36 +89,17 @@ func (d Defaults) withBuiltin() Defaults {
 	return d
 }
 
-// The limits of routes nothing limited before the policy: generous, so
-// that no legitimate client meets them, but a flood stops before the
-// expensive work.
-var (
-	// loginPerIP: a password check costs an Argon2id hash; 60 a minute is
-	// one a second from an address, with room for a shared NAT.
-	loginPerIP = ratelimit.Limit{Rate: 60, Burst: 20, Period: time.Minute}
-	// oauthStartPerIP: each start stores a flow state.
-	oauthStartPerIP = ratelimit.Limit{Rate: 60, Burst: 20, Period: time.Minute}
-	// tokenPerClient and tokenPerIP: token requests of a client (across its
-	// users) and from an address (whatever client it claims).
-	tokenPerClient = ratelimit.Limit{Rate: 600, Burst: 100, Period: time.Minute}
-	tokenPerIP     = ratelimit.Limit{Rate: 300, Burst: 100, Period: time.Minute}
-	// introspectPerClient: resource servers introspect every call they get.
-	introspectPerClient = ratelimit.Limit{Rate: 1200, Burst: 200, Period: time.Minute}
-	// apiPerUser and adminPerUser: calls of one user with an access token.
-	apiPerUser   = ratelimit.Limit{Rate: 600, Burst: 100, Period: time.Minute}
-	adminPerUser = ratelimit.Limit{Rate: 300, Burst: 60, Period: time.Minute}
-)
-
 // Default is the built-in policy. It keeps the limits the features
 // applied on their own, same numbers (from d; see Defaults) and same
-// subjects, and adds generous ones for routes nothing limited. Rules
+// subjects, and nothing more: routes nothing limited before (sign-in by
+// address, the token endpoint, the API) are limited by a policy file (see
+// ExampleYAML), so that upgrading changes no answer. Rules
 // counted by an address someone else could type (email) have no
 // penalty: it would let anyone block a victim's address for an hour.
 func Default(d Defaults) *Policy {
 	d = d.withBuiltin()
 	group := func(g string) []Route { return []Route{{Group: g}} }
 	rules := []Rule{
-		{Name: "login-ip", Routes: group("login"), Key: []KeyPart{KeyIP}, Limit: loginPerIP, Penalty: true},
 		{Name: "register-ip", Routes: group("register"), Key: []KeyPart{KeyIP}, Limit: d.RegisterPerIP, Penalty: true},
 		{Name: "email-address", Routes: group("email_request"), Key: []KeyPart{KeyEmail}, Limit: d.EmailPerAddress},
 		{Name: "email-ip", Routes: group("email_request"), Key: []KeyPart{KeyIP}, Limit: d.EmailPerIP, Penalty: true},
@@ -129,12 +110,6 @@ func Default(d Defaults) *Policy {
 			{Method: "POST", Path: "/v1/auth/mfa/challenge"}, {Method: "POST", Path: "/v1/me/mfa/sms"}, {Method: "POST", Path: "/v1/me/mfa/email"},
 		}, Key: []KeyPart{KeyUser}, Limit: d.MFASendPerUser, Penalty: true},
 		{Name: "password-change-user", Routes: []Route{{Method: "POST", Path: "/v1/me/password"}}, Key: []KeyPart{KeyUser}, Limit: d.PasswordChangePerUser, Penalty: true},
-		{Name: "oauth-start-ip", Routes: group("oauth_start"), Key: []KeyPart{KeyIP}, Limit: oauthStartPerIP, Penalty: true},
-		{Name: "token-client", Routes: group("token"), Key: []KeyPart{KeyClient}, Limit: tokenPerClient, Penalty: true},
-		{Name: "token-ip", Routes: group("token"), Key: []KeyPart{KeyIP}, Limit: tokenPerIP, Penalty: true},
-		{Name: "introspect-client", Routes: group("introspect"), Key: []KeyPart{KeyClient}, Limit: introspectPerClient, Penalty: true},
-		{Name: "api-user", Routes: group("api"), Key: []KeyPart{KeyUser}, Limit: apiPerUser, Penalty: true},
-		{Name: "admin-user", Routes: group("admin"), Key: []KeyPart{KeyUser}, Limit: adminPerUser, Penalty: true},
 	}
 	for i := range rules {
 		rules[i].Silent = isSilent(rules[i].Key, rules[i].Routes)

@@ -1,0 +1,361 @@
+// Package throttle is the one rate limiter every route goes through: it
+// applies the rules of the policy in force (ratepolicy) that cover a
+// request, by the keys they name (client IP, user, email address, OAuth
+// client), in one round trip to the shared counters
+// (ratelimit.MultiLimiter), answers the IETF RateLimit headers, and
+// refuses with 429 rate_limited before the route does any work. Refusals
+// feed metrics and the admin report (/v1/admin/rate-limits).
+package throttle
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/auth"
+	"github.com/gatehouse/gatehouse/internal/httpapi"
+	"github.com/gatehouse/gatehouse/internal/ratelimit"
+	"github.com/gatehouse/gatehouse/internal/ratepolicy"
+	"github.com/gatehouse/gatehouse/internal/require"
+	"github.com/gatehouse/gatehouse/internal/store"
+)
+
+// Penalty is the progressive block of every rule with penalty: true:
+// 1 min, 2, 4 … up to an hour, forgotten after an hour without refusals.
+var Penalty = ratelimit.Penalty{Base: time.Minute, Max: time.Hour, Decay: time.Hour}
+
+// Clients authenticates the OAuth client a request names, for rules keyed
+// by client (oauth.Clients).
+type Clients interface {
+	// Authenticate checks a confidential client's secret.
+	Authenticate(ctx context.Context, id, secret string) (store.Client, bool, error)
+}
+
+// Deps are what a Throttle is built from.
+type Deps struct {
+	Policy  func() *ratepolicy.Policy // the policy in force (ratepolicy.Watcher.Policy)
+	Limiter ratelimit.MultiLimiter
+	// Bypass are the client networks never limited
+	// (GATEHOUSE_RATE_LIMIT_BYPASS_CIDRS).
+	Bypass []netip.Prefix
+	// Users authenticates a request's bearer token, for rules keyed by
+	// user (the token authenticator): the route reuses the outcome
+	// (auth.Remember).
+	Users   auth.Authenticator
+	Clients Clients
+	// Pseudonym turns a normalised email address into the key counted:
+	// no counter holds an address.
+	Pseudonym func(email string) string
+	Stats     *Stats
+	Metrics   *Metrics
+	Log       *slog.Logger
+}
+
+// Throttle applies the policy. Build it with New.
+type Throttle struct{ d Deps }
+
+// New checks d.
+func New(d Deps) (*Throttle, error) {
+	if err := require.Deps("throttle", map[string]bool{
+		"Policy": d.Policy != nil, "Limiter": d.Limiter != nil, "Users": d.Users != nil,
+		"Clients": d.Clients != nil, "Pseudonym": d.Pseudonym != nil,
+	}); err != nil {
+		return nil, err
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Throttle{d: d}, nil
+}
+
+// maxPeek bounds the part of a JSON body read to find the email address.
+const maxPeek = 64 << 10
+
+// request is what the rules of one request may count by; each is resolved
+// once, when a rule first needs it.
+type request struct {
+	t      *Throttle
+	r      *http.Request
+	ip     string
+	group  string
+	client *store.Client // nil: no authenticated client
+	loaded map[ratepolicy.KeyPart]bool
+	values map[ratepolicy.KeyPart]string
+}
+
+// value returns the key part's value for the request, "" when it has none
+// (the rule then does not apply to it).
+func (q *request) value(part ratepolicy.KeyPart) (string, error) {
+	if q.loaded[part] {
+		return q.values[part], nil
+	}
+	var v string
+	switch part {
+	case "ip":
+		v = httpapi.LimitKey(q.ip)
+	case "email":
+		v = q.email()
+	case "user":
+		r, p, err := auth.Remember(q.r, q.t.d.Users)
+		q.r = r
+		switch {
+		case err == nil:
+			v = p.UserID
+		case errors.Is(err, auth.ErrNoCredentials), errors.Is(err, auth.ErrInvalidToken):
+			// No user: the route answers 401 itself.
+		default:
+			return "", err
+		}
+	case "client":
+		cl, err := q.authClient()
+		if err != nil {
+			return "", err
+		}
+		if cl != nil {
+			v = cl.ID
+		}
+	case "api_key":
+		// API keys come with their own issue; no request carries one yet.
+	}
+	q.loaded[part], q.values[part] = true, v
+	return v, nil
+}
+
+// email reads the "email" member of a JSON body, normalised and then
+// pseudonymised; the body is put back for the route.
+func (q *request) email() string {
+	if q.r.Body == nil || q.r.Body == http.NoBody {
+		return ""
+	}
+	raw, err := io.ReadAll(io.LimitReader(q.r.Body, maxPeek+1))
+	rest := q.r.Body
+	q.r.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(raw), rest), rest}
+	if err != nil || len(raw) > maxPeek {
+		return ""
+	}
+	var in struct {
+		Email string `json:"email"`
+	}
+	if json.Unmarshal(raw, &in) != nil || in.Email == "" {
+		return ""
+	}
+	norm := strings.ToLower(strings.TrimSpace(in.Email))
+	return q.t.d.Pseudonym(norm)
+}
+
+// authClient authenticates the client of an /oauth2 request: HTTP Basic,
+// or client_id and client_secret in a form body. A client that does not
+// authenticate is none (rules by client do not apply; those by IP do).
+func (q *request) authClient() (*store.Client, error) {
+	if q.loaded["client:resolved"] {
+		return q.client, nil
+	}
+	q.loaded["client:resolved"] = true
+	id, sec, ok := q.r.BasicAuth()
+	if ok {
+		// RFC 6749 §2.3.1: form-encoded before Basic.
+		var e1, e2 error
+		id, e1 = url.QueryUnescape(id)
+		sec, e2 = url.QueryUnescape(sec)
+		if e1 != nil || e2 != nil {
+			return nil, nil
+		}
+	} else if strings.HasPrefix(q.r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
+		raw, err := io.ReadAll(io.LimitReader(q.r.Body, maxPeek+1))
+		rest := q.r.Body
+		q.r.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(raw), rest), rest}
+		if err != nil || len(raw) > maxPeek {
+			return nil, nil
+		}
+		form, err := url.ParseQuery(string(raw))
+		if err != nil {
+			return nil, nil
+		}
+		id, sec = form.Get("client_id"), form.Get("client_secret")
+	}
+	if id == "" || sec == "" {
+		return nil, nil
+	}
+	cl, ok, err := q.t.d.Clients.Authenticate(q.r.Context(), id, sec)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		q.client = &cl
+	}
+	return q.client, nil
+}
+
+// decision is one rule's check of a request.
+type decision struct {
+	rule  *ratepolicy.Rule
+	key   string // the key counted, without the rule's name
+	limit ratelimit.Limit
+	res   ratelimit.CheckResult
+}
+
+// Guard is the httpapi.Guard of the public router.
+func (t *Throttle) Guard(w http.ResponseWriter, r *http.Request, pattern string) (*http.Request, bool) {
+	pol := t.d.Policy()
+	group := groupOf(pattern, r)
+	rules := pol.RulesFor(group, r.Method, r.URL.Path)
+	if len(rules) == 0 {
+		return r, true
+	}
+	start := time.Now()
+	ip := httpapi.ClientIP(r.Context())
+	if t.bypassed(ip) {
+		t.d.Metrics.decisions(rules, "bypassed")
+		return r, true
+	}
+	q := &request{t: t, r: r, ip: ip, group: group, loaded: map[ratepolicy.KeyPart]bool{}, values: map[ratepolicy.KeyPart]string{}}
+	var ds []decision
+	for _, rule := range rules {
+		key, ok, err := q.key(rule)
+		if err != nil {
+			httpapi.ErrorWriter{Log: t.d.Log}.Write(w, q.r, err)
+			return q.r, false
+		}
+		if !ok {
+			continue
+		}
+		limit := rule.Limit
+		if q.client != nil {
+			limit = rule.LimitFor(q.client.RateLimitTier)
+		}
+		ds = append(ds, decision{rule: rule, key: key, limit: limit})
+	}
+	if q.client != nil && q.client.RateLimitExempt {
+		t.d.Metrics.decisions(rules, "bypassed")
+		return q.r, true
+	}
+	if len(ds) == 0 {
+		return q.r, true
+	}
+	checks := make([]ratelimit.Check, len(ds))
+	for i, d := range ds {
+		checks[i] = ratelimit.Check{Key: d.rule.Name + ":" + d.key, Limit: d.limit}
+		if d.rule.Penalty {
+			p := Penalty
+			checks[i].Penalty = &p
+		}
+	}
+	results, err := t.d.Limiter.CheckAll(q.r.Context(), checks)
+	t.d.Metrics.observe(time.Since(start))
+	if err != nil {
+		// Fail closed: without the counters nothing is limited.
+		httpapi.ErrorWriter{Log: t.d.Log}.Write(w, q.r, err)
+		return q.r, false
+	}
+	var refused, nearest *decision
+	for i := range ds {
+		d := &ds[i]
+		d.res = results[i]
+		switch {
+		case !d.res.Allowed && d.res.Penalised:
+			t.d.Metrics.decision(d.rule.Name, "penalised")
+		case !d.res.Allowed:
+			t.d.Metrics.decision(d.rule.Name, "limited")
+		default:
+			t.d.Metrics.decision(d.rule.Name, "allowed")
+		}
+		if !d.res.Allowed {
+			t.d.Stats.Refused(d.rule.Name, d.key)
+			if !d.rule.Silent && (refused == nil || d.res.RetryAfter > refused.res.RetryAfter) {
+				refused = d
+			}
+		}
+		if !d.rule.Silent && (nearest == nil || d.res.Remaining < nearest.res.Remaining) {
+			nearest = d
+		}
+	}
+	if refused != nil {
+		nearest = refused
+	}
+	if nearest != nil {
+		setHeaders(w.Header(), nearest)
+	}
+	if refused != nil {
+		p := httpapi.NewProblem(http.StatusTooManyRequests, "rate_limited", "Too many requests; try again later.")
+		p.RetryAfter = max(1, int(math.Ceil(refused.res.RetryAfter.Seconds())))
+		p.Rule = refused.rule.Name
+		httpapi.WriteProblem(w, q.r, p)
+		return q.r, false
+	}
+	// Only silent rules refused (an email address's sends): the route
+	// answers as always and, told so, sends nothing.
+	for _, d := range ds {
+		if !d.res.Allowed {
+			return q.r.WithContext(context.WithValue(q.r.Context(), suppressedKey{}, true)), true
+		}
+	}
+	return q.r, true
+}
+
+type suppressedKey struct{}
+
+// Suppressed reports whether a silent rule refused the request: the route
+// must answer as it always does and send nothing (no email), so that the
+// answer does not tell whether the address has an account.
+func Suppressed(ctx context.Context) bool {
+	v, _ := ctx.Value(suppressedKey{}).(bool)
+	return v
+}
+
+// key is the rule's key for the request: its parts' values joined by "+";
+// ok is false when the request lacks one of them.
+func (q *request) key(rule *ratepolicy.Rule) (string, bool, error) {
+	vals := make([]string, 0, len(rule.Key))
+	for _, part := range rule.Key {
+		v, err := q.value(part)
+		if err != nil || v == "" {
+			return "", false, err
+		}
+		vals = append(vals, v)
+	}
+	return strings.Join(vals, "+"), true, nil
+}
+
+func (t *Throttle) bypassed(ip string) bool {
+	if len(t.d.Bypass) == 0 {
+		return false
+	}
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	for _, p := range t.d.Bypass {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// setHeaders writes the RateLimit-Policy and RateLimit fields
+// (draft-ietf-httpapi-ratelimit-headers, structured-field form) of the
+// rule closest to refusing: its quota q per window w seconds, and r left
+// with t seconds until the quota is whole again.
+func setHeaders(h http.Header, d *decision) {
+	name := strconv.Quote(d.rule.Name)
+	h.Set("RateLimit-Policy", fmt.Sprintf("%s;q=%d;w=%d", name, d.limit.Rate, int(math.Ceil(d.limit.Period.Seconds()))))
+	h.Set("RateLimit", fmt.Sprintf("%s;r=%d;t=%d", name, max(0, d.res.Remaining), max(0, int(math.Ceil(d.res.ResetAfter.Seconds())))))
+}
