@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"net/http"
 	"time"
 
@@ -41,4 +42,21 @@ func MetaOf(r *http.Request, deviceID string) Meta {
 		RequestID: logging.RequestID(r.Context()),
 		DeviceID:  CleanText(deviceID, 256),
 	}
+}
+
+type suppressedKey struct{}
+
+// WithSuppressed marks a request that a silent rate limit refused (the
+// sends of an email address): the route answers as it always does and
+// sends nothing, so that the answer does not tell whether the address has
+// an account.
+func WithSuppressed(ctx context.Context) context.Context {
+	return context.WithValue(ctx, suppressedKey{}, true)
+}
+
+// Suppressed reports whether a silent rate limit refused the request (see
+// WithSuppressed).
+func Suppressed(ctx context.Context) bool {
+	v, _ := ctx.Value(suppressedKey{}).(bool)
+	return v
 }

@@ -93,6 +93,10 @@ func (s *Service) RequestMagicLink(ctx context.Context, email string, m httpapi.
 	if err != nil {
 		return err
 	}
+	// A silent rule of the rate-limit policy refused it: dropped alike.
+	if httpapi.Suppressed(ctx) {
+		return nil
+	}
 	norm := user.NormalizeEmail(email)
 	for _, k := range []struct {
 		key string

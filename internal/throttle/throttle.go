@@ -213,6 +213,9 @@ type decision struct {
 
 // Guard is the httpapi.Guard of the public router.
 func (t *Throttle) Guard(w http.ResponseWriter, r *http.Request, pattern string) (*http.Request, bool) {
+	if httpapi.IsHealthCheck(r) {
+		return r, true // load balancers must always get an answer
+	}
 	pol := t.d.Policy()
 	group := groupOf(pattern, r)
 	rules := pol.RulesFor(group, r.Method, r.URL.Path)
@@ -303,20 +306,10 @@ func (t *Throttle) Guard(w http.ResponseWriter, r *http.Request, pattern string)
 	// answers as always and, told so, sends nothing.
 	for _, d := range ds {
 		if !d.res.Allowed {
-			return q.r.WithContext(context.WithValue(q.r.Context(), suppressedKey{}, true)), true
+			return q.r.WithContext(httpapi.WithSuppressed(q.r.Context())), true
 		}
 	}
 	return q.r, true
-}
-
-type suppressedKey struct{}
-
-// Suppressed reports whether a silent rule refused the request: the route
-// must answer as it always does and send nothing (no email), so that the
-// answer does not tell whether the address has an account.
-func Suppressed(ctx context.Context) bool {
-	v, _ := ctx.Value(suppressedKey{}).(bool)
-	return v
 }
 
 // key is the rule's key for the request: its parts' values joined by "+";

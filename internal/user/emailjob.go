@@ -65,6 +65,10 @@ func (s *Service) enqueueEmailRequest(ctx context.Context, request, email string
 	if err != nil {
 		return err
 	}
+	// A silent rule of the rate-limit policy refused it: dropped alike.
+	if httpapi.Suppressed(ctx) {
+		return nil
+	}
 	if ok, err := s.allowEmail(ctx, NormalizeEmail(email), m); err != nil || !ok {
 		return err
 	}
