@@ -48,10 +48,21 @@ func newThrottle(d *deps, clients throttle.Clients) (*throttle.Throttle, error) 
 	if err != nil {
 		return nil, err
 	}
+	if d.limits == nil {
+		// Without the serve loop (a test building the router alone):
+		// the policy of no file.
+		if d.limits, err = ratepolicy.NewWatcher("", rateDefaults(d.cfg), d.log, 0); err != nil {
+			return nil, err
+		}
+	}
+	var metrics *throttle.Metrics
+	if d.reg != nil {
+		metrics = throttle.NewMetrics(d.reg)
+	}
 	return throttle.New(throttle.Deps{
 		Policy: d.limits.Policy, Limiter: d.state.multi, Bypass: bypass,
 		Users: d.authn, Clients: clients,
 		Pseudonym: func(email string) string { return d.keys.Pseudonym(secret.RateLimitPurpose, email) },
-		Stats:     d.rateStats, Metrics: throttle.NewMetrics(d.reg), Log: d.log,
+		Stats:     d.rateStats, Metrics: metrics, Log: d.log,
 	})
 }

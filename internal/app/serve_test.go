@@ -19,6 +19,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/clocktest"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/logging"
+	"github.com/gatehouse/gatehouse/internal/ratepolicy"
 	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
@@ -423,6 +424,12 @@ func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
 		item := doc.Paths.Find(r.Path)
 		if item == nil || item.GetOperation(r.Method) == nil {
 			t.Errorf("route %s is not in api/openapi.yaml", key)
+		}
+	}
+	// The rate-limit route groups name real routes.
+	for _, pattern := range ratepolicy.GroupPatterns() {
+		if !registered[pattern] {
+			t.Errorf("route group pattern %s is no route", pattern)
 		}
 	}
 	for path, item := range doc.Paths.Map() {

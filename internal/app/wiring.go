@@ -400,16 +400,14 @@ func newRouter(d *deps) (*httpapi.Router, error) {
 	accounts := &user.Handlers{Service: svc.users, Auth: d.authn}
 	accounts.Routes(rt)
 	clients := &oauth.Clients{Store: d.db.store, Now: d.now, CacheTTL: 10 * time.Second}
-	if d.limits != nil {
-		th, err := newThrottle(d, clients)
-		if err != nil {
-			return nil, err
-		}
-		rt.SetGuard(th.Guard)
-		(&throttle.AdminHandlers{
-			Auth: admin.Authenticator{Inner: d.authn, Users: d.db.store}, Throttle: th, Audit: d.db.store, Now: d.now,
-		}).Routes(rt)
+	th, err := newThrottle(d, clients)
+	if err != nil {
+		return nil, err
 	}
+	rt.SetGuard(th.Guard)
+	(&throttle.AdminHandlers{
+		Auth: admin.Authenticator{Inner: d.authn, Users: d.db.store}, Throttle: th, Audit: d.db.store, Now: d.now,
+	}).Routes(rt)
 	sessionHandlers := &session.Handlers{Service: svc.sessions, Auth: d.authn, Cookie: d.cfg.Tokens.RefreshCookie, Clients: clients, Grants: svc.apis}
 	sessionHandlers.Routes(rt)
 	(&oauth.Server{

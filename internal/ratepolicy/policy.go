@@ -277,3 +277,45 @@ func (p *Policy) Rule(name string) *Rule {
 	}
 	return nil
 }
+
+// groupRoutes are the routes (router patterns) of each named group but
+// api and admin, as GroupDoc describes them.
+var groupRoutes = map[string]string{
+	"POST /v1/auth/login":                    "login",
+	"POST /v1/auth/register":                 "register",
+	"POST /v1/auth/password/forgot":          "email_request",
+	"POST /v1/auth/verify-email/resend":      "email_request",
+	"POST /v1/auth/mfa/verify":               "mfa_verify",
+	"POST /v1/auth/reauthenticate":           "mfa_verify",
+	"POST /v1/me/mfa/devices/{id}/confirm":   "mfa_verify",
+	"POST /oauth2/token":                     "token",
+	"POST /oauth2/revoke":                    "token",
+	"POST /oauth2/introspect":                "introspect",
+	"GET /v1/auth/oauth/{provider}/start":    "oauth_start",
+	"POST /v1/me/identities/{provider}/link": "oauth_start",
+	"POST /v1/auth/magic-link":               "magic_link",
+}
+
+// GroupPatterns lists the router patterns the named groups cover (api and
+// admin aside, which cover path prefixes), for a test that they are
+// routes.
+func GroupPatterns() []string { return sortedKeys(groupRoutes) }
+
+// GroupOf names the route group of a request that matched the router
+// pattern (such as "POST /v1/auth/login"); authenticated tells whether it
+// carries credentials (an Authorization header). Every other
+// authenticated /v1 call is "api", /v1/admin/* "admin"; anything else has
+// no group (rules by method and path still apply).
+func GroupOf(pattern string, authenticated bool) string {
+	if g, ok := groupRoutes[pattern]; ok {
+		return g
+	}
+	_, path, _ := strings.Cut(pattern, " ")
+	switch {
+	case strings.HasPrefix(path, "/v1/admin/"):
+		return "admin"
+	case strings.HasPrefix(path, "/v1/") && authenticated:
+		return "api"
+	}
+	return ""
+}

@@ -68,7 +68,7 @@ type Throttle struct{ d Deps }
 // New checks d.
 func New(d Deps) (*Throttle, error) {
 	if err := require.Deps("throttle", map[string]bool{
-		"Policy": d.Policy != nil, "Limiter": d.Limiter != nil, "Users": d.Users != nil,
+		"Policy": d.Policy != nil, "Limiter": d.Limiter != nil,
 		"Clients": d.Clients != nil, "Pseudonym": d.Pseudonym != nil,
 	}); err != nil {
 		return nil, err
@@ -107,6 +107,9 @@ func (q *request) value(part ratepolicy.KeyPart) (string, error) {
 	case "email":
 		v = q.email()
 	case "user":
+		if q.t.d.Users == nil {
+			break
+		}
 		r, p, err := auth.Remember(q.r, q.t.d.Users)
 		q.r = r
 		switch {
@@ -217,7 +220,7 @@ func (t *Throttle) Guard(w http.ResponseWriter, r *http.Request, pattern string)
 		return r, true // load balancers must always get an answer
 	}
 	pol := t.d.Policy()
-	group := groupOf(pattern, r)
+	group := ratepolicy.GroupOf(pattern, r.Header.Get("Authorization") != "")
 	rules := pol.RulesFor(group, r.Method, r.URL.Path)
 	if len(rules) == 0 {
 		return r, true
