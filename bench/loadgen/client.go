@@ -216,6 +216,12 @@ func (a *api) login(ctx context.Context, email, pw string) (tokens, response) {
 	return decodeTokens(r)
 }
 
+// loginFrom signs in as a client at ip behind a proxy the server trusts.
+func (a *api) loginFrom(ctx context.Context, email, pw, ip string) response {
+	b, _ := json.Marshal(map[string]string{"email": email, "password": pw})
+	return a.do(ctx, http.MethodPost, "/v1/auth/login", "application/json", string(b), "X-Forwarded-For", ip)
+}
+
 func (a *api) refresh(ctx context.Context, refreshToken string) (tokens, response) {
 	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refreshToken}}.Encode()
 	r := a.do(ctx, http.MethodPost, "/oauth2/token", "application/x-www-form-urlencoded", form)

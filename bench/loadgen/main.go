@@ -52,7 +52,7 @@ func main() {
 // (introspection of an opaque refresh token) is there on request.
 var (
 	defaultScenarios = []string{"validate", "refresh", "introspect", "login"}
-	allScenarios     = append(slices.Clone(defaultScenarios), "introspect-refresh")
+	allScenarios     = append(slices.Clone(defaultScenarios), "introspect-refresh", "login-refused")
 )
 
 type options struct {
@@ -299,6 +299,8 @@ var (
 		"validate": "rs256_verify", "introspect": "rs256_verify", // every call verifies a token
 		"refresh": "rs256_sign", // every call signs a new access token
 		"login":   "argon2id",   // every call verifies a password
+		// what a password check would have cost each refused sign-in
+		"login-refused": "argon2id",
 	}
 )
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +29,17 @@ type scenario struct {
 	// recover, if set, runs (untimed) after a failure so the worker can
 	// go on, e.g. by starting a new refresh chain.
 	recover func(ctx context.Context, w *worker) error
+	// want, when not 0, is the status that counts as success instead of
+	// any 2xx (429 for a flood the rate limiter refuses).
+	want int
+}
+
+// succeeded reports whether r is what sc expects.
+func (sc scenario) succeeded(r response) bool {
+	if sc.want != 0 {
+		return r.err == nil && r.status == sc.want
+	}
+	return r.ok()
 }
 
 // outcome is what one phase of a scenario measured.
@@ -62,7 +74,7 @@ func runPhase(ctx context.Context, sc scenario, workers []*worker, d time.Durati
 				r, why := sc.do(ctx, w)
 				lat = append(lat, time.Since(t0))
 				nreq.Add(1)
-				if r.ok() && why == "" {
+				if sc.succeeded(r) && why == "" {
 					continue
 				}
 				if ctx.Err() != nil {
@@ -98,6 +110,10 @@ func runPhase(ctx context.Context, sc scenario, workers []*worker, d time.Durati
 	}
 	return out
 }
+
+// floodAddress is the client address of login-refused, given to the
+// server in X-Forwarded-For.
+const floodAddress = "203.0.113.9"
 
 // scenarios builds the named scenarios against a.
 func scenarios(a *api, clientID, clientSecret string) map[string]scenario {
@@ -145,6 +161,19 @@ func scenarios(a *api, clientID, clientSecret string) map[string]scenario {
 				_, r := a.login(ctx, w.acct.email, w.acct.password)
 				return r, ""
 			},
+		},
+		// login-refused floods sign-in from one client address that the
+		// rate-limit policy refuses (run the server with
+		// GATEHOUSE_TRUSTED_PROXIES=127.0.0.1/32, a policy file limiting
+		// the login group by ip, and GATEHOUSE_RATE_LIMIT_BYPASS_CIDRS=127.0.0.1/32
+		// so that the setup's own sign-ins pass): every answer must be a 429,
+		// which costs no password hash.
+		"login-refused": {
+			name: "login-refused",
+			do: func(ctx context.Context, w *worker) (response, string) {
+				return a.loginFrom(ctx, w.acct.email, w.acct.password, floodAddress), ""
+			},
+			want: http.StatusTooManyRequests,
 		},
 	}
 }
