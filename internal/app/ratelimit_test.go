@@ -39,6 +39,13 @@ rules:
     limit: 2/1m
     tiers:
       gold: 5/1m
+  # Counts every client's token requests from this test's address: an
+  # exempt client is not counted, a tier does not change it.
+  - name: token-ip
+    routes: [token]
+    key: ip
+    limit: 12/1m
+    penalty: false
   - name: forgot-email
     routes: [email_request]
     key: email

@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -232,6 +233,17 @@ func (t *Throttle) Guard(w http.ResponseWriter, r *http.Request, pattern string)
 		return r, true
 	}
 	q := &request{t: t, r: r, ip: ip, group: group, loaded: map[ratepolicy.KeyPart]bool{}, values: map[ratepolicy.KeyPart]string{}}
+	// A client exempt from rate limits, or in a tier, is known by its
+	// credentials (an /oauth2 request), whatever the rules count by.
+	cl, err := q.authClient()
+	if err != nil {
+		httpapi.ErrorWriter{Log: t.d.Log}.Write(w, q.r, err)
+		return q.r, false
+	}
+	if cl != nil && cl.RateLimitExempt {
+		t.d.Metrics.decisions(rules, "bypassed")
+		return q.r, true
+	}
 	var ds []decision
 	for _, rule := range rules {
 		key, ok, err := q.key(rule)
@@ -242,15 +254,12 @@ func (t *Throttle) Guard(w http.ResponseWriter, r *http.Request, pattern string)
 		if !ok {
 			continue
 		}
+		// A tier's limit applies where the rule counts by client.
 		limit := rule.Limit
-		if q.client != nil {
-			limit = rule.LimitFor(q.client.RateLimitTier)
+		if cl != nil && slices.Contains(rule.Key, ratepolicy.KeyClient) {
+			limit = rule.LimitFor(cl.RateLimitTier)
 		}
 		ds = append(ds, decision{rule: rule, key: key, limit: limit})
-	}
-	if q.client != nil && q.client.RateLimitExempt {
-		t.d.Metrics.decisions(rules, "bypassed")
-		return q.r, true
 	}
 	if len(ds) == 0 {
 		return q.r, true
