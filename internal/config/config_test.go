@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/gatehouse/gatehouse/internal/secret"
+	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
 func envOf(m map[string]string) Source {
@@ -294,24 +295,6 @@ func table() string {
 // TestREADMEConfigTable keeps the README's table equal to the settings;
 // run `go test ./internal/config -run README -update` to regenerate it.
 func TestREADMEConfigTable(t *testing.T) {
-	const start, end = "<!-- config-table:start -->\n", "<!-- config-table:end -->"
-	readme, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(readme)
-	i, j := strings.Index(s, start), strings.Index(s, end)
-	if i < 0 || j < i {
-		t.Fatal("README.md lacks the config-table markers")
-	}
-	want := table()
-	if got := s[i+len(start) : j]; got != want {
-		if *update {
-			if err := os.WriteFile("../../README.md", []byte(s[:i+len(start)]+want+s[j:]), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			return
-		}
-		t.Errorf("README.md configuration table is out of date; run go test ./internal/config -run README -update\n%s", cmp.Diff(want, got))
-	}
+	testenv.MarkedBlock(t, "../../README.md", "<!-- config-table:start -->\n", "<!-- config-table:end -->", table(), *update,
+		"go test ./internal/config -run README -update")
 }

@@ -1,11 +1,10 @@
 package ratepolicy
 
 import (
-	"os"
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
+	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
 // readmeBlock is what the README shows of the policy: the route groups,
@@ -27,24 +26,6 @@ func readmeBlock() string {
 // TestREADMEPolicy keeps the README's rate-limit block equal to the code;
 // run `go test ./internal/ratepolicy -run README -update` to regenerate it.
 func TestREADMEPolicy(t *testing.T) {
-	const start, end = "<!-- rate-limits:start -->\n", "<!-- rate-limits:end -->"
-	readme, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(readme)
-	i, j := strings.Index(s, start), strings.Index(s, end)
-	if i < 0 || j < i {
-		t.Fatal("README.md lacks the rate-limits markers")
-	}
-	want := readmeBlock()
-	if got := s[i+len(start) : j]; got != want {
-		if *update {
-			if err := os.WriteFile("../../README.md", []byte(s[:i+len(start)]+want+s[j:]), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			return
-		}
-		t.Errorf("README.md rate-limit block is out of date; run go test ./internal/ratepolicy -run README -update\n%s", cmp.Diff(want, got))
-	}
+	testenv.MarkedBlock(t, "../../README.md", "<!-- rate-limits:start -->\n", "<!-- rate-limits:end -->", readmeBlock(), *update,
+		"go test ./internal/ratepolicy -run README -update")
 }

@@ -93,6 +93,30 @@ type request struct {
 	client *store.Client // nil: no authenticated client
 	loaded map[ratepolicy.KeyPart]bool
 	values map[ratepolicy.KeyPart]string
+	body   []byte // the start of the body, read once by peek
+	peeked bool
+}
+
+// peek returns the body, up to maxPeek bytes (nil when longer or
+// unreadable), read once and put back for the route.
+func (q *request) peek() []byte {
+	if q.peeked {
+		return q.body
+	}
+	q.peeked = true
+	if q.r.Body == nil || q.r.Body == http.NoBody {
+		return nil
+	}
+	raw, err := io.ReadAll(io.LimitReader(q.r.Body, maxPeek+1))
+	rest := q.r.Body
+	q.r.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(raw), rest), rest}
+	if err == nil && len(raw) <= maxPeek {
+		q.body = raw
+	}
+	return q.body
 }
 
 // value returns the key part's value for the request, "" when it has none
@@ -139,16 +163,8 @@ func (q *request) value(part ratepolicy.KeyPart) (string, error) {
 // email reads the "email" member of a JSON body, normalised and then
 // pseudonymised; the body is put back for the route.
 func (q *request) email() string {
-	if q.r.Body == nil || q.r.Body == http.NoBody {
-		return ""
-	}
-	raw, err := io.ReadAll(io.LimitReader(q.r.Body, maxPeek+1))
-	rest := q.r.Body
-	q.r.Body = struct {
-		io.Reader
-		io.Closer
-	}{io.MultiReader(bytes.NewReader(raw), rest), rest}
-	if err != nil || len(raw) > maxPeek {
+	raw := q.peek()
+	if raw == nil {
 		return ""
 	}
 	var in struct {
@@ -179,13 +195,8 @@ func (q *request) authClient() (*store.Client, error) {
 			return nil, nil
 		}
 	} else if strings.HasPrefix(q.r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
-		raw, err := io.ReadAll(io.LimitReader(q.r.Body, maxPeek+1))
-		rest := q.r.Body
-		q.r.Body = struct {
-			io.Reader
-			io.Closer
-		}{io.MultiReader(bytes.NewReader(raw), rest), rest}
-		if err != nil || len(raw) > maxPeek {
+		raw := q.peek()
+		if raw == nil {
 			return nil, nil
 		}
 		form, err := url.ParseQuery(string(raw))
