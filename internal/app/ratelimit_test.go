@@ -46,6 +46,12 @@ rules:
     key: ip
     limit: 12/1m
     penalty: false
+  # A built-in rule, retuned: the feature applies it, after validation.
+  - name: register-ip
+    routes: [register]
+    key: ip
+    limit: 2/1h
+    penalty: false
   - name: forgot-email
     routes: [email_request]
     key: email
@@ -263,6 +269,28 @@ func runRateLimits(t *testing.T, e *accountEnv, policyPath string) *accountEnv {
 		}
 		if n != 1 {
 			t.Errorf("%d reset emails, want 1: the second request is dropped silently", n)
+		}
+	})
+
+	t.Run("BuiltInRuleRetuned", func(t *testing.T) {
+		register := func(email string, body map[string]string) (int, map[string]any) {
+			code, out, _ := call(t, "POST", e.url("/v1/auth/register"), body, "X-Forwarded-For", "203.0.113.40")
+			return code, out
+		}
+		// A malformed request is answered as such and counts nothing.
+		for range 3 {
+			if code, out := register("", map[string]string{"email": "not an address", "password": strongPassword}); code != 422 {
+				t.Fatalf("malformed sign-up = %d %v, want 422", code, out)
+			}
+		}
+		for i := range 2 {
+			email := "retuned-" + strconv.Itoa(i) + "@example.com"
+			if code, out := register(email, map[string]string{"email": email, "password": strongPassword, "name": "R"}); code != 201 {
+				t.Fatalf("sign-up %d = %d %v", i+1, code, out)
+			}
+		}
+		if code, out := register("", map[string]string{"email": "retuned-x@example.com", "password": strongPassword, "name": "R"}); code != 429 || out["code"] != "rate_limited" {
+			t.Errorf("third sign-up under register-ip 2/1h = %d %v, want 429", code, out)
 		}
 	})
 

@@ -55,14 +55,10 @@ func newThrottle(d *deps, clients throttle.Clients) (*throttle.Throttle, error) 
 			return nil, err
 		}
 	}
-	var metrics *throttle.Metrics
-	if d.reg != nil {
-		metrics = throttle.NewMetrics(d.reg)
-	}
 	return throttle.New(throttle.Deps{
 		Policy: d.limits.Policy, Limiter: d.state.multi, Bypass: bypass,
 		Users: d.authn, Clients: clients,
 		Pseudonym: func(email string) string { return d.keys.Pseudonym(secret.RateLimitPurpose, email) },
-		Stats:     d.rateStats, Metrics: metrics, Log: d.log,
+		Stats:     d.rateStats, Metrics: d.rateMetrics, Log: d.log,
 	})
 }

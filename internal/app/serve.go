@@ -137,13 +137,17 @@ func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, now fu
 	}()
 
 	reg := newRegistry(db.store, queue, log)
+	// The features count their own limits (register-ip, email-address, …)
+	// under the policy in force, after validating a request.
+	rateMetrics := throttle.NewMetrics(reg)
+	state.limiter = &throttle.FeatureLimiter{Inner: state.limiter, Multi: state.multi, Policy: limits.Policy, Stats: rateStats, Metrics: rateMetrics}
 	errs, err := errorTable()
 	if err != nil {
 		return err
 	}
 	deps := &deps{cfg: cfg, log: log, db: db, state: state, keys: keys, queue: queue, reg: reg, bus: bus, now: now,
 		errors: errs, hasher: newHasher(cfg), policy: policy, tokens: tokens, authn: token.Authenticator{Tokens: tokens},
-		limits: limits, rateStats: rateStats}
+		limits: limits, rateStats: rateStats, rateMetrics: rateMetrics}
 	if deps.svc, err = newServices(deps); err != nil {
 		return err
 	}

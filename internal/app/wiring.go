@@ -73,8 +73,9 @@ type deps struct {
 	tokens *token.Manager
 	authn  auth.Authenticator
 	// limits is the rate-limit policy in force, rateStats its refusals.
-	limits    *ratepolicy.Watcher
-	rateStats *throttle.Stats
+	limits      *ratepolicy.Watcher
+	rateStats   *throttle.Stats
+	rateMetrics *throttle.Metrics
 	// svc are the domain services, built by newServices from the rest.
 	svc services
 }

@@ -15,7 +15,7 @@ func readmeBlock() string {
 	for _, g := range Groups {
 		b.WriteString("| `" + g + "` | " + strings.ReplaceAll(GroupDoc(g), "|", "\\|") + " |\n")
 	}
-	b.WriteString("\nThe built-in limits, applied by the features themselves on valid requests only (`GATEHOUSE_REGISTER_LIMIT_PER_IP`, `GATEHOUSE_EMAIL_LIMIT_PER_ADDRESS` and `GATEHOUSE_EMAIL_LIMIT_PER_IP` set the first three):\n\n")
+	b.WriteString("\nThe built-in policy, applied by the features on valid requests (`GATEHOUSE_REGISTER_LIMIT_PER_IP`, `GATEHOUSE_EMAIL_LIMIT_PER_ADDRESS` and `GATEHOUSE_EMAIL_LIMIT_PER_IP` set the first three):\n\n")
 	b.WriteString(Default(Builtin()).Table())
 	b.WriteString("\nAn example file (`GATEHOUSE_RATE_LIMITS_FILE`):\n\n```yaml\n")
 	b.WriteString(ExampleYAML)

@@ -8,10 +8,10 @@ import (
 )
 
 // ExampleYAML is an example policy file, for the README.
-const ExampleYAML = `# Gatehouse rate-limit policy (GATEHOUSE_RATE_LIMITS_FILE): the rules of
-# the rate limiter, in force on top of the limits the features apply on
-# their own. The file is read again on SIGHUP and when it changes; a bad
-# file is logged and ignored.
+const ExampleYAML = `# Gatehouse rate-limit policy (GATEHOUSE_RATE_LIMITS_FILE). It replaces
+# the built-in policy; a built-in rule it does not name (register-ip,
+# email-address, …) keeps its built-in limit. The file is read again on
+# SIGHUP and when it changes; a bad file is logged and ignored.
 #
 # A limit is N/period: N requests per period, the period being s, m, h or d,
 # optionally with a count (10/1m, 5/h, 100/15m, 1000/1d). burst (default N)

@@ -32,10 +32,8 @@ type Watcher struct {
 }
 
 // NewWatcher returns a Watcher of the policy file at path, read now: a bad
-// file is an error listing every problem. With path "" the policy has no
-// rules and never changes: the built-in limits (Default(d)) are applied
-// by the features themselves, after they validated the request, so that a
-// malformed request is answered as such and counts against nothing. interval is how often Run looks at the
+// file is an error listing every problem. With path "" the policy is
+// Default(d) and never changes. interval is how often Run looks at the
 // file (DefaultInterval when not positive); log may be nil.
 func NewWatcher(path string, d Defaults, log *slog.Logger, interval time.Duration) (*Watcher, error) {
 	if log == nil {
@@ -46,7 +44,7 @@ func NewWatcher(path string, d Defaults, log *slog.Logger, interval time.Duratio
 	}
 	w := &Watcher{path: path, log: log, interval: interval}
 	if path == "" {
-		w.current.Store(&Policy{Source: "default"})
+		w.current.Store(Default(d))
 		return w, nil
 	}
 	data, err := os.ReadFile(path)

@@ -91,9 +91,8 @@ func TestWatcherWithoutFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The built-in limits are the features' own: the engine has no rule.
-	if p := w.Policy(); p.Source != "default" || len(p.Rules) != 0 {
-		t.Errorf("policy %s with rules %v, want the default without rules", p.Source, p.Rules)
+	if p := w.Policy(); p.Source != "default" || p.Rule("register-ip").Limit != PerHour(3) {
+		t.Errorf("policy %s with register-ip %v, want the default with 3/1h", p.Source, p.Rule("register-ip"))
 	}
 	if err := w.Reload(); err != nil {
 		t.Errorf("Reload without a file: %v", err)

@@ -257,6 +257,9 @@ func (t *Throttle) Guard(w http.ResponseWriter, r *http.Request, pattern string)
 	}
 	var ds []decision
 	for _, rule := range rules {
+		if isFeatureRule(rule.Name) {
+			continue // applied by the feature, after validation
+		}
 		key, ok, err := q.key(rule)
 		if err != nil {
 			httpapi.ErrorWriter{Log: t.d.Log}.Write(w, q.r, err)
