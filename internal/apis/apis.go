@@ -105,6 +105,9 @@ type Deps struct {
 type Registry struct {
 	d     Deps
 	cache ttlcache.Cache[store.API]
+	// scopes caches ScopesSupported (key "") for CacheTTL: discovery is
+	// public and must not cost a query per request.
+	scopes ttlcache.Cache[[]string]
 }
 
 // New builds a Registry.
@@ -246,28 +249,32 @@ func (r *Registry) Narrow(ctx context.Context, granted, asked []string) ([]strin
 		}
 		granted = []string{r.d.DefaultAudience}
 	}
+	for _, a := range asked {
+		if !slices.Contains(granted, a) {
+			return nil, ErrInvalidTarget
+		}
+	}
 	want := granted
 	if len(asked) > 0 {
-		for _, a := range asked {
-			if !slices.Contains(granted, a) {
-				return nil, ErrInvalidTarget
-			}
-		}
 		want = asked
 	}
 	var out []string
+	dropped := false
 	for _, a := range want {
 		if slices.Contains(out, a) {
 			continue
 		}
 		if _, err := r.Resolve(ctx, []string{a}); errors.Is(err, ErrInvalidTarget) {
-			continue // deleted since
+			dropped = true // deleted since the sign-in
+			continue
 		} else if err != nil {
 			return nil, err
 		}
 		out = append(out, a)
 	}
-	if len(out) == 0 || (len(asked) > 0 && len(out) < len(asked)) {
+	// An API asked for by name must still exist; one only granted may
+	// have gone, as long as some remain.
+	if len(out) == 0 || (len(asked) > 0 && dropped) {
 		return nil, ErrInvalidTarget
 	}
 	return out, nil
@@ -276,6 +283,11 @@ func (r *Registry) Narrow(ctx context.Context, granted, asked []string) ([]strin
 // ScopesSupported lists every scope a token may carry, for discovery:
 // Gatehouse's own and those the registered APIs define.
 func (r *Registry) ScopesSupported(ctx context.Context) ([]string, error) {
+	if r.d.CacheTTL > 0 {
+		if s, ok := r.scopes.Get("", r.d.Now()); ok {
+			return s, nil
+		}
+	}
 	out := slices.Concat(UserScopes, ClientScopes)
 	list, err := r.d.Store.ListAPIs(ctx)
 	if err != nil {
@@ -287,6 +299,9 @@ func (r *Registry) ScopesSupported(ctx context.Context) ([]string, error) {
 				out = append(out, sc)
 			}
 		}
+	}
+	if r.d.CacheTTL > 0 {
+		r.scopes.Put("", out, r.d.Now().Add(r.d.CacheTTL))
 	}
 	return out, nil
 }
@@ -391,6 +406,9 @@ func (r *Registry) Create(ctx context.Context, in Input, m httpapi.Meta) (store.
 		}
 		return tx.AppendAuditEvent(ctx, auditEvent(now, m, "api.created", a))
 	})
+	if err == nil {
+		r.scopes.Forget("")
+	}
 	return a, err
 }
 
@@ -424,6 +442,7 @@ func (r *Registry) Update(ctx context.Context, id string, name *string, scopes *
 	})
 	if err == nil {
 		r.cache.Forget(a.Identifier)
+		r.scopes.Forget("")
 	}
 	return a, err
 }
@@ -448,6 +467,7 @@ func (r *Registry) Delete(ctx context.Context, id string, m httpapi.Meta) error 
 	})
 	if err == nil {
 		r.cache.Forget(a.Identifier)
+		r.scopes.Forget("")
 	}
 	return err
 }

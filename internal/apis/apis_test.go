@@ -85,6 +85,10 @@ func TestGrants(t *testing.T) {
 	if got, err := r.Narrow(ctx, granted, []string{issuer}); err != nil || !slices.Equal(got, []string{issuer}) {
 		t.Errorf("Narrow to the issuer = %v %v", got, err)
 	}
+	// The same resource twice is asked for once.
+	if got, err := r.Narrow(ctx, granted, []string{issuer, issuer}); err != nil || !slices.Equal(got, []string{issuer}) {
+		t.Errorf("Narrow to the issuer twice = %v %v", got, err)
+	}
 	if _, err := r.Narrow(ctx, []string{issuer}, []string{"https://api.example.test"}); !errors.Is(err, apis.ErrInvalidTarget) {
 		t.Errorf("widening: %v, want ErrInvalidTarget", err)
 	}

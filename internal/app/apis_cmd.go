@@ -31,8 +31,9 @@ func (c *cli) apis(ctx context.Context, args []string) int {
 		return code
 	}
 	var identifier, name, scopes string
-	set := map[string]bool{}
+	var flags *flag.FlagSet
 	pos, ok := c.flags("apis "+args[0], args[1:], func(fs *flag.FlagSet) {
+		flags = fs
 		if args[0] == "create" {
 			fs.StringVar(&identifier, "identifier", "", "the API's identifier, an absolute URI such as https://api.example.com (required)")
 		}
@@ -52,13 +53,9 @@ func (c *cli) apis(ctx context.Context, args []string) int {
 		fmt.Fprint(c.env.Stderr, apisUsage)
 		return exitUsage
 	}
-	for _, a := range args[1:] {
-		for _, f := range []string{"name", "scopes"} {
-			if a == "--"+f || a == "-"+f || strings.HasPrefix(a, "--"+f+"=") || strings.HasPrefix(a, "-"+f+"=") {
-				set[f] = true
-			}
-		}
-	}
+	// update changes only what was given (an empty --scopes clears them).
+	set := map[string]bool{}
+	flags.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	scopeList := strings.FieldsFunc(scopes, func(r rune) bool { return r == ',' || r == ' ' })
 	cfg, log, ok := c.load()
 	if !ok {

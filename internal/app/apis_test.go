@@ -115,6 +115,15 @@ func runAPIAudiences(t *testing.T, e *accountEnv) {
 		if err := json.Unmarshal([]byte(out), &l); err != nil || len(l.APIs) != 1 {
 			t.Errorf("apis list after refused creates = %s (%v), want the one API", out, err)
 		}
+		// update changes what it is given and keeps the rest.
+		out, code := e.cli(t, "apis", "update", invoices.ID, "--scopes", "read:invoices,write:invoices,export:invoices", "--output", "json")
+		var up struct {
+			Name   string   `json:"name"`
+			Scopes []string `json:"scopes"`
+		}
+		if err := json.Unmarshal([]byte(out), &up); code != 0 || err != nil || up.Name != "Invoices" || len(up.Scopes) != 3 {
+			t.Errorf("apis update --scopes = %d %s, want the name kept and three scopes", code, out)
+		}
 	})
 
 	var billingID string

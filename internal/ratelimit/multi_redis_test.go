@@ -19,13 +19,7 @@ import (
 // its own (removed when the test ends), its client and the prefix.
 func newRedisMulti(t testing.TB) (MultiLimiter, *redis.Client, string) {
 	t.Helper()
-	url, prefix := testenv.Redis(t)
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := redis.NewClient(opts)
-	t.Cleanup(func() { _ = client.Close() })
+	client, prefix := redisClient(t)
 	return NewRedisMulti(client, prefix), client, prefix
 }
 

@@ -13,7 +13,9 @@ import (
 	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
-func newRedis(t *testing.T) (Limiter, redis.UniversalClient, string) {
+// redisClient connects to the test Redis, with a key prefix of the
+// test's own.
+func redisClient(t testing.TB) (*redis.Client, string) {
 	t.Helper()
 	url, prefix := testenv.Redis(t)
 	opts, err := redis.ParseURL(url)
@@ -22,6 +24,12 @@ func newRedis(t *testing.T) (Limiter, redis.UniversalClient, string) {
 	}
 	client := redis.NewClient(opts)
 	t.Cleanup(func() { _ = client.Close() })
+	return client, prefix
+}
+
+func newRedis(t *testing.T) (Limiter, redis.UniversalClient, string) {
+	t.Helper()
+	client, prefix := redisClient(t)
 	return NewRedis(client, prefix), client, prefix
 }
 

@@ -89,9 +89,10 @@ type request struct {
 	t      *Throttle
 	r      *http.Request
 	ip     string
-	group  string
 	client *store.Client // nil: no authenticated client
-	loaded map[ratepolicy.KeyPart]bool
+	// clientDone: authClient has run (client is its answer).
+	clientDone bool
+	loaded     map[ratepolicy.KeyPart]bool
 	values map[ratepolicy.KeyPart]string
 	body   []byte // the start of the body, read once by peek
 	peeked bool
@@ -181,10 +182,10 @@ func (q *request) email() string {
 // or client_id and client_secret in a form body. A client that does not
 // authenticate is none (rules by client do not apply; those by IP do).
 func (q *request) authClient() (*store.Client, error) {
-	if q.loaded["client:resolved"] {
+	if q.clientDone {
 		return q.client, nil
 	}
-	q.loaded["client:resolved"] = true
+	q.clientDone = true
 	id, sec, ok := q.r.BasicAuth()
 	if ok {
 		// RFC 6749 §2.3.1: form-encoded before Basic.
@@ -243,7 +244,7 @@ func (t *Throttle) Guard(w http.ResponseWriter, r *http.Request, pattern string)
 		t.d.Metrics.decisions(rules, "bypassed")
 		return r, true
 	}
-	q := &request{t: t, r: r, ip: ip, group: group, loaded: map[ratepolicy.KeyPart]bool{}, values: map[ratepolicy.KeyPart]string{}}
+	q := &request{t: t, r: r, ip: ip, loaded: map[ratepolicy.KeyPart]bool{}, values: map[ratepolicy.KeyPart]string{}}
 	// A client exempt from rate limits, or in a tier, is known by its
 	// credentials (an /oauth2 request), whatever the rules count by.
 	cl, err := q.authClient()
