@@ -93,9 +93,9 @@ type request struct {
 	// clientDone: authClient has run (client is its answer).
 	clientDone bool
 	loaded     map[ratepolicy.KeyPart]bool
-	values map[ratepolicy.KeyPart]string
-	body   []byte // the start of the body, read once by peek
-	peeked bool
+	values     map[ratepolicy.KeyPart]string
+	body       []byte // the start of the body, read once by peek
+	peeked     bool
 }
 
 // peek returns the body, up to maxPeek bytes (nil when longer or
