@@ -1,9 +1,9 @@
-// Package webhook delivers Gatehouse's events to customer endpoints,
-// signed as Standard Webhooks (https://www.standardwebhooks.com/): the
-// endpoints and their subscriptions, the transactional outbox that records
-// an event with the change that caused it, the durable deliveries (River
-// jobs) with retries, dead letters and replay, and their analytics.
-package webhook
+// Package delivery makes the attempts of webhook deliveries: Standard
+// Webhooks signatures (https://www.standardwebhooks.com/), destinations
+// safe from server-side request forgery, the River job that sends one
+// attempt and schedules the next, dead letters, and the retention job.
+// Package webhook (the endpoints, the outbox, the admin API) builds on it.
+package delivery
 
 import "github.com/riverqueue/river"
 
@@ -28,3 +28,8 @@ const Queue = "webhooks"
 func InsertOpts() *river.InsertOpts {
 	return &river.InsertOpts{Queue: Queue, MaxAttempts: 1}
 }
+
+// SecretAD is the associated data an endpoint's signing secret is sealed
+// with (secret.Keyring.Seal), which binds the sealed secret to its
+// endpoint: a secret copied to another row does not open.
+func SecretAD(endpointID string) []byte { return []byte("webhook_endpoint:" + endpointID) }
