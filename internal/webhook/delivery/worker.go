@@ -281,7 +281,13 @@ func (w *Worker) attempt(ctx context.Context, d store.WebhookDelivery, ep store.
 		return result{attempt: store.WebhookAttempt{At: now, Error: attemptError(err, w.d.Timeout)},
 			retry: true, refused: true, endpoint: true}, nil
 	}
-	return w.post(ctx, ep.URL, h, body, now), nil
+	res := w.post(ctx, ep.URL, h, body, now)
+	if err := ctx.Err(); err != nil {
+		// The job was stopped (shutdown, or its timeout): not the
+		// endpoint's doing. River runs the job again later.
+		return result{}, fmt.Errorf("webhook delivery: interrupted: %w", err)
+	}
+	return res, nil
 }
 
 // secrets opens the endpoint's signing secrets: the current one, then
