@@ -38,14 +38,14 @@ const waitTimeout = 30 * time.Second
 type backend struct {
 	store    store.Store
 	newQueue func(*river.Workers, jobs.Config) (*jobs.Queue, error)
-	jobState func(t *testing.T, id int64) string
+	jobState func(t testing.TB, id int64) string
 }
 
 var backends = []struct {
 	name string
-	open func(t *testing.T) backend
+	open func(t testing.TB) backend
 }{
-	{"sqlite", func(t *testing.T) backend {
+	{"sqlite", func(t testing.TB) backend {
 		s, err := sqlite.Open(t.Context(), sqlite.Config{Path: filepath.Join(t.TempDir(), "gatehouse.db")})
 		if err != nil {
 			t.Fatal(err)
@@ -57,7 +57,7 @@ var backends = []struct {
 			newQueue: func(w *river.Workers, c jobs.Config) (*jobs.Queue, error) {
 				return jobs.NewSQLite(s.Writer(), w, c)
 			},
-			jobState: func(t *testing.T, id int64) string {
+			jobState: func(t testing.TB, id int64) string {
 				var st string
 				if err := s.Writer().QueryRowContext(t.Context(), `SELECT state FROM river_job WHERE id = ?`, id).Scan(&st); err != nil {
 					t.Fatal(err)
@@ -66,7 +66,7 @@ var backends = []struct {
 			},
 		}
 	}},
-	{"postgres", func(t *testing.T) backend {
+	{"postgres", func(t testing.TB) backend {
 		s, err := postgres.Open(t.Context(), postgres.Config{URL: testenv.PostgresMigratedURL(t), MaxConns: 8})
 		if err != nil {
 			t.Fatal(err)
@@ -78,7 +78,7 @@ var backends = []struct {
 			newQueue: func(w *river.Workers, c jobs.Config) (*jobs.Queue, error) {
 				return jobs.NewPostgres(s.Pool(), w, c)
 			},
-			jobState: func(t *testing.T, id int64) string {
+			jobState: func(t testing.TB, id int64) string {
 				var st string
 				if err := s.Pool().QueryRow(t.Context(), `SELECT state::text FROM river_job WHERE id = $1`, id).Scan(&st); err != nil {
 					t.Fatal(err)
@@ -89,7 +89,7 @@ var backends = []struct {
 	}},
 }
 
-func migrate(t *testing.T, s store.Store) {
+func migrate(t testing.TB, s store.Store) {
 	t.Helper()
 	if _, err := s.Migrator().Up(t.Context()); err != nil {
 		t.Fatal(err)
@@ -138,7 +138,13 @@ type env struct {
 // (private destinations allowed, schedule 10ms,20ms).
 type options func(*delivery.Deps)
 
-func newEnv(t *testing.T, b backend, opts ...options) *env {
+func newEnv(t testing.TB, b backend, opts ...options) *env {
+	t.Helper()
+	return newEnvN(t, b, 4, opts...)
+}
+
+// newEnvN is newEnv working n deliveries at once.
+func newEnvN(t testing.TB, b backend, n int, opts ...options) *env {
 	t.Helper()
 	ks, err := secret.GenerateKeyString("t1")
 	if err != nil {
@@ -157,7 +163,7 @@ func newEnv(t *testing.T, b backend, opts ...options) *env {
 	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	workers := river.NewWorkers()
 	q, err := b.newQueue(workers, jobs.Config{
-		Queues:            map[string]int{delivery.Queue: 4},
+		Queues:            map[string]int{delivery.Queue: n},
 		Logger:            log,
 		FetchCooldown:     10 * time.Millisecond,
 		FetchPollInterval: 20 * time.Millisecond,
@@ -217,7 +223,7 @@ func (e *env) notifications() []store.WebhookEndpoint {
 
 // endpoint stores an enabled endpoint to url signed with a new secret,
 // which it returns.
-func (e *env) endpoint(t *testing.T, id, url string, change ...func(*store.WebhookEndpoint)) (store.WebhookEndpoint, string) {
+func (e *env) endpoint(t testing.TB, id, url string, change ...func(*store.WebhookEndpoint)) (store.WebhookEndpoint, string) {
 	t.Helper()
 	s, err := delivery.NewSecret()
 	if err != nil {
@@ -243,7 +249,7 @@ var seq int
 // deliver stores an event and its delivery to ep and enqueues the
 // delivery's first job, as the outbox does; it returns the event and the
 // delivery's ID.
-func (e *env) deliver(t *testing.T, ep store.WebhookEndpoint) (store.WebhookEvent, string) {
+func (e *env) deliver(t testing.TB, ep store.WebhookEndpoint) (store.WebhookEvent, string) {
 	t.Helper()
 	seq++
 	now := e.now().UTC()
@@ -273,7 +279,7 @@ func (e *env) deliver(t *testing.T, ep store.WebhookEndpoint) (store.WebhookEven
 
 // waitDelivery waits until the delivery is no longer pending, or has at
 // least attempts attempts when attempts > 0.
-func (e *env) waitDelivery(t *testing.T, id string, attempts int) store.WebhookDelivery {
+func (e *env) waitDelivery(t testing.TB, id string, attempts int) store.WebhookDelivery {
 	t.Helper()
 	deadline := time.Now().Add(waitTimeout)
 	for {
@@ -292,7 +298,7 @@ func (e *env) waitDelivery(t *testing.T, id string, attempts int) store.WebhookD
 }
 
 // waitJob waits until the job has run to completion.
-func (e *env) waitJob(t *testing.T, id int64) {
+func (e *env) waitJob(t testing.TB, id int64) {
 	t.Helper()
 	deadline := time.Now().Add(waitTimeout)
 	for {
@@ -328,7 +334,7 @@ type answer struct {
 	body   string
 }
 
-func newReceiver(t *testing.T, script ...answer) *receiver {
+func newReceiver(t testing.TB, script ...answer) *receiver {
 	t.Helper()
 	r := &receiver{}
 	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
@@ -356,7 +362,7 @@ func (r *receiver) requests() []request {
 
 // verify checks a request's signature with the official library and the
 // given secret.
-func verify(t *testing.T, secret string, r request) error {
+func verify(t testing.TB, secret string, r request) error {
 	t.Helper()
 	wh, err := standardwebhooks.NewWebhook(secret)
 	if err != nil {
@@ -373,7 +379,7 @@ func statuses(d store.WebhookDelivery) []int {
 	return s
 }
 
-func counter(t *testing.T, e *env, outcome string) float64 {
+func counter(t testing.TB, e *env, outcome string) float64 {
 	t.Helper()
 	mfs, err := e.reg.Gather()
 	if err != nil {
@@ -819,7 +825,7 @@ func TestQueueGauges(t *testing.T) {
 }
 
 // gauge reads the value of the one series named name gathered from reg.
-func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
+func gauge(t testing.TB, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
