@@ -43,9 +43,11 @@ type UserUpdated struct {
 	Meta   httpapi.Meta
 }
 
-// UserDeleted: an administrator deleted an account.
+// UserDeleted: an administrator deleted an account (whose address was
+// Email).
 type UserDeleted struct {
 	UserID string
+	Email  string
 	Meta   httpapi.Meta
 }
 
