@@ -196,7 +196,7 @@ type WebhookStore interface {
 	// calls on one delivery run one after the other: none is lost.
 	RecordWebhookAttempt(ctx context.Context, id string, a WebhookAttempt, status string, next time.Time) (WebhookDelivery, error)
 	// RequeueWebhookDelivery sets the delivery pending with NextAttemptAt
-	// next (now when zero) (a retry or replay by an operator), keeping its
+	// next, now when zero (a retry or replay by an operator), keeping its
 	// attempts, and returns it with them; ErrNotFound if absent.
 	RequeueWebhookDelivery(ctx context.Context, id string, next time.Time) (WebhookDelivery, error)
 	// ListWebhookDeliveries returns the deliveries matching f with their
@@ -206,10 +206,12 @@ type WebhookStore interface {
 	ListWebhookDeliveries(ctx context.Context, f WebhookDeliveryFilter) ([]WebhookDelivery, string, error)
 	// WebhookDeliveryStats summarises the deliveries of the endpoint created
 	// at or after since and the attempts made at or after since, aggregated
-	// by the database (it never loads every row).
+	// by the database (it never loads every row); a zero since counts
+	// everything. The figures may come from a read replica.
 	WebhookDeliveryStats(ctx context.Context, endpointID string, since time.Time) (WebhookStats, error)
 	// PendingWebhookDeliveries counts the pending deliveries and returns the
-	// CreatedAt of the oldest (zero when none), for metrics.
+	// CreatedAt of the oldest (zero when none), for metrics. It may read a
+	// replica.
 	PendingWebhookDeliveries(ctx context.Context) (count int, oldest time.Time, err error)
 	// PurgeWebhookDeliveries removes the deliveries (and attempts) created
 	// before before that are no longer pending, then the events no delivery

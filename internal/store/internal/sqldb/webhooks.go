@@ -461,7 +461,7 @@ func (t *Tables) WebhookDeliveryStats(ctx context.Context, endpointID string, si
 		return st, nil // no endpoint has this ID
 	}
 	if since.IsZero() {
-		since = time.Unix(0, 0)
+		since = time.Date(1, 1, 1, 0, 0, 0, 1000, time.UTC) // before every row; TimeValue binds the zero time as NULL
 	}
 	dest := []any{&st.Deliveries, &st.Delivered, &st.Failed, &st.Attempts, &st.Succeeded}
 	for i := range st.LatencyBuckets {
