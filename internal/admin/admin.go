@@ -72,6 +72,7 @@ func (h *Handlers) Routes(rt *httpapi.Router) {
 	rt.Handle("DELETE /v1/admin/users/{id}", a(h.deleteUser))
 	rt.Handle("POST /v1/admin/users/{id}/disable", a(h.setStatus(store.UserDisabled)))
 	rt.Handle("POST /v1/admin/users/{id}/enable", a(h.setStatus(store.UserActive)))
+	rt.Handle("POST /v1/admin/users/{id}/unlock", a(h.unlock))
 	rt.Handle("GET /v1/admin/users/{id}/sessions", a(h.userSessions))
 	rt.Handle("DELETE /v1/admin/users/{id}/sessions", a(h.revokeUserSessions))
 	rt.Handle("POST /v1/admin/tokens/revoke-before", a(h.revokeBefore))
@@ -153,6 +154,24 @@ func (h *Handlers) setStatus(status store.UserStatus) httpapi.HandlerFunc {
 		}
 		return httpapi.WriteJSON(w, http.StatusOK, adminView(out))
 	}
+}
+
+// UnlockResult is the answer of POST /v1/admin/users/{id}/unlock.
+type UnlockResult struct {
+	ID string `json:"id"`
+	// LocksLifted names the locks that were in force and were lifted:
+	// sign_in (wrong passwords), mfa (wrong second-factor codes); empty
+	// when the account was not locked.
+	LocksLifted []string `json:"locks_lifted"`
+}
+
+func (h *Handlers) unlock(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	lifted, err := h.Service.Unlock(r.Context(), meta(r), id)
+	if err != nil {
+		return err
+	}
+	return httpapi.WriteJSON(w, http.StatusOK, UnlockResult{ID: id, LocksLifted: lifted})
 }
 
 func (h *Handlers) deleteUser(w http.ResponseWriter, r *http.Request) error {

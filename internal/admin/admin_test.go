@@ -19,7 +19,6 @@ import (
 	"github.com/gatehouse/gatehouse/internal/kv/memory"
 	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/session"
-	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/store/sqlite"
 	"github.com/gatehouse/gatehouse/internal/token"
 )
@@ -82,7 +81,7 @@ func TestKillSwitchOnlyMovesForward(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := New(Deps{Store: store.Narrow(st, func(tx store.Store) Tx { return tx }), Sessions: sessions, Now: time.Now})
+	svc, err := New(Deps{Store: event.Narrow(st, nil, func(tx event.Tx) Tx { return tx }), Sessions: sessions, Now: time.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

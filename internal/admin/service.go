@@ -2,8 +2,11 @@ package admin
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/require"
 	"github.com/gatehouse/gatehouse/internal/store"
@@ -15,7 +18,6 @@ import (
 type Tables interface {
 	GetUser(ctx context.Context, id string) (store.User, error)
 	ListUsers(ctx context.Context, f store.UserFilter) ([]store.User, string, error)
-	SoftDeleteUser(ctx context.Context, id string, at time.Time) error
 	ListClients(ctx context.Context) ([]store.Client, error)
 	DeleteClient(ctx context.Context, id string) error
 	SetClientRateLimits(ctx context.Context, id, tier string, exempt bool, at time.Time) (store.Client, error)
@@ -27,10 +29,18 @@ type Tables interface {
 type Tx interface {
 	GetUserForUpdate(ctx context.Context, id string) (store.User, error)
 	UpdateUser(ctx context.Context, u store.User) (store.User, error)
+	SoftDeleteUser(ctx context.Context, id string, at time.Time) error
+	GetOrganization(ctx context.Context, id string) (store.Organization, error)
+	UserOrganizations(ctx context.Context, userID string) ([]store.Organization, error)
+	SetMembership(ctx context.Context, m store.OrgMembership) error
+	RemoveMembership(ctx context.Context, orgID, userID string) error
 	store.AuditLog
+	// Publish runs the subscribers of e in this transaction (see
+	// package event); an error must roll the transaction back.
+	Publish(ctx context.Context, e event.Event) error
 }
 
-// Store is the storage administration needs (see store.Narrow).
+// Store is the storage administration needs (see event.Narrow).
 type Store interface {
 	Tables
 	InTx(ctx context.Context, fn func(Tx) error) error
@@ -44,11 +54,23 @@ type Sessions interface {
 	RevokeIssuedBefore(ctx context.Context, t time.Time) (int64, error)
 }
 
+// Lock is a lock on an account's sign-in that an administrator can lift:
+// the sign-in's lock after wrong passwords, MFA's after wrong codes.
+type Lock interface {
+	// Unlock lifts u's lock, if any, and forgets its failures; it reports
+	// whether u was locked.
+	Unlock(ctx context.Context, u store.User) (bool, error)
+}
+
 // Deps are what the administration service is built from (see New).
 type Deps struct {
 	Store    Store
 	Sessions Sessions
-	Now      func() time.Time
+	// Locks are the locks POST /v1/admin/users/{id}/unlock lifts, by the
+	// name the answer and the events give them (event.LockSignIn,
+	// event.LockMFA).
+	Locks map[string]Lock
+	Now   func() time.Time
 }
 
 // Service carries out administrators' actions, each with its audit
@@ -88,8 +110,9 @@ func (s *Service) GetUser(ctx context.Context, id string) (store.User, error) {
 	return s.d.Store.GetUser(ctx, id)
 }
 
-// SetStatus enables or disables an account, with its audit event in the
-// same transaction; a disabled account's sessions end.
+// SetStatus enables or disables an account, with its audit event and, if
+// the status changed, its event.UserStatusChanged in the same
+// transaction; a disabled account's sessions end.
 func (s *Service) SetStatus(ctx context.Context, m httpapi.Meta, id string, status store.UserStatus) (store.User, error) {
 	var out store.User
 	err := s.d.Store.InTx(ctx, func(tx Tx) error {
@@ -102,8 +125,14 @@ func (s *Service) SetStatus(ctx context.Context, m httpapi.Meta, id string, stat
 		if out, err = tx.UpdateUser(ctx, u); err != nil {
 			return err
 		}
-		return tx.AppendAuditEvent(ctx, s.event(m, id, "admin.user_"+map[store.UserStatus]string{store.UserDisabled: "disabled", store.UserActive: "enabled"}[status],
-			map[string]any{"status": map[string]any{"old": string(old), "new": string(status)}}))
+		if err := tx.AppendAuditEvent(ctx, s.event(m, id, "admin.user_"+map[store.UserStatus]string{store.UserDisabled: "disabled", store.UserActive: "enabled"}[status],
+			map[string]any{"status": map[string]any{"old": string(old), "new": string(status)}})); err != nil {
+			return err
+		}
+		if out.Status == old {
+			return nil
+		}
+		return tx.Publish(ctx, event.UserStatusChanged{UserID: id, Status: out.Status, Previous: old, Meta: m})
 	})
 	if err != nil {
 		return store.User{}, err
@@ -116,15 +145,66 @@ func (s *Service) SetStatus(ctx context.Context, m httpapi.Meta, id string, stat
 	return out, nil
 }
 
-// DeleteUser deletes an account (softly) and ends its sessions.
+// DeleteUser deletes an account (softly), with its audit event and its
+// event.UserDeleted in the same transaction, then ends its sessions.
 func (s *Service) DeleteUser(ctx context.Context, m httpapi.Meta, id string) error {
-	if err := s.d.Store.SoftDeleteUser(ctx, id, s.d.Now().UTC()); err != nil {
+	err := s.d.Store.InTx(ctx, func(tx Tx) error {
+		u, err := tx.GetUserForUpdate(ctx, id)
+		if err != nil {
+			return err
+		}
+		if err := tx.SoftDeleteUser(ctx, id, s.d.Now().UTC()); err != nil {
+			return err
+		}
+		if err := tx.AppendAuditEvent(ctx, s.event(m, id, "admin.user_deleted", nil)); err != nil {
+			return err
+		}
+		return tx.Publish(ctx, event.UserDeleted{UserID: id, Email: u.Email, Meta: m})
+	})
+	if err != nil {
 		return err
 	}
-	if err := s.d.Sessions.RevokeUserSessions(ctx, id, "", "account_deleted"); err != nil {
-		return err
+	return s.d.Sessions.RevokeUserSessions(ctx, id, "", "account_deleted")
+}
+
+// Unlock lifts the locks in force on an account's sign-in (Deps.Locks:
+// wrong passwords, wrong second-factor codes) and forgets their failures,
+// with its audit event and, when a lock was lifted, its
+// event.UserUnlocked in the same transaction. It returns the names of the
+// locks it lifted (none when the account was not locked). The locks live
+// in the ephemeral store: they are lifted inside the transaction, before
+// it commits, so an error leaves no record of an unlock that did not
+// happen (an unlock whose record then failed to commit leaves the account
+// unlocked, unrecorded).
+func (s *Service) Unlock(ctx context.Context, m httpapi.Meta, id string) ([]string, error) {
+	var lifted []string
+	err := s.d.Store.InTx(ctx, func(tx Tx) error {
+		u, err := tx.GetUserForUpdate(ctx, id)
+		if err != nil {
+			return err
+		}
+		lifted = []string{}
+		for _, name := range slices.Sorted(maps.Keys(s.d.Locks)) {
+			locked, err := s.d.Locks[name].Unlock(ctx, u)
+			if err != nil {
+				return err
+			}
+			if locked {
+				lifted = append(lifted, name)
+			}
+		}
+		if err := tx.AppendAuditEvent(ctx, s.event(m, id, "admin.user_unlocked", map[string]any{"locks_lifted": lifted})); err != nil {
+			return err
+		}
+		if len(lifted) == 0 {
+			return nil
+		}
+		return tx.Publish(ctx, event.UserUnlocked{UserID: id, Locks: lifted, Meta: m})
+	})
+	if err != nil {
+		return nil, err
 	}
-	return s.audit(ctx, m, id, "admin.user_deleted", nil)
+	return lifted, nil
 }
 
 // UserSessions lists an account's live sessions.
@@ -243,24 +323,45 @@ func (s *Service) DeleteOrganization(ctx context.Context, m httpapi.Meta, id str
 	return s.audit(ctx, m, id, "admin.organization_deleted", nil)
 }
 
-// SetMember makes an account a member of an organisation with a role.
+// SetMember makes an account a member of an organisation with a role, or
+// changes the role of a member. A new member is published
+// (event.OrganizationMemberAdded) in the change's transaction.
 func (s *Service) SetMember(ctx context.Context, m httpapi.Meta, orgID, userID, role string) error {
-	if _, err := s.d.Store.GetOrganization(ctx, orgID); err != nil {
-		return err
-	}
-	if _, err := s.d.Store.GetUser(ctx, userID); err != nil {
-		return err
-	}
-	if err := s.d.Store.SetMembership(ctx, store.OrgMembership{OrgID: orgID, UserID: userID, Role: role}); err != nil {
-		return err
-	}
-	return s.audit(ctx, m, userID, "admin.organization_member_set", map[string]any{"organization_id": orgID, "role": role})
+	return s.d.Store.InTx(ctx, func(tx Tx) error {
+		if _, err := tx.GetOrganization(ctx, orgID); err != nil {
+			return err
+		}
+		if _, err := tx.GetUserForUpdate(ctx, userID); err != nil {
+			return err
+		}
+		orgs, err := tx.UserOrganizations(ctx, userID)
+		if err != nil {
+			return err
+		}
+		member := slices.ContainsFunc(orgs, func(o store.Organization) bool { return o.ID == orgID })
+		if err := tx.SetMembership(ctx, store.OrgMembership{OrgID: orgID, UserID: userID, Role: role}); err != nil {
+			return err
+		}
+		if err := tx.AppendAuditEvent(ctx, s.event(m, userID, "admin.organization_member_set", map[string]any{"organization_id": orgID, "role": role})); err != nil {
+			return err
+		}
+		if member {
+			return nil // a new role, not a new member
+		}
+		return tx.Publish(ctx, event.OrganizationMemberAdded{OrganizationID: orgID, UserID: userID, Role: role, Meta: m})
+	})
 }
 
-// RemoveMember takes an account out of an organisation.
+// RemoveMember takes an account out of an organisation, and publishes it
+// (event.OrganizationMemberRemoved) in the change's transaction.
 func (s *Service) RemoveMember(ctx context.Context, m httpapi.Meta, orgID, userID string) error {
-	if err := s.d.Store.RemoveMembership(ctx, orgID, userID); err != nil {
-		return err
-	}
-	return s.audit(ctx, m, userID, "admin.organization_member_removed", map[string]any{"organization_id": orgID})
+	return s.d.Store.InTx(ctx, func(tx Tx) error {
+		if err := tx.RemoveMembership(ctx, orgID, userID); err != nil {
+			return err
+		}
+		if err := tx.AppendAuditEvent(ctx, s.event(m, userID, "admin.organization_member_removed", map[string]any{"organization_id": orgID})); err != nil {
+			return err
+		}
+		return tx.Publish(ctx, event.OrganizationMemberRemoved{OrganizationID: orgID, UserID: userID, Meta: m})
+	})
 }

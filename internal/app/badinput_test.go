@@ -219,6 +219,7 @@ func runBadInput(t *testing.T, e *badInputEnv) {
 			{"GET", "/v1/admin/users/%s", "admin"},
 			{"DELETE", "/v1/admin/users/%s", "admin"},
 			{"POST", "/v1/admin/users/%s/disable", "admin"},
+			{"POST", "/v1/admin/users/%s/unlock", "admin"},
 			{"GET", "/v1/admin/users/%s/sessions", "admin"},
 			{"DELETE", "/v1/admin/clients/%s", "admin"},
 			{"GET", "/v1/admin/organizations/%s", "admin"},

@@ -844,6 +844,47 @@ func runMFALockout(t *testing.T, env map[string]string) {
 		}
 	})
 
+	// An administrator lifts both locks at once (POST
+	// /v1/admin/users/{id}/unlock): the user signs in with the password
+	// and the code again; the unlock is recorded; a non-admin may not.
+	t.Run("AnAdministratorUnlocks", func(t *testing.T) {
+		const email = "locked-out@example.com"
+		at := e.signUp(t, email)
+		id := userID(t, e, at)
+		secret := enrolTOTP(t, e, at)
+		wrong := wrongTOTP(t, secret)
+		mt := loginMFA(t, e, email)["mfa_token"].(string)
+		for range 3 {
+			verify(mt, wrong)
+		}
+		for range 5 {
+			call(t, "POST", e.url("/v1/auth/login"), map[string]string{"email": email, "password": "not the password at all"})
+		}
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/login"), map[string]string{"email": email, "password": strongPassword}); c != 429 || b["code"] != "account_locked" {
+			t.Fatalf("login after 5 wrong passwords = %d %v, want 429 account_locked", c, b)
+		}
+		if c, _, _ := call(t, "POST", e.url("/v1/admin/users/"+id+"/unlock"), nil, bearer(at)...); c != 403 {
+			t.Errorf("unlock by a non-admin = %d, want 403", c)
+		}
+		if _, code := e.cli(t, "users", "create", "--email", "unlocker@example.com", "--password-stdin", "--admin", "--verified"); code != 0 {
+			t.Fatal("users create --admin failed")
+		}
+		admin := e.login(t, "unlocker@example.com", strongPassword)
+		c, b, _ := call(t, "POST", e.url("/v1/admin/users/"+id+"/unlock"), nil, bearer(admin)...)
+		if c != 200 || fmt.Sprint(b["locks_lifted"]) != "[mfa sign_in]" {
+			t.Fatalf("unlock = %d %v, want both locks lifted", c, b)
+		}
+		mt = loginMFA(t, e, email)["mfa_token"].(string)
+		if c, b, _ := verify(mt, totpAt(t, secret, time.Now())); c != 200 {
+			t.Errorf("sign-in after the unlock = %d %v", c, b)
+		}
+		c, b, _ = call(t, "POST", e.url("/v1/admin/users/"+id+"/unlock"), nil, bearer(admin)...)
+		if c != 200 || fmt.Sprint(b["locks_lifted"]) != "[]" {
+			t.Errorf("unlock of an account not locked = %d %v, want nothing lifted", c, b)
+		}
+		waitAudit(t, e, "admin.user_unlocked", id, 2)
+	})
+
 	// Parallel guesses across several mfa_tokens: each is counted before
 	// its code is checked, so no more than the threshold are ever checked.
 	t.Run("ParallelGuesses", func(t *testing.T) {

@@ -54,7 +54,10 @@ func newServices(d *deps) (services, error) {
 	if s.social, err = newSocialService(d, providers, s.sessions, s.mfa); err != nil {
 		return services{}, err
 	}
-	if s.admin, err = admin.New(admin.Deps{Store: adminStore(d.db.store), Sessions: s.sessions, Now: d.now}); err != nil {
+	if s.admin, err = admin.New(admin.Deps{
+		Store: adminStore(d.db.store, d.bus), Sessions: s.sessions, Now: d.now,
+		Locks: map[string]admin.Lock{event.LockSignIn: s.sessions, event.LockMFA: s.mfa},
+	}); err != nil {
 		return services{}, err
 	}
 	subscribe(d.bus, s)

@@ -36,6 +36,6 @@ func apiStore(st store.Store) apis.Store {
 	return store.Narrow(st, func(tx store.Store) apis.Tx { return tx })
 }
 
-func adminStore(st store.Store) admin.Store {
-	return store.Narrow(st, func(tx store.Store) admin.Tx { return tx })
+func adminStore(st store.Store, bus *event.Bus) admin.Store {
+	return event.Narrow(st, bus, func(tx event.Tx) admin.Tx { return tx })
 }

@@ -236,7 +236,9 @@ func openState(ctx context.Context, cfg *config.Config, log *slog.Logger, now fu
 	return &state{
 		kv:      rediskv.New(client, cfg.Redis.KeyPrefix),
 		limiter: ratelimit.NewRedis(client, cfg.Redis.KeyPrefix),
-		multi:   ratelimit.NewRedisMulti(client, cfg.Redis.KeyPrefix),
+		// Leases of large limits and refusals that cannot change are
+		// answered on the node: most requests cost no round trip.
+		multi:   ratelimit.NewNodeCache(ratelimit.NewRedisMulti(client, cfg.Redis.KeyPrefix), now, ratelimit.NodeCacheTTL),
 		backend: "redis",
 		client:  client,
 	}, nil

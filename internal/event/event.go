@@ -30,34 +30,60 @@ type Handler[E Event] func(ctx context.Context, tx Tx, e E) error
 // Bus dispatches events to their subscribers. Subscribe everything while
 // wiring, before the first Publish; a nil *Bus has no subscribers.
 type Bus struct {
-	handlers map[reflect.Type][]func(ctx context.Context, tx Tx, e Event) error
+	// handlers in the order they were subscribed; a nil t takes every
+	// event (SubscribeAll).
+	handlers []subscription
+}
+
+type subscription struct {
+	t reflect.Type
+	h func(ctx context.Context, tx Tx, e Event) error
 }
 
 // NewBus returns a bus without subscribers.
-func NewBus() *Bus {
-	return &Bus{handlers: map[reflect.Type][]func(context.Context, Tx, Event) error{}}
-}
+func NewBus() *Bus { return &Bus{} }
 
 // Subscribe adds h to the handlers of events of type E.
 func Subscribe[E Event](b *Bus, h Handler[E]) {
-	t := reflect.TypeFor[E]()
-	b.handlers[t] = append(b.handlers[t], func(ctx context.Context, tx Tx, e Event) error {
+	b.handlers = append(b.handlers, subscription{t: reflect.TypeFor[E](), h: func(ctx context.Context, tx Tx, e Event) error {
 		return h(ctx, tx, e.(E))
-	})
+	}})
 }
 
-// Listens reports whether anything subscribed to events of e's type, so
-// that a hot path can skip a transaction nobody would see.
+// SubscribeAll adds h to the handlers of every event, of every type
+// (what records each event whatever it is, such as the webhook outbox).
+// It runs in turn with the handlers of each type, in the order of
+// subscription.
+func SubscribeAll(b *Bus, h func(ctx context.Context, tx Tx, e Event) error) {
+	b.handlers = append(b.handlers, subscription{h: h})
+}
+
+// Listens reports whether anything subscribed to events of e's type (or
+// to every event), so that a hot path can skip a transaction nobody would
+// see.
 func (b *Bus) Listens(e Event) bool {
-	return b != nil && len(b.handlers[reflect.TypeOf(e)]) > 0
+	if b == nil {
+		return false
+	}
+	t := reflect.TypeOf(e)
+	for _, s := range b.handlers {
+		if s.t == nil || s.t == t {
+			return true
+		}
+	}
+	return false
 }
 
 func (b *Bus) dispatch(ctx context.Context, tx Tx, e Event) error {
 	if b == nil {
 		return nil
 	}
-	for _, h := range b.handlers[reflect.TypeOf(e)] {
-		if err := h(ctx, tx, e); err != nil {
+	t := reflect.TypeOf(e)
+	for _, s := range b.handlers {
+		if s.t != nil && s.t != t {
+			continue
+		}
+		if err := s.h(ctx, tx, e); err != nil {
 			return fmt.Errorf("event %s: %w", e.EventName(), err)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/gatehouse/gatehouse/internal/event"
@@ -220,6 +221,90 @@ func TestAfterCommit(t *testing.T) {
 			}
 			if len(ran) != 1 || ran[0] != "kept@example.com" {
 				t.Errorf("after-commit work ran for %v, want the committed change only", ran)
+			}
+		})
+	}
+}
+
+// TestSubscribeAll checks that a handler subscribed to every event sees
+// events of every type, in turn with the handlers of each type in the
+// order of subscription, in the publisher's transaction (its error rolls
+// the change back), and that Listens then answers for every type.
+func TestSubscribeAll(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := t.Context()
+			full := b.open(t)
+			bus := event.NewBus()
+			if bus.Listens(event.UserRegistered{}) || bus.Listens(event.SessionsRevoked{}) {
+				t.Fatal("a bus without subscribers listens")
+			}
+			var order []string
+			event.Subscribe(bus, func(context.Context, event.Tx, event.UserRegistered) error {
+				order = append(order, "typed before")
+				return nil
+			})
+			if bus.Listens(event.SessionsRevoked{}) {
+				t.Fatal("Listens answers for a type nobody subscribed to")
+			}
+			var all []event.Event
+			refuse := false
+			event.SubscribeAll(bus, func(ctx context.Context, tx event.Tx, e event.Event) error {
+				order = append(order, "all")
+				all = append(all, e)
+				if refuse {
+					return errRefused
+				}
+				return tx.AppendAuditEvent(ctx, store.AuditEvent{Action: "test.all." + e.EventName()})
+			})
+			event.Subscribe(bus, func(context.Context, event.Tx, event.UserRegistered) error {
+				order = append(order, "typed after")
+				return nil
+			})
+			for _, e := range []event.Event{event.UserRegistered{}, event.SessionsRevoked{}, event.OrganizationMemberAdded{}} {
+				if !bus.Listens(e) {
+					t.Errorf("Listens(%T) = false with a handler of every event", e)
+				}
+			}
+
+			st := event.Narrow(full, bus, func(tx event.Tx) accountsTx { return tx })
+			u, err := register(ctx, st, "ann@example.com")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := []string{"typed before", "all", "typed after"}; !slices.Equal(order, want) {
+				t.Errorf("handlers ran %v, want %v", order, want)
+			}
+			revoked := event.SessionsRevoked{UserID: u.ID, SessionIDs: []string{"s1"}, Reason: "logout"}
+			if err := bus.PublishInTx(ctx, full, revoked); err != nil {
+				t.Fatal(err)
+			}
+			if len(all) != 2 || all[0].(event.UserRegistered).User.ID != u.ID || all[1].(event.SessionsRevoked).Reason != "logout" {
+				t.Fatalf("the handler of every event saw %+v, want the registration then the revocation", all)
+			}
+			evs, _, err := full.ListAuditEvents(ctx, store.AuditFilter{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]bool{}
+			for _, e := range evs {
+				got[e.Action] = true
+			}
+			if !got["test.all.user.registered"] || !got["test.all.session.revoked"] {
+				t.Errorf("audit %v, want what the handler of every event wrote for both", got)
+			}
+
+			// Its error rolls the change back, and the handlers after it
+			// do not run.
+			refuse, order = true, nil
+			if _, err := register(ctx, st, "bo@example.com"); !errors.Is(err, errRefused) {
+				t.Fatalf("refused change: err = %v, want the handler's error", err)
+			}
+			if want := []string{"typed before", "all"}; !slices.Equal(order, want) {
+				t.Errorf("handlers ran %v, want %v", order, want)
+			}
+			if _, err := full.GetUserByEmail(ctx, "bo@example.com"); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("the refused change was kept: err = %v", err)
 			}
 		})
 	}

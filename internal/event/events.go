@@ -17,6 +17,82 @@ type UserRegistered struct {
 	Meta httpapi.Meta
 }
 
+// How an account was created other than by sign-up (UserCreated.Via).
+const (
+	CreatedByAdmin  = "admin"  // an operator (gatehouse users create)
+	CreatedByImport = "import" // a line of an import (gatehouse users import)
+	CreatedBySocial = "social" // a sign-in with an external identity, which signed up
+)
+
+// UserCreated: an account was created other than by sign-up (Via, one of
+// the CreatedBy… values; Provider is the external identity's provider of
+// a social sign-up).
+type UserCreated struct {
+	User     store.User
+	Via      string
+	Provider string
+	Meta     httpapi.Meta
+}
+
+// UserUpdated: fields of an account's profile changed. Fields names them
+// as GET /v1/me does (name, email, pending_email, …); User is the account
+// after the change.
+type UserUpdated struct {
+	User   store.User
+	Fields []string
+	Meta   httpapi.Meta
+}
+
+// UserDeleted: an administrator deleted an account (whose address was
+// Email).
+type UserDeleted struct {
+	UserID string
+	Email  string
+	Meta   httpapi.Meta
+}
+
+// How an address was proven (EmailVerified.Via).
+const (
+	VerifiedByLink          = "verification_link" // the link sent at sign-up (or resent)
+	VerifiedByEmailChange   = "email_change"      // the link sent to a new address: it is now the account's
+	VerifiedByPasswordReset = "password_reset"    // a reset link reached the mailbox
+	VerifiedByMagicLink     = "magic_link"        // a magic link reached the mailbox
+	VerifiedByProvider      = "provider"          // a provider trusted for linking vouched for it
+)
+
+// EmailVerified: the account's address Email, unverified until then,
+// was proven by its owner (Via, one of the VerifiedBy… values).
+type EmailVerified struct {
+	UserID string
+	Email  string
+	Via    string
+	Meta   httpapi.Meta
+}
+
+// UserStatusChanged: an administrator disabled or enabled an account
+// (Status, from Previous). Only a real change is published.
+type UserStatusChanged struct {
+	UserID   string
+	Status   store.UserStatus
+	Previous store.UserStatus
+	Meta     httpapi.Meta
+}
+
+// Locks on an account's sign-in (UserUnlocked.Locks).
+const (
+	LockSignIn = "sign_in" // wrong passwords (security.account_locked)
+	LockMFA    = "mfa"     // wrong second-factor codes (security.mfa_locked)
+)
+
+// UserUnlocked: an administrator lifted the locks in force on an
+// account's sign-in (Locks, LockSignIn and LockMFA values). A lock that
+// simply expires publishes nothing.
+type UserUnlocked struct {
+	UserID string
+	Locks  []string
+	Meta   httpapi.Meta
+}
+
 // PasswordChanged: a user changed their password, or reset it by email
 // (Reset).
 type PasswordChanged struct {
@@ -31,6 +107,20 @@ type SessionStarted struct {
 	Meta    httpapi.Meta
 }
 
+// SessionsRevoked: sessions of the user ended before their time
+// (SessionIDs, each revoked now, not before), for Reason as the sessions
+// record it: logout, logout_all, revoked_by_admin, account_disabled,
+// account_deleted, password_changed, password_reset, session_limit,
+// revoked_by_client, client_mismatch, superseded,
+// unverified_credentials_cleared. A session ended by a refresh token's
+// reuse is told by RefreshTokenReused instead.
+type SessionsRevoked struct {
+	UserID     string
+	SessionIDs []string
+	Reason     string
+	Meta       httpapi.Meta
+}
+
 // RefreshTokenReused: a rotated refresh token came back after its grace
 // period; its session was revoked.
 type RefreshTokenReused struct {
@@ -40,11 +130,13 @@ type RefreshTokenReused struct {
 
 // AccountLocked: too many wrong passwords (Action
 // "security.account_locked") or second-factor codes
-// ("security.mfa_locked") locked the user's sign-in for Lock.
+// ("security.mfa_locked") locked the user's sign-in for Lock, until
+// Until.
 type AccountLocked struct {
 	UserID string
 	Action string
 	Lock   time.Duration
+	Until  time.Time
 	Meta   httpapi.Meta
 }
 
@@ -56,11 +148,21 @@ type SecondFactorEnrolled struct {
 	DeviceID string
 }
 
-// SecondFactorRemoved: a second factor was removed by its user.
+// SecondFactorRemoved: a confirmed second factor was removed, by its
+// user or when the owner of the address claimed an account set up by
+// someone else.
 type SecondFactorRemoved struct {
 	UserID   string
 	Method   string
 	DeviceID string
+}
+
+// BackupCodesRegenerated: the user replaced their backup codes with Count
+// new ones.
+type BackupCodesRegenerated struct {
+	UserID string
+	Count  int
+	Meta   httpapi.Meta
 }
 
 // SecondFactorVerified: a login waiting for its second factor (or a forced
@@ -77,9 +179,38 @@ type SecondFactorVerified struct {
 
 // IdentityLinked: an external identity was linked to an account.
 type IdentityLinked struct {
-	UserID   string
-	Provider string
-	Meta     httpapi.Meta
+	UserID     string
+	IdentityID string
+	Provider   string
+	Meta       httpapi.Meta
+}
+
+// IdentityUnlinked: an external identity was removed from an account, by
+// its user or when the owner of the address claimed an account set up by
+// someone else.
+type IdentityUnlinked struct {
+	UserID     string
+	IdentityID string
+	Provider   string
+	Meta       httpapi.Meta
+}
+
+// OrganizationMemberAdded: an administrator made a user a member of an
+// organisation (with Role). A change of a member's role publishes
+// nothing.
+type OrganizationMemberAdded struct {
+	OrganizationID string
+	UserID         string
+	Role           string
+	Meta           httpapi.Meta
+}
+
+// OrganizationMemberRemoved: an administrator took a user out of an
+// organisation.
+type OrganizationMemberRemoved struct {
+	OrganizationID string
+	UserID         string
+	Meta           httpapi.Meta
 }
 
 // SMSDeliveryFailed: the SMS worker gave up on a text message. Published
@@ -93,10 +224,31 @@ type SMSDeliveryFailed struct {
 func (UserRegistered) EventName() string { return "user.registered" }
 
 // EventName implements Event.
+func (UserCreated) EventName() string { return "user.created" }
+
+// EventName implements Event.
+func (UserUpdated) EventName() string { return "user.updated" }
+
+// EventName implements Event.
+func (UserDeleted) EventName() string { return "user.deleted" }
+
+// EventName implements Event.
+func (EmailVerified) EventName() string { return "user.email_verified" }
+
+// EventName implements Event.
+func (UserStatusChanged) EventName() string { return "user.status_changed" }
+
+// EventName implements Event.
+func (UserUnlocked) EventName() string { return "user.unlocked" }
+
+// EventName implements Event.
 func (PasswordChanged) EventName() string { return "user.password_changed" }
 
 // EventName implements Event.
 func (SessionStarted) EventName() string { return "session.started" }
+
+// EventName implements Event.
+func (SessionsRevoked) EventName() string { return "session.revoked" }
 
 // EventName implements Event.
 func (RefreshTokenReused) EventName() string { return "session.refresh_token_reused" }
@@ -111,10 +263,22 @@ func (SecondFactorEnrolled) EventName() string { return "mfa.enrolled" }
 func (SecondFactorRemoved) EventName() string { return "mfa.removed" }
 
 // EventName implements Event.
+func (BackupCodesRegenerated) EventName() string { return "mfa.backup_codes_regenerated" }
+
+// EventName implements Event.
 func (SecondFactorVerified) EventName() string { return "mfa.verified" }
 
 // EventName implements Event.
 func (IdentityLinked) EventName() string { return "identity.linked" }
+
+// EventName implements Event.
+func (IdentityUnlinked) EventName() string { return "identity.unlinked" }
+
+// EventName implements Event.
+func (OrganizationMemberAdded) EventName() string { return "organization.member_added" }
+
+// EventName implements Event.
+func (OrganizationMemberRemoved) EventName() string { return "organization.member_removed" }
 
 // EventName implements Event.
 func (SMSDeliveryFailed) EventName() string { return "sms.delivery_failed" }

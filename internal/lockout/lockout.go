@@ -221,3 +221,19 @@ func (c Counter) Succeeded(ctx context.Context, subject string) error {
 	_, err := c.KV.Delete(ctx, c.failKey(subject), c.locksKey(subject))
 	return err
 }
+
+// Clear lifts the subject's lock, if any, and forgets its failures and
+// past locks (an administrator's unlock): its next lock is a first one
+// again. It reports whether the subject was locked. Attempts in flight
+// then end on a fresh count, which Failed, Succeeded and Release handle
+// as they do after a reset by Succeeded.
+func (c Counter) Clear(ctx context.Context, subject string) (wasLocked bool, err error) {
+	n, err := c.KV.Delete(ctx, c.lockKey(subject))
+	if err != nil {
+		return false, err
+	}
+	if _, err := c.KV.Delete(ctx, c.failKey(subject), c.locksKey(subject)); err != nil {
+		return false, err
+	}
+	return n > 0, nil
+}

@@ -310,3 +310,47 @@ func TestLockedAttemptsAreNotCounted(t *testing.T) {
 		t.Fatalf("third failure after the lock = %v, want the doubled lock", d)
 	}
 }
+
+// TestClearLiftsTheLockAndForgetsThePast checks an administrator's
+// unlock: the lock goes at once, and so do the failures and past locks,
+// so the next lock is the base one; a subject that was not locked is
+// reported so, and its failures are forgotten too.
+func TestClearLiftsTheLockAndForgetsThePast(t *testing.T) {
+	clk := clocktest.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	kv := memory.New(clk.Now)
+	defer kv.Close()
+	l := Counter{KV: kv, Prefix: "test", Config: Config{Threshold: 2, BaseLock: time.Minute, MaxLock: time.Hour, FailureWindow: 24 * time.Hour}}
+	ctx := context.Background()
+	for round := range 2 { // two locks: the next would be 4 min
+		fail(t, l, "u1")
+		if d := fail(t, l, "u1"); d <= 0 {
+			t.Fatalf("round %d: no lock", round)
+		}
+		clk.Advance(time.Hour)
+	}
+	fail(t, l, "u1")
+	if d := fail(t, l, "u1"); d != 4*time.Minute {
+		t.Fatalf("third lock = %v, want 4m", d)
+	}
+	locked, err := l.Clear(ctx, "u1")
+	if err != nil || !locked {
+		t.Fatalf("Clear of a locked subject = %v, %v; want true", locked, err)
+	}
+	if d, _ := l.Locked(ctx, "u1"); d != 0 {
+		t.Fatalf("still locked after Clear (%v left)", d)
+	}
+	fail(t, l, "u1")
+	if d := fail(t, l, "u1"); d != time.Minute {
+		t.Errorf("lock after Clear = %v, want the base lock again", d)
+	}
+	clk.Advance(time.Hour)
+
+	// Not locked: reported so, and its failure is forgotten.
+	fail(t, l, "u1")
+	if locked, err := l.Clear(ctx, "u1"); err != nil || locked {
+		t.Fatalf("Clear of a subject not locked = %v, %v; want false", locked, err)
+	}
+	if d := fail(t, l, "u1"); d != 0 {
+		t.Errorf("a failure after Clear locked (%v): the failure before it was not forgotten", d)
+	}
+}

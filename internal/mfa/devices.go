@@ -300,7 +300,8 @@ func (s *Service) RemoveDevice(ctx context.Context, p auth.Principal, id string)
 }
 
 // RegenerateBackupCodes voids the old set and returns new codes, shown once
-// (recent authentication needed).
+// (recent authentication needed). The new set, its record, its notice and
+// its event (event.BackupCodesRegenerated) commit together or not at all.
 func (s *Service) RegenerateBackupCodes(ctx context.Context, p auth.Principal) ([]string, error) {
 	if err := s.requireRecent(p); err != nil {
 		return nil, err
@@ -317,10 +318,18 @@ func (s *Service) RegenerateBackupCodes(ctx context.Context, p auth.Principal) (
 	for i, c := range codes {
 		hashes[i] = s.Codes.Hash("backup-code", otp.NormalizeBackupCode(c))
 	}
-	if err := s.Store.ReplaceBackupCodes(ctx, u.ID, hashes, s.now()); err != nil {
+	err = s.Store.InTx(ctx, func(tx Tx) error {
+		if err := tx.ReplaceBackupCodes(ctx, u.ID, hashes, s.now()); err != nil {
+			return err
+		}
+		if err := s.record(ctx, tx, u, "New backup codes were generated; the old ones no longer work", "mfa.backup_codes_generated", map[string]any{"count": len(codes)}); err != nil {
+			return err
+		}
+		return tx.Publish(ctx, event.BackupCodesRegenerated{UserID: u.ID, Count: len(codes)})
+	})
+	if err != nil {
 		return nil, err
 	}
-	s.notice(ctx, u, "New backup codes were generated; the old ones no longer work", "mfa.backup_codes_generated", map[string]any{"count": len(codes)}, nil)
 	return codes, nil
 }
 

@@ -106,3 +106,10 @@ func (s *Service) onLocked(ctx context.Context, u store.User, d time.Duration, m
 		s.Log.ErrorContext(ctx, "could not record the second-factor lock", "user_id", u.ID, "error", err.Error())
 	}
 }
+
+// Unlock lifts the lock of u's second-factor verification, if any, and
+// forgets its failures (an administrator's unlock); it reports whether it
+// was locked.
+func (s *Service) Unlock(ctx context.Context, u store.User) (bool, error) {
+	return s.lockout().Clear(ctx, u.ID)
+}

@@ -215,16 +215,8 @@ func (s *Service) throttle(ctx context.Context, key string, l ratelimit.Limit) e
 // notice records an account event and emails the user about an MFA
 // change (what), and publishes e (when not nil) with them.
 func (s *Service) notice(ctx context.Context, u store.User, what, action string, data map[string]any, e event.Event) {
-	now := s.now()
 	err := s.Store.InTx(ctx, func(tx Tx) error {
-		if err := tx.AppendAuditEvent(ctx, store.AuditEvent{OccurredAt: now, ActorID: u.ID, SubjectID: u.ID, Action: action, Data: data}); err != nil {
-			return err
-		}
-		args, err := mail.NewSendArgs(s.Keys, mail.MFANotice, u.Email, mail.Data{RecipientName: u.Name, Event: what, Time: now}, "")
-		if err != nil {
-			return err
-		}
-		if _, err = s.Jobs.InsertTx(ctx, tx.DriverTx(), args, nil); err != nil {
+		if err := s.record(ctx, tx, u, what, action, data); err != nil {
 			return err
 		}
 		if e == nil {
@@ -235,4 +227,19 @@ func (s *Service) notice(ctx context.Context, u store.User, what, action string,
 	if err != nil {
 		s.Log.ErrorContext(ctx, "could not record an MFA change", "action", action, "error", err.Error())
 	}
+}
+
+// record appends the account event of an MFA change and enqueues the
+// email that tells the user (what), in tx.
+func (s *Service) record(ctx context.Context, tx Tx, u store.User, what, action string, data map[string]any) error {
+	now := s.now()
+	if err := tx.AppendAuditEvent(ctx, store.AuditEvent{OccurredAt: now, ActorID: u.ID, SubjectID: u.ID, Action: action, Data: data}); err != nil {
+		return err
+	}
+	args, err := mail.NewSendArgs(s.Keys, mail.MFANotice, u.Email, mail.Data{RecipientName: u.Name, Event: what, Time: now}, "")
+	if err != nil {
+		return err
+	}
+	_, err = s.Jobs.InsertTx(ctx, tx.DriverTx(), args, nil)
+	return err
 }

@@ -11,6 +11,12 @@ type Check struct {
 	Key     string   // e.g. "login-ip:192.0.2.1" (the store adds its prefix)
 	Limit   Limit    // GCRA: Rate per Period, Burst
 	Penalty *Penalty // nil: none
+	// Want is how many events to count when the check allows, at least 1
+	// (0 means 1): up to Want of the events available are counted, at
+	// least one, and CheckResult.Granted says how many. A node leases
+	// events in advance with it (NewNodeCache). A check is allowed as soon
+	// as one event is available.
+	Want int
 }
 
 // Penalty blocks a key that keeps going after a refusal: the first
@@ -38,6 +44,11 @@ type CheckResult struct {
 	ResetAfter time.Duration // until the key is back to a full burst
 	Penalised  bool          // refused because of a penalty block
 	Level      int           // the penalty level after this request
+	Granted    int           // events counted: 1..Want when allowed, 0 when refused
+	// BlockedFor is how long the key stays blocked by its penalty (0 when
+	// not blocked): until then every request is refused whatever GCRA says,
+	// and refusing it changes nothing but the penalty's decay.
+	BlockedFor time.Duration
 }
 
 // MultiLimiter applies several checks to one request.
@@ -68,6 +79,7 @@ type MultiLimiter interface {
 // Redis's clock, so that the Lua script works on integers that a double
 // holds exactly and the in-process twin gives the same answers.
 type rule struct {
+	want        int           // events to count when allowed, at least 1
 	emission    time.Duration // Period/Rate, truncated to the microsecond
 	burstOffset time.Duration // emission·Burst
 	penalty     bool
@@ -99,7 +111,10 @@ func (c Check) rule() (rule, error) {
 	if e == 0 {
 		return rule{}, fmt.Errorf("%w: %v: more than one event per microsecond", ErrInvalidLimit, c.Limit)
 	}
-	r := rule{emission: e, burstOffset: e * time.Duration(c.Limit.Burst)}
+	if c.Want < 0 {
+		return rule{}, fmt.Errorf("%w: Want %d is negative", ErrInvalidLimit, c.Want)
+	}
+	r := rule{want: max(1, c.Want), emission: e, burstOffset: e * time.Duration(c.Limit.Burst)}
 	if p := c.Penalty; p != nil {
 		base, maxBlock, decay := p.Base.Truncate(time.Microsecond), p.Max.Truncate(time.Microsecond), p.Decay.Truncate(time.Microsecond)
 		if base <= 0 || maxBlock < base || decay <= 0 || maxBlock > maxSpan || decay > maxSpan {

@@ -110,10 +110,17 @@ func (m *memoryMulti) CheckAll(ctx context.Context, checks []Check) ([]CheckResu
 				p.refusedUntil = later(p.refusedUntil, now.Add(retry))
 				dirty[c.Key] = r.decay
 			}
+			if now.Before(p.blockedUntil) {
+				res.BlockedFor = p.blockedUntil.Sub(now)
+			}
 			res.Level = p.level
 		}
 
 		if allowed {
+			// Up to want events, as many as are available (diff >= 0: one is).
+			res.Granted = min(r.want, int(diff/r.emission)+1)
+			newTAT = tat.Add(time.Duration(res.Granted) * r.emission)
+			diff = now.Sub(newTAT.Add(-r.burstOffset))
 			tats[c.Key] = newTAT
 			res.Allowed = true
 			res.Remaining = int(diff / r.emission)
@@ -142,6 +149,7 @@ func (m *memoryMulti) CheckAll(ctx context.Context, checks []Check) ([]CheckResu
 			tat := later(m.storedTAT(c.Key, now), now)
 			res.Remaining = int((now.Sub(tat) + r.burstOffset) / r.emission)
 			res.ResetAfter = tat.Sub(now)
+			res.Granted = 0
 		}
 	}
 	for key, decay := range dirty {

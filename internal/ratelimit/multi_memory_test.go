@@ -34,12 +34,12 @@ func TestMemoryMultiExactPenalty(t *testing.T) {
 			t.Fatalf("level %d: second request %+v, want %+v", level, r, want)
 		}
 		c.Advance(9*time.Second - 1) // 1ns before RetryAfter: keeps going
-		want = CheckResult{RetryAfter: block, ResetAfter: 1, Penalised: true, Level: level}
+		want = CheckResult{RetryAfter: block, ResetAfter: 1, Penalised: true, Level: level, BlockedFor: block}
 		if r := check(t, l, ck); r != want {
 			t.Fatalf("level %d: third request %+v, want %+v", level, r, want)
 		}
 		c.Advance(block - 1)
-		want = CheckResult{RetryAfter: 1, Penalised: true, Level: level}
+		want = CheckResult{RetryAfter: 1, Penalised: true, Level: level, BlockedFor: 1}
 		if r := check(t, l, ck); r != want {
 			t.Fatalf("level %d: 1ns before the block ends %+v, want %+v", level, r, want)
 		}
@@ -125,7 +125,7 @@ func TestMemoryMultiDecayDuringBlock(t *testing.T) {
 		t.Fatalf("during the block, after Decay: %+v, want penalised at level 0, RetryAfter 58m", r)
 	}
 	c.Advance(10 * time.Minute) // the block is over; the GCRA still refuses
-	want := CheckResult{RetryAfter: 48 * time.Minute, ResetAfter: 48 * time.Minute, Penalised: true, Level: 1}
+	want := CheckResult{RetryAfter: 48 * time.Minute, ResetAfter: 48 * time.Minute, Penalised: true, Level: 1, BlockedFor: 10 * time.Minute}
 	if r := check(t, l, ck); r != want {
 		t.Fatalf("after the block: %+v, want %+v (escalated from 0, not from 1)", r, want)
 	}

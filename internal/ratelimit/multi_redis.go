@@ -18,11 +18,12 @@ import (
 //
 // For check i (from 1), KEYS[2i-1] holds its TAT (microseconds since the
 // Unix epoch) and KEYS[2i] its penalty state ("level blocked_until
-// refused_until last_refusal", microseconds); ARGV[5i-4 .. 5i] are its
-// emission interval, burst, and penalty base, max and decay (base 0: no
-// penalty), durations in microseconds. The reply has six integers per
-// check: allowed (0 or 1), remaining, retry_after (µs, -1 when allowed),
-// reset_after (µs), penalised (0 or 1), level.
+// refused_until last_refusal", microseconds); ARGV[6i-5 .. 6i] are its
+// emission interval, burst, penalty base, max and decay (base 0: no
+// penalty), durations in microseconds, and the events it wants counted.
+// The reply has eight integers per check: allowed (0 or 1), remaining,
+// retry_after (µs, -1 when allowed), reset_after (µs), penalised (0 or 1),
+// level, granted, blocked_for (µs).
 //
 // It mirrors memoryMulti.CheckAll step for step.
 var checkAllScript = redis.NewScript(`
@@ -50,12 +51,13 @@ local refused = false
 
 for i = 1, n do
   local tk, pk = KEYS[2 * i - 1], KEYS[2 * i]
-  local a = 5 * (i - 1)
+  local a = 6 * (i - 1)
   local e = tonumber(ARGV[a + 1])
   local burst_offset = e * tonumber(ARGV[a + 2])
   local base = tonumber(ARGV[a + 3])
   local cap = tonumber(ARGV[a + 4])
   local decay = tonumber(ARGV[a + 5])
+  local want = tonumber(ARGV[a + 6])
 
   if stored[tk] == nil then
     stored[tk] = tonumber(redis.call('GET', tk)) or now
@@ -67,7 +69,7 @@ for i = 1, n do
   local retry = 0
   if not allowed then retry = -diff end
 
-  local penalised, level = 0, 0
+  local penalised, level, blocked_for = 0, 0, 0
   if base > 0 then
     local p = pens[pk]
     if p == nil then
@@ -103,15 +105,20 @@ for i = 1, n do
       p.refused = math.max(p.refused, now + retry)
       dirty[pk] = decay
     end
+    if now < p.blocked then blocked_for = p.blocked - now end
     level = p.level
   end
 
   if allowed then
+    -- Up to want events, as many as are available (diff >= 0: one is).
+    local granted = math.min(want, floordiv(diff, e) + 1)
+    new_tat = tat + granted * e
+    diff = now - (new_tat - burst_offset)
     tats[tk] = new_tat
-    out[i] = {1, floordiv(diff, e), -1, new_tat - now, 0, level, e, burst_offset}
+    out[i] = {1, floordiv(diff, e), -1, new_tat - now, 0, level, granted, 0, e, burst_offset}
   else
     refused = true
-    out[i] = {0, 0, retry, tat - now, penalised, level, e, burst_offset}
+    out[i] = {0, 0, retry, tat - now, penalised, level, 0, blocked_for, e, burst_offset}
   end
 end
 
@@ -122,8 +129,9 @@ if refused then
     local o = out[i]
     if o[1] == 1 then
       local tat = math.max(stored[KEYS[2 * i - 1]], now)
-      o[2] = floordiv(now - tat + o[8], o[7])
+      o[2] = floordiv(now - tat + o[10], o[9])
       o[4] = tat - now
+      o[7] = 0
     end
   end
   for pk, decay in pairs(dirty) do
@@ -140,7 +148,7 @@ end
 
 local reply = {}
 for i = 1, n do
-  for j = 1, 6 do reply[#reply + 1] = out[i][j] end
+  for j = 1, 8 do reply[#reply + 1] = out[i][j] end
 end
 return reply
 `)
@@ -180,22 +188,22 @@ func (r *redisMulti) CheckAll(ctx context.Context, checks []Check) ([]CheckResul
 		return nil, err
 	}
 	keys := make([]string, 0, 2*len(checks))
-	args := make([]any, 0, 5*len(checks))
+	args := make([]any, 0, 6*len(checks))
 	for i, c := range checks {
 		ru := rules[i]
 		keys = append(keys, r.tatKey(c.Key), r.penaltyKey(c.Key))
-		args = append(args, micros(ru.emission), c.Limit.Burst, micros(ru.base), micros(ru.max), micros(ru.decay))
+		args = append(args, micros(ru.emission), c.Limit.Burst, micros(ru.base), micros(ru.max), micros(ru.decay), ru.want)
 	}
 	reply, err := checkAllScript.Run(ctx, r.client, keys, args...).Int64Slice()
 	if err != nil {
 		return nil, fmt.Errorf("ratelimit: %w", rediskv.MapUnavailable(err))
 	}
-	if len(reply) != 6*len(checks) {
+	if len(reply) != 8*len(checks) {
 		return nil, fmt.Errorf("ratelimit: script replied %d values for %d checks", len(reply), len(checks))
 	}
 	results := make([]CheckResult, len(checks))
 	for i := range results {
-		v := reply[6*i : 6*i+6]
+		v := reply[8*i : 8*i+8]
 		retry := time.Duration(-1)
 		if v[2] >= 0 {
 			retry = time.Duration(v[2]) * time.Microsecond
@@ -207,6 +215,8 @@ func (r *redisMulti) CheckAll(ctx context.Context, checks []Check) ([]CheckResul
 			ResetAfter: time.Duration(v[3]) * time.Microsecond,
 			Penalised:  v[4] == 1,
 			Level:      int(v[5]),
+			Granted:    int(v[6]),
+			BlockedFor: time.Duration(v[7]) * time.Microsecond,
 		}
 	}
 	return results, nil

@@ -34,7 +34,10 @@ var (
 // counting and progressive penalties. On Redis, time keeps running between
 // calls, so durations are checked within a range whose upper end is the
 // exact value.
-func runMultiSuite(t *testing.T, newMulti newMultiFunc) {
+//
+// skip names cases a limiter does not run (NewNodeCache: those that check
+// exact figures it only approximates).
+func runMultiSuite(t *testing.T, newMulti newMultiFunc, skip ...string) {
 	tests := []struct {
 		name string
 		fn   func(*testing.T, MultiLimiter, func(time.Duration))
@@ -49,8 +52,13 @@ func runMultiSuite(t *testing.T, newMulti newMultiFunc) {
 		{"Concurrent", testMultiConcurrent},
 		{"Empty", testMultiEmpty},
 		{"Invalid", testMultiInvalid},
+		{"Want", testMultiWant},
+		{"BlockedFor", testMultiBlockedFor},
 	}
 	for _, tt := range tests {
+		if slices.Contains(skip, tt.name) {
+			continue
+		}
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			l, advance := newMulti(t)
@@ -306,6 +314,7 @@ func testMultiInvalid(t *testing.T, l MultiLimiter, _ func(time.Duration)) {
 		{Limit: perMinute, Penalty: &Penalty{Base: time.Second, Max: time.Second, Decay: 0}},
 		{Limit: perMinute, Penalty: &Penalty{Base: time.Second, Max: 1 << 62, Decay: time.Second}},
 		{Limit: perMinute, Penalty: &Penalty{Base: time.Second, Max: time.Second, Decay: 1 << 62}},
+		{Limit: perMinute, Want: -1},
 	} {
 		bad.Key = "bad"
 		if rs, err := l.CheckAll(t.Context(), []Check{valid, bad}); !errors.Is(err, ErrInvalidLimit) {
@@ -314,4 +323,50 @@ func testMultiInvalid(t *testing.T, l MultiLimiter, _ func(time.Duration)) {
 	}
 	// None of the failed calls counted the valid check.
 	wantPass(t, check(t, l, valid), 4, 0, 6*time.Second)
+}
+
+// testMultiWant counts up to Want events when the check allows: all of
+// them while they are available, then what is left, then a refusal.
+func testMultiWant(t *testing.T, l MultiLimiter, _ func(time.Duration)) {
+	c := Check{Key: "k", Limit: Limit{Rate: 10, Burst: 10, Period: time.Minute}, Want: 4} // a token every 6s
+	for i, granted := range []int{4, 4, 2} {
+		r := check(t, l, c)
+		left := 10 - 4*i - granted
+		if !r.Allowed || r.Granted != granted || r.Remaining != left {
+			t.Fatalf("call %d: %+v, want allowed, %d granted, %d left", i, r, granted, left)
+		}
+		within(t, "ResetAfter", r.ResetAfter, time.Duration(10-left)*6*time.Second-slack, time.Duration(10-left)*6*time.Second)
+	}
+	r := check(t, l, c)
+	wantRefused(t, r, false, 0, 6*time.Second, slack)
+	if r.Granted != 0 {
+		t.Fatalf("refused: Granted %d, want 0", r.Granted)
+	}
+	// Without Want, one event.
+	if r := check(t, l, Check{Key: "one", Limit: c.Limit}); r.Granted != 1 || r.Remaining != 9 {
+		t.Fatalf("Want 0: %+v, want 1 granted, 9 left", r)
+	}
+	// A call another check refuses grants nothing.
+	rs := checkAll(t, l, Check{Key: "two", Limit: c.Limit, Want: 5}, c)
+	if rs[0].Granted != 0 || !rs[0].Allowed || rs[0].Remaining != 10 {
+		t.Fatalf("beside a refusal: %+v, want allowed with nothing granted and a full burst", rs[0])
+	}
+}
+
+// testMultiBlockedFor reports how long a penalty blocks a key: 0 for a
+// plain refusal, the rest of the block while it lasts.
+func testMultiBlockedFor(t *testing.T, l MultiLimiter, advance func(time.Duration)) {
+	c := Check{Key: "k", Limit: Limit{Rate: 10, Burst: 1, Period: time.Minute}, Penalty: &Penalty{Base: time.Minute, Max: time.Hour, Decay: time.Hour}}
+	check(t, l, c)
+	if r := check(t, l, c); r.BlockedFor != 0 {
+		t.Fatalf("plain refusal: BlockedFor %v, want 0", r.BlockedFor)
+	}
+	r := check(t, l, c)
+	within(t, "BlockedFor", r.BlockedFor, time.Minute-slack, time.Minute)
+	advance(100 * time.Millisecond)
+	r = check(t, l, c)
+	within(t, "BlockedFor", r.BlockedFor, time.Minute-100*time.Millisecond-slack, time.Minute-100*time.Millisecond)
+	if r.RetryAfter < r.BlockedFor {
+		t.Fatalf("RetryAfter %v shorter than BlockedFor %v", r.RetryAfter, r.BlockedFor)
+	}
 }

@@ -3,9 +3,13 @@ package session
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/kv/memory"
@@ -157,5 +161,158 @@ func TestLockPublishesAccountLocked(t *testing.T) {
 	lock("lou@example.com")
 	if n := auditActions(t, s, lou.ID)["security.account_locked"]; n != 0 {
 		t.Errorf("%d lock records for lou, want none (the subscriber refused)", n)
+	}
+}
+
+// signedIn authenticates every request as one user's session.
+type signedIn auth.Principal
+
+func (p signedIn) Authenticate(*http.Request) (auth.Principal, error) { return auth.Principal(p), nil }
+
+// TestRevocationsPublishSessionsRevoked checks that every way sessions end
+// before their time publishes event.SessionsRevoked in the revocation's
+// transaction, naming the sessions it ended and why: logout, the removal
+// of one session, logout everywhere (through its endpoint, with the
+// request), an end requested by another domain, the session limit, and a
+// refresh token presented by another client. A session that had ended
+// already is not told again, and a subscriber's error leaves the session
+// live.
+func TestRevocationsPublishSessionsRevoked(t *testing.T) {
+	bus := event.NewBus()
+	revoked := record[event.SessionsRevoked](bus)
+	s, _ := newTestServiceOn(t, memory.New(time.Now), DefaultLockout(), bus, "sue@example.com")
+	ctx := context.Background()
+	m := httpapi.Meta{IP: "192.0.2.5", UserAgent: "test-agent"}
+	login := func(s *Service) Result {
+		t.Helper()
+		res, err := s.Login(ctx, "sue@example.com", goodPassword, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	last := func(ids []string, reason string) event.SessionsRevoked {
+		t.Helper()
+		if len(revoked.seen) == 0 {
+			t.Fatalf("no SessionsRevoked event, want %v (%s)", ids, reason)
+		}
+		e := revoked.seen[len(revoked.seen)-1]
+		slices.Sort(ids)
+		got := slices.Sorted(slices.Values(e.SessionIDs))
+		if !slices.Equal(got, ids) || e.Reason != reason || e.UserID == "" {
+			t.Fatalf("SessionsRevoked %+v, want %v for %s", e, ids, reason)
+		}
+		return e
+	}
+
+	one := login(s)
+	if err := s.Logout(ctx, one.User.ID, one.Session.ID, m); err != nil {
+		t.Fatal(err)
+	}
+	if e := last([]string{one.Session.ID}, "logout"); e.Meta.IP != "192.0.2.5" || e.Meta.UserAgent != "test-agent" {
+		t.Errorf("logout's event carries %+v, want the request", e.Meta)
+	}
+	// Ended already: nothing new.
+	if _, err := s.Revoke(ctx, one.Session.ID, "revoked_by_client"); err != nil {
+		t.Fatal(err)
+	}
+	if len(revoked.seen) != 1 {
+		t.Fatalf("revoking an ended session published %+v", revoked.seen[1:])
+	}
+
+	// Logout everywhere, through its endpoint.
+	a, b := login(s), login(s)
+	h := &Handlers{Service: s, Auth: signedIn{UserID: a.User.ID, SessionID: a.Session.ID}}
+	rt := httpapi.NewRouter(httpapi.ErrorWriter{Log: s.Log})
+	h.Routes(rt)
+	req := httptest.NewRequest("POST", "/v1/auth/logout-all", nil)
+	req.Header.Set("User-Agent", "logout-agent")
+	rec := httptest.NewRecorder()
+	rt.ServeHTTP(rec, req)
+	if rec.Code != http.StatusNoContent {
+		t.Fatalf("logout-all = %d %s", rec.Code, rec.Body)
+	}
+	if e := last([]string{a.Session.ID, b.Session.ID}, "logout_all"); e.Meta.UserAgent != "logout-agent" || e.Meta.ActorID != a.User.ID {
+		t.Errorf("logout-all's event carries %+v, want the request and its user", e.Meta)
+	}
+	// Nothing left to end: nothing published.
+	n := len(revoked.seen)
+	if err := s.RevokeUserSessions(ctx, a.User.ID, "", "revoked_by_admin"); err != nil {
+		t.Fatal(err)
+	}
+	if len(revoked.seen) != n {
+		t.Errorf("ending no session published %+v", revoked.seen[n:])
+	}
+
+	// Another domain's change (see TestEndUserSessionsInTx).
+	c := login(s)
+	err := s.Store.InTx(ctx, func(tx Tx) error {
+		_, err := s.EndUserSessionsInTx(ctx, tx.(EndingTx), c.User.ID, "unverified_credentials_cleared")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last([]string{c.Session.ID}, "unverified_credentials_cleared")
+
+	// The session limit ends the oldest.
+	d := s.Deps
+	d.Config.MaxSessions = 2
+	capped, err := New(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldest := login(capped)
+	login(capped)
+	login(capped)
+	last([]string{oldest.Session.ID}, "session_limit")
+
+	// A refresh token presented by another client ends its session.
+	e := login(s)
+	if _, err := s.Refresh(ctx, RefreshRequest{Token: e.RefreshToken, Client: "someone-else", Meta: m}); !errors.Is(err, ErrClientMismatch) {
+		t.Fatalf("refresh by another client: err = %v, want ErrClientMismatch", err)
+	}
+	last([]string{e.Session.ID}, "client_mismatch")
+
+	// A subscriber's error leaves the session live.
+	f := login(s)
+	revoked.refuse = true
+	if err := s.Logout(ctx, f.User.ID, f.Session.ID, m); !errors.Is(err, errRefused) {
+		t.Fatalf("logout with a refusing subscriber: err = %v, want it", err)
+	}
+	sess, err := s.Store.GetSession(ctx, f.Session.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sess.RevokedAt.IsZero() {
+		t.Error("the session ended although the subscriber refused")
+	}
+}
+
+// TestUnlockLiftsTheSignInLock checks Unlock: a locked address can sign in
+// at once, and an address not locked is reported so.
+func TestUnlockLiftsTheSignInLock(t *testing.T) {
+	lk := DefaultLockout()
+	lk.Threshold = 2
+	s, _ := newTestService(t, memory.New(time.Now), lk, "lin@example.com")
+	ctx := context.Background()
+	u, err := s.Store.GetUserByEmail(ctx, "lin@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if locked, err := s.Unlock(ctx, u); err != nil || locked {
+		t.Fatalf("Unlock of an address not locked = %v, %v", locked, err)
+	}
+	for range 2 {
+		s.Login(ctx, "lin@example.com", "wrong password", httpapi.Meta{})
+	}
+	if _, err := s.Login(ctx, "lin@example.com", goodPassword, httpapi.Meta{}); problemCode(err) != "account_locked" {
+		t.Fatalf("login while locked: err = %v, want account_locked", err)
+	}
+	if locked, err := s.Unlock(ctx, u); err != nil || !locked {
+		t.Fatalf("Unlock of a locked address = %v, %v", locked, err)
+	}
+	if _, err := s.Login(ctx, "lin@example.com", goodPassword, httpapi.Meta{}); err != nil {
+		t.Errorf("login after Unlock: %v", err)
 	}
 }

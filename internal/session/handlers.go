@@ -165,10 +165,12 @@ func (h *Handlers) logout(w http.ResponseWriter, r *http.Request) error {
 
 func (h *Handlers) logoutAll(w http.ResponseWriter, r *http.Request) error {
 	p, _ := auth.FromContext(r.Context())
-	if err := h.Service.RevokeUserSessions(r.Context(), p.UserID, "", "logout_all"); err != nil {
+	m := httpapi.MetaOf(r, "")
+	m.ActorID = p.UserID
+	if err := h.Service.revokeUserSessions(r.Context(), p.UserID, "", "logout_all", m); err != nil {
 		return err
 	}
-	h.Service.securityEvent(r.Context(), p.UserID, p.UserID, "user.logged_out_everywhere", httpapi.MetaOf(r, ""), nil)
+	h.Service.securityEvent(r.Context(), p.UserID, p.UserID, "user.logged_out_everywhere", m, nil)
 	if h.Cookie {
 		SetRefreshCookie(w, "", time.Time{})
 	}

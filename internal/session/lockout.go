@@ -8,6 +8,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/kv"
 	"github.com/gatehouse/gatehouse/internal/lockout"
+	"github.com/gatehouse/gatehouse/internal/store"
 )
 
 // LockoutConfig tunes brute-force protection.
@@ -110,4 +111,11 @@ func (l *guard) ipRefund(ctx context.Context, ip string) error {
 		return nil
 	}
 	return err
+}
+
+// Unlock lifts the sign-in lock of u's address, if any, and forgets its
+// failures (an administrator's unlock); it reports whether it was locked.
+// The per-IP count is left alone: it belongs to the client, not to u.
+func (s *Service) Unlock(ctx context.Context, u store.User) (bool, error) {
+	return s.guard().Clear(ctx, s.lockSubject(u.EmailNormalized))
 }

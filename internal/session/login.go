@@ -241,7 +241,7 @@ func RecordLock(ctx context.Context, tx AuditTx, jobs JobInserter, keys *secret.
 	if _, err = jobs.InsertTx(ctx, tx.DriverTx(), args, nil); err != nil {
 		return err
 	}
-	return tx.Publish(ctx, event.AccountLocked{UserID: u.ID, Action: action, Lock: d, Meta: m})
+	return tx.Publish(ctx, event.AccountLocked{UserID: u.ID, Action: action, Lock: d, Until: now.Add(d), Meta: m})
 }
 
 // Fingerprint binds a session to a device: a hash of the client's device_id
@@ -336,6 +336,9 @@ func (s *Service) start(ctx context.Context, u store.User, newHash, checkedHash 
 						return err
 					}
 					ended = append(ended, old.ID)
+				}
+				if err := tx.Publish(ctx, event.SessionsRevoked{UserID: u.ID, SessionIDs: ended, Reason: "session_limit", Meta: m}); err != nil {
+					return err
 				}
 			}
 			if sess, u, err = tx.StartSession(ctx, in); err != nil {

@@ -146,6 +146,7 @@ func (s *Service) Refresh(ctx context.Context, req RefreshRequest) (Refreshed, e
 		if err := s.RevokeSessionTokens(ctx, res.Session.ID); err != nil {
 			return Refreshed{}, err
 		}
+		s.publishMismatch(ctx, res.Session, m)
 		return Refreshed{}, ErrClientMismatch
 	case store.ScopeNotGranted:
 		return Refreshed{}, ErrScopeNotGranted
@@ -205,5 +206,18 @@ func (s *Service) onReuse(ctx context.Context, sess store.Session, m httpapi.Met
 	})
 	if err != nil {
 		s.Log.ErrorContext(ctx, "could not record refresh token reuse", "session_id", sess.ID, "error", err.Error())
+	}
+}
+
+// publishMismatch publishes the end of a session whose refresh token
+// another client presented, in a transaction of its own: the rotation
+// ended it already. A failure is logged.
+func (s *Service) publishMismatch(ctx context.Context, sess store.Session, m httpapi.Meta) {
+	e := event.SessionsRevoked{UserID: sess.UserID, SessionIDs: []string{sess.ID}, Reason: "client_mismatch", Meta: m}
+	if !s.Store.Listens(e) {
+		return
+	}
+	if err := s.Store.InTx(ctx, func(tx Tx) error { return tx.Publish(ctx, e) }); err != nil {
+		s.Log.ErrorContext(ctx, "could not publish the end of a session whose refresh token another client presented", "session_id", sess.ID, "error", err.Error())
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
@@ -27,7 +28,7 @@ func (s *Service) Logout(ctx context.Context, userID, sessionID string, m httpap
 	if sess.UserID != userID {
 		return store.ErrNotFound
 	}
-	if _, err := s.Revoke(ctx, sessionID, "logout"); err != nil {
+	if _, err := s.revoke(ctx, sessionID, "logout", m); err != nil {
 		return err
 	}
 	s.securityEvent(ctx, userID, userID, "user.logged_out", m, map[string]any{"session_id": sessionID})
@@ -52,9 +53,28 @@ func (s *Service) RevokeUserSessionByID(ctx context.Context, userID, sessionID s
 // on every node. It is the one way a single session ends. It returns the
 // session as revoked, ErrNotFound when there is none; a session that had
 // ended already keeps its first revocation, and its tokens are denied
-// again.
+// again. A session it ends is published (event.SessionsRevoked) in the
+// revocation's transaction.
 func (s *Service) Revoke(ctx context.Context, sessionID, reason string) (store.Session, error) {
-	sess, err := s.Store.RevokeSession(ctx, sessionID, reason, s.now())
+	return s.revoke(ctx, sessionID, reason, httpapi.Meta{})
+}
+
+// revoke is Revoke for the request m.
+func (s *Service) revoke(ctx context.Context, sessionID, reason string, m httpapi.Meta) (store.Session, error) {
+	var sess store.Session
+	err := s.Store.InTx(ctx, func(tx Tx) error {
+		before, err := tx.GetSession(ctx, sessionID)
+		if err != nil {
+			return err
+		}
+		if sess, err = tx.RevokeSession(ctx, sessionID, reason, s.now()); err != nil {
+			return err
+		}
+		if !before.RevokedAt.IsZero() {
+			return nil // ended already: nothing new to tell
+		}
+		return tx.Publish(ctx, event.SessionsRevoked{UserID: sess.UserID, SessionIDs: []string{sess.ID}, Reason: reason, Meta: m})
+	})
 	if err != nil {
 		return store.Session{}, err
 	}
@@ -71,10 +91,23 @@ func (s *Service) RevokeSessionTokens(ctx context.Context, sessionID string) err
 	return s.Tokens.DenySession(ctx, sessionID, until)
 }
 
-// RevokeUserSessions ends every session of the user but except (if set).
-// It implements user.SessionRevoker.
+// RevokeUserSessions ends every session of the user but except (if set),
+// publishing those it ended (event.SessionsRevoked) in the revocation's
+// transaction. It implements user.SessionRevoker.
 func (s *Service) RevokeUserSessions(ctx context.Context, userID, except, reason string) error {
-	ids, err := s.Store.RevokeUserSessions(ctx, userID, except, reason, s.now())
+	return s.revokeUserSessions(ctx, userID, except, reason, httpapi.Meta{})
+}
+
+// revokeUserSessions is RevokeUserSessions for the request m.
+func (s *Service) revokeUserSessions(ctx context.Context, userID, except, reason string, m httpapi.Meta) error {
+	var ids []string
+	err := s.Store.InTx(ctx, func(tx Tx) error {
+		var err error
+		if ids, err = tx.RevokeUserSessions(ctx, userID, except, reason, s.now()); err != nil || len(ids) == 0 {
+			return err
+		}
+		return tx.Publish(ctx, event.SessionsRevoked{UserID: userID, SessionIDs: ids, Reason: reason, Meta: m})
+	})
 	if err != nil {
 		return err
 	}
@@ -85,10 +118,11 @@ func (s *Service) RevokeUserSessions(ctx context.Context, userID, except, reason
 }
 
 // EndingTx is the part of another domain's transaction that
-// EndUserSessionsInTx needs: the revocation itself, and a hook that runs
-// once the transaction committed (event.Tx has both).
+// EndUserSessionsInTx needs: the revocation itself, its event, and a hook
+// that runs once the transaction committed (event.Tx has them all).
 type EndingTx interface {
 	RevokeUserSessions(ctx context.Context, userID, except, reason string, now time.Time) ([]string, error)
+	Publish(ctx context.Context, e event.Event) error
 	AfterCommit(fn func(ctx context.Context))
 }
 
@@ -99,16 +133,17 @@ type EndingTx interface {
 // back change ends nothing. It returns the IDs of the sessions it ended.
 func (s *Service) EndUserSessionsInTx(ctx context.Context, tx EndingTx, userID, reason string) ([]string, error) {
 	ids, err := tx.RevokeUserSessions(ctx, userID, "", reason, s.now())
-	if err != nil {
+	if err != nil || len(ids) == 0 {
+		return ids, err
+	}
+	if err := tx.Publish(ctx, event.SessionsRevoked{UserID: userID, SessionIDs: ids, Reason: reason}); err != nil {
 		return nil, err
 	}
-	if len(ids) > 0 {
-		tx.AfterCommit(func(ctx context.Context) {
-			for _, id := range ids {
-				s.deny(ctx, id)
-			}
-		})
-	}
+	tx.AfterCommit(func(ctx context.Context) {
+		for _, id := range ids {
+			s.deny(ctx, id)
+		}
+	})
 	return ids, nil
 }
 

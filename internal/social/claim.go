@@ -3,6 +3,7 @@ package social
 import (
 	"context"
 
+	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
@@ -45,6 +46,9 @@ func (s *Service) claimUnverified(ctx context.Context, tx Tx, u store.User, via,
 			return store.User{}, err
 		}
 		removedIDs = append(removedIDs, i.Provider)
+		if err := tx.Publish(ctx, event.IdentityUnlinked{UserID: u.ID, IdentityID: i.ID, Provider: i.Provider, Meta: m}); err != nil {
+			return store.User{}, err
+		}
 	}
 	devices, err := tx.ListMFADevices(ctx, u.ID)
 	if err != nil {
@@ -52,6 +56,12 @@ func (s *Service) claimUnverified(ctx context.Context, tx Tx, u store.User, via,
 	}
 	for _, d := range devices {
 		if err := tx.DeleteMFADevice(ctx, u.ID, d.ID); err != nil {
+			return store.User{}, err
+		}
+		if d.ConfirmedAt.IsZero() {
+			continue // never enrolled: nothing to tell
+		}
+		if err := tx.Publish(ctx, event.SecondFactorRemoved{UserID: u.ID, Method: d.Type, DeviceID: d.ID}); err != nil {
 			return store.User{}, err
 		}
 	}
@@ -62,6 +72,13 @@ func (s *Service) claimUnverified(ctx context.Context, tx Tx, u store.User, via,
 		return store.User{}, err
 	}
 	hadPassword := u.PasswordHash != ""
+	var fields []string // of the profile, as GET /v1/me names them
+	if u.Name != "" {
+		fields = append(fields, "name")
+	}
+	if u.PendingEmail != "" {
+		fields = append(fields, "pending_email")
+	}
 	u.PasswordHash = ""
 	u.Name = "" // chosen by whoever registered: not to greet the owner with
 	u.PendingEmail = ""
@@ -83,9 +100,21 @@ func (s *Service) claimUnverified(ctx context.Context, tx Tx, u store.User, via,
 	}
 	// The notice's event line is short (the mail template caps it); the
 	// audit event's data says exactly what went.
-	const event = "Settings set up before your address was confirmed were removed"
-	if err := s.notice(ctx, tx, u, "user.unverified_credentials_cleared", event, m, data); err != nil {
+	const notice = "Settings set up before your address was confirmed were removed"
+	if err := s.notice(ctx, tx, u, "user.unverified_credentials_cleared", notice, m, data); err != nil {
 		return store.User{}, err
+	}
+	verifiedBy := event.VerifiedByMagicLink
+	if via == viaProvider {
+		verifiedBy = event.VerifiedByProvider
+	}
+	if err := tx.Publish(ctx, event.EmailVerified{UserID: u.ID, Email: u.Email, Via: verifiedBy, Meta: m}); err != nil {
+		return store.User{}, err
+	}
+	if len(fields) > 0 {
+		if err := tx.Publish(ctx, event.UserUpdated{User: u, Fields: fields, Meta: m}); err != nil {
+			return store.User{}, err
+		}
 	}
 	return u, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/social/provider"
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/store/sqlite"
+	"github.com/gatehouse/gatehouse/internal/token"
 )
 
 // dropJobs accepts jobs and drops them.
@@ -119,5 +121,148 @@ func TestDeferredLinkPublishesIdentityLinked(t *testing.T) {
 	}
 	if _, err := db.GetIdentity(ctx, "google", "sub-3"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("the refused link was kept: err = %v", err)
+	}
+}
+
+// namedProvider is a provider the tests sign in with: only its name and
+// whether it links automatically are asked for.
+type namedProvider struct {
+	provider.Provider
+	id string
+}
+
+func (p namedProvider) ID() string     { return p.id }
+func (p namedProvider) AutoLink() bool { return false }
+func (p namedProvider) Type() string   { return "oidc" }
+
+// keepTokens issues nothing and denies every session it is asked to.
+type keepTokens struct{}
+
+func (keepTokens) Issue(context.Context, token.AccessClaims) (string, time.Time, error) {
+	return "at", time.Now().Add(time.Minute), nil
+}
+func (keepTokens) DenySession(context.Context, string, time.Time) error { return nil }
+func (keepTokens) RevokeIssuedBefore(context.Context, time.Time) error  { return nil }
+
+// seen subscribes to E on bus and returns what it saw.
+func seen[E event.Event](bus *event.Bus) *[]E {
+	var got []E
+	event.Subscribe(bus, func(_ context.Context, _ event.Tx, e E) error {
+		got = append(got, e)
+		return nil
+	})
+	return &got
+}
+
+// TestSocialChangesPublishTheirEvents checks the events of social sign-in,
+// each in the transaction of its change: a sign-up creates an account and
+// links its identity; an unlink; and the claim of an unverified account
+// by the owner of its address, which verifies it and removes what was set
+// up on it (identities, confirmed second factors, sessions, profile
+// fields).
+func TestSocialChangesPublishTheirEvents(t *testing.T) {
+	ctx := context.Background()
+	bus := event.NewBus()
+	created := seen[event.UserCreated](bus)
+	linked := seen[event.IdentityLinked](bus)
+	unlinked := seen[event.IdentityUnlinked](bus)
+	verified := seen[event.EmailVerified](bus)
+	updated := seen[event.UserUpdated](bus)
+	removed := seen[event.SecondFactorRemoved](bus)
+	revoked := seen[event.SessionsRevoked](bus)
+	s, db := newEventService(t, bus)
+	sessions, err := session.New(session.Deps{
+		Store: event.Narrow(db, bus, func(tx event.Tx) session.Tx { return tx }), Tokens: keepTokens{}, Keys: s.Keys, KV: s.KV,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := s.Deps
+	d.Sessions = sessions
+	if s, err = New(d); err != nil {
+		t.Fatal(err)
+	}
+	m := httpapi.Meta{IP: "192.0.2.8", UserAgent: "test-agent"}
+
+	// Sign-up.
+	google := namedProvider{id: "google"}
+	out, outcome, err := s.resolve(ctx, google, provider.Profile{Subject: "g-1", Email: "kai@example.com", EmailVerified: true, Name: "Kai"}, flow{Provider: "google"}, m)
+	if err != nil || outcome != "signed_up" {
+		t.Fatalf("sign-up = %+v, %q, %v", out, outcome, err)
+	}
+	kai, err := db.GetUserByEmail(ctx, "kai@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gi, err := db.GetIdentity(ctx, "google", "g-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := *created; len(c) != 1 || c[0].User.ID != kai.ID || c[0].Via != event.CreatedBySocial || c[0].Provider != "google" || c[0].Meta.IP != m.IP {
+		t.Fatalf("UserCreated events %+v, want kai's social sign-up", c)
+	}
+	if l := *linked; len(l) != 1 || l[0].UserID != kai.ID || l[0].IdentityID != gi.ID || l[0].Provider != "google" {
+		t.Fatalf("IdentityLinked events %+v, want kai's google identity %s", l, gi.ID)
+	}
+
+	// A second identity, then the first unlinked.
+	if err := s.link(ctx, kai.ID, "github", provider.Profile{Subject: "h-1"}, m); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Unlink(ctx, kai.ID, gi.ID, m); err != nil {
+		t.Fatal(err)
+	}
+	if u := *unlinked; len(u) != 1 || u[0].UserID != kai.ID || u[0].IdentityID != gi.ID || u[0].Provider != "google" {
+		t.Fatalf("IdentityUnlinked events %+v, want kai's google identity", u)
+	}
+
+	// The claim of an account someone else set up with the address.
+	pat, err := db.CreateUser(ctx, store.User{Email: "pat@example.com", EmailNormalized: "pat@example.com", PasswordHash: "x", Name: "Squatter", PendingEmail: "sq@example.net", Status: store.UserActive})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pi, err := db.CreateIdentity(ctx, store.Identity{UserID: pat.ID, Provider: "github", Subject: "h-2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	confirmed, err := db.CreateMFADevice(ctx, store.MFADevice{UserID: pat.ID, Type: "email", Email: "pat@example.com", ConfirmedAt: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.CreateMFADevice(ctx, store.MFADevice{UserID: pat.ID, Type: "email", Email: "pat@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	sess, err := db.CreateSession(ctx, store.Session{UserID: pat.ID, CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(time.Hour), AuthTime: now},
+		store.RefreshToken{UserID: pat.ID, TokenHash: "h", CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := len(*unlinked)
+	err = s.Store.InTx(ctx, func(tx Tx) error {
+		u, err := tx.GetUserForUpdate(ctx, pat.ID)
+		if err != nil {
+			return err
+		}
+		_, err = s.claimUnverified(ctx, tx, u, viaMagicLink, "", m)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := *verified; len(v) != 1 || v[0].UserID != pat.ID || v[0].Email != "pat@example.com" || v[0].Via != event.VerifiedByMagicLink {
+		t.Errorf("EmailVerified events %+v, want pat's by the magic link", v)
+	}
+	if u := (*unlinked)[n:]; len(u) != 1 || u[0].IdentityID != pi.ID {
+		t.Errorf("IdentityUnlinked events of the claim %+v, want pat's github identity", u)
+	}
+	if r := *removed; len(r) != 1 || r[0] != (event.SecondFactorRemoved{UserID: pat.ID, Method: "email", DeviceID: confirmed.ID}) {
+		t.Errorf("SecondFactorRemoved events %+v, want the confirmed device only", r)
+	}
+	if r := *revoked; len(r) != 1 || !slices.Equal(r[0].SessionIDs, []string{sess.ID}) || r[0].Reason != "unverified_credentials_cleared" {
+		t.Errorf("SessionsRevoked events %+v, want pat's session", r)
+	}
+	if u := *updated; len(u) != 1 || !slices.Equal(u[0].Fields, []string{"name", "pending_email"}) || u[0].User.Name != "" {
+		t.Errorf("UserUpdated events %+v, want pat's name and pending address cleared", u)
 	}
 }

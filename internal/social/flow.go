@@ -14,6 +14,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/gatehouse/gatehouse/internal/auth"
+	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/session"
@@ -305,13 +306,20 @@ func (s *Service) resolve(ctx context.Context, p provider.Provider, prof provide
 		if err != nil {
 			return err
 		}
-		if _, err := tx.CreateIdentity(ctx, store.Identity{UserID: created.ID, Provider: p.ID(), Subject: prof.Subject, Email: prof.Email, LinkedAt: now}); err != nil {
+		ident, err := tx.CreateIdentity(ctx, store.Identity{UserID: created.ID, Provider: p.ID(), Subject: prof.Subject, Email: prof.Email, LinkedAt: now})
+		if err != nil {
 			return err
 		}
-		return tx.AppendAuditEvent(ctx, store.AuditEvent{
+		if err := tx.AppendAuditEvent(ctx, store.AuditEvent{
 			OccurredAt: now, ActorID: created.ID, SubjectID: created.ID, Action: "user.registered",
 			IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID, Data: map[string]any{"email": created.Email, "provider": p.ID()},
-		})
+		}); err != nil {
+			return err
+		}
+		if err := tx.Publish(ctx, event.UserCreated{User: created, Via: event.CreatedBySocial, Provider: p.ID(), Meta: m}); err != nil {
+			return err
+		}
+		return tx.Publish(ctx, event.IdentityLinked{UserID: created.ID, IdentityID: ident.ID, Provider: p.ID(), Meta: m})
 	})
 	if errors.Is(err, store.ErrConflict) {
 		return errOut("account_exists", "An account with this email was created meanwhile; sign in to it to link.")

@@ -103,7 +103,8 @@ func (s *Service) autoLink(ctx context.Context, userID, providerID string, prof 
 }
 
 func (s *Service) createIdentity(ctx context.Context, tx Tx, u store.User, providerID string, prof provider.Profile, m httpapi.Meta) error {
-	if _, err := tx.CreateIdentity(ctx, store.Identity{UserID: u.ID, Provider: providerID, Subject: prof.Subject, Email: prof.Email, LinkedAt: s.now()}); err != nil {
+	ident, err := tx.CreateIdentity(ctx, store.Identity{UserID: u.ID, Provider: providerID, Subject: prof.Subject, Email: prof.Email, LinkedAt: s.now()})
+	if err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return ErrIdentityInUse
 		}
@@ -112,7 +113,7 @@ func (s *Service) createIdentity(ctx context.Context, tx Tx, u store.User, provi
 	if err := s.notice(ctx, tx, u, "identity.linked", fmt.Sprintf("Your %s account was linked for signing in", providerID), m, map[string]any{"provider": providerID}); err != nil {
 		return err
 	}
-	return tx.Publish(ctx, event.IdentityLinked{UserID: u.ID, Provider: providerID, Meta: m})
+	return tx.Publish(ctx, event.IdentityLinked{UserID: u.ID, IdentityID: ident.ID, Provider: providerID, Meta: m})
 }
 
 // ConfirmLink completes a link by proving the existing account with its
@@ -250,6 +251,9 @@ func (s *Service) Unlink(ctx context.Context, userID, id string, m httpapi.Meta)
 		if err := tx.DeleteIdentity(ctx, userID, id); err != nil {
 			return err
 		}
-		return s.notice(ctx, tx, u, "identity.unlinked", fmt.Sprintf("Your %s account was unlinked", target.Provider), m, map[string]any{"provider": target.Provider})
+		if err := s.notice(ctx, tx, u, "identity.unlinked", fmt.Sprintf("Your %s account was unlinked", target.Provider), m, map[string]any{"provider": target.Provider}); err != nil {
+			return err
+		}
+		return tx.Publish(ctx, event.IdentityUnlinked{UserID: userID, IdentityID: id, Provider: target.Provider, Meta: m})
 	})
 }

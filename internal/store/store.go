@@ -63,6 +63,7 @@ type Store interface {
 	OrgStore
 	IdentityStore
 	RevocationStore
+	WebhookStore
 
 	// Dialect returns DialectPostgres or DialectSQLite.
 	Dialect() string

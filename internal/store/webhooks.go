@@ -27,14 +27,19 @@ type WebhookEndpoint struct {
 	Description string
 	// OrganizationID, when set, scopes the endpoint: it receives only
 	// events about that organisation's members (WebhookEvent.OrganizationIDs).
+	// The organisation must exist (ErrNotFound otherwise); deleting it
+	// deletes the endpoint.
 	OrganizationID string
 	Enabled        bool
-	DisabledReason string // one of the EndpointDisabled… reasons, "" while enabled
+	// DisabledReason is one of the EndpointDisabled… reasons exactly when
+	// the endpoint is disabled, "" while enabled; anything else is refused.
+	DisabledReason string
 	// Secret is the signing secret sealed with the server's encryption
 	// keys (internal/secret): the store never sees it in clear.
 	Secret string
 	// PreviousSecret, sealed, still signs alongside Secret until
-	// PreviousSecretExpiresAt (a rotation's overlap); "" when none.
+	// PreviousSecretExpiresAt (a rotation's overlap); "" (and a zero
+	// PreviousSecretExpiresAt) when none.
 	PreviousSecret          string
 	PreviousSecretExpiresAt time.Time
 	// FailingSince is the time of the first failed attempt since the last
@@ -49,37 +54,50 @@ type WebhookEndpoint struct {
 type WebhookEvent struct {
 	ID         string    // "msg_…": the webhook-id receivers deduplicate on
 	Type       string    // "user.created"
-	OccurredAt time.Time // the envelope's timestamp, to the microsecond, UTC
-	Data       []byte    // the envelope's data, a JSON object
+	OccurredAt time.Time // the envelope's timestamp, to the microsecond, UTC (CreatedAt when zero)
+	// Data is the envelope's data, a JSON object (nil is {}), kept byte
+	// for byte so that every attempt signs the same body.
+	Data []byte
 	// UserID is the user the event is about ("" for none); OrganizationIDs
 	// the organisations that user belongs to when the event happened, which
 	// decide which organisation-scoped endpoints get it.
 	UserID          string
 	OrganizationIDs []string
-	CreatedAt       time.Time
+	CreatedAt       time.Time // now when zero
 }
 
 // WebhookAttempt is one try of a delivery.
 type WebhookAttempt struct {
 	At         time.Time
 	StatusCode int           // 0: no HTTP answer (network error, timeout, refused destination)
-	Latency    time.Duration // stored to the millisecond
-	Error      string        // "" on success; never carries a secret
-	Response   string        // the first 4 KiB of the response body
+	Latency    time.Duration // stored to the millisecond (truncated)
+	// Error ("" on success; never carries a secret) and Response are
+	// stored as text: invalid UTF-8 becomes U+FFFD and NUL bytes are
+	// dropped, so a receiver's answer never fails the recording.
+	Error string
+	// Response is the start of the response body, cut to
+	// WebhookResponseLimit bytes (on a character boundary) by the store.
+	Response string
 }
+
+// WebhookResponseLimit is how much of a response body an attempt keeps.
+const WebhookResponseLimit = 4 << 10
 
 // WebhookDelivery is one event to one endpoint, and its attempts.
 type WebhookDelivery struct {
 	ID         string // "whdl_…", chosen by the caller
 	EndpointID string
 	EventID    string
-	EventType  string
-	Status     string // DeliveryPending, DeliveryDelivered or DeliveryFailed
+	// EventType is the event's type, which the store copies from the event
+	// (what the caller sets is ignored).
+	EventType string
+	Status    string // DeliveryPending, DeliveryDelivered or DeliveryFailed
 	// Attempts, oldest first (GetWebhookDelivery and
 	// ListWebhookDeliveries fill it).
 	Attempts []WebhookAttempt
 	// NextAttemptAt is when a pending delivery is tried next (zero when
-	// not pending).
+	// not pending). The store keeps it zero unless pending, and makes a
+	// zero one of a pending delivery "now" (CreatedAt on creation).
 	NextAttemptAt time.Time
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
@@ -162,32 +180,38 @@ type WebhookStore interface {
 	// GetWebhookEvent returns the event with this ID, or ErrNotFound.
 	GetWebhookEvent(ctx context.Context, id string) (WebhookEvent, error)
 
-	// CreateWebhookDeliveries stores ds (their Attempts ignored) in one
-	// statement per backend round trip where it can; ErrConflict on a
-	// duplicate ID, and then none is stored.
+	// CreateWebhookDeliveries stores ds (their Attempts ignored; Status
+	// pending, CreatedAt now and UpdatedAt CreatedAt when zero) in one
+	// multi-row statement (several in one transaction when there are very
+	// many); ErrConflict on a duplicate ID and ErrNotFound for an endpoint
+	// or event that does not exist, and then none is stored.
 	CreateWebhookDeliveries(ctx context.Context, ds []WebhookDelivery) error
 	// GetWebhookDelivery returns the delivery with its attempts, or
 	// ErrNotFound.
 	GetWebhookDelivery(ctx context.Context, id string) (WebhookDelivery, error)
 	// RecordWebhookAttempt appends a to the delivery's attempts and sets its
-	// Status and NextAttemptAt (zero unless pending) in one transaction;
-	// it returns the delivery as updated (with every attempt), or
-	// ErrNotFound.
+	// Status and NextAttemptAt (zero unless pending; now when pending and
+	// zero) in one transaction (the caller's, inside InTx); it returns the
+	// delivery as updated (with every attempt), or ErrNotFound. Concurrent
+	// calls on one delivery run one after the other: none is lost.
 	RecordWebhookAttempt(ctx context.Context, id string, a WebhookAttempt, status string, next time.Time) (WebhookDelivery, error)
 	// RequeueWebhookDelivery sets the delivery pending with NextAttemptAt
-	// next (a retry or replay by an operator), keeping its attempts;
-	// ErrNotFound if absent.
+	// next, now when zero (a retry or replay by an operator), keeping its
+	// attempts, and returns it with them; ErrNotFound if absent.
 	RequeueWebhookDelivery(ctx context.Context, id string, next time.Time) (WebhookDelivery, error)
 	// ListWebhookDeliveries returns the deliveries matching f with their
 	// attempts, newest first (ties by descending ID), and the cursor of the
-	// next page ("" on the last).
+	// next page ("" on the last). An endpoint that does not exist has no
+	// deliveries.
 	ListWebhookDeliveries(ctx context.Context, f WebhookDeliveryFilter) ([]WebhookDelivery, string, error)
 	// WebhookDeliveryStats summarises the deliveries of the endpoint created
 	// at or after since and the attempts made at or after since, aggregated
-	// by the database (it never loads every row).
+	// by the database (it never loads every row); a zero since counts
+	// everything. The figures may come from a read replica.
 	WebhookDeliveryStats(ctx context.Context, endpointID string, since time.Time) (WebhookStats, error)
 	// PendingWebhookDeliveries counts the pending deliveries and returns the
-	// CreatedAt of the oldest (zero when none), for metrics.
+	// CreatedAt of the oldest (zero when none), for metrics. It may read a
+	// replica.
 	PendingWebhookDeliveries(ctx context.Context) (count int, oldest time.Time, err error)
 	// PurgeWebhookDeliveries removes the deliveries (and attempts) created
 	// before before that are no longer pending, then the events no delivery

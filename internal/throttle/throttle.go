@@ -12,7 +12,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -375,7 +374,16 @@ func (t *Throttle) bypassed(ip string) bool {
 // rule closest to refusing: its quota q per window w seconds, and r left
 // with t seconds until the quota is whole again.
 func setHeaders(h http.Header, d *decision) {
-	name := strconv.Quote(d.rule.Name)
-	h.Set("RateLimit-Policy", fmt.Sprintf("%s;q=%d;w=%d", name, d.limit.Rate, int(math.Ceil(d.limit.Period.Seconds()))))
-	h.Set("RateLimit", fmt.Sprintf("%s;r=%d;t=%d", name, max(0, d.res.Remaining), max(0, int(math.Ceil(d.res.ResetAfter.Seconds())))))
+	// Built by hand: this runs on every limited request.
+	name := strconv.AppendQuote(make([]byte, 0, 64), d.rule.Name)
+	policy := append(name, ";q="...)
+	policy = strconv.AppendInt(policy, int64(d.limit.Rate), 10)
+	policy = append(policy, ";w="...)
+	policy = strconv.AppendInt(policy, int64(math.Ceil(d.limit.Period.Seconds())), 10)
+	h["Ratelimit-Policy"] = []string{string(policy)}
+	left := append(policy[:len(name)], ";r="...)
+	left = strconv.AppendInt(left, int64(max(0, d.res.Remaining)), 10)
+	left = append(left, ";t="...)
+	left = strconv.AppendInt(left, int64(max(0, int(math.Ceil(d.res.ResetAfter.Seconds())))), 10)
+	h["Ratelimit"] = []string{string(left)}
 }

@@ -3,6 +3,8 @@ package user
 import (
 	"context"
 	"errors"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/gatehouse/gatehouse/internal/event"
@@ -121,4 +123,107 @@ func hasAction(events []store.AuditEvent, action string) bool {
 		}
 	}
 	return false
+}
+
+// seen subscribes to E on bus and returns what it saw.
+func seen[E event.Event](bus *event.Bus) *[]E {
+	var got []E
+	event.Subscribe(bus, func(_ context.Context, _ event.Tx, e E) error {
+		got = append(got, e)
+		return nil
+	})
+	return &got
+}
+
+// TestAccountChangesPublishTheirEvents checks the events of the other
+// account changes, each published in its transaction: an account created
+// by an operator or an import, a profile update (the changed fields by
+// name), an email verified (by its link, by the link of an address
+// change, by a reset link) — and that what changed nothing publishes
+// nothing.
+func TestAccountChangesPublishTheirEvents(t *testing.T) {
+	ctx := context.Background()
+	bus := event.NewBus()
+	created := seen[event.UserCreated](bus)
+	updated := seen[event.UserUpdated](bus)
+	verified := seen[event.EmailVerified](bus)
+	s, jobs, clk, kr := newTestServiceOn(t, bus)
+
+	// Created by an operator, and by an import.
+	op, err := s.Create(ctx, NewUser{Email: "op@example.com", Password: pw, Verified: true}, httpapi.Meta{UserAgent: "gatehouse-cli"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hash, err := s.Hasher.Hash(ctx, pw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Import(ctx, strings.NewReader(`{"email":"imp@example.com","password_hash":"`+hash+`"}`+"\n"), httpapi.Meta{})
+	if err != nil || res.Imported != 1 {
+		t.Fatalf("import = %+v, %v", res, err)
+	}
+	if len(*created) != 2 || (*created)[0].User.ID != op.ID || (*created)[0].Via != event.CreatedByAdmin ||
+		(*created)[1].User.Email != "imp@example.com" || (*created)[1].Via != event.CreatedByImport {
+		t.Fatalf("UserCreated events %+v, want the operator's then the import's", *created)
+	}
+
+	// Sign-up, then the verification link.
+	if _, err := s.Register(ctx, "liz@example.com", pw, "Liz", httpapi.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	liz, err := s.VerifyEmail(ctx, jobs.token(t, kr, mail.VerifyEmail, "liz@example.com"), httpapi.Meta{IP: "192.0.2.9"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := *verified; len(v) != 1 || v[0].UserID != liz.ID || v[0].Email != "liz@example.com" || v[0].Via != event.VerifiedByLink || v[0].Meta.IP != "192.0.2.9" {
+		t.Fatalf("EmailVerified events %+v, want liz's by the link", *verified)
+	}
+
+	// A profile update names the fields that changed; the same values
+	// again change nothing and publish nothing.
+	recent := httpapi.Meta{AuthTime: clk.Now(), ActorID: liz.ID}
+	patch := ProfilePatch{Name: optional[string]{Set: true, Value: "Liz B"}, Locale: optional[string]{Set: true, Value: "en-GB"}, GivenName: optional[string]{Set: true, Value: ""}}
+	if _, err := s.UpdateProfile(ctx, liz.ID, patch, recent); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.UpdateProfile(ctx, liz.ID, patch, recent); err != nil {
+		t.Fatal(err)
+	}
+	if len(*updated) != 1 || !slices.Equal((*updated)[0].Fields, []string{"locale", "name"}) || (*updated)[0].User.Name != "Liz B" {
+		t.Fatalf("UserUpdated events %+v, want one naming locale and name", *updated)
+	}
+
+	// An address change: requested (pending_email), then verified (email).
+	if _, err := s.UpdateProfile(ctx, liz.ID, ProfilePatch{Email: optional[string]{Set: true, Value: "liz@example.org"}}, recent); err != nil {
+		t.Fatal(err)
+	}
+	if len(*updated) != 2 || !slices.Equal((*updated)[1].Fields, []string{"pending_email"}) || (*updated)[1].User.PendingEmail != "liz@example.org" {
+		t.Fatalf("after the change request: UserUpdated events %+v, want a second naming pending_email", *updated)
+	}
+	if _, err := s.VerifyEmail(ctx, jobs.token(t, kr, mail.EmailChangeVerify, "liz@example.org"), httpapi.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(*updated) != 3 || !slices.Equal((*updated)[2].Fields, []string{"email", "pending_email"}) || (*updated)[2].User.Email != "liz@example.org" {
+		t.Fatalf("after the change: UserUpdated events %+v, want a third naming email", *updated)
+	}
+	if len(*verified) != 2 || (*verified)[1].Email != "liz@example.org" || (*verified)[1].Via != event.VerifiedByEmailChange {
+		t.Fatalf("after the change: EmailVerified events %+v, want the new address", *verified)
+	}
+
+	// A reset link proves an unverified address; a verified one is not
+	// verified again.
+	if _, err := s.Register(ctx, "max@example.com", pw, "Max", httpapi.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := s.ForgotPassword(ctx, "max@example.com", httpapi.Meta{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.ResetPassword(ctx, jobs.token(t, kr, mail.PasswordReset, "max@example.com"), pw, httpapi.Meta{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(*verified) != 3 || (*verified)[2].Email != "max@example.com" || (*verified)[2].Via != event.VerifiedByPasswordReset {
+		t.Fatalf("after two resets: EmailVerified events %+v, want one more, max's by the reset", *verified)
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
@@ -47,7 +48,10 @@ func (s *Service) Create(ctx context.Context, in NewUser, m httpapi.Meta) (store
 		if out, err = tx.CreateUser(ctx, u); err != nil {
 			return err
 		}
-		return s.audit(ctx, tx, m, out.ID, "user.created", map[string]any{"email": out.Email, "admin": in.Admin, "verified": in.Verified})
+		if err := s.audit(ctx, tx, m, out.ID, "user.created", map[string]any{"email": out.Email, "admin": in.Admin, "verified": in.Verified}); err != nil {
+			return err
+		}
+		return tx.Publish(ctx, event.UserCreated{User: out, Via: event.CreatedByAdmin, Meta: m})
 	})
 	if errors.Is(err, store.ErrConflict) {
 		return store.User{}, ErrEmailTaken
@@ -172,7 +176,10 @@ func (s *Service) importLine(ctx context.Context, raw []byte, m httpapi.Meta) er
 		if err != nil {
 			return err
 		}
-		return s.audit(ctx, tx, m, created.ID, "user.imported", map[string]any{"email": created.Email})
+		if err := s.audit(ctx, tx, m, created.ID, "user.imported", map[string]any{"email": created.Email}); err != nil {
+			return err
+		}
+		return tx.Publish(ctx, event.UserCreated{User: created, Via: event.CreatedByImport, Meta: m})
 	})
 	if errors.Is(err, store.ErrConflict) {
 		return errors.New("email: an account with this address already exists")

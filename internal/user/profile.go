@@ -3,9 +3,12 @@ package user
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"reflect"
+	"slices"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/ratelimit"
 	"github.com/gatehouse/gatehouse/internal/store"
@@ -122,6 +125,7 @@ func (s *Service) UpdateProfile(ctx context.Context, userID string, p ProfilePat
 		if err != nil {
 			return err
 		}
+		pending := u.PendingEmail
 		diff := plan.apply(&u)
 		if plan.newEmail != "" {
 			if err := s.changeEmail(ctx, tx, &u, plan.newEmail, confirmed, diff, m); err != nil {
@@ -131,10 +135,19 @@ func (s *Service) UpdateProfile(ctx context.Context, userID string, p ProfilePat
 		if out, err = tx.UpdateUser(ctx, u); err != nil {
 			return err
 		}
-		if len(diff) == 0 {
+		fields := slices.Sorted(maps.Keys(diff))
+		if out.PendingEmail != pending {
+			fields = append(fields, "pending_email") // a new address requested, or the request cancelled
+		}
+		if len(diff) > 0 {
+			if err := s.audit(ctx, tx, m, u.ID, "user.profile_updated", map[string]any{"changes": diff}); err != nil {
+				return err
+			}
+		}
+		if len(fields) == 0 {
 			return nil
 		}
-		return s.audit(ctx, tx, m, u.ID, "user.profile_updated", map[string]any{"changes": diff})
+		return tx.Publish(ctx, event.UserUpdated{User: out, Fields: fields, Meta: m})
 	})
 	return out, err
 }

@@ -347,13 +347,20 @@ func (s *Service) VerifyEmail(ctx context.Context, token string, m httpapi.Meta)
 			if NormalizeEmail(t.Email) != u.EmailNormalized {
 				return ErrInvalidToken // the address changed since the link was sent
 			}
-			if u.EmailVerifiedAt.IsZero() {
+			verified := u.EmailVerifiedAt.IsZero()
+			if verified {
 				u.EmailVerifiedAt = now
 			}
 			if out, err = tx.UpdateUser(ctx, u); err != nil {
 				return err
 			}
-			return s.audit(ctx, tx, mm, u.ID, "user.email_verified", map[string]any{"email": u.Email})
+			if err := s.audit(ctx, tx, mm, u.ID, "user.email_verified", map[string]any{"email": u.Email}); err != nil {
+				return err
+			}
+			if !verified {
+				return nil // verified already: nothing changed
+			}
+			return tx.Publish(ctx, event.EmailVerified{UserID: u.ID, Email: u.Email, Via: event.VerifiedByLink, Meta: mm})
 		default: // email change
 			if u.PendingEmail == "" || NormalizeEmail(u.PendingEmail) != NormalizeEmail(t.Email) {
 				return ErrInvalidToken // superseded or cancelled
@@ -372,7 +379,13 @@ func (s *Service) VerifyEmail(ctx context.Context, token string, m httpapi.Meta)
 			if err := tx.DeleteUserOneTimeTokens(ctx, u.ID, store.PurposePasswordReset); err != nil {
 				return err
 			}
-			return s.audit(ctx, tx, mm, u.ID, "user.email_changed", map[string]any{"email": map[string]any{"old": old, "new": u.Email}})
+			if err := s.audit(ctx, tx, mm, u.ID, "user.email_changed", map[string]any{"email": map[string]any{"old": old, "new": u.Email}}); err != nil {
+				return err
+			}
+			if err := tx.Publish(ctx, event.UserUpdated{User: out, Fields: []string{"email", "pending_email"}, Meta: mm}); err != nil {
+				return err
+			}
+			return tx.Publish(ctx, event.EmailVerified{UserID: u.ID, Email: out.Email, Via: event.VerifiedByEmailChange, Meta: mm})
 		}
 	})
 	return out, err
@@ -462,7 +475,8 @@ func (s *Service) ResetPassword(ctx context.Context, token, pw string, m httpapi
 		}
 		u.PasswordHash = newHash
 		// The link reached the mailbox: that proves the address.
-		if u.EmailVerifiedAt.IsZero() {
+		verified := u.EmailVerifiedAt.IsZero()
+		if verified {
 			u.EmailVerifiedAt = now
 		}
 		if _, err := tx.UpdateUser(ctx, u); err != nil {
@@ -478,6 +492,11 @@ func (s *Service) ResetPassword(ctx context.Context, token, pw string, m httpapi
 		}
 		if err := s.sendMail(ctx, tx, mail.PasswordChanged, u.Email, mail.Data{RecipientName: u.Name, Time: now, IP: m.IP, UserAgent: m.UserAgent}, ""); err != nil {
 			return err
+		}
+		if verified {
+			if err := tx.Publish(ctx, event.EmailVerified{UserID: u.ID, Email: u.Email, Via: event.VerifiedByPasswordReset, Meta: mm}); err != nil {
+				return err
+			}
 		}
 		return tx.Publish(ctx, event.PasswordChanged{UserID: u.ID, Reset: true, Meta: mm})
 	})
