@@ -30,9 +30,9 @@ const (
 	// MaxRetryAfter bounds the wait a receiver asks for with Retry-After:
 	// a longer one is cut to it.
 	MaxRetryAfter = 24 * time.Hour
-	// jitter is the spread of each wait: ±15 %, so that the deliveries
+	// jitter is the spread of each wait: ±20 %, so that the deliveries
 	// that failed together during an outage do not all retry at once.
-	jitter = 0.15
+	jitter = 0.20
 )
 
 // ParseSchedule reads a schedule written as comma-separated Go durations,
@@ -81,7 +81,7 @@ func (s Schedule) String() string {
 // next returns how long to wait before the next attempt of a delivery
 // whose last failedAttempts attempts failed (1 after the first failure),
 // or false when the schedule is exhausted and the delivery has failed.
-// The wait is the schedule's, spread by ±15 % with rnd (a uniform number
+// The wait is the schedule's, spread by ±20 % with rnd (a uniform number
 // in [0, 1)), and at least retryAfter (the receiver's Retry-After, cut to
 // MaxRetryAfter) when that is longer.
 func (s Schedule) next(failedAttempts int, retryAfter time.Duration, rnd func() float64) (time.Duration, bool) {

@@ -72,12 +72,12 @@ func TestScheduleNext(t *testing.T) {
 		}
 	}
 
-	// Jitter spreads by ±15 %.
-	if got, _ := s.next(2, 0, low); got != 51*time.Second {
-		t.Errorf("lowest jitter: %s, want 51s", got)
+	// Jitter spreads by ±20 %.
+	if got, _ := s.next(2, 0, low); got != 48*time.Second {
+		t.Errorf("lowest jitter: %s, want 48s", got)
 	}
-	if got, _ := s.next(2, 0, high); got < 68*time.Second || got > 69*time.Second {
-		t.Errorf("highest jitter: %s, want about 69s", got)
+	if got, _ := s.next(2, 0, high); got < 71*time.Second || got > 72*time.Second {
+		t.Errorf("highest jitter: %s, want about 72s", got)
 	}
 
 	// Retry-After wins when longer, never shortens the wait, and is capped.
