@@ -46,7 +46,7 @@ func (c WebhookConfig) validate(env string) []string {
 }
 
 // ParseRetrySchedule reads a comma-separated list of positive durations
-// (at least one, at most 50).
+// (at least one, at most 50, each at most a week).
 func ParseRetrySchedule(s string) ([]time.Duration, error) {
 	var out []time.Duration
 	for part := range strings.SplitSeq(s, ",") {
@@ -55,8 +55,8 @@ func ParseRetrySchedule(s string) ([]time.Duration, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%q is not a duration", part)
 		}
-		if d <= 0 {
-			return nil, fmt.Errorf("%q is not positive", part)
+		if d <= 0 || d > 7*24*time.Hour {
+			return nil, fmt.Errorf("%q is not between 0 and 168h", part)
 		}
 		out = append(out, d)
 	}
