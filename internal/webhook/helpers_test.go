@@ -85,7 +85,8 @@ var backends = []struct {
 			},
 			jobArgs: func(t *testing.T, kind string) []jobRow {
 				t.Helper()
-				rows, err := db.QueryContext(t.Context(), "SELECT args, queue FROM river_job WHERE kind = ? ORDER BY id", kind)
+				// River's SQLite driver keeps args as JSONB; json() gives the text.
+				rows, err := db.QueryContext(t.Context(), "SELECT json(args), queue FROM river_job WHERE kind = ? ORDER BY id", kind)
 				if err != nil {
 					t.Fatal(err)
 				}
