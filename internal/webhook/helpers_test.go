@@ -33,12 +33,12 @@ type backend struct {
 	store store.Store
 	queue *jobs.Queue
 	// count returns the single integer a query selects.
-	count func(t *testing.T, query string, args ...any) int
+	count func(t testing.TB, query string, args ...any) int
 	// exec runs a statement.
-	exec func(t *testing.T, query string, args ...any)
+	exec func(t testing.TB, query string, args ...any)
 	// jobArgs returns the args and queue of every job of a kind, in
 	// insertion order.
-	jobArgs func(t *testing.T, kind string) []jobRow
+	jobArgs func(t testing.TB, kind string) []jobRow
 }
 
 type jobRow struct {
@@ -48,9 +48,9 @@ type jobRow struct {
 
 var backends = []struct {
 	name string
-	open func(t *testing.T) backend
+	open func(t testing.TB) backend
 }{
-	{"sqlite", func(t *testing.T) backend {
+	{"sqlite", func(t testing.TB) backend {
 		s, err := sqlite.Open(t.Context(), sqlite.Config{Path: filepath.Join(t.TempDir(), "gatehouse.db")})
 		if err != nil {
 			t.Fatal(err)
@@ -69,7 +69,7 @@ var backends = []struct {
 		db := s.Writer()
 		return backend{
 			store: s, queue: q,
-			count: func(t *testing.T, query string, args ...any) int {
+			count: func(t testing.TB, query string, args ...any) int {
 				t.Helper()
 				var n int
 				if err := db.QueryRowContext(t.Context(), sqliteParams(query), args...).Scan(&n); err != nil {
@@ -77,13 +77,13 @@ var backends = []struct {
 				}
 				return n
 			},
-			exec: func(t *testing.T, query string, args ...any) {
+			exec: func(t testing.TB, query string, args ...any) {
 				t.Helper()
 				if _, err := db.ExecContext(t.Context(), sqliteParams(query), args...); err != nil {
 					t.Fatalf("%s: %v", query, err)
 				}
 			},
-			jobArgs: func(t *testing.T, kind string) []jobRow {
+			jobArgs: func(t testing.TB, kind string) []jobRow {
 				t.Helper()
 				// River's SQLite driver keeps args as JSONB; json() gives the text.
 				rows, err := db.QueryContext(t.Context(), "SELECT json(args), queue FROM river_job WHERE kind = ? ORDER BY id", kind)
@@ -94,7 +94,7 @@ var backends = []struct {
 			},
 		}
 	}},
-	{"postgres", func(t *testing.T) backend {
+	{"postgres", func(t testing.TB) backend {
 		s, err := postgres.Open(t.Context(), postgres.Config{URL: testenv.PostgresMigratedURL(t), MaxConns: 4})
 		if err != nil {
 			t.Fatal(err)
@@ -110,7 +110,7 @@ var backends = []struct {
 		pool := s.Pool()
 		return backend{
 			store: s, queue: q,
-			count: func(t *testing.T, query string, args ...any) int {
+			count: func(t testing.TB, query string, args ...any) int {
 				t.Helper()
 				var n int
 				if err := pool.QueryRow(t.Context(), query, args...).Scan(&n); err != nil {
@@ -118,13 +118,13 @@ var backends = []struct {
 				}
 				return n
 			},
-			exec: func(t *testing.T, query string, args ...any) {
+			exec: func(t testing.TB, query string, args ...any) {
 				t.Helper()
 				if _, err := pool.Exec(t.Context(), query, args...); err != nil {
 					t.Fatalf("%s: %v", query, err)
 				}
 			},
-			jobArgs: func(t *testing.T, kind string) []jobRow {
+			jobArgs: func(t testing.TB, kind string) []jobRow {
 				t.Helper()
 				rows, err := pool.Query(t.Context(), "SELECT args::text, queue FROM river_job WHERE kind = $1 ORDER BY id", kind)
 				if err != nil {
@@ -158,7 +158,7 @@ func sqliteParams(q string) string {
 	return q
 }
 
-func scanJobs(t *testing.T, rows *sql.Rows) []jobRow {
+func scanJobs(t testing.TB, rows *sql.Rows) []jobRow {
 	t.Helper()
 	defer rows.Close()
 	var out []jobRow
@@ -199,7 +199,7 @@ const overlap = 24 * time.Hour
 // that the store's own "now" and the service's clock do not mix.
 var start = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 
-func newEnv(t *testing.T, b backend) *env {
+func newEnv(t testing.TB, b backend) *env {
 	t.Helper()
 	keys, err := secret.GenerateKeyString("t1")
 	if err != nil {
@@ -259,7 +259,7 @@ var admin = httpapi.Meta{ActorID: "0190d5c4-7a6b-7c3e-9f00-00000000ad01", IP: "1
 func ptr[T any](v T) *T { return &v }
 
 // mustCreate creates an endpoint or fails the test.
-func (e *env) mustCreate(t *testing.T, in webhook.EndpointInput) store.WebhookEndpoint {
+func (e *env) mustCreate(t testing.TB, in webhook.EndpointInput) store.WebhookEndpoint {
 	t.Helper()
 	if in.URL == "" {
 		in.URL = "https://hooks.example.com/in"
@@ -272,7 +272,7 @@ func (e *env) mustCreate(t *testing.T, in webhook.EndpointInput) store.WebhookEn
 }
 
 // mustUser creates an account.
-func (e *env) mustUser(t *testing.T, email string) store.User {
+func (e *env) mustUser(t testing.TB, email string) store.User {
 	t.Helper()
 	u, err := e.store.CreateUser(t.Context(), store.User{Email: email, EmailNormalized: email, CreatedAt: e.clock.Now()})
 	if err != nil {
@@ -282,7 +282,7 @@ func (e *env) mustUser(t *testing.T, email string) store.User {
 }
 
 // publish publishes ev in a transaction of its own, as a change does.
-func (e *env) publish(t *testing.T, ev event.Event) {
+func (e *env) publish(t testing.TB, ev event.Event) {
 	t.Helper()
 	if err := e.bus.PublishInTx(t.Context(), e.store, ev); err != nil {
 		t.Fatalf("publish %s: %v", ev.EventName(), err)
@@ -291,7 +291,7 @@ func (e *env) publish(t *testing.T, ev event.Event) {
 
 // deliveryJobs returns the delivery IDs of the webhook delivery jobs,
 // checking each is on the webhooks queue.
-func (e *env) deliveryJobs(t *testing.T) []string {
+func (e *env) deliveryJobs(t testing.TB) []string {
 	t.Helper()
 	var ids []string
 	for _, j := range e.jobArgs(t, delivery.DeliverArgs{}.Kind()) {
@@ -309,7 +309,7 @@ func (e *env) deliveryJobs(t *testing.T) []string {
 
 // audit returns the actions of the audit events about subject, oldest
 // first, and checks that none holds a secret.
-func (e *env) audit(t *testing.T, subject string, secrets ...string) []string {
+func (e *env) audit(t testing.TB, subject string, secrets ...string) []string {
 	t.Helper()
 	list, _, err := e.store.ListAuditEvents(t.Context(), store.AuditFilter{SubjectID: subject, Limit: store.MaxAuditLimit})
 	if err != nil {

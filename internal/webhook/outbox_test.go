@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -220,4 +221,52 @@ func sameSet(a, b []string) bool {
 	slices.Sort(a)
 	slices.Sort(b)
 	return slices.Equal(a, b)
+}
+
+// BenchmarkRecord measures what the outbox adds to the change that causes
+// an event: a sign-up's transaction (the account, then its event) without
+// the outbox, then with it and no endpoint, with endpoints that do not
+// take the event, and with one that does (an event, a delivery and a job
+// written in the transaction).
+func BenchmarkRecord(b *testing.B) {
+	for _, be := range backends {
+		for _, c := range []struct {
+			name   string
+			outbox bool
+			subs   [][]string
+		}{
+			{"without_outbox", false, nil},
+			{"no_endpoint", true, nil},
+			{"no_match", true, [][]string{{"session.*"}, {"mfa.*"}, {"security.*"}}},
+			{"one_match", true, [][]string{{"user.*"}, {"session.*"}, {"mfa.*"}}},
+		} {
+			b.Run(be.name+"/"+c.name, func(b *testing.B) {
+				e := newEnv(b, be.open(b))
+				for _, s := range c.subs {
+					e.mustCreate(b, webhook.EndpointInput{Events: s})
+				}
+				bus := e.bus
+				if !c.outbox {
+					bus = nil
+				}
+				tables := event.Narrow(e.store, bus, func(tx event.Tx) event.Tx { return tx })
+				ctx := b.Context()
+				i := 0
+				for b.Loop() {
+					i++
+					email := "user" + strconv.Itoa(i) + "@example.com"
+					err := tables.InTx(ctx, func(tx event.Tx) error {
+						u, err := tx.CreateUser(ctx, store.User{Email: email, EmailNormalized: email})
+						if err != nil {
+							return err
+						}
+						return tx.Publish(ctx, event.UserRegistered{User: u})
+					})
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
 }
