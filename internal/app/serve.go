@@ -156,6 +156,9 @@ func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, now fu
 	if err := addServiceWorkers(workers, deps.svc); err != nil {
 		return err
 	}
+	if err := addWebhookWorkers(workers, deps); err != nil {
+		return err
+	}
 	public, err := newPublicHandler(deps)
 	if err != nil {
 		return err

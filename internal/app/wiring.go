@@ -47,6 +47,8 @@ import (
 	"github.com/gatehouse/gatehouse/internal/throttle"
 	"github.com/gatehouse/gatehouse/internal/token"
 	"github.com/gatehouse/gatehouse/internal/user"
+	"github.com/gatehouse/gatehouse/internal/webhook/catalog"
+	"github.com/gatehouse/gatehouse/internal/webhook/delivery"
 )
 
 // deps is everything the HTTP handlers are built from.
@@ -309,11 +311,20 @@ func newWorkers(cfg *config.Config, db *database, keys *secret.Keyring, tokens *
 func jobsConfig(cfg *config.Config, log *slog.Logger, working bool) jobs.Config {
 	c := jobs.Config{
 		MaxWorkers: cfg.Jobs.MaxWorkers,
-		Queues:     map[string]int{mail.QueueName: max(1, cfg.Jobs.MaxWorkers/2), sms.QueueName: max(1, cfg.Jobs.MaxWorkers/2)},
-		Logger:     log,
+		Queues: map[string]int{
+			mail.QueueName: max(1, cfg.Jobs.MaxWorkers/2), sms.QueueName: max(1, cfg.Jobs.MaxWorkers/2),
+			delivery.Queue: cfg.Webhooks.Workers,
+		},
+		Logger: log,
 	}
 	if working {
-		c.PeriodicJobs = []*river.PeriodicJob{maintenance.Periodic()}
+		// A job whose node died (a crash, SIGKILL) is run again this long
+		// after it started: past the longest job's timeout (a webhook
+		// attempt's, 30 s beyond its HTTP timeout), soon enough that an
+		// interrupted delivery goes out within a couple of minutes.
+		c.JobTimeout = 30 * time.Second
+		c.RescueStuckJobsAfter = max(time.Minute, cfg.Webhooks.Timeout+time.Minute)
+		c.PeriodicJobs = []*river.PeriodicJob{maintenance.Periodic(), delivery.PeriodicPurge()}
 	}
 	return c
 }
@@ -437,6 +448,7 @@ func newRouter(d *deps) (*httpapi.Router, error) {
 	adm.Routes(rt)
 	adm.OrgRoutes(rt, mfa.ValidatePolicyDocument)
 	(&apis.Handlers{Auth: adm.Auth, Registry: svc.apis}).Routes(rt)
+	rt.HandleHTTP("GET /v1/webhooks/event-types", catalog.Handler())
 	(&pages.Handlers{
 		Accounts: svc.users, MagicLinks: svc.social, Keys: d.keys, Errors: d.errors, Log: d.log,
 		Product: d.cfg.Mail.ProductName, MagicLinkRedirect: first(d.cfg.Social.RedirectAllowlist),

@@ -59,6 +59,7 @@ type Config struct {
 	MFA        MFAConfig
 	SMS        SMSConfig
 	Social     SocialConfig
+	Webhooks   WebhookConfig
 }
 
 // section is what each part of Config implements: it reports its own bad

@@ -62,6 +62,8 @@ func TestDefaults(t *testing.T) {
 		MFA:        MFAConfig{LockoutThreshold: 10, LockoutBase: time.Minute, LockoutMax: time.Hour},
 		RateLimits: RateLimitConfig{RegisterPerIP: 100, EmailPerAddress: 5, EmailPerIP: 50},
 		SMS:        SMSConfig{TwilioBaseURL: "https://api.twilio.com", LimitPerPhone: 5, LimitPerUser: 10, LimitPerCountry: 1000},
+		Webhooks: WebhookConfig{RetrySchedule: "5s,5m,30m,2h,5h,10h,10h", Timeout: 10 * time.Second,
+			SecretOverlap: 24 * time.Hour, DisableAfter: 120 * time.Hour, Retention: 720 * time.Hour, Workers: 20},
 	}
 	if diff := cmp.Diff(want, *c); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)

@@ -54,6 +54,9 @@ const (
 	MFANotice = "mfa_notice"
 	// MagicLink carries a one-time sign-in link. Needs a link.
 	MagicLink = "magic_link"
+	// WebhookDisabled tells an administrator that a webhook endpoint was
+	// disabled (Data.Event says which and why).
+	WebhookDisabled = "webhook_disabled"
 )
 
 // needsLink tells, for every message, whether it must carry a link (true)
@@ -70,6 +73,7 @@ var needsLink = map[string]bool{
 	MFACode:           false,
 	MFANotice:         false,
 	MagicLink:         true,
+	WebhookDisabled:   false,
 }
 
 // needsCode lists the messages that must carry Data.Code; all others must

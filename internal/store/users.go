@@ -70,6 +70,8 @@ type User struct {
 type UserFilter struct {
 	Email  string     // case-insensitive substring of the normalised email
 	Status UserStatus // exact match when set
+	// AdminsOnly keeps only administrators (is_admin).
+	AdminsOnly bool
 	// Sort is "created_at" (default) or "email"; prefix "-" for descending.
 	Sort   string
 	Cursor string

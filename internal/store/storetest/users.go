@@ -429,6 +429,7 @@ func testListUsers(t *testing.T, s store.Store) {
 		u := newUser(email)
 		u.Email = strings.ToUpper(email) // the display address is not what the filter looks at
 		u.Status = statuses[i%len(statuses)]
+		u.IsAdmin = i%5 == 0
 		created = append(created, mustCreateUser(t, s, u))
 	}
 	deleted := created[len(created)-1]
@@ -452,7 +453,7 @@ func testListUsers(t *testing.T, s store.Store) {
 	match := func(f store.UserFilter) []store.User {
 		var out []store.User
 		for _, u := range users {
-			if strings.Contains(u.EmailNormalized, strings.ToLower(f.Email)) && (f.Status == "" || u.Status == f.Status) {
+			if strings.Contains(u.EmailNormalized, strings.ToLower(f.Email)) && (f.Status == "" || u.Status == f.Status) && (!f.AdminsOnly || u.IsAdmin) {
 				out = append(out, u)
 			}
 		}
@@ -474,6 +475,8 @@ func testListUsers(t *testing.T, s store.Store) {
 		{"backslash is literal", store.UserFilter{Email: `\`}, 1},
 		{"status", store.UserFilter{Status: store.UserDisabled}, 7},
 		{"email and status", store.UserFilter{Email: "example.com", Status: store.UserActive}, 13},
+		{"admins", store.UserFilter{AdminsOnly: true}, 6},
+		{"active admins", store.UserFilter{AdminsOnly: true, Status: store.UserActive}, 4},
 		{"deleted user", store.UserFilter{Email: "deleted"}, 0},
 		{"no match", store.UserFilter{Email: "nobody"}, 0},
 	}

@@ -8,10 +8,22 @@ package delivery
 import "github.com/riverqueue/river"
 
 // DeliverArgs is the job that makes the next attempt of a delivery. It
-// carries only the delivery's ID: the event, the endpoint and its secret
-// are read when the job runs.
+// carries only the delivery's ID (and which attempt it makes): the event,
+// the endpoint and its secret are read when the job runs.
+//
+// Enqueue DeliverArgs{DeliveryID: id} with InsertOpts(), in the
+// transaction that creates the delivery (or requeues it, for a retry or a
+// replay), for the delivery's next attempt.
 type DeliverArgs struct {
 	DeliveryID string `json:"delivery_id"`
+	// Attempt, when not 0, is the number of the attempt the job makes (1
+	// for the first): the worker sets it on the jobs it schedules, and a
+	// job whose attempt was made already (its delivery has Attempt or
+	// more attempts) does nothing. That keeps a job that runs twice (the
+	// process died before River recorded it done) from starting a second
+	// chain of retries. 0, as other packages enqueue it, makes whatever
+	// attempt is next.
+	Attempt int `json:"attempt,omitempty"`
 }
 
 // Kind implements river.JobArgs.
@@ -22,11 +34,19 @@ func (DeliverArgs) Kind() string { return "webhook_deliver" }
 // cannot delay a sign-in's email.
 const Queue = "webhooks"
 
+// JobMaxAttempts is how often River runs a delivery job that returns an
+// error. The worker returns one only when the database failed (an
+// attempt's failure is recorded, and the next attempt scheduled, by the
+// worker itself with a new job), so River's retries, with its backoff
+// (1 s, 16 s, 81 s, … about 4 hours in all), ride out a database outage:
+// with a single run, a delivery whose job met one would stay pending
+// with no job to send it.
+const JobMaxAttempts = 10
+
 // InsertOpts returns the options of a delivery job: its own queue, and
-// River's own retries off (the worker schedules the next attempt itself,
-// by inserting a new job in the transaction that records the attempt).
+// JobMaxAttempts. The worker sets ScheduledAt on the jobs it schedules.
 func InsertOpts() *river.InsertOpts {
-	return &river.InsertOpts{Queue: Queue, MaxAttempts: 1}
+	return &river.InsertOpts{Queue: Queue, MaxAttempts: JobMaxAttempts}
 }
 
 // SecretAD is the associated data an endpoint's signing secret is sealed

@@ -135,6 +135,9 @@ func (t *Tables) ListUsers(ctx context.Context, f store.UserFilter) ([]store.Use
 	if f.Status != "" {
 		where = append(where, "status = "+arg(string(f.Status)))
 	}
+	if f.AdminsOnly {
+		where = append(where, "is_admin = "+arg(true))
+	}
 	if f.Cursor != "" {
 		c, err := sqlrow.DecodeUserCursor(f.Cursor, sort)
 		if err != nil {
