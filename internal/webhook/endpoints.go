@@ -73,7 +73,7 @@ func (s *Service) CreateEndpoint(ctx context.Context, m httpapi.Meta, in Endpoin
 	if err != nil {
 		return store.WebhookEndpoint{}, "", err
 	}
-	sealed, err := s.d.Keyring.Seal([]byte(plain), delivery.SecretAD(id))
+	sealed, err := delivery.SealSecret(s.d.Keyring, id, plain)
 	if err != nil {
 		return store.WebhookEndpoint{}, "", err
 	}
@@ -94,7 +94,7 @@ func (s *Service) CreateEndpoint(ctx context.Context, m httpapi.Meta, in Endpoin
 			return err
 		}
 		return tx.AppendAuditEvent(ctx, s.auditEvent(m, e.ID, "webhook.endpoint_created", map[string]any{
-			"url": e.URL, "events": e.Events, "description": e.Description,
+			"url": redactURL(e.URL), "events": e.Events, "description": e.Description,
 			"organization_id": e.OrganizationID, "enabled": e.Enabled,
 		}))
 	})
@@ -164,7 +164,7 @@ func (s *Service) UpdateEndpoint(ctx context.Context, m httpapi.Meta, id string,
 		change := func(field string, old, new any) { changes[field] = map[string]any{"old": old, "new": new} }
 		if p.URL != nil && *p.URL != cur.URL {
 			next.URL = *p.URL
-			change("url", cur.URL, next.URL)
+			change("url", redactURL(cur.URL), redactURL(next.URL))
 		}
 		if p.Events != nil && !slices.Equal(*p.Events, cur.Events) {
 			next.Events = *p.Events
@@ -211,7 +211,7 @@ func (s *Service) DeleteEndpoint(ctx context.Context, m httpapi.Meta, id string)
 			return err
 		}
 		return tx.AppendAuditEvent(ctx, s.auditEvent(m, id, "webhook.endpoint_deleted", map[string]any{
-			"url": e.URL, "events": e.Events, "organization_id": e.OrganizationID,
+			"url": redactURL(e.URL), "events": e.Events, "organization_id": e.OrganizationID,
 		}))
 	})
 }
@@ -225,7 +225,7 @@ func (s *Service) RotateSecret(ctx context.Context, m httpapi.Meta, id string) (
 	if err != nil {
 		return "", err
 	}
-	sealed, err := s.d.Keyring.Seal([]byte(plain), delivery.SecretAD(id))
+	sealed, err := delivery.SealSecret(s.d.Keyring, id, plain)
 	if err != nil {
 		return "", err
 	}
@@ -283,9 +283,29 @@ func (s *Service) checkURL(ctx context.Context, raw string, fe []httpapi.FieldEr
 		if ctx.Err() != nil {
 			return raw, fe // the caller returns ctx.Err()
 		}
-		return bad("destination", "The URL is refused: "+err.Error())
+		why := err.Error()
+		var de *delivery.DestinationError
+		if errors.As(err, &de) {
+			why = de.Reason
+		}
+		return bad("destination", "Webhooks cannot be sent to this URL: "+why+".")
 	}
 	return raw, fe
+}
+
+// redactURL is an endpoint URL as the audit log keeps it: without its
+// query string, which may carry a receiver's token ("?token=…" is a common
+// way to authenticate webhooks).
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	if u.RawQuery != "" || u.ForceQuery {
+		u.RawQuery, u.ForceQuery = "", false
+		return u.String() + "?…"
+	}
+	return u.String()
 }
 
 // checkEvents validates subscriptions and returns them without repeats,

@@ -171,6 +171,15 @@ func TestEndpointLifecycle(t *testing.T) {
 		if got := e.audit(t, ep.ID, secret, rotated, third); !slices.Equal(got, wantAudit) {
 			t.Errorf("audit = %v, want %v", got, wantAudit)
 		}
+		// The URL is kept without its query, which may hold a token.
+		events, _, err := e.store.ListAuditEvents(ctx, store.AuditFilter{SubjectID: ep.ID, Limit: store.MaxAuditLimit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		created, updated := events[len(events)-1].Data, events[len(events)-2].Data
+		if created["url"] != "https://hooks.example.com/in?…" || !gocmp.Equal(updated["url"], map[string]any{"old": "https://hooks.example.com/in?…", "new": "https://hooks.example.com/v2"}) {
+			t.Errorf("audited URLs: created %v, updated %v", created["url"], updated["url"])
+		}
 	})
 }
 
@@ -178,7 +187,7 @@ func TestRotateWithoutOverlap(t *testing.T) {
 	e := newEnv(t, backends[0].open(t))
 	svc, err := webhook.New(webhook.Deps{
 		Store: store.Narrow(e.store, func(tx store.Store) webhook.Tx { return tx }), Jobs: e.queue, Keyring: e.keys,
-		NewSecret: newSecret, CheckDestination: checkDestination, Now: e.clock.Now,
+		NewSecret: delivery.NewSecret, CheckDestination: checkDestination, Now: e.clock.Now,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -249,11 +258,17 @@ func TestInvalidInputChangesNothing(t *testing.T) {
 				}
 			})
 		}
-		// The destination's reason is named.
-		_, _, err := e.svc.CreateEndpoint(ctx, admin, webhook.EndpointInput{URL: "https://10.1.2.3/hook", Events: []string{"*"}})
-		var p *httpapi.Problem
-		if !errors.As(err, &p) || len(p.Errors) != 1 || !strings.Contains(p.Errors[0].Message, "10.1.2.3 is a private address") {
-			t.Errorf("private destination: %v, want the reason in the message", err)
+		// The destination's reason is named: a name that resolves to a
+		// private address, one that does not resolve.
+		for u, why := range map[string]string{
+			"https://internal.example.com/hook": "the host internal.example.com resolves to a private address",
+			"https://nowhere.example.com/hook":  "the host nowhere.example.com does not resolve",
+		} {
+			_, _, err := e.svc.CreateEndpoint(ctx, admin, webhook.EndpointInput{URL: u, Events: []string{"*"}})
+			var p *httpapi.Problem
+			if !errors.As(err, &p) || len(p.Errors) != 1 || p.Errors[0].Message != "Webhooks cannot be sent to this URL: "+why+"." {
+				t.Errorf("%s: %v, want the reason %q", u, err, why)
+			}
 		}
 		if list, _ := e.svc.ListEndpoints(ctx); len(list) != 0 {
 			t.Fatalf("refused input created %d endpoints", len(list))
@@ -291,7 +306,7 @@ func TestCheckDestinationCancelled(t *testing.T) {
 	e := newEnv(t, backends[0].open(t))
 	svc, err := webhook.New(webhook.Deps{
 		Store: store.Narrow(e.store, func(tx store.Store) webhook.Tx { return tx }), Jobs: e.queue, Keyring: e.keys,
-		NewSecret: newSecret, Now: e.clock.Now,
+		NewSecret: delivery.NewSecret, Now: e.clock.Now,
 		CheckDestination: func(ctx context.Context, _ string) error { <-ctx.Done(); return ctx.Err() },
 	})
 	if err != nil {

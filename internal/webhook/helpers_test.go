@@ -2,12 +2,10 @@ package webhook_test
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/base64"
 	"encoding/json"
-	"errors"
-	"net/url"
+	"net"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -214,7 +212,7 @@ func newEnv(t testing.TB, b backend) *env {
 		Store:            store.Narrow(b.store, func(tx store.Store) webhook.Tx { return tx }),
 		Jobs:             b.queue,
 		Keyring:          kr,
-		NewSecret:        newSecret,
+		NewSecret:        delivery.NewSecret,
 		CheckDestination: checkDestination,
 		SecretOverlap:    overlap,
 		Now:              e.clock.Now,
@@ -229,30 +227,27 @@ func newEnv(t testing.TB, b backend) *env {
 	return e
 }
 
-// newSecret makes a secret as Standard Webhooks defines them.
-func newSecret() (string, error) {
-	b := make([]byte, 24)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
+// names is the DNS of the tests: the destination checks are
+// delivery.Destinations' own, resolving with it.
+type names map[string]string
+
+func (n names) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	a, ok := n[host]
+	if !ok {
+		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
 	}
-	return "whsec_" + base64.StdEncoding.EncodeToString(b), nil
+	return []netip.Addr{netip.MustParseAddr(a)}, nil
 }
 
-// checkDestination stands for delivery.Destinations.Check: it refuses the
-// loopback and private addresses written literally, naming why.
-func checkDestination(_ context.Context, raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return err
-	}
-	switch h := u.Hostname(); {
-	case h == "127.0.0.1" || h == "localhost":
-		return errors.New("its address " + h + " is a loopback address")
-	case strings.HasPrefix(h, "10."):
-		return errors.New("its address " + h + " is a private address")
-	}
-	return nil
-}
+var destinations = delivery.Destinations{Resolver: names{
+	"hooks.example.com":    "203.0.113.10",
+	"x.example":            "203.0.113.11",
+	"internal.example.com": "10.1.2.3",
+	"localhost":            "127.0.0.1",
+}}
+
+// checkDestination is the production check, on the tests' DNS.
+var checkDestination = destinations.Check
 
 var admin = httpapi.Meta{ActorID: "0190d5c4-7a6b-7c3e-9f00-00000000ad01", IP: "192.0.2.7", UserAgent: "test", RequestID: "req-1"}
 

@@ -15,6 +15,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/webhook"
 	"github.com/gatehouse/gatehouse/internal/webhook/catalog"
+	"github.com/gatehouse/gatehouse/internal/webhook/delivery"
 )
 
 // outbox is what a test sees of the outbox: the event and delivery rows
@@ -193,7 +194,7 @@ func TestRecordFailureRollsBackTheChange(t *testing.T) {
 	e.mustCreate(t, webhook.EndpointInput{Events: []string{"user.*"}})
 	failing, err := webhook.New(webhook.Deps{
 		Store: store.Narrow(e.store, func(tx store.Store) webhook.Tx { return tx }), Jobs: e.queue, Keyring: e.keys,
-		NewSecret: newSecret, CheckDestination: checkDestination, Now: e.clock.Now,
+		NewSecret: delivery.NewSecret, CheckDestination: checkDestination, Now: e.clock.Now,
 		NewID: func(string) (string, error) { return "", errors.New("no randomness") },
 	})
 	if err != nil {

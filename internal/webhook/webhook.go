@@ -24,6 +24,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/require"
 	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/internal/webhook/delivery"
 )
 
 // Errors mapped to problems by the HTTP layer (see Errors).
@@ -89,23 +90,20 @@ type JobInserter interface {
 	InsertManyTx(ctx context.Context, tx any, params []river.InsertManyParams) ([]int64, error)
 }
 
-// Sealer seals a secret at rest (secret.Keyring).
-type Sealer interface {
-	Seal(plaintext, associatedData []byte) (string, error)
-}
-
 // Deps are what the webhook service is built from (see New).
 type Deps struct {
-	Store   Store
-	Jobs    JobInserter
-	Keyring Sealer
+	Store Store
+	Jobs  JobInserter
+	// Keyring seals the signing secrets (*secret.Keyring).
+	Keyring delivery.Sealer
 	// NewSecret makes an endpoint's signing secret ("whsec_" and the
-	// base64 of 24 or more random bytes; delivery.NewSecret).
+	// base64 of 24 or more random bytes): delivery.NewSecret.
 	NewSecret func() (string, error)
-	// CheckDestination returns nil when rawURL may receive deliveries,
-	// otherwise an error whose message says why, which the 422 answer
-	// shows the administrator (delivery.Destinations.Check: the scheme
-	// allowed, and every address the host resolves to).
+	// CheckDestination returns nil when rawURL may receive deliveries
+	// (delivery.Destinations.Check: the scheme allowed, and every address
+	// the host resolves to). The 422 answer of a refusal shows the
+	// administrator the Reason of a *delivery.DestinationError, or else
+	// the error's message.
 	CheckDestination func(ctx context.Context, rawURL string) error
 	// SecretOverlap is how long an endpoint's old secret keeps signing
 	// alongside the new one after RotateSecret
