@@ -14,6 +14,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/social"
 	"github.com/gatehouse/gatehouse/internal/user"
+	"github.com/gatehouse/gatehouse/internal/webhook"
 )
 
 // services are the domain services the handlers and workers are built
@@ -25,6 +26,7 @@ type services struct {
 	users    *user.Service
 	social   *social.Service
 	admin    *admin.Service
+	webhooks *webhook.Service
 }
 
 // newServices builds every domain service in the order they depend on each
@@ -60,6 +62,9 @@ func newServices(d *deps) (services, error) {
 	}); err != nil {
 		return services{}, err
 	}
+	if s.webhooks, err = newWebhookService(d); err != nil {
+		return services{}, err
+	}
 	subscribe(d.bus, s)
 	return s, nil
 }
@@ -75,6 +80,12 @@ func newAPIRegistry(d *deps) (*apis.Registry, error) {
 // subscribe registers the reactions between domains. Each runs in the
 // transaction that published its event (see package event).
 func subscribe(bus *event.Bus, s services) {
+	// The webhook outbox: every event that concerns a subscribed endpoint
+	// is recorded, with its deliveries and their jobs, in the transaction
+	// of its change.
+	event.SubscribeAll(bus, func(ctx context.Context, tx event.Tx, e event.Event) error {
+		return s.webhooks.Record(ctx, tx, e)
+	})
 	// A text message of a sign-in that could not be sent opens the email
 	// code as a fallback for that sign-in.
 	event.Subscribe(bus, func(ctx context.Context, tx event.Tx, e event.SMSDeliveryFailed) error {

@@ -12,6 +12,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/mail"
 	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/internal/webhook"
 	"github.com/gatehouse/gatehouse/internal/webhook/delivery"
 )
 
@@ -19,6 +20,21 @@ import (
 // unless GATEHOUSE_WEBHOOK_ALLOW_PRIVATE, https only in production.
 func webhookDestinations(cfg *config.Config) delivery.Destinations {
 	return delivery.Destinations{AllowPrivate: cfg.Webhooks.AllowPrivate, RequireHTTPS: cfg.Env == config.EnvProduction}
+}
+
+// newWebhookService builds the webhook endpoints, outbox and admin use
+// cases.
+func newWebhookService(d *deps) (*webhook.Service, error) {
+	return webhook.New(webhook.Deps{
+		Store:            store.Narrow(d.db.store, func(tx store.Store) webhook.Tx { return tx }),
+		Jobs:             d.queue,
+		Keyring:          d.keys,
+		NewSecret:        delivery.NewSecret,
+		CheckDestination: webhookDestinations(d.cfg).Check,
+		SecretOverlap:    d.cfg.Webhooks.SecretOverlap,
+		Now:              d.now,
+		Log:              d.log,
+	})
 }
 
 // addWebhookWorkers adds the delivery worker (one attempt per job, the

@@ -47,6 +47,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/throttle"
 	"github.com/gatehouse/gatehouse/internal/token"
 	"github.com/gatehouse/gatehouse/internal/user"
+	"github.com/gatehouse/gatehouse/internal/webhook"
 	"github.com/gatehouse/gatehouse/internal/webhook/catalog"
 	"github.com/gatehouse/gatehouse/internal/webhook/delivery"
 )
@@ -382,6 +383,7 @@ func errorTable() (*httpapi.ErrorTable, error) {
 		sms.Errors(),
 		token.Errors(),
 		apis.Errors(),
+		webhook.Errors(),
 		user.Errors(),
 		session.Errors(),
 		mfa.Errors(),
@@ -449,6 +451,7 @@ func newRouter(d *deps) (*httpapi.Router, error) {
 	adm.OrgRoutes(rt, mfa.ValidatePolicyDocument)
 	(&apis.Handlers{Auth: adm.Auth, Registry: svc.apis}).Routes(rt)
 	rt.HandleHTTP("GET /v1/webhooks/event-types", catalog.Handler())
+	(&webhook.Handlers{Auth: adm.Auth, Service: svc.webhooks}).Routes(rt)
 	(&pages.Handlers{
 		Accounts: svc.users, MagicLinks: svc.social, Keys: d.keys, Errors: d.errors, Log: d.log,
 		Product: d.cfg.Mail.ProductName, MagicLinkRedirect: first(d.cfg.Social.RedirectAllowlist),
