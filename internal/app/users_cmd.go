@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/user"
 )
@@ -47,7 +48,17 @@ func (c *cli) userService(ctx context.Context, cfg *config.Config, log *slog.Log
 		closeAll()
 		return nil, nil, err
 	}
-	d := &deps{cfg: cfg, log: log, db: db, state: st, keys: keys, queue: queue, hasher: newHasher(cfg), policy: policy}
+	// Accounts made here are events like any other: the webhook outbox
+	// records them in the same transaction.
+	bus := event.NewBus()
+	d := &deps{cfg: cfg, log: log, db: db, state: st, keys: keys, queue: queue, hasher: newHasher(cfg), policy: policy, bus: bus}
+	hooks, err := newWebhookService(d)
+	if err != nil {
+		closePolicy()
+		closeAll()
+		return nil, nil, err
+	}
+	event.SubscribeAll(bus, func(ctx context.Context, tx event.Tx, e event.Event) error { return hooks.Record(ctx, tx, e) })
 	svc, err := newUserService(d, nil)
 	if err != nil {
 		closePolicy()

@@ -403,6 +403,19 @@ func runWebhooks(t *testing.T, e *webhookEnv) {
 		}
 	})
 
+	t.Run("AccountsMadeByTheCLI", func(t *testing.T) {
+		rcv := newReceiver(t)
+		_, secret := e.endpoint(t, map[string]any{"url": rcv.url(), "events": []string{"user.created"}})
+		if _, code := e.cli(t, "users", "create", "--email", "cli-made@example.com", "--password-stdin", "--verified"); code != 0 {
+			t.Fatal("users create")
+		}
+		d := rcv.wait(t, "user.created", slow, func(got []delivered) bool { return len(got) > 0 })[0]
+		verify(t, secret, d)
+		if d.Type != "user.created" || d.Data["email"] != "cli-made@example.com" {
+			t.Fatalf("got %s %v", d.Type, d.Data)
+		}
+	})
+
 	t.Run("EventTypes", func(t *testing.T) {
 		code, body, _ := call(t, "GET", e.url("/v1/webhooks/event-types"), nil)
 		if code != 200 {
