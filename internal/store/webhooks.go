@@ -157,6 +157,11 @@ type WebhookStore interface {
 	CreateWebhookEndpoint(ctx context.Context, e WebhookEndpoint) (WebhookEndpoint, error)
 	// GetWebhookEndpoint returns the endpoint with this ID, or ErrNotFound.
 	GetWebhookEndpoint(ctx context.Context, id string) (WebhookEndpoint, error)
+	// GetWebhookEndpointForUpdate is GetWebhookEndpoint that also locks
+	// the row until the end of the transaction (inside InTx), so that a
+	// read-modify-write of the endpoint cannot lose a concurrent change
+	// (the delivery worker disabling it, another rotation).
+	GetWebhookEndpointForUpdate(ctx context.Context, id string) (WebhookEndpoint, error)
 	// ListWebhookEndpoints returns every endpoint, oldest first.
 	ListWebhookEndpoints(ctx context.Context) ([]WebhookEndpoint, error)
 	// ListEnabledWebhookEndpoints returns the enabled endpoints, oldest

@@ -118,9 +118,11 @@ func (s *Service) ListEndpoints(ctx context.Context) ([]store.WebhookEndpoint, e
 	return s.d.Store.ListWebhookEndpoints(ctx)
 }
 
-// getEndpoint reads endpoint id in tx.
+// getEndpoint reads endpoint id in tx and locks it until tx ends: the
+// change made from it cannot undo a concurrent one (the delivery worker
+// disabling the endpoint).
 func getEndpoint(ctx context.Context, tx Tx, id string) (store.WebhookEndpoint, error) {
-	e, err := tx.GetWebhookEndpoint(ctx, id)
+	e, err := tx.GetWebhookEndpointForUpdate(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return store.WebhookEndpoint{}, ErrEndpointNotFound
 	}

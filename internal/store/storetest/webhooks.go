@@ -116,6 +116,23 @@ func testWebhookEndpoints(t *testing.T, s store.Store) {
 		t.Errorf("GetWebhookEndpoint (-want +got):\n%s", diff)
 	}
 
+	// The same, read for update in a transaction; nothing for an unknown id.
+	if err := s.InTx(ctx, func(tx store.Store) error {
+		g, err := tx.GetWebhookEndpointForUpdate(ctx, "whep_full")
+		if err != nil {
+			return err
+		}
+		if diff := gocmp.Diff(want, g); diff != "" {
+			t.Errorf("GetWebhookEndpointForUpdate (-want +got):\n%s", diff)
+		}
+		if _, err := tx.GetWebhookEndpointForUpdate(ctx, "whep_none"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("GetWebhookEndpointForUpdate(unknown) = %v, want ErrNotFound", err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("InTx: %v", err)
+	}
+
 	// Defaults: CreatedAt now, UpdatedAt = CreatedAt, nothing optional.
 	minimal, err := s.CreateWebhookEndpoint(ctx, store.WebhookEndpoint{
 		ID: "whep_min", URL: "https://min.example", Enabled: false, DisabledReason: store.EndpointDisabledByAdmin, Secret: "s",

@@ -32,11 +32,22 @@ func (t *Tables) CreateWebhookEndpoint(ctx context.Context, e store.WebhookEndpo
 
 // GetWebhookEndpoint implements store.WebhookStore, reading the primary.
 func (t *Tables) GetWebhookEndpoint(ctx context.Context, id string) (store.WebhookEndpoint, error) {
+	return t.getWebhookEndpoint(ctx, id, "")
+}
+
+// GetWebhookEndpointForUpdate implements store.WebhookStore with SELECT …
+// FOR UPDATE where the dialect has it (SQLite's write transactions hold
+// the database's write lock from their start).
+func (t *Tables) GetWebhookEndpointForUpdate(ctx context.Context, id string) (store.WebhookEndpoint, error) {
+	return t.getWebhookEndpoint(ctx, id, t.d.ForUpdate)
+}
+
+func (t *Tables) getWebhookEndpoint(ctx context.Context, id, lock string) (store.WebhookEndpoint, error) {
 	if !sqlrow.Storable(id) {
 		return store.WebhookEndpoint{}, t.errorf("get webhook endpoint %q: %w", id, store.ErrNotFound)
 	}
 	e, err := row(ctx, t, Primary, t.scanWebhookEndpoint, "SELECT "+sqlrow.WebhookEndpointColumns+
-		" FROM webhook_endpoints WHERE id = $1", id)
+		" FROM webhook_endpoints WHERE id = $1"+lock, id)
 	if err != nil {
 		return store.WebhookEndpoint{}, t.errorf("get webhook endpoint %q: %w", id, t.d.MapErr(err))
 	}
