@@ -436,4 +436,3 @@ func runWebhooks(t *testing.T, e *webhookEnv) {
 		}
 	})
 }
-
