@@ -1,7 +1,11 @@
 package delivery_test
 
 import (
+	"bytes"
 	"fmt"
+	"io"
+	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -64,4 +68,48 @@ func BenchmarkDeliveries(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkDeliveriesCeiling is what BenchmarkDeliveries is compared
+// with: the same signed POSTs to the same kind of receiver, 20 at once,
+// with no database and no queue: the cost of the HTTP exchange and the
+// signature alone. It reports deliveries/s.
+func BenchmarkDeliveriesCeiling(b *testing.B) {
+	rcv := newReceiver(b, answer{status: 200})
+	secret, err := delivery.NewSecret()
+	if err != nil {
+		b.Fatal(err)
+	}
+	client := delivery.Destinations{AllowPrivate: true}.Client(10 * time.Second)
+	body := []byte(`{"id":"msg_b","type":"user.created","timestamp":"2026-12-04T00:00:00Z","data":{"user_id":"u1"}}`)
+	work := make(chan int)
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	for range 20 {
+		wg.Go(func() {
+			for i := range work {
+				h, err := delivery.Headers([]string{secret}, fmt.Sprintf("msg_b%d", i), time.Now(), body)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				req, _ := http.NewRequest("POST", rcv.srv.URL, bytes.NewReader(body))
+				req.Header = h
+				res, err := client.Do(req)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+			}
+		})
+	}
+	for i := range b.N {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "deliveries/s")
 }
