@@ -192,7 +192,8 @@ func findNode() (node, modules, missing string) {
 	return node, modules, ""
 }
 
-// nodeScriptDir returns a directory from which node runs clientlibs.mjs
+// nodeScriptDir returns a directory from which node runs the scripts of
+// testdata/node (clientlibs.mjs, webhookverify.mjs)
 // with the packages installed in modules.
 //
 // Node resolves an ES module's imports from the real location of the
@@ -227,12 +228,18 @@ func nodeScriptDir(t *testing.T, modules string) string {
 		}
 	}
 	dir := t.TempDir()
-	script, err := os.ReadFile(filepath.Join("testdata", "node", "clientlibs.mjs"))
-	if err != nil {
-		t.Fatal(err)
+	scripts, err := filepath.Glob(filepath.Join("testdata", "node", "*.mjs"))
+	if err != nil || len(scripts) == 0 {
+		t.Fatalf("no scripts in testdata/node (%v)", err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "clientlibs.mjs"), script, 0o600); err != nil {
-		t.Fatal(err)
+	for _, path := range scripts {
+		script, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(path)), script, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := os.Symlink(modules, filepath.Join(dir, "node_modules")); err != nil {
 		t.Fatal(err)

@@ -5,6 +5,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -435,4 +437,39 @@ func runWebhooks(t *testing.T, e *webhookEnv) {
 			}
 		}
 	})
+}
+
+// TestWebhooksVerifyInNode: a real delivery verifies with the official
+// JavaScript library, as the README shows (testdata/node/webhookverify.mjs).
+func TestWebhooksVerifyInNode(t *testing.T) {
+	node, nodeModules, missing := findNode()
+	if missing != "" {
+		clientLibMissing(t, "%s", missing)
+	}
+	e := newWebhookEnv(t, nil)
+	rcv := newReceiver(t)
+	id, secret := e.endpoint(t, map[string]any{"url": rcv.url(), "events": []string{"webhook.test"}})
+	if code, body, _ := call(t, "POST", e.url("/v1/admin/webhooks/"+id+"/test"), nil, bearer(e.admin)...); code != 202 {
+		t.Fatalf("test = %d %v", code, body)
+	}
+	d := rcv.wait(t, "the test event", 45*time.Second, func(got []delivered) bool { return len(got) > 0 })[0]
+	headers := map[string]string{}
+	for _, h := range []string{"webhook-id", "webhook-timestamp", "webhook-signature"} {
+		headers[h] = d.Header.Get(h)
+	}
+	raw, err := json.Marshal(map[string]any{"secret": secret, "body": string(d.Body), "headers": headers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := nodeScriptDir(t, nodeModules)
+	if err := os.WriteFile(filepath.Join(dir, "delivery.json"), raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	results := runClientLib(t, node, dir, []string{"webhookverify.mjs", "delivery.json"})
+	if r := results["standardwebhooks verify"]; r["type"] != "webhook.test" || r["id"] != d.ID {
+		t.Errorf("verified event %v, want the webhook.test %s", r, d.ID)
+	}
+	if _, ok := results["standardwebhooks verify tampered body"]; !ok {
+		t.Error("the tampered body was not checked")
+	}
 }
