@@ -418,6 +418,19 @@ func runWebhooks(t *testing.T, e *webhookEnv) {
 		}
 	})
 
+	t.Run("Metrics", func(t *testing.T) {
+		_, raw := get(t, e.s.admin+"/metrics")
+		for _, want := range []string{
+			`gatehouse_webhook_deliveries_total{outcome="delivered"}`, `gatehouse_webhook_deliveries_total{outcome="retry"}`,
+			`gatehouse_webhook_deliveries_total{outcome="failed"}`, `gatehouse_webhook_deliveries_total{outcome="gone"}`,
+			"gatehouse_webhook_delivery_seconds_bucket", "gatehouse_webhook_queue_depth", "gatehouse_webhook_oldest_pending_seconds",
+		} {
+			if !strings.Contains(string(raw), want) {
+				t.Errorf("/metrics lacks %s", want)
+			}
+		}
+	})
+
 	t.Run("EventTypes", func(t *testing.T) {
 		code, body, _ := call(t, "GET", e.url("/v1/webhooks/event-types"), nil)
 		if code != 200 {
