@@ -88,8 +88,7 @@ type source struct {
 	name string // list name, or "city" / "asn"
 	path string
 
-	size     int64
-	modTime  time.Time
+	seen     os.FileInfo // the file as last read (or refused), to notice a change
 	loadedAt time.Time
 	readErr  string // the last error reading the file, logged once
 
@@ -244,12 +243,13 @@ func (in *Intel) Reload() error {
 	return errors.Join(errs...)
 }
 
-// poll reloads the files whose size or modification time changed. A file
-// that cannot be read or is bad is logged once, until it changes again.
+// poll reloads the files that changed (size, modification time, or
+// another file renamed into place). A file that cannot be read or is bad
+// is logged once, until it changes again.
 func (in *Intel) poll() {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	changed := false
+	reloaded := false
 	for _, s := range in.sources {
 		fi, err := os.Stat(s.path)
 		if err != nil {
@@ -260,26 +260,25 @@ func (in *Intel) poll() {
 			}
 			continue
 		}
-		if fi.Size() == s.size && fi.ModTime().Equal(s.modTime) {
+		if !changed(s.seen, fi) {
 			continue
 		}
 		if err := in.load(s); err != nil {
-			// Remember the bad file, so it is logged once and not read
-			// again until it changes.
-			s.size, s.modTime = fi.Size(), fi.ModTime()
 			in.log.Error("network intelligence file is invalid; the data in force stays",
 				"source", s.name, "path", s.path, "error", err.Error())
 			continue
 		}
-		changed = true
+		reloaded = true
 	}
-	if changed {
+	if reloaded {
 		in.publish()
 	}
 }
 
 // load reads s's file and, if it is good, makes it s's data (not yet in
-// force: publish does that). The caller holds in.mu, or is New.
+// force: publish does that). A bad file is remembered as seen, so that
+// poll reads it again only once it changes. The caller holds in.mu, or is
+// New.
 func (in *Intel) load(s *source) error {
 	fi, err := os.Stat(s.path)
 	if err != nil {
@@ -289,6 +288,7 @@ func (in *Intel) load(s *source) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", s.name, err)
 	}
+	s.seen, s.readErr = fi, ""
 	switch s.kind {
 	case kindCity, kindASN:
 		r, err := openDB(s.kind, data)
@@ -310,8 +310,16 @@ func (in *Intel) load(s *source) error {
 		s.list = l
 		in.log.Info("IP list loaded", "list", s.name, "path", s.path, "ranges", len(l.ranges))
 	}
-	s.size, s.modTime, s.loadedAt, s.readErr = fi.Size(), fi.ModTime(), in.now(), ""
+	s.loadedAt = in.now()
 	return nil
+}
+
+// changed reports whether the file now is another than the one seen
+// before: another size or modification time, or another file renamed into
+// place.
+func changed(before, now os.FileInfo) bool {
+	return before == nil || before.Size() != now.Size() || !before.ModTime().Equal(now.ModTime()) ||
+		!os.SameFile(before, now)
 }
 
 // probe is an address every City or ASN database can be asked about,
@@ -363,7 +371,7 @@ func (in *Intel) publish() {
 }
 
 // Run keeps the data current until ctx ends: every interval it looks at
-// each file's size and modification time and reloads those that changed.
+// each file (os.Stat, no read) and reloads those that changed.
 func (in *Intel) Run(ctx context.Context) {
 	if len(in.sources) == 0 {
 		<-ctx.Done()

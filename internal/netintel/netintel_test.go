@@ -437,6 +437,24 @@ func TestRunReloadsChangedFiles(t *testing.T) {
 	writeFile(t, c.Lists["partners"], "192.0.2.1\n198.51.100.0/24\n")
 	waitFor("list reloaded", func() bool { return in.Lookup(ip("198.51.100.4")).Lists != nil })
 
+	// Another file of the same size and modification time renamed into
+	// place is noticed too.
+	old, err := os.Stat(c.Lists["partners"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := c.Lists["partners"] + ".new"
+	if err := os.WriteFile(other, []byte("192.0.2.22\n203.0.113.0/24\n"), 0o600); err != nil { // same size
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(other, old.ModTime(), old.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(other, c.Lists["partners"]); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("renamed list reloaded", func() bool { return in.Lookup(ip("203.0.113.4")).Lists != nil })
+
 	// A bad file is logged once and the data in force stays; a good one
 	// after it is taken.
 	writeFile(t, c.ASNDB, strings.Repeat("x", 100))
@@ -456,7 +474,7 @@ func TestRunReloadsChangedFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor("missing file logged", func() bool { return l.count("ERROR network intelligence file cannot be read") == 1 })
-	if got := in.Lookup(ip("198.51.100.4")); !cmp.Equal(got.Lists, []string{"partners"}) {
+	if got := in.Lookup(ip("203.0.113.4")); !cmp.Equal(got.Lists, []string{"partners"}) {
 		t.Errorf("lists = %v after the file disappeared, want the list in force", got.Lists)
 	}
 }
