@@ -29,8 +29,8 @@ const (
 	ListAllowlist = "allowlist"
 )
 
-// ipRange is an inclusive range of addresses as 128-bit numbers, IPv4 in
-// its IPv4-mapped IPv6 form (::ffff:a.b.c.d).
+// ipRange is an inclusive range of addresses as 128-bit numbers (IPv4 in
+// the low 32 bits).
 type ipRange struct{ lo, hi u128 }
 
 type u128 struct{ hi, lo uint64 }
@@ -42,21 +42,28 @@ func (a u128) cmp(b u128) int {
 	return cmp.Compare(a.lo, b.lo)
 }
 
-// key is the number of ip: IPv4 and IPv4-mapped IPv6 addresses give the
-// same number, and a zone is ignored.
-func key(ip netip.Addr) u128 {
-	b := ip.Unmap().As16()
-	return u128{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])}
+// addrKey is an address as a number and its family: an IPv4-mapped IPv6
+// address is its IPv4 address, and a zone is ignored.
+type addrKey struct {
+	n   u128
+	is4 bool
+}
+
+func key(ip netip.Addr) addrKey {
+	ip = ip.Unmap()
+	if ip.Is4() {
+		b := ip.As4()
+		return addrKey{u128{0, uint64(binary.BigEndian.Uint32(b[:]))}, true}
+	}
+	b := ip.As16()
+	return addrKey{u128{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])}, false}
 }
 
 // rangeOf is the first and last address of p, in key form.
 func rangeOf(p netip.Prefix) ipRange {
 	p = p.Masked()
-	lo := key(p.Addr())
-	bits := p.Bits()
-	if p.Addr().Is4() {
-		bits += 96
-	}
+	lo := key(p.Addr()).n
+	bits := p.Bits() + 128 - p.Addr().BitLen()
 	hi := lo
 	switch host := 128 - bits; {
 	case host >= 64:
@@ -70,31 +77,39 @@ func rangeOf(p netip.Prefix) ipRange {
 	return ipRange{lo, hi}
 }
 
-// ipList is one named list: disjoint, sorted ranges, found by binary
-// search.
+// ipList is one named list: disjoint, sorted ranges per address family,
+// found by binary search. IPv6 prefixes that span IPv4-mapped addresses
+// (::/0, ::ffff:0:0/95) do not hold IPv4 addresses, as in net/netip.
 type ipList struct {
 	name   string
-	ranges []ipRange
+	v4, v6 []ipRange
 }
 
-// contains reports whether ip is in the list.
-func (l *ipList) contains(k u128) bool {
+// contains reports whether the address k is in the list.
+func (l *ipList) contains(k addrKey) bool {
+	ranges := l.v6
+	if k.is4 {
+		ranges = l.v4
+	}
 	// The first range starting after k; the one before it is the only
 	// one that can hold k.
-	i, _ := slices.BinarySearchFunc(l.ranges, k, func(r ipRange, k u128) int {
-		if r.lo.cmp(k) <= 0 {
+	i, _ := slices.BinarySearchFunc(ranges, k.n, func(r ipRange, n u128) int {
+		if r.lo.cmp(n) <= 0 {
 			return -1
 		}
 		return 1
 	})
-	return i > 0 && k.cmp(l.ranges[i-1].hi) <= 0
+	return i > 0 && k.n.cmp(ranges[i-1].hi) <= 0
 }
+
+// size is the number of disjoint ranges.
+func (l *ipList) size() int { return len(l.v4) + len(l.v6) }
 
 // parseList reads a list file: one IP address or CIDR a line; blank lines
 // and what follows a # are ignored. A bad line is an error naming the file
 // and the line.
 func parseList(name, path string, data []byte) (*ipList, error) {
-	var ranges []ipRange
+	var v4, v6 []ipRange
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 0, 4096), 1<<20)
 	for n := 1; sc.Scan(); n++ {
@@ -107,12 +122,16 @@ func parseList(name, path string, data []byte) (*ipList, error) {
 		if err != nil {
 			return nil, fmt.Errorf("IP list %s: %s:%d: %q is not an IP address or CIDR", name, path, n, line)
 		}
-		ranges = append(ranges, rangeOf(p))
+		if p.Addr().Is4() {
+			v4 = append(v4, rangeOf(p))
+		} else {
+			v6 = append(v6, rangeOf(p))
+		}
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("IP list %s: %s: %w", name, path, err)
 	}
-	return &ipList{name: name, ranges: merge(ranges)}, nil
+	return &ipList{name: name, v4: merge(v4), v6: merge(v6)}, nil
 }
 
 func parseIPOrCIDR(s string) (netip.Prefix, error) {

@@ -218,7 +218,7 @@ func (in *Intel) Sources() []Source {
 		case s.asn != nil:
 			d.Built = time.Unix(int64(s.asn.Metadata().BuildEpoch), 0).UTC()
 		case s.list != nil:
-			d.Entries = len(s.list.ranges)
+			d.Entries = s.list.size()
 		}
 		out = append(out, d)
 	}
@@ -308,7 +308,7 @@ func (in *Intel) load(s *source) error {
 			return err
 		}
 		s.list = l
-		in.log.Info("IP list loaded", "list", s.name, "path", s.path, "ranges", len(l.ranges))
+		in.log.Info("IP list loaded", "list", s.name, "path", s.path, "ranges", l.size())
 	}
 	s.loadedAt = in.now()
 	return nil

@@ -314,6 +314,9 @@ func TestListParsing(t *testing.T) {
 			[]string{"192.0.2.0", "192.0.2.255"}, []string{"192.0.3.0"}},
 		{"everything", "0.0.0.0/0\n::/0\n",
 			[]string{"0.0.0.0", "255.255.255.255", "::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"}, nil},
+		{"ipv6 spans hold no ipv4", "::/0\n::ffff:0:0/95\n",
+			[]string{"2001:db8::1", "::", "::fffe:ffff:ffff"},
+			[]string{"192.0.2.1", "::ffff:192.0.2.1", "0.0.0.0"}},
 		{"no trailing newline", "192.0.2.1", []string{"192.0.2.1"}, nil},
 		{"empty", "# nothing yet\n", nil, []string{"192.0.2.1", "::"}},
 	}
@@ -335,8 +338,8 @@ func TestListParsing(t *testing.T) {
 			}
 		})
 	}
-	if l, _ := parseList("x", "x.txt", []byte("10.0.0.0/8\n10.1.0.0/16\n11.0.0.0/8\n")); len(l.ranges) != 1 {
-		t.Errorf("ranges = %d, want overlapping and adjacent ones merged into 1", len(l.ranges))
+	if l, _ := parseList("x", "x.txt", []byte("10.0.0.0/8\n10.1.0.0/16\n11.0.0.0/8\n")); l.size() != 1 {
+		t.Errorf("ranges = %d, want overlapping and adjacent ones merged into 1", l.size())
 	}
 
 	for _, line := range []string{"192.0.2", "192.0.2.1/33", "2001:db8::/129", "fe80::1%eth0", "host.example", "192.0.2.1 192.0.2.2", "-"} {
