@@ -62,8 +62,9 @@ type Intel struct {
 	interval time.Duration
 	current  atomic.Pointer[snapshot]
 
-	mu      sync.Mutex // one reload at a time; guards sources
+	mu      sync.Mutex // one reload at a time; guards the fields below
 	sources []*source
+	closed  bool
 }
 
 // snapshot is the data in force; a reload builds a new one and swaps it
@@ -231,6 +232,9 @@ func (in *Intel) Sources() []Source {
 func (in *Intel) Reload() error {
 	in.mu.Lock()
 	defer in.mu.Unlock()
+	if in.closed {
+		return errors.New("network intelligence is closed")
+	}
 	var errs []error
 	for _, s := range in.sources {
 		if err := in.load(s); err != nil {
@@ -249,6 +253,9 @@ func (in *Intel) Reload() error {
 func (in *Intel) poll() {
 	in.mu.Lock()
 	defer in.mu.Unlock()
+	if in.closed {
+		return
+	}
 	reloaded := false
 	for _, s := range in.sources {
 		fi, err := os.Stat(s.path)
@@ -260,6 +267,7 @@ func (in *Intel) poll() {
 			}
 			continue
 		}
+		s.readErr = ""
 		if !changed(s.seen, fi) {
 			continue
 		}
@@ -389,10 +397,12 @@ func (in *Intel) Run(ctx context.Context) {
 	}
 }
 
-// Close drops the data: later lookups find nothing but the address.
+// Close drops the data and stops reloads: later lookups find nothing but
+// the address.
 func (in *Intel) Close() error {
 	in.mu.Lock()
 	defer in.mu.Unlock()
+	in.closed = true
 	for _, s := range in.sources {
 		s.city, s.asn, s.list = nil, nil, nil
 	}

@@ -480,6 +480,19 @@ func TestRunReloadsChangedFiles(t *testing.T) {
 	if got := in.Lookup(ip("203.0.113.4")); !cmp.Equal(got.Lists, []string{"partners"}) {
 		t.Errorf("lists = %v after the file disappeared, want the list in force", got.Lists)
 	}
+
+	// Once closed, lookups find only the address and changes are not read.
+	if err := in.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := in.Lookup(ip("192.0.2.1")); got.Country != "" || got.ASN != 0 || got.Lists != nil {
+		t.Errorf("after Close: %+v", got)
+	}
+	writeFile(t, c.Lists["partners"], "192.0.2.1\n")
+	time.Sleep(50 * time.Millisecond) // several polls
+	if got := in.Lookup(ip("192.0.2.1")); got.Lists != nil || in.Reload() == nil {
+		t.Errorf("after Close, a changed file was read: %+v", got)
+	}
 }
 
 // TestLookupDuringReload looks up from many goroutines while the files are
