@@ -67,6 +67,7 @@ var badSettings = []map[string]string{
 		"GATEHOUSE_TWILIO_ACCOUNT_SID": "XX1", "GATEHOUSE_TWILIO_BASE_URL": "twilio", "GATEHOUSE_SMS_ALLOWED_COUNTRIES": "ZZ,!!",
 		"GATEHOUSE_SMS_LIMIT_PER_PHONE": "0", "GATEHOUSE_SMS_LIMIT_PER_USER": "0", "GATEHOUSE_SMS_LIMIT_PER_COUNTRY": "0",
 		"GATEHOUSE_REDIRECT_ALLOWLIST": "/relative,https://x.example/#frag",
+		"GATEHOUSE_IP_LISTS":           "tor:/a,Tor:/b,nopath,x:,tor:/c",
 	},
 	{
 		"GATEHOUSE_ENV": "production", "GATEHOUSE_ISSUER": "http://auth.example.com", "GATEHOUSE_APP_URL": "http://app.example.com",

@@ -60,6 +60,7 @@ type Config struct {
 	SMS        SMSConfig
 	Social     SocialConfig
 	Webhooks   WebhookConfig
+	NetIntel   NetIntelConfig
 }
 
 // section is what each part of Config implements: it reports its own bad

@@ -64,6 +64,7 @@ func TestDefaults(t *testing.T) {
 		SMS:        SMSConfig{TwilioBaseURL: "https://api.twilio.com", LimitPerPhone: 5, LimitPerUser: 10, LimitPerCountry: 1000},
 		Webhooks: WebhookConfig{RetrySchedule: "5s,5m,30m,2h,5h,10h,10h", Timeout: 10 * time.Second,
 			SecretOverlap: 24 * time.Hour, DisableAfter: 120 * time.Hour, Retention: 720 * time.Hour, Workers: 20},
+		NetIntel: NetIntelConfig{}, // no databases, no lists: the network signals are off
 	}
 	if diff := cmp.Diff(want, *c); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
@@ -95,6 +96,39 @@ func TestEnvironmentOverrides(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"postgres://a/x", "postgres://b/x"}, c.Database.ReplicaURLs); diff != "" {
 		t.Errorf("replicas: %s", diff)
+	}
+}
+
+func TestNetIntel(t *testing.T) {
+	c, _, err := Load(envOf(map[string]string{
+		"GATEHOUSE_GEOIP_CITY_DB": "/geo/GeoLite2-City.mmdb",
+		"GATEHOUSE_GEOIP_ASN_DB":  "/geo/GeoLite2-ASN.mmdb",
+		"GATEHOUSE_IP_LISTS":      "tor:/lists/tor.txt, blocklist : /lists/block.txt,my_label-2:/lists/C:/odd.txt",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.NetIntel.GeoIPCityDB != "/geo/GeoLite2-City.mmdb" || c.NetIntel.GeoIPASNDB != "/geo/GeoLite2-ASN.mmdb" {
+		t.Errorf("databases = %+v", c.NetIntel)
+	}
+	want := map[string]string{"tor": "/lists/tor.txt", "blocklist": "/lists/block.txt", "my_label-2": "/lists/C:/odd.txt"}
+	if diff := cmp.Diff(want, c.NetIntel.IPListFiles()); diff != "" {
+		t.Errorf("IPListFiles (-want +got):\n%s", diff)
+	}
+
+	for _, tt := range []struct{ lists, want string }{
+		{"tor", `"tor" is not name:path`},
+		{"Tor:/x", `list name "Tor"`},
+		{"tor list:/x", `list name "tor list"`},
+		{":/x", `list name ""`},
+		{"tor:", "list tor has no file"},
+		{"tor:/a,tor:/b", "list tor is named twice"},
+	} {
+		_, _, err := Load(envOf(map[string]string{"GATEHOUSE_IP_LISTS": tt.lists}))
+		ps := problems(t, err)
+		if len(ps) != 1 || !strings.HasPrefix(ps[0], "GATEHOUSE_IP_LISTS: ") || !strings.Contains(ps[0], tt.want) {
+			t.Errorf("IP_LISTS=%q: problems = %q, want one containing %q", tt.lists, ps, tt.want)
+		}
 	}
 }
 
