@@ -438,7 +438,7 @@ func startServe(t *testing.T, dir string, env []string) *serveProcess {
 		if t.Failed() {
 			p.mu.Lock()
 			defer p.mu.Unlock()
-			t.Logf("server log (last lines):\n%s", strings.Join(p.logs[max(0, len(p.logs)-60):], "\n"))
+			t.Logf("log of server process %d (last lines):\n%s", p.cmd.Process.Pid, strings.Join(p.logs[max(0, len(p.logs)-60):], "\n"))
 		}
 	})
 	select {
