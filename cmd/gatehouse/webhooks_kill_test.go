@@ -102,10 +102,10 @@ func testWebhooksSurviveKill(t *testing.T, extra []string) {
 
 	// The burst: killClients clients send killSignups sign-ups; when half
 	// have been answered, the server is killed.
-	run := randomText(t, 6)
+	batch := randomText(t, 6)
 	emails := make([]string, killSignups)
 	for i := range emails {
-		emails[i] = fmt.Sprintf("kill-%s-%03d@example.com", run, i)
+		emails[i] = fmt.Sprintf("kill-%s-%03d@example.com", batch, i)
 	}
 	password := randomText(t, 18)
 	statuses := make([]int, killSignups) // 0: the request failed
