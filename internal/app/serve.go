@@ -140,7 +140,11 @@ func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, now fu
 	// The features count their own limits (register-ip, email-address, …)
 	// under the policy in force, after validating a request.
 	rateMetrics := throttle.NewMetrics(reg)
-	state.limiter = &throttle.FeatureLimiter{Inner: state.limiter, Multi: state.multi, Policy: limits.Policy, Stats: rateStats, Metrics: rateMetrics}
+	bypass, err := bypassNetworks(cfg)
+	if err != nil {
+		return err
+	}
+	state.limiter = &throttle.FeatureLimiter{Bypass: bypass, Inner: state.limiter, Multi: state.multi, Policy: limits.Policy, Stats: rateStats, Metrics: rateMetrics}
 	errs, err := errorTable()
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package throttle
 
 import (
 	"context"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -24,6 +25,10 @@ var featureRules = map[string]string{
 	"password-change:user:": "password-change-user",
 }
 
+// byAddress are the feature rules that count by client address: a bypass
+// network skips them.
+var byAddress = map[string]bool{"register-ip": true, "email-ip": true, "magic-link-ip": true}
+
 // isFeatureRule reports whether a rule of this name is applied by a
 // feature rather than by the guard.
 func isFeatureRule(name string) bool {
@@ -42,6 +47,13 @@ func isFeatureRule(name string) bool {
 // feature's built-in limit. Other keys (SMS, email changes) go to Inner
 // as before.
 type FeatureLimiter struct {
+	// Bypass are the client networks never limited
+	// (GATEHOUSE_RATE_LIMIT_BYPASS_CIDRS): the rules that count by client
+	// address (register-ip, email-ip, magic-link-ip) do not count a
+	// request from them. The rules that protect an account or an address
+	// (email-address, mfa-verify-user …) still apply, like the login
+	// lockout.
+	Bypass  []netip.Prefix
 	Inner   ratelimit.Limiter
 	Multi   ratelimit.MultiLimiter
 	Policy  func() *ratepolicy.Policy
@@ -54,6 +66,10 @@ func (f *FeatureLimiter) AllowN(ctx context.Context, key string, limit ratelimit
 	name, rest := featureOf(key)
 	if name == "" || n != 1 {
 		return f.Inner.AllowN(ctx, key, limit, n)
+	}
+	if byAddress[name] && bypassedKey(f.Bypass, rest) {
+		f.Metrics.decision(name, "bypassed")
+		return ratelimit.Result{Allowed: 1, Remaining: limit.Burst, RetryAfter: -1}, nil
 	}
 	check := ratelimit.Check{Key: name + ":" + rest, Limit: limit}
 	if rule := f.Policy().Rule(name); rule != nil {
@@ -99,4 +115,23 @@ func featureOf(key string) (name, rest string) {
 		}
 	}
 	return "", ""
+}
+
+// bypassedKey reports whether the address part of a key counted by client
+// address (httpapi.LimitKey: an IPv4 address, or an IPv6 /64) is in a
+// bypass network; a /64 only when a network holds all of it.
+func bypassedKey(nets []netip.Prefix, key string) bool {
+	if a, err := netip.ParseAddr(key); err == nil {
+		return inNetworks(nets, a.String())
+	}
+	p, err := netip.ParsePrefix(key)
+	if err != nil {
+		return false
+	}
+	for _, n := range nets {
+		if n.Bits() <= p.Bits() && n.Contains(p.Addr()) {
+			return true
+		}
+	}
+	return false
 }

@@ -1,6 +1,7 @@
 package throttle
 
 import (
+	"net/netip"
 	"testing"
 	"time"
 
@@ -62,5 +63,29 @@ func TestFeatureLimiter(t *testing.T) {
 	}
 	if r, _ := f.AllowN(ctx, "register:ip:192.0.2.1", builtin, 1); r.Allowed != 1 {
 		t.Error("refused after Reset")
+	}
+
+	// A bypass network skips the rules by client address, not those that
+	// protect an address or an account.
+	f.Bypass = []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("2001:db8::/48")}
+	for _, key := range []string{"register:ip:198.51.100.7", "register:ip:2001:db8::/64"} {
+		for i := range 5 {
+			if r, err := f.AllowN(ctx, key, builtin, 1); err != nil || r.Allowed != 1 {
+				t.Fatalf("%s from a bypass network, request %d = %+v, %v", key, i+1, r, err)
+			}
+		}
+	}
+	f.Bypass = []netip.Prefix{netip.MustParsePrefix("2001:db8::1/128")}
+	f.AllowN(ctx, "register:ip:2001:db8::/64", builtin, 1)
+	if r, _ := f.AllowN(ctx, "register:ip:2001:db8::/64", builtin, 1); r.Allowed != 0 {
+		t.Error("a /64 counted as bypassed for one address of it")
+	}
+	f.Bypass = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}
+	f.AllowN(ctx, "email:addr:x", builtin, 1)
+	for range 3 {
+		f.AllowN(ctx, "email:addr:x", builtin, 1)
+	}
+	if r, _ := f.AllowN(ctx, "email:addr:x", builtin, 1); r.Allowed != 0 {
+		t.Error("email-address skipped for a bypass network")
 	}
 }

@@ -352,8 +352,11 @@ func (q *request) key(rule *ratepolicy.Rule) (string, bool, error) {
 	return strings.Join(vals, "+"), true, nil
 }
 
-func (t *Throttle) bypassed(ip string) bool {
-	if len(t.d.Bypass) == 0 {
+func (t *Throttle) bypassed(ip string) bool { return inNetworks(t.d.Bypass, ip) }
+
+// inNetworks reports whether the address ip is in one of nets.
+func inNetworks(nets []netip.Prefix, ip string) bool {
+	if len(nets) == 0 {
 		return false
 	}
 	a, err := netip.ParseAddr(ip)
@@ -361,7 +364,7 @@ func (t *Throttle) bypassed(ip string) bool {
 		return false
 	}
 	a = a.Unmap()
-	for _, p := range t.d.Bypass {
+	for _, p := range nets {
 		if p.Contains(a) {
 			return true
 		}
