@@ -21,6 +21,7 @@ func runRiskProfiles(t *testing.T, migrated func(t *testing.T) store.Store) {
 	t.Run("Cascade", func(t *testing.T) { testRiskProfileCascade(t, migrated(t)) })
 	t.Run("InTx", func(t *testing.T) { testRiskProfileInTx(t, migrated(t)) })
 	t.Run("ParallelPuts", func(t *testing.T) { testRiskProfileParallel(t, migrated(t)) })
+	t.Run("SessionColumns", func(t *testing.T) { testSessionRisk(t, migrated(t)) })
 }
 
 var riskAt = time.Date(2034, 5, 6, 7, 8, 9, 123456789, time.UTC)
@@ -166,5 +167,94 @@ func testRiskProfileParallel(t *testing.T, s store.Store) {
 	var writer int
 	if _, err := fmt.Sscanf(string(p.Profile), `{"writer":%d}`, &writer); err != nil || writer < 0 || writer >= n {
 		t.Errorf("profile after parallel Puts = %s, want one writer's", p.Profile)
+	}
+}
+
+// testSessionRisk: the location and risk columns of sessions, on every
+// path that writes or returns a session.
+func testSessionRisk(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	user := mustCreateUser(t, s, newUser("risk@example.com"))
+
+	// Not scored: Risk stays nil; scored 0 without reasons is not nil.
+	plain, _ := newSession(t, s, user.ID, riskAt, time.Hour)
+	if plain.Risk != nil || plain.Country != "" || plain.City != "" || plain.ASN != 0 {
+		t.Errorf("session without location or risk = %+v", plain)
+	}
+	zero, tok := mustCreateSession(t, s,
+		store.Session{UserID: user.ID, CreatedAt: riskAt, ExpiresAt: riskAt.Add(time.Hour), Risk: &store.SessionRisk{}},
+		store.RefreshToken{TokenHash: refreshHash()})
+	want := &store.SessionRisk{Score: 0}
+	if diff := gocmp.Diff(want, zero.Risk); diff != "" {
+		t.Errorf("Risk scored 0 (-want +got):\n%s", diff)
+	}
+	if diff := gocmp.Diff(want, mustGetSession(t, s, zero.ID).Risk); diff != "" {
+		t.Errorf("GetSession Risk scored 0 (-want +got):\n%s", diff)
+	}
+
+	// A rotation and a revocation keep them.
+	scored, tok := mustCreateSession(t, s,
+		store.Session{
+			UserID: user.ID, CreatedAt: riskAt, ExpiresAt: riskAt.Add(time.Hour), Country: "FR", City: "Paris", ASN: 3215,
+			Risk: &store.SessionRisk{Score: 100, Reasons: []string{"blocklisted_ip", "tor_exit"}},
+		},
+		store.RefreshToken{TokenHash: refreshHash()})
+	res, err := s.RotateRefreshToken(ctx, store.RotateRequest{
+		PresentedHash: tok.TokenHash, Next: store.RefreshToken{TokenHash: refreshHash()}, SealedNext: "sealed", Now: riskAt.Add(time.Minute),
+		LastSeenIP: "198.51.100.1",
+	})
+	if err != nil || res.Outcome != store.Rotated {
+		t.Fatalf("RotateRefreshToken = %v, %v", res.Outcome, err)
+	}
+	for what, got := range map[string]store.Session{"rotated": res.Session, "stored": mustGetSession(t, s, scored.ID)} {
+		if got.Country != "FR" || got.City != "Paris" || got.ASN != 3215 || !gocmp.Equal(got.Risk, scored.Risk) {
+			t.Errorf("%s session = %q %q %d %+v, want %q %q %d %+v", what, got.Country, got.City, got.ASN, got.Risk,
+				scored.Country, scored.City, scored.ASN, scored.Risk)
+		}
+	}
+	list, err := s.ListUserSessions(ctx, user.ID, riskAt.Add(2*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, x := range list {
+		if x.ID == scored.ID {
+			found = true
+			if !gocmp.Equal(x.Risk, scored.Risk) || x.ASN != 3215 {
+				t.Errorf("listed session risk %+v, ASN %d", x.Risk, x.ASN)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("ListUserSessions does not list %s", scored.ID)
+	}
+
+	// Invalid values are refused, and nothing is written.
+	for name, x := range map[string]store.Session{
+		"score above 100": {Risk: &store.SessionRisk{Score: 101}},
+		"negative score":  {Risk: &store.SessionRisk{Score: -1}},
+		"empty reason":    {Risk: &store.SessionRisk{Score: 10, Reasons: []string{""}}},
+		"reason with NUL": {Risk: &store.SessionRisk{Score: 10, Reasons: []string{"a\x00"}}},
+		"country":         {Country: "\xff"},
+		"city":            {City: "a\x00b"},
+	} {
+		x.UserID, x.CreatedAt, x.ExpiresAt = user.ID, riskAt, riskAt.Add(time.Hour)
+		before := count(t, s, "SELECT count(*) FROM sessions")
+		if _, err := s.CreateSession(ctx, x, store.RefreshToken{TokenHash: refreshHash()}); err == nil ||
+			errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrUnavailable) {
+			t.Errorf("%s: CreateSession = %v, want a validation error", name, err)
+		}
+		if after := count(t, s, "SELECT count(*) FROM sessions"); after != before {
+			t.Errorf("%s: %d sessions after a refused CreateSession, want %d", name, after, before)
+		}
+	}
+	// The caller's Risk is not changed by the store.
+	r := &store.SessionRisk{Score: 5}
+	if _, err := s.CreateSession(ctx, store.Session{UserID: user.ID, ExpiresAt: riskAt.Add(time.Hour), Risk: r},
+		store.RefreshToken{TokenHash: refreshHash()}); err != nil {
+		t.Fatal(err)
+	}
+	if r.Reasons != nil {
+		t.Errorf("CreateSession changed the caller's Risk: %+v", r)
 	}
 }
