@@ -86,13 +86,15 @@ const (
 // DefaultWeights are the signals' default contributions. They are chosen
 // so that one strong signal alone steps up (impossible_travel, tor_exit),
 // an address an operator blocklisted blocks, and the weaker behavioural
-// signals only step up together: a new device in a new country on a new
-// network (45) is allowed, and the user is told ("was this you?").
+// signals do not step up by themselves: a new device in a new country on
+// a new network (35) is allowed, and the user is told ("was this you?").
+// Impossible travel to a new country on a new network from a new device
+// (85) steps up rather than blocks: the user may be real, behind a VPN.
 func DefaultWeights() map[Code]int {
 	return map[Code]int{
 		NewDevice:          15,
-		NewCountry:         20,
-		NewASN:             10,
+		NewCountry:         15,
+		NewASN:             5,
 		ImpossibleTravel:   50,
 		TorExit:            50,
 		DatacenterIP:       20,

@@ -153,12 +153,16 @@ func TestImpossibleTravel(t *testing.T) {
 	p.Observe(SignIn{At: at(-10 * time.Minute), Device: "laptop", Network: paris})
 	a := e.Score(Input{At: at(0), Device: "laptop", Network: sydney, Profile: p})
 	want := Assessment{
-		Score:    80,
-		Reasons:  []Reason{{ImpossibleTravel, 50}, {NewCountry, 20}, {NewASN, 10}},
+		Score:    70,
+		Reasons:  []Reason{{ImpossibleTravel, 50}, {NewCountry, 15}, {NewASN, 5}},
 		Decision: StepUp,
 	}
 	if diff := cmp.Diff(want, a); diff != "" {
 		t.Fatalf("Paris then Sydney 10 minutes later (-want +got):\n%s", diff)
+	}
+	// From a new device as well, it still steps up.
+	if a := e.Score(Input{At: at(0), Device: "phone", Network: sydney, Profile: p}); a.Score != 85 || a.Decision != StepUp {
+		t.Errorf("Paris then Sydney on a new device = %d, %s; want 85, step_up", a.Score, a.Decision)
 	}
 
 	tests := []struct {
