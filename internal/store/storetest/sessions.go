@@ -1241,8 +1241,10 @@ func testStartSession(t *testing.T, s store.Store) {
 	user := mustCreateUser(t, s, newUser("start@example.com"))
 	data := map[string]any{"amr": []any{"pwd"}}
 	in := store.SignIn{
-		Session: store.Session{UserID: user.ID, CreatedAt: sessAt, ExpiresAt: sessAt.Add(time.Hour), IP: "192.0.2.9", AMR: []string{"pwd"}, AuthTime: sessAt, Audience: []string{"https://api.example.com"}, Scope: "openid read:invoices",
-			Country: "AU", City: "Sydney", ASN: 1221, Risk: &store.SessionRisk{Score: 50, Reasons: []string{"impossible_travel"}}},
+		Session: store.Session{
+			UserID: user.ID, CreatedAt: sessAt, ExpiresAt: sessAt.Add(time.Hour), IP: "192.0.2.9", AMR: []string{"pwd"}, AuthTime: sessAt, Audience: []string{"https://api.example.com"}, Scope: "openid read:invoices",
+			Country: "AU", City: "Sydney", ASN: 1221, Risk: &store.SessionRisk{Score: 50, Reasons: []string{"impossible_travel"}},
+		},
 		First:   store.RefreshToken{TokenHash: refreshHash(), Scope: "openid read:invoices"},
 		Event:   store.AuditEvent{OccurredAt: sessAt, ActorID: user.ID, SubjectID: user.ID, Action: "user.logged_in", Data: data},
 	}
