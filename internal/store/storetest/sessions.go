@@ -1245,8 +1245,8 @@ func testStartSession(t *testing.T, s store.Store) {
 			UserID: user.ID, CreatedAt: sessAt, ExpiresAt: sessAt.Add(time.Hour), IP: "192.0.2.9", AMR: []string{"pwd"}, AuthTime: sessAt, Audience: []string{"https://api.example.com"}, Scope: "openid read:invoices",
 			Country: "AU", City: "Sydney", ASN: 1221, Risk: &store.SessionRisk{Score: 50, Reasons: []string{"impossible_travel"}},
 		},
-		First:   store.RefreshToken{TokenHash: refreshHash(), Scope: "openid read:invoices"},
-		Event:   store.AuditEvent{OccurredAt: sessAt, ActorID: user.ID, SubjectID: user.ID, Action: "user.logged_in", Data: data},
+		First: store.RefreshToken{TokenHash: refreshHash(), Scope: "openid read:invoices"},
+		Event: store.AuditEvent{OccurredAt: sessAt, ActorID: user.ID, SubjectID: user.ID, Action: "user.logged_in", Data: data},
 	}
 	sess, got, err := s.StartSession(ctx, in)
 	if err != nil {
