@@ -31,7 +31,9 @@ const DefaultWindow = time.Hour
 // as a hash in the keys.
 //
 // Read, on the sign-in path, is one round trip (kv.Store.GetMany); Failed
-// costs up to three, on the failure path only.
+// costs up to three, on the failure path only. An outage of the store is
+// returned as the kv error (kv.ErrUnavailable, wrapped): the caller decides
+// whether to score without the counters.
 type Counters struct {
 	kv     kv.Store
 	window time.Duration

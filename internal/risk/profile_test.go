@@ -169,3 +169,26 @@ func TestProfileJSON(t *testing.T) {
 		}
 	}
 }
+
+// FuzzDecodeProfile: whatever the stored document, decoding never panics
+// and what it accepts is within the bounds, observes and encodes again.
+func FuzzDecodeProfile(f *testing.F) {
+	data, _ := habitual().Encode()
+	f.Add(data)
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"recent":["2031-01-01T00:00:00Z","2030-01-01T00:00:00Z"],"devices":{"a":{"n":1}}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := DecodeProfile(data)
+		if err != nil {
+			return
+		}
+		if len(p.Countries) > MaxCountries || len(p.ASNs) > MaxASNs || len(p.Devices) > MaxDevices || len(p.Recent) > MaxRecent {
+			t.Fatalf("decoded profile beyond the bounds: %d %d %d %d", len(p.Countries), len(p.ASNs), len(p.Devices), len(p.Recent))
+		}
+		engine(t, nil).Score(Input{At: t0, Device: "x", Network: paris, Profile: p})
+		p.Observe(SignIn{At: t0, Device: "x", Network: paris})
+		if _, err := p.Encode(); err != nil {
+			t.Fatalf("Encode after Observe: %v", err)
+		}
+	})
+}
