@@ -30,6 +30,20 @@ type Session struct {
 	// Scope is the space-separated scope the sign-in was granted (its
 	// refresh tokens carry it too, for narrowing).
 	Scope string
+	// Country (ISO 3166-1 alpha-2), City and ASN locate the sign-in's
+	// address (network intelligence); empty or 0 when unknown.
+	Country string
+	City    string
+	ASN     uint32
+	// Risk is the sign-in's risk assessment (internal/risk); nil when it
+	// was not scored.
+	Risk *SessionRisk
+}
+
+// SessionRisk is the risk assessment of a session's sign-in.
+type SessionRisk struct {
+	Score   int      // 0–100
+	Reasons []string // reason codes ("impossible_travel"), strongest first; nil when none
 }
 
 // RefreshToken is one link of a session's refresh token chain. Only the

@@ -204,6 +204,10 @@ func testSessionRoundTrip(t *testing.T, s store.Store) {
 		AuthTime:          sessAt.Add(-time.Second),
 		Audience:          []string{"https://api.example.com", "https://billing.example.com/v1"},
 		Scope:             "openid offline_access",
+		Country:           "FR",
+		City:              "Saint-Étienne",
+		ASN:               4294967295,
+		Risk:              &store.SessionRisk{Score: 80, Reasons: []string{"impossible_travel", "new_country", "new_asn"}},
 	}
 	first := store.RefreshToken{
 		ID:            strings.ToUpper(uuid.NewString()),
@@ -1237,9 +1241,12 @@ func testStartSession(t *testing.T, s store.Store) {
 	user := mustCreateUser(t, s, newUser("start@example.com"))
 	data := map[string]any{"amr": []any{"pwd"}}
 	in := store.SignIn{
-		Session: store.Session{UserID: user.ID, CreatedAt: sessAt, ExpiresAt: sessAt.Add(time.Hour), IP: "192.0.2.9", AMR: []string{"pwd"}, AuthTime: sessAt, Audience: []string{"https://api.example.com"}, Scope: "openid read:invoices"},
-		First:   store.RefreshToken{TokenHash: refreshHash(), Scope: "openid read:invoices"},
-		Event:   store.AuditEvent{OccurredAt: sessAt, ActorID: user.ID, SubjectID: user.ID, Action: "user.logged_in", Data: data},
+		Session: store.Session{
+			UserID: user.ID, CreatedAt: sessAt, ExpiresAt: sessAt.Add(time.Hour), IP: "192.0.2.9", AMR: []string{"pwd"}, AuthTime: sessAt, Audience: []string{"https://api.example.com"}, Scope: "openid read:invoices",
+			Country: "AU", City: "Sydney", ASN: 1221, Risk: &store.SessionRisk{Score: 50, Reasons: []string{"impossible_travel"}},
+		},
+		First: store.RefreshToken{TokenHash: refreshHash(), Scope: "openid read:invoices"},
+		Event: store.AuditEvent{OccurredAt: sessAt, ActorID: user.ID, SubjectID: user.ID, Action: "user.logged_in", Data: data},
 	}
 	sess, got, err := s.StartSession(ctx, in)
 	if err != nil {
@@ -1253,6 +1260,9 @@ func testStartSession(t *testing.T, s store.Store) {
 	}
 	if diff := cmp.Diff(sess, mustGetSession(t, s, sess.ID), equateEmpty); diff != "" {
 		t.Errorf("stored session (-returned +stored):\n%s", diff)
+	}
+	if sess.Country != "AU" || sess.City != "Sydney" || sess.ASN != 1221 || !cmp.Equal(sess.Risk, in.Session.Risk) {
+		t.Errorf("session location and risk = %q %q %d %+v, want those of the sign-in", sess.Country, sess.City, sess.ASN, sess.Risk)
 	}
 	if sess.UserID != user.ID || sess.IP != "192.0.2.9" || !sess.CreatedAt.Equal(micro(sessAt)) {
 		t.Errorf("session = %+v", sess)

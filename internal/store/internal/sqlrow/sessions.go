@@ -77,24 +77,36 @@ const ReasonClientMismatch = "client_mismatch"
 // SessionColumns is the column list ScanSession expects, in order; the
 // values SessionValues returns are in the same order.
 const SessionColumns = "id, user_id, client_id, created_at, last_seen_at, expires_at, ip, user_agent, " +
-	"browser, os, device_type, device_fingerprint, amr, auth_time, revoked_at, revoked_reason, audience, scope"
+	"browser, os, device_type, device_fingerprint, amr, auth_time, revoked_at, revoked_reason, audience, scope, " +
+	"country, city, asn, risk_score, risk_reasons"
 
 // SessionColumnCount is the number of SessionColumns.
 var SessionColumnCount = strings.Count(SessionColumns, ",") + 1
 
 // ScanSession scans one row selected with SessionColumns. td scans a NOT
-// NULL time column, ntd a nullable one, ld the amr and audience lists. An
-// empty AMR or Audience comes back nil.
+// NULL time column, ntd a nullable one, ld the amr, audience and
+// risk_reasons lists. An empty AMR, Audience or Risk.Reasons comes back
+// nil; Risk is nil when risk_score is NULL.
 func ScanSession(s Scanner, td, ntd TimeDest, ld ListDest) (store.Session, error) {
 	var (
 		x                                        store.Session
 		client, ip, ua, browser, os, device, fpr *string
-		reason, scope                            *string
+		reason, scope, country, city             *string
+		asn, riskScore                           *int64
+		riskReasons                              []string
 	)
 	err := s.Scan(&x.ID, &x.UserID, &client, td(&x.CreatedAt), td(&x.LastSeenAt), td(&x.ExpiresAt),
-		&ip, &ua, &browser, &os, &device, &fpr, ld(&x.AMR), ntd(&x.AuthTime), ntd(&x.RevokedAt), &reason, ld(&x.Audience), &scope)
+		&ip, &ua, &browser, &os, &device, &fpr, ld(&x.AMR), ntd(&x.AuthTime), ntd(&x.RevokedAt), &reason, ld(&x.Audience), &scope,
+		&country, &city, &asn, &riskScore, ld(&riskReasons))
 	if err != nil {
 		return store.Session{}, err
+	}
+	x.Country, x.City = deref(country), deref(city)
+	if asn != nil {
+		x.ASN = uint32(*asn)
+	}
+	if riskScore != nil {
+		x.Risk = &store.SessionRisk{Score: int(*riskScore), Reasons: nilIfEmpty(riskReasons)}
 	}
 	x.ClientID, x.IP, x.UserAgent = deref(client), deref(ip), deref(ua)
 	x.Browser, x.OS, x.DeviceType, x.DeviceFingerprint = deref(browser), deref(os), deref(device), deref(fpr)
@@ -107,11 +119,32 @@ func ScanSession(s Scanner, td, ntd TimeDest, ld ListDest) (store.Session, error
 // SessionValues returns the values of the SessionColumns columns of a
 // session PrepareSession returned, in order.
 func SessionValues(x store.Session, tv TimeValue, lv ListValue) []any {
+	var (
+		riskScore   *int64
+		riskReasons = []string{} // NOT NULL: a nil list would bind as NULL
+	)
+	if x.Risk != nil {
+		score := int64(x.Risk.Score)
+		riskScore = &score
+		if x.Risk.Reasons != nil {
+			riskReasons = x.Risk.Reasons
+		}
+	}
 	return []any{
 		x.ID, x.UserID, Null(x.ClientID), tv(x.CreatedAt), tv(x.LastSeenAt), tv(x.ExpiresAt),
 		Null(x.IP), Null(x.UserAgent), Null(x.Browser), Null(x.OS), Null(x.DeviceType), Null(x.DeviceFingerprint),
 		lv(x.AMR), tv(x.AuthTime), tv(x.RevokedAt), Null(x.RevokedReason), lv(x.Audience), Null(x.Scope),
+		Null(x.Country), Null(x.City), nullASN(x.ASN), riskScore, lv(riskReasons),
 	}
+}
+
+// nullASN binds an ASN, 0 (unknown) as NULL.
+func nullASN(asn uint32) *int64 {
+	if asn == 0 {
+		return nil
+	}
+	v := int64(asn)
+	return &v
 }
 
 // PrepareSession validates the session and first refresh token of
@@ -142,6 +175,7 @@ func PrepareSession(x store.Session, first store.RefreshToken, now time.Time) (s
 	for name, v := range map[string]string{
 		"ClientID": x.ClientID, "IP": x.IP, "UserAgent": x.UserAgent, "Browser": x.Browser, "OS": x.OS,
 		"DeviceType": x.DeviceType, "DeviceFingerprint": x.DeviceFingerprint, "Scope": x.Scope,
+		"Country": x.Country, "City": x.City,
 	} {
 		if !validText(v) {
 			return x, first, fmt.Errorf("session: %s is not valid UTF-8 text without NUL", name)
@@ -152,6 +186,16 @@ func PrepareSession(x store.Session, first store.RefreshToken, now time.Time) (s
 	}
 	if x.Audience, err = prepareList("session: Audience", x.Audience); err != nil {
 		return x, first, err
+	}
+	if x.Risk != nil {
+		r := *x.Risk // the caller's value is not changed
+		if r.Score < 0 || r.Score > 100 {
+			return x, first, fmt.Errorf("session: Risk.Score must be between 0 and 100, got %d", r.Score)
+		}
+		if r.Reasons, err = prepareList("session: Risk.Reasons", r.Reasons); err != nil {
+			return x, first, err
+		}
+		x.Risk = &r
 	}
 	if x.CreatedAt.IsZero() {
 		x.CreatedAt = now
