@@ -64,6 +64,7 @@ type Store interface {
 	IdentityStore
 	RevocationStore
 	WebhookStore
+	SecurityStore
 
 	// Dialect returns DialectPostgres or DialectSQLite.
 	Dialect() string
