@@ -99,6 +99,7 @@ func RunWith(t *testing.T, opts Options) {
 	t.Run("Revocation", func(t *testing.T) { runRevocation(t, migrated) })
 	t.Run("APIs", func(t *testing.T) { runAPIs(t, migrated) })
 	t.Run("Webhooks", func(t *testing.T) { runWebhooks(t, migrated) })
+	t.Run("Security", func(t *testing.T) { runSecurity(t, migrated) })
 }
 
 func testPing(t *testing.T, s store.Store) {
