@@ -164,7 +164,7 @@ func (h *Handlers) events(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return httpapi.WriteJSON(w, http.StatusOK, map[string]any{"events": eventViews(list), "next_cursor": optional(next)})
+	return httpapi.WriteJSON(w, http.StatusOK, map[string]any{"events": eventViews(list), "next_cursor": next})
 }
 
 func eventViews(list []store.SecurityEvent) []EventView {
@@ -199,15 +199,15 @@ func (h *Handlers) incidents(w http.ResponseWriter, r *http.Request) error {
 	for _, inc := range list {
 		out = append(out, IncidentViewOf(inc))
 	}
-	return httpapi.WriteJSON(w, http.StatusOK, map[string]any{"incidents": out, "next_cursor": optional(next)})
+	return httpapi.WriteJSON(w, http.StatusOK, map[string]any{"incidents": out, "next_cursor": next})
 }
 
 // IncidentDetail is an incident with a page of its events, newest first;
-// next_cursor pages on through them (?cursor=).
+// next_cursor pages on through them (?cursor=), "" on the last page.
 type IncidentDetail struct {
 	IncidentView
 	Events     []EventView `json:"events"`
-	NextCursor *string     `json:"next_cursor"`
+	NextCursor string      `json:"next_cursor"`
 }
 
 func (h *Handlers) incident(w http.ResponseWriter, r *http.Request) error {
@@ -215,7 +215,7 @@ func (h *Handlers) incident(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return httpapi.WriteJSON(w, http.StatusOK, IncidentDetail{IncidentViewOf(inc), eventViews(events), optional(next)})
+	return httpapi.WriteJSON(w, http.StatusOK, IncidentDetail{IncidentViewOf(inc), eventViews(events), next})
 }
 
 // maxNote bounds a resolution's note.

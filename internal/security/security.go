@@ -315,7 +315,9 @@ func ruleTypes(rules []rule, incident string) []string {
 	return correlatedTypes
 }
 
-func keyField(rules []rule, incident string) store.SecurityField { return findRule(rules, incident).key }
+func keyField(rules []rule, incident string) store.SecurityField {
+	return findRule(rules, incident).key
+}
 
 func ruleWindow(rules []rule, incident string) time.Duration { return findRule(rules, incident).Window }
 
