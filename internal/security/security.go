@@ -98,7 +98,13 @@ type Rule struct {
 
 // Rules are the correlation settings (see the package documentation).
 // The wiring reads them from configuration; DefaultRules are the
-// defaults.
+// defaults:
+//
+//	rule                     threshold              window
+//	CredentialStuffing       10 distinct accounts   1h
+//	SharedDevice             5 distinct accounts    24h
+//	AccountUnderAttack       10 distinct IPs        1h
+//	AccountManyCountries     3 distinct countries   24h
 type Rules struct {
 	CredentialStuffing   Rule // distinct accounts failing from one IP
 	SharedDevice         Rule // distinct accounts on one device fingerprint
@@ -223,9 +229,19 @@ var ErrInvalidEvent = errors.New("security: invalid event")
 // threshold (then attaching the earlier events of the window that have no
 // incident). The event belongs to the first incident it was correlated
 // into, in the order credential_stuffing, account_under_attack,
-// shared_device, account_many_countries. Run it inside the caller's
-// transaction: the open incident is locked until it ends, so concurrent
-// events extend it one after the other.
+// shared_device, account_many_countries. An incident's EventCount counts
+// the events correlated into it: the one that opened it, the earlier
+// events of the window it attached (those already in another incident stay
+// there) and every later one that extended it.
+//
+// Run it inside the caller's transaction: the open incident is locked
+// until it ends, so concurrent events extend it one after the other, and
+// two events crossing the threshold together open one incident. Events
+// recorded concurrently do not see each other's uncommitted rows, so a
+// crossing made only by them is noticed at the next matching event.
+//
+// Cost: per matching rule one locked read of the open incident and, when
+// none is open, one DISTINCT query over the key's index; then the insert.
 func (r *Recorder) Record(ctx context.Context, tx Tx, e Event) (Outcome, error) {
 	if e.Severity == "" {
 		e.Severity = defaultSeverity[e.Type]
@@ -248,7 +264,10 @@ func (r *Recorder) Record(ctx context.Context, tx Tx, e Event) (Outcome, error) 
 		UserID: e.UserID, ActorID: e.ActorID, IP: e.IP, Country: e.Country, City: e.City, ASN: e.ASN, Device: e.Device,
 		Score: e.Score, Reasons: e.Reasons, Data: e.Data,
 	}
-	var out Outcome
+	var (
+		out    Outcome
+		opened []rule // the rule of each of out.Opened
+	)
 	for _, ru := range r.active() {
 		types := ru.types
 		if types == nil {
@@ -258,7 +277,7 @@ func (r *Recorder) Record(ctx context.Context, tx Tx, e Event) (Outcome, error) 
 		if key == "" || field(ev, ru.counted) == "" || !slices.Contains(types, ev.Type) {
 			continue
 		}
-		inc, opened, err := r.correlate(ctx, tx, ev, ru, types, key)
+		inc, isNew, err := r.correlate(ctx, tx, ev, ru, types, key)
 		if err != nil {
 			return Outcome{}, err
 		}
@@ -268,8 +287,10 @@ func (r *Recorder) Record(ctx context.Context, tx Tx, e Event) (Outcome, error) 
 		if ev.IncidentID == "" {
 			ev.IncidentID = inc.ID
 		}
-		if opened {
+		if isNew {
 			out.Opened = append(out.Opened, inc)
+			ru.types = types
+			opened = append(opened, ru)
 		} else {
 			out.Extended = append(out.Extended, inc)
 		}
@@ -281,11 +302,13 @@ func (r *Recorder) Record(ctx context.Context, tx Tx, e Event) (Outcome, error) 
 		ev.Data = map[string]any{}
 	}
 	out.Event = ev
-	// The earlier events of each new incident's window join it.
+	// The earlier events of each new incident's window that have no
+	// incident join it.
 	for i, inc := range out.Opened {
-		m := store.SecurityEventMatch{Types: ruleTypes(r.active(), inc.Type), Field: keyField(r.active(), inc.Type),
-			Value: inc.Key, Since: ev.OccurredAt.Add(-ruleWindow(r.active(), inc.Type))}
-		n, err := tx.AttachSecurityEvents(ctx, inc.ID, m)
+		ru := opened[i]
+		n, err := tx.AttachSecurityEvents(ctx, inc.ID, store.SecurityEventMatch{
+			Types: ru.types, Field: ru.key, Value: inc.Key, Since: ev.OccurredAt.Add(-ru.Window),
+		})
 		if err != nil {
 			return Outcome{}, err
 		}
@@ -298,28 +321,6 @@ func (r *Recorder) Record(ctx context.Context, tx Tx, e Event) (Outcome, error) 
 	}
 	return out, nil
 }
-
-func findRule(rules []rule, incident string) rule {
-	for _, ru := range rules {
-		if ru.incident == incident {
-			return ru
-		}
-	}
-	return rule{}
-}
-
-func ruleTypes(rules []rule, incident string) []string {
-	if t := findRule(rules, incident).types; t != nil {
-		return t
-	}
-	return correlatedTypes
-}
-
-func keyField(rules []rule, incident string) store.SecurityField {
-	return findRule(rules, incident).key
-}
-
-func ruleWindow(rules []rule, incident string) time.Duration { return findRule(rules, incident).Window }
 
 // correlate extends the open incident of ru for key with ev, or opens one
 // when ev takes the rule over its threshold; it returns a zero incident
