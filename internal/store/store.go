@@ -65,6 +65,7 @@ type Store interface {
 	RevocationStore
 	WebhookStore
 	RiskProfileStore
+	SecurityStore
 
 	// Dialect returns DialectPostgres or DialectSQLite.
 	Dialect() string
