@@ -11,8 +11,10 @@ import (
 	"github.com/gatehouse/gatehouse/internal/apis"
 	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/mfa"
+	"github.com/gatehouse/gatehouse/internal/security"
 	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/social"
+	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/user"
 	"github.com/gatehouse/gatehouse/internal/webhook"
 )
@@ -27,6 +29,9 @@ type services struct {
 	social   *social.Service
 	admin    *admin.Service
 	webhooks *webhook.Service
+	security *security.Service
+	// securityEvents records security events and correlates them.
+	securityEvents *security.Recorder
 }
 
 // newServices builds every domain service in the order they depend on each
@@ -65,6 +70,15 @@ func newServices(d *deps) (services, error) {
 	if s.webhooks, err = newWebhookService(d); err != nil {
 		return services{}, err
 	}
+	// The security events and incidents, for administrators.
+	if s.securityEvents, err = security.NewRecorder(security.DefaultRules(), d.now); err != nil {
+		return services{}, err
+	}
+	if s.security, err = security.New(security.Deps{
+		Store: store.Narrow(d.db.store, func(tx store.Store) security.AdminTx { return tx }), Now: d.now,
+	}); err != nil {
+		return services{}, err
+	}
 	subscribe(d.bus, s)
 	return s, nil
 }
@@ -85,6 +99,26 @@ func subscribe(bus *event.Bus, s services) {
 	// of its change.
 	event.SubscribeAll(bus, func(ctx context.Context, tx event.Tx, e event.Event) error {
 		return s.webhooks.Record(ctx, tx, e)
+	})
+	// Lockouts and refresh-token reuse are security events, correlated
+	// into incidents (an account attacked from many addresses …).
+	event.Subscribe(bus, func(ctx context.Context, tx event.Tx, e event.AccountLocked) error {
+		typ := security.TypeLockout
+		if e.Action == "security.mfa_locked" {
+			typ = security.TypeMFALocked
+		}
+		_, err := s.securityEvents.Record(ctx, tx, security.Event{
+			Type: typ, UserID: e.UserID, IP: e.Meta.IP, Device: e.Meta.DeviceID,
+			Data: map[string]any{"lock_seconds": int(e.Lock.Seconds()), "until": e.Until.UTC()},
+		})
+		return err
+	})
+	event.Subscribe(bus, func(ctx context.Context, tx event.Tx, e event.RefreshTokenReused) error {
+		_, err := s.securityEvents.Record(ctx, tx, security.Event{
+			Type: security.TypeRefreshReuse, UserID: e.Session.UserID, IP: e.Meta.IP, Device: e.Meta.DeviceID,
+			Data: map[string]any{"session_id": e.Session.ID},
+		})
+		return err
 	})
 	// A text message of a sign-in that could not be sent opens the email
 	// code as a fallback for that sign-in.

@@ -38,6 +38,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/ratelimit"
 	"github.com/gatehouse/gatehouse/internal/ratepolicy"
 	"github.com/gatehouse/gatehouse/internal/secret"
+	"github.com/gatehouse/gatehouse/internal/security"
 	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/sms"
 	"github.com/gatehouse/gatehouse/internal/social"
@@ -384,6 +385,7 @@ func errorTable() (*httpapi.ErrorTable, error) {
 		token.Errors(),
 		apis.Errors(),
 		webhook.Errors(),
+		security.Errors(),
 		user.Errors(),
 		session.Errors(),
 		mfa.Errors(),
@@ -452,6 +454,7 @@ func newRouter(d *deps) (*httpapi.Router, error) {
 	(&apis.Handlers{Auth: adm.Auth, Registry: svc.apis}).Routes(rt)
 	rt.HandleHTTP("GET /v1/webhooks/event-types", catalog.Handler())
 	(&webhook.Handlers{Auth: adm.Auth, Service: svc.webhooks}).Routes(rt)
+	(&security.Handlers{Auth: adm.Auth, Service: svc.security}).Routes(rt)
 	(&pages.Handlers{
 		Accounts: svc.users, MagicLinks: svc.social, Keys: d.keys, Errors: d.errors, Log: d.log,
 		Product: d.cfg.Mail.ProductName, MagicLinkRedirect: first(d.cfg.Social.RedirectAllowlist),
