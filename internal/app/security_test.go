@@ -1,8 +1,11 @@
 package app
 
 import (
+	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/gatehouse/gatehouse/internal/netintel/netinteltest"
 )
 
 // TestSecurityEventsFromLockouts: a lockout is a security event, listed to
@@ -33,4 +36,36 @@ func TestSecurityEventsFromLockouts(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// TestSessionsAreLocated: with GeoIP databases, a session shows where it
+// started (GET /v1/me/sessions: location and asn), by the client address
+// a trusted proxy gives.
+func TestSessionsAreLocated(t *testing.T) {
+	dir := t.TempDir()
+	city, asn := filepath.Join(dir, "city.mmdb"), filepath.Join(dir, "asn.mmdb")
+	netinteltest.WriteCityDB(t, city, netinteltest.Paris, netinteltest.Sydney)
+	netinteltest.WriteASNDB(t, asn, netinteltest.Orange, netinteltest.Telstra)
+	e := newAccountEnv(t, map[string]string{
+		"GATEHOUSE_GEOIP_CITY_DB": city, "GATEHOUSE_GEOIP_ASN_DB": asn, "GATEHOUSE_TRUSTED_PROXIES": "127.0.0.1/32,::1/128",
+	})
+	e.signUp(t, "traveller@example.com")
+	code, body, _ := call(t, "POST", e.url("/v1/auth/login"), map[string]string{"email": "traveller@example.com", "password": strongPassword},
+		"X-Forwarded-For", "198.51.100.20")
+	if code != 200 {
+		t.Fatalf("login = %d %v", code, body)
+	}
+	_, list, _ := call(t, "GET", e.url("/v1/me/sessions"), nil, bearer(body["access_token"].(string))...)
+	for _, s := range list["sessions"].([]any) {
+		s := s.(map[string]any)
+		if s["current"] != true {
+			continue
+		}
+		loc, _ := s["location"].(map[string]any)
+		if loc["country"] != "AU" || loc["city"] != "Sydney" || s["asn"] != float64(1221) {
+			t.Fatalf("session %v, want located in Sydney, AS1221", s)
+		}
+		return
+	}
+	t.Fatalf("no current session in %v", list)
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/event"
+	"github.com/gatehouse/gatehouse/internal/netintel"
 	"github.com/gatehouse/gatehouse/internal/ratepolicy"
 	"github.com/gatehouse/gatehouse/internal/throttle"
 	"github.com/gatehouse/gatehouse/internal/token"
@@ -127,8 +128,18 @@ func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, now fu
 		return fmt.Errorf("GATEHOUSE_RATE_LIMITS_FILE: %w", err)
 	}
 	rateStats := throttle.NewStats(state.kv, now, log)
+	// Network intelligence: a bad database or IP list refuses the start;
+	// later changes are picked up while running.
+	intel, err := netintel.New(netintel.Config{
+		CityDB: cfg.NetIntel.GeoIPCityDB, ASNDB: cfg.NetIntel.GeoIPASNDB, Lists: cfg.NetIntel.IPListFiles(), Log: log, Now: now,
+	})
+	if err != nil {
+		return fmt.Errorf("network intelligence: %w", err)
+	}
+	defer intel.Close()
 	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	var background sync.WaitGroup
+	background.Go(func() { intel.Run(bgCtx) })
 	background.Go(func() { limits.Run(bgCtx) })
 	background.Go(func() { rateStats.Run(bgCtx, 5*time.Second) })
 	defer func() {
@@ -151,7 +162,7 @@ func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, now fu
 	}
 	deps := &deps{cfg: cfg, log: log, db: db, state: state, keys: keys, queue: queue, reg: reg, bus: bus, now: now,
 		errors: errs, hasher: newHasher(cfg), policy: policy, tokens: tokens, authn: token.Authenticator{Tokens: tokens},
-		limits: limits, rateStats: rateStats, rateMetrics: rateMetrics}
+		limits: limits, rateStats: rateStats, rateMetrics: rateMetrics, intel: intel}
 	if deps.svc, err = newServices(deps); err != nil {
 		return err
 	}

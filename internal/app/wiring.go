@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -32,6 +33,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/mail"
 	"github.com/gatehouse/gatehouse/internal/maintenance"
 	"github.com/gatehouse/gatehouse/internal/mfa"
+	"github.com/gatehouse/gatehouse/internal/netintel"
 	"github.com/gatehouse/gatehouse/internal/oauth"
 	"github.com/gatehouse/gatehouse/internal/pages"
 	"github.com/gatehouse/gatehouse/internal/password"
@@ -80,6 +82,8 @@ type deps struct {
 	limits      *ratepolicy.Watcher
 	rateStats   *throttle.Stats
 	rateMetrics *throttle.Metrics
+	// intel places client addresses (nil: nowhere).
+	intel *netintel.Intel
 	// svc are the domain services, built by newServices from the rest.
 	svc services
 }
@@ -354,7 +358,7 @@ func sessionDeps(d *deps, audiences session.Audiences) session.Deps {
 	lk.IPFailures, lk.IPWindow = d.cfg.Lockout.IPFailureLimit, d.cfg.Lockout.IPWindow
 	return session.Deps{
 		Store: sessionStore(d.db.store, d.bus), Audiences: audiences, Hasher: d.hasher, Tokens: d.tokens, Keys: d.keys, KV: d.state.kv, Jobs: d.queue,
-		Now: d.now, Log: d.log,
+		Locate: locate(d.intel), Now: d.now, Log: d.log,
 		Config: session.Config{
 			AccessTTL: d.cfg.Tokens.AccessTTL, Leeway: token.DefaultLeeway, RefreshTTL: d.cfg.Tokens.RefreshTTL,
 			IdleTimeout: d.cfg.Tokens.RefreshIdleTimeout, ReuseGrace: d.cfg.Tokens.RefreshReuseGrace,
@@ -362,6 +366,21 @@ func sessionDeps(d *deps, audiences session.Audiences) session.Deps {
 			RefuseOverLimit: d.cfg.Sessions.LimitPolicy == "refuse", BindDevice: d.cfg.Tokens.BindRefreshToDevice,
 			Lockout: lk,
 		},
+	}
+}
+
+// locate places a client address with intel; nil without it.
+func locate(intel *netintel.Intel) func(ip string) session.Location {
+	if intel == nil {
+		return nil
+	}
+	return func(ip string) session.Location {
+		a, err := netip.ParseAddr(ip)
+		if err != nil {
+			return session.Location{}
+		}
+		info := intel.Lookup(a)
+		return session.Location{Country: info.Country, City: info.City, ASN: uint32(info.ASN)}
 	}
 }
 

@@ -3,7 +3,6 @@ package netintel
 import (
 	"context"
 	"log/slog"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -13,107 +12,32 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/maxmind/mmdbwriter"
-	"github.com/maxmind/mmdbwriter/mmdbtype"
+
+	"github.com/gatehouse/gatehouse/internal/netintel/netinteltest"
 )
 
-// place is a City database record.
-type place struct {
-	network  string
-	country  string
-	city     string
-	lat, lon float64
-}
+type (
+	place   = netinteltest.Place
+	network = netinteltest.Network
+)
 
 var (
-	paris  = place{"192.0.2.0/24", "FR", "Paris", 48.85, 2.35}
-	sydney = place{"198.51.100.0/24", "AU", "Sydney", -33.87, 151.21}
-	berlin = place{"2001:db8:be::/48", "DE", "Berlin", 52.52, 13.40}
+	paris  = netinteltest.Paris
+	sydney = netinteltest.Sydney
+	berlin = netinteltest.Berlin
 	// A record with a country but no coordinates.
-	nowhere = place{network: "203.0.113.0/25", country: "NL"}
-)
+	nowhere = place{Network: "203.0.113.0/25", Country: "NL"}
 
-// network is an ASN database record.
-type network struct {
-	cidr string
-	asn  uint32
-	org  string
-}
+	orange = netinteltest.Orange
+	telstr = netinteltest.Telstra
+	hoster = netinteltest.Hoster
+)
 
 var (
-	orange = network{"192.0.2.0/24", 3215, "Orange"}
-	telstr = network{"198.51.100.0/24", 1221, "Telstra"}
-	hoster = network{"2001:db8::/32", 64500, "Example Hosting"}
+	writeMMDB   = netinteltest.WriteMMDB
+	writeCityDB = netinteltest.WriteCityDB
+	writeASNDB  = netinteltest.WriteASNDB
 )
-
-// writeMMDB builds a MaxMind DB of the given type with one record per
-// network and writes it atomically (rename) to path.
-func writeMMDB(t testing.TB, path, dbType string, records map[string]mmdbtype.Map) {
-	t.Helper()
-	w, err := mmdbwriter.New(mmdbwriter.Options{
-		DatabaseType:            dbType,
-		Description:             map[string]string{"en": "Gatehouse test " + dbType},
-		IncludeReservedNetworks: true, // the documentation ranges are reserved
-		RecordSize:              24,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for cidr, rec := range records {
-		_, n, err := net.ParseCIDR(cidr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Insert(n, rec); err != nil {
-			t.Fatalf("insert %s: %v", cidr, err)
-		}
-	}
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.WriteTo(f); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func writeCityDB(t testing.TB, path string, places ...place) {
-	t.Helper()
-	recs := map[string]mmdbtype.Map{}
-	for _, p := range places {
-		rec := mmdbtype.Map{
-			"country": mmdbtype.Map{"iso_code": mmdbtype.String(p.country)},
-		}
-		if p.city != "" {
-			rec["city"] = mmdbtype.Map{"names": mmdbtype.Map{"en": mmdbtype.String(p.city)}}
-			rec["location"] = mmdbtype.Map{
-				"latitude":  mmdbtype.Float64(p.lat),
-				"longitude": mmdbtype.Float64(p.lon),
-			}
-		}
-		recs[p.network] = rec
-	}
-	writeMMDB(t, path, "GeoLite2-City", recs)
-}
-
-func writeASNDB(t testing.TB, path string, networks ...network) {
-	t.Helper()
-	recs := map[string]mmdbtype.Map{}
-	for _, n := range networks {
-		recs[n.cidr] = mmdbtype.Map{
-			"autonomous_system_number":       mmdbtype.Uint32(n.asn),
-			"autonomous_system_organization": mmdbtype.String(n.org),
-		}
-	}
-	writeMMDB(t, path, "GeoLite2-ASN", recs)
-}
 
 func writeFile(t testing.TB, path, content string) {
 	t.Helper()
@@ -363,8 +287,8 @@ func TestReload(t *testing.T) {
 	// The Paris network moves to Lyon, Orange becomes another AS, and the
 	// blocklist changes.
 	now = now.Add(time.Minute)
-	writeCityDB(t, c.CityDB, place{"192.0.2.0/24", "FR", "Lyon", 45.76, 4.84}, sydney)
-	writeASNDB(t, c.ASNDB, network{"192.0.2.0/24", 64511, "Other"})
+	writeCityDB(t, c.CityDB, place{Network: "192.0.2.0/24", Country: "FR", City: "Lyon", Lat: 45.76, Lon: 4.84}, sydney)
+	writeASNDB(t, c.ASNDB, network{CIDR: "192.0.2.0/24", ASN: 64511, Org: "Other"})
 	writeFile(t, c.Lists[ListBlocklist], "192.0.2.2\n")
 	if err := in.Reload(); err != nil {
 		t.Fatal(err)
@@ -435,7 +359,7 @@ func TestRunReloadsChangedFiles(t *testing.T) {
 		}
 	}
 
-	writeCityDB(t, c.CityDB, place{"192.0.2.0/24", "FR", "Lyon", 45.76, 4.84})
+	writeCityDB(t, c.CityDB, place{Network: "192.0.2.0/24", Country: "FR", City: "Lyon", Lat: 45.76, Lon: 4.84})
 	waitFor("city reloaded", func() bool { return in.Lookup(ip("192.0.2.1")).City == "Lyon" })
 	writeFile(t, c.Lists["partners"], "192.0.2.1\n198.51.100.0/24\n")
 	waitFor("list reloaded", func() bool { return in.Lookup(ip("198.51.100.4")).Lists != nil })
@@ -466,10 +390,10 @@ func TestRunReloadsChangedFiles(t *testing.T) {
 	if n := l.count("ERROR network intelligence file is invalid"); n != 1 {
 		t.Errorf("bad file logged %d times, want once", n)
 	}
-	if got := in.Lookup(ip("192.0.2.1")); got.ASN != uint(orange.asn) {
-		t.Errorf("ASN = %d after a bad file, want %d", got.ASN, orange.asn)
+	if got := in.Lookup(ip("192.0.2.1")); got.ASN != uint(orange.ASN) {
+		t.Errorf("ASN = %d after a bad file, want %d", got.ASN, orange.ASN)
 	}
-	writeASNDB(t, c.ASNDB, network{"192.0.2.0/24", 64511, "Other"})
+	writeASNDB(t, c.ASNDB, network{CIDR: "192.0.2.0/24", ASN: 64511, Org: "Other"})
 	waitFor("asn reloaded", func() bool { return in.Lookup(ip("192.0.2.1")).ASN == 64511 })
 
 	// A file that disappears is logged once; its data stays.
@@ -518,7 +442,7 @@ func TestLookupDuringReload(t *testing.T) {
 		})
 	}
 	for i := range 20 {
-		writeCityDB(t, c.CityDB, paris, place{"198.51.100.0/24", "AU", "Sydney", float64(i), 1})
+		writeCityDB(t, c.CityDB, paris, place{Network: "198.51.100.0/24", Country: "AU", City: "Sydney", Lat: float64(i), Lon: 1})
 		writeFile(t, c.Lists[ListTor], "198.51.100.7\n198.51.100.8\n")
 		if err := in.Reload(); err != nil {
 			t.Fatal(err)

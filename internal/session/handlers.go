@@ -191,6 +191,24 @@ type SessionView struct {
 	OS         string    `json:"os"`
 	DeviceType string    `json:"device_type"`
 	AMR        []string  `json:"amr"`
+	// Location and ASN are where the session started, when the GeoIP
+	// databases know (GATEHOUSE_GEOIP_CITY_DB, GATEHOUSE_GEOIP_ASN_DB).
+	Location *LocationView `json:"location,omitempty"`
+	ASN      uint32        `json:"asn,omitempty"`
+	// Risk is the sign-in's risk assessment, when it was scored.
+	Risk *RiskView `json:"risk,omitempty"`
+}
+
+// LocationView is an approximate place.
+type LocationView struct {
+	Country string `json:"country"`
+	City    string `json:"city,omitempty"`
+}
+
+// RiskView is a risk score and the codes of its reasons.
+type RiskView struct {
+	Score   int      `json:"score"`
+	Reasons []string `json:"reasons"`
 }
 
 // ViewOf renders a session; current marks the caller's own.
@@ -199,10 +217,17 @@ func ViewOf(s store.Session, current string) SessionView {
 	if amr == nil {
 		amr = []string{}
 	}
-	return SessionView{
+	v := SessionView{
 		ID: s.ID, Current: s.ID == current, CreatedAt: s.CreatedAt.UTC(), LastSeenAt: s.LastSeenAt.UTC(), ExpiresAt: s.ExpiresAt.UTC(),
-		IP: s.IP, UserAgent: s.UserAgent, Browser: s.Browser, OS: s.OS, DeviceType: s.DeviceType, AMR: amr,
+		IP: s.IP, UserAgent: s.UserAgent, Browser: s.Browser, OS: s.OS, DeviceType: s.DeviceType, AMR: amr, ASN: s.ASN,
 	}
+	if s.Country != "" {
+		v.Location = &LocationView{Country: s.Country, City: s.City}
+	}
+	if s.Risk != nil {
+		v.Risk = &RiskView{Score: s.Risk.Score, Reasons: append([]string{}, s.Risk.Reasons...)}
+	}
+	return v
 }
 
 func (h *Handlers) list(w http.ResponseWriter, r *http.Request) error {

@@ -285,6 +285,10 @@ func (s *Service) start(ctx context.Context, u store.User, newHash, checkedHash 
 		IP: m.IP, UserAgent: m.UserAgent, Browser: ua.Name, OS: ua.OS, DeviceType: deviceType(ua),
 		AMR: amr, AuthTime: now, Audience: m.Audience, Scope: cmp.Or(m.Scope, strings.Join(apis.UserScopes, " ")),
 	}
+	if s.Locate != nil {
+		loc := s.Locate(m.IP)
+		sess.Country, sess.City, sess.ASN = loc.Country, loc.City, loc.ASN
+	}
 	if s.Config.BindDevice {
 		sess.DeviceFingerprint = Fingerprint(m.DeviceID, m.UserAgent)
 	}

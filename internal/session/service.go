@@ -141,9 +141,20 @@ type Deps struct {
 	Keys      *secret.Keyring
 	KV        kv.Store
 	Jobs      JobInserter // needed for the emails of lockouts and token reuse
-	Now       func() time.Time
-	Log       *slog.Logger
-	Config    Config
+	// Locate, when set, places a client address (netintel): a session
+	// keeps where it started.
+	Locate func(ip string) Location
+	Now    func() time.Time
+	Log    *slog.Logger
+	Config Config
+}
+
+// Location is where a client address is, as far as the GeoIP databases
+// know: empty fields when they do not.
+type Location struct {
+	Country string // ISO 3166-1 alpha-2
+	City    string
+	ASN     uint32
 }
 
 // Service implements sign-in and sessions. Build it with New (or
