@@ -192,9 +192,18 @@ func (e *webhookEnv) waitDelivery(t *testing.T, endpoint, eventID, status string
 	}
 }
 
-func TestWebhooksEmbedded(t *testing.T) { runWebhooks(t, newWebhookEnv(t, nil)) }
+// The webhook tests mostly wait for River's scheduler: they run in
+// parallel with each other.
 
-func TestWebhooksPostgresRedis(t *testing.T) { runWebhooks(t, newWebhookEnv(t, postgresRedisEnv(t))) }
+func TestWebhooksEmbedded(t *testing.T) {
+	t.Parallel()
+	runWebhooks(t, newWebhookEnv(t, nil))
+}
+
+func TestWebhooksPostgresRedis(t *testing.T) {
+	t.Parallel()
+	runWebhooks(t, newWebhookEnv(t, postgresRedisEnv(t)))
+}
 
 func runWebhooks(t *testing.T, e *webhookEnv) {
 	// A retry waits for River's scheduler (every 5 s) on top of the
@@ -455,6 +464,7 @@ func runWebhooks(t *testing.T, e *webhookEnv) {
 // TestWebhooksVerifyInNode: a real delivery verifies with the official
 // JavaScript library, as the README shows (testdata/node/webhookverify.mjs).
 func TestWebhooksVerifyInNode(t *testing.T) {
+	t.Parallel()
 	node, nodeModules, missing := findNode()
 	if missing != "" {
 		clientLibMissing(t, "%s", missing)
