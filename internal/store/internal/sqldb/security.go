@@ -2,11 +2,9 @@ package sqldb
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -159,7 +157,7 @@ func (t *Tables) CreateSecurityEvent(ctx context.Context, ev store.SecurityEvent
 // ListSecurityEvents implements store.SecurityStore by keyset cursor on
 // (occurred_at, id), from the primary.
 func (t *Tables) ListSecurityEvents(ctx context.Context, f store.SecurityEventFilter) ([]store.SecurityEvent, string, error) {
-	limit := securityLimit(f.Limit)
+	limit := sqlrow.PageLimit(f.Limit, store.DefaultSecurityLimit, store.MaxSecurityLimit)
 	// Text no row can hold matches nothing (and PostgreSQL would refuse it).
 	if !optionalText(f.Type, f.Severity, f.UserID, f.IP, f.IncidentID) {
 		return nil, "", nil
@@ -173,7 +171,7 @@ func (t *Tables) ListSecurityEvents(ctx context.Context, f store.SecurityEventFi
 		return fmt.Sprintf("$%d", len(args))
 	}
 	if f.Cursor != "" {
-		at, id, err := decodeSecurityCursor(eventCursor, f.Cursor)
+		at, id, err := sqlrow.DecodeKeyCursor(eventCursor, f.Cursor)
 		if err != nil {
 			return nil, "", t.errorf("list security events: %w", err)
 		}
@@ -206,7 +204,7 @@ func (t *Tables) ListSecurityEvents(ctx context.Context, f store.SecurityEventFi
 	}
 	list = list[:limit]
 	last := list[limit-1]
-	return list, encodeSecurityCursor(eventCursor, last.OccurredAt, last.ID), nil
+	return list, sqlrow.EncodeKeyCursor(eventCursor, last.OccurredAt, last.ID), nil
 }
 
 // matchWhere returns the conditions selecting the events m matches, with
@@ -424,7 +422,7 @@ func (t *Tables) UpdateSecurityIncident(ctx context.Context, inc store.SecurityI
 // ListSecurityIncidents implements store.SecurityStore by keyset cursor on
 // (first_seen, id), from the primary.
 func (t *Tables) ListSecurityIncidents(ctx context.Context, f store.SecurityIncidentFilter) ([]store.SecurityIncident, string, error) {
-	limit := securityLimit(f.Limit)
+	limit := sqlrow.PageLimit(f.Limit, store.DefaultSecurityLimit, store.MaxSecurityLimit)
 	if !optionalText(f.Status, f.Type) {
 		return nil, "", nil
 	}
@@ -437,7 +435,7 @@ func (t *Tables) ListSecurityIncidents(ctx context.Context, f store.SecurityInci
 		return fmt.Sprintf("$%d", len(args))
 	}
 	if f.Cursor != "" {
-		at, id, err := decodeSecurityCursor(incidentCursor, f.Cursor)
+		at, id, err := sqlrow.DecodeKeyCursor(incidentCursor, f.Cursor)
 		if err != nil {
 			return nil, "", t.errorf("list security incidents: %w", err)
 		}
@@ -463,17 +461,7 @@ func (t *Tables) ListSecurityIncidents(ctx context.Context, f store.SecurityInci
 	}
 	list = list[:limit]
 	last := list[limit-1]
-	return list, encodeSecurityCursor(incidentCursor, last.FirstSeen, last.ID), nil
-}
-
-func securityLimit(n int) int {
-	switch {
-	case n <= 0:
-		return store.DefaultSecurityLimit
-	case n > store.MaxSecurityLimit:
-		return store.MaxSecurityLimit
-	}
-	return n
+	return list, sqlrow.EncodeKeyCursor(incidentCursor, last.FirstSeen, last.ID), nil
 }
 
 // Cursor prefixes of the two security listings: one listing's cursor does
@@ -482,31 +470,3 @@ const (
 	eventCursor    = "se1"
 	incidentCursor = "si1"
 )
-
-// encodeSecurityCursor returns the opaque keyset cursor positioned after
-// the row at t with this id.
-func encodeSecurityCursor(prefix string, t time.Time, id string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(prefix + "." + strconv.FormatInt(t.UnixMicro(), 10) + "." + id))
-}
-
-// decodeSecurityCursor reverses encodeSecurityCursor; anything else is an
-// error wrapping store.ErrInvalidCursor.
-func decodeSecurityCursor(prefix, s string) (time.Time, string, error) {
-	raw, err := base64.RawURLEncoding.Strict().DecodeString(s)
-	if err != nil {
-		return time.Time{}, "", fmt.Errorf("%w: not base64url", store.ErrInvalidCursor)
-	}
-	parts := strings.SplitN(string(raw), ".", 3)
-	if len(parts) != 3 || parts[0] != prefix {
-		return time.Time{}, "", fmt.Errorf("%w: unknown format", store.ErrInvalidCursor)
-	}
-	micros, err := strconv.ParseInt(parts[1], 10, 64)
-	// Years 1 to 9999, which both engines hold.
-	if err != nil || strconv.FormatInt(micros, 10) != parts[1] || micros < -62135596800000000 || micros > 253402300799999999 {
-		return time.Time{}, "", fmt.Errorf("%w: bad time", store.ErrInvalidCursor)
-	}
-	if !sqlrow.Storable(parts[2]) {
-		return time.Time{}, "", fmt.Errorf("%w: bad id", store.ErrInvalidCursor)
-	}
-	return time.UnixMicro(micros).UTC(), parts[2], nil
-}

@@ -118,25 +118,12 @@ func PrepareAuditEvent(e store.AuditEvent, now time.Time) (store.AuditEvent, []b
 }
 
 // AuditLimit applies the default and the maximum to a requested page size.
-func AuditLimit(n int) int {
-	switch {
-	case n <= 0:
-		return store.DefaultAuditLimit
-	case n > store.MaxAuditLimit:
-		return store.MaxAuditLimit
-	}
-	return n
-}
+func AuditLimit(n int) int { return PageLimit(n, store.DefaultAuditLimit, store.MaxAuditLimit) }
 
 // AuditPage trims events, fetched with limit+1 rows, to limit and returns the
 // cursor of the next page ("" when there is none).
 func AuditPage(events []store.AuditEvent, limit int) ([]store.AuditEvent, string) {
-	if len(events) <= limit {
-		return events, ""
-	}
-	events = events[:limit]
-	last := events[limit-1]
-	return events, EncodeCursor(last.OccurredAt, last.ID)
+	return Page(events, limit, func(e store.AuditEvent) string { return EncodeCursor(e.OccurredAt, e.ID) })
 }
 
 // cursorVersion prefixes the cursor payload so its format can change later

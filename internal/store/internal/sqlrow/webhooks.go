@@ -302,24 +302,13 @@ func truncateText(s string, n int) string {
 // DeliveryLimit applies the default and the maximum to a requested page
 // size.
 func DeliveryLimit(n int) int {
-	switch {
-	case n <= 0:
-		return store.DefaultDeliveryLimit
-	case n > store.MaxDeliveryLimit:
-		return store.MaxDeliveryLimit
-	}
-	return n
+	return PageLimit(n, store.DefaultDeliveryLimit, store.MaxDeliveryLimit)
 }
 
 // DeliveryPage trims ds, fetched with limit+1 rows, to limit and returns the
 // cursor of the next page ("" when there is none).
 func DeliveryPage(ds []store.WebhookDelivery, limit int) ([]store.WebhookDelivery, string) {
-	if len(ds) <= limit {
-		return ds, ""
-	}
-	ds = ds[:limit]
-	last := ds[limit-1]
-	return ds, EncodeDeliveryCursor(last.CreatedAt, last.ID)
+	return Page(ds, limit, func(d store.WebhookDelivery) string { return EncodeDeliveryCursor(d.CreatedAt, d.ID) })
 }
 
 // deliveryCursorVersion prefixes the payload of a delivery listing's
@@ -330,19 +319,55 @@ const deliveryCursorVersion = "d1"
 // EncodeDeliveryCursor returns the opaque keyset cursor positioned after
 // the delivery created at t with this id.
 func EncodeDeliveryCursor(t time.Time, id string) string {
-	payload := deliveryCursorVersion + "." + strconv.FormatInt(t.UnixMicro(), 10) + "." + id
-	return base64.RawURLEncoding.EncodeToString([]byte(payload))
+	return EncodeKeyCursor(deliveryCursorVersion, t, id)
 }
 
 // DecodeDeliveryCursor reverses EncodeDeliveryCursor. Malformed input or
 // another listing's cursor is an error wrapping store.ErrInvalidCursor.
 func DecodeDeliveryCursor(s string) (time.Time, string, error) {
+	return DecodeKeyCursor(deliveryCursorVersion, s)
+}
+
+// PageLimit applies a listing's default (for n <= 0) and maximum to a
+// requested page size.
+func PageLimit(n, def, maxN int) int {
+	switch {
+	case n <= 0:
+		return def
+	case n > maxN:
+		return maxN
+	}
+	return n
+}
+
+// Page trims rows, fetched with limit+1, to limit and returns the cursor of
+// the next page, cursor of the last row kept ("" when there is none).
+func Page[T any](rows []T, limit int, cursor func(T) string) ([]T, string) {
+	if len(rows) <= limit {
+		return rows, ""
+	}
+	rows = rows[:limit]
+	return rows, cursor(rows[limit-1])
+}
+
+// EncodeKeyCursor returns the opaque keyset cursor of a listing ordered by
+// (time, id), positioned after the row at t with this id. prefix names the
+// listing (and its format's version): one listing's cursor does not decode
+// as another's.
+func EncodeKeyCursor(prefix string, t time.Time, id string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(prefix + "." + strconv.FormatInt(t.UnixMicro(), 10) + "." + id))
+}
+
+// DecodeKeyCursor reverses EncodeKeyCursor for the listing prefix.
+// Malformed input or another listing's cursor is an error wrapping
+// store.ErrInvalidCursor.
+func DecodeKeyCursor(prefix, s string) (time.Time, string, error) {
 	raw, err := base64.RawURLEncoding.Strict().DecodeString(s)
 	if err != nil {
 		return time.Time{}, "", fmt.Errorf("%w: not base64url", store.ErrInvalidCursor)
 	}
 	parts := strings.SplitN(string(raw), ".", 3)
-	if len(parts) != 3 || parts[0] != deliveryCursorVersion {
+	if len(parts) != 3 || parts[0] != prefix {
 		return time.Time{}, "", fmt.Errorf("%w: unknown format", store.ErrInvalidCursor)
 	}
 	micros, err := strconv.ParseInt(parts[1], 10, 64)
