@@ -375,7 +375,11 @@ func sessionDeps(d *deps, audiences session.Audiences) (session.Deps, error) {
 		if sd.Risk, err = risk.New(d.cfg.Risk.Settings()); err != nil {
 			return session.Deps{}, fmt.Errorf("risk scoring: %w", err)
 		}
-		if sd.RiskCounters, err = risk.NewCounters(d.state.kv, risk.DefaultWindow, d.now); err != nil {
+		now := d.now // nil in tests that build deps by hand: the services default it to time.Now
+		if now == nil {
+			now = time.Now
+		}
+		if sd.RiskCounters, err = risk.NewCounters(d.state.kv, risk.DefaultWindow, now); err != nil {
 			return session.Deps{}, fmt.Errorf("risk scoring: %w", err)
 		}
 		sd.RiskProfiles = riskProfiles(d.db.store)
