@@ -11,6 +11,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/apis"
 	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/mfa"
+	"github.com/gatehouse/gatehouse/internal/risk"
 	"github.com/gatehouse/gatehouse/internal/security"
 	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/social"
@@ -45,7 +46,11 @@ func newServices(d *deps) (services, error) {
 	}
 	// Sign-in asks MFA after every correct password, and MFA finishes
 	// logins through sign-in: the two are built together.
-	s.sessions, s.mfa, err = session.NewWithSecondFactor(sessionDeps(d, s.apis), func(sessions *session.Service) (*mfa.Service, error) {
+	sd, err := sessionDeps(d, s.apis)
+	if err != nil {
+		return services{}, err
+	}
+	s.sessions, s.mfa, err = session.NewWithSecondFactor(sd, func(sessions *session.Service) (*mfa.Service, error) {
 		return newMFAService(d, sessions)
 	})
 	if err != nil {
@@ -117,6 +122,19 @@ func subscribe(bus *event.Bus, s services) {
 		_, err := s.securityEvents.Record(ctx, tx, security.Event{
 			Type: security.TypeRefreshReuse, UserID: e.Session.UserID, IP: e.Meta.IP, Device: e.Meta.DeviceID,
 			Data: map[string]any{"session_id": e.Session.ID},
+		})
+		return err
+	})
+	// The risk score's step-ups and blocks of sign-ins, with its reasons.
+	event.Subscribe(bus, func(ctx context.Context, tx event.Tx, e event.SignInRisk) error {
+		typ := security.TypeRiskStepUp
+		if e.Decision == string(risk.Block) {
+			typ = security.TypeRiskBlocked
+		}
+		score := e.Score
+		_, err := s.securityEvents.Record(ctx, tx, security.Event{
+			Type: typ, UserID: e.UserID, IP: e.Meta.IP, Device: e.Meta.DeviceID,
+			Country: e.Country, City: e.City, ASN: int64(e.ASN), Score: &score, Reasons: e.Reasons,
 		})
 		return err
 	})

@@ -20,6 +20,10 @@ func sessionStore(st store.Store, bus *event.Bus) session.Store {
 	return event.Narrow(st, bus, func(tx event.Tx) session.Tx { return tx })
 }
 
+// riskProfiles is the store of the users' risk profiles, read and written
+// by sign-in outside its transactions.
+func riskProfiles(st store.Store) session.RiskProfiles { return st }
+
 func mfaStore(st store.Store, bus *event.Bus) mfa.Store {
 	return event.Narrow(st, bus, func(tx event.Tx) mfa.Tx { return tx })
 }

@@ -39,6 +39,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/password"
 	"github.com/gatehouse/gatehouse/internal/ratelimit"
 	"github.com/gatehouse/gatehouse/internal/ratepolicy"
+	"github.com/gatehouse/gatehouse/internal/risk"
 	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/security"
 	"github.com/gatehouse/gatehouse/internal/session"
@@ -351,12 +352,14 @@ func startTokens(ctx context.Context, cfg *config.Config, db *database, keys *se
 	return m, nil
 }
 
-// sessionDeps are what sign-in and sessions are built from.
-func sessionDeps(d *deps, audiences session.Audiences) session.Deps {
+// sessionDeps are what sign-in and sessions are built from. With
+// GATEHOUSE_RISK_ENABLED every password sign-in is scored, from the
+// sources that exist (network intelligence may know nothing).
+func sessionDeps(d *deps, audiences session.Audiences) (session.Deps, error) {
 	lk := session.DefaultLockout()
 	lk.Threshold, lk.BaseLock, lk.MaxLock = d.cfg.Lockout.Threshold, d.cfg.Lockout.Base, d.cfg.Lockout.Max
 	lk.IPFailures, lk.IPWindow = d.cfg.Lockout.IPFailureLimit, d.cfg.Lockout.IPWindow
-	return session.Deps{
+	sd := session.Deps{
 		Store: sessionStore(d.db.store, d.bus), Audiences: audiences, Hasher: d.hasher, Tokens: d.tokens, Keys: d.keys, KV: d.state.kv, Jobs: d.queue,
 		Locate: locate(d.intel), Now: d.now, Log: d.log,
 		Config: session.Config{
@@ -367,6 +370,21 @@ func sessionDeps(d *deps, audiences session.Audiences) session.Deps {
 			Lockout: lk,
 		},
 	}
+	if d.cfg.Risk.Enabled {
+		var err error
+		if sd.Risk, err = risk.New(d.cfg.Risk.Settings()); err != nil {
+			return session.Deps{}, fmt.Errorf("risk scoring: %w", err)
+		}
+		now := d.now // nil in tests that build deps by hand: the services default it to time.Now
+		if now == nil {
+			now = time.Now
+		}
+		if sd.RiskCounters, err = risk.NewCounters(d.state.kv, risk.DefaultWindow, now); err != nil {
+			return session.Deps{}, fmt.Errorf("risk scoring: %w", err)
+		}
+		sd.RiskProfiles = riskProfiles(d.db.store)
+	}
+	return sd, nil
 }
 
 // locate places a client address with intel; nil without it.
@@ -380,7 +398,10 @@ func locate(intel *netintel.Intel) func(ip string) session.Location {
 			return session.Location{}
 		}
 		info := intel.Lookup(a)
-		return session.Location{Country: info.Country, City: info.City, ASN: uint32(info.ASN)}
+		return session.Location{
+			Country: info.Country, City: info.City, ASN: uint32(info.ASN),
+			Latitude: info.Latitude, Longitude: info.Longitude, HasLocation: info.HasLocation, Lists: info.Lists,
+		}
 	}
 }
 

@@ -61,6 +61,7 @@ type Config struct {
 	Social     SocialConfig
 	Webhooks   WebhookConfig
 	NetIntel   NetIntelConfig
+	Risk       RiskConfig
 }
 
 // section is what each part of Config implements: it reports its own bad

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/gatehouse/gatehouse/internal/risk"
 	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/testenv"
 )
@@ -65,6 +66,7 @@ func TestDefaults(t *testing.T) {
 		Webhooks: WebhookConfig{RetrySchedule: "5s,5m,30m,2h,5h,10h,10h", Timeout: 10 * time.Second,
 			SecretOverlap: 24 * time.Hour, DisableAfter: 120 * time.Hour, Retention: 720 * time.Hour, Workers: 20},
 		NetIntel: NetIntelConfig{}, // no databases, no lists: the network signals are off
+		Risk:     RiskConfig{Enabled: true, StepUp: 50, Block: 90, MaxKMH: 1000},
 	}
 	if diff := cmp.Diff(want, *c); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
@@ -128,6 +130,51 @@ func TestNetIntel(t *testing.T) {
 		ps := problems(t, err)
 		if len(ps) != 1 || !strings.HasPrefix(ps[0], "GATEHOUSE_IP_LISTS: ") || !strings.Contains(ps[0], tt.want) {
 			t.Errorf("IP_LISTS=%q: problems = %q, want one containing %q", tt.lists, ps, tt.want)
+		}
+	}
+}
+
+func TestRisk(t *testing.T) {
+	c, _, err := Load(envOf(map[string]string{
+		"GATEHOUSE_RISK_STEP_UP": "40",
+		"GATEHOUSE_RISK_BLOCK":   "80",
+		"GATEHOUSE_RISK_MAX_KMH": "900",
+		"GATEHOUSE_RISK_WEIGHTS": "new_device:10, velocity : 0",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.Risk.Settings()
+	if s.StepUp != 40 || s.Block != 80 || s.MaxKMH != 900 {
+		t.Errorf("settings = %+v", s)
+	}
+	want := risk.DefaultWeights()
+	want[risk.NewDevice], want[risk.Velocity] = 10, 0
+	if diff := cmp.Diff(want, s.Weights); diff != "" {
+		t.Errorf("weights (-want +got):\n%s", diff)
+	}
+	if err := s.Validate(); err != nil {
+		t.Errorf("settings from a valid config: %v", err)
+	}
+
+	for _, tt := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"GATEHOUSE_RISK_WEIGHTS": "new_device"}, `GATEHOUSE_RISK_WEIGHTS: "new_device" is not code:weight`},
+		{map[string]string{"GATEHOUSE_RISK_WEIGHTS": "gut_feeling:10"}, `GATEHOUSE_RISK_WEIGHTS: unknown signal "gut_feeling"`},
+		{map[string]string{"GATEHOUSE_RISK_WEIGHTS": "tor_exit:101"}, "GATEHOUSE_RISK_WEIGHTS: weight of tor_exit must be"},
+		{map[string]string{"GATEHOUSE_RISK_WEIGHTS": "tor_exit:x"}, "GATEHOUSE_RISK_WEIGHTS: weight of tor_exit must be"},
+		{map[string]string{"GATEHOUSE_RISK_WEIGHTS": "tor_exit:1,tor_exit:2"}, "GATEHOUSE_RISK_WEIGHTS: signal tor_exit is weighted twice"},
+		{map[string]string{"GATEHOUSE_RISK_STEP_UP": "0"}, "GATEHOUSE_RISK_STEP_UP: "},
+		{map[string]string{"GATEHOUSE_RISK_BLOCK": "101"}, "GATEHOUSE_RISK_BLOCK: "},
+		{map[string]string{"GATEHOUSE_RISK_STEP_UP": "60", "GATEHOUSE_RISK_BLOCK": "55"}, "GATEHOUSE_RISK_BLOCK: must be at least GATEHOUSE_RISK_STEP_UP"},
+		{map[string]string{"GATEHOUSE_RISK_MAX_KMH": "0"}, "GATEHOUSE_RISK_MAX_KMH: "},
+	} {
+		_, _, err := Load(envOf(tt.env))
+		ps := problems(t, err)
+		if len(ps) != 1 || !strings.HasPrefix(ps[0], tt.want) {
+			t.Errorf("%v: problems = %q, want one starting %q", tt.env, ps, tt.want)
 		}
 	}
 }

@@ -140,6 +140,20 @@ type AccountLocked struct {
 	Meta   httpapi.Meta
 }
 
+// SignInRisk: the risk score of a password sign-in asked for a second
+// factor (Decision "step_up") or refused the sign-in ("block"); Score and
+// Reasons explain it, Country, City and ASN place the address.
+type SignInRisk struct {
+	UserID   string
+	Decision string
+	Score    int
+	Reasons  []store.SecurityReason
+	Country  string
+	City     string
+	ASN      uint32
+	Meta     httpapi.Meta
+}
+
 // SecondFactorEnrolled: a second factor (Method: totp, sms, email) was
 // confirmed.
 type SecondFactorEnrolled struct {
@@ -258,6 +272,9 @@ func (AccountLocked) EventName() string { return "security.account_locked" }
 
 // EventName implements Event.
 func (SecondFactorEnrolled) EventName() string { return "mfa.enrolled" }
+
+// EventName implements Event.
+func (SignInRisk) EventName() string { return "security.sign_in_risk" }
 
 // EventName implements Event.
 func (SecondFactorRemoved) EventName() string { return "mfa.removed" }

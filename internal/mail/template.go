@@ -54,6 +54,9 @@ const (
 	MFANotice = "mfa_notice"
 	// MagicLink carries a one-time sign-in link. Needs a link.
 	MagicLink = "magic_link"
+	// RiskBlocked tells the user a sign-in with their correct password was
+	// refused because it looked too risky (Data.Time, IP, UserAgent).
+	RiskBlocked = "risk_blocked"
 	// WebhookDisabled tells an administrator that a webhook endpoint was
 	// disabled (Data.Event says which and why).
 	WebhookDisabled = "webhook_disabled"
@@ -73,6 +76,7 @@ var needsLink = map[string]bool{
 	MFACode:           false,
 	MFANotice:         false,
 	MagicLink:         true,
+	RiskBlocked:       false,
 	WebhookDisabled:   false,
 }
 

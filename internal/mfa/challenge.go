@@ -76,7 +76,11 @@ func (s *Service) challenge(ctx context.Context, tok, method string, m httpapi.M
 		}
 		return 0, smsProblem(err, offer)
 	case method == MethodEmail:
-		d, _ := pick(f.active, MethodEmail)
+		d, ok := pick(f.active, MethodEmail)
+		if !ok {
+			// A step-up of a user without factors (see methodsFor).
+			d = fallbackDevice(u)
+		}
 		return s.Config.CodeTTL, s.sendCode(ctx, u, d, m, "")
 	}
 	return 0, ErrMethodUnavailable

@@ -43,6 +43,13 @@ type pending struct {
 	// (httpapi.Meta.Audience and Scope), kept for the session likewise.
 	Audience []string `json:"aud,omitempty"`
 	Scope    string   `json:"scope,omitempty"`
+	// Risk is the first step's risk assessment, for the session started
+	// at the end (nil when it was not scored).
+	Risk *store.SessionRisk `json:"risk,omitempty"`
+	// StepUp marks a login its risk score asked a second factor of: a
+	// user without any may pass it with a code emailed to the account's
+	// address (see methodsFor).
+	StepUp bool `json:"step_up,omitempty"`
 }
 
 // tokenRef names a pending login without holding its token: the hash its
@@ -72,13 +79,41 @@ func uaHash(ua string) string { return secret.HashToken("ua\x00" + ua) }
 // mfa_required like any other, with the factors the user has, and only
 // once one of them passed does Verify hand out the enrollment_token.
 func (s *Service) Begin(ctx context.Context, u store.User, amr []string, m httpapi.Meta) (*session.Challenge, error) {
+	return s.BeginScored(ctx, u, amr, m, nil, false)
+}
+
+// BeginScored implements session.SecondFactor: Begin for a sign-in whose
+// risk was scored (r, kept for the session), which with stepUp asks for a
+// second factor even when Begin would not. A user with factors passes one
+// of them as with Begin; a user without any passes a code emailed to the
+// account's address (method email, sent by Challenge), and must then
+// enrol a factor if a policy requires one and the grace period is over:
+// enrolling on the strength of the password alone is what the step-up
+// stops.
+func (s *Service) BeginScored(ctx context.Context, u store.User, amr []string, m httpapi.Meta, r *store.SessionRisk, stepUp bool) (*session.Challenge, error) {
 	f, err := s.factors(ctx, u)
 	if err != nil {
 		return nil, err
 	}
+	mustEnrol := f.pol.Required && s.now().Sub(u.CreatedAt) >= f.pol.Grace
 	switch {
+	case len(f.active) == 0 && stepUp:
+		p := pending{
+			UserID: u.ID, AMR: amr, UA: uaHash(m.UserAgent), PasswordStamp: passwordStamp(u, amr), Client: m.ClientID, Audience: m.Audience, Scope: m.Scope,
+			Risk: r, StepUp: true, EnrollAfter: mustEnrol && len(enrollable(f.pol)) > 0,
+		}
+		methods := f.methodsFor(p)
+		if len(methods) == 0 {
+			// The first step proved the mailbox already.
+			return nil, ErrSecondFactorNeedsPassword
+		}
+		tok, err := s.newPending(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		return &session.Challenge{MFAToken: tok, Methods: methods}, nil
 	case len(f.active) > 0:
-		p := pending{UserID: u.ID, AMR: amr, UA: uaHash(m.UserAgent), PasswordStamp: passwordStamp(u, amr), Client: m.ClientID, Audience: m.Audience, Scope: m.Scope}
+		p := pending{UserID: u.ID, AMR: amr, UA: uaHash(m.UserAgent), PasswordStamp: passwordStamp(u, amr), Client: m.ClientID, Audience: m.Audience, Scope: m.Scope, Risk: r, StepUp: stepUp}
 		if len(f.allowed) == 0 {
 			if len(enrollable(f.pol)) == 0 {
 				return nil, ErrPolicyConflict
@@ -96,8 +131,8 @@ func (s *Service) Begin(ctx context.Context, u store.User, amr []string, m httpa
 			return nil, err
 		}
 		return &session.Challenge{MFAToken: tok, Methods: methods}, nil
-	case f.pol.Required && s.now().Sub(u.CreatedAt) >= f.pol.Grace:
-		return s.open(ctx, pending{UserID: u.ID, AMR: amr, Enroll: true, UA: uaHash(m.UserAgent), PasswordStamp: passwordStamp(u, amr), Client: m.ClientID, Audience: m.Audience, Scope: m.Scope}, f.pol)
+	case mustEnrol:
+		return s.open(ctx, pending{UserID: u.ID, AMR: amr, Enroll: true, UA: uaHash(m.UserAgent), PasswordStamp: passwordStamp(u, amr), Client: m.ClientID, Audience: m.Audience, Scope: m.Scope, Risk: r}, f.pol)
 	}
 	return nil, nil
 }

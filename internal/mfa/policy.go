@@ -146,12 +146,18 @@ type factorSet struct {
 // step with: those the policy allows, or, for a login that must enrol
 // because the policy allows none of the user's factors, any of them.
 //
+// A login stepped up by its risk score whose user has no factor at all
+// passes a code emailed to the account's address.
+//
 // A login whose first step was an emailed link (amr "email") cannot use an
 // email code as its second factor: both prove the same mailbox.
 func (f factorSet) methodsFor(p pending) []string {
 	methods := f.allowed
 	if p.EnrollAfter {
 		methods = f.held
+	}
+	if p.StepUp && len(f.held) == 0 {
+		methods = []string{MethodEmail}
 	}
 	if slices.Contains(p.AMR, amrOf[MethodEmail]) {
 		methods = slices.DeleteFunc(slices.Clone(methods), func(m string) bool { return m == MethodEmail })

@@ -104,7 +104,7 @@ type JobInserter interface {
 // Sessions finishes logins, checks passwords under the login lockout and
 // refreshes recent authentication.
 type Sessions interface {
-	Complete(ctx context.Context, userID, passwordStamp string, amr []string, m httpapi.Meta) (session.Result, error)
+	Complete(ctx context.Context, userID, passwordStamp string, amr []string, m httpapi.Meta, r *store.SessionRisk) (session.Result, error)
 	CheckPassword(ctx context.Context, u store.User, pw string, m httpapi.Meta) error
 	Reauthenticated(ctx context.Context, userID, sessionID string, amr []string) (string, int, error)
 }

@@ -154,7 +154,9 @@ func (s *Service) Verify(ctx context.Context, tok, method, code string, m httpap
 		}
 		return s.spend(ctx, tok, func() (bool, error) {
 			return s.guarded(ctx, u, m, true, func() (bool, error) {
-				_, ok, err := s.checkCode(ctx, u, f.active, method, code, fallback)
+				// A step-up without factors checks the code sent to the
+				// account's address, like the fallback.
+				_, ok, err := s.checkCode(ctx, u, f.active, method, code, fallback || p.StepUp)
 				return ok, err
 			})
 		})
@@ -169,7 +171,7 @@ func (s *Service) Verify(ctx context.Context, tok, method, code string, m httpap
 		// enrol one the policy allows.
 		ch, err := s.open(ctx, pending{
 			UserID: p.UserID, AMR: amrWith(p.AMR, method), Enroll: true, UA: p.UA,
-			PasswordStamp: p.PasswordStamp, Origin: tok, Client: p.Client, Audience: p.Audience, Scope: p.Scope,
+			PasswordStamp: p.PasswordStamp, Origin: tok, Client: p.Client, Audience: p.Audience, Scope: p.Scope, Risk: p.Risk,
 		}, f.pol)
 		return session.Result{Challenge: ch, User: u}, err
 	}
@@ -183,7 +185,7 @@ func (s *Service) Verify(ctx context.Context, tok, method, code string, m httpap
 func (s *Service) complete(ctx context.Context, tok string, p pending, amr []string, m httpapi.Meta) (session.Result, error) {
 	// The first step's client and grant, not this request's.
 	m.ClientID, m.Audience, m.Scope = p.Client, p.Audience, p.Scope
-	res, err := s.Sessions.Complete(ctx, p.UserID, p.PasswordStamp, amr, m)
+	res, err := s.Sessions.Complete(ctx, p.UserID, p.PasswordStamp, amr, m, p.Risk)
 	if err != nil {
 		return res, err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/mail"
 	"github.com/gatehouse/gatehouse/internal/password"
+	"github.com/gatehouse/gatehouse/internal/risk"
 	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/token"
@@ -105,6 +106,7 @@ func (s *Service) login(ctx context.Context, lk *guard, email, pw string, m http
 		s.Hasher.DummyVerify(ctx, pw)
 	}
 	if !ok {
+		s.failedSignIn(ctx, normalized, m.IP)
 		d, err := lk.Failed(ctx, subject, n)
 		if err != nil {
 			return Result{}, true, err
@@ -129,16 +131,46 @@ func (s *Service) login(ctx context.Context, lk *guard, email, pw string, m http
 			return Result{}, false, err
 		}
 	}
+	// The sign-in's risk: allowed, asked for a second factor (step-up), or
+	// refused. Without a second factor service a step-up is refused.
+	ra, err := s.assess(ctx, u, normalized, m)
+	if err != nil {
+		return Result{}, false, err
+	}
+	stepUp := ra != nil && ra.Decision == risk.StepUp
+	if ra != nil && (ra.Decision == risk.Block || stepUp && s.MFA == nil) {
+		if err := s.blocked(ctx, u, ra, m); err != nil {
+			return Result{}, false, err
+		}
+		return Result{}, false, ErrRiskBlocked
+	}
 	if s.MFA != nil {
 		checked := u
 		if newHash != "" {
 			checked.PasswordHash = newHash // what the pending login will find
 		}
-		ch, err := s.MFA.Begin(ctx, checked, []string{"pwd"}, m)
+		var ch *Challenge
+		if ra != nil {
+			ch, err = s.MFA.BeginScored(ctx, checked, []string{"pwd"}, m, ra.sessionRisk(), stepUp)
+		} else {
+			ch, err = s.MFA.Begin(ctx, checked, []string{"pwd"}, m)
+		}
 		if err != nil {
 			return Result{}, false, err
 		}
+		if ch == nil && stepUp {
+			// No second factor could be asked: refuse rather than allow.
+			if err := s.blocked(ctx, u, ra, m); err != nil {
+				return Result{}, false, err
+			}
+			return Result{}, false, ErrRiskBlocked
+		}
 		if ch != nil {
+			if stepUp {
+				if err := s.steppedUp(ctx, u, ra, m); err != nil {
+					return Result{}, false, err
+				}
+			}
 			if newHash != "" {
 				if err := s.saveHash(ctx, u.ID, newHash); err != nil {
 					return Result{}, false, err
@@ -147,7 +179,10 @@ func (s *Service) login(ctx context.Context, lk *guard, email, pw string, m http
 			return Result{Challenge: ch, User: u}, false, nil
 		}
 	}
-	res, err = s.start(ctx, u, newHash, u.PasswordHash, []string{"pwd"}, m)
+	res, err = s.start(ctx, u, newHash, u.PasswordHash, []string{"pwd"}, m, ra.sessionRisk())
+	if err == nil && ra != nil {
+		s.learn(ctx, u.ID, ra.profile, risk.SignIn{At: ra.at, Device: ra.device, Network: ra.network})
+	}
 	return res, false, err
 }
 
@@ -169,7 +204,9 @@ func (s *Service) saveHash(ctx context.Context, userID, hash string) error {
 // the methods used. passwordStamp is the PasswordStamp of the hash the
 // login's password was checked against, empty for a login without one: if
 // the password changed since, the login fails with ErrInvalidCredentials.
-func (s *Service) Complete(ctx context.Context, userID, passwordStamp string, amr []string, m httpapi.Meta) (Result, error) {
+// r is the first step's risk assessment (nil when it was not scored): the
+// session keeps it, and the user's risk profile learns the sign-in.
+func (s *Service) Complete(ctx context.Context, userID, passwordStamp string, amr []string, m httpapi.Meta, r *store.SessionRisk) (Result, error) {
 	u, err := s.Store.GetUser(ctx, userID)
 	if err != nil {
 		return Result{}, err
@@ -187,7 +224,11 @@ func (s *Service) Complete(ctx context.Context, userID, passwordStamp string, am
 	case u.EmailVerifiedAt.IsZero() && s.Config.RequireVerifiedEmail:
 		return Result{}, ErrEmailNotVerified
 	}
-	return s.start(ctx, u, "", checked, amr, m)
+	res, err := s.start(ctx, u, "", checked, amr, m, r)
+	if err == nil && r != nil && s.Risk != nil {
+		s.learn(ctx, u.ID, nil, risk.SignIn{At: s.now(), Device: Fingerprint(m.DeviceID, m.UserAgent), Network: s.network(m.IP)})
+	}
+	return res, err
 }
 
 // Reauthenticated issues a fresh access token for the caller's session
@@ -272,8 +313,8 @@ func deviceType(ua useragent.UserAgent) string {
 // password hash; checkedHash, when set, is the hash the password was
 // checked against, and a user who no longer has it (the password changed
 // meanwhile), or who was deleted meanwhile, is refused with
-// ErrInvalidCredentials.
-func (s *Service) start(ctx context.Context, u store.User, newHash, checkedHash string, amr []string, m httpapi.Meta) (Result, error) {
+// ErrInvalidCredentials. r, when set, is the sign-in's risk assessment.
+func (s *Service) start(ctx context.Context, u store.User, newHash, checkedHash string, amr []string, m httpapi.Meta, r *store.SessionRisk) (Result, error) {
 	now := s.now()
 	raw, err := secret.NewToken(32)
 	if err != nil {
@@ -284,6 +325,7 @@ func (s *Service) start(ctx context.Context, u store.User, newHash, checkedHash 
 		UserID: u.ID, CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(s.Config.RefreshTTL),
 		IP: m.IP, UserAgent: m.UserAgent, Browser: ua.Name, OS: ua.OS, DeviceType: deviceType(ua),
 		AMR: amr, AuthTime: now, Audience: m.Audience, Scope: cmp.Or(m.Scope, strings.Join(apis.UserScopes, " ")),
+		Risk: r,
 	}
 	if s.Locate != nil {
 		loc := s.Locate(m.IP)

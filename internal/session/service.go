@@ -16,6 +16,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/kv"
 	"github.com/gatehouse/gatehouse/internal/require"
+	"github.com/gatehouse/gatehouse/internal/risk"
 	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/token"
@@ -47,6 +48,7 @@ func Errors() []httpapi.ErrorMapping {
 		httpapi.MapError(ErrTooManySessions, http.StatusConflict, "too_many_sessions", "The account has reached its limit of concurrent sessions."),
 		httpapi.MapError(ErrInvalidGrant, http.StatusUnauthorized, "invalid_grant", "The refresh token is invalid, expired or revoked."),
 		httpapi.MapError(ErrUnknownPublicClient, http.StatusBadRequest, "invalid_client", "client_id is not a registered public client."),
+		httpapi.MapError(ErrRiskBlocked, http.StatusForbidden, "risk_blocked", "This sign-in was refused for the account's protection."),
 	}
 }
 
@@ -99,12 +101,18 @@ type Challenge struct {
 // a second factor and if so opens the challenge. A nil Challenge means
 // none is needed.
 //
+// BeginScored is Begin for a sign-in whose risk was scored: the session
+// the login starts at the end keeps r (see Complete), and with stepUp a
+// second factor is asked even when none is otherwise needed: one of the
+// user's factors, or else a code emailed to the account's address.
+//
 // When amr holds "pwd", u.PasswordHash is the hash the password was checked
 // against (or the rehash that replaces it): the second factor keeps its
 // PasswordStamp and hands it to Complete, so that a password changed in
 // between voids the login.
 type SecondFactor interface {
 	Begin(ctx context.Context, u store.User, amr []string, m httpapi.Meta) (*Challenge, error)
+	BeginScored(ctx context.Context, u store.User, amr []string, m httpapi.Meta, r *store.SessionRisk, stepUp bool) (*Challenge, error)
 }
 
 // PasswordStamp identifies a password hash without holding it: what a
@@ -141,20 +149,29 @@ type Deps struct {
 	Keys      *secret.Keyring
 	KV        kv.Store
 	Jobs      JobInserter // needed for the emails of lockouts and token reuse
-	// Locate, when set, places a client address (netintel): a session
-	// keeps where it started.
+	// Locate, when set, places a client address (netintel), in memory: a
+	// session keeps where it started, and risk scoring uses it.
 	Locate func(ip string) Location
-	Now    func() time.Time
-	Log    *slog.Logger
-	Config Config
+	// Risk, when set, scores every password sign-in (see package risk)
+	// from Locate, the user's profile in RiskProfiles (needed with Risk)
+	// and, when set, the failure counters of RiskCounters.
+	Risk         *risk.Engine
+	RiskProfiles RiskProfiles
+	RiskCounters *risk.Counters
+	Now          func() time.Time
+	Log          *slog.Logger
+	Config       Config
 }
 
 // Location is where a client address is, as far as the GeoIP databases
 // know: empty fields when they do not.
 type Location struct {
-	Country string // ISO 3166-1 alpha-2
-	City    string
-	ASN     uint32
+	Country             string // ISO 3166-1 alpha-2
+	City                string
+	ASN                 uint32
+	Latitude, Longitude float64
+	HasLocation         bool     // Latitude and Longitude are known
+	Lists               []string // the IP lists (GATEHOUSE_IP_LISTS) that hold the address
 }
 
 // Service implements sign-in and sessions. Build it with New (or
@@ -170,6 +187,9 @@ type Service struct {
 func New(d Deps) (*Service, error) {
 	if err := require.Deps("session", map[string]bool{"Store": d.Store != nil, "Tokens": d.Tokens != nil, "Keys": d.Keys != nil, "KV": d.KV != nil}); err != nil {
 		return nil, err
+	}
+	if d.Risk != nil && d.RiskProfiles == nil {
+		return nil, errors.New("session: risk scoring needs RiskProfiles")
 	}
 	if d.Now == nil {
 		d.Now = time.Now

@@ -378,7 +378,7 @@ func (s *Service) begin(ctx context.Context, userID string, amr []string, sm htt
 			return session.Result{Challenge: ch, User: u}, nil
 		}
 	}
-	return s.Sessions.Complete(ctx, u.ID, "", amr, sm)
+	return s.Sessions.Complete(ctx, u.ID, "", amr, sm, nil)
 }
 
 // Exchange trades a callback's one-time code for the sign-in result. A

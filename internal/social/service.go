@@ -97,7 +97,7 @@ func DefaultConfig(issuer, appURL string, allow []string) Config {
 
 // Sessions starts sessions (with the MFA step where it applies).
 type Sessions interface {
-	Complete(ctx context.Context, userID, passwordStamp string, amr []string, m httpapi.Meta) (session.Result, error)
+	Complete(ctx context.Context, userID, passwordStamp string, amr []string, m httpapi.Meta, r *store.SessionRisk) (session.Result, error)
 	Login(ctx context.Context, email, pw string, m httpapi.Meta) (session.Result, error)
 	RevokeUserSessionByID(ctx context.Context, userID, sessionID string) error
 	// EndUserSessionsInTx ends every session of the user in tx and

@@ -209,6 +209,7 @@ func cases() []struct {
 		{"member added", event.OrganizationMemberAdded{OrganizationID: orgID, UserID: userID, Role: store.OrgAdmin, Meta: byAdmin}, []string{"organization.member_added"}},
 		{"member removed", event.OrganizationMemberRemoved{OrganizationID: orgID, UserID: userID, Meta: byAdmin}, []string{"organization.member_removed"}},
 		{"second factor verified", event.SecondFactorVerified{UserID: userID, PendingToken: plantedToken, Meta: web}, nil},
+		{"sign-in risk", event.SignInRisk{UserID: userID, Decision: "step_up", Score: 50, Reasons: []store.SecurityReason{{Code: "impossible_travel", Points: 50}}, Meta: web}, nil},
 		{"sms failed", event.SMSDeliveryFailed{Args: sms.SendArgs{To: fullPhone, SealedBody: plantedSMSBody, UserID: userID, Purpose: "mfa_login", Ref: plantedDeviceHash}, Cause: errors.New("carrier said no")}, nil},
 	}
 }

@@ -1,0 +1,192 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/event"
+	"github.com/gatehouse/gatehouse/internal/httpapi"
+	"github.com/gatehouse/gatehouse/internal/mail"
+	"github.com/gatehouse/gatehouse/internal/risk"
+	"github.com/gatehouse/gatehouse/internal/store"
+)
+
+// ErrRiskBlocked is a password sign-in refused by its risk score. Its
+// problem says nothing of the reasons: they would tell an attacker what to
+// change.
+var ErrRiskBlocked = errors.New("session: sign-in blocked by its risk score")
+
+// RiskProfiles keeps the users' behavioural models (store.RiskProfileStore).
+type RiskProfiles interface {
+	GetRiskProfile(ctx context.Context, userID string) (store.RiskProfile, error)
+	PutRiskProfile(ctx context.Context, p store.RiskProfile) error
+}
+
+// scored is a sign-in's risk assessment and what it was made from, so that
+// the profile learns the sign-in once it succeeds.
+type scored struct {
+	risk.Assessment
+	at      time.Time
+	device  string
+	network risk.Network
+	profile *risk.Profile // before this sign-in; never nil
+}
+
+// sessionRisk is the assessment as a session keeps it.
+func (a *scored) sessionRisk() *store.SessionRisk {
+	if a == nil {
+		return nil
+	}
+	return &store.SessionRisk{Score: a.Score, Reasons: nilIfEmpty(a.Codes())}
+}
+
+func nilIfEmpty(s []string) []string {
+	if len(s) == 0 {
+		return nil
+	}
+	return s
+}
+
+// network describes the client address as network intelligence knows it
+// (in memory, see Deps.Locate).
+func (s *Service) network(ip string) risk.Network {
+	n := risk.Network{}
+	n.IP, _ = netip.ParseAddr(ip)
+	if s.Locate != nil {
+		loc := s.Locate(ip)
+		n.Country, n.City, n.ASN = loc.Country, loc.City, uint(loc.ASN)
+		n.Latitude, n.Longitude, n.HasLocation, n.Lists = loc.Latitude, loc.Longitude, loc.HasLocation, loc.Lists
+	}
+	return n
+}
+
+// profile reads the user's behavioural model: one database read. A user
+// without one, or whose stored one cannot be read, starts afresh.
+func (s *Service) profile(ctx context.Context, userID string) (*risk.Profile, error) {
+	sp, err := s.RiskProfiles.GetRiskProfile(ctx, userID)
+	if errors.Is(err, store.ErrNotFound) {
+		return &risk.Profile{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	p, err := risk.DecodeProfile(sp.Profile)
+	if err != nil {
+		s.Log.ErrorContext(ctx, "a risk profile could not be read; the user starts afresh", "user_id", userID, "error", err.Error())
+		return &risk.Profile{}, nil
+	}
+	return p, nil
+}
+
+// assess scores a password sign-in of u, who tried account (the
+// normalized login name), after the password was verified: the network
+// from memory, the profile from the database and the failure counters from
+// the ephemeral store, one read each. nil when scoring is off. An outage
+// of the counters is logged and the sign-in scored without them.
+func (s *Service) assess(ctx context.Context, u store.User, account string, m httpapi.Meta) (*scored, error) {
+	if s.Risk == nil {
+		return nil, nil
+	}
+	a := &scored{at: s.now(), device: Fingerprint(m.DeviceID, m.UserAgent), network: s.network(m.IP)}
+	var err error
+	if a.profile, err = s.profile(ctx, u.ID); err != nil {
+		return nil, err
+	}
+	var failures risk.Failures
+	if s.RiskCounters != nil && a.network.IP.IsValid() {
+		if failures, err = s.RiskCounters.Read(ctx, a.network.IP, account); err != nil {
+			s.Log.WarnContext(ctx, "sign-in scored without the failure counters", "error", err.Error())
+		}
+	}
+	a.Assessment = s.Risk.Score(risk.Input{At: a.at, Device: a.device, Network: a.network, Profile: a.profile, Failures: failures})
+	return a, nil
+}
+
+// failedSignIn feeds a wrong password for account to the failure
+// counters; an outage is logged.
+func (s *Service) failedSignIn(ctx context.Context, account, ip string) {
+	if s.Risk == nil || s.RiskCounters == nil {
+		return
+	}
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return
+	}
+	if err := s.RiskCounters.Failed(context.WithoutCancel(ctx), a, account); err != nil {
+		s.Log.WarnContext(ctx, "a failed sign-in was not counted for risk scoring", "error", err.Error())
+	}
+}
+
+// learn updates the user's profile with a successful sign-in: profile is
+// the one the sign-in was scored with, or nil to read it (a sign-in
+// finished by a second factor). Failures are logged: the sign-in stands.
+func (s *Service) learn(ctx context.Context, userID string, profile *risk.Profile, sign risk.SignIn) {
+	ctx = context.WithoutCancel(ctx)
+	var err error
+	if profile == nil {
+		if profile, err = s.profile(ctx, userID); err != nil {
+			s.Log.ErrorContext(ctx, "could not read the risk profile to learn a sign-in", "user_id", userID, "error", err.Error())
+			return
+		}
+	}
+	profile.Observe(sign)
+	b, err := profile.Encode()
+	if err == nil {
+		err = s.RiskProfiles.PutRiskProfile(ctx, store.RiskProfile{UserID: userID, Profile: b, UpdatedAt: s.now()})
+	}
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.Log.ErrorContext(ctx, "could not store the risk profile", "user_id", userID, "error", err.Error())
+	}
+}
+
+// riskEvent is the event of a step-up or block decision.
+func riskEvent(u store.User, a *scored, m httpapi.Meta) event.SignInRisk {
+	reasons := make([]store.SecurityReason, len(a.Reasons))
+	for i, r := range a.Reasons {
+		reasons[i] = store.SecurityReason{Code: string(r.Code), Points: r.Points}
+	}
+	return event.SignInRisk{
+		UserID: u.ID, Decision: string(a.Decision), Score: a.Score, Reasons: reasons,
+		Country: a.network.Country, City: a.network.City, ASN: uint32(a.network.ASN), Meta: m,
+	}
+}
+
+// blocked records a sign-in refused by its score (an audit event, the
+// risk event and the email to the user) in one transaction.
+func (s *Service) blocked(ctx context.Context, u store.User, a *scored, m httpapi.Meta) error {
+	return s.Store.InTx(ctx, func(tx Tx) error {
+		if err := tx.AppendAuditEvent(ctx, store.AuditEvent{
+			OccurredAt: a.at, SubjectID: u.ID, Action: "security.risk_blocked",
+			IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID,
+			Data: map[string]any{"score": a.Score, "reasons": a.Codes()},
+		}); err != nil {
+			return err
+		}
+		if s.Jobs != nil {
+			args, err := mail.NewSendArgs(s.Keys, mail.RiskBlocked, u.Email, mail.Data{RecipientName: u.Name, IP: m.IP, UserAgent: m.UserAgent, Time: a.at}, "")
+			if err != nil {
+				return err
+			}
+			if _, err := s.Jobs.InsertTx(ctx, tx.DriverTx(), args, nil); err != nil {
+				return err
+			}
+		}
+		return tx.Publish(ctx, riskEvent(u, a, m))
+	})
+}
+
+// steppedUp records a sign-in asked for a second factor by its score.
+func (s *Service) steppedUp(ctx context.Context, u store.User, a *scored, m httpapi.Meta) error {
+	return s.Store.InTx(ctx, func(tx Tx) error {
+		if err := tx.AppendAuditEvent(ctx, store.AuditEvent{
+			OccurredAt: a.at, SubjectID: u.ID, Action: "security.risk_step_up",
+			IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID,
+			Data: map[string]any{"score": a.Score, "reasons": a.Codes()},
+		}); err != nil {
+			return err
+		}
+		return tx.Publish(ctx, riskEvent(u, a, m))
+	})
+}
