@@ -31,7 +31,7 @@ func runRiskScoring(t *testing.T, base map[string]string) {
 	}
 	env := map[string]string{
 		"GATEHOUSE_GEOIP_CITY_DB": city, "GATEHOUSE_GEOIP_ASN_DB": asn, "GATEHOUSE_IP_LISTS": "blocklist:" + block,
-		"GATEHOUSE_TRUSTED_PROXIES": "127.0.0.1/32,::1/128",
+		"GATEHOUSE_TRUSTED_PROXIES": "127.0.0.1/32,::1/128", "GATEHOUSE_RISK_ENABLED": "true",
 	}
 	for k, v := range base {
 		env[k] = v

@@ -66,7 +66,7 @@ func TestDefaults(t *testing.T) {
 		Webhooks: WebhookConfig{RetrySchedule: "5s,5m,30m,2h,5h,10h,10h", Timeout: 10 * time.Second,
 			SecretOverlap: 24 * time.Hour, DisableAfter: 120 * time.Hour, Retention: 720 * time.Hour, Workers: 20},
 		NetIntel: NetIntelConfig{}, // no databases, no lists: the network signals are off
-		Risk:     RiskConfig{Enabled: true, StepUp: 50, Block: 90, MaxKMH: 1000},
+		Risk:     RiskConfig{Enabled: false, StepUp: 50, Block: 90, MaxKMH: 1000},
 	}
 	if diff := cmp.Diff(want, *c); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
