@@ -17,6 +17,12 @@ type Check struct {
 	// events in advance with it (NewNodeCache). A check is allowed as soon
 	// as one event is available.
 	Want int
+	// BlockOnly makes a check that counts nothing: it refuses only while
+	// its key is blocked by a penalty (Punish), and a refusal then keeps
+	// the penalty's level from decaying. Its Limit is ignored and its
+	// Penalty, required, gives the Decay. It costs one read of the
+	// penalty state in the call's round trip, no write while not blocked.
+	BlockOnly bool
 }
 
 // Penalty blocks a key that keeps going after a refusal: the first
@@ -72,6 +78,20 @@ type MultiLimiter interface {
 	CheckAll(ctx context.Context, checks []Check) ([]CheckResult, error)
 	// Lift forgets key's counter and penalty (an operator lifting a block).
 	Lift(ctx context.Context, key string) error
+	// Punish raises key's penalty level by one, as a refusal during a
+	// refusal would, and blocks it for p.Base·2^(level-1) capped at p.Max
+	// (a block already longer stands); the level decays after p.Decay
+	// without refusals. It returns the new level and how long the key is
+	// blocked. What an automated response uses to block an offender for a
+	// growing period (checks of the key with a Penalty, or BlockOnly,
+	// refuse while it lasts).
+	Punish(ctx context.Context, key string, p Penalty) (Punishment, error)
+}
+
+// Punishment is what Punish did.
+type Punishment struct {
+	Level      int
+	BlockedFor time.Duration
 }
 
 // rule is a Check's limit and penalty in the units both stores compute
@@ -79,6 +99,7 @@ type MultiLimiter interface {
 // Redis's clock, so that the Lua script works on integers that a double
 // holds exactly and the in-process twin gives the same answers.
 type rule struct {
+	blockOnly   bool          // Check.BlockOnly: only the penalty's block applies
 	want        int           // events to count when allowed, at least 1
 	emission    time.Duration // Period/Rate, truncated to the microsecond
 	burstOffset time.Duration // emission·Burst
@@ -103,6 +124,14 @@ func compile(checks []Check) ([]rule, error) {
 }
 
 func (c Check) rule() (rule, error) {
+	if c.BlockOnly {
+		if c.Penalty == nil {
+			return rule{}, fmt.Errorf("%w: a BlockOnly check needs a Penalty", ErrInvalidLimit)
+		}
+		r, err := penaltyRule(*c.Penalty)
+		r.blockOnly, r.want = true, 1
+		return r, err
+	}
 	e, err := c.Limit.interval(1)
 	if err != nil {
 		return rule{}, err
@@ -116,13 +145,23 @@ func (c Check) rule() (rule, error) {
 	}
 	r := rule{want: max(1, c.Want), emission: e, burstOffset: e * time.Duration(c.Limit.Burst)}
 	if p := c.Penalty; p != nil {
-		base, maxBlock, decay := p.Base.Truncate(time.Microsecond), p.Max.Truncate(time.Microsecond), p.Decay.Truncate(time.Microsecond)
-		if base <= 0 || maxBlock < base || decay <= 0 || maxBlock > maxSpan || decay > maxSpan {
-			return rule{}, fmt.Errorf("%w: penalty %+v: Base and Decay must be at least 1µs, Max at least Base, Max and Decay at most %v", ErrInvalidLimit, *p, maxSpan)
+		pr, err := penaltyRule(*p)
+		if err != nil {
+			return rule{}, err
 		}
-		r.penalty, r.base, r.max, r.decay = true, base, maxBlock, decay
+		r.penalty, r.base, r.max, r.decay = true, pr.base, pr.max, pr.decay
 	}
 	return r, nil
+}
+
+// penaltyRule is p in the units the stores compute with, or
+// ErrInvalidLimit.
+func penaltyRule(p Penalty) (rule, error) {
+	base, maxBlock, decay := p.Base.Truncate(time.Microsecond), p.Max.Truncate(time.Microsecond), p.Decay.Truncate(time.Microsecond)
+	if base <= 0 || maxBlock < base || decay <= 0 || maxBlock > maxSpan || decay > maxSpan {
+		return rule{}, fmt.Errorf("%w: penalty %+v: Base and Decay must be at least 1µs, Max at least Base, Max and Decay at most %v", ErrInvalidLimit, p, maxSpan)
+	}
+	return rule{penalty: true, base: base, max: maxBlock, decay: decay}, nil
 }
 
 // block returns how long a key is blocked at level (at least 1):

@@ -71,6 +71,25 @@ func (m *memoryMulti) CheckAll(ctx context.Context, checks []Check) ([]CheckResu
 	)
 	for i, c := range checks {
 		r := rules[i]
+		if r.blockOnly {
+			p := pens[c.Key]
+			if p == nil {
+				p = m.storedPenalty(c.Key, now)
+				pens[c.Key] = p
+			}
+			if p.level > 0 && now.Sub(p.lastRefusal) >= r.decay {
+				p.level = 0
+			}
+			res := CheckResult{Allowed: true, RetryAfter: -1, Granted: 1, Level: p.level}
+			if now.Before(p.blockedUntil) {
+				refused = true
+				p.lastRefusal = now
+				dirty[c.Key] = r.decay
+				res = CheckResult{RetryAfter: p.blockedUntil.Sub(now), Penalised: true, Level: p.level, BlockedFor: p.blockedUntil.Sub(now)}
+			}
+			results[i] = res
+			continue
+		}
 		tat, ok := tats[c.Key]
 		if !ok {
 			tat = m.storedTAT(c.Key, now)
@@ -146,6 +165,10 @@ func (m *memoryMulti) CheckAll(ctx context.Context, checks []Check) ([]CheckResu
 	for i, c := range checks {
 		if res := &results[i]; res.Allowed {
 			r := rules[i]
+			if r.blockOnly {
+				res.Granted = 0
+				continue
+			}
 			tat := later(m.storedTAT(c.Key, now), now)
 			res.Remaining = int((now.Sub(tat) + r.burstOffset) / r.emission)
 			res.ResetAfter = tat.Sub(now)
@@ -159,6 +182,33 @@ func (m *memoryMulti) CheckAll(ctx context.Context, checks []Check) ([]CheckResu
 		e.penExpires = later(p.lastRefusal.Add(decay), later(p.blockedUntil, p.refusedUntil))
 	}
 	return results, nil
+}
+
+// Punish implements MultiLimiter.
+func (m *memoryMulti) Punish(ctx context.Context, key string, pen Penalty) (Punishment, error) {
+	r, err := penaltyRule(pen)
+	if err != nil {
+		return Punishment{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return Punishment{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	m.sweep(now)
+	p := m.storedPenalty(key, now)
+	if p.level > 0 && now.Sub(p.lastRefusal) >= r.decay {
+		p.level = 0
+	}
+	p.level++
+	p.blockedUntil = later(p.blockedUntil, now.Add(r.block(p.level)))
+	p.lastRefusal = now
+	p.refusedUntil = later(p.refusedUntil, p.blockedUntil)
+	e := m.entry(key)
+	e.pen = *p
+	e.penExpires = later(p.lastRefusal.Add(r.decay), p.blockedUntil)
+	return Punishment{Level: p.level, BlockedFor: p.blockedUntil.Sub(now)}, nil
 }
 
 // storedTAT returns key's TAT, the zero time when it has none. The caller

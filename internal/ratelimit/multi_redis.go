@@ -18,9 +18,11 @@ import (
 //
 // For check i (from 1), KEYS[2i-1] holds its TAT (microseconds since the
 // Unix epoch) and KEYS[2i] its penalty state ("level blocked_until
-// refused_until last_refusal", microseconds); ARGV[6i-5 .. 6i] are its
+// refused_until last_refusal", microseconds); ARGV[7i-6 .. 7i] are its
 // emission interval, burst, penalty base, max and decay (base 0: no
-// penalty), durations in microseconds, and the events it wants counted.
+// penalty), durations in microseconds, the events it wants counted, and 1
+// for a block-only check (which counts nothing and refuses only while its
+// key is blocked).
 // The reply has eight integers per check: allowed (0 or 1), remaining,
 // retry_after (µs, -1 when allowed), reset_after (µs), penalised (0 or 1),
 // level, granted, blocked_for (µs).
@@ -51,13 +53,38 @@ local refused = false
 
 for i = 1, n do
   local tk, pk = KEYS[2 * i - 1], KEYS[2 * i]
-  local a = 6 * (i - 1)
+  local a = 7 * (i - 1)
   local e = tonumber(ARGV[a + 1])
   local burst_offset = e * tonumber(ARGV[a + 2])
   local base = tonumber(ARGV[a + 3])
   local cap = tonumber(ARGV[a + 4])
   local decay = tonumber(ARGV[a + 5])
   local want = tonumber(ARGV[a + 6])
+  local blockonly = ARGV[a + 7] == '1'
+
+  if blockonly then
+    local p = pens[pk]
+    if p == nil then
+      p = {level = 0, blocked = 0, refused = 0, last = 0}
+      local v = redis.call('GET', pk)
+      if v then
+        local l, b, r, last = string.match(v, '^(%d+) (%d+) (%d+) (%d+)$')
+        if l then
+          p = {level = tonumber(l), blocked = tonumber(b), refused = tonumber(r), last = tonumber(last)}
+        end
+      end
+      pens[pk] = p
+    end
+    if p.level > 0 and now - p.last >= decay then p.level = 0 end
+    if now < p.blocked then
+      refused = true
+      p.last = now
+      dirty[pk] = decay
+      out[i] = {0, 0, p.blocked - now, 0, 1, p.level, 0, p.blocked - now, 0, 0, 1}
+    else
+      out[i] = {1, 0, -1, 0, 0, p.level, 1, 0, 0, 0, 1}
+    end
+  else
 
   if stored[tk] == nil then
     stored[tk] = tonumber(redis.call('GET', tk)) or now
@@ -115,10 +142,11 @@ for i = 1, n do
     new_tat = tat + granted * e
     diff = now - (new_tat - burst_offset)
     tats[tk] = new_tat
-    out[i] = {1, floordiv(diff, e), -1, new_tat - now, 0, level, granted, 0, e, burst_offset}
+    out[i] = {1, floordiv(diff, e), -1, new_tat - now, 0, level, granted, 0, e, burst_offset, 0}
   else
     refused = true
-    out[i] = {0, 0, retry, tat - now, penalised, level, 0, blocked_for, e, burst_offset}
+    out[i] = {0, 0, retry, tat - now, penalised, level, 0, blocked_for, e, burst_offset, 0}
+  end
   end
 end
 
@@ -127,7 +155,9 @@ if refused then
   -- stands, and the refused ones with a penalty record it.
   for i = 1, n do
     local o = out[i]
-    if o[1] == 1 then
+    if o[1] == 1 and o[11] == 1 then
+      o[7] = 0
+    elseif o[1] == 1 then
       local tat = math.max(stored[KEYS[2 * i - 1]], now)
       o[2] = floordiv(now - tat + o[10], o[9])
       o[4] = tat - now
@@ -188,11 +218,15 @@ func (r *redisMulti) CheckAll(ctx context.Context, checks []Check) ([]CheckResul
 		return nil, err
 	}
 	keys := make([]string, 0, 2*len(checks))
-	args := make([]any, 0, 6*len(checks))
+	args := make([]any, 0, 7*len(checks))
 	for i, c := range checks {
 		ru := rules[i]
 		keys = append(keys, r.tatKey(c.Key), r.penaltyKey(c.Key))
-		args = append(args, micros(ru.emission), c.Limit.Burst, micros(ru.base), micros(ru.max), micros(ru.decay), ru.want)
+		blockOnly := 0
+		if ru.blockOnly {
+			blockOnly = 1
+		}
+		args = append(args, micros(ru.emission), c.Limit.Burst, micros(ru.base), micros(ru.max), micros(ru.decay), ru.want, blockOnly)
 	}
 	reply, err := checkAllScript.Run(ctx, r.client, keys, args...).Int64Slice()
 	if err != nil {
@@ -228,6 +262,56 @@ func (r *redisMulti) Lift(ctx context.Context, key string) error {
 		return fmt.Errorf("ratelimit: %w", rediskv.MapUnavailable(err))
 	}
 	return nil
+}
+
+// punishScript raises the penalty level of KEYS[1] (its state as
+// checkAllScript keeps it) and blocks it; ARGV are the penalty's base, max
+// and decay in microseconds. It replies the new level and the block left,
+// in microseconds. It mirrors memoryMulti.Punish.
+var punishScript = redis.NewScript(`
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local base, cap, decay = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local p = {level = 0, blocked = 0, refused = 0, last = 0}
+local v = redis.call('GET', KEYS[1])
+if v then
+  local l, b, r, last = string.match(v, '^(%d+) (%d+) (%d+) (%d+)$')
+  if l then
+    p = {level = tonumber(l), blocked = tonumber(b), refused = tonumber(r), last = tonumber(last)}
+  end
+end
+if p.level > 0 and now - p.last >= decay then p.level = 0 end
+p.level = p.level + 1
+local block = base
+for _ = 2, p.level do
+  if block >= cap then break end
+  block = block * 2
+end
+block = math.min(block, cap)
+p.blocked = math.max(p.blocked, now + block)
+p.last = now
+p.refused = math.max(p.refused, p.blocked)
+local expires = math.max(p.last + decay, p.blocked)
+redis.call('SET', KEYS[1], string.format('%.0f %.0f %.0f %.0f', p.level, p.blocked, p.refused, p.last),
+  'PX', math.ceil((expires - now) / 1000))
+return {p.level, p.blocked - now}
+`)
+
+// Punish implements MultiLimiter.
+func (r *redisMulti) Punish(ctx context.Context, key string, p Penalty) (Punishment, error) {
+	ru, err := penaltyRule(p)
+	if err != nil {
+		return Punishment{}, err
+	}
+	reply, err := punishScript.Run(ctx, r.client, []string{r.penaltyKey(key)}, micros(ru.base), micros(ru.max), micros(ru.decay)).Int64Slice()
+	if err != nil {
+		return Punishment{}, fmt.Errorf("ratelimit: %w", rediskv.MapUnavailable(err))
+	}
+	if len(reply) != 2 {
+		return Punishment{}, fmt.Errorf("ratelimit: punish script replied %d values", len(reply))
+	}
+	return Punishment{Level: int(reply[0]), BlockedFor: time.Duration(reply[1]) * time.Microsecond}, nil
 }
 
 func micros(d time.Duration) int64 { return int64(d / time.Microsecond) }

@@ -54,6 +54,8 @@ func runMultiSuite(t *testing.T, newMulti newMultiFunc, skip ...string) {
 		{"Invalid", testMultiInvalid},
 		{"Want", testMultiWant},
 		{"BlockedFor", testMultiBlockedFor},
+		{"PunishBlockOnly", testPunishBlockOnly},
+		{"PunishRuleCheck", testPunishRuleCheck},
 	}
 	for _, tt := range tests {
 		if slices.Contains(skip, tt.name) {
@@ -369,4 +371,82 @@ func testMultiBlockedFor(t *testing.T, l MultiLimiter, advance func(time.Duratio
 	if r.RetryAfter < r.BlockedFor {
 		t.Fatalf("RetryAfter %v shorter than BlockedFor %v", r.RetryAfter, r.BlockedFor)
 	}
+}
+
+// testPunishBlockOnly: a block-only check passes (counting nothing) until
+// its key is punished, refuses while the block lasts, and each punishment
+// after a block doubles the next one, up to Max; the level decays.
+func testPunishBlockOnly(t *testing.T, l MultiLimiter, advance func(time.Duration)) {
+	pen := Penalty{Base: time.Second, Max: 2500 * time.Millisecond, Decay: time.Minute}
+	c := Check{Key: "ip", BlockOnly: true, Penalty: &pen}
+	other := Check{Key: "other", Limit: perDay}
+	for range 3 {
+		if r := check(t, l, c); !r.Allowed || r.Penalised || r.Level != 0 || r.Granted != 1 {
+			t.Fatalf("before any punishment: %+v, want allowed at level 0", r)
+		}
+	}
+	for level, block := range []time.Duration{time.Second, 2 * time.Second, 2500 * time.Millisecond} {
+		p, err := l.Punish(t.Context(), "ip", pen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Level != level+1 {
+			t.Fatalf("punishment %d: level %d, want %d", level+1, p.Level, level+1)
+		}
+		within(t, "BlockedFor", p.BlockedFor, block-penaltySlack, block)
+		rs := checkAll(t, l, other, c)
+		r := rs[1]
+		wantRefused(t, r, true, level+1, block, penaltySlack)
+		within(t, "BlockedFor", r.BlockedFor, block-penaltySlack, block)
+		// All or nothing: the other check counted nothing.
+		if rs[0].Granted != 0 {
+			t.Fatalf("a check of a refused call was counted: %+v", rs[0])
+		}
+		advance(r.RetryAfter)
+		if r := check(t, l, c); !r.Allowed || r.Level != level+1 {
+			t.Fatalf("after the block: %+v, want allowed at level %d", r, level+1)
+		}
+	}
+	// The other key was never counted by the refused calls.
+	if r := check(t, l, other); r.Remaining != 999 {
+		t.Fatalf("other key: %+v, want 999 left", r)
+	}
+	if _, err := l.Punish(t.Context(), "ip", Penalty{}); !errors.Is(err, ErrInvalidLimit) {
+		t.Fatalf("Punish with a zero penalty: %v, want ErrInvalidLimit", err)
+	}
+	if _, err := l.CheckAll(t.Context(), []Check{{Key: "ip", BlockOnly: true}}); !errors.Is(err, ErrInvalidLimit) {
+		t.Fatalf("a block-only check without a penalty: %v, want ErrInvalidLimit", err)
+	}
+	// Decay forgets the level: the next punishment is Base again.
+	decaying := Penalty{Base: time.Second, Max: time.Minute, Decay: 1500 * time.Millisecond}
+	if _, err := l.Punish(t.Context(), "fresh", decaying); err != nil {
+		t.Fatal(err)
+	}
+	advance(1600 * time.Millisecond)
+	p, err := l.Punish(t.Context(), "fresh", decaying)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Level != 1 {
+		t.Fatalf("after the decay: level %d, want 1", p.Level)
+	}
+	// Lift ends a block at once.
+	if err := l.Lift(t.Context(), "fresh"); err != nil {
+		t.Fatal(err)
+	}
+	if r := check(t, l, Check{Key: "fresh", BlockOnly: true, Penalty: &decaying}); !r.Allowed {
+		t.Fatalf("after Lift: %+v, want allowed", r)
+	}
+}
+
+// testPunishRuleCheck: a punished key refuses a check of a rule with a
+// penalty too, whatever its GCRA says.
+func testPunishRuleCheck(t *testing.T, l MultiLimiter, _ func(time.Duration)) {
+	pen := Penalty{Base: time.Minute, Max: time.Hour, Decay: time.Hour}
+	c := Check{Key: "k", Limit: perDay, Penalty: &pen}
+	wantPass(t, check(t, l, c), 999, 0, 24*time.Hour)
+	if _, err := l.Punish(t.Context(), "k", pen); err != nil {
+		t.Fatal(err)
+	}
+	wantRefused(t, check(t, l, c), true, 1, time.Minute, penaltySlack)
 }

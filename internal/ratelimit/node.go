@@ -304,6 +304,15 @@ func (c *nodeCache) sweep(now time.Time) {
 	}
 }
 
+// Punish implements MultiLimiter: the key is forgotten on this node (its
+// lease would let it through), then punished in the store.
+func (c *nodeCache) Punish(ctx context.Context, key string, p Penalty) (Punishment, error) {
+	c.mu.Lock()
+	delete(c.keys, key)
+	c.mu.Unlock()
+	return c.inner.Punish(ctx, key, p)
+}
+
 // Lift implements MultiLimiter: the key is forgotten on this node, then in
 // the store.
 func (c *nodeCache) Lift(ctx context.Context, key string) error {
