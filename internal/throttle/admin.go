@@ -70,7 +70,7 @@ func (h *AdminHandlers) report(w http.ResponseWriter, r *http.Request) error {
 func (h *AdminHandlers) lift(w http.ResponseWriter, r *http.Request) error {
 	ruleName, key := r.PathValue("rule"), r.PathValue("key")
 	pol := h.Throttle.d.Policy()
-	if pol.Rule(ruleName) == nil {
+	if pol.Rule(ruleName) == nil && ruleName != BlockRule {
 		return httpapi.NewProblem(http.StatusNotFound, "not_found", "The policy in force has no rule of this name.")
 	}
 	if key == "" {

@@ -12,6 +12,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -34,6 +35,21 @@ import (
 // Penalty is the progressive block of every rule with penalty: true:
 // 1 min, 2, 4 … up to an hour, forgotten after an hour without refusals.
 var Penalty = ratelimit.Penalty{Base: time.Minute, Max: time.Hour, Decay: time.Hour}
+
+// BlockRule is the name under which the automated responses of threat
+// detection block a client address (BlockIP): every sign-in route (the
+// groups in BlockedGroups) refuses the address with 429 rate_limited,
+// rule "security-block-ip", while the block lasts. An administrator lifts
+// it like any rule's key (DELETE /v1/admin/rate-limits/security-block-ip/{ip}).
+const BlockRule = "security-block-ip"
+
+// BlockPenalty is the growing block of BlockIP: 1 min, 2, 4 … up to a
+// day, forgotten after a day without a block or a refused attempt.
+var BlockPenalty = ratelimit.Penalty{Base: time.Minute, Max: 24 * time.Hour, Decay: 24 * time.Hour}
+
+// BlockedGroups are the route groups a blocked address is refused: every
+// way to sign in, sign up or ask for an email.
+var BlockedGroups = []string{"login", "register", "email_request", "mfa_verify", "token", "oauth_start", "magic_link"}
 
 // Clients authenticates the OAuth client a request names, for rules keyed
 // by client (oauth.Clients).
@@ -234,7 +250,8 @@ func (t *Throttle) Guard(w http.ResponseWriter, r *http.Request, pattern string)
 	pol := t.d.Policy()
 	group := ratepolicy.GroupOf(pattern, r.Header.Get("Authorization") != "")
 	rules := pol.RulesFor(group, r.Method, r.URL.Path)
-	if len(rules) == 0 {
+	blockable := slices.Contains(BlockedGroups, group)
+	if len(rules) == 0 && !blockable {
 		return r, true
 	}
 	start := time.Now()
@@ -275,10 +292,10 @@ func (t *Throttle) Guard(w http.ResponseWriter, r *http.Request, pattern string)
 		}
 		ds = append(ds, decision{rule: rule, key: key, limit: limit})
 	}
-	if len(ds) == 0 {
+	if len(ds) == 0 && !blockable {
 		return q.r, true
 	}
-	checks := make([]ratelimit.Check, len(ds))
+	checks := make([]ratelimit.Check, len(ds), len(ds)+1)
 	for i, d := range ds {
 		checks[i] = ratelimit.Check{Key: d.rule.Name + ":" + d.key, Limit: d.limit}
 		if d.rule.Penalty {
@@ -286,12 +303,28 @@ func (t *Throttle) Guard(w http.ResponseWriter, r *http.Request, pattern string)
 			checks[i].Penalty = &p
 		}
 	}
+	if blockable {
+		// Last, in the same round trip: is the address blocked?
+		p := BlockPenalty
+		checks = append(checks, ratelimit.Check{Key: BlockRule + ":" + httpapi.LimitKey(ip), BlockOnly: true, Penalty: &p})
+	}
 	results, err := t.d.Limiter.CheckAll(q.r.Context(), checks)
 	t.d.Metrics.observe(time.Since(start))
 	if err != nil {
 		// Fail closed: without the counters nothing is limited.
 		httpapi.ErrorWriter{Log: t.d.Log}.Write(w, q.r, err)
 		return q.r, false
+	}
+	if blockable {
+		if b := results[len(results)-1]; !b.Allowed {
+			t.d.Metrics.decision(BlockRule, "penalised")
+			t.d.Stats.Refused(BlockRule, httpapi.LimitKey(ip))
+			p := httpapi.NewProblem(http.StatusTooManyRequests, "rate_limited", "Too many requests; try again later.")
+			p.RetryAfter = max(1, int(math.Ceil(b.RetryAfter.Seconds())))
+			p.Rule = BlockRule
+			httpapi.WriteProblem(w, q.r, p)
+			return q.r, false
+		}
 	}
 	var refused, nearest *decision
 	for i := range ds {
@@ -353,6 +386,21 @@ func (q *request) key(rule *ratepolicy.Rule) (string, bool, error) {
 }
 
 func (t *Throttle) bypassed(ip string) bool { return inNetworks(t.d.Bypass, ip) }
+
+// BlockIP blocks the client address ip from every sign-in route for a
+// growing period (BlockPenalty: each block of an address that was blocked
+// within the last day is twice the last one), and returns the block. An
+// address of the bypass networks is never blocked (zero Punishment). An
+// IPv6 address is blocked with its /64, as rules count it.
+func (t *Throttle) BlockIP(ctx context.Context, ip string) (ratelimit.Punishment, error) {
+	if t.bypassed(ip) {
+		return ratelimit.Punishment{}, nil
+	}
+	if _, err := netip.ParseAddr(ip); err != nil {
+		return ratelimit.Punishment{}, fmt.Errorf("throttle: %q is not an address", ip)
+	}
+	return t.d.Limiter.Punish(ctx, BlockRule+":"+httpapi.LimitKey(ip), BlockPenalty)
+}
 
 // inNetworks reports whether the address ip is in one of nets.
 func inNetworks(nets []netip.Prefix, ip string) bool {
