@@ -34,7 +34,11 @@ type SecurityEvent struct {
 	Severity   string // SeverityLow … SeverityCritical
 	OccurredAt time.Time
 	UserID     string // the account concerned
-	ActorID    string // who acted, when not the user (an administrator)
+	// Account is the account a sign-in tried, for correlation: the user's
+	// ID, or a keyed hash of a login name that has no account ("" when
+	// the event is not about an attempt).
+	Account string
+	ActorID string // who acted, when not the user (an administrator)
 	IP         string
 	Country    string // ISO 3166-1 alpha-2, when geolocation knows it
 	City       string
@@ -65,7 +69,15 @@ type SecurityIncident struct {
 	IPs        []string // in the order first seen
 	UserIDs    []string // in the order first seen
 	EventCount int
-	ResolvedAt time.Time // zero while open
+	// Severity is the incident's (SeverityLow … SeverityCritical; empty is
+	// stored as medium).
+	Severity string
+	// NotifiedAt is when administrators were last told of the incident
+	// (zero: never), and Escalations how many times they were told again
+	// because it stayed open.
+	NotifiedAt  time.Time
+	Escalations int
+	ResolvedAt  time.Time // zero while open
 	ResolvedBy string    // the administrator who resolved it
 	Note       string
 }
@@ -112,6 +124,7 @@ const (
 	SecurityFieldUserID  SecurityField = "user_id"
 	SecurityFieldDevice  SecurityField = "device"
 	SecurityFieldCountry SecurityField = "country"
+	SecurityFieldAccount SecurityField = "account"
 )
 
 // SecurityEventMatch selects the recent events of one key for
@@ -165,6 +178,10 @@ type SecurityStore interface {
 	// ErrNotFound if absent, ErrConflict when reopening it would make two
 	// open incidents of one type and key.
 	UpdateSecurityIncident(ctx context.Context, inc SecurityIncident) (SecurityIncident, error)
+	// ListSecurityIncidentsToEscalate returns up to limit open incidents
+	// whose administrators were notified (NotifiedAt set) before before,
+	// the longest ago first.
+	ListSecurityIncidentsToEscalate(ctx context.Context, before time.Time, limit int) ([]SecurityIncident, error)
 	// ListSecurityIncidents returns the incidents matching f, newest
 	// FirstSeen first (ties broken by descending ID), and the cursor of
 	// the next page ("" on the last).

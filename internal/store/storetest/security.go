@@ -22,6 +22,70 @@ func runSecurity(t *testing.T, migrated func(t *testing.T) store.Store) {
 	t.Run("Incidents", func(t *testing.T) { testSecurityIncidents(t, migrated(t)) })
 	t.Run("ParallelOpen", func(t *testing.T) { testSecurityParallelOpen(t, migrated(t)) })
 	t.Run("IncidentPages", func(t *testing.T) { testSecurityIncidentPages(t, migrated(t)) })
+	t.Run("Escalation", func(t *testing.T) { testSecurityEscalation(t, migrated(t)) })
+}
+
+// testSecurityEscalation: an incident keeps its severity, when it was
+// notified and its escalations; the ones to escalate are the open ones
+// notified before a moment, the longest ago first.
+func testSecurityEscalation(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	open := func(id, key, severity string, notified time.Time) store.SecurityIncident {
+		t.Helper()
+		inc, created, err := s.OpenSecurityIncident(ctx, store.SecurityIncident{
+			ID: id, Type: "credential_stuffing", Key: key, FirstSeen: secAt, LastSeen: secAt, EventCount: 1,
+			Severity: severity, NotifiedAt: notified,
+		})
+		if err != nil || !created {
+			t.Fatalf("OpenSecurityIncident(%s) = %v %v", id, created, err)
+		}
+		return inc
+	}
+	a := open("sinc_a", "192.0.2.1", store.SeverityHigh, secAt.Add(2*time.Minute))
+	if a.Severity != store.SeverityHigh || !a.NotifiedAt.Equal(micro(secAt.Add(2*time.Minute))) || a.Escalations != 0 {
+		t.Fatalf("opened = %+v", a)
+	}
+	open("sinc_b", "192.0.2.2", store.SeverityCritical, secAt.Add(time.Minute))
+	open("sinc_never", "192.0.2.3", store.SeverityLow, time.Time{}) // never notified: never escalated
+	c := open("sinc_resolved", "192.0.2.4", store.SeverityHigh, secAt)
+	c.Status, c.ResolvedAt = store.IncidentResolved, secAt.Add(time.Hour)
+	if _, err := s.UpdateSecurityIncident(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	ids := func(before time.Time, limit int) []string {
+		t.Helper()
+		list, err := s.ListSecurityIncidentsToEscalate(ctx, before, limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, inc := range list {
+			out = append(out, inc.ID)
+		}
+		return out
+	}
+	if diff := gocmp.Diff([]string{"sinc_b", "sinc_a"}, ids(secAt.Add(time.Hour), 10)); diff != "" {
+		t.Errorf("to escalate (-want +got):\n%s", diff)
+	}
+	if diff := gocmp.Diff([]string{"sinc_b"}, ids(secAt.Add(time.Hour), 1)); diff != "" {
+		t.Errorf("to escalate, limit 1 (-want +got):\n%s", diff)
+	}
+	if got := ids(secAt.Add(time.Minute), 10); len(got) != 0 {
+		t.Errorf("notified at or after the moment: %v, want none", got)
+	}
+	// Escalated: notified again, counted.
+	a.NotifiedAt, a.Escalations = secAt.Add(3*time.Hour), 1
+	if got, err := s.UpdateSecurityIncident(ctx, a); err != nil || got.Escalations != 1 || !got.NotifiedAt.Equal(micro(secAt.Add(3*time.Hour))) {
+		t.Fatalf("escalated = %+v %v", got, err)
+	}
+	if diff := gocmp.Diff([]string{"sinc_b"}, ids(secAt.Add(time.Hour), 10)); diff != "" {
+		t.Errorf("after the escalation (-want +got):\n%s", diff)
+	}
+	bad := a
+	bad.Severity = "urgent"
+	if _, err := s.UpdateSecurityIncident(ctx, bad); err == nil {
+		t.Error("an unknown severity was stored")
+	}
 }
 
 // secAt is the suite's security clock.
@@ -32,7 +96,7 @@ func testSecurityEventRoundTrip(t *testing.T, s store.Store) {
 	score := 73
 	full := store.SecurityEvent{
 		ID: "sev_full", Type: "risk_step_up", Severity: store.SeverityHigh, OccurredAt: secAt,
-		UserID: "u1", ActorID: "admin1", IP: "203.0.113.7", Country: "FR", City: "Paris", ASN: 64500,
+		UserID: "u1", Account: "u1", ActorID: "admin1", IP: "203.0.113.7", Country: "FR", City: "Paris", ASN: 64500,
 		Device: "fp-1", Score: &score, Reasons: []store.SecurityReason{{Code: "new_device", Points: 20}, {Code: "impossible_travel", Points: 53}},
 		Data: map[string]any{"n": float64(1), "s": "x"},
 	}
@@ -245,7 +309,7 @@ func testSecurityIncidents(t *testing.T, s store.Store) {
 		t.Fatalf("OpenSecurityIncident = %v %v", created, err)
 	}
 	want := in
-	want.Status, want.FirstSeen, want.LastSeen = store.IncidentOpen, micro(secAt), micro(secAt)
+	want.Status, want.FirstSeen, want.LastSeen, want.Severity = store.IncidentOpen, micro(secAt), micro(secAt), store.SeverityMedium
 	if diff := gocmp.Diff(want, inc); diff != "" {
 		t.Errorf("opened (-want +got):\n%s", diff)
 	}

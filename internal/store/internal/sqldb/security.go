@@ -14,11 +14,11 @@ import (
 
 // securityEventColumns is the column list scanSecurityEvent expects.
 const securityEventColumns = "id, type, severity, occurred_at, user_id, actor_id, ip, country, city, asn, device, " +
-	"score, reasons, incident_id, data"
+	"score, reasons, incident_id, data, account"
 
 // securityIncidentColumns is the column list scanSecurityIncident expects.
 const securityIncidentColumns = "id, type, status, key, first_seen, last_seen, ips, user_ids, event_count, " +
-	"resolved_at, resolved_by, note"
+	"resolved_at, resolved_by, note, severity, notified_at, escalations"
 
 // securityFields maps the fields correlation may name to their columns:
 // a column name is never taken from the caller.
@@ -27,6 +27,7 @@ var securityFields = map[store.SecurityField]string{
 	store.SecurityFieldUserID:  "user_id",
 	store.SecurityFieldDevice:  "device",
 	store.SecurityFieldCountry: "country",
+	store.SecurityFieldAccount: "account",
 }
 
 func validSeverity(s string) bool {
@@ -40,16 +41,16 @@ func validSeverity(s string) bool {
 func (t *Tables) scanSecurityEvent(r sqlrow.Scanner) (store.SecurityEvent, error) {
 	var (
 		ev                                                 store.SecurityEvent
-		user, actor, ip, country, city, device, incidentID *string
+		user, actor, ip, country, city, device, incidentID, account *string
 		asn, score                                         *int64
 		reasons, data                                      []byte
 	)
 	if err := r.Scan(&ev.ID, &ev.Type, &ev.Severity, t.d.TimeDest(&ev.OccurredAt), &user, &actor, &ip, &country, &city,
-		&asn, &device, &score, &reasons, &incidentID, &data); err != nil {
+		&asn, &device, &score, &reasons, &incidentID, &data, &account); err != nil {
 		return store.SecurityEvent{}, err
 	}
-	ev.UserID, ev.ActorID, ev.IP, ev.Country, ev.City, ev.Device, ev.IncidentID =
-		deref(user), deref(actor), deref(ip), deref(country), deref(city), deref(device), deref(incidentID)
+	ev.UserID, ev.ActorID, ev.IP, ev.Country, ev.City, ev.Device, ev.IncidentID, ev.Account =
+		deref(user), deref(actor), deref(ip), deref(country), deref(city), deref(device), deref(incidentID), deref(account)
 	if asn != nil {
 		ev.ASN = *asn
 	}
@@ -73,13 +74,17 @@ func (t *Tables) scanSecurityEvent(r sqlrow.Scanner) (store.SecurityEvent, error
 
 func (t *Tables) scanSecurityIncident(r sqlrow.Scanner) (store.SecurityIncident, error) {
 	var (
-		inc        store.SecurityIncident
-		by, note   *string
-		resolvedAt time.Time
+		inc                    store.SecurityIncident
+		by, note               *string
+		resolvedAt, notifiedAt time.Time
 	)
 	if err := r.Scan(&inc.ID, &inc.Type, &inc.Status, &inc.Key, t.d.TimeDest(&inc.FirstSeen), t.d.TimeDest(&inc.LastSeen),
-		t.d.ListDest(&inc.IPs), t.d.ListDest(&inc.UserIDs), &inc.EventCount, t.d.NullTimeDest(&resolvedAt), &by, &note); err != nil {
+		t.d.ListDest(&inc.IPs), t.d.ListDest(&inc.UserIDs), &inc.EventCount, t.d.NullTimeDest(&resolvedAt), &by, &note,
+		&inc.Severity, t.d.NullTimeDest(&notifiedAt), &inc.Escalations); err != nil {
 		return store.SecurityIncident{}, err
+	}
+	if !notifiedAt.IsZero() {
+		inc.NotifiedAt = notifiedAt.UTC()
 	}
 	inc.ResolvedBy, inc.Note = deref(by), deref(note)
 	inc.FirstSeen, inc.LastSeen = inc.FirstSeen.UTC(), inc.LastSeen.UTC()
@@ -112,7 +117,7 @@ func (t *Tables) CreateSecurityEvent(ctx context.Context, ev store.SecurityEvent
 		return t.errorf("create security event: ID and Type are required (UTF-8 text without NUL)")
 	case !validSeverity(ev.Severity):
 		return t.errorf("create security event %q: unknown severity %q", ev.ID, ev.Severity)
-	case !optionalText(ev.UserID, ev.ActorID, ev.IP, ev.Country, ev.City, ev.Device, ev.IncidentID):
+	case !optionalText(ev.UserID, ev.Account, ev.ActorID, ev.IP, ev.Country, ev.City, ev.Device, ev.IncidentID):
 		return t.errorf("create security event %q: %w", ev.ID, store.ErrInvalidText)
 	case ev.ASN < 0 || ev.Score != nil && (*ev.Score < 0 || *ev.Score > 100):
 		return t.errorf("create security event %q: ASN must be positive and Score within 0–100", ev.ID)
@@ -144,10 +149,10 @@ func (t *Tables) CreateSecurityEvent(ctx context.Context, ev store.SecurityEvent
 		score = int64(*ev.Score)
 	}
 	_, err = t.x.Exec(ctx, `INSERT INTO security_events (`+securityEventColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
 		ev.ID, ev.Type, ev.Severity, t.d.TimeValue(sqlrow.Micro(ev.OccurredAt)), sqlrow.Null(ev.UserID), sqlrow.Null(ev.ActorID),
 		sqlrow.Null(ev.IP), sqlrow.Null(ev.Country), sqlrow.Null(ev.City), asn, sqlrow.Null(ev.Device), score,
-		string(rj), sqlrow.Null(ev.IncidentID), string(dj))
+		string(rj), sqlrow.Null(ev.IncidentID), string(dj), sqlrow.Null(ev.Account))
 	if err != nil {
 		return t.errorf("create security event %q: %w", ev.ID, t.d.MapRefErr(err))
 	}
@@ -298,8 +303,10 @@ func prepareIncident(inc store.SecurityIncident) (store.SecurityIncident, error)
 		return inc, errors.New("a resolved incident, and only one, has ResolvedAt")
 	case inc.FirstSeen.IsZero() || inc.LastSeen.IsZero():
 		return inc, errors.New("FirstSeen and LastSeen are required")
-	case inc.EventCount < 0:
-		return inc, errors.New("negative EventCount")
+	case inc.EventCount < 0 || inc.Escalations < 0:
+		return inc, errors.New("negative EventCount or Escalations")
+	case inc.Severity != "" && !validSeverity(inc.Severity):
+		return inc, fmt.Errorf("unknown severity %q", inc.Severity)
 	case !optionalText(inc.ResolvedBy, inc.Note):
 		return inc, store.ErrInvalidText
 	}
@@ -316,7 +323,13 @@ func prepareIncident(inc store.SecurityIncident) (store.SecurityIncident, error)
 	if inc.UserIDs == nil {
 		inc.UserIDs = []string{}
 	}
+	if inc.Severity == "" {
+		inc.Severity = store.SeverityMedium
+	}
 	inc.FirstSeen, inc.LastSeen = sqlrow.Micro(inc.FirstSeen), sqlrow.Micro(inc.LastSeen)
+	if !inc.NotifiedAt.IsZero() {
+		inc.NotifiedAt = sqlrow.Micro(inc.NotifiedAt)
+	}
 	if !inc.ResolvedAt.IsZero() {
 		inc.ResolvedAt = sqlrow.Micro(inc.ResolvedAt)
 	}
@@ -336,9 +349,10 @@ func (t *Tables) OpenSecurityIncident(ctx context.Context, inc store.SecurityInc
 	tv := t.d.TimeValue
 	for range 3 {
 		created, err := row(ctx, t, Write, t.scanSecurityIncident, `INSERT INTO security_incidents (`+securityIncidentColumns+`)
-			VALUES ($1, $2, 'open', $3, $4, $5, $6, $7, $8, NULL, NULL, NULL)
+			VALUES ($1, $2, 'open', $3, $4, $5, $6, $7, $8, NULL, NULL, NULL, $9, $10, $11)
 			ON CONFLICT (type, key) WHERE status = 'open' DO NOTHING RETURNING `+securityIncidentColumns,
-			inc.ID, inc.Type, inc.Key, tv(inc.FirstSeen), tv(inc.LastSeen), t.d.ListValue(inc.IPs), t.d.ListValue(inc.UserIDs), inc.EventCount)
+			inc.ID, inc.Type, inc.Key, tv(inc.FirstSeen), tv(inc.LastSeen), t.d.ListValue(inc.IPs), t.d.ListValue(inc.UserIDs), inc.EventCount,
+			inc.Severity, tv(inc.NotifiedAt), inc.Escalations)
 		if err == nil {
 			return created, true, nil
 		}
@@ -409,14 +423,30 @@ func (t *Tables) UpdateSecurityIncident(ctx context.Context, inc store.SecurityI
 	}
 	tv := t.d.TimeValue
 	updated, err := row(ctx, t, Write, t.scanSecurityIncident, `UPDATE security_incidents SET
-		status = $2, last_seen = $3, ips = $4, user_ids = $5, event_count = $6, resolved_at = $7, resolved_by = $8, note = $9
+		status = $2, last_seen = $3, ips = $4, user_ids = $5, event_count = $6, resolved_at = $7, resolved_by = $8, note = $9,
+		severity = $10, notified_at = $11, escalations = $12
 		WHERE id = $1 RETURNING `+securityIncidentColumns,
 		inc.ID, inc.Status, tv(inc.LastSeen), t.d.ListValue(inc.IPs), t.d.ListValue(inc.UserIDs), inc.EventCount,
-		tv(inc.ResolvedAt), sqlrow.Null(inc.ResolvedBy), sqlrow.Null(inc.Note))
+		tv(inc.ResolvedAt), sqlrow.Null(inc.ResolvedBy), sqlrow.Null(inc.Note), inc.Severity, tv(inc.NotifiedAt), inc.Escalations)
 	if err != nil {
 		return store.SecurityIncident{}, t.errorf("update security incident %q: %w", inc.ID, t.d.MapErr(err))
 	}
 	return updated, nil
+}
+
+// ListSecurityIncidentsToEscalate implements store.SecurityStore, from the
+// primary.
+func (t *Tables) ListSecurityIncidentsToEscalate(ctx context.Context, before time.Time, limit int) ([]store.SecurityIncident, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	list, err := rows(ctx, t, Primary, t.scanSecurityIncident, "SELECT "+securityIncidentColumns+
+		" FROM security_incidents WHERE status = 'open' AND notified_at IS NOT NULL AND notified_at < $1"+
+		" ORDER BY notified_at, id LIMIT $2", t.d.TimeValue(sqlrow.Micro(before)), limit)
+	if err != nil {
+		return nil, t.errorf("list security incidents to escalate: %w", err)
+	}
+	return list, nil
 }
 
 // ListSecurityIncidents implements store.SecurityStore by keyset cursor on
