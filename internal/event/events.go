@@ -154,6 +154,37 @@ type SignInRisk struct {
 	Meta     httpapi.Meta
 }
 
+// SignInFailed: a password sign-in failed (a wrong password, or an
+// address with no account). UserID is the account's, "" when there is
+// none; Account is what correlation counts: the user's ID, or a keyed
+// hash of the login name tried.
+type SignInFailed struct {
+	UserID  string
+	Account string
+	Meta    httpapi.Meta
+}
+
+// SecurityIncidentNotified: administrators are told of a security
+// incident, as it opened at or above the alert severity or, Escalated,
+// because it stayed open.
+type SecurityIncidentNotified struct {
+	Incident  store.SecurityIncident
+	Escalated bool
+}
+
+// SecurityIncidentResolved: an administrator resolved a security
+// incident.
+type SecurityIncidentResolved struct {
+	Incident store.SecurityIncident
+	Meta     httpapi.Meta
+}
+
+// SecurityAlerted: a security event at or above the alert severity was
+// recorded (one that opened or extended no incident already notified).
+type SecurityAlerted struct {
+	Event store.SecurityEvent
+}
+
 // SecondFactorEnrolled: a second factor (Method: totp, sms, email) was
 // confirmed.
 type SecondFactorEnrolled struct {
@@ -275,6 +306,18 @@ func (SecondFactorEnrolled) EventName() string { return "mfa.enrolled" }
 
 // EventName implements Event.
 func (SignInRisk) EventName() string { return "security.sign_in_risk" }
+
+// EventName implements Event.
+func (SignInFailed) EventName() string { return "security.sign_in_failed" }
+
+// EventName implements Event.
+func (SecurityIncidentNotified) EventName() string { return "security.incident_notified" }
+
+// EventName implements Event.
+func (SecurityIncidentResolved) EventName() string { return "security.incident_resolved" }
+
+// EventName implements Event.
+func (SecurityAlerted) EventName() string { return "security.alerted" }
 
 // EventName implements Event.
 func (SecondFactorRemoved) EventName() string { return "mfa.removed" }

@@ -60,6 +60,9 @@ const (
 	// WebhookDisabled tells an administrator that a webhook endpoint was
 	// disabled (Data.Event says which and why).
 	WebhookDisabled = "webhook_disabled"
+	// SecurityAlert tells an administrator of a security incident or
+	// event (Data.Event says which, Data.Time when).
+	SecurityAlert = "security_alert"
 )
 
 // needsLink tells, for every message, whether it must carry a link (true)
@@ -78,6 +81,7 @@ var needsLink = map[string]bool{
 	MagicLink:         true,
 	RiskBlocked:       false,
 	WebhookDisabled:   false,
+	SecurityAlert:     false,
 }
 
 // needsCode lists the messages that must carry Data.Code; all others must

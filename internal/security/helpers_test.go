@@ -3,10 +3,13 @@ package security_test
 import (
 	"context"
 	"path/filepath"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/clocktest"
+	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/security"
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/store/postgres"
@@ -51,23 +54,47 @@ var start = time.Date(2036, 3, 4, 5, 6, 7, 0, time.UTC)
 
 type env struct {
 	store store.Store
+	bus   *event.Bus
 	clock *clocktest.Clock
 	rec   *security.Recorder
 	svc   *security.Service
+
+	mu        sync.Mutex
+	published []event.Event // what transactions that committed published
+}
+
+// events returns what was published so far.
+func (e *env) events() []event.Event {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.published)
 }
 
 func newEnv(t *testing.T, s store.Store) *env {
 	t.Helper()
 	clock := clocktest.New(start)
-	rec, err := security.NewRecorder(security.DefaultRules(), clock.Now)
+	// The tests' thresholds: credential stuffing at 10 accounts.
+	rules := security.DefaultRules()
+	rules.CredentialStuffing.Threshold = 10
+	rec, err := security.NewRecorder(rules, clock.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := security.New(security.Deps{Store: store.Narrow(s, func(tx store.Store) security.AdminTx { return tx }), Now: clock.Now})
+	e := &env{store: s, bus: event.NewBus(), clock: clock, rec: rec}
+	event.SubscribeAll(e.bus, func(ctx context.Context, tx event.Tx, ev event.Event) error {
+		tx.AfterCommit(func(context.Context) {
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			e.published = append(e.published, ev)
+		})
+		return nil
+	})
+	svc, err := security.New(security.Deps{Store: event.Narrow(s, e.bus, func(tx event.Tx) security.AdminTx { return tx }), Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{store: s, clock: clock, rec: rec, svc: svc}
+	e.svc = svc
+	return e
 }
 
 // record records ev in a transaction of its own.

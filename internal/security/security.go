@@ -9,15 +9,16 @@
 // threshold turns a rule off):
 //
 //   - credential_stuffing: one IP failing (FailureTypes) against
-//     CredentialStuffing.Threshold distinct accounts within its window;
-//     keyed by the IP.
+//     CredentialStuffing.Threshold distinct accounts (Event.Account: those
+//     that do not exist count too) within its window; keyed by the IP.
 //   - shared_device: one device fingerprint seen for SharedDevice.Threshold
 //     distinct accounts; keyed by the fingerprint.
 //   - account_under_attack: one account failing from
 //     AccountUnderAttack.Threshold distinct IPs; keyed by the user ID.
-//   - account_many_countries: one account seen from
-//     AccountManyCountries.Threshold distinct countries; keyed by the user
-//     ID.
+//   - account_many_countries: one account in use (inUseTypes: a step-up
+//     or block of a correct password, a session anomaly, a refresh token
+//     reuse) from AccountManyCountries.Threshold distinct countries; keyed
+//     by the user ID.
 //
 // While an incident of a type and key is open, every further matching
 // event extends it (last_seen, ips, user_ids, event_count) instead of
@@ -101,7 +102,7 @@ type Rule struct {
 // defaults:
 //
 //	rule                     threshold              window
-//	CredentialStuffing       10 distinct accounts   1h
+//	CredentialStuffing       20 distinct accounts   1h
 //	SharedDevice             5 distinct accounts    24h
 //	AccountUnderAttack       10 distinct IPs        1h
 //	AccountManyCountries     3 distinct countries   24h
@@ -115,7 +116,7 @@ type Rules struct {
 // DefaultRules are the default correlation settings.
 func DefaultRules() Rules {
 	return Rules{
-		CredentialStuffing:   Rule{Threshold: 10, Window: time.Hour},
+		CredentialStuffing:   Rule{Threshold: 20, Window: time.Hour},
 		SharedDevice:         Rule{Threshold: 5, Window: 24 * time.Hour},
 		AccountUnderAttack:   Rule{Threshold: 10, Window: time.Hour},
 		AccountManyCountries: Rule{Threshold: 3, Window: 24 * time.Hour},
@@ -134,15 +135,19 @@ type Event struct {
 	Severity   string
 	OccurredAt time.Time
 	UserID     string
-	ActorID    string
-	IP         string
-	Country    string
-	City       string
-	ASN        int64
-	Device     string
-	Score      *int
-	Reasons    []store.SecurityReason
-	Data       map[string]any
+	// Account is the account a sign-in tried, what credential stuffing
+	// counts: the user's ID, or a keyed hash of a login name with no
+	// account. Empty: UserID.
+	Account string
+	ActorID string
+	IP      string
+	Country string
+	City    string
+	ASN     int64
+	Device  string
+	Score   *int
+	Reasons []store.SecurityReason
+	Data    map[string]any
 }
 
 // Tx is the storage Record writes to: the caller's transaction, so that
@@ -192,13 +197,18 @@ type rule struct {
 
 func (r *Recorder) active() []rule {
 	all := []rule{
-		{IncidentCredentialStuffing, r.rules.CredentialStuffing, FailureTypes, store.SecurityFieldIP, store.SecurityFieldUserID},
+		{IncidentCredentialStuffing, r.rules.CredentialStuffing, FailureTypes, store.SecurityFieldIP, store.SecurityFieldAccount},
 		{IncidentAccountUnderAttack, r.rules.AccountUnderAttack, FailureTypes, store.SecurityFieldUserID, store.SecurityFieldIP},
 		{IncidentSharedDevice, r.rules.SharedDevice, nil, store.SecurityFieldDevice, store.SecurityFieldUserID},
-		{IncidentAccountManyCountries, r.rules.AccountManyCountries, nil, store.SecurityFieldUserID, store.SecurityFieldCountry},
+		{IncidentAccountManyCountries, r.rules.AccountManyCountries, inUseTypes, store.SecurityFieldUserID, store.SecurityFieldCountry},
 	}
 	return slices.DeleteFunc(all, func(ru rule) bool { return ru.Threshold == 0 })
 }
+
+// inUseTypes are the events that show an account in use (its password
+// or its session), which account_many_countries counts: failures do not,
+// or anyone could make a victim's account look spread across the world.
+var inUseTypes = []string{TypeRiskStepUp, TypeRiskBlocked, TypeSessionAnomaly, TypeRefreshReuse}
 
 // correlatedTypes are the types the rules without a type list look at.
 var correlatedTypes = []string{
@@ -216,6 +226,8 @@ func field(ev store.SecurityEvent, f store.SecurityField) string {
 		return ev.Device
 	case store.SecurityFieldCountry:
 		return ev.Country
+	case store.SecurityFieldAccount:
+		return ev.Account
 	}
 	return ""
 }
@@ -255,13 +267,16 @@ func (r *Recorder) Record(ctx context.Context, tx Tx, e Event) (Outcome, error) 
 	if e.OccurredAt.IsZero() {
 		e.OccurredAt = r.now()
 	}
+	if e.Account == "" {
+		e.Account = e.UserID
+	}
 	id, err := newID("sev_")
 	if err != nil {
 		return Outcome{}, err
 	}
 	ev := store.SecurityEvent{
 		ID: id, Type: e.Type, Severity: e.Severity, OccurredAt: e.OccurredAt.UTC().Truncate(time.Microsecond),
-		UserID: e.UserID, ActorID: e.ActorID, IP: e.IP, Country: e.Country, City: e.City, ASN: e.ASN, Device: e.Device,
+		UserID: e.UserID, Account: e.Account, ActorID: e.ActorID, IP: e.IP, Country: e.Country, City: e.City, ASN: e.ASN, Device: e.Device,
 		Score: e.Score, Reasons: e.Reasons, Data: e.Data,
 	}
 	var (
@@ -350,7 +365,10 @@ func (r *Recorder) correlate(ctx context.Context, tx Tx, ev store.SecurityEvent,
 	if err != nil {
 		return store.SecurityIncident{}, false, err
 	}
-	inc = store.SecurityIncident{ID: id, Type: ru.incident, Key: key, FirstSeen: ev.OccurredAt, LastSeen: ev.OccurredAt, EventCount: 1}
+	inc = store.SecurityIncident{
+		ID: id, Type: ru.incident, Key: key, FirstSeen: ev.OccurredAt, LastSeen: ev.OccurredAt, EventCount: 1,
+		Severity: incidentSeverity[ru.incident],
+	}
 	// The incident lists IPs and accounts: what the rule counted, or the
 	// key, and the event's own.
 	switch {
@@ -369,6 +387,13 @@ func (r *Recorder) correlate(ctx context.Context, tx Tx, ev store.SecurityEvent,
 		inc.UserIDs = seen
 	case ru.key == store.SecurityFieldUserID:
 		inc.UserIDs = []string{key}
+	default:
+		// The accounts that exist (credential stuffing counts those
+		// that do not too, by a hash of the name tried).
+		if inc.UserIDs, err = tx.DistinctSecurityEventValues(ctx, m, store.SecurityFieldUserID, MaxListed); err != nil {
+			return store.SecurityIncident{}, false, err
+		}
+		slices.Sort(inc.UserIDs)
 	}
 	inc.IPs, inc.UserIDs = addListed(inc.IPs, ev.IP), addListed(inc.UserIDs, ev.UserID)
 	got, opened, err := tx.OpenSecurityIncident(ctx, inc)

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/require"
 	"github.com/gatehouse/gatehouse/internal/store"
@@ -28,10 +29,12 @@ func Errors() []httpapi.ErrorMapping {
 	}
 }
 
-// AdminTx is what a resolution writes in one transaction.
+// AdminTx is what a resolution writes in one transaction: the incident,
+// its audit event, and the event webhooks tell receivers of.
 type AdminTx interface {
 	store.SecurityStore
 	store.AuditLog
+	Publish(ctx context.Context, e event.Event) error
 }
 
 // Store is the storage the admin service uses.
@@ -110,11 +113,14 @@ func (s *Service) Resolve(ctx context.Context, id, note string, m httpapi.Meta) 
 		if inc, err = tx.UpdateSecurityIncident(ctx, inc); err != nil {
 			return err
 		}
-		return tx.AppendAuditEvent(ctx, store.AuditEvent{
+		if err := tx.AppendAuditEvent(ctx, store.AuditEvent{
 			OccurredAt: now, ActorID: m.ActorID, SubjectID: inc.ID, Action: "security.incident_resolved",
 			IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID,
 			Data: map[string]any{"type": inc.Type, "key": inc.Key, "note": note, "event_count": inc.EventCount},
-		})
+		}); err != nil {
+			return err
+		}
+		return tx.Publish(ctx, event.SecurityIncidentResolved{Incident: inc, Meta: m})
 	})
 	return inc, err
 }

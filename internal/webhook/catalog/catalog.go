@@ -62,7 +62,14 @@ var descriptions = map[string]string{
 	"security.lockout":             "Too many wrong passwords locked an account's sign-in (the security view of user.locked).",
 	"security.mfa_locked":          "Too many wrong second-factor codes locked an account's verification (the security view of user.locked).",
 	"security.refresh_reuse":       "A stolen refresh token is suspected (the security view of session.refresh_reuse_detected).",
-	"webhook.test":                 "A test event sent on request (POST /v1/admin/webhooks/{id}/test).",
+	"security.incident_opened": "Correlation opened a security incident at or above the alert severity " +
+		"(GATEHOUSE_SECURITY_ALERT_SEVERITY): credential stuffing from one address, an account attacked from many, one device " +
+		"on many accounts, one account from many countries.",
+	"security.incident_escalated": "A security incident notified earlier is still open after GATEHOUSE_SECURITY_ESCALATE_AFTER: a reminder.",
+	"security.incident_resolved":  "An administrator resolved a security incident.",
+	"security.alert": "A security event at or above the alert severity was recorded (a sign-in blocked by its risk, a " +
+		"session anomaly, an account disowned …), unless it only extended an incident already reported.",
+	"webhook.test": "A test event sent on request (POST /v1/admin/webhooks/{id}/test).",
 }
 
 // types is the catalogue, built once from descriptions and the schema

@@ -32,6 +32,7 @@ var issueTypes = []string{
 	"mfa.enrolled", "mfa.removed", "mfa.backup_codes_regenerated",
 	"identity.linked", "identity.unlinked", "organization.member_added", "organization.member_removed",
 	"security.lockout", "security.refresh_reuse", "security.mfa_locked",
+	"security.incident_opened", "security.incident_escalated", "security.incident_resolved", "security.alert",
 	"webhook.test",
 }
 
@@ -170,6 +171,24 @@ func cases() []struct {
 	unverified.EmailVerifiedAt, unverified.PendingEmail, unverified.PhoneNumber, unverified.Metadata = time.Time{}, "", "", nil
 	bare := session()
 	bare.ClientID, bare.Browser, bare.OS, bare.DeviceType, bare.AMR, bare.IP, bare.UserAgent = "", "", "", "", nil, "", ""
+	incident := func() store.SecurityIncident {
+		return store.SecurityIncident{
+			ID: "sinc_1", Type: "credential_stuffing", Status: store.IncidentOpen, Key: "203.0.113.9", Severity: store.SeverityHigh,
+			FirstSeen: at, LastSeen: at.Add(time.Minute), IPs: []string{"203.0.113.9"}, UserIDs: []string{userID, sess2ID}, EventCount: 20,
+			NotifiedAt: at.Add(time.Minute),
+		}
+	}
+	escalated := incident()
+	escalated.Escalations = 2
+	resolved := incident()
+	resolved.Type, resolved.Key, resolved.IPs, resolved.UserIDs = "account_many_countries", userID, nil, []string{userID}
+	resolved.Status, resolved.ResolvedAt, resolved.ResolvedBy, resolved.Note = store.IncidentResolved, at.Add(time.Hour), adminID, "handled"
+	score := 95
+	alert := store.SecurityEvent{
+		ID: "sev_1", Type: "risk_blocked", Severity: store.SeverityHigh, OccurredAt: at, UserID: userID, IP: "203.0.113.9",
+		Country: "AU", City: "Sydney", ASN: 64500, Device: plantedFingerprint, Score: &score,
+		Reasons: []store.SecurityReason{{Code: "impossible_travel", Points: 50}, {Code: "tor_exit", Points: 45}}, IncidentID: "sinc_1",
+	}
 	return []struct {
 		name  string
 		e     event.Event
@@ -210,6 +229,12 @@ func cases() []struct {
 		{"member removed", event.OrganizationMemberRemoved{OrganizationID: orgID, UserID: userID, Meta: byAdmin}, []string{"organization.member_removed"}},
 		{"second factor verified", event.SecondFactorVerified{UserID: userID, PendingToken: plantedToken, Meta: web}, nil},
 		{"sign-in risk", event.SignInRisk{UserID: userID, Decision: "step_up", Score: 50, Reasons: []store.SecurityReason{{Code: "impossible_travel", Points: 50}}, Meta: web}, nil},
+		{"incident opened", event.SecurityIncidentNotified{Incident: incident()}, []string{"security.incident_opened"}},
+		{"incident escalated", event.SecurityIncidentNotified{Incident: escalated, Escalated: true}, []string{"security.incident_escalated"}},
+		{"incident resolved", event.SecurityIncidentResolved{Incident: resolved, Meta: byAdmin}, []string{"security.incident_resolved"}},
+		{"security alert", event.SecurityAlerted{Event: alert}, []string{"security.alert"}},
+		{"bare security alert", event.SecurityAlerted{Event: store.SecurityEvent{ID: "sev_2", Type: "not_me", Severity: store.SeverityHigh, OccurredAt: at, UserID: userID}}, []string{"security.alert"}},
+		{"sign-in failed", event.SignInFailed{UserID: userID, Account: userID, Meta: web}, nil},
 		{"sms failed", event.SMSDeliveryFailed{Args: sms.SendArgs{To: fullPhone, SealedBody: plantedSMSBody, UserID: userID, Purpose: "mfa_login", Ref: plantedDeviceHash}, Cause: errors.New("carrier said no")}, nil},
 	}
 }

@@ -82,6 +82,17 @@ func Messages(e event.Event) []Message {
 				Session: s.Session, User: s.User, Reason: "refresh_token_reuse", request: request{client: s.client},
 			}},
 		}
+	case event.SecurityIncidentNotified:
+		if e.Escalated {
+			return []Message{{Type: "security.incident_escalated", UserID: incidentUser(e.Incident), Data: escalatedIncident{incidentOf(e.Incident), e.Incident.Escalations}}}
+		}
+		return []Message{{Type: "security.incident_opened", UserID: incidentUser(e.Incident), Data: incidentOf(e.Incident)}}
+	case event.SecurityIncidentResolved:
+		return []Message{{Type: "security.incident_resolved", UserID: incidentUser(e.Incident), Data: resolvedIncident{
+			securityIncident: incidentOf(e.Incident), ResolvedAt: e.Incident.ResolvedAt, Actor: e.Incident.ResolvedBy,
+		}}}
+	case event.SecurityAlerted:
+		return []Message{{Type: "security.alert", UserID: e.Event.UserID, Data: alertOf(e.Event)}}
 	case event.SecondFactorEnrolled:
 		return one("mfa.enrolled", e.UserID, factor{User: e.UserID, Device: e.DeviceID, Method: e.Method})
 	case event.SecondFactorRemoved:
@@ -333,4 +344,79 @@ type membership struct {
 type testData struct {
 	Endpoint string `json:"endpoint_id"`
 	Message  string `json:"message"`
+}
+
+// securityIncident is an incident as security.incident_* events carry it.
+type securityIncident struct {
+	Incident   string    `json:"incident_id"`
+	Type       string    `json:"incident_type"`
+	Severity   string    `json:"severity"`
+	Status     string    `json:"status"`
+	FirstSeen  time.Time `json:"first_seen"`
+	LastSeen   time.Time `json:"last_seen"`
+	IPs        []string  `json:"ips"`
+	UserIDs    []string  `json:"user_ids"`
+	EventCount int       `json:"event_count"`
+}
+
+type escalatedIncident struct {
+	securityIncident
+	Escalations int `json:"escalations"`
+}
+
+type resolvedIncident struct {
+	securityIncident
+	ResolvedAt time.Time `json:"resolved_at"`
+	Actor      string    `json:"actor_id,omitempty"`
+}
+
+func incidentOf(inc store.SecurityIncident) securityIncident {
+	return securityIncident{
+		Incident: inc.ID, Type: inc.Type, Severity: cmp.Or(inc.Severity, store.SeverityMedium), Status: inc.Status,
+		FirstSeen: inc.FirstSeen.UTC(), LastSeen: inc.LastSeen.UTC(),
+		IPs: nonNil(inc.IPs), UserIDs: nonNil(inc.UserIDs), EventCount: inc.EventCount,
+	}
+}
+
+// incidentUser is the user an incident is about, for organisation-scoped
+// endpoints: its one account, "" when it names several or none.
+func incidentUser(inc store.SecurityIncident) string {
+	if len(inc.UserIDs) == 1 {
+		return inc.UserIDs[0]
+	}
+	return ""
+}
+
+func nonNil(l []string) []string {
+	if l == nil {
+		return []string{}
+	}
+	return l
+}
+
+// securityAlert is a security event as security.alert carries it.
+type securityAlert struct {
+	Event      string    `json:"event_id"`
+	Type       string    `json:"event_type"`
+	Severity   string    `json:"severity"`
+	OccurredAt time.Time `json:"occurred_at"`
+	User       string    `json:"user_id,omitempty"`
+	IP         string    `json:"ip,omitempty"`
+	Country    string    `json:"country,omitempty"`
+	City       string    `json:"city,omitempty"`
+	ASN        int64     `json:"asn,omitempty"`
+	Score      *int      `json:"score,omitempty"`
+	Reasons    []string  `json:"reasons,omitempty"`
+	Incident   string    `json:"incident_id,omitempty"`
+}
+
+func alertOf(ev store.SecurityEvent) securityAlert {
+	a := securityAlert{
+		Event: ev.ID, Type: ev.Type, Severity: ev.Severity, OccurredAt: ev.OccurredAt.UTC(), User: ev.UserID, IP: ev.IP,
+		Country: ev.Country, City: ev.City, ASN: ev.ASN, Score: ev.Score, Incident: ev.IncidentID,
+	}
+	for _, r := range ev.Reasons {
+		a.Reasons = append(a.Reasons, r.Code)
+	}
+	return a
 }
