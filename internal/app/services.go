@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -15,7 +16,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/security"
 	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/social"
-	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/internal/throttle"
 	"github.com/gatehouse/gatehouse/internal/user"
 	"github.com/gatehouse/gatehouse/internal/webhook"
 )
@@ -31,8 +32,10 @@ type services struct {
 	admin    *admin.Service
 	webhooks *webhook.Service
 	security *security.Service
-	// securityEvents records security events and correlates them.
+	// securityEvents records security events and correlates them, and
+	// respond reacts to them (alerts, automated responses).
 	securityEvents *security.Recorder
+	respond        *security.Responder
 }
 
 // newServices builds every domain service in the order they depend on each
@@ -76,11 +79,14 @@ func newServices(d *deps) (services, error) {
 		return services{}, err
 	}
 	// The security events and incidents, for administrators.
-	if s.securityEvents, err = security.NewRecorder(security.DefaultRules(), d.now); err != nil {
+	if s.securityEvents, err = security.NewRecorder(d.cfg.Security.Rules(), d.now); err != nil {
+		return services{}, err
+	}
+	if s.respond, err = newResponder(d, s.securityEvents, s.sessions); err != nil {
 		return services{}, err
 	}
 	if s.security, err = security.New(security.Deps{
-		Store: store.Narrow(d.db.store, func(tx store.Store) security.AdminTx { return tx }), Now: d.now,
+		Store: event.Narrow(d.db.store, d.bus, func(tx event.Tx) security.AdminTx { return tx }), Now: d.now,
 	}); err != nil {
 		return services{}, err
 	}
@@ -93,6 +99,37 @@ func newAPIRegistry(d *deps) (*apis.Registry, error) {
 	return apis.New(apis.Deps{
 		Store: apiStore(d.db.store), Issuer: d.cfg.Server.Issuer, DefaultAudience: d.cfg.Tokens.DefaultAudience,
 		CacheTTL: 10 * time.Second, Now: d.now, Log: d.log,
+	})
+}
+
+// newResponder builds the alerts and automated responses of security
+// events: blocks through the rate limiter's penalties (throttle.Block),
+// sessions ended through the session service, emails as durable jobs.
+func newResponder(d *deps, rec *security.Recorder, sessions *session.Service) (*security.Responder, error) {
+	bypass, err := bypassNetworks(d.cfg)
+	if err != nil {
+		return nil, err
+	}
+	var allowlisted func(string) bool
+	if where := locate(d.intel); where != nil {
+		allowlisted = func(ip string) bool { return slices.Contains(where(ip).Lists, risk.ListAllowlist) }
+	}
+	return security.NewResponder(security.ResponderDeps{
+		Settings: d.cfg.Security.Responses(), Recorder: rec,
+		InTx: event.Narrow(d.db.store, d.bus, func(tx event.Tx) security.ReactTx { return tx }).InTx,
+		BlockIP: func(ctx context.Context, ip string) (int, time.Duration, error) {
+			p, err := throttle.Block(ctx, d.state.multi, bypass, ip)
+			return p.Level, p.BlockedFor, err
+		},
+		Allowlisted: allowlisted,
+		EndSessions: func(ctx context.Context, userID, reason string) (int, error) {
+			live, err := sessions.List(ctx, userID)
+			if err != nil {
+				return 0, err
+			}
+			return len(live), sessions.RevokeUserSessions(ctx, userID, "", reason)
+		},
+		Jobs: d.queue, Keys: d.keys, Now: d.now, Log: d.log,
 	})
 }
 
@@ -112,18 +149,22 @@ func subscribe(bus *event.Bus, s services) {
 		if e.Action == "security.mfa_locked" {
 			typ = security.TypeMFALocked
 		}
-		_, err := s.securityEvents.Record(ctx, tx, security.Event{
+		return s.respond.Handle(ctx, tx, security.Event{
 			Type: typ, UserID: e.UserID, IP: e.Meta.IP, Device: e.Meta.DeviceID,
 			Data: map[string]any{"lock_seconds": int(e.Lock.Seconds()), "until": e.Until.UTC()},
 		})
-		return err
 	})
 	event.Subscribe(bus, func(ctx context.Context, tx event.Tx, e event.RefreshTokenReused) error {
-		_, err := s.securityEvents.Record(ctx, tx, security.Event{
+		return s.respond.Handle(ctx, tx, security.Event{
 			Type: security.TypeRefreshReuse, UserID: e.Session.UserID, IP: e.Meta.IP, Device: e.Meta.DeviceID,
 			Data: map[string]any{"session_id": e.Session.ID},
 		})
-		return err
+	})
+	// Failed sign-ins feed credential stuffing and attacks on an account.
+	event.Subscribe(bus, func(ctx context.Context, tx event.Tx, e event.SignInFailed) error {
+		return s.respond.Handle(ctx, tx, security.Event{
+			Type: security.TypeLoginFailed, UserID: e.UserID, Account: e.Account, IP: e.Meta.IP, Device: e.Meta.DeviceID,
+		})
 	})
 	// The risk score's step-ups and blocks of sign-ins, with its reasons.
 	event.Subscribe(bus, func(ctx context.Context, tx event.Tx, e event.SignInRisk) error {
@@ -132,11 +173,10 @@ func subscribe(bus *event.Bus, s services) {
 			typ = security.TypeRiskBlocked
 		}
 		score := e.Score
-		_, err := s.securityEvents.Record(ctx, tx, security.Event{
+		return s.respond.Handle(ctx, tx, security.Event{
 			Type: typ, UserID: e.UserID, IP: e.Meta.IP, Device: e.Meta.DeviceID,
 			Country: e.Country, City: e.City, ASN: int64(e.ASN), Score: &score, Reasons: e.Reasons,
 		})
-		return err
 	})
 	// A text message of a sign-in that could not be sent opens the email
 	// code as a fallback for that sign-in.
@@ -160,5 +200,8 @@ func addServiceWorkers(workers *river.Workers, s services) error {
 	if err := river.AddWorkerSafely(workers, social.NewMagicLinkWorker(s.social)); err != nil {
 		return err
 	}
-	return river.AddWorkerSafely(workers, user.NewEmailRequestWorker(s.users))
+	if err := river.AddWorkerSafely(workers, user.NewEmailRequestWorker(s.users)); err != nil {
+		return err
+	}
+	return river.AddWorkerSafely(workers, &security.EscalateWorker{Responder: s.respond})
 }

@@ -331,7 +331,7 @@ func jobsConfig(cfg *config.Config, log *slog.Logger, working bool) jobs.Config 
 		// interrupted delivery goes out within a couple of minutes.
 		c.JobTimeout = 30 * time.Second
 		c.RescueStuckJobsAfter = max(time.Minute, cfg.Webhooks.Timeout+time.Minute)
-		c.PeriodicJobs = []*river.PeriodicJob{maintenance.Periodic(), delivery.PeriodicPurge()}
+		c.PeriodicJobs = []*river.PeriodicJob{maintenance.Periodic(), delivery.PeriodicPurge(), security.PeriodicEscalate()}
 	}
 	return c
 }

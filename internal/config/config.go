@@ -62,6 +62,7 @@ type Config struct {
 	Webhooks   WebhookConfig
 	NetIntel   NetIntelConfig
 	Risk       RiskConfig
+	Security   SecurityConfig
 }
 
 // section is what each part of Config implements: it reports its own bad

@@ -403,6 +403,9 @@ const (
 	maxNameRunes      = 64
 	maxUserAgentRunes = 160
 	maxShortRunes     = 254 // an address or an IP
+	// maxEventRunes bounds Data.Event, which Gatehouse writes (an alert
+	// to administrators lists an incident's addresses and accounts).
+	maxEventRunes = 1000
 )
 
 // cleanData removes control characters from user-controlled fields and
@@ -413,7 +416,7 @@ func cleanData(d Data) Data {
 	d.UserAgent = cleanText(d.UserAgent, maxUserAgentRunes)
 	d.NewEmail = cleanText(d.NewEmail, maxShortRunes)
 	d.IP = cleanText(d.IP, maxShortRunes)
-	d.Event = cleanText(d.Event, maxNameRunes)
+	d.Event = cleanText(d.Event, maxEventRunes)
 	d.Code = cleanText(d.Code, maxShortRunes)
 	return d
 }

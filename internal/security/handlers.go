@@ -49,6 +49,9 @@ type EventView struct {
 	// Reasons are the codes of the score, with what each added.
 	Reasons    []store.SecurityReason `json:"reasons"`
 	IncidentID *string                `json:"incident_id"`
+	// Data is what the type adds: an automated response's rule and action,
+	// a lock's duration, a session's ID …
+	Data map[string]any `json:"data"`
 }
 
 func optional(s string) *string {
@@ -63,7 +66,10 @@ func EventViewOf(ev store.SecurityEvent) EventView {
 	v := EventView{
 		ID: ev.ID, Type: ev.Type, Severity: ev.Severity, OccurredAt: ev.OccurredAt.UTC(),
 		UserID: optional(ev.UserID), ActorID: optional(ev.ActorID), IP: optional(ev.IP), Device: optional(ev.Device),
-		Score: ev.Score, Reasons: ev.Reasons, IncidentID: optional(ev.IncidentID),
+		Score: ev.Score, Reasons: ev.Reasons, IncidentID: optional(ev.IncidentID), Data: ev.Data,
+	}
+	if v.Data == nil {
+		v.Data = map[string]any{}
 	}
 	if ev.Country != "" || ev.City != "" {
 		v.Location = &Location{Country: ev.Country, City: ev.City}
@@ -80,25 +86,35 @@ func EventViewOf(ev store.SecurityEvent) EventView {
 
 // IncidentView is a security incident as the admin API shows it.
 type IncidentView struct {
-	ID         string     `json:"id"`
-	Type       string     `json:"type"`
-	Status     string     `json:"status"`
-	FirstSeen  time.Time  `json:"first_seen"`
-	LastSeen   time.Time  `json:"last_seen"`
-	IPs        []string   `json:"ips"`
-	UserIDs    []string   `json:"user_ids"`
-	EventCount int        `json:"event_count"`
-	ResolvedAt *time.Time `json:"resolved_at"`
-	ResolvedBy *string    `json:"resolved_by"`
-	Note       *string    `json:"note"`
+	ID         string    `json:"id"`
+	Type       string    `json:"type"`
+	Status     string    `json:"status"`
+	FirstSeen  time.Time `json:"first_seen"`
+	LastSeen   time.Time `json:"last_seen"`
+	IPs        []string  `json:"ips"`
+	UserIDs    []string  `json:"user_ids"`
+	EventCount int       `json:"event_count"`
+	Severity   string    `json:"severity"`
+	// NotifiedAt is when administrators were last told (null: never, the
+	// incident being below the alert severity), Escalations how many
+	// reminders followed.
+	NotifiedAt  *time.Time `json:"notified_at"`
+	Escalations int        `json:"escalations"`
+	ResolvedAt  *time.Time `json:"resolved_at"`
+	ResolvedBy  *string    `json:"resolved_by"`
+	Note        *string    `json:"note"`
 }
 
 // IncidentViewOf is inc's view.
 func IncidentViewOf(inc store.SecurityIncident) IncidentView {
 	v := IncidentView{
 		ID: inc.ID, Type: inc.Type, Status: inc.Status, FirstSeen: inc.FirstSeen.UTC(), LastSeen: inc.LastSeen.UTC(),
-		IPs: inc.IPs, UserIDs: inc.UserIDs, EventCount: inc.EventCount,
+		IPs: inc.IPs, UserIDs: inc.UserIDs, EventCount: inc.EventCount, Severity: inc.Severity, Escalations: inc.Escalations,
 		ResolvedBy: optional(inc.ResolvedBy), Note: optional(inc.Note),
+	}
+	if !inc.NotifiedAt.IsZero() {
+		at := inc.NotifiedAt.UTC()
+		v.NotifiedAt = &at
 	}
 	if !inc.ResolvedAt.IsZero() {
 		at := inc.ResolvedAt.UTC()

@@ -107,6 +107,7 @@ func (s *Service) login(ctx context.Context, lk *guard, email, pw string, m http
 	}
 	if !ok {
 		s.failedSignIn(ctx, normalized, m.IP)
+		s.publishFailure(ctx, u.ID, subject, m)
 		d, err := lk.Failed(ctx, subject, n)
 		if err != nil {
 			return Result{}, true, err

@@ -119,6 +119,24 @@ func (s *Service) failedSignIn(ctx context.Context, account, ip string) {
 	}
 }
 
+// publishFailure publishes a failed sign-in (event.SignInFailed) in a
+// transaction of its own, for security events: the account is userID, or
+// subject (the keyed hash the lockout counts by) when the address has no
+// account, so both cost the same. A failure to record it is logged.
+func (s *Service) publishFailure(ctx context.Context, userID, subject string, m httpapi.Meta) {
+	e := event.SignInFailed{UserID: userID, Account: userID, Meta: m}
+	if e.Account == "" {
+		e.Account = subject
+	}
+	if !s.Store.Listens(e) {
+		return
+	}
+	ctx = context.WithoutCancel(ctx)
+	if err := s.Store.InTx(ctx, func(tx Tx) error { return tx.Publish(ctx, e) }); err != nil {
+		s.Log.ErrorContext(ctx, "could not record a failed sign-in", "error", err.Error())
+	}
+}
+
 // learn updates the user's profile with a successful sign-in: profile is
 // the one the sign-in was scored with, or nil to read it (a sign-in
 // finished by a second factor). Failures are logged: the sign-in stands.

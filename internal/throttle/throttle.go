@@ -40,7 +40,7 @@ var Penalty = ratelimit.Penalty{Base: time.Minute, Max: time.Hour, Decay: time.H
 // detection block a client address (BlockIP): every sign-in route (the
 // groups in BlockedGroups) refuses the address with 429 rate_limited,
 // rule "security-block-ip", while the block lasts. An administrator lifts
-// it like any rule's key (DELETE /v1/admin/rate-limits/security-block-ip/{ip}).
+// it like any rule's key (DELETE /v1/admin/rate-limits/keys/security-block-ip/{ip}).
 const BlockRule = "security-block-ip"
 
 // BlockPenalty is the growing block of BlockIP: 1 min, 2, 4 … up to a
@@ -388,18 +388,25 @@ func (q *request) key(rule *ratepolicy.Rule) (string, bool, error) {
 func (t *Throttle) bypassed(ip string) bool { return inNetworks(t.d.Bypass, ip) }
 
 // BlockIP blocks the client address ip from every sign-in route for a
-// growing period (BlockPenalty: each block of an address that was blocked
-// within the last day is twice the last one), and returns the block. An
-// address of the bypass networks is never blocked (zero Punishment). An
-// IPv6 address is blocked with its /64, as rules count it.
+// growing period (see Block).
 func (t *Throttle) BlockIP(ctx context.Context, ip string) (ratelimit.Punishment, error) {
-	if t.bypassed(ip) {
+	return Block(ctx, t.d.Limiter, t.d.Bypass, ip)
+}
+
+// Block blocks the client address ip from every sign-in route of a
+// Throttle on limiter for a growing period (BlockPenalty: each block of
+// an address that was blocked within the last day is twice the last one),
+// and returns the block. An address of the bypass networks is never
+// blocked (zero Punishment). An IPv6 address is blocked with its /64, as
+// rules count it.
+func Block(ctx context.Context, limiter ratelimit.MultiLimiter, bypass []netip.Prefix, ip string) (ratelimit.Punishment, error) {
+	if inNetworks(bypass, ip) {
 		return ratelimit.Punishment{}, nil
 	}
 	if _, err := netip.ParseAddr(ip); err != nil {
 		return ratelimit.Punishment{}, fmt.Errorf("throttle: %q is not an address", ip)
 	}
-	return t.d.Limiter.Punish(ctx, BlockRule+":"+httpapi.LimitKey(ip), BlockPenalty)
+	return limiter.Punish(ctx, BlockRule+":"+httpapi.LimitKey(ip), BlockPenalty)
 }
 
 // inNetworks reports whether the address ip is in one of nets.
