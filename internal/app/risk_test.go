@@ -127,4 +127,30 @@ func runRiskScoring(t *testing.T, base map[string]string) {
 	if events, _ := evs["events"].([]any); len(events) != 1 || events[0].(map[string]any)["ip"] != "203.0.113.9" {
 		t.Fatalf("risk_blocked events = %v, want one from 203.0.113.9", evs)
 	}
+
+	// A magic link is scored the same: opened from the blocklisted
+	// address it is refused; from Paris it signs in.
+	magic := func(ip string) (int, map[string]any) {
+		t.Helper()
+		if c, b, _ := call(t, "POST", e.url("/v1/auth/magic-link"), map[string]string{"email": "traveller@example.com"}); c != 202 {
+			t.Fatalf("magic link = %d %v", c, b)
+		}
+		tok := magicToken(t, e.mail.wait(t, "traveller@example.com", "sign-in link"))
+		c, b, _ := call(t, "POST", e.url("/v1/auth/magic-link/verify"), map[string]string{"token": tok}, "X-Forwarded-For", ip)
+		return c, b
+	}
+	if c, b := magic("203.0.113.9"); c != 403 || b["code"] != "risk_blocked" {
+		t.Fatalf("magic link from a blocklisted address = %d %v, want 403 risk_blocked", c, b)
+	}
+	_, evs, _ = call(t, "GET", e.url("/v1/admin/security-events?type=risk_blocked&user_id="+userID), nil, bearer(e.admin)...)
+	if events, _ := evs["events"].([]any); len(events) != 2 {
+		t.Fatalf("risk_blocked events = %v, want the password's and the magic link's", evs)
+	}
+	// (A day later: the last sign-in was from Sydney.)
+	e.s.clock.Advance(24 * time.Hour)
+	if c, b := magic("192.0.2.12"); c != 200 || b["access_token"] == nil {
+		t.Fatalf("magic link from Paris = %d %v", c, b)
+	} else if r := currentRisk(b["access_token"].(string)); r["score"] == nil {
+		t.Fatalf("magic-link session not scored: %v", r)
+	}
 }

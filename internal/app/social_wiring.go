@@ -34,7 +34,7 @@ func newSocialService(d *deps, registry *provider.Registry, sessions *session.Se
 	c.DeferredLinkTTL, c.ReauthWindow = m.Config.TokenTTL, m.Config.ReauthWindow
 	return social.New(social.Deps{
 		Store: socialStore(d.db.store, d.bus), Providers: registry, KV: d.state.kv, Limiter: d.state.limiter, Keys: d.keys,
-		Jobs: d.queue, Sessions: sessions, MFA: m, Now: d.now, Log: d.log, Config: c,
+		Jobs: d.queue, Sessions: sessions, Now: d.now, Log: d.log, Config: c,
 		Metrics: social.NewMetrics(d.reg),
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -132,18 +133,35 @@ func (s *Service) login(ctx context.Context, lk *guard, email, pw string, m http
 			return Result{}, false, err
 		}
 	}
-	// The sign-in's risk: allowed, asked for a second factor (step-up), or
-	// refused. Without a second factor service a step-up is refused.
-	ra, err := s.assess(ctx, u, normalized, m)
+	res, err = s.scoredStart(ctx, u, normalized, []string{"pwd"}, newHash, m)
+	return res, false, err
+}
+
+// SignInWith starts the session of u, proven by amr other than with a
+// password (an external identity, a magic link): scored like a password
+// sign-in, then refused, asked for a second factor (always asked when MFA
+// applies) or started. The user must be active (the caller checked).
+func (s *Service) SignInWith(ctx context.Context, u store.User, amr []string, m httpapi.Meta) (Result, error) {
+	return s.scoredStart(ctx, u, u.EmailNormalized, amr, "", m)
+}
+
+// scoredStart scores the sign-in of u after its first factor (amr; with
+// "pwd", u.PasswordHash is the hash the password was checked against and
+// newHash a rehash to store), then refuses it (ErrRiskBlocked), asks a
+// second factor (a step-up, or MFA that applies) or starts its session.
+// account is the login name the failure counters know. Without a second
+// factor service a step-up is refused.
+func (s *Service) scoredStart(ctx context.Context, u store.User, account string, amr []string, newHash string, m httpapi.Meta) (Result, error) {
+	ra, err := s.assess(ctx, u, account, m)
 	if err != nil {
-		return Result{}, false, err
+		return Result{}, err
 	}
 	stepUp := ra != nil && ra.Decision == risk.StepUp
 	if ra != nil && (ra.Decision == risk.Block || stepUp && s.MFA == nil) {
 		if err := s.blocked(ctx, u, ra, m); err != nil {
-			return Result{}, false, err
+			return Result{}, err
 		}
-		return Result{}, false, ErrRiskBlocked
+		return Result{}, ErrRiskBlocked
 	}
 	if s.MFA != nil {
 		checked := u
@@ -152,39 +170,43 @@ func (s *Service) login(ctx context.Context, lk *guard, email, pw string, m http
 		}
 		var ch *Challenge
 		if ra != nil {
-			ch, err = s.MFA.BeginScored(ctx, checked, []string{"pwd"}, m, ra.sessionRisk(), stepUp)
+			ch, err = s.MFA.BeginScored(ctx, checked, amr, m, ra.sessionRisk(), stepUp)
 		} else {
-			ch, err = s.MFA.Begin(ctx, checked, []string{"pwd"}, m)
+			ch, err = s.MFA.Begin(ctx, checked, amr, m)
 		}
 		if err != nil {
-			return Result{}, false, err
+			return Result{}, err
 		}
 		if ch == nil && stepUp {
 			// No second factor could be asked: refuse rather than allow.
 			if err := s.blocked(ctx, u, ra, m); err != nil {
-				return Result{}, false, err
+				return Result{}, err
 			}
-			return Result{}, false, ErrRiskBlocked
+			return Result{}, ErrRiskBlocked
 		}
 		if ch != nil {
 			if stepUp {
 				if err := s.steppedUp(ctx, u, ra, m); err != nil {
-					return Result{}, false, err
+					return Result{}, err
 				}
 			}
 			if newHash != "" {
 				if err := s.saveHash(ctx, u.ID, newHash); err != nil {
-					return Result{}, false, err
+					return Result{}, err
 				}
 			}
-			return Result{Challenge: ch, User: u}, false, nil
+			return Result{Challenge: ch, User: u}, nil
 		}
 	}
-	res, err = s.start(ctx, u, newHash, u.PasswordHash, []string{"pwd"}, m, ra.sessionRisk())
+	checkedHash := ""
+	if slices.Contains(amr, "pwd") {
+		checkedHash = u.PasswordHash
+	}
+	res, err := s.start(ctx, u, newHash, checkedHash, amr, m, ra.sessionRisk())
 	if err == nil && ra != nil {
 		s.learn(ctx, u.ID, ra.profile, risk.SignIn{At: ra.at, Device: ra.device, Network: ra.network})
 	}
-	return res, false, err
+	return res, err
 }
 
 // saveHash stores an upgraded password hash.

@@ -369,16 +369,8 @@ func (s *Service) begin(ctx context.Context, userID string, amr []string, sm htt
 	if u.Status == store.UserDisabled {
 		return session.Result{}, session.ErrAccountDisabled
 	}
-	if s.MFA != nil {
-		ch, err := s.MFA.Begin(ctx, u, amr, sm)
-		if err != nil {
-			return session.Result{}, err
-		}
-		if ch != nil {
-			return session.Result{Challenge: ch, User: u}, nil
-		}
-	}
-	return s.Sessions.Complete(ctx, u.ID, "", amr, sm, nil)
+	// Scored like a password sign-in: refused, stepped up, or through MFA.
+	return s.Sessions.SignInWith(ctx, u, amr, sm)
 }
 
 // Exchange trades a callback's one-time code for the sign-in result. A

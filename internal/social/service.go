@@ -98,16 +98,15 @@ func DefaultConfig(issuer, appURL string, allow []string) Config {
 // Sessions starts sessions (with the MFA step where it applies).
 type Sessions interface {
 	Complete(ctx context.Context, userID, passwordStamp string, amr []string, m httpapi.Meta, r *store.SessionRisk) (session.Result, error)
+	// SignInWith starts the session of a user proven by an external
+	// identity or a magic link: scored, then refused, through a second
+	// factor, or started.
+	SignInWith(ctx context.Context, u store.User, amr []string, m httpapi.Meta) (session.Result, error)
 	Login(ctx context.Context, email, pw string, m httpapi.Meta) (session.Result, error)
 	RevokeUserSessionByID(ctx context.Context, userID, sessionID string) error
 	// EndUserSessionsInTx ends every session of the user in tx and
 	// deny-lists their access tokens once tx has committed.
 	EndUserSessionsInTx(ctx context.Context, tx session.EndingTx, userID, reason string) ([]string, error)
-}
-
-// SecondFactor is asked before a session starts (MFA still applies).
-type SecondFactor interface {
-	Begin(ctx context.Context, u store.User, amr []string, m httpapi.Meta) (*session.Challenge, error)
 }
 
 // JobInserter enqueues jobs, alone or in a transaction.
@@ -124,8 +123,7 @@ type Deps struct {
 	Limiter   ratelimit.Limiter
 	Keys      *secret.Keyring
 	Jobs      JobInserter
-	Sessions  Sessions
-	MFA       SecondFactor // may be nil
+	Sessions  Sessions // asks the second factor where MFA applies
 	Now       func() time.Time
 	Log       *slog.Logger
 	Config    Config
