@@ -160,6 +160,9 @@ func subscribe(bus *event.Bus, s services) {
 			Data: map[string]any{"session_id": e.Session.ID},
 		})
 	})
+	event.Subscribe(bus, func(ctx context.Context, tx event.Tx, e event.SecondFactorFailed) error {
+		return s.respond.Handle(ctx, tx, security.Event{Type: security.TypeMFAFailed, UserID: e.UserID, IP: e.Meta.IP, Device: e.Meta.DeviceID})
+	})
 	// Failed sign-ins feed credential stuffing and attacks on an account.
 	event.Subscribe(bus, func(ctx context.Context, tx event.Tx, e event.SignInFailed) error {
 		return s.respond.Handle(ctx, tx, security.Event{

@@ -164,6 +164,12 @@ type SignInFailed struct {
 	Meta    httpapi.Meta
 }
 
+// SecondFactorFailed: a wrong second-factor code was given for UserID.
+type SecondFactorFailed struct {
+	UserID string
+	Meta   httpapi.Meta
+}
+
 // SecurityIncidentNotified: administrators are told of a security
 // incident, as it opened at or above the alert severity or, Escalated,
 // because it stayed open.
@@ -309,6 +315,9 @@ func (SignInRisk) EventName() string { return "security.sign_in_risk" }
 
 // EventName implements Event.
 func (SignInFailed) EventName() string { return "security.sign_in_failed" }
+
+// EventName implements Event.
+func (SecondFactorFailed) EventName() string { return "mfa.failed" }
 
 // EventName implements Event.
 func (SecurityIncidentNotified) EventName() string { return "security.incident_notified" }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/lockout"
 	"github.com/gatehouse/gatehouse/internal/session"
@@ -78,6 +79,7 @@ func (s *Service) guarded(ctx context.Context, u store.User, m httpapi.Meta, res
 		if err != nil {
 			return false, err
 		}
+		s.onFailed(ctx, u, m)
 		if d > 0 {
 			s.onLocked(ctx, u, d, m)
 		}
@@ -92,6 +94,19 @@ func (s *Service) guarded(ctx context.Context, u store.User, m httpapi.Meta, res
 		release()
 	}
 	return true, nil
+}
+
+// onFailed publishes a wrong code (event.SecondFactorFailed, a security
+// event) in a transaction of its own; a failure to do so is logged.
+func (s *Service) onFailed(ctx context.Context, u store.User, m httpapi.Meta) {
+	e := event.SecondFactorFailed{UserID: u.ID, Meta: m}
+	if !s.Store.Listens(e) {
+		return
+	}
+	ctx = context.WithoutCancel(ctx)
+	if err := s.Store.InTx(ctx, func(tx Tx) error { return tx.Publish(ctx, e) }); err != nil {
+		s.Log.ErrorContext(ctx, "could not record a wrong second-factor code", "user_id", u.ID, "error", err.Error())
+	}
 }
 
 // onLocked records and announces a lock of second-factor verification;
