@@ -138,6 +138,21 @@ func subscribe(bus *event.Bus, s services) {
 		})
 		return err
 	})
+	// Refreshes that did not fit their session, with the score's reasons;
+	// high when the session was ended for it.
+	event.Subscribe(bus, func(ctx context.Context, tx event.Tx, e event.SessionAnomaly) error {
+		severity := store.SeverityMedium
+		if e.Revoked {
+			severity = store.SeverityHigh
+		}
+		score := e.Score
+		_, err := s.securityEvents.Record(ctx, tx, security.Event{
+			Type: security.TypeSessionAnomaly, Severity: severity, UserID: e.UserID, IP: e.Meta.IP, Device: e.Meta.DeviceID,
+			Country: e.Country, City: e.City, ASN: int64(e.ASN), Score: &score, Reasons: e.Reasons,
+			Data: map[string]any{"session_id": e.SessionID, "revoked": e.Revoked},
+		})
+		return err
+	})
 	// A text message of a sign-in that could not be sent opens the email
 	// code as a fallback for that sign-in.
 	event.Subscribe(bus, func(ctx context.Context, tx event.Tx, e event.SMSDeliveryFailed) error {
