@@ -16,6 +16,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/security"
 	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/social"
+	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/throttle"
 	"github.com/gatehouse/gatehouse/internal/user"
 	"github.com/gatehouse/gatehouse/internal/webhook"
@@ -179,6 +180,20 @@ func subscribe(bus *event.Bus, s services) {
 		return s.respond.Handle(ctx, tx, security.Event{
 			Type: typ, UserID: e.UserID, IP: e.Meta.IP, Device: e.Meta.DeviceID,
 			Country: e.Country, City: e.City, ASN: int64(e.ASN), Score: &score, Reasons: e.Reasons,
+		})
+	})
+	// Refreshes that did not fit their session, with the score's reasons;
+	// high when the session was ended for it.
+	event.Subscribe(bus, func(ctx context.Context, tx event.Tx, e event.SessionAnomaly) error {
+		severity := store.SeverityMedium
+		if e.Revoked {
+			severity = store.SeverityHigh
+		}
+		score := e.Score
+		return s.respond.Handle(ctx, tx, security.Event{
+			Type: security.TypeSessionAnomaly, Severity: severity, UserID: e.UserID, IP: e.Meta.IP, Device: e.Meta.DeviceID,
+			Country: e.Country, City: e.City, ASN: int64(e.ASN), Score: &score, Reasons: e.Reasons,
+			Data: map[string]any{"session_id": e.SessionID, "revoked": e.Revoked},
 		})
 	})
 	// A text message of a sign-in that could not be sent opens the email

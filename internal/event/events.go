@@ -113,7 +113,8 @@ type SessionStarted struct {
 // account_deleted, password_changed, password_reset, session_limit,
 // revoked_by_client, client_mismatch, superseded,
 // unverified_credentials_cleared. A session ended by a refresh token's
-// reuse is told by RefreshTokenReused instead.
+// reuse is told by RefreshTokenReused instead, and one ended by the risk
+// score of a refresh (risk_anomaly) by SessionAnomaly.
 type SessionsRevoked struct {
 	UserID     string
 	SessionIDs []string
@@ -189,6 +190,26 @@ type SecurityIncidentResolved struct {
 // recorded (one that opened or extended no incident already notified).
 type SecurityAlerted struct {
 	Event store.SecurityEvent
+}
+
+// SessionAnomaly: a refresh of session SessionID did not fit where and
+// how the session was last seen: another country or network with another
+// user agent, or impossible travel (one session used from two distant
+// networks too), or its risk score reached the block threshold. Score and
+// Reasons explain it; Country, City and ASN place the refresh's address.
+// Revoked: the session was ended for it (reason risk_anomaly, which no
+// SessionsRevoked tells), its access tokens denied and the refresh
+// refused; otherwise the refresh was allowed.
+type SessionAnomaly struct {
+	UserID    string
+	SessionID string
+	Score     int
+	Reasons   []store.SecurityReason
+	Country   string
+	City      string
+	ASN       uint32
+	Revoked   bool
+	Meta      httpapi.Meta
 }
 
 // SecondFactorEnrolled: a second factor (Method: totp, sms, email) was
@@ -327,6 +348,9 @@ func (SecurityIncidentResolved) EventName() string { return "security.incident_r
 
 // EventName implements Event.
 func (SecurityAlerted) EventName() string { return "security.alerted" }
+
+// EventName implements Event.
+func (SessionAnomaly) EventName() string { return "security.session_anomaly" }
 
 // EventName implements Event.
 func (SecondFactorRemoved) EventName() string { return "mfa.removed" }

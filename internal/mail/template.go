@@ -57,6 +57,10 @@ const (
 	// RiskBlocked tells the user a sign-in with their correct password was
 	// refused because it looked too risky (Data.Time, IP, UserAgent).
 	RiskBlocked = "risk_blocked"
+	// SessionEndedRisk is a security alert: a session was ended because a
+	// refresh of it did not fit where and how it had been used (Data.Time,
+	// and the refresh's IP and UserAgent).
+	SessionEndedRisk = "session_ended_risk"
 	// WebhookDisabled tells an administrator that a webhook endpoint was
 	// disabled (Data.Event says which and why).
 	WebhookDisabled = "webhook_disabled"
@@ -80,6 +84,7 @@ var needsLink = map[string]bool{
 	MFANotice:         false,
 	MagicLink:         true,
 	RiskBlocked:       false,
+	SessionEndedRisk:  false,
 	WebhookDisabled:   false,
 	SecurityAlert:     false,
 }

@@ -45,3 +45,15 @@ func BenchmarkScore(b *testing.B) {
 		e.Score(in)
 	}
 }
+
+// BenchmarkScoreRefresh is the cost a refresh adds to the rotation.
+func BenchmarkScoreRefresh(b *testing.B) {
+	e := engine(b, nil)
+	in := refreshFrom(with(sydney, ListDatacenter), safari)
+	b.ReportAllocs()
+	for b.Loop() {
+		if a := e.ScoreRefresh(in); !a.Anomaly {
+			b.Fatal("no anomaly")
+		}
+	}
+}

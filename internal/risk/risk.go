@@ -28,6 +28,32 @@
 // of the ephemeral store (Counters). An address in the allowlist list
 // never gets a network signal: neither the three list signals nor
 // credential_stuffing.
+//
+// # Refreshes
+//
+// ScoreRefresh scores a refresh of a session against the session itself
+// rather than the user's profile, with the same weights, reason codes and
+// thresholds and these meanings:
+//
+//   - new_country: the refresh comes from another country than the one
+//     the session was last seen in (its sign-in or latest refresh);
+//   - new_asn: from another network (ASN) than the one it was last seen on;
+//   - new_device: with another user agent than the session's sign-in;
+//   - impossible_travel: the distance from where the session was last
+//     seen, over the time since, is above MaxKMH (never under
+//     MinTravelKM, as for sign-ins);
+//   - tor_exit, datacenter_ip, blocklisted_ip: the refresh's address is in
+//     the list (never for an address in the allowlist).
+//
+// The other signals need sign-in attempts or the profile and do not apply.
+// A refresh from the session's own network with its user agent scores 0.
+// A refresh is an anomaly when it changes country or network together
+// with the user agent, or travels impossibly (counting only signals with
+// a weight): a stolen refresh token used from elsewhere, or one session
+// shared between distant networks, whose alternating refreshes each
+// travel impossibly from the one before. A refresh cannot step up (there
+// is nobody to ask for a second factor): at Settings.Block its decision
+// is block, below it allow, an anomaly included.
 package risk
 
 import (
@@ -294,12 +320,7 @@ func (e *Engine) Score(in Input) Assessment {
 			reasons = append(reasons, Reason{Code: code, Points: w})
 		}
 	}
-	slices.SortStableFunc(reasons, func(a, b Reason) int { return cmp.Compare(b.Points, a.Points) })
-	sum := 0
-	for _, r := range reasons {
-		sum += r.Points
-	}
-	a := Assessment{Score: min(sum, 100), Reasons: reasons, Decision: Allow}
+	a := total(reasons)
 	switch {
 	case a.Score >= e.s.Block:
 		a.Decision = Block
@@ -307,6 +328,17 @@ func (e *Engine) Score(in Input) Assessment {
 		a.Decision = StepUp
 	}
 	return a
+}
+
+// total sorts the reasons by decreasing points (stable: ties stay in the
+// order of Codes) and sums them, capped at 100, with the decision allow.
+func total(reasons []Reason) Assessment {
+	slices.SortStableFunc(reasons, func(a, b Reason) int { return cmp.Compare(b.Points, a.Points) })
+	sum := 0
+	for _, r := range reasons {
+		sum += r.Points
+	}
+	return Assessment{Score: min(sum, 100), Reasons: reasons, Decision: Allow}
 }
 
 // fires reports whether the signal code fires for in.
@@ -348,15 +380,21 @@ func (e *Engine) fires(code Code, in Input) bool {
 // time elapsed since, is above MaxKMH (a sign-in at the same instant or
 // before it counts as infinitely fast).
 func (e *Engine) impossibleTravel(p *Profile, in Input) bool {
-	last := p.Located
-	if last == nil || !in.Network.HasLocation {
+	return p.Located != nil && e.tooFast(p.Located, in.Network, in.At)
+}
+
+// tooFast reports whether going from last to n, located, at time at is
+// faster than MaxKMH over MinTravelKM or more (at the same instant as
+// last, or before it, counts as infinitely fast).
+func (e *Engine) tooFast(last *Place, n Network, at time.Time) bool {
+	if !n.HasLocation {
 		return false
 	}
-	km := Haversine(last.Latitude, last.Longitude, in.Network.Latitude, in.Network.Longitude)
+	km := Haversine(last.Latitude, last.Longitude, n.Latitude, n.Longitude)
 	if km < e.s.MinTravelKM {
 		return false
 	}
-	hours := in.At.Sub(last.At).Hours()
+	hours := at.Sub(last.At).Hours()
 	if hours <= 0 {
 		return true
 	}

@@ -67,7 +67,9 @@ type Refreshed struct {
 // presented by another client is ErrClientMismatch (its session ended),
 // a scope beyond the grant ErrScopeNotGranted; a token that is unknown,
 // expired, revoked, reused or presented from another device is
-// ErrInvalidGrant.
+// ErrInvalidGrant. With risk scoring on, a rotation is scored against its
+// session in memory (scoreRefresh): an anomaly is recorded, and at the
+// block threshold the session ends and the refresh is ErrInvalidGrant.
 func (s *Service) Refresh(ctx context.Context, req RefreshRequest) (Refreshed, error) {
 	raw, m := req.Token, req.Meta
 	if raw == "" || len(raw) > 512 {
@@ -152,6 +154,11 @@ func (s *Service) Refresh(ctx context.Context, req RefreshRequest) (Refreshed, e
 		return Refreshed{}, ErrScopeNotGranted
 	default:
 		return Refreshed{}, ErrInvalidGrant
+	}
+	if res.Outcome == store.Rotated {
+		if err := s.scoreRefresh(ctx, res, now, m); err != nil {
+			return Refreshed{}, err
+		}
 	}
 	// No user read here: disabling or deleting an account revokes its
 	// sessions (admin API), so a live session is a usable account, and the

@@ -109,6 +109,14 @@ type RotateResult struct {
 	Previous RefreshToken // the presented token as it was found (after marking, for Rotated)
 	Issued   RefreshToken // the new token (Rotated only)
 	Session  Session      // the session after the step
+	// PreviousIP and PreviousSeenAt are the session's IP and LastSeenAt
+	// as the step found them, before a rotation recorded this refresh in
+	// Session: where and when the session was last seen before this
+	// refresh (risk scoring compares the two). They come from the read
+	// that locks the session, at no extra cost, for every outcome that
+	// found the session.
+	PreviousIP     string
+	PreviousSeenAt time.Time
 }
 
 // RotateRequest describes one refresh.

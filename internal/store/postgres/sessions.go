@@ -329,7 +329,9 @@ const lockSessionOfToken = "SELECT " + sqlrow.SessionColumns + ` FROM sessions
 // nothing because the token or its session is not live, or the client or
 // scope asked for does not fit it: rotate decides then, in a new
 // transaction. Inside an enclosing transaction nothing is
-// committed and rotate goes on in it.
+// committed and rotate goes on in it. The session row the lock returns
+// is the session before the rotation: its IP and last_seen_at are the
+// result's PreviousIP and PreviousSeenAt.
 func rotateLive(ctx context.Context, p *pipeTx, r store.RotateRequest) (res store.RotateResult, done bool, err error) {
 	idle := r.Next.IdleExpiresAt
 	if r.IdleTimeout > 0 {
@@ -364,6 +366,7 @@ func rotateLive(ctx context.Context, p *pipeTx, r store.RotateRequest) (res stor
 		return store.RotateResult{}, false, nil
 	}
 	res.Outcome = store.Rotated
+	res.PreviousIP, res.PreviousSeenAt = res.Session.IP, res.Session.LastSeenAt
 	res.Session.LastSeenAt = r.Now
 	if r.LastSeenIP != "" {
 		res.Session.IP = r.LastSeenIP
@@ -481,7 +484,10 @@ func rotate(ctx context.Context, p *pipeTx, r store.RotateRequest) (store.Rotate
 		return res, sessionErr
 	}
 
-	res = store.RotateResult{Outcome: sqlrow.ClassifyRotation(tok, sess, succ, found, r), Previous: tok, Session: sess}
+	res = store.RotateResult{
+		Outcome: sqlrow.ClassifyRotation(tok, sess, succ, found, r), Previous: tok, Session: sess,
+		PreviousIP: sess.IP, PreviousSeenAt: sess.LastSeenAt,
+	}
 	b = &pgx.Batch{}
 	var read func(pgx.BatchResults) error
 	switch res.Outcome {

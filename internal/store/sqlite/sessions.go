@@ -285,7 +285,10 @@ func (tx *Store) rotate(ctx context.Context, r store.RotateRequest) (store.Rotat
 		}
 	}
 
-	res = store.RotateResult{Outcome: sqlrow.ClassifyRotation(tok, sess, succ, found, r), Previous: tok, Session: sess}
+	res = store.RotateResult{
+		Outcome: sqlrow.ClassifyRotation(tok, sess, succ, found, r), Previous: tok, Session: sess,
+		PreviousIP: sess.IP, PreviousSeenAt: sess.LastSeenAt,
+	}
 	switch res.Outcome {
 	case store.Rotated:
 		next, err := sqlrow.Successor(tok, r)

@@ -37,6 +37,7 @@ func runSessions(t *testing.T, migrated func(t *testing.T) store.Store) {
 		t.Run("AbsoluteExpiry", func(t *testing.T) { testRotationExpiry(t, migrated(t)) })
 		t.Run("NotFoundAndInvalid", func(t *testing.T) { testRotationNotFound(t, migrated(t)) })
 		t.Run("InTx", func(t *testing.T) { testRotationInTx(t, migrated(t)) })
+		t.Run("PreviousSeen", func(t *testing.T) { testRotationPreviousSeen(t, migrated(t)) })
 		t.Run("Parallel", func(t *testing.T) { testRotationParallel(t, migrated(t), 10*time.Second) })
 		t.Run("ParallelNoGrace", func(t *testing.T) { testRotationParallel(t, migrated(t), 0) })
 		t.Run("Client", func(t *testing.T) { testRotationClient(t, migrated(t)) })
@@ -877,6 +878,89 @@ func testRotationInTx(t *testing.T, s store.Store) {
 	checkFamilyRevoked(t, s, x.ID, sessAt.Add(2*time.Minute), "logout")
 	if got, err := s.ListUserSessions(ctx, user.ID, sessAt); err != nil || len(got) != 1 {
 		t.Errorf("ListUserSessions = %d, %v; want the session created in the transaction", len(got), err)
+	}
+}
+
+// testRotationPreviousSeen: every outcome reports where and when the
+// session was last seen before the step (PreviousIP, PreviousSeenAt),
+// while Session holds what a rotation recorded; on PostgreSQL both the
+// one-round-trip rotation and the one decided in Go (a scope the fast
+// path cannot split) and a rotation inside a transaction.
+func testRotationPreviousSeen(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	user := mustCreateUser(t, s, newUser("previous@example.com"))
+	x, a := newSession(t, s, user.ID, sessAt, time.Hour) // IP 192.0.2.1, last seen at creation
+	check := func(what string, res store.RotateResult, ip string, at time.Time) {
+		t.Helper()
+		if res.PreviousIP != ip || !res.PreviousSeenAt.Equal(micro(at)) {
+			t.Errorf("%s: PreviousIP %q, PreviousSeenAt %v; want %q, %v", what, res.PreviousIP, res.PreviousSeenAt, ip, micro(at))
+		}
+	}
+	const grace = 10 * time.Second
+
+	t1 := sessAt.Add(time.Minute)
+	r := rotateReq(a.TokenHash, t1, grace)
+	r.LastSeenIP = "198.51.100.7"
+	res := mustRotate(t, s, r, store.Rotated)
+	check("A → B", res, "192.0.2.1", sessAt)
+	if res.Session.IP != "198.51.100.7" || !res.Session.LastSeenAt.Equal(micro(t1)) {
+		t.Errorf("A → B: Session IP %q, LastSeenAt %v; want the refresh's", res.Session.IP, res.Session.LastSeenAt)
+	}
+	b := res.Issued
+
+	// Without an IP the session keeps its own; the time moves on.
+	t2 := t1.Add(2 * time.Second)
+	res = mustRotate(t, s, rotateReq(b.TokenHash, t2, grace), store.Rotated)
+	check("B → C", res, "198.51.100.7", t1)
+	c := res.Issued
+
+	// A grace replay changes nothing: the previous is the session as it is.
+	t3 := t2.Add(time.Second)
+	replay := rotateReq(b.TokenHash, t3, grace)
+	replay.LastSeenIP = "203.0.113.5"
+	res = mustRotate(t, s, replay, store.GraceReplay)
+	check("grace replay of B", res, "198.51.100.7", t2)
+	if got := mustGetSession(t, s, x.ID); got.IP != "198.51.100.7" || !got.LastSeenAt.Equal(micro(t2)) {
+		t.Errorf("after a grace replay the session is at %q, %v", got.IP, got.LastSeenAt)
+	}
+
+	// Inside a transaction.
+	t4 := t3.Add(time.Minute)
+	rc := rotateReq(c.TokenHash, t4, grace)
+	rc.LastSeenIP = "2001:db8::7"
+	err := s.InTx(ctx, func(tx store.Store) error {
+		res, err := tx.RotateRefreshToken(ctx, rc)
+		if err != nil {
+			return err
+		}
+		if res.Outcome != store.Rotated {
+			return fmt.Errorf("outcome %s, want Rotated", outcomeName(res.Outcome))
+		}
+		check("C → D in a transaction", res, "198.51.100.7", t2)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("InTx: %v", err)
+	}
+
+	// Reuse of A revokes the family; the previous is where it was seen.
+	t5 := t4.Add(time.Minute)
+	res = mustRotate(t, s, rotateReq(a.TokenHash, t5, grace), store.ReuseDetected)
+	check("reuse of A", res, "2001:db8::7", t4)
+	res = mustRotate(t, s, rotateReq(c.TokenHash, t5, grace), store.Invalid)
+	check("C after the reuse", res, "2001:db8::7", t4)
+
+	// A grant PostgreSQL's fast path cannot split is rotated by the path
+	// decided in Go, with the same result.
+	_, odd := mustCreateSession(t, s,
+		store.Session{UserID: user.ID, CreatedAt: sessAt, ExpiresAt: sessAt.Add(time.Hour), IP: "192.0.2.99"},
+		store.RefreshToken{TokenHash: refreshHash(), Scope: "read\twrite"})
+	ro := rotateReq(odd.TokenHash, t1, grace)
+	ro.Scopes, ro.LastSeenIP = []string{"write"}, "198.51.100.8"
+	res = mustRotate(t, s, ro, store.Rotated)
+	check("rotation decided in Go", res, "192.0.2.99", sessAt)
+	if res.Session.IP != "198.51.100.8" || !res.Session.LastSeenAt.Equal(micro(t1)) {
+		t.Errorf("rotation decided in Go: Session IP %q, LastSeenAt %v; want the refresh's", res.Session.IP, res.Session.LastSeenAt)
 	}
 }
 

@@ -235,6 +235,9 @@ func cases() []struct {
 		{"security alert", event.SecurityAlerted{Event: alert}, []string{"security.alert"}},
 		{"bare security alert", event.SecurityAlerted{Event: store.SecurityEvent{ID: "sev_2", Type: "not_me", Severity: store.SeverityHigh, OccurredAt: at, UserID: userID}}, []string{"security.alert"}},
 		{"sign-in failed", event.SignInFailed{UserID: userID, Account: userID, Meta: web}, nil},
+		{"session anomaly", event.SessionAnomaly{UserID: userID, SessionID: sessID, Score: 60, Meta: web}, nil},
+		{"session ended for an anomaly", event.SessionAnomaly{UserID: userID, SessionID: sessID, Score: 95, Revoked: true, Meta: web}, []string{"session.revoked"}},
+		{"sessions ended by an incident", event.SessionsRevoked{UserID: userID, SessionIDs: []string{sessID}, Reason: "security_incident"}, []string{"session.revoked"}},
 		{"second factor failed", event.SecondFactorFailed{UserID: userID, Meta: web}, nil},
 		{"sms failed", event.SMSDeliveryFailed{Args: sms.SendArgs{To: fullPhone, SealedBody: plantedSMSBody, UserID: userID, Purpose: "mfa_login", Ref: plantedDeviceHash}, Cause: errors.New("carrier said no")}, nil},
 	}

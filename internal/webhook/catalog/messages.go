@@ -82,6 +82,13 @@ func Messages(e event.Event) []Message {
 				Session: s.Session, User: s.User, Reason: "refresh_token_reuse", request: request{client: s.client},
 			}},
 		}
+	case event.SessionAnomaly:
+		if !e.Revoked {
+			return nil // a security.alert when its severity calls for one
+		}
+		return []Message{{Type: "session.revoked", UserID: e.UserID, Data: sessionRevoked{
+			Session: e.SessionID, User: e.UserID, Reason: "risk_anomaly", request: request{client: clientOf(e.Meta)},
+		}}}
 	case event.SecurityIncidentNotified:
 		if e.Escalated {
 			return []Message{{Type: "security.incident_escalated", UserID: incidentUser(e.Incident), Data: escalatedIncident{incidentOf(e.Incident), e.Incident.Escalations}}}
