@@ -100,6 +100,25 @@ func runRiskScoring(t *testing.T, base map[string]string) {
 	}
 	_, me, _ := call(t, "GET", e.url("/v1/me"), nil, bearer(at)...)
 	userID := me["id"].(string)
+	// The activity trail shows the sign-in's place and risk.
+	_, act, _ := call(t, "GET", e.url("/v1/me/activity"), nil, bearer(at)...)
+	found := false
+	for _, a := range act["events"].([]any) {
+		a := a.(map[string]any)
+		d, _ := a["data"].(map[string]any)
+		if a["action"] != "user.logged_in" || d["risk"] == nil {
+			continue
+		}
+		r := d["risk"].(map[string]any)
+		loc, _ := d["location"].(map[string]any)
+		if slices.Contains(toStrings(r["reasons"]), "impossible_travel") && loc["country"] == "AU" {
+			found = true
+			break
+		}
+	}
+	if !found {
+		t.Errorf("activity = %v, want the Sydney sign-in with its risk and place", act)
+	}
 	_, evs, _ := call(t, "GET", e.url("/v1/admin/security-events?type=risk_step_up&user_id="+userID), nil, bearer(e.admin)...)
 	events, _ := evs["events"].([]any)
 	if len(events) != 1 {

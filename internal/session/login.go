@@ -374,6 +374,20 @@ func (s *Service) start(ctx context.Context, u store.User, newHash, checkedHash 
 			Data: map[string]any{"amr": amr, "rehashed": newHash != ""},
 		},
 	}
+	// The activity trail shows where the sign-in came from and its risk.
+	if sess.Country != "" || sess.City != "" {
+		in.Event.Data["location"] = map[string]any{"country": sess.Country, "city": sess.City}
+	}
+	if sess.ASN != 0 {
+		in.Event.Data["asn"] = sess.ASN
+	}
+	if r != nil {
+		reasons := r.Reasons
+		if reasons == nil {
+			reasons = []string{}
+		}
+		in.Event.Data["risk"] = map[string]any{"score": r.Score, "reasons": reasons}
+	}
 	var ended []string
 	if s.Config.MaxSessions <= 0 && !s.Store.Listens(event.SessionStarted{}) {
 		// The common case: one step, which the PostgreSQL store takes in
