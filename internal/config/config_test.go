@@ -66,7 +66,7 @@ func TestDefaults(t *testing.T) {
 		Webhooks: WebhookConfig{RetrySchedule: "5s,5m,30m,2h,5h,10h,10h", Timeout: 10 * time.Second,
 			SecretOverlap: 24 * time.Hour, DisableAfter: 120 * time.Hour, Retention: 720 * time.Hour, Workers: 20},
 		NetIntel: NetIntelConfig{}, // no databases, no lists: the network signals are off
-		Risk:     RiskConfig{Enabled: false, StepUp: 50, Block: 90, MaxKMH: 1000},
+		Risk:     RiskConfig{Enabled: true, StepUp: 50, Block: 90, MaxKMH: 1000},
 		Security: SecurityConfig{
 			AlertSeverity: "high", EscalateAfter: 4 * time.Hour, BlockIPs: true, EndSessions: true,
 			CredentialStuffing: "20/1h", AccountUnderAttack: "10/1h", SharedDevice: "5/24h", AccountManyCountries: "3/24h",

@@ -15,7 +15,7 @@ import (
 // Scoring uses the sources that exist: without GeoIP databases or IP
 // lists the network signals are off.
 type RiskConfig struct {
-	Enabled bool     `env:"RISK_ENABLED" default:"false" doc:"Score every password sign-in and step up (an emailed code when the user has no second factor) or block risky ones, and every refresh against its session (session_anomaly; a blocked refresh ends the session). Off by default while threat detection is completed (social and magic-link sign-ins are not scored yet). The network signals need GATEHOUSE_GEOIP_* and GATEHOUSE_IP_LISTS."`
+	Enabled bool     `env:"RISK_ENABLED" default:"true" doc:"Score every sign-in (password, social, magic link) and every refresh, and step up (an emailed code when the user has no second factor) or block risky ones. The network signals need GATEHOUSE_GEOIP_* and GATEHOUSE_IP_LISTS; without them only the user's own habits and the failure counters count."`
 	StepUp  int      `env:"RISK_STEP_UP" default:"50" doc:"Risk score (0-100) from which a sign-in must pass a second factor (an emailed code for users without one)."`
 	Block   int      `env:"RISK_BLOCK" default:"90" doc:"Risk score (0-100) from which a sign-in is refused (403 risk_blocked), or a refresh refused and its session ended, and the user emailed."`
 	MaxKMH  int      `env:"RISK_MAX_KMH" default:"1000" doc:"Fastest plausible travel between two sign-ins, or two uses of a session, in km/h; faster is impossible_travel."`
