@@ -112,7 +112,7 @@ type SessionStarted struct {
 // record it: logout, logout_all, revoked_by_admin, account_disabled,
 // account_deleted, password_changed, password_reset, session_limit,
 // revoked_by_client, client_mismatch, superseded,
-// unverified_credentials_cleared. A session ended by a refresh token's
+// unverified_credentials_cleared, not_me. A session ended by a refresh token's
 // reuse is told by RefreshTokenReused instead.
 type SessionsRevoked struct {
 	UserID     string
@@ -152,6 +152,16 @@ type SignInRisk struct {
 	City     string
 	ASN      uint32
 	Meta     httpapi.Meta
+}
+
+// SignInDisowned: the user followed the "this wasn't me" link of a
+// new-sign-in email: every session of theirs ended (SessionIDs, also
+// published as SessionsRevoked with reason not_me), and password sign-in
+// is refused until the password is reset.
+type SignInDisowned struct {
+	UserID     string
+	SessionIDs []string
+	Meta       httpapi.Meta
 }
 
 // SecondFactorEnrolled: a second factor (Method: totp, sms, email) was
@@ -275,6 +285,9 @@ func (SecondFactorEnrolled) EventName() string { return "mfa.enrolled" }
 
 // EventName implements Event.
 func (SignInRisk) EventName() string { return "security.sign_in_risk" }
+
+// EventName implements Event.
+func (SignInDisowned) EventName() string { return "security.sign_in_disowned" }
 
 // EventName implements Event.
 func (SecondFactorRemoved) EventName() string { return "mfa.removed" }
