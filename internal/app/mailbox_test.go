@@ -130,7 +130,7 @@ func (o *outbox) all(t testing.TB) []string {
 	return out
 }
 
-var tokenLink = regexp.MustCompile(`https?://\S+/(verify-email|reset-password)\?token=([A-Za-z0-9_-]+)`)
+var tokenLink = regexp.MustCompile(`https?://\S+/(verify-email|reset-password|not-me)\?token=([A-Za-z0-9_-]+)`)
 
 // linkToken extracts the one-time token of the link with the given path.
 func linkToken(t testing.TB, m message, path string) string {

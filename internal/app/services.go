@@ -196,6 +196,14 @@ func subscribe(bus *event.Bus, s services) {
 			Data: map[string]any{"session_id": e.SessionID, "revoked": e.Revoked},
 		})
 	})
+	// A sign-in disowned by its user ("this wasn't me"): every session
+	// ended, a password reset required.
+	event.Subscribe(bus, func(ctx context.Context, tx event.Tx, e event.SignInDisowned) error {
+		return s.respond.Handle(ctx, tx, security.Event{
+			Type: security.TypeNotMe, UserID: e.UserID, IP: e.Meta.IP,
+			Data: map[string]any{"sessions_ended": len(e.SessionIDs), "session_ids": e.SessionIDs},
+		})
+	})
 	// A text message of a sign-in that could not be sent opens the email
 	// code as a fallback for that sign-in.
 	event.Subscribe(bus, func(ctx context.Context, tx event.Tx, e event.SMSDeliveryFailed) error {

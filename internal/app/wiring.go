@@ -367,7 +367,7 @@ func sessionDeps(d *deps, audiences session.Audiences) (session.Deps, error) {
 			IdleTimeout: d.cfg.Tokens.RefreshIdleTimeout, ReuseGrace: d.cfg.Tokens.RefreshReuseGrace,
 			RequireVerifiedEmail: d.cfg.Sessions.RequireVerifiedEmail, MaxSessions: d.cfg.Sessions.MaxPerUser,
 			RefuseOverLimit: d.cfg.Sessions.LimitPolicy == "refuse", BindDevice: d.cfg.Tokens.BindRefreshToDevice,
-			Lockout: lk,
+			Lockout: lk, AppURL: d.cfg.AppBaseURL(),
 		},
 	}
 	if d.cfg.Risk.Enabled {
@@ -496,7 +496,7 @@ func newRouter(d *deps) (*httpapi.Router, error) {
 	(&webhook.Handlers{Auth: adm.Auth, Service: svc.webhooks}).Routes(rt)
 	(&security.Handlers{Auth: adm.Auth, Service: svc.security}).Routes(rt)
 	(&pages.Handlers{
-		Accounts: svc.users, MagicLinks: svc.social, Keys: d.keys, Errors: d.errors, Log: d.log,
+		Accounts: svc.users, MagicLinks: svc.social, SignIns: svc.sessions, Keys: d.keys, Errors: d.errors, Log: d.log,
 		Product: d.cfg.Mail.ProductName, MagicLinkRedirect: first(d.cfg.Social.RedirectAllowlist),
 		SecureCookie: strings.HasPrefix(d.cfg.Server.Issuer, "https://"),
 	}).Routes(rt)

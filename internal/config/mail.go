@@ -8,7 +8,7 @@ import (
 
 // MailConfig is how emails are sent, what they say and how long their links live.
 type MailConfig struct {
-	AppURL           string        `env:"APP_URL" doc:"Base URL of the pages links in emails point to (APP_URL/verify-email?token=…, APP_URL/reset-password?token=…); https only in production, except localhost. Empty: the issuer."`
+	AppURL           string        `env:"APP_URL" doc:"Base URL of the pages links in emails point to (APP_URL/verify-email?token=…, APP_URL/reset-password?token=…, APP_URL/not-me?token=…); https only in production, except localhost. Empty: the issuer."`
 	ProductName      string        `env:"PRODUCT_NAME" default:"Gatehouse" doc:"Product name used in emails."`
 	SupportEmail     string        `env:"SUPPORT_EMAIL" doc:"Support address offered in emails (optional)."`
 	SMTPURL          string        `env:"SMTP_URL" secret:"true" doc:"smtp://user:pass@host:587 (STARTTLS required) or smtps://…:465. Empty: emails are written as .eml files to DATA_DIR/outbox."`

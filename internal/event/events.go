@@ -112,9 +112,9 @@ type SessionStarted struct {
 // record it: logout, logout_all, revoked_by_admin, account_disabled,
 // account_deleted, password_changed, password_reset, session_limit,
 // revoked_by_client, client_mismatch, superseded,
-// unverified_credentials_cleared. A session ended by a refresh token's
-// reuse is told by RefreshTokenReused instead, and one ended by the risk
-// score of a refresh (risk_anomaly) by SessionAnomaly.
+// unverified_credentials_cleared, not_me. A session ended by a refresh
+// token's reuse is told by RefreshTokenReused instead, and one ended by
+// the risk score of a refresh (risk_anomaly) by SessionAnomaly.
 type SessionsRevoked struct {
 	UserID     string
 	SessionIDs []string
@@ -210,6 +210,16 @@ type SessionAnomaly struct {
 	ASN       uint32
 	Revoked   bool
 	Meta      httpapi.Meta
+}
+
+// SignInDisowned: the user followed the "this wasn't me" link of a
+// new-sign-in email: every session of theirs ended (SessionIDs, also
+// published as SessionsRevoked with reason not_me), and password sign-in
+// is refused until the password is reset.
+type SignInDisowned struct {
+	UserID     string
+	SessionIDs []string
+	Meta       httpapi.Meta
 }
 
 // SecondFactorEnrolled: a second factor (Method: totp, sms, email) was
@@ -351,6 +361,9 @@ func (SecurityAlerted) EventName() string { return "security.alerted" }
 
 // EventName implements Event.
 func (SessionAnomaly) EventName() string { return "security.session_anomaly" }
+
+// EventName implements Event.
+func (SignInDisowned) EventName() string { return "security.sign_in_disowned" }
 
 // EventName implements Event.
 func (SecondFactorRemoved) EventName() string { return "mfa.removed" }

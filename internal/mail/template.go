@@ -61,6 +61,10 @@ const (
 	// refresh of it did not fit where and how it had been used (Data.Time,
 	// and the refresh's IP and UserAgent).
 	SessionEndedRisk = "session_ended_risk"
+	// NewSignIn asks "was this you?" about a sign-in from a new device or
+	// country (Data.Time, Place, IP, UserAgent: the browser and OS), with
+	// the one-time "this wasn't me" link. Needs a link.
+	NewSignIn = "new_sign_in"
 	// WebhookDisabled tells an administrator that a webhook endpoint was
 	// disabled (Data.Event says which and why).
 	WebhookDisabled = "webhook_disabled"
@@ -85,6 +89,7 @@ var needsLink = map[string]bool{
 	MagicLink:         true,
 	RiskBlocked:       false,
 	SessionEndedRisk:  false,
+	NewSignIn:         true,
 	WebhookDisabled:   false,
 	SecurityAlert:     false,
 }
@@ -155,6 +160,9 @@ type Data struct {
 	// IP and UserAgent describe the request that caused the message.
 	IP        string `json:"ip,omitempty"`
 	UserAgent string `json:"user_agent,omitempty"`
+	// Place is roughly where IP is ("Paris, FR"), for NewSignIn; empty
+	// when unknown.
+	Place string `json:"place,omitempty"`
 }
 
 // view is what templates see: the Data, cleaned, and the Brand.
@@ -421,6 +429,7 @@ func cleanData(d Data) Data {
 	d.UserAgent = cleanText(d.UserAgent, maxUserAgentRunes)
 	d.NewEmail = cleanText(d.NewEmail, maxShortRunes)
 	d.IP = cleanText(d.IP, maxShortRunes)
+	d.Place = cleanText(d.Place, maxShortRunes)
 	d.Event = cleanText(d.Event, maxEventRunes)
 	d.Code = cleanText(d.Code, maxShortRunes)
 	return d
@@ -508,6 +517,7 @@ func sampleData(name string, withOptional bool) Data {
 		d.NewEmail = "new@example.com"
 		d.IP = "192.0.2.1"
 		d.UserAgent = "Mozilla/5.0 (sample)"
+		d.Place = "Paris, FR"
 	}
 	return d
 }

@@ -1,13 +1,13 @@
 // Package pages serves the landing pages of the links Gatehouse emails
-// (APP_URL/verify-email, /reset-password and /magic-link, each with
-// ?token=…) for installations whose APP_URL is Gatehouse itself, until a
+// (APP_URL/verify-email, /reset-password, /magic-link and /not-me, each
+// with ?token=…) for installations whose APP_URL is Gatehouse itself, until a
 // hosted UI exists. Operators who host their own pages point APP_URL at
 // them and never reach these.
 //
 // The pages are small server-rendered HTML forms that work without
 // JavaScript under a strict Content-Security-Policy. Opening a link
 // changes nothing: mail scanners fetch links, and would otherwise verify
-// addresses and burn sign-in links. The GET shows a button; the POST,
+// addresses, burn sign-in links and sign users out. The GET shows a button; the POST,
 // protected against cross-site requests by a token bound to a cookie,
 // does the work through the same use cases as the JSON API. The emailed
 // token moves from the URL into a hidden form field, the pages send no
@@ -39,6 +39,9 @@ const (
 	VerifyEmailPath   = "/verify-email"
 	ResetPasswordPath = "/reset-password"
 	MagicLinkPath     = "/magic-link"
+	// NotMePath is the "this wasn't me" link of a new-sign-in email
+	// (internal/session builds it).
+	NotMePath = "/not-me"
 )
 
 // CookieName is the cookie the forms' anti-forgery token is bound to.
@@ -65,6 +68,7 @@ var (
 		"verify":  view("verify.html"),
 		"reset":   view("reset.html"),
 		"magic":   view("magic.html"),
+		"notme":   view("notme.html"),
 		"message": view("message.html"),
 	}
 )
@@ -95,6 +99,13 @@ type MagicLinks interface {
 	MagicLinkCode(ctx context.Context, token string, m httpapi.Meta) (string, error)
 }
 
+// SignIns redeems the "this wasn't me" link of a new-sign-in email
+// (session.Service): it ends every session of the user and requires a
+// password reset, and returns how many sessions ended.
+type SignIns interface {
+	NotMe(ctx context.Context, token string, m httpapi.Meta) (int, error)
+}
+
 // Pseudonyms derives keyed values (secret.Keyring): a form's token is one
 // of its cookie, so a cookie planted from a sibling domain does not come
 // with a token that matches it.
@@ -106,6 +117,7 @@ type Pseudonyms interface {
 type Handlers struct {
 	Accounts   Accounts
 	MagicLinks MagicLinks
+	SignIns    SignIns
 	Keys       Pseudonyms
 	// Errors maps the use cases' errors to the problems the API answers
 	// with; the pages show their texts (the password policy's feedback).
@@ -130,6 +142,8 @@ func (h *Handlers) Routes(rt *httpapi.Router) {
 	rt.HandleUndocumented("POST "+ResetPasswordPath, http.HandlerFunc(h.reset))
 	rt.HandleUndocumented("GET "+MagicLinkPath, http.HandlerFunc(h.magicForm))
 	rt.HandleUndocumented("POST "+MagicLinkPath, http.HandlerFunc(h.magic))
+	rt.HandleUndocumented("GET "+NotMePath, http.HandlerFunc(h.notMeForm))
+	rt.HandleUndocumented("POST "+NotMePath, http.HandlerFunc(h.notMe))
 }
 
 // page is what the templates render.
@@ -251,6 +265,7 @@ const (
 	verifyTitle = "Verify your email address"
 	resetTitle  = "Reset your password"
 	magicTitle  = "Sign in"
+	notMeTitle  = "Was it not you?"
 )
 
 func (h *Handlers) verifyForm(w http.ResponseWriter, r *http.Request) {
@@ -359,6 +374,34 @@ func (h *Handlers) magic(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, to, http.StatusSeeOther)
+}
+
+// notMeForm shows the button that disowns the sign-in, and does nothing
+// else: mail scanners open links.
+func (h *Handlers) notMeForm(w http.ResponseWriter, r *http.Request) {
+	tok, ok := h.linkToken(w, r, notMeTitle)
+	if !ok {
+		return
+	}
+	csrf, ok := h.form(w, r)
+	if !ok {
+		return
+	}
+	h.render(w, r, http.StatusOK, "notme", page{Title: notMeTitle, Action: NotMePath, Token: tok, CSRF: csrf})
+}
+
+func (h *Handlers) notMe(w http.ResponseWriter, r *http.Request) {
+	tok, ok := h.posted(w, r, notMeTitle)
+	if !ok {
+		return
+	}
+	if _, err := h.SignIns.NotMe(r.Context(), tok, httpapi.MetaOf(r, "")); err != nil {
+		h.problem(w, r, notMeTitle, err, "If you already used this link, your sessions were ended then. To protect your account, reset your password with \"Forgot password\" on the sign-in page.")
+		return
+	}
+	h.message(w, r, http.StatusOK, "All your sessions were ended", false,
+		"Every device signed in to your account was signed out. Reset your password now: signing in with the current one is refused until you do.",
+		"Use \"Forgot password\" on the sign-in page to get a reset link by email, and choose a password you do not use anywhere else.")
 }
 
 // withCode adds ?code= to the redirect, as a social sign-in's callback

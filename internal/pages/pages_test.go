@@ -43,6 +43,18 @@ func (f *fakeMagic) MagicLinkCode(_ context.Context, token string, _ httpapi.Met
 	return "the-code", nil
 }
 
+// fakeSignIns records the "this wasn't me" tokens redeemed and answers
+// with err.
+type fakeSignIns struct {
+	calls []string
+	err   error
+}
+
+func (f *fakeSignIns) NotMe(_ context.Context, token string, _ httpapi.Meta) (int, error) {
+	f.calls = append(f.calls, token)
+	return 3, f.err
+}
+
 func newHandlers(t *testing.T, acc *fakeAccounts, logs *bytes.Buffer) (*Handlers, http.Handler) {
 	t.Helper()
 	table, err := httpapi.NewErrorTable(user.Errors())
@@ -50,7 +62,7 @@ func newHandlers(t *testing.T, acc *fakeAccounts, logs *bytes.Buffer) (*Handlers
 		t.Fatal(err)
 	}
 	h := &Handlers{
-		Accounts: acc, MagicLinks: &fakeMagic{}, Keys: (*secret.Keyring)(nil), Errors: table,
+		Accounts: acc, MagicLinks: &fakeMagic{}, SignIns: &fakeSignIns{}, Keys: (*secret.Keyring)(nil), Errors: table,
 		Log: slog.New(slog.NewTextHandler(logs, nil)), Product: "Gatehouse",
 		MagicLinkRedirect: "https://app.example.com/after?x=1",
 	}
@@ -200,5 +212,44 @@ func TestMagicRedirect(t *testing.T) {
 	}
 	if calls := h.MagicLinks.(*fakeMagic).calls; len(calls) != 1 || calls[0] != "abc" {
 		t.Errorf("calls = %v", calls)
+	}
+}
+
+// TestNotMe: opening the link shows the button and redeems nothing (mail
+// scanners open links); the button redeems the token once, through the
+// use case; a bad token shows the API's words.
+func TestNotMe(t *testing.T) {
+	h, srv := newHandlers(t, &fakeAccounts{}, &bytes.Buffer{})
+	signIns := h.SignIns.(*fakeSignIns)
+	rec, c, csrf := open(t, srv, "/not-me?token=abc")
+	body := rec.Body.String()
+	if rec.Code != 200 || !strings.Contains(body, `<button type="submit">`) || !strings.Contains(body, `action="/not-me"`) || !strings.Contains(body, `name="token" value="abc"`) {
+		t.Fatalf("GET /not-me = %d\n%s", rec.Code, body)
+	}
+	if rec.Header().Get("Referrer-Policy") != "no-referrer" || rec.Header().Get("Cache-Control") != "no-store" {
+		t.Errorf("headers %v: the token must not leave in a Referer nor be cached", rec.Header())
+	}
+	if len(signIns.calls) != 0 {
+		t.Fatalf("opening the link redeemed it: %v", signIns.calls)
+	}
+	if rec := submit(srv, "/not-me", url.Values{"token": {"abc"}, "csrf": {"forged"}}, c); rec.Code != 403 || len(signIns.calls) != 0 {
+		t.Fatalf("forged POST = %d, calls %v", rec.Code, signIns.calls)
+	}
+	rec = submit(srv, "/not-me", url.Values{"token": {"abc"}, "csrf": {csrf}}, c)
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), "All your sessions were ended") || !strings.Contains(rec.Body.String(), "Reset your password") {
+		t.Errorf("POST /not-me = %d\n%s", rec.Code, rec.Body)
+	}
+	if len(signIns.calls) != 1 || signIns.calls[0] != "abc" {
+		t.Errorf("redeemed %v, want abc once", signIns.calls)
+	}
+	signIns.err = user.ErrInvalidToken
+	rec = submit(srv, "/not-me", url.Values{"token": {"abc"}, "csrf": {csrf}}, c)
+	if rec.Code != 400 || !strings.Contains(rec.Body.String(), "The link is invalid, expired or was already used.") {
+		t.Errorf("used link = %d\n%s", rec.Code, rec.Body)
+	}
+	rec = httptest.NewRecorder()
+	srv.ServeHTTP(rec, httptest.NewRequest("GET", "/not-me", nil))
+	if rec.Code != 400 || len(signIns.calls) != 2 {
+		t.Errorf("GET /not-me without a token = %d, calls %v", rec.Code, signIns.calls)
 	}
 }

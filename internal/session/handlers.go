@@ -51,6 +51,7 @@ func (h *Handlers) Routes(rt *httpapi.Router) {
 	rt.Handle("POST /v1/auth/login", h.login)
 	rt.Handle("POST /v1/auth/logout", auth.Require(h.Auth, h.logout))
 	rt.Handle("POST /v1/auth/logout-all", auth.Require(h.Auth, h.logoutAll))
+	rt.Handle("POST /v1/auth/not-me", h.notMe)
 	rt.Handle("GET /v1/me/sessions", auth.Require(h.Auth, h.list))
 	rt.Handle("DELETE /v1/me/sessions/{id}", auth.Require(h.Auth, h.delete))
 }
@@ -250,4 +251,21 @@ func (h *Handlers) delete(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// notMe redeems the token of a "this wasn't me" link (see Service.NotMe):
+// 200 {"sessions_ended": n}.
+func (h *Handlers) notMe(w http.ResponseWriter, r *http.Request) error {
+	var in struct {
+		Token string `json:"token"`
+	}
+	if err := httpapi.DecodeJSON(r, &in); err != nil {
+		return err
+	}
+	n, err := h.Service.NotMe(r.Context(), in.Token, httpapi.MetaOf(r, ""))
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	return httpapi.WriteJSON(w, http.StatusOK, map[string]int{"sessions_ended": n})
 }

@@ -124,6 +124,10 @@ func (s *Service) login(ctx context.Context, lk *guard, email, pw string, m http
 	switch {
 	case u.Status == store.UserDisabled:
 		return Result{}, false, ErrAccountDisabled
+	case !u.PasswordResetRequiredAt.IsZero():
+		// Only now that the password was verified: a sign-in was
+		// disowned (NotMe), and the password is presumed known to others.
+		return Result{}, false, ErrPasswordResetRequired
 	case u.EmailVerifiedAt.IsZero() && s.Config.RequireVerifiedEmail:
 		return Result{}, false, ErrEmailNotVerified
 	}
@@ -238,6 +242,10 @@ func (s *Service) Complete(ctx context.Context, userID, passwordStamp string, am
 	if passwordStamp != "" {
 		if subtle.ConstantTimeCompare([]byte(PasswordStamp(u.PasswordHash)), []byte(passwordStamp)) != 1 {
 			return Result{}, ErrInvalidCredentials
+		}
+		// A sign-in disowned while this one waited for its second factor.
+		if !u.PasswordResetRequiredAt.IsZero() {
+			return Result{}, ErrPasswordResetRequired
 		}
 		checked = u.PasswordHash
 	}
@@ -388,18 +396,34 @@ func (s *Service) start(ctx context.Context, u store.User, newHash, checkedHash 
 		}
 		in.Event.Data["risk"] = map[string]any{"score": r.Score, "reasons": reasons}
 	}
+	// A sign-in from a new device or country asks the user "was this
+	// you?", with a "this wasn't me" link, in the session's transaction.
+	var notMe string
+	if askWasThisYou(r) && s.Jobs != nil && s.Config.AppURL != "" {
+		if notMe, err = secret.NewToken(32); err != nil {
+			return Result{}, err
+		}
+	}
+	startTx := func(tx Tx) error {
+		if sess, u, err = tx.StartSession(ctx, in); err != nil {
+			return err
+		}
+		if notMe != "" {
+			if err := s.wasThisYou(ctx, tx, u, sess, notMe); err != nil {
+				return err
+			}
+		}
+		return tx.Publish(ctx, event.SessionStarted{Session: sess, Meta: m})
+	}
 	var ended []string
-	if s.Config.MaxSessions <= 0 && !s.Store.Listens(event.SessionStarted{}) {
+	if s.Config.MaxSessions <= 0 && notMe == "" && !s.Store.Listens(event.SessionStarted{}) {
 		// The common case: one step, which the PostgreSQL store takes in
 		// two round trips.
 		sess, u, err = s.Store.StartSession(ctx, in)
 	} else {
 		err = s.Store.InTx(ctx, func(tx Tx) error {
 			if s.Config.MaxSessions <= 0 {
-				if sess, u, err = tx.StartSession(ctx, in); err != nil {
-					return err
-				}
-				return tx.Publish(ctx, event.SessionStarted{Session: sess, Meta: m})
+				return startTx(tx)
 			}
 			// Lock the user first, so concurrent logins count in turn.
 			if _, err := tx.GetUserForUpdate(ctx, u.ID); err != nil {
@@ -424,10 +448,7 @@ func (s *Service) start(ctx context.Context, u store.User, newHash, checkedHash 
 					return err
 				}
 			}
-			if sess, u, err = tx.StartSession(ctx, in); err != nil {
-				return err
-			}
-			return tx.Publish(ctx, event.SessionStarted{Session: sess, Meta: m})
+			return startTx(tx)
 		})
 	}
 	if errors.Is(err, store.ErrNotFound) {

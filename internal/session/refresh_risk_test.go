@@ -55,17 +55,17 @@ func locateTestAddress(ip string) Location {
 	return Location{}
 }
 
-// mailJobs records the emails enqueued.
-type mailJobs struct {
+// riskMailJobs records the emails enqueued.
+type riskMailJobs struct {
 	mu   sync.Mutex
 	sent []mail.SendArgs
 }
 
-func (j *mailJobs) Insert(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) (int64, error) {
+func (j *riskMailJobs) Insert(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) (int64, error) {
 	return j.InsertTx(ctx, nil, args, opts)
 }
 
-func (j *mailJobs) InsertTx(_ context.Context, _ any, args river.JobArgs, _ *river.InsertOpts) (int64, error) {
+func (j *riskMailJobs) InsertTx(_ context.Context, _ any, args river.JobArgs, _ *river.InsertOpts) (int64, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if a, ok := args.(mail.SendArgs); ok {
@@ -74,7 +74,7 @@ func (j *mailJobs) InsertTx(_ context.Context, _ any, args river.JobArgs, _ *riv
 	return 1, nil
 }
 
-func (j *mailJobs) templates() []string {
+func (j *riskMailJobs) templates() []string {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	var out []string
@@ -157,7 +157,7 @@ type refreshRiskEnv struct {
 	profiles  *countingProfiles
 	clock     *clocktest.Clock
 	tokens    *recordingTokens
-	jobs      *mailJobs
+	jobs      *riskMailJobs
 	anomalies *recorder[event.SessionAnomaly]
 	user      store.User
 }
@@ -222,7 +222,7 @@ func newRefreshRiskEnv(t *testing.T, db store.Store, s risk.Settings) *refreshRi
 	t.Cleanup(func() { st.Close() })
 	bus := event.NewBus()
 	e := &refreshRiskEnv{
-		db: db, clock: clock, tokens: &recordingTokens{}, jobs: &mailJobs{}, user: u,
+		db: db, clock: clock, tokens: &recordingTokens{}, jobs: &riskMailJobs{}, user: u,
 		anomalies: record[event.SessionAnomaly](bus),
 		counted:   &countingStore{Store: event.Narrow(db, bus, func(tx event.Tx) Tx { return tx })},
 		profiles:  &countingProfiles{RiskProfiles: db},

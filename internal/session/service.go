@@ -49,6 +49,7 @@ func Errors() []httpapi.ErrorMapping {
 		httpapi.MapError(ErrInvalidGrant, http.StatusUnauthorized, "invalid_grant", "The refresh token is invalid, expired or revoked."),
 		httpapi.MapError(ErrUnknownPublicClient, http.StatusBadRequest, "invalid_client", "client_id is not a registered public client."),
 		httpapi.MapError(ErrRiskBlocked, http.StatusForbidden, "risk_blocked", "This sign-in was refused for the account's protection."),
+		httpapi.MapError(ErrPasswordResetRequired, http.StatusForbidden, "password_reset_required", "A sign-in to this account was reported as not the owner's: reset the password (forgot password) before signing in with it."),
 	}
 }
 
@@ -74,6 +75,10 @@ type Config struct {
 	// session's (hash of device_id and the user-agent family).
 	BindDevice bool
 	Lockout    LockoutConfig
+	// AppURL is the base of the "this wasn't me" link of the new-sign-in
+	// email (AppURL+NotMePath+"?token=…"); without it (or without Jobs)
+	// no such email is sent.
+	AppURL string
 }
 
 // Tokens issues and revokes access tokens.
@@ -148,7 +153,7 @@ type Deps struct {
 	Tokens    Tokens
 	Keys      *secret.Keyring
 	KV        kv.Store
-	Jobs      JobInserter // needed for the emails of lockouts and token reuse
+	Jobs      JobInserter // needed for the emails of lockouts, token reuse and new sign-ins
 	// Locate, when set, places a client address (netintel), in memory: a
 	// session keeps where it started, and risk scoring uses it.
 	Locate func(ip string) Location

@@ -8,13 +8,15 @@ import (
 )
 
 // Tables are the tables sign-in reads and writes: users (credentials,
-// status, last login), sessions and refresh tokens, the audit log and the
-// revocation state.
+// status, last login), sessions and refresh tokens, the audit log, the
+// revocation state and the "this wasn't me" links (one-time tokens of
+// purpose not_me).
 type Tables interface {
 	store.UserStore
 	store.SessionStore
 	store.AuditLog
 	store.RevocationStore
+	store.OneTimeTokenStore
 }
 
 // Tx is the store inside one of sign-in's transactions.

@@ -39,11 +39,11 @@ type SecurityEvent struct {
 	// the event is not about an attempt).
 	Account string
 	ActorID string // who acted, when not the user (an administrator)
-	IP         string
-	Country    string // ISO 3166-1 alpha-2, when geolocation knows it
-	City       string
-	ASN        int64 // 0: unknown
-	Device     string
+	IP      string
+	Country string // ISO 3166-1 alpha-2, when geolocation knows it
+	City    string
+	ASN     int64 // 0: unknown
+	Device  string
 	// Score is the risk score 0–100 when the event carries one (nil: none).
 	Score   *int
 	Reasons []SecurityReason
@@ -78,8 +78,8 @@ type SecurityIncident struct {
 	NotifiedAt  time.Time
 	Escalations int
 	ResolvedAt  time.Time // zero while open
-	ResolvedBy string    // the administrator who resolved it
-	Note       string
+	ResolvedBy  string    // the administrator who resolved it
+	Note        string
 }
 
 // Security listing page sizes.

@@ -159,6 +159,9 @@ type SignIn struct {
 	// password was checked against: the sign-in is recorded only if the
 	// user's hash is still this one, so a password changed or reset while
 	// the sign-in was under way ends it (ErrNotFound, nothing written).
+	// Such a password sign-in is refused the same way when the user's
+	// PasswordResetRequiredAt is set, so that a sign-in disowned while
+	// another was under way cannot be followed by that one's session.
 	CheckedPasswordHash string
 	Event               AuditEvent
 }
@@ -174,7 +177,8 @@ type SessionStore interface {
 	// appended with Data["session_id"] set to the new session's ID. It
 	// returns the session and the updated user; ErrNotFound if the user
 	// does not exist, was deleted or disabled, or no longer has
-	// in.CheckedPasswordHash (and then nothing is written).
+	// in.CheckedPasswordHash, or has PasswordResetRequiredAt set while
+	// in.CheckedPasswordHash is (and then nothing is written).
 	StartSession(ctx context.Context, in SignIn) (Session, User, error)
 	// GetSession returns the session (revoked or not), or ErrNotFound.
 	GetSession(ctx context.Context, id string) (Session, error)

@@ -64,6 +64,11 @@ type User struct {
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
 	DeletedAt    time.Time
+
+	// PasswordResetRequiredAt, when set, is when the user disowned a
+	// sign-in ("this wasn't me"): password sign-in is refused until the
+	// password is reset by email, which clears it.
+	PasswordResetRequiredAt time.Time
 }
 
 // UserFilter selects users for ListUsers.
@@ -116,6 +121,10 @@ const (
 	PurposeVerifyEmail   TokenPurpose = "verify_email"
 	PurposeEmailChange   TokenPurpose = "email_change"
 	PurposePasswordReset TokenPurpose = "password_reset"
+	// PurposeNotMe is the "this wasn't me" link of a new-sign-in email.
+	// Unlike the others, a new one does not supersede the older ones:
+	// every such email keeps a working link (see CreateOneTimeToken).
+	PurposeNotMe TokenPurpose = "not_me"
 )
 
 // OneTimeToken is a single-use token sent by email. Only the SHA-256 hash
@@ -135,9 +144,14 @@ type OneTimeToken struct {
 type OneTimeTokenStore interface {
 	// CreateOneTimeToken stores t and, in the same step, deletes every
 	// unconsumed token of the same user and purpose: a new link supersedes
-	// the older ones. An empty ID becomes a UUIDv7, a zero CreatedAt now;
+	// the older ones. PurposeNotMe is the exception: its tokens accumulate
+	// (each new-sign-in email keeps a working link) until they are
+	// consumed, deleted (DeleteUserOneTimeTokens) or expire. An empty ID
+	// becomes a UUIDv7, a zero CreatedAt now;
 	// ExpiresAt is required and ConsumedAt must be zero. A TokenHash that
-	// another remaining token has is ErrConflict.
+	// another remaining token has is ErrConflict (a not_me token's is
+	// checked against the other not_me tokens, which the SQL backends keep
+	// in a table of their own).
 	CreateOneTimeToken(ctx context.Context, t OneTimeToken) error
 	// ConsumeOneTimeToken marks the unconsumed, unexpired (ExpiresAt > now)
 	// token with this purpose and hash consumed, in one atomic statement,

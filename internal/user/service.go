@@ -428,7 +428,8 @@ func (s *Service) allowEmail(ctx context.Context, norm string, m httpapi.Meta) (
 }
 
 // ResetPassword sets a new password with a reset token, revokes every
-// session of the user and tells them by email.
+// session of the user and tells them by email. It lifts the password reset
+// a disowned sign-in required (store.User.PasswordResetRequiredAt).
 func (s *Service) ResetPassword(ctx context.Context, token, pw string, m httpapi.Meta) error {
 	if err := checkToken(token); err != nil {
 		return err
@@ -474,6 +475,9 @@ func (s *Service) ResetPassword(ctx context.Context, token, pw string, m httpapi
 			return ErrInvalidToken
 		}
 		u.PasswordHash = newHash
+		// A reset is what a disowned sign-in ("this wasn't me") waits
+		// for: password sign-in works again.
+		u.PasswordResetRequiredAt = time.Time{}
 		// The link reached the mailbox: that proves the address.
 		verified := u.EmailVerifiedAt.IsZero()
 		if verified {

@@ -673,3 +673,37 @@ func TestStaleEmailRequestIsDropped(t *testing.T) {
 		t.Errorf("a fresh request sent %d emails, want 1", got-before)
 	}
 }
+
+// TestResetLiftsTheResetRequirement: a disowned sign-in ("this wasn't
+// me", see internal/session) requires a password reset; a password change
+// does not lift the requirement, the emailed reset does.
+func TestResetLiftsTheResetRequirement(t *testing.T) {
+	ctx := context.Background()
+	s, jobs, clk, kr := newTestService(t)
+	if _, err := s.Register(ctx, "disowned@example.com", pw, "", httpapi.Meta{IP: "192.0.2.1"}); err != nil {
+		t.Fatal(err)
+	}
+	u, err := s.Store.GetUserByEmail(ctx, "disowned@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.PasswordResetRequiredAt = clk.Now()
+	if _, err := s.Store.UpdateUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ChangePassword(ctx, u.ID, "", pw, "another passphrase nobody has 7", httpapi.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Store.GetUser(ctx, u.ID); got.PasswordResetRequiredAt.IsZero() {
+		t.Error("a password change (with the password that is presumed known) lifted the reset requirement")
+	}
+	if err := s.ForgotPassword(ctx, "disowned@example.com", httpapi.Meta{IP: "192.0.2.1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ResetPassword(ctx, jobs.token(t, kr, mail.PasswordReset, "disowned@example.com"), "a new and different passphrase 9", httpapi.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Store.GetUser(ctx, u.ID); !got.PasswordResetRequiredAt.IsZero() {
+		t.Errorf("PasswordResetRequiredAt = %v after the reset, want cleared", got.PasswordResetRequiredAt)
+	}
+}

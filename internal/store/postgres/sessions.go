@@ -93,9 +93,11 @@ func (s *Store) CreateSession(ctx context.Context, x store.Session, first store.
 // recordLogin sets the user's last_login_at (and password hash, when
 // hash is set) and locks the row of a user neither deleted nor disabled;
 // $1 the user, $2 the time, $3 the hash, $4 updated_at, $5 the hash the
-// password was checked against (if any), which must still be the user's.
+// password was checked against (if any), which must still be the user's,
+// and then no password reset may be required.
 const recordLogin = `UPDATE users SET last_login_at = $2, password_hash = COALESCE($3, password_hash), updated_at = $4
-	WHERE id = $1 AND deleted_at IS NULL AND status <> 'disabled' AND ($5::text IS NULL OR password_hash = $5)
+	WHERE id = $1 AND deleted_at IS NULL AND status <> 'disabled'
+		AND ($5::text IS NULL OR (password_hash = $5 AND password_reset_required_at IS NULL))
 	RETURNING ` + sqlrow.UserColumns
 
 // signInGuard ends the INSERT … SELECT statements of StartSession: they
@@ -103,10 +105,11 @@ const recordLogin = `UPDATE users SET last_login_at = $2, password_hash = COALES
 // user. Its parameters, from $n on, are recordLogin's $1 (the user), $5
 // (the checked hash) and $3 (the new hash): the user's row, which
 // recordLogin locked if it found it, must be neither deleted nor disabled
-// and hold the checked hash, or the new hash recordLogin wrote over it.
+// and hold the checked hash, or the new hash recordLogin wrote over it,
+// without a password reset required.
 func signInGuard(n int) string {
 	return fmt.Sprintf(` WHERE EXISTS (SELECT 1 FROM users WHERE id = $%d AND deleted_at IS NULL AND status <> 'disabled'
-		AND ($%d::text IS NULL OR password_hash = COALESCE($%d, $%d)))`, n, n+1, n+2, n+1)
+		AND ($%d::text IS NULL OR (password_hash = COALESCE($%d, $%d) AND password_reset_required_at IS NULL)))`, n, n+1, n+2, n+1)
 }
 
 var (

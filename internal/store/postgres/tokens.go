@@ -14,7 +14,7 @@ import (
 // wins; the others wait for its lock, re-check the WHERE clause against the
 // committed row (READ COMMITTED) and find it consumed.
 func (s *Store) ConsumeOneTimeToken(ctx context.Context, purpose store.TokenPurpose, tokenHash string, now time.Time) (store.OneTimeToken, error) {
-	t, err := sqlrow.ScanToken(s.q.QueryRow(ctx, `UPDATE one_time_tokens SET consumed_at = $3
+	t, err := sqlrow.ScanToken(s.q.QueryRow(ctx, `UPDATE `+sqlrow.TokenTable(purpose)+` SET consumed_at = $3
 		WHERE purpose = $1 AND token_hash = $2 AND consumed_at IS NULL AND expires_at > $3
 		RETURNING `+sqlrow.TokenColumns,
 		string(purpose), tokenHash, sqlrow.Micro(now)), timeDest, nullTimeDest)

@@ -111,7 +111,8 @@ func (s *Store) StartSession(ctx context.Context, in store.SignIn) (store.Sessio
 	err = s.inTx(ctx, func(tx *Store) error {
 		var err error
 		u, err = scanUser(tx.tx.QueryRowContext(ctx, `UPDATE users SET last_login_at = ?1, password_hash = coalesce(?2, password_hash), updated_at = ?3
-			WHERE id = ?4 AND deleted_at IS NULL AND status <> 'disabled' AND (?5 IS NULL OR password_hash = ?5) RETURNING `+sqlrow.UserColumns,
+			WHERE id = ?4 AND deleted_at IS NULL AND status <> 'disabled'
+				AND (?5 IS NULL OR (password_hash = ?5 AND password_reset_required_at IS NULL)) RETURNING `+sqlrow.UserColumns,
 			timeValue(in.Session.CreatedAt), sqlrow.Null(in.PasswordHash), timeValue(sqlrow.Micro(s.now())), in.Session.UserID,
 			sqlrow.Null(in.CheckedPasswordHash)))
 		if err != nil {

@@ -15,7 +15,7 @@ func (s *Store) ConsumeOneTimeToken(ctx context.Context, purpose store.TokenPurp
 	var t store.OneTimeToken
 	err := s.write(ctx, func(q querier) error {
 		var err error
-		t, err = sqlrow.ScanToken(q.QueryRowContext(ctx, `UPDATE one_time_tokens SET consumed_at = ?1
+		t, err = sqlrow.ScanToken(q.QueryRowContext(ctx, `UPDATE `+sqlrow.TokenTable(purpose)+` SET consumed_at = ?1
 			WHERE purpose = ?2 AND token_hash = ?3 AND consumed_at IS NULL AND expires_at > ?1
 			RETURNING `+sqlrow.TokenColumns,
 			timeValue(now), string(purpose), tokenHash), timeDest, nullTimeDest)

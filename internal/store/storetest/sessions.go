@@ -1424,6 +1424,42 @@ func testStartSession(t *testing.T, s store.Store) {
 		t.Errorf("first token after a checked rehash = %+v", tok)
 	}
 
+	// A password sign-in of a user who must reset the password (a sign-in
+	// was disowned meanwhile): ErrNotFound, and nothing is written; a
+	// sign-in without a password (social, magic link) still starts.
+	disowned, err := s.GetUser(ctx, user.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	disowned.PasswordResetRequiredAt = sessAt
+	if _, err := s.UpdateUser(ctx, disowned); err != nil {
+		t.Fatal(err)
+	}
+	for _, rehash := range []string{"", "$argon2id$v=19$m=19456,t=2,p=1$cmVzZXRzYWx0$cmVzZXRoYXNocmVzZXRoYXNocmVzZXRoYXNoMTIz"} {
+		blocked := fresh
+		blocked.First.TokenHash, blocked.PasswordHash = refreshHash(), rehash
+		blocked.CheckedPasswordHash = disowned.PasswordHash
+		if _, _, err := s.StartSession(ctx, blocked); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("password StartSession of a user who must reset the password (rehash %q): %v, want ErrNotFound", rehash, err)
+		}
+		if _, err := s.GetRefreshTokenByHash(ctx, blocked.First.TokenHash); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("the refused password sign-in left its token behind: %v", err)
+		}
+	}
+	if after, err := s.GetUser(ctx, user.ID); err != nil || after.PasswordHash != disowned.PasswordHash || !after.LastLoginAt.Equal(disowned.LastLoginAt) {
+		t.Errorf("the refused password sign-in wrote the user: %+v, %v", after, err)
+	}
+	social := fresh
+	social.First.TokenHash, social.PasswordHash, social.CheckedPasswordHash = refreshHash(), "", ""
+	social.Session.AMR = []string{"fed"}
+	if _, got, err := s.StartSession(ctx, social); err != nil || got.PasswordResetRequiredAt.IsZero() {
+		t.Errorf("StartSession without a password for a user who must reset it: %v (reset still required %v)", err, !got.PasswordResetRequiredAt.IsZero())
+	}
+	disowned.PasswordResetRequiredAt = time.Time{}
+	if _, err := s.UpdateUser(ctx, disowned); err != nil {
+		t.Fatal(err)
+	}
+
 	// A deleted, disabled or unknown user: ErrNotFound, and nothing is
 	// written.
 	gone := mustCreateUser(t, s, newUser("gone@example.com"))

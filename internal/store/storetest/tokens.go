@@ -28,6 +28,9 @@ func runTokens(t *testing.T, migrated func(t *testing.T) store.Store) {
 	t.Run("ParallelCreate", func(t *testing.T) { testTokenParallelCreate(t, migrated(t)) })
 	t.Run("UserDeletion", func(t *testing.T) { testTokenUserDeletion(t, migrated(t)) })
 	t.Run("GetWithoutConsuming", func(t *testing.T) { testTokenGet(t, migrated(t)) })
+	t.Run("NotMeKept", func(t *testing.T) { testTokenNotMeKept(t, migrated(t)) })
+	t.Run("NotMePurgeAndConflict", func(t *testing.T) { testTokenNotMePurge(t, migrated(t)) })
+	t.Run("NotMeParallelConsume", func(t *testing.T) { testTokenNotMeParallelConsume(t, migrated(t)) })
 }
 
 // tokenHash returns the hex SHA-256 of a fresh random token.
@@ -492,5 +495,127 @@ func testTokenGet(t *testing.T, s store.Store) {
 	}
 	if _, err := s.GetOneTimeToken(ctx, store.PurposePasswordReset, tok.TokenHash, tokenAt); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("consumed token still readable: %v", err)
+	}
+}
+
+// not_me tokens do not supersede each other: every new-sign-in email keeps
+// a working link, until one is redeemed and the others are deleted.
+func testTokenNotMeKept(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	a := mustCreateUser(t, s, newUser("a@example.com"))
+	b := mustCreateUser(t, s, newUser("b@example.com"))
+	first := mustCreateToken(t, s, a.ID, store.PurposeNotMe)
+	second := mustCreateToken(t, s, a.ID, store.PurposeNotMe)
+	third := mustCreateToken(t, s, a.ID, store.PurposeNotMe)
+	aReset := mustCreateToken(t, s, a.ID, store.PurposePasswordReset)
+	bNotMe := mustCreateToken(t, s, b.ID, store.PurposeNotMe)
+	// Tokens of the other purposes do not touch them, nor they those.
+	aReset2 := mustCreateToken(t, s, a.ID, store.PurposePasswordReset)
+	if consumable(t, s, aReset) {
+		t.Error("the superseded reset token was consumed")
+	}
+	for _, tok := range []store.OneTimeToken{first, second, third, bNotMe} {
+		if got, err := s.GetOneTimeToken(ctx, store.PurposeNotMe, tok.TokenHash, tokenAt); err != nil || got.ID != tok.ID || got.Purpose != store.PurposeNotMe || got.UserID != tok.UserID {
+			t.Errorf("GetOneTimeToken(not_me %s) = %+v, %v", tok.ID, got, err)
+		}
+	}
+	// A not_me token is found under its purpose only, and other tokens
+	// not under not_me.
+	if _, err := s.ConsumeOneTimeToken(ctx, store.PurposePasswordReset, first.TokenHash, tokenAt); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("not_me token consumed as a reset token: err = %v", err)
+	}
+	if _, err := s.ConsumeOneTimeToken(ctx, store.PurposeNotMe, aReset2.TokenHash, tokenAt); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("reset token consumed as a not_me token: err = %v", err)
+	}
+	if _, err := s.GetOneTimeToken(ctx, store.PurposeVerifyEmail, first.TokenHash, tokenAt); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("not_me token read as a verify_email token: err = %v", err)
+	}
+
+	// Redeeming one: consume it, then delete the user's others.
+	got, err := s.ConsumeOneTimeToken(ctx, store.PurposeNotMe, second.TokenHash, tokenAt)
+	if err != nil {
+		t.Fatalf("ConsumeOneTimeToken(not_me): %v", err)
+	}
+	want := second
+	want.ExpiresAt, want.CreatedAt, want.ConsumedAt = micro(second.ExpiresAt), micro(second.CreatedAt), micro(tokenAt)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("consumed not_me token (-want +got):\n%s", diff)
+	}
+	if _, err := s.ConsumeOneTimeToken(ctx, store.PurposeNotMe, second.TokenHash, tokenAt); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("not_me token consumed twice: err = %v", err)
+	}
+	if err := s.DeleteUserOneTimeTokens(ctx, a.ID, store.PurposeNotMe); err != nil {
+		t.Fatalf("DeleteUserOneTimeTokens(not_me): %v", err)
+	}
+	if consumable(t, s, first) || consumable(t, s, third) {
+		t.Error("a not_me token of the user survived DeleteUserOneTimeTokens")
+	}
+	if !consumable(t, s, bNotMe) || !consumable(t, s, aReset2) {
+		t.Error("DeleteUserOneTimeTokens(not_me) deleted another user's token or another purpose's")
+	}
+	// The consumed one stays, as history.
+	if n := count(t, s, "SELECT count(*) FROM not_me_tokens WHERE id = '"+second.ID+"' AND consumed_at IS NOT NULL"); n != 1 {
+		t.Errorf("consumed not_me rows = %d, want 1", n)
+	}
+}
+
+// not_me tokens expire and are purged like the others; their hashes are
+// unique.
+func testTokenNotMePurge(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	u := mustCreateUser(t, s, newUser("purge-not-me@example.com"))
+	expired := store.OneTimeToken{UserID: u.ID, Purpose: store.PurposeNotMe, TokenHash: tokenHash(), ExpiresAt: tokenAt.Add(-time.Microsecond)}
+	live := store.OneTimeToken{UserID: u.ID, Purpose: store.PurposeNotMe, TokenHash: tokenHash(), ExpiresAt: tokenAt.Add(7 * 24 * time.Hour)}
+	other := store.OneTimeToken{UserID: u.ID, Purpose: store.PurposeVerifyEmail, TokenHash: tokenHash(), ExpiresAt: tokenAt.Add(-time.Microsecond)}
+	for _, tok := range []store.OneTimeToken{expired, live, other} {
+		if err := s.CreateOneTimeToken(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.ConsumeOneTimeToken(ctx, store.PurposeNotMe, expired.TokenHash, tokenAt); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("expired not_me token consumed: err = %v", err)
+	}
+	dup := store.OneTimeToken{UserID: u.ID, Purpose: store.PurposeNotMe, TokenHash: live.TokenHash, ExpiresAt: tokenAt.Add(time.Hour)}
+	if err := s.CreateOneTimeToken(ctx, dup); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("second not_me token with the same hash: err = %v, want ErrConflict", err)
+	}
+	n, err := s.PurgeOneTimeTokens(ctx, tokenAt)
+	if err != nil || n != 2 {
+		t.Fatalf("PurgeOneTimeTokens = %d, %v; want 2 (an expired not_me token and another)", n, err)
+	}
+	if !consumable(t, s, live) {
+		t.Error("the live not_me token was purged")
+	}
+}
+
+// Of many parallel redemptions of one not_me token exactly one succeeds.
+func testTokenNotMeParallelConsume(t *testing.T, s store.Store) {
+	const goroutines = 20
+	user := mustCreateUser(t, s, newUser("race-not-me@example.com"))
+	tok := mustCreateToken(t, s, user.ID, store.PurposeNotMe)
+	var (
+		wg    sync.WaitGroup
+		start = make(chan struct{})
+		errs  = make([]error, goroutines)
+	)
+	for i := range goroutines {
+		wg.Go(func() {
+			<-start
+			_, errs[i] = s.ConsumeOneTimeToken(context.Background(), store.PurposeNotMe, tok.TokenHash, tokenAt)
+		})
+	}
+	close(start)
+	wg.Wait()
+	won := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			won++
+		case !errors.Is(err, store.ErrNotFound):
+			t.Errorf("ConsumeOneTimeToken: %v, want success or ErrNotFound", err)
+		}
+	}
+	if won != 1 {
+		t.Errorf("%d of %d parallel consumers of a not_me token succeeded, want exactly 1", won, goroutines)
 	}
 }

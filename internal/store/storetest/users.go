@@ -63,6 +63,8 @@ func fullUser() store.User {
 		Status:      store.UserLocked,
 		IsAdmin:     true,
 		LastLoginAt: time.Date(1969, 7, 20, 20, 17, 40, 999999999, time.UTC),
+		// Disowned a sign-in at 09:30:00.000000999 Nepal time.
+		PasswordResetRequiredAt: time.Date(2025, 5, 6, 9, 30, 0, 999, nepal),
 		// CreatedAt and UpdatedAt are set by the store, DeletedAt ignored.
 		CreatedAt: time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC),
 		UpdatedAt: time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC),
@@ -84,11 +86,12 @@ func testUserRoundTrip(t *testing.T, s store.Store) {
 	want := in
 	want.EmailVerifiedAt = time.Date(2024, 2, 29, 18, 14, 59, 123456000, time.UTC)
 	want.LastLoginAt = time.Date(1969, 7, 20, 20, 17, 40, 999999000, time.UTC)
+	want.PasswordResetRequiredAt = time.Date(2025, 5, 6, 3, 45, 0, 0, time.UTC)
 	want.CreatedAt, want.UpdatedAt, want.DeletedAt = created.CreatedAt, created.CreatedAt, time.Time{}
 	if diff := cmp.Diff(want, created); diff != "" {
 		t.Fatalf("CreateUser returned (-want +got):\n%s", diff)
 	}
-	for _, l := range []time.Time{created.EmailVerifiedAt, created.LastLoginAt} {
+	for _, l := range []time.Time{created.EmailVerifiedAt, created.LastLoginAt, created.PasswordResetRequiredAt} {
 		if l.Location() != time.UTC {
 			t.Errorf("time %v not in UTC", l)
 		}
@@ -167,7 +170,8 @@ func testUserDefaults(t *testing.T, s store.Store) {
 		" AND email_verified_at IS NULL AND pending_email IS NULL AND password_hash IS NULL"+
 		" AND name IS NULL AND given_name IS NULL AND family_name IS NULL AND locale IS NULL"+
 		" AND zoneinfo IS NULL AND phone_number IS NULL AND picture IS NULL AND department IS NULL"+
-		" AND job_title IS NULL AND employee_id IS NULL AND last_login_at IS NULL AND deleted_at IS NULL")
+		" AND job_title IS NULL AND employee_id IS NULL AND last_login_at IS NULL AND deleted_at IS NULL"+
+		" AND password_reset_required_at IS NULL")
 	if nulls != 1 {
 		t.Error("empty optional fields are not stored as NULL")
 	}
@@ -233,6 +237,7 @@ func testUserUpdate(t *testing.T, s store.Store) {
 	u.Department, u.JobTitle, u.EmployeeID = "", "Countess", "E-1"
 	u.Status, u.IsAdmin = store.UserDisabled, false
 	u.LastLoginAt = time.Time{}
+	u.PasswordResetRequiredAt = time.Time{} // the password was reset
 	u.CreatedAt = time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)
 	u.DeletedAt = time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)
 	updated, err := s.UpdateUser(ctx, u)
@@ -673,7 +678,16 @@ func testUsersMigrationDown(t *testing.T, s store.Store) {
 		}
 		status = status[:len(status)-1]
 	}
-	mustCreateUser(t, s, newUser("before-down@example.com"))
+	// A row in the table as 0002 made it (CreateUser writes the columns
+	// later migrations added).
+	created := "0"
+	if s.Dialect() == store.DialectPostgres {
+		created = "now()"
+	}
+	if err := rawExec(t, s).RawExec(ctx, "INSERT INTO users (id, email, email_normalized, created_at, updated_at) VALUES ('"+
+		uuid.NewString()+"', 'before-down@example.com', 'before-down@example.com', "+created+", "+created+")"); err != nil {
+		t.Fatalf("insert a user at 0002: %v", err)
+	}
 	if got, err := m.Down(ctx); err != nil || got.Version != 2 {
 		t.Fatalf("Down = %+v, %v; want version 2", got, err)
 	}

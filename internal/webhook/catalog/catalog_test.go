@@ -219,6 +219,8 @@ func cases() []struct {
 		{"bare session started", event.SessionStarted{Session: bare}, []string{"session.created"}},
 		{"sessions revoked", event.SessionsRevoked{UserID: userID, SessionIDs: []string{sessID, sess2ID}, Reason: "logout_all", Meta: v6}, []string{"session.revoked", "session.revoked"}},
 		{"session revoked by an admin", event.SessionsRevoked{UserID: userID, SessionIDs: []string{sessID}, Reason: "revoked_by_admin", Meta: byAdmin}, []string{"session.revoked"}},
+		{"sessions revoked by a disowned sign-in", event.SessionsRevoked{UserID: userID, SessionIDs: []string{sessID, sess2ID}, Reason: "not_me", Meta: web}, []string{"session.revoked", "session.revoked"}},
+		{"sign-in disowned", event.SignInDisowned{UserID: userID, SessionIDs: []string{sessID}, Meta: web}, nil},
 		{"refresh token reused", event.RefreshTokenReused{Session: session(), Meta: web}, []string{"session.refresh_reuse_detected", "security.refresh_reuse", "session.revoked"}},
 		{"factor enrolled", event.SecondFactorEnrolled{UserID: userID, Method: "totp", DeviceID: devID}, []string{"mfa.enrolled"}},
 		{"factor removed", event.SecondFactorRemoved{UserID: userID, Method: "sms", DeviceID: devID}, []string{"mfa.removed"}},

@@ -40,10 +40,10 @@ func validSeverity(s string) bool {
 
 func (t *Tables) scanSecurityEvent(r sqlrow.Scanner) (store.SecurityEvent, error) {
 	var (
-		ev                                                 store.SecurityEvent
+		ev                                                          store.SecurityEvent
 		user, actor, ip, country, city, device, incidentID, account *string
-		asn, score                                         *int64
-		reasons, data                                      []byte
+		asn, score                                                  *int64
+		reasons, data                                               []byte
 	)
 	if err := r.Scan(&ev.ID, &ev.Type, &ev.Severity, t.d.TimeDest(&ev.OccurredAt), &user, &actor, &ip, &country, &city,
 		&asn, &device, &score, &reasons, &incidentID, &data, &account); err != nil {

@@ -15,7 +15,7 @@ func (t *Tables) scanUser(r sqlrow.Scanner) (store.User, error) {
 }
 
 const insertUser = `INSERT INTO users (id, ` + sqlrow.UserFields + `, created_at, updated_at)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $22)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $23)
 	RETURNING ` + sqlrow.UserColumns
 
 // CreateUser implements store.UserStore.
@@ -77,7 +77,7 @@ const updateUser = `UPDATE users SET
 	name = $7, given_name = $8, family_name = $9, locale = $10, zoneinfo = $11, phone_number = $12, picture = $13,
 	metadata = $14, app_metadata = $15,
 	department = $16, job_title = $17, employee_id = $18, status = $19, is_admin = $20, last_login_at = $21,
-	updated_at = $22
+	password_reset_required_at = $22, updated_at = $23
 	WHERE id = $1 AND deleted_at IS NULL
 	RETURNING ` + sqlrow.UserColumns
 

@@ -53,7 +53,8 @@ func newID(id string) (string, error) {
 // UserColumns is the column list ScanUser expects, in order.
 const UserColumns = "id, email, email_normalized, email_verified_at, pending_email, password_hash, " +
 	"name, given_name, family_name, locale, zoneinfo, phone_number, picture, metadata, app_metadata, " +
-	"department, job_title, employee_id, status, is_admin, last_login_at, created_at, updated_at, deleted_at"
+	"department, job_title, employee_id, status, is_admin, last_login_at, created_at, updated_at, deleted_at, " +
+	"password_reset_required_at"
 
 // ScanUser scans one row selected with UserColumns. td scans a NOT NULL time
 // column, ntd a nullable one (NULL becomes the zero time).
@@ -67,7 +68,8 @@ func ScanUser(s Scanner, td, ntd TimeDest) (store.User, error) {
 	)
 	err := s.Scan(&u.ID, &u.Email, &u.EmailNormalized, ntd(&u.EmailVerifiedAt), &pending, &hash,
 		&name, &given, &family, &locale, &zone, &phone, &pict, &meta, &appMeta,
-		&dept, &title, &employee, &status, &u.IsAdmin, ntd(&u.LastLoginAt), td(&u.CreatedAt), td(&u.UpdatedAt), ntd(&u.DeletedAt))
+		&dept, &title, &employee, &status, &u.IsAdmin, ntd(&u.LastLoginAt), td(&u.CreatedAt), td(&u.UpdatedAt), ntd(&u.DeletedAt),
+		ntd(&u.PasswordResetRequiredAt))
 	if err != nil {
 		return store.User{}, err
 	}
@@ -76,7 +78,7 @@ func ScanUser(s Scanner, td, ntd TimeDest) (store.User, error) {
 	u.Locale, u.Zoneinfo, u.PhoneNumber, u.Picture = deref(locale), deref(zone), deref(phone), deref(pict)
 	u.Department, u.JobTitle, u.EmployeeID = deref(dept), deref(title), deref(employee)
 	u.Status = store.UserStatus(status)
-	for _, t := range []*time.Time{&u.EmailVerifiedAt, &u.LastLoginAt, &u.CreatedAt, &u.UpdatedAt, &u.DeletedAt} {
+	for _, t := range []*time.Time{&u.EmailVerifiedAt, &u.LastLoginAt, &u.CreatedAt, &u.UpdatedAt, &u.DeletedAt, &u.PasswordResetRequiredAt} {
 		if !t.IsZero() {
 			*t = t.UTC()
 		}
@@ -96,7 +98,7 @@ func ScanUser(s Scanner, td, ntd TimeDest) (store.User, error) {
 // deleted_at. CreateUser and UpdateUser write exactly these.
 const UserFields = "email, email_normalized, email_verified_at, pending_email, password_hash, " +
 	"name, given_name, family_name, locale, zoneinfo, phone_number, picture, metadata, app_metadata, " +
-	"department, job_title, employee_id, status, is_admin, last_login_at"
+	"department, job_title, employee_id, status, is_admin, last_login_at, password_reset_required_at"
 
 // PreparedUser is a validated user ready to be written.
 type PreparedUser struct {
@@ -165,6 +167,7 @@ func (p PreparedUser) Values(tv TimeValue) []any {
 		Null(u.Name), Null(u.GivenName), Null(u.FamilyName), Null(u.Locale), Null(u.Zoneinfo), Null(u.PhoneNumber), Null(u.Picture),
 		string(p.meta), string(p.app),
 		Null(u.Department), Null(u.JobTitle), Null(u.EmployeeID), string(u.Status), u.IsAdmin, tv(u.LastLoginAt),
+		tv(u.PasswordResetRequiredAt),
 	}
 }
 
@@ -378,10 +381,21 @@ func ScanToken(s Scanner, td, ntd TimeDest) (store.OneTimeToken, error) {
 	return t, nil
 }
 
+// TokenTable is the table that keeps the tokens of purpose p: not_me
+// tokens have a table of their own, of the same columns, where they do not
+// replace each other (migration 0015); the others are in one_time_tokens.
+// An unknown purpose is looked up in one_time_tokens, which has none.
+func TokenTable(p store.TokenPurpose) string {
+	if p == store.PurposeNotMe {
+		return "not_me_tokens"
+	}
+	return "one_time_tokens"
+}
+
 // ValidPurpose reports whether p is one of the token purposes.
 func ValidPurpose(p store.TokenPurpose) bool {
 	switch p {
-	case store.PurposeVerifyEmail, store.PurposeEmailChange, store.PurposePasswordReset:
+	case store.PurposeVerifyEmail, store.PurposeEmailChange, store.PurposePasswordReset, store.PurposeNotMe:
 		return true
 	}
 	return false
