@@ -206,11 +206,11 @@ func (s *Service) scoredStart(ctx context.Context, u store.User, account string,
 	if slices.Contains(amr, "pwd") {
 		checkedHash = u.PasswordHash
 	}
-	res, err := s.start(ctx, u, newHash, checkedHash, amr, m, ra.sessionRisk())
-	if err == nil && ra != nil {
-		s.learn(ctx, u.ID, ra.profile, risk.SignIn{At: ra.at, Device: ra.device, Network: ra.network})
+	var learned *store.RiskProfile
+	if ra != nil {
+		learned = s.learned(ctx, u.ID, ra.profile, risk.SignIn{At: ra.at, Device: ra.device, Network: ra.network})
 	}
-	return res, err
+	return s.start(ctx, u, newHash, checkedHash, amr, m, ra.sessionRisk(), learned)
 }
 
 // saveHash stores an upgraded password hash.
@@ -255,11 +255,11 @@ func (s *Service) Complete(ctx context.Context, userID, passwordStamp string, am
 	case u.EmailVerifiedAt.IsZero() && s.Config.RequireVerifiedEmail:
 		return Result{}, ErrEmailNotVerified
 	}
-	res, err := s.start(ctx, u, "", checked, amr, m, r)
-	if err == nil && r != nil && s.Risk != nil {
-		s.learn(ctx, u.ID, nil, risk.SignIn{At: s.now(), Device: Fingerprint(m.DeviceID, m.UserAgent), Network: s.network(m.IP)})
+	var learned *store.RiskProfile
+	if r != nil && s.Risk != nil {
+		learned = s.learned(ctx, u.ID, nil, risk.SignIn{At: s.now(), Device: Fingerprint(m.DeviceID, m.UserAgent), Network: s.network(m.IP)})
 	}
-	return res, err
+	return s.start(ctx, u, "", checked, amr, m, r, learned)
 }
 
 // Reauthenticated issues a fresh access token for the caller's session
@@ -345,7 +345,10 @@ func deviceType(ua useragent.UserAgent) string {
 // checked against, and a user who no longer has it (the password changed
 // meanwhile), or who was deleted meanwhile, is refused with
 // ErrInvalidCredentials. r, when set, is the sign-in's risk assessment.
-func (s *Service) start(ctx context.Context, u store.User, newHash, checkedHash string, amr []string, m httpapi.Meta, r *store.SessionRisk) (Result, error) {
+//
+// learned, when set, is the user's risk profile after this sign-in,
+// written with it.
+func (s *Service) start(ctx context.Context, u store.User, newHash, checkedHash string, amr []string, m httpapi.Meta, r *store.SessionRisk, learned *store.RiskProfile) (Result, error) {
 	now := s.now()
 	raw, err := secret.NewToken(32)
 	if err != nil {
@@ -375,7 +378,7 @@ func (s *Service) start(ctx context.Context, u store.User, newHash, checkedHash 
 		first.IdleExpiresAt = minTime(now.Add(s.Config.IdleTimeout), sess.ExpiresAt)
 	}
 	in := store.SignIn{
-		Session: sess, First: first, PasswordHash: newHash, CheckedPasswordHash: checkedHash,
+		Session: sess, First: first, PasswordHash: newHash, CheckedPasswordHash: checkedHash, RiskProfile: learned,
 		Event: store.AuditEvent{
 			OccurredAt: now, ActorID: u.ID, SubjectID: u.ID, Action: "user.logged_in",
 			IP: m.IP, UserAgent: m.UserAgent, RequestID: m.RequestID,

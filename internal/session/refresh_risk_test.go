@@ -89,6 +89,17 @@ func (j *riskMailJobs) templates() []string {
 type countingStore struct {
 	Store
 	rotations, others atomic.Int64
+	starts, lookups   atomic.Int64 // StartSession, GetUserByEmail
+}
+
+func (c *countingStore) StartSession(ctx context.Context, in store.SignIn) (store.Session, store.User, error) {
+	c.starts.Add(1)
+	return c.Store.StartSession(ctx, in)
+}
+
+func (c *countingStore) GetUserByEmail(ctx context.Context, email string) (store.User, error) {
+	c.lookups.Add(1)
+	return c.Store.GetUserByEmail(ctx, email)
 }
 
 func (c *countingStore) RotateRefreshToken(ctx context.Context, r store.RotateRequest) (store.RotateResult, error) {
@@ -131,7 +142,8 @@ func (c *countingStore) ListUserSessions(ctx context.Context, userID string, now
 	return c.Store.ListUserSessions(ctx, userID, now)
 }
 
-// countingProfiles counts the reads and writes of risk profiles.
+// countingProfiles counts the reads of risk profiles (they are written
+// with a sign-in's session only).
 type countingProfiles struct {
 	RiskProfiles
 	calls atomic.Int64
@@ -140,11 +152,6 @@ type countingProfiles struct {
 func (c *countingProfiles) GetRiskProfile(ctx context.Context, userID string) (store.RiskProfile, error) {
 	c.calls.Add(1)
 	return c.RiskProfiles.GetRiskProfile(ctx, userID)
-}
-
-func (c *countingProfiles) PutRiskProfile(ctx context.Context, p store.RiskProfile) error {
-	c.calls.Add(1)
-	return c.RiskProfiles.PutRiskProfile(ctx, p)
 }
 
 // refreshRiskEnv is a sign-in service with risk scoring on a real store,
@@ -486,4 +493,42 @@ func TestRefreshRiskBlockInParallel(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestSignInRoundTrips: scoring a password sign-in costs one database
+// read (the profile) beyond the sign-in's own (the user, and the one step
+// that records the session), the profile it learned being written in that
+// step: no transaction or write of its own.
+func TestSignInRoundTrips(t *testing.T) {
+	for _, b := range refreshStores {
+		t.Run(b.name, func(t *testing.T) {
+			e := newRefreshRiskEnv(t, b.open(t), risk.DefaultSettings())
+			const ua = "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0"
+			e.signIn(t, "192.0.2.10", ua)
+			e.clock.Advance(time.Hour)
+			e.counted.starts.Store(0)
+			e.counted.lookups.Store(0)
+			e.counted.others.Store(0)
+			e.profiles.calls.Store(0)
+			sess, _ := e.signIn(t, "192.0.2.10", ua)
+			if l, p, s, o := e.counted.lookups.Load(), e.profiles.calls.Load(), e.counted.starts.Load(), e.counted.others.Load(); l != 1 || p != 1 || s != 1 || o != 0 {
+				t.Errorf("a scored sign-in: %d user lookups, %d profile reads, %d StartSession, %d other calls; want 1, 1, 1, 0", l, p, s, o)
+			}
+			if sess.Risk == nil {
+				t.Fatal("the session was not scored")
+			}
+			// The profile learned both sign-ins.
+			sp, err := e.db.GetRiskProfile(t.Context(), e.user.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := risk.DecodeProfile(sp.Profile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := p.SignIns; n != 2 {
+				t.Errorf("profile holds %d sign-ins, want 2", n)
+			}
+		})
+	}
 }

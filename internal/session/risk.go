@@ -18,10 +18,11 @@ import (
 // change.
 var ErrRiskBlocked = errors.New("session: sign-in blocked by its risk score")
 
-// RiskProfiles keeps the users' behavioural models (store.RiskProfileStore).
+// RiskProfiles reads the users' behavioural models
+// (store.RiskProfileStore); a sign-in writes its user's with the session
+// (store.SignIn.RiskProfile).
 type RiskProfiles interface {
 	GetRiskProfile(ctx context.Context, userID string) (store.RiskProfile, error)
-	PutRiskProfile(ctx context.Context, p store.RiskProfile) error
 }
 
 // scored is a sign-in's risk assessment and what it was made from, so that
@@ -137,26 +138,26 @@ func (s *Service) publishFailure(ctx context.Context, userID, subject string, m 
 	}
 }
 
-// learn updates the user's profile with a successful sign-in: profile is
-// the one the sign-in was scored with, or nil to read it (a sign-in
-// finished by a second factor). Failures are logged: the sign-in stands.
-func (s *Service) learn(ctx context.Context, userID string, profile *risk.Profile, sign risk.SignIn) {
-	ctx = context.WithoutCancel(ctx)
+// learned is the user's profile once it learned a successful sign-in,
+// for the sign-in's own write (store.SignIn.RiskProfile: no round trip of
+// its own): profile is the one the sign-in was scored with, or nil to
+// read it (a sign-in finished by a second factor). A profile that cannot
+// be read or encoded is logged and nil: the sign-in goes on unlearned.
+func (s *Service) learned(ctx context.Context, userID string, profile *risk.Profile, sign risk.SignIn) *store.RiskProfile {
 	var err error
 	if profile == nil {
 		if profile, err = s.profile(ctx, userID); err != nil {
 			s.Log.ErrorContext(ctx, "could not read the risk profile to learn a sign-in", "user_id", userID, "error", err.Error())
-			return
+			return nil
 		}
 	}
 	profile.Observe(sign)
 	b, err := profile.Encode()
-	if err == nil {
-		err = s.RiskProfiles.PutRiskProfile(ctx, store.RiskProfile{UserID: userID, Profile: b, UpdatedAt: s.now()})
+	if err != nil {
+		s.Log.ErrorContext(ctx, "could not encode the risk profile", "user_id", userID, "error", err.Error())
+		return nil
 	}
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		s.Log.ErrorContext(ctx, "could not store the risk profile", "user_id", userID, "error", err.Error())
-	}
+	return &store.RiskProfile{UserID: userID, Profile: b, UpdatedAt: sign.At}
 }
 
 // riskEvent is the event of a step-up or block decision.

@@ -164,6 +164,11 @@ type SignIn struct {
 	// another was under way cannot be followed by that one's session.
 	CheckedPasswordHash string
 	Event               AuditEvent
+	// RiskProfile, when set, is the user's risk profile after this
+	// sign-in, stored as PutRiskProfile would in the same step (its
+	// UserID is the session's user): learning a sign-in costs no round
+	// trip of its own. Written only if the sign-in is.
+	RiskProfile *RiskProfile
 }
 
 // SessionStore keeps sessions and their refresh token families.

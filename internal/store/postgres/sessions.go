@@ -118,6 +118,9 @@ var (
 	startSessionToken = `INSERT INTO refresh_tokens (` + sqlrow.RefreshTokenColumns + `)
 		SELECT ` + placeholders(14) + signInGuard(15)
 	startSessionEvent = auditEventInto + ` SELECT ` + auditEventParams + signInGuard(10)
+	startSessionRisk  = `INSERT INTO user_risk_profiles (` + sqlrow.RiskProfileColumns + `)
+		SELECT $1, $2, $3` + signInGuard(4) + `
+		ON CONFLICT (user_id) DO UPDATE SET profile = excluded.profile, updated_at = excluded.updated_at`
 )
 
 // StartSession implements store.SessionStore in one round trip (see
@@ -143,6 +146,11 @@ func (s *Store) StartSession(ctx context.Context, in store.SignIn) (store.Sessio
 		b.Queue(startSessionInsert, append(sqlrow.SessionValues(in.Session, timeValue, listValue), userID, checked, rehash)...)
 		b.Queue(startSessionToken, append(sqlrow.RefreshTokenValues(in.First, timeValue), userID, checked, rehash)...)
 		b.Queue(startSessionEvent, append(auditEventValues(in.Event, data), userID, checked, rehash)...)
+		execs := 2
+		if rp := in.RiskProfile; rp != nil {
+			b.Queue(startSessionRisk, rp.UserID, string(rp.Profile), timeValue(rp.UpdatedAt), userID, checked, rehash)
+			execs++
+		}
 		return p.send(ctx, b, true, func(br pgx.BatchResults) error {
 			var err error
 			if u, err = scanUser(br.QueryRow()); err != nil {
@@ -151,7 +159,7 @@ func (s *Store) StartSession(ctx context.Context, in store.SignIn) (store.Sessio
 			if sess, err = scanSession(br.QueryRow()); err != nil {
 				return err
 			}
-			for range 2 {
+			for range execs {
 				if _, err := br.Exec(); err != nil {
 					return err
 				}

@@ -124,7 +124,14 @@ func (s *Store) StartSession(ctx context.Context, in store.SignIn) (store.Sessio
 		if _, err = tx.tx.ExecContext(ctx, insertRefreshToken, sqlrow.RefreshTokenValues(in.First, timeValue)...); err != nil {
 			return err
 		}
-		_, err = tx.tx.ExecContext(ctx, insertAuditEvent, auditEventValues(in.Event, data)...)
+		if _, err = tx.tx.ExecContext(ctx, insertAuditEvent, auditEventValues(in.Event, data)...); err != nil {
+			return err
+		}
+		if rp := in.RiskProfile; rp != nil {
+			_, err = tx.tx.ExecContext(ctx, `INSERT INTO user_risk_profiles (`+sqlrow.RiskProfileColumns+`) VALUES (?1, ?2, ?3)
+				ON CONFLICT (user_id) DO UPDATE SET profile = excluded.profile, updated_at = excluded.updated_at`,
+				rp.UserID, string(rp.Profile), timeValue(rp.UpdatedAt))
+		}
 		return err
 	})
 	if err != nil {

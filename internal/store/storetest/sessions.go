@@ -25,6 +25,7 @@ func runSessions(t *testing.T, migrated func(t *testing.T) store.Store) {
 	t.Run("CreateConflictsAndInvalid", func(t *testing.T) { testSessionCreateInvalid(t, migrated(t)) })
 	t.Run("ListUserSessions", func(t *testing.T) { testListUserSessions(t, migrated(t)) })
 	t.Run("StartSession", func(t *testing.T) { testStartSession(t, migrated(t)) })
+	t.Run("StartSessionRiskProfile", func(t *testing.T) { testStartSessionRiskProfile(t, migrated(t)) })
 	t.Run("RevokeSession", func(t *testing.T) { testRevokeSession(t, migrated(t)) })
 	t.Run("RevokeUserSessions", func(t *testing.T) { testRevokeUserSessions(t, migrated(t)) })
 	t.Run("RevokeUserSessionsWaitsForSignIn", func(t *testing.T) { testRevokeWaitsForSignIn(t, migrated(t)) })
@@ -1314,6 +1315,51 @@ func testClientPublic(t *testing.T, s store.Store) {
 	}
 	if n := count(t, s, "SELECT count(*) FROM oauth_clients WHERE id = 'gh_spa' AND secret_hash IS NULL"); n != 1 {
 		t.Error("the public client is not stored without a secret")
+	}
+}
+
+// testStartSessionRiskProfile: a sign-in stores the user's risk profile in
+// the same step when it carries one, replacing the previous one, and not
+// when the sign-in is refused (a password changed since it was checked);
+// a profile that is not a JSON object is refused with nothing written.
+func testStartSessionRiskProfile(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	user := mustCreateUser(t, s, newUser("learn@example.com"))
+	sign := func(at time.Time, profile string, checked string) error {
+		t.Helper()
+		_, _, err := s.StartSession(ctx, store.SignIn{
+			Session:             store.Session{UserID: user.ID, CreatedAt: at, ExpiresAt: at.Add(time.Hour), AMR: []string{"pwd"}, AuthTime: at},
+			First:               store.RefreshToken{TokenHash: refreshHash()},
+			CheckedPasswordHash: checked,
+			Event:               store.AuditEvent{OccurredAt: at, SubjectID: user.ID, Action: "user.logged_in"},
+			RiskProfile:         &store.RiskProfile{Profile: []byte(profile), UpdatedAt: at},
+		})
+		return err
+	}
+	if err := sign(sessAt, `{"n":1}`, user.PasswordHash); err != nil {
+		t.Fatalf("StartSession with a profile: %v", err)
+	}
+	if p, err := s.GetRiskProfile(ctx, user.ID); err != nil || string(p.Profile) != `{"n":1}` || !p.UpdatedAt.Equal(micro(sessAt)) {
+		t.Fatalf("profile after the sign-in = %s %v %v", p.Profile, p.UpdatedAt, err)
+	}
+	if err := sign(sessAt.Add(time.Minute), `{"n":2}`, ""); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := s.GetRiskProfile(ctx, user.ID); string(p.Profile) != `{"n":2}` {
+		t.Errorf("profile after the second sign-in = %s, want it replaced", p.Profile)
+	}
+	stale := "$argon2id$v=19$m=19456,t=2,p=1$c3RhbGVzYWx0$c3RhbGVoYXNoc3RhbGVoYXNoc3RhbGVoYXNoMTIz"
+	if err := sign(sessAt.Add(2*time.Minute), `{"n":3}`, stale); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("refused sign-in: %v, want ErrNotFound", err)
+	}
+	if err := sign(sessAt.Add(3*time.Minute), `[1]`, ""); err == nil || errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a profile that is no JSON object: %v, want an error", err)
+	}
+	if p, _ := s.GetRiskProfile(ctx, user.ID); string(p.Profile) != `{"n":2}` {
+		t.Errorf("profile after refused sign-ins = %s, want {\"n\":2}", p.Profile)
+	}
+	if list, _ := s.ListUserSessions(ctx, user.ID, sessAt); len(list) != 2 {
+		t.Errorf("%d sessions, want the 2 recorded", len(list))
 	}
 }
 

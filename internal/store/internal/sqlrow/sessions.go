@@ -508,6 +508,15 @@ func PrepareSignIn(in store.SignIn, now time.Time) (store.SignIn, []byte, error)
 	if in.PasswordHash != "" && !Storable(in.PasswordHash) {
 		return in, nil, errors.New("sign-in: PasswordHash must be UTF-8 text without NUL")
 	}
+	if in.RiskProfile != nil {
+		p := *in.RiskProfile
+		p.UserID = in.Session.UserID
+		if p, _, err = PrepareRiskProfile(p, now); err != nil {
+			return in, nil, fmt.Errorf("sign-in: %w", err)
+		}
+		p.UpdatedAt = Micro(p.UpdatedAt)
+		in.RiskProfile = &p
+	}
 	data := make(map[string]any, len(in.Event.Data)+1)
 	maps.Copy(data, in.Event.Data)
 	data["session_id"] = in.Session.ID
