@@ -90,8 +90,13 @@ func (s *Service) login(ctx context.Context, lk *guard, email, pw string, m http
 		s.release(ctx, lk, subject)
 		return Result{}, false, err
 	}
-	var ok, rehash bool
+	var (
+		ok, rehash bool
+		fetched    func() riskInputs
+	)
 	if err == nil {
+		// What scoring needs is read while the password is hashed.
+		fetched = s.fetchRisk(ctx, u.ID, m.IP, normalized)
 		ok, rehash, err = s.Hasher.Verify(ctx, pw, u.PasswordHash)
 		if password.Unusable(err) {
 			// No password (a social or magic-link account) or a hash that
@@ -137,7 +142,7 @@ func (s *Service) login(ctx context.Context, lk *guard, email, pw string, m http
 			return Result{}, false, err
 		}
 	}
-	res, err = s.scoredStart(ctx, u, normalized, []string{"pwd"}, newHash, m)
+	res, err = s.scoredStart(ctx, u, normalized, []string{"pwd"}, newHash, m, fetched)
 	return res, false, err
 }
 
@@ -146,17 +151,18 @@ func (s *Service) login(ctx context.Context, lk *guard, email, pw string, m http
 // sign-in, then refused, asked for a second factor (always asked when MFA
 // applies) or started. The user must be active (the caller checked).
 func (s *Service) SignInWith(ctx context.Context, u store.User, amr []string, m httpapi.Meta) (Result, error) {
-	return s.scoredStart(ctx, u, u.EmailNormalized, amr, "", m)
+	return s.scoredStart(ctx, u, u.EmailNormalized, amr, "", m, nil)
 }
 
 // scoredStart scores the sign-in of u after its first factor (amr; with
 // "pwd", u.PasswordHash is the hash the password was checked against and
 // newHash a rehash to store), then refuses it (ErrRiskBlocked), asks a
 // second factor (a step-up, or MFA that applies) or starts its session.
-// account is the login name the failure counters know. Without a second
-// factor service a step-up is refused.
-func (s *Service) scoredStart(ctx context.Context, u store.User, account string, amr []string, newHash string, m httpapi.Meta) (Result, error) {
-	ra, err := s.assess(ctx, u, account, m)
+// account is the login name the failure counters know; fetched, when
+// set, what fetchRisk read already. Without a second factor service a
+// step-up is refused.
+func (s *Service) scoredStart(ctx context.Context, u store.User, account string, amr []string, newHash string, m httpapi.Meta, fetched func() riskInputs) (Result, error) {
+	ra, err := s.assess(ctx, u, account, m, fetched)
 	if err != nil {
 		return Result{}, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/event"
@@ -81,27 +82,64 @@ func (s *Service) profile(ctx context.Context, userID string) (*risk.Profile, er
 	return p, nil
 }
 
-// assess scores a password sign-in of u, who tried account (the
-// normalized login name), after the password was verified: the network
-// from memory, the profile from the database and the failure counters from
-// the ephemeral store, one read each. nil when scoring is off. An outage
-// of the counters is logged and the sign-in scored without them.
-func (s *Service) assess(ctx context.Context, u store.User, account string, m httpapi.Meta) (*scored, error) {
+// riskInputs are what scoring reads from the stores: the user's profile
+// (the database) and the failure counters (the ephemeral store).
+type riskInputs struct {
+	profile  *risk.Profile
+	failures risk.Failures
+	err      error // reading the profile failed
+}
+
+// fetchRisk starts reading the user's profile and the failure counters
+// of ip and account, both at once, and returns what waits for them (nil
+// when scoring is off). A password sign-in starts it before hashing the
+// password, so that the reads cost it no time; an outage of the counters
+// is logged and the sign-in scored without them.
+func (s *Service) fetchRisk(ctx context.Context, userID, ip, account string) func() riskInputs {
+	if s.Risk == nil {
+		return nil
+	}
+	addr, _ := netip.ParseAddr(ip)
+	ch := make(chan riskInputs, 1)
+	go func() {
+		var in riskInputs
+		var wg sync.WaitGroup
+		if s.RiskCounters != nil && addr.IsValid() {
+			wg.Go(func() {
+				f, err := s.RiskCounters.Read(ctx, addr, account)
+				if err != nil {
+					s.Log.WarnContext(ctx, "sign-in scored without the failure counters", "error", err.Error())
+					return
+				}
+				in.failures = f
+			})
+		}
+		in.profile, in.err = s.profile(ctx, userID)
+		wg.Wait()
+		ch <- in
+	}()
+	return sync.OnceValue(func() riskInputs { return <-ch })
+}
+
+// assess scores a sign-in of u, who tried account (the normalized login
+// name), after its first factor was verified: the network from memory,
+// the profile and the failure counters from fetched (fetchRisk), or read
+// now when fetched is nil: one read of each store. nil when scoring is
+// off.
+func (s *Service) assess(ctx context.Context, u store.User, account string, m httpapi.Meta, fetched func() riskInputs) (*scored, error) {
 	if s.Risk == nil {
 		return nil, nil
 	}
+	if fetched == nil {
+		fetched = s.fetchRisk(ctx, u.ID, m.IP, account)
+	}
 	a := &scored{at: s.now(), device: Fingerprint(m.DeviceID, m.UserAgent), network: s.network(m.IP)}
-	var err error
-	if a.profile, err = s.profile(ctx, u.ID); err != nil {
-		return nil, err
+	in := fetched()
+	if in.err != nil {
+		return nil, in.err
 	}
-	var failures risk.Failures
-	if s.RiskCounters != nil && a.network.IP.IsValid() {
-		if failures, err = s.RiskCounters.Read(ctx, a.network.IP, account); err != nil {
-			s.Log.WarnContext(ctx, "sign-in scored without the failure counters", "error", err.Error())
-		}
-	}
-	a.Assessment = s.Risk.Score(risk.Input{At: a.at, Device: a.device, Network: a.network, Profile: a.profile, Failures: failures})
+	a.profile = in.profile
+	a.Assessment = s.Risk.Score(risk.Input{At: a.at, Device: a.device, Network: a.network, Profile: a.profile, Failures: in.failures})
 	return a, nil
 }
 
