@@ -34,12 +34,25 @@ func TestSecurityEventsFromLockouts(t *testing.T) {
 			if ev["type"] != "lockout" || ev["user_id"] != userID || ev["severity"] == "" || ev["ip"] == "" {
 				t.Fatalf("event %v", ev)
 			}
-			return
+			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("no lockout event for %s: %v", userID, body)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	// An administrator lifting the lock is an admin_security_change.
+	if code, body, _ := call(t, "POST", e.url("/v1/admin/users/"+userID+"/unlock"), nil, bearer(e.admin)...); code != 200 && code != 204 {
+		t.Fatalf("unlock = %d %v", code, body)
+	}
+	_, me, _ = call(t, "GET", e.url("/v1/me"), nil, bearer(e.admin)...)
+	_, body, _ := call(t, "GET", e.url("/v1/admin/security-events?type=admin_security_change&user_id="+userID), nil, bearer(e.admin)...)
+	events, _ := body["events"].([]any)
+	if len(events) != 1 {
+		t.Fatalf("admin_security_change events = %v, want the unlock", body)
+	}
+	if ev := events[0].(map[string]any); ev["actor_id"] != me["id"] || ev["data"].(map[string]any)["action"] != "unlock" {
+		t.Errorf("event %v, want the administrator's unlock", ev)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/admin"
 	"github.com/gatehouse/gatehouse/internal/apis"
 	"github.com/gatehouse/gatehouse/internal/event"
+	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/mfa"
 	"github.com/gatehouse/gatehouse/internal/risk"
 	"github.com/gatehouse/gatehouse/internal/security"
@@ -163,6 +164,26 @@ func subscribe(bus *event.Bus, s services) {
 	})
 	event.Subscribe(bus, func(ctx context.Context, tx event.Tx, e event.SecondFactorFailed) error {
 		return s.respond.Handle(ctx, tx, security.Event{Type: security.TypeMFAFailed, UserID: e.UserID, IP: e.Meta.IP, Device: e.Meta.DeviceID})
+	})
+	// Administrators' changes to an account's security: the locks
+	// lifted, the account disabled or enabled, its sessions ended.
+	adminChange := func(ctx context.Context, tx event.Tx, userID, action string, m httpapi.Meta, data map[string]any) error {
+		if m.ActorID == "" || m.ActorID == userID {
+			return nil // the user's own doing, or a job's
+		}
+		data["action"] = action
+		return s.respond.Handle(ctx, tx, security.Event{
+			Type: security.TypeAdminSecurityChange, UserID: userID, ActorID: m.ActorID, IP: m.IP, Data: data,
+		})
+	}
+	event.Subscribe(bus, func(ctx context.Context, tx event.Tx, e event.UserUnlocked) error {
+		return adminChange(ctx, tx, e.UserID, "unlock", e.Meta, map[string]any{"locks": e.Locks})
+	})
+	event.Subscribe(bus, func(ctx context.Context, tx event.Tx, e event.UserStatusChanged) error {
+		return adminChange(ctx, tx, e.UserID, "status", e.Meta, map[string]any{"status": string(e.Status), "previous": string(e.Previous)})
+	})
+	event.Subscribe(bus, func(ctx context.Context, tx event.Tx, e event.SessionsRevoked) error {
+		return adminChange(ctx, tx, e.UserID, "end_sessions", e.Meta, map[string]any{"reason": e.Reason, "sessions_ended": len(e.SessionIDs)})
 	})
 	// Failed sign-ins feed credential stuffing and attacks on an account.
 	event.Subscribe(bus, func(ctx context.Context, tx event.Tx, e event.SignInFailed) error {

@@ -49,7 +49,6 @@ const (
 	TypeMFALocked           = "mfa_locked"            // too many wrong second factors
 	TypeSessionAnomaly      = "session_anomaly"       // a refresh from another country/ASN and user agent, impossible travel
 	TypeAdminSecurityChange = "admin_security_change" // an administrator changed a security setting
-	TypeCredentialStuffing  = "credential_stuffing"   // the credential stuffing signal fired on a sign-in
 	TypeAutomatedResponse   = "automated_response"    // an automatic action (a block, sessions ended), with the rule in Data
 	TypeNotMe               = "not_me"                // the user disowned a sign-in ("this wasn't me"): every session ended, a password reset required
 )
@@ -77,7 +76,6 @@ var defaultSeverity = map[string]string{
 	TypeMFALocked:           store.SeverityMedium,
 	TypeSessionAnomaly:      store.SeverityHigh,
 	TypeAdminSecurityChange: store.SeverityMedium,
-	TypeCredentialStuffing:  store.SeverityHigh,
 	TypeAutomatedResponse:   store.SeverityMedium,
 	TypeNotMe:               store.SeverityHigh,
 }
@@ -215,7 +213,7 @@ var inUseTypes = []string{TypeRiskStepUp, TypeRiskBlocked, TypeSessionAnomaly, T
 // correlatedTypes are the types the rules without a type list look at.
 var correlatedTypes = []string{
 	TypeLoginFailed, TypeLockout, TypeRefreshReuse, TypeRiskStepUp, TypeRiskBlocked,
-	TypeMFAFailed, TypeMFALocked, TypeSessionAnomaly, TypeCredentialStuffing,
+	TypeMFAFailed, TypeMFALocked, TypeSessionAnomaly,
 }
 
 func field(ev store.SecurityEvent, f store.SecurityField) string {
