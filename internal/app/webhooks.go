@@ -89,29 +89,18 @@ func notifyAdmins(st store.UserStore, q mailQueue, keys *secret.Keyring, log *sl
 			why = "reason: " + ep.DisabledReason
 		}
 		data := mail.Data{Event: fmt.Sprintf("The webhook endpoint %s (%s) was disabled: %s.", ep.ID, redactURL(ep.URL), why), Time: ep.UpdatedAt}
-		f := store.UserFilter{AdminsOnly: true, Status: store.UserActive, Limit: 200}
-		sent := 0
-		for {
-			admins, next, err := st.ListUsers(ctx, f)
+		sent, err := store.ForEachActiveAdmin(ctx, st, func(a store.User) error {
+			d := data
+			d.RecipientName = a.Name
+			args, err := mail.NewSendArgs(keys, mail.WebhookDisabled, a.Email, d, "")
 			if err != nil {
 				return err
 			}
-			for _, a := range admins {
-				d := data
-				d.RecipientName = a.Name
-				args, err := mail.NewSendArgs(keys, mail.WebhookDisabled, a.Email, d, "")
-				if err != nil {
-					return err
-				}
-				if _, err := q.Insert(ctx, args, nil); err != nil {
-					return err
-				}
-				sent++
-			}
-			if next == "" {
-				break
-			}
-			f.Cursor = next
+			_, err = q.Insert(ctx, args, nil)
+			return err
+		})
+		if err != nil {
+			return err
 		}
 		if sent == 0 {
 			log.WarnContext(ctx, "webhook endpoint disabled, and no active administrator to tell", "endpoint_id", ep.ID, "reason", ep.DisabledReason)

@@ -72,14 +72,7 @@ func (m *memoryMulti) CheckAll(ctx context.Context, checks []Check) ([]CheckResu
 	for i, c := range checks {
 		r := rules[i]
 		if r.blockOnly {
-			p := pens[c.Key]
-			if p == nil {
-				p = m.storedPenalty(c.Key, now)
-				pens[c.Key] = p
-			}
-			if p.level > 0 && now.Sub(p.lastRefusal) >= r.decay {
-				p.level = 0
-			}
+			p := m.penalty(pens, c.Key, r.decay, now)
 			res := CheckResult{Allowed: true, RetryAfter: -1, Granted: 1, Level: p.level}
 			if now.Before(p.blockedUntil) {
 				refused = true
@@ -105,14 +98,7 @@ func (m *memoryMulti) CheckAll(ctx context.Context, checks []Check) ([]CheckResu
 
 		res := CheckResult{}
 		if r.penalty {
-			p := pens[c.Key]
-			if p == nil {
-				p = m.storedPenalty(c.Key, now)
-				pens[c.Key] = p
-			}
-			if p.level > 0 && now.Sub(p.lastRefusal) >= r.decay {
-				p.level = 0
-			}
+			p := m.penalty(pens, c.Key, r.decay, now)
 			if now.Before(p.blockedUntil) {
 				allowed = false
 				res.Penalised = true
@@ -197,10 +183,7 @@ func (m *memoryMulti) Punish(ctx context.Context, key string, pen Penalty) (Puni
 	defer m.mu.Unlock()
 	now := m.now()
 	m.sweep(now)
-	p := m.storedPenalty(key, now)
-	if p.level > 0 && now.Sub(p.lastRefusal) >= r.decay {
-		p.level = 0
-	}
+	p := m.penalty(map[string]*penaltyState{}, key, r.decay, now)
 	p.level++
 	p.blockedUntil = later(p.blockedUntil, now.Add(r.block(p.level)))
 	p.lastRefusal = now
@@ -209,6 +192,21 @@ func (m *memoryMulti) Punish(ctx context.Context, key string, pen Penalty) (Puni
 	e.pen = *p
 	e.penExpires = later(p.lastRefusal.Add(r.decay), p.blockedUntil)
 	return Punishment{Level: p.level, BlockedFor: p.blockedUntil.Sub(now)}, nil
+}
+
+// penalty returns key's penalty state as this call sees it (pens holds
+// what the call read or changed), its level decayed to 0 a decay after
+// its last refusal. The caller holds m.mu.
+func (m *memoryMulti) penalty(pens map[string]*penaltyState, key string, decay time.Duration, now time.Time) *penaltyState {
+	p := pens[key]
+	if p == nil {
+		p = m.storedPenalty(key, now)
+		pens[key] = p
+	}
+	if p.level > 0 && now.Sub(p.lastRefusal) >= decay {
+		p.level = 0
+	}
+	return p
 }
 
 // storedTAT returns key's TAT, the zero time when it has none. The caller

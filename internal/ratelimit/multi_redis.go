@@ -43,11 +43,31 @@ local function floordiv(a, b)
   return q
 end
 
+local pens = {}   -- penalty key -> state read or changed by this call
+
+-- penalty returns the penalty state of pk as this call sees it, its
+-- level decayed to 0 a decay after its last refusal.
+local function penalty(pk, decay)
+  local p = pens[pk]
+  if p == nil then
+    p = {level = 0, blocked = 0, refused = 0, last = 0}
+    local v = redis.call('GET', pk)
+    if v then
+      local l, b, r, last = string.match(v, '^(%d+) (%d+) (%d+) (%d+)$')
+      if l then
+        p = {level = tonumber(l), blocked = tonumber(b), refused = tonumber(r), last = tonumber(last)}
+      end
+    end
+    pens[pk] = p
+  end
+  if p.level > 0 and now - p.last >= decay then p.level = 0 end
+  return p
+end
+
 local n = #KEYS / 2
 local out = {}
 local stored = {} -- TAT key -> stored TAT, or now when absent
 local tats = {}   -- TAT key -> TAT with the checks so far counted
-local pens = {}   -- penalty key -> state read or changed by this call
 local dirty = {}  -- penalty key -> decay, for refused keys with a penalty
 local refused = false
 
@@ -63,19 +83,7 @@ for i = 1, n do
   local blockonly = ARGV[a + 7] == '1'
 
   if blockonly then
-    local p = pens[pk]
-    if p == nil then
-      p = {level = 0, blocked = 0, refused = 0, last = 0}
-      local v = redis.call('GET', pk)
-      if v then
-        local l, b, r, last = string.match(v, '^(%d+) (%d+) (%d+) (%d+)$')
-        if l then
-          p = {level = tonumber(l), blocked = tonumber(b), refused = tonumber(r), last = tonumber(last)}
-        end
-      end
-      pens[pk] = p
-    end
-    if p.level > 0 and now - p.last >= decay then p.level = 0 end
+    local p = penalty(pk, decay)
     if now < p.blocked then
       refused = true
       p.last = now
@@ -98,19 +106,7 @@ for i = 1, n do
 
   local penalised, level, blocked_for = 0, 0, 0
   if base > 0 then
-    local p = pens[pk]
-    if p == nil then
-      p = {level = 0, blocked = 0, refused = 0, last = 0}
-      local v = redis.call('GET', pk)
-      if v then
-        local l, b, r, last = string.match(v, '^(%d+) (%d+) (%d+) (%d+)$')
-        if l then
-          p = {level = tonumber(l), blocked = tonumber(b), refused = tonumber(r), last = tonumber(last)}
-        end
-      end
-      pens[pk] = p
-    end
-    if p.level > 0 and now - p.last >= decay then p.level = 0 end
+    local p = penalty(pk, decay)
     if now < p.blocked then
       allowed = false
       penalised = 1

@@ -312,27 +312,16 @@ func listed(l []string) string {
 // emailAdmins enqueues a security_alert email to every active
 // administrator in tx.
 func (r *Responder) emailAdmins(ctx context.Context, tx ReactTx, text string, at time.Time) error {
-	f := store.UserFilter{AdminsOnly: true, Status: store.UserActive, Limit: 200}
-	sent := 0
-	for {
-		admins, next, err := tx.ListUsers(ctx, f)
+	sent, err := store.ForEachActiveAdmin(ctx, tx, func(a store.User) error {
+		args, err := mail.NewSendArgs(r.d.Keys, mail.SecurityAlert, a.Email, mail.Data{RecipientName: a.Name, Event: text, Time: at}, "")
 		if err != nil {
 			return err
 		}
-		for _, a := range admins {
-			args, err := mail.NewSendArgs(r.d.Keys, mail.SecurityAlert, a.Email, mail.Data{RecipientName: a.Name, Event: text, Time: at}, "")
-			if err != nil {
-				return err
-			}
-			if _, err := r.d.Jobs.InsertTx(ctx, tx.DriverTx(), args, nil); err != nil {
-				return err
-			}
-			sent++
-		}
-		if next == "" {
-			break
-		}
-		f.Cursor = next
+		_, err = r.d.Jobs.InsertTx(ctx, tx.DriverTx(), args, nil)
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	if sent == 0 {
 		r.d.Log.WarnContext(ctx, "security alert, and no active administrator to email", "alert", text)

@@ -56,6 +56,24 @@ type responderEnv struct {
 
 func newResponderEnv(t *testing.T, e *env, tune func(*security.ResponseSettings)) *responderEnv {
 	t.Helper()
+	// Two administrators and a user, who is not told.
+	for i, u := range []store.User{
+		{Email: "root@example.com", EmailNormalized: "root@example.com", IsAdmin: true},
+		{Email: "sec@example.com", EmailNormalized: "sec@example.com", IsAdmin: true},
+		{Email: "ada@example.com", EmailNormalized: "ada@example.com"},
+	} {
+		u.ID = user(900 + i)
+		if _, err := e.store.CreateUser(context.Background(), u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return newResponder(t, e, tune)
+}
+
+// newResponder is a Responder on e, whose actions are recorded: each
+// address blocked is blocked a minute longer than the last time.
+func newResponder(t *testing.T, e *env, tune func(*security.ResponseSettings)) *responderEnv {
+	t.Helper()
 	ks, _ := secret.GenerateKeyString("t1")
 	kr, err := secret.ParseKeys(ks)
 	if err != nil {
@@ -88,17 +106,6 @@ func newResponderEnv(t *testing.T, e *env, tune func(*security.ResponseSettings)
 	})
 	if err != nil {
 		t.Fatal(err)
-	}
-	// Two administrators and a user, who is not told.
-	for i, u := range []store.User{
-		{Email: "root@example.com", EmailNormalized: "root@example.com", IsAdmin: true},
-		{Email: "sec@example.com", EmailNormalized: "sec@example.com", IsAdmin: true},
-		{Email: "ada@example.com", EmailNormalized: "ada@example.com"},
-	} {
-		u.ID = user(900 + i)
-		if _, err := e.store.CreateUser(context.Background(), u); err != nil {
-			t.Fatal(err)
-		}
 	}
 	return re
 }
@@ -232,7 +239,7 @@ func TestRespondAllowlistAndOff(t *testing.T) {
 		for i := range 12 {
 			re.handle(t, security.Event{Type: security.TypeLoginFailed, IP: "192.0.2.250", Account: fmt.Sprintf("h:%d", i)})
 		}
-		off := newResponderEnvOn(t, e, func(s *security.ResponseSettings) { s.BlockIPs = false })
+		off := newResponder(t, e, func(s *security.ResponseSettings) { s.BlockIPs = false })
 		for i := range 12 {
 			off.handle(t, security.Event{Type: security.TypeLoginFailed, IP: "192.0.2.251", Account: fmt.Sprintf("h:%d", i)})
 		}
@@ -249,32 +256,6 @@ func TestRespondAllowlistAndOff(t *testing.T) {
 			t.Errorf("automated responses = %+v", auto)
 		}
 	})
-}
-
-// newResponderEnvOn is newResponderEnv on an env that has its users.
-func newResponderEnvOn(t *testing.T, e *env, tune func(*security.ResponseSettings)) *responderEnv {
-	t.Helper()
-	ks, _ := secret.GenerateKeyString("t2")
-	kr, _ := secret.ParseKeys(ks)
-	re := &responderEnv{env: e, mails: &mails{}}
-	settings := security.DefaultResponseSettings()
-	tune(&settings)
-	var err error
-	re.resp, err = security.NewResponder(security.ResponderDeps{
-		Settings: settings, Recorder: e.rec,
-		InTx: event.Narrow(e.store, e.bus, func(tx event.Tx) security.ReactTx { return tx }).InTx,
-		BlockIP: func(ctx context.Context, ip string) (int, time.Duration, error) {
-			re.mu.Lock()
-			defer re.mu.Unlock()
-			re.blocked = append(re.blocked, ip)
-			return 1, time.Minute, nil
-		},
-		Jobs: re.mails, Keys: kr, Now: e.clock.Now,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return re
 }
 
 // TestRespondEventsAndAccounts: an event at or above the alert severity

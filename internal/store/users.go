@@ -170,3 +170,28 @@ type OneTimeTokenStore interface {
 	// before, and returns how many.
 	PurgeOneTimeTokens(ctx context.Context, before time.Time) (int64, error)
 }
+
+// ForEachActiveAdmin calls fn for every active administrator of us, page
+// after page, and returns how many there were; the first error of a page
+// or of fn stops it. What tells the administrators of something (an alert,
+// a webhook endpoint disabled) goes through it.
+func ForEachActiveAdmin(ctx context.Context, us UserStore, fn func(User) error) (int, error) {
+	f := UserFilter{AdminsOnly: true, Status: UserActive, Limit: 200}
+	n := 0
+	for {
+		admins, next, err := us.ListUsers(ctx, f)
+		if err != nil {
+			return n, err
+		}
+		for _, a := range admins {
+			if err := fn(a); err != nil {
+				return n, err
+			}
+			n++
+		}
+		if next == "" {
+			return n, nil
+		}
+		f.Cursor = next
+	}
+}
