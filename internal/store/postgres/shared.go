@@ -16,7 +16,7 @@ var dialect = &sqldb.Dialect{
 	Name:      "postgres",
 	TimeValue: timeValue, TimeDest: timeDest, NullTimeDest: nullTimeDest,
 	ListValue: listValue, ListDest: listDest,
-	MapErr: mapErr, MapRefErr: mapRefErr,
+	MapErr: mapErr, MapRefErr: mapRefErr, MapInUseErr: mapInUseErr,
 	ForUpdate:   " FOR UPDATE",
 	ByCodePoint: ` COLLATE "C"`,
 }

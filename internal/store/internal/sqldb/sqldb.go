@@ -53,6 +53,10 @@ type Dialect struct {
 	// the chain. MapRefErr does the same and also maps a foreign key
 	// violation (the referenced row does not exist) to ErrNotFound.
 	MapErr, MapRefErr func(error) error
+	// MapInUseErr maps the foreign key violation of a DELETE whose row
+	// other rows still refer to (without ON DELETE) to ErrConflict, and
+	// anything else as MapErr.
+	MapInUseErr func(error) error
 
 	// ForUpdate is appended to a SELECT that locks the rows it reads until
 	// the transaction ends (" FOR UPDATE"), or "" where the transaction
