@@ -155,7 +155,10 @@ type AuthzStore interface {
 	// of the role with r.ID and sets its UpdatedAt (now when zero);
 	// OrganizationID and CreatedAt stay. ErrNotFound if absent, and as
 	// CreateRole for what it refers to; ErrConflict for a taken name, or
-	// parents that would make the role its own ancestor.
+	// parents that would make the role its own ancestor (concurrent
+	// updates included: updates that set parents run one after the
+	// other). On error inside InTx the caller's transaction must roll
+	// back: the role may be half written.
 	UpdateRole(ctx context.Context, r Role) (Role, error)
 	// DeleteRole removes the role. Without force it is ErrConflict while
 	// the role is granted or is a parent of another role (the database

@@ -18,6 +18,7 @@ var dialect = &sqldb.Dialect{
 	ListValue: listValue, ListDest: listDest,
 	MapErr: mapErr, MapRefErr: mapRefErr, MapInUseErr: mapInUseErr,
 	ForUpdate:   " FOR UPDATE",
+	LockWrites:  func(table string) string { return "LOCK TABLE " + table + " IN SHARE ROW EXCLUSIVE MODE" },
 	ByCodePoint: ` COLLATE "C"`,
 }
 

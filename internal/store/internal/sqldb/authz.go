@@ -175,7 +175,10 @@ func (t *Tables) CreateRoleTx(ctx context.Context, r store.Role) (store.Role, er
 // UpdateRoleTx is store.AuthzStore's UpdateRole without the transaction
 // its several statements need. Its UPDATE comes first: on PostgreSQL it
 // locks the role's row, so concurrent updates of one role run one after
-// the other.
+// the other. An update that sets parents then locks role_parents against
+// other writers (LockWrites) until it commits: the cycle check reads every
+// link committed before, so two concurrent updates cannot each pass it
+// and together close a cycle.
 func (t *Tables) UpdateRoleTx(ctx context.Context, r store.Role) (store.Role, error) {
 	r, err := sqlrow.PrepareRole(r, t.now(), false)
 	if err != nil {
@@ -189,6 +192,11 @@ func (t *Tables) UpdateRoleTx(ctx context.Context, r store.Role) (store.Role, er
 		return store.Role{}, t.errorf("update role %s: %w", r.ID, t.d.MapErr(err))
 	}
 	r.OrganizationID, r.CreatedAt = deref(org), r.CreatedAt.UTC()
+	if len(r.Parents) > 0 && t.d.LockWrites != nil {
+		if _, err := t.x.Exec(ctx, t.d.LockWrites("role_parents")); err != nil {
+			return store.Role{}, t.errorf("update role %s: lock parents: %w", r.ID, t.d.MapErr(err))
+		}
+	}
 	if err := t.writeRoleLinks(ctx, r, true); err != nil {
 		return store.Role{}, t.errorf("update role %s: %w", r.ID, err)
 	}
