@@ -203,7 +203,7 @@ func (t *Tables) UpdateRoleTx(ctx context.Context, r store.Role) (store.Role, er
 	return r, nil
 }
 
-// roleLinkChunk is how many rows one INSERT of writeRoleLinks stores (5
+// roleLinkChunk is how many rows one INSERT of writeRoleLinks stores (at most 5
 // parameters each, well below either engine's limit on parameters).
 const roleLinkChunk = 500
 
