@@ -66,6 +66,7 @@ type Store interface {
 	WebhookStore
 	RiskProfileStore
 	SecurityStore
+	AuthzStore
 
 	// Dialect returns DialectPostgres or DialectSQLite.
 	Dialect() string

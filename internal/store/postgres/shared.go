@@ -16,8 +16,9 @@ var dialect = &sqldb.Dialect{
 	Name:      "postgres",
 	TimeValue: timeValue, TimeDest: timeDest, NullTimeDest: nullTimeDest,
 	ListValue: listValue, ListDest: listDest,
-	MapErr: mapErr, MapRefErr: mapRefErr,
+	MapErr: mapErr, MapRefErr: mapRefErr, MapInUseErr: mapInUseErr,
 	ForUpdate:   " FOR UPDATE",
+	LockWrites:  func(table string) string { return "LOCK TABLE " + table + " IN SHARE ROW EXCLUSIVE MODE" },
 	ByCodePoint: ` COLLATE "C"`,
 }
 

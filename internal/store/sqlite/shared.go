@@ -15,7 +15,7 @@ var dialect = &sqldb.Dialect{
 	Name:      "sqlite",
 	TimeValue: timeValue, TimeDest: timeDest, NullTimeDest: nullTimeDest,
 	ListValue: listValue, ListDest: listDest,
-	MapErr: mapErr, MapRefErr: mapRefErr,
+	MapErr: mapErr, MapRefErr: mapRefErr, MapInUseErr: mapInUseErr,
 }
 
 // tables is the embedded shared half of Store, under an unexported name.

@@ -101,6 +101,7 @@ func RunWith(t *testing.T, opts Options) {
 	t.Run("Webhooks", func(t *testing.T) { runWebhooks(t, migrated) })
 	t.Run("RiskProfiles", func(t *testing.T) { runRiskProfiles(t, migrated) })
 	t.Run("Security", func(t *testing.T) { runSecurity(t, migrated) })
+	t.Run("Authz", func(t *testing.T) { runAuthz(t, migrated) })
 }
 
 func testPing(t *testing.T, s store.Store) {

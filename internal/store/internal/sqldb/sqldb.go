@@ -53,11 +53,21 @@ type Dialect struct {
 	// the chain. MapRefErr does the same and also maps a foreign key
 	// violation (the referenced row does not exist) to ErrNotFound.
 	MapErr, MapRefErr func(error) error
+	// MapInUseErr maps the foreign key violation of a DELETE whose row
+	// other rows still refer to (without ON DELETE) to ErrConflict, and
+	// anything else as MapErr.
+	MapInUseErr func(error) error
 
 	// ForUpdate is appended to a SELECT that locks the rows it reads until
 	// the transaction ends (" FOR UPDATE"), or "" where the transaction
 	// already holds the database's only write lock (SQLite).
 	ForUpdate string
+	// LockWrites returns a statement that makes the writers of table
+	// inside transactions wait for one another until commit ("LOCK TABLE
+	// … IN SHARE ROW EXCLUSIVE MODE"; readers do not wait), or is nil
+	// where a transaction already holds the database's only write lock
+	// (SQLite).
+	LockWrites func(table string) string
 	// ByCodePoint follows a text column in ORDER BY so that it sorts by
 	// code point whatever the database's locale (` COLLATE "C"`), or ""
 	// where that is the default (SQLite's BINARY).
