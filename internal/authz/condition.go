@@ -84,6 +84,11 @@ type CompilerOptions struct {
 // (ip(), cidr(), for example cidr('10.0.0.0/8').containsIP(request.ip)).
 // It keeps the compiled programs of recent conditions, by expression text.
 // Build one and share it: it is safe for concurrent use.
+//
+// An evaluation is bounded by the cost limit alone: programs are built
+// without interrupt checks and evaluated without a context, so an
+// expensive comprehension stops when its cost passes the limit, with an
+// error.
 type Compiler struct {
 	env       *cel.Env
 	costLimit uint64
@@ -193,33 +198,46 @@ func (c *Compiler) compile(expr string) (*Condition, error) {
 	return &Condition{expr: expr, program: prg, costLimit: c.costLimit}, nil
 }
 
-// Vars are the values of the variables of a condition, adapted once to be
-// shared by all the evaluations of a check.
+// Vars are the values of the variables of a condition, shared by all the
+// evaluations of a check. Each is adapted for CEL the first time a
+// condition reads it. A Vars is for one goroutine.
 type Vars struct {
-	request, user, resource ref.Val
+	adapter  types.Adapter
+	req      Request
+	user     User
+	res      Resource
+	resolved [3]ref.Val // request, user, resource
 }
 
-// Vars adapts the variables of a check for evaluation.
+// Vars gathers the variables of a check for evaluation.
 func (c *Compiler) Vars(req Request, user User, res Resource) *Vars {
-	a := c.env.CELTypeAdapter()
-	return &Vars{
-		request:  a.NativeToValue(&req),
-		user:     a.NativeToValue(&user),
-		resource: a.NativeToValue(&res),
-	}
+	return &Vars{adapter: c.env.CELTypeAdapter(), req: req, user: user, res: res}
 }
 
 // ResolveName implements interpreter.Activation.
 func (v *Vars) ResolveName(name string) (any, bool) {
+	var i int
 	switch name {
 	case "request":
-		return v.request, true
+		i = 0
 	case "user":
-		return v.user, true
+		i = 1
 	case "resource":
-		return v.resource, true
+		i = 2
+	default:
+		return nil, false
 	}
-	return nil, false
+	if v.resolved[i] == nil {
+		switch i {
+		case 0:
+			v.resolved[i] = v.adapter.NativeToValue(&v.req)
+		case 1:
+			v.resolved[i] = v.adapter.NativeToValue(&v.user)
+		case 2:
+			v.resolved[i] = v.adapter.NativeToValue(&v.res)
+		}
+	}
+	return v.resolved[i], true
 }
 
 // Parent implements interpreter.Activation.

@@ -143,6 +143,7 @@ func NewEngine(c *Compiler) (*Engine, error) {
 // permission.
 func (e *Engine) Decide(in Input) Decision {
 	d := decider{e: e, in: &in}
+	d.w.nodes = make([]walkNode, 0, 16)
 	return d.decide()
 }
 
@@ -152,6 +153,13 @@ type decider struct {
 	vars *Vars // built at the first condition
 	w    walker
 	out  Decision
+
+	// evaluated memoises the outcome of each condition: a condition met
+	// again (a role reached through several grants) is not evaluated
+	// twice.
+	evaluated []evaluation
+	// vias backs the Via of the Matches, a few of them per allocation.
+	vias []string
 
 	conditionFailed bool
 	graphFailed     bool
@@ -173,6 +181,9 @@ func (d *decider) decide() Decision {
 		slices.SortStableFunc(grants, compareGrants)
 	}
 	now := in.Request.Time.Unix()
+	if len(grants) == 0 {
+		d.step("", "", false, "no grants")
+	}
 	for i := range grants {
 		d.grant(&grants[i], now)
 	}
@@ -259,13 +270,18 @@ func (d *decider) grant(g *Grant, now int64) {
 		d.step(g.RoleID, g.ID, true, grantScope(g))
 	}
 
-	err := d.w.walk(g.RoleID, in.Roles, func(r *Role, node int) bool {
-		return d.role(g, r, node, denyOnly)
-	})
-	if err != nil {
-		d.graphFailed = true
-		if explain {
-			d.step(g.RoleID, g.ID, false, "role hierarchy unresolved: "+err.Error())
+	d.w.start(g.RoleID)
+	for i := 0; i < len(d.w.nodes); i++ {
+		r, err := d.w.next(i, in.Roles)
+		if err != nil {
+			d.graphFailed = true
+			if explain {
+				d.step(g.RoleID, g.ID, false, "role hierarchy unresolved: "+err.Error())
+			}
+			return
+		}
+		if d.role(g, &r, i, denyOnly) {
+			d.w.expand(i, &r)
 		}
 	}
 }
@@ -289,7 +305,7 @@ func (d *decider) role(g *Grant, r *Role, node int, denyOnly bool) bool {
 	}
 	matched := false
 	for _, rule := range r.Deny {
-		if !Matches(rule.Permission, in.Permission) {
+		if !matches(rule.Permission, in.Permission) {
 			continue
 		}
 		matched = true
@@ -303,11 +319,11 @@ func (d *decider) role(g *Grant, r *Role, node int, denyOnly bool) bool {
 			d.step(r.ID, g.ID, holds, "deny rule "+rule.Permission+" matches "+in.Permission+conditionWhy(rule.Condition, holds, err, ": counts as holding")+d.inherited(node))
 		}
 		if holds && d.out.DeniedBy == nil {
-			d.out.DeniedBy = &Match{GrantID: g.ID, Role: r.ID, Via: d.w.via(node)}
+			d.out.DeniedBy = &Match{GrantID: g.ID, Role: r.ID, Via: d.via(node)}
 		}
 	}
 	for _, rule := range r.Allow {
-		if !Matches(rule.Permission, in.Permission) {
+		if !matches(rule.Permission, in.Permission) {
 			continue
 		}
 		matched = true
@@ -325,7 +341,10 @@ func (d *decider) role(g *Grant, r *Role, node int, denyOnly bool) bool {
 			d.step(r.ID, g.ID, holds, "allow rule "+rule.Permission+" matches "+in.Permission+conditionWhy(rule.Condition, holds, err, "")+d.inherited(node))
 		}
 		if holds {
-			d.out.Matched = append(d.out.Matched, Match{GrantID: g.ID, Role: r.ID, Via: d.w.via(node)})
+			if d.out.Matched == nil {
+				d.out.Matched = make([]Match, 0, 16)
+			}
+			d.out.Matched = append(d.out.Matched, Match{GrantID: g.ID, Role: r.ID, Via: d.via(node)})
 		} else {
 			d.conditionFailed = true
 		}
@@ -359,7 +378,7 @@ func (d *decider) couldAllow(roleID string) bool {
 			return false
 		}
 		for _, rule := range r.Allow {
-			if Matches(rule.Permission, d.in.Permission) {
+			if matches(rule.Permission, d.in.Permission) {
 				found = true
 			}
 		}
@@ -368,8 +387,30 @@ func (d *decider) couldAllow(roleID string) bool {
 	return found
 }
 
+type evaluation struct {
+	expr string
+	ok   bool
+	err  error
+}
+
 // eval evaluates a condition; one that no longer compiles is an error.
+// Conditions are pure functions of the input, so each is evaluated once
+// per decision.
 func (d *decider) eval(expr string) (bool, error) {
+	for _, e := range d.evaluated {
+		if e.expr == expr {
+			return e.ok, e.err
+		}
+	}
+	ok, err := d.evalOnce(expr)
+	if d.evaluated == nil {
+		d.evaluated = make([]evaluation, 0, 8)
+	}
+	d.evaluated = append(d.evaluated, evaluation{expr: expr, ok: ok, err: err})
+	return ok, err
+}
+
+func (d *decider) evalOnce(expr string) (bool, error) {
 	cond, err := d.e.conditions.Compile(expr)
 	if err != nil {
 		return false, err
@@ -378,6 +419,21 @@ func (d *decider) eval(expr string) (bool, error) {
 		d.vars = d.e.conditions.Vars(d.in.Request, d.in.User, d.in.Resource)
 	}
 	return cond.Eval(d.vars)
+}
+
+// via is the chain of role IDs to the walk's node, for a Match.
+func (d *decider) via(node int) []string {
+	n := d.w.nodes[node].len
+	if cap(d.vias)-len(d.vias) < n {
+		d.vias = make([]string, 0, max(4*n, 64))
+	}
+	start := len(d.vias)
+	d.vias = d.vias[:start+n]
+	via := d.vias[start : start+n : start+n]
+	for i := n - 1; node >= 0; i, node = i-1, d.w.nodes[node].from {
+		via[i] = d.w.nodes[node].id
+	}
+	return via
 }
 
 // inherited describes how the role of node was reached, for explanations.

@@ -40,7 +40,8 @@
 //
 // # Decision rule
 //
-// Engine.Decide considers the subject's grants that apply (valid at the
+// Build one Compiler (NewCompiler) and one Engine over it (NewEngine) and
+// share them. Engine.Decide considers the subject's grants that apply (valid at the
 // request time, global or of the resource's organisation, condition true)
 // and, for each, its role with the role's ancestors. An explicit deny
 // matching the permission, from any applicable role, overrides every

@@ -57,6 +57,12 @@ func Matches(pattern, permission string) bool {
 	if !ValidPermission(pattern) || !ValidPermission(permission) {
 		return false
 	}
+	return matches(pattern, permission)
+}
+
+// matches is Matches for a valid permission: an invalid pattern cannot
+// match one, so it needs no validation of its own.
+func matches(pattern, permission string) bool {
 	if pattern == Wildcard {
 		return true
 	}

@@ -259,35 +259,56 @@ type walkNode struct {
 // once (the first time it is reached: along a shortest path, parents in
 // order). visit gets the node index, from which via rebuilds the chain of
 // role IDs that leads to the role, and returns whether to go on to the
-// role's parents. It fails with ErrRoleNotFound for a
-// missing role and ErrRoleTooDeep when a role is reached only beyond
-// MaxDepth.
+// role's parents. It fails with ErrRoleNotFound for a missing role and
+// ErrRoleTooDeep when a role is reached only beyond MaxDepth.
+//
+// The hot path (Decide) drives start, next and expand itself rather than
+// pass a closure, which would cost allocations.
 func (w *walker) walk(roleID string, roles map[string]Role, visit func(r *Role, node int) bool) error {
-	w.nodes = append(w.nodes[:0], walkNode{id: roleID, from: -1, len: 1})
-	clear(w.seen)
+	w.start(roleID)
 	for i := 0; i < len(w.nodes); i++ {
-		n := w.nodes[i]
-		r, ok := roles[n.id]
-		if !ok {
-			if n.from < 0 {
-				return fmt.Errorf("%w: %s", ErrRoleNotFound, n.id)
-			}
-			return fmt.Errorf("%w: %s, parent of %s", ErrRoleNotFound, n.id, w.nodes[n.from].id)
+		r, err := w.next(i, roles)
+		if err != nil {
+			return err
 		}
-		if n.len > MaxDepth {
-			return fmt.Errorf("%w: %s is %d roles above %s, at most %d", ErrRoleTooDeep, n.id, n.len, roleID, MaxDepth)
-		}
-		if !visit(&r, i) {
-			continue
-		}
-		for _, p := range r.Parents {
-			if w.reached(p) {
-				continue
-			}
-			w.nodes = append(w.nodes, walkNode{id: p, from: i, len: n.len + 1})
+		if visit(&r, i) {
+			w.expand(i, &r)
 		}
 	}
 	return nil
+}
+
+// start begins a walk from the role roleID: node 0.
+func (w *walker) start(roleID string) {
+	w.nodes = append(w.nodes[:0], walkNode{id: roleID, from: -1, len: 1})
+	clear(w.seen)
+}
+
+// next resolves node i, which the caller visits and then expands (or not)
+// before going on to node i+1, while i < len(w.nodes).
+func (w *walker) next(i int, roles map[string]Role) (Role, error) {
+	n := w.nodes[i]
+	r, ok := roles[n.id]
+	if !ok {
+		if n.from < 0 {
+			return Role{}, fmt.Errorf("%w: %s", ErrRoleNotFound, n.id)
+		}
+		return Role{}, fmt.Errorf("%w: %s, parent of %s", ErrRoleNotFound, n.id, w.nodes[n.from].id)
+	}
+	if n.len > MaxDepth {
+		return Role{}, fmt.Errorf("%w: %s is %d roles above %s, at most %d", ErrRoleTooDeep, n.id, n.len, w.nodes[0].id, MaxDepth)
+	}
+	return r, nil
+}
+
+// expand queues the parents of node i, whose role is r, that the walk has
+// not reached yet.
+func (w *walker) expand(i int, r *Role) {
+	for _, p := range r.Parents {
+		if !w.reached(p) {
+			w.nodes = append(w.nodes, walkNode{id: p, from: i, len: w.nodes[i].len + 1})
+		}
+	}
 }
 
 // reached reports whether the walk has reached the role id already, and
