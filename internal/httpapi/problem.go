@@ -36,6 +36,9 @@ type Problem struct {
 	// Rule names the rate-limit rule that refused the request
 	// (rate_limited from the rate limiter).
 	Rule string `json:"rule,omitempty"`
+	// Permission names the permission the caller lacks (forbidden from
+	// an RBAC-guarded route).
+	Permission string `json:"permission,omitempty"`
 
 	// RetryAfter, when positive, is sent as the Retry-After header (seconds).
 	RetryAfter int `json:"-"`

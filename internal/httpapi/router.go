@@ -18,6 +18,9 @@ type Route struct {
 	// Documented is false for routes deliberately left out of the OpenAPI
 	// document (static assets).
 	Documented bool
+	// Permission is the RBAC permission the route requires (registered
+	// with HandlePermission), "" for none.
+	Permission string
 }
 
 // Router wraps http.ServeMux: it records every registered pattern (so a test
@@ -49,6 +52,19 @@ func NewRouter(ew ErrorWriter) *Router {
 // text (see ValidText) is refused before h runs.
 func (rt *Router) Handle(pattern string, h HandlerFunc) {
 	rt.record(pattern, true)
+	rt.handle(pattern, h)
+}
+
+// HandlePermission is Handle for a route guarded by permission (h does the
+// check); the permission is recorded with the route, so that a test can
+// hold the OpenAPI document's x-gatehouse-permission against it.
+func (rt *Router) HandlePermission(pattern, permission string, h HandlerFunc) {
+	rt.record(pattern, true)
+	rt.routes[len(rt.routes)-1].Permission = permission
+	rt.handle(pattern, h)
+}
+
+func (rt *Router) handle(pattern string, h HandlerFunc) {
 	rt.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		if p := checkRequestText(r); p != nil {
 			rt.errors.Write(w, r, p)
