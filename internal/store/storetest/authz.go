@@ -19,7 +19,15 @@ import (
 	"github.com/gatehouse/gatehouse/internal/store"
 )
 
-func runAuthz(t *testing.T, migrated func(t *testing.T) store.Store) {
+func runAuthz(t *testing.T, migrated0 func(t *testing.T) store.Store) {
+	// The cases count rows: each starts from tables emptied of what the
+	// migrations seed (Gatehouse's built-in roles and permissions).
+	migrated := func(t *testing.T) store.Store {
+		s := migrated0(t)
+		clearAuthz(t, s)
+		return s
+	}
+	t.Run("BuiltinRolesUpgrade", func(t *testing.T) { testBuiltinRolesUpgrade(t, migrated0(t)) })
 	t.Run("Permissions", func(t *testing.T) { testPermissions(t, migrated(t)) })
 	t.Run("RoleRoundTrip", func(t *testing.T) { testRoleRoundTrip(t, migrated(t)) })
 	t.Run("RoleUniqueness", func(t *testing.T) { testRoleUniqueness(t, migrated(t)) })
@@ -38,6 +46,35 @@ func runAuthz(t *testing.T, migrated func(t *testing.T) store.Store) {
 }
 
 var authzAt = time.Date(2034, 5, 6, 7, 8, 9, 123456789, time.UTC)
+
+// clearAuthz deletes every role (with its grants) and permission.
+func clearAuthz(t *testing.T, s store.Store) {
+	t.Helper()
+	ctx := context.Background()
+	for {
+		roles, _, err := s.ListRoles(ctx, store.RoleFilter{Limit: store.MaxRoleLimit})
+		if err != nil {
+			t.Fatalf("ListRoles: %v", err)
+		}
+		if len(roles) == 0 {
+			break
+		}
+		for _, r := range roles {
+			if _, err := s.DeleteRole(ctx, r.ID, true); err != nil && !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("DeleteRole(%s): %v", r.Name, err)
+			}
+		}
+	}
+	perms, err := s.ListPermissions(ctx)
+	if err != nil {
+		t.Fatalf("ListPermissions: %v", err)
+	}
+	for _, p := range perms {
+		if err := s.DeletePermission(ctx, p.Name); err != nil {
+			t.Fatalf("DeletePermission(%s): %v", p.Name, err)
+		}
+	}
+}
 
 func mustCreatePermissions(t *testing.T, s store.Store, names ...string) {
 	t.Helper()
@@ -1062,5 +1099,65 @@ func testAuthzBulkRollback(t *testing.T, s store.Store) {
 	}
 	if _, err := s.DeleteRole(ctx, role.ID, false); err != nil {
 		t.Errorf("DeleteRole(no grant left): %v", err)
+	}
+}
+
+// adminRoleID is the built-in admin role that migration 0018 seeds.
+const adminRoleID = "0192f000-0000-7000-8000-000000000001"
+
+// testBuiltinRolesUpgrade: the migration that moves administration onto
+// RBAC grants the built-in admin role to every administrator of the
+// release before it, and to nobody else; undone, it removes its roles.
+func testBuiltinRolesUpgrade(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	m, err := s.Migrator().Down(ctx)
+	if err != nil {
+		t.Fatalf("Down: %v", err)
+	}
+	if m.Version != 18 {
+		t.Fatalf("Down reverted migration %d, want 18 (update this test when a migration is added)", m.Version)
+	}
+	if _, err := s.GetRole(ctx, adminRoleID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("GetRole(admin) after Down: %v, want ErrNotFound", err)
+	}
+	admin := newUser("old-admin@example.com")
+	admin.IsAdmin = true
+	admin = mustCreateUser(t, s, admin)
+	plain := mustCreateUser(t, s, newUser("plain@example.com"))
+	gone := newUser("gone-admin@example.com")
+	gone.IsAdmin = true
+	gone = mustCreateUser(t, s, gone)
+	if err := s.SoftDeleteUser(ctx, gone.ID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Migrator().Up(ctx); err != nil {
+		t.Fatalf("Up: %v", err)
+	}
+	for _, c := range []struct {
+		u    store.User
+		want int
+	}{{admin, 1}, {plain, 0}, {gone, 0}} {
+		grants, err := s.ListUserGrants(ctx, c.u.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(grants) != c.want {
+			t.Errorf("%s has %d grants after the upgrade, want %d", c.u.Email, len(grants), c.want)
+		}
+		for _, g := range grants {
+			if g.RoleID != adminRoleID || g.OrganizationID != "" || !g.ValidFrom.IsZero() || !g.ValidUntil.IsZero() || g.Condition != "" {
+				t.Errorf("%s's grant = %+v, want a plain global grant of admin", c.u.Email, g)
+			}
+			if _, err := uuid.Parse(g.ID); err != nil {
+				t.Errorf("grant ID %q: %v", g.ID, err)
+			}
+			if got, err := s.GetGrant(ctx, g.ID); err != nil || got.ID != g.ID {
+				t.Errorf("GetGrant(%s) = %+v, %v", g.ID, got, err)
+			}
+		}
+	}
+	r, err := s.GetRoleByName(ctx, "admin", "")
+	if err != nil || r.ID != adminRoleID || len(r.Allow) != 1 || r.Allow[0].Permission != "*" {
+		t.Errorf("GetRoleByName(admin) = %+v, %v", r, err)
 	}
 }
