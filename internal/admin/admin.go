@@ -22,10 +22,12 @@ import (
 	"github.com/gatehouse/gatehouse/internal/user"
 )
 
-// Authenticator wraps another one and marks the principal as an
-// administrator when its user is an active admin. It reads the user from
-// the database: admin calls are rare and must see a withdrawn admin flag
-// at once.
+// Authenticator wraps another one for the administration API: the
+// caller's user must still exist (401 otherwise) and be active (403
+// otherwise). It reads the user from the database: admin calls are rare
+// and must see a disabled account at once. Whether the caller may do
+// what the route does is RBAC's decision (auth.Admin). A client's own
+// token (no user) passes through; it holds no permission.
 type Authenticator struct {
 	Inner auth.Authenticator
 	Users interface {
@@ -36,7 +38,7 @@ type Authenticator struct {
 // Authenticate implements auth.Authenticator.
 func (a Authenticator) Authenticate(r *http.Request) (auth.Principal, error) {
 	p, err := a.Inner.Authenticate(r)
-	if err != nil {
+	if err != nil || p.UserID == "" {
 		return p, err
 	}
 	u, err := a.Users.GetUser(r.Context(), p.UserID)
@@ -45,14 +47,15 @@ func (a Authenticator) Authenticate(r *http.Request) (auth.Principal, error) {
 		return auth.Principal{}, auth.ErrInvalidToken
 	case err != nil:
 		return auth.Principal{}, err
+	case u.Status != store.UserActive:
+		return auth.Principal{}, httpapi.NewProblem(http.StatusForbidden, "forbidden", "This account is not active.")
 	}
-	p.IsAdmin = u.IsAdmin && u.Status == store.UserActive
 	return p, nil
 }
 
 // Handlers serves /v1/admin.
 type Handlers struct {
-	Auth    auth.Authenticator // must set Principal.IsAdmin (see Authenticator)
+	Admin auth.Admin // each route needs the permission named in Routes
 	Service *Service
 	Clients *oauth.Clients
 	// KillSwitch reports the current cut-off of the incident kill switch
@@ -66,20 +69,19 @@ type Handlers struct {
 
 // Routes mounts the admin endpoints, each behind the admin check.
 func (h *Handlers) Routes(rt *httpapi.Router) {
-	a := func(f httpapi.HandlerFunc) httpapi.HandlerFunc { return auth.RequireAdmin(h.Auth, f) }
-	rt.Handle("GET /v1/admin/users", a(h.listUsers))
-	rt.Handle("GET /v1/admin/users/{id}", a(h.getUser))
-	rt.Handle("DELETE /v1/admin/users/{id}", a(h.deleteUser))
-	rt.Handle("POST /v1/admin/users/{id}/disable", a(h.setStatus(store.UserDisabled)))
-	rt.Handle("POST /v1/admin/users/{id}/enable", a(h.setStatus(store.UserActive)))
-	rt.Handle("POST /v1/admin/users/{id}/unlock", a(h.unlock))
-	rt.Handle("GET /v1/admin/users/{id}/sessions", a(h.userSessions))
-	rt.Handle("DELETE /v1/admin/users/{id}/sessions", a(h.revokeUserSessions))
-	rt.Handle("POST /v1/admin/tokens/revoke-before", a(h.revokeBefore))
-	rt.Handle("GET /v1/admin/clients", a(h.listClients))
-	rt.Handle("POST /v1/admin/clients", a(h.createClient))
-	rt.Handle("DELETE /v1/admin/clients/{id}", a(h.deleteClient))
-	rt.Handle("PATCH /v1/admin/clients/{id}", a(h.updateClient))
+	h.Admin.Handle(rt, "GET /v1/admin/users", "users:read", h.listUsers)
+	h.Admin.Handle(rt, "GET /v1/admin/users/{id}", "users:read", h.getUser)
+	h.Admin.Handle(rt, "DELETE /v1/admin/users/{id}", "users:write", h.deleteUser)
+	h.Admin.Handle(rt, "POST /v1/admin/users/{id}/disable", "users:write", h.setStatus(store.UserDisabled))
+	h.Admin.Handle(rt, "POST /v1/admin/users/{id}/enable", "users:write", h.setStatus(store.UserActive))
+	h.Admin.Handle(rt, "POST /v1/admin/users/{id}/unlock", "users:write", h.unlock)
+	h.Admin.Handle(rt, "GET /v1/admin/users/{id}/sessions", "sessions:read", h.userSessions)
+	h.Admin.Handle(rt, "DELETE /v1/admin/users/{id}/sessions", "sessions:write", h.revokeUserSessions)
+	h.Admin.Handle(rt, "POST /v1/admin/tokens/revoke-before", "tokens:revoke", h.revokeBefore)
+	h.Admin.Handle(rt, "GET /v1/admin/clients", "clients:read", h.listClients)
+	h.Admin.Handle(rt, "POST /v1/admin/clients", "clients:write", h.createClient)
+	h.Admin.Handle(rt, "DELETE /v1/admin/clients/{id}", "clients:write", h.deleteClient)
+	h.Admin.Handle(rt, "PATCH /v1/admin/clients/{id}", "clients:write", h.updateClient)
 }
 
 // meta is the request as the audit log records it: the administrator

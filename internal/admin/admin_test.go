@@ -49,7 +49,14 @@ func (k *killSwitch) RevokedBefore() time.Time {
 type anAdmin struct{}
 
 func (anAdmin) Authenticate(*http.Request) (auth.Principal, error) {
-	return auth.Principal{UserID: "admin-1", IsAdmin: true}, nil
+	return auth.Principal{UserID: "admin-1"}, nil
+}
+
+// adminOnly grants every permission to one user, the administrator.
+type adminOnly string
+
+func (a adminOnly) Authorize(_ context.Context, p auth.Principal, _, _ string) (bool, error) {
+	return p.UserID == string(a), nil
 }
 
 // TestKillSwitchOnlyMovesForward checks that the kill switch refuses a
@@ -85,7 +92,7 @@ func TestKillSwitchOnlyMovesForward(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &Handlers{Auth: anAdmin{}, Service: svc, KillSwitch: ks, Now: time.Now}
+	h := &Handlers{Admin: auth.Admin{Authn: anAdmin{}, Authz: adminOnly("admin-1")}, Service: svc, KillSwitch: ks, Now: time.Now}
 	rt := httpapi.NewRouter(httpapi.ErrorWriter{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	h.Routes(rt)
 	revoke := func(before time.Time) (int, map[string]any) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/riverqueue/river"
 
+	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/kv/memory"
@@ -83,7 +84,7 @@ func newAdminEnv(t *testing.T, bus *event.Bus) *adminEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &Handlers{Auth: anAdmin{}, Service: svc, Now: time.Now}
+	h := &Handlers{Admin: auth.Admin{Authn: anAdmin{}, Authz: adminOnly("admin-1")}, Service: svc, Now: time.Now}
 	rt := httpapi.NewRouter(httpapi.ErrorWriter{Log: log})
 	h.Routes(rt)
 	h.OrgRoutes(rt, func(map[string]any) []httpapi.FieldError { return nil })

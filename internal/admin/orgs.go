@@ -5,7 +5,6 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
@@ -18,14 +17,13 @@ var slugPattern = regexp.MustCompile(`^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$`)
 
 // OrgRoutes mounts the organisation endpoints.
 func (h *Handlers) OrgRoutes(rt *httpapi.Router, validate PolicyValidator) {
-	a := func(f httpapi.HandlerFunc) httpapi.HandlerFunc { return auth.RequireAdmin(h.Auth, f) }
-	rt.Handle("GET /v1/admin/organizations", a(h.listOrgs))
-	rt.Handle("POST /v1/admin/organizations", a(h.createOrg(validate)))
-	rt.Handle("GET /v1/admin/organizations/{id}", a(h.getOrg))
-	rt.Handle("PUT /v1/admin/organizations/{id}/policy", a(h.setPolicy(validate)))
-	rt.Handle("DELETE /v1/admin/organizations/{id}", a(h.deleteOrg))
-	rt.Handle("PUT /v1/admin/organizations/{id}/members/{user_id}", a(h.setMember))
-	rt.Handle("DELETE /v1/admin/organizations/{id}/members/{user_id}", a(h.removeMember))
+	h.Admin.Handle(rt, "GET /v1/admin/organizations", "organizations:read", h.listOrgs)
+	h.Admin.Handle(rt, "POST /v1/admin/organizations", "organizations:write", h.createOrg(validate))
+	h.Admin.Handle(rt, "GET /v1/admin/organizations/{id}", "organizations:read", h.getOrg)
+	h.Admin.Handle(rt, "PUT /v1/admin/organizations/{id}/policy", "organizations:write", h.setPolicy(validate))
+	h.Admin.Handle(rt, "DELETE /v1/admin/organizations/{id}", "organizations:write", h.deleteOrg)
+	h.Admin.Handle(rt, "PUT /v1/admin/organizations/{id}/members/{user_id}", "organizations:write", h.setMember)
+	h.Admin.Handle(rt, "DELETE /v1/admin/organizations/{id}/members/{user_id}", "organizations:write", h.removeMember)
 }
 
 // OrgView is an organisation with its members.

@@ -11,18 +11,17 @@ import (
 
 // Handlers serves /v1/admin/apis.
 type Handlers struct {
-	Auth     auth.Authenticator // must set Principal.IsAdmin
+	Admin auth.Admin // each route needs the permission named in Routes
 	Registry *Registry
 }
 
 // Routes mounts the endpoints, each behind the admin check.
 func (h *Handlers) Routes(rt *httpapi.Router) {
-	a := func(f httpapi.HandlerFunc) httpapi.HandlerFunc { return auth.RequireAdmin(h.Auth, f) }
-	rt.Handle("GET /v1/admin/apis", a(h.list))
-	rt.Handle("POST /v1/admin/apis", a(h.create))
-	rt.Handle("GET /v1/admin/apis/{id}", a(h.get))
-	rt.Handle("PATCH /v1/admin/apis/{id}", a(h.update))
-	rt.Handle("DELETE /v1/admin/apis/{id}", a(h.delete))
+	h.Admin.Handle(rt, "GET /v1/admin/apis", "apis:read", h.list)
+	h.Admin.Handle(rt, "POST /v1/admin/apis", "apis:write", h.create)
+	h.Admin.Handle(rt, "GET /v1/admin/apis/{id}", "apis:read", h.get)
+	h.Admin.Handle(rt, "PATCH /v1/admin/apis/{id}", "apis:write", h.update)
+	h.Admin.Handle(rt, "DELETE /v1/admin/apis/{id}", "apis:write", h.delete)
 }
 
 // View is an API as the admin API shows it.

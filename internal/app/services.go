@@ -10,6 +10,8 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/admin"
 	"github.com/gatehouse/gatehouse/internal/apis"
+	"github.com/gatehouse/gatehouse/internal/auth"
+	"github.com/gatehouse/gatehouse/internal/authz"
 	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/mfa"
@@ -38,6 +40,12 @@ type services struct {
 	// respond reacts to them (alerts, automated responses).
 	securityEvents *security.Recorder
 	respond        *security.Responder
+	// conditions compiles RBAC's CEL conditions and engine decides
+	// checks; both are shared by everything that decides or writes them.
+	conditions *authz.Compiler
+	engine     *authz.Engine
+	// authorizer decides the administration API's permissions.
+	authorizer auth.Authorizer
 }
 
 // newServices builds every domain service in the order they depend on each
@@ -92,6 +100,13 @@ func newServices(d *deps) (services, error) {
 	}); err != nil {
 		return services{}, err
 	}
+	if s.conditions, err = authz.NewCompiler(authz.CompilerOptions{}); err != nil {
+		return services{}, err
+	}
+	if s.engine, err = authz.NewEngine(s.conditions); err != nil {
+		return services{}, err
+	}
+	s.authorizer = adminAuthorizer{checker: storeChecker{store: d.db.store, engine: s.engine, now: d.clock()}, locate: country(d.intel)}
 	subscribe(d.bus, s)
 	return s, nil
 }
@@ -138,6 +153,7 @@ func newResponder(d *deps, rec *security.Recorder, sessions *session.Service) (*
 // subscribe registers the reactions between domains. Each runs in the
 // transaction that published its event (see package event).
 func subscribe(bus *event.Bus, s services) {
+	subscribeAdminGrant(bus)
 	// The webhook outbox: every event that concerns a subscribed endpoint
 	// is recorded, with its deliveries and their jobs, in the transaction
 	// of its change.

@@ -59,6 +59,7 @@ func (c *cli) userService(ctx context.Context, cfg *config.Config, log *slog.Log
 		return nil, nil, err
 	}
 	event.SubscribeAll(bus, func(ctx context.Context, tx event.Tx, e event.Event) error { return hooks.Record(ctx, tx, e) })
+	subscribeAdminGrant(bus)
 	svc, err := newUserService(d, nil)
 	if err != nil {
 		closePolicy()

@@ -442,6 +442,9 @@ func errorTable() (*httpapi.ErrorTable, error) {
 // wired in.
 func newRouter(d *deps) (*httpapi.Router, error) {
 	svc := d.svc
+	// Gatehouse's own administration API is guarded by RBAC: each route
+	// names the permission it needs.
+	guard := auth.Admin{Authn: admin.Authenticator{Inner: d.authn, Users: d.db.store}, Authz: svc.authorizer}
 	rt := httpapi.NewRouter(httpapi.ErrorWriter{Log: d.log, Errors: d.errors})
 	readiness(d, false).Routes(rt)
 	spec, err := specJSON(d.cfg)
@@ -464,7 +467,7 @@ func newRouter(d *deps) (*httpapi.Router, error) {
 	}
 	rt.SetGuard(th.Guard)
 	(&throttle.AdminHandlers{
-		Auth: admin.Authenticator{Inner: d.authn, Users: d.db.store}, Throttle: th, Audit: d.db.store, Now: d.now,
+		Admin: guard, Throttle: th, Audit: d.db.store, Now: d.now,
 	}).Routes(rt)
 	sessionHandlers := &session.Handlers{Service: svc.sessions, Auth: d.authn, Cookie: d.cfg.Tokens.RefreshCookie, Clients: clients, Grants: svc.apis}
 	sessionHandlers.Routes(rt)
@@ -486,15 +489,15 @@ func newRouter(d *deps) (*httpapi.Router, error) {
 		killSwitch = d.tokens
 	}
 	adm := &admin.Handlers{
-		Auth:    admin.Authenticator{Inner: d.authn, Users: d.db.store},
+		Admin:   guard,
 		Service: svc.admin, Clients: clients, Now: d.now, KillSwitch: killSwitch, RateLimitTiers: d.rateLimitTiers,
 	}
 	adm.Routes(rt)
 	adm.OrgRoutes(rt, mfa.ValidatePolicyDocument)
-	(&apis.Handlers{Auth: adm.Auth, Registry: svc.apis}).Routes(rt)
+	(&apis.Handlers{Admin: guard, Registry: svc.apis}).Routes(rt)
 	rt.HandleHTTP("GET /v1/webhooks/event-types", catalog.Handler())
-	(&webhook.Handlers{Auth: adm.Auth, Service: svc.webhooks}).Routes(rt)
-	(&security.Handlers{Auth: adm.Auth, Service: svc.security}).Routes(rt)
+	(&webhook.Handlers{Admin: guard, Service: svc.webhooks}).Routes(rt)
+	(&security.Handlers{Admin: guard, Service: svc.security}).Routes(rt)
 	(&pages.Handlers{
 		Accounts: svc.users, MagicLinks: svc.social, SignIns: svc.sessions, Keys: d.keys, Errors: d.errors, Log: d.log,
 		Product: d.cfg.Mail.ProductName, MagicLinkRedirect: first(d.cfg.Social.RedirectAllowlist),

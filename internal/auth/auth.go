@@ -26,7 +26,6 @@ type Principal struct {
 	AMR       []string
 	AuthTime  time.Time
 	ExpiresAt time.Time
-	IsAdmin   bool
 }
 
 // HasScope reports whether the principal was granted scope.
@@ -125,18 +124,6 @@ func Require(a Authenticator, h httpapi.HandlerFunc) httpapi.HandlerFunc {
 		}
 		return h(w, r.WithContext(WithPrincipal(r.Context(), p)))
 	}
-}
-
-// RequireAdmin is Require for administrators only (403 otherwise). This is
-// the single place the admin check lives until full RBAC replaces it.
-func RequireAdmin(a Authenticator, h httpapi.HandlerFunc) httpapi.HandlerFunc {
-	return Require(a, func(w http.ResponseWriter, r *http.Request) error {
-		p, _ := FromContext(r.Context())
-		if !p.IsAdmin {
-			return httpapi.NewProblem(http.StatusForbidden, "forbidden", "This operation needs administrator rights.")
-		}
-		return h(w, r)
-	})
 }
 
 // RequestMeta describes the client of r for what a change records: where

@@ -13,17 +13,16 @@ import (
 // Handlers serves /v1/admin/security-events and
 // /v1/admin/security-incidents.
 type Handlers struct {
-	Auth    auth.Authenticator // must set Principal.IsAdmin
+	Admin auth.Admin // each route needs the permission named in Routes
 	Service *Service
 }
 
 // Routes mounts the endpoints, each behind the admin check.
 func (h *Handlers) Routes(rt *httpapi.Router) {
-	a := func(f httpapi.HandlerFunc) httpapi.HandlerFunc { return auth.RequireAdmin(h.Auth, f) }
-	rt.Handle("GET /v1/admin/security-events", a(h.events))
-	rt.Handle("GET /v1/admin/security-incidents", a(h.incidents))
-	rt.Handle("GET /v1/admin/security-incidents/{id}", a(h.incident))
-	rt.Handle("POST /v1/admin/security-incidents/{id}/resolve", a(h.resolve))
+	h.Admin.Handle(rt, "GET /v1/admin/security-events", "security:read", h.events)
+	h.Admin.Handle(rt, "GET /v1/admin/security-incidents", "security:read", h.incidents)
+	h.Admin.Handle(rt, "GET /v1/admin/security-incidents/{id}", "security:read", h.incident)
+	h.Admin.Handle(rt, "POST /v1/admin/security-incidents/{id}/resolve", "security:write", h.resolve)
 }
 
 // Location is where an event came from, as geolocation placed it.

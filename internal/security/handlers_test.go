@@ -39,11 +39,18 @@ func (tokens) Authenticate(r *http.Request) (auth.Principal, error) {
 	case !ok:
 		return auth.Principal{}, auth.ErrNoCredentials
 	case tok == "admin":
-		return auth.Principal{UserID: adminID, IsAdmin: true}, nil
+		return auth.Principal{UserID: adminID}, nil
 	case tok == "user":
 		return auth.Principal{UserID: user(1)}, nil
 	}
 	return auth.Principal{}, auth.ErrInvalidToken
+}
+
+// adminOnly grants every permission to one user, the administrator.
+type adminOnly string
+
+func (a adminOnly) Authorize(_ context.Context, p auth.Principal, _, _ string) (bool, error) {
+	return p.UserID == string(a), nil
 }
 
 // client calls the admin API of a test server, checking every answer
@@ -62,7 +69,7 @@ func newClient(t *testing.T, e *env) *client {
 		t.Fatalf("the error table refuses security.Errors: %v", err)
 	}
 	rt := httpapi.NewRouter(httpapi.ErrorWriter{Log: slog.New(slog.DiscardHandler), Errors: table})
-	(&security.Handlers{Auth: tokens{}, Service: e.svc}).Routes(rt)
+	(&security.Handlers{Admin: auth.Admin{Authn: tokens{}, Authz: adminOnly(adminID)}, Service: e.svc}).Routes(rt)
 	srv := httptest.NewServer(rt)
 	t.Cleanup(srv.Close)
 

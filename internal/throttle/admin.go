@@ -14,7 +14,7 @@ import (
 // AdminHandlers serves /v1/admin/rate-limits: the policy in force with
 // each rule's refusals and most refused keys, and lifting a key's block.
 type AdminHandlers struct {
-	Auth     auth.Authenticator // must set Principal.IsAdmin
+	Admin auth.Admin // each route needs the permission named in Routes
 	Throttle *Throttle
 	Audit    interface {
 		AppendAuditEvent(ctx context.Context, e store.AuditEvent) error
@@ -24,9 +24,8 @@ type AdminHandlers struct {
 
 // Routes mounts the endpoints behind the admin check.
 func (h *AdminHandlers) Routes(rt *httpapi.Router) {
-	a := func(f httpapi.HandlerFunc) httpapi.HandlerFunc { return auth.RequireAdmin(h.Auth, f) }
-	rt.Handle("GET /v1/admin/rate-limits", a(h.report))
-	rt.Handle("DELETE /v1/admin/rate-limits/keys/{rule}/{key}", a(h.lift))
+	h.Admin.Handle(rt, "GET /v1/admin/rate-limits", "rate-limits:read", h.report)
+	h.Admin.Handle(rt, "DELETE /v1/admin/rate-limits/keys/{rule}/{key}", "rate-limits:write", h.lift)
 }
 
 // RuleReport is a rule of the policy in force with its refusals.

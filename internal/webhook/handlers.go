@@ -12,24 +12,23 @@ import (
 
 // Handlers serves /v1/admin/webhooks.
 type Handlers struct {
-	Auth    auth.Authenticator // must set Principal.IsAdmin
+	Admin auth.Admin // each route needs the permission named in Routes
 	Service *Service
 }
 
 // Routes mounts the endpoints, each behind the admin check.
 func (h *Handlers) Routes(rt *httpapi.Router) {
-	a := func(f httpapi.HandlerFunc) httpapi.HandlerFunc { return auth.RequireAdmin(h.Auth, f) }
-	rt.Handle("GET /v1/admin/webhooks", a(h.list))
-	rt.Handle("POST /v1/admin/webhooks", a(h.create))
-	rt.Handle("GET /v1/admin/webhooks/{id}", a(h.get))
-	rt.Handle("PATCH /v1/admin/webhooks/{id}", a(h.update))
-	rt.Handle("DELETE /v1/admin/webhooks/{id}", a(h.delete))
-	rt.Handle("POST /v1/admin/webhooks/{id}/rotate-secret", a(h.rotateSecret))
-	rt.Handle("POST /v1/admin/webhooks/{id}/test", a(h.test))
-	rt.Handle("GET /v1/admin/webhooks/{id}/deliveries", a(h.deliveries))
-	rt.Handle("POST /v1/admin/webhooks/{id}/replay", a(h.replay))
-	rt.Handle("GET /v1/admin/webhooks/{id}/stats", a(h.stats))
-	rt.Handle("POST /v1/admin/webhooks/deliveries/{id}/retry", a(h.retry))
+	h.Admin.Handle(rt, "GET /v1/admin/webhooks", "webhooks:read", h.list)
+	h.Admin.Handle(rt, "POST /v1/admin/webhooks", "webhooks:write", h.create)
+	h.Admin.Handle(rt, "GET /v1/admin/webhooks/{id}", "webhooks:read", h.get)
+	h.Admin.Handle(rt, "PATCH /v1/admin/webhooks/{id}", "webhooks:write", h.update)
+	h.Admin.Handle(rt, "DELETE /v1/admin/webhooks/{id}", "webhooks:write", h.delete)
+	h.Admin.Handle(rt, "POST /v1/admin/webhooks/{id}/rotate-secret", "webhooks:write", h.rotateSecret)
+	h.Admin.Handle(rt, "POST /v1/admin/webhooks/{id}/test", "webhooks:write", h.test)
+	h.Admin.Handle(rt, "GET /v1/admin/webhooks/{id}/deliveries", "webhooks:read", h.deliveries)
+	h.Admin.Handle(rt, "POST /v1/admin/webhooks/{id}/replay", "webhooks:write", h.replay)
+	h.Admin.Handle(rt, "GET /v1/admin/webhooks/{id}/stats", "webhooks:read", h.stats)
+	h.Admin.Handle(rt, "POST /v1/admin/webhooks/deliveries/{id}/retry", "webhooks:write", h.retry)
 }
 
 // EndpointView is an endpoint as the admin API shows it: never its

@@ -38,11 +38,18 @@ func (tokens) Authenticate(r *http.Request) (auth.Principal, error) {
 	case !ok:
 		return auth.Principal{}, auth.ErrNoCredentials
 	case tok == "admin":
-		return auth.Principal{UserID: admin.ActorID, IsAdmin: true}, nil
+		return auth.Principal{UserID: admin.ActorID}, nil
 	case tok == "user":
 		return auth.Principal{UserID: "0190d5c4-7a6b-7c3e-9f00-0000000000u1"}, nil
 	}
 	return auth.Principal{}, auth.ErrInvalidToken
+}
+
+// adminOnly grants every permission to one user, the administrator.
+type adminOnly string
+
+func (a adminOnly) Authorize(_ context.Context, p auth.Principal, _, _ string) (bool, error) {
+	return p.UserID == string(a), nil
 }
 
 // client calls the admin API of a test server, checking every answer
@@ -61,7 +68,7 @@ func newClient(t *testing.T, e *env) *client {
 		t.Fatalf("the error table refuses webhook.Errors: %v", err)
 	}
 	rt := httpapi.NewRouter(httpapi.ErrorWriter{Log: slog.New(slog.DiscardHandler), Errors: table})
-	(&webhook.Handlers{Auth: tokens{}, Service: e.svc}).Routes(rt)
+	(&webhook.Handlers{Admin: auth.Admin{Authn: tokens{}, Authz: adminOnly(admin.ActorID)}, Service: e.svc}).Routes(rt)
 	srv := httptest.NewServer(rt)
 	t.Cleanup(srv.Close)
 
