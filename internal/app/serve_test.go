@@ -424,6 +424,16 @@ func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
 		item := doc.Paths.Find(r.Path)
 		if item == nil || item.GetOperation(r.Method) == nil {
 			t.Errorf("route %s is not in api/openapi.yaml", key)
+			continue
+		}
+		// The permission an RBAC-guarded route needs is documented as
+		// the operation's x-gatehouse-permission, and only there.
+		documented, _ := item.GetOperation(r.Method).Extensions["x-gatehouse-permission"].(string)
+		if documented != r.Permission {
+			t.Errorf("%s needs permission %q; api/openapi.yaml's x-gatehouse-permission says %q", key, r.Permission, documented)
+		}
+		if strings.HasPrefix(r.Path, "/v1/admin/") && r.Permission == "" {
+			t.Errorf("administration route %s names no permission", key)
 		}
 	}
 	// The rate-limit route groups name real routes.
