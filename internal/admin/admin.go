@@ -69,6 +69,7 @@ type Handlers struct {
 
 // Routes mounts the admin endpoints, each behind the admin check.
 func (h *Handlers) Routes(rt *httpapi.Router) {
+	h.Admin.Handle(rt, "GET /v1/admin/audit-events", "audit:read", h.listAudit)
 	h.Admin.Handle(rt, "GET /v1/admin/users", "users:read", h.listUsers)
 	h.Admin.Handle(rt, "GET /v1/admin/users/{id}", "users:read", h.getUser)
 	h.Admin.Handle(rt, "DELETE /v1/admin/users/{id}", "users:write", h.deleteUser)
