@@ -2,6 +2,8 @@ package app
 
 import (
 	"context"
+	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"time"
@@ -11,7 +13,9 @@ import (
 	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/netintel"
+	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/internal/token"
 )
 
 // adminRoleID is the built-in admin role (every permission), seeded by
@@ -120,4 +124,50 @@ func country(intel *netintel.Intel) func(ip string) string {
 		}
 		return intel.Lookup(a).Country
 	}
+}
+
+// rolesClaim issues access tokens with the user's roles in a roles claim
+// (GATEHOUSE_TOKEN_ROLES_CLAIM): the names of the global grants without a
+// condition that are valid when the token is issued, sorted. Grants of an
+// organisation and conditional ones are left out: only the check API can
+// decide them.
+type rolesClaim struct {
+	session.Tokens
+	store interface {
+		LoadUserAuthz(ctx context.Context, userID string) (store.UserAuthz, error)
+	}
+	now func() time.Time
+}
+
+// Issue implements session.Tokens.
+func (t rolesClaim) Issue(ctx context.Context, ac token.AccessClaims) (string, time.Time, error) {
+	ua, err := t.store.LoadUserAuthz(ctx, ac.Subject)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("roles claim: %w", err)
+	}
+	ac.Extra = maps.Clone(ac.Extra)
+	if ac.Extra == nil {
+		ac.Extra = map[string]any{}
+	}
+	ac.Extra["roles"] = unconditionalRoles(ua, t.now())
+	return t.Tokens.Issue(ctx, ac)
+}
+
+// unconditionalRoles are the names of the roles of ua's global grants
+// without a condition valid at now (to the second, as checks count them).
+func unconditionalRoles(ua store.UserAuthz, now time.Time) []string {
+	sec := now.Unix()
+	roles := []string{}
+	for _, g := range ua.Grants {
+		r, ok := ua.Roles[g.RoleID]
+		if !ok || g.OrganizationID != "" || g.Condition != "" ||
+			(!g.ValidFrom.IsZero() && sec < g.ValidFrom.Unix()) || (!g.ValidUntil.IsZero() && sec >= g.ValidUntil.Unix()) {
+			continue
+		}
+		if !slices.Contains(roles, r.Name) {
+			roles = append(roles, r.Name)
+		}
+	}
+	slices.Sort(roles)
+	return roles
 }

@@ -39,6 +39,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/password"
 	"github.com/gatehouse/gatehouse/internal/ratelimit"
 	"github.com/gatehouse/gatehouse/internal/ratepolicy"
+	"github.com/gatehouse/gatehouse/internal/rbac"
 	"github.com/gatehouse/gatehouse/internal/risk"
 	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/security"
@@ -309,6 +310,10 @@ func newWorkers(cfg *config.Config, db *database, keys *secret.Keyring, tokens *
 	}); err != nil {
 		return nil, err
 	}
+	// Grants whose window ended are recorded as role.expired events.
+	if err := river.AddWorkerSafely(workers, &rbac.ExpireWorker{Store: db.store, Now: now}); err != nil {
+		return nil, err
+	}
 	return workers, nil
 }
 
@@ -331,7 +336,7 @@ func jobsConfig(cfg *config.Config, log *slog.Logger, working bool) jobs.Config 
 		// interrupted delivery goes out within a couple of minutes.
 		c.JobTimeout = 30 * time.Second
 		c.RescueStuckJobsAfter = max(time.Minute, cfg.Webhooks.Timeout+time.Minute)
-		c.PeriodicJobs = []*river.PeriodicJob{maintenance.Periodic(), delivery.PeriodicPurge(), security.PeriodicEscalate()}
+		c.PeriodicJobs = []*river.PeriodicJob{maintenance.Periodic(), delivery.PeriodicPurge(), security.PeriodicEscalate(), rbac.PeriodicExpire()}
 	}
 	return c
 }
@@ -369,6 +374,9 @@ func sessionDeps(d *deps, audiences session.Audiences) (session.Deps, error) {
 			RefuseOverLimit: d.cfg.Sessions.LimitPolicy == "refuse", BindDevice: d.cfg.Tokens.BindRefreshToDevice,
 			Lockout: lk, AppURL: d.cfg.AppBaseURL(),
 		},
+	}
+	if d.cfg.Tokens.RolesClaim && d.tokens != nil {
+		sd.Tokens = rolesClaim{Tokens: d.tokens, store: d.db.store, now: d.clock()}
 	}
 	if d.cfg.Risk.Enabled {
 		var err error

@@ -16,6 +16,7 @@ type TokenConfig struct {
 	RefreshReuseGrace    time.Duration `env:"REFRESH_REUSE_GRACE" default:"10s" doc:"Window in which the immediate predecessor of a refresh token, presented again, returns the same successor (0 disables)."`
 	RefreshCookie        bool          `env:"REFRESH_TOKEN_COOKIE" default:"false" doc:"Deliver refresh tokens as an HttpOnly, Secure, SameSite=Strict __Host- cookie instead of in the response body (browser apps). A refresh that uses the cookie must send a JSON body or an Origin listed in GATEHOUSE_CORS_ALLOWED_ORIGINS."`
 	BindRefreshToDevice  bool          `env:"BIND_REFRESH_TO_DEVICE" default:"false" doc:"Refuse a refresh from another device fingerprint (device_id and user-agent family) than the session's."`
+	RolesClaim           bool          `env:"TOKEN_ROLES_CLAIM" default:"false" doc:"Put the names of the user's global, unconditional roles valid at issue in a roles claim of access tokens. A token keeps them until it expires: POST /v1/authz/check stays the authority."`
 	SigningAlg           string        `env:"SIGNING_ALG" default:"RS256" doc:"Algorithm of new signing keys: RS256, ES256 or EdDSA."`
 	KeysReloadInterval   time.Duration `env:"KEYS_RELOAD_INTERVAL" default:"30s" doc:"How often running servers reload signing keys (rotations are also pushed at once)."`
 	KeysRotationInterval time.Duration `env:"KEYS_ROTATION_INTERVAL" default:"0s" doc:"Rotate the signing key automatically when the current one is this old (0: only with gatehouse keys rotate)."`
