@@ -31,6 +31,7 @@ type Tx interface {
 	UpdateUser(ctx context.Context, u store.User) (store.User, error)
 	SoftDeleteUser(ctx context.Context, id string, at time.Time) error
 	GetOrganization(ctx context.Context, id string) (store.Organization, error)
+	DeleteOrganization(ctx context.Context, id string) error
 	UserOrganizations(ctx context.Context, userID string) ([]store.Organization, error)
 	SetMembership(ctx context.Context, m store.OrgMembership) error
 	RemoveMembership(ctx context.Context, orgID, userID string) error
@@ -312,15 +313,21 @@ func (s *Service) SetOrganizationPolicy(ctx context.Context, m httpapi.Meta, id 
 	return o, nil
 }
 
-// DeleteOrganization deletes an organisation.
+// DeleteOrganization deletes an organisation, with its audit event and
+// its event.OrganizationDeleted in the same transaction.
 func (s *Service) DeleteOrganization(ctx context.Context, m httpapi.Meta, id string) error {
-	if _, err := s.d.Store.GetOrganization(ctx, id); err != nil {
-		return err
-	}
-	if err := s.d.Store.DeleteOrganization(ctx, id); err != nil {
-		return err
-	}
-	return s.audit(ctx, m, id, "admin.organization_deleted", nil)
+	return s.d.Store.InTx(ctx, func(tx Tx) error {
+		if _, err := tx.GetOrganization(ctx, id); err != nil {
+			return err
+		}
+		if err := tx.DeleteOrganization(ctx, id); err != nil {
+			return err
+		}
+		if err := tx.AppendAuditEvent(ctx, s.event(m, id, "admin.organization_deleted", nil)); err != nil {
+			return err
+		}
+		return tx.Publish(ctx, event.OrganizationDeleted{OrganizationID: id, Meta: m})
+	})
 }
 
 // SetMember makes an account a member of an organisation with a role, or

@@ -295,6 +295,13 @@ type OrganizationMemberRemoved struct {
 	Meta           httpapi.Meta
 }
 
+// OrganizationDeleted: an administrator deleted an organisation, with
+// its memberships, roles and grants.
+type OrganizationDeleted struct {
+	OrganizationID string
+	Meta           httpapi.Meta
+}
+
 // SMSDeliveryFailed: the SMS worker gave up on a text message. Published
 // by the worker in a transaction of its own.
 type SMSDeliveryFailed struct {
@@ -385,6 +392,9 @@ func (OrganizationMemberAdded) EventName() string { return "organization.member_
 
 // EventName implements Event.
 func (OrganizationMemberRemoved) EventName() string { return "organization.member_removed" }
+
+// EventName implements Event.
+func (OrganizationDeleted) EventName() string { return "organization.deleted" }
 
 // EventName implements Event.
 func (SMSDeliveryFailed) EventName() string { return "sms.delivery_failed" }
