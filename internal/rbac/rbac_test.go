@@ -3,6 +3,8 @@ package rbac_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/gatehouse/gatehouse/internal/authz"
+	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/rbac"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
@@ -427,5 +430,73 @@ func TestOrganizationAdmins(t *testing.T) {
 		if st, body := e.do(owner, "DELETE", "/v1/admin/roles/"+role, nil); st != http.StatusNoContent {
 			t.Errorf("owner deletes their organisation's role: %d %v", st, body)
 		}
+	})
+}
+
+func TestRoutesRecordTheirPermission(t *testing.T) {
+	rt := httpapi.NewRouter(httpapi.ErrorWriter{Log: slog.New(slog.DiscardHandler)})
+	(&rbac.Handlers{}).Routes(rt)
+	got := map[string]string{}
+	for _, r := range rt.Routes() {
+		got[r.Method+" "+r.Path] = r.Permission
+	}
+	want := map[string]string{
+		"GET /v1/admin/permissions":                      "rbac:read",
+		"POST /v1/admin/permissions":                     "rbac:write",
+		"GET /v1/admin/permissions/{name}":               "rbac:read",
+		"DELETE /v1/admin/permissions/{name}":            "rbac:write",
+		"GET /v1/admin/roles":                            "rbac:read",
+		"POST /v1/admin/roles":                           "rbac:write",
+		"GET /v1/admin/roles/{id}":                       "rbac:read",
+		"PATCH /v1/admin/roles/{id}":                     "rbac:write",
+		"DELETE /v1/admin/roles/{id}":                    "rbac:write",
+		"GET /v1/admin/roles/{id}/effective-permissions": "rbac:read",
+		"GET /v1/admin/users/{id}/roles":                 "rbac:read",
+		"POST /v1/admin/users/{id}/roles":                "rbac:write",
+		"DELETE /v1/admin/users/{id}/roles/{grant_id}":   "rbac:write",
+		"POST /v1/admin/role-grants/bulk":                "rbac:write",
+		"GET /v1/admin/users/{id}/permissions":           "users:read",
+		"GET /v1/admin/authz/who-can":                    "rbac:read",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("routes and permissions (-want +got):\n%s", diff)
+	}
+}
+
+func TestRolePatchIsPartialAndListPages(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *env) {
+		e.permissions("a:read", "a:write")
+		id := e.role(map[string]any{"name": "r", "description": "d", "permissions": []any{"a:read"}, "deny": []any{"a:write"}})
+		got := e.must(http.StatusOK, "PATCH", "/v1/admin/roles/"+id, map[string]any{"name": "r2"})
+		if got["name"] != "r2" || got["description"] != "d" || len(got["permissions"].([]any)) != 1 || len(got["deny"].([]any)) != 1 {
+			t.Errorf("PATCH name changed more: %v", got)
+		}
+		got = e.must(http.StatusOK, "PATCH", "/v1/admin/roles/"+id, map[string]any{"deny": []any{}})
+		if got["name"] != "r2" || len(got["deny"].([]any)) != 0 || len(got["permissions"].([]any)) != 1 {
+			t.Errorf("PATCH deny: %v", got)
+		}
+		st, body := e.do(e.root, "PATCH", "/v1/admin/roles/0190d5c4-7a6b-7c3e-9f00-000000000009", map[string]any{"name": "x"})
+		wantProblem(t, st, body, http.StatusNotFound, "not_found")
+		for i := range 3 {
+			e.role(map[string]any{"name": fmt.Sprintf("p%d", i)})
+		}
+		seen := 0
+		cursor := ""
+		for pages := 0; ; pages++ {
+			out := e.must(http.StatusOK, "GET", "/v1/admin/roles?global=true&limit=3&cursor="+cursor, nil)
+			seen += len(out["roles"].([]any))
+			cursor = out["next_cursor"].(string)
+			if cursor == "" {
+				break
+			}
+			if pages > 5 {
+				t.Fatal("paging does not end")
+			}
+		}
+		if want := len(rbac.BuiltinRoles) + 4; seen != want {
+			t.Errorf("%d roles paged through, want %d", seen, want)
+		}
+		st, body = e.do(e.root, "GET", "/v1/admin/roles?limit=0", nil)
+		wantProblem(t, st, body, http.StatusUnprocessableEntity, "validation_failed")
 	})
 }
