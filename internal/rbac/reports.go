@@ -28,15 +28,26 @@ func (s *Service) userInput(ctx context.Context, u store.User) (authz.Input, sto
 	in := authz.Input{
 		Grants: make([]authz.Grant, len(ua.Grants)),
 		Roles:  convert(ua.Roles),
-		User:   authz.User{ID: u.ID, EmailVerified: !u.EmailVerifiedAt.IsZero(), Metadata: u.Metadata},
+		User:   Subject(u, orgs),
 	}
 	for i, g := range ua.Grants {
 		in.Grants[i] = authz.Grant{ID: g.ID, RoleID: g.RoleID, OrganizationID: g.OrganizationID, ValidFrom: g.ValidFrom, ValidUntil: g.ValidUntil, Condition: g.Condition}
 	}
-	for _, o := range orgs {
-		in.User.Organizations = append(in.User.Organizations, o.ID)
-	}
 	return in, ua, nil
+}
+
+// Subject is the user u, a member of orgs, as conditions see them
+// (user.*). Metadata is the account's AppMetadata, which only
+// administrators can change: a condition over metadata the user edits
+// themselves would let them grant themselves access. The check API must
+// build its subject the same way, so that who-can lists exactly whom the
+// check allows.
+func Subject(u store.User, orgs []store.Organization) authz.User {
+	out := authz.User{ID: u.ID, EmailVerified: !u.EmailVerifiedAt.IsZero(), Metadata: u.AppMetadata}
+	for _, o := range orgs {
+		out.Organizations = append(out.Organizations, o.ID)
+	}
+	return out
 }
 
 // Decide decides, as the check API does (uncached), whether the user
