@@ -3,6 +3,7 @@ package rbac
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 
 	"github.com/gatehouse/gatehouse/internal/store"
@@ -90,11 +91,13 @@ type BuiltinStore interface {
 	GetPermission(ctx context.Context, name string) (store.Permission, error)
 	CreatePermission(ctx context.Context, p store.Permission) (store.Permission, error)
 	GetRole(ctx context.Context, id string) (store.Role, error)
+	GetRoleByName(ctx context.Context, name, orgID string) (store.Role, error)
 	CreateRole(ctx context.Context, r store.Role) (store.Role, error)
 }
 
 // EnsureBuiltins creates every built-in permission and role that is
-// missing, leaving those that exist as they are: it is idempotent. The
+// missing, leaving those that exist as they are: it is idempotent. A
+// global role of another ID holding a built-in role's name is an error. The
 // "*" permission of the admin role is registered too ("Everything."). It
 // looks each one up before creating it, so that inside a PostgreSQL
 // transaction (where a failed statement aborts the transaction) a second
@@ -123,6 +126,11 @@ func EnsureBuiltins(ctx context.Context, tx BuiltinStore) error {
 	for _, r := range BuiltinRoles {
 		if _, err := tx.GetRole(ctx, r.ID); err == nil {
 			continue
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if other, err := tx.GetRoleByName(ctx, r.Name, ""); err == nil {
+			return fmt.Errorf("rbac: the global role %s (%s) holds the name of the built-in role %s: rename it", other.Name, other.ID, r.ID)
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}

@@ -500,3 +500,19 @@ func TestRolePatchIsPartialAndListPages(t *testing.T) {
 		wantProblem(t, st, body, http.StatusUnprocessableEntity, "validation_failed")
 	})
 }
+
+func TestEnsureBuiltinsRefusesATakenName(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			s := b.open(t)
+			ctx := t.Context()
+			if _, err := s.CreateRole(ctx, store.Role{Name: rbac.AuditorRole}); err != nil {
+				t.Fatal(err)
+			}
+			err := rbac.EnsureBuiltins(ctx, s)
+			if err == nil || !strings.Contains(err.Error(), "holds the name of the built-in role") {
+				t.Fatalf("EnsureBuiltins over a taken name: %v", err)
+			}
+		})
+	}
+}

@@ -454,7 +454,7 @@ type EffectivePermissions struct {
 func ancestors(ctx context.Context, tx Tx, id string) (map[string]store.Role, error) {
 	out := map[string]store.Role{}
 	queue := []string{id}
-	for len(queue) > 0 && len(out) <= 10*authz.MaxDepth*MaxRules {
+	for len(queue) > 0 {
 		next := queue[0]
 		queue = queue[1:]
 		if _, ok := out[next]; ok {
