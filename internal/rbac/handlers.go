@@ -3,6 +3,7 @@ package rbac
 import (
 	"context"
 	"encoding/csv"
+	"errors"
 	"net/http"
 	"strconv"
 
@@ -177,12 +178,25 @@ func (h *Handlers) createRole(w http.ResponseWriter, r *http.Request) error {
 	return httpapi.WriteJSON(w, http.StatusCreated, role)
 }
 
+// hideMissing answers err (something the path names was not found) as
+// 403 to a caller without permission globally, who must not learn what
+// exists outside the organisations they manage.
+func (h *Handlers) hideMissing(ctx context.Context, permission string, err error) error {
+	if !errors.Is(err, store.ErrNotFound) && !errors.Is(err, ErrGrantNotFound) {
+		return err
+	}
+	if denied := h.allow(ctx, permission, ""); denied != nil {
+		return denied
+	}
+	return err
+}
+
 // role returns the role of the path once the caller is allowed permission
 // on it.
 func (h *Handlers) role(r *http.Request, permission string) (RoleView, error) {
 	role, err := h.Service.GetRole(r.Context(), r.PathValue("id"))
 	if err != nil {
-		return RoleView{}, err
+		return RoleView{}, h.hideMissing(r.Context(), permission, err)
 	}
 	return role, h.allow(r.Context(), permission, role.OrganizationID)
 }
@@ -270,7 +284,7 @@ func (h *Handlers) revoke(w http.ResponseWriter, r *http.Request) error {
 	userID, grantID := r.PathValue("id"), r.PathValue("grant_id")
 	g, err := h.Service.UserGrant(r.Context(), userID, grantID)
 	if err != nil {
-		return err
+		return h.hideMissing(r.Context(), PermWrite, err)
 	}
 	if err := h.allow(r.Context(), PermWrite, g.OrganizationID); err != nil {
 		return err

@@ -415,6 +415,9 @@ func TestOrganizationAdmins(t *testing.T) {
 			{owner, "GET", "/v1/admin/permissions", nil},
 			{member, "POST", "/v1/admin/roles", map[string]any{"name": "x", "organization_id": orgA}},
 			{member, "DELETE", "/v1/admin/users/" + member + "/roles/" + gid, nil},
+			// What does not exist is hidden from whoever lacks the permission globally.
+			{owner, "GET", "/v1/admin/roles/0190d5c4-7a6b-7c3e-9f00-000000000009", nil},
+			{owner, "DELETE", "/v1/admin/users/" + member + "/roles/0190d5c4-7a6b-7c3e-9f00-000000000009", nil},
 		} {
 			if st, body := e.do(c.who, c.method, c.path, c.body); st != http.StatusForbidden {
 				t.Errorf("%s %s by %s: %d %v, want 403", c.method, c.path, map[string]string{owner: "owner", member: "member"}[c.who], st, body)
