@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -518,4 +519,37 @@ func TestEnsureBuiltinsRefusesATakenName(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestConcurrentParentsNeverMakeACycle(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *env) {
+		for round := range 5 {
+			a := e.role(map[string]any{"name": fmt.Sprintf("a%d", round)})
+			b := e.role(map[string]any{"name": fmt.Sprintf("b%d", round)})
+			var wg sync.WaitGroup
+			statuses := make([]int, 2)
+			codes := make([]any, 2)
+			for i, c := range [][2]string{{a, b}, {b, a}} {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					st, body := e.do(e.root, "PATCH", "/v1/admin/roles/"+c[0], map[string]any{"parents": []any{c[1]}})
+					statuses[i], codes[i] = st, body["code"]
+				}()
+			}
+			wg.Wait()
+			ok := 0
+			for i := range 2 {
+				switch {
+				case statuses[i] == http.StatusOK:
+					ok++
+				case statuses[i] != http.StatusUnprocessableEntity || codes[i] != "role_cycle":
+					t.Errorf("round %d: PATCH %d answered %d %v", round, i, statuses[i], codes[i])
+				}
+			}
+			if ok != 1 {
+				t.Errorf("round %d: %d of the two opposite parent changes succeeded, want 1", round, ok)
+			}
+		}
+	})
 }
