@@ -16,6 +16,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/netintel"
 	"github.com/gatehouse/gatehouse/internal/ratepolicy"
+	"github.com/gatehouse/gatehouse/internal/rbac"
 	"github.com/gatehouse/gatehouse/internal/throttle"
 	"github.com/gatehouse/gatehouse/internal/token"
 )
@@ -86,6 +87,12 @@ func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, now fu
 	defer db.Close()
 	if err := prepareSchema(ctx, cfg, db, log); err != nil {
 		return err
+	}
+	// The built-in roles of the administration API: a release may define
+	// one the migrations did not seed. Nodes starting together may race;
+	// each creation tolerates the other's.
+	if err := rbac.EnsureBuiltins(ctx, db.store); err != nil {
+		return fmt.Errorf("built-in roles: %w", err)
 	}
 	state, err := openState(ctx, cfg, log, now)
 	if err != nil {

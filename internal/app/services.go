@@ -15,6 +15,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/mfa"
+	"github.com/gatehouse/gatehouse/internal/rbac"
 	"github.com/gatehouse/gatehouse/internal/risk"
 	"github.com/gatehouse/gatehouse/internal/security"
 	"github.com/gatehouse/gatehouse/internal/session"
@@ -46,6 +47,8 @@ type services struct {
 	engine     *authz.Engine
 	// authorizer decides the administration API's permissions.
 	authorizer auth.Authorizer
+	// rbac manages permissions, roles and grants.
+	rbac *rbac.Service
 }
 
 // newServices builds every domain service in the order they depend on each
@@ -107,6 +110,12 @@ func newServices(d *deps) (services, error) {
 		return services{}, err
 	}
 	s.authorizer = adminAuthorizer{checker: storeChecker{store: d.db.store, engine: s.engine, now: d.clock()}, locate: country(d.intel)}
+	if s.rbac, err = rbac.New(rbac.Deps{
+		Store:    store.Narrow(d.db.store, func(tx store.Store) rbac.Tx { return tx }),
+		Compiler: s.conditions, Engine: s.engine, Now: d.now, Log: d.log,
+	}); err != nil {
+		return services{}, err
+	}
 	subscribe(d.bus, s)
 	return s, nil
 }

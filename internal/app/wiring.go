@@ -434,6 +434,7 @@ func errorTable() (*httpapi.ErrorTable, error) {
 		apis.Errors(),
 		webhook.Errors(),
 		security.Errors(),
+		rbac.Errors(),
 		user.Errors(),
 		session.Errors(),
 		mfa.Errors(),
@@ -506,6 +507,7 @@ func newRouter(d *deps) (*httpapi.Router, error) {
 	rt.HandleHTTP("GET /v1/webhooks/event-types", catalog.Handler())
 	(&webhook.Handlers{Admin: guard, Service: svc.webhooks}).Routes(rt)
 	(&security.Handlers{Admin: guard, Service: svc.security}).Routes(rt)
+	(&rbac.Handlers{Admin: guard, Service: svc.rbac}).Routes(rt)
 	(&pages.Handlers{
 		Accounts: svc.users, MagicLinks: svc.social, SignIns: svc.sessions, Keys: d.keys, Errors: d.errors, Log: d.log,
 		Product: d.cfg.Mail.ProductName, MagicLinkRedirect: first(d.cfg.Social.RedirectAllowlist),
