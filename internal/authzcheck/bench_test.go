@@ -3,6 +3,7 @@ package authzcheck
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/authz"
+	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/kv/memory"
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/store/sqlite"
@@ -169,4 +171,44 @@ func memKV(b *testing.B) *memory.Store {
 	s := memory.New(time.Now)
 	b.Cleanup(func() { s.Close() })
 	return s
+}
+
+// BenchmarkCheckHandler is the cached check through the router without
+// the network: what the handler itself costs per request.
+func BenchmarkCheckHandler(b *testing.B) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(b.TempDir(), "gatehouse.db")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.Migrator().Up(ctx); err != nil {
+		b.Fatal(err)
+	}
+	f := &fixture{st: st}
+	u := f.benchUser(b)
+	c, err := New(Deps{Store: st, Engine: newEngine(b), KV: memKV(b)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	table, err := httpapi.NewErrorTable(Errors())
+	if err != nil {
+		b.Fatal(err)
+	}
+	rt := httpapi.NewRouter(httpapi.ErrorWriter{Log: slog.New(slog.DiscardHandler), Errors: table})
+	(&Handlers{Checker: c, Auth: fakeAuth{"tok": {UserID: u}}}).Routes(rt)
+	body := `{"permission":"invoices:read","resource":{"type":"invoice","id":"inv-1","organization_id":"","owner_id":"` + u + `"}}`
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req := httptest.NewRequest(http.MethodPost, "/v1/authz/check", strings.NewReader(body))
+			req.Header.Set("Authorization", "Bearer tok")
+			req.Header.Set("Content-Type", "application/json")
+			rec := httptest.NewRecorder()
+			rt.ServeHTTP(rec, req)
+			if rec.Code != http.StatusOK {
+				b.Fatal(rec.Code, rec.Body.String())
+			}
+		}
+	})
 }
