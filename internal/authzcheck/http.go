@@ -1,6 +1,7 @@
 package authzcheck
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/apis"
@@ -344,18 +346,32 @@ func response(d authz.Decision, roles map[string]authz.Role) CheckResponse {
 	return out
 }
 
-// writeJSON writes v with one Write (a Content-Length, no chunking).
+// Header values shared by every answer (net/http only reads them).
+var (
+	contentTypeJSON = []string{"application/json"}
+	noStore         = []string{"no-store"}
+)
+
+// buffers recycles the encoding buffers of answers.
+var buffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// writeJSON writes v with one Write from a recycled buffer, so that
+// net/http sends it with a Content-Length.
 func writeJSON(w http.ResponseWriter, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
+	buf := buffers.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= 64<<10 {
+			buf.Reset()
+			buffers.Put(buf)
+		}
+	}()
+	if err := json.NewEncoder(buf).Encode(v); err != nil {
 		return err
 	}
-	b = append(b, '\n')
 	h := w.Header()
-	h["Content-Type"] = []string{"application/json"}
-	h["Cache-Control"] = []string{"no-store"}
-	h["Content-Length"] = []string{strconv.Itoa(len(b))}
+	h["Content-Type"] = contentTypeJSON
+	h["Cache-Control"] = noStore
 	w.WriteHeader(http.StatusOK)
-	_, err = w.Write(b)
+	_, err := w.Write(buf.Bytes())
 	return err
 }
