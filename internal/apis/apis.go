@@ -37,13 +37,14 @@ var UserScopes = []string{"openid", "profile", "email", "offline_access"}
 
 // Client scopes with a meaning to Gatehouse itself.
 const (
-	ScopeIntrospect = "introspect" // may call the introspection endpoint
-	ScopeRevoke     = "revoke"     // may revoke any token, not only its own
+	ScopeIntrospect = "introspect"  // may call the introspection endpoint
+	ScopeRevoke     = "revoke"      // may revoke any token, not only its own
+	ScopeAuthzCheck = "authz:check" // may check any user's permissions (POST /v1/authz/check)
 )
 
 // ClientScopes are the scopes with a meaning to Gatehouse that a machine
 // client may hold.
-var ClientScopes = []string{ScopeIntrospect, ScopeRevoke}
+var ClientScopes = []string{ScopeIntrospect, ScopeRevoke, ScopeAuthzCheck}
 
 // Errors of the resource and scope checks. The token endpoint answers
 // them in RFC 6749 terms (invalid_target, RFC 8707 §2; invalid_scope),
