@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"maps"
 	"net/netip"
 	"slices"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/authz"
+	"github.com/gatehouse/gatehouse/internal/authzcheck"
 	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/netintel"
@@ -44,16 +46,11 @@ func subscribeAdminGrant(bus *event.Bus) {
 	})
 }
 
-// permissionChecker decides one check (the check API's Checker).
-type permissionChecker interface {
-	Decide(ctx context.Context, subject, permission string, res authz.Resource, req authz.Request) (authz.Decision, error)
-}
-
 // adminAuthorizer is RBAC's decision for Gatehouse's own administration
 // API: the caller's grants, through the same checker as POST
 // /v1/authz/check, with the request as conditions see it.
 type adminAuthorizer struct {
-	checker permissionChecker
+	checker *authzcheck.Checker
 	locate  func(ip string) string // the client address's country, "" when unknown
 }
 
@@ -64,42 +61,11 @@ func (a adminAuthorizer) Authorize(ctx context.Context, p auth.Principal, permis
 	if a.locate != nil && ip != "" {
 		req.Country = a.locate(ip)
 	}
-	d, err := a.checker.Decide(ctx, p.UserID, permission, authz.Resource{OrganizationID: organizationID}, req)
+	d, err := a.checker.Check(ctx, authzcheck.Query{Subject: p.UserID, Permission: permission, Resource: authz.Resource{OrganizationID: organizationID}, Request: req})
 	if err != nil {
 		return false, err
 	}
 	return d.Allowed, nil
-}
-
-// storeChecker decides from the store on every call (interim, replaced by
-// the check API's cache).
-type storeChecker struct {
-	store  store.Store
-	engine *authz.Engine
-	now    func() time.Time
-}
-
-func (c storeChecker) Decide(ctx context.Context, subject, permission string, res authz.Resource, req authz.Request) (authz.Decision, error) {
-	ua, err := c.store.LoadUserAuthz(ctx, subject)
-	if err != nil {
-		return authz.Decision{}, err
-	}
-	in := authz.Input{Permission: permission, Resource: res, Request: req, User: authz.User{ID: subject}, Roles: map[string]authz.Role{}}
-	in.Request.Time = c.now()
-	for _, g := range ua.Grants {
-		in.Grants = append(in.Grants, authz.Grant{ID: g.ID, RoleID: g.RoleID, OrganizationID: g.OrganizationID, ValidFrom: g.ValidFrom, ValidUntil: g.ValidUntil, Condition: g.Condition})
-	}
-	for id, r := range ua.Roles {
-		ar := authz.Role{ID: id, Name: r.Name, OrganizationID: r.OrganizationID, Parents: r.Parents}
-		for _, p := range r.Allow {
-			ar.Allow = append(ar.Allow, authz.PermissionRule{Permission: p.Permission, Condition: p.Condition})
-		}
-		for _, p := range r.Deny {
-			ar.Deny = append(ar.Deny, authz.PermissionRule{Permission: p.Permission, Condition: p.Condition})
-		}
-		in.Roles[id] = ar
-	}
-	return c.engine.Decide(in), nil
 }
 
 // clock is the services' clock: d.now, or time.Now in tests that build
@@ -170,4 +136,45 @@ func unconditionalRoles(ua store.UserAuthz, now time.Time) []string {
 	}
 	slices.Sort(roles)
 	return roles
+}
+
+// invalidate drops users' cached permissions (everyone's with all) on
+// every node. A failure to tell the other nodes is logged: their entries
+// expire with the cache's TTL.
+func invalidate(ctx context.Context, c *authzcheck.Checker, log *slog.Logger, all bool, users ...string) {
+	var err error
+	switch {
+	case all:
+		err = c.InvalidateAll(ctx)
+	case len(users) > 0:
+		err = c.Invalidate(ctx, users...)
+	}
+	if err != nil {
+		log.ErrorContext(ctx, "could not invalidate cached permissions on the other nodes", "error", err.Error())
+	}
+}
+
+// subscribeAuthzInvalidation drops a user's cached permissions once a
+// change to what conditions see of them (user.email_verified,
+// user.organizations, user.metadata) commits, and everyone's when an
+// organisation goes with its roles and grants.
+func subscribeAuthzInvalidation(bus *event.Bus, c *authzcheck.Checker) {
+	user := func(tx event.Tx, id string) {
+		tx.AfterCommit(func(ctx context.Context) { invalidate(ctx, c, slog.Default(), false, id) })
+	}
+	event.Subscribe(bus, func(_ context.Context, tx event.Tx, e event.UserUpdated) error { user(tx, e.User.ID); return nil })
+	event.Subscribe(bus, func(_ context.Context, tx event.Tx, e event.EmailVerified) error { user(tx, e.UserID); return nil })
+	event.Subscribe(bus, func(_ context.Context, tx event.Tx, e event.UserDeleted) error { user(tx, e.UserID); return nil })
+	event.Subscribe(bus, func(_ context.Context, tx event.Tx, e event.OrganizationMemberAdded) error {
+		user(tx, e.UserID)
+		return nil
+	})
+	event.Subscribe(bus, func(_ context.Context, tx event.Tx, e event.OrganizationMemberRemoved) error {
+		user(tx, e.UserID)
+		return nil
+	})
+	event.Subscribe(bus, func(_ context.Context, tx event.Tx, e event.OrganizationDeleted) error {
+		tx.AfterCommit(func(ctx context.Context) { invalidate(ctx, c, slog.Default(), true) })
+		return nil
+	})
 }

@@ -181,6 +181,11 @@ func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, now fu
 	if err := addWebhookWorkers(workers, deps); err != nil {
 		return err
 	}
+	// The permission cache hears the other nodes' invalidations until
+	// shutdown.
+	if err := deps.svc.checker.Start(bgCtx); err != nil {
+		return err
+	}
 	public, err := newPublicHandler(deps)
 	if err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/apis"
 	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/authz"
+	"github.com/gatehouse/gatehouse/internal/authzcheck"
 	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/mfa"
@@ -47,8 +48,10 @@ type services struct {
 	engine     *authz.Engine
 	// authorizer decides the administration API's permissions.
 	authorizer auth.Authorizer
-	// rbac manages permissions, roles and grants.
-	rbac *rbac.Service
+	// rbac manages permissions, roles and grants; checker decides
+	// permission checks.
+	rbac    *rbac.Service
+	checker *authzcheck.Checker
 }
 
 // newServices builds every domain service in the order they depend on each
@@ -109,10 +112,18 @@ func newServices(d *deps) (services, error) {
 	if s.engine, err = authz.NewEngine(s.conditions); err != nil {
 		return services{}, err
 	}
-	s.authorizer = adminAuthorizer{checker: storeChecker{store: d.db.store, engine: s.engine, now: d.clock()}, locate: country(d.intel)}
+	// Checks are answered from each node's cache of the users' grants and
+	// roles, which every change to them invalidates on every node.
+	if s.checker, err = authzcheck.New(authzcheck.Deps{
+		Store: d.db.store, Engine: s.engine, KV: d.state.kv, Now: d.now, Log: d.log,
+	}); err != nil {
+		return services{}, err
+	}
+	s.authorizer = adminAuthorizer{checker: s.checker, locate: country(d.intel)}
 	if s.rbac, err = rbac.New(rbac.Deps{
 		Store:    store.Narrow(d.db.store, func(tx store.Store) rbac.Tx { return tx }),
 		Compiler: s.conditions, Engine: s.engine, Now: d.now, Log: d.log,
+		Changed: func(ctx context.Context, c rbac.Change) { invalidate(ctx, s.checker, d.log, c.All, c.Users...) },
 	}); err != nil {
 		return services{}, err
 	}
@@ -163,6 +174,7 @@ func newResponder(d *deps, rec *security.Recorder, sessions *session.Service) (*
 // transaction that published its event (see package event).
 func subscribe(bus *event.Bus, s services) {
 	subscribeAdminGrant(bus)
+	subscribeAuthzInvalidation(bus, s.checker)
 	// The webhook outbox: every event that concerns a subscribed endpoint
 	// is recorded, with its deliveries and their jobs, in the transaction
 	// of its change.

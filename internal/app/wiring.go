@@ -23,6 +23,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/apidocs"
 	"github.com/gatehouse/gatehouse/internal/apis"
 	"github.com/gatehouse/gatehouse/internal/auth"
+	"github.com/gatehouse/gatehouse/internal/authzcheck"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
@@ -435,6 +436,7 @@ func errorTable() (*httpapi.ErrorTable, error) {
 		webhook.Errors(),
 		security.Errors(),
 		rbac.Errors(),
+		authzcheck.Errors(),
 		user.Errors(),
 		session.Errors(),
 		mfa.Errors(),
@@ -508,6 +510,7 @@ func newRouter(d *deps) (*httpapi.Router, error) {
 	(&webhook.Handlers{Admin: guard, Service: svc.webhooks}).Routes(rt)
 	(&security.Handlers{Admin: guard, Service: svc.security}).Routes(rt)
 	(&rbac.Handlers{Admin: guard, Service: svc.rbac}).Routes(rt)
+	(&authzcheck.Handlers{Checker: svc.checker, Auth: d.authn, Locate: country(d.intel), Now: d.now}).Routes(rt)
 	(&pages.Handlers{
 		Accounts: svc.users, MagicLinks: svc.social, SignIns: svc.sessions, Keys: d.keys, Errors: d.errors, Log: d.log,
 		Product: d.cfg.Mail.ProductName, MagicLinkRedirect: first(d.cfg.Social.RedirectAllowlist),

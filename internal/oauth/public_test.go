@@ -197,7 +197,7 @@ func TestMetadataPaths(t *testing.T) {
 	}
 	// Gatehouse's own scopes, until an API defines more (see the
 	// black-box TestAPIAudiences).
-	if got := rfc["scopes_supported"].([]any); !slices.Equal(got, []any{"openid", "profile", "email", "offline_access", "introspect", "revoke"}) {
+	if got := rfc["scopes_supported"].([]any); !slices.Equal(got, []any{"openid", "profile", "email", "offline_access", "introspect", "revoke", "authz:check"}) {
 		t.Errorf("scopes_supported = %v, want Gatehouse's own", got)
 	}
 }
