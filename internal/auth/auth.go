@@ -26,6 +26,16 @@ type Principal struct {
 	AMR       []string
 	AuthTime  time.Time
 	ExpiresAt time.Time
+
+	// APIKeyID is the API key the caller authenticated with ("" for an
+	// access token). Such a caller acts as the key's owner (UserID).
+	APIKeyID string
+	// KeyPermissions, for a personal API key, are the permission patterns
+	// the key was given: the caller holds a permission only when the key
+	// allows it and the owner holds it. Nil for no such restriction.
+	KeyPermissions []string
+	// RateLimitTier is the API key's rate-limit tier ("" for none).
+	RateLimitTier string
 }
 
 // HasScope reports whether the principal was granted scope.

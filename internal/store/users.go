@@ -59,7 +59,9 @@ type User struct {
 	JobTitle     string
 	EmployeeID   string
 	Status       UserStatus // empty is stored as active
-	IsAdmin      bool
+	// Kind is UserKindHuman (empty is stored as it) or UserKindService.
+	Kind    string
+	IsAdmin bool
 	LastLoginAt  time.Time
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
