@@ -60,12 +60,12 @@ type User struct {
 	EmployeeID   string
 	Status       UserStatus // empty is stored as active
 	// Kind is UserKindHuman (empty is stored as it) or UserKindService.
-	Kind    string
-	IsAdmin bool
-	LastLoginAt  time.Time
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
-	DeletedAt    time.Time
+	Kind        string
+	IsAdmin     bool
+	LastLoginAt time.Time
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+	DeletedAt   time.Time
 
 	// PasswordResetRequiredAt, when set, is when the user disowned a
 	// sign-in ("this wasn't me"): password sign-in is refused until the
