@@ -279,3 +279,23 @@ func (a *api) introspect(ctx context.Context, clientID, clientSecret, tok, hint 
 	}
 	return r, ""
 }
+
+// checkBody is the authz-check scenario's check: a permission setup
+// grants every user, on a resource of no organisation.
+const checkBody = `{"permission":"bench:read","resource":{"type":"doc","id":"doc-1"}}`
+
+// check calls POST /v1/authz/check for the token's own user and checks
+// the answer allows.
+func (a *api) check(ctx context.Context, accessToken string) (response, string) {
+	r := a.do(ctx, http.MethodPost, "/v1/authz/check", "application/json", checkBody, "Authorization", "Bearer "+accessToken)
+	if !r.ok() {
+		return r, "status"
+	}
+	var v struct {
+		Allowed bool `json:"allowed"`
+	}
+	if err := json.Unmarshal(r.body, &v); err != nil || !v.Allowed {
+		return r, `answer is not {"allowed":true,…}`
+	}
+	return r, ""
+}

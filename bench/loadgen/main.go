@@ -52,7 +52,7 @@ func main() {
 // (introspection of an opaque refresh token) is there on request.
 var (
 	defaultScenarios = []string{"validate", "refresh", "introspect", "login"}
-	allScenarios     = append(slices.Clone(defaultScenarios), "introspect-refresh", "login-refused")
+	allScenarios     = append(slices.Clone(defaultScenarios), "introspect-refresh", "login-refused", "authz-check", "healthz")
 )
 
 type options struct {
@@ -275,6 +275,12 @@ func setup(ctx context.Context, o options, a *api, log io.Writer) (workers []*wo
 			return nil, "", "", err
 		}
 	}
+	var reader func(ctx context.Context, userID string) error
+	if slices.Contains(o.scenarios, "authz-check") {
+		if reader, err = authzSetup(ctx, g, a); err != nil {
+			return nil, "", "", err
+		}
+	}
 	for _, ac := range accts {
 		w := &worker{acct: ac}
 		t, r := a.login(ctx, ac.email, ac.password)
@@ -286,6 +292,11 @@ func setup(ctx context.Context, o options, a *api, log io.Writer) (workers []*wo
 			return nil, "", "", fmt.Errorf("setup login: %s", describe(r))
 		}
 		w.refresh = t.RefreshToken
+		if reader != nil {
+			if err := reader(ctx, w.userID); err != nil {
+				return nil, "", "", err
+			}
+		}
 		workers = append(workers, w)
 	}
 	return workers, clientID, clientSecret, nil
@@ -296,7 +307,7 @@ func setup(ctx context.Context, o options, a *api, log io.Writer) (workers []*wo
 var (
 	ceilingKeys = []string{"rs256_verify", "rs256_sign", "argon2id"}
 	ceilingFor  = map[string]string{
-		"validate": "rs256_verify", "introspect": "rs256_verify", // every call verifies a token
+		"validate": "rs256_verify", "introspect": "rs256_verify", "authz-check": "rs256_verify", // every call verifies a token
 		"refresh": "rs256_sign", // every call signs a new access token
 		"login":   "argon2id",   // every call verifies a password
 		// what a password check would have cost each refused sign-in

@@ -155,6 +155,28 @@ func scenarios(a *api, clientID, clientSecret string) map[string]scenario {
 				return a.introspect(ctx, clientID, clientSecret, w.sessionRefresh, "refresh_token")
 			},
 		},
+		// authz-check asks POST /v1/authz/check for a permission the
+		// user holds through a role (setup grants it): a cached check
+		// after the first.
+		"authz-check": {
+			name: "authz-check",
+			do: func(ctx context.Context, w *worker) (response, string) {
+				return a.check(ctx, w.access)
+			},
+		},
+		// healthz is the cheapest request through the server's whole
+		// HTTP stack and middleware: the HTTP ceiling of the same run,
+		// for scenarios whose cost is mostly HTTP (authz-check).
+		"healthz": {
+			name: "healthz",
+			do: func(ctx context.Context, w *worker) (response, string) {
+				r := a.do(ctx, http.MethodGet, "/healthz", "", "")
+				if !r.ok() {
+					return r, "status"
+				}
+				return r, ""
+			},
+		},
 		"login": {
 			name: "login",
 			do: func(ctx context.Context, w *worker) (response, string) {

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os/exec"
 	"strings"
 )
@@ -61,4 +62,38 @@ func (c cli) createClient(ctx context.Context) (id, secret string, err error) {
 		return "", "", fmt.Errorf("gatehouse clients create: unexpected output %q", out)
 	}
 	return v.ClientID, v.ClientSecret, nil
+}
+
+// authzSetup creates an administrator, the permission bench:read and a
+// role bench-reader holding it, and returns what grants the role to a
+// user (the authz-check scenario).
+func authzSetup(ctx context.Context, g cli, a *api) (func(ctx context.Context, userID string) error, error) {
+	admin := account{email: "bench-admin-" + strings.ToLower(rand.Text()[:8]) + "@example.com", password: "Bench-" + rand.Text()}
+	if _, err := g.run(ctx, admin.password+"\n", "users", "create", "--email", admin.email, "--password-stdin", "--verified", "--admin"); err != nil {
+		return nil, err
+	}
+	t, r := a.login(ctx, admin.email, admin.password)
+	if !r.ok() {
+		return nil, fmt.Errorf("administrator login: %s", describe(r))
+	}
+	call := func(path, body string) (map[string]any, error) {
+		r := a.do(ctx, http.MethodPost, path, "application/json", body, "Authorization", "Bearer "+t.AccessToken)
+		if !r.ok() {
+			return nil, fmt.Errorf("POST %s: %s", path, describe(r))
+		}
+		var out map[string]any
+		return out, json.Unmarshal(r.body, &out)
+	}
+	if _, err := call("/v1/admin/permissions", `{"name":"bench:read","description":"load test"}`); err != nil {
+		return nil, err
+	}
+	role, err := call("/v1/admin/roles", `{"name":"bench-reader","permissions":["bench:read"]}`)
+	if err != nil {
+		return nil, err
+	}
+	roleID, _ := role["id"].(string)
+	return func(ctx context.Context, userID string) error {
+		_, err := call("/v1/admin/users/"+userID+"/roles", `{"role":"`+roleID+`"}`)
+		return err
+	}, nil
 }

@@ -92,6 +92,9 @@ type Manager struct {
 	lastUnknownReload time.Time // guarded by unknownMu
 
 	revocation revocation
+	// verified remembers tokens whose signature checked out, so that a
+	// token presented again costs no signature verification.
+	verified verifiedCache
 
 	// Intervals, fixed by New and changed only by tests.
 	unknownKeyReloadEvery time.Duration
@@ -135,6 +138,7 @@ func NewManager(cfg Config, keys Store, keyring *secret.Keyring, state kv.Store,
 		revokeRefreshEvery:    revokeRefreshEvery,
 		resubscribeEvery:      resubscribeEvery,
 		done:                  make(chan struct{}),
+		verified:              verifiedCache{max: verifiedCacheSize},
 	}
 	m.revocation.before.Store(-1) // not read yet: IsRevoked fails until Start
 	m.revocation.rebuild = make(chan struct{}, 1)

@@ -1029,3 +1029,31 @@ func TestRSASigningKeyIsPrecomputed(t *testing.T) {
 		t.Errorf("signing with the stored key allocates %.0f times, a precomputed key %.0f: the key was not precomputed", got, want)
 	}
 }
+
+// TestVerifiedCache: a token verified once is answered from the cache of
+// verified signatures, which skips nothing else: a revocation, another
+// audience and expiry are checked at every use.
+func TestVerifiedCache(t *testing.T) {
+	clk := newClock()
+	m := startManager(t, sqliteStore(t), newKeyring(t), memoryKV(t, clk), clk, baseConfig())
+	raw := issue(t, m, defaultClaims("")) // no session: revoked by its jti
+	c := mustVerify(t, m, raw)
+	mustVerify(t, m, raw) // from the cache
+	if err := m.DenyToken(t.Context(), c.ID, c.ExpiresAt); err != nil {
+		t.Fatal(err)
+	}
+	wantInvalid(t, m, raw)
+
+	other := defaultClaims("s2")
+	other.Audience = []string{"https://billing.example.test"}
+	billing := issue(t, m, other)
+	if _, err := m.VerifyIssued(t.Context(), billing); err != nil {
+		t.Fatal(err)
+	}
+	wantInvalid(t, m, billing) // cached for VerifyIssued, still not Gatehouse's audience
+
+	live := issue(t, m, defaultClaims("s3"))
+	exp := mustVerify(t, m, live).ExpiresAt
+	clk.Advance(exp.Sub(clk.Now()))
+	wantInvalid(t, m, live)
+}

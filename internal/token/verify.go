@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
@@ -80,6 +82,10 @@ func (m *Manager) checkSignature(ctx context.Context, raw string, audience []str
 	if ks == nil {
 		return Claims{}, errors.New("token: no keys loaded; call Start first")
 	}
+	now := m.now()
+	if c, ok := m.verified.get(raw, ks, now); ok {
+		return m.validate(c, audience, now)
+	}
 	tok, key, err := parse(raw, ks)
 	if errors.Is(err, errUnknownKey) {
 		m.reloadForUnknownKey(ctx)
@@ -92,10 +98,19 @@ func (m *Manager) checkSignature(ctx context.Context, raw string, audience []str
 	if err := tok.Claims(key.public, &c); err != nil {
 		return Claims{}, invalid(errors.New("bad signature or payload"))
 	}
-	now := m.now()
 	if !key.liveAt(now) {
 		return Claims{}, invalid(errors.New("signing key expired"))
 	}
+	c, err = m.validate(c, audience, now)
+	if err == nil {
+		m.verified.put(raw, key.kid, c)
+	}
+	return c, err
+}
+
+// validate checks the claims of a token whose signature checked out:
+// issuer, audience and times.
+func (m *Manager) validate(c Claims, audience []string, now time.Time) (Claims, error) {
 	if audience == nil {
 		// Any API's token: Validate still requires an aud.
 		audience = c.Audience
@@ -147,4 +162,63 @@ func parse(raw string, ks *keySet) (*jwt.JSONWebToken, *cachedKey, error) {
 		return nil, nil, errors.New("alg differs from the key's")
 	}
 	return tok, key, nil
+}
+
+// verifiedCacheSize bounds the verified-token cache: about 1 KiB each.
+const verifiedCacheSize = 20_000
+
+// verifiedCache remembers the claims of tokens whose signature and form
+// checked out, by the token's text, until they expire: a token presented
+// again (every call of a client between two refreshes) costs a map lookup
+// instead of a signature verification. It caches nothing about
+// revocation, which is checked at every use, nor about time: the claims
+// are validated again at every use. An entry counts only while the key
+// that signed it (its kid) is still published and live, so removing a
+// key ends its tokens at once; a kid names one key's material for ever.
+type verifiedCache struct {
+	mu  sync.Mutex
+	m   map[string]verifiedEntry
+	max int
+}
+
+type verifiedEntry struct {
+	kid    string
+	claims Claims
+}
+
+func (v *verifiedCache) get(raw string, ks *keySet, now time.Time) (Claims, bool) {
+	v.mu.Lock()
+	e, ok := v.m[raw]
+	if ok && !now.Before(e.claims.ExpiresAt) {
+		delete(v.m, raw)
+		ok = false
+	}
+	v.mu.Unlock()
+	if !ok {
+		return Claims{}, false
+	}
+	key := ks.byKID[e.kid]
+	if key == nil || !key.liveAt(now) {
+		return Claims{}, false
+	}
+	return e.claims, true
+}
+
+func (v *verifiedCache) put(raw, kid string, c Claims) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.m == nil {
+		v.m = make(map[string]verifiedEntry)
+	}
+	if len(v.m) >= v.max {
+		// Full: drop an arbitrary tenth (map order), expired or not.
+		n := v.max / 10
+		for k := range v.m {
+			delete(v.m, k)
+			if n--; n <= 0 {
+				break
+			}
+		}
+	}
+	v.m[raw] = verifiedEntry{kid: kid, claims: c}
 }
