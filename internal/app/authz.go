@@ -15,6 +15,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/netintel"
+	"github.com/gatehouse/gatehouse/internal/rbac"
 	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/token"
@@ -157,14 +158,19 @@ func invalidate(ctx context.Context, c *authzcheck.Checker, log *slog.Logger, al
 // subscribeAuthzInvalidation drops a user's cached permissions once a
 // change to what conditions see of them (user.email_verified,
 // user.organizations, user.metadata) commits, and everyone's when an
-// organisation goes with its roles and grants.
-func subscribeAuthzInvalidation(bus *event.Bus, c *authzcheck.Checker) {
+// organisation goes with its roles and grants. A deleted account's
+// grants are revoked in the deleting transaction.
+func subscribeAuthzInvalidation(bus *event.Bus, c *authzcheck.Checker, roles *rbac.Service) {
 	user := func(tx event.Tx, id string) {
 		tx.AfterCommit(func(ctx context.Context) { invalidate(ctx, c, slog.Default(), false, id) })
 	}
 	event.Subscribe(bus, func(_ context.Context, tx event.Tx, e event.UserUpdated) error { user(tx, e.User.ID); return nil })
 	event.Subscribe(bus, func(_ context.Context, tx event.Tx, e event.EmailVerified) error { user(tx, e.UserID); return nil })
-	event.Subscribe(bus, func(_ context.Context, tx event.Tx, e event.UserDeleted) error { user(tx, e.UserID); return nil })
+	// A deleted account's grants go with it.
+	event.Subscribe(bus, func(ctx context.Context, tx event.Tx, e event.UserDeleted) error {
+		user(tx, e.UserID)
+		return roles.RevokeAllOf(ctx, tx, e.Meta, e.UserID, "user_deleted")
+	})
 	event.Subscribe(bus, func(_ context.Context, tx event.Tx, e event.OrganizationMemberAdded) error {
 		user(tx, e.UserID)
 		return nil

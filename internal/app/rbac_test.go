@@ -282,6 +282,31 @@ func runRBAC(t *testing.T, e *accountEnv, other *server) {
 		}
 	})
 
+	t.Run("DeletedUserLosesGrants", func(t *testing.T) {
+		erinAT := e.signUp(t, "erin@example.com")
+		erin := userID(t, e, erinAT)
+		g := r.grant(t, erin, map[string]any{"role": "viewer"})
+		if !allowed(t, e.s.public, erinAT, map[string]any{"permission": "invoices:read"}) {
+			t.Fatal("erin's grant does not allow")
+		}
+		r.do(t, "DELETE", "/v1/admin/users/"+erin, nil, 204)
+		for _, u := range r.do(t, "GET", "/v1/admin/authz/who-can?permission=invoices:read", nil, 200)["users"].([]any) {
+			if u.(map[string]any)["user_id"] == erin {
+				t.Error("who-can lists a deleted user")
+			}
+		}
+		var revoked bool
+		for _, ev := range r.do(t, "GET", "/v1/admin/audit-events?subject_id="+erin, nil, 200)["events"].([]any) {
+			m := ev.(map[string]any)
+			d, _ := m["data"].(map[string]any)
+			before, _ := d["before"].(map[string]any)
+			revoked = revoked || (m["action"] == "rbac.grant_revoked" && d["reason"] == "user_deleted" && before["id"] == g)
+		}
+		if !revoked {
+			t.Error("no rbac.grant_revoked event for the deleted user's grant")
+		}
+	})
+
 	t.Run("AuditBeforeAfter", func(t *testing.T) {
 		r.do(t, "PATCH", "/v1/admin/roles/"+viewer, map[string]any{"description": "reads all invoices"}, 200)
 		events := r.do(t, "GET", "/v1/admin/audit-events?subject_id="+viewer, nil, 200)["events"].([]any)

@@ -174,7 +174,7 @@ func newResponder(d *deps, rec *security.Recorder, sessions *session.Service) (*
 // transaction that published its event (see package event).
 func subscribe(bus *event.Bus, s services) {
 	subscribeAdminGrant(bus)
-	subscribeAuthzInvalidation(bus, s.checker)
+	subscribeAuthzInvalidation(bus, s.checker, s.rbac)
 	// The webhook outbox: every event that concerns a subscribed endpoint
 	// is recorded, with its deliveries and their jobs, in the transaction
 	// of its change.

@@ -316,3 +316,28 @@ func (s *Service) Bulk(ctx context.Context, m httpapi.Meta, in BulkInput, scope 
 	}
 	return out, nil
 }
+
+// RevokeAllOf deletes every grant of a user inside the caller's
+// transaction tx, each with its rbac.grant_revoked audit event (reason
+// in the event's data): a deleted account keeps no access that a check
+// for its ID could still report. The caller invalidates the user's cached
+// permissions once tx commits.
+func (s *Service) RevokeAllOf(ctx context.Context, tx Tx, m httpapi.Meta, userID, reason string) error {
+	grants, err := tx.ListUserGrants(ctx, userID)
+	if err != nil || len(grants) == 0 {
+		return err
+	}
+	names, err := roleNames(ctx, tx, grants)
+	if err != nil {
+		return err
+	}
+	for _, g := range grants {
+		if _, err := tx.DeleteGrant(ctx, g.ID); err != nil {
+			return err
+		}
+		if err := tx.AppendAuditEvent(ctx, s.event(m, userID, "rbac.grant_revoked", grantView(g, names[g.RoleID]), nil, map[string]any{"reason": reason})); err != nil {
+			return err
+		}
+	}
+	return nil
+}
