@@ -55,7 +55,7 @@ func (a Authenticator) Authenticate(r *http.Request) (auth.Principal, error) {
 
 // Handlers serves /v1/admin.
 type Handlers struct {
-	Admin auth.Admin // each route needs the permission named in Routes
+	Admin   auth.Admin // each route needs the permission named in Routes
 	Service *Service
 	Clients *oauth.Clients
 	// KillSwitch reports the current cut-off of the incident kill switch

@@ -11,7 +11,7 @@ import (
 
 // Handlers serves /v1/admin/apis.
 type Handlers struct {
-	Admin auth.Admin // each route needs the permission named in Routes
+	Admin    auth.Admin // each route needs the permission named in Routes
 	Registry *Registry
 }
 

@@ -13,7 +13,7 @@ import (
 // Handlers serves /v1/admin/security-events and
 // /v1/admin/security-incidents.
 type Handlers struct {
-	Admin auth.Admin // each route needs the permission named in Routes
+	Admin   auth.Admin // each route needs the permission named in Routes
 	Service *Service
 }
 

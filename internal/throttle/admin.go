@@ -14,7 +14,7 @@ import (
 // AdminHandlers serves /v1/admin/rate-limits: the policy in force with
 // each rule's refusals and most refused keys, and lifting a key's block.
 type AdminHandlers struct {
-	Admin auth.Admin // each route needs the permission named in Routes
+	Admin    auth.Admin // each route needs the permission named in Routes
 	Throttle *Throttle
 	Audit    interface {
 		AppendAuditEvent(ctx context.Context, e store.AuditEvent) error

@@ -12,7 +12,7 @@ import (
 
 // Handlers serves /v1/admin/webhooks.
 type Handlers struct {
-	Admin auth.Admin // each route needs the permission named in Routes
+	Admin   auth.Admin // each route needs the permission named in Routes
 	Service *Service
 }
 
