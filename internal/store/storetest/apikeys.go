@@ -6,6 +6,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,6 +26,7 @@ func runAPIKeys(t *testing.T, migrated func(t *testing.T) store.Store) {
 	t.Run("KeyList", func(t *testing.T) { testAPIKeyList(t, migrated(t)) })
 	t.Run("RevokeAndShorten", func(t *testing.T) { testAPIKeyRevokeShorten(t, migrated(t)) })
 	t.Run("Usage", func(t *testing.T) { testAPIKeyUsage(t, migrated(t)) })
+	t.Run("Concurrent", func(t *testing.T) { testAPIKeyConcurrent(t, migrated(t)) })
 	t.Run("Cascades", func(t *testing.T) { testAPIKeyCascades(t, migrated(t)) })
 	t.Run("InTx", func(t *testing.T) { testAPIKeyInTx(t, migrated(t)) })
 }
@@ -519,6 +522,63 @@ func testAPIKeyUsage(t *testing.T, s store.Store) {
 	}
 }
 
+// testAPIKeyConcurrent: nodes flushing their counts at once lose none,
+// the last use is the latest whatever order they commit in, and of
+// concurrent revocations exactly one reports that it revoked the key.
+func testAPIKeyConcurrent(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	ada := mustCreateUser(t, s, newUser("ada@example.com"))
+	k := mustCreateAPIKey(t, s, store.APIKey{OwnerID: ada.ID})
+	const n = 8
+	day := time.Date(2026, 9, 1, 0, 0, 0, 0, time.UTC)
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			at := day.Add(time.Duration(i+1) * time.Minute)
+			errs <- s.RecordAPIKeyUse(ctx, []store.APIKeyUse{{KeyID: k.ID, At: at, IP: fmt.Sprintf("192.0.2.%d", i+1), Requests: 2, Refusals: 1}})
+		}()
+	}
+	wg.Wait()
+	var revoked atomic.Int32
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, ok, err := s.RevokeAPIKey(ctx, k.ID, day.Add(time.Duration(i)*time.Second), fmt.Sprint(i))
+			if ok {
+				revoked.Add(1)
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	usage, err := s.ListAPIKeyUsage(ctx, k.ID, day, day)
+	if err != nil || len(usage) != 1 {
+		t.Fatalf("ListAPIKeyUsage = %+v, %v; want one day", usage, err)
+	}
+	last := day.Add(n * time.Minute)
+	want := store.APIKeyUsage{KeyID: k.ID, Day: day, Requests: 2 * n, Refusals: n, LastIP: fmt.Sprintf("192.0.2.%d", n), LastAt: last}
+	if diff := cmp.Diff(want, usage[0]); diff != "" {
+		t.Errorf("usage after concurrent flushes (-want +got):\n%s", diff)
+	}
+	got, err := s.GetAPIKey(ctx, k.ID)
+	if err != nil || !got.LastUsedAt.Equal(last) || got.LastUsedIP != want.LastIP {
+		t.Errorf("LastUsed after concurrent flushes = %v %q, %v; want %v %s", got.LastUsedAt, got.LastUsedIP, err, last, want.LastIP)
+	}
+	if r := revoked.Load(); r != 1 {
+		t.Errorf("%d concurrent RevokeAPIKey calls reported revoking, want 1", r)
+	}
+}
+
 func testAPIKeyCascades(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	acme := mustCreateOrg(t, s, "Acme", "acme", nil)
@@ -531,7 +591,6 @@ func testAPIKeyCascades(t *testing.T, s store.Store) {
 	adaKey := mustCreateAPIKey(t, s, store.APIKey{OwnerID: ada.ID})
 	// A key rotated from one that goes keeps its RotatedFrom.
 	rotated := mustCreateAPIKey(t, s, store.APIKey{OwnerID: sa.ID, Kind: store.APIKeyService, RotatedFrom: adaKey.ID})
-	_ = rotated
 	if err := s.RecordAPIKeyUse(ctx, []store.APIKeyUse{{KeyID: adaKey.ID, At: time.Now(), Requests: 1}, {KeyID: saKey.ID, At: time.Now(), Requests: 1}}); err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package sqldb
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -205,12 +206,19 @@ func (t *Tables) ShortenAPIKey(ctx context.Context, id string, at time.Time) (st
 // first: it finds whether the key exists (an unknown key is skipped, so no
 // statement fails on the usage row's reference) and, on PostgreSQL, locks
 // its row so that it cannot be deleted before the usage row is written.
+// Uses are taken in key order, so that two flushes naming the same keys
+// lock them in the same order and never deadlock.
 func (t *Tables) RecordAPIKeyUseTx(ctx context.Context, uses []store.APIKeyUse) error {
+	known := make([]store.APIKeyUse, 0, len(uses))
 	for _, u := range uses {
-		canon, ok := sqlrow.ParseID(u.KeyID)
-		if !ok {
-			continue
+		if canon, ok := sqlrow.ParseID(u.KeyID); ok {
+			u.KeyID = canon
+			known = append(known, u)
 		}
+	}
+	slices.SortStableFunc(known, func(a, b store.APIKeyUse) int { return strings.Compare(a.KeyID, b.KeyID) })
+	for _, u := range known {
+		canon := u.KeyID
 		if u.Requests < 0 || u.Refusals < 0 {
 			return t.errorf("record api key use %s: negative counts", canon)
 		}

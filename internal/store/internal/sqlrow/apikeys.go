@@ -9,7 +9,7 @@ import (
 )
 
 // ServiceAccountColumns is the column list ScanServiceAccount expects, in
-// order, over service_accounts (no alias needed: the names are its own).
+// order, qualified by table so that it may follow a join with users.
 const ServiceAccountColumns = "service_accounts.user_id, service_accounts.name, service_accounts.description, " +
 	"CAST(service_accounts.organization_id AS TEXT), service_accounts.created_at, service_accounts.created_by"
 
