@@ -84,6 +84,10 @@ type Authenticator interface {
 	Authenticate(r *http.Request) (Principal, error)
 }
 
+// APIKeyHeader carries an API key, as an alternative to "Authorization:
+// Bearer gh_…".
+const APIKeyHeader = "X-API-Key"
+
 // BearerToken returns the token of an "Authorization: Bearer …" header.
 func BearerToken(r *http.Request) (string, bool) {
 	h := r.Header.Get("Authorization")

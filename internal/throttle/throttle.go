@@ -73,9 +73,12 @@ type Deps struct {
 	// Pseudonym turns a normalised email address into the key counted:
 	// no counter holds an address.
 	Pseudonym func(email string) string
-	Stats     *Stats
-	Metrics   *Metrics
-	Log       *slog.Logger
+	// KeyRefused is told of each request made with an API key that a
+	// rule refused (the key's usage and audit trail); nil: nobody.
+	KeyRefused func(ctx context.Context, keyID string)
+	Stats      *Stats
+	Metrics    *Metrics
+	Log        *slog.Logger
 }
 
 // Throttle applies the policy. Build it with New.
@@ -107,10 +110,13 @@ type request struct {
 	client *store.Client // nil: no authenticated client
 	// clientDone: authClient has run (client is its answer).
 	clientDone bool
-	loaded     map[ratepolicy.KeyPart]bool
-	values     map[ratepolicy.KeyPart]string
-	body       []byte // the start of the body, read once by peek
-	peeked     bool
+	// p is the authenticated caller once principalDone.
+	p             auth.Principal
+	principalDone bool
+	loaded        map[ratepolicy.KeyPart]bool
+	values        map[ratepolicy.KeyPart]string
+	body          []byte // the start of the body, read once by peek
+	peeked        bool
 }
 
 // peek returns the body, up to maxPeek bytes (nil when longer or
@@ -148,19 +154,11 @@ func (q *request) value(part ratepolicy.KeyPart) (string, error) {
 	case "email":
 		v = q.email()
 	case "user":
-		if q.t.d.Users == nil {
-			break
-		}
-		r, p, err := auth.Remember(q.r, q.t.d.Users)
-		q.r = r
-		switch {
-		case err == nil:
-			v = p.UserID
-		case errors.Is(err, auth.ErrNoCredentials), errors.Is(err, auth.ErrInvalidToken):
-			// No user: the route answers 401 itself.
-		default:
+		p, err := q.principal()
+		if err != nil {
 			return "", err
 		}
+		v = p.UserID
 	case "client":
 		cl, err := q.authClient()
 		if err != nil {
@@ -170,10 +168,35 @@ func (q *request) value(part ratepolicy.KeyPart) (string, error) {
 			v = cl.ID
 		}
 	case "api_key":
-		// API keys come with their own issue; no request carries one yet.
+		p, err := q.principal()
+		if err != nil {
+			return "", err
+		}
+		v = p.APIKeyID
 	}
 	q.loaded[part], q.values[part] = true, v
 	return v, nil
+}
+
+// principal authenticates the request's credentials (an access token or
+// an API key) once, for rules by user or by API key and for an API key's
+// tier; the route reuses the outcome (auth.Remember). A request without
+// valid credentials has the zero Principal: the route answers 401 itself.
+func (q *request) principal() (auth.Principal, error) {
+	if q.principalDone || q.t.d.Users == nil {
+		return q.p, nil
+	}
+	q.principalDone = true
+	r, p, err := auth.Remember(q.r, q.t.d.Users)
+	q.r = r
+	switch {
+	case err == nil:
+		q.p = p
+	case errors.Is(err, auth.ErrNoCredentials), errors.Is(err, auth.ErrInvalidToken):
+	default:
+		return auth.Principal{}, err
+	}
+	return q.p, nil
 }
 
 // email reads the "email" member of a JSON body, normalised and then
@@ -248,7 +271,7 @@ func (t *Throttle) Guard(w http.ResponseWriter, r *http.Request, pattern string)
 		return r, true // load balancers must always get an answer
 	}
 	pol := t.d.Policy()
-	group := ratepolicy.GroupOf(pattern, r.Header.Get("Authorization") != "")
+	group := ratepolicy.GroupOf(pattern, r.Header.Get("Authorization") != "" || r.Header.Get(auth.APIKeyHeader) != "")
 	rules := pol.RulesFor(group, r.Method, r.URL.Path)
 	blockable := slices.Contains(BlockedGroups, group)
 	if len(rules) == 0 && !blockable {
@@ -285,10 +308,21 @@ func (t *Throttle) Guard(w http.ResponseWriter, r *http.Request, pattern string)
 		if !ok {
 			continue
 		}
-		// A tier's limit applies where the rule counts by client.
+		// A tier's limit applies where the rule counts by client, and an
+		// API key's where it counts by key or by user (the key's owner).
 		limit := rule.Limit
 		if cl != nil && slices.Contains(rule.Key, ratepolicy.KeyClient) {
 			limit = rule.LimitFor(cl.RateLimitTier)
+		}
+		if slices.Contains(rule.Key, ratepolicy.KeyAPIKey) || slices.Contains(rule.Key, ratepolicy.KeyUser) {
+			p, err := q.principal()
+			if err != nil {
+				httpapi.ErrorWriter{Log: t.d.Log}.Write(w, q.r, err)
+				return q.r, false
+			}
+			if p.APIKeyID != "" && p.RateLimitTier != "" {
+				limit = rule.LimitFor(p.RateLimitTier)
+			}
 		}
 		ds = append(ds, decision{rule: rule, key: key, limit: limit})
 	}
@@ -355,6 +389,11 @@ func (t *Throttle) Guard(w http.ResponseWriter, r *http.Request, pattern string)
 		setHeaders(w.Header(), nearest)
 	}
 	if refused != nil {
+		if t.d.KeyRefused != nil && hasAPIKey(q.r) {
+			if p, err := q.principal(); err == nil && p.APIKeyID != "" {
+				t.d.KeyRefused(q.r.Context(), p.APIKeyID)
+			}
+		}
 		p := httpapi.NewProblem(http.StatusTooManyRequests, "rate_limited", "Too many requests; try again later.")
 		p.RetryAfter = max(1, int(math.Ceil(refused.res.RetryAfter.Seconds())))
 		p.Rule = refused.rule.Name
@@ -444,4 +483,14 @@ func setHeaders(h http.Header, d *decision) {
 	left = append(left, ";t="...)
 	left = strconv.AppendInt(left, int64(max(0, int(math.Ceil(d.res.ResetAfter.Seconds())))), 10)
 	h["Ratelimit"] = []string{string(left)}
+}
+
+// hasAPIKey reports whether r presents an API key (X-API-Key, or a bearer
+// token in the API key format's "gh_" namespace).
+func hasAPIKey(r *http.Request) bool {
+	if r.Header.Get(auth.APIKeyHeader) != "" {
+		return true
+	}
+	tok, ok := auth.BearerToken(r)
+	return ok && strings.HasPrefix(tok, "gh_")
 }
