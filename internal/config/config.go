@@ -63,6 +63,7 @@ type Config struct {
 	NetIntel   NetIntelConfig
 	Risk       RiskConfig
 	Security   SecurityConfig
+	APIKeys    APIKeyConfig
 }
 
 // section is what each part of Config implements: it reports its own bad
