@@ -57,6 +57,11 @@ type adminAuthorizer struct {
 
 // Authorize implements auth.Authorizer.
 func (a adminAuthorizer) Authorize(ctx context.Context, p auth.Principal, permission, organizationID string) (bool, error) {
+	// A personal API key holds only what it was given (and its owner
+	// still holds).
+	if p.KeyPermissions != nil && !slices.ContainsFunc(p.KeyPermissions, func(k string) bool { return authz.Matches(k, permission) }) {
+		return false, nil
+	}
 	ip := httpapi.ClientIP(ctx)
 	req := authz.Request{IP: ip, MFA: slices.Contains(p.AMR, "mfa")}
 	if a.locate != nil && ip != "" {

@@ -130,6 +130,25 @@ type BatchResponse struct {
 type caller struct {
 	userID   string // set for a user's token
 	defaults authz.Request
+	// keyPermissions are a personal API key's permissions (nil: no
+	// key, or a key without such a limit): the caller holds only what
+	// both the key and its owner hold.
+	keyPermissions []string
+}
+
+// ReasonKeyNotPermitted is the reason of a check denied because the
+// personal API key it was made with was not given the permission, whatever
+// its owner holds.
+const ReasonKeyNotPermitted = "api_key_not_permitted"
+
+// restrict denies out when the caller's API key does not cover
+// permission.
+func (c caller) restrict(permission string, out CheckResponse) CheckResponse {
+	if c.keyPermissions == nil || slices.ContainsFunc(c.keyPermissions, func(p string) bool { return authz.Matches(p, permission) }) {
+		return out
+	}
+	out.Allowed, out.Reason, out.DeniedBy = false, ReasonKeyNotPermitted, nil
+	return out
 }
 
 func (h *Handlers) caller(r *http.Request) (caller, error) {
@@ -144,7 +163,7 @@ func (h *Handlers) caller(r *http.Request) (caller, error) {
 	if ip == "" {
 		ip = peerIP(r.RemoteAddr)
 	}
-	c := caller{userID: p.UserID, defaults: authz.Request{
+	c := caller{userID: p.UserID, keyPermissions: p.KeyPermissions, defaults: authz.Request{
 		IP:   ip,
 		Time: h.now(),
 		MFA:  slices.Contains(p.AMR, "mfa"),
@@ -192,6 +211,7 @@ func (h *Handlers) check(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	out = c.restrict(q.Permission, out)
 	return writeJSON(w, &out)
 }
 
@@ -229,6 +249,7 @@ func (h *Handlers) checkBatch(w http.ResponseWriter, r *http.Request) error {
 		if out.Results[i], err = h.decide(r, queries[i]); err != nil {
 			return err
 		}
+		out.Results[i] = c.restrict(queries[i].Permission, out.Results[i])
 	}
 	return writeJSON(w, &out)
 }
