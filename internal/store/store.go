@@ -67,6 +67,7 @@ type Store interface {
 	RiskProfileStore
 	SecurityStore
 	AuthzStore
+	APIKeyStore
 
 	// Dialect returns DialectPostgres or DialectSQLite.
 	Dialect() string

@@ -102,6 +102,7 @@ func RunWith(t *testing.T, opts Options) {
 	t.Run("RiskProfiles", func(t *testing.T) { runRiskProfiles(t, migrated) })
 	t.Run("Security", func(t *testing.T) { runSecurity(t, migrated) })
 	t.Run("Authz", func(t *testing.T) { runAuthz(t, migrated) })
+	t.Run("APIKeys", func(t *testing.T) { runAPIKeys(t, migrated) })
 }
 
 func testPing(t *testing.T, s store.Store) {

@@ -84,6 +84,7 @@ func testUserRoundTrip(t *testing.T, s store.Store) {
 		t.Errorf("UpdatedAt = %v, CreatedAt = %v; want equal on create", created.UpdatedAt, created.CreatedAt)
 	}
 	want := in
+	want.Kind = store.UserKindHuman // the empty Kind is stored as it
 	want.EmailVerifiedAt = time.Date(2024, 2, 29, 18, 14, 59, 123456000, time.UTC)
 	want.LastLoginAt = time.Date(1969, 7, 20, 20, 17, 40, 999999000, time.UTC)
 	want.PasswordResetRequiredAt = time.Date(2025, 5, 6, 3, 45, 0, 0, time.UTC)
@@ -149,7 +150,7 @@ func testUserDefaults(t *testing.T, s store.Store) {
 	want := store.User{
 		ID: created.ID, Email: "Min@Example.com", EmailNormalized: "min@example.com",
 		Metadata: map[string]any{}, AppMetadata: map[string]any{},
-		Status:    store.UserActive,
+		Status: store.UserActive, Kind: store.UserKindHuman,
 		CreatedAt: created.CreatedAt, UpdatedAt: created.CreatedAt,
 	}
 	if diff := cmp.Diff(want, created); diff != "" {

@@ -14,8 +14,8 @@ func (t *Tables) scanUser(r sqlrow.Scanner) (store.User, error) {
 	return sqlrow.ScanUser(r, t.d.TimeDest, t.d.NullTimeDest)
 }
 
-const insertUser = `INSERT INTO users (id, ` + sqlrow.UserFields + `, created_at, updated_at)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $23)
+const insertUser = `INSERT INTO users (id, ` + sqlrow.UserFields + `, created_at, updated_at, kind)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $23, $24)
 	RETURNING ` + sqlrow.UserColumns
 
 // CreateUser implements store.UserStore.
@@ -25,7 +25,7 @@ func (t *Tables) CreateUser(ctx context.Context, u store.User) (store.User, erro
 		return store.User{}, t.errorf("create user: %w", err)
 	}
 	args := append([]any{p.ID}, p.Values(t.d.TimeValue)...)
-	args = append(args, t.d.TimeValue(t.now()))
+	args = append(args, t.d.TimeValue(t.now()), p.Kind)
 	created, err := row(ctx, t, Write, t.scanUser, insertUser, args...)
 	if err != nil {
 		return store.User{}, t.errorf("create user: %w", t.d.MapErr(err))

@@ -54,7 +54,7 @@ func newID(id string) (string, error) {
 const UserColumns = "id, email, email_normalized, email_verified_at, pending_email, password_hash, " +
 	"name, given_name, family_name, locale, zoneinfo, phone_number, picture, metadata, app_metadata, " +
 	"department, job_title, employee_id, status, is_admin, last_login_at, created_at, updated_at, deleted_at, " +
-	"password_reset_required_at"
+	"password_reset_required_at, kind"
 
 // ScanUser scans one row selected with UserColumns. td scans a NOT NULL time
 // column, ntd a nullable one (NULL becomes the zero time).
@@ -69,7 +69,7 @@ func ScanUser(s Scanner, td, ntd TimeDest) (store.User, error) {
 	err := s.Scan(&u.ID, &u.Email, &u.EmailNormalized, ntd(&u.EmailVerifiedAt), &pending, &hash,
 		&name, &given, &family, &locale, &zone, &phone, &pict, &meta, &appMeta,
 		&dept, &title, &employee, &status, &u.IsAdmin, ntd(&u.LastLoginAt), td(&u.CreatedAt), td(&u.UpdatedAt), ntd(&u.DeletedAt),
-		ntd(&u.PasswordResetRequiredAt))
+		ntd(&u.PasswordResetRequiredAt), &u.Kind)
 	if err != nil {
 		return store.User{}, err
 	}
@@ -102,7 +102,10 @@ const UserFields = "email, email_normalized, email_verified_at, pending_email, p
 
 // PreparedUser is a validated user ready to be written.
 type PreparedUser struct {
-	ID     string // canonical UUID
+	ID string // canonical UUID
+	// Kind is store.UserKindHuman or store.UserKindService. CreateUser
+	// writes it; UpdateUser never changes it.
+	Kind   string
 	fields store.User
 	meta   []byte
 	app    []byte
@@ -143,6 +146,14 @@ func PrepareUser(u store.User, generateID bool) (PreparedUser, error) {
 	}
 	if u.Status == "" {
 		u.Status = store.UserActive
+	}
+	switch u.Kind {
+	case "":
+		p.Kind = store.UserKindHuman
+	case store.UserKindHuman, store.UserKindService:
+		p.Kind = u.Kind
+	default:
+		return p, fmt.Errorf("user: unknown kind %q", u.Kind)
 	}
 	if !validStatus(u.Status) {
 		return p, fmt.Errorf("user: unknown status %q", u.Status)
