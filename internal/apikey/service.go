@@ -57,6 +57,8 @@ func Errors() []httpapi.ErrorMapping {
 	return []httpapi.ErrorMapping{
 		httpapi.MapError(ErrKeyCaller, 403, "api_key_not_allowed", "Sign in (not with an API key) to create or rotate API keys."),
 		httpapi.MapError(ErrNotLive, 409, "api_key_not_live", "The API key is revoked or expired and cannot be rotated."),
+		httpapi.MapError(ErrBadSignature, 401, "invalid_signature", "The report must be signed: X-Hub-Signature-256: sha256=<HMAC-SHA256 of the body>."),
+		httpapi.MapError(ErrLeakDisabled, 404, "not_found", "Leak reports are not enabled on this server."),
 	}
 }
 
