@@ -265,6 +265,9 @@ func (h *Handlers) getSA(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *Handlers) createSAKey(w http.ResponseWriter, r *http.Request) error {
+	if p, _ := auth.FromContext(r.Context()); p.APIKeyID != "" {
+		return ErrKeyCaller
+	}
 	var in KeyInput
 	if err := httpapi.DecodeJSON(r, &in); err != nil {
 		return err

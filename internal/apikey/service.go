@@ -180,7 +180,9 @@ var tierRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
 // it returns are the request's problems.
 func (s *Service) validate(in *KeyInput, kind string, now time.Time) []httpapi.FieldError {
 	var errs []httpapi.FieldError
-	add := func(field, rule, msg string) { errs = append(errs, httpapi.FieldError{Field: field, Rule: rule, Message: msg}) }
+	add := func(field, rule, msg string) {
+		errs = append(errs, httpapi.FieldError{Field: field, Rule: rule, Message: msg})
+	}
 	in.Name = strings.TrimSpace(in.Name)
 	if in.Name == "" || utf8.RuneCountInString(in.Name) > maxNameLen || strings.ContainsFunc(in.Name, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 		add("name", "invalid", fmt.Sprintf("Give a name of 1 to %d printable characters.", maxNameLen))
