@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -392,5 +393,32 @@ func TestServiceAccount(t *testing.T) {
 		}
 		e.do("DELETE", "/v1/admin/service-accounts/"+sa.ID+"/keys/"+keys.APIKeys[0].ID, e.root, nil).want(t, 204)
 		e.do("GET", "/v1/admin/service-accounts/"+sa.ID+"/keys/"+keys.APIKeys[0].ID+"/usage", e.root, nil).want(t, 200)
+	})
+}
+
+// TestRememberCountsOnce: a request authenticated by auth.Remember (the
+// rate limiter) and again by its route is looked up and counted once.
+func TestRememberCountsOnce(t *testing.T) {
+	eachStore(t, func(t *testing.T, st store.Store) {
+		e := newEnv(t, st)
+		alice := e.user("alice")
+		e.grant(alice, e.role("billing", "invoices:read"))
+		c := e.createKey(alice, map[string]any{"name": "ci", "permissions": []string{"invoices:read"}})
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Header.Set(HeaderAPIKey, c.Key)
+		r, p, err := auth.Remember(r, e.authn)
+		if err != nil || p.APIKeyID != c.ID {
+			t.Fatalf("Remember: %+v, %v", p, err)
+		}
+		if p2, err := e.authn.Authenticate(r); err != nil || p2.APIKeyID != c.ID {
+			t.Fatalf("Authenticate: %+v, %v", p2, err)
+		}
+		if err := e.authn.Flush(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		rows, err := st.ListAPIKeyUsage(t.Context(), c.ID, t0.Truncate(24*time.Hour), t0)
+		if err != nil || len(rows) != 1 || rows[0].Requests != 1 {
+			t.Fatalf("usage %+v, %v", rows, err)
+		}
 	})
 }

@@ -127,8 +127,13 @@ func credential(r *http.Request) (string, bool) {
 	return "", false
 }
 
-// Authenticate implements auth.Authenticator.
+// Authenticate implements auth.Authenticator. When the request went
+// through auth.Remember with this authenticator (the rate limiter does),
+// that outcome is reused, so a request is looked up and counted once.
 func (a *Authenticator) Authenticate(r *http.Request) (auth.Principal, error) {
+	if p, err, ok := auth.Recall(r); ok {
+		return p, err
+	}
 	token, ok := credential(r)
 	if !ok {
 		return a.d.Inner.Authenticate(r)

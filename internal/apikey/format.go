@@ -14,7 +14,6 @@ import (
 	"errors"
 	"hash/crc32"
 	"math/big"
-	"regexp"
 )
 
 // Kinds of key, as their token prefix names them.
@@ -40,7 +39,9 @@ const (
 // match is confirmed offline by its checksum (Parse).
 const TokenPattern = `\bgh_(?:pk|sk)_[0-9A-Za-z]{49}\b`
 
-var tokenRE = regexp.MustCompile(`^gh_(pk|sk)_[0-9A-Za-z]{49}$`)
+func isBase62(c byte) bool {
+	return '0' <= c && c <= '9' || 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z'
+}
 
 // ErrMalformed is a string that is not an API key of the right shape or
 // whose checksum is wrong.
@@ -68,7 +69,17 @@ func build(kind string, b [32]byte) string {
 
 // checksum is the CRC32-IEEE of s as ChecksumLen base62 digits.
 func checksum(s string) string {
-	return base62(new(big.Int).SetUint64(uint64(crc32.ChecksumIEEE([]byte(s)))), ChecksumLen)
+	var out [ChecksumLen]byte
+	checksumInto(&out, s)
+	return string(out[:])
+}
+
+func checksumInto(out *[ChecksumLen]byte, s string) {
+	n := crc32.ChecksumIEEE([]byte(s))
+	for i := ChecksumLen - 1; i >= 0; i-- {
+		out[i] = alphabet[n%62]
+		n /= 62
+	}
 }
 
 // base62 writes n in base 62, most significant digit first, zero-padded
@@ -91,15 +102,21 @@ func base62(n *big.Int, width int) string {
 // (KindPersonal or KindService); ErrMalformed otherwise. It touches no
 // storage.
 func Parse(token string) (string, error) {
-	m := tokenRE.FindStringSubmatch(token)
-	if m == nil {
+	if len(token) != TokenLen || !LooksLike(token) {
 		return "", ErrMalformed
+	}
+	for i := 6; i < TokenLen; i++ {
+		if !isBase62(token[i]) {
+			return "", ErrMalformed
+		}
 	}
 	body := token[:len(token)-ChecksumLen]
-	if !hmac.Equal([]byte(checksum(body)), []byte(token[len(body):])) {
+	var sum [ChecksumLen]byte
+	checksumInto(&sum, body)
+	if string(sum[:]) != token[len(body):] {
 		return "", ErrMalformed
 	}
-	return m[1], nil
+	return token[3:5], nil
 }
 
 // LooksLike reports whether token has an API key's prefix (gh_pk_ or
