@@ -187,6 +187,24 @@ func TestRotation(t *testing.T) {
 		e.do("POST", "/v1/me/api-keys/"+nw.ID+"/rotate", alice, map[string]any{"overlap": "0s"}).want(t, 201).json(t, &third)
 		e.do("GET", "/test/whoami", nw.Key, nil).want(t, 401)
 		e.do("GET", "/test/whoami", third.Key, nil).want(t, 200)
+		e.do("DELETE", "/v1/me/api-keys/"+third.ID, alice, nil).want(t, 204)
+
+		events, _, err := st.ListAuditEvents(t.Context(), store.AuditFilter{SubjectID: alice})
+		if err != nil {
+			t.Fatal(err)
+		}
+		count := map[string]int{}
+		for _, ev := range events {
+			count[ev.Action]++
+			for _, k := range []string{old.Key, nw.Key, third.Key} {
+				if bytes.Contains(mustJSON(ev), []byte(k)) {
+					t.Fatalf("audit event %s holds a secret", ev.Action)
+				}
+			}
+		}
+		if count["api_key.created"] != 1 || count["api_key.rotated"] != 2 || count["api_key.revoked"] != 1 {
+			t.Fatalf("audit events %v", count)
+		}
 	})
 }
 
@@ -339,6 +357,10 @@ func TestLeakReport(t *testing.T) {
 		if leaked != 1 {
 			t.Fatalf("%d api_key.leaked events", leaked)
 		}
+		sevs, _, err := st.ListSecurityEvents(t.Context(), store.SecurityEventFilter{UserID: alice})
+		if err != nil || len(sevs) != 1 || sevs[0].Type != SecurityEventLeaked || sevs[0].Severity != store.SeverityHigh {
+			t.Fatalf("security events %+v, %v", sevs, err)
+		}
 	})
 }
 
@@ -419,6 +441,48 @@ func TestRememberCountsOnce(t *testing.T) {
 		rows, err := st.ListAPIKeyUsage(t.Context(), c.ID, t0.Truncate(24*time.Hour), t0)
 		if err != nil || len(rows) != 1 || rows[0].Requests != 1 {
 			t.Fatalf("usage %+v, %v", rows, err)
+		}
+	})
+}
+
+// TestKeyPermissionsFollowTheOwner: a personal key allows only what it
+// lists and its owner still holds (KeyAllows and the owner's check, as
+// the wiring's authorizer asks them).
+func TestKeyPermissionsFollowTheOwner(t *testing.T) {
+	eachStore(t, func(t *testing.T, st store.Store) {
+		e := newEnv(t, st)
+		alice := e.user("alice")
+		e.grant(alice, e.role("billing", "invoices:read", "invoices:write"))
+		c := e.createKey(alice, map[string]any{"name": "ci", "permissions": []string{"invoices:read"}})
+		p, err := authenticate(e.authn, c.Key, "192.0.2.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		az := checkerAuthz{e.chk}
+		allowed := func(perm string) bool {
+			ok, err := az.Authorize(t.Context(), p, perm, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ok
+		}
+		if !allowed("invoices:read") || allowed("invoices:write") {
+			t.Fatal("the key is not limited to its permissions")
+		}
+		grants, _ := st.ListUserGrants(t.Context(), alice)
+		for _, g := range grants {
+			if _, err := st.DeleteGrant(t.Context(), g.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := e.chk.Invalidate(t.Context(), alice); err != nil {
+			t.Fatal(err)
+		}
+		if allowed("invoices:read") {
+			t.Fatal("the key outlived its owner's permission")
+		}
+		if !KeyAllows(auth.Principal{}, "x:y") || KeyAllows(auth.Principal{KeyPermissions: []string{}}, "x:y") {
+			t.Fatal("KeyAllows")
 		}
 	})
 }

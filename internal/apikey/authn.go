@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/auth"
+	"github.com/gatehouse/gatehouse/internal/authz"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/kv"
 	"github.com/gatehouse/gatehouse/internal/store"
@@ -152,6 +153,22 @@ func (a *Authenticator) Authenticate(r *http.Request) (auth.Principal, error) {
 	a.count(c.key.ID, ip, false)
 	a.d.Log.DebugContext(r.Context(), "api key request", "api_key_id", c.key.ID, "owner_id", c.key.OwnerID)
 	return principal(c.key), nil
+}
+
+// KeyAllows reports whether p's API key allows permission: always for a
+// caller without a personal key's restriction (KeyPermissions nil),
+// otherwise when one of the key's patterns matches it. The caller holds
+// the permission only if the owner holds it too: authorizers ask both.
+func KeyAllows(p auth.Principal, permission string) bool {
+	if p.KeyPermissions == nil {
+		return true
+	}
+	for _, k := range p.KeyPermissions {
+		if authz.Matches(k, permission) {
+			return true
+		}
+	}
+	return false
 }
 
 func principal(k store.APIKey) auth.Principal {
@@ -480,6 +497,9 @@ func (a *Authenticator) Flush(ctx context.Context) error {
 				cur.Refusals += u.Refusals
 				if cur.IP == "" {
 					cur.IP = u.IP
+				}
+				if u.At.After(cur.At) {
+					cur.At = u.At
 				}
 			} else {
 				a.usage[id] = u

@@ -91,7 +91,7 @@ func (bearerIsUser) Authenticate(r *http.Request) (auth.Principal, error) {
 type checkerAuthz struct{ c *authzcheck.Checker }
 
 func (a checkerAuthz) Authorize(ctx context.Context, p auth.Principal, perm, org string) (bool, error) {
-	if p.KeyPermissions != nil && !slices.ContainsFunc(p.KeyPermissions, func(k string) bool { return authz.Matches(k, perm) }) {
+	if !KeyAllows(p, perm) {
 		return false, nil
 	}
 	d, err := a.c.Check(ctx, authzcheck.Query{Subject: p.UserID, Permission: perm, Resource: authz.Resource{OrganizationID: org}})

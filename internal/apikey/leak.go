@@ -16,6 +16,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/mail"
+	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
 
@@ -97,6 +98,16 @@ func (s *Service) ReportLeaks(ctx context.Context, m httpapi.Meta, reports []Lea
 			data := keyData(k)
 			data["url"], data["source"] = truncate(rep.URL, 2000), truncate(rep.Source, 200)
 			if err := tx.AppendAuditEvent(ctx, s.event(m, k.OwnerID, auditLeaked, data)); err != nil {
+				return err
+			}
+			id, err := secret.NewToken(16)
+			if err != nil {
+				return err
+			}
+			if err := tx.CreateSecurityEvent(ctx, store.SecurityEvent{
+				ID: "sev_" + id, Type: SecurityEventLeaked, Severity: store.SeverityHigh, OccurredAt: now,
+				UserID: k.OwnerID, Account: k.OwnerID, IP: m.IP, Data: data,
+			}); err != nil {
 				return err
 			}
 			return s.mailLeak(ctx, tx, k, rep, now)

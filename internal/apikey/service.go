@@ -24,22 +24,24 @@ import (
 
 // Limits of the input.
 const (
-	DefaultMaxTTL     = 365 * 24 * time.Hour
-	DefaultOverlap    = 24 * time.Hour
-	MaxOverlap        = 30 * 24 * time.Hour
-	maxNameLen        = 100
-	maxPermissions    = 100
-	maxCIDRs          = 50
-	usageDays         = 90
-	reasonRevoked     = "revoked"
-	reasonRotated     = "rotated"
-	reasonLeaked      = "leaked"
-	auditCreated      = "api_key.created"
-	auditRotated      = "api_key.rotated"
-	auditRevoked      = "api_key.revoked"
-	auditLeaked       = "api_key.leaked"
-	auditSACreated    = "service_account.created"
-	securityLeakEvent = "security.api_key_leaked"
+	DefaultMaxTTL  = 365 * 24 * time.Hour
+	DefaultOverlap = 24 * time.Hour
+	MaxOverlap     = 30 * 24 * time.Hour
+	maxNameLen     = 100
+	maxPermissions = 100
+	maxCIDRs       = 50
+	usageDays      = 90
+	reasonRevoked  = "revoked"
+	reasonRotated  = "rotated"
+	reasonLeaked   = "leaked"
+	auditCreated   = "api_key.created"
+	auditRotated   = "api_key.rotated"
+	auditRevoked   = "api_key.revoked"
+	auditLeaked    = "api_key.leaked"
+	auditSACreated = "service_account.created"
+	// SecurityEventLeaked is the type of the security event a leaked key
+	// records (the security.api_key_leaked).
+	SecurityEventLeaked = "api_key_leaked"
 )
 
 // Errors of the service; see Errors for how they answer.
@@ -85,6 +87,7 @@ type Tables interface {
 	GetRole(ctx context.Context, id string) (store.Role, error)
 	GetRoleByName(ctx context.Context, name, orgID string) (store.Role, error)
 	CreateGrant(ctx context.Context, g store.RoleGrant) (store.RoleGrant, error)
+	CreateSecurityEvent(ctx context.Context, ev store.SecurityEvent) error
 }
 
 // Tx is the store inside one of the service's transactions.
