@@ -47,6 +47,13 @@ func TestChecksumKnownValue(t *testing.T) {
 	if got := base62(new(big.Int).SetUint64(0xFFFFFFFF), ChecksumLen); got != "4gfFC3" {
 		t.Fatalf("base62(2^32-1) = %q, want 4gfFC3", got)
 	}
+	// Computed independently (Python's zlib.crc32), so a mistake shared by
+	// Generate and Parse cannot hide.
+	for _, k := range []string{"gh_pk_8THahWPfQZDtC0v1QOoClr4XpDVBLmuBH799l3iMLgO4IccO3", "gh_sk_LXTxCB3f6EQWiXHCi2w425t4iy0yfe9wymJjZCPu4qZ1pJ4p6"} {
+		if _, err := Parse(k); err != nil {
+			t.Errorf("Parse(%q): %v", k, err)
+		}
+	}
 	tok := build(KindPersonal, [32]byte{})
 	body := "gh_pk_" + strings.Repeat("0", SecretLen)
 	if tok != body+checksum(body) {
