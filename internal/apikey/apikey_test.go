@@ -442,6 +442,17 @@ func TestRememberCountsOnce(t *testing.T) {
 		if err != nil || len(rows) != 1 || rows[0].Requests != 1 {
 			t.Fatalf("usage %+v, %v", rows, err)
 		}
+		// A failure remembered by another authenticator (the JWT one) does
+		// not stand for the key's own check.
+		r = httptest.NewRequest("GET", "/", nil)
+		r.Header.Set("Authorization", "Bearer "+c.Key)
+		r, _, err = auth.Remember(r, bearerIsUser{})
+		if !errors.Is(err, auth.ErrInvalidToken) {
+			t.Fatalf("the JWT stand-in accepted a key: %v", err)
+		}
+		if p, err := e.authn.Authenticate(r); err != nil || p.APIKeyID != c.ID {
+			t.Fatalf("Authenticate after a foreign failure: %+v, %v", p, err)
+		}
 	})
 }
 

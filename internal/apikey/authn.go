@@ -129,15 +129,17 @@ func credential(r *http.Request) (string, bool) {
 }
 
 // Authenticate implements auth.Authenticator. When the request went
-// through auth.Remember with this authenticator (the rate limiter does),
-// that outcome is reused, so a request is looked up and counted once.
+// through auth.Remember with this authenticator (the rate limiter does)
+// and its key was accepted, that outcome is reused, so a request is
+// looked up and counted once; a remembered failure is checked again (it
+// may come from another authenticator).
 func (a *Authenticator) Authenticate(r *http.Request) (auth.Principal, error) {
-	if p, err, ok := auth.Recall(r); ok {
-		return p, err
-	}
 	token, ok := credential(r)
 	if !ok {
 		return a.d.Inner.Authenticate(r)
+	}
+	if p, err, ok := auth.Recall(r); ok && err == nil && p.APIKeyID != "" {
+		return p, nil
 	}
 	ip := clientIP(r)
 	c, err := a.valid(r.Context(), token)
