@@ -71,6 +71,10 @@ const (
 	// SecurityAlert tells an administrator of a security incident or
 	// event (Data.Event says which, Data.Time when).
 	SecurityAlert = "security_alert"
+	// APIKeyLeaked tells a key's owner that the key was found in public
+	// and revoked (Data.Event names the key and where it was found,
+	// Data.Time when it was revoked).
+	APIKeyLeaked = "api_key_leaked"
 )
 
 // needsLink tells, for every message, whether it must carry a link (true)
@@ -92,6 +96,7 @@ var needsLink = map[string]bool{
 	NewSignIn:         true,
 	WebhookDisabled:   false,
 	SecurityAlert:     false,
+	APIKeyLeaked:      false,
 }
 
 // needsCode lists the messages that must carry Data.Code; all others must

@@ -66,7 +66,7 @@ func TestRenderEveryMessage(t *testing.T) {
 			} else if strings.Contains(m.Text, "http") || strings.Contains(m.HTML, `href="http`) {
 				t.Errorf("message without a link has one:\n%s\n%s", m.Text, m.HTML)
 			}
-			if name != VerifyEmail && name != PasswordChanged && name != AccountLocked && name != WebhookDisabled && name != SecurityAlert {
+			if name != VerifyEmail && name != PasswordChanged && name != AccountLocked && name != WebhookDisabled && name != SecurityAlert && name != APIKeyLeaked {
 				// Messages about a request say where it came from (an alert to
 				// administrators says it in Event).
 				if !strings.Contains(m.Text, "198.51.100.7") || !strings.Contains(m.HTML, "Firefox/140.0") {
