@@ -49,6 +49,8 @@ var BuiltinPermissions = []store.Permission{
 	{Name: "audit:read", Description: "Read the audit log."},
 	{Name: "rbac:read", Description: "Read permissions, roles, grants and access reports."},
 	{Name: "rbac:write", Description: "Create, change and delete permissions, roles and grants."},
+	{Name: "service-accounts:read", Description: "List service accounts and their API keys."},
+	{Name: "service-accounts:write", Description: "Create service accounts and create, rotate and revoke their API keys."},
 }
 
 // BuiltinRoles are the roles of Gatehouse's own administration API. They
