@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/apikey"
 	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/authz"
 	"github.com/gatehouse/gatehouse/internal/authzcheck"
@@ -188,4 +189,56 @@ func subscribeAuthzInvalidation(bus *event.Bus, c *authzcheck.Checker, roles *rb
 		tx.AfterCommit(func(ctx context.Context) { invalidate(ctx, c, slog.Default(), true) })
 		return nil
 	})
+}
+
+// keyAuthenticator is the authenticator of routes that take API keys as
+// well as access tokens (the account, the check API, administration): the
+// API key authenticator, in front of the token one.
+func (d *deps) keyAuthenticator() auth.Authenticator {
+	if d.keyAuthn == nil {
+		return d.authn
+	}
+	return d.keyAuthn
+}
+
+// keyRefused counts a request made with an API key that a rate limit
+// refused, in the key's usage.
+func (d *deps) keyRefused(_ context.Context, keyID string) {
+	if d.keyAuthn != nil {
+		d.keyAuthn.CountRefusal(keyID)
+	}
+}
+
+// introspectKey answers RFC 7662 introspection for an API key: active,
+// sub (the owner), permissions and exp; nil for anything else.
+func (d *deps) introspectKey(ctx context.Context, raw string) (map[string]any, error) {
+	if d.keyAuthn == nil {
+		return nil, nil
+	}
+	in, err := d.keyAuthn.Introspect(ctx, raw)
+	if err != nil || !in.Active {
+		return nil, err
+	}
+	out := map[string]any{"active": true, "sub": in.Sub, "token_type": "api_key", "api_key_id": in.KeyID, "permissions": in.Permissions}
+	if in.Permissions == nil {
+		out["permissions"] = []string{}
+	}
+	if !in.Exp.IsZero() {
+		out["exp"] = in.Exp.Unix()
+	}
+	return out, nil
+}
+
+// subscribeKeyOwners drops the cached API keys of an account that is
+// disabled or deleted, on every node, once the change commits.
+func subscribeKeyOwners(bus *event.Bus, k *apikey.Authenticator) {
+	owner := func(tx event.Tx, id string) {
+		tx.AfterCommit(func(ctx context.Context) {
+			if err := k.InvalidateOwners(ctx, id); err != nil {
+				slog.Default().ErrorContext(ctx, "could not drop the cached API keys of an account on the other nodes", "error", err.Error())
+			}
+		})
+	}
+	event.Subscribe(bus, func(_ context.Context, tx event.Tx, e event.UserStatusChanged) error { owner(tx, e.UserID); return nil })
+	event.Subscribe(bus, func(_ context.Context, tx event.Tx, e event.UserDeleted) error { owner(tx, e.UserID); return nil })
 }

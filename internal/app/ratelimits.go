@@ -57,7 +57,7 @@ func newThrottle(d *deps, clients throttle.Clients) (*throttle.Throttle, error) 
 	}
 	return throttle.New(throttle.Deps{
 		Policy: d.limits.Policy, Limiter: d.state.multi, Bypass: bypass,
-		Users: d.authn, Clients: clients,
+		Users: d.keyAuthenticator(), Clients: clients, KeyRefused: d.keyRefused,
 		Pseudonym: func(email string) string { return d.keys.Pseudonym(secret.RateLimitPurpose, email) },
 		Stats:     d.rateStats, Metrics: d.rateMetrics, Log: d.log,
 	})

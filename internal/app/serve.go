@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/apikey"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/netintel"
@@ -167,9 +168,23 @@ func runServer(ctx context.Context, cfg *config.Config, log *slog.Logger, now fu
 	if err != nil {
 		return err
 	}
+	// API keys are accepted where the routes say so, in front of access
+	// tokens; their cache hears the other nodes' revocations and their
+	// use is counted and flushed until shutdown.
+	keyAuthn, err := apikey.NewAuthenticator(apikey.AuthenticatorDeps{
+		Inner: token.Authenticator{Tokens: tokens}, Store: db.store, Keys: keys.DerivedKeys(apikey.HashPurpose),
+		KV: state.kv, Now: now, Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	if err := keyAuthn.Start(bgCtx); err != nil {
+		return err
+	}
+	background.Go(func() { keyAuthn.Run(bgCtx) })
 	deps := &deps{cfg: cfg, log: log, db: db, state: state, keys: keys, queue: queue, reg: reg, bus: bus, now: now,
 		errors: errs, hasher: newHasher(cfg), policy: policy, tokens: tokens, authn: token.Authenticator{Tokens: tokens},
-		limits: limits, rateStats: rateStats, rateMetrics: rateMetrics, intel: intel}
+		keyAuthn: keyAuthn, limits: limits, rateStats: rateStats, rateMetrics: rateMetrics, intel: intel}
 	if deps.svc, err = newServices(deps); err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/gatehouse/gatehouse/internal/admin"
+	"github.com/gatehouse/gatehouse/internal/apikey"
 	"github.com/gatehouse/gatehouse/internal/apis"
 	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/authz"
@@ -52,6 +53,8 @@ type services struct {
 	// permission checks.
 	rbac    *rbac.Service
 	checker *authzcheck.Checker
+	// apikeys manages API keys and service accounts.
+	apikeys *apikey.Service
 }
 
 // newServices builds every domain service in the order they depend on each
@@ -127,7 +130,20 @@ func newServices(d *deps) (services, error) {
 	}); err != nil {
 		return services{}, err
 	}
+	if d.keyAuthn != nil {
+		if s.apikeys, err = apikey.New(apikey.Deps{
+			Store:   store.Narrow(d.db.store, func(tx store.Store) apikey.Tx { return tx }),
+			Checker: s.checker, Authn: d.keyAuthn, Keyring: d.keys, Jobs: d.queue,
+			MaxTTL: d.cfg.APIKeys.MaxTTL, LeakSecret: []byte(d.cfg.APIKeys.LeakReportSecret), Tiers: d.rateLimitTiers(),
+			Now: d.now, Log: d.log,
+		}); err != nil {
+			return services{}, err
+		}
+	}
 	subscribe(d.bus, s)
+	if d.keyAuthn != nil {
+		subscribeKeyOwners(d.bus, d.keyAuthn)
+	}
 	return s, nil
 }
 

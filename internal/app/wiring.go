@@ -21,6 +21,7 @@ import (
 	"github.com/gatehouse/gatehouse/api"
 	"github.com/gatehouse/gatehouse/internal/admin"
 	"github.com/gatehouse/gatehouse/internal/apidocs"
+	"github.com/gatehouse/gatehouse/internal/apikey"
 	"github.com/gatehouse/gatehouse/internal/apis"
 	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/authzcheck"
@@ -77,10 +78,13 @@ type deps struct {
 	// now is the clock of every service: time.Now, or a test's.
 	now func() time.Time
 
-	hasher *password.Hasher
-	policy password.Policy
-	tokens *token.Manager
-	authn  auth.Authenticator
+	// keyAuthn authenticates API keys, and access tokens through the
+	// token authenticator (nil in tests that build deps by hand).
+	keyAuthn *apikey.Authenticator
+	hasher   *password.Hasher
+	policy   password.Policy
+	tokens   *token.Manager
+	authn    auth.Authenticator
 	// limits is the rate-limit policy in force, rateStats its refusals.
 	limits      *ratepolicy.Watcher
 	rateStats   *throttle.Stats
@@ -437,6 +441,7 @@ func errorTable() (*httpapi.ErrorTable, error) {
 		security.Errors(),
 		rbac.Errors(),
 		authzcheck.Errors(),
+		apikey.Errors(),
 		user.Errors(),
 		session.Errors(),
 		mfa.Errors(),
@@ -455,7 +460,7 @@ func newRouter(d *deps) (*httpapi.Router, error) {
 	svc := d.svc
 	// Gatehouse's own administration API is guarded by RBAC: each route
 	// names the permission it needs.
-	guard := auth.Admin{Authn: admin.Authenticator{Inner: d.authn, Users: d.db.store}, Authz: svc.authorizer}
+	guard := auth.Admin{Authn: admin.Authenticator{Inner: d.keyAuthenticator(), Users: d.db.store}, Authz: svc.authorizer}
 	rt := httpapi.NewRouter(httpapi.ErrorWriter{Log: d.log, Errors: d.errors})
 	readiness(d, false).Routes(rt)
 	spec, err := specJSON(d.cfg)
@@ -469,7 +474,7 @@ func newRouter(d *deps) (*httpapi.Router, error) {
 		return err
 	})
 	// The docs handler sets its own Content-Security-Policy and caching.
-	accounts := &user.Handlers{Service: svc.users, Auth: d.authn}
+	accounts := &user.Handlers{Service: svc.users, Auth: d.keyAuthenticator()}
 	accounts.Routes(rt)
 	clients := &oauth.Clients{Store: d.db.store, Now: d.now, CacheTTL: 10 * time.Second}
 	th, err := newThrottle(d, clients)
@@ -485,7 +490,7 @@ func newRouter(d *deps) (*httpapi.Router, error) {
 	(&oauth.Server{
 		Issuer: d.cfg.Server.Issuer, Clients: clients, Sessions: svc.sessions, APIs: svc.apis,
 		Tokens: d.tokens, Cookie: d.cfg.Tokens.RefreshCookie, AllowedOrigins: d.cfg.HTTP.CORSAllowedOrigins, Log: d.log,
-		Errors: d.errors, UsernameTTL: 10 * time.Second, Now: d.now,
+		Errors: d.errors, UsernameTTL: 10 * time.Second, Now: d.now, APIKeys: d.introspectKey,
 	}).Routes(rt)
 	d.tokens.Routes(rt)
 	(&mfa.Handlers{Service: svc.mfa, Auth: d.authn, Sessions: sessionHandlers}).Routes(rt)
@@ -510,7 +515,8 @@ func newRouter(d *deps) (*httpapi.Router, error) {
 	(&webhook.Handlers{Admin: guard, Service: svc.webhooks}).Routes(rt)
 	(&security.Handlers{Admin: guard, Service: svc.security}).Routes(rt)
 	(&rbac.Handlers{Admin: guard, Service: svc.rbac}).Routes(rt)
-	(&authzcheck.Handlers{Checker: svc.checker, Auth: d.authn, Locate: country(d.intel), Now: d.now}).Routes(rt)
+	(&authzcheck.Handlers{Checker: svc.checker, Auth: d.keyAuthenticator(), Locate: country(d.intel), Now: d.now}).Routes(rt)
+	(&apikey.Handlers{Service: svc.apikeys, Authn: d.keyAuthenticator(), Admin: guard}).Routes(rt)
 	(&pages.Handlers{
 		Accounts: svc.users, MagicLinks: svc.social, SignIns: svc.sessions, Keys: d.keys, Errors: d.errors, Log: d.log,
 		Product: d.cfg.Mail.ProductName, MagicLinkRedirect: first(d.cfg.Social.RedirectAllowlist),

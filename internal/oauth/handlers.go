@@ -71,6 +71,10 @@ type Server struct {
 	// long on each node. (Revocation is checked on every call regardless.)
 	UsernameTTL time.Duration
 	Now         func() time.Time // default time.Now
+	// APIKeys introspects an API key (RFC 7662 for Gatehouse's own
+	// long-lived credentials): the active answer's members, or nil when
+	// raw is not a live key; nil: API keys are not introspected.
+	APIKeys func(ctx context.Context, raw string) (map[string]any, error)
 
 	usernames ttlcache.Cache[string]
 }
@@ -587,6 +591,18 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	inactive := map[string]any{"active": false}
+	if s.APIKeys != nil && strings.HasPrefix(raw, "gh_") {
+		out, err := s.APIKeys(r.Context(), raw)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if out == nil {
+			out = inactive
+		}
+		writeTokenJSON(w, out)
+		return
+	}
 	// Try the hinted type first, then the other.
 	order := []string{"access_token", "refresh_token"}
 	if p.Get("token_type_hint") == "refresh_token" {
