@@ -299,3 +299,34 @@ func (a *api) check(ctx context.Context, accessToken string) (response, string) 
 	}
 	return r, ""
 }
+
+// createKey makes a personal API key (bench:read, which setup grants) with
+// the user's access token.
+func (a *api) createKey(ctx context.Context, accessToken string) (string, error) {
+	r := a.do(ctx, http.MethodPost, "/v1/me/api-keys", "application/json", `{"name":"bench","permissions":["bench:read"]}`, "Authorization", "Bearer "+accessToken)
+	if !r.ok() {
+		return "", fmt.Errorf("create an API key: %s", describe(r))
+	}
+	var v struct {
+		Key string `json:"key"`
+	}
+	if err := json.Unmarshal(r.body, &v); err != nil || v.Key == "" {
+		return "", fmt.Errorf("create an API key: no key in %q", r.body)
+	}
+	return v.Key, nil
+}
+
+// meWithKey is me with an API key.
+func (a *api) meWithKey(ctx context.Context, key, userID string) (response, string) {
+	r := a.do(ctx, http.MethodGet, "/v1/me", "", "", "X-API-Key", key)
+	if !r.ok() {
+		return r, "status"
+	}
+	var p struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(r.body, &p); err != nil || p.ID != userID {
+		return r, "profile is not the key's owner"
+	}
+	return r, ""
+}

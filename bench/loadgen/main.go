@@ -52,7 +52,7 @@ func main() {
 // (introspection of an opaque refresh token) is there on request.
 var (
 	defaultScenarios = []string{"validate", "refresh", "introspect", "login"}
-	allScenarios     = append(slices.Clone(defaultScenarios), "introspect-refresh", "login-refused", "authz-check", "healthz")
+	allScenarios     = append(slices.Clone(defaultScenarios), "introspect-refresh", "login-refused", "authz-check", "healthz", "validate-apikey")
 )
 
 type options struct {
@@ -276,7 +276,7 @@ func setup(ctx context.Context, o options, a *api, log io.Writer) (workers []*wo
 		}
 	}
 	var reader func(ctx context.Context, userID string) error
-	if slices.Contains(o.scenarios, "authz-check") {
+	if slices.Contains(o.scenarios, "authz-check") || slices.Contains(o.scenarios, "validate-apikey") {
 		if reader, err = authzSetup(ctx, g, a); err != nil {
 			return nil, "", "", err
 		}
@@ -297,6 +297,11 @@ func setup(ctx context.Context, o options, a *api, log io.Writer) (workers []*wo
 				return nil, "", "", err
 			}
 		}
+		if slices.Contains(o.scenarios, "validate-apikey") {
+			if w.apiKey, err = a.createKey(ctx, w.access); err != nil {
+				return nil, "", "", err
+			}
+		}
 		workers = append(workers, w)
 	}
 	return workers, clientID, clientSecret, nil
@@ -307,7 +312,7 @@ func setup(ctx context.Context, o options, a *api, log io.Writer) (workers []*wo
 var (
 	ceilingKeys = []string{"rs256_verify", "rs256_sign", "argon2id"}
 	ceilingFor  = map[string]string{
-		"validate": "rs256_verify", "introspect": "rs256_verify", "authz-check": "rs256_verify", // every call verifies a token
+		"validate": "rs256_verify", "introspect": "rs256_verify", "authz-check": "rs256_verify", "validate-apikey": "rs256_verify", // every call verifies a token (or, validate-apikey, an API key)
 		"refresh": "rs256_sign", // every call signs a new access token
 		"login":   "argon2id",   // every call verifies a password
 		// what a password check would have cost each refused sign-in

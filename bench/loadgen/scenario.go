@@ -18,6 +18,7 @@ type worker struct {
 	// rotated: what introspect-refresh presents.
 	sessionRefresh string
 	refresh        string // newest refresh token of its own rotation chain
+	apiKey         string // a personal API key, for validate-apikey
 }
 
 // scenario is one kind of request, made in a loop by every worker.
@@ -167,6 +168,14 @@ func scenarios(a *api, clientID, clientSecret string) map[string]scenario {
 		// healthz is the cheapest request through the server's whole
 		// HTTP stack and middleware: the HTTP ceiling of the same run,
 		// for scenarios whose cost is mostly HTTP (authz-check).
+		// validate-apikey is validate with the user's personal API key
+		// instead of an access token.
+		"validate-apikey": {
+			name: "validate-apikey",
+			do: func(ctx context.Context, w *worker) (response, string) {
+				return a.meWithKey(ctx, w.apiKey, w.userID)
+			},
+		},
 		"healthz": {
 			name: "healthz",
 			do: func(ctx context.Context, w *worker) (response, string) {
