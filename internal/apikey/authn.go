@@ -153,6 +153,7 @@ func (a *Authenticator) Authenticate(r *http.Request) (auth.Principal, error) {
 		return auth.Principal{}, err
 	}
 	a.count(c.key.ID, ip, false)
+	httpapi.NoteAPIKey(r.Context(), c.key.ID)
 	a.d.Log.DebugContext(r.Context(), "api key request", "api_key_id", c.key.ID, "owner_id", c.key.OwnerID)
 	return principal(c.key), nil
 }

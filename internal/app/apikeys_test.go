@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -53,6 +54,17 @@ func runAPIKeys(t *testing.T, e *accountEnv) {
 	}
 	if c, _, _ := call(t, "GET", e.url("/v1/admin/users"), nil, withKey...); c != 403 {
 		t.Errorf("the key lists users: %d", c)
+	}
+	// Requests made with a key are logged with its ID, never the key.
+	var logged bool
+	for _, line := range strings.Split(e.s.logs.String(), "\n") {
+		logged = logged || (strings.Contains(line, `"msg":"http request"`) && strings.Contains(line, `"api_key_id":"`+created["id"].(string)+`"`))
+	}
+	if !logged {
+		t.Error("no access log line names the key's ID")
+	}
+	if strings.Contains(e.s.logs.String(), key[6:]) {
+		t.Error("the logs hold the key's secret")
 	}
 
 	// One changed character: refused like any bad key.

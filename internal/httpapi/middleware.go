@@ -130,7 +130,7 @@ func Observe(log *slog.Logger, m *Metrics, ips *ClientIPResolver) Middleware {
 			if status >= 500 {
 				level = slog.LevelError
 			}
-			log.LogAttrs(ctx, level, "http request",
+			attrs := []slog.Attr{
 				slog.String("method", r.Method),
 				slog.String("path", r.URL.Path),
 				slog.String("route", route),
@@ -139,7 +139,11 @@ func Observe(log *slog.Logger, m *Metrics, ips *ClientIPResolver) Middleware {
 				slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
 				slog.String("client_ip", ClientIP(ctx)),
 				slog.String("user_agent", truncate(r.UserAgent(), 256)),
-			)
+			}
+			if ri.apiKeyID != "" {
+				attrs = append(attrs, slog.String("api_key_id", ri.apiKeyID))
+			}
+			log.LogAttrs(ctx, level, "http request", attrs...)
 		})
 	}
 }

@@ -170,7 +170,18 @@ func (h *headerRecorder) WriteHeader(code int) {
 
 // routeInfo lets the router tell outer middleware (metrics, access log)
 // which pattern matched, without relying on the request pointer.
-type routeInfo struct{ pattern string }
+type routeInfo struct {
+	pattern  string
+	apiKeyID string // the API key the request authenticated with
+}
+
+// NoteAPIKey records, for the access log line, the ID of the API key the
+// request authenticated with (never the key itself).
+func NoteAPIKey(ctx context.Context, id string) {
+	if ri := routeInfoFrom(ctx); ri != nil {
+		ri.apiKeyID = id
+	}
+}
 
 type routeKey struct{}
 
