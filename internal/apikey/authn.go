@@ -378,75 +378,18 @@ func (a *Authenticator) Len() int {
 // missed), resubscribes with backoff and empties it again once
 // subscribed.
 func (a *Authenticator) Start(ctx context.Context) error {
-	sub, err := a.d.KV.Subscribe(ctx, ChannelInvalidate)
-	if err != nil {
-		return fmt.Errorf("apikey: subscribe to %s: %w", ChannelInvalidate, err)
+	handle := func(payload []byte) {
+		var m invalidation
+		if err := json.Unmarshal(payload, &m); err != nil {
+			a.d.Log.WarnContext(ctx, "apikey: unreadable invalidation; emptying the cache", "error", err)
+			m = invalidation{All: true}
+		}
+		a.apply(m)
 	}
-	go a.listenLoop(ctx, sub)
+	if err := kv.Listen(ctx, a.d.KV, ChannelInvalidate, handle, func() { a.apply(invalidation{All: true}) }, a.d.Log); err != nil {
+		return fmt.Errorf("apikey: %w", err)
+	}
 	return nil
-}
-
-// Backoff bounds of resubscribing.
-const (
-	minBackoff = 50 * time.Millisecond
-	maxBackoff = 5 * time.Second
-)
-
-func (a *Authenticator) listenLoop(ctx context.Context, sub kv.Subscription) {
-	for {
-		a.listen(ctx, sub)
-		_ = sub.Close()
-		if ctx.Err() != nil {
-			return
-		}
-		a.d.Log.WarnContext(ctx, "apikey: the invalidation subscription ended; emptying the cache and resubscribing")
-		a.apply(invalidation{All: true})
-		if sub = a.resubscribe(ctx); sub == nil {
-			return
-		}
-		a.apply(invalidation{All: true})
-	}
-}
-
-func (a *Authenticator) listen(ctx context.Context, sub kv.Subscription) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case msg, ok := <-sub.C():
-			if !ok {
-				return
-			}
-			var m invalidation
-			if err := json.Unmarshal(msg.Payload, &m); err != nil {
-				a.d.Log.WarnContext(ctx, "apikey: unreadable invalidation; emptying the cache", "error", err)
-				m = invalidation{All: true}
-			}
-			a.apply(m)
-		}
-	}
-}
-
-func (a *Authenticator) resubscribe(ctx context.Context) kv.Subscription {
-	wait := minBackoff
-	for {
-		sub, err := a.d.KV.Subscribe(ctx, ChannelInvalidate)
-		if err == nil {
-			return sub
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		a.d.Log.WarnContext(ctx, "apikey: resubscribing to invalidations failed", "error", err, "retry_in", wait)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil
-		case <-t.C:
-		}
-		wait = min(2*wait, maxBackoff)
-	}
 }
 
 // count adds one request (or one refusal) of key keyID from ip.

@@ -529,49 +529,10 @@ func (c *Checker) Cached(userID string) bool {
 // missed), resubscribes with backoff and empties it again once
 // subscribed.
 func (c *Checker) Start(ctx context.Context) error {
-	sub, err := c.kv.Subscribe(ctx, ChannelInvalidate)
-	if err != nil {
-		return fmt.Errorf("authzcheck: subscribe to %s: %w", ChannelInvalidate, err)
+	if err := kv.Listen(ctx, c.kv, ChannelInvalidate, func(p []byte) { c.apply(ctx, p) }, c.flush, c.log); err != nil {
+		return fmt.Errorf("authzcheck: %w", err)
 	}
-	go c.run(ctx, sub)
 	return nil
-}
-
-// Backoff bounds of resubscribing.
-const (
-	minBackoff = 50 * time.Millisecond
-	maxBackoff = 5 * time.Second
-)
-
-func (c *Checker) run(ctx context.Context, sub kv.Subscription) {
-	for {
-		c.listen(ctx, sub)
-		_ = sub.Close()
-		if ctx.Err() != nil {
-			return
-		}
-		c.log.WarnContext(ctx, "authzcheck: the invalidation subscription ended; emptying the cache and resubscribing")
-		c.flush()
-		sub = c.resubscribe(ctx)
-		if sub == nil {
-			return
-		}
-		c.flush()
-	}
-}
-
-func (c *Checker) listen(ctx context.Context, sub kv.Subscription) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case msg, ok := <-sub.C():
-			if !ok {
-				return
-			}
-			c.apply(ctx, msg.Payload)
-		}
-	}
 }
 
 func (c *Checker) apply(ctx context.Context, payload []byte) {
@@ -588,27 +549,4 @@ func (c *Checker) apply(ctx context.Context, payload []byte) {
 		return
 	}
 	c.drop(m.Users)
-}
-
-// resubscribe tries until it succeeds or ctx ends (nil).
-func (c *Checker) resubscribe(ctx context.Context) kv.Subscription {
-	wait := minBackoff
-	for {
-		sub, err := c.kv.Subscribe(ctx, ChannelInvalidate)
-		if err == nil {
-			return sub
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		c.log.WarnContext(ctx, "authzcheck: resubscribing to invalidations failed", "error", err, "retry_in", wait)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil
-		case <-t.C:
-		}
-		wait = min(2*wait, maxBackoff)
-	}
 }
