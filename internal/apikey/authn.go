@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/authz"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
@@ -35,12 +37,25 @@ const (
 	DefaultFlushEvery = 5 * time.Second
 )
 
+// RefusalWindow is the span within which a key's rate-limited uses make
+// one audit event (AuditRateLimited), however many requests were refused
+// and on however many nodes: the event's ID derives from the key and the
+// window. Every refusal is still counted in the key's usage.
+const RefusalWindow = time.Minute
+
+// AuditRateLimited is the audit action of a key's uses refused by a rate
+// limit.
+const AuditRateLimited = "api_key.rate_limited"
+
 // KeyReader is what the authenticator reads and writes; store.Store
 // satisfies it.
 type KeyReader interface {
 	GetAPIKeyByHash(ctx context.Context, hashes [][]byte) (store.APIKey, error)
 	GetUser(ctx context.Context, id string) (store.User, error)
 	RecordAPIKeyUse(ctx context.Context, uses []store.APIKeyUse) error
+	// AppendAuditEvent records a key's rate-limited use (one event per
+	// key and RefusalWindow).
+	AppendAuditEvent(ctx context.Context, e store.AuditEvent) error
 }
 
 // AuthenticatorDeps are what an Authenticator is built from.
@@ -77,6 +92,21 @@ type Authenticator struct {
 
 	usageMu sync.Mutex
 	usage   map[string]*store.APIKeyUse
+	refused map[refusalKey]*refusal // since the last flush
+}
+
+// refusalKey names one AuditRateLimited event: a key and a window.
+type refusalKey struct {
+	keyID  string
+	window time.Time
+}
+
+// refusal is the first rate-limited use of a key in a RefusalWindow, and
+// how many followed on this node before the flush.
+type refusal struct {
+	ownerID, rule, ip, path string
+	at                      time.Time
+	count                   int
 }
 
 // cached is a key row ready for checks, with its owner.
@@ -114,7 +144,7 @@ func NewAuthenticator(d AuthenticatorDeps) (*Authenticator, error) {
 	if d.FlushEvery == 0 {
 		d.FlushEvery = DefaultFlushEvery
 	}
-	return &Authenticator{d: d, cache: map[string]*cached{}, usage: map[string]*store.APIKeyUse{}}, nil
+	return &Authenticator{d: d, cache: map[string]*cached{}, usage: map[string]*store.APIKeyUse{}, refused: map[refusalKey]*refusal{}}, nil
 }
 
 // credential returns the API key a request carries, if it carries one.
@@ -413,12 +443,58 @@ func (a *Authenticator) count(keyID, ip string, refusal bool) {
 	}
 }
 
-// CountRefusal counts one request of key keyID refused by its rate limit
-// (the rate limiter calls it); it is written with the next Flush.
-func (a *Authenticator) CountRefusal(keyID string) {
-	if keyID != "" {
-		a.count(keyID, "", true)
+// Refused counts one request of key p.APIKeyID that rate limit rule
+// refused (the rate limiter calls it) and notes it for the key's
+// AuditRateLimited event; both are written with the next Flush.
+func (a *Authenticator) Refused(r *http.Request, p auth.Principal, rule string) {
+	if p.APIKeyID == "" {
+		return
 	}
+	a.count(p.APIKeyID, "", true)
+	now := a.d.Now().UTC()
+	window := refusalKey{keyID: p.APIKeyID, window: now.Truncate(RefusalWindow)}
+	a.usageMu.Lock()
+	defer a.usageMu.Unlock()
+	if f := a.refused[window]; f != nil {
+		f.count++
+		return
+	}
+	a.refused[window] = &refusal{ownerID: p.UserID, rule: rule, ip: clientIP(r), path: r.URL.Path, at: now, count: 1}
+}
+
+// refusedNamespace derives the IDs of AuditRateLimited events from the
+// key and the window, so that each is recorded once across nodes.
+var refusedNamespace = uuid.MustParse("0192f000-0000-7000-8000-0000000000e2")
+
+// recordRefusals appends one AuditRateLimited event per key of pending
+// (a duplicate of the window, from another node or flush, is the same
+// event and is skipped). The ones it could not write are returned.
+func (a *Authenticator) recordRefusals(ctx context.Context, pending map[refusalKey]*refusal) (map[refusalKey]*refusal, error) {
+	var failed map[refusalKey]*refusal
+	var firstErr error
+	for rk, f := range pending {
+		keyID, window := rk.keyID, rk.window
+		err := a.d.Store.AppendAuditEvent(ctx, store.AuditEvent{
+			ID:         uuid.NewSHA1(refusedNamespace, []byte(keyID+"|"+window.Format(time.RFC3339))).String(),
+			OccurredAt: f.at, ActorID: f.ownerID, SubjectID: f.ownerID, Action: AuditRateLimited, IP: f.ip,
+			Data: map[string]any{
+				"key_id": keyID, "rule": f.rule, "path": f.path,
+				"window_start": window.Format(time.RFC3339), "window_seconds": int(RefusalWindow / time.Second),
+				"refusals_seen": f.count,
+			},
+		})
+		if err != nil && !errors.Is(err, store.ErrConflict) {
+			if failed == nil {
+				failed = map[refusalKey]*refusal{}
+				firstErr = err
+			}
+			failed[rk] = f
+		}
+	}
+	if firstErr != nil {
+		return failed, fmt.Errorf("apikey: record rate-limited uses: %w", firstErr)
+	}
+	return nil, nil
 }
 
 // Flush writes the uses counted since the last flush
@@ -427,7 +503,23 @@ func (a *Authenticator) Flush(ctx context.Context) error {
 	a.usageMu.Lock()
 	pending := a.usage
 	a.usage = map[string]*store.APIKeyUse{}
+	refused := a.refused
+	a.refused = map[refusalKey]*refusal{}
 	a.usageMu.Unlock()
+	if len(refused) > 0 {
+		failed, err := a.recordRefusals(ctx, refused)
+		if err != nil {
+			a.usageMu.Lock()
+			for rk, f := range failed {
+				if cur := a.refused[rk]; cur != nil {
+					f.count += cur.count
+				}
+				a.refused[rk] = f // the first of the window
+			}
+			a.usageMu.Unlock()
+			a.d.Log.WarnContext(ctx, "apikey: rate-limited uses not recorded; retrying with the next flush", "error", err)
+		}
+	}
 	if len(pending) == 0 {
 		return nil
 	}

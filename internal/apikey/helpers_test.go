@@ -23,6 +23,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/authz"
 	"github.com/gatehouse/gatehouse/internal/authzcheck"
 	"github.com/gatehouse/gatehouse/internal/clocktest"
+	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/kv"
 	"github.com/gatehouse/gatehouse/internal/kv/memory"
@@ -143,6 +144,34 @@ type env struct {
 	jobs  *capturedJobs
 	srv   *httptest.Server
 	root  string // holds the built-in admin role
+
+	publishedMu sync.Mutex
+	published   []event.Event // by the service, committed or not
+}
+
+// bus records what the service publishes.
+func (e *env) bus() *event.Bus {
+	b := event.NewBus()
+	event.SubscribeAll(b, func(_ context.Context, _ event.Tx, ev event.Event) error {
+		e.publishedMu.Lock()
+		defer e.publishedMu.Unlock()
+		e.published = append(e.published, ev)
+		return nil
+	})
+	return b
+}
+
+// leaks returns the event.APIKeyLeaked the service published.
+func (e *env) leaks() []event.APIKeyLeaked {
+	e.publishedMu.Lock()
+	defer e.publishedMu.Unlock()
+	var out []event.APIKeyLeaked
+	for _, ev := range e.published {
+		if l, ok := ev.(event.APIKeyLeaked); ok {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 func newEnv(t *testing.T, st store.Store) *env {
@@ -171,7 +200,7 @@ func (e *env) build(kvs kv.Store) *env {
 	}
 	e.authn = e.node(kvs)
 	e.svc, err = New(Deps{
-		Store: store.Narrow(e.st, func(tx store.Store) Tx { return tx }), Checker: e.chk, Authn: e.authn,
+		Store: event.Narrow(e.st, e.bus(), func(tx event.Tx) Tx { return tx }), Checker: e.chk, Authn: e.authn,
 		Keyring: e.kr, Jobs: e.jobs, LeakSecret: []byte(leakSecret), Now: e.clock.Now,
 	})
 	if err != nil {

@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/auth"
+	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/mail"
-	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
 
@@ -100,14 +100,9 @@ func (s *Service) ReportLeaks(ctx context.Context, m httpapi.Meta, reports []Lea
 			if err := tx.AppendAuditEvent(ctx, s.event(m, k.OwnerID, auditLeaked, data)); err != nil {
 				return err
 			}
-			id, err := secret.NewToken(16)
-			if err != nil {
-				return err
-			}
-			if err := tx.CreateSecurityEvent(ctx, store.SecurityEvent{
-				ID: "sev_" + id, Type: SecurityEventLeaked, Severity: store.SeverityHigh, OccurredAt: now,
-				UserID: k.OwnerID, Account: k.OwnerID, IP: m.IP, Data: data,
-			}); err != nil {
+			// The security event (security.api_key_leaked), with its
+			// incident and alerts, is the security domain's reaction.
+			if err := tx.Publish(ctx, event.APIKeyLeaked{Key: k, URL: data["url"].(string), Source: data["source"].(string), Meta: m}); err != nil {
 				return err
 			}
 			return s.mailLeak(ctx, tx, k, rep, now)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/authz"
 	"github.com/gatehouse/gatehouse/internal/authzcheck"
+	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/require"
 	"github.com/gatehouse/gatehouse/internal/secret"
@@ -39,9 +40,6 @@ const (
 	auditRevoked   = "api_key.revoked"
 	auditLeaked    = "api_key.leaked"
 	auditSACreated = "service_account.created"
-	// SecurityEventLeaked is the type of the security event a leaked key
-	// records (the security.api_key_leaked).
-	SecurityEventLeaked = "api_key_leaked"
 )
 
 // Errors of the service; see Errors for how they answer.
@@ -87,7 +85,6 @@ type Tables interface {
 	GetRole(ctx context.Context, id string) (store.Role, error)
 	GetRoleByName(ctx context.Context, name, orgID string) (store.Role, error)
 	CreateGrant(ctx context.Context, g store.RoleGrant) (store.RoleGrant, error)
-	CreateSecurityEvent(ctx context.Context, ev store.SecurityEvent) error
 }
 
 // Tx is the store inside one of the service's transactions.
@@ -95,6 +92,9 @@ type Tx interface {
 	Tables
 	// DriverTx is the driver's transaction, for enqueueing mail with it.
 	DriverTx() any
+	// Publish tells the other domains (event.APIKeyLeaked: the security
+	// event, its incident and alerts) in this transaction.
+	Publish(ctx context.Context, e event.Event) error
 }
 
 // Store is the storage the service needs (see store.Narrow).

@@ -121,6 +121,23 @@ func runAPIKeys(t *testing.T, e *accountEnv) {
 		t.Errorf("service account with user-admin lists users = %d %v", c, p)
 	}
 
+	// A service account never signs in by email: its synthetic address
+	// gets no reset link and no magic link (answered like any address).
+	saEmail := sa["id"].(string) + "@service-accounts.invalid"
+	mails := e.countJobs(t, "mail.send")
+	for _, path := range []string{"/v1/auth/password/forgot", "/v1/auth/magic-link"} {
+		if c, p, _ := call(t, "POST", e.url(path), map[string]string{"email": saEmail}); c != 202 {
+			t.Errorf("%s for a service account = %d %v, want the usual 202", path, c, p)
+		}
+	}
+	e.jobsSettled(t, "user.email_request", "social.magic_link")
+	if n := e.countJobs(t, "mail.send"); n != mails {
+		t.Errorf("%d emails enqueued for a service account's address", n-mails)
+	}
+	if c, _, _ := call(t, "POST", e.url("/v1/auth/login"), map[string]string{"email": saEmail, "password": strongPassword}); c != 401 {
+		t.Errorf("password sign-in of a service account = %d, want 401", c)
+	}
+
 	// A leak report revokes the live key and tells its owner.
 	body, _ := json.Marshal([]map[string]string{{"token": key, "url": "https://github.com/x/y/blob/main/.env", "source": "content"}})
 	mac := hmac.New(sha256.New, []byte(leakSecret))
@@ -138,4 +155,13 @@ func runAPIKeys(t *testing.T, e *accountEnv) {
 		t.Error("introspection of a revoked key is active")
 	}
 	e.mail.wait(t, "key-owner@example.com", "API key was found")
+	// … and is a security event of high severity, alerting the
+	// administrators.
+	_, evs, _ := call(t, "GET", e.url("/v1/admin/security-events?type=api_key_leaked&user_id="+owner), nil, bearer(r.admin)...)
+	if events, _ := evs["events"].([]any); len(events) != 1 || events[0].(map[string]any)["severity"] != "high" {
+		t.Errorf("api_key_leaked security events = %v, want one, high", evs)
+	}
+	if m := e.mail.wait(t, "keys-root@example.com", "security alert"); !strings.Contains(m.Text, "api key leaked") {
+		t.Errorf("administrators' alert does not name the leak: %s", m.Text)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/http"
 	"net/netip"
 	"slices"
 	"time"
@@ -202,10 +203,10 @@ func (d *deps) keyAuthenticator() auth.Authenticator {
 }
 
 // keyRefused counts a request made with an API key that a rate limit
-// refused, in the key's usage.
-func (d *deps) keyRefused(_ context.Context, keyID string) {
+// refused, in the key's usage, and notes it for the key's audit trail.
+func (d *deps) keyRefused(r *http.Request, p auth.Principal, rule string) {
 	if d.keyAuthn != nil {
-		d.keyAuthn.CountRefusal(keyID)
+		d.keyAuthn.Refused(r, p, rule)
 	}
 }
 

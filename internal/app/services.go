@@ -132,7 +132,7 @@ func newServices(d *deps) (services, error) {
 	}
 	if d.keyAuthn != nil {
 		if s.apikeys, err = apikey.New(apikey.Deps{
-			Store:   store.Narrow(d.db.store, func(tx store.Store) apikey.Tx { return tx }),
+			Store:   event.Narrow(d.db.store, d.bus, func(tx event.Tx) apikey.Tx { return tx }),
 			Checker: s.checker, Authn: d.keyAuthn, Keyring: d.keys, Jobs: d.queue,
 			MaxTTL: d.cfg.APIKeys.MaxTTL, LeakSecret: []byte(d.cfg.APIKeys.LeakReportSecret), Tiers: d.rateLimitTiers(),
 			Now: d.now, Log: d.log,
@@ -268,6 +268,17 @@ func subscribe(bus *event.Bus, s services) {
 			Type: security.TypeSessionAnomaly, Severity: severity, UserID: e.UserID, IP: e.Meta.IP, Device: e.Meta.DeviceID,
 			Country: e.Country, City: e.City, ASN: int64(e.ASN), Score: &score, Reasons: e.Reasons,
 			Data: map[string]any{"session_id": e.SessionID, "revoked": e.Revoked},
+		})
+	})
+	// A leaked API key, revoked: a security event of high severity, so
+	// the administrators are alerted.
+	event.Subscribe(bus, func(ctx context.Context, tx event.Tx, e event.APIKeyLeaked) error {
+		return s.respond.Handle(ctx, tx, security.Event{
+			Type: security.TypeAPIKeyLeaked, UserID: e.Key.OwnerID, IP: e.Meta.IP,
+			Data: map[string]any{
+				"key_id": e.Key.ID, "prefix": e.Key.Prefix, "name": e.Key.Name, "kind": e.Key.Kind,
+				"url": e.URL, "source": e.Source,
+			},
 		})
 	})
 	// A sign-in disowned by its user ("this wasn't me"): every session

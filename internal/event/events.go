@@ -129,6 +129,16 @@ type RefreshTokenReused struct {
 	Meta    httpapi.Meta
 }
 
+// APIKeyLeaked: a leak report named a live API key, which was revoked
+// (Key, as revoked); URL and Source say where it was found (as the
+// scanning service reported, truncated).
+type APIKeyLeaked struct {
+	Key    store.APIKey
+	URL    string
+	Source string
+	Meta   httpapi.Meta
+}
+
 // AccountLocked: too many wrong passwords (Action
 // "security.account_locked") or second-factor codes
 // ("security.mfa_locked") locked the user's sign-in for Lock, until
@@ -344,6 +354,9 @@ func (RefreshTokenReused) EventName() string { return "session.refresh_token_reu
 
 // EventName implements Event.
 func (AccountLocked) EventName() string { return "security.account_locked" }
+
+// EventName implements Event.
+func (APIKeyLeaked) EventName() string { return "security.api_key_leaked" }
 
 // EventName implements Event.
 func (SecondFactorEnrolled) EventName() string { return "mfa.enrolled" }

@@ -51,6 +51,7 @@ const (
 	TypeAdminSecurityChange = "admin_security_change" // an administrator changed a security setting
 	TypeAutomatedResponse   = "automated_response"    // an automatic action (a block, sessions ended), with the rule in Data
 	TypeNotMe               = "not_me"                // the user disowned a sign-in ("this wasn't me"): every session ended, a password reset required
+	TypeAPIKeyLeaked        = "api_key_leaked"        // a leak report named a live API key: it was revoked, its owner emailed
 )
 
 // Incident types.
@@ -78,6 +79,7 @@ var defaultSeverity = map[string]string{
 	TypeAdminSecurityChange: store.SeverityMedium,
 	TypeAutomatedResponse:   store.SeverityMedium,
 	TypeNotMe:               store.SeverityHigh,
+	TypeAPIKeyLeaked:        store.SeverityHigh,
 }
 
 // ValidSeverity reports whether s is one of the four severities.

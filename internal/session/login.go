@@ -355,6 +355,11 @@ func deviceType(ua useragent.UserAgent) string {
 // learned, when set, is the user's risk profile after this sign-in,
 // written with it.
 func (s *Service) start(ctx context.Context, u store.User, newHash, checkedHash string, amr []string, m httpapi.Meta, r *store.SessionRisk, learned *store.RiskProfile) (Result, error) {
+	if u.Kind == store.UserKindService {
+		// A service account authenticates with its API keys only; no
+		// sign-in path may start a session for it.
+		return Result{}, ErrInvalidCredentials
+	}
 	now := s.now()
 	raw, err := secret.NewToken(32)
 	if err != nil {

@@ -133,7 +133,9 @@ func (s *Service) sendMagicLink(ctx context.Context, a MagicLinkArgs) error {
 	}
 	norm := string(raw)
 	u, err := s.Store.GetUserByEmail(ctx, norm)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && u.Status == store.UserDisabled) {
+	if errors.Is(err, store.ErrNotFound) || (err == nil && (u.Status == store.UserDisabled || u.Kind == store.UserKindService)) {
+		// A service account never signs in by email: its address is
+		// synthetic. Like an unknown address, nothing is sent.
 		return nil
 	}
 	if err != nil {

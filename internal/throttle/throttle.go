@@ -74,8 +74,9 @@ type Deps struct {
 	// no counter holds an address.
 	Pseudonym func(email string) string
 	// KeyRefused is told of each request made with an API key that a
-	// rule refused (the key's usage and audit trail); nil: nobody.
-	KeyRefused func(ctx context.Context, keyID string)
+	// rule refused, with the key's principal and the rule's name (the
+	// key's usage and audit trail); nil: nobody.
+	KeyRefused func(r *http.Request, p auth.Principal, rule string)
 	Stats      *Stats
 	Metrics    *Metrics
 	Log        *slog.Logger
@@ -391,7 +392,7 @@ func (t *Throttle) Guard(w http.ResponseWriter, r *http.Request, pattern string)
 	if refused != nil {
 		if t.d.KeyRefused != nil && hasAPIKey(q.r) {
 			if p, err := q.principal(); err == nil && p.APIKeyID != "" {
-				t.d.KeyRefused(q.r.Context(), p.APIKeyID)
+				t.d.KeyRefused(q.r, p, refused.rule.Name)
 			}
 		}
 		p := httpapi.NewProblem(http.StatusTooManyRequests, "rate_limited", "Too many requests; try again later.")

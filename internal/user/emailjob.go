@@ -100,7 +100,7 @@ func (w *EmailRequestWorker) Work(ctx context.Context, job *river.Job[EmailReque
 // HandleEmailRequest does what a forgot-password or resend-verification
 // request asked for: it sends a reset link to an existing, enabled
 // account, or a new verification link to an unverified one, and does
-// nothing for anything else. A job that can never succeed (an unknown
+// nothing for anything else (a service account included). A job that can never succeed (an unknown
 // request, an address that does not open) is cancelled.
 func (s *Service) HandleEmailRequest(ctx context.Context, a EmailRequestArgs) error {
 	if a.Request != RequestPasswordReset && a.Request != RequestVerification {
@@ -124,6 +124,11 @@ func (s *Service) HandleEmailRequest(ctx context.Context, a EmailRequestArgs) er
 	}
 	if err != nil {
 		return err
+	}
+	if u.Kind == store.UserKindService {
+		// A service account's address is synthetic and it never signs in
+		// with a password: answered like an unknown address.
+		return nil
 	}
 	m := httpapi.Meta{IP: a.IP, UserAgent: a.UserAgent, RequestID: a.RequestID}
 	if a.Request == RequestVerification {

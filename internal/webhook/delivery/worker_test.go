@@ -600,6 +600,7 @@ func TestFailingEndpointDisabled(t *testing.T) {
 		e := newEnv(t, b, func(d *delivery.Deps) {
 			d.DisableAfter = 48 * time.Hour
 			d.Schedule = delivery.Schedule{time.Hour}
+			d.Rand = func() float64 { return 0.5 } // no jitter: the wait is the hour
 		})
 		rcv := newReceiver(t, answer{status: 500})
 		// Failing for a day: one more failure keeps it enabled.
