@@ -139,6 +139,19 @@ type APIKeyLeaked struct {
 	Meta   httpapi.Meta
 }
 
+// PasskeyCloned: an assertion of a passkey came with a sign count below
+// the one stored (PresentedCount < StoredCount): the credential may have
+// been cloned. It was flagged and is refused from then on; the user was
+// emailed.
+type PasskeyCloned struct {
+	UserID         string
+	PasskeyID      string
+	Name           string
+	StoredCount    uint32
+	PresentedCount uint32
+	Meta           httpapi.Meta
+}
+
 // AccountLocked: too many wrong passwords (Action
 // "security.account_locked") or second-factor codes
 // ("security.mfa_locked") locked the user's sign-in for Lock, until
@@ -357,6 +370,9 @@ func (AccountLocked) EventName() string { return "security.account_locked" }
 
 // EventName implements Event.
 func (APIKeyLeaked) EventName() string { return "security.api_key_leaked" }
+
+// EventName implements Event.
+func (PasskeyCloned) EventName() string { return "security.passkey_cloned" }
 
 // EventName implements Event.
 func (SecondFactorEnrolled) EventName() string { return "mfa.enrolled" }

@@ -57,6 +57,25 @@ func DecodeJSON(r *http.Request, dst any) error {
 	return nil
 }
 
+// DecodeOptionalJSON is DecodeJSON for a body the client may leave out
+// (an endpoint whose every field is optional): an empty body leaves dst
+// as it is.
+func DecodeOptionalJSON(r *http.Request, dst any) error {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return err
+		}
+		return NewProblem(http.StatusBadRequest, "invalid_json", "The request body could not be read in full.")
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	return DecodeJSON(r, dst)
+}
+
 // invalidJSONText checks every string of a well-formed JSON document, member
 // names included, for invalid UTF-8 and NUL. It returns ok and, when a
 // string is not valid text, the path of the field holding it ("metadata.a",

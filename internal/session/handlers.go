@@ -107,6 +107,12 @@ func (h *Handlers) login(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	return h.WriteResult(w, res)
+}
+
+// WriteResult answers a first sign-in step: the token response, or the
+// second step it needs (mfa_required, mfa_enrollment_required).
+func (h *Handlers) WriteResult(w http.ResponseWriter, res Result) error {
 	w.Header().Set("Cache-Control", "no-store")
 	if ch := res.Challenge; ch != nil {
 		if ch.EnrollmentToken != "" {

@@ -146,6 +146,72 @@ func (s *Service) login(ctx context.Context, lk *guard, email, pw string, m http
 	return res, false, err
 }
 
+// SignInWithPasskey starts the session of u after a passkey assertion,
+// under the same lockout as a password: a blocked address or locked
+// account is refused before check runs; check verifies the assertion, and
+// a false (a wrong signature, a replay, a refused credential) is a failed
+// sign-in of the account and the address, counted and published like a
+// wrong password (ErrInvalidCredentials is for the caller to map). A
+// verified one is scored and started like SignInWith with the amr check
+// returned.
+func (s *Service) SignInWithPasskey(ctx context.Context, u store.User, check func() (amr []string, ok bool, err error), m httpapi.Meta) (Result, error) {
+	lk := s.guard()
+	if d, err := lk.ipAttempt(ctx, m.IP); err != nil {
+		return Result{}, err
+	} else if d > 0 {
+		return Result{}, lockedProblem(d, "too_many_attempts", "Too many failed sign-ins from this address; try again later.")
+	}
+	wrong := false
+	defer func() {
+		if !wrong {
+			if rerr := lk.ipRefund(context.WithoutCancel(ctx), m.IP); rerr != nil {
+				s.Log.ErrorContext(ctx, "could not refund a sign-in attempt to its IP", "error", rerr.Error())
+			}
+		}
+	}()
+	subject := s.lockSubject(u.EmailNormalized)
+	n, d, err := lk.Attempt(ctx, subject)
+	if err != nil {
+		return Result{}, err
+	}
+	if d > 0 {
+		return Result{}, lockedProblem(d, "account_locked", "Too many failed sign-ins; the account is locked for a while.")
+	}
+	amr, ok, err := check()
+	if err != nil {
+		s.release(ctx, lk, subject)
+		return Result{}, err
+	}
+	if !ok {
+		wrong = true
+		s.failedSignIn(ctx, u.EmailNormalized, m.IP)
+		s.publishFailure(ctx, u.ID, subject, m)
+		d, err := lk.Failed(ctx, subject, n)
+		if err != nil {
+			return Result{}, err
+		}
+		if d > 0 {
+			s.onLocked(ctx, u, d, m)
+		}
+		return Result{}, ErrInvalidCredentials
+	}
+	if err := lk.Succeeded(ctx, subject); err != nil {
+		return Result{}, err
+	}
+	switch {
+	case u.Status == store.UserDisabled:
+		return Result{}, ErrAccountDisabled
+	case !u.PasswordResetRequiredAt.IsZero():
+		// A disowned sign-in (NotMe) ends every session and asks for a
+		// new password; a passkey is not phishable, but the account's
+		// owner asked for the reset, and it comes first.
+		return Result{}, ErrPasswordResetRequired
+	case u.EmailVerifiedAt.IsZero() && s.Config.RequireVerifiedEmail:
+		return Result{}, ErrEmailNotVerified
+	}
+	return s.scoredStart(ctx, u, u.EmailNormalized, amr, "", m, nil)
+}
+
 // SignInWith starts the session of u, proven by amr other than with a
 // password (an external identity, a magic link): scored like a password
 // sign-in, then refused, asked for a second factor (always asked when MFA
