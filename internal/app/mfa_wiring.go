@@ -8,11 +8,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/riverqueue/river"
 
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/mfa"
+	"github.com/gatehouse/gatehouse/internal/passkey"
 	"github.com/gatehouse/gatehouse/internal/ratelimit"
 	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/session"
@@ -65,7 +68,7 @@ func smsStatusRecorder(st store.Store) func(context.Context, sms.Status) error {
 
 // newMFAService builds multi-factor authentication, which finishes logins
 // through sessions.
-func newMFAService(d *deps, sessions *session.Service) (*mfa.Service, error) {
+func newMFAService(d *deps, sessions *session.Service, passkeys mfa.Passkeys) (*mfa.Service, error) {
 	codes, err := mfa.NewCodes(d.keys)
 	if err != nil {
 		return nil, err
@@ -96,7 +99,30 @@ func newMFAService(d *deps, sessions *session.Service) (*mfa.Service, error) {
 	}
 	return mfa.New(mfa.Deps{
 		Store: mfaStore(d.db.store, d.bus), Keys: d.keys, Codes: codes, KV: d.state.kv, Limiter: d.state.limiter, Jobs: d.queue,
-		SMSGuard: guard, Sessions: sessions, Now: d.now, Log: d.log, Config: c,
+		SMSGuard: guard, Sessions: sessions, Passkeys: passkeys, Now: d.now, Log: d.log, Config: c,
+	})
+}
+
+// newPasskeyService builds the passkey relying party from the
+// GATEHOUSE_WEBAUTHN_* settings (the issuer's host and origin by default).
+func newPasskeyService(d *deps, sessions *session.Service) (*passkey.Service, error) {
+	rpID, origins := d.cfg.WebAuthnRP()
+	var allowed []uuid.UUID
+	for _, a := range d.cfg.WebAuthn.AllowedAAGUIDs {
+		id, err := uuid.Parse(a)
+		if err != nil {
+			return nil, fmt.Errorf("GATEHOUSE_WEBAUTHN_ALLOWED_AAGUIDS: %w", err)
+		}
+		allowed = append(allowed, id)
+	}
+	return passkey.New(passkey.Deps{
+		Config: passkey.Config{
+			RPID: rpID, RPName: d.cfg.WebAuthn.RPName, Origins: origins,
+			UserVerification: d.cfg.WebAuthn.UserVerification, Attestation: d.cfg.WebAuthn.Attestation,
+			AllowedAAGUIDs: allowed, ReauthWindow: mfa.DefaultConfig("").ReauthWindow,
+		},
+		Store: event.Narrow(d.db.store, d.bus, func(tx event.Tx) passkey.Tx { return tx }),
+		KV:    d.state.kv, Sessions: sessions, Keys: d.keys, Jobs: d.queue, Now: d.now, Log: d.log,
 	})
 }
 

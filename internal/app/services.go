@@ -17,6 +17,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/mfa"
+	"github.com/gatehouse/gatehouse/internal/passkey"
 	"github.com/gatehouse/gatehouse/internal/rbac"
 	"github.com/gatehouse/gatehouse/internal/risk"
 	"github.com/gatehouse/gatehouse/internal/security"
@@ -55,6 +56,8 @@ type services struct {
 	checker *authzcheck.Checker
 	// apikeys manages API keys and service accounts.
 	apikeys *apikey.Service
+	// passkeys registers passkeys and runs their ceremonies.
+	passkeys *passkey.Service
 }
 
 // newServices builds every domain service in the order they depend on each
@@ -72,8 +75,13 @@ func newServices(d *deps) (services, error) {
 	if err != nil {
 		return services{}, err
 	}
+	// Passkeys sign in through sign-in and are a second factor of MFA.
 	s.sessions, s.mfa, err = session.NewWithSecondFactor(sd, func(sessions *session.Service) (*mfa.Service, error) {
-		return newMFAService(d, sessions)
+		var err error
+		if s.passkeys, err = newPasskeyService(d, sessions); err != nil {
+			return nil, err
+		}
+		return newMFAService(d, sessions, s.passkeys)
 	})
 	if err != nil {
 		return services{}, err
@@ -279,6 +287,14 @@ func subscribe(bus *event.Bus, s services) {
 				"key_id": e.Key.ID, "prefix": e.Key.Prefix, "name": e.Key.Name, "kind": e.Key.Kind,
 				"url": e.URL, "source": e.Source,
 			},
+		})
+	})
+	// A passkey whose sign count went backwards: possibly cloned, refused
+	// from now on; a security event of high severity.
+	event.Subscribe(bus, func(ctx context.Context, tx event.Tx, e event.PasskeyCloned) error {
+		return s.respond.Handle(ctx, tx, security.Event{
+			Type: security.TypePasskeyCloned, UserID: e.UserID, IP: e.Meta.IP, Device: e.Meta.DeviceID,
+			Data: map[string]any{"passkey_id": e.PasskeyID, "name": e.Name, "stored_sign_count": e.StoredCount, "presented_sign_count": e.PresentedCount},
 		})
 	})
 	// A sign-in disowned by its user ("this wasn't me"): every session

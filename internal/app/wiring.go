@@ -38,6 +38,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/netintel"
 	"github.com/gatehouse/gatehouse/internal/oauth"
 	"github.com/gatehouse/gatehouse/internal/pages"
+	"github.com/gatehouse/gatehouse/internal/passkey"
 	"github.com/gatehouse/gatehouse/internal/password"
 	"github.com/gatehouse/gatehouse/internal/ratelimit"
 	"github.com/gatehouse/gatehouse/internal/ratepolicy"
@@ -445,6 +446,7 @@ func errorTable() (*httpapi.ErrorTable, error) {
 		user.Errors(),
 		session.Errors(),
 		mfa.Errors(),
+		passkey.Errors(),
 		social.Errors(),
 		auth.Errors(),
 	)
@@ -494,6 +496,13 @@ func newRouter(d *deps) (*httpapi.Router, error) {
 	}).Routes(rt)
 	d.tokens.Routes(rt)
 	(&mfa.Handlers{Service: svc.mfa, Auth: d.authn, Sessions: sessionHandlers}).Routes(rt)
+	(&passkey.Handlers{
+		Service: svc.passkeys, Auth: d.authn, Enroll: mfa.EnrollAuthenticator{Inner: d.authn, Service: svc.mfa},
+		FinishEnrollment: func(r *http.Request, tok string) (session.Result, error) {
+			return svc.mfa.FinishEnrollment(r.Context(), tok, mfa.MethodWebAuthn, httpapi.MetaOf(r, ""))
+		},
+		Sessions: sessionHandlers, Demo: d.cfg.Env != config.EnvProduction,
+	}).Routes(rt)
 	(&social.Handlers{Service: svc.social, Auth: d.authn, Sessions: sessionHandlers}).Routes(rt)
 	(&sms.StatusHandler{
 		AuthToken: d.cfg.SMS.TwilioAuthToken, PublicURL: strings.TrimRight(d.cfg.Server.Issuer, "/") + sms.StatusPath,

@@ -64,6 +64,7 @@ type Config struct {
 	Risk       RiskConfig
 	Security   SecurityConfig
 	APIKeys    APIKeyConfig
+	WebAuthn   WebAuthnConfig
 }
 
 // section is what each part of Config implements: it reports its own bad

@@ -22,31 +22,53 @@ import (
 // Challenge sends a code for a login's sms or email step. It takes its
 // turn with the verifications of the token (see exclusively), which hold
 // the login while they check a code.
-func (s *Service) Challenge(ctx context.Context, tok, method string, m httpapi.Meta) (ttl time.Duration, err error) {
+//
+// For method webauthn it sends nothing: it returns the assertion options
+// for navigator.credentials.get over the user's passkeys, bound to this
+// login (the answer goes to Verify).
+func (s *Service) Challenge(ctx context.Context, tok, method string, m httpapi.Meta) (ttl time.Duration, options json.RawMessage, err error) {
 	if !wellFormed(tok) {
-		return 0, ErrInvalidMFAToken
+		return 0, nil, ErrInvalidMFAToken
 	}
 	err = s.exclusively(ctx, tokenRef(tok), func() error {
-		ttl, err = s.challenge(ctx, tok, method, m)
+		ttl, options, err = s.challenge(ctx, tok, method, m)
 		return err
 	})
-	return ttl, err
+	return ttl, options, err
 }
 
-func (s *Service) challenge(ctx context.Context, tok, method string, m httpapi.Meta) (time.Duration, error) {
+// passkeyBind is what a login's passkey assertion is bound to.
+func passkeyBind(tok string) string { return "mfa:" + tokenRef(tok) }
+
+func (s *Service) challenge(ctx context.Context, tok, method string, m httpapi.Meta) (time.Duration, json.RawMessage, error) {
 	p, err := s.lookup(ctx, tok, m, false)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	u, err := s.Store.GetUser(ctx, p.UserID)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	f, err := s.factors(ctx, u)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	methods, ref := f.methodsFor(p), tokenRef(tok)
+	methods := f.methodsFor(p)
+	if method == MethodWebAuthn && slices.Contains(methods, method) && s.Passkeys != nil {
+		opts, err := s.Passkeys.AssertionOptions(ctx, u, f.passkeysOf(f.active), passkeyBind(tok))
+		return passkeyTTL, opts, err
+	}
+	ttl, err := s.sendChallenge(ctx, tok, method, m, p, u, f, methods)
+	return ttl, nil, err
+}
+
+// passkeyTTL is how long a passkey assertion can be answered
+// (passkey.CeremonyTTL).
+const passkeyTTL = 5 * time.Minute
+
+// sendChallenge sends the code of an sms or email step.
+func (s *Service) sendChallenge(ctx context.Context, tok, method string, m httpapi.Meta, p pending, u store.User, f factorSet, methods []string) (time.Duration, error) {
+	ref := tokenRef(tok)
 	switch {
 	case !slices.Contains(methods, method) && method == MethodEmail:
 		ok, err := s.emailFallback(ctx, ref, p, f.pol, methods)

@@ -2,6 +2,7 @@ package mfa
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -337,7 +338,7 @@ func (s *Service) RegenerateBackupCodes(ctx context.Context, p auth.Principal) (
 // and returns a fresh access token (auth_time now) for the same session.
 // A password counts in the login lockout (session.Service.CheckPassword),
 // a code in the per-user second-factor lockout.
-func (s *Service) Reauthenticate(ctx context.Context, p auth.Principal, pw, method, code string, m httpapi.Meta) (string, int, error) {
+func (s *Service) Reauthenticate(ctx context.Context, p auth.Principal, pw, method string, answer Answer, m httpapi.Meta) (string, int, error) {
 	if p.SessionID == "" {
 		return "", 0, ErrMethodUnavailable
 	}
@@ -369,18 +370,11 @@ func (s *Service) Reauthenticate(ctx context.Context, p auth.Principal, pw, meth
 		if err := s.throttle(ctx, "mfa:verify:"+u.ID, s.Config.VerifyLimit); err != nil {
 			return "", 0, err
 		}
-		// Only a factor the user had when this session signed in proves
-		// them again: one added since, with this very session, could be
-		// the work of whoever holds a stolen access token, and must not
-		// make that token "recently authenticated".
-		var before []store.MFADevice
-		for _, d := range f.active {
-			if d.ConfirmedAt.Before(p.AuthTime) {
-				before = append(before, d)
-			}
-		}
+		before := factorsBefore(f.active, p.AuthTime)
+		var proved []string
 		ok, err := s.guarded(ctx, u, m, true, func() (bool, error) {
-			_, ok, err := s.checkCode(ctx, u, before, method, code, false)
+			amr, ok, err := s.checkAnswer(ctx, u, f, before, method, answer, false, reauthBind(p), m)
+			proved = amr
 			return ok, err
 		})
 		if err != nil {
@@ -389,7 +383,7 @@ func (s *Service) Reauthenticate(ctx context.Context, p auth.Principal, pw, meth
 		if !ok {
 			return "", 0, ErrInvalidCode
 		}
-		amr = amrWith(amr, method)
+		amr = amrWith(amr, proved...)
 	default:
 		return "", 0, httpapi.Validation(httpapi.FieldError{Field: "password", Rule: "required", Message: "Give the password, or a method and code."})
 	}
@@ -398,6 +392,48 @@ func (s *Service) Reauthenticate(ctx context.Context, p auth.Principal, pw, meth
 		return "", 0, auth.Unauthorized()
 	}
 	return at, exp, err
+}
+
+// factorsBefore are the factors confirmed before t. Only a factor the
+// user had when a session signed in proves them again: one added since,
+// with this very session, could be the work of whoever holds a stolen
+// access token, and must not make that token "recently authenticated".
+func factorsBefore(active []store.MFADevice, t time.Time) []store.MFADevice {
+	var before []store.MFADevice
+	for _, d := range active {
+		if d.ConfirmedAt.Before(t) {
+			before = append(before, d)
+		}
+	}
+	return before
+}
+
+// reauthBind is what a session's reauthentication by passkey is bound to.
+func reauthBind(p auth.Principal) string { return "reauth:" + p.SessionID }
+
+// ReauthChallenge begins a reauthentication by passkey (method webauthn):
+// the assertion options over the passkeys the user had when the session
+// signed in, bound to the session. Reauthenticate takes the answer.
+func (s *Service) ReauthChallenge(ctx context.Context, p auth.Principal, method string) (json.RawMessage, error) {
+	if p.SessionID == "" || method != MethodWebAuthn || s.Passkeys == nil {
+		return nil, ErrMethodUnavailable
+	}
+	u, err := s.Store.GetUser(ctx, p.UserID)
+	if err != nil {
+		return nil, err
+	}
+	f, err := s.factors(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.Contains(f.allowed, method) {
+		return nil, ErrMethodUnavailable
+	}
+	passkeys := f.passkeysOf(factorsBefore(f.active, p.AuthTime))
+	if len(passkeys) == 0 {
+		return nil, ErrMethodUnavailable
+	}
+	return s.Passkeys.AssertionOptions(ctx, u, passkeys, reauthBind(p))
 }
 
 func newID() string { return uuid.Must(uuid.NewV7()).String() }

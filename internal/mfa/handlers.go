@@ -1,6 +1,7 @@
 package mfa
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
@@ -51,6 +52,7 @@ func (h *Handlers) Routes(rt *httpapi.Router) {
 	rt.Handle("POST /v1/auth/mfa/challenge", h.challenge)
 	rt.Handle("POST /v1/auth/mfa/verify", h.verify)
 	rt.Handle("POST /v1/auth/reauthenticate", auth.Require(h.Auth, h.reauthenticate))
+	rt.Handle("POST /v1/auth/reauthenticate/challenge", auth.Require(h.Auth, h.reauthChallenge))
 	rt.Handle("GET /v1/me/mfa/devices", auth.Require(enroll, h.devices))
 	rt.Handle("POST /v1/me/mfa/totp", auth.Require(enroll, h.enrollTOTP))
 	rt.Handle("POST /v1/me/mfa/sms", auth.Require(enroll, h.enrollSMS))
@@ -69,23 +71,29 @@ func (h *Handlers) challenge(w http.ResponseWriter, r *http.Request) error {
 	if err := httpapi.DecodeJSON(r, &in); err != nil {
 		return err
 	}
-	ttl, err := h.Service.Challenge(r.Context(), in.MFAToken, in.Method, httpapi.MetaOf(r, ""))
+	ttl, options, err := h.Service.Challenge(r.Context(), in.MFAToken, in.Method, httpapi.MetaOf(r, ""))
 	if err != nil {
 		return err
 	}
-	return httpapi.WriteJSON(w, http.StatusOK, map[string]any{"method": in.Method, "expires_in": int(ttl.Seconds())})
+	out := map[string]any{"method": in.Method, "expires_in": int(ttl.Seconds())}
+	if options != nil {
+		out["options"] = options
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	return httpapi.WriteJSON(w, http.StatusOK, out)
 }
 
 func (h *Handlers) verify(w http.ResponseWriter, r *http.Request) error {
 	var in struct {
-		MFAToken string `json:"mfa_token"`
-		Method   string `json:"method"`
-		Code     string `json:"code"`
+		MFAToken   string          `json:"mfa_token"`
+		Method     string          `json:"method"`
+		Code       string          `json:"code"`
+		Credential json.RawMessage `json:"credential"`
 	}
 	if err := httpapi.DecodeJSON(r, &in); err != nil {
 		return err
 	}
-	res, err := h.Service.Verify(r.Context(), in.MFAToken, in.Method, in.Code, httpapi.MetaOf(r, ""))
+	res, err := h.Service.Verify(r.Context(), in.MFAToken, in.Method, Answer{Code: in.Code, Credential: in.Credential}, httpapi.MetaOf(r, ""))
 	if err != nil {
 		return err
 	}
@@ -103,19 +111,38 @@ func (h *Handlers) verify(w http.ResponseWriter, r *http.Request) error {
 func (h *Handlers) reauthenticate(w http.ResponseWriter, r *http.Request) error {
 	p, _ := auth.FromContext(r.Context())
 	var in struct {
-		Password string `json:"password"`
-		Method   string `json:"method"`
-		Code     string `json:"code"`
+		Password   string          `json:"password"`
+		Method     string          `json:"method"`
+		Code       string          `json:"code"`
+		Credential json.RawMessage `json:"credential"`
 	}
 	if err := httpapi.DecodeJSON(r, &in); err != nil {
 		return err
 	}
-	at, exp, err := h.Service.Reauthenticate(r.Context(), p, in.Password, in.Method, in.Code, httpapi.MetaOf(r, ""))
+	at, exp, err := h.Service.Reauthenticate(r.Context(), p, in.Password, in.Method, Answer{Code: in.Code, Credential: in.Credential}, httpapi.MetaOf(r, ""))
 	if err != nil {
 		return err
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	return httpapi.WriteJSON(w, http.StatusOK, map[string]any{"access_token": at, "token_type": "Bearer", "expires_in": exp})
+}
+
+// reauthChallenge begins a reauthentication by passkey: the assertion
+// options, bound to the caller's session.
+func (h *Handlers) reauthChallenge(w http.ResponseWriter, r *http.Request) error {
+	p, _ := auth.FromContext(r.Context())
+	var in struct {
+		Method string `json:"method"`
+	}
+	if err := httpapi.DecodeJSON(r, &in); err != nil {
+		return err
+	}
+	options, err := h.Service.ReauthChallenge(r.Context(), p, in.Method)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	return httpapi.WriteJSON(w, http.StatusOK, map[string]any{"method": in.Method, "options": options, "expires_in": int(passkeyTTL.Seconds())})
 }
 
 func (h *Handlers) devices(w http.ResponseWriter, r *http.Request) error {

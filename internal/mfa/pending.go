@@ -96,11 +96,17 @@ func (s *Service) BeginScored(ctx context.Context, u store.User, amr []string, m
 		return nil, err
 	}
 	mustEnrol := f.pol.Required && s.now().Sub(u.CreatedAt) >= f.pol.Grace
+	if slices.Contains(amr, "mfa") && allowed(f.pol, MethodWebAuthn) {
+		// The first step was two factors already (a passkey that verified
+		// the user, a phishing-resistant method): nothing more to ask,
+		// even of a risky sign-in.
+		return nil, nil
+	}
 	switch {
 	case len(f.active) == 0 && stepUp:
 		p := pending{
 			UserID: u.ID, AMR: amr, UA: uaHash(m.UserAgent), PasswordStamp: passwordStamp(u, amr), Client: m.ClientID, Audience: m.Audience, Scope: m.Scope,
-			Risk: r, StepUp: true, EnrollAfter: mustEnrol && len(enrollable(f.pol)) > 0,
+			Risk: r, StepUp: true, EnrollAfter: mustEnrol && len(s.enrollable(f.pol)) > 0,
 		}
 		methods := f.methodsFor(p)
 		if len(methods) == 0 {
@@ -115,7 +121,7 @@ func (s *Service) BeginScored(ctx context.Context, u store.User, amr []string, m
 	case len(f.active) > 0:
 		p := pending{UserID: u.ID, AMR: amr, UA: uaHash(m.UserAgent), PasswordStamp: passwordStamp(u, amr), Client: m.ClientID, Audience: m.Audience, Scope: m.Scope, Risk: r, StepUp: stepUp}
 		if len(f.allowed) == 0 {
-			if len(enrollable(f.pol)) == 0 {
+			if len(s.enrollable(f.pol)) == 0 {
 				return nil, ErrPolicyConflict
 			}
 			p.EnrollAfter = true
@@ -140,7 +146,7 @@ func (s *Service) BeginScored(ctx context.Context, u store.User, amr []string, m
 // open stores p, a login that must enrol a factor, and returns its
 // enrollment_token.
 func (s *Service) open(ctx context.Context, p pending, pol Policy) (*session.Challenge, error) {
-	methods := enrollable(pol)
+	methods := s.enrollable(pol)
 	if len(methods) == 0 {
 		// Nothing could be enrolled: an enrollment_token would open a
 		// dead end.

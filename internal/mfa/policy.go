@@ -100,7 +100,7 @@ func ValidatePolicyDocument(doc map[string]any) []httpapi.FieldError {
 			}
 			for _, m := range ms {
 				if s, _ := m.(string); amrOf[s] == "" {
-					errs = append(errs, httpapi.FieldError{Field: "policy.allowed_methods", Rule: "enum", Message: "Methods are totp, sms, email and backup_code."})
+					errs = append(errs, httpapi.FieldError{Field: "policy.allowed_methods", Rule: "enum", Message: "Methods are totp, sms, email, backup_code and webauthn (passkeys: the phishing-resistant one)."})
 					break
 				}
 			}
@@ -121,7 +121,18 @@ func allowed(p Policy, method string) bool {
 }
 
 // enrollable lists the methods a user may enrol under the policy (backup
-// codes come with a device, they are not one).
+// codes come with a device, they are not one), passkeys included when
+// the service has them.
+func (s *Service) enrollable(p Policy) []string {
+	out := enrollable(p)
+	if s.Passkeys != nil && allowed(p, MethodWebAuthn) {
+		out = append(out, MethodWebAuthn)
+	}
+	return out
+}
+
+// enrollable lists the one-time-code methods a user may enrol under the
+// policy.
 func enrollable(p Policy) []string {
 	var out []string
 	for _, m := range []string{MethodTOTP, MethodSMS, MethodEmail} {
@@ -140,6 +151,9 @@ type factorSet struct {
 	// held are the methods the user has, whatever the policy; allowed
 	// those of them the policy allows.
 	held, allowed []string
+	// passkeys are the user's usable passkeys (with Passkeys set); each is
+	// in active as an MFADevice of type webauthn.
+	passkeys []store.Passkey
 }
 
 // methodsFor returns the methods the pending login p may pass its second
@@ -162,7 +176,29 @@ func (f factorSet) methodsFor(p pending) []string {
 	if slices.Contains(p.AMR, amrOf[MethodEmail]) {
 		methods = slices.DeleteFunc(slices.Clone(methods), func(m string) bool { return m == MethodEmail })
 	}
+	if slices.Contains(p.AMR, "hwk") || slices.Contains(p.AMR, "swk") {
+		// A passkey without user verification was the first step: it
+		// cannot be the second too.
+		methods = slices.DeleteFunc(slices.Clone(methods), func(m string) bool { return m == MethodWebAuthn })
+	}
 	return methods
+}
+
+// passkeysOf are the passkeys among a user's active factors (each stands
+// as an MFADevice of type webauthn with the passkey's ID).
+func (f factorSet) passkeysOf(active []store.MFADevice) []store.Passkey {
+	var out []store.Passkey
+	for _, d := range active {
+		if d.Type != MethodWebAuthn {
+			continue
+		}
+		for _, p := range f.passkeys {
+			if p.ID == d.ID {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
 }
 
 // factors reads the user's organisations, devices and backup codes in one
@@ -188,6 +224,16 @@ func (s *Service) factors(ctx context.Context, u store.User) (factorSet, error) 
 		}
 		f.active = append(f.active, d)
 		add(d.Type)
+	}
+	if s.Passkeys != nil {
+		for _, p := range sf.Passkeys {
+			if !p.ClonedAt.IsZero() {
+				continue
+			}
+			f.passkeys = append(f.passkeys, p)
+			f.active = append(f.active, store.MFADevice{ID: p.ID, UserID: p.UserID, Type: MethodWebAuthn, Name: p.Name, ConfirmedAt: p.CreatedAt})
+			add(MethodWebAuthn)
+		}
 	}
 	if len(f.active) > 0 && sf.BackupCodes > 0 {
 		add(MethodBackup)

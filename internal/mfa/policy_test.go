@@ -44,7 +44,7 @@ func TestPolicyDocuments(t *testing.T) {
 	if !allowed(Policy{}, MethodSMS) || allowed(Policy{Methods: []string{MethodTOTP}}, MethodSMS) {
 		t.Error("allowed() is wrong")
 	}
-	amr := amrWith([]string{"pwd"}, MethodBackup)
+	amr := amrWith([]string{"pwd"}, amrOf[MethodBackup])
 	if len(amr) != 3 || amr[1] != "mfa" || amr[2] != "backup_code" {
 		t.Errorf("amr = %v", amr)
 	}

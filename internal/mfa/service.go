@@ -6,6 +6,7 @@ package mfa
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -32,10 +33,14 @@ const (
 	MethodSMS    = "sms"
 	MethodEmail  = "email"
 	MethodBackup = "backup_code"
+	// MethodWebAuthn is a passkey (package passkey): its amr is the
+	// assertion's (hwk or swk, and user with verification).
+	MethodWebAuthn = "webauthn"
 )
 
-// amrOf maps a method to its RFC 8176 style amr value.
-var amrOf = map[string]string{MethodTOTP: "otp", MethodSMS: "sms", MethodEmail: "email", MethodBackup: "backup_code"}
+// amrOf maps a method to its RFC 8176 style amr value (a passkey's
+// depends on the assertion: Passkeys.VerifyAssertion says).
+var amrOf = map[string]string{MethodTOTP: "otp", MethodSMS: "sms", MethodEmail: "email", MethodBackup: "backup_code", MethodWebAuthn: "hwk"}
 
 // Errors, mapped to problems in one table.
 var (
@@ -109,6 +114,14 @@ type Sessions interface {
 	Reauthenticated(ctx context.Context, userID, sessionID string, amr []string) (string, int, error)
 }
 
+// Passkeys runs passkey assertions bound to a pending login or a session
+// (passkey.Service). bind names what the assertion is for; allowed are the
+// passkeys that may answer it.
+type Passkeys interface {
+	AssertionOptions(ctx context.Context, u store.User, allowed []store.Passkey, bind string) (json.RawMessage, error)
+	VerifyAssertion(ctx context.Context, u store.User, allowed []store.Passkey, bind string, credential json.RawMessage, m httpapi.Meta) (amr []string, ok bool, err error)
+}
+
 // Deps are what the MFA service is built from (see New).
 type Deps struct {
 	Store    Store
@@ -119,6 +132,9 @@ type Deps struct {
 	Jobs     JobInserter
 	SMSGuard *sms.Guard
 	Sessions Sessions
+	// Passkeys makes passkeys a second factor (method webauthn); nil:
+	// they are not one.
+	Passkeys Passkeys
 	Now      func() time.Time
 	Log      *slog.Logger
 	Config   Config

@@ -26,6 +26,9 @@ import (
 func (s *Service) checkCode(ctx context.Context, u store.User, active []store.MFADevice, method, code string, fallback bool) (store.MFADevice, bool, error) {
 	now := s.now()
 	switch method {
+	case MethodWebAuthn:
+		// Answered by checkAnswer, with a credential, not a code.
+		return store.MFADevice{}, false, ErrMethodUnavailable
 	case MethodTOTP:
 		for _, d := range active {
 			if d.Type != MethodTOTP {
@@ -76,6 +79,30 @@ func (s *Service) checkCode(ctx context.Context, u store.User, active []store.MF
 	return store.MFADevice{}, false, ErrMethodUnavailable
 }
 
+// Answer is what a second step answers: a code, or, for a passkey, the
+// credential navigator.credentials.get returned (its toJSON()).
+type Answer struct {
+	Code       string
+	Credential json.RawMessage
+}
+
+// checkAnswer is checkCode for any method: a passkey's assertion, bound
+// to bind, is verified over the passkeys among active, and its amr
+// returned; a code's amr is the method's.
+func (s *Service) checkAnswer(ctx context.Context, u store.User, f factorSet, active []store.MFADevice, method string, a Answer, fallback bool, bind string, m httpapi.Meta) (amr []string, ok bool, err error) {
+	if method != MethodWebAuthn {
+		_, ok, err := s.checkCode(ctx, u, active, method, a.Code, fallback)
+		return []string{amrOf[method]}, ok, err
+	}
+	if s.Passkeys == nil {
+		return nil, false, ErrMethodUnavailable
+	}
+	if len(a.Credential) == 0 {
+		return nil, false, httpapi.Validation(httpapi.FieldError{Field: "credential", Rule: "required", Message: "Give the credential navigator.credentials.get returned for the challenge's options."})
+	}
+	return s.Passkeys.VerifyAssertion(ctx, u, f.passkeysOf(active), bind, a.Credential, m)
+}
+
 // checkTOTP accepts a code for a time step at most once.
 func (s *Service) checkTOTP(ctx context.Context, d store.MFADevice, code string, now time.Time) (bool, error) {
 	secretB32, err := s.Keys.Open(d.Secret, totpAD(d.UserID, d.ID))
@@ -117,14 +144,15 @@ func (s *Service) checkSentCode(ctx context.Context, userID string, d store.MFAD
 // the pending login while it checks its code (spend): of parallel requests
 // with right codes one signs in and consumes its code, the others consume
 // nothing.
-func (s *Service) Verify(ctx context.Context, tok, method, code string, m httpapi.Meta) (session.Result, error) {
+func (s *Service) Verify(ctx context.Context, tok, method string, answer Answer, m httpapi.Meta) (session.Result, error) {
 	if !wellFormed(tok) {
 		return session.Result{}, ErrInvalidMFAToken
 	}
 	var (
-		p pending
-		u store.User
-		f factorSet
+		p      pending
+		u      store.User
+		f      factorSet
+		proved []string
 	)
 	err := s.exclusively(ctx, tokenRef(tok), func() error {
 		var err error
@@ -156,7 +184,8 @@ func (s *Service) Verify(ctx context.Context, tok, method, code string, m httpap
 			return s.guarded(ctx, u, m, true, func() (bool, error) {
 				// A step-up without factors checks the code sent to the
 				// account's address, like the fallback.
-				_, ok, err := s.checkCode(ctx, u, f.active, method, code, fallback || p.StepUp)
+				amr, ok, err := s.checkAnswer(ctx, u, f, f.active, method, answer, fallback || p.StepUp, passkeyBind(tok), m)
+				proved = amr
 				return ok, err
 			})
 		})
@@ -170,12 +199,12 @@ func (s *Service) Verify(ctx context.Context, tok, method, code string, m httpap
 		// A factor the user has passed: now, and only now, the login may
 		// enrol one the policy allows.
 		ch, err := s.open(ctx, pending{
-			UserID: p.UserID, AMR: amrWith(p.AMR, method), Enroll: true, UA: p.UA,
+			UserID: p.UserID, AMR: amrWith(p.AMR, proved...), Enroll: true, UA: p.UA,
 			PasswordStamp: p.PasswordStamp, Origin: tok, Client: p.Client, Audience: p.Audience, Scope: p.Scope, Risk: p.Risk,
 		}, f.pol)
 		return session.Result{Challenge: ch, User: u}, err
 	}
-	return s.complete(ctx, tok, p, amrWith(p.AMR, method), m)
+	return s.complete(ctx, tok, p, amrWith(p.AMR, proved...), m)
 }
 
 // complete starts the session of a login whose pending token tok was
@@ -202,9 +231,10 @@ func (s *Service) complete(ctx context.Context, tok string, p pending, amr []str
 	return res, nil
 }
 
-func amrWith(amr []string, method string) []string {
+// amrWith adds "mfa" and what a second step proved to amr.
+func amrWith(amr []string, proved ...string) []string {
 	out := append([]string(nil), amr...)
-	for _, a := range []string{"mfa", amrOf[method]} {
+	for _, a := range append([]string{"mfa"}, proved...) {
 		if !slices.Contains(out, a) {
 			out = append(out, a)
 		}
@@ -227,5 +257,5 @@ func (s *Service) FinishEnrollment(ctx context.Context, tok, method string, m ht
 	if err := json.Unmarshal(b, &p); err != nil || !p.Enroll {
 		return session.Result{}, ErrInvalidMFAToken
 	}
-	return s.complete(ctx, tok, p, amrWith(p.AMR, method), m)
+	return s.complete(ctx, tok, p, amrWith(p.AMR, amrOf[method]), m)
 }

@@ -58,10 +58,10 @@ var Groups = []string{
 }
 
 var groupDocs = map[string]string{
-	"login":         "`POST /v1/auth/login`: sign-in with a password.",
+	"login":         "`POST /v1/auth/login` and `POST /v1/auth/passkey/finish`: sign-in with a password or a passkey.",
 	"register":      "`POST /v1/auth/register`: sign-up.",
 	"email_request": "`POST /v1/auth/password/forgot` and `POST /v1/auth/verify-email/resend`: requests that email an address. They are answered alike whatever the address, so rules covering them are silent.",
-	"mfa_verify":    "`POST /v1/auth/mfa/verify`, `POST /v1/auth/reauthenticate` and `POST /v1/me/mfa/devices/{id}/confirm`: checks of a second-factor code (or of the password, to reauthenticate).",
+	"mfa_verify":    "`POST /v1/auth/mfa/verify`, `POST /v1/auth/reauthenticate`, `POST /v1/me/mfa/devices/{id}/confirm` and `POST /v1/me/passkeys/register/finish`: checks of a second factor (or of the password or a passkey, to reauthenticate) and registrations of one.",
 	"token":         "`POST /oauth2/token` and `POST /oauth2/revoke`: the OAuth endpoints clients authenticate to, introspection aside.",
 	"introspect":    "`POST /oauth2/introspect`: token introspection by resource servers.",
 	"oauth_start":   "`GET /v1/auth/oauth/{provider}/start` and `POST /v1/me/identities/{provider}/link`: the start of a social sign-in or link.",
@@ -282,11 +282,13 @@ func (p *Policy) Rule(name string) *Rule {
 // api and admin, as GroupDoc describes them.
 var groupRoutes = map[string]string{
 	"POST /v1/auth/login":                    "login",
+	"POST /v1/auth/passkey/finish":           "login",
 	"POST /v1/auth/register":                 "register",
 	"POST /v1/auth/password/forgot":          "email_request",
 	"POST /v1/auth/verify-email/resend":      "email_request",
 	"POST /v1/auth/mfa/verify":               "mfa_verify",
 	"POST /v1/auth/reauthenticate":           "mfa_verify",
+	"POST /v1/me/passkeys/register/finish":   "mfa_verify",
 	"POST /v1/me/mfa/devices/{id}/confirm":   "mfa_verify",
 	"POST /oauth2/token":                     "token",
 	"POST /oauth2/revoke":                    "token",

@@ -52,6 +52,7 @@ const (
 	TypeAutomatedResponse   = "automated_response"    // an automatic action (a block, sessions ended), with the rule in Data
 	TypeNotMe               = "not_me"                // the user disowned a sign-in ("this wasn't me"): every session ended, a password reset required
 	TypeAPIKeyLeaked        = "api_key_leaked"        // a leak report named a live API key: it was revoked, its owner emailed
+	TypePasskeyCloned       = "passkey_cloned"        // a passkey's sign count went backwards: flagged, refused from then on, its user emailed
 )
 
 // Incident types.
@@ -80,6 +81,7 @@ var defaultSeverity = map[string]string{
 	TypeAutomatedResponse:   store.SeverityMedium,
 	TypeNotMe:               store.SeverityHigh,
 	TypeAPIKeyLeaked:        store.SeverityHigh,
+	TypePasskeyCloned:       store.SeverityHigh,
 }
 
 // ValidSeverity reports whether s is one of the four severities.

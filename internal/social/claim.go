@@ -21,7 +21,7 @@ const (
 // Anyone can register an account with someone else's address (a
 // pre-registration), so nothing set up on it before is trusted: its
 // password is removed (the owner can set one through a password reset),
-// its sessions end, its second factors and backup codes, linked
+// its sessions end, its second factors, passkeys and backup codes, linked
 // identities and pending email change are removed, and the address
 // becomes verified. An audit event records what was removed, and the
 // owner is told by email.
@@ -65,6 +65,18 @@ func (s *Service) claimUnverified(ctx context.Context, tx Tx, u store.User, via,
 			return store.User{}, err
 		}
 	}
+	passkeys, err := tx.ListPasskeys(ctx, u.ID)
+	if err != nil {
+		return store.User{}, err
+	}
+	for _, p := range passkeys {
+		if err := tx.DeletePasskey(ctx, u.ID, p.ID); err != nil {
+			return store.User{}, err
+		}
+		if err := tx.Publish(ctx, event.SecondFactorRemoved{UserID: u.ID, Method: "webauthn", DeviceID: p.ID}); err != nil {
+			return store.User{}, err
+		}
+	}
 	if err := tx.ReplaceBackupCodes(ctx, u.ID, nil, now); err != nil {
 		return store.User{}, err
 	}
@@ -93,7 +105,7 @@ func (s *Service) claimUnverified(ctx context.Context, tx Tx, u store.User, via,
 	}
 	data := map[string]any{
 		"via": via, "password_removed": hadPassword, "sessions_ended": len(ended),
-		"identities_removed": removedIDs, "mfa_devices_removed": len(devices),
+		"identities_removed": removedIDs, "mfa_devices_removed": len(devices), "passkeys_removed": len(passkeys),
 	}
 	if providerID != "" {
 		data["provider"] = providerID

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/gatehouse/gatehouse/internal/event"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
@@ -246,7 +247,14 @@ func (s *Service) Unlink(ctx context.Context, userID, id string, m httpapi.Meta)
 			return store.ErrNotFound
 		}
 		if u.PasswordHash == "" && len(ids) == 1 {
-			return ErrLastSignInMethod
+			// A passkey signs in too.
+			pks, err := tx.ListPasskeys(ctx, userID)
+			if err != nil {
+				return err
+			}
+			if !slices.ContainsFunc(pks, func(p store.Passkey) bool { return p.ClonedAt.IsZero() }) {
+				return ErrLastSignInMethod
+			}
 		}
 		if err := tx.DeleteIdentity(ctx, userID, id); err != nil {
 			return err

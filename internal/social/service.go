@@ -52,7 +52,7 @@ func Errors() []httpapi.ErrorMapping {
 		httpapi.MapError(ErrRedirectNotAllowed, http.StatusBadRequest, "redirect_not_allowed", "redirect_to is not on the allowlist (GATEHOUSE_REDIRECT_ALLOWLIST)."),
 		httpapi.MapError(ErrInvalidState, http.StatusBadRequest, "invalid_state", "The sign-in attempt is unknown, expired, already used or from another browser; start again."),
 		httpapi.MapError(ErrInvalidCode, http.StatusBadRequest, "invalid_code", "The code is invalid, expired or was already used."),
-		httpapi.MapError(ErrLastSignInMethod, http.StatusConflict, "last_sign_in_method", "This is the account's last way to sign in; add a password or another identity first."),
+		httpapi.MapError(ErrLastSignInMethod, http.StatusConflict, "last_sign_in_method", "This is the account's last way to sign in; add a password, a passkey or another identity first."),
 		httpapi.MapError(ErrIdentityInUse, http.StatusConflict, "identity_in_use", "This external account is linked to another account."),
 		httpapi.MapError(ErrInvalidChallenge, http.StatusBadRequest, "invalid_code_challenge", "code_challenge must be the S256 challenge (43 base64url characters) with code_challenge_method S256."),
 	}

@@ -24,6 +24,8 @@ type Tx interface {
 	Tables
 	ListMFADevices(ctx context.Context, userID string) ([]store.MFADevice, error)
 	DeleteMFADevice(ctx context.Context, userID, id string) error
+	ListPasskeys(ctx context.Context, userID string) ([]store.Passkey, error)
+	DeletePasskey(ctx context.Context, userID, id string) error
 	ReplaceBackupCodes(ctx context.Context, userID string, hashes []string, now time.Time) error
 	DeleteUserOneTimeTokens(ctx context.Context, userID string, purpose store.TokenPurpose) error
 	RevokeUserSessions(ctx context.Context, userID, except, reason string, now time.Time) ([]string, error)
