@@ -17,6 +17,7 @@ type SecondFactors struct {
 	Organizations []Organization // the user's, with their policies
 	Devices       []MFADevice    // oldest first, confirmed or not
 	BackupCodes   int            // unused backup codes
+	Passkeys      []Passkey      // as ListPasskeys returns them (cloned ones included)
 }
 
 // MFADevice is a second factor of a user.
@@ -83,8 +84,9 @@ type MFAStore interface {
 	// unused (0 when none were generated).
 	CountBackupCodes(ctx context.Context, userID string) (int, error)
 	// SecondFactors returns, in one read, what deciding on a user's second
-	// factor at sign-in needs: what UserOrganizations, ListMFADevices and
-	// CountBackupCodes would return (one round trip on PostgreSQL).
+	// factor at sign-in needs: what UserOrganizations, ListMFADevices,
+	// CountBackupCodes and ListPasskeys would return (one round trip on
+	// PostgreSQL).
 	SecondFactors(ctx context.Context, userID string) (SecondFactors, error)
 
 	// CreateMFACode stores c, deleting the user's earlier unconsumed codes

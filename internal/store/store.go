@@ -68,6 +68,7 @@ type Store interface {
 	SecurityStore
 	AuthzStore
 	APIKeyStore
+	PasskeyStore
 
 	// Dialect returns DialectPostgres or DialectSQLite.
 	Dialect() string
