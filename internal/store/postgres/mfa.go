@@ -30,6 +30,10 @@ func scanMFACode(row sqlrow.Scanner) (store.MFACode, error) {
 	return sqlrow.ScanMFACode(row, timeDest, nullTimeDest)
 }
 
+func scanPasskey(row sqlrow.Scanner) (store.Passkey, error) {
+	return sqlrow.ScanPasskey(row, timeDest, nullTimeDest, listDest)
+}
+
 // lockUser locks the user's row until the end of the transaction tx;
 // ErrNotFound (pgx.ErrNoRows) when there is no such user.
 func (tx *Store) lockUser(ctx context.Context, userID string) error {
@@ -37,8 +41,8 @@ func (tx *Store) lockUser(ctx context.Context, userID string) error {
 	return tx.q.QueryRow(ctx, "SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE", userID).Scan(&one)
 }
 
-// SecondFactors implements store.MFAStore: the three reads in one batch,
-// from the primary (a device just added or removed must count).
+// SecondFactors implements store.MFAStore: the four reads in one batch,
+// from the primary (a device or passkey just added or removed must count).
 func (s *Store) SecondFactors(ctx context.Context, userID string) (store.SecondFactors, error) {
 	var f store.SecondFactors
 	user, ok := sqlrow.ParseID(userID)
@@ -49,6 +53,7 @@ func (s *Store) SecondFactors(ctx context.Context, userID string) (store.SecondF
 	b.Queue(userOrganizations, user)
 	b.Queue(sqldb.ListMFADevices, user)
 	b.Queue(sqldb.CountBackupCodes, user)
+	b.Queue(sqldb.ListPasskeys, user)
 	br := s.q.SendBatch(ctx, b)
 	err := func() (err error) {
 		rows, err := br.Query()
@@ -59,7 +64,12 @@ func (s *Store) SecondFactors(ctx context.Context, userID string) (store.SecondF
 		if f.Devices, err = collect(rows, err, scanMFADevice); err != nil {
 			return err
 		}
-		return mapErr(br.QueryRow().Scan(&f.BackupCodes))
+		if err := mapErr(br.QueryRow().Scan(&f.BackupCodes)); err != nil {
+			return err
+		}
+		rows, err = br.Query()
+		f.Passkeys, err = collect(rows, err, scanPasskey)
+		return err
 	}()
 	if cerr := br.Close(); err == nil && cerr != nil {
 		err = mapErr(cerr)

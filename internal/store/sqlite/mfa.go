@@ -151,7 +151,7 @@ func (s *Store) UseBackupCode(ctx context.Context, userID, hash string, now time
 	return n == 1, nil
 }
 
-// SecondFactors implements store.MFAStore with the three reads it stands
+// SecondFactors implements store.MFAStore with the four reads it stands
 // for; in process they cost no round trips.
 func (s *Store) SecondFactors(ctx context.Context, userID string) (store.SecondFactors, error) {
 	var (
@@ -165,6 +165,9 @@ func (s *Store) SecondFactors(ctx context.Context, userID string) (store.SecondF
 		return store.SecondFactors{}, err
 	}
 	if f.BackupCodes, err = s.CountBackupCodes(ctx, userID); err != nil {
+		return store.SecondFactors{}, err
+	}
+	if f.Passkeys, err = s.ListPasskeys(ctx, userID); err != nil {
 		return store.SecondFactors{}, err
 	}
 	return f, nil

@@ -1088,7 +1088,7 @@ func testMFAParallelReplace(t *testing.T, s store.Store) {
 }
 
 // testSecondFactors checks that SecondFactors returns exactly what the
-// three reads it stands for return, for the user asked about only, and
+// four reads it stands for return, for the user asked about only, and
 // sees its enclosing transaction.
 func testSecondFactors(t *testing.T, s store.Store) {
 	ctx := context.Background()
@@ -1107,6 +1107,9 @@ func testSecondFactors(t *testing.T, s store.Store) {
 			t.Fatal(err)
 		}
 		if f.BackupCodes, err = s.CountBackupCodes(ctx, userID); err != nil {
+			t.Fatal(err)
+		}
+		if f.Passkeys, err = s.ListPasskeys(ctx, userID); err != nil {
 			t.Fatal(err)
 		}
 		return f
@@ -1137,6 +1140,8 @@ func testSecondFactors(t *testing.T, s store.Store) {
 	mustCreateDevice(t, s, confirmed)
 	mustCreateDevice(t, s, store.MFADevice{UserID: user.ID, Type: store.MFASMS, Name: "phone", PhoneNumber: "+14155550100"})
 	mustCreateDevice(t, s, totpDevice(other.ID))
+	mustCreatePasskey(t, s, newPasskey(user.ID))
+	mustCreatePasskey(t, s, newPasskey(other.ID))
 	codes := []string{"code-a-" + tokenHash(), "code-b-" + tokenHash(), "code-c-" + tokenHash()}
 	if err := s.ReplaceBackupCodes(ctx, user.ID, codes, mfaAt); err != nil {
 		t.Fatal(err)
@@ -1148,10 +1153,11 @@ func testSecondFactors(t *testing.T, s store.Store) {
 		t.Fatalf("UseBackupCode = %v, %v", ok, err)
 	}
 	want := separate(user.ID)
-	if len(want.Organizations) != 2 || len(want.Devices) != 2 || want.BackupCodes != 2 {
-		t.Fatalf("set-up: %d organisations, %d devices, %d codes; want 2, 2, 2", len(want.Organizations), len(want.Devices), want.BackupCodes)
+	if len(want.Organizations) != 2 || len(want.Devices) != 2 || want.BackupCodes != 2 || len(want.Passkeys) != 1 {
+		t.Fatalf("set-up: %d organisations, %d devices, %d codes, %d passkeys; want 2, 2, 2, 1",
+			len(want.Organizations), len(want.Devices), want.BackupCodes, len(want.Passkeys))
 	}
-	check("organisations, devices and codes", s, strings.ToUpper(user.ID), want)
+	check("organisations, devices, codes and passkeys", s, strings.ToUpper(user.ID), want)
 	check("the other user", s, other.ID, separate(other.ID))
 
 	// Inside InTx it reads the transaction's own writes.

@@ -103,6 +103,7 @@ func RunWith(t *testing.T, opts Options) {
 	t.Run("Security", func(t *testing.T) { runSecurity(t, migrated) })
 	t.Run("Authz", func(t *testing.T) { runAuthz(t, migrated) })
 	t.Run("APIKeys", func(t *testing.T) { runAPIKeys(t, migrated) })
+	t.Run("Passkeys", func(t *testing.T) { runPasskeys(t, migrated) })
 }
 
 func testPing(t *testing.T, s store.Store) {
