@@ -1,6 +1,10 @@
 package app
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
 	"slices"
 	"strings"
@@ -38,7 +42,7 @@ func newPasskeyDevice(t *testing.T, userID string) *passkeyDevice {
 	}
 	return &passkeyDevice{
 		auth: virtualwebauthn.NewAuthenticatorWithOptions(virtualwebauthn.AuthenticatorOptions{UserHandle: id[:]}),
-		cred: virtualwebauthn.NewCredential(virtualwebauthn.KeyTypeEC2),
+		cred: newCredential(t),
 	}
 }
 
@@ -242,11 +246,11 @@ func runPasskeys(t *testing.T, e *accountEnv) {
 		d3 := newPasskeyDevice(t, userID(t, e, at3))
 		d3.cred.Counter = 7
 		registerPasskey(t, e, at3, d3, "Old key")
-		d3.auth.Credentials[0].Counter = 9
+		d3.cred.Counter = 9
 		if c, r := passkeySignIn(t, e, d3, ""); c != 200 {
 			t.Fatalf("sign-in = %d %v", c, r)
 		}
-		d3.auth.Credentials[0].Counter = 3
+		d3.cred.Counter = 3
 		if c, r := passkeySignIn(t, e, d3, ""); c != 401 || r["code"] != "invalid_passkey" {
 			t.Fatalf("a backwards sign count = %d %v, want 401 invalid_passkey", c, r)
 		}
@@ -260,9 +264,31 @@ func runPasskeys(t *testing.T, e *accountEnv) {
 		if events, _ := evs["events"].([]any); len(events) != 1 || events[0].(map[string]any)["severity"] != "high" {
 			t.Errorf("passkey_cloned security events = %v, want one, high", evs)
 		}
-		d3.auth.Credentials[0].Counter = 100
+		d3.cred.Counter = 100
 		if c, _ := passkeySignIn(t, e, d3, ""); c != 401 {
 			t.Errorf("a flagged passkey signs in: %d", c)
 		}
 	})
+}
+
+// newCredential is a software credential with a P-256 key whose
+// coordinates both take 32 bytes: virtualwebauthn encodes them with
+// big.Int.Bytes, which drops leading zeros (one key in 128), and
+// go-webauthn rightly refuses such a COSE key.
+func newCredential(t *testing.T) virtualwebauthn.Credential {
+	t.Helper()
+	for {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(k.X.Bytes()) != 32 || len(k.Y.Bytes()) != 32 {
+			continue
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return virtualwebauthn.NewCredentialWithImportedKey(virtualwebauthn.KeyTypeEC2, der)
+	}
 }

@@ -71,7 +71,8 @@ func TestDefaults(t *testing.T) {
 			AlertSeverity: "high", EscalateAfter: 4 * time.Hour, BlockIPs: true, EndSessions: true,
 			CredentialStuffing: "20/1h", AccountUnderAttack: "10/1h", SharedDevice: "5/24h", AccountManyCountries: "3/24h",
 		},
-		APIKeys: APIKeyConfig{MaxTTL: 8760 * time.Hour},
+		APIKeys:  APIKeyConfig{MaxTTL: 8760 * time.Hour},
+		WebAuthn: WebAuthnConfig{RPName: "Gatehouse", UserVerification: "preferred", Attestation: "none"},
 	}
 	if diff := cmp.Diff(want, *c); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)

@@ -2,8 +2,13 @@ package passkey
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -97,6 +102,14 @@ func (c *capturedJobs) count() int {
 	return len(c.args)
 }
 
+// testLog writes the service's log to the test's.
+type testLog struct{ t *testing.T }
+
+func (l testLog) Write(p []byte) (int, error) {
+	l.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
 type env struct {
 	t    *testing.T
 	st   store.Store
@@ -128,7 +141,7 @@ func newEnv(t *testing.T, st store.Store, tweak ...func(*Config)) *env {
 	}
 	svc, err := New(Deps{
 		Config: cfg, Store: event.Narrow(st, bus, func(tx event.Tx) Tx { return tx }), KV: mem,
-		Sessions: signIns{}, Keys: kr, Jobs: e.jobs,
+		Sessions: signIns{}, Keys: kr, Jobs: e.jobs, Log: slog.New(slog.NewTextHandler(testLog{t}, nil)),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -162,10 +175,10 @@ type device struct {
 	cred virtualwebauthn.Credential
 }
 
-func newDevice(u store.User, opts virtualwebauthn.AuthenticatorOptions) *device {
+func newDevice(t *testing.T, u store.User, opts virtualwebauthn.AuthenticatorOptions) *device {
 	id := uuid.MustParse(u.ID)
 	opts.UserHandle = id[:]
-	d := &device{auth: virtualwebauthn.NewAuthenticatorWithOptions(opts), cred: virtualwebauthn.NewCredential(virtualwebauthn.KeyTypeEC2)}
+	d := &device{auth: virtualwebauthn.NewAuthenticatorWithOptions(opts), cred: newCredential(t)}
 	return d
 }
 
@@ -229,7 +242,7 @@ func TestRegisterAndSignIn(t *testing.T) {
 	eachStore(t, func(t *testing.T, st store.Store) {
 		e := newEnv(t, st)
 		alice := e.user("alice", true)
-		d := newDevice(alice, virtualwebauthn.AuthenticatorOptions{})
+		d := newDevice(t, alice, virtualwebauthn.AuthenticatorOptions{})
 		pk, err := e.register(alice, d, "Laptop")
 		if err != nil {
 			t.Fatal(err)
@@ -254,7 +267,7 @@ func TestRegisterAndSignIn(t *testing.T) {
 
 		// A synced passkey without user verification: swk, one factor.
 		bob := e.user("bob", true)
-		synced := newDevice(bob, virtualwebauthn.AuthenticatorOptions{BackupEligible: true, BackupState: true, UserNotVerified: true})
+		synced := newDevice(t, bob, virtualwebauthn.AuthenticatorOptions{BackupEligible: true, BackupState: true, UserNotVerified: true})
 		if _, err := e.register(bob, synced, ""); err != nil {
 			t.Fatal(err)
 		}
@@ -287,7 +300,7 @@ func TestRefusals(t *testing.T) {
 	eachStore(t, func(t *testing.T, st store.Store) {
 		e := newEnv(t, st)
 		alice, bob := e.user("alice", true), e.user("bob", true)
-		da, db := newDevice(alice, virtualwebauthn.AuthenticatorOptions{}), newDevice(bob, virtualwebauthn.AuthenticatorOptions{})
+		da, db := newDevice(t, alice, virtualwebauthn.AuthenticatorOptions{}), newDevice(t, bob, virtualwebauthn.AuthenticatorOptions{})
 		for _, x := range []struct {
 			u store.User
 			d *device
@@ -322,7 +335,7 @@ func TestRefusals(t *testing.T) {
 		}
 
 		// Unknown credential.
-		stranger := newDevice(alice, virtualwebauthn.AuthenticatorOptions{})
+		stranger := newDevice(t, alice, virtualwebauthn.AuthenticatorOptions{})
 		stranger.auth.AddCredential(stranger.cred)
 		if _, err := e.signIn(rp, stranger); !errors.Is(err, ErrInvalidPasskey) {
 			t.Errorf("unknown credential: %v", err)
@@ -358,7 +371,7 @@ func TestParallelFinish(t *testing.T) {
 	eachStore(t, func(t *testing.T, st store.Store) {
 		e := newEnv(t, st)
 		alice := e.user("alice", true)
-		d := newDevice(alice, virtualwebauthn.AuthenticatorOptions{})
+		d := newDevice(t, alice, virtualwebauthn.AuthenticatorOptions{})
 		if _, err := e.register(alice, d, ""); err != nil {
 			t.Fatal(err)
 		}
@@ -390,12 +403,12 @@ func TestSignCountBackwards(t *testing.T) {
 	eachStore(t, func(t *testing.T, st store.Store) {
 		e := newEnv(t, st)
 		alice := e.user("alice", true)
-		d := newDevice(alice, virtualwebauthn.AuthenticatorOptions{})
+		d := newDevice(t, alice, virtualwebauthn.AuthenticatorOptions{})
 		d.cred.Counter = 1
 		if _, err := e.register(alice, d, "Key"); err != nil {
 			t.Fatal(err)
 		}
-		d.auth.Credentials[0].Counter = 10
+		d.cred.Counter = 10
 		if _, err := e.signIn(rp, d); err != nil {
 			t.Fatal(err)
 		}
@@ -403,7 +416,7 @@ func TestSignCountBackwards(t *testing.T) {
 			t.Fatalf("sign count %d after the sign-in, want 10", pk.SignCount)
 		}
 		mails := e.jobs.count()
-		d.auth.Credentials[0].Counter = 4 // a copy that fell behind
+		d.cred.Counter = 4 // a copy that fell behind
 		if _, err := e.signIn(rp, d); !errors.Is(err, ErrInvalidPasskey) {
 			t.Fatalf("backwards sign count: %v, want ErrInvalidPasskey", err)
 		}
@@ -418,7 +431,7 @@ func TestSignCountBackwards(t *testing.T) {
 			t.Errorf("clone events %+v", c)
 		}
 		// Refused from then on, even with a counter ahead; told once.
-		d.auth.Credentials[0].Counter = 50
+		d.cred.Counter = 50
 		if _, err := e.signIn(rp, d); !errors.Is(err, ErrInvalidPasskey) {
 			t.Errorf("a flagged passkey signed in: %v", err)
 		}
@@ -437,7 +450,7 @@ func TestRemoveAndRename(t *testing.T) {
 	eachStore(t, func(t *testing.T, st store.Store) {
 		e := newEnv(t, st)
 		carol := e.user("carol", false) // no password, no identity
-		d := newDevice(carol, virtualwebauthn.AuthenticatorOptions{})
+		d := newDevice(t, carol, virtualwebauthn.AuthenticatorOptions{})
 		pk, err := e.register(carol, d, "Phone")
 		if err != nil {
 			t.Fatal(err)
@@ -449,7 +462,7 @@ func TestRemoveAndRename(t *testing.T) {
 		if err := e.svc.Remove(t.Context(), recent(carol), pk.ID, httpapi.Meta{}); !errors.Is(err, ErrLastSignInMethod) {
 			t.Errorf("removing the last way to sign in: %v", err)
 		}
-		second := newDevice(carol, virtualwebauthn.AuthenticatorOptions{})
+		second := newDevice(t, carol, virtualwebauthn.AuthenticatorOptions{})
 		if _, err := e.register(carol, second, "Key"); err != nil {
 			t.Fatal(err)
 		}
@@ -476,7 +489,7 @@ func TestBeginLoginByEmail(t *testing.T) {
 	eachStore(t, func(t *testing.T, st store.Store) {
 		e := newEnv(t, st)
 		alice := e.user("alice", true)
-		d := newDevice(alice, virtualwebauthn.AuthenticatorOptions{})
+		d := newDevice(t, alice, virtualwebauthn.AuthenticatorOptions{})
 		if _, err := e.register(alice, d, ""); err != nil {
 			t.Fatal(err)
 		}
@@ -513,11 +526,11 @@ func TestAAGUIDAllowlist(t *testing.T) {
 		allowed := uuid.New()
 		e := newEnv(t, st, func(c *Config) { c.AllowedAAGUIDs = []uuid.UUID{allowed} })
 		u := e.user("erin", true)
-		other := newDevice(u, virtualwebauthn.AuthenticatorOptions{})
+		other := newDevice(t, u, virtualwebauthn.AuthenticatorOptions{})
 		if _, err := e.register(u, other, ""); !errors.Is(err, ErrAuthenticatorNotAllowed) {
 			t.Fatalf("an authenticator off the list: %v", err)
 		}
-		ok := newDevice(u, virtualwebauthn.AuthenticatorOptions{})
+		ok := newDevice(t, u, virtualwebauthn.AuthenticatorOptions{})
 		ok.auth.Aaguid = allowed
 		if _, err := e.register(u, ok, ""); err != nil {
 			t.Fatalf("an authenticator on the list: %v", err)
@@ -538,7 +551,7 @@ func TestRegistrationNeedsRecentAuth(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		d := newDevice(u, virtualwebauthn.AuthenticatorOptions{})
+		d := newDevice(t, u, virtualwebauthn.AuthenticatorOptions{})
 		opts, _ := virtualwebauthn.ParseAttestationOptions(string(b.Options))
 		resp := virtualwebauthn.CreateAttestationResponse(rp, d.auth, d.cred, *opts)
 		if _, err := e.svc.FinishRegistration(t.Context(), recent(e.user("mallory", true)), b.Token, json.RawMessage(resp), "", httpapi.Meta{}); !errors.Is(err, ErrInvalidCeremony) {
@@ -548,4 +561,26 @@ func TestRegistrationNeedsRecentAuth(t *testing.T) {
 			t.Errorf("options do not prefer a discoverable credential: %s", b.Options)
 		}
 	})
+}
+
+// newCredential is a software credential with a P-256 key whose
+// coordinates both take 32 bytes: virtualwebauthn encodes them with
+// big.Int.Bytes, which drops leading zeros (one key in 128), and
+// go-webauthn rightly refuses such a COSE key.
+func newCredential(t *testing.T) virtualwebauthn.Credential {
+	t.Helper()
+	for {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(k.X.Bytes()) != 32 || len(k.Y.Bytes()) != 32 {
+			continue
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return virtualwebauthn.NewCredentialWithImportedKey(virtualwebauthn.KeyTypeEC2, der)
+	}
 }
