@@ -75,7 +75,7 @@ func TestErrorTableAnswers(t *testing.T) {
 		// return the shared error.
 		{auth.ErrReauthRequired, 403, "reauthentication_required", reauthDetail, ""},
 		{mfa.ErrAlreadyConfirmed, 409, "already_confirmed", "The device is already confirmed.", ""},
-		{mfa.ErrSecondFactorNeedsPassword, 403, "password_sign_in_required", "Your second factor is an email code, which cannot follow a sign-in link sent to the same mailbox; sign in with your password.", ""},
+		{mfa.ErrSecondFactorNeedsPassword, 403, "password_sign_in_required", "Your only second factor is the one this sign-in already used (an email code after a link to the same mailbox, or the same passkey); sign in with your password.", ""},
 		{mfa.ErrPolicyConflict, 403, "mfa_policy_conflict", "The MFA policies of your organisations have no second factor in common, so you cannot sign in; ask an administrator.", ""},
 
 		{social.ErrUnknownProvider, 404, "unknown_provider", "No such sign-in provider is configured.", ""},

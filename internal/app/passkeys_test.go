@@ -189,7 +189,7 @@ func runPasskeys(t *testing.T, e *accountEnv) {
 		id2 := userID(t, e, at2)
 		secret := enrolTOTP(t, e, at2)
 		d2 := newPasskeyDevice(t, id2)
-		registerPasskey(t, e, e.login(t, email2, strongPassword), d2, "Key")
+		registerPasskey(t, e, at2, d2, "Key")
 		joinOrg(t, e, admin, "webauthn-only", map[string]any{"mfa_required": true, "allowed_methods": []string{"webauthn"}}, id2)
 		b := loginMFA(t, e, email2)
 		if methods := toStrings(b["methods"]); !slices.Equal(methods, []string{"webauthn"}) {
@@ -211,6 +211,14 @@ func runPasskeys(t *testing.T, e *accountEnv) {
 	})
 
 	t.Run("ReauthenticateAndDelete", func(t *testing.T) {
+		// A session signed in with the passkey (a factor the session had
+		// when it signed in proves the user again; one added since would
+		// not).
+		c, signed := passkeySignIn(t, e, d, "")
+		if c != 200 {
+			t.Fatalf("passkey sign-in = %d %v", c, signed)
+		}
+		at := signed["access_token"].(string)
 		pkID := func() string {
 			_, list, _ := call(t, "GET", e.url("/v1/me/passkeys"), nil, bearer(at)...)
 			return list["passkeys"].([]any)[0].(map[string]any)["id"].(string)

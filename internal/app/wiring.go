@@ -498,8 +498,11 @@ func newRouter(d *deps) (*httpapi.Router, error) {
 	(&mfa.Handlers{Service: svc.mfa, Auth: d.authn, Sessions: sessionHandlers}).Routes(rt)
 	(&passkey.Handlers{
 		Service: svc.passkeys, Auth: d.authn, Enroll: mfa.EnrollAuthenticator{Inner: d.authn, Service: svc.mfa},
-		FinishEnrollment: func(r *http.Request, tok string) (session.Result, error) {
-			return svc.mfa.FinishEnrollment(r.Context(), tok, mfa.MethodWebAuthn, httpapi.MetaOf(r, ""))
+		FinishEnrollment: func(r *http.Request, tok string, pk store.Passkey) (session.Result, error) {
+			return svc.mfa.FinishEnrollmentWith(r.Context(), tok, passkey.AMR(pk, false), httpapi.MetaOf(r, ""))
+		},
+		CheckEnrollable: func(ctx context.Context, userID string) error {
+			return svc.mfa.CheckEnrollable(ctx, userID, mfa.MethodWebAuthn)
 		},
 		Sessions: sessionHandlers, Demo: d.cfg.Env != config.EnvProduction,
 	}).Routes(rt)

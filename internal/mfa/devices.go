@@ -86,6 +86,17 @@ func (s *Service) checkAllowed(ctx context.Context, u store.User, method string)
 	return nil
 }
 
+// CheckEnrollable refuses (ErrMethodUnavailable) the enrolment of a
+// method the user's policy forbids: passkey registration asks it of
+// method webauthn, as TOTP and SMS enrolment do of theirs.
+func (s *Service) CheckEnrollable(ctx context.Context, userID, method string) error {
+	u, err := s.Store.GetUser(ctx, userID)
+	if err != nil {
+		return err
+	}
+	return s.checkAllowed(ctx, u, method)
+}
+
 // EnrollTOTP creates a pending authenticator-app device with an encrypted
 // secret; it becomes active with ConfirmDevice.
 func (s *Service) EnrollTOTP(ctx context.Context, userID string) (TOTPEnrollment, error) {
@@ -398,10 +409,12 @@ func (s *Service) Reauthenticate(ctx context.Context, p auth.Principal, pw, meth
 // user had when a session signed in proves them again: one added since,
 // with this very session, could be the work of whoever holds a stolen
 // access token, and must not make that token "recently authenticated".
+// A token's auth_time has whole seconds: a factor of the same second
+// counts as before.
 func factorsBefore(active []store.MFADevice, t time.Time) []store.MFADevice {
 	var before []store.MFADevice
 	for _, d := range active {
-		if d.ConfirmedAt.Before(t) {
+		if !d.ConfirmedAt.Truncate(time.Second).After(t) {
 			before = append(before, d)
 		}
 	}

@@ -51,9 +51,11 @@ var (
 	// ErrPolicyConflict is a sign-in that needs a second factor when the
 	// policies that apply allow no method at all.
 	ErrPolicyConflict = errors.New("mfa: the policies allow no second factor")
-	// ErrSecondFactorNeedsPassword is a login by emailed link whose only
-	// second factor is an email code: the same mailbox cannot count twice.
-	ErrSecondFactorNeedsPassword = errors.New("mfa: an email code cannot follow an emailed link")
+	// ErrSecondFactorNeedsPassword is a login whose only second factor is
+	// what its first step was: an email code after an emailed link (the
+	// same mailbox cannot count twice), a passkey after a passkey that did
+	// not verify the user.
+	ErrSecondFactorNeedsPassword = errors.New("mfa: the only second factor is the first step's")
 )
 
 // Errors is how this package's errors answer, a list for
@@ -65,7 +67,7 @@ func Errors() []httpapi.ErrorMapping {
 		httpapi.MapError(ErrInvalidCode, http.StatusUnauthorized, "invalid_code", "The code is wrong, expired or was already used."),
 		httpapi.MapError(ErrMethodUnavailable, http.StatusBadRequest, "method_unavailable", "This method is not set up for the account or not allowed."),
 		httpapi.MapError(ErrAlreadyConfirmed, http.StatusConflict, "already_confirmed", "The device is already confirmed."),
-		httpapi.MapError(ErrSecondFactorNeedsPassword, http.StatusForbidden, "password_sign_in_required", "Your second factor is an email code, which cannot follow a sign-in link sent to the same mailbox; sign in with your password."),
+		httpapi.MapError(ErrSecondFactorNeedsPassword, http.StatusForbidden, "password_sign_in_required", "Your only second factor is the one this sign-in already used (an email code after a link to the same mailbox, or the same passkey); sign in with your password."),
 		httpapi.MapError(ErrPolicyConflict, http.StatusForbidden, "mfa_policy_conflict", "The MFA policies of your organisations have no second factor in common, so you cannot sign in; ask an administrator."),
 	}
 }

@@ -246,6 +246,12 @@ func amrWith(amr []string, proved ...string) []string {
 // enrollment token is consumed (once) and the session starts with the new
 // factor in its amr.
 func (s *Service) FinishEnrollment(ctx context.Context, tok, method string, m httpapi.Meta) (session.Result, error) {
+	return s.FinishEnrollmentWith(ctx, tok, []string{amrOf[method]}, m)
+}
+
+// FinishEnrollmentWith is FinishEnrollment for a factor whose amr depends
+// on the device (a passkey: hwk or swk).
+func (s *Service) FinishEnrollmentWith(ctx context.Context, tok string, proved []string, m httpapi.Meta) (session.Result, error) {
 	b, err := s.KV.GetDel(ctx, pendingKey(tok))
 	if errors.Is(err, kv.ErrNotFound) {
 		return session.Result{}, ErrInvalidMFAToken
@@ -257,5 +263,5 @@ func (s *Service) FinishEnrollment(ctx context.Context, tok, method string, m ht
 	if err := json.Unmarshal(b, &p); err != nil || !p.Enroll {
 		return session.Result{}, ErrInvalidMFAToken
 	}
-	return s.complete(ctx, tok, p, amrWith(p.AMR, amrOf[method]), m)
+	return s.complete(ctx, tok, p, amrWith(p.AMR, proved...), m)
 }

@@ -1,12 +1,14 @@
 package passkey
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 
 	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/session"
+	"github.com/gatehouse/gatehouse/internal/store"
 )
 
 // Handlers serves the passkey endpoints.
@@ -17,9 +19,14 @@ type Handlers struct {
 	// factor (mfa.EnrollAuthenticator), on registration only.
 	Auth, Enroll auth.Authenticator
 	// FinishEnrollment completes a login that had to enrol a factor once
-	// it registered a passkey (mfa.Service.FinishEnrollment).
-	FinishEnrollment func(r *http.Request, enrollmentToken string) (session.Result, error)
-	Sessions         *session.Handlers // writes token responses
+	// it registered the passkey pk (mfa.Service.FinishEnrollmentWith, with
+	// pk's amr).
+	FinishEnrollment func(r *http.Request, enrollmentToken string, pk store.Passkey) (session.Result, error)
+	// CheckEnrollable refuses a registration the user's MFA policy
+	// forbids (mfa.Service.CheckEnrollable with method webauthn); nil
+	// allows every one.
+	CheckEnrollable func(ctx context.Context, userID string) error
+	Sessions        *session.Handlers // writes token responses
 	// Demo serves /passkeys-demo (development only).
 	Demo bool
 }
@@ -34,8 +41,10 @@ func (h *Handlers) Routes(rt *httpapi.Router) {
 	rt.Handle("POST /v1/auth/passkey/begin", h.loginBegin)
 	rt.Handle("POST /v1/auth/passkey/finish", h.loginFinish)
 	if h.Demo {
-		rt.Handle("GET /passkeys-demo", h.demo)
-		rt.Handle("GET /passkeys-demo/app.js", h.demo)
+		// An HTML page for trying passkeys by hand, not part of the API.
+		for _, p := range []string{"/passkeys-demo", "/passkeys-demo/app.js", "/passkeys-demo/style.css"} {
+			rt.HandleUndocumented("GET "+p, http.HandlerFunc(demo))
+		}
 	}
 }
 
@@ -43,6 +52,11 @@ func (h *Handlers) registerBegin(w http.ResponseWriter, r *http.Request) error {
 	p, _ := auth.FromContext(r.Context())
 	if err := httpapi.DecodeOptionalJSON(r, &struct{}{}); err != nil {
 		return err
+	}
+	if h.CheckEnrollable != nil {
+		if err := h.CheckEnrollable(r.Context(), p.UserID); err != nil {
+			return err
+		}
 	}
 	b, err := h.Service.BeginRegistration(r.Context(), p)
 	if err != nil {
@@ -67,7 +81,7 @@ func (h *Handlers) registerFinish(w http.ResponseWriter, r *http.Request) error 
 		return err
 	}
 	if p.HasScope(ScopeEnroll) && h.FinishEnrollment != nil {
-		res, err := h.FinishEnrollment(r, p.TokenID)
+		res, err := h.FinishEnrollment(r, p.TokenID, pk)
 		if err != nil {
 			return err
 		}

@@ -74,8 +74,6 @@ var (
 	ErrLastSignInMethod = errors.New("passkey: last sign-in method")
 	// ErrTooMany is a registration beyond maxPasskeys.
 	ErrTooMany = errors.New("passkey: too many passkeys")
-	// ErrDisabled answers every passkey route when passkeys are off.
-	ErrDisabled = errors.New("passkey: passkeys are not enabled")
 )
 
 // Errors is how this package's errors answer.
@@ -87,7 +85,6 @@ func Errors() []httpapi.ErrorMapping {
 		httpapi.MapError(ErrAuthenticatorNotAllowed, http.StatusForbidden, "authenticator_not_allowed", "This kind of authenticator is not allowed here."),
 		httpapi.MapError(ErrLastSignInMethod, http.StatusConflict, "last_sign_in_method", "This is the account's last way to sign in; add a password, an identity or another passkey first."),
 		httpapi.MapError(ErrTooMany, http.StatusConflict, "too_many_passkeys", fmt.Sprintf("An account holds at most %d passkeys.", maxPasskeys)),
-		httpapi.MapError(ErrDisabled, http.StatusNotFound, "not_found", "Passkeys are not enabled on this server."),
 	}
 }
 

@@ -58,6 +58,11 @@ type Defaults struct {
 // settings mean.
 func PerHour(n int) ratelimit.Limit { return ratelimit.Limit{Rate: n, Burst: n, Period: time.Hour} }
 
+// PasskeyBeginPerIP limits the passkey sign-ins a client address may
+// begin: 120 a minute, 60 at once (a sign-in page offering passkeys in
+// its autofill begins one at every view; an office shares an address).
+var PasskeyBeginPerIP = ratelimit.Limit{Rate: 120, Burst: 60, Period: time.Minute}
+
 // Builtin returns the Defaults of a server without settings: the numbers
 // of the features' default configs.
 func Builtin() Defaults {
@@ -110,6 +115,9 @@ func Default(d Defaults) *Policy {
 			{Method: "POST", Path: "/v1/auth/mfa/challenge"}, {Method: "POST", Path: "/v1/me/mfa/sms"}, {Method: "POST", Path: "/v1/me/mfa/email"},
 		}, Key: []KeyPart{KeyUser}, Limit: d.MFASendPerUser, Penalty: true},
 		{Name: "password-change-user", Routes: []Route{{Method: "POST", Path: "/v1/me/password"}}, Key: []KeyPart{KeyUser}, Limit: d.PasswordChangePerUser, Penalty: true},
+		// Each begun passkey sign-in keeps a ceremony for five minutes:
+		// an anonymous client may not begin more than a person would.
+		{Name: "passkey-begin-ip", Routes: []Route{{Method: "POST", Path: "/v1/auth/passkey/begin"}}, Key: []KeyPart{KeyIP}, Limit: PasskeyBeginPerIP},
 	}
 	for i := range rules {
 		rules[i].Silent = isSilent(rules[i].Key, rules[i].Routes)

@@ -85,6 +85,7 @@ func TestDefaultRules(t *testing.T) {
 		"mfa-verify-user":      {"mfa_verify", "user", b.MFAVerifyPerUser, true, false},
 		"mfa-send-user":        {"POST /v1/auth/mfa/challenge, POST /v1/me/mfa/sms, POST /v1/me/mfa/email", "user", b.MFASendPerUser, true, false},
 		"password-change-user": {"POST /v1/me/password", "user", b.PasswordChangePerUser, true, false},
+		"passkey-begin-ip":     {"POST /v1/auth/passkey/begin", "ip", PasskeyBeginPerIP, false, false},
 	}
 	got := map[string]row{}
 	p := Default(Defaults{})

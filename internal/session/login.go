@@ -232,7 +232,9 @@ func (s *Service) scoredStart(ctx context.Context, u store.User, account string,
 	if err != nil {
 		return Result{}, err
 	}
-	stepUp := ra != nil && ra.Decision == risk.StepUp
+	// A first step of two factors (a passkey that verified the user) is
+	// the step-up a risky sign-in would ask for.
+	stepUp := ra != nil && ra.Decision == risk.StepUp && !slices.Contains(amr, "mfa")
 	if ra != nil && (ra.Decision == risk.Block || stepUp && s.MFA == nil) {
 		if err := s.blocked(ctx, u, ra, m); err != nil {
 			return Result{}, err

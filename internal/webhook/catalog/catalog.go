@@ -52,8 +52,8 @@ var descriptions = map[string]string{
 	"session.revoked": "A session ended before its time (reason says why): one event per session.",
 	"session.refresh_reuse_detected": "A refresh token that had been rotated already was presented again after its grace " +
 		"period: it may have been stolen, and its session was ended.",
-	"mfa.enrolled":                 "A second factor was confirmed and is now active.",
-	"mfa.removed":                  "A confirmed second factor was removed.",
+	"mfa.enrolled":                 "A second factor was confirmed and is now active, or a passkey registered (method webauthn).",
+	"mfa.removed":                  "A confirmed second factor or a passkey was removed.",
 	"mfa.backup_codes_regenerated": "The user generated new backup codes; the old ones no longer work.",
 	"identity.linked":              "An external identity (a social or enterprise provider's account) was linked to an account.",
 	"identity.unlinked":            "An external identity was removed from an account.",

@@ -224,6 +224,8 @@ func cases() []struct {
 		{"refresh token reused", event.RefreshTokenReused{Session: session(), Meta: web}, []string{"session.refresh_reuse_detected", "security.refresh_reuse", "session.revoked"}},
 		{"factor enrolled", event.SecondFactorEnrolled{UserID: userID, Method: "totp", DeviceID: devID}, []string{"mfa.enrolled"}},
 		{"factor removed", event.SecondFactorRemoved{UserID: userID, Method: "sms", DeviceID: devID}, []string{"mfa.removed"}},
+		{"passkey registered", event.SecondFactorEnrolled{UserID: userID, Method: "webauthn", DeviceID: devID}, []string{"mfa.enrolled"}},
+		{"passkey removed", event.SecondFactorRemoved{UserID: userID, Method: "webauthn", DeviceID: devID}, []string{"mfa.removed"}},
 		{"backup codes", event.BackupCodesRegenerated{UserID: userID, Count: 10}, []string{"mfa.backup_codes_regenerated"}},
 		{"identity linked", event.IdentityLinked{UserID: userID, IdentityID: identID, Provider: "github", Meta: web}, []string{"identity.linked"}},
 		{"identity unlinked", event.IdentityUnlinked{UserID: userID, IdentityID: identID, Provider: "github", Meta: v6}, []string{"identity.unlinked"}},
