@@ -514,32 +514,6 @@ func (e *accountEnv) countJobs(t *testing.T, kind string) int {
 	return n
 }
 
-// jobsSettled waits until every River job of the kinds has finished
-// (completed, cancelled or discarded).
-func (e *accountEnv) jobsSettled(t *testing.T, kinds ...string) {
-	t.Helper()
-	q := "SELECT COUNT(*) FROM river_job WHERE kind = $1 AND state NOT IN ('completed', 'cancelled', 'discarded')"
-	if e.dialect == "sqlite" {
-		q = strings.ReplaceAll(q, "$1", "?")
-	}
-	deadline := time.Now().Add(15 * time.Second)
-	for _, kind := range kinds {
-		for {
-			var n int
-			if err := e.db.QueryRow(q, kind).Scan(&n); err != nil {
-				t.Fatal(err)
-			}
-			if n == 0 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%d %s jobs still unfinished", n, kind)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-}
-
 // dumpDatabase renders every row of every table as text.
 func dumpDatabase(t *testing.T, db *sql.DB, dialect string) string {
 	t.Helper()

@@ -130,7 +130,8 @@ func runAPIKeys(t *testing.T, e *accountEnv) {
 			t.Errorf("%s for a service account = %d %v, want the usual 202", path, c, p)
 		}
 	}
-	e.jobsSettled(t, "user.email_request", "social.magic_link")
+	waitJobsDone(t, e, "user.email_request")
+	waitJobsDone(t, e, "social.magic_link")
 	if n := e.countJobs(t, "mail.send"); n != mails {
 		t.Errorf("%d emails enqueued for a service account's address", n-mails)
 	}

@@ -82,7 +82,7 @@ func TestErrorTableAnswers(t *testing.T) {
 		{social.ErrRedirectNotAllowed, 400, "redirect_not_allowed", "redirect_to is not on the allowlist (GATEHOUSE_REDIRECT_ALLOWLIST).", ""},
 		{social.ErrInvalidState, 400, "invalid_state", "The sign-in attempt is unknown, expired, already used or from another browser; start again.", ""},
 		{social.ErrInvalidCode, 400, "invalid_code", "The code is invalid, expired or was already used.", ""},
-		{social.ErrLastSignInMethod, 409, "last_sign_in_method", "This is the account's last way to sign in; add a password or another identity first.", ""},
+		{social.ErrLastSignInMethod, 409, "last_sign_in_method", "This is the account's last way to sign in; add a password, a passkey or another identity first.", ""},
 		{social.ErrIdentityInUse, 409, "identity_in_use", "This external account is linked to another account.", ""},
 		{social.ErrInvalidChallenge, 400, "invalid_code_challenge", "code_challenge must be the S256 challenge (43 base64url characters) with code_challenge_method S256.", ""},
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"slices"
 	"strings"
 	"time"
@@ -105,8 +106,15 @@ func newMFAService(d *deps, sessions *session.Service, passkeys mfa.Passkeys) (*
 
 // newPasskeyService builds the passkey relying party from the
 // GATEHOUSE_WEBAUTHN_* settings (the issuer's host and origin by default).
+// An issuer whose host is an IP address gives no relying party ID (WebAuthn
+// takes a domain only): passkeys are then off (nil), with a warning, and
+// the rest of the server runs.
 func newPasskeyService(d *deps, sessions *session.Service) (*passkey.Service, error) {
 	rpID, origins := d.cfg.WebAuthnRP()
+	if net.ParseIP(strings.Trim(rpID, "[]")) != nil {
+		d.log.Warn("passkeys are off: the issuer's host is an IP address, and a WebAuthn relying party ID must be a domain; set GATEHOUSE_WEBAUTHN_RP_ID (and GATEHOUSE_WEBAUTHN_ORIGINS) to turn them on", "rp_id", rpID)
+		return nil, nil
+	}
 	var allowed []uuid.UUID
 	for _, a := range d.cfg.WebAuthn.AllowedAAGUIDs {
 		id, err := uuid.Parse(a)

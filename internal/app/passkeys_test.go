@@ -300,3 +300,42 @@ func newCredential(t *testing.T) virtualwebauthn.Credential {
 		return virtualwebauthn.NewCredentialWithImportedKey(virtualwebauthn.KeyTypeEC2, der)
 	}
 }
+
+// TestPasskeyLastSignInMethod: an account made by a social sign-in (no
+// password) may unlink its identity once it has a passkey, and may then
+// not delete that passkey, its last way in.
+func TestPasskeyLastSignInMethod(t *testing.T) {
+	e, m := newSocialEnv(t)
+	const email = "social-passkey@example.com"
+	at := socialSignIn(t, e, m, "okta", "okta-passkey-1", email)["access_token"].(string)
+	d := newPasskeyDevice(t, userID(t, e, at))
+	pk := registerPasskey(t, e, at, d, "Phone")
+	c, ids, _ := call(t, "GET", e.url("/v1/me/identities"), nil, bearer(at)...)
+	list, _ := ids["identities"].([]any)
+	if c != 200 || len(list) != 1 {
+		t.Fatalf("identities = %d %v", c, ids)
+	}
+	if c, b, _ := call(t, "DELETE", e.url("/v1/me/identities/"+list[0].(map[string]any)["id"].(string)), nil, bearer(at)...); c != 204 {
+		t.Fatalf("unlinking the identity of an account with a passkey = %d %v, want 204", c, b)
+	}
+	if c, b, _ := call(t, "DELETE", e.url("/v1/me/passkeys/"+pk["id"].(string)), nil, bearer(at)...); c != 409 || b["code"] != "last_sign_in_method" {
+		t.Fatalf("deleting the last passkey of an account without password or identity = %d %v, want 409 last_sign_in_method", c, b)
+	}
+	if c, out := passkeySignIn(t, e, d, email); c != 200 || out["access_token"] == nil {
+		t.Errorf("the passkey no longer signs in: %d %v", c, out)
+	}
+}
+
+// TestPasskeysOffForIPIssuer: an issuer whose host is an IP address has
+// no WebAuthn relying party ID; the server starts, and the passkey routes
+// say passkeys are off.
+func TestPasskeysOffForIPIssuer(t *testing.T) {
+	e := newIssuerEnv(t, nil) // issuer http://127.0.0.1:<port>
+	if c, b, _ := call(t, "POST", e.url("/v1/auth/passkey/begin"), nil); c != 404 || b["code"] != "passkeys_disabled" {
+		t.Errorf("passkey/begin = %d %v, want 404 passkeys_disabled", c, b)
+	}
+	at := e.signUp(t, "no-passkeys@example.com")
+	if c, b, _ := call(t, "GET", e.url("/v1/me/passkeys"), nil, bearer(at)...); c != 404 || b["code"] != "passkeys_disabled" {
+		t.Errorf("GET /v1/me/passkeys = %d %v, want 404 passkeys_disabled", c, b)
+	}
+}

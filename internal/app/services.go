@@ -81,7 +81,11 @@ func newServices(d *deps) (services, error) {
 		if s.passkeys, err = newPasskeyService(d, sessions); err != nil {
 			return nil, err
 		}
-		return newMFAService(d, sessions, s.passkeys)
+		var asFactor mfa.Passkeys // nil, not a nil *passkey.Service, when off
+		if s.passkeys != nil {
+			asFactor = s.passkeys
+		}
+		return newMFAService(d, sessions, asFactor)
 	})
 	if err != nil {
 		return services{}, err

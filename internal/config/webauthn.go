@@ -1,6 +1,7 @@
 package config
 
 import (
+	"net"
 	"net/url"
 	"strings"
 
@@ -33,8 +34,11 @@ func (w WebAuthnConfig) validate(env string) []string {
 			r.bad("WEBAUTHN_ORIGINS", "the host of %q is neither the RP ID %q nor under it", o, w.RPID)
 		}
 	}
-	if strings.ContainsAny(w.RPID, "/: ") {
+	switch {
+	case strings.ContainsAny(w.RPID, "/: "):
 		r.bad("WEBAUTHN_RP_ID", "%q is not a domain (no scheme, port or path)", w.RPID)
+	case net.ParseIP(w.RPID) != nil:
+		r.bad("WEBAUTHN_RP_ID", "%q is an IP address; WebAuthn needs a domain", w.RPID)
 	}
 	switch w.UserVerification {
 	case "required", "preferred", "discouraged":

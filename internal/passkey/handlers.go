@@ -31,15 +31,22 @@ type Handlers struct {
 	Demo bool
 }
 
-// Routes mounts the endpoints.
+// Routes mounts the endpoints. Without a Service (passkeys off) each
+// answers ErrDisabled.
 func (h *Handlers) Routes(rt *httpapi.Router) {
-	rt.Handle("POST /v1/me/passkeys/register/begin", auth.Require(h.Enroll, h.registerBegin))
-	rt.Handle("POST /v1/me/passkeys/register/finish", auth.Require(h.Enroll, h.registerFinish))
-	rt.Handle("GET /v1/me/passkeys", auth.Require(h.Auth, h.list))
-	rt.Handle("PATCH /v1/me/passkeys/{id}", auth.Require(h.Auth, h.rename))
-	rt.Handle("DELETE /v1/me/passkeys/{id}", auth.Require(h.Auth, h.remove))
-	rt.Handle("POST /v1/auth/passkey/begin", h.loginBegin)
-	rt.Handle("POST /v1/auth/passkey/finish", h.loginFinish)
+	on := func(f httpapi.HandlerFunc) httpapi.HandlerFunc {
+		if h.Service == nil {
+			return func(http.ResponseWriter, *http.Request) error { return ErrDisabled }
+		}
+		return f
+	}
+	rt.Handle("POST /v1/me/passkeys/register/begin", auth.Require(h.Enroll, on(h.registerBegin)))
+	rt.Handle("POST /v1/me/passkeys/register/finish", auth.Require(h.Enroll, on(h.registerFinish)))
+	rt.Handle("GET /v1/me/passkeys", auth.Require(h.Auth, on(h.list)))
+	rt.Handle("PATCH /v1/me/passkeys/{id}", auth.Require(h.Auth, on(h.rename)))
+	rt.Handle("DELETE /v1/me/passkeys/{id}", auth.Require(h.Auth, on(h.remove)))
+	rt.Handle("POST /v1/auth/passkey/begin", on(h.loginBegin))
+	rt.Handle("POST /v1/auth/passkey/finish", on(h.loginFinish))
 	if h.Demo {
 		// An HTML page for trying passkeys by hand, not part of the API.
 		for _, p := range []string{"/passkeys-demo", "/passkeys-demo/app.js", "/passkeys-demo/style.css"} {

@@ -74,6 +74,10 @@ var (
 	ErrLastSignInMethod = errors.New("passkey: last sign-in method")
 	// ErrTooMany is a registration beyond maxPasskeys.
 	ErrTooMany = errors.New("passkey: too many passkeys")
+	// ErrDisabled answers every passkey route of a server without a
+	// relying party (an issuer whose host is an IP address, no
+	// GATEHOUSE_WEBAUTHN_RP_ID).
+	ErrDisabled = errors.New("passkey: passkeys are off")
 )
 
 // Errors is how this package's errors answer.
@@ -85,6 +89,7 @@ func Errors() []httpapi.ErrorMapping {
 		httpapi.MapError(ErrAuthenticatorNotAllowed, http.StatusForbidden, "authenticator_not_allowed", "This kind of authenticator is not allowed here."),
 		httpapi.MapError(ErrLastSignInMethod, http.StatusConflict, "last_sign_in_method", "This is the account's last way to sign in; add a password, an identity or another passkey first."),
 		httpapi.MapError(ErrTooMany, http.StatusConflict, "too_many_passkeys", fmt.Sprintf("An account holds at most %d passkeys.", maxPasskeys)),
+		httpapi.MapError(ErrDisabled, http.StatusNotFound, "passkeys_disabled", "Passkeys are off on this server: its relying party ID (GATEHOUSE_WEBAUTHN_RP_ID, by default the issuer's host) must be a domain name."),
 	}
 }
 
