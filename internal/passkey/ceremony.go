@@ -200,30 +200,34 @@ func (s *Service) BeginLogin(ctx context.Context, email string) (Begun, error) {
 		}
 		return s.begin(ctx, ceremony{Kind: kindLogin, Session: *sd}, assertion.Response)
 	}
-	var allow []protocol.CredentialDescriptor
 	u, err := s.d.Store.GetUserByEmail(ctx, normalizeEmail(email))
-	switch {
-	case err == nil && u.Kind != store.UserKindService:
-		have, err := s.d.Store.ListPasskeys(ctx, u.ID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return Begun{}, err
+	}
+	var have []store.Passkey
+	if err == nil && u.Kind != store.UserKindService {
+		all, err := s.d.Store.ListPasskeys(ctx, u.ID)
 		if err != nil {
 			return Begun{}, err
 		}
-		allow = descriptors(usable(have))
-	case err != nil && !errors.Is(err, store.ErrNotFound):
-		return Begun{}, err
+		have = usable(all)
 	}
-	if len(allow) == 0 {
-		allow = s.decoyCredentials(email)
+	if len(have) == 0 {
+		// Decoys in a session bound to nobody: nothing can finish it.
+		assertion, sd, err := s.wa.BeginDiscoverableLogin(webauthn.WithUserVerification(s.uv), webauthn.WithAllowedCredentials(s.decoyCredentials(email)))
+		if err != nil {
+			return Begun{}, fmt.Errorf("passkey: begin sign-in: %w", err)
+		}
+		return s.begin(ctx, ceremony{Kind: kindLogin, Session: *sd}, assertion.Response)
 	}
-	// A discoverable session (no user bound) with an allow list: the
-	// finish finds the user from the credential, as for a discoverable
-	// one, and the allow list only narrows what the browser offers.
-	assertion, sd, err := s.wa.BeginDiscoverableLogin(webauthn.WithUserVerification(s.uv), webauthn.WithAllowedCredentials(allow))
+	// A session bound to the account: its credentials need not be
+	// discoverable (a security key registered without a resident key
+	// answers without a user handle).
+	assertion, sd, err := s.wa.BeginLogin(waUser{u: u, creds: credentials(have)}, webauthn.WithUserVerification(s.uv))
 	if err != nil {
 		return Begun{}, fmt.Errorf("passkey: begin sign-in: %w", err)
 	}
-	sd.AllowedCredentialIDs = nil // checked by credential ownership instead
-	return s.begin(ctx, ceremony{Kind: kindLogin, Session: *sd}, assertion.Response)
+	return s.begin(ctx, ceremony{Kind: kindLogin, UserID: u.ID, Session: *sd}, assertion.Response)
 }
 
 func normalizeEmail(e string) string { return strings.ToLower(strings.TrimSpace(e)) }
@@ -257,12 +261,22 @@ func (s *Service) FinishLogin(ctx context.Context, tok string, credential json.R
 	if err != nil {
 		return session.Result{}, err
 	}
+	if c.UserID != "" && c.UserID != pk.UserID {
+		// A ceremony begun for one account answered with another's
+		// passkey.
+		s.d.Log.InfoContext(ctx, "passkey sign-in refused", "reason", "credential of another account")
+		return session.Result{}, ErrInvalidPasskey
+	}
 	u, err := s.d.Store.GetUser(ctx, pk.UserID)
 	if err != nil {
 		return session.Result{}, err
 	}
+	all, err := s.d.Store.ListPasskeys(ctx, u.ID)
+	if err != nil {
+		return session.Result{}, err
+	}
 	res, err := s.d.Sessions.SignInWithPasskey(ctx, u, func() ([]string, bool, error) {
-		return s.verify(ctx, u, []store.Passkey{pk}, c.Session, parsed, m)
+		return s.verify(ctx, u, usable(all), c.Session, parsed, m)
 	}, m)
 	if errors.Is(err, session.ErrInvalidCredentials) {
 		return session.Result{}, ErrInvalidPasskey
@@ -288,7 +302,9 @@ func (s *Service) verify(ctx context.Context, u store.User, allowed []store.Pass
 		s.d.Log.InfoContext(ctx, "passkey assertion refused", "reason", "credential not allowed here")
 		return nil, false, nil
 	}
-	user := waUser{u: u, creds: []webauthn.Credential{credentialOf(pk)}}
+	// The user as the ceremony knew them: every credential it may have
+	// allowed (go-webauthn checks the session's allow list against them).
+	user := waUser{u: u, creds: credentials(allowed)}
 	var cred *webauthn.Credential
 	if len(sd.UserID) == 0 {
 		_, cred, err = s.wa.ValidatePasskeyLogin(func(rawID, userHandle []byte) (webauthn.User, error) {

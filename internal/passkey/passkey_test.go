@@ -584,3 +584,66 @@ func newCredential(t *testing.T) virtualwebauthn.Credential {
 		return virtualwebauthn.NewCredentialWithImportedKey(virtualwebauthn.KeyTypeEC2, der)
 	}
 }
+
+// TestSeveralPasskeys: with two passkeys, each signs in by address,
+// discoverably and as a bound assertion over both; a security key that
+// answers without a user handle (not discoverable) signs in by address.
+func TestSeveralPasskeys(t *testing.T) {
+	eachStore(t, func(t *testing.T, st store.Store) {
+		e := newEnv(t, st)
+		alice := e.user("alice", true)
+		phone, laptop := newDevice(t, alice, virtualwebauthn.AuthenticatorOptions{}), newDevice(t, alice, virtualwebauthn.AuthenticatorOptions{})
+		for _, d := range []*device{phone, laptop} {
+			if _, err := e.register(alice, d, ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+		byEmail := func(d *device) error {
+			b, err := e.svc.BeginLogin(t.Context(), alice.Email)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = e.svc.FinishLogin(t.Context(), b.Token, assert(t, rp, d, b.Options), httpapi.Meta{})
+			return err
+		}
+		for name, d := range map[string]*device{"phone": phone, "laptop": laptop} {
+			if err := byEmail(d); err != nil {
+				t.Errorf("%s by address: %v", name, err)
+			}
+			if _, err := e.signIn(rp, d); err != nil {
+				t.Errorf("%s discoverable: %v", name, err)
+			}
+			all := mustList(t, e, alice.ID)
+			opts, err := e.svc.AssertionOptions(t.Context(), alice, all, "mfa:"+name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok, err := e.svc.VerifyAssertion(t.Context(), alice, all, "mfa:"+name, assert(t, rp, d, opts), httpapi.Meta{}); !ok || err != nil {
+				t.Errorf("%s as a second factor: %v %v", name, ok, err)
+			}
+		}
+
+		// Without a user handle: by address only.
+		key := newDevice(t, alice, virtualwebauthn.AuthenticatorOptions{})
+		key.auth.Options.UserHandle = nil
+		if _, err := e.register(alice, key, "Security key"); err != nil {
+			t.Fatal(err)
+		}
+		if err := byEmail(key); err != nil {
+			t.Errorf("a key without a user handle, by address: %v", err)
+		}
+		if _, err := e.signIn(rp, key); !errors.Is(err, ErrInvalidPasskey) {
+			t.Errorf("a key without a user handle, discoverable: %v, want ErrInvalidPasskey", err)
+		}
+
+		// Another account's ceremony answered with Alice's passkey.
+		bob := e.user("bob", true)
+		if _, err := e.register(bob, newDevice(t, bob, virtualwebauthn.AuthenticatorOptions{}), ""); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := e.svc.BeginLogin(t.Context(), bob.Email)
+		if _, err := e.svc.FinishLogin(t.Context(), b.Token, assert(t, rp, phone, b.Options), httpapi.Meta{}); !errors.Is(err, ErrInvalidPasskey) {
+			t.Errorf("Bob's ceremony finished with Alice's passkey: %v", err)
+		}
+	})
+}
