@@ -189,6 +189,7 @@ func runMFASuite(t *testing.T, env map[string]string) {
 		if c, b, _ := call(t, "POST", e.url("/v1/me/mfa/devices/"+id+"/confirm"), map[string]string{"code": "000000"}, bearer(at)...); c != 401 {
 			t.Errorf("confirm with a wrong code = %d %v", c, b)
 		}
+		awayFromStepEdge()
 		prev := totpAt(t, secret, time.Now().Add(-30*time.Second))
 		if c, b, _ := call(t, "POST", e.url("/v1/me/mfa/devices/"+id+"/confirm"), map[string]string{"code": prev}, bearer(at)...); c != 200 || b["confirmed"] != true {
 			t.Fatalf("confirm = %d %v", c, b)
@@ -264,6 +265,7 @@ func runMFASuite(t *testing.T, env map[string]string) {
 		_, enr, _ := call(t, "POST", e.url("/v1/me/mfa/totp"), nil, bearer(at)...)
 		secret := enr["secret"].(string)
 		secrets = append(secrets, secret)
+		awayFromStepEdge()
 		prev := totpAt(t, secret, time.Now().Add(-30*time.Second))
 		if c, b, _ := call(t, "POST", e.url("/v1/me/mfa/devices/"+enr["id"].(string)+"/confirm"), map[string]string{"code": prev}, bearer(at)...); c != 200 {
 			t.Fatalf("confirm = %d %v", c, b)
@@ -685,11 +687,22 @@ func enrolTOTP(t *testing.T, e *accountEnv, at string) string {
 		t.Fatalf("enrol totp = %d %v", c, enr)
 	}
 	secret := enr["secret"].(string)
+	awayFromStepEdge()
 	prev := totpAt(t, secret, time.Now().Add(-30*time.Second))
 	if c, b, _ := call(t, "POST", e.url("/v1/me/mfa/devices/"+enr["id"].(string)+"/confirm"), map[string]string{"code": prev}, bearer(at)...); c != 200 {
 		t.Fatalf("confirm totp = %d %v", c, b)
 	}
 	return secret
+}
+
+// awayFromStepEdge waits, when a TOTP time step ends within 3 seconds,
+// for the next one: the server checks a code a moment after the test
+// computed it, and a code of the previous step is two steps old once the
+// step has turned.
+func awayFromStepEdge() {
+	if left := 30 - time.Now().Unix()%30; left <= 3 {
+		time.Sleep(time.Duration(left)*time.Second + 100*time.Millisecond)
+	}
 }
 
 // enrolSMS gives the account a confirmed phone and returns the
