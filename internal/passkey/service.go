@@ -386,12 +386,37 @@ func (s *Service) notice(ctx context.Context, tx Tx, u store.User, what, action 
 }
 
 // decoyCredentials are what passwordless sign-in offers for an address
-// without passkeys: credential IDs derived from the address under a key,
-// the same at every request, so that the answer for an unknown address
-// looks like the answer for a known one.
+// without passkeys, so that its answer looks like one for an address with
+// some: one or two credential IDs with the lengths and transports real
+// authenticators use, all drawn from a keyed hash of the address, so the
+// same at every request. (An address's real list can still differ from its
+// decoys in ways nobody outside knows to look for: the README says "same
+// shape", not "indistinguishable".)
 func (s *Service) decoyCredentials(email string) []protocol.CredentialDescriptor {
-	mac := hmac.New(sha256.New, s.d.Keys.DerivedKeys("passkey-decoy")[0])
-	mac.Write([]byte(strings.ToLower(strings.TrimSpace(email))))
-	id := mac.Sum(nil)
-	return []protocol.CredentialDescriptor{{Type: protocol.PublicKeyCredentialType, CredentialID: id, Transport: []protocol.AuthenticatorTransport{protocol.Internal, protocol.Hybrid}}}
+	// A stream of bytes from the address: HMAC-SHA256 in counter mode.
+	key := s.d.Keys.DerivedKeys("passkey-decoy")[0]
+	norm := strings.ToLower(strings.TrimSpace(email))
+	var stream []byte
+	for i := byte(0); len(stream) < 4+2*64; i++ {
+		mac := hmac.New(sha256.New, key)
+		mac.Write([]byte{i})
+		mac.Write([]byte(norm))
+		stream = mac.Sum(stream)
+	}
+	lengths := []int{16, 20, 32, 32, 48, 64}
+	transports := [][]protocol.AuthenticatorTransport{
+		{protocol.Internal, protocol.Hybrid}, {protocol.Internal}, {protocol.USB, protocol.NFC}, {protocol.Hybrid, protocol.Internal}, {protocol.USB},
+	}
+	n := 1 + int(stream[0]%4)/3 // one, now and then two
+	out := make([]protocol.CredentialDescriptor, 0, n)
+	pos := 4
+	for i := range n {
+		l := lengths[int(stream[1+i])%len(lengths)]
+		out = append(out, protocol.CredentialDescriptor{
+			Type: protocol.PublicKeyCredentialType, CredentialID: append([]byte(nil), stream[pos:pos+l]...),
+			Transport: transports[int(stream[3])%len(transports)],
+		})
+		pos += 64
+	}
+	return out
 }
