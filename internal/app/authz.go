@@ -173,6 +173,9 @@ func subscribeAuthzInvalidation(bus *event.Bus, c *authzcheck.Checker, roles *rb
 	}
 	event.Subscribe(bus, func(_ context.Context, tx event.Tx, e event.UserUpdated) error { user(tx, e.User.ID); return nil })
 	event.Subscribe(bus, func(_ context.Context, tx event.Tx, e event.EmailVerified) error { user(tx, e.UserID); return nil })
+	// A disabled user holds nothing (store.LoadUserAuthz), enabled again
+	// their grants count again.
+	event.Subscribe(bus, func(_ context.Context, tx event.Tx, e event.UserStatusChanged) error { user(tx, e.UserID); return nil })
 	// A deleted account's grants go with it.
 	event.Subscribe(bus, func(ctx context.Context, tx event.Tx, e event.UserDeleted) error {
 		user(tx, e.UserID)

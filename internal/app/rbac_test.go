@@ -309,6 +309,26 @@ func runRBAC(t *testing.T, e *accountEnv, other *server) {
 		}
 	})
 
+	t.Run("DisabledUserHoldsNothing", func(t *testing.T) {
+		// A resource server's client checks for any subject.
+		rs := e.clientToken(t, e.newClient(t, "resource-server", "authz:check"), "authz:check")
+		fionaAT := e.signUp(t, "fiona@example.com")
+		fiona := userID(t, e, fionaAT)
+		r.grant(t, fiona, map[string]any{"role": "viewer"})
+		q := map[string]any{"subject": fiona, "permission": "invoices:read"}
+		if !allowed(t, e.s.public, rs, q) {
+			t.Fatal("fiona's grant does not allow")
+		}
+		r.do(t, "POST", "/v1/admin/users/"+fiona+"/disable", nil, 200)
+		if allowed(t, e.s.public, rs, q) {
+			t.Error("a disabled user's grant still allows")
+		}
+		r.do(t, "POST", "/v1/admin/users/"+fiona+"/enable", nil, 200)
+		if !allowed(t, e.s.public, rs, q) {
+			t.Error("the grant does not count again once the user is enabled")
+		}
+	})
+
 	t.Run("AuditBeforeAfter", func(t *testing.T) {
 		r.do(t, "PATCH", "/v1/admin/roles/"+viewer, map[string]any{"description": "reads all invoices"}, 200)
 		events := r.do(t, "GET", "/v1/admin/audit-events?subject_id="+viewer, nil, 200)["events"].([]any)

@@ -199,6 +199,8 @@ type AuthzStore interface {
 	// for a user without grants): the grants, then the roles, their
 	// permissions and their parents in one statement walking the parents
 	// recursively (a cycle ends the walk). It reads the primary (or the
-	// transaction), so a check right after a change sees it.
+	// transaction), so a check right after a change sees it. A disabled or
+	// (soft-)deleted user holds nothing: no grants, though ListUserGrants
+	// still lists them (they count again once the user is enabled).
 	LoadUserAuthz(ctx context.Context, userID string) (UserAuthz, error)
 }

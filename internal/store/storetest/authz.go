@@ -967,6 +967,28 @@ func testLoadUserAuthz(t *testing.T, s store.Store) {
 		t.Fatalf("InTx: %v", err)
 	}
 	check("after rollback", s)
+
+	// A disabled user holds nothing; their grants stay listed and count
+	// again once they are enabled.
+	u, err := s.GetUser(ctx, ada.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Status = store.UserDisabled
+	if _, err := s.UpdateUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.LoadUserAuthz(ctx, ada.ID); err != nil || len(got.Grants) != 0 {
+		t.Errorf("LoadUserAuthz(disabled) = %d grants, %v; want none", len(got.Grants), err)
+	}
+	if listed, err := s.ListUserGrants(ctx, ada.ID); err != nil || len(listed) != 3 {
+		t.Errorf("ListUserGrants(disabled) = %d, %v; want the 3 grants", len(listed), err)
+	}
+	u.Status = store.UserActive
+	if _, err := s.UpdateUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	check("enabled again", s)
 }
 
 func testAuthzInTx(t *testing.T, s store.Store) {

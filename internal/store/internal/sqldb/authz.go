@@ -496,6 +496,12 @@ func (t *Tables) GetGrant(ctx context.Context, id string) (store.RoleGrant, erro
 // userGrants selects the grants of user $1, oldest first.
 const userGrants = "SELECT " + sqlrow.GrantColumns + " FROM role_grants WHERE user_id = $1 ORDER BY created_at, id"
 
+// liveUserGrants are userGrants of a user who is neither disabled nor
+// deleted (none otherwise), in the same one statement.
+const liveUserGrants = "SELECT " + sqlrow.GrantColumns + " FROM role_grants WHERE user_id = $1" +
+	" AND EXISTS (SELECT 1 FROM users u WHERE u.id = $1 AND u.status <> 'disabled' AND u.deleted_at IS NULL)" +
+	" ORDER BY created_at, id"
+
 // ListUserGrants implements store.AuthzStore, from the primary.
 func (t *Tables) ListUserGrants(ctx context.Context, userID string) ([]store.RoleGrant, error) {
 	user, ok := sqlrow.ParseID(userID)
@@ -600,7 +606,7 @@ func (t *Tables) LoadUserAuthz(ctx context.Context, userID string) (store.UserAu
 		return ua, nil // no user has this ID
 	}
 	var err error
-	if ua.Grants, err = rows(ctx, t, Primary, t.scanGrant, userGrants, user); err != nil {
+	if ua.Grants, err = rows(ctx, t, Primary, t.scanGrant, liveUserGrants, user); err != nil {
 		return store.UserAuthz{}, t.errorf("load authz of user %s: grants: %w", user, err)
 	}
 	if len(ua.Grants) == 0 {
