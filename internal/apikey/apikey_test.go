@@ -25,7 +25,7 @@ import (
 // permissions must be held, the key acts as its owner limited to them,
 // and expired, revoked and out-of-network keys all get the same 401.
 func TestPersonalKey(t *testing.T) {
-	eachStore(t, func(t *testing.T, st store.Store) {
+	testenv.EachStore(t, func(t *testing.T, st store.Store) {
 		e := newEnv(t, st)
 		alice := e.user("alice")
 		e.grant(alice, e.role("billing", "invoices:read"))
@@ -121,7 +121,7 @@ func TestPersonalKey(t *testing.T) {
 // TestChecksumRefusalMakesNoLookup: a key with one character changed is
 // refused before any store call; a hot key costs none either.
 func TestChecksumRefusalMakesNoLookup(t *testing.T) {
-	eachStore(t, func(t *testing.T, st store.Store) {
+	testenv.EachStore(t, func(t *testing.T, st store.Store) {
 		e := newEnv(t, st)
 		alice := e.user("alice")
 		e.grant(alice, e.role("billing", "invoices:read"))
@@ -156,7 +156,7 @@ func TestChecksumRefusalMakesNoLookup(t *testing.T) {
 // TestRotation: both keys work during the overlap, then only the new one;
 // an overlap of 0 ends the old key at once.
 func TestRotation(t *testing.T) {
-	eachStore(t, func(t *testing.T, st store.Store) {
+	testenv.EachStore(t, func(t *testing.T, st store.Store) {
 		e := newEnv(t, st)
 		alice := e.user("alice")
 		e.grant(alice, e.role("billing", "invoices:read"))
@@ -211,7 +211,7 @@ func TestRotation(t *testing.T) {
 // TestRevocationReachesOtherNodes: a key cached on node B fails there
 // within a second of its revocation on node A, on both kv backends.
 func TestRevocationReachesOtherNodes(t *testing.T) {
-	eachStore(t, func(t *testing.T, st store.Store) {
+	testenv.EachStore(t, func(t *testing.T, st store.Store) {
 		testenv.EachKV(t, func(t *testing.T, kvs kv.Store) {
 			e := &env{t: t, st: st, cs: &countingStore{Store: st}, jobs: &capturedJobs{}}
 			e.clock = newClock()
@@ -250,7 +250,7 @@ func TestRevocationReachesOtherNodes(t *testing.T) {
 
 // TestUsage: uses and refusals are counted in memory and written by Flush.
 func TestUsage(t *testing.T) {
-	eachStore(t, func(t *testing.T, st store.Store) {
+	testenv.EachStore(t, func(t *testing.T, st store.Store) {
 		e := newEnv(t, st)
 		alice := e.user("alice")
 		e.grant(alice, e.role("billing", "invoices:read"))
@@ -288,7 +288,7 @@ func TestUsage(t *testing.T) {
 // key and RefusalWindow however many refusals and nodes; every refusal
 // is counted in the usage.
 func TestRefusalEvents(t *testing.T) {
-	eachStore(t, func(t *testing.T, st store.Store) {
+	testenv.EachStore(t, func(t *testing.T, st store.Store) {
 		e := newEnv(t, st)
 		alice := e.user("alice")
 		e.grant(alice, e.role("billing", "invoices:read"))
@@ -354,7 +354,7 @@ func sign(body []byte, secret string) string {
 // TestLeakReport: only a signed report is read; a live key it names is
 // revoked and its owner emailed; unknown keys are acknowledged alike.
 func TestLeakReport(t *testing.T) {
-	eachStore(t, func(t *testing.T, st store.Store) {
+	testenv.EachStore(t, func(t *testing.T, st store.Store) {
 		e := newEnv(t, st)
 		alice := e.user("alice")
 		e.grant(alice, e.role("billing", "invoices:read"))
@@ -440,7 +440,7 @@ func mustJSON(v any) []byte {
 // TestServiceAccount: an administrator creates a service account with a
 // role; its key acts with that role's permissions.
 func TestServiceAccount(t *testing.T) {
-	eachStore(t, func(t *testing.T, st store.Store) {
+	testenv.EachStore(t, func(t *testing.T, st store.Store) {
 		e := newEnv(t, st)
 		alice := e.user("alice")
 		e.do("POST", "/v1/admin/service-accounts", alice, map[string]any{"name": "ci", "roles": []string{"user-admin"}}).want(t, 403)
@@ -489,7 +489,7 @@ func TestServiceAccount(t *testing.T) {
 // TestRememberCountsOnce: a request authenticated by auth.Remember (the
 // rate limiter) and again by its route is looked up and counted once.
 func TestRememberCountsOnce(t *testing.T) {
-	eachStore(t, func(t *testing.T, st store.Store) {
+	testenv.EachStore(t, func(t *testing.T, st store.Store) {
 		e := newEnv(t, st)
 		alice := e.user("alice")
 		e.grant(alice, e.role("billing", "invoices:read"))
@@ -528,7 +528,7 @@ func TestRememberCountsOnce(t *testing.T) {
 // lists and its owner still holds (KeyAllows and the owner's check, as
 // the wiring's authorizer asks them).
 func TestKeyPermissionsFollowTheOwner(t *testing.T) {
-	eachStore(t, func(t *testing.T, st store.Store) {
+	testenv.EachStore(t, func(t *testing.T, st store.Store) {
 		e := newEnv(t, st)
 		alice := e.user("alice")
 		e.grant(alice, e.role("billing", "invoices:read", "invoices:write"))

@@ -1,10 +1,6 @@
 package app
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
 	"encoding/json"
 	"slices"
 	"strings"
@@ -13,6 +9,8 @@ import (
 
 	"github.com/descope/virtualwebauthn"
 	"github.com/google/uuid"
+
+	"github.com/gatehouse/gatehouse/internal/passkey/passkeytest"
 )
 
 // TestPasskeys runs the passkey issue's "Done when" list black-box
@@ -42,7 +40,7 @@ func newPasskeyDevice(t *testing.T, userID string) *passkeyDevice {
 	}
 	return &passkeyDevice{
 		auth: virtualwebauthn.NewAuthenticatorWithOptions(virtualwebauthn.AuthenticatorOptions{UserHandle: id[:]}),
-		cred: newCredential(t),
+		cred: passkeytest.NewCredential(t),
 	}
 }
 
@@ -277,28 +275,6 @@ func runPasskeys(t *testing.T, e *accountEnv) {
 			t.Errorf("a flagged passkey signs in: %d", c)
 		}
 	})
-}
-
-// newCredential is a software credential with a P-256 key whose
-// coordinates both take 32 bytes: virtualwebauthn encodes them with
-// big.Int.Bytes, which drops leading zeros (one key in 128), and
-// go-webauthn rightly refuses such a COSE key.
-func newCredential(t *testing.T) virtualwebauthn.Credential {
-	t.Helper()
-	for {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(k.X.Bytes()) != 32 || len(k.Y.Bytes()) != 32 {
-			continue
-		}
-		der, err := x509.MarshalPKCS8PrivateKey(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return virtualwebauthn.NewCredentialWithImportedKey(virtualwebauthn.KeyTypeEC2, der)
-	}
 }
 
 // TestPasskeyLastSignInMethod: an account made by a social sign-in (no

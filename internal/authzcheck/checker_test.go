@@ -16,7 +16,7 @@ import (
 )
 
 func TestCheckThroughCache(t *testing.T) {
-	eachStore(t, func(t *testing.T, st store.Store) {
+	testenv.EachStore(t, func(t *testing.T, st store.Store) {
 		f := newFixture(t, st)
 		u := f.user(t)
 		base := f.role(t, store.Role{Name: "reader", Allow: allow("invoices:read")})
@@ -55,7 +55,7 @@ func TestCheckThroughCache(t *testing.T) {
 }
 
 func TestUnknownSubjectHasNoGrants(t *testing.T) {
-	eachStore(t, func(t *testing.T, st store.Store) {
+	testenv.EachStore(t, func(t *testing.T, st store.Store) {
 		f := newFixture(t, st)
 		for _, subject := range []string{uuid.NewString(), "not-a-uuid", ""} {
 			d, err := f.c.Check(t.Context(), Query{Subject: subject, Permission: "invoices:read"})
@@ -70,7 +70,7 @@ func TestUnknownSubjectHasNoGrants(t *testing.T) {
 }
 
 func TestGrantExpiresWithoutCacheDelay(t *testing.T) {
-	eachStore(t, func(t *testing.T, st store.Store) {
+	testenv.EachStore(t, func(t *testing.T, st store.Store) {
 		f := newFixture(t, st)
 		u := f.user(t)
 		r := f.role(t, store.Role{Name: "temp", Allow: allow("reports:read")})
@@ -101,7 +101,7 @@ func TestGrantExpiresWithoutCacheDelay(t *testing.T) {
 }
 
 func TestInvalidate(t *testing.T) {
-	eachStore(t, func(t *testing.T, st store.Store) {
+	testenv.EachStore(t, func(t *testing.T, st store.Store) {
 		f := newFixture(t, st)
 		r := f.role(t, store.Role{Name: "viewer", Allow: allow("docs:read")})
 		a, b := f.user(t), f.user(t)
@@ -140,7 +140,7 @@ func TestInvalidate(t *testing.T) {
 }
 
 func TestTTLBoundsAnEntry(t *testing.T) {
-	eachStore(t, func(t *testing.T, st store.Store) {
+	testenv.EachStore(t, func(t *testing.T, st store.Store) {
 		f := newFixture(t, st)
 		u := f.user(t)
 		q := Query{Subject: u.ID, Permission: "docs:read"}
@@ -159,7 +159,7 @@ func TestTTLBoundsAnEntry(t *testing.T) {
 }
 
 func TestUserAttributesLoadedOnlyWhenNeeded(t *testing.T) {
-	eachStore(t, func(t *testing.T, st store.Store) {
+	testenv.EachStore(t, func(t *testing.T, st store.Store) {
 		f := newFixture(t, st)
 		owner := f.role(t, store.Role{Name: "owner", Allow: []store.RolePermission{{Permission: "notes:write", Condition: "resource.owner_id == user.id"}}})
 		verified := f.role(t, store.Role{Name: "verified", Allow: allow("notes:read")})
@@ -234,7 +234,7 @@ func TestMentionsUserAttributes(t *testing.T) {
 }
 
 func TestConcurrentColdChecksShareOneLoad(t *testing.T) {
-	eachStore(t, func(t *testing.T, st store.Store) {
+	testenv.EachStore(t, func(t *testing.T, st store.Store) {
 		f := newFixture(t, st)
 		u := f.user(t)
 		r := f.role(t, store.Role{Name: "viewer", Allow: allow("docs:read")})
@@ -284,7 +284,7 @@ func TestLoadRacingAnInvalidationIsNotCached(t *testing.T) {
 	for _, all := range []bool{false, true} {
 		name := map[bool]string{false: "user", true: "all"}[all]
 		t.Run(name, func(t *testing.T) {
-			eachStore(t, func(t *testing.T, st store.Store) {
+			testenv.EachStore(t, func(t *testing.T, st store.Store) {
 				f := newFixture(t, st)
 				u := f.user(t)
 				r := f.role(t, store.Role{Name: "viewer", Allow: allow("docs:read")})
@@ -346,7 +346,7 @@ func (c *closingKV) count() int {
 }
 
 func TestLostSubscriptionFlushesAndResubscribes(t *testing.T) {
-	eachStore(t, func(t *testing.T, st store.Store) {
+	testenv.EachStore(t, func(t *testing.T, st store.Store) {
 		f := newFixture(t, st)
 		ck := &closingKV{Store: f.kv}
 		c := f.checker(t, ck)
@@ -380,7 +380,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func TestInvalidationReachesAnotherNodeOverRedis(t *testing.T) {
-	eachStore(t, func(t *testing.T, st store.Store) {
+	testenv.EachStore(t, func(t *testing.T, st store.Store) {
 		url, prefix := testenv.Redis(t)
 		client, err := rediskv.NewClient(rediskv.Options{URL: url})
 		if err != nil {

@@ -3,7 +3,6 @@ package authzcheck
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,35 +15,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/kv"
 	"github.com/gatehouse/gatehouse/internal/kv/memory"
 	"github.com/gatehouse/gatehouse/internal/store"
-	"github.com/gatehouse/gatehouse/internal/store/postgres"
-	"github.com/gatehouse/gatehouse/internal/store/sqlite"
-	"github.com/gatehouse/gatehouse/internal/testenv"
 )
-
-// eachStore runs fn on SQLite and on PostgreSQL (skipped or failed as
-// testenv says).
-func eachStore(t *testing.T, fn func(t *testing.T, s store.Store)) {
-	t.Helper()
-	t.Run("sqlite", func(t *testing.T) {
-		s, err := sqlite.Open(t.Context(), sqlite.Config{Path: filepath.Join(t.TempDir(), "gatehouse.db")})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		if _, err := s.Migrator().Up(t.Context()); err != nil {
-			t.Fatal(err)
-		}
-		fn(t, s)
-	})
-	t.Run("postgres", func(t *testing.T) {
-		s, err := postgres.Open(t.Context(), postgres.Config{URL: testenv.PostgresMigratedURL(t), MaxConns: 8})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		fn(t, s)
-	})
-}
 
 // countingStore counts the calls a Checker makes, and can hold
 // LoadUserAuthz until released (for races).

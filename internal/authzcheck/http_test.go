@@ -17,6 +17,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
 // fakeAuth maps bearer tokens to principals.
@@ -78,7 +79,7 @@ func post(t *testing.T, srv *httptest.Server, path, token, body string) (int, ma
 }
 
 func TestCheckAPI(t *testing.T) {
-	eachStore(t, func(t *testing.T, st store.Store) {
+	testenv.EachStore(t, func(t *testing.T, st store.Store) {
 		f := newFixture(t, st)
 		u, other := f.user(t), f.user(t)
 		reader := f.role(t, store.Role{Name: "reader", Allow: allow("invoices:read")})

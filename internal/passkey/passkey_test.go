@@ -2,16 +2,11 @@ package passkey
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -27,11 +22,10 @@ import (
 	"github.com/gatehouse/gatehouse/internal/httpapi"
 	"github.com/gatehouse/gatehouse/internal/kv/memory"
 	"github.com/gatehouse/gatehouse/internal/mail"
+	"github.com/gatehouse/gatehouse/internal/passkey/passkeytest"
 	"github.com/gatehouse/gatehouse/internal/secret"
 	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/store"
-	"github.com/gatehouse/gatehouse/internal/store/postgres"
-	"github.com/gatehouse/gatehouse/internal/store/sqlite"
 	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
@@ -41,31 +35,6 @@ const (
 )
 
 var rp = virtualwebauthn.RelyingParty{ID: rpID, Name: "Gatehouse", Origin: origin}
-
-// eachStore runs fn on SQLite and on PostgreSQL (skipped or failed as
-// testenv says).
-func eachStore(t *testing.T, fn func(t *testing.T, s store.Store)) {
-	t.Helper()
-	t.Run("sqlite", func(t *testing.T) {
-		s, err := sqlite.Open(t.Context(), sqlite.Config{Path: filepath.Join(t.TempDir(), "gatehouse.db")})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		if _, err := s.Migrator().Up(t.Context()); err != nil {
-			t.Fatal(err)
-		}
-		fn(t, s)
-	})
-	t.Run("postgres", func(t *testing.T) {
-		s, err := postgres.Open(t.Context(), postgres.Config{URL: testenv.PostgresMigratedURL(t), MaxConns: 8})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		fn(t, s)
-	})
-}
 
 // signIns stands for the session service: it runs the check and
 // "starts" a session carrying the amr it proved.
@@ -180,7 +149,7 @@ type device struct {
 func newDevice(t *testing.T, u store.User, opts virtualwebauthn.AuthenticatorOptions) *device {
 	id := uuid.MustParse(u.ID)
 	opts.UserHandle = id[:]
-	d := &device{auth: virtualwebauthn.NewAuthenticatorWithOptions(opts), cred: newCredential(t)}
+	d := &device{auth: virtualwebauthn.NewAuthenticatorWithOptions(opts), cred: passkeytest.NewCredential(t)}
 	return d
 }
 
@@ -241,7 +210,7 @@ func (e *env) cloneEvents() []event.PasskeyCloned {
 // and signs in with it without a password; the amr tells a device-bound
 // key with user verification, and a synced one says swk.
 func TestRegisterAndSignIn(t *testing.T) {
-	eachStore(t, func(t *testing.T, st store.Store) {
+	testenv.EachStore(t, func(t *testing.T, st store.Store) {
 		e := newEnv(t, st)
 		alice := e.user("alice", true)
 		d := newDevice(t, alice, virtualwebauthn.AuthenticatorOptions{})
@@ -299,7 +268,7 @@ func mustList(t *testing.T, e *env, userID string) []store.Passkey {
 // TestRefusals: a replayed assertion, a wrong origin, a wrong RP ID, an
 // unknown credential and another user's credential are refused alike.
 func TestRefusals(t *testing.T) {
-	eachStore(t, func(t *testing.T, st store.Store) {
+	testenv.EachStore(t, func(t *testing.T, st store.Store) {
 		e := newEnv(t, st)
 		alice, bob := e.user("alice", true), e.user("bob", true)
 		da, db := newDevice(t, alice, virtualwebauthn.AuthenticatorOptions{}), newDevice(t, bob, virtualwebauthn.AuthenticatorOptions{})
@@ -370,7 +339,7 @@ func TestRefusals(t *testing.T) {
 
 // TestParallelFinish: of parallel finishes of one ceremony, one signs in.
 func TestParallelFinish(t *testing.T) {
-	eachStore(t, func(t *testing.T, st store.Store) {
+	testenv.EachStore(t, func(t *testing.T, st store.Store) {
 		e := newEnv(t, st)
 		alice := e.user("alice", true)
 		d := newDevice(t, alice, virtualwebauthn.AuthenticatorOptions{})
@@ -402,7 +371,7 @@ func TestParallelFinish(t *testing.T) {
 // refused, flags the passkey (refused from then on), tells the user and
 // publishes the security event, once.
 func TestSignCountBackwards(t *testing.T) {
-	eachStore(t, func(t *testing.T, st store.Store) {
+	testenv.EachStore(t, func(t *testing.T, st store.Store) {
 		e := newEnv(t, st)
 		alice := e.user("alice", true)
 		d := newDevice(t, alice, virtualwebauthn.AuthenticatorOptions{})
@@ -449,7 +418,7 @@ func TestSignCountBackwards(t *testing.T) {
 // TestRemoveAndRename: removing needs a recent authentication and is
 // refused for the last way to sign in; renaming tells the user.
 func TestRemoveAndRename(t *testing.T) {
-	eachStore(t, func(t *testing.T, st store.Store) {
+	testenv.EachStore(t, func(t *testing.T, st store.Store) {
 		e := newEnv(t, st)
 		carol := e.user("carol", false) // no password, no identity
 		d := newDevice(t, carol, virtualwebauthn.AuthenticatorOptions{})
@@ -488,7 +457,7 @@ func TestRemoveAndRename(t *testing.T) {
 // allowCredentials; one without any (or no account) gets decoys of the
 // same shape, the same at every request.
 func TestBeginLoginByEmail(t *testing.T) {
-	eachStore(t, func(t *testing.T, st store.Store) {
+	testenv.EachStore(t, func(t *testing.T, st store.Store) {
 		e := newEnv(t, st)
 		alice := e.user("alice", true)
 		d := newDevice(t, alice, virtualwebauthn.AuthenticatorOptions{})
@@ -541,7 +510,7 @@ func TestBeginLoginByEmail(t *testing.T) {
 // TestAAGUIDAllowlist: with an allowlist, other authenticators cannot
 // register.
 func TestAAGUIDAllowlist(t *testing.T) {
-	eachStore(t, func(t *testing.T, st store.Store) {
+	testenv.EachStore(t, func(t *testing.T, st store.Store) {
 		allowed := uuid.New()
 		e := newEnv(t, st, func(c *Config) { c.AllowedAAGUIDs = []uuid.UUID{allowed} })
 		u := e.user("erin", true)
@@ -560,7 +529,7 @@ func TestAAGUIDAllowlist(t *testing.T) {
 // TestRegistrationNeedsRecentAuth: an old session cannot begin, and a
 // ceremony is the caller's own.
 func TestRegistrationNeedsRecentAuth(t *testing.T) {
-	eachStore(t, func(t *testing.T, st store.Store) {
+	testenv.EachStore(t, func(t *testing.T, st store.Store) {
 		e := newEnv(t, st)
 		u := e.user("frank", true)
 		if _, err := e.svc.BeginRegistration(t.Context(), auth.Principal{UserID: u.ID, AuthTime: time.Now().Add(-time.Hour)}); !errors.Is(err, auth.ErrReauthRequired) {
@@ -582,33 +551,11 @@ func TestRegistrationNeedsRecentAuth(t *testing.T) {
 	})
 }
 
-// newCredential is a software credential with a P-256 key whose
-// coordinates both take 32 bytes: virtualwebauthn encodes them with
-// big.Int.Bytes, which drops leading zeros (one key in 128), and
-// go-webauthn rightly refuses such a COSE key.
-func newCredential(t *testing.T) virtualwebauthn.Credential {
-	t.Helper()
-	for {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(k.X.Bytes()) != 32 || len(k.Y.Bytes()) != 32 {
-			continue
-		}
-		der, err := x509.MarshalPKCS8PrivateKey(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return virtualwebauthn.NewCredentialWithImportedKey(virtualwebauthn.KeyTypeEC2, der)
-	}
-}
-
 // TestSeveralPasskeys: with two passkeys, each signs in by address,
 // discoverably and as a bound assertion over both; a security key that
 // answers without a user handle (not discoverable) signs in by address.
 func TestSeveralPasskeys(t *testing.T) {
-	eachStore(t, func(t *testing.T, st store.Store) {
+	testenv.EachStore(t, func(t *testing.T, st store.Store) {
 		e := newEnv(t, st)
 		alice := e.user("alice", true)
 		phone, laptop := newDevice(t, alice, virtualwebauthn.AuthenticatorOptions{}), newDevice(t, alice, virtualwebauthn.AuthenticatorOptions{})
