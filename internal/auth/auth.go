@@ -41,6 +41,14 @@ type Principal struct {
 // HasScope reports whether the principal was granted scope.
 func (p Principal) HasScope(scope string) bool { return slices.Contains(p.Scopes, scope) }
 
+// IsClient reports whether the caller is an OAuth client acting for
+// itself (a client_credentials token: the client is its subject, as RFC
+// 9068 has it, and no user's session or API key is behind it), not a
+// user. Its UserID is then the client's ID, no user's.
+func (p Principal) IsClient() bool {
+	return p.ClientID != "" && p.SessionID == "" && p.APIKeyID == "" && (p.UserID == "" || p.UserID == p.ClientID)
+}
+
 type ctxKey struct{}
 
 // WithPrincipal returns ctx carrying p.

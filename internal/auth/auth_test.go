@@ -59,3 +59,25 @@ func TestRequireChallenges(t *testing.T) {
 		t.Error("ErrNoCredentials is not an ErrInvalidToken: authenticators that wrap others would stop treating it as a 401")
 	}
 }
+
+// TestIsClient: a client_credentials token (the client its subject, no
+// session) is the client's; a user's token through a client, or an API
+// key, is not.
+func TestIsClient(t *testing.T) {
+	for _, c := range []struct {
+		p    auth.Principal
+		want bool
+	}{
+		{auth.Principal{UserID: "cl_1", ClientID: "cl_1"}, true},
+		{auth.Principal{ClientID: "cl_1"}, true},
+		{auth.Principal{UserID: "u1", ClientID: "cl_1", SessionID: "s1"}, false},
+		{auth.Principal{UserID: "u1", ClientID: "cl_1"}, false},
+		{auth.Principal{UserID: "cl_1", ClientID: "cl_1", APIKeyID: "k1"}, false},
+		{auth.Principal{UserID: "u1", SessionID: "s1"}, false},
+		{auth.Principal{}, false},
+	} {
+		if got := c.p.IsClient(); got != c.want {
+			t.Errorf("%+v.IsClient() = %v, want %v", c.p, got, c.want)
+		}
+	}
+}

@@ -153,10 +153,8 @@ func (c caller) restrict(permission string, out CheckResponse) CheckResponse {
 
 func (h *Handlers) caller(r *http.Request) (caller, error) {
 	p, _ := auth.FromContext(r.Context())
-	// A client_credentials token has the client as its subject (RFC 9068)
-	// and no session: the caller is the client, not a user.
-	if p.UserID == "" || (p.UserID == p.ClientID && p.SessionID == "" && p.APIKeyID == "") {
-		if p.ClientID == "" || !p.HasScope(apis.ScopeAuthzCheck) {
+	if p.UserID == "" || p.IsClient() {
+		if !p.IsClient() || !p.HasScope(apis.ScopeAuthzCheck) {
 			return caller{}, ErrInsufficientScope
 		}
 		return caller{}, nil
