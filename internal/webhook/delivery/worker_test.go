@@ -379,6 +379,21 @@ func statuses(d store.WebhookDelivery) []int {
 	return s
 }
 
+// waitCounter waits (a few seconds at most) for the deliveries counter of
+// outcome to reach want and returns it: the worker counts an attempt once
+// its record committed, a moment after the delivery shows its new status.
+func waitCounter(t testing.TB, e *env, outcome string, want float64) float64 {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := counter(t, e, outcome)
+		if got >= want || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func counter(t testing.TB, e *env, outcome string) float64 {
 	t.Helper()
 	mfs, err := e.reg.Gather()
@@ -443,7 +458,7 @@ func TestDelivered(t *testing.T) {
 		if n := len(strings.Split(r.header.Get("webhook-signature"), " ")); n != 1 {
 			t.Errorf("%d signatures without a rotation, want 1", n)
 		}
-		if got := counter(t, e, "delivered"); got != 1 {
+		if got := waitCounter(t, e, "delivered", 1); got != 1 {
 			t.Errorf("delivered counter %v, want 1", got)
 		}
 		if n := testutil.CollectAndCount(e.reg, "gatehouse_webhook_delivery_seconds"); n != 1 {
@@ -493,7 +508,7 @@ func TestRetriedThenDelivered(t *testing.T) {
 		if !ep.FailingSince.IsZero() || !ep.Enabled {
 			t.Errorf("endpoint after recovery: failing since %v, enabled %v", ep.FailingSince, ep.Enabled)
 		}
-		if got := counter(t, e, "retry"); got != 2 {
+		if got := waitCounter(t, e, "retry", 2); got != 2 {
 			t.Errorf("retry counter %v, want 2", got)
 		}
 		// The failed attempts' log lines name the delivery, never the
@@ -530,7 +545,7 @@ func TestFailedAfterSchedule(t *testing.T) {
 		if ep.FailingSince.IsZero() || !ep.Enabled {
 			t.Errorf("endpoint: failing since %v, enabled %v; want failing, still enabled", ep.FailingSince, ep.Enabled)
 		}
-		if got := counter(t, e, "failed"); got != 1 {
+		if got := waitCounter(t, e, "failed", 1); got != 1 {
 			t.Errorf("failed counter %v, want 1", got)
 		}
 		if len(e.notifications()) != 0 {
@@ -576,7 +591,7 @@ func TestGoneDisablesEndpoint(t *testing.T) {
 		if len(n) != 1 || n[0].ID != ep.ID || n[0].Enabled || n[0].DisabledReason != store.EndpointGone {
 			t.Errorf("notifications %+v, want one of the disabled endpoint", n)
 		}
-		if got := counter(t, e, "gone"); got != 1 {
+		if got := waitCounter(t, e, "gone", 1); got != 1 {
 			t.Errorf("gone counter %v", got)
 		}
 
@@ -744,7 +759,7 @@ func TestRefusedDestinationRecorded(t *testing.T) {
 		if n := len(rcv.requests()); n != 0 {
 			t.Errorf("%d requests reached the private receiver", n)
 		}
-		if got := counter(t, e, "refused"); got != 2 {
+		if got := waitCounter(t, e, "refused", 2); got != 2 {
 			t.Errorf("refused counter %v, want 2", got)
 		}
 		if got, _ := e.st.GetWebhookEndpoint(t.Context(), ep.ID); got.FailingSince.IsZero() {
